@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make run    runs aegis on its embedded default (no database, webhook or Docker needed)
+#   make test   installs everything and runs lint, types and the whole test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint typecheck unit bench docs clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/aegis run
+
+lint: install
+	$(BIN)/ruff check aegis jobs tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+test: install
+	bash tests/ensure_docker.sh
+	$(BIN)/ruff check aegis jobs tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench: install
+	bash tests/ensure_docker.sh
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

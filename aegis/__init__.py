@@ -1,0 +1,3 @@
+"""aegis: an ops daemon for Docker hosts."""
+
+__version__ = "0.1.0"

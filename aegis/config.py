@@ -1,0 +1,447 @@
+"""Settings: environment variables first, then the optional TOML file named by AEGIS_CONFIG.
+
+Every option is declared once in ``OPTIONS``; the loader, the masking ``repr`` and the
+configuration reference in docs/ are all driven by that table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from aegis.durations import parse_duration_s, parse_time_of_day
+from aegis.errors import ConfigError
+
+JOB_ENV_PREFIX = "AEGIS_JOB__"
+_JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+
+
+@dataclass(frozen=True)
+class JobOverride:
+    """Per-job settings from ``[jobs.ID]`` or ``AEGIS_JOB__ID__KEY``; None keeps the default."""
+
+    enabled: bool | None = None
+    every_s: float | None = None
+    at: str | None = None
+    cron: str | None = None
+    misfire_grace_s: float | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    postgres_host: str | None = None
+    postgres_port: int = 5432
+    postgres_user: str = "postgres"
+    postgres_password: str | None = None
+    postgres_db: str = "aegis"
+    home: Path = Path("~/.aegis")
+    journal_dir: Path = Path("~/memory/journal")
+    host: str = "localhost"
+    log_format: str = "auto"
+    log_level: str = "info"
+    job_modules: tuple[str, ...] = ()
+    workers: int = 4
+    heartbeat_interval_s: float = 10.0
+    shutdown_grace_s: float = 20.0
+    heartbeat_url: str | None = None
+    http_addr: str | None = "127.0.0.1:9465"
+    docker_scope: str = "all"
+    remediation: str = "on"
+    strike_interval_s: float = 60.0
+    max_restarts_per_hour: int = 3
+    restart_backoff_s: float = 10.0
+    restart_backoff_max_s: float = 300.0
+    stable_period_s: float | None = None
+    protected_containers: tuple[str, ...] = ()
+    discord_webhook_url: str | None = None
+    discord_journal_webhook_url: str | None = None
+    notify_urls: tuple[str, ...] = ()
+    journal_notify_urls: tuple[str, ...] = ()
+    outbox_max_age_s: float = 86400.0
+    event_retention_s: float = 30 * 86400.0
+    job_runs_retention_s: float = 90 * 86400.0
+    outbox_retention_s: float = 14 * 86400.0
+    config_file: Path | None = None
+    job_overrides: Mapping[str, JobOverride] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """True when no database is configured and aegis runs its own PostgreSQL."""
+        return self.database_url is None and self.postgres_host is None
+
+    @property
+    def dsn(self) -> str | None:
+        """The configured DSN, or None for the embedded server."""
+        if self.database_url:
+            return self.database_url
+        if self.postgres_host is None:
+            return None
+        auth = quote(self.postgres_user, safe="")
+        if self.postgres_password:
+            auth += ":" + quote(self.postgres_password, safe="")
+        return (
+            f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/"
+            f"{quote(self.postgres_db, safe='')}"
+        )
+
+    @property
+    def effective_stable_period_s(self) -> float:
+        return self.stable_period_s or 2 * self.strike_interval_s
+
+    def __repr__(self) -> str:
+        secret = {o.field for o in OPTIONS if o.secret}
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in secret and value:
+                value = "***"
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
+
+
+# --- parsers: each takes the raw value (a string from the environment, or a TOML value) ---
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a string, got {raw!r}")
+    return raw.strip()
+
+
+def _nonempty(raw: Any) -> str:
+    value = _text(raw)
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise ValueError(f"expected a whole number, got {raw!r}")
+        if isinstance(raw, int):
+            value = raw
+        else:
+            text = _text(raw)
+            if not re.fullmatch(r"-?\d+", text):
+                raise ValueError(f"{text!r} is not a whole number")
+            value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range ({low}-{high})")
+        return value
+
+    return parse
+
+
+def _duration(minimum_s: float = 0.0) -> Callable[[Any], float]:
+    def parse(raw: Any) -> float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            seconds = float(raw)
+        else:
+            seconds = parse_duration_s(_text(raw))
+        if seconds < minimum_s:
+            raise ValueError(f"must be at least {minimum_s:g}s")
+        return seconds
+
+    return parse
+
+
+def _days(raw: Any) -> float:
+    """A retention: a duration (``30d``) or a bare number of days."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = f"{raw}d"
+    elif isinstance(raw, str) and re.fullmatch(r"\s*\d+\s*", raw):
+        raw = f"{raw.strip()}d"
+    return _duration(minimum_s=3600.0)(raw)
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        value = _text(raw).lower()
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = _text(raw).lower()
+    if value in {"true", "yes", "1", "on"}:
+        return True
+    if value in {"false", "no", "0", "off"}:
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
+def _list(item: Callable[[Any], str]) -> Callable[[Any], tuple[str, ...]]:
+    def parse(raw: Any) -> tuple[str, ...]:
+        items = raw if isinstance(raw, list) else _text(raw).replace("\n", ",").split(",")
+        return tuple(item(i) for i in items if not (isinstance(i, str) and not i.strip()))
+
+    return parse
+
+
+def _http_url(raw: Any) -> str:
+    value = _text(raw)
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("is not an http(s) URL")
+    return value
+
+
+def _notify_url(raw: Any) -> str:
+    value = _text(raw)
+    if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://\S+$", value):
+        raise ValueError("is not a notification URL (scheme://...)")
+    return value
+
+
+def _database_url(raw: Any) -> str:
+    value = _text(raw)
+    if not (re.match(r"^postgres(ql)?://", value) or "=" in value):
+        raise ValueError("is not a PostgreSQL URL (postgresql://user:password@host:port/db)")
+    return value
+
+
+def _path(raw: Any) -> Path:
+    return Path(_nonempty(raw)).expanduser()
+
+
+def _host(raw: Any) -> str:
+    value = _text(raw)
+    if not _HOST_NAME.match(value):
+        raise ValueError(f"{value!r} is not a host name (letters, digits, '.', '_', '-')")
+    return value
+
+
+def _module_path(raw: Any) -> str:
+    value = _text(raw)
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", value):
+        raise ValueError(f"{value!r} is not an importable module path")
+    return value
+
+
+def _http_addr(raw: Any) -> str | None:
+    value = _text(raw)
+    if value.lower() in {"", "off", "none"}:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not HOST:PORT (or 'off')")
+    _int_range(0, 65535)(port)
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    field: str
+    env: str | None
+    toml: str | None
+    parse: Callable[[Any], Any]
+    doc: str
+    secret: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("database_url", "AEGIS_DATABASE_URL", "database.url", _database_url,
+           "PostgreSQL DSN. Unset (and POSTGRES_HOST unset): the embedded server.",
+           secret=True),
+    Option("postgres_host", "POSTGRES_HOST", "database.host", _nonempty,
+           "PostgreSQL host, when AEGIS_DATABASE_URL is not set."),
+    Option("postgres_port", "POSTGRES_PORT", "database.port", _int_range(1, 65535),
+           "PostgreSQL port."),
+    Option("postgres_user", "POSTGRES_USER", "database.user", _nonempty, "PostgreSQL user."),
+    Option("postgres_password", "POSTGRES_PASSWORD", "database.password", _text,
+           "PostgreSQL password.", secret=True),
+    Option("postgres_db", "POSTGRES_DB", "database.name", _nonempty, "PostgreSQL database."),
+    Option("home", "AEGIS_HOME", "home", _path,
+           "State folder: embedded database, pid file, heartbeat file, event spool."),
+    Option("journal_dir", "AEGIS_JOURNAL_DIR", "journal_dir", _path,
+           "Folder the evening digest is written to, as YYYY-MM-DD.md."),
+    Option("host", "AEGIS_HOST", "host", _host,
+           "This host's name in events, runs and heartbeats (default: the hostname)."),
+    Option("log_format", "AEGIS_LOG_FORMAT", "log.format", _choice("auto", "json", "console", "logfmt"),
+           "auto: JSON lines unless stderr is a terminal; json; console; logfmt."),
+    Option("log_level", "AEGIS_LOG_LEVEL", "log.level",
+           _choice("debug", "info", "warning", "error"), "Lowest level logged."),
+    Option("job_modules", "AEGIS_JOB_MODULES", "job_modules", _list(_module_path),
+           "Extra job modules to load, comma-separated import paths."),
+    Option("workers", "AEGIS_WORKERS", "daemon.workers", _int_range(1, 64),
+           "Worker threads that run jobs."),
+    Option("heartbeat_interval_s", "AEGIS_HEARTBEAT_INTERVAL", "daemon.heartbeat_interval",
+           _duration(0.1), "How often the loop records its heartbeat."),
+    Option("shutdown_grace_s", "AEGIS_SHUTDOWN_GRACE", "daemon.shutdown_grace", _duration(),
+           "How long running jobs may finish after SIGTERM; keep it under Docker's "
+           "stop timeout."),
+    Option("heartbeat_url", "AEGIS_HEARTBEAT_URL", "daemon.heartbeat_url", _http_url,
+           "Optional dead-man's-switch URL pinged from the loop on every heartbeat.",
+           secret=True),
+    Option("http_addr", "AEGIS_HTTP_ADDR", "http.addr", _http_addr,
+           "HOST:PORT of /healthz and /metrics, or 'off'."),
+    Option("docker_scope", "AEGIS_DOCKER_SCOPE", "docker.scope", _choice("all", "labeled"),
+           "all: every container with a health check; labeled: only aegis.enable=true."),
+    Option("remediation", "AEGIS_REMEDIATION", "docker.remediation",
+           _choice("on", "observe", "off"),
+           "on: restart and escalate; observe: strikes and alerts only; off: no supervision."),
+    Option("strike_interval_s", "AEGIS_STRIKE_INTERVAL", "docker.strike_interval",
+           _duration(1.0), "Time between strikes."),
+    Option("max_restarts_per_hour", "AEGIS_MAX_RESTARTS", "docker.max_restarts",
+           _int_range(0, 100), "Restart budget per container per hour."),
+    Option("restart_backoff_s", "AEGIS_RESTART_BACKOFF", "docker.restart_backoff",
+           _duration(0.0), "First back-off between restarts; doubles each restart."),
+    Option("restart_backoff_max_s", "AEGIS_RESTART_BACKOFF_MAX", "docker.restart_backoff_max",
+           _duration(0.0), "Longest back-off between restarts."),
+    Option("stable_period_s", "AEGIS_STABLE_PERIOD", "docker.stable_period", _duration(0.0),
+           "Healthy this long resets strikes (default: two strike intervals)."),
+    Option("protected_containers", "AEGIS_PROTECTED_CONTAINERS", "docker.protected",
+           _list(_nonempty), "Container names never restarted, besides aegis.protect=true."),
+    Option("discord_webhook_url", "DISCORD_WEBHOOK_URL", "notify.discord_webhook_url",
+           _http_url, "Discord webhook of the alerts channel.", secret=True),
+    Option("discord_journal_webhook_url", "DISCORD_JOURNAL_WEBHOOK_URL",
+           "notify.discord_journal_webhook_url", _http_url,
+           "Discord webhook of the journal channel.", secret=True),
+    Option("notify_urls", "AEGIS_NOTIFY_URLS", "notify.urls", _list(_notify_url),
+           "Apprise URLs of the alerts channel, comma-separated.", secret=True),
+    Option("journal_notify_urls", "AEGIS_JOURNAL_NOTIFY_URLS", "notify.journal_urls",
+           _list(_notify_url), "Apprise URLs of the journal channel, comma-separated.",
+           secret=True),
+    Option("outbox_max_age_s", "AEGIS_OUTBOX_MAX_AGE", "notify.max_age", _duration(1.0),
+           "A message undelivered this long is given up, with a critical event."),
+    Option("event_retention_s", "AEGIS_EVENT_RETENTION", "retention.events", _days,
+           "Low-importance events older than this are deleted (a bare number is days)."),
+    Option("job_runs_retention_s", "AEGIS_JOB_RUNS_RETENTION", "retention.job_runs", _days,
+           "Finished job runs older than this are deleted."),
+    Option("outbox_retention_s", "AEGIS_OUTBOX_RETENTION", "retention.outbox", _days,
+           "Delivered outbox messages older than this are deleted."),
+)
+
+_JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "enabled": ("enabled", _bool),
+    "every": ("every_s", _duration(1.0)),
+    "at": ("at", lambda raw: parse_time_of_day(_text(raw)).strftime("%H:%M:%S")),
+    "cron": ("cron", lambda raw: _cron(_text(raw))),
+    "misfire_grace": ("misfire_grace_s", _duration()),
+    "timeout": ("timeout_s", _duration(0.1)),
+}
+
+
+def _cron(expression: str) -> str:
+    from croniter import croniter
+
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ValueError(f"{expression!r} is not a 5-field cron expression")
+    return expression
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings; raise ConfigError naming the variable or key on any bad value."""
+    env = os.environ if env is None else env
+    config_file, document = _read_config_file(env)
+    values: dict[str, Any] = {
+        "host": socket.gethostname().split(".")[0] or "localhost",
+        "home": Path("~/.aegis").expanduser(),
+        "journal_dir": Path("~/memory/journal").expanduser(),
+    }
+    known_toml = {o.toml for o in OPTIONS if o.toml}
+    toml_values = _flatten(document, config_file)
+    for key in toml_values:
+        if key not in known_toml and not key.startswith("jobs."):
+            raise ConfigError(f"{config_file}: {key}", "unknown key")
+    for option in OPTIONS:
+        raw_env = env.get(option.env, "") if option.env else ""
+        if raw_env.strip():
+            name, raw = option.env, raw_env
+        elif option.toml in toml_values:
+            name, raw = f"{config_file}: {option.toml}", toml_values[option.toml]
+        else:
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(str(name), str(exc)) from None
+    values["job_overrides"] = _job_overrides(env, document.get("jobs", {}), config_file)
+    values["config_file"] = config_file
+    return Settings(**values)
+
+
+def _read_config_file(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
+    name = env.get("AEGIS_CONFIG", "").strip()
+    if not name:
+        return None, {}
+    path = Path(name).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError("AEGIS_CONFIG", f"cannot read {path}: {reason}") from None
+    try:
+        return path, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("AEGIS_CONFIG", f"{path} is not valid TOML: {exc}") from None
+
+
+def _flatten(document: Mapping[str, Any], config_file: Path | None) -> dict[str, Any]:
+    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``; ``jobs`` stays nested."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "jobs":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{config_file}: jobs", "must be a table of [jobs.ID] tables")
+            flat.update({f"jobs.{k}": v for k, v in value.items()})
+        elif isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                flat[f"{key}.{sub_key}"] = sub_value
+        else:
+            flat[key] = value
+    return flat
+
+
+def _job_overrides(
+    env: Mapping[str, str], table: Mapping[str, Any], config_file: Path | None
+) -> dict[str, JobOverride]:
+    raw: dict[str, dict[str, tuple[str, Any]]] = {}
+    for job_id, keys in table.items():
+        where = f"{config_file}: jobs.{job_id}"
+        if not _JOB_ID.match(job_id):
+            raise ConfigError(where, "is not a job id (lower-case letters, digits, '_')")
+        if not isinstance(keys, dict):
+            raise ConfigError(where, "must be a table")
+        for key, value in keys.items():
+            raw.setdefault(job_id, {})[key] = (f"{where}.{key}", value)
+    for name, value in env.items():
+        if not name.startswith(JOB_ENV_PREFIX) or not value.strip():
+            continue
+        job_part, sep, key = name[len(JOB_ENV_PREFIX):].partition("__")
+        if not sep or not _JOB_ID.match(job_part.lower()):
+            raise ConfigError(name, f"use {JOB_ENV_PREFIX}<JOB_ID>__<KEY>, e.g. "
+                              f"{JOB_ENV_PREFIX}MORNING_STATUS__AT")
+        raw.setdefault(job_part.lower(), {})[key.lower()] = (name, value)
+    overrides = {}
+    for job_id, keys in raw.items():
+        parsed: dict[str, Any] = {}
+        for key, (name, value) in keys.items():
+            if key not in _JOB_KEYS:
+                raise ConfigError(name, f"unknown job key (known: {', '.join(_JOB_KEYS)})")
+            attribute, parse = _JOB_KEYS[key]
+            try:
+                parsed[attribute] = parse(value)
+            except ValueError as exc:
+                raise ConfigError(name, str(exc)) from None
+        triggers = [k for k in ("every_s", "at", "cron") if parsed.get(k) is not None]
+        if len(triggers) > 1:
+            raise ConfigError(f"jobs.{job_id}", "set at most one of every, at, cron")
+        overrides[job_id] = JobOverride(**parsed)
+    return overrides

@@ -1,0 +1,241 @@
+"""The PostgreSQL connector: the one module that imports psycopg.
+
+Everything else calls named queries (see aegis/sql/*.sql) and gets plain dict rows back;
+psycopg errors are wrapped into DatabaseUnavailable or StoreError.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from aegis.errors import DatabaseUnavailable, StoreError
+from aegis.queries import all_queries, migrations
+from aegis.redact import redact
+
+Row = dict[str, Any]
+
+# pg_advisory_lock keys; fixed so every process of every version agrees on them.
+MIGRATION_LOCK_KEY = 0x4AE615_01
+DAEMON_LOCK_KEY = 0x4AE615_02
+
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class Json:
+    """Marks a parameter to be sent as jsonb (dicts are sent as jsonb without it)."""
+
+    value: Any
+
+
+def _adapt(params: Mapping[str, Any]) -> dict[str, Any]:
+    adapted: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Json):
+            value = Jsonb(value.value)
+        elif isinstance(value, dict):
+            value = Jsonb(value)
+        adapted[key] = value
+    return adapted
+
+
+def _wrap(exc: Exception, dsn: str) -> StoreError:
+    message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                     [dsn])
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+        return DatabaseUnavailable(message)
+    error = StoreError(message)
+    error.sqlstate = getattr(exc, "sqlstate", None)  # type: ignore[attr-defined]
+    return error
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+class Cursorish:
+    """Runs named queries on one connection (a transaction or a dedicated session)."""
+
+    def __init__(self, conn: psycopg.Connection[Row], dsn: str) -> None:
+        self._conn = conn
+        self._dsn = dsn
+
+    def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
+        try:
+            cursor = self._conn.execute(all_queries()[query], _adapt(params))
+            return cursor.fetchall() if cursor.description else []
+        except psycopg.Error as exc:
+            raise _wrap(exc, self._dsn) from exc
+
+    def fetch_one(self, query: str, /, **params: Any) -> Row | None:
+        rows = self.fetch_all(query, **params)
+        return rows[0] if rows else None
+
+    def execute(self, query: str, /, **params: Any) -> int:
+        try:
+            return self._conn.execute(all_queries()[query], _adapt(params)).rowcount
+        except psycopg.Error as exc:
+            raise _wrap(exc, self._dsn) from exc
+
+
+class Database:
+    """A connection pool plus the named-query API aegis speaks."""
+
+    def __init__(self, dsn: str, *, max_size: int = 4, timeout_s: float = 5.0,
+                 name: str = "aegis") -> None:
+        self.dsn = dsn
+        self.timeout_s = timeout_s
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            name=name,
+            timeout=timeout_s,
+            reconnect_timeout=max(timeout_s, 5.0),
+            configure=_configure,
+            check=ConnectionPool.check_connection,
+            kwargs={"autocommit": True, "row_factory": dict_row,
+                    "connect_timeout": max(1, int(timeout_s)), "application_name": name},
+        )
+        self._opened = False
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        with self._lock:
+            if not self._opened:
+                self._pool.open(wait=False)
+                self._opened = True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._opened:
+                self._pool.close(timeout=2.0)
+                self._opened = False
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Row]]:
+        self.open()
+        try:
+            with self._pool.connection(timeout=self.timeout_s) as conn:
+                yield conn
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _wrap(exc, self.dsn) from exc
+
+    def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
+        with self._connection() as conn:
+            return Cursorish(conn, self.dsn).fetch_all(query, **params)
+
+    def fetch_one(self, query: str, /, **params: Any) -> Row | None:
+        rows = self.fetch_all(query, **params)
+        return rows[0] if rows else None
+
+    def execute(self, query: str, /, **params: Any) -> int:
+        with self._connection() as conn:
+            return Cursorish(conn, self.dsn).execute(query, **params)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursorish]:
+        """Named queries in one transaction: committed on exit, rolled back on error."""
+        with self._connection() as conn:
+            try:
+                with conn.transaction():
+                    yield Cursorish(conn, self.dsn)
+            except psycopg.Error as exc:
+                raise _wrap(exc, self.dsn) from exc
+
+    def ping(self) -> bool:
+        try:
+            return self.fetch_one("ping") is not None
+        except StoreError:
+            return False
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A dedicated connection outside the pool (advisory locks, LISTEN)."""
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
+                                   connect_timeout=max(1, int(self.timeout_s)))
+        except psycopg.Error as exc:
+            raise _wrap(exc, self.dsn) from exc
+        try:
+            _configure(conn)
+            yield Session(conn, self.dsn)
+        finally:
+            conn.close()
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations under an advisory lock; return the names applied."""
+        applied: list[str] = []
+        with self.session() as session:
+            session.execute("advisory_lock", key=MIGRATION_LOCK_KEY)
+            try:
+                session.execute("create_schema_migrations")
+                done = {row["name"] for row in session.fetch_all("applied_migrations")}
+                for name, script in migrations():
+                    if name in done:
+                        continue
+                    session.run_script(script, record_as=name)
+                    applied.append(name)
+            finally:
+                session.execute("advisory_unlock", key=MIGRATION_LOCK_KEY)
+        return applied
+
+    def pending_migrations(self) -> list[str]:
+        try:
+            done = {row["name"] for row in self.fetch_all("applied_migrations")}
+        except StoreError as exc:
+            if getattr(exc, "sqlstate", None) == "42P01":  # undefined_table: never migrated
+                done = set()
+            else:
+                raise
+        return [name for name, _ in migrations() if name not in done]
+
+
+class Session(Cursorish):
+    """A dedicated connection: advisory locks, LISTEN/NOTIFY, migration scripts."""
+
+    def try_lock(self, key: int) -> bool:
+        row = self.fetch_one("try_advisory_lock", key=key)
+        return bool(row and row["locked"])
+
+    def run_script(self, script: str, *, record_as: str) -> None:
+        try:
+            with self._conn.transaction():
+                self._conn.execute(script.encode())
+                self._conn.execute(all_queries()["record_migration"], {"name": record_as})
+        except psycopg.Error as exc:
+            raise _wrap(exc, self._dsn) from exc
+
+    def listen(self, channel: str) -> None:
+        try:
+            self._conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
+        except psycopg.Error as exc:
+            raise _wrap(exc, self._dsn) from exc
+
+    def wait_notification(self, timeout_s: float) -> str | None:
+        """Block up to ``timeout_s`` for one NOTIFY; return its payload, or None."""
+        try:
+            for notify in self._conn.notifies(timeout=timeout_s, stop_after=1):
+                return notify.payload
+        except psycopg.Error as exc:
+            raise _wrap(exc, self._dsn) from exc
+        return None
+
+    def alive(self) -> bool:
+        try:
+            self._conn.execute(b"SELECT 1")
+            return True
+        except psycopg.Error:
+            return False

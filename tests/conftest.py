@@ -1,0 +1,196 @@
+"""Shared fixtures: a real PostgreSQL (embedded pgserver, or AEGIS_TEST_DATABASE_URL), a
+fresh database per test copied from a migrated template, and a real Docker engine.
+
+Docker tests skip with a reason when no engine is reachable, except when
+AEGIS_REQUIRE_DOCKER=1 (CI sets it): then a missing engine fails them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from aegis import api
+from aegis.config import Settings, load_settings
+from aegis.db import Database
+
+TEMPLATE_DB = "aegis_test_template"
+BUSYBOX = Path("/bin/busybox")
+TEST_IMAGE = "aegis-test-busybox:latest"
+
+
+def _admin(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser DSN of a real PostgreSQL server for the whole test session."""
+    configured = os.environ.get("AEGIS_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    # A short path keeps the unix socket inside pgdata (socket paths max out at 107 bytes).
+    pgdata = Path(f"/tmp/aegis-test-pg-{os.getpid()}")
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    yield server.get_uri()
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_admin_url: str) -> str:
+    with _admin(pg_admin_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    url = make_conninfo(pg_admin_url, dbname=TEMPLATE_DB)
+    db = Database(url)
+    try:
+        db.migrate()
+    finally:
+        db.close()
+    return url
+
+
+def create_database(pg_admin_url: str, template: str | None = TEMPLATE_DB) -> str:
+    name = f"aegis_test_{uuid.uuid4().hex[:12]}"
+    with _admin(pg_admin_url) as conn:
+        if template:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        else:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return make_conninfo(pg_admin_url, dbname=name)
+
+
+def drop_database(pg_admin_url: str, url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with _admin(pg_admin_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    url = create_database(pg_admin_url)
+    yield url
+    drop_database(pg_admin_url, url)
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with no schema at all."""
+    url = create_database(pg_admin_url, template=None)
+    yield url
+    drop_database(pg_admin_url, url)
+
+
+@pytest.fixture
+def aegis_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def aegis_env(database_url: str, aegis_home: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment variables of an aegis process on this test's database."""
+    return {
+        "AEGIS_DATABASE_URL": database_url,
+        "AEGIS_HOME": str(aegis_home),
+        "AEGIS_JOURNAL_DIR": str(tmp_path / "journal"),
+        "AEGIS_HOST": "test-host",
+        "AEGIS_LOG_FORMAT": "json",
+        "AEGIS_HTTP_ADDR": "off",
+    }
+
+
+@pytest.fixture
+def settings(aegis_env: dict[str, str]) -> Settings:
+    return load_settings(aegis_env)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[api.Aegis]:
+    with api.connect(settings, migrate=False) as opened:
+        yield opened
+
+
+def clean_environ(extra: dict[str, str]) -> dict[str, str]:
+    """os.environ without any aegis, Postgres or webhook variable, plus ``extra``."""
+    prefixes = ("AEGIS_", "POSTGRES_", "DISCORD_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 60,
+            input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``aegis`` command as a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "aegis", *args], env=clean_environ(env), capture_output=True,
+        text=True, timeout=timeout, input=input_text, check=False,
+    )
+
+
+# --- Docker ---
+
+
+def _docker_client() -> Any:
+    import docker
+
+    client = docker.from_env(timeout=10)
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A client of a real Docker engine, or a skip (a failure when AEGIS_REQUIRE_DOCKER=1)."""
+    try:
+        client = _docker_client()
+    except Exception as exc:
+        if os.environ.get("AEGIS_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"AEGIS_REQUIRE_DOCKER=1 but no Docker engine is reachable: {exc}")
+        pytest.skip(f"no Docker engine reachable ({exc}); start dockerd to run this test")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_client: Any) -> str:
+    """A tiny local image, FROM scratch with the static busybox, built once per session."""
+    if not BUSYBOX.exists():
+        pytest.fail(f"{BUSYBOX} is missing: install Debian's busybox-static")
+    dockerfile = (
+        b"FROM scratch\nCOPY busybox /bin/busybox\n"
+        b'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        b'CMD ["/bin/sh"]\n'
+    )
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        tar.add(str(BUSYBOX), arcname="busybox")
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=TEST_IMAGE, rm=True)
+    return TEST_IMAGE
+
+
+def have_psql() -> bool:
+    return shutil.which("psql") is not None

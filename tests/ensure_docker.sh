@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Makes a Docker engine and the static busybox (for test images) available when this
+# machine allows it: installs Debian's docker.io and busybox-static as root if missing,
+# starts dockerd in the background, and waits for it. Without root or apt it only
+# reports, and the Docker tests skip with a reason (CI sets AEGIS_REQUIRE_DOCKER=1,
+# which turns those skips into failures).
+set -u
+
+say() { echo "ensure_docker: $*" >&2; }
+
+if docker info >/dev/null 2>&1 && [ -x /bin/busybox ]; then
+  exit 0
+fi
+if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
+  say "no Docker engine and no root/apt to install one; Docker tests will skip"
+  exit 0
+fi
+missing=""
+command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
+[ -x /bin/busybox ] || missing="$missing busybox-static"
+if [ -n "$missing" ]; then
+  say "installing$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq $missing >/dev/null \
+    || { say "apt-get install$missing failed"; exit 1; }
+fi
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd"
+  nohup dockerd >/tmp/aegis-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+fi
+if docker info >/dev/null 2>&1; then
+  say "engine ready ($(docker version --format '{{.Server.Version}}'))"
+else
+  say "dockerd did not start; see /tmp/aegis-dockerd.log"
+  exit 1
+fi
