@@ -40,14 +40,9 @@ class Json:
 
 
 def _adapt(params: Mapping[str, Any]) -> dict[str, Any]:
-    adapted: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Json):
-            value = Jsonb(value.value)
-        elif isinstance(value, dict):
-            value = Jsonb(value)
-        adapted[key] = value
-    return adapted
+    return {key: Jsonb(value.value) if isinstance(value, Json)
+            else Jsonb(value) if isinstance(value, dict) else value
+            for key, value in params.items()}
 
 
 def _wrap(exc: Exception, dsn: str) -> StoreError:

@@ -45,7 +45,7 @@ def start(home: Path, *, keep_running: bool) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server: Any = pgserver.get_server(pgdata, cleanup_mode=cleanup)
+            server: Any = pgserver.get_server(pgdata, cleanup_mode=cleanup)  # type: ignore[attr-defined]
     except Exception as exc:
         raise StoreError(f"cannot start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     return str(server.get_uri())

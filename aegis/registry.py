@@ -7,6 +7,7 @@ AEGIS_JOB_MODULES and the ``aegis.jobs`` entry-point group, and calls each one's
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import re
@@ -187,7 +188,7 @@ def load_jobs(settings: Settings, registry: Registry | None = None) -> Registry:
              if not m.name.startswith("_")]
     names += list(settings.job_modules)
     loaders: list[tuple[str, Callable[[], Any]]] = [
-        (name, lambda name=name: importlib.import_module(name)) for name in names
+        (name, functools.partial(importlib.import_module, name)) for name in names
     ]
     loaders += [(f"entry point {ep.name} ({ep.value})", ep.load)
                 for ep in entry_points(group=ENTRY_POINT_GROUP)]

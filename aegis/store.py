@@ -12,7 +12,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from aegis.clock import utcnow
 from aegis.db import Cursorish, Database, Json
 from aegis.errors import DatabaseUnavailable, UsageError
 from aegis.logs import get_logger
+from aegis.outbox import Notification, enqueue
 from aegis.spool import Spool
 
 IMPORTANCE = ("low", "medium", "high", "critical")
@@ -100,15 +101,20 @@ class Store:
 
     def record_event(self, event_type: str, summary: str, *, importance: str = "low",
                      details: dict[str, Any] | None = None, source: str = "aegis",
-                     timestamp: datetime | None = None) -> Event:
+                     timestamp: datetime | None = None,
+                     notify: Notification | None = None) -> Event:
+        """Record an event (and, with ``notify``, queue its notification in the same
+        transaction); spooled when the database is unreachable."""
         event = make_event(event_type, summary, importance=importance, host=self.host,
                            source=source, details=details, timestamp=timestamp or self.clock())
         log_details = {k: v for k, v in event.details.items() if k not in _RESERVED_LOG_KEYS}
         getattr(self.log, _LOG_METHOD[importance])(
             event_type, summary=event.summary, importance=importance, **log_details
         )
-        self.write(lambda tx: insert_event(tx, event), {"kind": "event", **event.to_json(),
-                                                         "uid": event.uid})
+        record = {"kind": "event", **event.to_json(), "uid": event.uid}
+        if notify is not None:
+            record["notify"] = asdict(notify)
+        self.write(lambda tx: insert_event(tx, event, notify), record)
         return event
 
     def write(self, action: Callable[[Cursorish], object], spool_record: dict[str, Any]) -> bool:
@@ -169,11 +175,13 @@ class Store:
         kind = record.get("kind")
         with self.db.transaction() as tx:
             if kind == "event":
+                notify = record.get("notify")
                 insert_event(tx, Event(
                     event_type=record["event_type"], summary=record["summary"],
                     importance=record["importance"], host=record["host"],
                     source=record["source"], details=record.get("details") or {},
-                    timestamp=datetime.fromisoformat(record["timestamp"]), uid=record["uid"]))
+                    timestamp=datetime.fromisoformat(record["timestamp"]), uid=record["uid"]),
+                    Notification(**notify) if notify else None)
             elif kind == "state":
                 tx.execute("set_state", key=record["key"], value=Json(record["value"]),
                            updated_at=datetime.fromisoformat(record["updated_at"]))
@@ -185,9 +193,13 @@ class Store:
                 replay(tx, record)
 
 
-def insert_event(tx: Cursorish, event: Event) -> bool:
-    """Insert ``event`` in ``tx``; False when its uid was already recorded."""
-    return tx.fetch_one("insert_event", **event.params()) is not None
+def insert_event(tx: Cursorish, event: Event, notify: Notification | None = None) -> bool:
+    """Insert ``event`` (and queue ``notify``) in ``tx``; False when its uid was already
+    recorded, in which case nothing is queued either."""
+    inserted = tx.fetch_one("insert_event", **event.params()) is not None
+    if inserted and notify is not None:
+        enqueue(tx, notify, host=event.host, event_uid=event.uid)
+    return inserted
 
 
 # Other modules register how to replay their own spooled record kinds here.
