@@ -18,9 +18,11 @@ from typing import Any
 from aegis import embedded
 from aegis.clock import utcnow
 from aegis.config import Settings, load_settings
+from aegis.control import SchedulerControl
 from aegis.db import Database
 from aegis.durations import parse_since
 from aegis.errors import UsageError
+from aegis.registry import Registry, load_jobs
 from aegis.spool import Spool
 from aegis.store import Event, Store
 
@@ -77,8 +79,19 @@ class Aegis:
         self.store = Store(db, Spool(settings.home / "spool.jsonl"), settings.host)
         self.memory = Memory(self.store)
         self.state = State(self.store)
+        self.scheduler = SchedulerControl(self, lambda: self.registry)
+        self._registry: Registry | None = None
+
+    @property
+    def registry(self) -> Registry:
+        """The jobs of this process: jobs/, AEGIS_JOB_MODULES, the ``aegis.jobs`` entry
+        points, with configuration overrides, plus any added with ``scheduler.add_job``."""
+        if self._registry is None:
+            self._registry = load_jobs(self.settings)
+        return self._registry
 
     def close(self) -> None:
+        self.scheduler.stop()
         self.db.close()
 
     def __enter__(self) -> Aegis:

@@ -78,3 +78,16 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def daemon_status(heartbeat: Heartbeat | None, alive: bool, now: datetime,
+                  heartbeat_interval_s: float) -> str:
+    """running | stale | stopped | never_started, from the heartbeat and the pid's liveness."""
+    if heartbeat is None:
+        return "never_started"
+    if heartbeat.status == "stopped":
+        return "stopped"
+    if not alive:
+        return "stale"
+    age_s = (now - heartbeat.last_heartbeat_at).total_seconds()
+    return "running" if age_s <= stale_after_s(heartbeat_interval_s) else "stale"

@@ -1,0 +1,236 @@
+"""Job runs: claiming a slot in ``job_runs`` and executing it off the loop thread.
+
+Every run is claimed with ``INSERT ... ON CONFLICT DO NOTHING`` on (job_id, scope_key,
+scheduled_for) before it runs, so a slot runs once however many daemons share the
+database. Execution happens on the Runner's worker threads; a run past its timeout is
+recorded and its worker slot released, so it blocks nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aegis.clock import utcnow
+from aegis.db import Cursorish, Json
+from aegis.errors import StoreError
+from aegis.logs import get_logger
+from aegis.registry import Job, JobContext
+from aegis.store import SPOOL_HANDLERS
+
+TERMINAL = ("ok", "failed", "timeout", "skipped", "missed", "interrupted")
+
+
+@dataclass(frozen=True)
+class JobRun:
+    id: int
+    job_id: str
+    scope_key: str
+    host: str
+    trigger: str
+    scheduled_for: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    status: str
+    error: str | None
+    result: Any
+    instance_id: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JobRun:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("scheduled_for", "started_at", "finished_at"):
+            if data[name] is not None:
+                data[name] = data[name].isoformat()
+        return data
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass
+class Execution:
+    """One run in flight."""
+
+    run_id: int
+    job: Job
+    context: JobContext
+    deadline: datetime | None = None  # set when a worker slot is taken
+    done: threading.Event | None = None
+    status: str | None = None
+    released: bool = False
+    # Set for a host-scoped run made while the database was unreachable: the whole run
+    # row is written (or spooled) when it finishes.
+    offline: dict[str, Any] | None = None
+
+
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Runner:
+    """Runs claimed jobs on at most ``workers`` threads, with an overlap guard and timeouts.
+
+    ``on_finish(execution)`` is called once per run, from the thread that closed it.
+    """
+
+    def __init__(self, app: Any, workers: int, instance_id: str,
+                 clock: Callable[[], datetime] = utcnow,
+                 on_finish: Callable[[Execution], None] | None = None,
+                 wake: threading.Event | None = None) -> None:
+        self.app = app
+        self.instance_id = instance_id
+        self.clock = clock
+        self.on_finish = on_finish
+        self.wake = wake
+        self.log = get_logger()
+        self._slots = threading.Semaphore(workers)
+        self._lock = threading.Lock()
+        self._running: dict[int, Execution] = {}
+        self._offline_ids = itertools.count(1)
+
+    # --- state ---
+
+    def running_jobs(self) -> set[str]:
+        with self._lock:
+            return {e.job.id for e in self._running.values()}
+
+    def in_flight(self) -> list[Execution]:
+        with self._lock:
+            return list(self._running.values())
+
+    def next_deadline(self) -> datetime | None:
+        with self._lock:
+            deadlines = [e.deadline for e in self._running.values() if e.deadline]
+        return min(deadlines) if deadlines else None
+
+    # --- execution ---
+
+    def submit(self, job: Job, context: JobContext,
+               offline: dict[str, Any] | None = None) -> Execution:
+        run_id = context.run_id if context.run_id is not None else -next(self._offline_ids)
+        execution = Execution(run_id, job, context, done=threading.Event(), offline=offline)
+        with self._lock:
+            self._running[execution.run_id] = execution
+        thread = threading.Thread(target=self._work, args=(execution,),
+                                  name=f"aegis-job-{job.id}", daemon=True)
+        thread.start()
+        return execution
+
+    def _work(self, execution: Execution) -> None:
+        self._slots.acquire()
+        with self._lock:
+            execution.deadline = self.clock() + timedelta(seconds=execution.job.timeout_s)
+        if self.wake is not None:
+            self.wake.set()  # the loop recomputes its sleep with the new deadline
+        log = execution.context.log
+        log.info("job_started", job=execution.job.id, run_id=execution.run_id,
+                 trigger=execution.context.trigger)
+        status, error, result = "ok", None, None
+        try:
+            result = execution.job.func(execution.context)
+        except Exception as exc:
+            status, error = "failed", describe_error(exc)
+            log.error("job_failed", job=execution.job.id, run_id=execution.run_id,
+                      error=error, exc_info=True)
+        self._close(execution, status, error, result)
+
+    def _close(self, execution: Execution, status: str, error: str | None,
+               result: Any) -> None:
+        with self._lock:
+            if execution.status is not None:
+                return  # already closed by a timeout or an interruption
+            execution.status = status
+            self._running.pop(execution.run_id, None)
+            release = not execution.released
+            execution.released = True
+        if release:
+            self._slots.release()
+        now = self.clock()
+        try:
+            if execution.offline is not None:
+                record = {**execution.offline, "finished_at": now.isoformat(), "status": status,
+                          "error": error, "result": _jsonable(result)}
+                self.app.store.write(lambda tx: replay_run_record(tx, record),
+                                     {"kind": "job_run", **record})
+            else:
+                self.app.db.execute("finish_run", id=execution.run_id, status=status, now=now,
+                                    error=error, result=Json(_jsonable(result)))
+        except StoreError as exc:
+            self.log.error("job_run_not_recorded", job=execution.job.id,
+                           run_id=execution.run_id, status=status, error=str(exc))
+        if status == "ok":
+            execution.context.log.info("job_finished", job=execution.job.id,
+                                       run_id=execution.run_id, status=status)
+        if execution.done is not None:
+            execution.done.set()
+        if self.on_finish is not None:
+            self.on_finish(execution)
+
+    def reap_timeouts(self) -> list[Execution]:
+        """Close every run past its deadline as 'timeout'; return them."""
+        now = self.clock()
+        expired = [e for e in self.in_flight() if e.deadline is not None and e.deadline <= now]
+        for execution in expired:
+            execution.context.cancelled.set()
+            error = f"timeout: still running after {execution.job.timeout_s:g}s"
+            self._close(execution, "timeout", error, None)
+            self.app.store.record_event(
+                "job_timeout", f"job {execution.job.id} timed out after "
+                f"{execution.job.timeout_s:g}s", importance="high",
+                details={"job": execution.job.id, "run_id": execution.run_id,
+                         "timeout_s": execution.job.timeout_s})
+        return expired
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no run is in flight; False if some still are after ``timeout_s``."""
+        deadline = self.clock() + timedelta(seconds=timeout_s)
+        while True:
+            flights = self.in_flight()
+            if not flights:
+                return True
+            remaining = (deadline - self.clock()).total_seconds()
+            if remaining <= 0:
+                return False
+            if flights[0].done is not None:
+                flights[0].done.wait(min(remaining, 0.5))
+
+    def interrupt_all(self, reason: str) -> list[Execution]:
+        """Close every run still in flight as 'interrupted' (shutdown past the grace)."""
+        flights = self.in_flight()
+        for execution in flights:
+            execution.context.cancelled.set()
+            self._close(execution, "interrupted", f"interrupted: {reason}", None)
+        return flights
+
+
+def replay_run_record(tx: Cursorish, record: dict[str, Any]) -> None:
+    """Insert a whole run recorded while the database was unreachable."""
+    params = {key: record.get(key) for key in (
+        "job_id", "scope_key", "host", "trigger", "status", "error", "instance_id")}
+    for key in ("scheduled_for", "started_at", "finished_at"):
+        params[key] = datetime.fromisoformat(record[key])
+    tx.execute("insert_run_record", result=Json(record.get("result")), **params)
+
+
+SPOOL_HANDLERS["job_run"] = replay_run_record
+
+
+def _jsonable(result: Any) -> Any:
+    if result is None:
+        return None
+    if not isinstance(result, dict | list | str | int | float | bool):
+        result = {"value": repr(result)}
+    return json.loads(json.dumps(result, default=str))
+

@@ -1,0 +1,163 @@
+"""The task queue: durable one-off work in the ``tasks`` table.
+
+Rows come from ``aegis jobs run``, ``aegis tasks add``, the Python API or plain SQL
+INSERTs; an insert trigger NOTIFYs ``aegis_tasks`` so a daemon wakes within a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aegis.errors import DatabaseUnavailable, StoreError, UsageError
+from aegis.logs import get_logger
+from aegis.runs import Execution, JobRun
+from aegis.scheduler import Scheduler
+
+TASK_CHANNEL = "aegis_tasks"
+TASK_STATUSES = ("pending", "running", "done", "failed", "cancelled")
+LISTEN_RETRY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    job_id: str
+    args: dict[str, Any]
+    status: str
+    requested_by: str
+    host: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    run_id: int | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Task:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("created_at", "started_at", "finished_at"):
+            if data[name] is not None:
+                data[name] = data[name].isoformat()
+        return data
+
+
+def add_task(db: Any, job_id: str, args: dict[str, Any] | None = None, *,
+             requested_by: str = "cli", host: str | None = None) -> Task:
+    row = db.fetch_one("add_task", job_id=job_id, args=dict(args or {}),
+                       requested_by=requested_by, host=host)
+    return Task.from_row(row)
+
+
+def get_task(db: Any, task_id: int) -> Task:
+    row = db.fetch_one("get_task", id=task_id)
+    if row is None:
+        raise UsageError(f"no task {task_id}")
+    return Task.from_row(row)
+
+
+def list_tasks(db: Any, status: str | None = None, limit: int = 50) -> list[Task]:
+    return [Task.from_row(r) for r in db.fetch_all("list_tasks", status=status, limit=limit)]
+
+
+def cancel_task(db: Any, task_id: int, now: datetime) -> Task | None:
+    """Cancel a pending task; None when it exists but has already started."""
+    get_task(db, task_id)
+    row = db.fetch_one("cancel_task", id=task_id, now=now)
+    return Task.from_row(row) if row else None
+
+
+def wait_task(db: Any, task_id: int, timeout_s: float, poll_s: float = 0.2) -> Task:
+    """Poll until the task is finished (or ``timeout_s`` passes); return its last state."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task = get_task(db, task_id)
+        if task.status in ("done", "failed", "cancelled") or time.monotonic() >= deadline:
+            return task
+        time.sleep(poll_s)
+
+
+class TaskQueue:
+    """Claims pending tasks for a scheduler and closes them when their runs finish."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.log = get_logger()
+        self._task_of_run: dict[int, int] = {}
+        self._lock = threading.Lock()
+        scheduler.add_finish_hook(self._on_finish)
+
+    def claim_pending(self) -> int:
+        """Start every pending task this daemon may run; return how many were taken."""
+        scheduler, db = self.scheduler, self.scheduler.app.db
+        taken = 0
+        while True:
+            row = db.fetch_one("claim_task", host=scheduler.host, now=scheduler.clock(),
+                               known=[job.id for job in scheduler.registry],
+                               live_since=scheduler.live_since)
+            if row is None:
+                return taken
+            taken += 1
+            task = Task.from_row(row)
+            self._start(task)
+
+    def _start(self, task: Task) -> None:
+        scheduler, db = self.scheduler, self.scheduler.app.db
+        if task.job_id not in scheduler.registry:
+            unknown = f"unknown job {task.job_id!r}"
+            db.execute("finish_task", id=task.id, status="failed", now=scheduler.clock(),
+                       run_id=None, error=unknown)
+            self.log.warning("task_failed", task_id=task.id, job=task.job_id, error=unknown)
+            return
+        job = scheduler.registry.get(task.job_id)
+        with self._lock:
+            outcome = scheduler.fire(job, task.created_at, "manual", args=task.args)
+            if isinstance(outcome, Execution):
+                self._task_of_run[outcome.run_id] = task.id
+                return
+        error: str | None
+        if isinstance(outcome, JobRun):
+            error, run_id = outcome.error, outcome.id
+        else:
+            error, run_id = "the run of this task was already claimed", None
+        db.execute("finish_task", id=task.id, status="failed", now=scheduler.clock(),
+                   run_id=run_id, error=error)
+
+    def _on_finish(self, execution: Execution) -> None:
+        with self._lock:
+            task_id = self._task_of_run.pop(execution.run_id, None)
+        if task_id is None:
+            return
+        status = "done" if execution.status == "ok" else "failed"
+        error = None if status == "done" else f"run {execution.run_id}: {execution.status}"
+        try:
+            self.scheduler.app.db.execute("finish_task", id=task_id, status=status,
+                                          now=self.scheduler.clock(),
+                                          run_id=execution.run_id, error=error)
+        except StoreError as exc:
+            self.log.error("task_not_closed", task_id=task_id, error=str(exc))
+
+
+def listen_for_tasks(db: Any, wake: threading.Event, stop: threading.Event) -> None:
+    """Set ``wake`` on every NOTIFY of a new task, until ``stop``; survives the database
+    going away (it reconnects every few seconds)."""
+    log = get_logger()
+    while not stop.is_set():
+        try:
+            with db.session() as session:
+                session.listen(TASK_CHANNEL)
+                wake.set()  # catch anything inserted while not listening
+                while not stop.is_set():
+                    if session.wait_notification(timeout_s=1.0) is not None:
+                        wake.set()
+        except DatabaseUnavailable as exc:
+            log.debug("task_listener_disconnected", error=str(exc))
+        except StoreError as exc:
+            log.warning("task_listener_failed", error=str(exc))
+        stop.wait(LISTEN_RETRY_S)
