@@ -112,7 +112,8 @@ class Runner:
 
     def next_deadline(self) -> datetime | None:
         with self._lock:
-            deadlines = [e.deadline for e in self._running.values() if e.deadline]
+            deadlines = [e.deadline for e in self._running.values()
+                         if e.deadline and e.status is None]
         return min(deadlines) if deadlines else None
 
     # --- execution ---
@@ -152,7 +153,6 @@ class Runner:
             if execution.status is not None:
                 return  # already closed by a timeout or an interruption
             execution.status = status
-            self._running.pop(execution.run_id, None)
             release = not execution.released
             execution.released = True
         if release:
@@ -173,6 +173,8 @@ class Runner:
         if status == "ok":
             execution.context.log.info("job_finished", job=execution.job.id,
                                        run_id=execution.run_id, status=status)
+        with self._lock:
+            self._running.pop(execution.run_id, None)
         if execution.done is not None:
             execution.done.set()
         if self.on_finish is not None:
@@ -181,7 +183,8 @@ class Runner:
     def reap_timeouts(self) -> list[Execution]:
         """Close every run past its deadline as 'timeout'; return them."""
         now = self.clock()
-        expired = [e for e in self.in_flight() if e.deadline is not None and e.deadline <= now]
+        expired = [e for e in self.in_flight()
+                   if e.status is None and e.deadline is not None and e.deadline <= now]
         for execution in expired:
             execution.context.cancelled.set()
             error = f"timeout: still running after {execution.job.timeout_s:g}s"
@@ -208,7 +211,7 @@ class Runner:
 
     def interrupt_all(self, reason: str) -> list[Execution]:
         """Close every run still in flight as 'interrupted' (shutdown past the grace)."""
-        flights = self.in_flight()
+        flights = [e for e in self.in_flight() if e.status is None]
         for execution in flights:
             execution.context.cancelled.set()
             self._close(execution, "interrupted", f"interrupted: {reason}", None)

@@ -192,5 +192,13 @@ def busybox_image(docker_client: Any) -> str:
     return TEST_IMAGE
 
 
+def sql_rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:
+    """Read the database as an operator would, with plain SQL."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        return conn.execute(query, params).fetchall()
+
+
 def have_psql() -> bool:
     return shutil.which("psql") is not None

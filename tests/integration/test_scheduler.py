@@ -1,0 +1,234 @@
+"""The scheduler in-process against a real PostgreSQL, with an injected clock."""
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aegis import api, triggers
+from aegis.config import load_settings
+from aegis.registry import Registry
+from aegis.runs import Execution, JobRun
+from aegis.scheduler import Scheduler
+from tests.conftest import sql_rows
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def make_app(aegis_env, tmp_path: Path):
+    opened: list[api.Aegis] = []
+
+    def make(host: str, **extra: str) -> api.Aegis:
+        env = {**aegis_env, "AEGIS_HOST": host, "AEGIS_HOME": str(tmp_path / host), **extra}
+        app = api.connect(load_settings(env), migrate=False)
+        opened.append(app)
+        return app
+
+    yield make
+    for app in opened:
+        app.close()
+
+
+def runs(app, job_id: str) -> list[dict]:
+    return sql_rows(app.db.dsn, "SELECT * FROM job_runs WHERE job_id = %s "
+                    "ORDER BY scheduled_for, host", job_id)
+
+
+def wait_runs(scheduler: Scheduler) -> None:
+    for execution in scheduler.runner.in_flight():
+        assert execution.done is not None
+        assert execution.done.wait(10), f"{execution.job.id} did not finish"
+
+
+def test_two_hosts_run_a_cluster_job_once_per_slot_and_a_host_job_once_per_host(make_app):
+    clock = Clock(T0 + timedelta(milliseconds=10))
+    calls: Counter[tuple[str, str]] = Counter()
+    lock = threading.Lock()
+
+    def counting(kind: str):
+        def job(ctx) -> None:
+            with lock:
+                calls[(kind, ctx.scheduled_for.isoformat())] += 1
+        return job
+
+    schedulers = []
+    for host in ("host-a", "host-b"):
+        app = make_app(host)
+        registry = Registry()
+        registry.add("cluster_tick", counting("cluster"), triggers.every(seconds=1),
+                     scope="cluster")
+        registry.add("host_tick", counting("host"), triggers.every(seconds=1), scope="host")
+        scheduler = Scheduler(app, registry, instance_id=f"{host}-1", clock=clock)
+        scheduler.start()
+        schedulers.append(scheduler)
+    for _ in range(20):
+        clock.advance(1)
+        for scheduler in schedulers:
+            scheduler.run_pending()
+        for scheduler in schedulers:
+            wait_runs(scheduler)
+
+    cluster_slots = {slot for (kind, slot) in calls if kind == "cluster"}
+    assert len(cluster_slots) == 21  # the current slot at start plus 20 ticks
+    assert all(calls[("cluster", slot)] == 1 for slot in cluster_slots)
+    assert all(calls[("host", slot)] == 2 for slot in cluster_slots)
+    cluster_rows = runs(schedulers[0].app, "cluster_tick")
+    assert len(cluster_rows) == 21
+    assert {row["status"] for row in cluster_rows} == {"ok"}
+    host_rows = runs(schedulers[0].app, "host_tick")
+    assert Counter(row["host"] for row in host_rows) == {"host-a": 21, "host-b": 21}
+
+
+def test_overlap_is_recorded_skipped_and_a_timeout_blocks_nothing(make_app):
+    app = make_app("host-a")
+    clock = Clock(T0)
+    release = threading.Event()
+    registry = Registry()
+
+    def stuck(ctx) -> None:
+        release.wait(10)
+
+    registry.add("stuck", stuck, triggers.every(seconds=10), timeout_s=15)
+    registry.add("quick", lambda ctx: {"ok": True}, triggers.every(seconds=10))
+    scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
+    scheduler.start()  # both run their current slot
+    clock.advance(10)
+    scheduler.run_pending()  # stuck's next slot overlaps the first run
+    first, second = runs(app, "stuck")
+    assert first["status"] == "running"
+    assert second["status"] == "skipped"
+    assert "overlap" in second["error"]
+
+    clock.advance(6)  # past the 15 s timeout of the first run
+    expired = scheduler.runner.reap_timeouts()
+    assert [e.job.id for e in expired] == ["stuck"]
+    assert expired[0].context.cancelled.is_set()
+    release.set()
+    statuses = [row["status"] for row in runs(app, "stuck")]
+    assert statuses == ["timeout", "skipped"]
+    assert [row["status"] for row in runs(app, "quick")] == ["ok", "ok"]
+    timeouts = app.memory.query(since=T0 - timedelta(days=1), event_type="job_timeout")
+    assert len(timeouts) == 1
+    assert timeouts[0].importance == "high"
+
+
+def test_a_failing_job_is_recorded_and_does_not_stop_others(make_app):
+    app = make_app("host-a")
+    clock = Clock(T0)
+    registry = Registry()
+
+    def boom(ctx) -> None:
+        raise RuntimeError("boom")
+
+    registry.add("boom", boom, triggers.every(seconds=5))
+    registry.add("fine", lambda ctx: {"n": 1}, triggers.every(seconds=5))
+    scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
+    scheduler.start()
+    wait_runs(scheduler)
+    for _ in range(2):
+        clock.advance(5)
+        scheduler.run_pending()
+        wait_runs(scheduler)
+    boom_runs = runs(app, "boom")
+    assert [r["status"] for r in boom_runs] == ["failed"] * 3
+    assert boom_runs[0]["error"] == "RuntimeError: boom"
+    assert [r["status"] for r in runs(app, "fine")] == ["ok"] * 3
+    assert runs(app, "fine")[0]["result"] == {"n": 1}
+
+
+def test_catch_up_within_grace_runs_once_and_an_older_gap_is_one_missed_row(make_app):
+    app = make_app("host-a")
+    registry = Registry()
+    ran: list[tuple[str, str]] = []
+    registry.add("every5", lambda ctx: ran.append((ctx.trigger, ctx.scheduled_for.isoformat())),
+                 triggers.every(minutes=5), misfire_grace_s=300)
+    registry.add("daily", lambda ctx: ran.append((ctx.trigger, "daily")),
+                 triggers.daily("06:00"), misfire_grace_s=300)
+    # the last daemon ran every5's 10:00 slot and daily's slot two days ago
+    first = Scheduler(app, registry, instance_id="old", clock=Clock(T0.replace(hour=10)))
+    first.fire(registry.get("every5"), T0.replace(hour=10), "schedule")
+    first.fire(registry.get("daily"), T0.replace(hour=6) - timedelta(days=2), "schedule")
+    wait_runs(first)
+    ran.clear()
+
+    clock = Clock(T0.replace(hour=11, minute=1))  # 11:01, daily's 06:00 long past grace
+    scheduler = Scheduler(app, registry, instance_id="new", clock=clock)
+    scheduler.start()
+    wait_runs(scheduler)
+    assert ran == [("catch_up", T0.replace(hour=11).isoformat())]
+    every5 = runs(app, "every5")
+    assert [(r["status"], r["trigger"]) for r in every5] == [
+        ("ok", "schedule"), ("missed", "catch_up"), ("ok", "catch_up")]
+    assert every5[1]["result"]["missed_slots"] == 11
+    daily = runs(app, "daily")
+    assert [r["status"] for r in daily] == ["ok", "missed"]
+    assert daily[1]["result"]["missed_slots"] == 2
+
+
+def test_paused_jobs_skip_their_slots_and_resume(make_app):
+    app = make_app("host-a")
+    clock = Clock(T0)
+    registry = Registry()
+    registry.add("pausable", lambda ctx: None, triggers.every(seconds=1))
+    scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
+    scheduler.start()
+    wait_runs(scheduler)
+    app.scheduler.registry.add("pausable", lambda ctx: None, triggers.every(seconds=1))
+    app.scheduler.pause_job("pausable")
+    scheduler.refresh_paused()
+    for _ in range(3):
+        clock.advance(1)
+        scheduler.run_pending()
+    assert len(runs(app, "pausable")) == 1
+    app.scheduler.resume_job("pausable")
+    scheduler.refresh_paused()
+    clock.advance(1)
+    scheduler.run_pending()
+    wait_runs(scheduler)
+    assert len(runs(app, "pausable")) == 2
+
+
+def test_host_job_runs_while_postgres_is_down_and_its_run_is_replayed(make_app, tmp_path):
+    down = make_app("host-a", AEGIS_DATABASE_URL="postgresql://aegis@127.0.0.1:9/none",
+                    AEGIS_HOME=str(tmp_path / "shared-home"))
+    down.db.timeout_s = 1.0
+    registry = Registry()
+    registry.add("local", lambda ctx: {"ran": True}, triggers.every(seconds=60))
+    registry.add("global", lambda ctx: {"ran": True}, triggers.every(seconds=60),
+                 scope="cluster")
+    scheduler = Scheduler(down, registry, instance_id="a-1", clock=Clock(T0))
+    local = scheduler.fire(registry.get("local"), T0, "schedule")
+    assert isinstance(local, Execution)
+    assert scheduler.fire(registry.get("global"), T0, "schedule") is None
+    wait_runs(scheduler)
+    assert down.store.spool.pending() == 1
+
+    up = make_app("host-a", AEGIS_HOME=str(tmp_path / "shared-home"))
+    assert up.store.replay_spool() == 1
+    assert up.store.replay_spool() == 0
+    rows = runs(up, "local")
+    assert [(r["status"], r["result"]) for r in rows] == [("ok", {"ran": True})]
+    assert rows[0]["scheduled_for"] == T0
+
+
+def test_manual_run_through_the_python_api_is_recorded(app):
+    app.scheduler.add_job(lambda ctx: {"args": ctx.args}, id="by_hand",
+                          trigger=triggers.daily("03:00"))
+    record = app.scheduler.run_job("by_hand", args={"x": 1})
+    assert isinstance(record, JobRun)
+    assert (record.trigger, record.status, record.result) == ("manual", "ok",
+                                                              {"args": {"x": 1}})
