@@ -96,4 +96,4 @@ def test_bad_triggers_are_refused(bad):
 
 def test_naive_datetimes_are_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
-        triggers.every(minutes=5).next_after(datetime(2026, 1, 1))  # noqa: DTZ001
+        triggers.every(minutes=5).next_after(datetime(2026, 1, 1))

@@ -1,0 +1,201 @@
+"""Real ``aegis run`` processes against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import clean_environ, run_cli, sql_rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def daemon_env(aegis_env: dict[str, str], **extra: str) -> dict[str, str]:
+    return {**aegis_env, "AEGIS_JOB_MODULES": "tests.jobmods.tick",
+            "AEGIS_HEARTBEAT_INTERVAL": "1", "PYTHONPATH": str(REPO),
+            "AEGIS_REMEDIATION": "off", **extra}
+
+
+class Spawner:
+    """Starts ``aegis run`` processes and kills whatever is left at teardown."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def __call__(self, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aegis", "run", *args], env=clean_environ(env),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        self.processes.append(process)
+        return process
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawner]:
+    spawner = Spawner()
+    yield spawner
+    for process in spawner.processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:
+    return sql_rows(url, query, *params)
+
+
+def started(url: str, host: str = "test-host") -> Callable[[], bool]:
+    return lambda: bool(rows(url, "SELECT 1 FROM daemons WHERE host = %s AND status = "
+                                  "'running'", host))
+
+
+def test_two_hosts_run_twenty_slots_of_a_cluster_job_exactly_once(aegis_env, spawn, tmp_path):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    for host in ("host-a", "host-b"):
+        spawn(daemon_env(aegis_env, AEGIS_HOST=host, AEGIS_HOME=str(tmp_path / host)))
+    wait_for(lambda: len(rows(url, "SELECT 1 FROM daemons WHERE status = 'running'")) == 2,
+             what="both daemons")
+    first = rows(url, "SELECT now() AS now")[0]["now"]
+    wait_for(lambda: len(rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'tick' AND "
+                                   "status = 'ok' AND scheduled_for > %s", first)) >= 20,
+             timeout_s=60, what="20 tick slots")
+    for process in spawn.processes:
+        process.send_signal(signal.SIGTERM)
+    assert [process.wait(30) for process in spawn.processes] == [0, 0]
+    ticks = rows(url, "SELECT details->>'slot' AS slot, details->>'host' AS host "
+                      "FROM episodic_memory WHERE event_type = 'tick_ran'")
+    per_slot = Counter(tick["slot"] for tick in ticks)
+    assert len(per_slot) >= 20
+    assert set(per_slot.values()) == {1}, "a slot ran more than once"
+    assert {tick["host"] for tick in ticks} <= {"host-a", "host-b"}
+    health = rows(url, "SELECT host FROM job_runs WHERE job_id = 'health_check'")
+    assert sorted(r["host"] for r in health) == ["host-a", "host-b"]
+
+
+def test_a_second_daemon_is_refused_naming_the_pid(aegis_env, spawn):
+    env = daemon_env(aegis_env)
+    first = spawn(env)
+    wait_for(started(aegis_env["AEGIS_DATABASE_URL"]), what="first daemon")
+    second = run_cli("run", env=env)
+    assert second.returncode == 1
+    assert f"pid {first.pid}" in second.stderr
+    assert second.stderr.count("\n") == 1
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+
+
+def test_sigterm_lets_the_running_job_finish_then_records_daemon_stopped(aegis_env, spawn):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    process = spawn(daemon_env(aegis_env))
+    wait_for(started(url), what="daemon")
+    assert run_cli("jobs", "run", "sleeper", "--arg", "seconds=2", env=daemon_env(
+        aegis_env)).returncode == 0
+    wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
+                               "status = 'running'"), what="sleeper running")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    run = rows(url, "SELECT status, trigger FROM job_runs WHERE job_id = 'sleeper'")
+    assert run == [{"status": "ok", "trigger": "manual"}]
+    assert rows(url, "SELECT status FROM tasks") == [{"status": "done"}]
+    assert rows(url, "SELECT 1 FROM episodic_memory WHERE event_type = 'daemon_stopped'")
+    assert run_cli("status", "--json", env=daemon_env(aegis_env)).stdout.count(
+        '"status": "stopped"') == 1
+
+
+def test_sigterm_past_the_grace_marks_the_job_interrupted(aegis_env, spawn):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    process = spawn(daemon_env(aegis_env, AEGIS_SHUTDOWN_GRACE="1s"))
+    wait_for(started(url), what="daemon")
+    run_cli("tasks", "add", "sleeper", "--arg", "seconds=60", env=daemon_env(aegis_env))
+    wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
+                               "status = 'running'"), what="sleeper running")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert rows(url, "SELECT status FROM job_runs WHERE job_id = 'sleeper'") == [
+        {"status": "interrupted"}]
+    assert rows(url, "SELECT status FROM tasks") == [{"status": "failed"}]
+
+
+def test_kill_9_then_restart_records_interrupted_and_unclean_restart(aegis_env, spawn):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    env = daemon_env(aegis_env)
+    process = spawn(env)
+    wait_for(started(url), what="daemon")
+    run_cli("jobs", "run", "sleeper", "--arg", "seconds=60", env=env)
+    wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
+                               "status = 'running'"), what="sleeper running")
+    process.kill()
+    process.wait(10)
+    assert run_cli("check", env=env).returncode == 1
+    restarted = spawn(env)
+    wait_for(lambda: rows(url, "SELECT 1 FROM episodic_memory WHERE event_type = "
+                               "'daemon_unclean_restart'"), what="unclean restart event")
+    assert rows(url, "SELECT status FROM job_runs WHERE job_id = 'sleeper'") == [
+        {"status": "interrupted"}]
+    assert wait_for(lambda: run_cli("check", env=env).returncode == 0, what="check ok")
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(30) == 0
+
+
+def test_tasks_inserted_with_sql_are_picked_up_and_unknown_jobs_fail_cleanly(aegis_env, spawn):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    process = spawn(daemon_env(aegis_env))
+    wait_for(started(url), what="daemon")
+    rows(url, "INSERT INTO tasks (job_id, args) VALUES ('sleeper', '{\"seconds\": 0}'), "
+              "('no_such_job', '{}') RETURNING id")
+    wait_for(lambda: len(rows(url, "SELECT 1 FROM tasks WHERE status IN ('done', 'failed')"))
+             == 2, what="both tasks")
+    final = rows(url, "SELECT job_id, status, error FROM tasks ORDER BY id")
+    assert final[0]["status"] == "done"
+    assert final[1] == {"job_id": "no_such_job", "status": "failed",
+                        "error": "unknown job 'no_such_job'"}
+    assert process.poll() is None, "the daemon must keep running"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
+def test_pause_is_honoured_by_a_running_daemon(aegis_env, spawn):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    env = daemon_env(aegis_env)
+    process = spawn(env)
+    wait_for(started(url), what="daemon")
+    assert run_cli("jobs", "pause", "tick", env=env).returncode == 0
+    time.sleep(2.5)  # one heartbeat (1 s) for the daemon to see the flag, plus margin
+    before = len(rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'tick'"))
+    time.sleep(3)
+    assert len(rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'tick'")) == before
+    listed = run_cli("jobs", "list", "--json", env=env)
+    assert '"paused": true' in listed.stdout
+    assert run_cli("jobs", "resume", "tick", env=env).returncode == 0
+    wait_for(lambda: len(rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'tick'")) > before,
+             what="tick resumes")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
+def test_a_broken_job_module_stops_start_up_with_exit_2(aegis_env):
+    result = run_cli("run", "--once", env=daemon_env(
+        aegis_env, AEGIS_JOB_MODULES="tests.jobmods.broken"))
+    assert result.returncode == 2
+    assert "tests.jobmods.broken" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (Path(aegis_env["AEGIS_HOME"]) / "aegis.pid").exists()
+    assert rows(aegis_env["AEGIS_DATABASE_URL"], "SELECT 1 FROM daemons") == []
