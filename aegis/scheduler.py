@@ -35,8 +35,7 @@ MAX_COUNTED_SLOTS = 10_000
 class StartPlan:
     """What to do for a job when a daemon starts."""
 
-    run_slot: datetime | None = None  # run this slot now
-    run_trigger: str = "catch_up"
+    run_slot: datetime | None = None  # run this slot now, with trigger 'catch_up'
     missed_first: datetime | None = None  # one 'missed' row for this gap
     missed_last: datetime | None = None
     missed_count: int = 0
@@ -68,7 +67,7 @@ def plan_start(trigger: Trigger, last_slot: datetime | None, now: datetime,
     within_grace = (now - latest).total_seconds() <= misfire_grace_s
     if last_slot is None:
         if isinstance(trigger, Every) and within_grace:
-            return StartPlan(run_slot=latest, run_trigger="schedule")
+            return StartPlan(run_slot=latest)
         return StartPlan()
     if latest <= last_slot:
         return StartPlan()
@@ -229,7 +228,7 @@ class Scheduler:
                         "last": plan.missed_last.isoformat() if plan.missed_last else None})
             self.log.warning("job_missed", job=job.id, slots=plan.missed_count)
         if plan.run_slot is not None:
-            self.fire(job, plan.run_slot, plan.run_trigger)
+            self.fire(job, plan.run_slot, "catch_up")
 
     def _on_due(self, job: Job, slot: datetime) -> None:
         if job.id in self.paused:

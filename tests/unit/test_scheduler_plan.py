@@ -17,7 +17,7 @@ DAILY_6 = triggers.daily("06:00")
 @pytest.mark.parametrize(("trigger", "last", "now", "grace_s", "expected"), [
     # no history: an interval job runs its current slot, a daily job waits
     (FIVE_MIN, None, "2026-01-01 10:02:00", 300,
-     StartPlan(run_slot=t("2026-01-01 10:00:00"), run_trigger="schedule")),
+     StartPlan(run_slot=t("2026-01-01 10:00:00"))),
     (DAILY_6, None, "2026-01-01 06:01:00", 300, StartPlan()),
     # nothing missed
     (FIVE_MIN, "2026-01-01 10:00:00", "2026-01-01 10:04:59", 300, StartPlan()),
