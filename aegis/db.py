@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ Row = dict[str, Any]
 # pg_advisory_lock keys; fixed so every process of every version agrees on them.
 MIGRATION_LOCK_KEY = 0x4AE615_01
 DAEMON_LOCK_KEY = 0x4AE615_02
+
+# How long calls fail at once after the database was found unreachable.
+FAIL_FAST_S = 2.0
 
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
@@ -106,6 +110,8 @@ class Database:
         )
         self._opened = False
         self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._down_reason = ""
 
     def open(self) -> None:
         with self._lock:
@@ -121,12 +127,20 @@ class Database:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Row]]:
+        # After a failed connection, fail fast for a moment instead of making every caller
+        # (the loop, each job, each event) wait out the pool timeout again.
+        if time.monotonic() < self._down_until:
+            raise DatabaseUnavailable(self._down_reason)
         self.open()
         try:
             with self._pool.connection(timeout=self.timeout_s) as conn:
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
-            raise _wrap(exc, self.dsn) from exc
+            error = _wrap(exc, self.dsn)
+            if isinstance(error, DatabaseUnavailable):
+                self._down_reason = str(error)
+                self._down_until = time.monotonic() + FAIL_FAST_S
+            raise error from exc
 
     def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
         with self._connection() as conn:
