@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -199,3 +202,129 @@ def test_a_broken_job_module_stops_start_up_with_exit_2(aegis_env):
     assert result.stderr.count("\n") == 1
     assert not (Path(aegis_env["AEGIS_HOME"]) / "aegis.pid").exists()
     assert rows(aegis_env["AEGIS_DATABASE_URL"], "SELECT 1 FROM daemons") == []
+
+
+def test_failures_timeouts_and_overlaps_in_a_running_daemon(aegis_env, spawn):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    process = spawn(daemon_env(aegis_env, AEGIS_JOB_MODULES="tests.jobmods.tick,"
+                               "tests.jobmods.trouble"))
+    wait_for(started(url), what="daemon")
+
+    def statuses(job: str) -> Counter[str]:
+        return Counter(r["status"] for r in rows(url, "SELECT status FROM job_runs "
+                                                      "WHERE job_id = %s", job))
+
+    wait_for(lambda: statuses("hang")["timeout"] >= 2 and statuses("slowpoke")["skipped"] >= 2
+             and statuses("flaky")["failed"] >= 3, timeout_s=30, what="trouble recorded")
+    assert process.poll() is None
+    assert statuses("tick")["ok"] >= 3, "other jobs keep running"
+    flaky = rows(url, "SELECT error FROM job_runs WHERE job_id = 'flaky' LIMIT 1")
+    assert flaky[0]["error"] == "RuntimeError: flaky job failed on purpose"
+    assert rows(url, "SELECT importance::text FROM episodic_memory "
+                     "WHERE event_type = 'job_timeout' LIMIT 1") == [{"importance": "high"}]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert '"event": "job_failed"' in process.communicate()[1]
+
+
+def test_catch_up_with_real_processes_within_and_beyond_grace(aegis_env):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    env = daemon_env(aegis_env, AEGIS_JOB_MODULES="")
+    # a previous daemon ran health_check's slot an hour before the current one
+    rows(url, "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
+              "status) VALUES ('health_check', 'test-host', 'test-host', 'schedule', "
+              "date_bin('5 minutes', now(), 'epoch') - interval '1 hour', 'ok') RETURNING id")
+    assert run_cli("run", "--once", env=env).returncode == 0
+    runs = rows(url, "SELECT status, trigger, result FROM job_runs "
+                     "WHERE job_id = 'health_check' ORDER BY scheduled_for")
+    assert [(r["status"], r["trigger"]) for r in runs] == [
+        ("ok", "schedule"), ("missed", "catch_up"), ("ok", "catch_up")]
+    assert runs[1]["result"]["missed_slots"] == 11
+
+    # beyond grace: with no grace at all, the current slot is missed too, in the same row
+    rows(url, "DELETE FROM job_runs WHERE status <> 'ok' OR trigger = 'catch_up' "
+              "RETURNING id")
+    no_grace = {**env, "AEGIS_JOB__HEALTH_CHECK__MISFIRE_GRACE": "0"}
+    assert run_cli("run", "--once", env=no_grace).returncode == 0
+    runs = rows(url, "SELECT status, result FROM job_runs WHERE job_id = 'health_check' "
+                     "ORDER BY scheduled_for")
+    assert [r["status"] for r in runs] == ["ok", "missed"]
+    assert runs[1]["result"]["missed_slots"] == 12
+
+
+class PingCounter(http.server.BaseHTTPRequestHandler):
+    pings: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        PingCounter.pings.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_status_check_stop_and_the_heartbeat_url(aegis_env, spawn):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PingCounter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    env = daemon_env(aegis_env, AEGIS_HEARTBEAT_URL=f"http://127.0.0.1:{server.server_port}"
+                                                    "/ping/secret-uuid")
+    try:
+        assert json.loads(run_cli("status", "--json", env=env).stdout)["status"] == \
+            "never_started"
+        process = spawn(env)
+        wait_for(started(url), what="daemon")
+        wait_for(lambda: run_cli("check", env=env).returncode == 0, what="check")
+        status = json.loads(run_cli("status", "--json", env=env).stdout)
+        assert status["status"] == "running"
+        assert status["pid"] == process.pid
+        assert status["host"] == "test-host"
+        assert status["heartbeat_age_s"] < 30
+        assert "tick" in [job["id"] for job in status["next_jobs"]]
+        wait_for(lambda: len(PingCounter.pings) >= 2, what="heartbeat pings")
+        assert set(PingCounter.pings) == {"/ping/secret-uuid"}
+
+        listed = json.loads(run_cli("jobs", "list", "--json", env=env).stdout)
+        tick = next(job for job in listed if job["id"] == "tick")
+        assert set(tick) >= {"id", "trigger", "scope", "next_run", "last_run",
+                             "last_status", "paused"}
+        assert (tick["trigger"], tick["scope"]) == ("every second", "cluster")
+
+        stopped = run_cli("stop", env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert process.wait(10) == 0
+        assert json.loads(run_cli("status", "--json", env=env).stdout)["status"] == "stopped"
+        assert run_cli("check", env=env).returncode == 1
+        assert run_cli("stop", env=env).returncode == 1
+    finally:
+        server.shutdown()
+    assert "secret-uuid" not in process.communicate()[1]
+
+
+def test_a_second_signal_exits_at_once(aegis_env, spawn):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    process = spawn(daemon_env(aegis_env))
+    wait_for(started(url), what="daemon")
+    run_cli("jobs", "run", "sleeper", "--arg", "seconds=60", env=daemon_env(aegis_env))
+    wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
+                               "status = 'running'"), what="sleeper running")
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(5) == 1
+
+
+def test_tasks_can_be_listed_and_cancelled_before_they_start(aegis_env):
+    env = daemon_env(aegis_env)
+    added = run_cli("tasks", "add", "sleeper", "--arg", "seconds=1", env=env)
+    assert added.returncode == 0
+    task_id = added.stdout.split()[2]
+    listed = json.loads(run_cli("tasks", "list", "--json", env=env).stdout)
+    assert [(t["id"], t["status"], t["args"]) for t in listed] == [
+        (int(task_id), "pending", {"seconds": 1})]
+    assert run_cli("tasks", "cancel", task_id, env=env).returncode == 0
+    assert run_cli("tasks", "cancel", task_id, env=env).returncode == 1
+    unknown = run_cli("tasks", "add", "no_such_job", env=env)
+    assert unknown.returncode == 2
+    assert "no job 'no_such_job'" in unknown.stderr
