@@ -400,5 +400,36 @@ def tasks_cancel(app: api.Aegis, task_id: int) -> None:
     click.echo(f"cancelled task {task_id}")
 
 
+# --- digest ---
+
+
+@cli.command("digest")
+@click.option("--date", "day_text", metavar="YYYY-MM-DD",
+              help="The UTC day to summarize (default: today, UTC).")
+@click.option("--stdout", "to_stdout", is_flag=True,
+              help="Print the markdown instead of writing the journal file.")
+@click.pass_context
+def digest_command(ctx: click.Context, day_text: str | None, to_stdout: bool) -> None:
+    """Write (or print) a day's digest from the database alone."""
+    from aegis.clock import utcnow
+    from aegis.digest import collect_day, parse_day, render_day
+    from aegis.journal import write_day
+
+    today = utcnow().date()
+    day = parse_day(day_text, today=today) if day_text is not None else today
+    settings = settings_of(ctx)
+    with api.connect(settings) as app:
+        text = render_day(collect_day(app.db, day))
+    if to_stdout:
+        click.echo(text, nl=False)
+        return
+    try:
+        path = write_day(settings.journal_dir, day, text)
+    except OSError as exc:
+        fail(f"cannot write the journal file in {settings.journal_dir}: "
+             f"{exc.strerror or exc}")
+    click.echo(str(path))
+
+
 def main() -> None:
     cli(prog_name="aegis")

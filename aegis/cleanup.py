@@ -1,0 +1,90 @@
+"""Retention: deleting old rows in short batches so no lock is held for long.
+
+Each batch is one statement in its own transaction on an autocommit connection; between
+batches the caller may stop (the daemon shutting down). Only low-importance events are
+ever deleted; medium, high and critical events are kept for good.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+DEFAULT_BATCH_ROWS = 10_000
+# A job run may be referenced by a task (ON DELETE SET NULL), so its batches stay smaller.
+JOB_RUNS_BATCH_ROWS = 2_000
+_BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """Rows strictly older than these instants are past their retention."""
+
+    events: datetime
+    job_runs: datetime
+    outbox: datetime
+
+
+def retention_cutoffs(now: datetime, *, event_retention_s: float, job_runs_retention_s: float,
+                      outbox_retention_s: float) -> Cutoffs:
+    if now.tzinfo is None:
+        raise ValueError("retention needs a timezone-aware now")
+    return Cutoffs(events=now - timedelta(seconds=event_retention_s),
+                   job_runs=now - timedelta(seconds=job_runs_retention_s),
+                   outbox=now - timedelta(seconds=outbox_retention_s))
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one table's pruning did."""
+
+    table: str
+    rows: int
+    batches: int
+    seconds: float
+    longest_batch_s: float
+    complete: bool  # False when stopped before the last batch
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "batches": self.batches, "seconds": round(self.seconds, 3),
+                "longest_batch_s": round(self.longest_batch_s, 3), "complete": self.complete}
+
+
+def prune(db: Any, table: str, query: str, cutoff: datetime, *,
+          batch_rows: int = DEFAULT_BATCH_ROWS,
+          should_stop: Callable[[], bool] = lambda: False,
+          monotonic: Callable[[], float] = time.monotonic) -> Pruned:
+    """Run the batch ``query`` until it deletes nothing more (or ``should_stop``)."""
+    if batch_rows < 1:
+        raise ValueError("batch_rows must be at least 1")
+    started = monotonic()
+    rows = batches = 0
+    longest_s = 0.0
+    from_time = _BEGINNING
+    while True:
+        if should_stop():
+            return Pruned(table, rows, batches, monotonic() - started, longest_s, False)
+        batch_started = monotonic()
+        row = db.fetch_one(query, cutoff=cutoff, from_time=from_time, batch_rows=batch_rows)
+        longest_s = max(longest_s, monotonic() - batch_started)
+        batches += 1
+        if row is None or row["last_time"] is None:
+            return Pruned(table, rows, batches, monotonic() - started, longest_s, True)
+        rows += int(row["deleted"])
+        from_time = row["last_time"]
+
+
+def prune_all(db: Any, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_BATCH_ROWS,
+              should_stop: Callable[[], bool] = lambda: False) -> list[Pruned]:
+    """Low events, finished job runs and delivered notifications past their retention."""
+    return [
+        prune(db, "episodic_memory", "cleanup_low_events_batch", cutoffs.events,
+              batch_rows=batch_rows, should_stop=should_stop),
+        prune(db, "job_runs", "cleanup_job_runs_batch", cutoffs.job_runs,
+              batch_rows=min(batch_rows, JOB_RUNS_BATCH_ROWS), should_stop=should_stop),
+        prune(db, "outbox", "cleanup_outbox_batch", cutoffs.outbox,
+              batch_rows=batch_rows, should_stop=should_stop),
+    ]

@@ -1,0 +1,61 @@
+"""evening_summary: the day's digest into the journal folder, memory and channel (22:00 UTC)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date
+from typing import Any
+
+from aegis import triggers
+from aegis.digest import collect_day, parse_day, render_day, trim
+from aegis.journal import write_day
+from aegis.outbox import Notification
+from aegis.registry import JobContext, Registry
+
+DISCORD_DESCRIPTION_CHARS = 4096
+
+
+def digest_day(ctx: JobContext) -> date:
+    """The UTC day a run reports on: ``--arg date=YYYY-MM-DD``, else its slot's day (so a
+    22:00 slot caught up after midnight still reports on its own day)."""
+    if ctx.args.get("date"):
+        return parse_day(str(ctx.args["date"]), today=ctx.now.astimezone(UTC).date())
+    return ctx.scheduled_for.astimezone(UTC).date()
+
+
+def evening_summary(ctx: JobContext) -> dict[str, Any]:
+    """Write the day's digest to AEGIS_JOURNAL_DIR/YYYY-MM-DD.md and send it to the
+    journal channel."""
+    day = digest_day(ctx)
+    digest = collect_day(ctx.app.db, day)
+    text = render_day(digest)
+    details = digest.details()
+    journal_error: OSError | None = None
+    try:
+        details["path"] = str(write_day(ctx.settings.journal_dir, day, text))
+    except OSError as exc:
+        journal_error = exc
+        details["path"] = None
+        details["journal_error"] = f"{type(exc).__name__}: {exc.strerror or exc}"
+        ctx.log.error("journal_write_failed", date=day.isoformat(),
+                      error=details["journal_error"])
+    summary = (f"digest {day.isoformat()}: {digest.runs_completed} runs completed, "
+               f"{digest.runs_failed} failed, {digest.pending_tasks} tasks pending; "
+               f"{digest.events_total} events ({digest.events_critical} critical); "
+               f"{len(digest.open_escalations)} open escalations")
+    ctx.store.record_event(
+        "evening_summary", summary, importance="medium", source="evening_summary",
+        details=details,
+        notify=Notification(channel="journal", title=f"aegis digest {day.isoformat()}",
+                            body=trim(text, DISCORD_DESCRIPTION_CHARS),
+                            dedup_key=f"evening_summary:{day.isoformat()}"))
+    ctx.log.info("evening_summary_generated", tasks_completed=digest.runs_completed,
+                 events=digest.events_total, date=day.isoformat(), path=details["path"])
+    if journal_error is not None:
+        # Recorded and sent; failing the run makes the missing file visible in job_runs.
+        raise journal_error
+    return details
+
+
+def register(registry: Registry) -> None:
+    registry.add("evening_summary", evening_summary, triggers.daily("22:00"), scope="cluster",
+                 misfire_grace_s=6 * 3600, timeout_s=600)

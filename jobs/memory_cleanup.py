@@ -1,0 +1,50 @@
+"""memory_cleanup: retention of events, job runs and delivered notifications (00:30 UTC)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aegis import triggers
+from aegis.cleanup import prune_all, retention_cutoffs
+from aegis.registry import JobContext, Registry
+
+
+def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
+    """Delete low-importance events, finished job runs and delivered notifications past
+    their retention, in short batches; medium, high and critical events are never
+    deleted."""
+    settings = ctx.settings
+    cutoffs = retention_cutoffs(ctx.now, event_retention_s=settings.event_retention_s,
+                                job_runs_retention_s=settings.job_runs_retention_s,
+                                outbox_retention_s=settings.outbox_retention_s)
+    pruned = {p.table: p for p in prune_all(ctx.app.db, cutoffs,
+                                            should_stop=ctx.cancelled.is_set)}
+    events, runs, outbox = (pruned["episodic_memory"], pruned["job_runs"], pruned["outbox"])
+    seconds = sum(p.seconds for p in pruned.values())
+    details: dict[str, Any] = {
+        "events_deleted": events.rows,
+        "job_runs_deleted": runs.rows,
+        "outbox_deleted": outbox.rows,
+        "rows_deleted": events.rows + runs.rows + outbox.rows,
+        "seconds": round(seconds, 3),
+        "longest_batch_s": round(max(p.longest_batch_s for p in pruned.values()), 3),
+        "complete": all(p.complete for p in pruned.values()),
+        "cutoffs": {"events": cutoffs.events.isoformat(),
+                    "job_runs": cutoffs.job_runs.isoformat(),
+                    "outbox": cutoffs.outbox.isoformat()},
+        "tables": {table: p.to_json() for table, p in pruned.items()},
+    }
+    summary = (f"deleted {events.rows} low events, {runs.rows} job runs and {outbox.rows} "
+               f"delivered notifications in {seconds:.1f}s"
+               + ("" if details["complete"] else " (stopped early; the rest goes next run)"))
+    ctx.store.record_event("memory_cleanup", summary, importance="medium",
+                           source="memory_cleanup", details=details)
+    ctx.log.info("memory_cleanup_complete", events_deleted=events.rows,
+                 job_runs_deleted=runs.rows, outbox_deleted=outbox.rows,
+                 seconds=round(seconds, 3), complete=details["complete"])
+    return details
+
+
+def register(registry: Registry) -> None:
+    registry.add("memory_cleanup", memory_cleanup, triggers.daily("00:30"), scope="cluster",
+                 misfire_grace_s=12 * 3600, timeout_s=3600)

@@ -1,0 +1,353 @@
+"""morning_status and evening_summary against a real PostgreSQL: a seeded day, an injected
+``now``, the exact numbers and sections of the digest and of the events."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from aegis import api
+from aegis.digest import collect_day, render_day
+from aegis.errors import UsageError
+from aegis.journal import write_atomic
+from aegis.registry import JobContext, Registry
+from jobs import evening_summary, memory_cleanup, morning_status
+from tests.conftest import sql_rows
+
+DAY = date(2026, 3, 1)
+T = datetime(2026, 3, 1, tzinfo=UTC)
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "journal.md"
+SAMPLE_START = "<!-- sample-digest:start -->"
+SAMPLE_END = "<!-- sample-digest:end -->"
+
+
+def at(hours: float) -> datetime:
+    return T + timedelta(hours=hours)
+
+
+def execute(url: str, query: str, rows: list[tuple[Any, ...]]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.executemany(query, rows)
+
+
+def seed_day(url: str) -> None:
+    """One day of a small fleet: runs, failures, restarts, escalations, a failed message,
+    plus rows just outside the day that must not be counted."""
+    runs: list[tuple[str, datetime, str, str | None]]
+    runs = [("health_check", at(h), "ok", None) for h in (1, 2, 3, 4, 5)]
+    runs += [("health_check", at(6), "failed", "StoreError: connection refused")]
+    runs += [("docker_health_check", at(h), "ok", None) for h in (1, 2, 3)]
+    runs += [("docker_health_check", at(4), "failed", "DockerException: engine restarting"),
+             ("docker_health_check", at(5), "failed", "DockerException: engine restarting"),
+             ("docker_health_check", at(6), "timeout", "timeout: still running after 60s"),
+             ("backup", at(2), "missed", None),
+             ("backup", at(23.5), "running", None),
+             ("evening_summary", at(22), "ok", None),          # the digest's own run
+             ("health_check", at(-0.5), "failed", "yesterday"),  # the day before
+             ("health_check", at(24), "failed", "tomorrow")]     # the day after
+    execute(url, "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
+            "started_at, finished_at, status, error) VALUES (%s, 'host-a', 'host-a', "
+            "'schedule', %s, %s, %s, %s, %s)",
+            [(job, slot, slot, None if status == "running" else slot, status, error)
+             for job, slot, status, error in runs])
+
+    def event(hours: float, event_type: str, importance: str, summary: str, host: str = "host-a",
+              **details: Any) -> tuple[Any, ...]:
+        return (at(hours), event_type, summary, Jsonb(details), importance, host)
+
+    events = [
+        event(0.5, "memory_cleanup", "medium", "deleted 12 low events"),
+        event(3, "container_unhealthy", "medium", "web is unhealthy (strike 1)", container="web"),
+        event(3.1, "container_restarted", "high", "restarted web (strike 2)", container="web",
+              reason="probe: curl exit 7, connection refused", restart_count=1),
+        event(5, "container_restarted", "high", "restarted web (strike 2)", container="web",
+              reason="probe: curl exit 7 | again", restart_count=2),
+        event(5.2, "container_escalated", "critical", "web still unhealthy after restart",
+              container="web", reason="still unhealthy after the restart"),
+        event(7, "container_restarted", "high", "restarted api", host="host-b", container="api",
+              reason="probe: HTTP 503"),
+        event(7.1, "container_recovered", "medium", "api is healthy", host="host-b",
+              container="api"),
+        event(8, "container_escalated", "critical", "db restart budget spent", host="host-b",
+              container="db", reason="restart budget spent (3 in the last hour)"),
+        event(9, "container_acknowledged", "medium", "db taken over by alice", host="host-b",
+              container="db", reason="acknowledged by alice"),
+        event(10, "db_unreachable", "critical", "the database did not answer: timeout"),
+        *(event(11 + i / 10, "deploy_note", "low", f"note {i}") for i in range(7)),
+        event(22, "evening_summary", "medium", "an earlier digest of this day"),
+        event(-0.1, "container_escalated", "critical", "yesterday's escalation", host="host-c",
+              container="cache", reason="yesterday"),
+        event(24, "deploy_note", "low", "tomorrow"),
+    ]
+    execute(url, "INSERT INTO episodic_memory (uid, timestamp, event_type, summary, details, "
+            "importance, host, source) VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, %s, "
+            "'test')", events)
+    execute(url, "INSERT INTO tasks (job_id, status, created_at, started_at, finished_at) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [("backup", "pending", at(20), None, None),
+             ("backup", "pending", at(21), None, None),
+             ("backup", "done", at(12), at(12), at(12.1)),
+             ("backup", "running", at(23), at(24.5), None),  # started after the day ended
+             ("backup", "cancelled", at(13), None, at(13.5))])
+    execute(url, "INSERT INTO outbox (channel, dedup_key, host, title, status, last_error, "
+            "created_at) VALUES (%s, %s, 'host-a', 't', %s, %s, %s)",
+            [("alerts", "a1", "undeliverable", "HTTP 404: Unknown Webhook", at(5.3)),
+             ("alerts", "a2", "delivered", None, at(8.1)),
+             ("journal", "evening_summary:2026-03-01", "failed", "HTTP 500", at(22))])
+
+
+class RecordingLog:
+    """A structlog-shaped logger that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def _log(self, level: str, event: str, **kw: Any) -> None:
+        self.lines.append((level, event, kw))
+
+    def info(self, event: str, **kw: Any) -> None:
+        self._log("info", event, **kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self._log("warning", event, **kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        self._log("error", event, **kw)
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [kw for _, name, kw in self.lines if name == event]
+
+
+def context(app: api.Aegis, job_id: str, scheduled_for: datetime, now: datetime,
+            log: RecordingLog, **args: Any) -> JobContext:
+    return JobContext(job_id=job_id, run_id=None, trigger="schedule",
+                      scheduled_for=scheduled_for, now=now, app=app, log=log,
+                      cancelled=threading.Event(), args=args)
+
+
+def events_of(app: api.Aegis, event_type: str) -> list[dict[str, Any]]:
+    return sql_rows(app.db.dsn, "SELECT summary, details, importance::text AS importance "
+                    "FROM episodic_memory WHERE event_type = %s ORDER BY id", event_type)
+
+
+def section(text: str, title: str) -> list[str]:
+    lines = text.split("\n")
+    start = lines.index(f"## {title}") + 2
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return [line for line in lines[start:end] if line]
+
+
+def test_the_three_jobs_register_as_daily_cluster_jobs() -> None:
+    registry = Registry()
+    for module in (morning_status, evening_summary, memory_cleanup):
+        module.register(registry)
+    described = {job.id: (job.trigger.describe(), job.scope) for job in registry}
+    assert described == {"morning_status": ("daily at 06:00 UTC", "cluster"),
+                         "evening_summary": ("daily at 22:00 UTC", "cluster"),
+                         "memory_cleanup": ("daily at 00:30 UTC", "cluster")}
+
+
+def test_evening_summary_writes_the_digest_with_the_exact_numbers(app: api.Aegis) -> None:
+    seed_day(app.db.dsn)
+    log = RecordingLog()
+    result = evening_summary.evening_summary(context(app, "evening_summary", at(22),
+                                                     at(22) + timedelta(seconds=2), log))
+    path = app.settings.journal_dir / "2026-03-01.md"
+    text = path.read_text(encoding="utf-8")
+
+    assert section(text, "Summary") == [
+        "- Runs: 8 completed, 4 failed, 1 still running, 1 missed",
+        "- Tasks pending at the end of the day: 3",
+        "- Events: 17 recorded, 3 critical",
+        "- Decisions: 3 restarted, 2 escalated, 1 acknowledged",
+        "- Open escalations: 2",
+    ]
+    assert section(text, "Key decisions") == [
+        "- 03:06 restarted **web** on host-a — probe: curl exit 7, connection refused",
+        "- 05:00 restarted **web** on host-a — probe: curl exit 7 \\| again",
+        "- 05:12 escalated **web** on host-a — still unhealthy after the restart",
+        "- 07:00 restarted **api** on host-b — probe: HTTP 503",
+        "- 08:00 escalated **db** on host-b — restart budget spent (3 in the last hour)",
+        "- 09:00 acknowledged **db** on host-b — acknowledged by alice",
+    ]
+    assert section(text, "Errors") == [
+        "- Job **docker_health_check** failed 3 times; last: timeout: still running after 60s",
+        "- Job **health_check** failed once; last: StoreError: connection refused",
+        "- Channel **alerts**: 1 undelivered message; last: HTTP 404: Unknown Webhook",
+        "- 05:12 critical container_escalated on host-a: web still unhealthy after restart",
+        "- 08:00 critical container_escalated on host-b: db restart budget spent",
+        "- 10:00 critical db_unreachable on host-a: the database did not answer: timeout",
+    ]
+    assert section(text, "Tomorrow's priorities") == [
+        "- Open escalation: **web** on host-a since 2026-03-01 05:12 — still unhealthy after "
+        "the restart",
+        "- Open escalation: **cache** on host-c since 2026-02-28 23:54 — yesterday",
+        "- Flapping: **web** on host-a restarted 2 times today",
+        "- Job **docker_health_check** failed 3 times today",
+    ]
+    assert "| docker_health_check | 3 | 2 | 1 | 0 | 0 | 0 | 0 |" in section(text, "Runs")
+    assert "evening_summary" not in section(text, "Runs")[2:]
+
+    assert result["runs_completed"] == 8
+    assert result["events"] == 17
+    assert result["path"] == str(path)
+    [recorded] = events_of(app, "evening_summary")[1:]  # after the seeded earlier one
+    assert recorded["importance"] == "medium"
+    assert recorded["details"]["critical_events"] == 3
+    assert recorded["details"]["open_escalations"] == 2
+    assert recorded["details"]["jobs_failing_repeatedly"] == ["docker_health_check"]
+    assert recorded["summary"] == ("digest 2026-03-01: 8 runs completed, 4 failed, 3 tasks "
+                                   "pending; 17 events (3 critical); 2 open escalations")
+    assert log.named("evening_summary_generated") == [
+        {"tasks_completed": 8, "events": 17, "date": "2026-03-01", "path": str(path)}]
+
+
+def test_evening_summary_sends_the_digest_once_to_the_journal_channel(app: api.Aegis) -> None:
+    seed_day(app.db.dsn)
+    execute(app.db.dsn, "DELETE FROM outbox WHERE dedup_key = %s",
+            [("evening_summary:2026-03-01",)])
+    ctx = context(app, "evening_summary", at(22), at(22), RecordingLog())
+    evening_summary.evening_summary(ctx)
+    evening_summary.evening_summary(ctx)
+    rows = sql_rows(app.db.dsn, "SELECT channel, title, body FROM outbox WHERE dedup_key = %s",
+                    "evening_summary:2026-03-01")
+    assert len(rows) == 1
+    assert rows[0]["channel"] == "journal"
+    assert rows[0]["title"] == "aegis digest 2026-03-01"
+    assert rows[0]["body"] == (app.settings.journal_dir / "2026-03-01.md").read_text()
+
+
+def test_a_rerun_for_the_same_date_gives_a_byte_identical_file(app: api.Aegis) -> None:
+    seed_day(app.db.dsn)
+    path = app.settings.journal_dir / "2026-03-01.md"
+    evening_summary.evening_summary(context(app, "evening_summary", at(22), at(22),
+                                            RecordingLog()))
+    first = path.read_bytes()
+    # A manual rerun an hour later, after the first run recorded its event and message.
+    evening_summary.evening_summary(context(app, "evening_summary", at(23), at(23),
+                                            RecordingLog(), date="2026-03-01"))
+    assert path.read_bytes() == first
+    assert sorted(p.name for p in path.parent.iterdir()) == ["2026-03-01.md"]
+    assert len(events_of(app, "evening_summary")) == 3  # the seeded one and two runs
+
+
+def test_a_caught_up_slot_reports_on_its_own_day(app: api.Aegis) -> None:
+    seed_day(app.db.dsn)
+    result = evening_summary.evening_summary(
+        context(app, "evening_summary", at(22), at(25.5), RecordingLog()))
+    assert result["date"] == "2026-03-01"
+
+
+def test_a_bad_date_argument_fails_the_run_before_writing(app: api.Aegis) -> None:
+    with pytest.raises(UsageError, match="not a date"):
+        evening_summary.evening_summary(context(app, "evening_summary", at(22), at(22),
+                                                RecordingLog(), date="2026-02-30"))
+    assert not app.settings.journal_dir.exists()
+    assert events_of(app, "evening_summary") == []
+
+
+def test_an_unwritable_journal_is_recorded_and_fails_the_run(app: api.Aegis) -> None:
+    journal_dir = app.settings.journal_dir
+    journal_dir.parent.mkdir(parents=True, exist_ok=True)
+    journal_dir.write_text("a file where the folder should be")
+    log = RecordingLog()
+    with pytest.raises(FileExistsError):
+        evening_summary.evening_summary(context(app, "evening_summary", at(22), at(22), log))
+    [recorded] = events_of(app, "evening_summary")
+    assert recorded["details"]["path"] is None
+    assert "journal_error" in recorded["details"]
+    assert log.named("journal_write_failed")
+
+
+def test_an_empty_day_still_has_every_section(app: api.Aegis) -> None:
+    text = render_day(collect_day(app.db, date(2026, 1, 1)))
+    assert section(text, "Runs") == ["No job runs."]
+    assert section(text, "Events") == ["No events."]
+    assert section(text, "Key decisions") == ["No restarts, escalations or acknowledgements."]
+    assert section(text, "Errors") == ["None."]
+    assert section(text, "Tomorrow's priorities") == ["Nothing needs attention."]
+
+
+def test_morning_status_reports_yesterday_and_the_fleet_now(app: api.Aegis) -> None:
+    seed_day(app.db.dsn)
+    now = at(30) + timedelta(minutes=1)  # 06:01 the next day
+    execute(app.db.dsn, "INSERT INTO daemons (instance_id, host, pid, version, started_at, "
+            "last_heartbeat_at, status) VALUES (%s, %s, 1, '0', %s, %s, %s)",
+            [("a1", "host-a", at(0), now - timedelta(seconds=5), "running"),
+             ("b1", "host-b", at(0), now - timedelta(hours=2), "running"),
+             ("b0", "host-b", at(-5), at(-1), "stopped")])
+    log = RecordingLog()
+    result = morning_status.morning_status(context(app, "morning_status", at(30), now, log))
+
+    assert result["date"] == "2026-03-01"
+    assert result["jobs"]["docker_health_check"] == {"ok": 3, "failed": 2, "timeout": 1}
+    assert result["jobs"]["backup"] == {"missed": 1, "running": 1}
+    assert result["events"] == 18  # the status counts the earlier digest event too
+    assert result["events_by_importance"] == {"critical": 3, "high": 3, "medium": 5, "low": 7}
+    assert result["events_by_type"]["container_restarted"] == 3
+    assert result["pending_tasks"] == 2  # the one started at 00:30 is running by now
+    assert result["open_escalations"] == ["web@host-a", "cache@host-c"]
+    assert result["maintenance"] is None  # no containers table in this database
+    # Since yesterday 00:00: web's latest event is its escalation; api recovered, db was
+    # acknowledged.
+    assert result["hosts"] == {
+        "host-a": {"daemon": "running", "troubled_containers": 1, "open_escalations": 1},
+        "host-b": {"daemon": "stale", "troubled_containers": 0, "open_escalations": 0},
+        "host-c": {"daemon": "unknown", "troubled_containers": 0, "open_escalations": 1},
+    }
+    assert log.named("morning_status_generated")[0]["pending_tasks"] == 2
+    [recorded] = events_of(app, "morning_status")
+    assert recorded["importance"] == "medium"
+    assert recorded["summary"] == ("status 2026-03-01: 9 runs ok, 4 failed, 18 events; "
+                                   "2 tasks pending, 2 open escalations")
+    [message] = sql_rows(app.db.dsn, "SELECT channel, body FROM outbox WHERE dedup_key = %s",
+                         "morning_status:2026-03-01")
+    assert message["channel"] == "journal"
+    assert "Pending tasks: 2. Open escalations: 2." in message["body"]
+    assert "- host-b: daemon stale (heartbeat 7200s ago)" in message["body"]
+
+
+def test_write_atomic_replaces_the_file_and_never_leaves_half_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "journal" / "2026-03-01.md"
+    write_atomic(target, "first\n")
+    write_atomic(target, "second\n")
+    assert target.read_text() == "second\n"
+    with pytest.raises(UnicodeEncodeError):
+        write_atomic(target, "half \ud800 written")  # fails while writing the temporary file
+    assert target.read_text() == "second\n"
+    assert [p.name for p in target.parent.iterdir()] == ["2026-03-01.md"]
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def sample_block(app: api.Aegis) -> str:
+    seed_day(app.db.dsn)
+    return render_day(collect_day(app.db, DAY))
+
+
+def test_the_sample_in_docs_is_what_the_code_renders(app: api.Aegis) -> None:
+    """docs/journal.md shows the digest of the seeded day above. To refresh it after a
+    change to the digest: AEGIS_REGENERATE_DOCS=1 pytest -k sample_in_docs."""
+    rendered = f"{SAMPLE_START}\n```markdown\n{sample_block(app)}```\n{SAMPLE_END}"
+    docs = DOCS.read_text(encoding="utf-8")
+    start, end = docs.index(SAMPLE_START), docs.index(SAMPLE_END) + len(SAMPLE_END)
+    if os.environ.get("AEGIS_REGENERATE_DOCS") == "1":
+        DOCS.write_text(docs[:start] + rendered + docs[end:], encoding="utf-8")
+        docs = DOCS.read_text(encoding="utf-8")
+        start, end = docs.index(SAMPLE_START), docs.index(SAMPLE_END) + len(SAMPLE_END)
+    assert docs[start:end] == rendered, "docs/journal.md is stale; see this test's docstring"
+
+
+def test_digest_details_are_json(app: api.Aegis) -> None:
+    seed_day(app.db.dsn)
+    details = collect_day(app.db, DAY).details()
+    assert json.loads(json.dumps(details)) == details
+    assert details["runs"] == {"ok": 8, "failed": 3, "timeout": 1, "missed": 1, "skipped": 0,
+                               "interrupted": 0, "running": 1}
