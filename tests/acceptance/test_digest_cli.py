@@ -1,0 +1,69 @@
+"""``aegis digest`` as a subprocess: any past day's digest from the database alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.integration.test_daily_jobs import seed_day
+
+
+def test_digest_stdout_prints_a_past_day(aegis_env: dict[str, str],
+                                         database_url: str) -> None:
+    seed_day(database_url)
+    result = run_cli("digest", "--date", "2026-03-01", "--stdout", env=aegis_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# aegis digest — 2026-03-01\n")
+    assert "- Runs: 8 completed, 4 failed, 1 still running, 1 missed\n" in result.stdout
+    assert "- Events: 17 recorded, 3 critical\n" in result.stdout
+    assert not Path(aegis_env["AEGIS_JOURNAL_DIR"]).exists()
+
+
+def test_digest_writes_the_journal_file_and_matches_stdout(aegis_env: dict[str, str],
+                                                           database_url: str) -> None:
+    seed_day(database_url)
+    written = run_cli("digest", "--date", "2026-03-01", env=aegis_env)
+    assert written.returncode == 0, written.stderr
+    path = Path(aegis_env["AEGIS_JOURNAL_DIR"]) / "2026-03-01.md"
+    assert written.stdout.strip() == str(path)
+    printed = run_cli("digest", "--date", "2026-03-01", "--stdout", env=aegis_env)
+    assert path.read_text(encoding="utf-8") == printed.stdout
+    again = run_cli("digest", "--date", "2026-03-01", env=aegis_env)
+    assert again.returncode == 0
+    assert sorted(p.name for p in path.parent.iterdir()) == ["2026-03-01.md"]
+
+
+def test_digest_without_a_date_is_today(aegis_env: dict[str, str]) -> None:
+    from aegis.clock import utcnow
+
+    result = run_cli("digest", "--stdout", env=aegis_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"# aegis digest — {utcnow().date().isoformat()}\n")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("2026-13-01", "is not a date (YYYY-MM-DD)"),
+    ("tomorrow", "is not a date (YYYY-MM-DD)"),
+    ("2999-01-01", "is in the future"),
+])
+def test_a_bad_date_is_one_line_and_exit_2(aegis_env: dict[str, str], value: str,
+                                           message: str) -> None:
+    result = run_cli("digest", "--date", value, env=aegis_env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert not Path(aegis_env["AEGIS_JOURNAL_DIR"]).exists()
+
+
+def test_an_unwritable_journal_dir_is_one_line_and_exit_1(aegis_env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result = run_cli("digest", "--date", "2026-03-01",
+                     env={**aegis_env, "AEGIS_JOURNAL_DIR": str(blocker / "journal")})
+    assert result.returncode == 1
+    assert result.stderr.startswith("aegis: cannot write the journal file in ")
+    assert result.stderr.count("\n") == 1
