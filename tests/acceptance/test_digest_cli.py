@@ -67,3 +67,22 @@ def test_an_unwritable_journal_dir_is_one_line_and_exit_1(aegis_env: dict[str, s
     assert result.returncode == 1
     assert result.stderr.startswith("aegis: cannot write the journal file in ")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_queued_evening_summary_runs_through_the_daemon(aegis_env: dict[str, str],
+                                                          database_url: str) -> None:
+    """The job as the daemon runs it: registered from jobs/, claimed, handed a context."""
+    from tests.conftest import sql_rows
+
+    seed_day(database_url)
+    queued = run_cli("tasks", "add", "evening_summary", "--arg", "date=2026-03-01",
+                     env=aegis_env)
+    assert queued.returncode == 0, queued.stderr
+    ran = run_cli("run", "--once", env=aegis_env, timeout=120)
+    [task] = sql_rows(database_url, "SELECT status, error FROM tasks "
+                      "WHERE job_id = 'evening_summary'")
+    assert task["status"] == "done", (task, ran.stderr[-2000:])
+    path = Path(aegis_env["AEGIS_JOURNAL_DIR"]) / "2026-03-01.md"
+    printed = run_cli("digest", "--date", "2026-03-01", "--stdout", env=aegis_env)
+    assert path.read_text(encoding="utf-8") == printed.stdout
+    assert '"event": "evening_summary_generated"' in ran.stderr
