@@ -49,7 +49,7 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     # A short path keeps the unix socket inside pgdata (socket paths max out at 107 bytes).
     pgdata = Path(f"/tmp/aegis-test-pg-{os.getpid()}")
-    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
     yield server.get_uri()
 
 

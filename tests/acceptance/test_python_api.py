@@ -16,7 +16,7 @@ def documented_example() -> str:
     text = (REPO / "docs" / "python-api.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks, "docs/python-api.md has no python example"
-    return blocks[0]
+    return str(blocks[0])
 
 
 def test_the_documented_example_runs(aegis_env, tmp_path):

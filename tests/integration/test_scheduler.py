@@ -4,6 +4,7 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def make_app(aegis_env, tmp_path: Path):
         app.close()
 
 
-def runs(app, job_id: str) -> list[dict]:
+def runs(app, job_id: str) -> list[dict[str, Any]]:
     return sql_rows(app.db.dsn, "SELECT * FROM job_runs WHERE job_id = %s "
                     "ORDER BY scheduled_for, host", job_id)
 

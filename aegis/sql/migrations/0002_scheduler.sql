@@ -51,6 +51,7 @@ CREATE TABLE tasks (
 
 CREATE INDEX tasks_pending_idx ON tasks (id) WHERE status = 'pending';
 CREATE INDEX tasks_created_idx ON tasks (created_at);
+CREATE INDEX tasks_run_idx ON tasks (run_id);
 
 CREATE FUNCTION aegis_notify_task() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
