@@ -218,6 +218,7 @@ class Daemon:
             for run in self.app.db.fetch_all("interrupt_stale_runs", host=self.settings.host,
                                              instance_id=self.instance_id, now=self.clock()):
                 self.log.warning("job_run_interrupted", job=run["job_id"], run_id=run["id"])
+            self.tasks.recover_abandoned()
             self._db_ready = True
             self._upsert_daemon("running")
         except DatabaseUnavailable as exc:
@@ -244,6 +245,7 @@ class Daemon:
             self._refresh_from_database()
             self.scheduler.advertise()
             self.app.store.replay_spool()
+            self.tasks.recover_abandoned()
         except StoreError as exc:
             self.log.warning("heartbeat_database_failed", error=str(exc))
         self._ping_heartbeat_url()

@@ -107,6 +107,15 @@ class TaskQueue:
             task = Task.from_row(row)
             self._start(task)
 
+    def recover_abandoned(self) -> None:
+        """Close or requeue tasks a daemon took and then died without closing."""
+        scheduler, db = self.scheduler, self.scheduler.app.db
+        for row in db.fetch_all("close_abandoned_tasks", now=scheduler.clock()):
+            self.log.warning("task_closed_after_crash", task_id=row["id"], job=row["job_id"],
+                             status=row["status"])
+        for row in db.fetch_all("requeue_abandoned_tasks", taken_before=scheduler.live_since):
+            self.log.warning("task_requeued_after_crash", task_id=row["id"], job=row["job_id"])
+
     def _start(self, task: Task) -> None:
         scheduler, db = self.scheduler, self.scheduler.app.db
         if task.job_id not in scheduler.registry:

@@ -141,6 +141,27 @@ SET status = %(status)s, finished_at = %(now)s, run_id = %(run_id)s, error = %(e
 WHERE id = %(id)s
 RETURNING *;
 
+-- name: close_abandoned_tasks
+-- Tasks left 'running' whose run has finished: the daemon died before closing them, so
+-- they take their run's outcome.
+UPDATE tasks t
+SET status = CASE WHEN r.status = 'ok' THEN 'done' ELSE 'failed' END,
+    finished_at = %(now)s, run_id = r.id,
+    error = CASE WHEN r.status = 'ok' THEN NULL ELSE 'run ' || r.id || ': ' || r.status END
+FROM job_runs r
+WHERE t.status = 'running' AND r.job_id = t.job_id AND r.trigger = 'manual'
+  AND r.scheduled_for = t.created_at AND r.status <> 'running'
+RETURNING t.id, t.job_id, t.status;
+
+-- name: requeue_abandoned_tasks
+-- Tasks taken long ago whose run was never claimed: the daemon died in between, nothing
+-- ran, so they go back to 'pending'.
+UPDATE tasks t SET status = 'pending', started_at = NULL
+WHERE t.status = 'running' AND t.started_at < %(taken_before)s
+  AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = t.job_id
+                  AND r.trigger = 'manual' AND r.scheduled_for = t.created_at)
+RETURNING t.id, t.job_id;
+
 -- name: get_task
 -- One task.
 SELECT * FROM tasks WHERE id = %(id)s;

@@ -1,0 +1,114 @@
+"""kill -9 of the daemon at 30 random moments of a busy run: jobs every second, a
+notification per execution, tasks queued all along. Afterwards nothing ran twice and
+nothing recorded was lost."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+
+from tests.conftest import run_cli
+from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
+
+KILLS = int(os.environ.get("AEGIS_FAULT_KILLS", "30"))
+
+
+def test_kill_9_at_random_moments_runs_nothing_twice_and_loses_nothing(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    env = daemon_env(aegis_env)
+    seed = int(os.environ.get("AEGIS_FAULT_SEED", str(time.time_ns())))
+    rng = random.Random(seed)
+    queued = 0
+    for kill in range(KILLS):
+        for _ in range(rng.randint(0, 2)):
+            queued += 1
+            rows(url, "INSERT INTO tasks (job_id, args) VALUES ('bump', %s::jsonb) "
+                      "RETURNING id", f'{{"n": {queued}, "seconds": {rng.random():.2f}}}')
+        process = spawn(env)
+        # startup included: a moment anywhere from module import to a busy loop
+        time.sleep(rng.uniform(0.3, 3.5))
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(10) == -signal.SIGKILL, f"kill {kill} (seed {seed})"
+
+    final = spawn(env)
+    wait_for(daemon_running(url), what="the final daemon")
+    wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN "
+                                   "('pending', 'running')"),
+             timeout_s=90, what=f"every task finished (seed {seed})")
+    time.sleep(2)  # a couple of clean slots after the last kill
+    final.send_signal(signal.SIGTERM)
+    assert final.wait(30) == 0
+    assert run_cli("check", env=env).returncode == 1
+
+    # no job slot ran twice: each execution recorded its slot
+    for event_type, job in (("beat_ran", "beat"), ("pulse_ran", "pulse")):
+        slots = Counter(r["slot"] for r in rows(
+            url, "SELECT details->>'slot' AS slot FROM episodic_memory "
+                 "WHERE event_type = %s", event_type))
+        assert slots, f"{job} never ran (seed {seed})"
+        assert max(slots.values()) == 1, f"{job} ran a slot twice (seed {seed})"
+        # and no finished run lost the event it recorded
+        unrecorded = rows(
+            url, "SELECT r.id FROM job_runs r WHERE r.job_id = %s AND r.status = 'ok' "
+                 "AND NOT EXISTS (SELECT 1 FROM episodic_memory e WHERE e.event_type = %s "
+                 "AND e.details->>'run_id' = r.id::text)", job, event_type)
+        assert unrecorded == [], f"{job} runs without their event (seed {seed})"
+
+    # one outbox message per beat event, none without its event
+    beats = rows(url, "SELECT count(*) AS n FROM episodic_memory WHERE event_type = "
+                      "'beat_ran'")[0]["n"]
+    messages = rows(url, "SELECT o.event_uid, e.event_type FROM outbox o "
+                         "LEFT JOIN episodic_memory e ON e.uid = o.event_uid "
+                         "WHERE o.channel = 'journal'")
+    assert len(messages) == beats
+    assert {m["event_type"] for m in messages} == {"beat_ran"}
+    assert max(Counter(m["event_uid"] for m in messages).values()) == 1
+
+    # every task ran at most once, and each one marked done ran exactly once
+    tasks = rows(url, "SELECT id, args->>'n' AS n, status, run_id FROM tasks")
+    assert len(tasks) == queued
+    bumps = Counter(r["n"] for r in rows(
+        url, "SELECT details->>'n' AS n FROM episodic_memory WHERE event_type = 'bump_ran'"))
+    assert max(bumps.values(), default=1) == 1, f"a task ran twice (seed {seed})"
+    for task in tasks:
+        assert task["status"] in ("done", "failed"), task
+        if task["status"] == "done":
+            assert bumps[task["n"]] == 1, f"task {task} (seed {seed})"
+
+    assert rows(url, "SELECT id FROM job_runs WHERE status = 'running'") == []
+    assert rows(url, "SELECT count(*) AS n FROM episodic_memory "
+                     "WHERE event_type = 'daemon_unclean_restart'")[0]["n"] >= KILLS // 2
+
+
+def test_tasks_a_killed_daemon_left_running_are_closed_or_run_once(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    # as a daemon killed at the wrong moment leaves them: one task whose run it claimed
+    # (the run is interrupted at the next start), one it took but never claimed a run for
+    claimed = rows(url, "INSERT INTO tasks (job_id, args, status, started_at, created_at) "
+                        "VALUES ('bump', '{\"n\": 1}', 'running', now() - interval '1 hour', "
+                        "now() - interval '1 hour') RETURNING id, created_at")[0]
+    run = rows(url, "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
+                    "started_at, status, instance_id) VALUES ('bump', 'test-host', "
+                    "'test-host', 'manual', %s, %s, 'running', 'gone-1') RETURNING id",
+               claimed["created_at"], claimed["created_at"])[0]
+    taken = rows(url, "INSERT INTO tasks (job_id, args, status, started_at) VALUES "
+                      "('bump', '{\"n\": 2}', 'running', now() - interval '1 hour') "
+                      "RETURNING id")[0]
+    process = spawn(daemon_env(aegis_env))
+    wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status = 'running'"),
+             what="both tasks closed")
+    final = {r["id"]: r for r in rows(url, "SELECT id, status, run_id, error FROM tasks")}
+    assert final[claimed["id"]] == {"id": claimed["id"], "status": "failed",
+                                    "run_id": run["id"],
+                                    "error": f"run {run['id']}: interrupted"}
+    wait_for(lambda: rows(url, "SELECT 1 FROM tasks WHERE id = %s AND status = 'done'",
+                          taken["id"]), what="the requeued task ran")
+    assert [r["n"] for r in rows(url, "SELECT details->>'n' AS n FROM episodic_memory "
+                                      "WHERE event_type = 'bump_ran'")] == ["2"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0

@@ -1,0 +1,143 @@
+"""PostgreSQL stopped for a minute under a running daemon, on a server of this test's own
+(the session's shared server is never touched)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aegis.db import Database
+from tests.conftest import run_cli
+from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
+
+OUTAGE_S = float(os.environ.get("AEGIS_FAULT_OUTAGE_S", "60"))
+
+
+@dataclass
+class OwnPostgres:
+    """A pgserver instance this test may stop and start."""
+
+    server: Any
+    pgdata: Path
+    url: str
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.pgdata), *args],
+                       check=True, capture_output=True, timeout=60,
+                       user=self.server.system_user)
+
+    def stop(self) -> None:
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start(self) -> None:
+        socket_dir = self.server.get_postmaster_info().socket_dir
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l",
+                     str(self.pgdata / "restart.log"), "start")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    # short: the unix socket lives inside pgdata (socket paths max out at 107 bytes)
+    pgdata = Path(f"/tmp/aegis-outage-pg-{os.getpid()}")
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
+    own = OwnPostgres(server, pgdata, server.get_uri())
+    db = Database(own.url)
+    db.migrate()
+    db.close()
+    yield own
+    if not (pgdata / "postmaster.pid").exists():
+        own.start()  # pgserver's own cleanup stops and deletes a running server
+    server.cleanup()
+
+
+def slots_of(url: str, event_type: str) -> Counter[datetime]:
+    return Counter(datetime.fromisoformat(r["slot"]) for r in rows(
+        url, "SELECT details->>'slot' AS slot FROM episodic_memory WHERE event_type = %s",
+        event_type))
+
+
+def test_a_minute_without_postgres_loses_nothing_and_doubles_nothing(
+        own_postgres: OwnPostgres, aegis_home: Path, tmp_path: Path, spawn: Spawner) -> None:
+    url = own_postgres.url
+    env = daemon_env({"AEGIS_DATABASE_URL": url, "AEGIS_HOME": str(aegis_home),
+                      "AEGIS_JOURNAL_DIR": str(tmp_path / "journal"),
+                      "AEGIS_HOST": "test-host", "AEGIS_LOG_FORMAT": "json",
+                      "AEGIS_HTTP_ADDR": "off"}, AEGIS_LOG_LEVEL="info")
+    spool = aegis_home / "spool.jsonl"
+    daemon = spawn(env)
+    wait_for(daemon_running(url), what="daemon")
+    wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'beat' "
+                               "AND status = 'ok'"), what="a first beat")
+
+    down_at = datetime.now(UTC)
+    own_postgres.stop()
+    checks = []
+    while (datetime.now(UTC) - down_at).total_seconds() < OUTAGE_S:
+        time.sleep(5)
+        checks.append(run_cli("check", env=env).returncode)
+        assert daemon.poll() is None, "the daemon exited during the outage"
+    unreachable = run_cli("events", env=env)
+    up_at = datetime.now(UTC)
+    spooled = [json.loads(line) for line in spool.read_text().splitlines() if line]
+    own_postgres.start()
+
+    assert set(checks) == {0}, f"aegis check during the outage: {checks}"
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("aegis: database unreachable")
+    assert unreachable.stderr.count("\n") == 1
+    kinds = Counter(record["kind"] for record in spooled)
+    assert kinds["event"] >= OUTAGE_S / 4, f"host jobs did not keep running: {kinds}"
+    assert kinds["job_run"] >= OUTAGE_S / 4, kinds
+
+    wait_for(lambda: spool.stat().st_size == 0, timeout_s=30, what="the spool replayed")
+    replayed_at = datetime.now(UTC)
+    def runs_after(job: str) -> list[dict[str, Any]]:
+        return rows(url, "SELECT 1 FROM job_runs WHERE job_id = %s AND status = 'ok' "
+                         "AND scheduled_for > %s", job, replayed_at)
+
+    wait_for(lambda: runs_after("pulse") and runs_after("beat"), what="runs after the outage")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+
+    # every beat spooled during the outage is in the database once, with its run and
+    # its one notification
+    beats = slots_of(url, "beat_ran")
+    assert max(beats.values()) == 1
+    spooled_beats = {datetime.fromisoformat(r["details"]["slot"]) for r in spooled
+                     if r["kind"] == "event" and r["event_type"] == "beat_ran"}
+    assert spooled_beats <= set(beats)
+    offline_runs = rows(url, "SELECT scheduled_for, status FROM job_runs WHERE job_id = "
+                             "'beat' AND scheduled_for BETWEEN %s AND %s", down_at, up_at)
+    assert {r["scheduled_for"] for r in offline_runs} >= spooled_beats
+    messages = rows(url, "SELECT e.details->>'slot' AS slot FROM outbox o JOIN "
+                         "episodic_memory e ON e.uid = o.event_uid")
+    assert len(messages) == sum(beats.values())
+    assert len({m["slot"] for m in messages}) == len(messages)
+
+    # the cluster job waited: nothing claimed while nobody could claim
+    pulses = slots_of(url, "pulse_ran")
+    assert max(pulses.values()) == 1
+    inside = [slot for slot in pulses if down_at + timedelta(seconds=6) < slot
+              < up_at - timedelta(seconds=1)]
+    assert inside == []
+    events = Counter(r["event_type"] for r in rows(
+        url, "SELECT event_type FROM episodic_memory WHERE event_type LIKE 'daemon_%%'"))
+    assert events == {"daemon_started": 1, "daemon_stopped": 1}
