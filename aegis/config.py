@@ -6,6 +6,7 @@ configuration reference in docs/ are all driven by that table.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -338,6 +339,8 @@ _JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "timeout": ("timeout_s", _duration(0.1)),
 }
 
+_TRIGGER_KEYS = ("every", "at", "cron")
+
 
 def _cron(expression: str) -> str:
     from croniter import croniter
@@ -357,10 +360,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "journal_dir": Path("~/memory/journal").expanduser(),
     }
     known_toml = {o.toml for o in OPTIONS if o.toml}
+    sections = {key.partition(".")[0] for key in known_toml} | {"jobs"}
+    for key in document:  # catches empty unknown tables too
+        if key not in sections:
+            raise ConfigError(f"{config_file}: {key}", _unknown_key(key, sections))
     toml_values = _flatten(document, config_file)
     for key in toml_values:
         if key not in known_toml and not key.startswith("jobs."):
-            raise ConfigError(f"{config_file}: {key}", "unknown key")
+            raise ConfigError(f"{config_file}: {key}", _unknown_key(key, known_toml))
     for option in OPTIONS:
         raw_env = env.get(option.env, "") if option.env else ""
         if raw_env.strip():
@@ -376,6 +383,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values["job_overrides"] = _job_overrides(env, document.get("jobs", {}), config_file)
     values["config_file"] = config_file
     return Settings(**values)
+
+
+def _unknown_key(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
 
 
 def _read_config_file(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
@@ -422,14 +434,21 @@ def _job_overrides(
             raise ConfigError(where, "must be a table")
         for key, value in keys.items():
             raw.setdefault(job_id, {})[key] = (f"{where}.{key}", value)
-    for name, value in env.items():
+    env_triggers: set[str] = set()
+    for name, value in sorted(env.items()):
         if not name.startswith(JOB_ENV_PREFIX) or not value.strip():
             continue
         job_part, sep, key = name[len(JOB_ENV_PREFIX):].partition("__")
         if not sep or not _JOB_ID.match(job_part.lower()):
             raise ConfigError(name, f"use {JOB_ENV_PREFIX}<JOB_ID>__<KEY>, e.g. "
                               f"{JOB_ENV_PREFIX}MORNING_STATUS__AT")
-        raw.setdefault(job_part.lower(), {})[key.lower()] = (name, value)
+        job_id, key = job_part.lower(), key.lower()
+        keys = raw.setdefault(job_id, {})
+        if key in _TRIGGER_KEYS and job_id not in env_triggers:
+            env_triggers.add(job_id)  # the environment's trigger replaces the file's
+            for trigger_key in _TRIGGER_KEYS:
+                keys.pop(trigger_key, None)
+        keys[key] = (name, value)
     overrides = {}
     for job_id, keys in raw.items():
         parsed: dict[str, Any] = {}
@@ -441,8 +460,9 @@ def _job_overrides(
                 parsed[attribute] = parse(value)
             except ValueError as exc:
                 raise ConfigError(name, str(exc)) from None
-        triggers = [k for k in ("every_s", "at", "cron") if parsed.get(k) is not None]
+        triggers = [k for k in _TRIGGER_KEYS if k in keys]
         if len(triggers) > 1:
-            raise ConfigError(f"jobs.{job_id}", "set at most one of every, at, cron")
+            raise ConfigError(keys[triggers[-1]][0], "set at most one of every, at, cron "
+                              f"(found {' and '.join(triggers)})")
         overrides[job_id] = JobOverride(**parsed)
     return overrides

@@ -1,0 +1,229 @@
+"""Settings: bad values are refused with one line naming the variable or key; environment
+over TOML; defaults; a repr that masks secrets."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aegis.config import OPTIONS, JobOverride, Settings, load_settings
+from aegis.errors import ConfigError
+
+CONFIG = "{config}"  # replaced by the path of the case's TOML file
+SECRET = "hunter2-s3cr3t"
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A configuration aegis must refuse: ``names`` is what its one-line error names."""
+
+    id: str
+    env: dict[str, str]
+    names: str
+    toml: str | bytes | None = None
+    hint: str = ""
+    secret_free: tuple[str, ...] = ()
+
+
+BAD_INPUTS = [
+    BadInput("port_not_a_number", {"POSTGRES_PORT": "abc"}, "POSTGRES_PORT",
+             hint="not a whole number"),
+    BadInput("port_out_of_range", {"POSTGRES_PORT": "70000"}, "POSTGRES_PORT",
+             hint="out of range"),
+    BadInput("workers_out_of_range", {"AEGIS_WORKERS": "0"}, "AEGIS_WORKERS",
+             hint="out of range"),
+    BadInput("unknown_log_format", {"AEGIS_LOG_FORMAT": "xml"}, "AEGIS_LOG_FORMAT",
+             hint="'xml' is not one of auto, json, console, logfmt"),
+    BadInput("unknown_log_level", {"AEGIS_LOG_LEVEL": "loud"}, "AEGIS_LOG_LEVEL",
+             hint="not one of"),
+    BadInput("config_file_missing", {"AEGIS_CONFIG": "/nonexistent/aegis.toml"},
+             "AEGIS_CONFIG", hint="cannot read"),
+    BadInput("config_file_is_a_directory", {"AEGIS_CONFIG": "/"}, "AEGIS_CONFIG",
+             hint="cannot read"),
+    BadInput("config_file_not_utf8", {"AEGIS_CONFIG": CONFIG}, "AEGIS_CONFIG",
+             toml=b"\xff\xfe[database]\n", hint="cannot read"),
+    BadInput("malformed_toml", {"AEGIS_CONFIG": CONFIG}, "AEGIS_CONFIG",
+             toml="[database\nport = 1\n", hint="is not valid TOML"),
+    BadInput("unknown_toml_key", {"AEGIS_CONFIG": CONFIG}, "database.prot",
+             toml="[database]\nprot = 5432\n", hint="did you mean database.port?"),
+    BadInput("unknown_toml_table", {"AEGIS_CONFIG": CONFIG}, "notifications",
+             toml="[notifications]\n", hint="unknown key"),
+    BadInput("toml_wrong_type", {"AEGIS_CONFIG": CONFIG}, "database.port",
+             toml='[database]\nport = "abc"\n', hint="not a whole number"),
+    BadInput("empty_required_value", {"AEGIS_CONFIG": CONFIG}, "database.user",
+             toml='[database]\nuser = ""\n', hint="must not be empty"),
+    BadInput("bad_job_override_key", {"AEGIS_CONFIG": CONFIG}, "jobs.morning_status.sat",
+             toml='[jobs.morning_status]\nsat = "07:00"\n', hint="unknown job key"),
+    BadInput("bad_job_override_env_key", {"AEGIS_JOB__MORNING_STATUS__WHEN": "07:00"},
+             "AEGIS_JOB__MORNING_STATUS__WHEN", hint="unknown job key"),
+    BadInput("job_env_without_key", {"AEGIS_JOB__MORNING_STATUS": "07:00"},
+             "AEGIS_JOB__MORNING_STATUS", hint="AEGIS_JOB__<JOB_ID>__<KEY>"),
+    BadInput("bad_cron_in_override", {"AEGIS_JOB__MORNING_STATUS__CRON": "61 * * * *"},
+             "AEGIS_JOB__MORNING_STATUS__CRON", hint="not a 5-field cron expression"),
+    BadInput("bad_time_in_override", {"AEGIS_CONFIG": CONFIG}, "jobs.morning_status.at",
+             toml='[jobs.morning_status]\nat = "25:00"\n', hint="not a time of day"),
+    BadInput("two_triggers_for_one_job", {"AEGIS_CONFIG": CONFIG}, "jobs.morning_status",
+             toml='[jobs.morning_status]\nat = "07:00"\nevery = "5m"\n',
+             hint="set at most one of every, at, cron"),
+    BadInput("bad_duration", {"AEGIS_STRIKE_INTERVAL": "5x"}, "AEGIS_STRIKE_INTERVAL",
+             hint="not a duration"),
+    BadInput("duration_below_minimum", {"AEGIS_EVENT_RETENTION": "30m"},
+             "AEGIS_EVENT_RETENTION", hint="at least"),
+    BadInput("bad_webhook_url", {"DISCORD_WEBHOOK_URL": f"discord.com/api/webhooks/1/{SECRET}"},
+             "DISCORD_WEBHOOK_URL", hint="not an http(s) URL", secret_free=(SECRET,)),
+    BadInput("bad_database_url", {"AEGIS_DATABASE_URL": f"mysql://root:{SECRET}@db/aegis"},
+             "AEGIS_DATABASE_URL", hint="not a PostgreSQL URL", secret_free=(SECRET,)),
+    BadInput("bad_host_name", {"AEGIS_HOST": "my host"}, "AEGIS_HOST",
+             hint="not a host name"),
+    BadInput("bad_http_addr", {"AEGIS_HTTP_ADDR": "9465"}, "AEGIS_HTTP_ADDR",
+             hint="HOST:PORT"),
+    BadInput("bad_module_path", {"AEGIS_JOB_MODULES": "my-jobs"}, "AEGIS_JOB_MODULES",
+             hint="not an importable module path"),
+]
+
+
+def materialize(case: BadInput, tmp_path: Path) -> dict[str, str]:
+    """The case's environment, with its TOML file written under ``tmp_path``."""
+    path = tmp_path / "aegis.toml"
+    if isinstance(case.toml, bytes):
+        path.write_bytes(case.toml)
+    elif case.toml is not None:
+        path.write_text(case.toml, encoding="utf-8")
+    return {k: v.replace(CONFIG, str(path)) for k, v in case.env.items()}
+
+
+def write_toml(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "aegis.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_the_catalogue_covers_at_least_twelve_distinct_inputs() -> None:
+    assert len({case.id for case in BAD_INPUTS}) == len(BAD_INPUTS) >= 12
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=lambda c: c.id)
+def test_bad_input_is_one_line_naming_the_variable_or_key(case: BadInput,
+                                                          tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(materialize(case, tmp_path))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert case.names in raised.value.name
+    assert message.startswith(raised.value.name + ": ")
+    assert case.hint in raised.value.problem
+    for secret in case.secret_free:
+        assert secret not in message
+
+
+def test_defaults_with_an_empty_environment() -> None:
+    settings = load_settings({})
+    assert settings.embedded
+    assert settings.dsn is None
+    assert settings.home == Path("~/.aegis").expanduser()
+    assert settings.journal_dir == Path("~/memory/journal").expanduser()
+    assert settings.host == socket.gethostname().split(".")[0]
+    assert (settings.log_format, settings.log_level) == ("auto", "info")
+    assert settings.postgres_port == 5432
+    assert settings.strike_interval_s == 60.0
+    assert settings.event_retention_s == 30 * 86400
+    assert settings.config_file is None
+    assert settings.job_overrides == {}
+
+
+def test_every_option_is_read_from_the_environment_and_from_toml() -> None:
+    envs = [o.env for o in OPTIONS if o.env]
+    tomls = [o.toml for o in OPTIONS if o.toml]
+    assert len(set(envs)) == len(envs) == len(OPTIONS)
+    assert len(set(tomls)) == len(tomls) == len(OPTIONS)
+
+
+def test_environment_wins_over_toml_which_wins_over_defaults(tmp_path: Path) -> None:
+    config = write_toml(tmp_path, '[database]\nport = 6543\nname = "fromfile"\n'
+                                  '[log]\nlevel = "debug"\n[docker]\nstrike_interval = "2m"\n')
+    settings = load_settings({"AEGIS_CONFIG": config, "POSTGRES_PORT": "7654",
+                              "AEGIS_LOG_LEVEL": "warning"})
+    assert settings.postgres_port == 7654  # environment over the file
+    assert settings.log_level == "warning"
+    assert settings.postgres_db == "fromfile"  # the file over the default
+    assert settings.strike_interval_s == 120.0
+    assert settings.postgres_user == "postgres"  # the default
+    assert settings.config_file == Path(config)
+
+
+def test_an_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:
+    config = write_toml(tmp_path, "[database]\nport = 6543\n")
+    assert load_settings({"AEGIS_CONFIG": config, "POSTGRES_PORT": ""}).postgres_port == 6543
+
+
+def test_postgres_variables_make_a_dsn_with_quoted_credentials() -> None:
+    settings = load_settings({"POSTGRES_HOST": "db", "POSTGRES_USER": "ops",
+                              "POSTGRES_PASSWORD": "p@ss/word", "POSTGRES_DB": "aegis"})
+    assert not settings.embedded
+    assert settings.dsn == "postgresql://ops:p%40ss%2Fword@db:5432/aegis"
+    url = "postgresql://a:b@elsewhere/x"
+    assert load_settings({"AEGIS_DATABASE_URL": url, "POSTGRES_HOST": "db"}).dsn == url
+
+
+def test_durations_lists_and_retention_days() -> None:
+    settings = load_settings({
+        "AEGIS_STRIKE_INTERVAL": "90s", "AEGIS_EVENT_RETENTION": "7",
+        "AEGIS_JOB_RUNS_RETENTION": "2w", "AEGIS_PROTECTED_CONTAINERS": "db, proxy,,",
+        "AEGIS_NOTIFY_URLS": "tgram://bot/chat,mailto://u:p@example.com",
+    })
+    assert settings.strike_interval_s == 90.0
+    assert settings.effective_stable_period_s == 180.0
+    assert settings.event_retention_s == 7 * 86400
+    assert settings.job_runs_retention_s == 14 * 86400
+    assert settings.protected_containers == ("db", "proxy")
+    assert settings.notify_urls == ("tgram://bot/chat", "mailto://u:p@example.com")
+
+
+def test_job_overrides_from_toml_and_environment(tmp_path: Path) -> None:
+    config = write_toml(tmp_path, '[jobs.morning_status]\nat = "07:00"\n'
+                                  '[jobs.memory_cleanup]\nenabled = false\n'
+                                  '[jobs.health_check]\nevery = "10m"\ntimeout = 30\n')
+    settings = load_settings({"AEGIS_CONFIG": config,
+                              "AEGIS_JOB__EVENING_SUMMARY__CRON": "0 21 * * 1-5",
+                              "AEGIS_JOB__HEALTH_CHECK__MISFIRE_GRACE": "1m"})
+    assert settings.job_overrides == {
+        "morning_status": JobOverride(at="07:00:00"),
+        "memory_cleanup": JobOverride(enabled=False),
+        "health_check": JobOverride(every_s=600.0, timeout_s=30.0, misfire_grace_s=60.0),
+        "evening_summary": JobOverride(cron="0 21 * * 1-5"),
+    }
+
+
+def test_an_environment_trigger_replaces_the_files_trigger(tmp_path: Path) -> None:
+    config = write_toml(tmp_path, '[jobs.morning_status]\nat = "07:00"\nenabled = true\n')
+    settings = load_settings({"AEGIS_CONFIG": config,
+                              "AEGIS_JOB__MORNING_STATUS__EVERY": "1h"})
+    assert settings.job_overrides["morning_status"] == JobOverride(enabled=True,
+                                                                   every_s=3600.0)
+
+
+def test_repr_masks_every_secret_but_keeps_the_rest() -> None:
+    settings = load_settings({
+        "AEGIS_DATABASE_URL": f"postgresql://aegis:{SECRET}@db/aegis",
+        "POSTGRES_PASSWORD": SECRET,
+        "DISCORD_WEBHOOK_URL": f"https://discord.com/api/webhooks/1/{SECRET}a",
+        "DISCORD_JOURNAL_WEBHOOK_URL": f"https://discord.com/api/webhooks/2/{SECRET}b",
+        "AEGIS_NOTIFY_URLS": f"tgram://{SECRET}c/1",
+        "AEGIS_JOURNAL_NOTIFY_URLS": f"tgram://{SECRET}d/2",
+        "AEGIS_HEARTBEAT_URL": f"https://hc-ping.com/{SECRET}e",
+        "AEGIS_HOST": "web-01",
+    })
+    text = repr(settings)
+    assert SECRET not in text
+    assert text.count("'***'") == 7
+    assert "host='web-01'" in text
+    assert repr(Settings()).count("***") == 0  # nothing set, nothing to mask
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings({})
+    with pytest.raises(AttributeError):
+        settings.host = "other"  # type: ignore[misc]
