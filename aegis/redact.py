@@ -7,10 +7,11 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userin
 _WEBHOOK_PATH = re.compile(
     r"(?P<prefix>https?://[^/\s]+/api(?:/v\d+)?/webhooks/\d+/)(?P<token>[A-Za-z0-9_.-]+)"
 )
-_PASSWORD_KV = re.compile(r"(?P<key>password\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+_PASSWORD_KV = re.compile(r"(?P<key>password\s*=\s*)(?P<value>'(?:[^'\\]|\\.|'')*'|\S+)", re.I)
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 MASK = "***"
+_PUBLIC_HOST_SCHEMES = {"http://", "https://", "postgres://", "postgresql://"}
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -28,6 +29,9 @@ def redact_url(url: str) -> str:
                      url)
     if not match:
         return MASK
+    if match.group("scheme").lower() not in _PUBLIC_HOST_SCHEMES:
+        # Apprise-style URLs (tgram://TOKEN/CHAT, discord://ID/TOKEN) carry secrets as "host"
+        return f"{match.group('scheme')}{MASK}"
     return f"{match.group('scheme')}{match.group('host')}/{MASK}"
 
 

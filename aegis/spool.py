@@ -33,6 +33,9 @@ class Spool:
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with self._locked() as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size and os.pread(handle.fileno(), 1, size - 1) != b"\n":
+                line = "\n" + line  # end a line torn by a crash, or this record is lost with it
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
