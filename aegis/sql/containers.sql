@@ -1,0 +1,102 @@
+-- name: containers_of_host
+-- Every container row of one host, present or removed.
+SELECT * FROM containers WHERE host = %(host)s ORDER BY name;
+
+-- name: container_by_name
+-- One container row.
+SELECT * FROM containers WHERE host = %(host)s AND name = %(name)s;
+
+-- name: container_by_id
+-- The row of a container id (or a unique id prefix) on a host.
+SELECT * FROM containers
+WHERE host = %(host)s AND container_id <> '' AND container_id LIKE %(id_prefix)s || '%%'
+ORDER BY removed_at NULLS FIRST
+LIMIT 1;
+
+-- name: container_adopt
+-- Give a removed container's row (same compose project and service) to its re-created successor.
+UPDATE containers SET name = %(name)s, version = version + 1
+WHERE host = %(host)s
+  AND name = (SELECT name FROM containers
+              WHERE host = %(host)s AND removed_at IS NOT NULL
+                AND compose_project = %(compose_project)s
+                AND compose_service = %(compose_service)s
+              ORDER BY removed_at DESC LIMIT 1)
+  AND NOT EXISTS (SELECT 1 FROM containers WHERE host = %(host)s AND name = %(name)s)
+RETURNING *;
+
+-- name: container_insert
+-- A container seen for the first time; nothing when another process inserted it first.
+INSERT INTO containers (host, name, container_id, image, compose_project, compose_service,
+                        status, health, has_healthcheck, seen_at)
+VALUES (%(host)s, %(name)s, %(container_id)s, %(image)s, %(compose_project)s,
+        %(compose_service)s, %(status)s, %(health)s, %(has_healthcheck)s, %(seen_at)s)
+ON CONFLICT (host, name) DO NOTHING;
+
+-- name: container_save
+-- Write what was observed and decided, only if nobody changed the row since it was read.
+UPDATE containers SET
+    container_id = %(container_id)s, image = %(image)s,
+    compose_project = %(compose_project)s, compose_service = %(compose_service)s,
+    status = %(status)s, health = %(health)s, has_healthcheck = %(has_healthcheck)s,
+    supervision = %(supervision)s, state = %(state)s, phase = %(phase)s,
+    strikes = %(strikes)s, incident = %(incident)s, strike_at = %(strike_at)s,
+    healthy_since = %(healthy_since)s, restarts = %(restarts)s::timestamptz[],
+    maintenance_label = %(maintenance_label)s, label_problems = %(label_problems)s::text[],
+    last_action = coalesce(%(last_action)s, last_action),
+    last_action_at = coalesce(%(last_action_at)s, last_action_at),
+    last_reason = coalesce(%(last_reason)s, last_reason),
+    next_check_at = %(next_check_at)s, seen_at = %(seen_at)s, removed_at = NULL,
+    version = version + 1
+WHERE host = %(host)s AND name = %(name)s AND version = %(version)s
+RETURNING version;
+
+-- name: containers_due
+-- Names of this host's containers whose strike timer has come due.
+SELECT name, container_id FROM containers
+WHERE host = %(host)s AND next_check_at IS NOT NULL AND next_check_at <= %(now)s
+  AND removed_at IS NULL
+ORDER BY next_check_at;
+
+-- name: container_set_stopped
+-- Remember that a person (or a tool) asked Docker to stop the container, or started it again.
+UPDATE containers SET stopped_by_user = %(stopped)s, version = version + 1
+WHERE host = %(host)s AND container_id = %(container_id)s;
+
+-- name: container_mark_removed
+-- The container was destroyed; its row (and strike history) stays for a re-created successor.
+UPDATE containers SET removed_at = %(now)s, status = 'removed', next_check_at = NULL,
+                      version = version + 1
+WHERE host = %(host)s AND container_id = %(container_id)s AND removed_at IS NULL;
+
+-- name: container_rename
+-- Follow a docker rename, unless the new name already has a row.
+UPDATE containers SET name = %(new_name)s, version = version + 1
+WHERE host = %(host)s AND name = %(old_name)s
+  AND NOT EXISTS (SELECT 1 FROM containers WHERE host = %(host)s AND name = %(new_name)s);
+
+-- name: container_ack
+-- A person takes over an escalation: strikes reset, the restart budget is kept.
+UPDATE containers SET phase = 'ok', strikes = 0, strike_at = NULL, healthy_since = NULL,
+       next_check_at = NULL,
+       state = CASE WHEN state IN ('escalated', 'striking', 'restarting') THEN 'ok' ELSE state END,
+       last_action = 'ack', last_action_at = %(now)s, last_reason = %(reason)s,
+       version = version + 1
+WHERE host = %(host)s AND name = %(name)s
+RETURNING phase, incident;
+
+-- name: container_maintenance
+-- Pause (until a time) or resume action on a container; creates the row if needed.
+INSERT INTO containers (host, name, maintenance_until, last_action, last_action_at)
+VALUES (%(host)s, %(name)s, %(until)s, %(action)s, %(now)s)
+ON CONFLICT (host, name) DO UPDATE SET
+    maintenance_until = EXCLUDED.maintenance_until,
+    last_action = EXCLUDED.last_action, last_action_at = EXCLUDED.last_action_at,
+    version = containers.version + 1
+RETURNING *;
+
+-- name: containers_listing
+-- Present containers of one host (or of every host), for aegis containers.
+SELECT * FROM containers
+WHERE removed_at IS NULL AND (%(host)s::text IS NULL OR host = %(host)s)
+ORDER BY host, name;

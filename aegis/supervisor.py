@@ -1,0 +1,547 @@
+"""Applying the three-strike protocol to real containers.
+
+The supervisor reads what Docker reports (one listing for a sweep, one inspect for an
+event), asks ``strikes.decide`` what to do, persists the new strike state in the
+``containers`` table *before* acting (so a daemon killed mid-restart never restarts twice),
+then acts: events, restarts, escalation alerts through the outbox.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aegis import labels as L
+from aegis.clock import utcnow
+from aegis.containers import in_maintenance, strike_state
+from aegis.errors import StoreError
+from aegis.logs import get_logger
+from aegis.outbox import Notification
+from aegis.strikes import Decision, Observed, Policy, decide, display_state
+
+if TYPE_CHECKING:
+    from aegis.api import Aegis
+
+Row = dict[str, Any]
+DEFAULT_STOP_TIMEOUT_S = 10.0
+DOCKER_TIMEOUT_S = 15
+PROBE_OUTPUT_CHARS = 500
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EXIT_IN_STATUS = re.compile(r"^Exited \((-?\d+)\)")
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def docker_errors() -> tuple[type[BaseException], ...]:
+    """What a Docker call raises when the engine is away or refuses."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    return (DockerException, RequestException, OSError)
+
+
+def docker_client(timeout_s: int = DOCKER_TIMEOUT_S) -> Any:
+    """A client of the engine named by DOCKER_HOST (unix, tcp, tls via DOCKER_TLS_VERIFY and
+    DOCKER_CERT_PATH), else the local socket."""
+    import docker
+
+    return docker.from_env(timeout=timeout_s)
+
+
+def own_container_ids(proc: Path = Path("/proc/self"), hostname: str | None = None
+                      ) -> frozenset[str]:
+    """Ids (or 12-character prefixes) this process's own container may have."""
+    found: set[str] = set()
+    for name in ("cgroup", "mountinfo"):
+        try:
+            text = (proc / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        found.update(_CONTAINER_ID.findall(text))
+    hostname = os.environ.get("HOSTNAME", "") if hostname is None else hostname
+    if re.fullmatch(r"[0-9a-f]{12,64}", hostname):
+        found.add(hostname)
+    return frozenset(found)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One container as Docker reported it (a listing entry or an inspect)."""
+
+    id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    status: str
+    health: str
+    has_healthcheck: bool | None  # None: a listing of a stopped container cannot tell
+    exit_code: int | None = None
+    oom_killed: bool = False
+    network_mode: str = ""
+    stop_timeout_s: float | None = None
+    probe_output: str = ""
+    probe_exit_code: int | None = None
+    docker_restart_count: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def compose_project(self) -> str | None:
+        return self.labels.get(L.COMPOSE_PROJECT)
+
+    @property
+    def compose_service(self) -> str | None:
+        return self.labels.get(L.COMPOSE_SERVICE)
+
+
+def seen_from_listing(entry: dict[str, Any]) -> Seen:
+    status_text = entry.get("Status") or ""
+    health_match = _HEALTH_IN_STATUS.search(status_text)
+    health = "none"
+    if health_match:
+        health = "starting" if "starting" in health_match.group(1) else health_match.group(1)
+    exit_match = _EXIT_IN_STATUS.match(status_text)
+    state = entry.get("State") or ""
+    return Seen(
+        id=entry["Id"], name=(entry.get("Names") or ["/?"])[0].lstrip("/"),
+        image=entry.get("Image") or "", labels=dict(entry.get("Labels") or {}),
+        status=state, health=health,
+        has_healthcheck=True if health_match else (False if state == "running" else None),
+        exit_code=int(exit_match.group(1)) if exit_match else None,
+        network_mode=(entry.get("HostConfig") or {}).get("NetworkMode") or "")
+
+
+def seen_from_inspect(attrs: dict[str, Any]) -> Seen:
+    config = attrs.get("Config") or {}
+    state = attrs.get("State") or {}
+    health = state.get("Health") or {}
+    healthcheck = config.get("Healthcheck") or {}
+    has_healthcheck = bool(healthcheck.get("Test")) and healthcheck["Test"][0] != "NONE"
+    log = health.get("Log") or []
+    last = log[-1] if log else {}
+    output = (last.get("Output") or "").strip()
+    if len(output) > PROBE_OUTPUT_CHARS:
+        output = output[-PROBE_OUTPUT_CHARS:]
+    stop_timeout = config.get("StopTimeout")
+    return Seen(
+        id=attrs["Id"], name=(attrs.get("Name") or "/?").lstrip("/"),
+        image=config.get("Image") or "", labels=dict(config.get("Labels") or {}),
+        status=state.get("Status") or "", health=health.get("Status") or "none",
+        has_healthcheck=has_healthcheck, exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        network_mode=(attrs.get("HostConfig") or {}).get("NetworkMode") or "",
+        stop_timeout_s=float(stop_timeout) if stop_timeout is not None else None,
+        probe_output=output, probe_exit_code=last.get("ExitCode"),
+        docker_restart_count=int(attrs.get("RestartCount") or 0),
+        details={"restart_policy": ((attrs.get("HostConfig") or {}).get("RestartPolicy")
+                                    or {}).get("Name") or "no",
+                 "finished_at": state.get("FinishedAt")})
+
+
+# --- the engine's availability, recorded once per outage ---
+
+_availability_lock = threading.Lock()
+_availability: dict[str, bool] = {}
+
+
+def note_docker(app: Aegis, available: bool, error: str | None = None) -> None:
+    """Record ``docker_unavailable`` when the engine goes away and ``docker_available`` when
+    it is back: once per change, shared by every thread and remembered across restarts."""
+    host = app.settings.host
+    key = f"docker_available:{host}"
+    with _availability_lock:
+        if _availability.get(host) is available:
+            return
+        try:
+            previous = app.store.get_state(key)
+        except StoreError:
+            previous = _availability.get(host)
+        _availability[host] = available
+        if previous is available or (available and previous is None):
+            return
+        if available:
+            app.store.record_event("docker_available", "the Docker engine answers again",
+                                   importance="medium", source="supervisor",
+                                   details={"host": host})
+        else:
+            app.store.record_event("docker_unavailable",
+                                   f"the Docker engine does not answer: {error}",
+                                   importance="high", source="supervisor",
+                                   details={"host": host, "error": error})
+        app.store.set_state(key, available)
+
+
+# --- the supervisor ---
+
+
+class Supervisor:
+    """Decides and acts for the containers of one host, through one Docker client."""
+
+    def __init__(self, app: Aegis, client: Any, *, own_ids: frozenset[str] | None = None
+                 ) -> None:
+        self.app = app
+        self.client = client
+        self.settings = app.settings
+        self.host = app.settings.host
+        self.own_ids = own_container_ids() if own_ids is None else own_ids
+        self.log = get_logger().bind(host=self.host)
+
+    # --- entry points ---
+
+    def reconcile(self, now: datetime) -> dict[str, Any]:
+        """One sweep over one full container listing; returns counts for job_runs."""
+        entries = self.client.api.containers(all=True)
+        rows = {row["name"]: row for row in self.app.db.fetch_all("containers_of_host",
+                                                                   host=self.host)}
+        counts: dict[str, int] = {"containers": len(entries), "supervised": 0, "unhealthy": 0}
+        present: set[str] = set()
+        for entry in entries:
+            seen = seen_from_listing(entry)
+            present.add(seen.id)
+            action, supervision = self.evaluate(seen, rows.get(seen.name), now)
+            if supervision == "supervised":
+                counts["supervised"] += 1
+            if seen.health == "unhealthy":
+                counts["unhealthy"] += 1
+            if action != "none":
+                counts[action] = counts.get(action, 0) + 1
+        for row in rows.values():
+            if row["removed_at"] is None and row["container_id"] \
+                    and row["container_id"] not in present:
+                self.app.db.execute("container_mark_removed", host=self.host,
+                                    container_id=row["container_id"], now=now)
+        return counts
+
+    def check(self, container: str, now: datetime) -> str:
+        """Inspect one container (id or name) and apply the protocol; returns the action."""
+        from docker.errors import NotFound
+
+        try:
+            attrs = self.client.api.inspect_container(container)
+        except NotFound:
+            return "none"
+        seen = seen_from_inspect(attrs)
+        row = self.app.db.fetch_one("container_by_name", host=self.host, name=seen.name)
+        return self.evaluate(seen, row, now)[0]
+
+    def check_due(self, now: datetime) -> int:
+        """Re-evaluate containers whose strike timer came due; returns how many."""
+        due = self.app.db.fetch_all("containers_due", host=self.host, now=now)
+        for row in due:
+            self.check(row["container_id"] or row["name"], now)
+        return len(due)
+
+    def handle_event(self, event: dict[str, Any], now: datetime) -> str | None:
+        """Act on one Docker event. Returns ``"die"`` when the caller should check the
+        container again shortly (a die is followed by a start when Docker restarts it)."""
+        action = str(event.get("Action") or event.get("status") or "")
+        actor = event.get("Actor") or {}
+        container_id = actor.get("ID") or event.get("id") or ""
+        attributes = actor.get("Attributes") or {}
+        if action.startswith("health_status"):
+            self.check(container_id, now)
+        elif action == "start":
+            self.app.db.execute("container_set_stopped", host=self.host,
+                                container_id=container_id, stopped=False)
+            self.check(container_id, now)
+        elif action == "stop" or (action == "kill" and str(attributes.get("signal", ""))
+                                  in {"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"}):
+            self.app.db.execute("container_set_stopped", host=self.host,
+                                container_id=container_id, stopped=True)
+        elif action == "die":
+            return "die"
+        elif action == "destroy":
+            self.app.db.execute("container_mark_removed", host=self.host,
+                                container_id=container_id, now=now)
+        elif action == "rename":
+            old_name = str(attributes.get("oldName", "")).lstrip("/")
+            new_name = str(attributes.get("name", ""))
+            if old_name and new_name:
+                self.app.db.execute("container_rename", host=self.host, old_name=old_name,
+                                    new_name=new_name)
+        return None
+
+    # --- one container ---
+
+    def supervision(self, seen: Seen, parsed: L.ContainerLabels, has_healthcheck: bool) -> str:
+        if parsed.enable is False:
+            return "ignored"
+        if self.settings.docker_scope == "labeled" and parsed.enable is not True:
+            return "ignored"
+        if not has_healthcheck and parsed.enable is not True:
+            return "ignored"
+        if parsed.protect or self.is_own(seen):
+            return "protected"
+        protected_names = set(self.settings.protected_containers)
+        if self.settings.postgres_host:
+            protected_names.add(self.settings.postgres_host)
+        if seen.name in protected_names or (seen.compose_service or "\0") in protected_names:
+            return "protected"
+        return "supervised"
+
+    def is_own(self, seen: Seen) -> bool:
+        return any(seen.id.startswith(own) or own.startswith(seen.id) for own in self.own_ids)
+
+    def policy(self, parsed: L.ContainerLabels, supervision: str, maintenance: bool,
+               stop_timeout_s: float | None) -> Policy:
+        settings = self.settings
+        interval_s = parsed.strike_interval_s or settings.strike_interval_s
+        stable_s = settings.stable_period_s or 2 * interval_s
+        return Policy(
+            remediation=settings.remediation, strike_interval_s=interval_s,
+            max_restarts_per_hour=parsed.max_restarts if parsed.max_restarts is not None
+            else settings.max_restarts_per_hour,
+            backoff_s=settings.restart_backoff_s, backoff_max_s=settings.restart_backoff_max_s,
+            stable_period_s=stable_s,
+            stop_timeout_s=parsed.stop_timeout_s or stop_timeout_s or DEFAULT_STOP_TIMEOUT_S,
+            protected=supervision == "protected", maintenance=maintenance,
+            ignored=supervision == "ignored")
+
+    def evaluate(self, seen: Seen, row: Row | None, now: datetime) -> tuple[str, str]:
+        """Decide and act for one container; returns (action, supervision)."""
+        parsed = L.parse_labels(seen.labels)
+        has_healthcheck = seen.has_healthcheck
+        if has_healthcheck is None:
+            has_healthcheck = bool(row and row["has_healthcheck"])
+        if row is None:
+            if not (has_healthcheck or L.has_aegis_label(seen.labels)):
+                return "none", "ignored"
+            row = self._insert(seen, has_healthcheck, now)
+            if row is None:
+                return "none", "ignored"
+        supervision = self.supervision(seen, parsed, has_healthcheck)
+        maintenance = bool(parsed.maintenance) or in_maintenance(
+            {**row, "maintenance_label": False}, now)
+        policy = self.policy(parsed, supervision, maintenance, seen.stop_timeout_s)
+        state = strike_state(row)
+        observed = Observed(seen.status, seen.health, seen.exit_code, seen.oom_killed,
+                            bool(row["stopped_by_user"]))
+        decision = decide(state, observed, policy, now)
+        shown = display_state(decision.state.phase, supervision=supervision,
+                              maintenance=maintenance)
+        params = self._params(seen, row, decision, has_healthcheck, supervision, shown,
+                              bool(parsed.maintenance), parsed.problems, now)
+        if decision.action == "none" and not self._changed(row, params):
+            return "none", supervision
+        saved = self.app.db.fetch_one("container_save", **params)
+        if saved is None:  # another thread or daemon changed the row first: it acted
+            self.log.info("container_decision_superseded", container=seen.name)
+            return "none", supervision
+        new_problems = [p for p in parsed.problems if p not in (row["label_problems"] or [])]
+        for problem in new_problems:
+            self.app.store.record_event(
+                "container_bad_label", f"{seen.name}: label {problem}; treated as unset",
+                importance="medium", source="supervisor",
+                details={"container": seen.name, "host": self.host, "problem": problem})
+        if decision.action != "none":
+            self._act(decision, state, seen, row, policy, now)
+        return decision.action, supervision
+
+    def _insert(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
+        if seen.compose_project and seen.compose_service:
+            adopted = self.app.db.fetch_one(
+                "container_adopt", host=self.host, name=seen.name,
+                compose_project=seen.compose_project, compose_service=seen.compose_service)
+            if adopted is not None:
+                return adopted
+        self.app.db.execute("container_insert", host=self.host, name=seen.name,
+                            container_id=seen.id, image=seen.image,
+                            compose_project=seen.compose_project,
+                            compose_service=seen.compose_service, status=seen.status,
+                            health=seen.health, has_healthcheck=has_healthcheck, seen_at=now)
+        return self.app.db.fetch_one("container_by_name", host=self.host, name=seen.name)
+
+    def _params(self, seen: Seen, row: Row, decision: Decision, has_healthcheck: bool,
+                supervision: str, shown: str, maintenance_label: bool,
+                problems: tuple[str, ...], now: datetime) -> dict[str, Any]:
+        state = decision.state
+        acted = decision.action != "none"
+        return {
+            "host": self.host, "name": seen.name, "version": row["version"],
+            "container_id": seen.id, "image": seen.image,
+            "compose_project": seen.compose_project, "compose_service": seen.compose_service,
+            "status": seen.status, "health": seen.health, "has_healthcheck": has_healthcheck,
+            "supervision": supervision, "state": shown, "phase": state.phase,
+            "strikes": state.strikes, "incident": state.incident,
+            "strike_at": state.strike_at, "healthy_since": state.healthy_since,
+            "restarts": list(state.restarts), "maintenance_label": maintenance_label,
+            "label_problems": list(problems),
+            "last_action": decision.action if acted else None,
+            "last_action_at": now if acted else None,
+            "last_reason": decision.reason if acted else None,
+            "next_check_at": decision.next_check_at,
+            # the sighting time is refreshed only on a change, to keep sweeps write-free
+            "seen_at": now,
+        }
+
+    @staticmethod
+    def _changed(row: Row, params: dict[str, Any]) -> bool:
+        if row["removed_at"] is not None:
+            return True
+        if sorted(row["restarts"] or []) != params["restarts"]:
+            return True
+        keys = ("container_id", "image", "compose_project", "compose_service", "status",
+                "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
+                "incident", "strike_at", "healthy_since", "maintenance_label",
+                "next_check_at")
+        if any(row[key] != params[key] for key in keys):
+            return True
+        return bool(list(row["label_problems"] or []) != params["label_problems"])
+
+    # --- acting ---
+
+    def _details(self, seen: Seen, decision: Decision, **extra: Any) -> dict[str, Any]:
+        return {"container": seen.name, "host": self.host, "container_id": seen.id[:12],
+                "image": seen.image, "compose_project": seen.compose_project,
+                "compose_service": seen.compose_service, "incident": decision.state.incident,
+                "strikes": decision.state.strikes, "reason": decision.reason, **extra}
+
+    def _inspected(self, seen: Seen) -> Seen:
+        """``seen`` with what only an inspect tells (probe output, stop timeout)."""
+        if seen.details:
+            return seen
+        try:
+            return seen_from_inspect(self.client.api.inspect_container(seen.id))
+        except docker_errors():
+            return seen
+
+    def _act(self, decision: Decision, before: Any, seen: Seen, row: Row, policy: Policy,
+             now: datetime) -> None:
+        store = self.app.store
+        name = seen.name
+        if decision.action == "strike1":
+            self.log.warning("container_strike", container=name, strike=1)
+            store.record_event("container_unhealthy",
+                               f"{name} is unhealthy (strike 1 of 3)", importance="medium",
+                               source="supervisor", timestamp=now,
+                               details=self._details(seen, decision, status=seen.status))
+        elif decision.action == "restart":
+            self._restart(decision, seen, policy, now)
+        elif decision.action == "escalate":
+            self._escalate(decision, seen, now)
+        elif decision.action == "recover":
+            was_escalated = before.phase == "escalated"
+            notify = None
+            if was_escalated:
+                notify = Notification(
+                    channel="alerts", title=f"{name} recovered on {self.host}",
+                    body=f"{name} has been healthy again ({decision.reason}); strikes reset.",
+                    importance="medium",
+                    fields={"container": name, "host": self.host},
+                    dedup_key=f"recovery:{self.host}:{name}:{decision.state.incident}")
+            store.record_event("container_recovered",
+                               f"{name} recovered: {decision.reason}", importance="medium",
+                               source="supervisor", timestamp=now, notify=notify,
+                               details=self._details(seen, decision,
+                                                     was_escalated=was_escalated))
+        elif decision.action == "reset":
+            store.record_event("container_strikes_reset", f"{name}: strikes reset "
+                               f"({decision.reason})", importance="low", source="supervisor",
+                               timestamp=now, details=self._details(seen, decision))
+
+    def _restart(self, decision: Decision, seen: Seen, policy: Policy, now: datetime) -> None:
+        seen = self._inspected(seen)
+        timeout_s = (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
+                     or policy.stop_timeout_s)
+        details = self._details(seen, decision, probe_output=seen.probe_output,
+                                probe_exit_code=seen.probe_exit_code,
+                                restarts_last_hour=len(decision.state.restarts),
+                                docker_restart_count=seen.docker_restart_count,
+                                stop_timeout_s=timeout_s)
+        self.log.warning("container_restarting", container=seen.name, strike=2,
+                         stop_timeout_s=timeout_s)
+        try:
+            self.client.api.restart(seen.id, timeout=int(timeout_s))
+        except docker_errors() as exc:
+            self.app.store.record_event(
+                "container_restart_failed", f"{seen.name}: restart failed: {exc}",
+                importance="high", source="supervisor", timestamp=now,
+                details={**details, "error": str(exc)})
+            return
+        self.app.store.record_event(
+            "container_restarted",
+            f"{seen.name} restarted (strike 2 of 3): still unhealthy; "
+            f"restart {len(decision.state.restarts)} this hour",
+            importance="high", source="supervisor", timestamp=now, details=details)
+        self._restart_dependents(seen, now)
+
+    def _restart_dependents(self, seen: Seen, now: datetime) -> None:
+        """Restart, after ``seen``, the running containers that use its network namespace."""
+        modes = {f"container:{seen.id}", f"container:{seen.name}"}
+        try:
+            entries = self.client.api.containers(filters={"status": "running"})
+        except docker_errors():
+            return
+        for entry in entries:
+            dependent = seen_from_listing(entry)
+            if dependent.network_mode not in modes:
+                continue
+            parsed = L.parse_labels(dependent.labels)
+            details = {"container": dependent.name, "host": self.host,
+                       "container_id": dependent.id[:12], "image": dependent.image,
+                       "network_of": seen.name,
+                       "reason": f"shares the network namespace of {seen.name}"}
+            if parsed.protect or self.is_own(dependent) or \
+                    dependent.name in self.settings.protected_containers:
+                self.app.store.record_event(
+                    "container_dependent_skipped",
+                    f"{dependent.name} shares {seen.name}'s network but is protected: "
+                    "not restarted", importance="high", source="supervisor", details=details)
+                continue
+            try:
+                self.client.api.restart(dependent.id, timeout=int(
+                    parsed.stop_timeout_s or DEFAULT_STOP_TIMEOUT_S))
+            except docker_errors() as exc:
+                self.log.error("container_dependent_restart_failed", container=dependent.name,
+                               error=str(exc))
+                continue
+            self.app.store.record_event(
+                "container_restarted",
+                f"{dependent.name} restarted after {seen.name} (shared network namespace)",
+                importance="high", source="supervisor", timestamp=now, details=details)
+
+    def _escalate(self, decision: Decision, seen: Seen, now: datetime) -> None:
+        seen = self._inspected(seen)
+        name = seen.name
+        incident = decision.state.incident
+        probe = f"\nLast health probe: {seen.probe_output}" if seen.probe_output else ""
+        details = self._details(seen, decision, probe_output=seen.probe_output,
+                                probe_exit_code=seen.probe_exit_code,
+                                exit_code=seen.exit_code, status=seen.status,
+                                restarts_last_hour=len(decision.state.restarts),
+                                restart_policy=seen.details.get("restart_policy"))
+        notify = Notification(
+            channel="alerts", title=f"{name} escalated on {self.host}",
+            body=f"{decision.reason}.{probe}\naegis takes no further action until "
+                 f"`aegis ack {name}` or the container is healthy again.",
+            importance="critical",
+            fields={"container": name, "host": self.host, "image": seen.image,
+                    "restarts_last_hour": str(len(decision.state.restarts))},
+            dedup_key=f"escalation:{self.host}:{name}:{incident}")
+        self.log.error("container_escalate", container=name, strike=3, reason=decision.reason)
+        self.app.store.record_event("container_escalated",
+                                    f"{name} escalated (strike 3 of 3): {decision.reason}",
+                                    importance="critical", source="supervisor", timestamp=now,
+                                    notify=notify, details=details)
+
+
+def supervise_once(app: Aegis, now: datetime | None = None, client: Any = None
+                   ) -> dict[str, Any]:
+    """One reconciliation sweep with a fresh client; records the engine's availability."""
+    now = now or utcnow()
+    own_client = client is None
+    try:
+        client = client or docker_client()
+        client.ping()
+    except docker_errors() as exc:
+        note_docker(app, False, str(exc))
+        return {"docker_available": False, "error": str(exc)}
+    try:
+        note_docker(app, True)
+        return {"docker_available": True, **Supervisor(app, client).reconcile(now)}
+    finally:
+        if own_client:
+            client.close()
