@@ -9,3 +9,5 @@ from aegis.registry import Registry
 
 def register_core_services(registry: Registry) -> None:
     """Add aegis's own services to ``registry``."""
+    from aegis import http  # /healthz and /metrics; returns at once when AEGIS_HTTP_ADDR=off
+    registry.add_service("http", http.serve)

@@ -1,0 +1,227 @@
+"""The HTTP endpoint against a real database: /healthz from the heartbeat file, /metrics
+from aggregate queries, parsed with prometheus-client's own parser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from aegis import __version__, api
+from aegis.config import Settings
+from aegis.heartbeat import Heartbeat, stale_after_s, write_heartbeat
+from aegis.http import make_server
+from tests.conftest import clean_environ, drop_database
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def endpoint(app: api.Aegis, clock: Clock) -> Iterator[str]:
+    server = make_server(app, "127.0.0.1:0", clock=clock)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def beat(settings: Settings, at: datetime, status: str = "running") -> None:
+    write_heartbeat(settings.home, Heartbeat(pid=os.getpid(), host=settings.host,
+                                             instance_id="i-1", version="test",
+                                             started_at=at - timedelta(hours=1),
+                                             last_heartbeat_at=at, status=status))
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def execute(url: str, query: str, *params: Any) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(query, params)
+
+
+def test_healthz_is_200_while_the_heartbeat_is_fresh_and_503_when_the_loop_stalls(
+        settings, endpoint, clock):
+    status, content_type, body = get(endpoint + "/healthz")
+    assert (status, content_type) == (503, "application/json")
+    assert '"never_started"' in body
+
+    beat(settings, NOW - timedelta(seconds=5))
+    status, _, body = get(endpoint + "/healthz")
+    assert status == 200
+    assert '"ok"' in body
+
+    # The loop stops writing; time moves past the stale limit.
+    clock.now = NOW + timedelta(seconds=stale_after_s(settings.heartbeat_interval_s))
+    status, _, body = get(endpoint + "/healthz")
+    assert status == 503
+    assert '"stale"' in body
+
+    clock.now = NOW
+    beat(settings, NOW, status="stopped")
+    assert get(endpoint + "/healthz")[0] == 503
+    assert get(endpoint + "/nothing-here")[0] == 404
+
+
+def test_metrics_carry_every_series_and_parse_with_prometheus_client(
+        settings, database_url, endpoint, clock):
+    clock.now = datetime.now(UTC)  # the database's now() decides the 24-hour windows
+    now = clock.now
+    beat(settings, now - timedelta(seconds=3))
+    for job_id in ("health_check", "morning_status"):
+        execute(database_url, "INSERT INTO jobs (id) VALUES (%s)", job_id)
+    runs = [("health_check", "ok", 0.2, 10), ("health_check", "ok", 3.0, 5),
+            ("health_check", "failed", 40.0, 4), ("morning_status", "timeout", 700.0, 60)]
+    for job_id, run_status, took_s, minutes_ago in runs:
+        started = now - timedelta(minutes=minutes_ago)
+        execute(database_url,
+                "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
+                "started_at, finished_at, status) VALUES (%s, 'test-host', 'test-host', "
+                "'schedule', %s, %s, %s, %s)",
+                job_id, started, started, started + timedelta(seconds=took_s), run_status)
+    for name, state, strikes in (("web", "ok", 0), ("db", "striking", 1),
+                                 ("queue", "escalated", 3), ("cache", "escalated", 3)):
+        execute(database_url, "INSERT INTO containers (host, name, state, strikes) "
+                "VALUES ('test-host', %s, %s, %s)", name, state, strikes)
+    execute(database_url, "INSERT INTO containers (host, name, state, strikes) "
+            "VALUES ('other-host', 'web', 'escalated', 3)")
+    for event_type, container, importance in (
+            ("container_restarted", "queue", "high"), ("container_restarted", "queue", "high"),
+            ("container_escalated", "queue", "critical"), ("daemon_started", "", "low")):
+        execute(database_url, "INSERT INTO episodic_memory (uid, event_type, summary, details, "
+                "importance, host) VALUES (gen_random_uuid(), %s, 's', "
+                "jsonb_build_object('container', %s::text), %s::importance, 'test-host')",
+                event_type, container, importance)
+    for key, row_status, attempts in (("a", "pending", 2), ("b", "pending", 0),
+                                      ("c", "undeliverable", 5), ("d", "delivered", 1)):
+        execute(database_url, "INSERT INTO outbox (channel, dedup_key, host, title, status, "
+                "attempts, created_at) VALUES ('alerts', %s, 'test-host', 't', %s, %s, "
+                "now() - interval '20 minutes')", key, row_status, attempts)
+
+    status, content_type, text = get(endpoint + "/metrics")
+    assert status == 200
+    assert content_type.startswith("text/plain; version=0.0.4")
+    found = samples(text)
+
+    assert found[("aegis_database_up", ())] == 1.0
+    assert found[("aegis_job_runs", (("job", "health_check"), ("status", "ok")))] == 2
+    assert found[("aegis_job_runs", (("job", "health_check"), ("status", "failed")))] == 1
+    assert found[("aegis_job_runs", (("job", "morning_status"), ("status", "timeout")))] == 1
+    hc = (("job", "health_check"),)
+    assert found[("aegis_job_duration_seconds_count", hc)] == 3
+    assert found[("aegis_job_duration_seconds_sum", hc)] == pytest.approx(43.2)
+    assert found[("aegis_job_duration_seconds_bucket", (*hc, ("le", "0.5")))] == 1
+    assert found[("aegis_job_duration_seconds_bucket", (*hc, ("le", "5.0")))] == 2
+    assert found[("aegis_job_duration_seconds_bucket", (*hc, ("le", "+Inf")))] == 3
+    assert found[("aegis_job_last_success_timestamp_seconds", hc)] == pytest.approx(
+        (now - timedelta(minutes=5) + timedelta(seconds=3)).timestamp(), abs=1e-3)
+    assert ("aegis_job_last_success_timestamp_seconds", (("job", "morning_status"),)) \
+        not in found
+    assert found[("aegis_containers", (("state", "escalated"),))] == 2
+    assert found[("aegis_containers", (("state", "striking"),))] == 1
+    assert found[("aegis_container_strikes", (("container", "queue"),))] == 3
+    assert found[("aegis_container_restarts_total", (("container", "queue"),))] == 2
+    assert found[("aegis_container_escalations_total", (("container", "queue"),))] == 1
+    assert found[("aegis_outbox_depth", (("channel", "alerts"),))] == 2
+    assert found[("aegis_outbox_oldest_pending_age_seconds", (("channel", "alerts"),))] \
+        == pytest.approx(1200, abs=60)
+    assert found[("aegis_outbox_undelivered", (("channel", "alerts"),))] == 1
+    assert found[("aegis_outbox_delivery_failures", (("channel", "alerts"),))] == 7
+    assert found[("aegis_events", (("importance", "high"),))] == 2
+    assert found[("aegis_events", (("importance", "critical"),))] == 1
+    assert found[("aegis_events", (("importance", "medium"),))] == 0
+    assert found[("aegis_heartbeat_age_seconds", ())] == pytest.approx(3.0)
+    assert found[("aegis_info", (("host", "test-host"), ("version", __version__)))] == 1
+
+
+def test_the_endpoint_answers_while_the_database_is_gone(
+        settings, database_url, pg_admin_url, endpoint, clock):
+    beat(settings, NOW)
+    assert samples(get(endpoint + "/metrics")[2])[("aegis_database_up", ())] == 1.0
+
+    drop_database(pg_admin_url, database_url)
+
+    status, _, text = get(endpoint + "/metrics")
+    assert status == 200
+    found = samples(text)
+    assert found[("aegis_database_up", ())] == 0.0
+    assert ("aegis_heartbeat_age_seconds", ()) in found
+    assert not any(name.startswith("aegis_job_runs") for name, _ in found)
+    assert get(endpoint + "/healthz")[0] == 200
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env, tmp_path: Path):
+    port = free_port()
+    env = clean_environ({**aegis_env, "AEGIS_HTTP_ADDR": f"127.0.0.1:{port}",
+                         "AEGIS_HEARTBEAT_INTERVAL": "1s"})
+    log = (tmp_path / "daemon.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "aegis", "run"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                status = get(f"http://127.0.0.1:{port}/healthz")[0]
+            except OSError:
+                status = None
+            if status == 200:
+                break
+            time.sleep(0.2)
+        assert status == 200, (tmp_path / "daemon.log").read_text()
+        found = samples(get(f"http://127.0.0.1:{port}/metrics")[2])
+        assert found[("aegis_database_up", ())] == 1.0
+        assert any(name == "process_resident_memory_bytes" for name, _ in found)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        log.close()
+    with pytest.raises(urllib.error.URLError):
+        get(f"http://127.0.0.1:{port}/healthz")
