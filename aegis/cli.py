@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from aegis import __version__, api
 from aegis.config import Settings, load_settings
@@ -431,5 +432,108 @@ def digest_command(ctx: click.Context, day_text: str | None, to_stdout: bool) ->
     click.echo(str(path))
 
 
+# --- doctor ---
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array of {check, status, detail, hint}.")
+@click.pass_context
+def doctor_command(ctx: click.Context, as_json: bool) -> None:
+    """Check the database, migrations, clock, Docker, channels, journal folder and daemon;
+    exit 1 when any check fails."""
+    from aegis.doctor import has_failures, run_checks
+
+    checks = run_checks(settings_of(ctx))
+    if as_json:
+        print_json([check.to_json() for check in checks])
+    else:
+        width = max(len(check.check) for check in checks)
+        for check in checks:
+            click.echo(f"{check.status:<5} {check.check:<{width}}  {check.detail}")
+            if check.hint:
+                click.echo(f"{'':<5} {'':<{width}}  fix: {check.hint}")
+    sys.exit(EXIT_FAILED if has_failures(checks) else EXIT_OK)
+
+
+# --- containers ---
+
+
+@cli.command("containers")
+@click.option("--all-hosts", is_flag=True, help="Every host sharing the database.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@with_app()
+def containers_command(app: api.Aegis, all_hosts: bool, as_json: bool) -> None:
+    """Supervised containers: health, strikes and state (ok, striking, restarting,
+    escalated, maintenance, protected, ignored)."""
+    from aegis.clock import utcnow
+    from aegis.containers import listing
+
+    found = listing(app, utcnow(), all_hosts=all_hosts)
+    if as_json:
+        print_json([container.to_json() for container in found])
+        return
+    print_table([(c.name, c.id, c.health, str(c.strikes), c.state,
+                  c.last_action or "-", _format_time(c.last_action_at),
+                  str(c.restarts_last_hour), c.host) for c in found],
+                ["name", "id", "health", "strikes", "state", "last_action", "at",
+                 "restarts_1h", "host"])
+
+
+@cli.command("ack")
+@click.argument("container")
+@with_app()
+def ack_command(app: api.Aegis, container: str) -> None:
+    """Take over an escalation: strikes reset and remediation is re-armed."""
+    from aegis.clock import utcnow
+    from aegis.containers import acknowledge
+
+    if acknowledge(app, container, utcnow()):
+        click.echo(f"{container}: escalation acknowledged; remediation re-armed")
+    else:
+        click.echo(f"{container}: not escalated; nothing to acknowledge")
+
+
+@cli.command("maintenance")
+@click.argument("container")
+@click.option("--for", "duration", metavar="DURATION", help="Pause action for 30m, 2h, 1d...")
+@click.option("--off", is_flag=True, help="End maintenance now.")
+@with_app()
+def maintenance_command(app: api.Aegis, container: str, duration: str | None,
+                        off: bool) -> None:
+    """Pause remediation of a container for a while (or end the pause with --off)."""
+    from aegis.clock import utcnow
+    from aegis.containers import set_maintenance
+    from aegis.durations import parse_duration_s
+
+    if (duration is None) == (not off):
+        raise UsageError("give either --for DURATION or --off")
+    seconds = None
+    if duration is not None:
+        try:
+            seconds = parse_duration_s(duration)
+        except ValueError as exc:
+            raise UsageError(f"--for: {exc}") from None
+    row = set_maintenance(app, container, utcnow(), seconds)
+    if row["maintenance_until"] is None:
+        click.echo(f"{container}: maintenance ended")
+    else:
+        click.echo(f"{container}: maintenance until "
+                   f"{row['maintenance_until']:%Y-%m-%d %H:%M:%S} UTC")
+
+
 def main() -> None:
-    cli(prog_name="aegis")
+    # click's own usage errors become one line and exit 2, like aegis's errors
+    try:
+        code = cli.main(prog_name="aegis", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        click.echo(exc.format_message(), err=True)
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        fail(exc.format_message().replace("\n", " ") + where, EXIT_USAGE)
+    except click.ClickException as exc:
+        fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except click.Abort:
+        fail("aborted", EXIT_FAILED)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
