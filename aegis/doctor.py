@@ -1,0 +1,251 @@
+"""``aegis doctor``: what is wrong with this installation, and the one-line fix for each.
+
+Every check returns ok, warn or fail; none raises. The checks are read-only: the journal
+probe writes and removes one temporary file, nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aegis import api
+from aegis.clock import utcnow
+from aegis.config import Settings
+from aegis.errors import AegisError
+from aegis.heartbeat import daemon_status, pid_alive, read_heartbeat, read_pid
+from aegis.redact import redact, redact_urls
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+SKEW_WARN_S = 2.0
+SKEW_FAIL_S = 30.0
+PENDING_WARN_S = 600.0
+DOCKER_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str
+    status: str  # ok | warn | fail
+    detail: str
+    hint: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def run_checks(settings: Settings, clock: Callable[[], datetime] = utcnow) -> list[Check]:
+    """Every check, in a fixed order."""
+    results: list[Check] = []
+    app: api.Aegis | None = None
+    try:
+        app = api.connect(settings, migrate=False, pool_size=1)
+    except AegisError as exc:
+        results.append(_database_unreachable(settings, str(exc)))
+    try:
+        if app is not None:
+            results.extend(_database_checks(app, settings, clock))
+        else:
+            results.append(Check("migrations", WARN, "not checked: the database is unreachable",
+                                 "fix the database check first"))
+            results.append(Check("clock", WARN, "not checked: the database is unreachable",
+                                 "fix the database check first"))
+        results.append(check_docker(settings))
+        for channel in ("alerts", "journal"):
+            results.append(check_channel(settings, channel, app, clock()))
+        results.append(check_journal_dir(settings.journal_dir))
+        results.append(check_daemon(settings, clock()))
+    finally:
+        if app is not None:
+            app.close()
+    return results
+
+
+def has_failures(checks: list[Check]) -> bool:
+    return any(check.status == FAIL for check in checks)
+
+
+# --- database, migrations, clock ---
+
+
+def _where(settings: Settings) -> str:
+    if settings.embedded:
+        return f"embedded, under {settings.home / 'pgdata'}"
+    if settings.postgres_host and not settings.database_url:
+        return f"{settings.postgres_host}:{settings.postgres_port}"
+    host = urlsplit(settings.database_url or "").hostname
+    return host or "AEGIS_DATABASE_URL"
+
+
+def _database_unreachable(settings: Settings, error: str) -> Check:
+    secrets = [s for s in (settings.database_url, settings.postgres_password) if s]
+    hint = ("check that AEGIS_HOME is writable and run `aegis db url`" if settings.embedded
+            else "check AEGIS_DATABASE_URL or POSTGRES_HOST/PORT/USER/PASSWORD/DB, and that "
+                 "the server accepts connections from this host (pg_isready)")
+    return Check("database", FAIL, f"unreachable ({_where(settings)}): "
+                 f"{redact(error, secrets)}", hint)
+
+
+def _database_checks(app: api.Aegis, settings: Settings,
+                     clock: Callable[[], datetime]) -> list[Check]:
+    try:
+        before = clock()
+        row = app.db.fetch_one("doctor_database")
+        after = clock()
+        pending = app.db.pending_migrations()
+    except AegisError as exc:
+        return [_database_unreachable(settings, str(exc)),
+                Check("migrations", WARN, "not checked: the database is unreachable",
+                      "fix the database check first"),
+                Check("clock", WARN, "not checked: the database is unreachable",
+                      "fix the database check first")]
+    assert row is not None
+    database = Check("database", OK, f"PostgreSQL {row['version']}, database "
+                     f"{row['name']} ({_where(settings)})")
+    if pending:
+        migrations = Check("migrations", WARN, f"{len(pending)} pending: {', '.join(pending)}",
+                           "run `aegis db migrate` (`aegis run` also applies them at start)")
+    else:
+        migrations = Check("migrations", OK, "schema is current")
+    local_mid = before + (after - before) / 2
+    return [database, migrations, clock_check(row["db_clock"], local_mid)]
+
+
+def clock_check(database_now: datetime, local_now: datetime) -> Check:
+    """Skew between this host's clock and the database's: heartbeats and claims rely on it."""
+    skew_s = (local_now - database_now).total_seconds()
+    detail = f"this host is {abs(skew_s):.2f}s {'ahead of' if skew_s >= 0 else 'behind'} " \
+             "the database"
+    hint = "enable time sync (timedatectl set-ntp true, or chrony) on this host and the " \
+           "database host"
+    if abs(skew_s) >= SKEW_FAIL_S:
+        return Check("clock", FAIL, detail, hint)
+    if abs(skew_s) >= SKEW_WARN_S:
+        return Check("clock", WARN, detail, hint)
+    return Check("clock", OK, detail)
+
+
+# --- docker ---
+
+
+def check_docker(settings: Settings) -> Check:
+    """Reachable, its API version, and a container listing (what supervision needs)."""
+    import docker
+
+    missing = WARN if settings.remediation == "off" else FAIL
+    endpoint = redact(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    try:
+        client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+        try:
+            version: dict[str, Any] = client.version()
+            containers = client.api.containers(all=True, quiet=True)
+        finally:
+            client.close()
+    except Exception as exc:  # the SDK raises DockerException, requests and OS errors alike
+        message = redact(str(exc))
+        if "ermission denied" in message:
+            hint = ("add aegis's user to the socket's group: stat -c %g /var/run/docker.sock, "
+                    "then group_add it in compose (DOCKER_GID) or `usermod -aG docker USER`")
+        elif "No such file" in message or "FileNotFoundError" in message:
+            hint = "start Docker, or point DOCKER_HOST at its socket"
+        else:
+            hint = "check that dockerd runs and DOCKER_HOST points at it"
+        return Check("docker", missing, f"unreachable at {endpoint}: {message[:200]}", hint)
+    return Check("docker", OK, f"Docker {version.get('Version', '?')} (API "
+                 f"{version.get('ApiVersion', '?')}) at {endpoint}, "
+                 f"{len(containers)} containers")
+
+
+# --- notification channels ---
+
+
+def _targets(settings: Settings, channel: str) -> list[str]:
+    if channel == "alerts":
+        discord, urls = settings.discord_webhook_url, settings.notify_urls
+    else:
+        discord, urls = settings.discord_journal_webhook_url, settings.journal_notify_urls
+    targets = [f"discord ({urlsplit(discord).hostname})"] if discord else []
+    targets += [f"apprise {url.split('://', 1)[0]}://" for url in urls]
+    return targets
+
+
+def check_channel(settings: Settings, channel: str, app: api.Aegis | None,
+                  now: datetime) -> Check:
+    name = f"channel:{channel}"
+    variables = ("DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS" if channel == "alerts"
+                 else "DISCORD_JOURNAL_WEBHOOK_URL or AEGIS_JOURNAL_NOTIFY_URLS")
+    targets = _targets(settings, channel)
+    if not targets:
+        return Check(name, WARN, "not configured: its messages stay in the outbox",
+                     f"set {variables}")
+    configured = ", ".join(targets)
+    if app is None:
+        return Check(name, WARN, f"{configured}; outbox not readable (database unreachable)",
+                     "fix the database check first")
+    try:
+        row = app.db.fetch_one("doctor_channel", channel=channel)
+    except AegisError as exc:
+        return Check(name, WARN, f"{configured}; outbox not readable: {redact(str(exc))}",
+                     "fix the database check first")
+    assert row is not None
+    last = row["last_delivered_at"]
+    delivered = f"last delivery {last:%Y-%m-%d %H:%M:%S}Z" if last else "nothing delivered yet"
+    retry = f"fix it, then run `aegis notify test --channel {channel}`"
+    if row["latest_status"] in ("failed", "undeliverable"):
+        error = redact_urls(redact(str(row["latest_error"] or "no reason recorded")))
+        return Check(name, FAIL, f"{configured}; {delivered}; latest message "
+                     f"{row['latest_status']}: {error[:200]}", retry)
+    pending, oldest = int(row["pending"]), row["oldest_pending_at"]
+    if pending and oldest is not None and (now - oldest).total_seconds() > PENDING_WARN_S:
+        age_min = (now - oldest).total_seconds() / 60
+        return Check(name, WARN, f"{configured}; {delivered}; {pending} pending, oldest "
+                     f"{age_min:.0f} min", "is the daemon running? " + retry)
+    return Check(name, OK, f"{configured}; {delivered}; {pending} pending")
+
+
+# --- journal folder, daemon ---
+
+
+def check_journal_dir(path: Path) -> Check:
+    hint = f"create it and let aegis's user write to it: mkdir -p {path} && chown USER {path}"
+    if path.is_dir():
+        try:
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".aegis-doctor-"):
+                pass
+        except OSError as exc:
+            return Check("journal", FAIL, f"{path} is not writable: {exc.strerror or exc}",
+                         hint)
+        return Check("journal", OK, f"{path} is writable")
+    if path.exists():
+        return Check("journal", FAIL, f"{path} exists and is not a folder",
+                     "point AEGIS_JOURNAL_DIR at a folder")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if os.access(parent, os.W_OK | os.X_OK):
+        return Check("journal", OK, f"{path} will be created (under {parent})")
+    return Check("journal", FAIL, f"{path} is missing and {parent} is not writable", hint)
+
+
+def check_daemon(settings: Settings, now: datetime) -> Check:
+    heartbeat = read_heartbeat(settings.home)
+    pid = read_pid(settings.home) or (heartbeat.pid if heartbeat else None)
+    alive = pid is not None and pid_alive(pid)
+    status = daemon_status(heartbeat, alive, now, settings.heartbeat_interval_s)
+    if heartbeat is None:
+        return Check("daemon", WARN, f"never started with AEGIS_HOME={settings.home}",
+                     "start it: `aegis run`, or `docker compose up -d`")
+    age_s = (now - heartbeat.last_heartbeat_at).total_seconds()
+    detail = f"{status}: pid {heartbeat.pid} on {heartbeat.host}, heartbeat {age_s:.0f}s old"
+    if status == "running":
+        return Check("daemon", OK, detail)
+    if status == "stopped":
+        return Check("daemon", WARN, detail, "start it: `aegis run`, or `docker compose up -d`")
+    return Check("daemon", FAIL, detail, "the loop is stuck or died: read its log, then "
+                 "`aegis stop` and `aegis run` (or restart the container)")

@@ -1,0 +1,168 @@
+"""``aegis doctor`` against a real PostgreSQL and the real Docker engine."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from aegis.doctor import FAIL, OK, WARN, check_journal_dir, clock_check
+from aegis.heartbeat import Heartbeat, write_heartbeat
+from tests.conftest import run_cli
+
+WEBHOOK_TOKEN = "s3cretT0kenDoNotLeak"
+WEBHOOK = f"https://discord.com/api/webhooks/123456/{WEBHOOK_TOKEN}"
+
+
+def doctor(env: dict[str, str]) -> tuple[int, dict[str, dict[str, str]], str]:
+    result = run_cli("doctor", "--json", env=env, timeout=120)
+    checks = json.loads(result.stdout)
+    assert all(set(c) == {"check", "status", "detail", "hint"} for c in checks)
+    assert all(c["status"] in (OK, WARN, FAIL) for c in checks)
+    assert all(c["hint"] for c in checks if c["status"] != OK)
+    return result.returncode, {c["check"]: c for c in checks}, result.stdout + result.stderr
+
+
+def test_a_fresh_machine_with_nothing_configured(tmp_path: Path, docker_client: Any):
+    env = {"AEGIS_HOME": str(tmp_path / "home"), "AEGIS_JOURNAL_DIR": str(tmp_path / "journal"),
+           "AEGIS_HTTP_ADDR": "off"}
+    code, checks, _ = doctor(env)
+
+    assert checks["database"]["status"] == OK
+    assert "embedded" in checks["database"]["detail"]
+    assert checks["migrations"]["status"] == WARN  # nothing has run yet
+    assert checks["clock"]["status"] == OK
+    assert checks["docker"]["status"] == OK  # this machine has an engine
+    assert "API" in checks["docker"]["detail"]
+    assert checks["channel:alerts"]["status"] == WARN
+    assert "not configured" in checks["channel:alerts"]["detail"]
+    assert checks["channel:journal"]["status"] == WARN
+    assert checks["journal"]["status"] == OK
+    assert checks["daemon"]["status"] == WARN
+    assert "never started" in checks["daemon"]["detail"]
+    assert code == 0
+    assert not (tmp_path / "journal").exists()  # doctor changes nothing
+
+
+def test_a_configured_database_and_the_human_readable_form(aegis_env):
+    code, checks, _ = doctor(aegis_env)
+    assert checks["database"]["status"] == OK
+    assert "embedded" not in checks["database"]["detail"]
+    assert checks["migrations"] == {"check": "migrations", "status": OK,
+                                    "detail": "schema is current", "hint": ""}
+    assert code == 0
+
+    text = run_cli("doctor", env=aegis_env, timeout=120)
+    assert text.returncode == 0
+    assert text.stdout.splitlines()[0].split()[:2] == ["ok", "database"]
+    assert "fix: set DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS" in text.stdout
+
+
+def test_pending_migrations_are_named(aegis_env, empty_database_url):
+    code, checks, _ = doctor({**aegis_env, "AEGIS_DATABASE_URL": empty_database_url})
+    assert checks["migrations"]["status"] == WARN
+    assert "0001_foundation" in checks["migrations"]["detail"]
+    assert "aegis db migrate" in checks["migrations"]["hint"]
+    assert code == 0
+
+
+def test_an_unreachable_database_fails_without_showing_its_password(aegis_env):
+    env = {**aegis_env, "AEGIS_DATABASE_URL": "postgresql://aegis:hunter2pw@127.0.0.1:1/aegis"}
+    code, checks, output = doctor(env)
+    assert checks["database"]["status"] == FAIL
+    assert "127.0.0.1" in checks["database"]["detail"]
+    assert checks["migrations"]["status"] == WARN
+    assert checks["clock"]["status"] == WARN
+    assert "hunter2pw" not in output
+    assert code == 1
+
+
+def test_a_stale_daemon_fails_and_a_running_one_is_ok(aegis_env, aegis_home):
+    now = datetime.now(UTC)
+
+    def beat(age_s: float) -> None:
+        write_heartbeat(aegis_home, Heartbeat(
+            pid=os.getpid(), host="test-host", instance_id="i", version="t",
+            started_at=now - timedelta(hours=1),
+            last_heartbeat_at=now - timedelta(seconds=age_s), status="running"))
+
+    beat(age_s=600)
+    code, checks, _ = doctor(aegis_env)
+    assert checks["daemon"]["status"] == FAIL
+    assert checks["daemon"]["detail"].startswith("stale")
+    assert code == 1
+
+    beat(age_s=0)
+    code, checks, _ = doctor(aegis_env)
+    assert checks["daemon"]["status"] == OK
+    assert code == 0
+
+
+def test_channels_report_last_delivery_and_the_latest_failure_redacted(aegis_env, database_url):
+    env = {**aegis_env, "DISCORD_WEBHOOK_URL": WEBHOOK,
+           "AEGIS_JOURNAL_NOTIFY_URLS": "json://127.0.0.1:9/hook"}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO outbox (channel, dedup_key, host, title, status, delivered_at) "
+                     "VALUES ('alerts', 'a1', 'h', 't', 'delivered', now())")
+        conn.execute("INSERT INTO outbox (channel, dedup_key, host, title, status) "
+                     "VALUES ('journal', 'j1', 'h', 't', 'delivered')")
+    code, checks, output = doctor(env)
+    assert checks["channel:alerts"]["status"] == OK
+    assert "discord (discord.com)" in checks["channel:alerts"]["detail"]
+    assert "last delivery" in checks["channel:alerts"]["detail"]
+    assert checks["channel:journal"]["status"] == OK
+    assert "apprise json://" in checks["channel:journal"]["detail"]
+    assert code == 0
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO outbox (channel, dedup_key, host, title, status, last_error) "
+                     "VALUES ('alerts', 'a2', 'h', 't', 'undeliverable', %s)",
+                     (f"404 Unknown Webhook from {WEBHOOK}",))
+        conn.execute("INSERT INTO outbox (channel, dedup_key, host, title, status, created_at) "
+                     "VALUES ('journal', 'j2', 'h', 't', 'pending', now() - interval '1 hour')")
+    code, checks, output = doctor(env)
+    assert checks["channel:alerts"]["status"] == FAIL
+    assert "404 Unknown Webhook" in checks["channel:alerts"]["detail"]
+    assert "aegis notify test --channel alerts" in checks["channel:alerts"]["hint"]
+    assert checks["channel:journal"]["status"] == WARN
+    assert "1 pending, oldest 60 min" in checks["channel:journal"]["detail"]
+    assert WEBHOOK_TOKEN not in output
+    assert code == 1
+
+
+def test_docker_unreachable_fails_unless_remediation_is_off(aegis_env, tmp_path: Path):
+    env = {**aegis_env, "DOCKER_HOST": f"unix://{tmp_path}/missing.sock"}
+    code, checks, _ = doctor(env)
+    assert checks["docker"]["status"] == FAIL
+    assert "missing.sock" in checks["docker"]["detail"]
+    assert code == 1
+
+    code, checks, _ = doctor({**env, "AEGIS_REMEDIATION": "off"})
+    assert checks["docker"]["status"] == WARN
+    assert code == 0
+
+
+def test_journal_folder_checks(tmp_path: Path):
+    assert check_journal_dir(tmp_path).status == OK
+    assert not list(tmp_path.iterdir())  # the probe file is gone
+    assert check_journal_dir(tmp_path / "a" / "b").status == OK
+    (tmp_path / "file").write_text("x")
+    taken = check_journal_dir(tmp_path / "file")
+    assert (taken.status, taken.detail) == (FAIL, f"{tmp_path / 'file'} exists and is not a "
+                                                  "folder")
+
+
+@pytest.mark.parametrize(("skew_s", "status"), [
+    (0.0, OK), (1.9, OK), (-1.9, OK), (2.0, WARN), (-10.0, WARN), (29.9, WARN),
+    (30.0, FAIL), (-3600.0, FAIL),
+])
+def test_clock_skew_thresholds(skew_s: float, status: str):
+    database_now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    check = clock_check(database_now, database_now + timedelta(seconds=skew_s))
+    assert check.status == status
+    assert ("ahead of" if skew_s >= 0 else "behind") in check.detail
