@@ -1,0 +1,116 @@
+"""Migrations: idempotent, safe from two processes at once, and building the schema that
+docs/sql.md documents as the public contract."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aegis.db import Database
+from aegis.queries import migrations
+from tests.conftest import clean_environ, run_cli, sql_rows
+
+SQL_DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"
+ALL = [name for name, _ in migrations()]
+
+COLUMNS = """
+SELECT c.relname AS table_name, a.attname AS column_name,
+       format_type(a.atttypid, a.atttypmod) AS type
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY c.relname, a.attnum
+"""
+INDEXES = ("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+           "ORDER BY indexname")
+
+
+def schema_of(url: str) -> dict[str, list[tuple[str, str]]]:
+    """``{table: [(column, type), ...]}`` in column order, as the database has it."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for row in sql_rows(url, COLUMNS):
+        column_type = row["type"].replace("timestamp with time zone", "timestamptz")
+        tables.setdefault(row["table_name"], []).append((row["column_name"], column_type))
+    return tables
+
+
+def documented_schema() -> dict[str, list[tuple[str, str]]]:
+    """The column tables of docs/sql.md: a ``### `name` `` heading, then a markdown table
+    whose first two columns are the column name and its type."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    current: str | None = None
+    for line in SQL_DOC.read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"^#{2,4} `([a-z_]+)`", line)
+        if heading:
+            current = heading.group(1)
+            continue
+        if line.startswith("#"):
+            current = None
+        row = re.match(r"^\|\s*`([a-z_]+)`\s*\|\s*`([^`]+)`\s*\|", line)
+        if current and row:
+            tables.setdefault(current, []).append((row.group(1), row.group(2)))
+    return tables
+
+
+def test_migrate_applies_everything_once_then_is_a_no_op(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
+    try:
+        assert db.pending_migrations() == ALL
+        assert db.migrate() == ALL
+        schema, indexes = schema_of(empty_database_url), sql_rows(empty_database_url, INDEXES)
+        assert db.migrate() == []
+        assert db.pending_migrations() == []
+    finally:
+        db.close()
+    assert schema_of(empty_database_url) == schema
+    assert sql_rows(empty_database_url, INDEXES) == indexes
+    recorded = sql_rows(empty_database_url, "SELECT name FROM schema_migrations ORDER BY name")
+    assert [r["name"] for r in recorded] == ALL
+
+
+def test_aegis_db_migrate_twice(empty_database_url: str, tmp_path: Path) -> None:
+    env = {"AEGIS_DATABASE_URL": empty_database_url, "AEGIS_HOME": str(tmp_path / "home")}
+    first = run_cli("db", "migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"applied {len(ALL)} migration(s): {', '.join(ALL)}"
+    second = run_cli("db", "migrate", env=env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "database is up to date"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_migrations_started_together_both_succeed_and_leave_one_schema(
+    attempt: int, empty_database_url: str, template_url: str, tmp_path: Path,
+) -> None:
+    env = clean_environ({"AEGIS_DATABASE_URL": empty_database_url,
+                         "AEGIS_HOME": str(tmp_path / "home")})
+    processes = [subprocess.Popen([sys.executable, "-m", "aegis", "db", "migrate"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    stdouts = sorted(out.strip() for out, _ in outputs)
+    assert stdouts == [f"applied {len(ALL)} migration(s): {', '.join(ALL)}",
+                       "database is up to date"]
+    recorded = sql_rows(empty_database_url, "SELECT name FROM schema_migrations ORDER BY name")
+    assert [r["name"] for r in recorded] == ALL
+    assert schema_of(empty_database_url) == schema_of(template_url)
+
+
+def test_migrations_build_the_documented_schema(template_url: str) -> None:
+    actual = schema_of(template_url)
+    documented = documented_schema()
+    assert {"state", "episodic_memory", "job_runs", "jobs", "tasks", "daemons",
+            "outbox"} <= set(documented)
+    for table, columns in documented.items():
+        assert table in actual, f"docs/sql.md documents {table}, which no migration creates"
+        assert columns == actual[table], (
+            f"docs/sql.md's columns of {table} differ from the schema; update docs/sql.md")
+    text = SQL_DOC.read_text(encoding="utf-8")
+    for table in actual:
+        assert f"`{table}`" in text, f"table {table} is not mentioned in docs/sql.md"
