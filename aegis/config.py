@@ -221,6 +221,13 @@ def _path(raw: Any) -> Path:
     return Path(_nonempty(raw)).expanduser()
 
 
+def _folder(raw: Any) -> Path:
+    path = _path(raw)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a folder")
+    return path
+
+
 def _host(raw: Any) -> str:
     value = _text(raw)
     if not _HOST_NAME.match(value):
@@ -268,9 +275,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("postgres_password", "POSTGRES_PASSWORD", "database.password", _text,
            "PostgreSQL password.", secret=True),
     Option("postgres_db", "POSTGRES_DB", "database.name", _nonempty, "PostgreSQL database."),
-    Option("home", "AEGIS_HOME", "home", _path,
+    Option("home", "AEGIS_HOME", "home", _folder,
            "State folder: embedded database, pid file, heartbeat file, event spool."),
-    Option("journal_dir", "AEGIS_JOURNAL_DIR", "journal_dir", _path,
+    Option("journal_dir", "AEGIS_JOURNAL_DIR", "journal_dir", _folder,
            "Folder the evening digest is written to, as YYYY-MM-DD.md."),
     Option("host", "AEGIS_HOST", "host", _host,
            "This host's name in events, runs and heartbeats (default: the hostname)."),

@@ -6,6 +6,7 @@ INSERTs; an insert trigger NOTIFYs ``aegis_tasks`` so a daemon wakes within a se
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -105,7 +106,12 @@ class TaskQueue:
                 return taken
             taken += 1
             task = Task.from_row(row)
-            self._start(task)
+            try:
+                self._start(task)
+            except StoreError:
+                raise
+            except Exception as exc:  # a bad row must not take the daemon down
+                self._fail(task, f"cannot start: {type(exc).__name__}: {exc}")
 
     def recover_abandoned(self) -> None:
         """Close or requeue tasks a daemon took and then died without closing."""
@@ -116,13 +122,19 @@ class TaskQueue:
         for row in db.fetch_all("requeue_abandoned_tasks", taken_before=scheduler.live_since):
             self.log.warning("task_requeued_after_crash", task_id=row["id"], job=row["job_id"])
 
+    def _fail(self, task: Task, error: str) -> None:
+        self.scheduler.app.db.execute("finish_task", id=task.id, status="failed",
+                                      now=self.scheduler.clock(), run_id=None, error=error)
+        self.log.warning("task_failed", task_id=task.id, job=task.job_id, error=error)
+
     def _start(self, task: Task) -> None:
         scheduler, db = self.scheduler, self.scheduler.app.db
         if task.job_id not in scheduler.registry:
-            unknown = f"unknown job {task.job_id!r}"
-            db.execute("finish_task", id=task.id, status="failed", now=scheduler.clock(),
-                       run_id=None, error=unknown)
-            self.log.warning("task_failed", task_id=task.id, job=task.job_id, error=unknown)
+            self._fail(task, f"unknown job {task.job_id!r}")
+            return
+        if not isinstance(task.args, dict):
+            self._fail(task, f"args must be a JSON object, not {type(task.args).__name__} "
+                             f"{json.dumps(task.args)[:80]}")
             return
         job = scheduler.registry.get(task.job_id)
         with self._lock:

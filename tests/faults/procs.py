@@ -37,7 +37,10 @@ class Spawner:
         for process in self.processes:
             if process.poll() is None:
                 process.kill()
-            process.communicate(timeout=10)
+            _, stderr = process.communicate(timeout=10)
+            # shown by pytest when the test failed
+            print(f"--- aegis run pid {process.pid} exited {process.returncode}")
+            print(stderr.decode(errors="replace")[-4000:])
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:

@@ -1,0 +1,211 @@
+"""The bad-input catalogue: each case is one wrong input an operator (or a container, or
+a hand-written SQL row) can give aegis, and what aegis must do with it: one clear line and
+the contract's exit code, or a recorded event, and nothing else disturbed.
+
+Configuration cases run ``aegis run --once`` so "nothing written" is checked where it
+matters most: no pid file, no heartbeat, no database row.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
+
+SECRET = "s3cr3t-t0ken"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    env: dict[str, str] = field(default_factory=dict)
+    toml: str | bytes | None = None
+    names: tuple[str, ...] = ()  # what the one line must mention
+    args: tuple[str, ...] = ("run", "--once")
+    code: int = 2
+
+
+# --- environment values ---
+ENV_CASES = [
+    Case("port-not-a-number", {"POSTGRES_HOST": "db", "POSTGRES_PORT": "five"},
+         names=("POSTGRES_PORT", "'five' is not a whole number")),
+    Case("port-out-of-range", {"POSTGRES_HOST": "db", "POSTGRES_PORT": "70000"},
+         names=("POSTGRES_PORT", "out of range")),
+    Case("workers-zero", {"AEGIS_WORKERS": "0"}, names=("AEGIS_WORKERS", "out of range")),
+    Case("workers-word", {"AEGIS_WORKERS": "many"}, names=("AEGIS_WORKERS",)),
+    Case("heartbeat-not-a-duration", {"AEGIS_HEARTBEAT_INTERVAL": "soon"},
+         names=("AEGIS_HEARTBEAT_INTERVAL",)),
+    Case("heartbeat-too-short", {"AEGIS_HEARTBEAT_INTERVAL": "10ms"},
+         names=("AEGIS_HEARTBEAT_INTERVAL", "at least 0.1s")),
+    Case("strike-interval-negative", {"AEGIS_STRIKE_INTERVAL": "-5s"},
+         names=("AEGIS_STRIKE_INTERVAL",)),
+    Case("remediation-unknown", {"AEGIS_REMEDIATION": "maybe"},
+         names=("AEGIS_REMEDIATION", "on, observe, off")),
+    Case("docker-scope-unknown", {"AEGIS_DOCKER_SCOPE": "some"}, names=("AEGIS_DOCKER_SCOPE",)),
+    Case("log-level-unknown", {"AEGIS_LOG_LEVEL": "verbose"}, names=("AEGIS_LOG_LEVEL",)),
+    Case("log-format-unknown", {"AEGIS_LOG_FORMAT": "xml"}, names=("AEGIS_LOG_FORMAT",)),
+    Case("max-restarts-too-many", {"AEGIS_MAX_RESTARTS": "101"},
+         names=("AEGIS_MAX_RESTARTS",)),
+    Case("retention-under-an-hour", {"AEGIS_EVENT_RETENTION": "10m"},
+         names=("AEGIS_EVENT_RETENTION", "at least 3600s")),
+    Case("host-with-spaces", {"AEGIS_HOST": "my host!"}, names=("AEGIS_HOST",)),
+    Case("job-module-not-a-path", {"AEGIS_JOB_MODULES": "jobs/extra.py"},
+         names=("AEGIS_JOB_MODULES", "importable")),
+    Case("http-addr-without-port", {"AEGIS_HTTP_ADDR": "localhost"},
+         names=("AEGIS_HTTP_ADDR", "HOST:PORT")),
+    Case("webhook-not-http", {"DISCORD_WEBHOOK_URL": f"ftp://discord.example/{SECRET}"},
+         names=("DISCORD_WEBHOOK_URL", "http(s) URL")),
+    Case("notify-url-without-scheme", {"AEGIS_NOTIFY_URLS": f"tgram-{SECRET}"},
+         names=("AEGIS_NOTIFY_URLS",)),
+    Case("database-url-not-postgres", {"AEGIS_DATABASE_URL": f"mysql://u:{SECRET}@db/x"},
+         names=("AEGIS_DATABASE_URL", "not a PostgreSQL URL")),
+    Case("job-at-not-a-time", {"AEGIS_JOB__MORNING_STATUS__AT": "25:00"},
+         names=("AEGIS_JOB__MORNING_STATUS__AT",)),
+    Case("job-every-zero", {"AEGIS_JOB__HEALTH_CHECK__EVERY": "0s"},
+         names=("AEGIS_JOB__HEALTH_CHECK__EVERY", "at least 1s")),
+    Case("job-key-unknown", {"AEGIS_JOB__HEALTH_CHECK__COLOUR": "red"},
+         names=("AEGIS_JOB__HEALTH_CHECK__COLOUR", "unknown job key")),
+    Case("job-variable-malformed", {"AEGIS_JOB__HEALTHCHECK": "1"},
+         names=("AEGIS_JOB__HEALTHCHECK", "AEGIS_JOB__<JOB_ID>__<KEY>")),
+    Case("job-cron-three-fields", {"AEGIS_JOB__EVENING_SUMMARY__CRON": "* * *"},
+         names=("AEGIS_JOB__EVENING_SUMMARY__CRON", "5-field cron")),
+    Case("job-enabled-not-boolean", {"AEGIS_JOB__HEALTH_CHECK__ENABLED": "perhaps"},
+         names=("AEGIS_JOB__HEALTH_CHECK__ENABLED", "not a boolean")),
+    Case("config-file-missing", {"AEGIS_CONFIG": "/nonexistent/aegis.toml"},
+         names=("AEGIS_CONFIG", "cannot read")),
+    Case("job-module-missing", {"AEGIS_JOB_MODULES": "no_such_package.jobs"},
+         names=("no_such_package.jobs",)),
+]
+
+# --- the TOML file ---
+TOML_CASES = [
+    Case("toml-syntax", toml="[daemon\nworkers = 2\n", names=("AEGIS_CONFIG", "not valid TOML")),
+    Case("toml-unknown-key", toml="[docker]\ncolour = 'blue'\n",
+         names=("docker.colour", "unknown key")),
+    Case("toml-workers-string", toml="[daemon]\nworkers = 'many'\n",
+         names=("daemon.workers",)),
+    Case("toml-workers-boolean", toml="[daemon]\nworkers = true\n",
+         names=("daemon.workers", "whole number")),
+    Case("toml-port-zero", toml="[database]\nhost = 'db'\nport = 0\n",
+         names=("database.port", "out of range")),
+    Case("toml-jobs-not-a-table", toml="jobs = 5\n", names=("jobs", "table")),
+    Case("toml-job-id-invalid", toml="[jobs.Bad-Id]\nenabled = false\n",
+         names=("jobs.Bad-Id", "not a job id")),
+    Case("toml-two-triggers", toml="[jobs.health_check]\nevery = '1m'\nat = '06:00'\n",
+         names=("jobs.health_check", "at most one of every, at, cron")),
+    Case("toml-not-utf8", toml=b"[daemon]\nworkers = 2 # caf\xe9\n",
+         names=("AEGIS_CONFIG", "cannot read")),
+    Case("toml-retention-words", toml="[retention]\nevents = 'a month'\n",
+         names=("retention.events",)),
+]
+
+# --- command-line arguments ---
+CLI_CASES = [
+    Case("cli-unknown-command", args=("frobnicate",), names=("No such command",)),
+    Case("cli-since-unparseable", args=("events", "--since", "yesterday-ish"),
+         names=("since",)),
+    Case("cli-importance-unknown", args=("events", "--importance", "urgent"),
+         names=("--importance", "urgent")),
+    Case("cli-limit-zero", args=("events", "--limit", "0"), names=("--limit",)),
+    Case("cli-arg-without-value", args=("jobs", "run", "health_check", "--arg", "novalue"),
+         names=("--arg", "KEY=VALUE")),
+    Case("cli-task-id-not-a-number", args=("tasks", "cancel", "abc"), names=("TASK_ID",)),
+    Case("cli-date-impossible", args=("digest", "--date", "2026-13-01", "--stdout"),
+         names=("2026-13-01",)),
+    Case("cli-pause-unknown-job", args=("jobs", "pause", "no_such_job"),
+         names=("no job 'no_such_job'",)),
+    Case("cli-task-unknown-job", args=("tasks", "add", "no_such_job"),
+         names=("no job 'no_such_job'",)),
+    Case("cli-ticks-zero", args=("run", "--ticks", "0"), names=("--ticks",)),
+    Case("cli-missing-argument", args=("jobs", "run"), names=("JOB_ID",)),
+    Case("cli-status-filter-unknown", args=("tasks", "list", "--status", "weird"),
+         names=("--status",)),
+]
+
+
+def _files(home: Path) -> list[str]:
+    return sorted(p.name for p in home.iterdir()) if home.exists() else []
+
+
+@pytest.mark.parametrize("case", ENV_CASES + TOML_CASES + CLI_CASES, ids=lambda c: c.id)
+def test_bad_input_is_one_clear_line_and_exit_2_with_nothing_written(
+        case: Case, aegis_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**aegis_env, **case.env}
+    if case.toml is not None:
+        config = tmp_path / "aegis.toml"
+        config.write_bytes(case.toml if isinstance(case.toml, bytes) else case.toml.encode())
+        env["AEGIS_CONFIG"] = str(config)
+    home = Path(aegis_env["AEGIS_HOME"])
+    before = _files(home)
+
+    result = run_cli(*case.args, env=env)
+
+    assert result.returncode == case.code, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("aegis: ")
+    for name in case.names:
+        assert name in lines[0], lines[0]
+    assert SECRET not in result.stderr
+    assert _files(home) == before, "files appeared in AEGIS_HOME"
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    assert rows(url, "SELECT event_type FROM episodic_memory") == []
+    assert rows(url, "SELECT instance_id FROM daemons") == []
+    assert rows(url, "SELECT id FROM tasks") == []
+
+
+def test_aegis_home_that_is_a_file_is_refused_in_one_line(
+        aegis_env: dict[str, str], tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "home-file"
+    not_a_folder.write_text("x")
+    result = run_cli("run", "--once", env={**aegis_env, "AEGIS_HOME": str(not_a_folder)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert "AEGIS_HOME" in result.stderr
+    assert not_a_folder.read_text() == "x"
+
+
+# --- rows inserted by hand into tasks ---
+
+TASK_ROWS = [
+    # (job_id, args as SQL jsonb text, expected status, expected error start)
+    ("no_such_job", "{}", "failed", "unknown job 'no_such_job'"),
+    ("", "{}", "failed", "unknown job ''"),
+    ("bump", "[1, 2]", "failed", "args must be a JSON object"),
+    ("bump", '"seconds=1"', "failed", "args must be a JSON object"),
+    ("bump", '{"n": "not a number"}', "failed", "run "),
+    ("bump", '{"n": 7}', "done", None),
+]
+
+
+def test_hand_inserted_task_rows_fail_cleanly_and_the_daemon_keeps_going(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    env = daemon_env(aegis_env)
+    process = spawn(env)
+    wait_for(daemon_running(url), what="daemon")
+    ids = [rows(url, "INSERT INTO tasks (job_id, args) VALUES (%s, %s::jsonb) RETURNING id",
+                job_id, args)[0]["id"] for job_id, args, _, _ in TASK_ROWS]
+    elsewhere = rows(url, "INSERT INTO tasks (job_id, host) VALUES ('bump', 'other-host') "
+                          "RETURNING id")[0]["id"]
+    wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN ('pending', "
+                                   "'running') AND id <> %s", elsewhere),
+             what="every task closed")
+    final = {r["id"]: r for r in rows(url, "SELECT id, status, error FROM tasks")}
+    for task_id, (job_id, _, status, error) in zip(ids, TASK_ROWS, strict=True):
+        assert final[task_id]["status"] == status, (job_id, final[task_id])
+        if error is not None:
+            assert (final[task_id]["error"] or "").startswith(error), final[task_id]
+    assert final[elsewhere]["status"] == "pending", "a task for another host was taken"
+    assert process.poll() is None, "the daemon must keep running"
+    wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'beat' AND "
+                               "status = 'ok' AND finished_at > now() - interval '2 s'"),
+             what="scheduled jobs still running")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0

@@ -1,0 +1,97 @@
+"""A private Docker engine for fault tests that restart it: its own socket, data and exec
+roots, no bridge, so restarting it disturbs no other container on this machine."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BUSYBOX, TEST_IMAGE
+
+
+@dataclass
+class PrivateEngine:
+    root: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def client(self) -> Any:
+        import docker
+
+        return docker.DockerClient(base_url=self.url, timeout=20)
+
+    def start(self, timeout_s: float = 60) -> None:
+        log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["dockerd", "--host", self.url, "--data-root", str(self.root / "data"),
+             "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "pid"),
+             "--bridge", "none", "--iptables=false", "--ip6tables=false"],
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                client = self.client()
+                client.ping()
+                client.close()
+                return
+            except Exception:
+                time.sleep(0.2)
+        raise AssertionError(f"the private dockerd did not start; see {self.root}/dockerd.log")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
+        self.process = None
+
+    def build_busybox(self) -> str:
+        dockerfile = (b"FROM scratch\nCOPY busybox /bin/busybox\n"
+                      b'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["/bin/sh"]\n')
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile))
+            tar.add(str(BUSYBOX), arcname="busybox")
+        context.seek(0)
+        client = self.client()
+        try:
+            client.images.build(fileobj=context, custom_context=True, tag=TEST_IMAGE, rm=True)
+        finally:
+            client.close()
+        return TEST_IMAGE
+
+
+def private_engine_or_skip() -> PrivateEngine:
+    reason = None
+    if shutil.which("dockerd") is None:
+        reason = "dockerd is not installed"
+    elif os.geteuid() != 0:
+        reason = "a private dockerd needs root"
+    elif not BUSYBOX.exists():
+        reason = f"{BUSYBOX} is missing"
+    if reason:
+        if os.environ.get("AEGIS_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"AEGIS_REQUIRE_DOCKER=1 but {reason}")
+        pytest.skip(reason)
+    root = Path(f"/tmp/aegis-dk-{os.getpid()}")  # short: unix socket paths are limited
+    root.mkdir(exist_ok=True)
+    return PrivateEngine(root)
