@@ -119,8 +119,21 @@ def db_url(ctx: click.Context) -> None:
 # --- events ---
 
 
+def _check_since(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Refuse a bad --since before any connection is made (exit 2, not 1)."""
+    from aegis.clock import utcnow
+    from aegis.durations import parse_since
+
+    try:
+        parse_since(value, utcnow())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @cli.command("events")
 @click.option("--since", default=api.DEFAULT_EVENT_WINDOW, show_default=True,
+              callback=_check_since,
               help="A duration back from now (24h, 7d) or an ISO-8601 time.")
 @click.option("--type", "event_types", multiple=True, help="Only this event type (repeatable).")
 @click.option("--importance", type=click.Choice(IMPORTANCE),
