@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -528,13 +529,14 @@ class Supervisor:
                                     notify=notify, details=details)
 
 
-def supervise_once(app: Aegis, now: datetime | None = None, client: Any = None
-                   ) -> dict[str, Any]:
-    """One reconciliation sweep with a fresh client; records the engine's availability."""
+def supervise_once(app: Aegis, now: datetime | None = None, client: Any = None, *,
+                   client_factory: Callable[[], Any] = docker_client) -> dict[str, Any]:
+    """One reconciliation sweep; records the engine's availability. Uses ``client`` when
+    given, else a fresh one from ``client_factory`` (closed afterwards)."""
     now = now or utcnow()
     own_client = client is None
     try:
-        client = client or docker_client()
+        client = client or client_factory()
         client.ping()
     except docker_errors() as exc:
         note_docker(app, False, str(exc))

@@ -1,0 +1,359 @@
+"""The three-strike protocol against a real Docker engine and a real PostgreSQL.
+
+Strike timers are driven by an injected ``now`` (t0, t0 + interval, ...) rather than by
+sleeping; the only waits are for Docker's own health checks to report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import docker
+import pytest
+
+from aegis import api
+from aegis.clock import utcnow
+from aegis.containers import acknowledge, listing, set_maintenance
+from aegis.supervisor import Supervisor, note_docker, supervise_once
+from tests.conftest import sql_rows
+
+pytestmark = pytest.mark.docker
+
+# Healthy while /healthy exists; TERM ends the loop at once so restarts are quick.
+HEALS = "touch /healthy; trap 'exit 0' TERM; while :; do sleep 0.1; done"
+BREAKS_FOR_GOOD = ("[ -f /once ] || touch /healthy /once; "
+                   "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
+HEALTHCHECK = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
+               "interval": 300_000_000, "timeout": 2_000_000_000, "retries": 1}
+INTERVAL = timedelta(seconds=60)
+
+
+@pytest.fixture
+def make_container(docker_client: Any, busybox_image: str) -> Iterator[Callable[..., Any]]:
+    """Start labelled test containers; every one is removed at teardown."""
+    test_id = uuid.uuid4().hex[:10]
+    made: list[Any] = []
+
+    def make(script: str, *, labels: dict[str, str] | None = None,
+             healthcheck: dict[str, Any] | None = HEALTHCHECK, **kwargs: Any) -> Any:
+        name = f"aegis-test-{test_id}-{len(made)}"
+        kwargs.setdefault("network_mode", "none")  # no bridge needed, none assumed
+        container = docker_client.containers.run(
+            busybox_image, ["/bin/sh", "-c", script], name=name, detach=True,
+            labels={"aegis.test": test_id, **(labels or {})}, healthcheck=healthcheck,
+            stop_signal="SIGTERM", **kwargs)
+        made.append(container)
+        return container
+
+    yield make
+    for container in made:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+def wait_health(client: Any, container: Any, want: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.api.inspect_container(container.id)["State"]
+        if (state.get("Health") or {}).get("Status") == want and state["Status"] == "running":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{container.name} did not become {want} in {timeout_s}s")
+
+
+def wait_status(client: Any, container: Any, want: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if client.api.inspect_container(container.id)["State"]["Status"] == want:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{container.name} did not become {want} in {timeout_s}s")
+
+
+def make_unhealthy(client: Any, container: Any) -> None:
+    wait_health(client, container, "healthy")
+    container.exec_run(["rm", "-f", "/healthy"])
+    wait_health(client, container, "unhealthy")
+
+
+def started_at(client: Any, container: Any) -> str:
+    return str(client.api.inspect_container(container.id)["State"]["StartedAt"])
+
+
+def events_of(url: str, name: str) -> list[dict[str, Any]]:
+    return sql_rows(url, "SELECT event_type, importance::text AS importance, summary, details "
+                    "FROM episodic_memory WHERE details->>'container' = %s ORDER BY id", name)
+
+
+def row_of(url: str, name: str) -> dict[str, Any]:
+    rows = sql_rows(url, "SELECT * FROM containers WHERE name = %s", name)
+    assert len(rows) == 1
+    return rows[0]
+
+
+def supervisor(app: api.Aegis, client: Any, **settings: Any) -> Supervisor:
+    sv = Supervisor(app, client, own_ids=frozenset())
+    if settings:
+        sv.settings = replace(app.settings, **settings)
+    return sv
+
+
+def test_unhealthy_to_strike_restart_and_one_escalation(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    container = make_container(BREAKS_FOR_GOOD)
+    make_unhealthy(docker_client, container)
+
+    run = app.scheduler.run_job("docker_health_check")
+    assert run.status == "ok"
+    assert run.result is not None
+    assert run.result["strike1"] == 1
+    assert run.result["unhealthy"] >= 1
+    t0 = row_of(database_url, container.name)["strike_at"]
+    first_start = started_at(docker_client, container)
+
+    sv = supervisor(app, docker_client)
+    sv.reconcile(t0 + INTERVAL / 2)
+    assert started_at(docker_client, container) == first_start  # within the interval
+    sv.reconcile(t0 + INTERVAL)
+    assert started_at(docker_client, container) != first_start  # strike 2: restarted
+    wait_health(docker_client, container, "unhealthy")
+    sv.reconcile(t0 + 2 * INTERVAL)
+    second_start = started_at(docker_client, container)
+    sv.reconcile(t0 + 5 * INTERVAL)
+    assert started_at(docker_client, container) == second_start  # escalated: hands off
+
+    found = events_of(database_url, container.name)
+    assert [(e["event_type"], e["importance"]) for e in found] == [
+        ("container_unhealthy", "medium"), ("container_restarted", "high"),
+        ("container_escalated", "critical")]
+    restarted = found[1]["details"]
+    assert restarted["restarts_last_hour"] == 1
+    assert restarted["probe_exit_code"] == 1
+    assert restarted["host"] == "test-host"
+    assert restarted["incident"] == 1
+    assert "probe_output" in restarted
+    escalated = found[2]["details"]
+    assert escalated["reason"] == "still unhealthy one strike interval after the restart"
+
+    alerts = sql_rows(database_url, "SELECT channel, dedup_key, importance::text AS importance "
+                      "FROM outbox")
+    assert alerts == [{"channel": "alerts", "importance": "critical",
+                       "dedup_key": f"escalation:test-host:{container.name}:1"}]
+    row = row_of(database_url, container.name)
+    assert (row["state"], row["phase"], row["strikes"], row["last_action"]) == \
+        ("escalated", "escalated", 3, "escalate")
+    assert len(row["restarts"]) == 1
+
+    # a person takes over; remediation is re-armed and a new incident can alert again
+    assert acknowledge(app, container.name, t0 + 6 * INTERVAL)
+    assert row_of(database_url, container.name)["state"] == "ok"
+    sv.reconcile(t0 + 7 * INTERVAL)
+    assert row_of(database_url, container.name)["incident"] == 2
+    assert events_of(database_url, container.name)[-2]["event_type"] == \
+        "container_acknowledged"
+
+
+def test_a_container_that_heals_after_the_restart_recovers(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    container = make_container(HEALS)
+    make_unhealthy(docker_client, container)
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)
+    sv.reconcile(t0 + INTERVAL)
+    wait_health(docker_client, container, "healthy")
+    sv.reconcile(t0 + INTERVAL + timedelta(seconds=10))
+    assert row_of(database_url, container.name)["state"] == "restarting"
+    sv.reconcile(t0 + 3 * INTERVAL + timedelta(seconds=10))
+    found = [e["event_type"] for e in events_of(database_url, container.name)]
+    assert found == ["container_unhealthy", "container_restarted", "container_recovered"]
+    assert sql_rows(database_url, "SELECT * FROM outbox") == []
+    row = row_of(database_url, container.name)
+    assert (row["state"], row["strikes"], len(row["restarts"])) == ("ok", 0, 1)
+
+
+@pytest.mark.parametrize(("labels", "overrides", "expected_state", "escalates"), [
+    ({"aegis.protect": "TRUE"}, {}, "escalated", True),
+    ({"aegis.enable": "no"}, {}, "ignored", False),
+    ({"aegis.maintenance": "yes"}, {}, "maintenance", False),
+    ({}, {"remediation": "observe"}, "escalated", True),
+    ({}, {"docker_scope": "labeled"}, "ignored", False),
+])
+def test_containers_aegis_must_not_restart_are_never_restarted(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str, labels: dict[str, str], overrides: dict[str, Any],
+        expected_state: str, escalates: bool) -> None:
+    container = make_container(NEVER_HEALTHY, labels=labels)
+    wait_health(docker_client, container, "unhealthy")
+    first_start = started_at(docker_client, container)
+    sv = supervisor(app, docker_client, **overrides)
+    t0 = utcnow()
+    for step in range(4):
+        sv.reconcile(t0 + step * INTERVAL)
+    assert started_at(docker_client, container) == first_start
+    assert row_of(database_url, container.name)["state"] == expected_state
+    types = [e["event_type"] for e in events_of(database_url, container.name)]
+    assert ("container_escalated" in types) is escalates
+    assert "container_restarted" not in types
+
+
+def test_aegis_itself_and_its_database_are_protected(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    own = make_container(NEVER_HEALTHY)
+    database = make_container(NEVER_HEALTHY, labels={"com.docker.compose.service": "db"})
+    wait_health(docker_client, own, "unhealthy")
+    wait_health(docker_client, database, "unhealthy")
+    starts = [started_at(docker_client, c) for c in (own, database)]
+    sv = Supervisor(app, docker_client, own_ids=frozenset({own.id[:12]}))
+    sv.settings = replace(app.settings, protected_containers=("db",))
+    t0 = utcnow()
+    for step in range(3):
+        sv.reconcile(t0 + step * INTERVAL)
+    assert [started_at(docker_client, c) for c in (own, database)] == starts
+    for container in (own, database):
+        assert row_of(database_url, container.name)["supervision"] == "protected"
+
+
+def test_maintenance_from_the_command_pauses_action(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    container = make_container(NEVER_HEALTHY)
+    wait_health(docker_client, container, "unhealthy")
+    t0 = utcnow()
+    set_maintenance(app, container.name, t0, 3600)
+    sv = supervisor(app, docker_client)
+    sv.reconcile(t0)
+    sv.reconcile(t0 + INTERVAL)
+    assert events_of(database_url, container.name)[-1]["event_type"] == "container_maintenance"
+    assert [v.state for v in listing(app, t0) if v.name == container.name] == ["maintenance"]
+    # maintenance over: the protocol starts from strike 1
+    sv.reconcile(t0 + timedelta(hours=1, seconds=1))
+    assert events_of(database_url, container.name)[-1]["event_type"] == "container_unhealthy"
+
+
+def test_a_container_stopped_by_hand_stays_stopped(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    # no TERM trap: the shell ignores SIGTERM as PID 1 and is killed, exit code 137
+    container = make_container("touch /healthy; while :; do sleep 0.1; done")
+    wait_health(docker_client, container, "healthy")
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)
+    since = int(time.time()) - 1
+    container.stop(timeout=1)
+    events = docker_client.api.events(since=since, until=int(time.time()) + 1, decode=True,
+                                      filters={"container": container.id})
+    for event in events:
+        sv.handle_event(event, t0 + timedelta(seconds=5))
+    for step in range(1, 4):
+        sv.reconcile(t0 + step * INTERVAL)
+    assert docker_client.api.inspect_container(container.id)["State"]["Status"] == "exited"
+    row = row_of(database_url, container.name)
+    assert row["stopped_by_user"] is True
+    assert row["state"] == "ok"
+    assert events_of(database_url, container.name) == []
+
+
+def test_a_crashed_container_is_escalated_once_not_restarted(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    container = make_container("touch /healthy; sleep 1; exit 3")
+    wait_health(docker_client, container, "healthy")
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)
+    wait_status(docker_client, container, "exited")
+    for step in range(1, 4):
+        sv.reconcile(t0 + step * INTERVAL)
+    assert docker_client.api.inspect_container(container.id)["State"]["Status"] == "exited"
+    found = events_of(database_url, container.name)
+    assert [e["event_type"] for e in found] == ["container_escalated"]
+    assert found[0]["details"]["exit_code"] == 3
+    assert found[0]["details"]["restart_policy"] == "no"
+    assert len(sql_rows(database_url, "SELECT * FROM outbox")) == 1
+
+
+def test_a_dependent_container_is_restarted_after_the_one_it_depends_on(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    main = make_container(HEALS)
+    sidecar = make_container(NEVER_HEALTHY, healthcheck=None,
+                             network_mode=f"container:{main.id}")
+    make_unhealthy(docker_client, main)
+    sidecar_start = started_at(docker_client, sidecar)
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)
+    sv.reconcile(t0 + INTERVAL)
+    main_start, sidecar_restart = (started_at(docker_client, c) for c in (main, sidecar))
+    assert sidecar_restart != sidecar_start
+    assert sidecar_restart > main_start  # ISO-8601 strings of one clock sort in time order
+    dependent = events_of(database_url, sidecar.name)
+    assert [(e["event_type"], e["details"]["network_of"]) for e in dependent] == \
+        [("container_restarted", main.name)]
+
+
+def test_a_new_daemon_carries_on_without_a_second_restart_inside_the_back_off(
+        settings: Any, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    container = make_container(BREAKS_FOR_GOOD)
+    make_unhealthy(docker_client, container)
+    t0 = utcnow()
+    with api.connect(settings, migrate=False) as first:
+        sv = supervisor(first, docker_client)
+        sv.reconcile(t0)
+        sv.reconcile(t0 + INTERVAL)  # strike 2: restart; then the process dies
+    wait_health(docker_client, container, "unhealthy")
+    after_restart = started_at(docker_client, container)
+    with api.connect(settings, migrate=False) as second:
+        sv = supervisor(second, docker_client)
+        sv.reconcile(t0 + INTERVAL + timedelta(seconds=5))
+        assert started_at(docker_client, container) == after_restart
+        sv.reconcile(t0 + 2 * INTERVAL)
+    assert started_at(docker_client, container) == after_restart
+    row = row_of(database_url, container.name)
+    assert (row["state"], len(row["restarts"])) == ("escalated", 1)
+    found = [e["event_type"] for e in events_of(database_url, container.name)]
+    assert found.count("container_restarted") == 1
+
+
+def test_a_bad_label_is_reported_once_and_treated_as_unset(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    container = make_container(HEALS, labels={"aegis.protect": "maybe"})
+    wait_health(docker_client, container, "healthy")
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    for step in range(3):
+        sv.reconcile(t0 + step * INTERVAL)
+    found = events_of(database_url, container.name)
+    assert [e["event_type"] for e in found] == ["container_bad_label"]
+    assert "aegis.protect='maybe'" in found[0]["summary"]
+    assert row_of(database_url, container.name)["supervision"] == "supervised"
+
+
+def test_docker_unavailable_is_recorded_once_per_outage(
+        app: api.Aegis, docker_client: Any, database_url: str) -> None:
+    def gone() -> Any:
+        return docker.DockerClient(base_url="unix:///nonexistent/docker.sock", timeout=2)
+
+    for _ in range(3):
+        result = supervise_once(app, utcnow(), client_factory=gone)
+        assert result["docker_available"] is False
+    assert supervise_once(app, utcnow(), client=docker_client)["docker_available"] is True
+    note_docker(app, True)
+    types = [r["event_type"] for r in sql_rows(
+        database_url, "SELECT event_type FROM episodic_memory "
+        "WHERE event_type LIKE 'docker_%%able' ORDER BY id")]
+    assert types == ["docker_unavailable", "docker_available"]
