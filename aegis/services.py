@@ -11,3 +11,5 @@ def register_core_services(registry: Registry) -> None:
     """Add aegis's own services to ``registry``."""
     from aegis import http  # /healthz and /metrics; returns at once when AEGIS_HTTP_ADDR=off
     registry.add_service("http", http.serve)
+    from aegis.sender import run_sender  # the outbox: notifications to Discord / Apprise
+    registry.add_service("outbox_sender", run_sender)
