@@ -1,0 +1,166 @@
+"""The events watcher against a real engine, reached through a unix-socket proxy the
+test controls: dropping the proxy is the engine going away, restoring it is the engine
+coming back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from aegis import api
+from aegis.watcher import Watcher
+from tests.conftest import sql_rows
+from tests.integration.test_supervisor_protocol import (
+    HEALS,
+    make_container,  # noqa: F401  (fixture)
+    make_unhealthy,
+    wait_health,
+)
+
+pytestmark = pytest.mark.docker
+ENGINE_SOCKET = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+class SocketProxy:
+    """Forwards a unix socket to the Docker engine's; ``drop`` cuts every connection and
+    stops listening, ``start`` listens again."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        self.path = path
+        self.target = target
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def drop(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            with self._lock:
+                self._open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def proxy(docker_client: Any) -> Iterator[SocketProxy]:
+    if not ENGINE_SOCKET.startswith("unix://"):
+        pytest.skip("the proxy forwards a unix socket; DOCKER_HOST is not one")
+    path = Path(f"/tmp/aegis-proxy-{uuid.uuid4().hex[:8]}.sock")
+    proxied = SocketProxy(path, ENGINE_SOCKET.removeprefix("unix://"))
+    proxied.start()
+    yield proxied
+    proxied.drop()
+
+
+@pytest.fixture
+def watcher(app: api.Aegis, proxy: SocketProxy) -> Iterator[Watcher]:
+    def client() -> Any:
+        return docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=5)
+
+    running = Watcher(app, client_factory=client, own_ids=frozenset())
+    stop = threading.Event()
+    thread = threading.Thread(target=running.run, args=(stop,), daemon=True)
+    thread.start()
+    assert running.connected.wait(10), "the watcher did not connect"
+    yield running
+    stop.set()
+    thread.join(15)
+    assert not thread.is_alive()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float) -> float:
+    """Seconds until ``predicate`` held; fails after ``timeout_s``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s}s")
+
+
+def count(url: str, event_type: str, container: str | None = None) -> int:
+    rows = sql_rows(url, "SELECT count(*) AS n FROM episodic_memory WHERE event_type = %s "
+                    "AND (%s::text IS NULL OR details->>'container' = %s)",
+                    event_type, container, container)
+    return int(rows[0]["n"])
+
+
+def test_an_unhealthy_event_is_struck_at_once(
+        watcher: Watcher, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        database_url: str) -> None:
+    container = make_container(HEALS)
+    make_unhealthy(docker_client, container)
+    wait_for(lambda: count(database_url, "container_unhealthy", container.name) == 1, 5)
+    row = sql_rows(database_url, "SELECT state, next_check_at, strike_at FROM containers "
+                   "WHERE name = %s", container.name)[0]
+    assert row["state"] == "striking"
+    assert (row["next_check_at"] - row["strike_at"]).total_seconds() == 60
+
+
+def test_the_stream_reconnects_after_the_engine_goes_away(
+        watcher: Watcher, proxy: SocketProxy, docker_client: Any,
+        make_container: Callable[..., Any], database_url: str) -> None:  # noqa: F811
+    container = make_container(HEALS)
+    wait_health(docker_client, container, "healthy")
+    proxy.drop()
+    wait_for(lambda: not watcher.connected.is_set(), 5)
+    wait_for(lambda: count(database_url, "docker_unavailable") == 1, 10)
+    # it turns unhealthy while aegis cannot see the engine
+    make_unhealthy(docker_client, container)
+    time.sleep(3)  # several reconnection attempts fail meanwhile
+    proxy.start()
+    reconnect_s = wait_for(watcher.connected.is_set, 10)
+    assert reconnect_s < 10
+    wait_for(lambda: count(database_url, "container_unhealthy", container.name) == 1, 5)
+    assert count(database_url, "docker_unavailable") == 1
+    assert count(database_url, "docker_available") == 1
