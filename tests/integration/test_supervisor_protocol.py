@@ -20,6 +20,7 @@ import pytest
 from aegis import api
 from aegis.clock import utcnow
 from aegis.containers import acknowledge, listing, set_maintenance
+from aegis.runs import JobRun
 from aegis.supervisor import Supervisor, note_docker, supervise_once
 from tests.conftest import sql_rows
 
@@ -112,6 +113,7 @@ def test_unhealthy_to_strike_restart_and_one_escalation(
     make_unhealthy(docker_client, container)
 
     run = app.scheduler.run_job("docker_health_check")
+    assert isinstance(run, JobRun)
     assert run.status == "ok"
     assert run.result is not None
     assert run.result["strike1"] == 1

@@ -1,0 +1,78 @@
+"""aegis containers, ack and maintenance as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import psycopg
+
+from tests.conftest import run_cli, sql_rows
+
+ESCALATED_ROW = """
+INSERT INTO containers (host, name, container_id, image, health, has_healthcheck, state, phase,
+                        strikes, incident, strike_at, restarts, last_action, last_action_at)
+VALUES ('test-host', 'web', 'abcdef0123456789', 'nginx:1', 'unhealthy', true, 'escalated',
+        'escalated', 3, 2, %(at)s, ARRAY[%(at)s]::timestamptz[], 'escalate', %(at)s)
+"""
+
+
+def seed(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ESCALATED_ROW, {"at": datetime.now(UTC)})
+
+
+def test_containers_json_ack_and_maintenance(aegis_env: dict[str, str],
+                                             database_url: str) -> None:
+    seed(database_url)
+    listed = run_cli("containers", "--json", env=aegis_env)
+    assert listed.returncode == 0, listed.stderr
+    [web] = json.loads(listed.stdout)
+    assert {k: web[k] for k in ("name", "id", "image", "health", "strikes", "state",
+                                "last_action", "restarts_last_hour", "host")} == {
+        "name": "web", "id": "abcdef012345", "image": "nginx:1", "health": "unhealthy",
+        "strikes": 3, "state": "escalated", "last_action": "escalate",
+        "restarts_last_hour": 1, "host": "test-host"}
+    assert web["last_action_at"]
+
+    table = run_cli("containers", env=aegis_env)
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].split()[:5] == ["NAME", "ID", "HEALTH", "STRIKES",
+                                                        "STATE"]
+
+    acked = run_cli("ack", "web", env=aegis_env)
+    assert acked.returncode == 0, acked.stderr
+    assert "acknowledged" in acked.stdout
+    assert sql_rows(database_url, "SELECT state, strikes FROM containers") == \
+        [{"state": "ok", "strikes": 0}]
+    again = run_cli("ack", "web", env=aegis_env)
+    assert again.returncode == 0
+    assert "not escalated" in again.stdout
+    assert sql_rows(database_url, "SELECT count(*) AS n FROM episodic_memory "
+                    "WHERE event_type = 'container_acknowledged'") == [{"n": 1}]
+
+    paused = run_cli("maintenance", "web", "--for", "1h", env=aegis_env)
+    assert paused.returncode == 0, paused.stderr
+    shown = json.loads(run_cli("containers", "--json", env=aegis_env).stdout)
+    assert shown[0]["state"] == "maintenance"
+    resumed = run_cli("maintenance", "web", "--off", env=aegis_env)
+    assert resumed.returncode == 0
+    shown = json.loads(run_cli("containers", "--json", env=aegis_env).stdout)
+    assert shown[0]["state"] == "ok"
+
+
+def test_bad_input_is_one_line_and_exit_2(aegis_env: dict[str, str],
+                                          database_url: str) -> None:
+    seed(database_url)
+    for args, message in [
+        (("ack", "nope"), "no container 'nope'"),
+        (("maintenance", "web", "--for", "soon"), "--for:"),
+        (("maintenance", "web"), "either --for DURATION or --off"),
+        (("maintenance", "web", "--for", "1h", "--off"), "either --for DURATION or --off"),
+    ]:
+        result = run_cli(*args, env=aegis_env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert message in result.stderr
+    assert sql_rows(database_url, "SELECT maintenance_until FROM containers") == \
+        [{"maintenance_until": None}]
