@@ -535,6 +535,53 @@ def maintenance_command(app: api.Aegis, container: str, duration: str | None,
                    f"{row['maintenance_until']:%Y-%m-%d %H:%M:%S} UTC")
 
 
+# --- notifications ---
+
+
+@cli.group()
+def notify() -> None:
+    """Notification channels (alerts, journal)."""
+
+
+@notify.command("test")
+@click.option("--channel", type=click.Choice(["alerts", "journal"]), default="alerts",
+              show_default=True)
+@with_app()
+def notify_test(app: api.Aegis, channel: str) -> None:
+    """Send a test message through the outbox now; exit 1 with the reason if it fails."""
+    from aegis.sender import send_test
+
+    row, labels = send_test(app, channel)
+    if row is None:
+        fail("the test message could not be queued (database unreachable)")
+    if row.status != "delivered":
+        fail(f"not delivered to {channel}: {row.last_error or row.status}")
+    click.echo(f"delivered to {channel}: {', '.join(labels)}")
+
+
+@cli.command("outbox")
+@click.option("--all", "show_all", is_flag=True, help="Delivered messages too.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@with_app()
+def outbox_command(app: api.Aegis, show_all: bool, limit: int, as_json: bool) -> None:
+    """Messages not delivered: pending, failed and undeliverable, oldest first."""
+    from aegis.outbox import STATUSES, OutboxRow
+
+    statuses = list(STATUSES) if show_all else ["pending", "failed", "undeliverable"]
+    found = [OutboxRow.from_row(row) for row in
+             app.db.fetch_all("outbox_list", statuses=statuses, limit=limit)]
+    if as_json:
+        print_json([row.to_json() for row in found])
+        return
+    print_table([(str(r.id), r.channel, r.status, str(r.attempts),
+                  _format_time(r.next_attempt_at) if r.status == "pending" else "-",
+                  _format_time(r.created_at), r.title[:50], (r.last_error or "-")[:80])
+                 for r in found],
+                ["id", "channel", "status", "attempts", "next_attempt", "created", "title",
+                 "last_error"])
+
+
 def main() -> None:
     # click's own usage errors become one line and exit 2, like aegis's errors
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -307,6 +308,22 @@ class Sender:
             details={"channel": channel, "outbox_ids": [r["id"] for r in given_up],
                      "titles": [r["title"] for r in given_up[:10]]},
             notify=notify)
+
+
+def send_test(app: Aegis, channel: str) -> tuple[OutboxRow | None, list[str]]:
+    """Queue a test message to ``channel`` and post it now through the same path as every
+    message; return its row and the destinations it was meant for."""
+    sender = Sender(app)
+    dedup_key = f"test:{uuid.uuid4()}"
+    app.store.record_event(
+        "notification_test", f"test message to the {channel} channel", source="cli",
+        notify=Notification(channel, "aegis test message",
+                            body=f"A test message from aegis on {app.settings.host}. "
+                                 "If you can read this, the channel works.",
+                            importance="low", dedup_key=dedup_key, groupable=False))
+    row = app.db.fetch_one("outbox_by_dedup_key", dedup_key=dedup_key)
+    labels = [target.label for target in sender.targets[channel]]
+    return (sender.deliver_row(row["id"]) if row else None), labels
 
 
 def deliver_pending(app: Aegis, now: datetime | None = None) -> dict[str, int]:

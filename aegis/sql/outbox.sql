@@ -106,3 +106,7 @@ LIMIT %(limit)s;
 -- name: outbox_status_counts
 -- How many rows have each status.
 SELECT status, count(*) AS rows FROM outbox GROUP BY status ORDER BY status;
+
+-- name: outbox_by_dedup_key
+-- One row by its de-duplication key.
+SELECT * FROM outbox WHERE dedup_key = %(dedup_key)s;

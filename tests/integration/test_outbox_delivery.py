@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ def sender(app: api.Aegis, alerts: list[Target], journal: list[Target] | None = 
 
 
 def queue(app: api.Aegis, title: str, channel: str = "journal", importance: str = "medium",
-          body: str = "", **notification: object) -> None:
+          body: str = "", **notification: Any) -> None:
     app.store.record_event("test_message", title, importance=importance,
                            notify=Notification(channel, title, body=body,
                                                importance=importance, **notification))
@@ -79,7 +80,8 @@ def test_every_message_once_and_in_order_through_429_500_and_slow_replies(
     assert titles(fake) == expected
     assert fake.rejected == []
     assert {row["status"] for row in outbox(app)} == {"delivered"}
-    assert 429 in fake.answers and 500 in fake.answers
+    assert 429 in fake.answers
+    assert 500 in fake.answers
 
 
 def test_429_waits_for_retry_after_and_5xx_backs_off(app: api.Aegis,
@@ -90,7 +92,8 @@ def test_429_waits_for_retry_after_and_5xx_backs_off(app: api.Aegis,
     t0 = created(app)
     s.deliver(t0)
     row = outbox(app)[0]
-    assert row["status"] == "pending" and row["attempts"] == 1
+    assert row["status"] == "pending"
+    assert row["attempts"] == 1
     assert row["next_attempt_at"] == t0 + timedelta(seconds=30.05)
     assert "429" in str(row["last_error"])
     s.deliver(t0 + timedelta(seconds=29))
@@ -99,7 +102,8 @@ def test_429_waits_for_retry_after_and_5xx_backs_off(app: api.Aegis,
     first_backoff = outbox(app)[0]["next_attempt_at"] - (t0 + timedelta(seconds=31))  # type: ignore[operator]
     s.deliver(t0 + timedelta(seconds=31) + first_backoff)
     row = outbox(app)[0]
-    assert row["attempts"] == 3 and "HTTP 500" in str(row["last_error"])
+    assert row["attempts"] == 3
+    assert "HTTP 500" in str(row["last_error"])
     assert timedelta(seconds=5) <= first_backoff <= timedelta(seconds=10)  # 2nd attempt
     drain(s, t0 + timedelta(seconds=120))
     assert titles(fake) == ["rate limited"]
@@ -134,7 +138,8 @@ def test_timeouts_are_retried_and_delivered_later(app: api.Aegis, fake: FakeDisc
     s = sender(app, alerts=[], journal=[discord(fake, timeout_s=0.3)])
     s.deliver(created(app))
     row = outbox(app)[0]
-    assert row["status"] == "pending" and "no answer within 0.3s" in str(row["last_error"])
+    assert row["status"] == "pending"
+    assert "no answer within 0.3s" in str(row["last_error"])
     drain(s, created(app) + timedelta(seconds=60))
     assert titles(fake) == ["slow server"]
 
@@ -163,11 +168,13 @@ def test_gives_up_after_the_maximum_age_with_a_critical_event(
         assert str(row["last_error"]).startswith("gave up after 1 attempt(s): discord")
         events = sql_rows(app.db.dsn, "SELECT importance::text, details FROM episodic_memory "
                                       "WHERE event_type = 'notification_given_up'")
-        assert len(events) == 1 and events[0]["importance"] == "critical"
+        assert len(events) == 1
+        assert events[0]["importance"] == "critical"
         assert events[0]["details"]["outbox_ids"] == [row["id"]]
         # a journal message given up is announced on the alerts channel
         alert = [r for r in outbox(app) if r["channel"] == "alerts"]
-        assert len(alert) == 1 and alert[0]["importance"] == "critical"
+        assert len(alert) == 1
+        assert alert[0]["importance"] == "critical"
 
 
 def test_without_a_channel_messages_are_undeliverable_and_recorded_once(
@@ -208,7 +215,8 @@ def test_one_escalation_per_container_per_incident(app: api.Aegis, fake: FakeDis
         queue(app, "web escalated", channel="alerts", importance="critical",
               dedup_key="escalation:test-host:web:7")
     deliver_pending_with(app, fake)
-    assert len(outbox(app)) == 1 and titles(fake) == ["web escalated"]
+    assert len(outbox(app)) == 1
+    assert titles(fake) == ["web escalated"]
 
 
 def deliver_pending_with(app: api.Aegis, fake: FakeDiscord) -> None:
@@ -267,7 +275,8 @@ def test_payloads_ping_nobody_and_are_never_refused(app: api.Aegis, fake: FakeDi
           dedup_key="escalation:test-host:@everyone:1")
     deliver_pending_with(app, fake)
     assert fake.rejected == []
-    assert len(fake.received) == 1 and not mentions_would_ping(fake.received[0])
+    assert len(fake.received) == 1
+    assert not mentions_would_ping(fake.received[0])
 
 
 def test_an_apprise_json_url_receives_the_message(app: api.Aegis, fake: FakeDiscord) -> None:
@@ -302,7 +311,8 @@ def test_deliver_pending_uses_the_configured_channels(settings: Settings,
     with api.connect(configured, migrate=False) as app:
         queue(app, "configured journal")
         counts = deliver_pending(app)
-    assert counts["delivered"] == 1 and counts["posts"] == 1
+    assert counts["delivered"] == 1
+    assert counts["posts"] == 1
     assert titles(fake) == ["configured journal"]
     footer = fake.received[0]["embeds"][0]["footer"]["text"]
     assert footer.startswith("aegis on test-host · sent by test-host-")
