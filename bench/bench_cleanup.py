@@ -16,6 +16,7 @@ import psycopg
 
 import aegis
 from aegis.cleanup import prune
+from bench.report import Figure, report
 
 OLD_LOW = 1_000_000
 OTHERS = 100_000
@@ -69,6 +70,11 @@ def main() -> None:
           f"(goal >= {GOAL_ROWS_PER_S:,}: {'ok' if rate_ok else 'MISSED'}); longest "
           f"transaction {result['longest_tx_ms']:.0f} ms (goal < {GOAL_LONGEST_TX_MS:.0f} ms: "
           f"{'ok' if tx_ok else 'MISSED'})")
+    report("cleanup", [
+        Figure("cleanup rows/s", result["rows_per_s"], "rows/s", f">= {GOAL_ROWS_PER_S:,}",
+               rate_ok),
+        Figure("cleanup longest batch", result["longest_tx_ms"], "ms",
+               f"< {GOAL_LONGEST_TX_MS:.0f} ms", tx_ok)])
 
 
 if __name__ == "__main__":

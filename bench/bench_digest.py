@@ -17,6 +17,7 @@ import psycopg
 
 import aegis
 from aegis.digest import collect_day, day_window, render_day
+from bench.report import Figure, report
 
 EVENTS = 1_000_000
 RESTARTS = 2_000
@@ -88,6 +89,8 @@ def main() -> None:
     print(f"evening digest over {result['events']:,.0f} events: median {result['median_s']:.2f} s, "
           f"max {result['max_s']:.2f} s over {REPEATS} runs, {result['chars']:.0f} chars "
           f"(goal < {GOAL_S:.0f} s: {verdict})")
+    report("digest", [Figure("digest seconds at 1,000,000 events", result["max_s"], "s",
+                             f"< {GOAL_S:.0f} s", result["max_s"] < GOAL_S)])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aegis
 from aegis.clock import utcnow
+from bench.report import Figure, report
 
 JOBS = 10
 DURATION_S = 25.0
@@ -58,6 +59,10 @@ def main() -> None:
     print(f"job start lateness over {result['runs']:.0f} runs: p50 {result['p50_ms']:.1f} ms, "
           f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms "
           f"(goal p99 < {GOAL_P99_MS:.0f} ms: {verdict})")
+    report("lateness", [
+        Figure("job start lateness p50", result["p50_ms"], "ms"),
+        Figure("job start lateness p99", result["p99_ms"], "ms", f"< {GOAL_P99_MS:.0f} ms",
+               result["p99_ms"] < GOAL_P99_MS)])
 
 
 if __name__ == "__main__":
