@@ -8,7 +8,8 @@ set -u
 
 say() { echo "ensure_docker: $*" >&2; }
 
-if docker info >/dev/null 2>&1 && [ -x /bin/busybox ]; then
+have_compose() { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; }
+if docker info >/dev/null 2>&1 && [ -x /bin/busybox ] && have_compose; then
   exit 0
 fi
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -18,6 +19,7 @@ fi
 missing=""
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 [ -x /bin/busybox ] || missing="$missing busybox-static"
+have_compose || missing="$missing docker-compose"
 if [ -n "$missing" ]; then
   say "installing$missing"
   export DEBIAN_FRONTEND=noninteractive
