@@ -1,0 +1,162 @@
+"""Discord payloads stay within the documented limits, ping nobody, and name the sender;
+webhook answers are classified as delivered, retry or permanent."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from aegis.notify import (
+    DESCRIPTION_MAX,
+    NO_MENTIONS,
+    TITLE_MAX,
+    AppriseTarget,
+    DiscordTarget,
+    Message,
+    classify_discord,
+    clip,
+    discord_payload,
+    plain_text,
+    render,
+    url_secrets,
+    utf16_len,
+)
+from aegis.outbox import OutboxRow
+from aegis.redact import redact
+from tests.fakes.discord_server import TOKEN, mentions_would_ping, validate_discord_payload
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def row(i: int = 1, title: str = "web escalated", body: str = "unhealthy",
+        importance: str = "high", host: str = "node-1", **fields: str) -> OutboxRow:
+    return OutboxRow(id=i, channel="alerts", dedup_key=f"k{i}", host=host, title=title,
+                     body=body, importance=importance, fields=fields, status="pending",
+                     attempts=0, next_attempt_at=NOW, created_at=NOW)
+
+
+def message(title: str = "t", description: str = "d",
+            fields: tuple[tuple[str, str], ...] = ()) -> Message:
+    return Message(title=title, description=description, importance="critical",
+                   fields=fields, footer="aegis on node-1 · sent by node-1-42", timestamp=NOW)
+
+
+def test_clip_cuts_with_an_ellipsis_and_counts_like_discord() -> None:
+    assert clip("short", 10) == "short"
+    assert clip("x" * 300, TITLE_MAX) == "x" * 255 + "…"
+    emoji = "🔥" * 200  # two UTF-16 units each
+    assert utf16_len(clip(emoji, 256)) <= 256
+    assert clip(emoji, 256).endswith("…")
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 5000, 50_000])
+def test_any_size_of_input_fits_the_limits(size: int) -> None:
+    rng = random.Random(size)
+    text = "".join(rng.choice("ab @é🔥\n") for _ in range(size))
+    fields = tuple((text[:300] or "n", text or "v") for _ in range(min(60, size + 1)))
+    payload = discord_payload(message(title=text, description=text * 2, fields=fields))
+    assert validate_discord_payload(payload) == []
+    embed = payload["embeds"][0]
+    if size >= DESCRIPTION_MAX:
+        assert embed["description"].endswith("…")
+
+
+def test_mentions_are_disabled_and_empty_field_values_are_filled() -> None:
+    payload = discord_payload(message(title="@everyone", description="@here <@&1>",
+                                      fields=(("container", "@everyone"), ("empty", " "))))
+    assert payload["allowed_mentions"] == NO_MENTIONS
+    assert not mentions_would_ping(payload)
+    assert payload["embeds"][0]["fields"][1]["value"] == "-"
+    assert validate_discord_payload(payload) == []
+    assert "content" not in payload or not payload["content"]
+
+
+def test_too_many_fields_end_with_a_note_of_how_many_were_left_out() -> None:
+    fields = tuple((f"f{i}", "v") for i in range(40))
+    embed = discord_payload(message(fields=fields))["embeds"][0]
+    assert len(embed["fields"]) == 25
+    assert embed["fields"][-1]["value"] == "16 more field(s) not shown"
+
+
+def test_a_single_row_names_host_and_sender_and_colours_by_importance() -> None:
+    built = render([row(strike="3", container="web")], instance="node-1-4242")
+    payload = discord_payload(built)
+    embed = payload["embeds"][0]
+    assert embed["title"] == "web escalated"
+    assert embed["footer"]["text"] == "aegis on node-1 · sent by node-1-4242"
+    assert {f["name"]: f["value"] for f in embed["fields"]} == {
+        "host": "node-1", "strike": "3", "container": "web"}
+    assert embed["color"] == 0xE67E22
+
+
+def test_a_group_lists_each_alert_once_with_a_count_for_identical_ones() -> None:
+    rows = [row(1, "db down", importance="critical"), row(2, "web escalated"),
+            row(3, "db down", importance="critical", host="node-2")]
+    rows.append(row(4, "db down", importance="critical"))
+    built = render(rows, instance="node-1-1")
+    assert built.title == "4 alerts from node-1, node-2"
+    assert built.importance == "critical"
+    lines = built.description.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("- **db down** x2 (critical, node-1,")
+    assert "aegis on node-1, node-2" in built.footer
+
+
+def test_summarised_repeats_are_mentioned() -> None:
+    built = render([row(9)], instance="i", repeats={9: (4, NOW)})
+    assert ("repeated", "4 more time(s) since 2026-03-01 12:00 UTC, not posted separately") \
+        in built.fields
+
+
+def test_plain_text_for_apprise_carries_fields_and_footer() -> None:
+    text = plain_text(render([row(container="web")], instance="node-1-7"))
+    assert text.splitlines() == ["unhealthy", "host: node-1", "container: web",
+                                 "aegis on node-1 · sent by node-1-7"]
+
+
+@pytest.mark.parametrize(("status", "headers", "body", "result", "reason", "retry_after_s"), [
+    (204, {}, "", "delivered", "", None),
+    (200, {}, '{"id": "1"}', "delivered", "", None),
+    (429, {}, '{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}',
+     "retry", "HTTP 429 rate limited, retry after 1.5s", 1.5),
+    (429, {"Retry-After": "7"}, "", "retry", "HTTP 429 rate limited, retry after 7s", 7.0),
+    (429, {}, '{"retry_after": 3, "global": true}', "retry",
+     "HTTP 429 global rate limited, retry after 3s", 3.0),
+    (500, {}, "Internal Server Error", "retry", "HTTP 500: Internal Server Error", None),
+    (502, {}, "", "retry", "HTTP 502: no body", None),
+    (400, {}, '{"message": "Invalid Form Body", "code": 50035}', "failed",
+     "HTTP 400: Invalid Form Body (code 50035)", None),
+    (401, {}, '{"message": "Invalid Webhook Token", "code": 50027}', "failed",
+     "HTTP 401: Invalid Webhook Token (code 50027)", None),
+    (404, {}, '{"message": "Unknown Webhook", "code": 10015}', "failed",
+     "HTTP 404: Unknown Webhook (code 10015)", None),
+])
+def test_classify_discord_answers(status: int, headers: dict[str, str], body: str,
+                                  result: str, reason: str,
+                                  retry_after_s: float | None) -> None:
+    outcome = classify_discord(status, headers, body)
+    assert (outcome.result, outcome.reason, outcome.retry_after_s) == (
+        result, reason, retry_after_s)
+
+
+def test_an_empty_rate_limit_bucket_pauses_the_target() -> None:
+    outcome = classify_discord(204, {"X-RateLimit-Remaining": "0",
+                                     "X-RateLimit-Reset-After": "1.25"}, "")
+    assert outcome.delivered
+    assert outcome.pause_s == 1.25
+    assert classify_discord(204, {"X-RateLimit-Remaining": "3",
+                                  "X-RateLimit-Reset-After": "1.25"}, "").pause_s is None
+
+
+def test_labels_and_error_redaction_never_show_the_token() -> None:
+    url = f"https://discord.com/api/webhooks/112233445566778899/{TOKEN}"
+    assert DiscordTarget(url).label == "discord https://discord.com/***"
+    assert AppriseTarget(f"tgram://{TOKEN}/12345", 2).label == "apprise #2 tgram://***"
+    error = (f"HTTPSConnectionPool(host='discord.com', port=443): Max retries exceeded "
+             f"with url: /api/webhooks/112233445566778899/{TOKEN}?wait=true")
+    cleaned = redact(error, url_secrets(url))
+    assert TOKEN not in cleaned
+    assert "112233445566778899" not in cleaned
+    assert DiscordTarget(url).id == DiscordTarget(url).id != DiscordTarget(url + "x").id
