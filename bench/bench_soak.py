@@ -1,0 +1,241 @@
+"""The soak: a real ``aegis run`` for an hour (``AEGIS_SOAK_S``, e.g. 120 for a short
+run) with eight jobs every second, retention every minute, and 50 flapping containers
+(``AEGIS_SOAK_CONTAINERS``) on the local Docker engine when one answers.
+
+Goals: RSS growth under 10% after the warm-up (the first tenth, at least 30 s), no thread
+or connection growth after the warm-up, and no row past its retention (rows seeded two
+hours old at start must be gone; nothing older than retention plus one cleanup period).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+import aegis
+from bench.report import Figure, report
+
+REPO = Path(__file__).resolve().parents[1]
+DURATION_S = float(os.environ.get("AEGIS_SOAK_S", "3600"))
+CONTAINERS = int(os.environ.get("AEGIS_SOAK_CONTAINERS", "50"))
+SAMPLE_S = 5.0
+RETENTION = "1h"  # the shortest retention aegis accepts
+CLEANUP_EVERY_S = 60
+SEEDED_EVENTS = 50_000
+SEEDED_RUNS = 20_000
+GOAL_RSS_GROWTH = 0.10
+# The pool (4) plus three sessions: the per-host lock, the task and the outbox listeners.
+MAX_CONNECTIONS = 7
+IMAGE = "aegis-test-busybox:latest"
+# Healthy 15-35 s, unhealthy 15-35 s, forever; a restart starts healthy again.
+FLAP = ("while :; do touch /tmp/ok; sleep $((15 + RANDOM % 20)); rm -f /tmp/ok; "
+        "sleep $((15 + RANDOM % 20)); done")
+
+
+@dataclass
+class Sample:
+    at_s: float
+    rss_kb: int
+    threads: int
+    cpu_s: float
+    connections: int
+
+
+def proc_sample(pid: int) -> tuple[int, int, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields["VmRSS"].split()[0]), int(fields["Threads"]),
+            (int(stat[11]) + int(stat[12])) / ticks)
+
+
+def seed_old_rows(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("""
+        INSERT INTO episodic_memory (uid, timestamp, event_type, summary, importance, host)
+        SELECT gen_random_uuid(), now() - interval '2 hours' - g * interval '1 s',
+               'soak_seeded', 'an old routine event', 'low', 'soak'
+        FROM generate_series(1, %s) g""", (SEEDED_EVENTS,))
+    conn.execute("""
+        INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, started_at,
+                              finished_at, status)
+        SELECT 'soak_seeded', 'soak', 'soak', 'schedule', now() - interval '2 hours'
+               - g * interval '1 s', now() - interval '2 hours', now() - interval '2 hours',
+               'ok'
+        FROM generate_series(1, %s) g""", (SEEDED_RUNS,))
+
+
+def table_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    counts = {}
+    for table in ("episodic_memory", "job_runs", "outbox", "tasks", "containers"):
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+def past_retention(conn: psycopg.Connection[Any]) -> int:
+    """Rows a cleanup should have removed: older than retention plus two cleanup periods."""
+    grace = f"{RETENTION} {2 * CLEANUP_EVERY_S} seconds"
+    row = conn.execute(f"""
+        SELECT (SELECT count(*) FROM episodic_memory WHERE importance = 'low'
+                AND timestamp < now() - interval '{grace}')
+             + (SELECT count(*) FROM job_runs WHERE finished_at < now() - interval '{grace}')
+             + (SELECT count(*) FROM outbox WHERE status = 'delivered'
+                AND delivered_at < now() - interval '{grace}')""").fetchone()
+    return int(row[0]) if row else 0
+
+
+def daemon_connections(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("""
+        SELECT count(*) FROM pg_stat_activity
+        WHERE datname = current_database() AND backend_type = 'client backend'
+          AND pid <> pg_backend_pid()""").fetchone()
+    return int(row[0]) if row else 0
+
+
+def start_containers(run_id: str) -> tuple[Any, list[Any]]:
+    if CONTAINERS <= 0:
+        return None, []
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as exc:
+        print(f"soak: no flapping containers ({exc}); run tests/ensure_docker.sh and the "
+              "test suite once to build the busybox image", flush=True)
+        return None, []
+    made = []
+    for index in range(CONTAINERS):
+        made.append(client.containers.run(
+            IMAGE, ["/bin/sh", "-c", FLAP], name=f"aegis-soak-{run_id}-{index}",
+            detach=True, network_mode="none", stop_signal="SIGKILL",
+            labels={"aegis.enable": "true", "aegis.soak": run_id},
+            healthcheck={"test": ["CMD", "test", "-f", "/tmp/ok"],
+                         "interval": 2_000_000_000, "timeout": 2_000_000_000,
+                         "retries": 1}))
+    return client, made
+
+
+def measure() -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    warmup_s = min(max(30.0, DURATION_S / 10), DURATION_S / 2)
+    with tempfile.TemporaryDirectory(prefix="aegis-soak-") as home:
+        env = {**{k: v for k, v in os.environ.items()
+                  if not k.startswith(("AEGIS_", "POSTGRES_", "DISCORD_"))},
+               "AEGIS_HOME": home, "AEGIS_HOST": "soak", "AEGIS_HTTP_ADDR": "off",
+               "AEGIS_LOG_LEVEL": "error", "AEGIS_JOB_MODULES": "bench.soak_jobs",
+               "PYTHONPATH": str(REPO), "AEGIS_DOCKER_SCOPE": "labeled",
+               "AEGIS_STRIKE_INTERVAL": "10s", "AEGIS_RESTART_BACKOFF": "0s",
+               "AEGIS_EVENT_RETENTION": RETENTION, "AEGIS_JOB_RUNS_RETENTION": RETENTION,
+               "AEGIS_OUTBOX_RETENTION": RETENTION,
+               "AEGIS_JOB__MEMORY_CLEANUP__EVERY": f"{CLEANUP_EVERY_S}s",
+               "AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY": "30s"}
+        settings = aegis.load_settings({**env, "AEGIS_HOST": "soak-bench"})
+        with aegis.connect(settings, keep_embedded=True) as app:
+            dsn = app.db.dsn
+        client, containers = start_containers(run_id)
+        daemon = subprocess.Popen([sys.executable, "-m", "aegis", "run"], env=env, cwd=REPO,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples: list[Sample] = []
+        try:
+            with psycopg.connect(dsn, autocommit=True,
+                                 application_name="aegis-bench") as conn:
+                seed_old_rows(conn)
+                started = time.monotonic()
+                while (elapsed := time.monotonic() - started) < DURATION_S:
+                    if daemon.poll() is not None:
+                        raise SystemExit(f"the daemon exited with {daemon.returncode}")
+                    rss_kb, threads, cpu_s = proc_sample(daemon.pid)
+                    samples.append(Sample(elapsed, rss_kb, threads, cpu_s,
+                                          daemon_connections(conn)))
+                    time.sleep(SAMPLE_S)
+                tables = table_rows(conn)
+                stale = past_retention(conn)
+                seeded_left = conn.execute(
+                    "SELECT (SELECT count(*) FROM episodic_memory WHERE event_type = "
+                    "'soak_seeded') + (SELECT count(*) FROM job_runs WHERE job_id = "
+                    "'soak_seeded')").fetchone()
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(60)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+            for container in containers:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+            if client is not None:
+                client.close()
+            with contextlib.suppress(Exception):
+                subprocess.run([sys.executable, "-c", "import pgserver,sys; "
+                                "pgserver.get_server(sys.argv[1], cleanup_mode='stop')"
+                                ".cleanup()", str(Path(home) / "pgdata")],
+                               check=False, capture_output=True, timeout=60)
+    warm = [s for s in samples if s.at_s >= warmup_s]
+    base, last = warm[0], warm[-1]
+    # Job threads come and go every second: a leak is a rising median, not a high sample.
+    quarter = max(1, len(warm) // 4)
+    threads_first = statistics.median(s.threads for s in warm[:quarter])
+    threads_last = statistics.median(s.threads for s in warm[-quarter:])
+    wall_s = last.at_s - base.at_s
+    return {
+        "duration_s": DURATION_S, "warmup_s": warmup_s, "containers": len(containers),
+        "rss_base_mb": base.rss_kb / 1024, "rss_last_mb": last.rss_kb / 1024,
+        "rss_max_mb": max(s.rss_kb for s in warm) / 1024,
+        "rss_growth": (last.rss_kb - base.rss_kb) / base.rss_kb,
+        "threads_first": threads_first, "threads_last": threads_last,
+        "threads_max": max(s.threads for s in warm),
+        "connections_base": base.connections,
+        "connections_max": max(s.connections for s in samples),
+        "cpu_percent": 100 * (last.cpu_s - base.cpu_s) / wall_s if wall_s else 0.0,
+        "tables": tables, "rows_past_retention": stale,
+        "seeded_left": int(seeded_left[0]) if seeded_left else -1,
+    }
+
+
+def main() -> None:
+    result = measure()
+    rss_ok = result["rss_growth"] < GOAL_RSS_GROWTH
+    threads_growth = result["threads_last"] - result["threads_first"]
+    threads_ok = threads_growth <= 1
+    connections_ok = result["connections_max"] <= MAX_CONNECTIONS
+    retention_ok = result["rows_past_retention"] == 0 and result["seeded_left"] == 0
+    print(f"soak {result['duration_s']:.0f} s with {result['containers']} flapping containers "
+          f"(warm-up {result['warmup_s']:.0f} s): RSS {result['rss_base_mb']:.1f} -> "
+          f"{result['rss_last_mb']:.1f} MB ({100 * result['rss_growth']:+.1f}%, max "
+          f"{result['rss_max_mb']:.1f}); threads (median) {result['threads_first']:g} -> "
+          f"{result['threads_last']:g}, max {result['threads_max']}; connections max "
+          f"{result['connections_max']}; CPU "
+          f"{result['cpu_percent']:.1f}%; rows past retention {result['rows_past_retention']}"
+          f", seeded rows left {result['seeded_left']}; tables {result['tables']}")
+    report("soak", [
+        Figure("soak RSS growth after warm-up", 100 * result["rss_growth"], "%", "< 10%",
+               rss_ok),
+        Figure("soak threads after warm-up", threads_growth, "threads",
+               "<= 1 (median growth)", threads_ok),
+        Figure("soak connections (max)", result["connections_max"], "connections",
+               f"<= {MAX_CONNECTIONS} (pool 4 + 3 sessions)", connections_ok),
+        Figure("soak rows past retention", result["rows_past_retention"]
+               + result["seeded_left"], "rows", "0", retention_ok),
+        Figure("soak daemon CPU", result["cpu_percent"], "%"),
+    ])
+    if not (rss_ok and threads_ok and connections_ok and retention_ok):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
