@@ -31,7 +31,11 @@ test: install
 	bash tests/ensure_docker.sh
 	$(BIN)/ruff check aegis jobs tests bench
 	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
 	$(BIN)/pytest
+
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: install
 	bash tests/ensure_docker.sh
