@@ -6,7 +6,8 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -159,3 +160,20 @@ def test_db_url_with_nothing_configured_works_with_psql(fresh_home: Path,
     assert "event_type | summary | timestamp" in " ".join(out.split())
     assert "morning_status | all quiet" in " ".join(out.split())
     assert "(1 row)" in out
+
+    # stopped, the data persists: the next command starts the server, finds the row, and
+    # stops what it started
+    pid_file = fresh_home / "pgdata" / "postmaster.pid"
+    os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+    wait_for(lambda: not pid_file.exists())
+    again = run_cli("events", "--json", env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert [e["summary"] for e in json.loads(again.stdout)] == ["all quiet"]
+    assert not pid_file.exists()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
