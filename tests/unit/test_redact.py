@@ -65,3 +65,35 @@ def test_redact_urls_in_an_http_client_error() -> None:
     assert "https://discord.com/*** timed out" in out
     assert out.count(TOKEN) == 1  # only the bare path; pair with redact() for that
     assert TOKEN not in redact(out, [f"https://discord.com/api/webhooks/1/{TOKEN}", TOKEN])
+
+
+def test_log_lines_are_json_off_a_terminal_and_carry_no_secret() -> None:
+    import io
+    import json
+
+    import structlog
+
+    from aegis.config import load_settings
+    from aegis.logs import configure_logging, get_logger
+
+    hook = f"https://discord.com/api/webhooks/1/{TOKEN}"
+    settings = load_settings({"DISCORD_WEBHOOK_URL": hook, "POSTGRES_PASSWORD": "pw-s3cret",
+                              "AEGIS_LOG_LEVEL": "info"})
+    stream = io.StringIO()
+    configure_logging(settings, stream)
+    try:
+        log = get_logger()
+        log.debug("below_the_level")
+        log.warning("notify_failed", url=hook, error=ValueError("password=pw-s3cret rejected"),
+                    attempts=2)
+    finally:
+        structlog.reset_defaults()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["event"] == "notify_failed"
+    assert record["level"] == "warning"
+    assert record["attempts"] == 2
+    assert record["url"] == "https://discord.com/***"
+    assert TOKEN not in lines[0]
+    assert "pw-s3cret" not in lines[0]
