@@ -9,12 +9,22 @@ matters most: no pid file, no heartbeat, no database row.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass, field
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aegis import api
+from aegis.clock import utcnow
+from aegis.notify import DiscordTarget
+from aegis.sender import Sender
+from aegis.supervisor import PROBE_OUTPUT_CHARS, Supervisor
 from tests.conftest import run_cli
+from tests.fakes.discord_server import FakeDiscord, mentions_would_ping, validate_discord_payload
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
 
 SECRET = "s3cr3t-t0ken"
@@ -209,3 +219,86 @@ def test_hand_inserted_task_rows_fail_cleanly_and_the_daemon_keeps_going(
              what="scheduled jobs still running")
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
+
+
+# --- containers: labels, probe output, names (a real engine; the clock is injected) ---
+
+STRIKE = timedelta(seconds=60)
+LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
+CONTAINER_CASES = [
+    # (id, labels, probe command, what the escalation must carry)
+    ("labels-unparseable", {"aegis.max-restarts": "lots", "aegis.strike-interval": "5 parsecs",
+                            "aegis.colour": "blue"}, "exit 1", None),
+    ("probe-output-huge", {}, "head -c 300000 /dev/zero | tr '\\0' x; exit 1", "xxxx"),
+    ("probe-output-not-utf8", {}, "printf 'caf\\351 \\377\\376 broken'; exit 1", "broken"),
+    ("probe-output-mentions", {}, "echo '@everyone <@&123> **ping** [x](http://a)'; exit 1",
+     "@everyone"),
+]
+
+
+def _wait_unhealthy(client: Any, container: Any, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.api.inspect_container(container.id)["State"]
+        if state["Status"] == "running" and (state.get("Health") or {}).get(
+                "Status") == "unhealthy":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{container.name} never became unhealthy")
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("case", CONTAINER_CASES, ids=lambda c: c[0])
+def test_bad_container_input_is_recorded_and_pings_nobody(
+        case: tuple[str, dict[str, str], str, str | None], app: api.Aegis,
+        docker_client: Any, busybox_image: str) -> None:
+    case_id, labels, probe, carried = case
+    # markdown in the name; Docker allows letters, digits, '_', '.', '-'
+    name = f"web__{uuid.uuid4().hex[:6]}__*{case_id}*".replace("*", "_")
+    container = docker_client.containers.run(
+        busybox_image, ["/bin/sh", "-c", LOOP], name=name, detach=True, network_mode="none",
+        labels={"aegis.enable": "true", **labels},
+        healthcheck={"test": ["CMD", "/bin/sh", "-c", probe], "interval": 1_000_000_000,
+                     "timeout": 3_000_000_000, "retries": 1})
+    fake = FakeDiscord()
+    try:
+        sv = Supervisor(app, docker_client, own_ids=frozenset())
+        sv.settings = replace(app.settings, docker_scope="labeled", remediation="on",
+                              restart_backoff_s=0.0)
+        _wait_unhealthy(docker_client, container)
+        t0 = utcnow()
+        sv.reconcile(t0)
+        sv.reconcile(t0 + STRIKE)
+        _wait_unhealthy(docker_client, container)
+        sv.reconcile(t0 + 2 * STRIKE)
+
+        events = rows(app.db.dsn, "SELECT event_type, summary, details FROM episodic_memory "
+                                  "WHERE details->>'container' = %s ORDER BY id", name)
+        kinds = [e["event_type"] for e in events]
+        assert kinds[-3:] == ["container_unhealthy", "container_restarted",
+                              "container_escalated"], kinds
+        escalated = events[-1]
+        probe_output = escalated["details"].get("probe_output") or ""
+        assert len(probe_output) <= PROBE_OUTPUT_CHARS + 1
+        if carried:
+            assert carried in probe_output
+        if case_id == "labels-unparseable":
+            problems = [e["summary"] for e in events if e["event_type"] == "container_bad_label"]
+            # unknown aegis.* keys (aegis.colour) are left alone by design: tools and
+            # tests put their own aegis.* labels on containers
+            assert len(problems) == 2, problems
+            assert any("aegis.max-restarts" in p for p in problems)
+            assert any("aegis.strike-interval" in p for p in problems)
+
+        sender = Sender(app, targets={"alerts": [DiscordTarget(fake.webhook_url())],
+                                      "journal": []}, instance="badinput")
+        sender.deliver(t0 + 3 * STRIKE)
+        assert fake.rejected == []
+        assert len(fake.received) == 1
+        payload = fake.received[0]
+        assert not mentions_would_ping(payload)
+        assert validate_discord_payload(payload) == []
+        assert rows(app.db.dsn, "SELECT status FROM outbox") == [{"status": "delivered"}]
+    finally:
+        fake.close()
+        container.remove(force=True)
