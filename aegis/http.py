@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from aegis.api import Aegis
 
 POLL_INTERVAL_S = 0.5
+BIND_RETRY_S = 30.0
 
 log = structlog.get_logger("aegis.http")
 
@@ -92,12 +93,24 @@ def make_server(app: Aegis, addr: str,
     return server
 
 
-def serve(app: Aegis, stop: threading.Event) -> None:
-    """The daemon service: serve AEGIS_HTTP_ADDR until ``stop`` is set."""
+def serve(app: Aegis, stop: threading.Event, bind_retry_s: float = BIND_RETRY_S) -> None:
+    """The daemon service: serve AEGIS_HTTP_ADDR until ``stop`` is set. A port that is
+    taken is logged once and retried, so the daemon runs on without its endpoint."""
     addr = app.settings.http_addr
     if addr is None:
         return
-    server = make_server(app, addr)
+    logged = False
+    while True:
+        try:
+            server = make_server(app, addr)
+            break
+        except OSError as exc:  # the port is taken, or the address is not this host's
+            if not logged:
+                log.error("http_bind_failed", addr=addr, error=str(exc),
+                          retry_s=bind_retry_s)
+                logged = True
+            if stop.wait(bind_retry_s):
+                return
     thread = threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL_S,),
                               name="aegis-http-server", daemon=True)
     thread.start()

@@ -3,6 +3,7 @@ from aggregate queries, parsed with prometheus-client's own parser."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aegis import __version__, api
 from aegis.config import Settings
 from aegis.heartbeat import Heartbeat, stale_after_s, write_heartbeat
-from aegis.http import make_server
+from aegis.http import make_server, serve
 from tests.conftest import clean_environ, drop_database
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -225,3 +226,32 @@ def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env, t
         log.close()
     with pytest.raises(urllib.error.URLError):
         get(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_a_taken_port_is_retried_until_it_frees_up(settings, app):
+    port = free_port()
+    blocker = socket.create_server(("127.0.0.1", port))
+    service_settings = dataclasses.replace(settings, http_addr=f"127.0.0.1:{port}")
+    service_app = api.Aegis(service_settings, app.db)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(service_app, stop, 0.05), daemon=True)
+    thread.start()
+    try:
+        beat(settings, datetime.now(UTC))
+        with pytest.raises(TimeoutError):  # the blocker never answers
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+        assert thread.is_alive()
+        blocker.close()
+        deadline = time.monotonic() + 10
+        status = None
+        while status != 200 and time.monotonic() < deadline:
+            try:
+                status = get(f"http://127.0.0.1:{port}/healthz")[0]
+            except OSError:
+                time.sleep(0.05)
+        assert status == 200
+    finally:
+        blocker.close()
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
