@@ -1,0 +1,93 @@
+"""Daemon CPU and RSS while supervising 50 and 200 containers.
+
+For each size, that many busybox containers with a 30 s health check are started, then a
+real ``aegis run`` (embedded PostgreSQL, the events watcher, a reconciliation sweep every
+30 s instead of every 5 minutes) runs for a warm-up and a measured window. CPU is the
+daemon process's utime + stime over the window (/proc/PID/stat), RSS its VmRSS at the end.
+Goals: under 1% of one core and under 120 MB. ``AEGIS_BENCH_WINDOW_S`` sets the window.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+
+SIZES = (50, 200)
+WARMUP_S = 20.0
+WINDOW_S = float(os.environ.get("AEGIS_BENCH_WINDOW_S", "60"))
+GOAL_CPU_PERCENT = 1.0
+GOAL_RSS_MB = 120.0
+SCRIPT = "touch /healthy; trap 'exit 0' TERM; while :; do sleep 5; done"
+HEALTHCHECK = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
+               "interval": 30_000_000_000, "timeout": 5_000_000_000, "retries": 3}
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(client: Any, image: str, size: int) -> tuple[float, float]:
+    run_id = uuid.uuid4().hex[:8]
+    made = []
+    try:
+        for index in range(size):
+            made.append(client.containers.run(
+                image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-load-{run_id}-{index}",
+                detach=True, network_mode="none", healthcheck=HEALTHCHECK,
+                labels={"aegis.test": f"load-{run_id}"}))
+        with tempfile.TemporaryDirectory(prefix="aegis-load-") as home:
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("AEGIS_", "POSTGRES_", "DISCORD_"))}
+            env.update({"AEGIS_HOME": home, "AEGIS_HOST": f"load-{run_id}",
+                        "AEGIS_HTTP_ADDR": "off", "AEGIS_LOG_LEVEL": "warning",
+                        "AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY": "30s"})
+            daemon = subprocess.Popen([sys.executable, "-m", "aegis", "run"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(WARMUP_S)
+                start_cpu, start = cpu_s(daemon.pid), time.monotonic()
+                time.sleep(WINDOW_S)
+                used = cpu_s(daemon.pid) - start_cpu
+                percent = 100 * used / (time.monotonic() - start)
+                return percent, rss_mb(daemon.pid)
+            finally:
+                daemon.terminate()
+                daemon.wait(30)
+    finally:
+        for container in made:
+            container.remove(force=True)
+
+
+def main() -> None:
+    from tests.conftest import TEST_IMAGE
+
+    client = docker.from_env()
+    if not client.images.list(name=TEST_IMAGE):
+        raise SystemExit(f"build {TEST_IMAGE} first (run the Docker tests once)")
+    sizes = [int(s) for s in sys.argv[1:]] or list(SIZES)
+    for size in sizes:
+        percent, rss = measure(client, TEST_IMAGE, size)
+        verdict = "ok" if percent < GOAL_CPU_PERCENT and rss < GOAL_RSS_MB else "MISSED"
+        print(f"supervising {size} containers: CPU {percent:.2f}% of one core over "
+              f"{WINDOW_S:.0f}s, RSS {rss:.0f} MB (goal < {GOAL_CPU_PERCENT:.0f}% and "
+              f"< {GOAL_RSS_MB:.0f} MB: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
