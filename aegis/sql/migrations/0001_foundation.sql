@@ -10,7 +10,7 @@ CREATE TABLE state (
 
 CREATE TABLE episodic_memory (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    uid        uuid NOT NULL UNIQUE,
+    uid        uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE,
     timestamp  timestamptz NOT NULL DEFAULT now(),
     event_type text NOT NULL,
     summary    text NOT NULL,
