@@ -54,7 +54,9 @@ def make_container(docker_client: Any, busybox_image: str) -> Iterator[Callable[
         return container
 
     yield make
-    for container in made:
+    # by label, so a container whose start failed is removed too
+    for container in docker_client.containers.list(all=True,
+                                                   filters={"label": f"aegis.test={test_id}"}):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
 

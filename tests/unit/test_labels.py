@@ -30,7 +30,7 @@ def test_durations(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["30", "1d", "1.5m", "-5s", "5 m", "m", "", "9999h"])
 def test_bad_durations_are_rejected(text: str) -> None:
-    with pytest.raises(ValueError, match="duration|longer"):
+    with pytest.raises(ValueError, match=r"duration|longer"):
         parse_duration(text)
 
 
