@@ -20,6 +20,7 @@ import docker
 
 import aegis
 from aegis.watcher import Watcher
+from bench.report import Figure, report
 
 CONTAINERS = 20
 GOAL_P99_MS = 100.0
@@ -109,6 +110,10 @@ def main() -> None:
     print(f"unhealthy event -> strike 1 recorded over {len(latencies)} containers: "
           f"p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(latencies):.1f} ms (goal p99 < {GOAL_P99_MS:.0f} ms: {verdict})")
+    report("strike_latency", [
+        Figure("event-to-strike latency p50", statistics.median(latencies), "ms"),
+        Figure("event-to-strike latency p99", p99, "ms", f"< {GOAL_P99_MS:.0f} ms",
+               p99 < GOAL_P99_MS)])
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from typing import Any
 
 import docker
 
+from bench.report import Figure, report
+
 SIZES = (50, 200)
 WARMUP_S = 20.0
 WINDOW_S = float(os.environ.get("AEGIS_BENCH_WINDOW_S", "60"))
@@ -81,12 +83,19 @@ def main() -> None:
     if not client.images.list(name=TEST_IMAGE):
         raise SystemExit(f"build {TEST_IMAGE} first (run the Docker tests once)")
     sizes = [int(s) for s in sys.argv[1:]] or list(SIZES)
+    figures = []
     for size in sizes:
         percent, rss = measure(client, TEST_IMAGE, size)
         verdict = "ok" if percent < GOAL_CPU_PERCENT and rss < GOAL_RSS_MB else "MISSED"
         print(f"supervising {size} containers: CPU {percent:.2f}% of one core over "
               f"{WINDOW_S:.0f}s, RSS {rss:.0f} MB (goal < {GOAL_CPU_PERCENT:.0f}% and "
               f"< {GOAL_RSS_MB:.0f} MB: {verdict})")
+        figures += [
+            Figure(f"daemon CPU at {size} containers", percent, "%",
+                   f"< {GOAL_CPU_PERCENT:g}%", percent < GOAL_CPU_PERCENT),
+            Figure(f"daemon RSS at {size} containers", rss, "MB", f"< {GOAL_RSS_MB:g} MB",
+                   rss < GOAL_RSS_MB)]
+    report("supervise_load", figures)
 
 
 if __name__ == "__main__":
