@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from aegis.errors import StoreError, UsageError
+from aegis.errors import UsageError
 
 DAY = timedelta(days=1)
 DECISION_TYPES = ("container_restarted", "container_escalated", "container_acknowledged")
@@ -251,7 +251,7 @@ class MorningStatus:
     events_by_type: tuple[tuple[str, int], ...]
     pending_tasks: int
     open_escalations: tuple[Escalation, ...]
-    maintenance: tuple[tuple[str, str], ...] | None  # (host, container); None: unknown
+    maintenance: tuple[tuple[str, str], ...]  # (host, container)
     hosts: tuple[HostHealth, ...]
 
     def details(self) -> dict[str, Any]:
@@ -264,8 +264,7 @@ class MorningStatus:
             "events_by_type": dict(self.events_by_type),
             "pending_tasks": self.pending_tasks,
             "open_escalations": [f"{e.container}@{e.host}" for e in self.open_escalations],
-            "maintenance": None if self.maintenance is None
-            else [f"{container}@{host}" for host, container in self.maintenance],
+            "maintenance": [f"{container}@{host}" for host, container in self.maintenance],
             "hosts": {h.host: {"daemon": h.daemon, "troubled_containers":
                                h.troubled_containers, "open_escalations": h.open_escalations}
                       for h in self.hosts},
@@ -288,12 +287,8 @@ def collect_status(db: Any, day: date, now: datetime,
     by_importance, by_type = _event_counts(db.fetch_all(
         "digest_event_counts", start=start, end=end, exclude_types=[]))
     escalations = _open_escalations(db, now)
-    try:
-        maintenance: tuple[tuple[str, str], ...] | None = tuple(
-            (r["host"], r["container"]) for r in db.fetch_all(
-                "status_maintenance_containers", as_of=now, limit=LIST_LIMIT))
-    except StoreError:
-        maintenance = None  # no containers table (supervision not set up) or a new shape
+    maintenance = tuple((r["host"], r["container"]) for r in db.fetch_all(
+        "status_maintenance_containers", as_of=now, limit=LIST_LIMIT))
     daemons = {r["host"]: r for r in db.fetch_all("status_daemons")}
     troubled = {r["host"]: int(r["containers"]) for r in db.fetch_all(
         "status_troubled_containers", start=start, end=now)}
@@ -444,9 +439,8 @@ def render_status(status: MorningStatus) -> str:
         out += ["**Open escalations**", *(f"- {_where(e.container, e.host)} since "
                                           f"{_stamp(e.since)}: {_text(e.reason)}"
                                           for e in status.open_escalations), ""]
-    out.append("**In maintenance**: " + (
-        "unknown (no container table yet)" if status.maintenance is None
-        else ", ".join(_where(c, h) for h, c in status.maintenance) or "none"))
+    out.append("**In maintenance**: "
+               + (", ".join(_where(c, h) for h, c in status.maintenance) or "none"))
     out += ["", "**Fleet**"]
     out += [f"- {_text(h.host, 80)}: daemon {h.daemon}"
             + (f" (heartbeat {h.heartbeat_age_s:g}s ago)" if h.heartbeat_age_s is not None

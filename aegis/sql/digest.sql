@@ -145,12 +145,10 @@ GROUP BY host
 ORDER BY host;
 
 -- name: status_maintenance_containers
--- Containers in maintenance, read through to_jsonb so a column added later cannot break it.
-SELECT coalesce(to_jsonb(c)->>'host', '') AS host,
-       coalesce(to_jsonb(c)->>'name', to_jsonb(c)->>'container', '') AS container
-FROM containers c
-WHERE to_jsonb(c)->>'state' = 'maintenance'
-   OR (to_jsonb(c)->>'maintenance_until')::timestamptz > %(as_of)s
-   OR coalesce((to_jsonb(c)->>'maintenance')::boolean, false)
-ORDER BY 1, 2
+-- Containers in maintenance now: by label, or by `aegis maintenance` until a time.
+SELECT host, name AS container
+FROM containers
+WHERE removed_at IS NULL
+  AND (state = 'maintenance' OR maintenance_label OR maintenance_until > %(as_of)s)
+ORDER BY host, name
 LIMIT %(limit)s;

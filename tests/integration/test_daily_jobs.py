@@ -284,6 +284,9 @@ def test_morning_status_reports_yesterday_and_the_fleet_now(app: api.Aegis) -> N
             [("a1", "host-a", at(0), now - timedelta(seconds=5), "running"),
              ("b1", "host-b", at(0), now - timedelta(hours=2), "running"),
              ("b0", "host-b", at(-5), at(-1), "stopped")])
+    execute(app.db.dsn, "INSERT INTO containers (host, name, maintenance_until) "
+            "VALUES (%s, %s, %s)", [("host-a", "db", now + timedelta(hours=1)),
+                                    ("host-a", "old", now - timedelta(hours=1))])
     log = RecordingLog()
     result = morning_status.morning_status(context(app, "morning_status", at(30), now, log))
 
@@ -295,7 +298,7 @@ def test_morning_status_reports_yesterday_and_the_fleet_now(app: api.Aegis) -> N
     assert result["events_by_type"]["container_restarted"] == 3
     assert result["pending_tasks"] == 2  # the one started at 00:30 is running by now
     assert result["open_escalations"] == ["web@host-a", "cache@host-c"]
-    assert result["maintenance"] is None  # no containers table in this database
+    assert result["maintenance"] == ["db@host-a"]  # "old"'s maintenance has ended
     # Since yesterday 00:00: web's latest event is its escalation; api recovered, db was
     # acknowledged.
     assert result["hosts"] == {

@@ -158,7 +158,7 @@ def test_render_status() -> None:
 
 
 @pytest.mark.parametrize(("maintenance", "shown"), [
-    (None, "unknown (no container table yet)"), ((), "none"),
+    ((), "none"), ((("host-a", "db"), ("host-b", "web")), "**db** on host-a, **web** on host-b"),
 ])
 def test_render_status_maintenance(maintenance: object, shown: str) -> None:
     assert f"**In maintenance**: {shown}\n" in render_status(status(maintenance=maintenance))
