@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from aegis.errors import DatabaseUnavailable, StoreError
+from aegis.logs import get_logger
 from aegis.queries import all_queries, migrations
 from aegis.redact import redact
 
@@ -183,6 +184,25 @@ class Database:
             yield Session(conn, self.dsn)
         finally:
             conn.close()
+
+    def wake_on_notify(self, channel: str, wake: threading.Event, stop: threading.Event,
+                       retry_s: float = 5.0) -> None:
+        """Set ``wake`` on every NOTIFY on ``channel`` (and on each reconnection, for what
+        was sent while not listening) until ``stop``; survives the database going away."""
+        log = get_logger(channel=channel)
+        while not stop.is_set():
+            try:
+                with self.session() as session:
+                    session.listen(channel)
+                    wake.set()
+                    while not stop.is_set():
+                        if session.wait_notification(timeout_s=1.0) is not None:
+                            wake.set()
+            except DatabaseUnavailable as exc:
+                log.debug("listener_disconnected", error=str(exc))
+            except StoreError as exc:
+                log.warning("listener_failed", error=str(exc))
+            stop.wait(retry_s)
 
     def migrate(self) -> list[str]:
         """Apply pending migrations under an advisory lock; return the names applied."""

@@ -1,11 +1,11 @@
 """The embedded PostgreSQL (the ``pgserver`` package), used when no database is configured."""
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 from aegis.errors import StoreError
+from aegis.heartbeat import pid_alive
 
 
 def pgdata_dir(home: Path) -> Path:
@@ -19,12 +19,7 @@ def is_running(home: Path) -> bool:
         pid = int(pid_file.read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    return pid_alive(pid)
     return True
 
 

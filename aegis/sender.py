@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aegis.clock import utcnow
 from aegis.db import Database, Json
-from aegis.errors import DatabaseUnavailable, StoreError
+from aegis.errors import DatabaseUnavailable
 from aegis.flood import (
     MAX_GROUP_ROWS,
     Batch,
@@ -368,19 +368,5 @@ def _wait(wake: threading.Event, stop: threading.Event, timeout_s: float) -> Non
 
 
 def listen_for_outbox(db: Database, wake: threading.Event, stop: threading.Event) -> None:
-    """Set ``wake`` whenever a message is queued, until ``stop``; reconnects after the
-    database goes away."""
-    log = get_logger(component="outbox_listener")
-    while not stop.is_set():
-        try:
-            with db.session() as session:
-                session.listen(OUTBOX_CHANNEL)
-                wake.set()  # anything queued while not listening
-                while not stop.is_set():
-                    if session.wait_notification(timeout_s=1.0) is not None:
-                        wake.set()
-        except DatabaseUnavailable as exc:
-            log.debug("outbox_listener_disconnected", error=str(exc))
-        except StoreError as exc:
-            log.warning("outbox_listener_failed", error=str(exc))
-        stop.wait(LISTEN_RETRY_S)
+    """Set ``wake`` whenever a message is queued, until ``stop``."""
+    db.wake_on_notify(OUTBOX_CHANNEL, wake, stop, retry_s=LISTEN_RETRY_S)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aegis.errors import DatabaseUnavailable, StoreError, UsageError
+from aegis.errors import StoreError, UsageError
 from aegis.logs import get_logger
 from aegis.runs import Execution, JobRun
 from aegis.scheduler import Scheduler
@@ -166,19 +166,5 @@ class TaskQueue:
 
 
 def listen_for_tasks(db: Any, wake: threading.Event, stop: threading.Event) -> None:
-    """Set ``wake`` on every NOTIFY of a new task, until ``stop``; survives the database
-    going away (it reconnects every few seconds)."""
-    log = get_logger()
-    while not stop.is_set():
-        try:
-            with db.session() as session:
-                session.listen(TASK_CHANNEL)
-                wake.set()  # catch anything inserted while not listening
-                while not stop.is_set():
-                    if session.wait_notification(timeout_s=1.0) is not None:
-                        wake.set()
-        except DatabaseUnavailable as exc:
-            log.debug("task_listener_disconnected", error=str(exc))
-        except StoreError as exc:
-            log.warning("task_listener_failed", error=str(exc))
-        stop.wait(LISTEN_RETRY_S)
+    """Set ``wake`` on every new task until ``stop``."""
+    db.wake_on_notify(TASK_CHANNEL, wake, stop, retry_s=LISTEN_RETRY_S)
