@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aegis.errors import StoreError, UsageError
@@ -36,6 +36,13 @@ class Task:
     finished_at: datetime | None
     run_id: int | None
     error: str | None
+
+    @property
+    def slot(self) -> datetime:
+        """The ``scheduled_for`` of this task's run: its creation time, made unique per task
+        (rows inserted in one transaction share ``now()``) by adding its id in
+        microseconds modulo a second; scheduler.sql's task queries use the same rule."""
+        return self.created_at + timedelta(microseconds=self.id % 1_000_000)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:
@@ -138,7 +145,7 @@ class TaskQueue:
             return
         job = scheduler.registry.get(task.job_id)
         with self._lock:
-            outcome = scheduler.fire(job, task.created_at, "manual", args=task.args)
+            outcome = scheduler.fire(job, task.slot, "manual", args=task.args)
             if isinstance(outcome, Execution):
                 self._task_of_run[outcome.run_id] = task.id
                 return

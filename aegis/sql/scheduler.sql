@@ -150,7 +150,8 @@ SET status = CASE WHEN r.status = 'ok' THEN 'done' ELSE 'failed' END,
     error = CASE WHEN r.status = 'ok' THEN NULL ELSE 'run ' || r.id || ': ' || r.status END
 FROM job_runs r
 WHERE t.status = 'running' AND r.job_id = t.job_id AND r.trigger = 'manual'
-  AND r.scheduled_for = t.created_at AND r.status <> 'running'
+  AND r.scheduled_for = t.created_at + (t.id %% 1000000) * interval '1 microsecond'
+  AND r.status <> 'running'
 RETURNING t.id, t.job_id, t.status;
 
 -- name: requeue_abandoned_tasks
@@ -159,7 +160,8 @@ RETURNING t.id, t.job_id, t.status;
 UPDATE tasks t SET status = 'pending', started_at = NULL
 WHERE t.status = 'running' AND t.started_at < %(taken_before)s
   AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = t.job_id
-                  AND r.trigger = 'manual' AND r.scheduled_for = t.created_at)
+                  AND r.trigger = 'manual'
+                  AND r.scheduled_for = t.created_at + (t.id %% 1000000) * interval '1 microsecond')
 RETURNING t.id, t.job_id;
 
 -- name: get_task

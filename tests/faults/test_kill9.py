@@ -91,11 +91,12 @@ def test_tasks_a_killed_daemon_left_running_are_closed_or_run_once(
     # (the run is interrupted at the next start), one it took but never claimed a run for
     claimed = rows(url, "INSERT INTO tasks (job_id, args, status, started_at, created_at) "
                         "VALUES ('bump', '{\"n\": 1}', 'running', now() - interval '1 hour', "
-                        "now() - interval '1 hour') RETURNING id, created_at")[0]
+                        "now() - interval '1 hour') RETURNING id, created_at, "
+                        "created_at + (id %% 1000000) * interval '1 microsecond' AS slot")[0]
     run = rows(url, "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
                     "started_at, status, instance_id) VALUES ('bump', 'test-host', "
                     "'test-host', 'manual', %s, %s, 'running', 'gone-1') RETURNING id",
-               claimed["created_at"], claimed["created_at"])[0]
+               claimed["slot"], claimed["created_at"])[0]
     taken = rows(url, "INSERT INTO tasks (job_id, args, status, started_at) VALUES "
                       "('bump', '{\"n\": 2}', 'running', now() - interval '1 hour') "
                       "RETURNING id")[0]

@@ -162,14 +162,17 @@ def test_tasks_inserted_with_sql_are_picked_up_and_unknown_jobs_fail_cleanly(aeg
     url = aegis_env["AEGIS_DATABASE_URL"]
     process = spawn(daemon_env(aegis_env))
     wait_for(started(url), what="daemon")
+    # one statement, so all three rows share created_at: each still gets its own run
     rows(url, "INSERT INTO tasks (job_id, args) VALUES ('sleeper', '{\"seconds\": 0}'), "
-              "('no_such_job', '{}') RETURNING id")
+              "('no_such_job', '{}'), ('sleeper', '{\"seconds\": 0}') RETURNING id")
     wait_for(lambda: len(rows(url, "SELECT 1 FROM tasks WHERE status IN ('done', 'failed')"))
-             == 2, what="both tasks")
+             == 3, what="all tasks")
     final = rows(url, "SELECT job_id, status, error FROM tasks ORDER BY id")
-    assert final[0]["status"] == "done"
+    assert final[0]["status"] == final[2]["status"] == "done"
     assert final[1] == {"job_id": "no_such_job", "status": "failed",
                         "error": "unknown job 'no_such_job'"}
+    assert len(rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
+                         "status = 'ok' AND trigger = 'manual'")) == 2
     assert process.poll() is None, "the daemon must keep running"
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
