@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.conftest import clean_environ, run_cli, sql_rows
+from tests.conftest import clean_environ, run_cli
+from tests.faults.procs import daemon_running, rows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,23 +52,8 @@ def spawn() -> Iterator[Spawner]:
         process.communicate(timeout=10)
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or condition}")
-
-
-def rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:
-    return sql_rows(url, query, *params)
-
-
 def started(url: str, host: str = "test-host") -> Callable[[], bool]:
-    return lambda: bool(rows(url, "SELECT 1 FROM daemons WHERE host = %s AND status = "
-                                  "'running'", host))
+    return daemon_running(url, host)
 
 
 def test_two_hosts_run_twenty_slots_of_a_cluster_job_exactly_once(aegis_env, spawn, tmp_path):
