@@ -165,8 +165,12 @@ class Runner:
                 self.app.store.write(lambda tx: replay_run_record(tx, record),
                                      {"kind": "job_run", **record})
             else:
-                self.app.db.execute("finish_run", id=execution.run_id, status=status, now=now,
-                                    error=error, result=Json(_jsonable(result)))
+                finish = {"id": execution.run_id, "status": status, "now": now.isoformat(),
+                          "error": error, "result": _jsonable(result)}
+                # spooled when the database is down, so the run never stays 'running' and
+                # blocks the job's later slots as an overlap
+                self.app.store.write(lambda tx: replay_run_finish(tx, finish),
+                                     {"kind": "job_run_finish", **finish})
         except StoreError as exc:
             self.log.error("job_run_not_recorded", job=execution.job.id,
                            run_id=execution.run_id, status=status, error=str(exc))
@@ -227,7 +231,15 @@ def replay_run_record(tx: Cursorish, record: dict[str, Any]) -> None:
     tx.execute("insert_run_record", result=Json(record.get("result")), **params)
 
 
+def replay_run_finish(tx: Cursorish, record: dict[str, Any]) -> None:
+    """Close a claimed run whose end was recorded while the database was unreachable."""
+    tx.execute("finish_run", id=record["id"], status=record["status"],
+               now=datetime.fromisoformat(record["now"]), error=record.get("error"),
+               result=Json(record.get("result")))
+
+
 SPOOL_HANDLERS["job_run"] = replay_run_record
+SPOOL_HANDLERS["job_run_finish"] = replay_run_finish
 
 
 def _jsonable(result: Any) -> Any:
