@@ -108,7 +108,8 @@ class TaskQueue:
         while True:
             row = db.fetch_one("claim_task", host=scheduler.host, now=scheduler.clock(),
                                known=[job.id for job in scheduler.registry],
-                               live_since=scheduler.live_since)
+                               live_since=scheduler.live_since,
+                               instance_id=scheduler.instance_id)
             if row is None:
                 return taken
             taken += 1

@@ -120,7 +120,8 @@ VALUES (%(job_id)s, %(args)s, %(requested_by)s, %(host)s)
 RETURNING *;
 
 -- name: claim_task
--- Take the oldest pending task this daemon may run.
+-- Take the oldest pending task this daemon may run. A task whose job has a live run in
+-- this daemon's scope (cluster, or this host) waits for it, as claim_run would skip it.
 UPDATE tasks SET status = 'running', started_at = %(now)s
 WHERE id = (
     SELECT t.id FROM tasks t
@@ -128,6 +129,12 @@ WHERE id = (
       AND (t.job_id = ANY(%(known)s)
            OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job_id
                           AND j.seen_at > %(live_since)s))
+      AND NOT EXISTS (
+          SELECT 1 FROM job_runs r
+          LEFT JOIN daemons d ON d.instance_id = r.instance_id
+          WHERE r.job_id = t.job_id AND r.status = 'running'
+            AND r.scope_key IN ('cluster', %(host)s)
+            AND (r.instance_id = %(instance_id)s OR d.last_heartbeat_at > %(live_since)s))
     ORDER BY t.id
     FOR UPDATE SKIP LOCKED
     LIMIT 1

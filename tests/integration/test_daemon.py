@@ -164,6 +164,26 @@ def test_tasks_inserted_with_sql_are_picked_up_and_unknown_jobs_fail_cleanly(aeg
     assert process.wait(30) == 0
 
 
+def test_tasks_queued_for_a_busy_job_wait_for_its_run_instead_of_failing(aegis_env, spawn):
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    process = spawn(daemon_env(aegis_env))
+    wait_for(started(url), what="daemon")
+    rows(url, "INSERT INTO tasks (job_id, args) VALUES ('sleeper', '{\"seconds\": 1}'), "
+              "('sleeper', '{\"seconds\": 1}'), ('sleeper', '{\"seconds\": 0}') RETURNING id")
+    wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN ('pending', 'running')"),
+             what="every task closed")
+    assert [t["status"] for t in rows(url, "SELECT status FROM tasks ORDER BY id")] == [
+        "done", "done", "done"]
+    runs = rows(url, "SELECT r.status, r.started_at, r.finished_at FROM tasks t "
+                     "JOIN job_runs r ON r.id = t.run_id ORDER BY t.id")
+    assert [r["status"] for r in runs] == ["ok", "ok", "ok"]
+    for earlier, later in zip(runs, runs[1:], strict=False):
+        assert later["started_at"] >= earlier["finished_at"], "runs of one job overlapped"
+    assert not rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND status = 'skipped'")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
 def test_pause_is_honoured_by_a_running_daemon(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
     env = daemon_env(aegis_env)
