@@ -38,7 +38,6 @@ SEEDED_RUNS = 20_000
 GOAL_RSS_GROWTH = 0.10
 # The pool (4) plus three sessions: the per-host lock, the task and the outbox listeners.
 MAX_CONNECTIONS = 7
-IMAGE = "aegis-test-busybox:latest"
 # Healthy 15-35 s, unhealthy 15-35 s, forever; a restart starts healthy again.
 FLAP = ("while :; do touch /tmp/ok; sleep $((15 + RANDOM % 20)); rm -f /tmp/ok; "
         "sleep $((15 + RANDOM % 20)); done")
@@ -111,17 +110,19 @@ def start_containers(run_id: str) -> tuple[Any, list[Any]]:
     try:
         import docker
 
+        from tests.images import build_busybox
+
         client = docker.from_env(timeout=30)
         client.ping()
-        client.images.get(IMAGE)
+        image = build_busybox(client)
     except Exception as exc:
-        print(f"soak: no flapping containers ({exc}); run tests/ensure_docker.sh and the "
-              "test suite once to build the busybox image", flush=True)
+        print(f"soak: no flapping containers ({exc}); run tests/ensure_docker.sh first",
+              flush=True)
         return None, []
     made = []
     for index in range(CONTAINERS):
         made.append(client.containers.run(
-            IMAGE, ["/bin/sh", "-c", FLAP], name=f"aegis-soak-{run_id}-{index}",
+            image, ["/bin/sh", "-c", FLAP], name=f"aegis-soak-{run_id}-{index}",
             detach=True, network_mode="none", stop_signal="SIGKILL",
             labels={"aegis.enable": "true", "aegis.soak": run_id},
             healthcheck={"test": ["CMD", "test", "-f", "/tmp/ok"],

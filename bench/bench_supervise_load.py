@@ -77,15 +77,14 @@ def measure(client: Any, image: str, size: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    from tests.conftest import TEST_IMAGE
+    from tests.images import build_busybox
 
     client = docker.from_env()
-    if not client.images.list(name=TEST_IMAGE):
-        raise SystemExit(f"build {TEST_IMAGE} first (run the Docker tests once)")
+    image = build_busybox(client)
     sizes = [int(s) for s in sys.argv[1:]] or list(SIZES)
     figures = []
     for size in sizes:
-        percent, rss = measure(client, TEST_IMAGE, size)
+        percent, rss = measure(client, image, size)
         verdict = "ok" if percent < GOAL_CPU_PERCENT and rss < GOAL_RSS_MB else "MISSED"
         print(f"supervising {size} containers: CPU {percent:.2f}% of one core over "
               f"{WINDOW_S:.0f}s, RSS {rss:.0f} MB (goal < {GOAL_CPU_PERCENT:.0f}% and "

@@ -7,12 +7,10 @@ AEGIS_REQUIRE_DOCKER=1 (CI sets it): then a missing engine fails them.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -26,10 +24,9 @@ from psycopg.conninfo import make_conninfo
 from aegis import api
 from aegis.config import Settings, load_settings
 from aegis.db import Database
+from tests.images import build_busybox
 
 TEMPLATE_DB = "aegis_test_template"
-BUSYBOX = Path("/bin/busybox")
-TEST_IMAGE = "aegis-test-busybox:latest"
 
 
 def _admin(dsn: str) -> psycopg.Connection[Any]:
@@ -174,22 +171,10 @@ def docker_client() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def busybox_image(docker_client: Any) -> str:
     """A tiny local image, FROM scratch with the static busybox, built once per session."""
-    if not BUSYBOX.exists():
-        pytest.fail(f"{BUSYBOX} is missing: install Debian's busybox-static")
-    dockerfile = (
-        b"FROM scratch\nCOPY busybox /bin/busybox\n"
-        b'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-        b'CMD ["/bin/sh"]\n'
-    )
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
-        tar.add(str(BUSYBOX), arcname="busybox")
-    context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=TEST_IMAGE, rm=True)
-    return TEST_IMAGE
+    try:
+        return build_busybox(docker_client)
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 def sql_rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:

@@ -3,12 +3,10 @@ roots, no bridge, so restarting it disturbs no other container on this machine."
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
 import subprocess
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BUSYBOX, TEST_IMAGE
+from tests.images import BUSYBOX, build_busybox
 
 
 @dataclass
@@ -63,21 +61,11 @@ class PrivateEngine:
         self.process = None
 
     def build_busybox(self) -> str:
-        dockerfile = (b"FROM scratch\nCOPY busybox /bin/busybox\n"
-                      b'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["/bin/sh"]\n')
-        context = io.BytesIO()
-        with tarfile.open(fileobj=context, mode="w") as tar:
-            info = tarfile.TarInfo("Dockerfile")
-            info.size = len(dockerfile)
-            tar.addfile(info, io.BytesIO(dockerfile))
-            tar.add(str(BUSYBOX), arcname="busybox")
-        context.seek(0)
         client = self.client()
         try:
-            client.images.build(fileobj=context, custom_context=True, tag=TEST_IMAGE, rm=True)
+            return build_busybox(client)
         finally:
             client.close()
-        return TEST_IMAGE
 
 
 def private_engine_or_skip() -> PrivateEngine:

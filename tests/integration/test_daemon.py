@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import signal
 import subprocess
@@ -177,7 +178,7 @@ def test_tasks_queued_for_a_busy_job_wait_for_its_run_instead_of_failing(aegis_e
     runs = rows(url, "SELECT r.status, r.started_at, r.finished_at FROM tasks t "
                      "JOIN job_runs r ON r.id = t.run_id ORDER BY t.id")
     assert [r["status"] for r in runs] == ["ok", "ok", "ok"]
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         assert later["started_at"] >= earlier["finished_at"], "runs of one job overlapped"
     assert not rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND status = 'skipped'")
     process.send_signal(signal.SIGTERM)
