@@ -18,9 +18,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aegis.clock import utcnow
+from aegis.engine import docker_client, docker_errors, note_docker
 from aegis.errors import StoreError
 from aegis.logs import get_logger
-from aegis.supervisor import Supervisor, docker_client, docker_errors, note_docker
+from aegis.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from aegis.api import Aegis

@@ -20,9 +20,10 @@ import pytest
 
 from aegis import api
 from aegis.clock import utcnow
+from aegis.engine import PROBE_OUTPUT_CHARS
 from aegis.notify import DiscordTarget
 from aegis.sender import Sender
-from aegis.supervisor import PROBE_OUTPUT_CHARS, Supervisor
+from aegis.supervisor import Supervisor
 from tests.conftest import run_cli
 from tests.fakes.discord_server import FakeDiscord, mentions_would_ping, validate_discord_payload
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for

@@ -20,8 +20,9 @@ import pytest
 from aegis import api
 from aegis.clock import utcnow
 from aegis.containers import acknowledge, listing, set_maintenance
+from aegis.engine import note_docker
 from aegis.runs import JobRun
-from aegis.supervisor import Supervisor, note_docker, supervise_once
+from aegis.supervisor import Supervisor, supervise_once
 from tests.conftest import sql_rows
 
 pytestmark = pytest.mark.docker
@@ -361,3 +362,58 @@ def test_docker_unavailable_is_recorded_once_per_outage(
         database_url, "SELECT event_type FROM episodic_memory "
         "WHERE event_type LIKE 'docker_%%able' ORDER BY id")]
     assert types == ["docker_unavailable", "docker_available"]
+
+
+def unhealthy_event(client: Any, container: Any, since: int) -> dict[str, Any]:
+    events = client.api.events(since=since, until=int(time.time()) + 1, decode=True,
+                               filters={"container": container.id})
+    found = [e for e in events if e.get("Action") == "health_status: unhealthy"]
+    assert found, f"no unhealthy event for {container.name}"
+    return dict(found[0])
+
+
+def test_a_fresh_unhealthy_event_is_struck_with_what_the_event_carries(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    container = make_container(HEALS, labels={"com.docker.compose.project": "shop",
+                                              "com.docker.compose.service": "web"})
+    since = int(time.time()) - 1
+    make_unhealthy(docker_client, container)
+    event = unhealthy_event(docker_client, container, since)
+    # the container heals before aegis reads the event: a fresh event is acted on as it
+    # stands (strike 1 only records; a restart is always decided on an inspect)
+    container.exec_run(["touch", "/healthy"])
+    wait_health(docker_client, container, "healthy")
+    supervisor(app, docker_client).handle_event(event, utcnow())
+    [strike] = events_of(database_url, container.name)
+    assert strike["event_type"] == "container_unhealthy"
+    assert strike["details"]["compose_project"] == "shop"
+    assert strike["details"]["compose_service"] == "web"
+    assert strike["details"]["container_id"] == container.id[:12]
+    row = row_of(database_url, container.name)
+    assert (row["state"], row["strikes"], row["health"]) == ("striking", 1, "unhealthy")
+
+
+def test_a_replayed_unhealthy_event_is_checked_against_docker_first(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    container = make_container(HEALS)
+    since = int(time.time()) - 1
+    make_unhealthy(docker_client, container)
+    event = unhealthy_event(docker_client, container, since)
+    container.exec_run(["touch", "/healthy"])
+    wait_health(docker_client, container, "healthy")
+    stale = {**event, "timeNano": event["timeNano"] - 60 * 10**9}  # as after a reconnection
+    sv = supervisor(app, docker_client)
+    sv.handle_event(stale, utcnow())
+    assert events_of(database_url, container.name) == []
+    # and an event for a container already striking goes through an inspect too
+    make_unhealthy(docker_client, container)
+    sv.reconcile(utcnow())
+    assert [e["event_type"] for e in events_of(database_url, container.name)] == [
+        "container_unhealthy"]
+    container.exec_run(["touch", "/healthy"])
+    wait_health(docker_client, container, "healthy")
+    sv.handle_event({**event, "timeNano": time.time_ns()}, utcnow())
+    row = row_of(database_url, container.name)
+    assert (row["strikes"], row["health"]) == (1, "healthy")

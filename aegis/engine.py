@@ -1,0 +1,179 @@
+"""What the Docker engine reports, in aegis's terms: the client (honouring DOCKER_HOST),
+the errors that mean the engine is away, one container as a listing entry, an inspect or
+an event describes it, and the engine's availability, recorded once per outage.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aegis import labels as L
+from aegis.errors import StoreError
+
+if TYPE_CHECKING:
+    from aegis.api import Aegis
+
+DOCKER_TIMEOUT_S = 15
+PROBE_OUTPUT_CHARS = 500
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EXIT_IN_STATUS = re.compile(r"^Exited \((-?\d+)\)")
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def docker_errors() -> tuple[type[BaseException], ...]:
+    """What a Docker call raises when the engine is away or refuses."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    return (DockerException, RequestException, OSError)
+
+
+def docker_client(timeout_s: int = DOCKER_TIMEOUT_S) -> Any:
+    """A client of the engine named by DOCKER_HOST (unix, tcp, tls via DOCKER_TLS_VERIFY and
+    DOCKER_CERT_PATH), else the local socket."""
+    import docker
+
+    return docker.from_env(timeout=timeout_s)
+
+
+def own_container_ids(proc: Path = Path("/proc/self"), hostname: str | None = None
+                      ) -> frozenset[str]:
+    """Ids (or 12-character prefixes) this process's own container may have."""
+    found: set[str] = set()
+    for name in ("cgroup", "mountinfo"):
+        try:
+            text = (proc / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        found.update(_CONTAINER_ID.findall(text))
+    hostname = os.environ.get("HOSTNAME", "") if hostname is None else hostname
+    if re.fullmatch(r"[0-9a-f]{12,64}", hostname):
+        found.add(hostname)
+    return frozenset(found)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One container as Docker reported it (a listing entry or an inspect)."""
+
+    id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    status: str
+    health: str
+    has_healthcheck: bool | None  # None: a listing of a stopped container cannot tell
+    exit_code: int | None = None
+    oom_killed: bool = False
+    network_mode: str = ""
+    stop_timeout_s: float | None = None
+    probe_output: str = ""
+    probe_exit_code: int | None = None
+    docker_restart_count: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def compose_project(self) -> str | None:
+        return self.labels.get(L.COMPOSE_PROJECT)
+
+    @property
+    def compose_service(self) -> str | None:
+        return self.labels.get(L.COMPOSE_SERVICE)
+
+
+def seen_from_listing(entry: dict[str, Any]) -> Seen:
+    status_text = entry.get("Status") or ""
+    health_match = _HEALTH_IN_STATUS.search(status_text)
+    health = "none"
+    if health_match:
+        health = "starting" if "starting" in health_match.group(1) else health_match.group(1)
+    exit_match = _EXIT_IN_STATUS.match(status_text)
+    state = entry.get("State") or ""
+    return Seen(
+        id=entry["Id"], name=(entry.get("Names") or ["/?"])[0].lstrip("/"),
+        image=entry.get("Image") or "", labels=dict(entry.get("Labels") or {}),
+        status=state, health=health,
+        has_healthcheck=True if health_match else (False if state == "running" else None),
+        exit_code=int(exit_match.group(1)) if exit_match else None,
+        network_mode=(entry.get("HostConfig") or {}).get("NetworkMode") or "")
+
+
+def seen_from_inspect(attrs: dict[str, Any]) -> Seen:
+    config = attrs.get("Config") or {}
+    state = attrs.get("State") or {}
+    health = state.get("Health") or {}
+    healthcheck = config.get("Healthcheck") or {}
+    has_healthcheck = bool(healthcheck.get("Test")) and healthcheck["Test"][0] != "NONE"
+    log = health.get("Log") or []
+    last = log[-1] if log else {}
+    output = (last.get("Output") or "").strip()
+    if len(output) > PROBE_OUTPUT_CHARS:
+        output = output[-PROBE_OUTPUT_CHARS:]
+    stop_timeout = config.get("StopTimeout")
+    return Seen(
+        id=attrs["Id"], name=(attrs.get("Name") or "/?").lstrip("/"),
+        image=config.get("Image") or "", labels=dict(config.get("Labels") or {}),
+        status=state.get("Status") or "", health=health.get("Status") or "none",
+        has_healthcheck=has_healthcheck, exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        network_mode=(attrs.get("HostConfig") or {}).get("NetworkMode") or "",
+        stop_timeout_s=float(stop_timeout) if stop_timeout is not None else None,
+        probe_output=output, probe_exit_code=last.get("ExitCode"),
+        docker_restart_count=int(attrs.get("RestartCount") or 0),
+        details={"restart_policy": ((attrs.get("HostConfig") or {}).get("RestartPolicy")
+                                    or {}).get("Name") or "no",
+                 "finished_at": state.get("FinishedAt")})
+
+
+def seen_from_event(event: dict[str, Any]) -> Seen | None:
+    """A ``health_status: unhealthy`` event as a sighting; None for any other event. Docker
+    puts the container's name, image and labels in every container event's attributes,
+    which is all strike 1 needs; what only an inspect tells (probe output, stop timeout)
+    is left empty."""
+    actor = event.get("Actor") or {}
+    attributes = dict(actor.get("Attributes") or {})
+    action = str(event.get("Action") or event.get("status") or "")
+    if action != "health_status: unhealthy" or not actor.get("ID") or "name" not in attributes:
+        return None
+    name = str(attributes.pop("name"))
+    image = str(attributes.pop("image", ""))
+    return Seen(id=str(actor["ID"]), name=name, image=image, labels=attributes,
+                status="running", health="unhealthy", has_healthcheck=True)
+
+
+# --- the engine's availability, recorded once per outage ---
+
+_availability_lock = threading.Lock()
+_availability: dict[str, bool] = {}
+
+
+def note_docker(app: Aegis, available: bool, error: str | None = None) -> None:
+    """Record ``docker_unavailable`` when the engine goes away and ``docker_available`` when
+    it is back: once per change, shared by every thread and remembered across restarts."""
+    host = app.settings.host
+    key = f"docker_available:{host}"
+    with _availability_lock:
+        if _availability.get(host) is available:
+            return
+        try:
+            previous = app.store.get_state(key)
+        except StoreError:
+            previous = _availability.get(host)
+        _availability[host] = available
+        if previous is available or (available and previous is None):
+            return
+        if available:
+            app.store.record_event("docker_available", "the Docker engine answers again",
+                                   importance="medium", source="supervisor",
+                                   details={"host": host})
+        else:
+            app.store.record_event("docker_unavailable",
+                                   f"the Docker engine does not answer: {error}",
+                                   importance="high", source="supervisor",
+                                   details={"host": host, "error": error})
+        app.store.set_state(key, available)
