@@ -7,15 +7,13 @@ longer than 500 ms, so the daemon and other writers never wait on the cleanup fo
 
 from __future__ import annotations
 
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 
-import aegis
 from aegis.cleanup import prune
+from bench.common import bench_app
 from bench.report import Figure, report
 
 OLD_LOW = 1_000_000
@@ -46,14 +44,11 @@ def seed(dsn: str) -> None:
 
 
 def measure() -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
-        settings = aegis.load_settings({"AEGIS_HOME": str(Path(home)), "AEGIS_HOST": "bench",
-                                        "AEGIS_HTTP_ADDR": "off", "AEGIS_LOG_LEVEL": "error"})
-        with aegis.connect(settings) as app:
-            seed(app.db.dsn)
-            started = time.perf_counter()
-            pruned = prune(app.db, "episodic_memory", "cleanup_low_events_batch", CUTOFF)
-            elapsed_s = time.perf_counter() - started
+    with bench_app() as app:
+        seed(app.db.dsn)
+        started = time.perf_counter()
+        pruned = prune(app.db, "episodic_memory", "cleanup_low_events_batch", CUTOFF)
+        elapsed_s = time.perf_counter() - started
     if pruned.rows != OLD_LOW:
         raise SystemExit(f"deleted {pruned.rows} rows, expected {OLD_LOW}")
     return {"rows": pruned.rows, "batches": pruned.batches, "seconds": elapsed_s,

@@ -8,15 +8,13 @@ Goal: collecting the aggregates and rendering the markdown under 3 s.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
 import psycopg
 
-import aegis
 from aegis.digest import collect_day, day_window, render_day
+from bench.common import bench_app
 from bench.report import Figure, report
 
 EVENTS = 1_000_000
@@ -67,16 +65,13 @@ def seed(dsn: str) -> None:
 
 def measure() -> dict[str, float]:
     timings: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
-        settings = aegis.load_settings({"AEGIS_HOME": str(Path(home)), "AEGIS_HOST": "bench",
-                                        "AEGIS_HTTP_ADDR": "off", "AEGIS_LOG_LEVEL": "error"})
-        with aegis.connect(settings) as app:
-            seed(app.db.dsn)
-            for _ in range(REPEATS):
-                started = time.perf_counter()
-                digest = collect_day(app.db, DAY)
-                text = render_day(digest)
-                timings.append(time.perf_counter() - started)
+    with bench_app() as app:
+        seed(app.db.dsn)
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            digest = collect_day(app.db, DAY)
+            text = render_day(digest)
+            timings.append(time.perf_counter() - started)
     if digest.events_total != EVENTS + RESTARTS:
         raise SystemExit(f"the digest counted {digest.events_total} events")
     return {"median_s": statistics.median(timings), "max_s": max(timings),

@@ -7,13 +7,12 @@ background thread, claims in a real PostgreSQL): at least 200 runs. Goal: p99 < 
 from __future__ import annotations
 
 import statistics
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import aegis
 from aegis.clock import utcnow
+from bench.common import bench_app
 from bench.report import Figure, report
 
 JOBS = 10
@@ -36,16 +35,12 @@ def measure() -> dict[str, float]:
             with lock:
                 lateness_ms.append(late)
 
-    with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
-        settings = aegis.load_settings({"AEGIS_HOME": str(Path(home)), "AEGIS_HOST": "bench",
-                                        "AEGIS_HTTP_ADDR": "off", "AEGIS_LOG_LEVEL": "error",
-                                        "AEGIS_WORKERS": "8", "AEGIS_REMEDIATION": "off"})
-        with aegis.connect(settings) as app:
-            for index in range(JOBS):
-                app.scheduler.add_job(job, id=f"bench_{index}", trigger=aegis.every(seconds=1))
-            app.scheduler.start()
-            time.sleep(DURATION_S)
-            app.scheduler.stop()
+    with bench_app(AEGIS_WORKERS="8", AEGIS_REMEDIATION="off") as app:
+        for index in range(JOBS):
+            app.scheduler.add_job(job, id=f"bench_{index}", trigger=aegis.every(seconds=1))
+        app.scheduler.start()
+        time.sleep(DURATION_S)
+        app.scheduler.stop()
     return {"runs": len(lateness_ms), "p50_ms": statistics.median(lateness_ms),
             "p99_ms": percentile(lateness_ms, 0.99), "max_ms": max(lateness_ms)}
 

@@ -10,17 +10,15 @@ Goal: a scrape (every series, parsed by prometheus-client) under 250 ms at p99, 
 from __future__ import annotations
 
 import statistics
-import tempfile
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-import aegis
 from aegis.http import make_server
+from bench.common import bench_app
 from bench.report import Figure, report
 
 EVENTS = 1_000_000
@@ -77,24 +75,21 @@ def seed(dsn: str) -> None:
 
 def measure() -> dict[str, float]:
     timings_ms: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
-        settings = aegis.load_settings({"AEGIS_HOME": str(Path(home)), "AEGIS_HOST": "bench",
-                                        "AEGIS_HTTP_ADDR": "off", "AEGIS_LOG_LEVEL": "error"})
-        with aegis.connect(settings) as app:
-            seed(app.db.dsn)
-            server = make_server(app, "127.0.0.1:0")
-            threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()
-            url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
-            series = 0
-            for _ in range(SCRAPES):
-                started = time.perf_counter()
-                with urllib.request.urlopen(url, timeout=30) as response:
-                    text = response.read().decode()
-                families = list(text_string_to_metric_families(text))
-                timings_ms.append((time.perf_counter() - started) * 1000)
-                series = sum(len(family.samples) for family in families)
-            server.shutdown()
-            server.server_close()
+    with bench_app() as app:
+        seed(app.db.dsn)
+        server = make_server(app, "127.0.0.1:0")
+        threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        series = 0
+        for _ in range(SCRAPES):
+            started = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=30) as response:
+                text = response.read().decode()
+            families = list(text_string_to_metric_families(text))
+            timings_ms.append((time.perf_counter() - started) * 1000)
+            series = sum(len(family.samples) for family in families)
+        server.shutdown()
+        server.server_close()
     timings_ms.sort()
     return {"p50_ms": statistics.median(timings_ms),
             "p99_ms": timings_ms[max(0, int(len(timings_ms) * 0.99) - 1)],

@@ -8,14 +8,12 @@ Goal: at least 50 messages per second, so a backlog after an hour-long webhook o
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
-import aegis
 from aegis.notify import DiscordTarget
 from aegis.outbox import Notification
 from aegis.sender import Sender
+from bench.common import bench_app
 from bench.report import Figure, report
 from tests.fakes.discord_server import FakeDiscord
 
@@ -26,20 +24,16 @@ GOAL_PER_S = 50.0
 def measure() -> dict[str, float]:
     fake = FakeDiscord()
     try:
-        with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
-            settings = aegis.load_settings({"AEGIS_HOME": str(Path(home)),
-                                            "AEGIS_HOST": "bench", "AEGIS_HTTP_ADDR": "off",
-                                            "AEGIS_LOG_LEVEL": "error"})
-            with aegis.connect(settings) as app:
-                for index in range(MESSAGES):
-                    title = f"message {index}"
-                    app.store.record_event("bench_message", title,
-                                           notify=Notification("journal", title))
-                sender = Sender(app, targets={"alerts": [],
-                                              "journal": [DiscordTarget(fake.webhook_url())]})
-                started = time.perf_counter()
-                counts = sender.deliver()
-                elapsed_s = time.perf_counter() - started
+        with bench_app() as app:
+            for index in range(MESSAGES):
+                title = f"message {index}"
+                app.store.record_event("bench_message", title,
+                                       notify=Notification("journal", title))
+            sender = Sender(app, targets={"alerts": [],
+                                          "journal": [DiscordTarget(fake.webhook_url())]})
+            started = time.perf_counter()
+            counts = sender.deliver()
+            elapsed_s = time.perf_counter() - started
     finally:
         fake.close()
     received = len(fake.received)

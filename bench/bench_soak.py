@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,10 +21,9 @@ from typing import Any
 
 import psycopg
 
-import aegis
+from bench.common import daemon_home, start_daemon, stop_daemon
 from bench.report import Figure, report
 
-REPO = Path(__file__).resolve().parents[1]
 DURATION_S = float(os.environ.get("AEGIS_SOAK_S", "3600"))
 CONTAINERS = int(os.environ.get("AEGIS_SOAK_CONTAINERS", "50"))
 SAMPLE_S = 5.0
@@ -134,23 +130,15 @@ def start_containers(run_id: str) -> tuple[Any, list[Any]]:
 def measure() -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     warmup_s = min(max(30.0, DURATION_S / 10), DURATION_S / 2)
-    with tempfile.TemporaryDirectory(prefix="aegis-soak-") as home:
-        env = {**{k: v for k, v in os.environ.items()
-                  if not k.startswith(("AEGIS_", "POSTGRES_", "DISCORD_"))},
-               "AEGIS_HOME": home, "AEGIS_HOST": "soak", "AEGIS_HTTP_ADDR": "off",
-               "AEGIS_LOG_LEVEL": "error", "AEGIS_JOB_MODULES": "bench.soak_jobs",
-               "PYTHONPATH": str(REPO), "AEGIS_DOCKER_SCOPE": "labeled",
-               "AEGIS_STRIKE_INTERVAL": "10s", "AEGIS_RESTART_BACKOFF": "0s",
-               "AEGIS_EVENT_RETENTION": RETENTION, "AEGIS_JOB_RUNS_RETENTION": RETENTION,
-               "AEGIS_OUTBOX_RETENTION": RETENTION,
-               "AEGIS_JOB__MEMORY_CLEANUP__EVERY": f"{CLEANUP_EVERY_S}s",
-               "AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY": "30s"}
-        settings = aegis.load_settings({**env, "AEGIS_HOST": "soak-bench"})
-        with aegis.connect(settings, keep_embedded=True) as app:
-            dsn = app.db.dsn
+    with daemon_home(
+            "soak", AEGIS_JOB_MODULES="bench.soak_jobs", AEGIS_DOCKER_SCOPE="labeled",
+            AEGIS_STRIKE_INTERVAL="10s", AEGIS_RESTART_BACKOFF="0s",
+            AEGIS_EVENT_RETENTION=RETENTION, AEGIS_JOB_RUNS_RETENTION=RETENTION,
+            AEGIS_OUTBOX_RETENTION=RETENTION,
+            AEGIS_JOB__MEMORY_CLEANUP__EVERY=f"{CLEANUP_EVERY_S}s",
+            AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="30s") as (env, dsn):
         client, containers = start_containers(run_id)
-        daemon = subprocess.Popen([sys.executable, "-m", "aegis", "run"], env=env, cwd=REPO,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon = start_daemon(env)
         samples: list[Sample] = []
         try:
             with psycopg.connect(dsn, autocommit=True,
@@ -171,21 +159,12 @@ def measure() -> dict[str, Any]:
                     "'soak_seeded') + (SELECT count(*) FROM job_runs WHERE job_id = "
                     "'soak_seeded')").fetchone()
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+            stop_daemon(daemon)
             for container in containers:
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
             if client is not None:
                 client.close()
-            with contextlib.suppress(Exception):
-                subprocess.run([sys.executable, "-c", "import pgserver,sys; "
-                                "pgserver.get_server(sys.argv[1], cleanup_mode='stop')"
-                                ".cleanup()", str(Path(home) / "pgdata")],
-                               check=False, capture_output=True, timeout=60)
     warm = [s for s in samples if s.at_s >= warmup_s]
     base, last = warm[0], warm[-1]
     # Job threads come and go every second: a leak is a rising median, not a high sample.

@@ -1,32 +1,50 @@
 """Strike latency: from Docker's ``health_status: unhealthy`` event to strike 1 recorded.
 
-The events watcher runs against the real engine and a real PostgreSQL (embedded); 20
-busybox containers are made unhealthy one after another. Latency is Docker's event time
-(timeNano) to the moment the ``container_unhealthy`` row is visible to another connection
-(polled every 2 ms). Goal: p99 < 100 ms.
+A real ``aegis run`` supervises the local engine (labeled scope, observe mode) against an
+embedded PostgreSQL, with ``AEGIS_STRIKE_BACKGROUND`` (default 20) supervised containers
+probed at Docker's default 30 s interval beside it. ``AEGIS_STRIKE_SAMPLES`` (default 100)
+containers are then made unhealthy one after another, each with a 0.3 s probe so it turns
+quickly. Latency is the event's own time (``timeNano``) to the moment the
+``container_unhealthy`` row is committed, which the benchmark hears through a NOTIFY from
+a trigger it adds to its own database (no polling, so the measurement costs nothing while
+it waits). Goal: p99 < 100 ms.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
-import tempfile
-import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import docker
+import psycopg
 
-import aegis
-from aegis.watcher import Watcher
+from bench.common import daemon_home, start_daemon, stop_daemon
 from bench.report import Figure, report
 
-CONTAINERS = 20
+SAMPLES = int(os.environ.get("AEGIS_STRIKE_SAMPLES", "100"))
+BACKGROUND = int(os.environ.get("AEGIS_STRIKE_BACKGROUND", "20"))
 GOAL_P99_MS = 100.0
 SCRIPT = "touch /healthy; trap 'exit 0' TERM; while :; do sleep 0.1; done"
-HEALTHCHECK = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
-               "interval": 300_000_000, "timeout": 2_000_000_000, "retries": 1}
+FAST_PROBE = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
+              "interval": 300_000_000, "timeout": 2_000_000_000, "retries": 1}
+DEFAULT_PROBE = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
+                 "interval": 30_000_000_000, "timeout": 2_000_000_000, "retries": 3}
+CHANNEL = "aegis_bench_strike"
+# Bench instrumentation only, in the benchmark's own database: one NOTIFY per strike 1,
+# delivered when the row's transaction commits.
+TRIGGER = f"""
+CREATE FUNCTION bench_strike_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', NEW.details->>'container');
+    RETURN NEW;
+END $$;
+CREATE TRIGGER bench_strike_notify AFTER INSERT ON episodic_memory FOR EACH ROW
+    WHEN (NEW.event_type = 'container_unhealthy') EXECUTE FUNCTION bench_strike_notify();
+"""
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -34,85 +52,97 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def wait(predicate: Any, timeout_s: float, step_s: float = 0.05) -> None:
+def wait(predicate: Any, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(step_s)
-    raise RuntimeError("timed out")
+        time.sleep(0.05)
+    raise SystemExit(f"strike latency: {what} did not happen within {timeout_s:.0f}s")
 
 
-def measure(image: str) -> list[float]:
-    client = docker.from_env()
+def health(client: Any, container: Any) -> str:
+    state = client.api.inspect_container(container.id)["State"]
+    return str((state.get("Health") or {}).get("Status") or "")
+
+
+def heard(conn: psycopg.Connection[Any], name: str, timeout_s: float) -> float:
+    """Wall-clock time at which the strike of ``name`` was committed (its NOTIFY)."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        for notify in conn.notifies(timeout=left, stop_after=1):
+            if notify.payload == name:
+                return time.time()
+    raise SystemExit(f"strike latency: no strike 1 for {name} within {timeout_s:.0f}s")
+
+
+def event_time(client: Any, container: Any, since: int) -> float:
+    events = client.api.events(since=since, until=int(time.time()) + 1, decode=True,
+                               filters={"container": container.id})
+    for event in events:
+        if event.get("Action") == "health_status: unhealthy":
+            return float(event["timeNano"]) / 1e9
+    raise SystemExit(f"strike latency: no unhealthy event for {container.name}")
+
+
+def measure(client: Any, image: str) -> list[float]:
     run_id = uuid.uuid4().hex[:8]
+    labels = {"aegis.enable": "true", "aegis.bench": run_id}
     made: list[Any] = []
     latencies_ms: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
-        settings = aegis.load_settings({"AEGIS_HOME": str(Path(home)), "AEGIS_HOST": "bench",
-                                        "AEGIS_HTTP_ADDR": "off", "AEGIS_LOG_LEVEL": "error"})
-        with aegis.connect(settings) as app:
-            watcher = Watcher(app, own_ids=frozenset())
-            stop = threading.Event()
-            thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-            thread.start()
-            watcher.connected.wait(10)
-            try:
-                for index in range(CONTAINERS):
-                    made.append(client.containers.run(
+    with daemon_home(AEGIS_DOCKER_SCOPE="labeled", AEGIS_REMEDIATION="observe") as (env, dsn):
+        for index in range(BACKGROUND):
+            made.append(client.containers.run(
+                image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-bench-{run_id}-bg{index}",
+                detach=True, network_mode="none", healthcheck=DEFAULT_PROBE, labels=labels))
+        daemon = start_daemon(env)
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(TRIGGER)
+                conn.execute(f"LISTEN {CHANNEL}")
+                first = f"aegis-bench-{run_id}-bg0" if BACKGROUND else None
+                if first:
+                    wait(lambda: conn.execute("SELECT 1 FROM containers WHERE name = %s",
+                                              (first,)).fetchone() is not None,
+                         60, "the daemon's first sweep")
+                for index in range(SAMPLES):
+                    container = client.containers.run(
                         image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-bench-{run_id}-{index}",
-                        detach=True, network_mode="none", healthcheck=HEALTHCHECK,
-                        labels={"aegis.test": f"bench-{run_id}"}))
-                for container in made:
-                    wait(lambda c=container: client.api.inspect_container(c.id)["State"]
-                         .get("Health", {}).get("Status") == "healthy", 20)
-                for container in made:
+                        detach=True, network_mode="none", healthcheck=FAST_PROBE,
+                        labels=labels)
+                    made.append(container)
+                    wait(lambda c=container: health(client, c) == "healthy", 20, "healthy")
                     since = int(time.time()) - 1
                     container.exec_run(["rm", "-f", "/healthy"])
-                    seen: list[float] = []
-
-                    def recorded(name: str = container.name, seen: list[float] = seen) -> bool:
-                        found = app.memory.query(since="1h", event_type="container_unhealthy")
-                        if any(e.details.get("container") == name for e in found):
-                            seen.append(time.time())
-                            return True
-                        return False
-
-                    wait(recorded, 20, step_s=0.002)
-                    events = client.api.events(
-                        since=since, until=int(time.time()) + 1, decode=True,
-                        filters={"container": container.id})
-                    unhealthy = [e for e in events
-                                 if str(e.get("status", "")).startswith("health_status")
-                                 and "unhealthy" in e["status"]]
-                    event_s = unhealthy[0]["timeNano"] / 1e9
-                    latencies_ms.append((seen[0] - event_s) * 1000)
-            finally:
-                stop.set()
-                thread.join(10)
-                for container in made:
+                    seen_s = heard(conn, container.name, 20)
+                    latencies_ms.append((seen_s - event_time(client, container, since)) * 1000)
+                    container.remove(force=True)
+                    made.remove(container)
+        finally:
+            stop_daemon(daemon)
+            for container in made:
+                with contextlib.suppress(Exception):
                     container.remove(force=True)
     return latencies_ms
 
 
 def main() -> None:
-    import structlog
-
     from tests.images import build_busybox
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     client = docker.from_env()
-    image = build_busybox(client)
-    latencies = measure(image)
+    latencies = measure(client, build_busybox(client))
     p99 = percentile(latencies, 0.99)
     verdict = "ok" if p99 < GOAL_P99_MS else "MISSED"
-    print(f"unhealthy event -> strike 1 recorded over {len(latencies)} containers: "
-          f"p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
-          f"max {max(latencies):.1f} ms (goal p99 < {GOAL_P99_MS:.0f} ms: {verdict})")
+    print(f"unhealthy event -> strike 1 recorded, {len(latencies)} samples beside "
+          f"{BACKGROUND} supervised containers: p50 {statistics.median(latencies):.1f} ms, "
+          f"p99 {p99:.1f} ms, max {max(latencies):.1f} ms "
+          f"(goal p99 < {GOAL_P99_MS:.0f} ms: {verdict})")
     report("strike_latency", [
         Figure("event-to-strike latency p50", statistics.median(latencies), "ms"),
         Figure("event-to-strike latency p99", p99, "ms", f"< {GOAL_P99_MS:.0f} ms",
-               p99 < GOAL_P99_MS)])
+               p99 < GOAL_P99_MS),
+        Figure("event-to-strike latency max", max(latencies), "ms"),
+        Figure("event-to-strike samples", float(len(latencies)), "")])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Goals: under 1% of one core and under 120 MB. ``AEGIS_BENCH_WINDOW_S`` sets the 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import docker
 
+from bench.common import clean_env, start_daemon, stop_daemon
 from bench.report import Figure, report
 
 SIZES = (50, 200)
@@ -54,13 +54,9 @@ def measure(client: Any, image: str, size: int) -> tuple[float, float]:
                 detach=True, network_mode="none", healthcheck=HEALTHCHECK,
                 labels={"aegis.test": f"load-{run_id}"}))
         with tempfile.TemporaryDirectory(prefix="aegis-load-") as home:
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("AEGIS_", "POSTGRES_", "DISCORD_"))}
-            env.update({"AEGIS_HOME": home, "AEGIS_HOST": f"load-{run_id}",
-                        "AEGIS_HTTP_ADDR": "off", "AEGIS_LOG_LEVEL": "warning",
-                        "AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY": "30s"})
-            daemon = subprocess.Popen([sys.executable, "-m", "aegis", "run"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            daemon = start_daemon(clean_env(
+                home, f"load-{run_id}", AEGIS_LOG_LEVEL="warning",
+                AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="30s"))
             try:
                 time.sleep(WARMUP_S)
                 start_cpu, start = cpu_s(daemon.pid), time.monotonic()
@@ -69,8 +65,7 @@ def measure(client: Any, image: str, size: int) -> tuple[float, float]:
                 percent = 100 * used / (time.monotonic() - start)
                 return percent, rss_mb(daemon.pid)
             finally:
-                daemon.terminate()
-                daemon.wait(30)
+                stop_daemon(daemon)
     finally:
         for container in made:
             container.remove(force=True)
