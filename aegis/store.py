@@ -105,17 +105,25 @@ class Store:
                      notify: Notification | None = None) -> Event:
         """Record an event (and, with ``notify``, queue its notification in the same
         transaction); spooled when the database is unreachable."""
-        event = make_event(event_type, summary, importance=importance, host=self.host,
-                           source=source, details=details, timestamp=timestamp or self.clock())
-        log_details = {k: v for k, v in event.details.items() if k not in _RESERVED_LOG_KEYS}
-        getattr(self.log, _LOG_METHOD[importance])(
-            event_type, summary=event.summary, importance=importance, **log_details
-        )
-        record = {"kind": "event", **event.to_json(), "uid": event.uid}
-        if notify is not None:
-            record["notify"] = asdict(notify)
-        self.write(lambda tx: insert_event(tx, event, notify), record)
+        event = self.new_event(event_type, summary, importance=importance, details=details,
+                               source=source, timestamp=timestamp)
+        self.log_event(event)
+        self.write(lambda tx: insert_event(tx, event, notify), event_record(event, notify))
         return event
+
+    def new_event(self, event_type: str, summary: str, *, importance: str = "low",
+                  details: dict[str, Any] | None = None, source: str = "aegis",
+                  timestamp: datetime | None = None) -> Event:
+        """A validated event of this host, not yet recorded (see ``insert_event``)."""
+        return make_event(event_type, summary, importance=importance, host=self.host,
+                          source=source, details=details, timestamp=timestamp or self.clock())
+
+    def log_event(self, event: Event) -> None:
+        """The log line of an event."""
+        log_details = {k: v for k, v in event.details.items() if k not in _RESERVED_LOG_KEYS}
+        getattr(self.log, _LOG_METHOD[event.importance])(
+            event.event_type, summary=event.summary, importance=event.importance, **log_details
+        )
 
     def write(self, action: Callable[[Cursorish], object], spool_record: dict[str, Any]) -> bool:
         """Run ``action`` in a transaction after replaying the spool; spool the record if the
@@ -191,6 +199,14 @@ class Store:
                     self.log.error("spool_record_unknown", kind=kind)
                     return
                 replay(tx, record)
+
+
+def event_record(event: Event, notify: Notification | None = None) -> dict[str, Any]:
+    """An event as a spool record."""
+    record = {"kind": "event", **event.to_json(), "uid": event.uid}
+    if notify is not None:
+        record["notify"] = asdict(notify)
+    return record
 
 
 def insert_event(tx: Cursorish, event: Event, notify: Notification | None = None) -> bool:

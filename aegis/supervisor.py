@@ -8,6 +8,8 @@ then acts: events, restarts, escalation alerts through the outbox.
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -28,13 +30,21 @@ from aegis.engine import (
 )
 from aegis.logs import get_logger
 from aegis.outbox import Notification
+from aegis.store import Event, insert_event
 from aegis.strikes import Decision, Observed, Policy, decide, display_state
 
 if TYPE_CHECKING:
     from aegis.api import Aegis
 
 Row = dict[str, Any]
+Record = tuple[Event, Notification | None]  # an event to record, and its alert
 DEFAULT_STOP_TIMEOUT_S = 10.0
+# A restart decided by a daemon that stopped before recording it, and not made by Docker
+# this long after, is recorded as not made (until then it may still be under way).
+RESTART_OUTCOME_WAIT_S = 60.0
+# Restarts this process is making right now, by (host, name): never completed by a sweep.
+_restarting: set[tuple[str, str]] = set()
+_restarting_lock = threading.Lock()
 # An unhealthy event at most this old (by its own timestamp) is acted on as it stands;
 # older ones (replayed after a reconnection) are checked against an inspect first.
 FRESH_EVENT_S = 5.0
@@ -56,6 +66,7 @@ class Supervisor:
 
     def reconcile(self, now: datetime) -> dict[str, Any]:
         """One sweep over one full container listing; returns counts for job_runs."""
+        self.complete_restarts(now)
         entries = self.client.api.containers(all=True)
         rows = {row["name"]: row for row in self.app.db.fetch_all("containers_of_host",
                                                                    host=self.host)}
@@ -110,6 +121,7 @@ class Supervisor:
         elif action == "start":
             self.app.db.execute("container_set_stopped", host=self.host,
                                 container_id=container_id, stopped=False)
+            self.complete_restarts(now)
             self.check(container_id, now)
         elif action == "stop" or (action == "kill" and str(attributes.get("signal", ""))
                                   in {"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"}):
@@ -207,19 +219,33 @@ class Supervisor:
                               bool(parsed.maintenance), parsed.problems, now)
         if decision.action == "none" and not self._changed(row, params):
             return "none", supervision
-        saved = self.app.db.fetch_one("container_save", **params)
-        if saved is None:  # another thread or daemon changed the row first: it acted
+        store = self.app.store
+        records: list[Record] = [(store.new_event(
+            "container_bad_label", f"{seen.name}: label {problem}; treated as unset",
+            importance="medium", source="supervisor", timestamp=now,
+            details={"container": seen.name, "host": self.host, "problem": problem}), None)
+            for problem in parsed.problems if problem not in (row["label_problems"] or [])]
+        if decision.action not in ("none", "restart"):
+            records.append(self._record(decision, state, seen, now))
+        if not self._save(params, records):  # another thread or daemon changed the row first
             self.log.info("container_decision_superseded", container=seen.name)
             return "none", supervision
-        new_problems = [p for p in parsed.problems if p not in (row["label_problems"] or [])]
-        for problem in new_problems:
-            self.app.store.record_event(
-                "container_bad_label", f"{seen.name}: label {problem}; treated as unset",
-                importance="medium", source="supervisor",
-                details={"container": seen.name, "host": self.host, "problem": problem})
-        if decision.action != "none":
-            self._act(decision, state, seen, row, policy, now)
+        if decision.action == "restart":  # decided and saved above: never made twice
+            self._restart(decision, seen, policy, now)
         return decision.action, supervision
+
+    def _save(self, params: dict[str, Any], records: list[Record]) -> bool:
+        """The row and the events its decision calls for, in one transaction: a daemon
+        killed at any moment leaves both or neither. False when the row changed since it
+        was read (nothing written)."""
+        with self.app.db.transaction() as tx:
+            if tx.fetch_one("container_save", **params) is None:
+                return False
+            for event, notify in records:
+                insert_event(tx, event, notify)
+        for event, _ in records:
+            self.app.store.log_event(event)
+        return True
 
     def _insert(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
         if seen.compose_project and seen.compose_service:
@@ -289,21 +315,18 @@ class Supervisor:
         except docker_errors():
             return seen
 
-    def _act(self, decision: Decision, before: Any, seen: Seen, row: Row, policy: Policy,
-             now: datetime) -> None:
+    def _record(self, decision: Decision, before: Any, seen: Seen, now: datetime) -> Record:
+        """The event (and alert) of a strike 1, an escalation, a recovery or a reset."""
         store = self.app.store
         name = seen.name
+        if decision.action == "escalate":
+            return self._escalation(decision, seen, now)
         if decision.action == "strike1":
-            self.log.warning("container_strike", container=name, strike=1)
-            store.record_event("container_unhealthy",
-                               f"{name} is unhealthy (strike 1 of 3)", importance="medium",
-                               source="supervisor", timestamp=now,
-                               details=self._details(seen, decision, status=seen.status))
-        elif decision.action == "restart":
-            self._restart(decision, seen, policy, now)
-        elif decision.action == "escalate":
-            self._escalate(decision, seen, now)
-        elif decision.action == "recover":
+            return store.new_event(
+                "container_unhealthy", f"{name} is unhealthy (strike 1 of 3)",
+                importance="medium", source="supervisor", timestamp=now,
+                details=self._details(seen, decision, status=seen.status)), None
+        if decision.action == "recover":
             was_escalated = before.phase == "escalated"
             notify = None
             if was_escalated:
@@ -313,15 +336,14 @@ class Supervisor:
                     importance="medium",
                     fields={"container": name, "host": self.host},
                     dedup_key=f"recovery:{self.host}:{name}:{decision.state.incident}")
-            store.record_event("container_recovered",
-                               f"{name} recovered: {decision.reason}", importance="medium",
-                               source="supervisor", timestamp=now, notify=notify,
-                               details=self._details(seen, decision,
-                                                     was_escalated=was_escalated))
-        elif decision.action == "reset":
-            store.record_event("container_strikes_reset", f"{name}: strikes reset "
-                               f"({decision.reason})", importance="low", source="supervisor",
-                               timestamp=now, details=self._details(seen, decision))
+            return store.new_event(
+                "container_recovered", f"{name} recovered: {decision.reason}",
+                importance="medium", source="supervisor", timestamp=now,
+                details=self._details(seen, decision, was_escalated=was_escalated)), notify
+        return store.new_event(
+            "container_strikes_reset", f"{name}: strikes reset ({decision.reason})",
+            importance="low", source="supervisor", timestamp=now,
+            details=self._details(seen, decision)), None
 
     def _restart(self, decision: Decision, seen: Seen, policy: Policy, now: datetime) -> None:
         seen = self._inspected(seen)
@@ -334,20 +356,65 @@ class Supervisor:
                                 stop_timeout_s=timeout_s)
         self.log.warning("container_restarting", container=seen.name, strike=2,
                          stop_timeout_s=timeout_s)
+        key = (self.host, seen.name)
+        with _restarting_lock:
+            _restarting.add(key)
         try:
-            self.client.api.restart(seen.id, timeout=int(timeout_s))
-        except docker_errors() as exc:
+            try:
+                self.client.api.restart(seen.id, timeout=int(timeout_s))
+            except docker_errors() as exc:
+                self.app.store.record_event(
+                    "container_restart_failed", f"{seen.name}: restart failed: {exc}",
+                    importance="high", source="supervisor", timestamp=now,
+                    details={**details, "error": str(exc)})
+                return
             self.app.store.record_event(
-                "container_restart_failed", f"{seen.name}: restart failed: {exc}",
-                importance="high", source="supervisor", timestamp=now,
-                details={**details, "error": str(exc)})
-            return
-        self.app.store.record_event(
-            "container_restarted",
-            f"{seen.name} restarted (strike 2 of 3): still unhealthy; "
-            f"restart {len(decision.state.restarts)} this hour",
-            importance="high", source="supervisor", timestamp=now, details=details)
+                "container_restarted",
+                f"{seen.name} restarted (strike 2 of 3): still unhealthy; "
+                f"restart {len(decision.state.restarts)} this hour",
+                importance="high", source="supervisor", timestamp=now, details=details)
+        finally:
+            with _restarting_lock:
+                _restarting.discard(key)
         self._restart_dependents(seen, now)
+
+    def complete_restarts(self, now: datetime) -> int:
+        """Record the outcome of restarts a daemon decided and saved but stopped (killed)
+        before recording: ``container_restarted`` when Docker started the container since
+        the decision, ``container_restart_failed`` when it has not a while later. Never
+        restarts anything itself. Returns how many were recorded."""
+        recorded = 0
+        for row in self.app.db.fetch_all("containers_restart_unrecorded", host=self.host):
+            with _restarting_lock:
+                if (self.host, row["name"]) in _restarting:
+                    continue  # this process is making it right now
+            try:
+                attrs = self.client.api.inspect_container(row["container_id"] or row["name"])
+            except docker_errors():
+                continue
+            started = _docker_time(str((attrs.get("State") or {}).get("StartedAt") or ""))
+            decided = row["restart_at"]
+            details = {"container": row["name"], "host": self.host,
+                       "container_id": (row["container_id"] or "")[:12], "image": row["image"],
+                       "incident": row["incident"], "strikes": row["strikes"],
+                       "restarts_last_hour": len(row["restarts"] or []),
+                       "reason": row["last_reason"], "recorded_late": True}
+            if started is not None and started >= decided:
+                self.app.store.record_event(
+                    "container_restarted", f"{row['name']} restarted (strike 2 of 3); "
+                    "recorded late: the daemon stopped during the restart",
+                    importance="high", source="supervisor", timestamp=decided,
+                    details=details)
+            elif (now - decided).total_seconds() > RESTART_OUTCOME_WAIT_S:
+                self.app.store.record_event(
+                    "container_restart_failed", f"{row['name']}: restart not made: the "
+                    "daemon stopped between deciding it and asking Docker",
+                    importance="high", source="supervisor", timestamp=decided,
+                    details={**details, "error": "the daemon stopped before the restart"})
+            else:
+                continue  # Docker may still be stopping it: the next sweep or start decides
+            recorded += 1
+        return recorded
 
     def _restart_dependents(self, seen: Seen, now: datetime) -> None:
         """Restart, after ``seen``, the running containers that use its network namespace."""
@@ -384,7 +451,7 @@ class Supervisor:
                 f"{dependent.name} restarted after {seen.name} (shared network namespace)",
                 importance="high", source="supervisor", timestamp=now, details=details)
 
-    def _escalate(self, decision: Decision, seen: Seen, now: datetime) -> None:
+    def _escalation(self, decision: Decision, seen: Seen, now: datetime) -> Record:
         seen = self._inspected(seen)
         name = seen.name
         incident = decision.state.incident
@@ -402,11 +469,20 @@ class Supervisor:
             fields={"container": name, "host": self.host, "image": seen.image,
                     "restarts_last_hour": str(len(decision.state.restarts))},
             dedup_key=f"escalation:{self.host}:{name}:{incident}")
-        self.log.error("container_escalate", container=name, strike=3, reason=decision.reason)
-        self.app.store.record_event("container_escalated",
-                                    f"{name} escalated (strike 3 of 3): {decision.reason}",
-                                    importance="critical", source="supervisor", timestamp=now,
-                                    notify=notify, details=details)
+        return self.app.store.new_event(
+            "container_escalated", f"{name} escalated (strike 3 of 3): {decision.reason}",
+            importance="critical", source="supervisor", timestamp=now,
+            details=details), notify
+
+
+def _docker_time(text: str) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds, which ``fromisoformat`` does not take."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match or text.startswith("0001-"):
+        return None
+    fraction = (match.group(2) or ".0")[:7]
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(match.group(1) + fraction + zone)
 
 
 def supervise_once(app: Aegis, now: datetime | None = None, client: Any = None, *,

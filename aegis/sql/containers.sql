@@ -51,6 +51,18 @@ UPDATE containers SET
 WHERE host = %(host)s AND name = %(name)s AND version = %(version)s
 RETURNING version;
 
+-- name: containers_restart_unrecorded
+-- The latest restart decided for each container (saved before Docker was asked) when no
+-- event records its outcome: the daemon deciding it stopped in between.
+SELECT c.*, last.restart_at FROM containers c
+CROSS JOIN LATERAL (SELECT max(r) AS restart_at FROM unnest(c.restarts) r) last
+WHERE c.host = %(host)s AND c.removed_at IS NULL AND last.restart_at IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM episodic_memory e
+      WHERE e.event_type IN ('container_restarted', 'container_restart_failed')
+        AND e.timestamp >= last.restart_at AND e.host = c.host
+        AND e.details->>'container' = c.name);
+
 -- name: containers_due
 -- Names of this host's containers whose strike timer has come due.
 SELECT name, container_id FROM containers

@@ -68,14 +68,19 @@ class PrivateEngine:
             client.close()
 
 
-def private_engine_or_skip() -> PrivateEngine:
-    reason = None
+def private_engine_available() -> str | None:
+    """Why this machine cannot run a private dockerd, or None when it can."""
     if shutil.which("dockerd") is None:
-        reason = "dockerd is not installed"
-    elif os.geteuid() != 0:
-        reason = "a private dockerd needs root"
-    elif not BUSYBOX.exists():
-        reason = f"{BUSYBOX} is missing"
+        return "dockerd is not installed"
+    if os.geteuid() != 0:
+        return "a private dockerd needs root"
+    if not BUSYBOX.exists():
+        return f"{BUSYBOX} is missing"
+    return None
+
+
+def private_engine_or_skip() -> PrivateEngine:
+    reason = private_engine_available()
     if reason:
         if os.environ.get("AEGIS_REQUIRE_DOCKER") == "1":
             pytest.fail(f"AEGIS_REQUIRE_DOCKER=1 but {reason}")

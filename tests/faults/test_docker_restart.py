@@ -3,17 +3,15 @@ state, records the engine's absence once, and carries the incident to its end.""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.faults.engine import PrivateEngine, private_engine_or_skip
+from tests.faults.engine import PrivateEngine
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
 
 pytestmark = pytest.mark.docker
@@ -21,21 +19,6 @@ pytestmark = pytest.mark.docker
 NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 HEALTHCHECK = {"test": ["CMD", "/bin/sh", "-c", "echo probe says no; exit 1"],
                "interval": 1_000_000_000, "timeout": 2_000_000_000, "retries": 1}
-
-
-@pytest.fixture
-def engine() -> Iterator[PrivateEngine]:
-    private = private_engine_or_skip()
-    private.start()
-    yield private
-    if private.process is None:
-        private.start()
-    client = private.client()
-    for container in client.containers.list(all=True):
-        container.remove(force=True)
-    client.close()
-    private.stop()
-    shutil.rmtree(private.root, ignore_errors=True)
 
 
 def event_counts(url: str) -> Counter[str]:

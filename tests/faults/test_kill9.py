@@ -1,25 +1,82 @@
 """kill -9 of the daemon at 30 random moments of a busy run: jobs every second, a
-notification per execution, tasks queued all along. Afterwards nothing ran twice and
-nothing recorded was lost."""
+notification per execution, tasks queued all along, and (on a private Docker engine)
+flapping containers under supervision. Afterwards nothing ran twice, no container was
+restarted beyond its budget, and nothing recorded was lost or recorded twice."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
+import threading
 import time
 from collections import Counter
+from typing import Any
 
 from tests.conftest import run_cli
+from tests.faults.engine import PrivateEngine
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
 
 KILLS = int(os.environ.get("AEGIS_FAULT_KILLS", "30"))
+# Healthy for 2-5 s, unhealthy for 2-5 s, forever; a restart starts it healthy again.
+FLAP = ("trap 'exit 0' TERM; while :; do touch /tmp/ok; sleep $((2 + RANDOM % 4)); "
+        "rm -f /tmp/ok; sleep $((2 + RANDOM % 4)); done")
+FLAP_PROBE = {"test": ["CMD", "test", "-f", "/tmp/ok"], "interval": 500_000_000,
+              "timeout": 2_000_000_000, "retries": 1}
+# container name -> its restart budget per hour (a label, or AEGIS_MAX_RESTARTS below)
+BUDGETS = {"flap-0": 2, "flap-1": 2, "flap-2": 2, "flap-3": 2, "flap-4": 1, "flap-5": 1}
+DEFAULT_BUDGET = 2
+
+
+def start_flapping(engine: PrivateEngine) -> Any:
+    client = engine.client()
+    image = engine.build_busybox()
+    for name, budget in BUDGETS.items():
+        labels = {"aegis.enable": "true"}
+        if budget != DEFAULT_BUDGET:
+            labels["aegis.max-restarts"] = str(budget)
+        client.containers.run(image, ["/bin/sh", "-c", FLAP], name=name, detach=True,
+                              network_mode="none", healthcheck=FLAP_PROBE, labels=labels,
+                              stop_signal="SIGTERM")
+    return client
+
+
+class RestartWatch:
+    """Counts restarts as the engine saw them, whoever asked for them, from a live stream
+    (the engine keeps only its last 256 events, too few to ask afterwards)."""
+
+    def __init__(self, client: Any) -> None:
+        self.counts: Counter[str] = Counter()
+        self._stream = client.events(decode=True,
+                                     filters={"type": "container", "event": "restart"})
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        with contextlib.suppress(Exception):  # the stream ends when closed
+            for event in self._stream:
+                self.counts[event["Actor"]["Attributes"]["name"]] += 1
+
+    def stop(self) -> Counter[str]:
+        time.sleep(1)  # the last restart's event is on its way
+        self._stream.close()
+        self._thread.join(10)
+        return self.counts
 
 
 def test_kill_9_at_random_moments_runs_nothing_twice_and_loses_nothing(
-        aegis_env: dict[str, str], spawn: Spawner) -> None:
+        aegis_env: dict[str, str], spawn: Spawner,
+        optional_engine: PrivateEngine | None) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     env = daemon_env(aegis_env)
+    client, watch = None, None
+    if optional_engine is not None:
+        client = start_flapping(optional_engine)
+        watch = RestartWatch(client)
+        env = daemon_env(aegis_env, DOCKER_HOST=optional_engine.url, AEGIS_REMEDIATION="on",
+                         AEGIS_STRIKE_INTERVAL="2s", AEGIS_RESTART_BACKOFF="0s",
+                         AEGIS_MAX_RESTARTS=str(DEFAULT_BUDGET))
     seed = int(os.environ.get("AEGIS_FAULT_SEED", str(time.time_ns())))
     rng = random.Random(seed)
     queued = 0
@@ -82,6 +139,37 @@ def test_kill_9_at_random_moments_runs_nothing_twice_and_loses_nothing(
     assert rows(url, "SELECT id FROM job_runs WHERE status = 'running'") == []
     assert rows(url, "SELECT count(*) AS n FROM episodic_memory "
                      "WHERE event_type = 'daemon_unclean_restart'")[0]["n"] >= KILLS // 2
+    if client is not None and watch is not None:
+        check_containers(url, watch.stop(), seed)
+        client.close()
+
+
+def check_containers(url: str, restarted: Counter[str], seed: int) -> None:
+    """No container restarted beyond its budget; every restart persisted before it was
+    made and recorded as an event once; no strike or escalation alert recorded twice."""
+    state = {r["name"]: r for r in rows(url, "SELECT name, restarts FROM containers")}
+    events = rows(url, "SELECT uid, event_type, details FROM episodic_memory "
+                       "WHERE source = 'supervisor' AND details ? 'container'")
+    by_type: dict[str, Counter[str]] = {}
+    for event in events:
+        by_type.setdefault(event["event_type"], Counter())[event["details"]["container"]] += 1
+    seen = f"engine restarts {dict(restarted)}, events {by_type} (seed {seed})"
+    assert sum(restarted.values()) >= 1, f"the flapping containers were never restarted: {seen}"
+    for name, budget in BUDGETS.items():
+        assert restarted[name] <= budget, f"{name} restarted beyond its budget {budget}: {seen}"
+        assert restarted[name] <= len(state[name]["restarts"] or []), \
+            f"{name}: a restart the containers table never recorded: {seen}"
+        recorded = by_type.get("container_restarted", Counter())[name]
+        assert recorded == restarted[name], f"{name}: restarts and their events differ: {seen}"
+    strikes = Counter((e["details"]["container"], e["details"]["incident"], e["event_type"])
+                      for e in events if e["event_type"] in (
+                          "container_unhealthy", "container_escalated"))
+    assert max(strikes.values(), default=1) == 1, f"a strike recorded twice: {seen}"
+    escalations = sum(by_type.get("container_escalated", Counter()).values())
+    assert escalations >= 1, f"no container was ever escalated: {seen}"
+    alerts = rows(url, "SELECT dedup_key FROM outbox WHERE dedup_key LIKE 'escalation:%%'")
+    assert len(alerts) == escalations, f"one alert per escalation: {seen}"
+    assert len({a["dedup_key"] for a in alerts}) == len(alerts)
 
 
 def test_tasks_a_killed_daemon_left_running_are_closed_or_run_once(
