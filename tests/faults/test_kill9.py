@@ -19,10 +19,13 @@ from tests.faults.engine import PrivateEngine
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
 
 KILLS = int(os.environ.get("AEGIS_FAULT_KILLS", "30"))
-# Healthy for 2-5 s, unhealthy for 2-5 s, forever; a restart starts it healthy again.
-FLAP = ("trap 'exit 0' TERM; while :; do touch /tmp/ok; sleep $((2 + RANDOM % 4)); "
-        "rm -f /tmp/ok; sleep $((2 + RANDOM % 4)); done")
-FLAP_PROBE = {"test": ["CMD", "test", "-f", "/tmp/ok"], "interval": 500_000_000,
+# Healthy for 8-11 s (long enough to recover: two 2 s strike intervals, seen by a timer
+# polled every 5 s), unhealthy for 3-5 s (long enough for a restart), forever; a restart
+# starts it healthy again. So incidents follow one another and budgets run out. Sleeping
+# in the background lets TERM end it at once, so a restart takes well under an interval.
+FLAP = ("trap 'exit 0' TERM; while :; do touch /ok; sleep $((8 + RANDOM % 4)) & wait; "
+        "rm -f /ok; sleep $((3 + RANDOM % 3)) & wait; done")
+FLAP_PROBE = {"test": ["CMD", "test", "-f", "/ok"], "interval": 500_000_000,
               "timeout": 2_000_000_000, "retries": 1}
 # container name -> its restart budget per hour (a label, or AEGIS_MAX_RESTARTS below)
 BUDGETS = {"flap-0": 2, "flap-1": 2, "flap-2": 2, "flap-3": 2, "flap-4": 1, "flap-5": 1}
@@ -161,6 +164,8 @@ def check_containers(url: str, restarted: Counter[str], seed: int) -> None:
             f"{name}: a restart the containers table never recorded: {seen}"
         recorded = by_type.get("container_restarted", Counter())[name]
         assert recorded == restarted[name], f"{name}: restarts and their events differ: {seen}"
+    assert any(restarted[name] == budget for name, budget in BUDGETS.items()), \
+        f"no container reached its restart budget: {seen}"
     strikes = Counter((e["details"]["container"], e["details"]["incident"], e["event_type"])
                       for e in events if e["event_type"] in (
                           "container_unhealthy", "container_escalated"))
