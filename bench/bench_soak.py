@@ -35,7 +35,7 @@ GOAL_RSS_GROWTH = 0.10
 # The pool (4) plus three sessions: the per-host lock, the task and the outbox listeners.
 MAX_CONNECTIONS = 7
 # Healthy 15-35 s, unhealthy 15-35 s, forever; a restart starts healthy again.
-FLAP = ("while :; do touch /tmp/ok; sleep $((15 + RANDOM % 20)); rm -f /tmp/ok; "
+FLAP = ("while :; do touch /ok; sleep $((15 + RANDOM % 20)); rm -f /ok; "
         "sleep $((15 + RANDOM % 20)); done")
 
 
@@ -121,7 +121,7 @@ def start_containers(run_id: str) -> tuple[Any, list[Any]]:
             image, ["/bin/sh", "-c", FLAP], name=f"aegis-soak-{run_id}-{index}",
             detach=True, network_mode="none", stop_signal="SIGKILL",
             labels={"aegis.enable": "true", "aegis.soak": run_id},
-            healthcheck={"test": ["CMD", "test", "-f", "/tmp/ok"],
+            healthcheck={"test": ["CMD", "test", "-f", "/ok"],
                          "interval": 2_000_000_000, "timeout": 2_000_000_000,
                          "retries": 1}))
     return client, made
