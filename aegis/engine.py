@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aegis.api import Aegis
 
 DOCKER_TIMEOUT_S = 15
+DEFAULT_STOP_TIMEOUT_S = 10.0  # Docker's own, for a container that sets none
 PROBE_OUTPUT_CHARS = 500
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_IN_STATUS = re.compile(r"^Exited \((-?\d+)\)")

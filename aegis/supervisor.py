@@ -8,17 +8,17 @@ then acts: events, restarts, escalation alerts through the outbox.
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aegis import labels as L
+from aegis import restarts
 from aegis.clock import utcnow
 from aegis.containers import in_maintenance, strike_state
 from aegis.engine import (
+    DEFAULT_STOP_TIMEOUT_S,
     Seen,
     docker_client,
     docker_errors,
@@ -38,13 +38,6 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 Record = tuple[Event, Notification | None]  # an event to record, and its alert
-DEFAULT_STOP_TIMEOUT_S = 10.0
-# A restart decided by a daemon that stopped before recording it, and not made by Docker
-# this long after, is recorded as not made (until then it may still be under way).
-RESTART_OUTCOME_WAIT_S = 60.0
-# Restarts this process is making right now, by (host, name): never completed by a sweep.
-_restarting: set[tuple[str, str]] = set()
-_restarting_lock = threading.Lock()
 # An unhealthy event at most this old (by its own timestamp) is acted on as it stands;
 # older ones (replayed after a reconnection) are checked against an inspect first.
 FRESH_EVENT_S = 5.0
@@ -66,7 +59,7 @@ class Supervisor:
 
     def reconcile(self, now: datetime) -> dict[str, Any]:
         """One sweep over one full container listing; returns counts for job_runs."""
-        self.complete_restarts(now)
+        restarts.complete_restarts(self, now)
         entries = self.client.api.containers(all=True)
         rows = {row["name"]: row for row in self.app.db.fetch_all("containers_of_host",
                                                                    host=self.host)}
@@ -121,7 +114,7 @@ class Supervisor:
         elif action == "start":
             self.app.db.execute("container_set_stopped", host=self.host,
                                 container_id=container_id, stopped=False)
-            self.complete_restarts(now)
+            restarts.complete_restarts(self, now)
             self.check(container_id, now)
         elif action == "stop" or (action == "kill" and str(attributes.get("signal", ""))
                                   in {"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"}):
@@ -231,7 +224,7 @@ class Supervisor:
             self.log.info("container_decision_superseded", container=seen.name)
             return "none", supervision
         if decision.action == "restart":  # decided and saved above: never made twice
-            self._restart(decision, seen, policy, now)
+            restarts.restart(self, decision, seen, policy, now)
         return decision.action, supervision
 
     def _save(self, params: dict[str, Any], records: list[Record]) -> bool:
@@ -300,13 +293,13 @@ class Supervisor:
 
     # --- acting ---
 
-    def _details(self, seen: Seen, decision: Decision, **extra: Any) -> dict[str, Any]:
+    def details(self, seen: Seen, decision: Decision, **extra: Any) -> dict[str, Any]:
         return {"container": seen.name, "host": self.host, "container_id": seen.id[:12],
                 "image": seen.image, "compose_project": seen.compose_project,
                 "compose_service": seen.compose_service, "incident": decision.state.incident,
                 "strikes": decision.state.strikes, "reason": decision.reason, **extra}
 
-    def _inspected(self, seen: Seen) -> Seen:
+    def inspected(self, seen: Seen) -> Seen:
         """``seen`` with what only an inspect tells (probe output, stop timeout)."""
         if seen.details:
             return seen
@@ -325,7 +318,7 @@ class Supervisor:
             return store.new_event(
                 "container_unhealthy", f"{name} is unhealthy (strike 1 of 3)",
                 importance="medium", source="supervisor", timestamp=now,
-                details=self._details(seen, decision, status=seen.status)), None
+                details=self.details(seen, decision, status=seen.status)), None
         if decision.action == "recover":
             was_escalated = before.phase == "escalated"
             notify = None
@@ -339,124 +332,18 @@ class Supervisor:
             return store.new_event(
                 "container_recovered", f"{name} recovered: {decision.reason}",
                 importance="medium", source="supervisor", timestamp=now,
-                details=self._details(seen, decision, was_escalated=was_escalated)), notify
+                details=self.details(seen, decision, was_escalated=was_escalated)), notify
         return store.new_event(
             "container_strikes_reset", f"{name}: strikes reset ({decision.reason})",
             importance="low", source="supervisor", timestamp=now,
-            details=self._details(seen, decision)), None
-
-    def _restart(self, decision: Decision, seen: Seen, policy: Policy, now: datetime) -> None:
-        seen = self._inspected(seen)
-        timeout_s = (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
-                     or policy.stop_timeout_s)
-        details = self._details(seen, decision, probe_output=seen.probe_output,
-                                probe_exit_code=seen.probe_exit_code,
-                                restarts_last_hour=len(decision.state.restarts),
-                                docker_restart_count=seen.docker_restart_count,
-                                stop_timeout_s=timeout_s)
-        self.log.warning("container_restarting", container=seen.name, strike=2,
-                         stop_timeout_s=timeout_s)
-        key = (self.host, seen.name)
-        with _restarting_lock:
-            _restarting.add(key)
-        try:
-            try:
-                self.client.api.restart(seen.id, timeout=int(timeout_s))
-            except docker_errors() as exc:
-                self.app.store.record_event(
-                    "container_restart_failed", f"{seen.name}: restart failed: {exc}",
-                    importance="high", source="supervisor", timestamp=now,
-                    details={**details, "error": str(exc)})
-                return
-            self.app.store.record_event(
-                "container_restarted",
-                f"{seen.name} restarted (strike 2 of 3): still unhealthy; "
-                f"restart {len(decision.state.restarts)} this hour",
-                importance="high", source="supervisor", timestamp=now, details=details)
-        finally:
-            with _restarting_lock:
-                _restarting.discard(key)
-        self._restart_dependents(seen, now)
-
-    def complete_restarts(self, now: datetime) -> int:
-        """Record the outcome of restarts a daemon decided and saved but stopped (killed)
-        before recording: ``container_restarted`` when Docker started the container since
-        the decision, ``container_restart_failed`` when it has not a while later. Never
-        restarts anything itself. Returns how many were recorded."""
-        recorded = 0
-        for row in self.app.db.fetch_all("containers_restart_unrecorded", host=self.host):
-            with _restarting_lock:
-                if (self.host, row["name"]) in _restarting:
-                    continue  # this process is making it right now
-            try:
-                attrs = self.client.api.inspect_container(row["container_id"] or row["name"])
-            except docker_errors():
-                continue
-            started = _docker_time(str((attrs.get("State") or {}).get("StartedAt") or ""))
-            decided = row["restart_at"]
-            details = {"container": row["name"], "host": self.host,
-                       "container_id": (row["container_id"] or "")[:12], "image": row["image"],
-                       "incident": row["incident"], "strikes": row["strikes"],
-                       "restarts_last_hour": len(row["restarts"] or []),
-                       "reason": row["last_reason"], "recorded_late": True}
-            if started is not None and started >= decided:
-                self.app.store.record_event(
-                    "container_restarted", f"{row['name']} restarted (strike 2 of 3); "
-                    "recorded late: the daemon stopped during the restart",
-                    importance="high", source="supervisor", timestamp=decided,
-                    details=details)
-            elif (now - decided).total_seconds() > RESTART_OUTCOME_WAIT_S:
-                self.app.store.record_event(
-                    "container_restart_failed", f"{row['name']}: restart not made: the "
-                    "daemon stopped between deciding it and asking Docker",
-                    importance="high", source="supervisor", timestamp=decided,
-                    details={**details, "error": "the daemon stopped before the restart"})
-            else:
-                continue  # Docker may still be stopping it: the next sweep or start decides
-            recorded += 1
-        return recorded
-
-    def _restart_dependents(self, seen: Seen, now: datetime) -> None:
-        """Restart, after ``seen``, the running containers that use its network namespace."""
-        modes = {f"container:{seen.id}", f"container:{seen.name}"}
-        try:
-            entries = self.client.api.containers(filters={"status": "running"})
-        except docker_errors():
-            return
-        for entry in entries:
-            dependent = seen_from_listing(entry)
-            if dependent.network_mode not in modes:
-                continue
-            parsed = L.parse_labels(dependent.labels)
-            details = {"container": dependent.name, "host": self.host,
-                       "container_id": dependent.id[:12], "image": dependent.image,
-                       "network_of": seen.name,
-                       "reason": f"shares the network namespace of {seen.name}"}
-            if parsed.protect or self.is_own(dependent) or \
-                    dependent.name in self.settings.protected_containers:
-                self.app.store.record_event(
-                    "container_dependent_skipped",
-                    f"{dependent.name} shares {seen.name}'s network but is protected: "
-                    "not restarted", importance="high", source="supervisor", details=details)
-                continue
-            try:
-                self.client.api.restart(dependent.id, timeout=int(
-                    parsed.stop_timeout_s or DEFAULT_STOP_TIMEOUT_S))
-            except docker_errors() as exc:
-                self.log.error("container_dependent_restart_failed", container=dependent.name,
-                               error=str(exc))
-                continue
-            self.app.store.record_event(
-                "container_restarted",
-                f"{dependent.name} restarted after {seen.name} (shared network namespace)",
-                importance="high", source="supervisor", timestamp=now, details=details)
+            details=self.details(seen, decision)), None
 
     def _escalation(self, decision: Decision, seen: Seen, now: datetime) -> Record:
-        seen = self._inspected(seen)
+        seen = self.inspected(seen)
         name = seen.name
         incident = decision.state.incident
         probe = f"\nLast health probe: {seen.probe_output}" if seen.probe_output else ""
-        details = self._details(seen, decision, probe_output=seen.probe_output,
+        details = self.details(seen, decision, probe_output=seen.probe_output,
                                 probe_exit_code=seen.probe_exit_code,
                                 exit_code=seen.exit_code, status=seen.status,
                                 restarts_last_hour=len(decision.state.restarts),
@@ -473,16 +360,6 @@ class Supervisor:
             "container_escalated", f"{name} escalated (strike 3 of 3): {decision.reason}",
             importance="critical", source="supervisor", timestamp=now,
             details=details), notify
-
-
-def _docker_time(text: str) -> datetime | None:
-    """Docker's RFC 3339 times carry nanoseconds, which ``fromisoformat`` does not take."""
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
-    if not match or text.startswith("0001-"):
-        return None
-    fraction = (match.group(2) or ".0")[:7]
-    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
-    return datetime.fromisoformat(match.group(1) + fraction + zone)
 
 
 def supervise_once(app: Aegis, now: datetime | None = None, client: Any = None, *,
