@@ -15,7 +15,10 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from aegis import embedded
+from aegis import (
+    containers,  # noqa: F401  (registers the replay of spooled decisions)
+    embedded,
+)
 from aegis.clock import utcnow
 from aegis.config import Settings, load_settings
 from aegis.control import SchedulerControl

@@ -1,13 +1,18 @@
-"""The ``containers`` table as operators see it: the listing, ``aegis ack`` and
-``aegis maintenance``. These need the database only, never the Docker engine."""
+"""The ``containers`` table: as operators see it (the listing, ``aegis ack``, ``aegis
+maintenance``: the database only, never the Docker engine), and the supervisor's copy of
+its rows for a PostgreSQL outage: decisions made meanwhile are spooled with their events
+and written back, once, when the database returns."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from aegis.db import Cursorish
 from aegis.errors import UsageError
+from aegis.store import SPOOL_HANDLERS, Event, event_from_record, event_record, insert_event
 from aegis.strikes import BUDGET_WINDOW, StrikeState, display_state
 
 if TYPE_CHECKING:
@@ -117,3 +122,61 @@ def set_maintenance(app: Aegis, name: str, now: datetime, duration_s: float | No
                                details={"container": name, "host": host,
                                         "until": until.isoformat()})
     return row
+
+
+# --- the supervisor's copy of its rows, for a database outage ---
+
+_TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at")
+_kept: dict[tuple[str, str], Row] = {}
+_kept_lock = threading.Lock()
+
+
+def keep(*rows: Row | None) -> None:
+    """Remember rows as last read or written, per host and name (process-wide: every
+    supervisor of this process shares them)."""
+    with _kept_lock:
+        for row in rows:
+            if row is not None:
+                _kept[(row["host"], row["name"])] = dict(row)
+
+
+def kept(host: str, name: str | None = None) -> list[Row]:
+    """The remembered rows of ``host`` (or of one container)."""
+    with _kept_lock:
+        return [dict(row) for (h, n), row in _kept.items()
+                if h == host and (name is None or n == name)]
+
+
+def saved_offline(row: Row, params: dict[str, Any]) -> Row:
+    """``row`` as ``container_save`` would have left it."""
+    merged = {**row, **{k: v for k, v in params.items() if k != "version"},
+              "removed_at": None, "version": row["version"] + 1}
+    for key in ("last_action", "last_action_at", "last_reason"):
+        if params[key] is None:
+            merged[key] = row[key]
+    return merged
+
+
+def decision_record(params: dict[str, Any], events: list[tuple[Event, Any]]) -> dict[str, Any]:
+    """A decision made while the database was unreachable, as a spool record."""
+    data = {key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in params.items()}
+    data["restarts"] = [t.isoformat() for t in params["restarts"]]
+    return {"kind": "container_decision", "params": data,
+            "events": [event_record(event, notify) for event, notify in events]}
+
+
+def replay_decision(tx: Cursorish, record: dict[str, Any]) -> None:
+    """Write a spooled decision: the row whatever its version (only this host's daemon
+    decides for its containers) and its events, each once (by uid)."""
+    params = dict(record["params"])
+    for key in _TIMES:
+        if params.get(key) is not None:
+            params[key] = datetime.fromisoformat(params[key])
+    params["restarts"] = [datetime.fromisoformat(t) for t in params["restarts"]]
+    tx.execute("container_restore", **params)
+    for event in record["events"]:
+        insert_event(tx, *event_from_record(event))
+
+
+SPOOL_HANDLERS["container_decision"] = replay_decision

@@ -111,8 +111,9 @@ class Database:
         )
         self._opened = False
         self._lock = threading.Lock()
-        self._down_until = 0.0
+        self._down_until = 0.0  # 0: not known to be down
         self._down_reason = ""
+        self._probe = threading.Lock()
 
     def open(self) -> None:
         with self._lock:
@@ -128,13 +129,18 @@ class Database:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Row]]:
-        # After a failed connection, fail fast for a moment instead of making every caller
-        # (the loop, each job, each event) wait out the pool timeout again.
-        if time.monotonic() < self._down_until:
-            raise DatabaseUnavailable(self._down_reason)
+        # After a failed connection, fail fast instead of making every caller (the loop,
+        # each job, each event) wait out the pool timeout: for a moment, and then while
+        # one caller at a time finds out whether the database is back.
+        probing = False
+        if self._down_until:
+            if time.monotonic() < self._down_until or not self._probe.acquire(blocking=False):
+                raise DatabaseUnavailable(self._down_reason)
+            probing = True
         self.open()
         try:
             with self._pool.connection(timeout=self.timeout_s) as conn:
+                self._down_until = 0.0
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
             error = _wrap(exc, self.dsn)
@@ -142,6 +148,9 @@ class Database:
                 self._down_reason = str(error)
                 self._down_until = time.monotonic() + FAIL_FAST_S
             raise error from exc
+        finally:
+            if probing:
+                self._probe.release()
 
     def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
         with self._connection() as conn:

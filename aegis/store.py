@@ -183,13 +183,7 @@ class Store:
         kind = record.get("kind")
         with self.db.transaction() as tx:
             if kind == "event":
-                notify = record.get("notify")
-                insert_event(tx, Event(
-                    event_type=record["event_type"], summary=record["summary"],
-                    importance=record["importance"], host=record["host"],
-                    source=record["source"], details=record.get("details") or {},
-                    timestamp=datetime.fromisoformat(record["timestamp"]), uid=record["uid"]),
-                    Notification(**notify) if notify else None)
+                insert_event(tx, *event_from_record(record))
             elif kind == "state":
                 tx.execute("set_state", key=record["key"], value=Json(record["value"]),
                            updated_at=datetime.fromisoformat(record["updated_at"]))
@@ -207,6 +201,16 @@ def event_record(event: Event, notify: Notification | None = None) -> dict[str, 
     if notify is not None:
         record["notify"] = asdict(notify)
     return record
+
+
+def event_from_record(record: dict[str, Any]) -> tuple[Event, Notification | None]:
+    """A spooled event (see ``event_record``) and its notification."""
+    notify = record.get("notify")
+    return Event(event_type=record["event_type"], summary=record["summary"],
+                 importance=record["importance"], host=record["host"],
+                 source=record["source"], details=record.get("details") or {},
+                 timestamp=datetime.fromisoformat(record["timestamp"]),
+                 uid=record["uid"]), Notification(**notify) if notify else None
 
 
 def insert_event(tx: Cursorish, event: Event, notify: Notification | None = None) -> bool:

@@ -8,6 +8,7 @@ then acts: events, restarts, escalation alerts through the outbox.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -16,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from aegis import labels as L
 from aegis import restarts
 from aegis.clock import utcnow
-from aegis.containers import in_maintenance, strike_state
+from aegis.containers import (
+    decision_record,
+    in_maintenance,
+    keep,
+    kept,
+    saved_offline,
+    strike_state,
+)
 from aegis.engine import (
     DEFAULT_STOP_TIMEOUT_S,
     Seen,
@@ -28,6 +36,7 @@ from aegis.engine import (
     seen_from_inspect,
     seen_from_listing,
 )
+from aegis.errors import DatabaseUnavailable
 from aegis.logs import get_logger
 from aegis.outbox import Notification
 from aegis.store import Event, insert_event
@@ -59,10 +68,15 @@ class Supervisor:
 
     def reconcile(self, now: datetime) -> dict[str, Any]:
         """One sweep over one full container listing; returns counts for job_runs."""
-        restarts.complete_restarts(self, now)
         entries = self.client.api.containers(all=True)
-        rows = {row["name"]: row for row in self.app.db.fetch_all("containers_of_host",
-                                                                   host=self.host)}
+        try:
+            restarts.complete_restarts(self, now)
+            rows = {row["name"]: row for row in self.app.db.fetch_all("containers_of_host",
+                                                                       host=self.host)}
+            keep(*rows.values())
+            offline = False
+        except DatabaseUnavailable:
+            rows, offline = {row["name"]: row for row in kept(self.host)}, True
         counts: dict[str, int] = {"containers": len(entries), "supervised": 0, "unhealthy": 0}
         present: set[str] = set()
         for entry in entries:
@@ -76,7 +90,7 @@ class Supervisor:
             if action != "none":
                 counts[action] = counts.get(action, 0) + 1
         for row in rows.values():
-            if row["removed_at"] is None and row["container_id"] \
+            if not offline and row["removed_at"] is None and row["container_id"] \
                     and row["container_id"] not in present:
                 self.app.db.execute("container_mark_removed", host=self.host,
                                     container_id=row["container_id"], now=now)
@@ -91,12 +105,24 @@ class Supervisor:
         except NotFound:
             return "none"
         seen = seen_from_inspect(attrs)
-        row = self.app.db.fetch_one("container_by_name", host=self.host, name=seen.name)
-        return self.evaluate(seen, row, now)[0]
+        return self.evaluate(seen, self.row(seen.name), now)[0]
+
+    def row(self, name: str) -> Row | None:
+        """The container's row; the one last read or written while PostgreSQL is down."""
+        try:
+            row = self.app.db.fetch_one("container_by_name", host=self.host, name=name)
+        except DatabaseUnavailable:
+            return next(iter(kept(self.host, name)), None)
+        keep(row)
+        return row
 
     def check_due(self, now: datetime) -> int:
         """Re-evaluate containers whose strike timer came due; returns how many."""
-        due = self.app.db.fetch_all("containers_due", host=self.host, now=now)
+        try:
+            due = self.app.db.fetch_all("containers_due", host=self.host, now=now)
+        except DatabaseUnavailable:
+            due = [row for row in kept(self.host) if row["removed_at"] is None
+                   and row["next_check_at"] is not None and row["next_check_at"] <= now]
         for row in due:
             self.check(row["container_id"] or row["name"], now)
         return len(due)
@@ -112,14 +138,13 @@ class Supervisor:
             if not self._strike_from_event(event, now):
                 self.check(container_id, now)
         elif action == "start":
-            self.app.db.execute("container_set_stopped", host=self.host,
-                                container_id=container_id, stopped=False)
-            restarts.complete_restarts(self, now)
+            self._set_stopped(container_id, False)
+            with contextlib.suppress(DatabaseUnavailable):
+                restarts.complete_restarts(self, now)
             self.check(container_id, now)
         elif action == "stop" or (action == "kill" and str(attributes.get("signal", ""))
                                   in {"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"}):
-            self.app.db.execute("container_set_stopped", host=self.host,
-                                container_id=container_id, stopped=True)
+            self._set_stopped(container_id, True)
         elif action == "die":
             return "die"
         elif action == "destroy":
@@ -133,6 +158,15 @@ class Supervisor:
                                     new_name=new_name)
         return None
 
+    def _set_stopped(self, container_id: str, stopped: bool) -> None:
+        """Remember whether a person (or a tool) stopped the container; in the kept rows
+        too, so it holds while PostgreSQL is down."""
+        with contextlib.suppress(DatabaseUnavailable):
+            self.app.db.execute("container_set_stopped", host=self.host,
+                                container_id=container_id, stopped=stopped)
+        keep(*[{**row, "stopped_by_user": stopped} for row in kept(self.host)
+               if row["container_id"] == container_id])
+
     def _strike_from_event(self, event: dict[str, Any], now: datetime) -> bool:
         """Strike 1 straight from a fresh ``unhealthy`` event, without asking a busy engine
         for an inspect first; False (inspect and check) for anything else: other events,
@@ -144,7 +178,7 @@ class Supervisor:
         age_s = time.time() - float(event.get("timeNano") or 0) / 1e9
         if age_s > FRESH_EVENT_S:
             return False
-        row = self.app.db.fetch_one("container_by_name", host=self.host, name=seen.name)
+        row = self.row(seen.name)
         if row is not None and (row["phase"] != "ok" or row["removed_at"] is not None):
             return False
         self.evaluate(seen, row, now)
@@ -220,27 +254,45 @@ class Supervisor:
             for problem in parsed.problems if problem not in (row["label_problems"] or [])]
         if decision.action not in ("none", "restart"):
             records.append(self._record(decision, state, seen, now))
-        if not self._save(params, records):  # another thread or daemon changed the row first
+        if not self._save(row, params, records):  # another thread or daemon changed it first
             self.log.info("container_decision_superseded", container=seen.name)
             return "none", supervision
         if decision.action == "restart":  # decided and saved above: never made twice
             restarts.restart(self, decision, seen, policy, now)
         return decision.action, supervision
 
-    def _save(self, params: dict[str, Any], records: list[Record]) -> bool:
+    def _save(self, row: Row, params: dict[str, Any], records: list[Record]) -> bool:
         """The row and the events its decision calls for, in one transaction: a daemon
         killed at any moment leaves both or neither. False when the row changed since it
-        was read (nothing written)."""
-        with self.app.db.transaction() as tx:
-            if tx.fetch_one("container_save", **params) is None:
-                return False
-            for event, notify in records:
-                insert_event(tx, event, notify)
+        was read (nothing written). With PostgreSQL down, both go to the spool as one
+        record, written back once when it returns; until then the kept row stands in."""
+        store = self.app.store
+        try:
+            store.replay_spool()  # a decision spooled earlier is older than this one
+            with self.app.db.transaction() as tx:
+                if tx.fetch_one("container_save", **params) is None:
+                    return False
+                for event, notify in records:
+                    insert_event(tx, event, notify)
+        except DatabaseUnavailable as exc:
+            store.spool.append(decision_record(params, records))
+            self.log.warning("store_spooled", kind="container_decision", error=str(exc))
+        keep(saved_offline(row, params))
         for event, _ in records:
-            self.app.store.log_event(event)
+            store.log_event(event)
         return True
 
     def _insert(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
+        try:
+            row = self._insert_row(seen, has_healthcheck, now)
+            keep(row)
+            return row
+        except DatabaseUnavailable:
+            # never acted on without its row: a container this process has not seen in the
+            # database (new, or the daemon started during the outage) waits for it
+            return None
+
+    def _insert_row(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
         if seen.compose_project and seen.compose_service:
             adopted = self.app.db.fetch_one(
                 "container_adopt", host=self.host, name=seen.name,

@@ -63,6 +63,34 @@ WHERE c.host = %(host)s AND c.removed_at IS NULL AND last.restart_at IS NOT NULL
         AND e.timestamp >= last.restart_at AND e.host = c.host
         AND e.details->>'container' = c.name);
 
+-- name: container_restore
+-- A decision made while PostgreSQL was unreachable, written back from the spool.
+INSERT INTO containers AS c (
+    host, name, container_id, image, compose_project, compose_service, status, health,
+    has_healthcheck, supervision, state, phase, strikes, incident, strike_at, healthy_since,
+    restarts, maintenance_label, label_problems, last_action, last_action_at, last_reason,
+    next_check_at, seen_at)
+VALUES (
+    %(host)s, %(name)s, %(container_id)s, %(image)s, %(compose_project)s,
+    %(compose_service)s, %(status)s, %(health)s, %(has_healthcheck)s, %(supervision)s,
+    %(state)s, %(phase)s, %(strikes)s, %(incident)s, %(strike_at)s, %(healthy_since)s,
+    %(restarts)s::timestamptz[], %(maintenance_label)s, %(label_problems)s::text[],
+    %(last_action)s, %(last_action_at)s, %(last_reason)s, %(next_check_at)s, %(seen_at)s)
+ON CONFLICT (host, name) DO UPDATE SET
+    container_id = EXCLUDED.container_id, image = EXCLUDED.image,
+    compose_project = EXCLUDED.compose_project, compose_service = EXCLUDED.compose_service,
+    status = EXCLUDED.status, health = EXCLUDED.health,
+    has_healthcheck = EXCLUDED.has_healthcheck, supervision = EXCLUDED.supervision,
+    state = EXCLUDED.state, phase = EXCLUDED.phase, strikes = EXCLUDED.strikes,
+    incident = EXCLUDED.incident, strike_at = EXCLUDED.strike_at,
+    healthy_since = EXCLUDED.healthy_since, restarts = EXCLUDED.restarts,
+    maintenance_label = EXCLUDED.maintenance_label, label_problems = EXCLUDED.label_problems,
+    last_action = coalesce(EXCLUDED.last_action, c.last_action),
+    last_action_at = coalesce(EXCLUDED.last_action_at, c.last_action_at),
+    last_reason = coalesce(EXCLUDED.last_reason, c.last_reason),
+    next_check_at = EXCLUDED.next_check_at, seen_at = EXCLUDED.seen_at, removed_at = NULL,
+    version = c.version + 1;
+
 -- name: containers_due
 -- Names of this host's containers whose strike timer has come due.
 SELECT name, container_id FROM containers
