@@ -1,9 +1,11 @@
 """Applying the three-strike protocol to real containers.
 
-The supervisor reads what Docker reports (one listing for a sweep, one inspect for an
-event), asks ``strikes.decide`` what to do, persists the new strike state in the
-``containers`` table *before* acting (so a daemon killed mid-restart never restarts twice),
-then acts: events, restarts, escalation alerts through the outbox.
+The supervisor reads what Docker reports (one listing for a sweep, one inspect or the
+event itself for an event; see aegis/engine.py), asks ``strikes.decide`` what to do, and
+saves the new strike state in the ``containers`` table together with the events (and
+alerts) the decision calls for, in one transaction, *before* acting: a daemon killed at
+any moment never restarts twice (restarts: aegis/restarts.py). While PostgreSQL is down
+it decides from the rows it last read and spools each decision with its events.
 """
 
 from __future__ import annotations
