@@ -137,10 +137,11 @@ class Daemon:
             self.wake.wait(0.2)
             self.wake.clear()
         self._deliver_outbox()
-        statuses = [e.status for e in self.scheduler.finished]
-        self.log.info("run_once_finished", runs=len(statuses),
-                      failed=sum(status != "ok" for status in statuses))
-        return 0 if all(status == "ok" for status in statuses) else 1
+        outcomes = self.scheduler.outcomes
+        runs = sum(outcomes.values())
+        failed = runs - outcomes["ok"]
+        self.log.info("run_once_finished", runs=runs, failed=failed)
+        return 0 if failed == 0 else 1
 
     def _stop(self) -> None:
         self.stop_event.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -154,7 +155,7 @@ class Scheduler:
         self.paused: set[str] = set()
         self.runner = Runner(app, app.settings.workers, instance_id, clock,
                              on_finish=self._on_finish, wake=self.wake)
-        self.finished: list[Execution] = []
+        self.outcomes: Counter[str] = Counter()  # runs finished in this process, by status
         self._schedule = _Schedule(clock)
         self._lock = threading.RLock()
         self._on_finish_hooks: list[Callable[[Execution], None]] = []
@@ -300,7 +301,7 @@ class Scheduler:
         self._on_finish_hooks.append(hook)
 
     def _on_finish(self, execution: Execution) -> None:
-        self.finished.append(execution)
+        self.outcomes[execution.status or "unknown"] += 1
         for hook in self._on_finish_hooks:
             hook(execution)
         self.wake.set()
