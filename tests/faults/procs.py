@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tests.conftest import clean_environ, sql_rows
 
@@ -21,26 +22,38 @@ def daemon_env(aegis_env: dict[str, str], **extra: str) -> dict[str, str]:
 
 
 class Spawner:
-    """Starts ``aegis run`` processes; kills whatever is left at teardown."""
+    """Starts ``aegis run`` processes; kills whatever is left at teardown. Their logs go
+    to files (a pipe nobody reads would fill up and block the daemon's logging)."""
 
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
 
     def __call__(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+        log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop_all)
         process = subprocess.Popen(
             [sys.executable, "-m", "aegis", "run", *args], env=clean_environ(env),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+            stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
         self.processes.append(process)
+        self._logs.append(log)
         return process
 
+    def log_of(self, process: subprocess.Popen[bytes]) -> str:
+        """Everything ``process`` has logged so far."""
+        log = self._logs[self.processes.index(process)]
+        log.seek(0)
+        return log.read().decode(errors="replace")
+
     def stop_all(self) -> None:
-        for process in self.processes:
+        for process, log in zip(self.processes, self._logs, strict=True):
             if process.poll() is None:
                 process.kill()
-            _, stderr = process.communicate(timeout=10)
+            process.wait(10)
+            log.seek(max(0, log.seek(0, 2) - 4000))
             # shown by pytest when the test failed
             print(f"--- aegis run pid {process.pid} exited {process.returncode}")
-            print(stderr.decode(errors="replace")[-4000:])
+            print(log.read().decode(errors="replace"))
+            log.close()
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:

@@ -6,8 +6,6 @@ import http.server
 import itertools
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,8 +15,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.conftest import clean_environ, run_cli
-from tests.faults.procs import daemon_running, rows, wait_for
+from tests.conftest import run_cli
+from tests.faults.procs import Spawner, daemon_running, rows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,28 +27,11 @@ def daemon_env(aegis_env: dict[str, str], **extra: str) -> dict[str, str]:
             "AEGIS_REMEDIATION": "off", **extra}
 
 
-class Spawner:
-    """Starts ``aegis run`` processes and kills whatever is left at teardown."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[str]] = []
-
-    def __call__(self, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aegis", "run", *args], env=clean_environ(env),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-        self.processes.append(process)
-        return process
-
-
 @pytest.fixture
 def spawn() -> Iterator[Spawner]:
     spawner = Spawner()
     yield spawner
-    for process in spawner.processes:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
+    spawner.stop_all()
 
 
 def started(url: str, host: str = "test-host") -> Callable[[], bool]:
@@ -234,7 +215,7 @@ def test_failures_timeouts_and_overlaps_in_a_running_daemon(aegis_env, spawn):
                      "WHERE event_type = 'job_timeout' LIMIT 1") == [{"importance": "high"}]
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
-    assert '"event": "job_failed"' in process.communicate()[1]
+    assert '"event": "job_failed"' in spawn.log_of(process)
 
 
 def test_catch_up_with_real_processes_within_and_beyond_grace(aegis_env):
@@ -309,7 +290,7 @@ def test_status_check_stop_and_the_heartbeat_url(aegis_env, spawn):
         assert run_cli("stop", env=env).returncode == 1
     finally:
         server.shutdown()
-    assert "secret-uuid" not in process.communicate()[1]
+    assert "secret-uuid" not in spawn.log_of(process)
 
 
 def test_a_second_signal_exits_at_once(aegis_env, spawn):
