@@ -65,6 +65,7 @@ class Supervisor:
         self.host = app.settings.host
         self.own_ids = own_container_ids() if own_ids is None else own_ids
         self.log = get_logger().bind(host=self.host)
+        self.soonest: datetime | None = None  # the earliest strike timer it has set
 
     # --- entry points ---
 
@@ -246,6 +247,9 @@ class Supervisor:
                               maintenance=maintenance)
         params = self._params(seen, row, decision, has_healthcheck, supervision, shown,
                               bool(parsed.maintenance), parsed.problems, now)
+        due = decision.next_check_at  # one already past waits for the next poll instead
+        if due is not None and due > now and (self.soonest is None or due < self.soonest):
+            self.soonest = due
         if decision.action == "none" and not self._changed(row, params):
             return "none", supervision
         store = self.app.store

@@ -91,12 +91,14 @@ class Watcher:
             self.sweeps += 1
             next_poll = time.monotonic()
             while not stop.is_set():
-                if time.monotonic() >= next_poll:
+                soonest = supervisor.soonest
+                if time.monotonic() >= next_poll or (soonest and soonest <= self.clock()):
+                    supervisor.soonest = None
                     self._safely(supervisor.check_due, self.clock())
                     next_poll = time.monotonic() + DUE_POLL_S
                 self._run_pending(supervisor)
                 try:
-                    item = events.get(timeout=self._wait_s(next_poll))
+                    item = events.get(timeout=self._wait_s(next_poll, supervisor.soonest))
                 except queue.Empty:
                     continue
                 if item is _END:
@@ -113,11 +115,12 @@ class Watcher:
             except Exception as exc:  # the socket may already be gone
                 self.log.debug("docker_stream_close_failed", error=str(exc))
 
-    def _wait_s(self, next_poll: float) -> float:
+    def _wait_s(self, next_poll: float, timer: datetime | None) -> float:
+        """Until the next poll, pending check or strike timer, whichever is first."""
         wait_s = max(0.0, next_poll - time.monotonic())
-        if self._pending:
-            soonest = min(self._pending.values())
-            wait_s = min(wait_s, max(0.0, (soonest - self.clock()).total_seconds()))
+        dues = list(self._pending.values()) + ([timer] if timer else [])
+        if dues:
+            wait_s = min(wait_s, max(0.0, (min(dues) - self.clock()).total_seconds()))
         return min(wait_s, DUE_POLL_S)
 
     def _run_pending(self, supervisor: Supervisor) -> None:
