@@ -135,8 +135,9 @@ def main() -> None:
     verdict = "ok" if p99 < GOAL_P99_MS else "MISSED"
     print(f"unhealthy event -> strike 1 recorded, {len(latencies)} samples beside "
           f"{BACKGROUND} supervised containers: p50 {statistics.median(latencies):.1f} ms, "
-          f"p99 {p99:.1f} ms, max {max(latencies):.1f} ms "
-          f"(goal p99 < {GOAL_P99_MS:.0f} ms: {verdict})")
+          f"p95 {percentile(latencies, 0.95):.1f} ms, p99 {p99:.1f} ms, "
+          f"max {max(latencies):.1f} ms (goal p99 < {GOAL_P99_MS:.0f} ms: {verdict}); "
+          f"slowest {', '.join(f'{v:.0f}' for v in sorted(latencies)[-5:])} ms")
     report("strike_latency", [
         Figure("event-to-strike latency p50", statistics.median(latencies), "ms"),
         Figure("event-to-strike latency p99", p99, "ms", f"< {GOAL_P99_MS:.0f} ms",
