@@ -140,6 +140,19 @@ def keep(*rows: Row | None) -> None:
                 _kept[(row["host"], row["name"])] = dict(row)
 
 
+def keep_if_unchanged(read: Row, new: Row) -> bool:
+    """Replace the remembered row with ``new`` if it is still the one ``read`` (same
+    version): the offline twin of ``container_save``'s check, so two threads deciding
+    from the same row cannot both act. False when another decision came first."""
+    key = (read["host"], read["name"])
+    with _kept_lock:
+        current = _kept.get(key)
+        if current is not None and current["version"] != read["version"]:
+            return False
+        _kept[key] = dict(new)
+        return True
+
+
 def kept(host: str, name: str | None = None) -> list[Row]:
     """The remembered rows of ``host`` (or of one container)."""
     with _kept_lock:

@@ -23,6 +23,7 @@ from aegis.containers import (
     decision_record,
     in_maintenance,
     keep,
+    keep_if_unchanged,
     kept,
     saved_offline,
     strike_state,
@@ -281,9 +282,12 @@ class Supervisor:
                 for event, notify in records:
                     insert_event(tx, event, notify)
         except DatabaseUnavailable as exc:
+            if not keep_if_unchanged(row, saved_offline(row, params)):
+                return False
             store.spool.append(decision_record(params, records))
             self.log.warning("store_spooled", kind="container_decision", error=str(exc))
-        keep(saved_offline(row, params))
+        else:
+            keep(saved_offline(row, params))
         for event, _ in records:
             store.log_event(event)
         return True
