@@ -107,6 +107,10 @@ def test_overlap_is_recorded_skipped_and_a_timeout_blocks_nothing(make_app):
     registry.add("quick", lambda ctx: {"ok": True}, triggers.every(seconds=10))
     scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
     scheduler.start()  # both run their current slot
+    for execution in scheduler.runner.in_flight():
+        if execution.job.id == "quick":  # only stuck may overlap its next slot
+            assert execution.done is not None
+            assert execution.done.wait(10)
     clock.advance(10)
     scheduler.run_pending()  # stuck's next slot overlaps the first run
     first, second = runs(app, "stuck")
