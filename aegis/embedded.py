@@ -20,7 +20,6 @@ def is_running(home: Path) -> bool:
     except (OSError, ValueError):
         return False
     return pid_alive(pid)
-    return True
 
 
 def start(home: Path, *, keep_running: bool) -> str:

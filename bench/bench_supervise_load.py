@@ -2,7 +2,8 @@
 
 For each size, that many busybox containers with a 30 s health check are started, then a
 real ``aegis run`` (embedded PostgreSQL, the events watcher, a reconciliation sweep every
-30 s instead of every 5 minutes) runs for a warm-up and a measured window. CPU is the
+30 s instead of every 5 minutes; scope ``labeled``, so other containers on the engine are
+left alone) runs for a warm-up and a measured window. CPU is the
 daemon process's utime + stime over the window (/proc/PID/stat), RSS its VmRSS at the end.
 Goals: under 1% of one core and under 120 MB. ``AEGIS_BENCH_WINDOW_S`` sets the window.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 import docker
 
-from bench.common import clean_env, start_daemon, stop_daemon
+from bench.common import bench_home, clean_env, start_daemon, stop_daemon
 from bench.report import Figure, report
 
 SIZES = (50, 200)
@@ -52,10 +52,10 @@ def measure(client: Any, image: str, size: int) -> tuple[float, float]:
             made.append(client.containers.run(
                 image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-load-{run_id}-{index}",
                 detach=True, network_mode="none", healthcheck=HEALTHCHECK,
-                labels={"aegis.test": f"load-{run_id}"}))
-        with tempfile.TemporaryDirectory(prefix="aegis-load-") as home:
+                labels={"aegis.enable": "true", "aegis.test": f"load-{run_id}"}))
+        with bench_home() as home:
             daemon = start_daemon(clean_env(
-                home, f"load-{run_id}", AEGIS_LOG_LEVEL="warning",
+                home, f"load-{run_id}", AEGIS_LOG_LEVEL="warning", AEGIS_DOCKER_SCOPE="labeled",
                 AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="30s"))
             try:
                 time.sleep(WARMUP_S)

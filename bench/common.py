@@ -27,13 +27,30 @@ def clean_env(home: str, host: str = "bench", **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def bench_home() -> Iterator[str]:
+    """A throwaway AEGIS_HOME. Its embedded database, if one was started, is stopped
+    before the folder is removed: a server still writing WAL would make the removal
+    fail."""
+    with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
+        try:
+            yield home
+        finally:
+            if (Path(home) / "pgdata").exists():
+                with contextlib.suppress(Exception):
+                    subprocess.run([sys.executable, "-c", "import pgserver,sys; "
+                                    "pgserver.get_server(sys.argv[1], cleanup_mode='stop')"
+                                    ".cleanup()", str(Path(home) / "pgdata")],
+                                   check=False, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
 def bench_app(**extra: str) -> Iterator[aegis.Aegis]:
     """An in-process aegis on a fresh embedded database, gone afterwards."""
-    with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
+    with bench_home() as home:
         settings = aegis.load_settings({"AEGIS_HOME": home, "AEGIS_HOST": "bench",
                                         "AEGIS_HTTP_ADDR": "off", "AEGIS_LOG_LEVEL": "error",
                                         **extra})
-        with aegis.connect(settings) as app:
+        with aegis.connect(settings, keep_embedded=True) as app:
             yield app
 
 
@@ -41,19 +58,12 @@ def bench_app(**extra: str) -> Iterator[aegis.Aegis]:
 def daemon_home(host: str = "bench", **extra: str) -> Iterator[tuple[dict[str, str], str]]:
     """The environment of an ``aegis run`` on a fresh embedded database, migrated and left
     running for it, and that database's DSN; the database is stopped afterwards."""
-    with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
+    with bench_home() as home:
         env = clean_env(home, host, **extra)
         settings = aegis.load_settings({**env, "AEGIS_HOST": f"{host}-bench"})
         with aegis.connect(settings, keep_embedded=True) as app:
             dsn = app.db.dsn
-        try:
-            yield env, dsn
-        finally:
-            with contextlib.suppress(Exception):
-                subprocess.run([sys.executable, "-c", "import pgserver,sys; "
-                                "pgserver.get_server(sys.argv[1], cleanup_mode='stop')"
-                                ".cleanup()", str(Path(home) / "pgdata")],
-                               check=False, capture_output=True, timeout=60)
+        yield env, dsn
 
 
 def start_daemon(env: dict[str, str]) -> subprocess.Popen[bytes]:
