@@ -2,11 +2,13 @@
 fresh database per test copied from a migrated template, and a real Docker engine.
 
 Docker tests skip with a reason when no engine is reachable, except when
-AEGIS_REQUIRE_DOCKER=1 (CI sets it): then a missing engine fails them.
+AEGIS_REQUIRE_DOCKER=1 (CI sets it): then a missing engine fails them. Tests that let aegis
+restart containers on the shared engine also need it to themselves (``engine_to_ourselves``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -166,6 +168,41 @@ def docker_client() -> Iterator[Any]:
         pytest.skip(f"no Docker engine reachable ({exc}); start dockerd to run this test")
     yield client
     client.close()
+
+
+def foreign_containers(client: Any) -> list[str]:
+    """Running containers on the engine that aegis could act on (they have a health check)
+    and that the test suite did not make (no ``aegis.test`` label)."""
+    import docker.errors
+
+    foreign = []
+    for summary in client.api.containers(filters={"status": "running"}):
+        if "aegis.test" in (summary.get("Labels") or {}):
+            continue
+        with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile
+            config = client.api.inspect_container(summary["Id"])["Config"]
+            probe = (config.get("Healthcheck") or {}).get("Test") or ["NONE"]
+            if probe[0] != "NONE":
+                foreign.append(summary["Names"][0].lstrip("/"))
+    return sorted(foreign)
+
+
+@pytest.fixture
+def engine_to_ourselves(docker_client: Any) -> None:
+    """For tests that let aegis restart containers on the shared engine: they run only when
+    no container there but the suite's own has a health check, so a developer's own
+    containers are never restarted by ``make test``. Otherwise they skip with the names
+    (fail under AEGIS_REQUIRE_DOCKER=1)."""
+    foreign = foreign_containers(docker_client)
+    if not foreign:
+        return
+    reason = (f"the Docker engine runs {len(foreign)} health-checked container(s) the tests "
+              f"did not make ({', '.join(foreign[:5])}); these tests restart containers, "
+              "so they run only on an engine of their own: point DOCKER_HOST at a "
+              "dedicated dockerd (see DEVELOPERS.md)")
+    if os.environ.get("AEGIS_REQUIRE_DOCKER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

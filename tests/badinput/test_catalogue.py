@@ -249,6 +249,7 @@ def _wait_unhealthy(client: Any, container: Any, timeout_s: float = 30) -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.usefixtures("engine_to_ourselves")
 @pytest.mark.parametrize("case", CONTAINER_CASES, ids=lambda c: c[0])
 def test_bad_container_input_is_recorded_and_pings_nobody(
         case: tuple[str, dict[str, str], str, str | None], app: api.Aegis,
@@ -258,7 +259,7 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
     name = f"web__{uuid.uuid4().hex[:6]}__*{case_id}*".replace("*", "_")
     container = docker_client.containers.run(
         busybox_image, ["/bin/sh", "-c", LOOP], name=name, detach=True, network_mode="none",
-        labels={"aegis.enable": "true", **labels},
+        labels={"aegis.enable": "true", "aegis.test": "badinput", **labels},
         healthcheck={"test": ["CMD", "/bin/sh", "-c", probe], "interval": 1_000_000_000,
                      "timeout": 3_000_000_000, "retries": 1})
     fake = FakeDiscord()

@@ -84,6 +84,7 @@ STUBBORN = "trap '' TERM; while :; do sleep 0.1; done"
 
 
 @pytest.mark.docker
+@pytest.mark.usefixtures("engine_to_ourselves")
 def test_sigterm_during_a_container_restart_restarts_it_once(
         aegis_env: dict[str, str], docker_client: Any, busybox_image: str,
         spawn: Spawner) -> None:
@@ -91,7 +92,8 @@ def test_sigterm_during_a_container_restart_restarts_it_once(
     name = f"aegis-sigterm-{uuid.uuid4().hex[:8]}"
     container = docker_client.containers.run(
         busybox_image, ["/bin/sh", "-c", STUBBORN], name=name, detach=True,
-        network_mode="none", labels={"aegis.enable": "true", "aegis.stop-timeout": "4s"},
+        network_mode="none", labels={"aegis.enable": "true", "aegis.stop-timeout": "4s",
+                                     "aegis.test": "sigterm"},
         healthcheck={"test": ["CMD", "false"], "interval": 1_000_000_000,
                      "timeout": 1_000_000_000, "retries": 1})
     try:

@@ -25,7 +25,8 @@ from aegis.runs import JobRun
 from aegis.supervisor import Supervisor, supervise_once
 from tests.conftest import sql_rows
 
-pytestmark = pytest.mark.docker
+# these tests restart containers: only on an engine with none but the suite's own
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 
 # Healthy while /healthy exists; TERM ends the loop at once so restarts are quick.
 HEALS = "touch /healthy; trap 'exit 0' TERM; while :; do sleep 0.1; done"

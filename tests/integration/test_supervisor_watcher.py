@@ -27,7 +27,7 @@ from tests.integration.test_supervisor_protocol import (
     wait_health,
 )
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 ENGINE_SOCKET = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
