@@ -6,6 +6,7 @@ the label were not set, so a typo never turns supervision on or off by accident.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600}
 MIN_STRIKE_INTERVAL_S = 1
 MAX_RESTARTS_LIMIT = 100
 MAX_DURATION_S = 7 * 86400
+# How alike an unknown aegis.* key must be to a known one to be reported as a misspelling:
+# catches aegis.enabel or aegis.stop_timeout, leaves other tools' keys such as aegis.name.
+MISSPELT_CUTOFF = 0.85
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,14 @@ _PARSERS = {
 
 
 def parse_labels(labels: Mapping[str, str] | None) -> ContainerLabels:
-    """The ``aegis.*`` labels of a container; unknown ``aegis.*`` keys are left alone."""
+    """The ``aegis.*`` labels of a container.
+
+    An unknown ``aegis.*`` key is left alone (other tools use the prefix too), unless it
+    is a near miss of a known one: that is reported, since it does nothing.
+    """
     values: dict[str, object] = {}
-    problems: list[str] = []
+    problems = [f"{key} is unknown (did you mean {known}?)"
+                for key in sorted(labels or {}) if (known := misspelt(key))]
     for key, (attribute, parse) in _PARSERS.items():
         raw = (labels or {}).get(key)
         if raw is None:
@@ -102,6 +111,14 @@ def parse_labels(labels: Mapping[str, str] | None) -> ContainerLabels:
         except ValueError as exc:
             problems.append(f"{key}={_shown(raw)} {exc}")
     return ContainerLabels(problems=tuple(problems), **values)  # type: ignore[arg-type]
+
+
+def misspelt(key: str) -> str | None:
+    """The known label an unknown ``aegis.*`` key was most likely meant to be, if any."""
+    if not key.startswith(PREFIX) or key in KNOWN:
+        return None
+    close = difflib.get_close_matches(key.lower(), KNOWN, n=1, cutoff=MISSPELT_CUTOFF)
+    return close[0] if close else None
 
 
 def has_aegis_label(labels: Mapping[str, str] | None) -> bool:

@@ -229,7 +229,8 @@ LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 CONTAINER_CASES = [
     # (id, labels, probe command, what the escalation must carry)
     ("labels-unparseable", {"aegis.max-restarts": "lots", "aegis.strike-interval": "5 parsecs",
-                            "aegis.colour": "blue"}, "exit 1", None),
+                            "aegis.colour": "blue", "aegis.stop_timeout": "5s"}, "exit 1",
+     None),
     ("probe-output-huge", {}, "head -c 300000 /dev/zero | tr '\\0' x; exit 1", "xxxx"),
     ("probe-output-not-utf8", {}, "printf 'caf\\351 \\377\\376 broken'; exit 1", "broken"),
     ("probe-output-mentions", {}, "echo '@everyone <@&123> **ping** [x](http://a)'; exit 1",
@@ -287,10 +288,12 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
         if case_id == "labels-unparseable":
             problems = [e["summary"] for e in events if e["event_type"] == "container_bad_label"]
             # unknown aegis.* keys (aegis.colour) are left alone by design: tools and
-            # tests put their own aegis.* labels on containers
-            assert len(problems) == 2, problems
+            # tests put their own aegis.* labels on containers; a near miss is reported
+            assert len(problems) == 3, problems
             assert any("aegis.max-restarts" in p for p in problems)
             assert any("aegis.strike-interval" in p for p in problems)
+            assert any("aegis.stop_timeout is unknown (did you mean aegis.stop-timeout?)" in p
+                       for p in problems)
 
         sender = Sender(app, targets={"alerts": [DiscordTarget(fake.webhook_url())],
                                       "journal": []}, instance="badinput")

@@ -69,3 +69,21 @@ def test_has_aegis_label_counts_known_keys_only() -> None:
     assert has_aegis_label({"aegis.protect": "true"})
     assert not has_aegis_label({"aegis.test": "abc"})
     assert not has_aegis_label(None)
+
+
+@pytest.mark.parametrize(("key", "meant"), [
+    ("aegis.enabel", "aegis.enable"), ("aegis.protected", "aegis.protect"),
+    ("aegis.strike_interval", "aegis.strike-interval"),
+    ("aegis.Max-Restarts", "aegis.max-restarts"),
+    ("aegis.stop_timeout", "aegis.stop-timeout"), ("aegis.maintainance", "aegis.maintenance"),
+])
+def test_a_misspelt_label_is_reported_with_the_one_it_was_meant_to_be(key: str,
+                                                                        meant: str) -> None:
+    parsed = parse_labels({key: "true"})
+    assert parsed == ContainerLabels(problems=(f"{key} is unknown (did you mean {meant}?)",))
+
+
+@pytest.mark.parametrize("key", ["aegis.test", "aegis.name", "aegis.group", "aegis.notify",
+                                 "aegis", "com.example.enable"])
+def test_other_keys_under_the_prefix_are_left_alone(key: str) -> None:
+    assert parse_labels({key: "true"}) == ContainerLabels()
