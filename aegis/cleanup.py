@@ -26,15 +26,17 @@ class Cutoffs:
     events: datetime
     job_runs: datetime
     outbox: datetime
+    containers: datetime  # rows of containers removed from Docker before this
 
 
 def retention_cutoffs(now: datetime, *, event_retention_s: float, job_runs_retention_s: float,
-                      outbox_retention_s: float) -> Cutoffs:
+                      outbox_retention_s: float, container_retention_s: float) -> Cutoffs:
     if now.tzinfo is None:
         raise ValueError("retention needs a timezone-aware now")
     return Cutoffs(events=now - timedelta(seconds=event_retention_s),
                    job_runs=now - timedelta(seconds=job_runs_retention_s),
-                   outbox=now - timedelta(seconds=outbox_retention_s))
+                   outbox=now - timedelta(seconds=outbox_retention_s),
+                   containers=now - timedelta(seconds=container_retention_s))
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,15 @@ def prune(db: Any, table: str, query: str, cutoff: datetime, *,
 
 def prune_all(db: Any, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_BATCH_ROWS,
               should_stop: Callable[[], bool] = lambda: False) -> list[Pruned]:
-    """Low events, finished job runs and delivered notifications past their retention."""
+    """Low events, finished job runs, delivered notifications and the rows of removed
+    containers past their retention."""
     return [
         prune(db, "episodic_memory", "cleanup_low_events_batch", cutoffs.events,
               batch_rows=batch_rows, should_stop=should_stop),
         prune(db, "job_runs", "cleanup_job_runs_batch", cutoffs.job_runs,
               batch_rows=min(batch_rows, JOB_RUNS_BATCH_ROWS), should_stop=should_stop),
         prune(db, "outbox", "cleanup_outbox_batch", cutoffs.outbox,
+              batch_rows=batch_rows, should_stop=should_stop),
+        prune(db, "containers", "cleanup_containers_batch", cutoffs.containers,
               batch_rows=batch_rows, should_stop=should_stop),
     ]

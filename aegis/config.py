@@ -72,6 +72,7 @@ class Settings:
     event_retention_s: float = 30 * 86400.0
     job_runs_retention_s: float = 90 * 86400.0
     outbox_retention_s: float = 14 * 86400.0
+    container_retention_s: float = 30 * 86400.0
     config_file: Path | None = None
     job_overrides: Mapping[str, JobOverride] = field(default_factory=dict)
 
@@ -335,6 +336,9 @@ OPTIONS: tuple[Option, ...] = (
            "Finished job runs older than this are deleted."),
     Option("outbox_retention_s", "AEGIS_OUTBOX_RETENTION", "retention.outbox", _days,
            "Delivered outbox messages older than this are deleted."),
+    Option("container_retention_s", "AEGIS_CONTAINER_RETENTION", "retention.containers",
+           _days, "The strike state of a container removed from Docker this long ago is "
+           "deleted (its events stay)."),
 )
 
 _JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {

@@ -31,6 +31,7 @@ RETENTION = "1h"  # the shortest retention aegis accepts
 CLEANUP_EVERY_S = 60
 SEEDED_EVENTS = 50_000
 SEEDED_RUNS = 20_000
+SEEDED_CONTAINERS = 500  # rows of containers removed two hours ago
 GOAL_RSS_GROWTH = 0.10
 # The pool (4) plus three sessions: the per-host lock, the task and the outbox listeners.
 MAX_CONNECTIONS = 7
@@ -70,6 +71,10 @@ def seed_old_rows(conn: psycopg.Connection[Any]) -> None:
                - g * interval '1 s', now() - interval '2 hours', now() - interval '2 hours',
                'ok'
         FROM generate_series(1, %s) g""", (SEEDED_RUNS,))
+    conn.execute("""
+        INSERT INTO containers (host, name, status, removed_at)
+        SELECT 'soak', 'soak_seeded_' || g, 'removed', now() - interval '2 hours'
+        FROM generate_series(1, %s) g""", (SEEDED_CONTAINERS,))
 
 
 def table_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -88,7 +93,9 @@ def past_retention(conn: psycopg.Connection[Any]) -> int:
                 AND timestamp < now() - interval '{grace}')
              + (SELECT count(*) FROM job_runs WHERE finished_at < now() - interval '{grace}')
              + (SELECT count(*) FROM outbox WHERE status = 'delivered'
-                AND delivered_at < now() - interval '{grace}')""").fetchone()
+                AND delivered_at < now() - interval '{grace}')
+             + (SELECT count(*) FROM containers
+                WHERE removed_at < now() - interval '{grace}')""").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -134,7 +141,7 @@ def measure() -> dict[str, Any]:
             "soak", AEGIS_JOB_MODULES="bench.soak_jobs", AEGIS_DOCKER_SCOPE="labeled",
             AEGIS_STRIKE_INTERVAL="10s", AEGIS_RESTART_BACKOFF="0s",
             AEGIS_EVENT_RETENTION=RETENTION, AEGIS_JOB_RUNS_RETENTION=RETENTION,
-            AEGIS_OUTBOX_RETENTION=RETENTION,
+            AEGIS_OUTBOX_RETENTION=RETENTION, AEGIS_CONTAINER_RETENTION=RETENTION,
             AEGIS_JOB__MEMORY_CLEANUP__EVERY=f"{CLEANUP_EVERY_S}s",
             AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="30s") as (env, dsn):
         client, containers = start_containers(run_id)
@@ -157,7 +164,8 @@ def measure() -> dict[str, Any]:
                 seeded_left = conn.execute(
                     "SELECT (SELECT count(*) FROM episodic_memory WHERE event_type = "
                     "'soak_seeded') + (SELECT count(*) FROM job_runs WHERE job_id = "
-                    "'soak_seeded')").fetchone()
+                    "'soak_seeded') + (SELECT count(*) FROM containers WHERE "
+                    "starts_with(name, 'soak_seeded_'))").fetchone()
         finally:
             stop_daemon(daemon)
             for container in containers:

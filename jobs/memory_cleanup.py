@@ -1,4 +1,5 @@
-"""memory_cleanup: retention of events, job runs and delivered notifications (00:30 UTC)."""
+"""memory_cleanup: retention of events, job runs, delivered notifications and the rows of
+removed containers (00:30 UTC)."""
 
 from __future__ import annotations
 
@@ -10,37 +11,43 @@ from aegis.registry import JobContext, Registry
 
 
 def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
-    """Delete low-importance events, finished job runs and delivered notifications past
-    their retention, in short batches; medium, high and critical events are never
-    deleted."""
+    """Delete low-importance events, finished job runs, delivered notifications and the
+    rows of long-removed containers past their retention, in short batches; medium, high
+    and critical events are never deleted."""
     settings = ctx.settings
     cutoffs = retention_cutoffs(ctx.now, event_retention_s=settings.event_retention_s,
                                 job_runs_retention_s=settings.job_runs_retention_s,
-                                outbox_retention_s=settings.outbox_retention_s)
+                                outbox_retention_s=settings.outbox_retention_s,
+                                container_retention_s=settings.container_retention_s)
     pruned = {p.table: p for p in prune_all(ctx.app.db, cutoffs,
                                             should_stop=ctx.cancelled.is_set)}
-    events, runs, outbox = (pruned["episodic_memory"], pruned["job_runs"], pruned["outbox"])
+    events, runs, outbox, containers = (pruned["episodic_memory"], pruned["job_runs"],
+                                        pruned["outbox"], pruned["containers"])
     seconds = sum(p.seconds for p in pruned.values())
     details: dict[str, Any] = {
         "events_deleted": events.rows,
         "job_runs_deleted": runs.rows,
         "outbox_deleted": outbox.rows,
-        "rows_deleted": events.rows + runs.rows + outbox.rows,
+        "containers_deleted": containers.rows,
+        "rows_deleted": sum(p.rows for p in pruned.values()),
         "seconds": round(seconds, 3),
         "longest_batch_s": round(max(p.longest_batch_s for p in pruned.values()), 3),
         "complete": all(p.complete for p in pruned.values()),
         "cutoffs": {"events": cutoffs.events.isoformat(),
                     "job_runs": cutoffs.job_runs.isoformat(),
-                    "outbox": cutoffs.outbox.isoformat()},
+                    "outbox": cutoffs.outbox.isoformat(),
+                    "containers": cutoffs.containers.isoformat()},
         "tables": {table: p.to_json() for table, p in pruned.items()},
     }
-    summary = (f"deleted {events.rows} low events, {runs.rows} job runs and {outbox.rows} "
-               f"delivered notifications in {seconds:.1f}s"
+    summary = (f"deleted {events.rows} low events, {runs.rows} job runs, {outbox.rows} "
+               f"delivered notifications and {containers.rows} removed containers "
+               f"in {seconds:.1f}s"
                + ("" if details["complete"] else " (stopped early; the rest goes next run)"))
     ctx.store.record_event("memory_cleanup", summary, importance="medium",
                            source="memory_cleanup", details=details)
     ctx.log.info("memory_cleanup_complete", events_deleted=events.rows,
                  job_runs_deleted=runs.rows, outbox_deleted=outbox.rows,
+                 containers_deleted=containers.rows,
                  seconds=round(seconds, 3), complete=details["complete"])
     return details
 

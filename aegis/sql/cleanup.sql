@@ -49,3 +49,20 @@ WITH batch AS (
 )
 SELECT (SELECT count(*) FROM deleted) AS deleted,
        (SELECT max(created_at) FROM batch) AS last_time;
+
+-- name: cleanup_containers_batch
+-- Delete one batch of rows of containers removed from Docker before the cut-off (a
+-- container re-created since has taken its row back: removed_at is NULL again).
+WITH batch AS (
+    SELECT host, name, removed_at
+    FROM containers
+    WHERE removed_at < %(cutoff)s AND removed_at >= %(from_time)s
+    ORDER BY removed_at
+    LIMIT %(batch_rows)s
+), deleted AS (
+    DELETE FROM containers c USING batch b
+    WHERE c.host = b.host AND c.name = b.name AND c.removed_at < %(cutoff)s
+    RETURNING c.name
+)
+SELECT (SELECT count(*) FROM deleted) AS deleted,
+       (SELECT max(removed_at) FROM batch) AS last_time;

@@ -88,7 +88,8 @@ def test_a_million_old_low_events_go_and_nothing_else(app: api.Aegis) -> None:
     assert event["details"]["events_deleted"] == 1_000_000
     assert event["details"]["rows_deleted"] == 1_000_000
     assert event["details"]["seconds"] > 0
-    assert event["summary"].startswith("deleted 1000000 low events, 0 job runs and 0 delivered")
+    assert event["summary"].startswith("deleted 1000000 low events, 0 job runs, 0 delivered "
+                                       "notifications and 0 removed containers")
 
 
 def test_job_runs_and_delivered_messages_past_their_retention_go(app: api.Aegis) -> None:
@@ -115,6 +116,31 @@ def test_job_runs_and_delivered_messages_past_their_retention_go(app: api.Aegis)
         "ok", "running"]
     assert sorted(r["dedup_key"] for r in sql_rows(url, "SELECT dedup_key FROM outbox")) == [
         "old-pending", "old-undeliverable", "recent-delivered"]
+
+
+def test_rows_of_containers_removed_past_their_retention_go(app: api.Aegis) -> None:
+    """A removed container's row waits 30 days for a re-created successor; then it goes.
+    Its events stay."""
+    url = app.db.dsn
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO containers (host, name, removed_at) VALUES (%s, %s, %s)",
+            [("h", "gone-long-ago", NOW - timedelta(days=31)),
+             ("h2", "gone-long-ago", NOW - timedelta(days=40)),
+             ("h", "gone-recently", NOW - timedelta(days=29)),
+             ("h", "running", None)])
+        cursor.execute(
+            "INSERT INTO episodic_memory (uid, timestamp, event_type, summary, importance, "
+            "host, details) VALUES (gen_random_uuid(), %s, 'container_escalated', 'x', "
+            "'critical', 'h', jsonb_build_object('container', 'gone-long-ago'))",
+            (NOW - timedelta(days=35),))
+    result = memory_cleanup(context(app))
+    assert result["containers_deleted"] == 2
+    assert result["cutoffs"]["containers"] == (NOW - timedelta(days=30)).isoformat()
+    assert sorted((r["host"], r["name"]) for r in sql_rows(
+        url, "SELECT host, name FROM containers")) == [("h", "gone-recently"), ("h", "running")]
+    assert len(sql_rows(url, "SELECT 1 FROM episodic_memory "
+                             "WHERE event_type = 'container_escalated'")) == 1
 
 
 def test_the_retention_is_configurable(aegis_env: dict[str, str]) -> None:
@@ -165,4 +191,4 @@ def test_many_events_with_one_timestamp_are_all_deleted(app: api.Aegis) -> None:
 def test_cutoffs_need_an_aware_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         retention_cutoffs(datetime(2026, 1, 1), event_retention_s=1, job_runs_retention_s=1,
-                          outbox_retention_s=1)
+                          outbox_retention_s=1, container_retention_s=1)

@@ -193,7 +193,9 @@ def test_daemon_health(status_value: str, age_s: float, expected: str) -> None:
 
 def test_retention_cutoffs() -> None:
     cutoffs = retention_cutoffs(NOW, event_retention_s=30 * 86400,
-                                job_runs_retention_s=90 * 86400, outbox_retention_s=3600)
+                                job_runs_retention_s=90 * 86400, outbox_retention_s=3600,
+                                container_retention_s=7 * 86400)
     assert cutoffs.events == datetime(2026, 1, 31, 6, 0, tzinfo=UTC)
     assert cutoffs.job_runs == datetime(2025, 12, 2, 6, 0, tzinfo=UTC)
     assert cutoffs.outbox == datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+    assert cutoffs.containers == datetime(2026, 2, 23, 6, 0, tzinfo=UTC)
