@@ -7,24 +7,27 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from aegis import __version__, api
+from aegis import __version__, api, cli_supervision
+from aegis.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    format_time,
+    print_json,
+    print_table,
+    settings_of,
+    with_app,
+)
 from aegis.config import Settings, load_settings
 from aegis.errors import AegisError, ConfigError, DatabaseUnavailable, UsageError
 from aegis.logs import configure_logging
 from aegis.store import IMPORTANCE
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"aegis: {message}", err=True)
-    sys.exit(code)
 
 
 class AegisGroup(click.Group):
@@ -43,39 +46,6 @@ class AegisGroup(click.Group):
             fail(str(exc))
 
 
-def settings_of(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.ensure_object(dict)["settings"]
-    return settings
-
-
-def print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
-
-
-def print_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
-    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)))
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def with_app(**connect_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: open ``api.connect`` for the command and pass it as ``app``."""
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        @click.pass_context
-        def wrapper(ctx: click.Context, /, **kwargs: Any) -> Any:
-            with api.connect(settings_of(ctx), **connect_kwargs) as app:
-                return ctx.invoke(command, app, **kwargs)
-
-        wrapper.__name__ = command.__name__
-        wrapper.__doc__ = command.__doc__
-        return wrapper
-
-    return decorate
-
-
 @click.group(cls=AegisGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="aegis")
 @click.pass_context
@@ -87,6 +57,10 @@ def cli(ctx: click.Context) -> None:
         fail(f"configuration error: {exc}", EXIT_USAGE)
     configure_logging(settings)
     ctx.ensure_object(dict)["settings"] = settings
+
+
+for _command in cli_supervision.COMMANDS:  # containers, ack, maintenance, notify, outbox
+    cli.add_command(_command)
 
 
 # --- db ---
@@ -285,9 +259,6 @@ def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
     return args
 
 
-def _format_time(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
-
 
 @cli.group()
 def jobs() -> None:
@@ -303,7 +274,7 @@ def jobs_list(app: api.Aegis, as_json: bool) -> None:
     if as_json:
         print_json([job.to_json() for job in found])
         return
-    print_table([(j.id, j.trigger, j.scope, _format_time(j.next_run), _format_time(j.last_run),
+    print_table([(j.id, j.trigger, j.scope, format_time(j.next_run), format_time(j.last_run),
                   j.last_status or "-", "paused" if j.paused else
                   ("disabled" if not j.enabled else "")) for j in found],
                 ["id", "trigger", "scope", "next_run", "last_run", "last_status", "flags"])
@@ -320,7 +291,7 @@ def jobs_history(app: api.Aegis, job_id: str | None, limit: int, as_json: bool) 
     if as_json:
         print_json([run.to_json() for run in runs])
         return
-    print_table([(str(r.id), r.job_id, r.host, r.trigger, _format_time(r.scheduled_for),
+    print_table([(str(r.id), r.job_id, r.host, r.trigger, format_time(r.scheduled_for),
                   r.status, f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
                   (r.error or "")[:60]) for r in runs],
                 ["run", "job", "host", "trigger", "scheduled_for", "status", "took", "error"])
@@ -398,7 +369,7 @@ def tasks_list(app: api.Aegis, status: str | None, limit: int, as_json: bool) ->
     if as_json:
         print_json([task.to_json() for task in found])
         return
-    print_table([(str(t.id), t.job_id, t.status, t.requested_by, _format_time(t.created_at),
+    print_table([(str(t.id), t.job_id, t.status, t.requested_by, format_time(t.created_at),
                   str(t.run_id or "-"), (t.error or "")[:60]) for t in found],
                 ["id", "job", "status", "requested_by", "created_at", "run", "error"])
 
@@ -467,119 +438,6 @@ def doctor_command(ctx: click.Context, as_json: bool) -> None:
             if check.hint:
                 click.echo(f"{'':<5} {'':<{width}}  fix: {check.hint}")
     sys.exit(EXIT_FAILED if has_failures(checks) else EXIT_OK)
-
-
-# --- containers ---
-
-
-@cli.command("containers")
-@click.option("--all-hosts", is_flag=True, help="Every host sharing the database.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@with_app()
-def containers_command(app: api.Aegis, all_hosts: bool, as_json: bool) -> None:
-    """Supervised containers: health, strikes and state (ok, striking, restarting,
-    escalated, maintenance, protected, ignored)."""
-    from aegis.clock import utcnow
-    from aegis.containers import listing
-
-    found = listing(app, utcnow(), all_hosts=all_hosts)
-    if as_json:
-        print_json([container.to_json() for container in found])
-        return
-    print_table([(c.name, c.id, c.health, str(c.strikes), c.state,
-                  c.last_action or "-", _format_time(c.last_action_at),
-                  str(c.restarts_last_hour), c.host) for c in found],
-                ["name", "id", "health", "strikes", "state", "last_action", "at",
-                 "restarts_1h", "host"])
-
-
-@cli.command("ack")
-@click.argument("container")
-@with_app()
-def ack_command(app: api.Aegis, container: str) -> None:
-    """Take over an escalation: strikes reset and remediation is re-armed."""
-    from aegis.clock import utcnow
-    from aegis.containers import acknowledge
-
-    if acknowledge(app, container, utcnow()):
-        click.echo(f"{container}: escalation acknowledged; remediation re-armed")
-    else:
-        click.echo(f"{container}: not escalated; nothing to acknowledge")
-
-
-@cli.command("maintenance")
-@click.argument("container")
-@click.option("--for", "duration", metavar="DURATION", help="Pause action for 30m, 2h, 1d...")
-@click.option("--off", is_flag=True, help="End maintenance now.")
-@with_app()
-def maintenance_command(app: api.Aegis, container: str, duration: str | None,
-                        off: bool) -> None:
-    """Pause remediation of a container for a while (or end the pause with --off)."""
-    from aegis.clock import utcnow
-    from aegis.containers import set_maintenance
-    from aegis.durations import parse_duration_s
-
-    if (duration is None) == (not off):
-        raise UsageError("give either --for DURATION or --off")
-    seconds = None
-    if duration is not None:
-        try:
-            seconds = parse_duration_s(duration)
-        except ValueError as exc:
-            raise UsageError(f"--for: {exc}") from None
-    row = set_maintenance(app, container, utcnow(), seconds)
-    if row["maintenance_until"] is None:
-        click.echo(f"{container}: maintenance ended")
-    else:
-        click.echo(f"{container}: maintenance until "
-                   f"{row['maintenance_until']:%Y-%m-%d %H:%M:%S} UTC")
-
-
-# --- notifications ---
-
-
-@cli.group()
-def notify() -> None:
-    """Notification channels (alerts, journal)."""
-
-
-@notify.command("test")
-@click.option("--channel", type=click.Choice(["alerts", "journal"]), default="alerts",
-              show_default=True)
-@with_app()
-def notify_test(app: api.Aegis, channel: str) -> None:
-    """Send a test message through the outbox now; exit 1 with the reason if it fails."""
-    from aegis.sender import send_test
-
-    row, labels = send_test(app, channel)
-    if row is None:
-        fail("the test message could not be queued (database unreachable)")
-    if row.status != "delivered":
-        fail(f"not delivered to {channel}: {row.last_error or row.status}")
-    click.echo(f"delivered to {channel}: {', '.join(labels)}")
-
-
-@cli.command("outbox")
-@click.option("--all", "show_all", is_flag=True, help="Delivered messages too.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@with_app()
-def outbox_command(app: api.Aegis, show_all: bool, limit: int, as_json: bool) -> None:
-    """Messages not delivered: pending, failed and undeliverable, oldest first."""
-    from aegis.outbox import STATUSES, OutboxRow
-
-    statuses = list(STATUSES) if show_all else ["pending", "failed", "undeliverable"]
-    found = [OutboxRow.from_row(row) for row in
-             app.db.fetch_all("outbox_list", statuses=statuses, limit=limit)]
-    if as_json:
-        print_json([row.to_json() for row in found])
-        return
-    print_table([(str(r.id), r.channel, r.status, str(r.attempts),
-                  _format_time(r.next_attempt_at) if r.status == "pending" else "-",
-                  _format_time(r.created_at), r.title[:50], (r.last_error or "-")[:80])
-                 for r in found],
-                ["id", "channel", "status", "attempts", "next_attempt", "created", "title",
-                 "last_error"])
 
 
 def main() -> None:
