@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,6 +95,16 @@ def next_slot(trigger: Trigger, after: datetime, now: datetime) -> datetime | No
     return upcoming
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One slot of a job to claim and run."""
+
+    job: Job
+    at: datetime
+    trigger: str  # schedule | catch_up | manual
+    args: dict[str, Any] | None = None
+
+
 # --- schedule integration ---
 
 
@@ -159,6 +169,7 @@ class Scheduler:
         self._schedule = _Schedule(clock)
         self._lock = threading.RLock()
         self._on_finish_hooks: list[Callable[[Execution], None]] = []
+        self._due: list[Slot] = []  # slots found due by run_pending, claimed together
 
     @property
     def host(self) -> str:
@@ -208,8 +219,12 @@ class Scheduler:
             return next_run
 
     def run_pending(self) -> None:
-        with self._lock:
+        """Claim every slot due now in one statement, so the jobs of one tick wait for one
+        commit instead of one after another, then start the ones this daemon won."""
+        with self._lock:  # held while firing too: an unscheduled job never fires after
             self._schedule.run_pending()
+            due, self._due = self._due, []
+            self.fire_all(due)
 
     def _catch_up(self, job: Job, now: datetime) -> None:
         scope_key = job.scope_key(self.host)
@@ -246,7 +261,7 @@ class Scheduler:
                             "last": slot.isoformat()})
             self.log.warning("job_missed", job=job.id, slots=1)
             return
-        self.fire(job, slot, "schedule")
+        self._due.append(Slot(job, slot, "schedule"))
 
     # --- claiming and running ---
 
@@ -254,22 +269,33 @@ class Scheduler:
              args: dict[str, Any] | None = None) -> Execution | JobRun | None:
         """Claim ``slot`` of ``job`` and start it. Returns the execution, the skipped run,
         or None when another daemon has the slot."""
-        now = self.clock()
-        scope_key = job.scope_key(self.host)
+        return self.fire_all([Slot(job, slot, trigger, args)])[0]
+
+    def fire_all(self, slots: Sequence[Slot]) -> list[Execution | JobRun | None]:
+        """Claim ``slots`` in one statement and start each one won, in order."""
+        if not slots:
+            return []
         try:
-            row = self.app.db.fetch_one(
-                "claim_run", job_id=job.id, scope_key=scope_key, host=self.host,
-                trigger=trigger, scheduled_for=slot, now=now, instance_id=self.instance_id,
+            rows = self.app.db.fetch_all(
+                "claim_runs", job_ids=[s.job.id for s in slots],
+                scope_keys=[s.job.scope_key(self.host) for s in slots],
+                triggers=[s.trigger for s in slots], slots=[s.at for s in slots],
+                host=self.host, now=self.clock(), instance_id=self.instance_id,
                 live_since=self.live_since)
         except DatabaseUnavailable as exc:
-            return self._fire_offline(job, slot, trigger, args, exc)
+            return [self._fire_offline(s.job, s.at, s.trigger, s.args, exc) for s in slots]
+        won = {(row["job_id"], row["scheduled_for"]): row for row in rows}
+        return [self._start(slot, won.get((slot.job.id, slot.at))) for slot in slots]
+
+    def _start(self, slot: Slot, row: dict[str, Any] | None) -> Execution | JobRun | None:
         if row is None:
-            self.log.debug("job_slot_taken", job=job.id, slot=slot.isoformat())
+            self.log.debug("job_slot_taken", job=slot.job.id, slot=slot.at.isoformat())
             return None
         if row["status"] == "skipped":
-            self.log.warning("job_skipped_overlap", job=job.id, slot=slot.isoformat())
-            return self.get_run(row["id"])
-        return self.runner.submit(job, self._context(job, row["id"], trigger, slot, args))
+            self.log.warning("job_skipped_overlap", job=slot.job.id, slot=slot.at.isoformat())
+            return JobRun.from_row(row)
+        return self.runner.submit(slot.job, self._context(slot.job, row["id"], slot.trigger,
+                                                          slot.at, slot.args))
 
     def _fire_offline(self, job: Job, slot: datetime, trigger: str,
                       args: dict[str, Any] | None, exc: Exception) -> Execution | None:

@@ -1,23 +1,31 @@
--- name: claim_run
--- Claim one slot of a job; recorded 'skipped' when a live run of the job is still going.
--- Returns nothing when another daemon claimed the slot first.
-WITH busy AS (
-    SELECT 1
-    FROM job_runs r
-    LEFT JOIN daemons d ON d.instance_id = r.instance_id
-    WHERE r.job_id = %(job_id)s AND r.scope_key = %(scope_key)s AND r.status = 'running'
-      AND (r.instance_id = %(instance_id)s OR d.last_heartbeat_at > %(live_since)s)
-    LIMIT 1
+-- name: claim_runs
+-- Claim slots of jobs, all in one statement (one commit for every job due at a tick); a
+-- slot is recorded 'skipped' when a live run of its job is still going. A slot another
+-- daemon claimed first is not returned.
+WITH wanted AS (
+    SELECT *
+    FROM unnest(%(job_ids)s::text[], %(scope_keys)s::text[], %(triggers)s::text[],
+                %(slots)s::timestamptz[]) AS w (job_id, scope_key, trigger, scheduled_for)
+), checked AS (
+    SELECT w.*, EXISTS (
+        SELECT 1
+        FROM job_runs r
+        LEFT JOIN daemons d ON d.instance_id = r.instance_id
+        WHERE r.job_id = w.job_id AND r.scope_key = w.scope_key AND r.status = 'running'
+          AND (r.instance_id = %(instance_id)s OR d.last_heartbeat_at > %(live_since)s)
+    ) AS busy
+    FROM wanted w
 )
 INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, started_at, finished_at,
                       status, error, instance_id)
-SELECT %(job_id)s, %(scope_key)s, %(host)s, %(trigger)s, %(scheduled_for)s, %(now)s,
-       CASE WHEN EXISTS (SELECT 1 FROM busy) THEN %(now)s END,
-       CASE WHEN EXISTS (SELECT 1 FROM busy) THEN 'skipped' ELSE 'running' END,
-       CASE WHEN EXISTS (SELECT 1 FROM busy) THEN 'overlap: the previous run is still running' END,
+SELECT job_id, scope_key, %(host)s, trigger, scheduled_for, %(now)s,
+       CASE WHEN busy THEN %(now)s END,
+       CASE WHEN busy THEN 'skipped' ELSE 'running' END,
+       CASE WHEN busy THEN 'overlap: the previous run is still running' END,
        %(instance_id)s
+FROM checked
 ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING
-RETURNING id, status;
+RETURNING *;
 
 -- name: record_missed
 -- One 'missed' row for a gap of slots that fell due while no daemon ran.
@@ -121,7 +129,7 @@ RETURNING *;
 
 -- name: claim_task
 -- Take the oldest pending task this daemon may run. A task whose job has a live run in
--- this daemon's scope (cluster, or this host) waits for it, as claim_run would skip it.
+-- this daemon's scope (cluster, or this host) waits for it, as claim_runs would skip it.
 UPDATE tasks SET status = 'running', started_at = %(now)s
 WHERE id = (
     SELECT t.id FROM tasks t

@@ -12,7 +12,7 @@ from aegis import api, triggers
 from aegis.config import load_settings
 from aegis.registry import Registry
 from aegis.runs import Execution, JobRun
-from aegis.scheduler import Scheduler
+from aegis.scheduler import Scheduler, Slot
 from tests.conftest import sql_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -237,3 +237,37 @@ def test_manual_run_through_the_python_api_is_recorded(app):
     assert isinstance(record, JobRun)
     assert (record.trigger, record.status, record.result) == ("manual", "ok",
                                                               {"args": {"x": 1}})
+
+
+def test_the_slots_of_one_tick_are_claimed_together_each_with_its_own_outcome(make_app):
+    """Jobs due at once are claimed in one statement; each slot still gets its own answer:
+    started, skipped as an overlap, or left to the daemon that claimed it first."""
+    app = make_app("host-a")
+    release = threading.Event()
+    registry = Registry()
+    registry.add("busy", lambda ctx: release.wait(10), triggers.every(seconds=1))
+    registry.add("taken", lambda ctx: None, triggers.every(seconds=1), scope="cluster")
+    registry.add("free", lambda ctx: {"slot": ctx.scheduled_for.isoformat()},
+                 triggers.every(seconds=1))
+    clock = Clock(T0)
+    other = Scheduler(make_app("host-b"), registry, instance_id="b-1", clock=clock)
+    scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
+    slot = T0 + timedelta(seconds=1)
+    assert isinstance(other.fire(registry.get("taken"), slot, "schedule"), Execution)
+    assert isinstance(scheduler.fire(registry.get("busy"), T0, "schedule"), Execution)
+
+    outcomes = scheduler.fire_all([Slot(registry.get(job_id), slot, "schedule")
+                                   for job_id in ("busy", "taken", "free")])
+    release.set()
+    wait_runs(scheduler)
+    wait_runs(other)
+
+    busy, taken, free = outcomes
+    assert isinstance(busy, JobRun)
+    assert (busy.job_id, busy.status, busy.scheduled_for) == ("busy", "skipped", slot)
+    assert taken is None
+    assert isinstance(free, Execution)
+    assert [(r["status"], r["result"]) for r in runs(app, "free")] == [
+        ("ok", {"slot": slot.isoformat()})]
+    assert [(r["host"], r["status"]) for r in runs(app, "taken")] == [("host-b", "ok")]
+    assert [r["status"] for r in runs(app, "busy")] == ["ok", "skipped"]
