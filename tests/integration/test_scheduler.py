@@ -76,6 +76,8 @@ def test_two_hosts_run_a_cluster_job_once_per_slot_and_a_host_job_once_per_host(
         scheduler = Scheduler(app, registry, instance_id=f"{host}-1", clock=clock)
         scheduler.start()
         schedulers.append(scheduler)
+    for scheduler in schedulers:  # the catch-up runs first, or the next slot overlaps them
+        wait_runs(scheduler)
     for _ in range(20):
         clock.advance(1)
         for scheduler in schedulers:
