@@ -338,9 +338,13 @@ class Scheduler:
     def advertise(self) -> None:
         """Record the jobs this daemon runs, with their next run, in the jobs table."""
         now, next_runs = self.clock(), self.next_runs()
-        for job in list(self.registry):
-            self.app.db.execute(
-                "upsert_job", id=job.id, description=job.description,
-                trigger=job.trigger.describe(), scope=job.scope,
-                next_run_at=next_runs.get(job.id) if job.enabled else None,
-                seen_by=self.instance_id, now=now)
+        jobs = sorted(self.registry, key=lambda job: job.id)
+        if not jobs:
+            return
+        self.app.db.execute(
+            "upsert_jobs", ids=[job.id for job in jobs],
+            descriptions=[job.description for job in jobs],
+            triggers=[job.trigger.describe() for job in jobs],
+            scopes=[job.scope for job in jobs],
+            next_runs=[next_runs.get(job.id) if job.enabled else None for job in jobs],
+            seen_by=self.instance_id, now=now)

@@ -82,10 +82,15 @@ FROM job_runs
 WHERE status <> 'skipped'
 ORDER BY job_id, scheduled_for DESC, id DESC;
 
--- name: upsert_job
--- Advertise a job this daemon runs (for jobs list and pause flags).
+-- name: upsert_jobs
+-- Advertise the jobs this daemon runs (for jobs list and pause flags), in one statement.
+-- Callers pass them sorted by id, so two daemons advertising at once lock rows in the same
+-- order and cannot deadlock.
 INSERT INTO jobs (id, description, trigger, scope, next_run_at, seen_by, seen_at)
-VALUES (%(id)s, %(description)s, %(trigger)s, %(scope)s, %(next_run_at)s, %(seen_by)s, %(now)s)
+SELECT id, description, trigger, scope, next_run_at, %(seen_by)s, %(now)s
+FROM unnest(%(ids)s::text[], %(descriptions)s::text[], %(triggers)s::text[],
+            %(scopes)s::text[], %(next_runs)s::timestamptz[])
+     AS j (id, description, trigger, scope, next_run_at)
 ON CONFLICT (id) DO UPDATE
 SET description = EXCLUDED.description, trigger = EXCLUDED.trigger, scope = EXCLUDED.scope,
     next_run_at = EXCLUDED.next_run_at, seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;
