@@ -2,6 +2,7 @@
 prints, then one table of every figure they reported (see bench/report.py and
 bench/README.md). ``python -m bench [NAME...]`` runs only the named ones."""
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,20 +34,32 @@ WANTED = (
 LAST = ("bench_soak",)
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_one(script: Path) -> tuple[int, list[dict[str, Any]]]:
     print(f"== {script.stem}", flush=True)
     process = subprocess.Popen([sys.executable, "-m", f"bench.{script.stem}"],
                                cwd=HERE.parent, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     figures: list[dict[str, Any]] = []
-    for line in process.stdout:
-        report = parse(line)
-        if report is None:
-            print(line, end="", flush=True)
-            continue
-        for figure in report.get("figures", []):  # type: ignore[attr-defined]
-            figures.append({**figure, "bench": report.get("bench", script.stem)})
-    return process.wait(), figures
+    try:
+        for line in process.stdout:
+            report = parse(line)
+            if report is None:
+                print(line, end="", flush=True)
+                continue
+            for figure in report.get("figures", []):  # type: ignore[attr-defined]
+                figures.append({**figure, "bench": report.get("bench", script.stem)})
+        return process.wait(), figures
+    except KeyboardInterrupt:  # Ctrl-C reached the benchmark too: let it clean up
+        process.wait(120)
+        raise
+    except SystemExit:  # our SIGTERM: pass it on, and let the benchmark clean up
+        process.terminate()
+        process.wait(120)
+        raise
 
 
 def _value(figure: dict[str, Any]) -> str:
@@ -86,6 +99,8 @@ def main(names: list[str]) -> int:
                    or s.stem in names]
     failed: list[str] = []
     figures: list[dict[str, Any]] = []
+    # SIGTERM ends the benchmark running now (it cleans up, see bench/common.py), then us
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     for script in scripts:
         code, reported = run_one(script)
         figures += reported

@@ -9,12 +9,24 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import aegis
+from aegis.heartbeat import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
+    raise SystemExit(128 + signum)
+
+
+# A benchmark stopped with SIGTERM (make bench interrupted, say) unwinds like one stopped
+# with Ctrl-C: its daemon, its containers and its embedded database are cleaned up.
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def clean_env(home: str, host: str = "bench", **extra: str) -> dict[str, str]:
@@ -26,21 +38,31 @@ def clean_env(home: str, host: str = "bench", **extra: str) -> dict[str, str]:
             "AEGIS_LOG_LEVEL": "error", "PYTHONPATH": str(REPO), **extra}
 
 
+def stop_postgres(pgdata: Path, timeout_s: float = 60.0) -> None:
+    """Fast shutdown (SIGINT to the postmaster) of the server in ``pgdata``, if one runs,
+    waiting for it to exit. pgserver's own cleanup leaves a server up while any process
+    that attached to it lives, and the benchmark itself is one of them."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def bench_home() -> Iterator[str]:
     """A throwaway AEGIS_HOME. Its embedded database, if one was started, is stopped
     before the folder is removed: a server still writing WAL would make the removal
-    fail."""
+    fail, and one left running would outlive the benchmark."""
     with tempfile.TemporaryDirectory(prefix="aegis-bench-") as home:
         try:
             yield home
         finally:
-            if (Path(home) / "pgdata").exists():
-                with contextlib.suppress(Exception):
-                    subprocess.run([sys.executable, "-c", "import pgserver,sys; "
-                                    "pgserver.get_server(sys.argv[1], cleanup_mode='stop')"
-                                    ".cleanup()", str(Path(home) / "pgdata")],
-                                   check=False, capture_output=True, timeout=60)
+            stop_postgres(Path(home) / "pgdata")
 
 
 @contextlib.contextmanager
