@@ -224,7 +224,18 @@ class Scheduler:
         with self._lock:  # held while firing too: an unscheduled job never fires after
             self._schedule.run_pending()
             due, self._due = self._due, []
-            self.fire_all(due)
+            try:
+                self.fire_all(due)
+            except StoreError:  # nothing was claimed: one by one, so a slot the database
+                for slot in due:  # refuses costs only itself, and the loop goes on
+                    self._fire_or_log(slot)
+
+    def _fire_or_log(self, slot: Slot) -> None:
+        try:
+            self.fire_all([slot])
+        except StoreError as exc:
+            self.log.error("job_slot_not_claimed", job=slot.job.id, slot=slot.at.isoformat(),
+                           error=str(exc))
 
     def _catch_up(self, job: Job, now: datetime) -> None:
         scope_key = job.scope_key(self.host)
@@ -244,7 +255,7 @@ class Scheduler:
                         "last": plan.missed_last.isoformat() if plan.missed_last else None})
             self.log.warning("job_missed", job=job.id, slots=plan.missed_count)
         if plan.run_slot is not None:
-            self.fire(job, plan.run_slot, "catch_up")
+            self._fire_or_log(Slot(job, plan.run_slot, "catch_up"))
 
     def _on_due(self, job: Job, slot: datetime) -> None:
         if job.id in self.paused:
@@ -338,7 +349,7 @@ class Scheduler:
     def advertise(self) -> None:
         """Record the jobs this daemon runs, with their next run, in the jobs table."""
         now, next_runs = self.clock(), self.next_runs()
-        jobs = sorted(self.registry, key=lambda job: job.id)
+        jobs = list(self.registry)
         if not jobs:
             return
         self.app.db.execute(

@@ -1,7 +1,8 @@
 -- name: claim_runs
 -- Claim slots of jobs, all in one statement (one commit for every job due at a tick); a
 -- slot is recorded 'skipped' when a live run of its job is still going. A slot another
--- daemon claimed first is not returned.
+-- daemon claimed first is not returned. Rows go in key order, so two daemons claiming the
+-- same slots at once wait for each other in the same order and cannot deadlock.
 WITH wanted AS (
     SELECT *
     FROM unnest(%(job_ids)s::text[], %(scope_keys)s::text[], %(triggers)s::text[],
@@ -24,6 +25,7 @@ SELECT job_id, scope_key, %(host)s, trigger, scheduled_for, %(now)s,
        CASE WHEN busy THEN 'overlap: the previous run is still running' END,
        %(instance_id)s
 FROM checked
+ORDER BY job_id, scope_key, scheduled_for
 ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING
 RETURNING *;
 
@@ -83,14 +85,14 @@ WHERE status <> 'skipped'
 ORDER BY job_id, scheduled_for DESC, id DESC;
 
 -- name: upsert_jobs
--- Advertise the jobs this daemon runs (for jobs list and pause flags), in one statement.
--- Callers pass them sorted by id, so two daemons advertising at once lock rows in the same
--- order and cannot deadlock.
+-- Advertise the jobs this daemon runs (for jobs list and pause flags), in one statement;
+-- in id order, so two daemons advertising at once cannot deadlock.
 INSERT INTO jobs (id, description, trigger, scope, next_run_at, seen_by, seen_at)
 SELECT id, description, trigger, scope, next_run_at, %(seen_by)s, %(now)s
 FROM unnest(%(ids)s::text[], %(descriptions)s::text[], %(triggers)s::text[],
             %(scopes)s::text[], %(next_runs)s::timestamptz[])
      AS j (id, description, trigger, scope, next_run_at)
+ORDER BY id
 ON CONFLICT (id) DO UPDATE
 SET description = EXCLUDED.description, trigger = EXCLUDED.trigger, scope = EXCLUDED.scope,
     next_run_at = EXCLUDED.next_run_at, seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;

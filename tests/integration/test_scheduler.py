@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from aegis import api, triggers
@@ -273,3 +274,31 @@ def test_the_slots_of_one_tick_are_claimed_together_each_with_its_own_outcome(ma
         ("ok", {"slot": slot.isoformat()})]
     assert [(r["host"], r["status"]) for r in runs(app, "taken")] == [("host-b", "ok")]
     assert [r["status"] for r in runs(app, "busy")] == ["ok", "skipped"]
+
+
+def test_a_slot_the_database_refuses_costs_only_itself(make_app):
+    app = make_app("host-a")
+    with psycopg.connect(app.db.dsn, autocommit=True) as conn:
+        conn.execute("""
+            CREATE FUNCTION refuse_cursed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.job_id = 'cursed' THEN RAISE EXCEPTION 'no runs for cursed'; END IF;
+                RETURN NEW;
+            END $$""")
+        conn.execute("CREATE TRIGGER refuse_cursed BEFORE INSERT ON job_runs "
+                     "FOR EACH ROW EXECUTE FUNCTION refuse_cursed()")
+    ran: list[str] = []
+    registry = Registry()
+    for job_id in ("cursed", "fine"):
+        registry.add(job_id, lambda ctx: ran.append(ctx.job_id), triggers.every(seconds=1))
+    clock = Clock(T0 + timedelta(milliseconds=10))
+    scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
+    scheduler.schedule_job(registry.get("cursed"))
+    scheduler.schedule_job(registry.get("fine"))
+    for _ in range(2):
+        clock.advance(1)
+        scheduler.run_pending()  # claims both in one statement, which the trigger fails
+        wait_runs(scheduler)
+    assert ran.count("fine") == 3  # the catch-up run at start and both ticks
+    assert "cursed" not in ran
+    assert runs(app, "cursed") == []
