@@ -2,12 +2,12 @@
 prints, then one table of every figure they reported (see bench/report.py and
 bench/README.md). ``python -m bench [NAME...]`` runs only the named ones."""
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from bench.common import unwind_on_sigterm
 from bench.report import parse
 
 HERE = Path(__file__).resolve().parent
@@ -32,10 +32,6 @@ WANTED = (
 )
 
 LAST = ("bench_soak",)
-
-
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def run_one(script: Path) -> tuple[int, list[dict[str, Any]]]:
@@ -99,8 +95,7 @@ def main(names: list[str]) -> int:
                    or s.stem in names]
     failed: list[str] = []
     figures: list[dict[str, Any]] = []
-    # SIGTERM ends the benchmark running now (it cleans up, see bench/common.py), then us
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    unwind_on_sigterm()  # ends the benchmark running now (it cleans up), then us
     for script in scripts:
         code, reported = run_one(script)
         figures += reported

@@ -19,14 +19,19 @@ from aegis.heartbeat import pid_alive
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
-    raise SystemExit(128 + signum)
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit, so a benchmark stopped with it unwinds as on Ctrl-C
+    and its daemon, containers and embedded database are cleaned up; a second SIGTERM is
+    ignored, so it cannot cut that clean-up short."""
+
+    def unwind(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
 
 
-# A benchmark stopped with SIGTERM (make bench interrupted, say) unwinds like one stopped
-# with Ctrl-C: its daemon, its containers and its embedded database are cleaned up.
-signal.signal(signal.SIGTERM, _exit_on_sigterm)
+unwind_on_sigterm()  # every benchmark imports this module
 
 
 def clean_env(home: str, host: str = "bench", **extra: str) -> dict[str, str]:
