@@ -294,7 +294,7 @@ class Scheduler:
                 host=self.host, now=self.clock(), instance_id=self.instance_id,
                 live_since=self.live_since)
         except DatabaseUnavailable as exc:
-            return [self._fire_offline(s.job, s.at, s.trigger, s.args, exc) for s in slots]
+            return [self._fire_offline(slot, exc) for slot in slots]
         won = {(row["job_id"], row["scheduled_for"]): row for row in rows}
         return [self._start(slot, won.get((slot.job.id, slot.at))) for slot in slots]
 
@@ -305,34 +305,27 @@ class Scheduler:
         if row["status"] == "skipped":
             self.log.warning("job_skipped_overlap", job=slot.job.id, slot=slot.at.isoformat())
             return JobRun.from_row(row)
-        return self.runner.submit(slot.job, self._context(slot.job, row["id"], slot.trigger,
-                                                          slot.at, slot.args))
+        return self.runner.submit(slot.job, self._context(slot, row["id"]))
 
-    def _fire_offline(self, job: Job, slot: datetime, trigger: str,
-                      args: dict[str, Any] | None, exc: Exception) -> Execution | None:
+    def _fire_offline(self, slot: Slot, exc: Exception) -> Execution | None:
         """With Postgres down, a host-scoped job still runs (only this daemon runs this
         host's slots) and its run is recorded when the database returns; a cluster job
         cannot be claimed, so it waits."""
+        job = slot.job
         if job.scope != "host" or job.id in self.runner.running_jobs():
-            self.log.warning("job_not_claimed", job=job.id, slot=slot.isoformat(),
+            self.log.warning("job_not_claimed", job=job.id, slot=slot.at.isoformat(),
                              error=str(exc))
             return None
         offline = {"job_id": job.id, "scope_key": job.scope_key(self.host), "host": self.host,
-                   "trigger": trigger, "scheduled_for": slot.isoformat(),
+                   "trigger": slot.trigger, "scheduled_for": slot.at.isoformat(),
                    "started_at": self.clock().isoformat(), "instance_id": self.instance_id}
-        return self.runner.submit(job, self._context(job, None, trigger, slot, args),
-                                  offline=offline)
+        return self.runner.submit(job, self._context(slot, None), offline=offline)
 
-    def _context(self, job: Job, run_id: int | None, trigger: str, slot: datetime,
-                 args: dict[str, Any] | None) -> JobContext:
-        return JobContext(job_id=job.id, run_id=run_id, trigger=trigger, scheduled_for=slot,
-                          now=self.clock(), app=self.app,
-                          log=self.log.bind(job=job.id, run_id=run_id),
-                          cancelled=threading.Event(), args=dict(args or {}))
-
-    def get_run(self, run_id: int) -> JobRun | None:
-        row = self.app.db.fetch_one("get_run", id=run_id)
-        return JobRun.from_row(row) if row else None
+    def _context(self, slot: Slot, run_id: int | None) -> JobContext:
+        return JobContext(job_id=slot.job.id, run_id=run_id, trigger=slot.trigger,
+                          scheduled_for=slot.at, now=self.clock(), app=self.app,
+                          log=self.log.bind(job=slot.job.id, run_id=run_id),
+                          cancelled=threading.Event(), args=dict(slot.args or {}))
 
     def add_finish_hook(self, hook: Callable[[Execution], None]) -> None:
         self._on_finish_hooks.append(hook)
