@@ -51,6 +51,7 @@ class Observed:
     exit_code: int | None = None
     oom_killed: bool = False
     stopped_by_user: bool = False  # a stop or kill request was seen since the last start
+    stop_requested_at: datetime | None = None  # when that request was seen
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,10 @@ def decide(state: StrikeState, observed: Observed, policy: Policy, now: datetime
         return Decision("none", state)
     if policy.maintenance:
         return Decision("none", state, "maintenance")
+    stopping_until = _stopping_until(observed, policy)
+    if stopping_until is not None and now < stopping_until:
+        # a probe cut short by the stop reports unhealthy: not a strike
+        return Decision("none", state, "being stopped", stopping_until)
 
     if observed.status != "running":
         return _not_running(state, observed, policy, now)
@@ -141,6 +146,14 @@ def decide(state: StrikeState, observed: Observed, policy: Policy, now: datetime
     return Decision("none", state, "health check starting",
                     _after(state.strike_at, policy.strike_interval_s)
                     if state.phase in ("striking", "restarting") else None)
+
+
+def _stopping_until(observed: Observed, policy: Policy) -> datetime | None:
+    """Until when a container asked to stop is still shutting down, or None. Bounded by
+    its stop timeout, so a stop signal it ignored does not hide it from the protocol."""
+    if observed.status != "running" or not observed.stopped_by_user:
+        return None
+    return _after(observed.stop_requested_at, policy.stop_timeout_s + RESTART_GRACE_S)
 
 
 def _not_running(state: StrikeState, observed: Observed, policy: Policy,

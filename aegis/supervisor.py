@@ -142,13 +142,13 @@ class Supervisor:
             if not self._strike_from_event(event, now):
                 self.check(container_id, now)
         elif action == "start":
-            self._set_stopped(container_id, False)
+            self._set_stopped(container_id, False, now)
             with contextlib.suppress(DatabaseUnavailable):
                 restarts.complete_restarts(self, now)
             self.check(container_id, now)
         elif action == "stop" or (action == "kill" and str(attributes.get("signal", ""))
                                   in {"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"}):
-            self._set_stopped(container_id, True)
+            self._set_stopped(container_id, True, now)
         elif action == "die":
             return "die"
         elif action == "destroy":
@@ -162,14 +162,15 @@ class Supervisor:
                                     new_name=new_name)
         return None
 
-    def _set_stopped(self, container_id: str, stopped: bool) -> None:
-        """Remember whether a person (or a tool) stopped the container; in the kept rows
-        too, so it holds while PostgreSQL is down."""
+    def _set_stopped(self, container_id: str, stopped: bool, now: datetime) -> None:
+        """Remember whether (and when) a person or a tool asked Docker to stop the
+        container; in the kept rows too, so it holds while PostgreSQL is down."""
         with contextlib.suppress(DatabaseUnavailable):
             self.app.db.execute("container_set_stopped", host=self.host,
-                                container_id=container_id, stopped=stopped)
-        keep(*[{**row, "stopped_by_user": stopped} for row in kept(self.host)
-               if row["container_id"] == container_id])
+                                container_id=container_id, stopped=stopped, now=now)
+        keep(*[{**row, "stopped_by_user": stopped,
+                "stop_requested_at": now if stopped else None}
+               for row in kept(self.host) if row["container_id"] == container_id])
 
     def _strike_from_event(self, event: dict[str, Any], now: datetime) -> bool:
         """Strike 1 straight from a fresh ``unhealthy`` event, without asking a busy engine
@@ -242,7 +243,7 @@ class Supervisor:
         policy = self.policy(parsed, supervision, maintenance, seen.stop_timeout_s)
         state = strike_state(row)
         observed = Observed(seen.status, seen.health, seen.exit_code, seen.oom_killed,
-                            bool(row["stopped_by_user"]))
+                            bool(row["stopped_by_user"]), row["stop_requested_at"])
         decision = decide(state, observed, policy, now)
         shown = display_state(decision.state.phase, supervision=supervision,
                               maintenance=maintenance)

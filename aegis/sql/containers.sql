@@ -100,7 +100,9 @@ ORDER BY next_check_at;
 
 -- name: container_set_stopped
 -- Remember that a person (or a tool) asked Docker to stop the container, or started it again.
-UPDATE containers SET stopped_by_user = %(stopped)s, version = version + 1
+UPDATE containers SET stopped_by_user = %(stopped)s,
+                      stop_requested_at = CASE WHEN %(stopped)s::boolean THEN %(now)s::timestamptz END,
+                      version = version + 1
 WHERE host = %(host)s AND container_id = %(container_id)s;
 
 -- name: container_mark_removed

@@ -271,6 +271,36 @@ def test_a_container_stopped_by_hand_stays_stopped(
     assert events_of(database_url, container.name) == []
 
 
+def test_unhealthy_while_being_stopped_is_no_strike_until_the_stop_timeout(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    # As PID 1 the shell ignores TERM: a real `docker kill -s TERM` leaves it running, as
+    # the seconds of a stop before its KILL do, and its health check keeps failing.
+    container = make_container("touch /healthy; while :; do sleep 0.1; done")
+    wait_health(docker_client, container, "healthy")
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)
+    container.exec_run(["/bin/rm", "/healthy"])
+    wait_health(docker_client, container, "unhealthy")
+    since = int(time.time()) - 1
+    container.kill(signal="SIGTERM")
+    kills = list(docker_client.api.events(since=since, until=int(time.time()) + 1,
+                                          decode=True, filters={"container": container.id,
+                                                                "event": "kill"}))
+    assert kills, "Docker reported no kill event"
+    stop_at = t0 + timedelta(seconds=1)
+    for event in kills:
+        sv.handle_event(event, stop_at)
+    assert row_of(database_url, container.name)["stop_requested_at"] == stop_at
+    assert sv.check(container.id, stop_at + timedelta(seconds=5)) == "none"
+    assert events_of(database_url, container.name) == []
+    # the stop timeout (10 s) and its grace have passed and it still runs: strike 1
+    assert sv.check(container.id, stop_at + timedelta(seconds=41)) == "strike1"
+    assert [e["event_type"] for e in events_of(database_url, container.name)] == [
+        "container_unhealthy"]
+
+
 def test_a_crashed_container_is_escalated_once_not_restarted(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aegis.strikes import (
+    RESTART_GRACE_S,
     Decision,
     Observed,
     Policy,
@@ -193,6 +194,23 @@ def test_a_container_stopped_by_hand_is_left_alone() -> None:
     state = StrikeState(phase="striking", strikes=1, incident=1, strike_at=at(-120))
     decisions = run([(0, stopped), (600, stopped)], state=state)
     assert actions(decisions) == ["none", "none"]
+
+
+def test_a_probe_cut_short_by_a_stop_is_not_a_strike() -> None:
+    # Docker reports unhealthy when the stop kills a probe in flight, before the die
+    stopping = Observed("running", "unhealthy", stopped_by_user=True, stop_requested_at=T0)
+    decision = decide(StrikeState(), stopping, POLICY, at(1))
+    assert (decision.action, decision.reason) == ("none", "being stopped")
+    assert decision.state == StrikeState()
+    assert decision.next_check_at == at(10 + RESTART_GRACE_S)  # stop timeout + grace
+
+
+def test_a_stop_signal_the_container_ignored_hides_it_only_for_the_stop_timeout() -> None:
+    # `docker kill -s TERM` on a process that ignores TERM: still running, still failing
+    still_running = Observed("running", "unhealthy", stopped_by_user=True,
+                             stop_requested_at=T0)
+    decisions = run([(1, still_running), (10 + RESTART_GRACE_S, still_running)])
+    assert actions(decisions) == ["none", "strike1"]
 
 
 def test_the_restart_itself_is_not_mistaken_for_a_crash() -> None:
