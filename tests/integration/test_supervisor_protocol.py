@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import docker
@@ -247,21 +247,36 @@ def test_maintenance_from_the_command_pauses_action(
     assert events_of(database_url, container.name)[-1]["event_type"] == "container_unhealthy"
 
 
+def ignoring_term(app: api.Aegis, client: Any,
+                  make_container: Callable[..., Any]) -> tuple[Any, Supervisor, datetime]:
+    """A healthy container whose shell ignores TERM (as PID 1 it does, with no trap),
+    first seen by a supervisor at the returned t0."""
+    container = make_container("touch /healthy; while :; do sleep 0.1; done")
+    wait_health(client, container, "healthy")
+    sv = supervisor(app, client)
+    t0 = utcnow()
+    sv.reconcile(t0)
+    return container, sv, t0
+
+
+def replay_events(client: Any, container: Any, sv: Supervisor, since: int, now: datetime,
+                  **filters: str) -> int:
+    """Hand the engine's events about ``container`` since ``since`` to ``sv`` at ``now``;
+    returns how many there were."""
+    events = list(client.api.events(since=since, until=int(time.time()) + 1, decode=True,
+                                    filters={"container": container.id, **filters}))
+    for event in events:
+        sv.handle_event(event, now)
+    return len(events)
+
+
 def test_a_container_stopped_by_hand_stays_stopped(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
-    # no TERM trap: the shell ignores SIGTERM as PID 1 and is killed, exit code 137
-    container = make_container("touch /healthy; while :; do sleep 0.1; done")
-    wait_health(docker_client, container, "healthy")
-    sv = supervisor(app, docker_client)
-    t0 = utcnow()
-    sv.reconcile(t0)
+    container, sv, t0 = ignoring_term(app, docker_client, make_container)
     since = int(time.time()) - 1
-    container.stop(timeout=1)
-    events = docker_client.api.events(since=since, until=int(time.time()) + 1, decode=True,
-                                      filters={"container": container.id})
-    for event in events:
-        sv.handle_event(event, t0 + timedelta(seconds=5))
+    container.stop(timeout=1)  # killed after a second: exit code 137
+    replay_events(docker_client, container, sv, since, t0 + timedelta(seconds=5))
     for step in range(1, 4):
         sv.reconcile(t0 + step * INTERVAL)
     assert docker_client.api.inspect_container(container.id)["State"]["Status"] == "exited"
@@ -274,24 +289,16 @@ def test_a_container_stopped_by_hand_stays_stopped(
 def test_unhealthy_while_being_stopped_is_no_strike_until_the_stop_timeout(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
-    # As PID 1 the shell ignores TERM: a real `docker kill -s TERM` leaves it running, as
-    # the seconds of a stop before its KILL do, and its health check keeps failing.
-    container = make_container("touch /healthy; while :; do sleep 0.1; done")
-    wait_health(docker_client, container, "healthy")
-    sv = supervisor(app, docker_client)
-    t0 = utcnow()
-    sv.reconcile(t0)
+    # a real `docker kill -s TERM` leaves it running, as the seconds of a stop before its
+    # KILL do, and its health check fails from then on
+    container, sv, t0 = ignoring_term(app, docker_client, make_container)
     container.exec_run(["/bin/rm", "/healthy"])
     wait_health(docker_client, container, "unhealthy")
     since = int(time.time()) - 1
     container.kill(signal="SIGTERM")
-    kills = list(docker_client.api.events(since=since, until=int(time.time()) + 1,
-                                          decode=True, filters={"container": container.id,
-                                                                "event": "kill"}))
-    assert kills, "Docker reported no kill event"
     stop_at = t0 + timedelta(seconds=1)
-    for event in kills:
-        sv.handle_event(event, stop_at)
+    assert replay_events(docker_client, container, sv, since, stop_at, event="kill"), \
+        "Docker reported no kill event"
     assert row_of(database_url, container.name)["stop_requested_at"] == stop_at
     assert sv.check(container.id, stop_at + timedelta(seconds=5)) == "none"
     assert events_of(database_url, container.name) == []
