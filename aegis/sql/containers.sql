@@ -99,10 +99,12 @@ WHERE host = %(host)s AND next_check_at IS NOT NULL AND next_check_at <= %(now)s
 ORDER BY next_check_at;
 
 -- name: container_set_stopped
--- Remember that a person (or a tool) asked Docker to stop the container, or started it again.
-UPDATE containers SET stopped_by_user = %(stopped)s,
-                      stop_requested_at = CASE WHEN %(stopped)s::boolean THEN %(now)s::timestamptz END,
-                      version = version + 1
+-- Remember that (and when) a person or a tool asked Docker to stop the container, or
+-- that it started again.
+UPDATE containers
+SET stopped_by_user = %(stopped)s,
+    stop_requested_at = CASE WHEN %(stopped)s::boolean THEN %(now)s::timestamptz END,
+    version = version + 1
 WHERE host = %(host)s AND container_id = %(container_id)s;
 
 -- name: container_mark_removed
