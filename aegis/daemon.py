@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any, TextIO
 
-from aegis import __version__
+from aegis import __version__, restarts
 from aegis.clock import utcnow
 from aegis.db import DAEMON_LOCK_KEY
 from aegis.errors import AegisError, DatabaseUnavailable, StoreError
@@ -153,6 +153,11 @@ class Daemon:
                 for execution in runner.interrupt_all("the daemon stopped before it finished"):
                     self.log.warning("job_interrupted", job=execution.job.id,
                                      run_id=execution.run_id)
+        if not restarts.wait_idle(0):  # a restart under way is finished, then recorded
+            self.log.info("shutdown_waiting_for_restarts",
+                          grace_s=self.settings.shutdown_grace_s)
+            if not restarts.wait_idle(self.settings.shutdown_grace_s):
+                self.log.warning("shutdown_left_restart_under_way")
         try:
             self.app.store.record_event(
                 "daemon_stopped", f"aegis stopped on {self.settings.host}",

@@ -1,17 +1,32 @@
 """Restarting containers: the restart itself (strike 2), the containers that share its
 network namespace, and the outcome of restarts a daemon decided and saved but was killed
 before recording (completed from Docker's ``StartedAt``, never made again).
+
+The events watcher restarts in the background (``restart_in_background``), so one slow
+stop (a container that ignores SIGTERM takes its whole stop timeout) never holds up the
+events of the others; the sweep restarts in its own job thread. Either way, a container
+this process is restarting is not judged again until the restart is over
+(``in_progress``), and the daemon waits for restarts under way before it exits
+(``wait_idle``).
 """
 
 from __future__ import annotations
 
-import re
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aegis import labels as L
-from aegis.engine import DEFAULT_STOP_TIMEOUT_S, Seen, docker_errors, seen_from_listing
+from aegis.engine import (
+    DEFAULT_STOP_TIMEOUT_S,
+    Seen,
+    docker_errors,
+    docker_time,
+    seen_from_listing,
+)
+from aegis.logs import get_logger
 from aegis.strikes import Decision, Policy
 
 if TYPE_CHECKING:
@@ -20,15 +35,102 @@ if TYPE_CHECKING:
 # A restart decided by a daemon that stopped before recording it, and not made by Docker
 # this long after, is recorded as not made (until then it may still be under way).
 RESTART_OUTCOME_WAIT_S = 60.0
-# Restarts this process is making right now, by (host, name): never completed by a sweep.
-_restarting: set[tuple[str, str]] = set()
-_restarting_lock = threading.Lock()
+# Background restarts made at once; more wait for a slot (a host-wide incident restarts
+# its containers a few at a time rather than all together).
+PARALLEL_RESTARTS = 4
+# Restarts this process is making right now: (host, name) -> container id.
+_in_flight: dict[tuple[str, str], str] = {}
+_in_flight_changed = threading.Condition()
+_slots = threading.BoundedSemaphore(PARALLEL_RESTARTS)
+
+
+def in_progress(host: str, name: str) -> bool:
+    """True while this process is restarting the container ``name`` of ``host``."""
+    with _in_flight_changed:
+        return (host, name) in _in_flight
+
+
+def in_progress_id(container_id: str) -> bool:
+    """True while this process is restarting the container with this (full) id."""
+    with _in_flight_changed:
+        return bool(container_id) and container_id in _in_flight.values()
+
+
+def wait_idle(timeout_s: float) -> bool:
+    """Wait until no restart is under way in this process; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    with _in_flight_changed:
+        while _in_flight:
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                return False
+            _in_flight_changed.wait(left_s)
+    return True
+
+
+def _begin(key: tuple[str, str], container_id: str) -> None:
+    with _in_flight_changed:
+        _in_flight[key] = container_id
+
+
+def _end(key: tuple[str, str]) -> None:
+    with _in_flight_changed:
+        _in_flight.pop(key, None)
+        _in_flight_changed.notify_all()
 
 
 def restart(sv: Supervisor, decision: Decision, seen: Seen, policy: Policy,
             now: datetime) -> None:
-    """Strike 2, already decided and saved: ask Docker, record the outcome, then restart
-    the containers sharing its network namespace."""
+    """Strike 2, already decided and saved: restart now, in this thread."""
+    key = (sv.host, seen.name)
+    _begin(key, seen.id)
+    try:
+        _restart(sv, decision, seen, policy, now)
+    finally:
+        _end(key)
+
+
+def restart_in_background(sv: Supervisor, client_factory: Callable[[], Any],
+                          decision: Decision, seen: Seen, policy: Policy,
+                          now: datetime) -> None:
+    """Strike 2, already decided and saved: restart in a thread of its own, through a
+    Docker client of its own (the caller's may be closed when its stream breaks)."""
+    key = (sv.host, seen.name)
+    _begin(key, seen.id)  # before the thread starts: never judged or completed meanwhile
+    thread = threading.Thread(
+        target=_restart_in_thread, args=(sv, client_factory, decision, seen, policy, now),
+        name=f"aegis-restart-{seen.name}", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: restart here rather than not at all
+        try:
+            _restart(sv, decision, seen, policy, now)
+        finally:
+            _end(key)
+
+
+def _restart_in_thread(sv: Supervisor, client_factory: Callable[[], Any],
+                       decision: Decision, seen: Seen, policy: Policy,
+                       now: datetime) -> None:
+    key = (sv.host, seen.name)
+    try:
+        with _slots:
+            client = client_factory()
+            try:
+                _restart(sv.with_client(client), decision, seen, policy, now)
+            finally:
+                client.close()
+    except Exception as exc:  # recorded in the log; the sweep completes what it can
+        get_logger().error("container_restart_crashed", container=seen.name,
+                           host=sv.host, error=str(exc), exc_info=True)
+    finally:
+        _end(key)
+
+
+def _restart(sv: Supervisor, decision: Decision, seen: Seen, policy: Policy,
+             now: datetime) -> None:
+    """Ask Docker, record the outcome, then restart the containers sharing its network
+    namespace."""
     seen = sv.inspected(seen)
     timeout_s = (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
                  or policy.stop_timeout_s)
@@ -39,26 +141,19 @@ def restart(sv: Supervisor, decision: Decision, seen: Seen, policy: Policy,
                          stop_timeout_s=timeout_s)
     sv.log.warning("container_restarting", container=seen.name, strike=2,
                    stop_timeout_s=timeout_s)
-    key = (sv.host, seen.name)
-    with _restarting_lock:
-        _restarting.add(key)
     try:
-        try:
-            sv.client.api.restart(seen.id, timeout=int(timeout_s))
-        except docker_errors() as exc:
-            sv.app.store.record_event(
-                "container_restart_failed", f"{seen.name}: restart failed: {exc}",
-                importance="high", source="supervisor", timestamp=now,
-                details={**details, "error": str(exc)})
-            return
+        sv.client.api.restart(seen.id, timeout=int(timeout_s))
+    except docker_errors() as exc:
         sv.app.store.record_event(
-            "container_restarted",
-            f"{seen.name} restarted (strike 2 of 3): still unhealthy; "
-            f"restart {len(decision.state.restarts)} this hour",
-            importance="high", source="supervisor", timestamp=now, details=details)
-    finally:
-        with _restarting_lock:
-            _restarting.discard(key)
+            "container_restart_failed", f"{seen.name}: restart failed: {exc}",
+            importance="high", source="supervisor", timestamp=now,
+            details={**details, "error": str(exc)})
+        return
+    sv.app.store.record_event(
+        "container_restarted",
+        f"{seen.name} restarted (strike 2 of 3): still unhealthy; "
+        f"restart {len(decision.state.restarts)} this hour",
+        importance="high", source="supervisor", timestamp=now, details=details)
     restart_dependents(sv, seen, now)
 
 
@@ -69,14 +164,13 @@ def complete_restarts(sv: Supervisor, now: datetime) -> int:
     restarts anything itself. Returns how many were recorded."""
     recorded = 0
     for row in sv.app.db.fetch_all("containers_restart_unrecorded", host=sv.host):
-        with _restarting_lock:
-            if (sv.host, row["name"]) in _restarting:
-                continue  # this process is making it right now
+        if in_progress(sv.host, row["name"]):
+            continue  # this process is making it right now
         try:
             attrs = sv.client.api.inspect_container(row["container_id"] or row["name"])
         except docker_errors():
             continue
-        started = _docker_time(str((attrs.get("State") or {}).get("StartedAt") or ""))
+        started = docker_time(str((attrs.get("State") or {}).get("StartedAt") or ""))
         decided = row["restart_at"]
         details = {"container": row["name"], "host": sv.host,
                    "container_id": (row["container_id"] or "")[:12], "image": row["image"],
@@ -102,7 +196,9 @@ def complete_restarts(sv: Supervisor, now: datetime) -> int:
 
 
 def restart_dependents(sv: Supervisor, seen: Seen, now: datetime) -> None:
-    """Restart, after ``seen``, the running containers that use its network namespace."""
+    """Restart, after ``seen``, the running containers that use its network namespace,
+    except those aegis may not restart (protected, opted out, out of scope, in
+    maintenance): they are left alone and ``container_dependent_skipped`` says why."""
     modes = {f"container:{seen.id}", f"container:{seen.name}"}
     try:
         entries = sv.client.api.containers(filters={"status": "running"})
@@ -117,12 +213,13 @@ def restart_dependents(sv: Supervisor, seen: Seen, now: datetime) -> None:
                    "container_id": dependent.id[:12], "image": dependent.image,
                    "network_of": seen.name,
                    "reason": f"shares the network namespace of {seen.name}"}
-        if parsed.protect or sv.is_own(dependent) or \
-                dependent.name in sv.settings.protected_containers:
+        refusal = sv.restart_refusal(dependent, parsed, now)
+        if refusal is not None:
             sv.app.store.record_event(
                 "container_dependent_skipped",
-                f"{dependent.name} shares {seen.name}'s network but is protected: "
-                "not restarted", importance="high", source="supervisor", details=details)
+                f"{dependent.name} shares {seen.name}'s network but is {refusal}: "
+                "not restarted", importance="high", source="supervisor", timestamp=now,
+                details={**details, "skipped_because": refusal})
             continue
         try:
             sv.client.api.restart(dependent.id, timeout=int(
@@ -135,13 +232,3 @@ def restart_dependents(sv: Supervisor, seen: Seen, now: datetime) -> None:
             "container_restarted",
             f"{dependent.name} restarted after {seen.name} (shared network namespace)",
             importance="high", source="supervisor", timestamp=now, details=details)
-
-
-def _docker_time(text: str) -> datetime | None:
-    """Docker's RFC 3339 times carry nanoseconds, which ``fromisoformat`` does not take."""
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
-    if not match or text.startswith("0001-"):
-        return None
-    fraction = (match.group(2) or ".0")[:7]
-    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
-    return datetime.fromisoformat(match.group(1) + fraction + zone)

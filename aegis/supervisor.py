@@ -58,15 +58,24 @@ FRESH_EVENT_S = 5.0
 class Supervisor:
     """Decides and acts for the containers of one host, through one Docker client."""
 
-    def __init__(self, app: Aegis, client: Any, *, own_ids: frozenset[str] | None = None
-                 ) -> None:
+    def __init__(self, app: Aegis, client: Any, *, own_ids: frozenset[str] | None = None,
+                 restart_client: Callable[[], Any] | None = None) -> None:
+        """``restart_client``: restart in the background, each restart through a client
+        from this factory (the events watcher); None: restart in the calling thread."""
         self.app = app
         self.client = client
         self.settings = app.settings
         self.host = app.settings.host
         self.own_ids = own_container_ids() if own_ids is None else own_ids
+        self.restart_client = restart_client
         self.log = get_logger().bind(host=self.host)
         self.soonest: datetime | None = None  # the earliest strike timer it has set
+
+    def with_client(self, client: Any) -> Supervisor:
+        """The same supervisor, speaking to Docker through ``client``."""
+        twin = Supervisor(self.app, client, own_ids=self.own_ids)
+        twin.settings = self.settings
+        return twin
 
     # --- entry points ---
 
@@ -148,7 +157,8 @@ class Supervisor:
             self.check(container_id, now)
         elif action == "stop" or (action == "kill" and str(attributes.get("signal", ""))
                                   in {"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"}):
-            self._set_stopped(container_id, True, now)
+            if not restarts.in_progress_id(container_id):  # not aegis's own restart
+                self._set_stopped(container_id, True, now)
         elif action == "die":
             return "die"
         elif action == "destroy":
@@ -198,14 +208,35 @@ class Supervisor:
             return "ignored"
         if not has_healthcheck and parsed.enable is not True:
             return "ignored"
+        return "protected" if self.is_protected(seen, parsed) else "supervised"
+
+    def is_protected(self, seen: Seen, parsed: L.ContainerLabels) -> bool:
+        """Never restarted: labelled so, aegis itself, its database, or named in
+        AEGIS_PROTECTED_CONTAINERS (by name or compose service)."""
         if parsed.protect or self.is_own(seen):
-            return "protected"
+            return True
         protected_names = set(self.settings.protected_containers)
         if self.settings.postgres_host:
             protected_names.add(self.settings.postgres_host)
-        if seen.name in protected_names or (seen.compose_service or "\0") in protected_names:
+        return seen.name in protected_names or (seen.compose_service or "\0") in protected_names
+
+    def restart_refusal(self, seen: Seen, parsed: L.ContainerLabels, now: datetime
+                        ) -> str | None:
+        """Why aegis may not restart ``seen`` (a container it restarts only because it
+        shares a restarted container's network), or None when it may."""
+        if parsed.enable is False:
+            return "opted out (aegis.enable=false)"
+        if self.settings.docker_scope == "labeled" and parsed.enable is not True:
+            return "outside the scope (AEGIS_DOCKER_SCOPE=labeled, no aegis.enable=true)"
+        if self.is_protected(seen, parsed):
             return "protected"
-        return "supervised"
+        if parsed.maintenance:
+            return "in maintenance"
+        with contextlib.suppress(DatabaseUnavailable):
+            row = self.row(seen.name)
+            if row is not None and in_maintenance({**row, "maintenance_label": False}, now):
+                return "in maintenance"
+        return None
 
     def is_own(self, seen: Seen) -> bool:
         return any(seen.id.startswith(own) or own.startswith(seen.id) for own in self.own_ids)
@@ -238,6 +269,8 @@ class Supervisor:
             if row is None:
                 return "none", "ignored"
         supervision = self.supervision(seen, parsed, has_healthcheck)
+        if restarts.in_progress(self.host, seen.name):
+            return "none", supervision  # judged again once the restart is over
         maintenance = bool(parsed.maintenance) or in_maintenance(
             {**row, "maintenance_label": False}, now)
         policy = self.policy(parsed, supervision, maintenance, seen.stop_timeout_s)
@@ -266,7 +299,11 @@ class Supervisor:
             self.log.info("container_decision_superseded", container=seen.name)
             return "none", supervision
         if decision.action == "restart":  # decided and saved above: never made twice
-            restarts.restart(self, decision, seen, policy, now)
+            if self.restart_client is not None:
+                restarts.restart_in_background(self, self.restart_client, decision, seen,
+                                               policy, now)
+            else:
+                restarts.restart(self, decision, seen, policy, now)
         return decision.action, supervision
 
     def _save(self, row: Row, params: dict[str, Any], records: list[Record]) -> bool:

@@ -82,7 +82,8 @@ class Watcher:
         reader = threading.Thread(target=_read, args=(stream, events), daemon=True,
                                   name="aegis-docker-events")
         reader.start()
-        supervisor = Supervisor(self.app, client, own_ids=self.own_ids)
+        supervisor = Supervisor(self.app, client, own_ids=self.own_ids,
+                                restart_client=self.client_factory)
         try:
             self._safely(note_docker, self.app, True)
             self.connected.set()

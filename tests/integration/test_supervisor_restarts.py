@@ -1,0 +1,179 @@
+"""Restarts against a real engine: the watcher's restarts run beside the event stream,
+a restart under way is not judged, and the containers sharing a restarted container's
+network are restarted only where aegis may act on them."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from aegis import api
+from aegis.clock import utcnow
+from aegis.config import load_settings
+from aegis.containers import set_maintenance
+from aegis.engine import docker_time
+from aegis.watcher import Watcher
+from tests.conftest import sql_rows
+from tests.faults.procs import wait_for
+from tests.integration.test_supervisor_protocol import (
+    HEALS,
+    HEALTHCHECK,
+    INTERVAL,
+    events_of,
+    make_container,  # noqa: F401  (fixture)
+    make_unhealthy,
+    started_at,
+    supervisor,
+    wait_health,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
+
+# Healthy while /healthy exists, which only its first start creates; ignores SIGTERM, so a
+# restart takes its whole stop timeout.
+STUBBORN = "[ -f /once ] || touch /healthy /once; trap '' TERM; while :; do sleep 0.1; done"
+QUICK_PROBE = {**HEALTHCHECK, "interval": 300_000_000}
+STOP_TIMEOUT_S = 6
+
+
+@pytest.fixture
+def fast_app(aegis_env: dict[str, str]) -> Iterator[api.Aegis]:
+    """aegis with a 2 s strike interval, acting only on containers labelled for it."""
+    settings = load_settings({**aegis_env, "AEGIS_STRIKE_INTERVAL": "2s",
+                              "AEGIS_RESTART_BACKOFF": "0s", "AEGIS_DOCKER_SCOPE": "labeled"})
+    with api.connect(settings, migrate=False) as opened:
+        yield opened
+
+
+@pytest.fixture
+def watching(fast_app: api.Aegis) -> Iterator[Watcher]:
+    running = Watcher(fast_app, own_ids=frozenset())
+    stop = threading.Event()
+    thread = threading.Thread(target=running.run, args=(stop,), daemon=True)
+    thread.start()
+    assert running.connected.wait(10), "the watcher did not connect"
+    yield running
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def event_time(url: str, name: str, event_type: str) -> datetime:
+    found = sql_rows(url, "SELECT timestamp FROM episodic_memory WHERE event_type = %s "
+                     "AND details->>'container' = %s", event_type, name)
+    assert len(found) == 1, f"{event_type} of {name}: {found}"
+    return found[0]["timestamp"]  # type: ignore[no-any-return]
+
+
+def test_a_slow_restart_holds_up_neither_other_containers_nor_its_own_judgement(
+        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        database_url: str) -> None:
+    labels = {"aegis.enable": "true", "aegis.stop-timeout": f"{STOP_TIMEOUT_S}s"}
+    slow = make_container(STUBBORN, labels=labels, healthcheck=QUICK_PROBE)
+    other = make_container(HEALS, labels={"aegis.enable": "true"}, healthcheck=QUICK_PROBE)
+    wait_health(docker_client, other, "healthy")
+    before = started_at(docker_client, slow)
+    make_unhealthy(docker_client, slow)
+    # strike 1, then strike 2 two seconds later: a restart that takes STOP_TIMEOUT_S
+    wait_for(lambda: sql_rows(database_url, "SELECT 1 FROM containers WHERE name = %s AND "
+                              "phase = 'restarting'", slow.name), what="the slow restart")
+    other.exec_run(["rm", "-f", "/healthy"])
+    wait_for(lambda: started_at(docker_client, slow) != before, timeout_s=STOP_TIMEOUT_S + 30,
+             what="the slow restart done")
+    restarted_at = docker_time(started_at(docker_client, slow))
+    assert restarted_at is not None
+    wait_for(lambda: sql_rows(database_url, "SELECT 1 FROM episodic_memory WHERE "
+                              "event_type = 'container_escalated' AND "
+                              "details->>'container' = %s", slow.name),
+             timeout_s=30, what="the slow container's escalation")
+    # the other container was struck while the slow one was still stopping
+    assert event_time(database_url, other.name, "container_unhealthy") < restarted_at
+    # the slow one's strike timer fell due during its restart: it was judged only after
+    assert event_time(database_url, slow.name, "container_escalated") > restarted_at
+    assert [e["event_type"] for e in events_of(database_url, slow.name)] == [
+        "container_unhealthy", "container_restarted", "container_escalated"]
+    restarted = events_of(database_url, slow.name)[1]
+    assert restarted["details"]["stop_timeout_s"] == STOP_TIMEOUT_S
+
+
+def test_dependents_are_restarted_only_where_aegis_may_act(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        database_url: str) -> None:
+    main = make_container(HEALS)
+    network = {"network_mode": f"container:{main.id}"}
+    plain = make_container(HEALS, healthcheck=None, **network)
+    protected = make_container(HEALS, healthcheck=None, labels={"aegis.protect": "true"},
+                               **network)
+    opted_out = make_container(HEALS, healthcheck=None, labels={"aegis.enable": "no"},
+                               **network)
+    paused_label = make_container(HEALS, healthcheck=None,
+                                  labels={"aegis.maintenance": "true"}, **network)
+    paused_by_hand = make_container(HEALS, **network)
+    dependents = (plain, protected, opted_out, paused_label, paused_by_hand)
+    wait_health(docker_client, paused_by_hand, "healthy")
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)  # paused_by_hand has a health check: its row exists from here
+    set_maintenance(app, paused_by_hand.name, t0, 3600)
+    make_unhealthy(docker_client, main)
+    starts = {c.name: started_at(docker_client, c) for c in dependents}
+    sv.reconcile(t0 + timedelta(seconds=1))
+    sv.reconcile(t0 + timedelta(seconds=1) + INTERVAL)
+    restarted = {c.name for c in dependents if started_at(docker_client, c) != starts[c.name]}
+    assert restarted == {plain.name}
+    assert [e["event_type"] for e in events_of(database_url, plain.name)] == [
+        "container_restarted"]
+    skipped = {c.name: [(e["event_type"], e["details"]["skipped_because"])
+                        for e in events_of(database_url, c.name)
+                        if e["event_type"] == "container_dependent_skipped"]
+               for c in dependents[1:]}
+    assert skipped == {
+        protected.name: [("container_dependent_skipped", "protected")],
+        opted_out.name: [("container_dependent_skipped", "opted out (aegis.enable=false)")],
+        paused_label.name: [("container_dependent_skipped", "in maintenance")],
+        paused_by_hand.name: [("container_dependent_skipped", "in maintenance")]}
+
+
+def test_a_labeled_scope_leaves_unlabelled_dependents_alone(
+        aegis_env: dict[str, str], docker_client: Any,
+        make_container: Callable[..., Any], database_url: str) -> None:  # noqa: F811
+    settings = load_settings({**aegis_env, "AEGIS_DOCKER_SCOPE": "labeled"})
+    main = make_container(HEALS, labels={"aegis.enable": "true"})
+    unlabelled = make_container(HEALS, healthcheck=None,
+                                network_mode=f"container:{main.id}")
+    make_unhealthy(docker_client, main)
+    before = started_at(docker_client, unlabelled)
+    with api.connect(settings, migrate=False) as app:
+        sv = supervisor(app, docker_client)
+        t0 = utcnow()
+        sv.reconcile(t0)
+        sv.reconcile(t0 + INTERVAL)
+    assert [e["event_type"] for e in events_of(database_url, main.name)][:2] == [
+        "container_unhealthy", "container_restarted"]
+    assert started_at(docker_client, unlabelled) == before
+    assert [e["details"]["skipped_because"] for e in events_of(database_url, unlabelled.name)
+            ] == ["outside the scope (AEGIS_DOCKER_SCOPE=labeled, no aegis.enable=true)"]
+
+
+def test_a_person_stopping_a_container_is_still_told_apart_from_aegis_restarting_it(
+        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        database_url: str) -> None:
+    """aegis's own restart sends a stop and a kill: they must not read as a person's."""
+    name_label = {"aegis.enable": "true", "aegis.test-case": uuid.uuid4().hex[:6]}
+    container = make_container(HEALS, labels=name_label, healthcheck=QUICK_PROBE)
+    make_unhealthy(docker_client, container)
+    wait_for(lambda: [e["event_type"] for e in events_of(database_url, container.name)
+                      ][:2] == ["container_unhealthy", "container_restarted"],
+             timeout_s=30, what="strike 2")
+    wait_health(docker_client, container, "healthy")  # HEALS touches /healthy on start
+    row = sql_rows(database_url, "SELECT stopped_by_user FROM containers WHERE name = %s",
+                   container.name)[0]
+    assert row["stopped_by_user"] is False
+    container.stop(timeout=5)  # a person's stop
+    wait_for(lambda: sql_rows(database_url, "SELECT 1 FROM containers WHERE name = %s "
+                              "AND stopped_by_user", container.name), what="the stop seen")
