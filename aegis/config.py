@@ -294,8 +294,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("heartbeat_interval_s", "AEGIS_HEARTBEAT_INTERVAL", "daemon.heartbeat_interval",
            _duration(0.1), "How often the loop records its heartbeat."),
     Option("shutdown_grace_s", "AEGIS_SHUTDOWN_GRACE", "daemon.shutdown_grace", _duration(),
-           "How long running jobs may finish after SIGTERM; keep it under Docker's "
-           "stop timeout."),
+           "How long running jobs and container restarts may finish after SIGTERM; "
+           "keep it under Docker's stop timeout."),
     Option("heartbeat_url", "AEGIS_HEARTBEAT_URL", "daemon.heartbeat_url", _http_url,
            "Optional dead-man's-switch URL pinged from the loop on every heartbeat.",
            secret=True),

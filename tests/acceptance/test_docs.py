@@ -17,6 +17,7 @@ import yaml
 
 from aegis.cli import cli
 from aegis.config import OPTIONS
+from aegis.labels import KNOWN
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -87,3 +88,8 @@ def test_every_variable_is_documented():
     text = docs_text()
     undocumented = [o.env for o in OPTIONS if o.env and o.env not in text]
     assert undocumented == []
+
+
+def test_every_label_is_in_the_remediation_table():
+    table = (DOCS / "remediation.md").read_text(encoding="utf-8")
+    assert [label for label in KNOWN if f"| `{label}` |" not in table] == []
