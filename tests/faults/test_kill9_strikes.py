@@ -28,7 +28,7 @@ RELAPSING = ("trap 'exit 0' TERM; if [ -f /ran ]; then touch /ok; sleep 8 & wait
 PROBE_OK_FILE = {"test": ["CMD", "test", "-f", "/ok"], "interval": 500_000_000,
                  "timeout": 2_000_000_000, "retries": 1}
 STRIKE_INTERVAL_S = 5
-BACKOFF_S = 20
+BACKOFF_S = 25
 # The engine signals the container a moment after aegis decided the restart (the decision
 # is saved first): the slack allowed when comparing the engine's times with the back-off.
 ENGINE_SLACK_S = 1.0
