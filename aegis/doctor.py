@@ -136,15 +136,16 @@ def clock_check(database_now: datetime, local_now: datetime) -> Check:
 
 def check_docker(settings: Settings) -> Check:
     """Reachable, its API version, and a container listing (what supervision needs)."""
-    import docker
+    from aegis.engine import docker_client
 
     missing = WARN if settings.remediation == "off" else FAIL
     endpoint = redact(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     try:
-        client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+        client = docker_client(DOCKER_TIMEOUT_S)
         try:
             version: dict[str, Any] = client.version()
             containers = client.api.containers(all=True, quiet=True)
+            tls = " over TLS" if str(client.api.base_url).startswith("https:") else ""
         finally:
             client.close()
     except Exception as exc:  # the SDK raises DockerException, requests and OS errors alike
@@ -154,11 +155,14 @@ def check_docker(settings: Settings) -> Check:
                     "then group_add it in compose (DOCKER_GID) or `usermod -aG docker USER`")
         elif "No such file" in message or "FileNotFoundError" in message:
             hint = "start Docker, or point DOCKER_HOST at its socket"
+        elif "SSL" in message or "certificate" in message or "HTTPS server" in message:
+            hint = ("for an engine with TLS set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to "
+                    "a folder holding its ca.pem and a client's cert.pem and key.pem")
         else:
             hint = "check that dockerd runs and DOCKER_HOST points at it"
         return Check("docker", missing, f"unreachable at {endpoint}: {message[:200]}", hint)
     return Check("docker", OK, f"Docker {version.get('Version', '?')} (API "
-                 f"{version.get('ApiVersion', '?')}) at {endpoint}, "
+                 f"{version.get('ApiVersion', '?')}) at {endpoint}{tls}, "
                  f"{len(containers)} containers")
 
 

@@ -5,6 +5,7 @@ an event describes it, and the engine's availability, recorded once per outage.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -38,9 +39,28 @@ def docker_errors() -> tuple[type[BaseException], ...]:
 def docker_client(timeout_s: int = DOCKER_TIMEOUT_S) -> Any:
     """A client of the engine named by DOCKER_HOST (unix, tcp, tls via DOCKER_TLS_VERIFY and
     DOCKER_CERT_PATH), else the local socket."""
+    return _client_class().from_env(timeout=timeout_s)
+
+
+@functools.cache
+def _client_class() -> Any:
+    """docker-py's client, except that a TLS engine is verified against DOCKER_CERT_PATH's
+    ``ca.pem`` as the docker CLI does, even where REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE is
+    set: requests lets those replace a session's own CA (docker/docker-py#2433)."""
     import docker
 
-    return docker.from_env(timeout=timeout_s)
+    class EngineAPI(docker.APIClient):  # type: ignore[misc]  # docker-py has no types
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any,
+                                       verify: Any, cert: Any) -> Any:
+            if verify is None and self.verify is not True:  # the engine's CA, or no check
+                verify = self.verify
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+    class EngineClient(docker.DockerClient):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:  # DockerClient's, but ours
+            self.api = EngineAPI(*args, **kwargs)
+
+    return EngineClient
 
 
 def own_container_ids(proc: Path = Path("/proc/self"), hostname: str | None = None

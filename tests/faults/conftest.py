@@ -18,6 +18,10 @@ def spawn() -> Iterator[Spawner]:
 def _run_engine(private: PrivateEngine) -> Iterator[PrivateEngine]:
     private.start()
     yield private
+    _tear_down(private)
+
+
+def _tear_down(private: PrivateEngine) -> None:
     if private.process is None:
         private.start()
     client = private.client()
@@ -42,3 +46,14 @@ def optional_engine() -> Iterator[PrivateEngine | None]:
         yield None
         return
     yield from _run_engine(private_engine_or_skip())
+
+
+@pytest.fixture
+def idle_engine() -> Iterator[PrivateEngine]:
+    """A private dockerd's place (socket path, roots) for the test to start itself; torn
+    down like ``engine`` when it was started."""
+    private = private_engine_or_skip()
+    yield private
+    if private.process is not None:
+        _tear_down(private)
+    shutil.rmtree(private.root, ignore_errors=True)

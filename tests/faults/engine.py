@@ -3,12 +3,14 @@ roots, no bridge, so restarting it disturbs no other container on this machine."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from tests.images import BUSYBOX, build_busybox
 class PrivateEngine:
     root: Path
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()  # more dockerd options (another --host, TLS)
+    answered_at: float | None = None  # time.time() of the ping that found it started
 
     @property
     def socket(self) -> Path:
@@ -40,15 +44,17 @@ class PrivateEngine:
         self.process = subprocess.Popen(
             ["dockerd", "--host", self.url, "--data-root", str(self.root / "data"),
              "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "pid"),
-             "--bridge", "none", "--iptables=false", "--ip6tables=false"],
+             "--bridge", "none", "--iptables=false", "--ip6tables=false", *self.args],
             stdout=log, stderr=log, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
+                asked_at = time.time()
                 client = self.client()
                 client.ping()
                 client.close()
+                self.answered_at = asked_at
                 return
             except Exception:
                 time.sleep(0.2)
@@ -88,3 +94,55 @@ def private_engine_or_skip() -> PrivateEngine:
     root = Path(f"/tmp/aegis-dk-{os.getpid()}")  # short: unix socket paths are limited
     root.mkdir(exist_ok=True)
     return PrivateEngine(root)
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    name: str
+    action: str
+    time_s: float  # the engine's own time of the event
+
+
+@dataclass
+class EngineEvents:
+    """Container events as the engine saw them, whoever caused them, from live streams (the
+    engine keeps only its last 256 events, and none across its own restart). ``follow``
+    again after an engine restart, with ``since`` before it started, to go on."""
+
+    actions: tuple[str, ...] = ("kill", "die", "start", "restart")
+    events: list[EngineEvent] = field(default_factory=list)
+    _streams: list[Any] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _seen: set[tuple[str, str, int]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def follow(self, client: Any, since: float | None = None) -> None:
+        stream = client.events(decode=True, since=int(since) if since else None,
+                               filters={"type": "container", "event": list(self.actions)})
+        thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._streams.append(stream)
+        self._threads.append(thread)
+        thread.start()
+
+    def _read(self, stream: Any) -> None:
+        with contextlib.suppress(Exception):  # it ends when closed or the engine stops
+            for event in stream:
+                key = (event["Actor"]["ID"], event["Action"], int(event["timeNano"]))
+                with self._lock:
+                    if key in self._seen:  # replayed by a ``since``
+                        continue
+                    self._seen.add(key)
+                    self.events.append(EngineEvent(event["Actor"]["Attributes"]["name"],
+                                                   event["Action"], key[2] / 1e9))
+
+    def times(self, name: str, action: str) -> list[float]:
+        with self._lock:
+            return sorted(e.time_s for e in self.events if e.name == name and e.action == action)
+
+    def stop(self) -> None:
+        time.sleep(1)  # the last event is on its way
+        for stream in self._streams:
+            with contextlib.suppress(Exception):
+                stream.close()
+        for thread in self._threads:
+            thread.join(10)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +46,18 @@ class Spawner:
         log.seek(0)
         return log.read().decode(errors="replace")
 
+    def logged(self, process: subprocess.Popen[bytes], event: str) -> list[dict[str, Any]]:
+        """The JSON log entries ``process`` wrote so far for ``event``, oldest first."""
+        entries = []
+        for line in self.log_of(process).splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("event") == event:
+                entries.append(entry)
+        return entries
+
     def stop_all(self) -> None:
         for process, log in zip(self.processes, self._logs, strict=True):
             if process.poll() is None:
@@ -73,3 +87,8 @@ def rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:
 def daemon_running(url: str, host: str = "test-host") -> Callable[[], bool]:
     return lambda: bool(rows(url, "SELECT 1 FROM daemons WHERE host = %s AND status = "
                                   "'running'", host))
+
+
+def event_counts(url: str) -> Counter[str]:
+    """How many events of each type ``episodic_memory`` holds."""
+    return Counter(r["event_type"] for r in rows(url, "SELECT event_type FROM episodic_memory"))
