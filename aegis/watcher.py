@@ -92,10 +92,11 @@ class Watcher:
             self.sweeps += 1
             next_poll = time.monotonic()
             while not stop.is_set():
-                soonest = supervisor.soonest
-                if time.monotonic() >= next_poll or (soonest and soonest <= self.clock()):
-                    supervisor.soonest = None
-                    self._safely(supervisor.check_due, self.clock())
+                soonest, now = supervisor.soonest, self.clock()
+                if time.monotonic() >= next_poll or (soonest and soonest <= now):
+                    # a timer still ahead outlives the poll; the checks may set sooner ones
+                    supervisor.soonest = soonest if soonest and soonest > now else None
+                    self._safely(supervisor.check_due, now)
                     next_poll = time.monotonic() + DUE_POLL_S
                 self._run_pending(supervisor)
                 try:

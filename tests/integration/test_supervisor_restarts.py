@@ -42,9 +42,14 @@ STOP_TIMEOUT_S = 6
 
 
 @pytest.fixture
-def fast_app(aegis_env: dict[str, str]) -> Iterator[api.Aegis]:
-    """aegis with a 2 s strike interval, acting only on containers labelled for it."""
-    settings = load_settings({**aegis_env, "AEGIS_STRIKE_INTERVAL": "2s",
+def strike_interval() -> str:
+    return "2s"
+
+
+@pytest.fixture
+def fast_app(aegis_env: dict[str, str], strike_interval: str) -> Iterator[api.Aegis]:
+    """aegis with a short strike interval, acting only on containers labelled for it."""
+    settings = load_settings({**aegis_env, "AEGIS_STRIKE_INTERVAL": strike_interval,
                               "AEGIS_RESTART_BACKOFF": "0s", "AEGIS_DOCKER_SCOPE": "labeled"})
     with api.connect(settings, migrate=False) as opened:
         yield opened
@@ -177,3 +182,23 @@ def test_a_person_stopping_a_container_is_still_told_apart_from_aegis_restarting
     container.stop(timeout=5)  # a person's stop
     wait_for(lambda: sql_rows(database_url, "SELECT 1 FROM containers WHERE name = %s "
                               "AND stopped_by_user", container.name), what="the stop seen")
+
+
+@pytest.mark.parametrize("strike_interval", ["12s"])
+def test_strike_timers_longer_than_the_poll_fall_due_on_time(
+        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        database_url: str) -> None:
+    """Strike 2 and 3 are made when their timer falls due, not by a later poll or sweep:
+    a 12 s timer outlives the watcher's 5 s polls."""
+    container = make_container(STUBBORN.replace("trap '' TERM", "trap 'exit 0' TERM"),
+                               labels={"aegis.enable": "true"}, healthcheck=QUICK_PROBE)
+    make_unhealthy(docker_client, container)
+    wait_for(lambda: len(events_of(database_url, container.name)) == 3, timeout_s=60,
+             what="strike 1, the restart and the escalation")
+    struck, restarted, escalated = (
+        event_time(database_url, container.name, kind) for kind in (
+            "container_unhealthy", "container_restarted", "container_escalated"))
+    late_s = [(restarted - struck).total_seconds() - 12,
+              (escalated - restarted).total_seconds() - 12]
+    # a lost timer is caught by the next 5 s poll: at least 3 s late
+    assert all(0 <= late < 2 for late in late_s), late_s
