@@ -130,13 +130,11 @@ WHERE host = %(host)s AND name = %(name)s
 RETURNING phase, incident;
 
 -- name: container_maintenance
--- Pause (until a time) or resume action on a container; creates the row if needed.
-INSERT INTO containers (host, name, maintenance_until, last_action, last_action_at)
-VALUES (%(host)s, %(name)s, %(until)s, %(action)s, %(now)s)
-ON CONFLICT (host, name) DO UPDATE SET
-    maintenance_until = EXCLUDED.maintenance_until,
-    last_action = EXCLUDED.last_action, last_action_at = EXCLUDED.last_action_at,
-    version = containers.version + 1
+-- Pause (until a time) or resume action on a container this host has a row for; nothing
+-- (no row returned) for a name it has never seen.
+UPDATE containers SET maintenance_until = %(until)s, last_action = %(action)s,
+                      last_action_at = %(now)s, version = version + 1
+WHERE host = %(host)s AND name = %(name)s
 RETURNING *;
 
 -- name: containers_listing

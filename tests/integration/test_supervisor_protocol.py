@@ -233,11 +233,13 @@ def test_aegis_itself_and_its_database_are_protected(
 def test_maintenance_from_the_command_pauses_action(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
-    container = make_container(NEVER_HEALTHY)
-    wait_health(docker_client, container, "unhealthy")
-    t0 = utcnow()
-    set_maintenance(app, container.name, t0, 3600)
+    container = make_container(HEALS)
+    wait_health(docker_client, container, "healthy")
     sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)  # aegis has seen it: maintenance names only containers it knows
+    set_maintenance(app, container.name, t0, 3600)
+    make_unhealthy(docker_client, container)
     sv.reconcile(t0)
     sv.reconcile(t0 + INTERVAL)
     assert events_of(database_url, container.name)[-1]["event_type"] == "container_maintenance"
