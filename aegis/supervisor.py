@@ -242,13 +242,15 @@ class Supervisor:
             {**row, "maintenance_label": False}, now)
         policy = self.policy(parsed, supervision, maintenance, seen.stop_timeout_s)
         state = strike_state(row)
+        stopped, stop_requested_at = self._stop_request(seen, row)
         observed = Observed(seen.status, seen.health, seen.exit_code, seen.oom_killed,
-                            bool(row["stopped_by_user"]), row["stop_requested_at"])
+                            stopped, stop_requested_at)
         decision = decide(state, observed, policy, now)
         shown = display_state(decision.state.phase, supervision=supervision,
                               maintenance=maintenance)
         params = self._params(seen, row, decision, has_healthcheck, supervision, shown,
                               bool(parsed.maintenance), parsed.problems, now)
+        params.update(stopped_by_user=stopped, stop_requested_at=stop_requested_at)
         due = decision.next_check_at  # one already past waits for the next poll instead
         if due is not None and due > now and (self.soonest is None or due < self.soonest):
             self.soonest = due
@@ -268,6 +270,15 @@ class Supervisor:
         if decision.action == "restart":  # decided and saved above: never made twice
             restarts.restart(self, decision, seen, policy, now)
         return decision.action, supervision
+
+    @staticmethod
+    def _stop_request(seen: Seen, row: Row) -> tuple[bool, datetime | None]:
+        """Whether (and when) a person asked Docker to stop this container. A request
+        made of the container a row belonged to before (re-created under the same name,
+        or adopted by its compose successor) does not apply to this one."""
+        if not row["stopped_by_user"] or row["container_id"] not in ("", seen.id):
+            return False, None
+        return True, row["stop_requested_at"]
 
     def _save(self, row: Row, params: dict[str, Any], records: list[Record]) -> bool:
         """The row and the events its decision calls for, in one transaction: a daemon
@@ -304,6 +315,10 @@ class Supervisor:
             return None
 
     def _insert_row(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
+        renamed = self.app.db.fetch_one("container_adopt_renamed", host=self.host,
+                                        name=seen.name, container_id=seen.id)
+        if renamed is not None:
+            return renamed
         if seen.compose_project and seen.compose_service:
             adopted = self.app.db.fetch_one(
                 "container_adopt", host=self.host, name=seen.name,
@@ -349,7 +364,7 @@ class Supervisor:
         keys = ("container_id", "image", "compose_project", "compose_service", "status",
                 "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
                 "incident", "strike_at", "healthy_since", "maintenance_label",
-                "next_check_at")
+                "next_check_at", "stopped_by_user")
         if any(row[key] != params[key] for key in keys):
             return True
         return bool(list(row["label_problems"] or []) != params["label_problems"])

@@ -45,8 +45,9 @@ def make_container(docker_client: Any, busybox_image: str) -> Iterator[Callable[
     made: list[Any] = []
 
     def make(script: str, *, labels: dict[str, str] | None = None,
-             healthcheck: dict[str, Any] | None = HEALTHCHECK, **kwargs: Any) -> Any:
-        name = f"aegis-test-{test_id}-{len(made)}"
+             healthcheck: dict[str, Any] | None = HEALTHCHECK, name: str | None = None,
+             **kwargs: Any) -> Any:
+        name = name or f"aegis-test-{test_id}-{len(made)}"
         kwargs.setdefault("network_mode", "none")  # no bridge needed, none assumed
         container = docker_client.containers.run(
             busybox_image, ["/bin/sh", "-c", script], name=name, detach=True,
