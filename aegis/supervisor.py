@@ -227,6 +227,8 @@ class Supervisor:
 
     def evaluate(self, seen: Seen, row: Row | None, now: datetime) -> tuple[str, str]:
         """Decide and act for one container; returns (action, supervision)."""
+        if row is not None and self._may_have_been_given_up(seen, row):
+            seen = self.inspected(seen)  # a listing has no restart policy or OOM kill
         parsed = L.parse_labels(seen.labels)
         has_healthcheck = seen.has_healthcheck
         if has_healthcheck is None:
@@ -244,7 +246,8 @@ class Supervisor:
         state = strike_state(row)
         stopped, stop_requested_at = self._stop_request(seen, row)
         observed = Observed(seen.status, seen.health, seen.exit_code, seen.oom_killed,
-                            stopped, stop_requested_at)
+                            stopped, stop_requested_at, seen.restart_policy,
+                            seen.docker_restart_count)
         decision = decide(state, observed, policy, now)
         shown = display_state(decision.state.phase, supervision=supervision,
                               maintenance=maintenance)
@@ -270,6 +273,12 @@ class Supervisor:
         if decision.action == "restart":  # decided and saved above: never made twice
             restarts.restart(self, decision, seen, policy, now)
         return decision.action, supervision
+
+    @staticmethod
+    def _may_have_been_given_up(seen: Seen, row: Row) -> bool:
+        """An exited container from a listing whose crash may call for an escalation."""
+        return (seen.status == "exited" and not seen.details and seen.exit_code != 0
+                and row["phase"] != "escalated" and not Supervisor._stop_request(seen, row)[0])
 
     @staticmethod
     def _stop_request(seen: Seen, row: Row) -> tuple[bool, datetime | None]:
@@ -421,11 +430,17 @@ class Supervisor:
         name = seen.name
         incident = decision.state.incident
         probe = f"\nLast health probe: {seen.probe_output}" if seen.probe_output else ""
+        stop_timeout_s = (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
+                          or DEFAULT_STOP_TIMEOUT_S)
         details = self.details(seen, decision, probe_output=seen.probe_output,
                                 probe_exit_code=seen.probe_exit_code,
                                 exit_code=seen.exit_code, status=seen.status,
                                 restarts_last_hour=len(decision.state.restarts),
-                                restart_policy=seen.details.get("restart_policy"))
+                                docker_restart_count=seen.docker_restart_count,
+                                restart_policy=seen.restart_policy,
+                                stop_timeout_s=stop_timeout_s)
+        if seen.details.get("error"):
+            details["docker_error"] = seen.details["error"]
         notify = Notification(
             channel="alerts", title=f"{name} escalated on {self.host}",
             body=f"{decision.reason}.{probe}\naegis takes no further action until "

@@ -35,6 +35,13 @@ BREAKS_FOR_GOOD = ("[ -f /once ] || touch /healthy /once; "
 NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 HEALTHCHECK = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
                "interval": 300_000_000, "timeout": 2_000_000_000, "retries": 1}
+# The same probe, saying why it fails (padded: aegis keeps the output trimmed).
+PROBE_LINE = "probe: /healthy is missing"
+TALKING_HEALTHCHECK = {**HEALTHCHECK, "test": [
+    "CMD", "/bin/sh", "-c", f"test -f /healthy || {{ echo '  {PROBE_LINE}  '; exit 1; }}"]}
+# Crashes on its first two starts (Docker restarts it: on-failure), then BREAKS_FOR_GOOD.
+CRASHES_TWICE_THEN_BREAKS = ("n=$(cat /starts 2>/dev/null || echo 0); echo $((n + 1)) > /starts; "
+                             f"[ \"$n\" -ge 2 ] || exit 1; {BREAKS_FOR_GOOD}")
 INTERVAL = timedelta(seconds=60)
 
 
@@ -114,8 +121,11 @@ def supervisor(app: api.Aegis, client: Any, **settings: Any) -> Supervisor:
 def test_unhealthy_to_strike_restart_and_one_escalation(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
-    container = make_container(BREAKS_FOR_GOOD)
+    container = make_container(CRASHES_TWICE_THEN_BREAKS, healthcheck=TALKING_HEALTHCHECK,
+                               labels={"aegis.stop-timeout": "3s"},
+                               restart_policy={"Name": "on-failure"})
     make_unhealthy(docker_client, container)
+    assert docker_client.api.inspect_container(container.id)["RestartCount"] == 2
 
     run = app.scheduler.run_job("docker_health_check")
     assert isinstance(run, JobRun)
@@ -142,18 +152,27 @@ def test_unhealthy_to_strike_restart_and_one_escalation(
         ("container_unhealthy", "medium"), ("container_restarted", "high"),
         ("container_escalated", "critical")]
     restarted = found[1]["details"]
-    assert restarted["restarts_last_hour"] == 1
-    assert restarted["probe_exit_code"] == 1
-    assert restarted["host"] == "test-host"
-    assert restarted["incident"] == 1
-    assert "probe_output" in restarted
+    assert {key: restarted[key] for key in (
+        "probe_output", "probe_exit_code", "docker_restart_count", "restarts_last_hour",
+        "stop_timeout_s", "host", "incident")} == {
+        "probe_output": PROBE_LINE, "probe_exit_code": 1, "docker_restart_count": 2,
+        "restarts_last_hour": 1, "stop_timeout_s": 3.0, "host": "test-host", "incident": 1}
     escalated = found[2]["details"]
     assert escalated["reason"] == "still unhealthy one strike interval after the restart"
+    # aegis's restart is a start by hand to Docker: its own restart count starts again
+    assert {key: escalated[key] for key in (
+        "probe_output", "probe_exit_code", "docker_restart_count", "restarts_last_hour",
+        "stop_timeout_s", "restart_policy", "status")} == {
+        "probe_output": PROBE_LINE, "probe_exit_code": 1, "docker_restart_count": 0,
+        "restarts_last_hour": 1, "stop_timeout_s": 3.0, "restart_policy": "on-failure",
+        "status": "running"}
 
-    alerts = sql_rows(database_url, "SELECT channel, dedup_key, importance::text AS importance "
-                      "FROM outbox")
-    assert alerts == [{"channel": "alerts", "importance": "critical",
-                       "dedup_key": f"escalation:test-host:{container.name}:1"}]
+    alerts = sql_rows(database_url, "SELECT channel, dedup_key, importance::text AS importance, "
+                      "body FROM outbox")
+    assert [{k: v for k, v in alert.items() if k != "body"} for alert in alerts] == [
+        {"channel": "alerts", "importance": "critical",
+         "dedup_key": f"escalation:test-host:{container.name}:1"}]
+    assert f"Last health probe: {PROBE_LINE}\n" in alerts[0]["body"]
     row = row_of(database_url, container.name)
     assert (row["state"], row["phase"], row["strikes"], row["last_action"]) == \
         ("escalated", "escalated", 3, "escalate")
@@ -327,6 +346,9 @@ def test_a_crashed_container_is_escalated_once_not_restarted(
     assert [e["event_type"] for e in found] == ["container_escalated"]
     assert found[0]["details"]["exit_code"] == 3
     assert found[0]["details"]["restart_policy"] == "no"
+    # a listing does not say: the sweep inspected it before deciding
+    assert found[0]["details"]["reason"] == ("container exited (exit code 3) and Docker is not "
+                                             "restarting it (restart policy no)")
     assert len(sql_rows(database_url, "SELECT * FROM outbox")) == 1
 
 
