@@ -207,6 +207,76 @@ def test_a_container_that_heals_after_the_restart_recovers(
     assert (row["state"], row["strikes"], len(row["restarts"])) == ("ok", 0, 1)
 
 
+def test_the_strike_interval_label_sets_the_strike_timers_of_its_container(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    labelled = make_container(BREAKS_FOR_GOOD, labels={"aegis.strike-interval": "3m"})
+    plain = make_container(BREAKS_FOR_GOOD)
+    since = int(time.time()) - 1
+    for container in (labelled, plain):
+        make_unhealthy(docker_client, container)
+    # strike 1 from Docker's own unhealthy event, as the watcher hands it over
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.handle_event({**unhealthy_event(docker_client, labelled, since),
+                     "timeNano": time.time_ns()}, t0)
+    label_interval = timedelta(minutes=3)
+    row = row_of(database_url, labelled.name)
+    assert (row["state"], row["strike_at"], row["next_check_at"]) == \
+        ("striking", t0, t0 + label_interval)
+    sv.reconcile(t0)
+    assert row_of(database_url, labelled.name)["next_check_at"] == t0 + label_interval
+    assert row_of(database_url, plain.name)["next_check_at"] == t0 + INTERVAL
+    starts = {c.name: started_at(docker_client, c) for c in (labelled, plain)}
+
+    # the setting's interval: the plain one is restarted, the labelled one is not
+    assert sv.check_due(t0 + INTERVAL) == 1
+    assert started_at(docker_client, labelled) == starts[labelled.name]
+    assert started_at(docker_client, plain) != starts[plain.name]
+    assert sv.check(labelled.id, t0 + label_interval - timedelta(seconds=1)) == "none"
+    assert started_at(docker_client, labelled) == starts[labelled.name]
+    # the label's interval: strike 2, and strike 3 is due one label interval later
+    assert sv.check(labelled.id, t0 + label_interval) == "restart"
+    assert started_at(docker_client, labelled) != starts[labelled.name]
+    row = row_of(database_url, labelled.name)
+    assert (row["state"], row["next_check_at"]) == ("restarting", t0 + 2 * label_interval)
+    assert [e["event_type"] for e in events_of(database_url, labelled.name)] == [
+        "container_unhealthy", "container_restarted"]
+
+
+def test_only_an_escalated_container_alerts_when_it_recovers(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    # protected: escalated at strike 2 without a restart; the other recovers from strike 1
+    escalated = make_container(HEALS, labels={"aegis.protect": "true"})
+    struck = make_container(HEALS)
+    for container in (escalated, struck):
+        make_unhealthy(docker_client, container)
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)
+    struck.exec_run(["touch", "/healthy"])
+    wait_health(docker_client, struck, "healthy")
+    sv.reconcile(t0 + INTERVAL)
+    assert row_of(database_url, escalated.name)["state"] == "escalated"
+    escalated.exec_run(["touch", "/healthy"])
+    wait_health(docker_client, escalated, "healthy")
+    for step in (2, 4, 6):  # healthy from 2 intervals on; the stable period is 2 intervals
+        sv.reconcile(t0 + step * INTERVAL)
+    for container in (escalated, struck):
+        assert events_of(database_url, container.name)[-1]["event_type"] == \
+            "container_recovered", container.name
+    alerts = sql_rows(database_url, "SELECT channel, dedup_key, importance::text AS importance, "
+                      "title FROM outbox ORDER BY id")
+    assert alerts == [
+        {"channel": "alerts", "importance": "critical", "title":
+         f"{escalated.name} escalated on test-host",
+         "dedup_key": f"escalation:test-host:{escalated.name}:1"},
+        {"channel": "alerts", "importance": "medium", "title":
+         f"{escalated.name} recovered on test-host",
+         "dedup_key": f"recovery:test-host:{escalated.name}:1"}]
+
+
 @pytest.mark.parametrize(("labels", "overrides", "expected_state", "escalates"), [
     ({"aegis.protect": "TRUE"}, {}, "escalated", True),
     ({"aegis.enable": "no"}, {}, "ignored", False),
