@@ -26,10 +26,10 @@ def containers_command(app: api.Aegis, all_hosts: bool, as_json: bool) -> None:
     if as_json:
         print_json([container.to_json() for container in found])
         return
-    print_table([(c.name, c.id, c.health, str(c.strikes), c.state,
+    print_table([(c.name, c.id, c.image or "-", c.health, str(c.strikes), c.state,
                   c.last_action or "-", format_time(c.last_action_at),
                   str(c.restarts_last_hour), c.host) for c in found],
-                ["name", "id", "health", "strikes", "state", "last_action", "at",
+                ["name", "id", "image", "health", "strikes", "state", "last_action", "at",
                  "restarts_1h", "host"])
 
 

@@ -76,11 +76,15 @@ def listing(app: Aegis, now: datetime, *, all_hosts: bool = False) -> list[Conta
     return [view(row, now) for row in rows]
 
 
+def _unknown(app: Aegis, name: str) -> UsageError:
+    return UsageError(f"no container {name!r} on host {app.settings.host!r} "
+                      "(see aegis containers)")
+
+
 def _row(app: Aegis, name: str) -> Row:
     row = app.db.fetch_one("container_by_name", host=app.settings.host, name=name)
     if row is None:
-        raise UsageError(f"no container {name!r} on host {app.settings.host!r} "
-                         "(see aegis containers)")
+        raise _unknown(app, name)
     return row
 
 
@@ -102,14 +106,17 @@ def acknowledge(app: Aegis, name: str, now: datetime, *, by: str = "cli") -> boo
 
 
 def set_maintenance(app: Aegis, name: str, now: datetime, duration_s: float | None) -> Row:
-    """Pause action on ``name`` for ``duration_s`` seconds, or resume it (None)."""
+    """Pause action on ``name`` for ``duration_s`` seconds, or resume it (None). A name
+    this host has no row for is refused, as by ``acknowledge``: a typo must not look
+    like a container put safely into maintenance."""
     if duration_s is not None and duration_s <= 0:
         raise UsageError("--for must be a positive duration (30m, 1h, 2d)")
     until = None if duration_s is None else now + timedelta(seconds=duration_s)
     host = app.settings.host
     row = app.db.fetch_one("container_maintenance", host=host, name=name, until=until,
                            action="maintenance_on" if until else "maintenance_off", now=now)
-    assert row is not None
+    if row is None:
+        raise _unknown(app, name)
     if until is None:
         app.store.record_event("container_maintenance_ended",
                                f"{name}: maintenance ended, remediation resumed",

@@ -96,8 +96,9 @@ class Seen:
     stop_timeout_s: float | None = None
     probe_output: str = ""
     probe_exit_code: int | None = None
-    docker_restart_count: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
+    docker_restart_count: int = 0  # Docker's own restarts since the last start by hand
+    restart_policy: str | None = None  # as `docker run --restart` takes it; None: unknown
+    details: dict[str, Any] = field(default_factory=dict)  # what else an inspect told
 
     @property
     def compose_project(self) -> str | None:
@@ -147,9 +148,17 @@ def seen_from_inspect(attrs: dict[str, Any]) -> Seen:
         stop_timeout_s=float(stop_timeout) if stop_timeout is not None else None,
         probe_output=output, probe_exit_code=last.get("ExitCode"),
         docker_restart_count=int(attrs.get("RestartCount") or 0),
-        details={"restart_policy": ((attrs.get("HostConfig") or {}).get("RestartPolicy")
-                                    or {}).get("Name") or "no",
-                 "finished_at": state.get("FinishedAt")})
+        restart_policy=restart_policy(attrs),
+        details={"finished_at": state.get("FinishedAt"), "error": state.get("Error") or ""})
+
+
+def restart_policy(attrs: dict[str, Any]) -> str:
+    """An inspect's restart policy as ``docker run --restart`` takes it: ``no``,
+    ``always``, ``unless-stopped``, ``on-failure`` or ``on-failure:N``."""
+    policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+    name = str(policy.get("Name") or "no")
+    retries = int(policy.get("MaximumRetryCount") or 0)
+    return f"{name}:{retries}" if name == "on-failure" and retries else name
 
 
 def seen_from_event(event: dict[str, Any]) -> Seen | None:

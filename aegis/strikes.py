@@ -52,6 +52,8 @@ class Observed:
     oom_killed: bool = False
     stopped_by_user: bool = False  # a stop or kill request was seen since the last start
     stop_requested_at: datetime | None = None  # when that request was seen
+    restart_policy: str | None = None  # no, always, unless-stopped, on-failure[:N]; None: unknown
+    docker_restart_count: int = 0  # restarts Docker made itself since the last start by hand
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,14 @@ def backoff_s(restarts_in_window: int, policy: Policy) -> float:
 def gave_up(observed: Observed) -> str | None:
     """Why Docker will not bring this container back by itself, or None.
 
-    Docker shows a container it is about to restart as ``restarting``; an ``exited`` one
-    that crashed (not stopped by a person, not a clean exit) has no restart coming.
+    The status decides, whatever the restart policy: Docker shows a container it is going
+    to restart (``always``, ``unless-stopped``, ``on-failure`` with retries left) as
+    ``restarting`` through its restart delay, and as ``exited`` only once it has stopped
+    restarting it: policy ``no``, ``on-failure:N`` with its N retries used, or a restart
+    of its own that failed (a bind-mount source gone, say), which it never tries again.
+    So an ``exited`` container that crashed (not stopped by a person, not a clean exit,
+    not a stop signal) has no restart coming. The policy and Docker's restart count only
+    go into the reason.
     """
     if observed.status == "dead":
         return "container is dead"
@@ -101,7 +109,17 @@ def gave_up(observed: Observed) -> str | None:
     if code in SIGNAL_EXIT_CODES and not observed.oom_killed:
         return None
     cause = "out of memory" if observed.oom_killed else f"exit code {code}"
-    return f"container exited ({cause}) and Docker is not restarting it"
+    return f"container exited ({cause}) and Docker is not restarting it{_policy(observed)}"
+
+
+def _policy(observed: Observed) -> str:
+    if observed.restart_policy is None:
+        return ""
+    count = observed.docker_restart_count
+    if count == 0:
+        return f" (restart policy {observed.restart_policy})"
+    return (f" (restart policy {observed.restart_policy}, {count} restart"
+            f"{'' if count == 1 else 's'} by Docker)")
 
 
 def display_state(phase: str, *, supervision: str, maintenance: bool) -> str:

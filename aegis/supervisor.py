@@ -258,6 +258,8 @@ class Supervisor:
 
     def evaluate(self, seen: Seen, row: Row | None, now: datetime) -> tuple[str, str]:
         """Decide and act for one container; returns (action, supervision)."""
+        if row is not None and self._may_have_been_given_up(seen, row):
+            seen = self.inspected(seen)  # a listing has no restart policy or OOM kill
         parsed = L.parse_labels(seen.labels)
         has_healthcheck = seen.has_healthcheck
         if has_healthcheck is None:
@@ -275,13 +277,16 @@ class Supervisor:
             {**row, "maintenance_label": False}, now)
         policy = self.policy(parsed, supervision, maintenance, seen.stop_timeout_s)
         state = strike_state(row)
+        stopped, stop_requested_at = self._stop_request(seen, row)
         observed = Observed(seen.status, seen.health, seen.exit_code, seen.oom_killed,
-                            bool(row["stopped_by_user"]), row["stop_requested_at"])
+                            stopped, stop_requested_at, seen.restart_policy,
+                            seen.docker_restart_count)
         decision = decide(state, observed, policy, now)
         shown = display_state(decision.state.phase, supervision=supervision,
                               maintenance=maintenance)
         params = self._params(seen, row, decision, has_healthcheck, supervision, shown,
                               bool(parsed.maintenance), parsed.problems, now)
+        params.update(stopped_by_user=stopped, stop_requested_at=stop_requested_at)
         due = decision.next_check_at  # one already past waits for the next poll instead
         if due is not None and due > now and (self.soonest is None or due < self.soonest):
             self.soonest = due
@@ -305,6 +310,21 @@ class Supervisor:
             else:
                 restarts.restart(self, decision, seen, policy, now)
         return decision.action, supervision
+
+    @staticmethod
+    def _may_have_been_given_up(seen: Seen, row: Row) -> bool:
+        """An exited container from a listing whose crash may call for an escalation."""
+        return (seen.status == "exited" and not seen.details and seen.exit_code != 0
+                and row["phase"] != "escalated" and not Supervisor._stop_request(seen, row)[0])
+
+    @staticmethod
+    def _stop_request(seen: Seen, row: Row) -> tuple[bool, datetime | None]:
+        """Whether (and when) a person asked Docker to stop this container. A request
+        made of the container a row belonged to before (re-created under the same name,
+        or adopted by its compose successor) does not apply to this one."""
+        if not row["stopped_by_user"] or row["container_id"] not in ("", seen.id):
+            return False, None
+        return True, row["stop_requested_at"]
 
     def _save(self, row: Row, params: dict[str, Any], records: list[Record]) -> bool:
         """The row and the events its decision calls for, in one transaction: a daemon
@@ -341,6 +361,10 @@ class Supervisor:
             return None
 
     def _insert_row(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
+        renamed = self.app.db.fetch_one("container_adopt_renamed", host=self.host,
+                                        name=seen.name, container_id=seen.id)
+        if renamed is not None:
+            return renamed
         if seen.compose_project and seen.compose_service:
             adopted = self.app.db.fetch_one(
                 "container_adopt", host=self.host, name=seen.name,
@@ -386,7 +410,7 @@ class Supervisor:
         keys = ("container_id", "image", "compose_project", "compose_service", "status",
                 "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
                 "incident", "strike_at", "healthy_since", "maintenance_label",
-                "next_check_at")
+                "next_check_at", "stopped_by_user")
         if any(row[key] != params[key] for key in keys):
             return True
         return bool(list(row["label_problems"] or []) != params["label_problems"])
@@ -443,11 +467,17 @@ class Supervisor:
         name = seen.name
         incident = decision.state.incident
         probe = f"\nLast health probe: {seen.probe_output}" if seen.probe_output else ""
+        stop_timeout_s = (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
+                          or DEFAULT_STOP_TIMEOUT_S)
         details = self.details(seen, decision, probe_output=seen.probe_output,
                                 probe_exit_code=seen.probe_exit_code,
                                 exit_code=seen.exit_code, status=seen.status,
                                 restarts_last_hour=len(decision.state.restarts),
-                                restart_policy=seen.details.get("restart_policy"))
+                                docker_restart_count=seen.docker_restart_count,
+                                restart_policy=seen.restart_policy,
+                                stop_timeout_s=stop_timeout_s)
+        if seen.details.get("error"):
+            details["docker_error"] = seen.details["error"]
         notify = Notification(
             channel="alerts", title=f"{name} escalated on {self.host}",
             body=f"{decision.reason}.{probe}\naegis takes no further action until "

@@ -25,6 +25,17 @@ WHERE host = %(host)s
   AND NOT EXISTS (SELECT 1 FROM containers WHERE host = %(host)s AND name = %(name)s)
 RETURNING *;
 
+-- name: container_adopt_renamed
+-- Give the row of a container renamed behind aegis's back (its rename event not handled
+-- yet, or missed while the daemon was down) to its new name; found by id.
+UPDATE containers SET name = %(name)s, version = version + 1
+WHERE host = %(host)s
+  AND name = (SELECT name FROM containers
+              WHERE host = %(host)s AND container_id = %(container_id)s
+              ORDER BY removed_at NULLS FIRST LIMIT 1)
+  AND NOT EXISTS (SELECT 1 FROM containers WHERE host = %(host)s AND name = %(name)s)
+RETURNING *;
+
 -- name: container_insert
 -- A container seen for the first time; nothing when another process inserted it first.
 INSERT INTO containers (host, name, container_id, image, compose_project, compose_service,
@@ -47,6 +58,7 @@ UPDATE containers SET
     last_action_at = coalesce(%(last_action_at)s, last_action_at),
     last_reason = coalesce(%(last_reason)s, last_reason),
     next_check_at = %(next_check_at)s, seen_at = %(seen_at)s, removed_at = NULL,
+    stopped_by_user = %(stopped_by_user)s, stop_requested_at = %(stop_requested_at)s,
     version = version + 1
 WHERE host = %(host)s AND name = %(name)s AND version = %(version)s
 RETURNING version;
@@ -130,13 +142,11 @@ WHERE host = %(host)s AND name = %(name)s
 RETURNING phase, incident;
 
 -- name: container_maintenance
--- Pause (until a time) or resume action on a container; creates the row if needed.
-INSERT INTO containers (host, name, maintenance_until, last_action, last_action_at)
-VALUES (%(host)s, %(name)s, %(until)s, %(action)s, %(now)s)
-ON CONFLICT (host, name) DO UPDATE SET
-    maintenance_until = EXCLUDED.maintenance_until,
-    last_action = EXCLUDED.last_action, last_action_at = EXCLUDED.last_action_at,
-    version = containers.version + 1
+-- Pause (until a time) or resume action on a container this host has a row for; nothing
+-- (no row returned) for a name it has never seen.
+UPDATE containers SET maintenance_until = %(until)s, last_action = %(action)s,
+                      last_action_at = %(now)s, version = version + 1
+WHERE host = %(host)s AND name = %(name)s
 RETURNING *;
 
 -- name: containers_listing

@@ -22,6 +22,13 @@ def seed(url: str) -> None:
         conn.execute(ESCALATED_ROW, {"at": datetime.now(UTC)})
 
 
+def columns(header: str, line: str) -> dict[str, str]:
+    """A table line cut at the header's column starts (a time holds a space)."""
+    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+    ends = [*starts[1:], None]
+    return {header[a:b].strip(): line[a:b].strip() for a, b in zip(starts, ends, strict=True)}
+
+
 def test_containers_json_ack_and_maintenance(aegis_env: dict[str, str],
                                              database_url: str) -> None:
     seed(database_url)
@@ -36,9 +43,16 @@ def test_containers_json_ack_and_maintenance(aegis_env: dict[str, str],
     assert web["last_action_at"]
 
     table = run_cli("containers", env=aegis_env)
-    assert table.returncode == 0
-    assert table.stdout.splitlines()[0].split()[:5] == ["NAME", "ID", "HEALTH", "STRIKES",
-                                                        "STATE"]
+    assert table.returncode == 0, table.stderr
+    header, *lines = table.stdout.splitlines()
+    assert header.split() == ["NAME", "ID", "IMAGE", "HEALTH", "STRIKES", "STATE",
+                              "LAST_ACTION", "AT", "RESTARTS_1H", "HOST"]
+    assert len(lines) == 1
+    assert columns(header, lines[0]) == {
+        "NAME": "web", "ID": "abcdef012345", "IMAGE": "nginx:1", "HEALTH": "unhealthy",
+        "STRIKES": "3", "STATE": "escalated", "LAST_ACTION": "escalate",
+        "AT": datetime.fromisoformat(web["last_action_at"]).strftime("%Y-%m-%d %H:%M:%S"),
+        "RESTARTS_1H": "1", "HOST": "test-host"}
 
     acked = run_cli("ack", "web", env=aegis_env)
     assert acked.returncode == 0, acked.stderr
@@ -65,7 +79,10 @@ def test_bad_input_is_one_line_and_exit_2(aegis_env: dict[str, str],
                                           database_url: str) -> None:
     seed(database_url)
     for args, message in [
-        (("ack", "nope"), "no container 'nope'"),
+        (("ack", "nope"), "no container 'nope' on host 'test-host'"),
+        # a typo must not look like a container put into maintenance
+        (("maintenance", "nope", "--for", "1h"), "no container 'nope' on host 'test-host'"),
+        (("maintenance", "nope", "--off"), "no container 'nope' on host 'test-host'"),
         (("maintenance", "web", "--for", "soon"), "--for:"),
         (("maintenance", "web"), "either --for DURATION or --off"),
         (("maintenance", "web", "--for", "1h", "--off"), "either --for DURATION or --off"),
@@ -74,5 +91,6 @@ def test_bad_input_is_one_line_and_exit_2(aegis_env: dict[str, str],
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
         assert message in result.stderr
-    assert sql_rows(database_url, "SELECT maintenance_until FROM containers") == \
-        [{"maintenance_until": None}]
+    assert sql_rows(database_url, "SELECT name, maintenance_until FROM containers") == \
+        [{"name": "web", "maintenance_until": None}]
+    assert sql_rows(database_url, "SELECT event_type FROM episodic_memory") == []

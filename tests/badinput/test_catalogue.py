@@ -136,6 +136,10 @@ CLI_CASES = [
     Case("cli-missing-argument", args=("jobs", "run"), names=("JOB_ID",)),
     Case("cli-status-filter-unknown", args=("tasks", "list", "--status", "weird"),
          names=("--status",)),
+    Case("cli-ack-unknown-container", args=("ack", "web-typo"),
+         names=("no container 'web-typo'",)),
+    Case("cli-maintenance-unknown-container", args=("maintenance", "web-typo", "--for", "1h"),
+         names=("no container 'web-typo'",)),
 ]
 
 
@@ -169,6 +173,7 @@ def test_bad_input_is_one_clear_line_and_exit_2_with_nothing_written(
     assert rows(url, "SELECT event_type FROM episodic_memory") == []
     assert rows(url, "SELECT instance_id FROM daemons") == []
     assert rows(url, "SELECT id FROM tasks") == []
+    assert rows(url, "SELECT name FROM containers") == []
 
 
 def test_aegis_home_that_is_a_file_is_refused_in_one_line(

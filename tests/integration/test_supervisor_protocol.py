@@ -35,6 +35,13 @@ BREAKS_FOR_GOOD = ("[ -f /once ] || touch /healthy /once; "
 NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 HEALTHCHECK = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
                "interval": 300_000_000, "timeout": 2_000_000_000, "retries": 1}
+# The same probe, saying why it fails (padded: aegis keeps the output trimmed).
+PROBE_LINE = "probe: /healthy is missing"
+TALKING_HEALTHCHECK = {**HEALTHCHECK, "test": [
+    "CMD", "/bin/sh", "-c", f"test -f /healthy || {{ echo '  {PROBE_LINE}  '; exit 1; }}"]}
+# Crashes on its first two starts (Docker restarts it: on-failure), then BREAKS_FOR_GOOD.
+CRASHES_TWICE_THEN_BREAKS = ("n=$(cat /starts 2>/dev/null || echo 0); echo $((n + 1)) > /starts; "
+                             f"[ \"$n\" -ge 2 ] || exit 1; {BREAKS_FOR_GOOD}")
 INTERVAL = timedelta(seconds=60)
 
 
@@ -45,8 +52,9 @@ def make_container(docker_client: Any, busybox_image: str) -> Iterator[Callable[
     made: list[Any] = []
 
     def make(script: str, *, labels: dict[str, str] | None = None,
-             healthcheck: dict[str, Any] | None = HEALTHCHECK, **kwargs: Any) -> Any:
-        name = f"aegis-test-{test_id}-{len(made)}"
+             healthcheck: dict[str, Any] | None = HEALTHCHECK, name: str | None = None,
+             **kwargs: Any) -> Any:
+        name = name or f"aegis-test-{test_id}-{len(made)}"
         kwargs.setdefault("network_mode", "none")  # no bridge needed, none assumed
         container = docker_client.containers.run(
             busybox_image, ["/bin/sh", "-c", script], name=name, detach=True,
@@ -113,8 +121,11 @@ def supervisor(app: api.Aegis, client: Any, **settings: Any) -> Supervisor:
 def test_unhealthy_to_strike_restart_and_one_escalation(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
-    container = make_container(BREAKS_FOR_GOOD)
+    container = make_container(CRASHES_TWICE_THEN_BREAKS, healthcheck=TALKING_HEALTHCHECK,
+                               labels={"aegis.stop-timeout": "3s"},
+                               restart_policy={"Name": "on-failure"})
     make_unhealthy(docker_client, container)
+    assert docker_client.api.inspect_container(container.id)["RestartCount"] == 2
 
     run = app.scheduler.run_job("docker_health_check")
     assert isinstance(run, JobRun)
@@ -141,18 +152,27 @@ def test_unhealthy_to_strike_restart_and_one_escalation(
         ("container_unhealthy", "medium"), ("container_restarted", "high"),
         ("container_escalated", "critical")]
     restarted = found[1]["details"]
-    assert restarted["restarts_last_hour"] == 1
-    assert restarted["probe_exit_code"] == 1
-    assert restarted["host"] == "test-host"
-    assert restarted["incident"] == 1
-    assert "probe_output" in restarted
+    assert {key: restarted[key] for key in (
+        "probe_output", "probe_exit_code", "docker_restart_count", "restarts_last_hour",
+        "stop_timeout_s", "host", "incident")} == {
+        "probe_output": PROBE_LINE, "probe_exit_code": 1, "docker_restart_count": 2,
+        "restarts_last_hour": 1, "stop_timeout_s": 3.0, "host": "test-host", "incident": 1}
     escalated = found[2]["details"]
     assert escalated["reason"] == "still unhealthy one strike interval after the restart"
+    # aegis's restart is a start by hand to Docker: its own restart count starts again
+    assert {key: escalated[key] for key in (
+        "probe_output", "probe_exit_code", "docker_restart_count", "restarts_last_hour",
+        "stop_timeout_s", "restart_policy", "status")} == {
+        "probe_output": PROBE_LINE, "probe_exit_code": 1, "docker_restart_count": 0,
+        "restarts_last_hour": 1, "stop_timeout_s": 3.0, "restart_policy": "on-failure",
+        "status": "running"}
 
-    alerts = sql_rows(database_url, "SELECT channel, dedup_key, importance::text AS importance "
-                      "FROM outbox")
-    assert alerts == [{"channel": "alerts", "importance": "critical",
-                       "dedup_key": f"escalation:test-host:{container.name}:1"}]
+    alerts = sql_rows(database_url, "SELECT channel, dedup_key, importance::text AS importance, "
+                      "body FROM outbox")
+    assert [{k: v for k, v in alert.items() if k != "body"} for alert in alerts] == [
+        {"channel": "alerts", "importance": "critical",
+         "dedup_key": f"escalation:test-host:{container.name}:1"}]
+    assert f"Last health probe: {PROBE_LINE}\n" in alerts[0]["body"]
     row = row_of(database_url, container.name)
     assert (row["state"], row["phase"], row["strikes"], row["last_action"]) == \
         ("escalated", "escalated", 3, "escalate")
@@ -185,6 +205,76 @@ def test_a_container_that_heals_after_the_restart_recovers(
     assert sql_rows(database_url, "SELECT * FROM outbox") == []
     row = row_of(database_url, container.name)
     assert (row["state"], row["strikes"], len(row["restarts"])) == ("ok", 0, 1)
+
+
+def test_the_strike_interval_label_sets_the_strike_timers_of_its_container(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    labelled = make_container(BREAKS_FOR_GOOD, labels={"aegis.strike-interval": "3m"})
+    plain = make_container(BREAKS_FOR_GOOD)
+    since = int(time.time()) - 1
+    for container in (labelled, plain):
+        make_unhealthy(docker_client, container)
+    # strike 1 from Docker's own unhealthy event, as the watcher hands it over
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.handle_event({**unhealthy_event(docker_client, labelled, since),
+                     "timeNano": time.time_ns()}, t0)
+    label_interval = timedelta(minutes=3)
+    row = row_of(database_url, labelled.name)
+    assert (row["state"], row["strike_at"], row["next_check_at"]) == \
+        ("striking", t0, t0 + label_interval)
+    sv.reconcile(t0)
+    assert row_of(database_url, labelled.name)["next_check_at"] == t0 + label_interval
+    assert row_of(database_url, plain.name)["next_check_at"] == t0 + INTERVAL
+    starts = {c.name: started_at(docker_client, c) for c in (labelled, plain)}
+
+    # the setting's interval: the plain one is restarted, the labelled one is not
+    assert sv.check_due(t0 + INTERVAL) == 1
+    assert started_at(docker_client, labelled) == starts[labelled.name]
+    assert started_at(docker_client, plain) != starts[plain.name]
+    assert sv.check(labelled.id, t0 + label_interval - timedelta(seconds=1)) == "none"
+    assert started_at(docker_client, labelled) == starts[labelled.name]
+    # the label's interval: strike 2, and strike 3 is due one label interval later
+    assert sv.check(labelled.id, t0 + label_interval) == "restart"
+    assert started_at(docker_client, labelled) != starts[labelled.name]
+    row = row_of(database_url, labelled.name)
+    assert (row["state"], row["next_check_at"]) == ("restarting", t0 + 2 * label_interval)
+    assert [e["event_type"] for e in events_of(database_url, labelled.name)] == [
+        "container_unhealthy", "container_restarted"]
+
+
+def test_only_an_escalated_container_alerts_when_it_recovers(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    # protected: escalated at strike 2 without a restart; the other recovers from strike 1
+    escalated = make_container(HEALS, labels={"aegis.protect": "true"})
+    struck = make_container(HEALS)
+    for container in (escalated, struck):
+        make_unhealthy(docker_client, container)
+    sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)
+    struck.exec_run(["touch", "/healthy"])
+    wait_health(docker_client, struck, "healthy")
+    sv.reconcile(t0 + INTERVAL)
+    assert row_of(database_url, escalated.name)["state"] == "escalated"
+    escalated.exec_run(["touch", "/healthy"])
+    wait_health(docker_client, escalated, "healthy")
+    for step in (2, 4, 6):  # healthy from 2 intervals on; the stable period is 2 intervals
+        sv.reconcile(t0 + step * INTERVAL)
+    for container in (escalated, struck):
+        assert events_of(database_url, container.name)[-1]["event_type"] == \
+            "container_recovered", container.name
+    alerts = sql_rows(database_url, "SELECT channel, dedup_key, importance::text AS importance, "
+                      "title FROM outbox ORDER BY id")
+    assert alerts == [
+        {"channel": "alerts", "importance": "critical", "title":
+         f"{escalated.name} escalated on test-host",
+         "dedup_key": f"escalation:test-host:{escalated.name}:1"},
+        {"channel": "alerts", "importance": "medium", "title":
+         f"{escalated.name} recovered on test-host",
+         "dedup_key": f"recovery:test-host:{escalated.name}:1"}]
 
 
 @pytest.mark.parametrize(("labels", "overrides", "expected_state", "escalates"), [
@@ -233,11 +323,13 @@ def test_aegis_itself_and_its_database_are_protected(
 def test_maintenance_from_the_command_pauses_action(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
-    container = make_container(NEVER_HEALTHY)
-    wait_health(docker_client, container, "unhealthy")
-    t0 = utcnow()
-    set_maintenance(app, container.name, t0, 3600)
+    container = make_container(HEALS)
+    wait_health(docker_client, container, "healthy")
     sv = supervisor(app, docker_client)
+    t0 = utcnow()
+    sv.reconcile(t0)  # aegis has seen it: maintenance names only containers it knows
+    set_maintenance(app, container.name, t0, 3600)
+    make_unhealthy(docker_client, container)
     sv.reconcile(t0)
     sv.reconcile(t0 + INTERVAL)
     assert events_of(database_url, container.name)[-1]["event_type"] == "container_maintenance"
@@ -324,6 +416,9 @@ def test_a_crashed_container_is_escalated_once_not_restarted(
     assert [e["event_type"] for e in found] == ["container_escalated"]
     assert found[0]["details"]["exit_code"] == 3
     assert found[0]["details"]["restart_policy"] == "no"
+    # a listing does not say: the sweep inspected it before deciding
+    assert found[0]["details"]["reason"] == ("container exited (exit code 3) and Docker is not "
+                                             "restarting it (restart policy no)")
     assert len(sql_rows(database_url, "SELECT * FROM outbox")) == 1
 
 

@@ -182,6 +182,51 @@ def test_gave_up(observed: Observed, reason: str | None) -> None:
     assert gave_up(observed) == reason
 
 
+EXITED_1 = Observed("exited", "none", exit_code=1)
+RESTARTING_1 = Observed("restarting", "none", exit_code=1)
+
+
+@pytest.mark.parametrize(("observed", "reason"), [
+    # Docker is restarting it (in its restart delay, or started again): Docker's to handle
+    (replace(RESTARTING_1, restart_policy="always", docker_restart_count=5), None),
+    (replace(RESTARTING_1, restart_policy="unless-stopped", docker_restart_count=1), None),
+    (replace(RESTARTING_1, restart_policy="on-failure", docker_restart_count=40), None),
+    (replace(RESTARTING_1, restart_policy="on-failure:3", docker_restart_count=1), None),
+    (Observed("running", "starting", exit_code=0, restart_policy="on-failure:3",
+              docker_restart_count=2), None),
+    # exited: Docker has stopped restarting it, and the reason says under which policy
+    (replace(EXITED_1, restart_policy="no"),
+     "container exited (exit code 1) and Docker is not restarting it (restart policy no)"),
+    (replace(EXITED_1, restart_policy="on-failure:1", docker_restart_count=1),
+     "container exited (exit code 1) and Docker is not restarting it "
+     "(restart policy on-failure:1, 1 restart by Docker)"),
+    (replace(EXITED_1, restart_policy="on-failure:3", docker_restart_count=3),
+     "container exited (exit code 1) and Docker is not restarting it "
+     "(restart policy on-failure:3, 3 restarts by Docker)"),
+    # under `always` an exited container is one whose restart by Docker failed: given up
+    (replace(EXITED_1, restart_policy="always", docker_restart_count=1),
+     "container exited (exit code 1) and Docker is not restarting it "
+     "(restart policy always, 1 restart by Docker)"),
+    # stopped by a person: never given up, whatever the policy
+    (replace(EXITED_1, restart_policy="always", stopped_by_user=True), None),
+    (replace(EXITED_1, restart_policy="unless-stopped", exit_code=143), None),
+])
+def test_gave_up_follows_the_status_docker_reports_under_each_restart_policy(
+        observed: Observed, reason: str | None) -> None:
+    assert gave_up(observed) == reason
+
+
+def test_a_container_docker_is_still_restarting_is_never_escalated() -> None:
+    # on-failure:3 with an instant crash: restarting, running, restarting ... then exited
+    looping = [replace(RESTARTING_1, restart_policy="on-failure:3", docker_restart_count=n)
+               for n in (1, 2, 3)]
+    given_up = replace(EXITED_1, restart_policy="on-failure:3", docker_restart_count=3)
+    decisions = run([(0, looping[0]), (2, looping[1]), (4, looping[2]), (6, given_up),
+                     (8, given_up)])
+    assert actions(decisions) == ["none", "none", "none", "escalate", "none"]
+    assert decisions[3].reason.endswith("(restart policy on-failure:3, 3 restarts by Docker)")
+
+
 def test_a_crashed_container_is_escalated_once_never_restarted() -> None:
     crashed = Observed("exited", "none", exit_code=2)
     decisions = run([(0, crashed), (300, crashed), (600, crashed)])
