@@ -16,8 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from aegis import incidents, restarts
 from aegis import labels as L
-from aegis import restarts
 from aegis.clock import utcnow
 from aegis.containers import (
     decision_record,
@@ -40,16 +40,15 @@ from aegis.engine import (
     seen_from_listing,
 )
 from aegis.errors import DatabaseUnavailable
+from aegis.incidents import Record
 from aegis.logs import get_logger
-from aegis.outbox import Notification
-from aegis.store import Event, insert_event
+from aegis.store import insert_event
 from aegis.strikes import Decision, Observed, Policy, decide, display_state
 
 if TYPE_CHECKING:
     from aegis.api import Aegis
 
 Row = dict[str, Any]
-Record = tuple[Event, Notification | None]  # an event to record, and its alert
 # An unhealthy event at most this old (by its own timestamp) is acted on as it stands;
 # older ones (replayed after a reconnection) are checked against an inspect first.
 FRESH_EVENT_S = 5.0
@@ -299,7 +298,10 @@ class Supervisor:
             details={"container": seen.name, "host": self.host, "problem": problem}), None)
             for problem in parsed.problems if problem not in (row["label_problems"] or [])]
         if decision.action not in ("none", "restart"):
-            records.append(self._record(decision, state, seen, now))
+            # an escalation carries the probe output, exit code and policy: an inspect's
+            about = self.inspected(seen) if decision.action == "escalate" else seen
+            records.append(incidents.record(self.app.store, self.host, decision,
+                                            state.phase, about, now))
         if not self._save(row, params, records):  # another thread or daemon changed it first
             self.log.info("container_decision_superseded", container=seen.name)
             return "none", supervision
@@ -418,10 +420,7 @@ class Supervisor:
     # --- acting ---
 
     def details(self, seen: Seen, decision: Decision, **extra: Any) -> dict[str, Any]:
-        return {"container": seen.name, "host": self.host, "container_id": seen.id[:12],
-                "image": seen.image, "compose_project": seen.compose_project,
-                "compose_service": seen.compose_service, "incident": decision.state.incident,
-                "strikes": decision.state.strikes, "reason": decision.reason, **extra}
+        return incidents.details(self.host, seen, decision, **extra)
 
     def inspected(self, seen: Seen) -> Seen:
         """``seen`` with what only an inspect tells (probe output, stop timeout)."""
@@ -431,65 +430,6 @@ class Supervisor:
             return seen_from_inspect(self.client.api.inspect_container(seen.id))
         except docker_errors():
             return seen
-
-    def _record(self, decision: Decision, before: Any, seen: Seen, now: datetime) -> Record:
-        """The event (and alert) of a strike 1, an escalation, a recovery or a reset."""
-        store = self.app.store
-        name = seen.name
-        if decision.action == "escalate":
-            return self._escalation(decision, seen, now)
-        if decision.action == "strike1":
-            return store.new_event(
-                "container_unhealthy", f"{name} is unhealthy (strike 1 of 3)",
-                importance="medium", source="supervisor", timestamp=now,
-                details=self.details(seen, decision, status=seen.status)), None
-        if decision.action == "recover":
-            was_escalated = before.phase == "escalated"
-            notify = None
-            if was_escalated:
-                notify = Notification(
-                    channel="alerts", title=f"{name} recovered on {self.host}",
-                    body=f"{name} has been healthy again ({decision.reason}); strikes reset.",
-                    importance="medium",
-                    fields={"container": name, "host": self.host},
-                    dedup_key=f"recovery:{self.host}:{name}:{decision.state.incident}")
-            return store.new_event(
-                "container_recovered", f"{name} recovered: {decision.reason}",
-                importance="medium", source="supervisor", timestamp=now,
-                details=self.details(seen, decision, was_escalated=was_escalated)), notify
-        return store.new_event(
-            "container_strikes_reset", f"{name}: strikes reset ({decision.reason})",
-            importance="low", source="supervisor", timestamp=now,
-            details=self.details(seen, decision)), None
-
-    def _escalation(self, decision: Decision, seen: Seen, now: datetime) -> Record:
-        seen = self.inspected(seen)
-        name = seen.name
-        incident = decision.state.incident
-        probe = f"\nLast health probe: {seen.probe_output}" if seen.probe_output else ""
-        stop_timeout_s = (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
-                          or DEFAULT_STOP_TIMEOUT_S)
-        details = self.details(seen, decision, probe_output=seen.probe_output,
-                                probe_exit_code=seen.probe_exit_code,
-                                exit_code=seen.exit_code, status=seen.status,
-                                restarts_last_hour=len(decision.state.restarts),
-                                docker_restart_count=seen.docker_restart_count,
-                                restart_policy=seen.restart_policy,
-                                stop_timeout_s=stop_timeout_s)
-        if seen.details.get("error"):
-            details["docker_error"] = seen.details["error"]
-        notify = Notification(
-            channel="alerts", title=f"{name} escalated on {self.host}",
-            body=f"{decision.reason}.{probe}\naegis takes no further action until "
-                 f"`aegis ack {name}` or the container is healthy again.",
-            importance="critical",
-            fields={"container": name, "host": self.host, "image": seen.image,
-                    "restarts_last_hour": str(len(decision.state.restarts))},
-            dedup_key=f"escalation:{self.host}:{name}:{incident}")
-        return self.app.store.new_event(
-            "container_escalated", f"{name} escalated (strike 3 of 3): {decision.reason}",
-            importance="critical", source="supervisor", timestamp=now,
-            details=details), notify
 
 
 def supervise_once(app: Aegis, now: datetime | None = None, client: Any = None, *,
