@@ -20,8 +20,10 @@ import pytest
 
 from aegis import api
 from aegis.clock import utcnow
+from aegis.config import load_settings
 from aegis.engine import PROBE_OUTPUT_CHARS
 from aegis.notify import DiscordTarget
+from aegis.registry import load_jobs
 from aegis.sender import Sender
 from aegis.supervisor import Supervisor
 from tests.conftest import run_cli
@@ -184,13 +186,15 @@ def test_aegis_home_that_is_a_file_is_refused_in_one_line(
 
 # --- rows inserted by hand into tasks ---
 
+NOT_A_NUMBER = "ValueError: invalid literal for int() with base 10: 'not a number'"
 TASK_ROWS = [
-    # (job_id, args as SQL jsonb text, expected status, expected error start)
-    ("no_such_job", "{}", "failed", "unknown job 'no_such_job'"),
-    ("", "{}", "failed", "unknown job ''"),
-    ("bump", "[1, 2]", "failed", "args must be a JSON object"),
-    ("bump", '"seconds=1"', "failed", "args must be a JSON object"),
-    ("bump", '{"n": "not a number"}', "failed", "run "),
+    # (job_id, args as SQL jsonb text, expected status, expected error; {run}: its run id,
+    # {known}: the jobs the daemon runs)
+    ("no_such_job", "{}", "failed", "unknown job 'no_such_job' (this daemon runs: {known})"),
+    ("", "{}", "failed", "unknown job '' (this daemon runs: {known})"),
+    ("bump", "[1, 2]", "failed", "args must be a JSON object, not list [1, 2]"),
+    ("bump", '"seconds=1"', "failed", 'args must be a JSON object, not str "seconds=1"'),
+    ("bump", '{"n": "not a number"}', "failed", "run {run} failed: " + NOT_A_NUMBER),
     ("bump", '{"n": 7}', "done", None),
 ]
 
@@ -199,6 +203,7 @@ def test_hand_inserted_task_rows_fail_cleanly_and_the_daemon_keeps_going(
         aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     env = daemon_env(aegis_env)
+    known = ", ".join(sorted(job.id for job in load_jobs(load_settings(env))))
     process = spawn(env)
     wait_for(daemon_running(url), what="daemon")
     ids = [rows(url, "INSERT INTO tasks (job_id, args) VALUES (%s, %s::jsonb) RETURNING id",
@@ -208,11 +213,25 @@ def test_hand_inserted_task_rows_fail_cleanly_and_the_daemon_keeps_going(
     wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN ('pending', "
                                    "'running') AND id <> %s", elsewhere),
              what="every task closed")
-    final = {r["id"]: r for r in rows(url, "SELECT id, status, error FROM tasks")}
+    final = {r["id"]: r for r in rows(url, "SELECT id, status, error, run_id FROM tasks")}
+    failed = {r["details"]["task_id"]: r for r in rows(
+        url, "SELECT summary, importance, details FROM episodic_memory "
+             "WHERE event_type = 'task_failed'")}
     for task_id, (job_id, _, status, error) in zip(ids, TASK_ROWS, strict=True):
-        assert final[task_id]["status"] == status, (job_id, final[task_id])
-        if error is not None:
-            assert (final[task_id]["error"] or "").startswith(error), final[task_id]
+        task = final[task_id]
+        assert task["status"] == status, (job_id, task)
+        if error is None:
+            assert task["error"] is None, task
+            assert task_id not in failed, task
+            continue
+        expected = error.format(run=task["run_id"], known=known)
+        assert task["error"] == expected
+        event = failed.pop(task_id)
+        assert event["importance"] == "medium"
+        assert event["summary"] == f"task {task_id} ({job_id or 'no job'}) failed: {expected}"
+        assert event["details"] == {"task_id": task_id, "job": job_id,
+                                    "run_id": task["run_id"], "error": expected}
+    assert failed == {}, "a task_failed event for a task that did not fail"
     assert final[elsewhere]["status"] == "pending", "a task for another host was taken"
     assert process.poll() is None, "the daemon must keep running"
     wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'beat' AND "
