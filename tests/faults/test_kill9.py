@@ -199,7 +199,10 @@ def test_tasks_a_killed_daemon_left_running_are_closed_or_run_once(
     final = {r["id"]: r for r in rows(url, "SELECT id, status, run_id, error FROM tasks")}
     assert final[claimed["id"]] == {"id": claimed["id"], "status": "failed",
                                     "run_id": run["id"],
-                                    "error": f"run {run['id']}: interrupted"}
+                                    "error": f"run {run['id']} interrupted: the daemon "
+                                             "running it stopped without finishing it"}
+    assert rows(url, "SELECT details->>'task_id' AS task FROM episodic_memory "
+                     "WHERE event_type = 'task_failed'") == [{"task": str(claimed["id"])}]
     wait_for(lambda: rows(url, "SELECT 1 FROM tasks WHERE id = %s AND status = 'done'",
                           taken["id"]), what="the requeued task ran")
     assert [r["n"] for r in rows(url, "SELECT details->>'n' AS n FROM episodic_memory "
