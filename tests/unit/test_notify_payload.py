@@ -18,6 +18,7 @@ from aegis.notify import (
     classify_discord,
     clip,
     discord_payload,
+    escape_markdown,
     plain_text,
     render,
     url_secrets,
@@ -114,6 +115,45 @@ def test_plain_text_for_apprise_carries_fields_and_footer() -> None:
     text = plain_text(render([row(container="web")], instance="node-1-7"))
     assert text.splitlines() == ["unhealthy", "host: node-1", "container: web",
                                  "aegis on node-1 · sent by node-1-7"]
+
+
+@pytest.mark.parametrize(("text", "escaped"), [
+    ("web__api__1", r"web\_\_api\_\_1"),
+    ("shop_web.1-a", r"shop\_web.1-a"),
+    ("@everyone <@123> <@&9>", r"@everyone \<@123\> \<@&9\>"),
+    ("**bold** ~~gone~~ ||spoiler|| `code`", r"\*\*bold\*\* \~\~gone\~\~ \|\|spoiler\|\| \`code\`"),
+    ("[click](http://evil.example)", r"\[click\](http://evil.example)"),
+    ("# big\n- item\n  3. third\n> quote\nnot 2. a list - nor this",
+     "\\# big\n\\- item\n  3\\. third\n\\> quote\nnot 2. a list - nor this"),
+    ("a \\ backslash", r"a \\ backslash"),
+    ("plain words, 10.0.0.1:80", "plain words, 10.0.0.1:80"),
+])
+def test_escape_markdown(text: str, escaped: str) -> None:
+    assert escape_markdown(text) == escaped
+
+
+def test_names_in_titles_fields_and_group_lines_are_escaped_and_the_body_kept() -> None:
+    name = "web__api__1"
+    single = render([row(title=f"{name} escalated", body="`aegis ack web__api__1`",
+                         container=name)], instance="node-1-1")
+    embed = discord_payload(single)["embeds"][0]
+    assert embed["title"] == r"web\_\_api\_\_1 escalated"
+    assert {"name": "container", "value": r"web\_\_api\_\_1", "inline": True} \
+        in embed["fields"]
+    assert embed["description"] == "`aegis ack web__api__1`"  # markdown of aegis's own
+    assert embed["footer"]["text"] == "aegis on node-1 · sent by node-1-1"  # not rendered
+    assert plain_text(single).splitlines()[2] == r"container: web\_\_api\_\_1"
+    group = render([row(1, f"{name} escalated", body="**probe** said <@1>"),
+                    row(2, "db down")], instance="node-1-1")
+    assert group.description.splitlines()[0].startswith(
+        r"- **web\_\_api\_\_1 escalated** (high, node-1, 12:00:00 UTC) — \*\*probe\*\* said "
+        r"\<@1\>")
+
+
+def test_escaping_never_pushes_a_part_over_its_limit() -> None:
+    payload = discord_payload(message(title="_" * 300, fields=(("_" * 300, "*" * 1100),)))
+    assert validate_discord_payload(payload) == []
+    assert payload["embeds"][0]["title"].endswith("…")
 
 
 @pytest.mark.parametrize(("status", "headers", "body", "result", "reason", "retry_after_s"), [
