@@ -76,7 +76,8 @@ def render(rows: Sequence[OutboxRow], *, instance: str,
     worst = max(rows, key=lambda row: list(COLOURS).index(row.importance)).importance
     if len(rows) == 1:
         row = rows[0]
-        fields = [("host", row.host), *row.fields.items()]
+        fields = [("host", row.host),
+                  *((k, v) for k, v in row.fields.items() if (k, v) != ("host", row.host))]
         if row.id in repeats:
             count, since = repeats[row.id]
             fields.append(("repeated", f"{count} more time(s) since {since:%Y-%m-%d %H:%M} UTC, "

@@ -4,6 +4,7 @@ webhook answers are classified as delivered, retry or permanent."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -90,6 +91,13 @@ def test_a_single_row_names_host_and_sender_and_colours_by_importance() -> None:
     assert {f["name"]: f["value"] for f in embed["fields"]} == {
         "host": "node-1", "strike": "3", "container": "web"}
     assert embed["color"] == 0xE67E22
+
+
+def test_a_host_field_naming_the_row_host_is_shown_once() -> None:
+    same = replace(row(host="node-1"), fields={"host": "node-1", "container": "web"})
+    assert render([same], instance="i").fields == (("host", "node-1"), ("container", "web"))
+    other = replace(row(host="node-1"), fields={"host": "node-2"})
+    assert render([other], instance="i").fields == (("host", "node-1"), ("host", "node-2"))
 
 
 def test_a_group_lists_each_alert_once_with_a_count_for_identical_ones() -> None:
