@@ -271,9 +271,10 @@ def test_a_spool_line_that_is_not_a_record_is_set_aside_and_the_rest_replayed(
                       + json.dumps(event_record(events[1])).encode() + b"\n")
     process = spawn(daemon_env(aegis_env))
     wait_for(daemon_running(url), what="daemon")
-    replayed = wait_for(lambda: rows(url, "SELECT uid::text AS uid FROM episodic_memory "
-                                          "WHERE event_type = 'spooled_offline' ORDER BY id"),
-                        what="the spool replayed")
+    wait_for(lambda: rows(url, "SELECT 1 FROM episodic_memory WHERE event_type = "
+                               "'spool_record_set_aside'"), what="the spool replayed")
+    replayed = rows(url, "SELECT uid::text AS uid FROM episodic_memory "
+                         "WHERE event_type = 'spooled_offline' ORDER BY id")
     assert [r["uid"] for r in replayed] == [e.uid for e in events]
     set_aside = spool.with_name("spool.jsonl.set-aside")
     assert set_aside.read_bytes() == bad + b"\n"
