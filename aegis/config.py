@@ -415,15 +415,9 @@ def utf8_problem(text: str) -> str | None:
         text.encode("utf-8")
         return None
     except UnicodeEncodeError as exc:
-        problem = f"at character {exc.start}"
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-        raw.decode("utf-8")
-    except UnicodeEncodeError:
-        pass
-    except UnicodeDecodeError as exc:
-        problem = f"byte 0x{raw[exc.start]:02x} at position {exc.start}"
-    return problem
+        code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
+    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+    return f"{what} at position {at}"
 
 
 def _unknown_key(key: str, known: set[str]) -> str:
