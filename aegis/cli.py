@@ -24,7 +24,7 @@ from aegis.cli_common import (
     settings_of,
     with_app,
 )
-from aegis.config import Settings, load_settings
+from aegis.config import Settings, load_settings, utf8_problem
 from aegis.errors import AegisError, ConfigError, DatabaseUnavailable, UsageError
 from aegis.logs import configure_logging
 from aegis.store import IMPORTANCE
@@ -441,6 +441,15 @@ def doctor_command(ctx: click.Context, as_json: bool) -> None:
 
 
 def main() -> None:
+    for number, arg in enumerate(sys.argv[1:], 1):
+        problem = utf8_problem(arg)
+        if problem:
+            try:  # the bytes as given: caf\xe9
+                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8",
+                                                                     "backslashreplace")
+            except UnicodeEncodeError:
+                shown = arg.encode("utf-8", "backslashreplace").decode("utf-8")
+            fail(f"argument {number} '{shown}' is not valid UTF-8 ({problem})", EXIT_USAGE)
     # click's own usage errors become one line and exit 2, like aegis's errors
     try:
         code = cli.main(prog_name="aegis", standalone_mode=False)

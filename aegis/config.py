@@ -364,6 +364,7 @@ def _cron(expression: str) -> str:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings; raise ConfigError naming the variable or key on any bad value."""
     env = os.environ if env is None else env
+    _check_utf8(env)
     config_file, document = _read_config_file(env)
     values: dict[str, Any] = {
         "host": socket.gethostname().split(".")[0] or "localhost",
@@ -394,6 +395,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values["job_overrides"] = _job_overrides(env, document.get("jobs", {}), config_file)
     values["config_file"] = config_file
     return Settings(**values)
+
+
+def _check_utf8(env: Mapping[str, str]) -> None:
+    """Refuse a variable of aegis's whose value is not UTF-8: Python hands such bytes on
+    as surrogates, which no log line, database row or webhook could carry."""
+    ours = {o.env for o in OPTIONS if o.env} | {"AEGIS_CONFIG"}
+    for name, value in sorted(env.items()):
+        if name in ours or name.startswith(JOB_ENV_PREFIX):
+            problem = utf8_problem(value)
+            if problem:
+                raise ConfigError(name, f"is not valid UTF-8 ({problem})")
+
+
+def utf8_problem(text: str) -> str | None:
+    """Where ``text`` (from the environment or the command line, where Python keeps bytes
+    that are not UTF-8 as surrogates) is not UTF-8, or None when it is."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
+    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+    return f"{what} at position {at}"
 
 
 def _unknown_key(key: str, known: set[str]) -> str:

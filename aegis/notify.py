@@ -40,6 +40,11 @@ POST_TIMEOUT_S = 10.0
 COLOURS = {"low": 0x95A5A6, "medium": 0x3498DB, "high": 0xE67E22, "critical": 0xE74C3C}
 # Nobody is pinged, whatever a container name, log line or probe output contains.
 NO_MENTIONS: dict[str, list[str]] = {"parse": []}
+# Characters that format, link or mention in Discord's markdown (and in most markdown),
+# and the markers that do so only at the start of a line: heading, quote, list.
+_MARKDOWN_CHARS = re.compile(r"([\\*_~`|\[\]<>])")
+_LINE_MARKERS = re.compile(r"^(\s*)([#+-])", re.M)
+_NUMBERED = re.compile(r"^(\s*\d+)\.(?=\s)", re.M)
 SETUP_HINT = {
     "alerts": "set DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS",
     "journal": "set DISCORD_JOURNAL_WEBHOOK_URL or AEGIS_JOURNAL_NOTIFY_URLS",
@@ -71,7 +76,8 @@ def render(rows: Sequence[OutboxRow], *, instance: str,
     worst = max(rows, key=lambda row: list(COLOURS).index(row.importance)).importance
     if len(rows) == 1:
         row = rows[0]
-        fields = [("host", row.host), *row.fields.items()]
+        fields = [("host", row.host),
+                  *((k, v) for k, v in row.fields.items() if (k, v) != ("host", row.host))]
         if row.id in repeats:
             count, since = repeats[row.id]
             fields.append(("repeated", f"{count} more time(s) since {since:%Y-%m-%d %H:%M} UTC, "
@@ -86,9 +92,10 @@ def render(rows: Sequence[OutboxRow], *, instance: str,
     for (host, title, body), same in counted.items():
         times = f" x{len(same)}" if len(same) > 1 else ""
         first_line = body.strip().splitlines()[0] if body.strip() else ""
-        detail = f" — {first_line}" if first_line else ""
-        lines.append(f"- **{title}**{times} ({same[0].importance}, {host}, "
-                     f"{same[0].created_at:%H:%M:%S} UTC){detail}")
+        detail = f" — {escape_markdown(first_line)}" if first_line else ""
+        lines.append(f"- **{escape_markdown(title)}**{times} ({same[0].importance}, "
+                     f"{escape_markdown(host)}, {same[0].created_at:%H:%M:%S} UTC)"
+                     f"{detail}")
     first, last = rows[0].created_at, rows[-1].created_at
     return Message(
         title=f"{len(rows)} alerts from {', '.join(hosts)}",
@@ -98,10 +105,20 @@ def render(rows: Sequence[OutboxRow], *, instance: str,
         footer=footer, timestamp=first)
 
 
+def escape_markdown(text: str) -> str:
+    """``text`` shown as written where markdown is rendered: a container name such as
+    ``web__api__1``, a probe output with ``**`` or backticks, ``<@123>`` or a masked link
+    formats, links and mentions nothing. Each such character gets a backslash."""
+    text = _MARKDOWN_CHARS.sub(r"\\\1", text)
+    text = _NUMBERED.sub(r"\1\\.", text)
+    return _LINE_MARKERS.sub(r"\1\\\2", text)
+
+
 def plain_text(message: Message) -> str:
     """The body Apprise services receive: description, fields as lines, footer."""
     parts = [message.description] if message.description else []
-    parts.extend(f"{name}: {value}" for name, value in message.fields)
+    parts.extend(f"{escape_markdown(name)}: {escape_markdown(value)}"
+                 for name, value in message.fields)
     parts.append(message.footer)
     return "\n".join(parts)
 
@@ -131,16 +148,19 @@ def _embed_chars(embed: Mapping[str, Any]) -> int:
 
 
 def discord_embed(message: Message) -> dict[str, Any]:
-    """One embed for ``message``, every part within its limit and all within 6000."""
-    fields = [{"name": clip(name or "-", FIELD_NAME_MAX),
-               "value": clip(value.strip() or "-", FIELD_VALUE_MAX), "inline": len(value) < 40}
+    """One embed for ``message``, every part within its limit and all within 6000. The
+    title and fields (names, hosts, images: never markdown of aegis's own) are escaped;
+    the description is markdown as its author wrote it; the footer is never rendered."""
+    fields = [{"name": clip(escape_markdown(name) or "-", FIELD_NAME_MAX),
+               "value": clip(escape_markdown(value.strip()) or "-", FIELD_VALUE_MAX),
+               "inline": len(value) < 40}
               for name, value in message.fields]
     if len(fields) > FIELDS_MAX:
         hidden = len(fields) - (FIELDS_MAX - 1)
         fields = [*fields[: FIELDS_MAX - 1],
                   {"name": "more", "value": f"{hidden} more field(s) not shown", "inline": False}]
     embed: dict[str, Any] = {
-        "title": clip(message.title or "aegis", TITLE_MAX),
+        "title": clip(escape_markdown(message.title) or "aegis", TITLE_MAX),
         "color": COLOURS.get(message.importance, COLOURS["medium"]),
         "fields": fields,
         "footer": {"text": clip(message.footer, FOOTER_MAX)},

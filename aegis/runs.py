@@ -69,6 +69,7 @@ class Execution:
     deadline: datetime | None = None  # set when a worker slot is taken
     done: threading.Event | None = None
     status: str | None = None
+    error: str | None = None  # why it did not end 'ok' (an exception, a timeout...)
     released: bool = False
     # Set for a host-scoped run made while the database was unreachable: the whole run
     # row is written (or spooled) when it finishes.
@@ -153,6 +154,7 @@ class Runner:
             if execution.status is not None:
                 return  # already closed by a timeout or an interruption
             execution.status = status
+            execution.error = error
             release = not execution.released
             execution.released = True
         if release:

@@ -102,11 +102,13 @@ class Sender:
         while True:
             now = fixed_now or self.clock()
             batch = self._claim(channel, now, flush)
-            if not batch.rows or not self._post(batch.rows, now, counts):
+            if not batch.rows or not self._post(batch.rows, now, counts,
+                                                fixed_clock=fixed_now is not None):
                 return
 
     def deliver_row(self, row_id: int, now: datetime | None = None) -> OutboxRow | None:
         """Post one row now, outside the channel order, with no retry (``notify test``)."""
+        fixed_clock = now is not None
         now = now or self.clock()
         with self.db.transaction() as tx:
             found = tx.fetch_one("outbox_lock_row", id=row_id)
@@ -116,7 +118,7 @@ class Sender:
         if found is not None:
             row = OutboxRow.from_row(found)
             if self.targets[row.channel]:
-                self._post([row], now, Counts(), final=True)
+                self._post([row], now, Counts(), final=True, fixed_clock=fixed_clock)
             else:
                 self._record([row], status="undeliverable", attempted=False, now=now,
                              last_error=f"no {row.channel} channel is configured: "
@@ -156,7 +158,7 @@ class Sender:
     # --- posting ---
 
     def _post(self, rows: Sequence[OutboxRow], now: datetime, counts: Counts,
-              final: bool = False) -> bool:
+              final: bool = False, fixed_clock: bool = False) -> bool:
         """Post ``rows`` as one message; True when the channel may go on to the next."""
         rows, repeats = self._summarise_repeats(rows, now, counts)
         if not rows:
@@ -166,13 +168,18 @@ class Sender:
         results = dict(head.target_results)
         outcomes: list[tuple[Target, Outcome]] = []
         attempted = False
+        # Back-off and retry_after count from the answer, not from before the post (a
+        # timeout takes seconds); a clock fixed by the caller stays fixed.
+        def current() -> datetime:
+            return now if fixed_clock else self.clock()
+
         for target in self.targets[head.channel]:
             if target.id in results:
                 continue  # posted there already, or refused for good
             paused_until = self._paused_until.get(target.id)
-            if paused_until is not None and paused_until > now:
+            if paused_until is not None and paused_until > current():
                 outcome = Outcome("retry", "Discord rate limit bucket is empty",
-                                  retry_after_s=(paused_until - now).total_seconds())
+                                  retry_after_s=(paused_until - current()).total_seconds())
             else:
                 attempted = True
                 outcome = target.send(message)
@@ -180,7 +187,7 @@ class Sender:
                     counts.posts += 1
             pause_s = outcome.pause_s or outcome.retry_after_s
             if pause_s:
-                self._paused_until[target.id] = now + timedelta(seconds=pause_s)
+                self._paused_until[target.id] = current() + timedelta(seconds=pause_s)
             if outcome.result != "retry":
                 results[target.id] = ("delivered" if outcome.delivered
                                       else f"failed: {outcome.reason}")
@@ -188,6 +195,7 @@ class Sender:
         retries = [(t, o) for t, o in outcomes if o.result == "retry"]
         failures = [(t, o) for t, o in outcomes if o.result == "failed"]
         errors = "; ".join(f"{t.label}: {o.reason}" for t, o in retries + failures) or None
+        now = current()
         if retries and not final:
             attempts = head.attempts + (1 if attempted else 0)
             after_s = [o.retry_after_s for _, o in retries if o.retry_after_s is not None]

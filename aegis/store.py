@@ -21,7 +21,7 @@ from aegis.db import Cursorish, Database, Json
 from aegis.errors import DatabaseUnavailable, UsageError
 from aegis.logs import get_logger
 from aegis.outbox import Notification, enqueue
-from aegis.spool import Spool
+from aegis.spool import BadRecord, SetAside, Spool
 
 IMPORTANCE = ("low", "medium", "high", "critical")
 _LOG_METHOD = {"low": "info", "medium": "info", "high": "warning", "critical": "error"}
@@ -174,25 +174,50 @@ class Store:
     def _replay_locked(self) -> int:
         if self.spool.pending() == 0:
             return 0
-        replayed = self.spool.drain(self._replay_one)
+        set_aside: list[SetAside] = []
+        replayed = self.spool.drain(self._replay_one, set_aside.append)
         if replayed:
-            self.log.info("spool_replayed", records=replayed)
+            self.log.info("spool_replayed", records=replayed - len(set_aside))
+        if set_aside:
+            self._report_set_aside(set_aside)
         return replayed
 
     def _replay_one(self, record: dict[str, Any]) -> None:
         kind = record.get("kind")
-        with self.db.transaction() as tx:
-            if kind == "event":
-                insert_event(tx, *event_from_record(record))
-            elif kind == "state":
-                tx.execute("set_state", key=record["key"], value=Json(record["value"]),
-                           updated_at=datetime.fromisoformat(record["updated_at"]))
-            else:
-                replay = SPOOL_HANDLERS.get(str(kind))
-                if replay is None:
-                    self.log.error("spool_record_unknown", kind=kind)
-                    return
-                replay(tx, record)
+        replay = SPOOL_HANDLERS.get(str(kind))
+        if kind not in ("event", "state") and replay is None:
+            raise BadRecord(f"a record of unknown kind {kind!r}")
+        try:
+            with self.db.transaction() as tx:
+                if kind == "event":
+                    insert_event(tx, *event_from_record(record))
+                elif kind == "state":
+                    tx.execute("set_state", key=record["key"], value=Json(record["value"]),
+                               updated_at=datetime.fromisoformat(record["updated_at"]))
+                elif replay is not None:
+                    replay(tx, record)
+        except (KeyError, TypeError, ValueError) as exc:  # the record, not the database
+            raise BadRecord(f"a record of kind {kind!r} that cannot be replayed "
+                            f"({type(exc).__name__}: {exc})") from None
+
+    def _report_set_aside(self, set_aside: list[SetAside]) -> None:
+        """One high event for the lines a drain set aside (the store lock is held)."""
+        where = self.spool.set_aside_path
+        first = set_aside[0]
+        more = f" and {len(set_aside) - 1} more" if len(set_aside) > 1 else ""
+        event = self.new_event(
+            "spool_record_set_aside",
+            f"spool line {first.line} is {first.reason}{more}: moved to {where}",
+            importance="high",
+            details={"file": str(where), "lines": [
+                {"line": s.line, "reason": s.reason} for s in set_aside[:20]],
+                "count": len(set_aside)})
+        self.log_event(event)
+        try:
+            with self.db.transaction() as tx:
+                insert_event(tx, event)
+        except DatabaseUnavailable:
+            self.spool.append(event_record(event))
 
 
 def event_record(event: Event, notify: Notification | None = None) -> dict[str, Any]:

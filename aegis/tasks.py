@@ -17,6 +17,7 @@ from aegis.errors import StoreError, UsageError
 from aegis.logs import get_logger
 from aegis.runs import Execution, JobRun
 from aegis.scheduler import Scheduler
+from aegis.store import Event, Store, insert_event
 
 TASK_CHANNEL = "aegis_tasks"
 TASK_STATUSES = ("pending", "running", "done", "failed", "cancelled")
@@ -119,30 +120,47 @@ class TaskQueue:
             except StoreError:
                 raise
             except Exception as exc:  # a bad row must not take the daemon down
-                self._fail(task, f"cannot start: {type(exc).__name__}: {exc}")
+                self._fail(task.id, task.job_id, f"cannot start: {type(exc).__name__}: {exc}")
 
     def recover_abandoned(self) -> None:
         """Close or requeue tasks a daemon took and then died without closing."""
         scheduler, db = self.scheduler, self.scheduler.app.db
-        for row in db.fetch_all("close_abandoned_tasks", now=scheduler.clock()):
-            self.log.warning("task_closed_after_crash", task_id=row["id"], job=row["job_id"],
-                             status=row["status"])
+        store = scheduler.app.store
+        events = []
+        with db.transaction() as tx:  # a task closed as failed and its event go together
+            for row in tx.fetch_all("close_abandoned_tasks", now=scheduler.clock()):
+                self.log.warning("task_closed_after_crash", task_id=row["id"],
+                                 job=row["job_id"], status=row["status"])
+                if row["status"] == "failed":
+                    events.append(task_failed_event(store, row["id"], row["job_id"],
+                                                    row["error"], row["run_id"]))
+                    insert_event(tx, events[-1])
+        for event in events:
+            store.log_event(event)
         for row in db.fetch_all("requeue_abandoned_tasks", taken_before=scheduler.live_since):
             self.log.warning("task_requeued_after_crash", task_id=row["id"], job=row["job_id"])
 
-    def _fail(self, task: Task, error: str) -> None:
-        self.scheduler.app.db.execute("finish_task", id=task.id, status="failed",
-                                      now=self.scheduler.clock(), run_id=None, error=error)
-        self.log.warning("task_failed", task_id=task.id, job=task.job_id, error=error)
+    def _fail(self, task_id: int, job_id: str, error: str, run_id: int | None = None) -> None:
+        """Close a task as failed with ``error`` and record its ``task_failed`` event, in
+        one transaction."""
+        store = self.scheduler.app.store
+        event = task_failed_event(store, task_id, job_id, error, run_id)
+        with self.scheduler.app.db.transaction() as tx:
+            tx.execute("finish_task", id=task_id, status="failed", now=self.scheduler.clock(),
+                       run_id=run_id, error=error)
+            insert_event(tx, event)
+        store.log_event(event)
 
     def _start(self, task: Task) -> None:
-        scheduler, db = self.scheduler, self.scheduler.app.db
+        scheduler = self.scheduler
         if task.job_id not in scheduler.registry:
-            self._fail(task, f"unknown job {task.job_id!r}")
+            known = ", ".join(sorted(job.id for job in scheduler.registry))
+            self._fail(task.id, task.job_id,
+                       f"unknown job {task.job_id!r} (this daemon runs: {known})")
             return
         if not isinstance(task.args, dict):
-            self._fail(task, f"args must be a JSON object, not {type(task.args).__name__} "
-                             f"{json.dumps(task.args)[:80]}")
+            self._fail(task.id, task.job_id, "args must be a JSON object, not "
+                       f"{type(task.args).__name__} {json.dumps(task.args)[:80]}")
             return
         job = scheduler.registry.get(task.job_id)
         with self._lock:
@@ -150,27 +168,42 @@ class TaskQueue:
             if isinstance(outcome, Execution):
                 self._task_of_run[outcome.run_id] = task.id
                 return
-        error: str | None
         if isinstance(outcome, JobRun):
-            error, run_id = outcome.error, outcome.id
+            self._fail(task.id, task.job_id,
+                       task_error(outcome.id, outcome.status, outcome.error), outcome.id)
         else:
-            error, run_id = "the run of this task was already claimed", None
-        db.execute("finish_task", id=task.id, status="failed", now=scheduler.clock(),
-                   run_id=run_id, error=error)
+            self._fail(task.id, task.job_id, "the run of this task was already claimed")
 
     def _on_finish(self, execution: Execution) -> None:
         with self._lock:
             task_id = self._task_of_run.pop(execution.run_id, None)
         if task_id is None:
             return
-        status = "done" if execution.status == "ok" else "failed"
-        error = None if status == "done" else f"run {execution.run_id}: {execution.status}"
         try:
-            self.scheduler.app.db.execute("finish_task", id=task_id, status=status,
-                                          now=self.scheduler.clock(),
-                                          run_id=execution.run_id, error=error)
+            if execution.status == "ok":
+                self.scheduler.app.db.execute("finish_task", id=task_id, status="done",
+                                              now=self.scheduler.clock(),
+                                              run_id=execution.run_id, error=None)
+            else:
+                error = task_error(execution.run_id, str(execution.status), execution.error)
+                self._fail(task_id, execution.job.id, error, execution.run_id)
         except StoreError as exc:
             self.log.error("task_not_closed", task_id=task_id, error=str(exc))
+
+
+def task_error(run_id: int, status: str, error: str | None) -> str:
+    """Why a task failed with its run: the run's status and its error, for example
+    ``run 12 failed: ValueError: invalid literal for int() with base 10: 'x'``."""
+    detail = (error or "").removeprefix(f"{status}:").strip()
+    return f"run {run_id} {status}: {detail}" if detail else f"run {run_id} {status}"
+
+
+def task_failed_event(store: Store, task_id: int, job_id: str, error: str,
+                      run_id: int | None) -> Event:
+    return store.new_event(
+        "task_failed", f"task {task_id} ({job_id or 'no job'}) failed: {error}",
+        importance="medium", source="tasks",
+        details={"task_id": task_id, "job": job_id, "run_id": run_id, "error": error})
 
 
 def listen_for_tasks(db: Any, wake: threading.Event, stop: threading.Event) -> None:

@@ -31,7 +31,9 @@ WANTED = (
     "soak RSS growth after warm-up",
     "soak threads after warm-up",
     "soak connections (max)",
+    "soak containers flapping",
     "soak rows past retention",
+    "soak back-dated rows, last quarter / first",
 )
 
 LAST = ("bench_soak",)

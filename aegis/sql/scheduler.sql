@@ -169,12 +169,17 @@ RETURNING *;
 UPDATE tasks t
 SET status = CASE WHEN r.status = 'ok' THEN 'done' ELSE 'failed' END,
     finished_at = %(now)s, run_id = r.id,
-    error = CASE WHEN r.status = 'ok' THEN NULL ELSE 'run ' || r.id || ': ' || r.status END
+    -- as tasks.task_error words it: 'run 12 interrupted: the daemon running it ...'
+    error = CASE WHEN r.status = 'ok' THEN NULL
+                 ELSE 'run ' || r.id || ' ' || r.status || coalesce(': ' || nullif(btrim(
+                     CASE WHEN starts_with(r.error, r.status || ':')
+                          THEN substr(r.error, length(r.status) + 2) ELSE r.error END), ''), '')
+            END
 FROM job_runs r
 WHERE t.status = 'running' AND r.job_id = t.job_id AND r.trigger = 'manual'
   AND r.scheduled_for = t.created_at + (t.id %% 1000000) * interval '1 microsecond'
   AND r.status <> 'running'
-RETURNING t.id, t.job_id, t.status;
+RETURNING t.id, t.job_id, t.status, t.error, t.run_id;
 
 -- name: requeue_abandoned_tasks
 -- Tasks taken long ago whose run was never claimed: the daemon died in between, nothing

@@ -3,6 +3,7 @@ every page, and every command and every variable is documented somewhere."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -93,3 +94,22 @@ def test_every_variable_is_documented():
 def test_every_label_is_in_the_remediation_table():
     table = (DOCS / "remediation.md").read_text(encoding="utf-8")
     assert [label for label in KNOWN if f"| `{label}` |" not in table] == []
+
+
+def test_every_test_the_reliability_page_cites_exists():
+    text = (DOCS / "reliability.md").read_text(encoding="utf-8")
+    cited = re.findall(r"`((?:tests|bench)/[\w/]+\.py)(?:::(\w+))?`", text)
+    assert len(cited) >= 10
+    for path, test in cited:
+        source = (ROOT / path).read_text(encoding="utf-8")
+        assert not test or f"def {test}(" in source, f"{path}::{test}"
+
+
+def test_the_sql_page_lists_every_event_type_aegis_records():
+    listed = set(re.findall(r"`([a-z_]+)`", (DOCS / "sql.md").read_text(encoding="utf-8")))
+    recorded = set()
+    for module in [*(ROOT / "aegis").glob("*.py"), *(ROOT / "jobs").glob("*.py")]:
+        recorded |= set(re.findall(r'(?:record_event|new_event)\(\s*"([a-z_]+)"',
+                                   module.read_text(encoding="utf-8")))
+    assert len(recorded) >= 20
+    assert recorded - listed == set()

@@ -8,9 +8,11 @@ matters most: no pid file, no heartbeat, no database row.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -20,9 +22,12 @@ import pytest
 
 from aegis import api
 from aegis.clock import utcnow
+from aegis.config import load_settings
 from aegis.engine import PROBE_OUTPUT_CHARS
 from aegis.notify import DiscordTarget
+from aegis.registry import load_jobs
 from aegis.sender import Sender
+from aegis.store import event_record, make_event
 from aegis.supervisor import Supervisor
 from tests.conftest import run_cli
 from tests.fakes.discord_server import FakeDiscord, mentions_would_ping, validate_discord_payload
@@ -91,6 +96,14 @@ ENV_CASES = [
          names=("AEGIS_CONFIG", "cannot read")),
     Case("job-module-missing", {"AEGIS_JOB_MODULES": "no_such_package.jobs"},
          names=("no_such_package.jobs",)),
+    # bytes that are not UTF-8 (Python keeps them as surrogates; subprocess passes the bytes)
+    Case("host-not-utf8", {"AEGIS_HOST": "caf\udce9"},
+         names=("AEGIS_HOST: is not valid UTF-8 (byte 0xe9 at position 3)",)),
+    Case("webhook-not-utf8",
+         {"DISCORD_WEBHOOK_URL": f"https://discord.example/api/webhooks/1/{SECRET}\udcff"},
+         names=("DISCORD_WEBHOOK_URL: is not valid UTF-8 (byte 0xff at position 51)",)),
+    Case("journal-dir-not-utf8", {"AEGIS_JOURNAL_DIR": "/tmp/journ\udce9l"},
+         names=("AEGIS_JOURNAL_DIR: is not valid UTF-8 (byte 0xe9 at position 10)",)),
 ]
 
 # --- the TOML file ---
@@ -140,6 +153,10 @@ CLI_CASES = [
          names=("no container 'web-typo'",)),
     Case("cli-maintenance-unknown-container", args=("maintenance", "web-typo", "--for", "1h"),
          names=("no container 'web-typo'",)),
+    Case("cli-type-not-utf8", args=("events", "--type", "caf\udce9"),
+         names=("argument 3 'caf\\xe9' is not valid UTF-8 (byte 0xe9 at position 3)",)),
+    Case("cli-container-not-utf8", args=("ack", "web\udcff"),
+         names=("argument 2 'web\\xff' is not valid UTF-8 (byte 0xff at position 3)",)),
 ]
 
 
@@ -189,13 +206,15 @@ def test_aegis_home_that_is_a_file_is_refused_in_one_line(
 
 # --- rows inserted by hand into tasks ---
 
+NOT_A_NUMBER = "ValueError: invalid literal for int() with base 10: 'not a number'"
 TASK_ROWS = [
-    # (job_id, args as SQL jsonb text, expected status, expected error start)
-    ("no_such_job", "{}", "failed", "unknown job 'no_such_job'"),
-    ("", "{}", "failed", "unknown job ''"),
-    ("bump", "[1, 2]", "failed", "args must be a JSON object"),
-    ("bump", '"seconds=1"', "failed", "args must be a JSON object"),
-    ("bump", '{"n": "not a number"}', "failed", "run "),
+    # (job_id, args as SQL jsonb text, expected status, expected error; {run}: its run id,
+    # {known}: the jobs the daemon runs)
+    ("no_such_job", "{}", "failed", "unknown job 'no_such_job' (this daemon runs: {known})"),
+    ("", "{}", "failed", "unknown job '' (this daemon runs: {known})"),
+    ("bump", "[1, 2]", "failed", "args must be a JSON object, not list [1, 2]"),
+    ("bump", '"seconds=1"', "failed", 'args must be a JSON object, not str "seconds=1"'),
+    ("bump", '{"n": "not a number"}', "failed", "run {run} failed: " + NOT_A_NUMBER),
     ("bump", '{"n": 7}', "done", None),
 ]
 
@@ -204,6 +223,7 @@ def test_hand_inserted_task_rows_fail_cleanly_and_the_daemon_keeps_going(
         aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     env = daemon_env(aegis_env)
+    known = ", ".join(sorted(job.id for job in load_jobs(load_settings(env))))
     process = spawn(env)
     wait_for(daemon_running(url), what="daemon")
     ids = [rows(url, "INSERT INTO tasks (job_id, args) VALUES (%s, %s::jsonb) RETURNING id",
@@ -213,11 +233,25 @@ def test_hand_inserted_task_rows_fail_cleanly_and_the_daemon_keeps_going(
     wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN ('pending', "
                                    "'running') AND id <> %s", elsewhere),
              what="every task closed")
-    final = {r["id"]: r for r in rows(url, "SELECT id, status, error FROM tasks")}
+    final = {r["id"]: r for r in rows(url, "SELECT id, status, error, run_id FROM tasks")}
+    failed = {r["details"]["task_id"]: r for r in rows(
+        url, "SELECT summary, importance, details FROM episodic_memory "
+             "WHERE event_type = 'task_failed'")}
     for task_id, (job_id, _, status, error) in zip(ids, TASK_ROWS, strict=True):
-        assert final[task_id]["status"] == status, (job_id, final[task_id])
-        if error is not None:
-            assert (final[task_id]["error"] or "").startswith(error), final[task_id]
+        task = final[task_id]
+        assert task["status"] == status, (job_id, task)
+        if error is None:
+            assert task["error"] is None, task
+            assert task_id not in failed, task
+            continue
+        expected = error.format(run=task["run_id"], known=known)
+        assert task["error"] == expected
+        event = failed.pop(task_id)
+        assert event["importance"] == "medium"
+        assert event["summary"] == f"task {task_id} ({job_id or 'no job'}) failed: {expected}"
+        assert event["details"] == {"task_id": task_id, "job": job_id,
+                                    "run_id": task["run_id"], "error": expected}
+    assert failed == {}, "a task_failed event for a task that did not fail"
     assert final[elsewhere]["status"] == "pending", "a task for another host was taken"
     assert process.poll() is None, "the daemon must keep running"
     wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'beat' AND "
@@ -227,19 +261,60 @@ def test_hand_inserted_task_rows_fail_cleanly_and_the_daemon_keeps_going(
     assert process.wait(30) == 0
 
 
+# --- a spool file with lines that are not records ---
+
+
+def test_a_spool_line_that_is_not_a_record_is_set_aside_and_the_rest_replayed(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    spool = Path(aegis_env["AEGIS_HOME"]) / "spool.jsonl"
+    events = [make_event("spooled_offline", f"written offline {n}", importance="medium",
+                         host="test-host", source="test", details={"n": n}, timestamp=utcnow())
+              for n in range(2)]
+    bad = b'{"kind": "event", "summary": "caf\xe9 \xff\xfe"}'
+    spool.write_bytes(json.dumps(event_record(events[0])).encode() + b"\n" + bad + b"\n"
+                      + json.dumps(event_record(events[1])).encode() + b"\n")
+    process = spawn(daemon_env(aegis_env))
+    wait_for(daemon_running(url), what="daemon")
+    wait_for(lambda: rows(url, "SELECT 1 FROM episodic_memory WHERE event_type = "
+                               "'spool_record_set_aside'"), what="the spool replayed")
+    replayed = rows(url, "SELECT uid::text AS uid FROM episodic_memory "
+                         "WHERE event_type = 'spooled_offline' ORDER BY id")
+    assert [r["uid"] for r in replayed] == [e.uid for e in events]
+    set_aside = spool.with_name("spool.jsonl.set-aside")
+    assert set_aside.read_bytes() == bad + b"\n"
+    assert spool.read_bytes() == b""
+    reports = rows(url, "SELECT summary, importance, details FROM episodic_memory "
+                        "WHERE event_type = 'spool_record_set_aside'")
+    assert reports == [{
+        "summary": f"spool line 2 is not UTF-8 (byte 0xe9 at position 33): moved to "
+                   f"{set_aside}", "importance": "high",
+        "details": {"file": str(set_aside), "count": 1,
+                    "lines": [{"line": 2, "reason": "not UTF-8 (byte 0xe9 at position 33)"}]}}]
+    assert process.poll() is None, "the daemon must keep running"
+    wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'beat' AND "
+                               "status = 'ok'"), what="scheduled jobs running")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
 # --- containers: labels, probe output, names (a real engine; the clock is injected) ---
 
 STRIKE = timedelta(seconds=60)
 LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
+PROTOCOL = ["container_unhealthy", "container_restarted", "container_escalated"]
 CONTAINER_CASES = [
-    # (id, labels, probe command, what the escalation must carry)
+    # (id, labels, probe command, what the escalation must carry, the events before the
+    # protocol's three)
     ("labels-unparseable", {"aegis.max-restarts": "lots", "aegis.strike-interval": "5 parsecs",
                             "aegis.colour": "blue", "aegis.stop_timeout": "5s"}, "exit 1",
-     None),
-    ("probe-output-huge", {}, "head -c 300000 /dev/zero | tr '\\0' x; exit 1", "xxxx"),
-    ("probe-output-not-utf8", {}, "printf 'caf\\351 \\377\\376 broken'; exit 1", "broken"),
-    ("probe-output-mentions", {}, "echo '@everyone <@&123> **ping** [x](http://a)'; exit 1",
-     "@everyone"),
+     None, ["container_bad_label"] * 3),
+    ("probe-output-huge", {}, "head -c 300000 /dev/zero | tr '\\0' x; exit 1", "xxxx", []),
+    ("probe-output-not-utf8", {}, "printf 'caf\\351 \\377\\376 broken'; exit 1", "broken",
+     []),
+    ("probe-output-mentions-markdown", {},
+     "echo '@everyone <@123> <@&456> **bold** `tick` [x](http://a)'; exit 1",
+     "@everyone <@123> <@&456> **bold** `tick` [x](http://a)", []),
 ]
 
 
@@ -254,15 +329,33 @@ def _wait_unhealthy(client: Any, container: Any, timeout_s: float = 30) -> None:
     raise AssertionError(f"{container.name} never became unhealthy")
 
 
+@pytest.fixture(scope="module")
+def bystander(docker_client: Any, busybox_image: str) -> Iterator[Any]:
+    """A healthy supervised container beside each case: nothing may touch it."""
+    container = docker_client.containers.run(
+        busybox_image, ["/bin/sh", "-c", LOOP], name=f"bystander_{uuid.uuid4().hex[:6]}",
+        detach=True, network_mode="none",
+        labels={"aegis.enable": "true", "aegis.test": "badinput"},
+        healthcheck={"test": ["CMD", "true"], "interval": 1_000_000_000, "retries": 1})
+    deadline = time.monotonic() + 30
+    while docker_client.api.inspect_container(container.id)["State"].get(
+            "Health", {}).get("Status") != "healthy":
+        assert time.monotonic() < deadline, "the bystander never became healthy"
+        time.sleep(0.1)
+    yield container
+    container.remove(force=True)
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("engine_to_ourselves")
 @pytest.mark.parametrize("case", CONTAINER_CASES, ids=lambda c: c[0])
 def test_bad_container_input_is_recorded_and_pings_nobody(
-        case: tuple[str, dict[str, str], str, str | None], app: api.Aegis,
-        docker_client: Any, busybox_image: str) -> None:
-    case_id, labels, probe, carried = case
-    # markdown in the name; Docker allows letters, digits, '_', '.', '-'
-    name = f"web__{uuid.uuid4().hex[:6]}__*{case_id}*".replace("*", "_")
+        case: tuple[str, dict[str, str], str, str | None, list[str]], app: api.Aegis,
+        docker_client: Any, busybox_image: str, bystander: Any) -> None:
+    case_id, labels, probe, carried, first_events = case
+    # markdown in the name; Docker allows letters, digits, '_', '.', '-' (no '@' or '*')
+    name = f"web__{uuid.uuid4().hex[:6]}.__{case_id}_"
+    started = docker_client.api.inspect_container(bystander.id)["State"]["StartedAt"]
     container = docker_client.containers.run(
         busybox_image, ["/bin/sh", "-c", LOOP], name=name, detach=True, network_mode="none",
         labels={"aegis.enable": "true", "aegis.test": "badinput", **labels},
@@ -280,11 +373,11 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
         _wait_unhealthy(docker_client, container)
         sv.reconcile(t0 + 2 * STRIKE)
 
+        # exactly the case's events, for this container only
         events = rows(app.db.dsn, "SELECT event_type, summary, details FROM episodic_memory "
-                                  "WHERE details->>'container' = %s ORDER BY id", name)
-        kinds = [e["event_type"] for e in events]
-        assert kinds[-3:] == ["container_unhealthy", "container_restarted",
-                              "container_escalated"], kinds
+                                  "ORDER BY id")
+        assert [(e["event_type"], e["details"].get("container")) for e in events] == [
+            (kind, name) for kind in first_events + PROTOCOL]
         escalated = events[-1]
         probe_output = escalated["details"].get("probe_output") or ""
         assert len(probe_output) <= PROBE_OUTPUT_CHARS + 1
@@ -294,11 +387,18 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
             problems = [e["summary"] for e in events if e["event_type"] == "container_bad_label"]
             # unknown aegis.* keys (aegis.colour) are left alone by design: tools and
             # tests put their own aegis.* labels on containers; a near miss is reported
-            assert len(problems) == 3, problems
             assert any("aegis.max-restarts" in p for p in problems)
             assert any("aegis.strike-interval" in p for p in problems)
             assert any("aegis.stop_timeout is unknown (did you mean aegis.stop-timeout?)" in p
                        for p in problems)
+
+        # the bystander: not restarted, no strike, its row untouched by the incident
+        assert docker_client.api.inspect_container(bystander.id)["State"]["StartedAt"] \
+            == started
+        assert rows(app.db.dsn, "SELECT name, phase, strikes, restarts, incident "
+                                "FROM containers WHERE name <> %s", name) == [
+            {"name": bystander.name, "phase": "ok", "strikes": 0, "restarts": [],
+             "incident": 0}]
 
         sender = Sender(app, targets={"alerts": [DiscordTarget(fake.webhook_url())],
                                       "journal": []}, instance="badinput")
@@ -306,9 +406,22 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
         assert fake.rejected == []
         assert len(fake.received) == 1
         payload = fake.received[0]
+        assert payload["allowed_mentions"] == {"parse": []}
         assert not mentions_would_ping(payload)
         assert validate_discord_payload(payload) == []
-        assert rows(app.db.dsn, "SELECT status FROM outbox") == [{"status": "delivered"}]
+        # the name's markdown is shown as written: '_' escaped, '.' and '-' mid-line plain
+        embed = payload["embeds"][0]
+        shown = name.replace("_", "\\_")
+        assert embed["title"] == f"{shown} escalated on test-host"
+        assert {f["name"]: f["value"] for f in embed["fields"]} == {
+            "host": "test-host", "container": shown, "image": "aegis-test-busybox:latest",
+            "restarts\\_last\\_hour": "1"}
+        assert [f["name"] for f in embed["fields"]].count("host") == 1
+        assert f"`aegis ack {name}`" in embed["description"]  # aegis's own markdown kept
+        if carried:
+            assert carried[:200] in embed["description"]
+        assert rows(app.db.dsn, "SELECT dedup_key, status FROM outbox") == [
+            {"dedup_key": f"escalation:test-host:{name}:1", "status": "delivered"}]
     finally:
         fake.close()
         container.remove(force=True)

@@ -81,17 +81,20 @@ def mentions_would_ping(payload: dict[str, Any]) -> bool:
 
 
 class FakeDiscord:
-    """Start with ``FakeDiscord()``; ``close()`` when done. ``steps`` scripts the next
-    answers: "ok", "429:<retry_after_s>", "500", "404", "401", "slow:<s>" (answers
-    normally after s seconds), "drop:<s>" (waits s seconds, closes without answering
-    or recording)."""
+    """Start with ``FakeDiscord()`` (on ``port``, or any free one); ``close()`` when done.
+    ``steps`` scripts the next answers: "ok", "429:<retry_after_s>", "500", "404", "401",
+    "slow:<s>" (answers normally after s seconds), "drop:<s>" (waits s seconds, closes
+    without answering or recording)."""
 
     def __init__(self, token: str = TOKEN, bucket_size: int | None = None,
-                 bucket_window_s: float = 2.0) -> None:
+                 bucket_window_s: float = 2.0, port: int = 0) -> None:
         self.token = token
         self.bucket_size = bucket_size
         self.bucket_window_s = bucket_window_s
         self.received: list[dict[str, Any]] = []
+        # time.monotonic() when each of ``received`` arrived (before it was answered)
+        self.received_at: list[float] = []
+        self.dropped = 0  # requests a "drop" step left unanswered
         self.rejected: list[tuple[dict[str, Any], list[str]]] = []
         self.json_received: list[dict[str, Any]] = []
         self.answers: list[int] = []
@@ -107,7 +110,7 @@ class FakeDiscord:
             def do_POST(self) -> None:
                 fake._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -131,6 +134,7 @@ class FakeDiscord:
     # --- the endpoint ---
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        arrived = time.monotonic()
         parts = urlsplit(request.path)
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length)
@@ -153,6 +157,8 @@ class FakeDiscord:
         if kind in {"slow", "drop"}:
             time.sleep(float(arg))
             if kind == "drop":
+                with self._lock:
+                    self.dropped += 1
                 request.close_connection = True
                 return
             kind = "ok"
@@ -165,10 +171,10 @@ class FakeDiscord:
         elif kind == "429":
             self._rate_limited(request, float(arg or 1.0))
         else:
-            self._accept(request, body, parse_qs(parts.query))
+            self._accept(request, body, parse_qs(parts.query), arrived)
 
     def _accept(self, request: BaseHTTPRequestHandler, body: Any,
-                query: dict[str, list[str]]) -> None:
+                query: dict[str, list[str]], arrived: float) -> None:
         now = time.monotonic()
         with self._lock:
             while self._bucket and self._bucket[0] <= now - self.bucket_window_s:
@@ -191,6 +197,7 @@ class FakeDiscord:
             return
         with self._lock:
             self.received.append(body)
+            self.received_at.append(arrived)
             message_id = str(len(self.received))
         if query.get("wait", ["false"])[0].lower() == "true":
             self._answer(request, 200, {"id": message_id, "content": body.get("content", ""),

@@ -1,24 +1,42 @@
-"""kill -9 of the daemon at 30 random moments of a busy run: jobs every second, a
-notification per execution, tasks queued all along, and (on a private Docker engine)
-flapping containers under supervision. Afterwards nothing ran twice, no container was
-restarted beyond its budget, and nothing recorded was lost or recorded twice."""
+"""kill -9 of the daemon at 30 random moments of a busy run (each after its first
+heartbeat): jobs every second, a notification per execution posted to a local
+Discord-like server, tasks queued all along, and (on a private Docker engine) flapping
+containers under supervision. Afterwards nothing ran twice, no container was restarted
+beyond its budget, nothing recorded was lost or recorded twice, and the server received
+every message once and in order, but for a post its sender was killed right after making.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import re
 import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from aegis.heartbeat import read_heartbeat
+from aegis.sender import CLAIM_LEASE_S
 from tests.conftest import run_cli
+from tests.fakes.discord_server import FakeDiscord
 from tests.faults.engine import PrivateEngine
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
 
 KILLS = int(os.environ.get("AEGIS_FAULT_KILLS", "30"))
+BUSY_S = 2.0  # each kill lands this long at most after the daemon's first heartbeat
+# A post counts as made in the moment its sender was killed if the kill came this close
+# to the server reading it: after, by the time of answering and recording (milliseconds;
+# this leaves room for a loaded machine), or before, as a request sent just before the
+# kill can be read by the server just after it.
+DUPLICATE_WINDOW_S = 1.0
+GROUP_TITLE = re.compile(r"^\d+ alerts from ")
+GROUP_LINE = re.compile(r"^- \*\*(?P<title>.+?)\*\*(?: x(?P<times>\d+))? \(")
 # Healthy for 8-11 s (long enough to recover: two 2 s strike intervals, seen by a timer
 # polled every 5 s), unhealthy for 3-5 s (long enough for a restart), forever; a restart
 # starts it healthy again. So incidents follow one another and budgets run out. Sleeping
@@ -45,6 +63,11 @@ def start_flapping(engine: PrivateEngine) -> Any:
     return client
 
 
+def unescape(text: str) -> str:
+    """A title as aegis wrote it, before the payload escaped its markdown."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 class RestartWatch:
     """Counts restarts as the engine saw them, whoever asked for them, from a live stream
     (the engine keeps only its last 256 events, too few to ask afterwards)."""
@@ -68,41 +91,93 @@ class RestartWatch:
         return self.counts
 
 
+def started_up(home: Path, pid: int) -> Callable[[], bool]:
+    """The daemon ``pid`` is past its start-up: its first heartbeat is written (after its
+    services and scheduler started)."""
+    def check() -> bool:
+        heartbeat = read_heartbeat(home)
+        return heartbeat is not None and heartbeat.pid == pid and heartbeat.status == "running"
+    return check
+
+
 def test_kill_9_at_random_moments_runs_nothing_twice_and_loses_nothing(
         aegis_env: dict[str, str], spawn: Spawner,
         optional_engine: PrivateEngine | None) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
-    env = daemon_env(aegis_env)
+    home = Path(aegis_env["AEGIS_HOME"])
+    alerts, journal = FakeDiscord(), FakeDiscord()
+    hooks = {"DISCORD_WEBHOOK_URL": alerts.webhook_url(),
+             "DISCORD_JOURNAL_WEBHOOK_URL": journal.webhook_url()}
+    env = daemon_env(aegis_env, **hooks)
     client, watch = None, None
     if optional_engine is not None:
         client = start_flapping(optional_engine)
         watch = RestartWatch(client)
         env = daemon_env(aegis_env, DOCKER_HOST=optional_engine.url, AEGIS_REMEDIATION="on",
                          AEGIS_STRIKE_INTERVAL="2s", AEGIS_RESTART_BACKOFF="0s",
-                         AEGIS_MAX_RESTARTS=str(DEFAULT_BUDGET))
+                         AEGIS_MAX_RESTARTS=str(DEFAULT_BUDGET), **hooks)
     seed = int(os.environ.get("AEGIS_FAULT_SEED", str(time.time_ns())))
     rng = random.Random(seed)
     queued = 0
-    for kill in range(KILLS):
-        for _ in range(rng.randint(0, 2)):
-            queued += 1
-            rows(url, "INSERT INTO tasks (job_id, args) VALUES ('bump', %s::jsonb) "
-                      "RETURNING id", f'{{"n": {queued}, "seconds": {rng.random():.2f}}}')
-        process = spawn(env)
-        # startup included: a moment anywhere from module import to a busy loop
-        time.sleep(rng.uniform(0.3, 3.5))
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(10) == -signal.SIGKILL, f"kill {kill} (seed {seed})"
+    killed: dict[int, float] = {}  # pid -> when it was killed (time.monotonic())
+    began = time.monotonic()
+    try:
+        for kill in range(KILLS):
+            for _ in range(rng.randint(0, 2)):
+                queued += 1
+                rows(url, "INSERT INTO tasks (job_id, args) VALUES ('bump', %s::jsonb) "
+                          "RETURNING id", f'{{"n": {queued}, "seconds": {rng.random():.2f}}}')
+            process = spawn(env)
+            wait_for(started_up(home, process.pid), timeout_s=60,
+                     what=f"daemon {kill} past start-up (seed {seed})")
+            time.sleep(rng.uniform(0, BUSY_S))  # a moment of its busy run
+            killed[process.pid] = time.monotonic()
+            process.send_signal(signal.SIGKILL)
+            assert process.wait(10) == -signal.SIGKILL, f"kill {kill} (seed {seed})"
 
-    final = spawn(env)
-    wait_for(daemon_running(url), what="the final daemon")
-    wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN "
-                                   "('pending', 'running')"),
-             timeout_s=90, what=f"every task finished (seed {seed})")
-    time.sleep(2)  # a couple of clean slots after the last kill
-    final.send_signal(signal.SIGTERM)
-    assert final.wait(30) == 0
-    assert run_cli("check", env=env).returncode == 1
+        print(f"{KILLS} kills in {time.monotonic() - began:.0f}s (seed {seed})")
+        final = spawn(env)
+        wait_for(daemon_running(url), what="the final daemon")
+        wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN "
+                                       "('pending', 'running')"),
+                 timeout_s=90, what=f"every task finished (seed {seed})")
+        time.sleep(2)  # a couple of clean slots after the last kill
+        final.send_signal(signal.SIGTERM)
+        assert final.wait(30) == 0
+        check_runs_and_tasks(url, queued, killed, seed)
+        if client is not None and watch is not None:
+            check_containers(url, watch.stop(), seed)
+
+        # A last daemon queues nothing (no beat, no supervision) and delivers what is left,
+        # once the leases of daemons killed while posting have run out.
+        drain = spawn(daemon_env(aegis_env, AEGIS_JOB__BEAT__ENABLED="false",
+                                 AEGIS_REMEDIATION="off", **hooks))
+        wait_for(started_up(home, drain.pid), timeout_s=60, what="the last daemon")
+        wait_for(lambda: not rows(url, "SELECT 1 FROM outbox WHERE status <> 'delivered'"),
+                 timeout_s=CLAIM_LEASE_S + 60, what=f"every message delivered (seed {seed})")
+        print(f"every message delivered after {time.monotonic() - began:.0f}s")
+        drain.send_signal(signal.SIGTERM)
+        assert drain.wait(30) == 0
+        assert run_cli("check", env=env).returncode == 1
+        for channel, fake in (("journal", journal), ("alerts", alerts)):
+            check_delivered(url, channel, fake, killed, seed)
+    finally:
+        alerts.close()
+        journal.close()
+        if client is not None:
+            client.close()
+
+
+def check_runs_and_tasks(url: str, queued: int, killed: dict[int, float], seed: int) -> None:
+    """Every kill hit a daemon past its start-up; no job slot ran twice; every task ran at
+    most once; one outbox message per beat."""
+    unclean = rows(url, "SELECT count(*) AS n FROM episodic_memory "
+                        "WHERE event_type = 'daemon_unclean_restart'")[0]["n"]
+    assert unclean == len(killed) == KILLS, f"seed {seed}"
+    started = {int(r["pid"]) for r in rows(url, "SELECT details->>'pid' AS pid FROM "
+                                                "episodic_memory WHERE event_type = "
+                                                "'daemon_started'")}
+    assert set(killed) <= started, f"a daemon killed before it recorded its start (seed {seed})"
 
     # no job slot ran twice: each execution recorded its slot
     for event_type, job in (("beat_ran", "beat"), ("pulse_ran", "pulse")):
@@ -138,13 +213,65 @@ def test_kill_9_at_random_moments_runs_nothing_twice_and_loses_nothing(
         assert task["status"] in ("done", "failed"), task
         if task["status"] == "done":
             assert bumps[task["n"]] == 1, f"task {task} (seed {seed})"
-
     assert rows(url, "SELECT id FROM job_runs WHERE status = 'running'") == []
-    assert rows(url, "SELECT count(*) AS n FROM episodic_memory "
-                     "WHERE event_type = 'daemon_unclean_restart'")[0]["n"] >= KILLS // 2
-    if client is not None and watch is not None:
-        check_containers(url, watch.stop(), seed)
-        client.close()
+
+
+@dataclass(frozen=True)
+class Post:
+    arrived: float  # time.monotonic() at the server
+    pid: int  # of the daemon that posted it
+    titles: tuple[str, ...]  # of the outbox rows it carried, oldest first
+
+
+def posts_of(fake: FakeDiscord) -> list[Post]:
+    """What the server received, in order: each post's sender and the rows it carried (a
+    grouped alert lists its rows as ``- **title** [xN] (...)`` lines)."""
+    posts = []
+    for payload, arrived in zip(fake.received, fake.received_at, strict=True):
+        embed = payload["embeds"][0]
+        pid = int(embed["footer"]["text"].rsplit("-", 1)[1])
+        titles: list[str] = []
+        lines = [GROUP_LINE.match(line) for line in
+                 (embed.get("description") or "").splitlines()]
+        if GROUP_TITLE.match(embed["title"]) and lines and all(lines):
+            for line in lines:
+                assert line is not None
+                titles += [unescape(line["title"])] * int(line["times"] or 1)
+        else:
+            titles.append(unescape(embed["title"]))
+        posts.append(Post(arrived, pid, tuple(titles)))
+    return posts
+
+
+def check_delivered(url: str, channel: str, fake: FakeDiscord, killed: dict[int, float],
+                    seed: int) -> None:
+    """The server got every message of ``channel`` once, in order; a message posted twice
+    is explained by its first sender being killed right after posting it, before it could
+    record it (a post has no idempotency key: docs/reliability.md). A grouped alert lists
+    identical alerts once with a count, so within one post the order is not checked."""
+    outbox = rows(url, "SELECT title, sent_by FROM outbox WHERE channel = %s ORDER BY id",
+                  channel)
+    posts = posts_of(fake)
+    seen = f"{channel} (seed {seed})"
+    at, repeated = 0, []
+    for post in posts:
+        carried = outbox[at:at + len(post.titles)]
+        assert Counter(post.titles) == Counter(r["title"] for r in carried), \
+            f"{post} is not the next message(s) of the channel: {carried}, {seen}"
+        if {r["sent_by"] for r in carried} == {f"test-host-{post.pid}"}:
+            at += len(carried)  # posted and recorded
+        else:
+            repeated.append(post)  # recorded by a later post of the same rows
+    assert at == len(outbox), f"messages never received: {outbox[at:]}, {seen}"
+    assert len(repeated) <= len(killed)
+    for post in repeated:
+        assert post.pid in killed, f"{post} posted twice though its sender lived: {seen}"
+        assert abs(killed[post.pid] - post.arrived) <= DUPLICATE_WINDOW_S, \
+            f"{post} posted twice, but its sender was not killed while posting it: {seen}"
+        last = [p for p in posts if p.pid == post.pid][-1]
+        assert last is post, f"{post} posted twice, yet its sender posted after it: {seen}"
+    print(f"{channel}: {len(posts)} posts, {len(outbox)} messages, {len(repeated)} posted "
+          "twice after a kill")
 
 
 def check_containers(url: str, restarted: Counter[str], seed: int) -> None:
@@ -199,7 +326,10 @@ def test_tasks_a_killed_daemon_left_running_are_closed_or_run_once(
     final = {r["id"]: r for r in rows(url, "SELECT id, status, run_id, error FROM tasks")}
     assert final[claimed["id"]] == {"id": claimed["id"], "status": "failed",
                                     "run_id": run["id"],
-                                    "error": f"run {run['id']}: interrupted"}
+                                    "error": f"run {run['id']} interrupted: the daemon "
+                                             "running it stopped without finishing it"}
+    assert rows(url, "SELECT details->>'task_id' AS task FROM episodic_memory "
+                     "WHERE event_type = 'task_failed'") == [{"task": str(claimed["id"])}]
     wait_for(lambda: rows(url, "SELECT 1 FROM tasks WHERE id = %s AND status = 'done'",
                           taken["id"]), what="the requeued task ran")
     assert [r["n"] for r in rows(url, "SELECT details->>'n' AS n FROM episodic_memory "

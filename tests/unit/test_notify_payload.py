@@ -4,6 +4,7 @@ webhook answers are classified as delivered, retry or permanent."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +19,7 @@ from aegis.notify import (
     classify_discord,
     clip,
     discord_payload,
+    escape_markdown,
     plain_text,
     render,
     url_secrets,
@@ -91,6 +93,13 @@ def test_a_single_row_names_host_and_sender_and_colours_by_importance() -> None:
     assert embed["color"] == 0xE67E22
 
 
+def test_a_host_field_naming_the_row_host_is_shown_once() -> None:
+    same = replace(row(host="node-1"), fields={"host": "node-1", "container": "web"})
+    assert render([same], instance="i").fields == (("host", "node-1"), ("container", "web"))
+    other = replace(row(host="node-1"), fields={"host": "node-2"})
+    assert render([other], instance="i").fields == (("host", "node-1"), ("host", "node-2"))
+
+
 def test_a_group_lists_each_alert_once_with_a_count_for_identical_ones() -> None:
     rows = [row(1, "db down", importance="critical"), row(2, "web escalated"),
             row(3, "db down", importance="critical", host="node-2")]
@@ -114,6 +123,45 @@ def test_plain_text_for_apprise_carries_fields_and_footer() -> None:
     text = plain_text(render([row(container="web")], instance="node-1-7"))
     assert text.splitlines() == ["unhealthy", "host: node-1", "container: web",
                                  "aegis on node-1 · sent by node-1-7"]
+
+
+@pytest.mark.parametrize(("text", "escaped"), [
+    ("web__api__1", r"web\_\_api\_\_1"),
+    ("shop_web.1-a", r"shop\_web.1-a"),
+    ("@everyone <@123> <@&9>", r"@everyone \<@123\> \<@&9\>"),
+    ("**bold** ~~gone~~ ||spoiler|| `code`", r"\*\*bold\*\* \~\~gone\~\~ \|\|spoiler\|\| \`code\`"),
+    ("[click](http://evil.example)", r"\[click\](http://evil.example)"),
+    ("# big\n- item\n  3. third\n> quote\nnot 2. a list - nor this",
+     "\\# big\n\\- item\n  3\\. third\n\\> quote\nnot 2. a list - nor this"),
+    ("a \\ backslash", r"a \\ backslash"),
+    ("plain words, 10.0.0.1:80", "plain words, 10.0.0.1:80"),
+])
+def test_escape_markdown(text: str, escaped: str) -> None:
+    assert escape_markdown(text) == escaped
+
+
+def test_names_in_titles_fields_and_group_lines_are_escaped_and_the_body_kept() -> None:
+    name = "web__api__1"
+    single = render([row(title=f"{name} escalated", body="`aegis ack web__api__1`",
+                         container=name)], instance="node-1-1")
+    embed = discord_payload(single)["embeds"][0]
+    assert embed["title"] == r"web\_\_api\_\_1 escalated"
+    assert {"name": "container", "value": r"web\_\_api\_\_1", "inline": True} \
+        in embed["fields"]
+    assert embed["description"] == "`aegis ack web__api__1`"  # markdown of aegis's own
+    assert embed["footer"]["text"] == "aegis on node-1 · sent by node-1-1"  # not rendered
+    assert plain_text(single).splitlines()[2] == r"container: web\_\_api\_\_1"
+    group = render([row(1, f"{name} escalated", body="**probe** said <@1>"),
+                    row(2, "db down")], instance="node-1-1")
+    assert group.description.splitlines()[0].startswith(
+        r"- **web\_\_api\_\_1 escalated** (high, node-1, 12:00:00 UTC) — \*\*probe\*\* said "
+        r"\<@1\>")
+
+
+def test_escaping_never_pushes_a_part_over_its_limit() -> None:
+    payload = discord_payload(message(title="_" * 300, fields=(("_" * 300, "*" * 1100),)))
+    assert validate_discord_payload(payload) == []
+    assert payload["embeds"][0]["title"].endswith("…")
 
 
 @pytest.mark.parametrize(("status", "headers", "body", "result", "reason", "retry_after_s"), [

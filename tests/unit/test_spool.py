@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from aegis.errors import DatabaseUnavailable, StoreError
-from aegis.spool import Spool
+from aegis.spool import BadRecord, SetAside, Spool
 
 
 @pytest.fixture
@@ -71,15 +71,49 @@ def test_any_other_error_propagates_and_loses_nothing(spool: Spool) -> None:
     assert spool.pending() == 2
 
 
-def test_a_torn_last_line_from_a_crash_is_skipped(spool: Spool) -> None:
+def test_a_torn_line_from_a_crash_is_set_aside_and_the_rest_delivered(spool: Spool) -> None:
     spool.append({"n": 0})
     with open(spool.path, "a", encoding="utf-8") as handle:
         handle.write('{"n": 1, "summ')  # the process died mid-append
     spool.append({"n": 2})
     seen: list[int] = []
-    assert spool.drain(lambda record: seen.append(record["n"])) == 3
+    notes: list[SetAside] = []
+    assert spool.drain(lambda record: seen.append(record["n"]), notes.append) == 3
     assert seen == [0, 2]
     assert spool.pending() == 0
+    assert spool.set_aside_path.read_bytes() == b'{"n": 1, "summ\n'
+    assert [n.line for n in notes] == [2]
+    assert notes[0].reason.startswith("not JSON (")
+
+
+def test_lines_that_are_not_records_are_set_aside_byte_for_byte(spool: Spool) -> None:
+    spool.append({"n": 0})
+    with open(spool.path, "ab") as handle:
+        handle.write(b'{"n": 1, "summary": "caf\xe9 \xff\xfe"}\n[1, 2]\n')
+    spool.append({"n": 3})
+    spool.append({"n": 4, "refused": True})
+    seen: list[int] = []
+    notes: list[SetAside] = []
+
+    def deliver(record: dict[str, Any]) -> None:
+        if record.get("refused"):
+            raise BadRecord("a record of kind None that cannot be replayed")
+        seen.append(record["n"])
+
+    assert spool.drain(deliver, notes.append) == 5
+    assert seen == [0, 3]
+    assert [(n.line, n.reason) for n in notes] == [
+        (2, "not UTF-8 (byte 0xe9 at position 24)"), (3, "not a JSON object but list"),
+        (5, "a record of kind None that cannot be replayed")]
+    assert spool.set_aside_path.read_bytes().splitlines() == [
+        b'{"n": 1, "summary": "caf\xe9 \xff\xfe"}', b"[1, 2]", b'{"n":4,"refused":true}']
+    assert spool.pending() == 0
+    spool.append({"n": 6})  # the spool goes on; the set-aside file is only appended to
+    with open(spool.path, "ab") as handle:
+        handle.write(b"\x80\n")
+    assert spool.drain(deliver, notes.append) == 2
+    assert seen == [0, 3, 6]
+    assert spool.set_aside_path.read_bytes().splitlines()[-1] == b"\x80"
 
 
 def _append_many(path: str, writer: int, count: int) -> None:
