@@ -180,7 +180,8 @@ class Daemon:
         behind without a clean shutdown."""
         home = self.settings.home
         home.mkdir(parents=True, exist_ok=True)
-        handle = open(home / PID_FILE, "a+", encoding="utf-8")  # noqa: SIM115
+        # a pid file someone wrote garbage into is read, not a reason to crash
+        handle = open(home / PID_FILE, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,6 +9,7 @@ from typing import Any
 
 from aegis import labels as L
 from aegis.engine import DEFAULT_STOP_TIMEOUT_S, Seen
+from aegis.notify import escape_markdown
 from aegis.outbox import Notification
 from aegis.store import Event, Store
 from aegis.strikes import Decision
@@ -42,7 +43,8 @@ def record(store: Store, host: str, decision: Decision, phase_before: str, seen:
         if was_escalated:
             notify = Notification(
                 channel="alerts", title=f"{name} recovered on {host}",
-                body=f"{name} has been healthy again ({decision.reason}); strikes reset.",
+                body=f"{escape_markdown(name)} has been healthy again ({decision.reason}); "
+                     "strikes reset.",
                 importance="medium", fields={"container": name, "host": host},
                 dedup_key=f"recovery:{host}:{name}:{decision.state.incident}")
         return store.new_event(
@@ -59,7 +61,9 @@ def _escalation(store: Store, host: str, decision: Decision, seen: Seen,
                 now: datetime) -> Record:
     name = seen.name
     incident = decision.state.incident
-    probe = f"\nLast health probe: {seen.probe_output}" if seen.probe_output else ""
+    # outside text, shown as written: a probe's `**` or <@123> formats and pings nothing
+    probe = (f"\nLast health probe: {escape_markdown(seen.probe_output)}"
+             if seen.probe_output else "")
     stop_timeout_s = (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
                       or DEFAULT_STOP_TIMEOUT_S)
     carried = details(host, seen, decision, probe_output=seen.probe_output,

@@ -24,7 +24,7 @@ from aegis import api
 from aegis.clock import utcnow
 from aegis.config import load_settings
 from aegis.engine import PROBE_OUTPUT_CHARS
-from aegis.notify import DiscordTarget
+from aegis.notify import DiscordTarget, escape_markdown
 from aegis.registry import load_jobs
 from aegis.sender import Sender
 from aegis.store import event_record, make_event
@@ -202,6 +202,20 @@ def test_aegis_home_that_is_a_file_is_refused_in_one_line(
     assert result.stderr.splitlines() == [result.stderr.strip()]
     assert "AEGIS_HOME" in result.stderr
     assert not_a_folder.read_text() == "x"
+
+
+def test_a_pid_file_holding_bytes_that_are_not_utf8_is_a_left_behind_one(
+        aegis_env: dict[str, str]) -> None:
+    home = Path(aegis_env["AEGIS_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "aegis.pid").write_bytes(b"\xff\xfe12\n")
+    result = run_cli("run", "--once", env=aegis_env)
+    assert result.returncode == 0, result.stderr
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    assert [r["event_type"] for r in rows(
+        url, "SELECT event_type FROM episodic_memory WHERE event_type LIKE 'daemon_%%' "
+             "ORDER BY id")] == ["daemon_unclean_restart", "daemon_started", "daemon_stopped"]
+    assert (home / "aegis.pid").read_bytes() == b""  # released on the way out
 
 
 # --- rows inserted by hand into tasks ---
@@ -418,8 +432,8 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
             "restarts\\_last\\_hour": "1"}
         assert [f["name"] for f in embed["fields"]].count("host") == 1
         assert f"`aegis ack {name}`" in embed["description"]  # aegis's own markdown kept
-        if carried:
-            assert carried[:200] in embed["description"]
+        if carried:  # outside text in the description is escaped too
+            assert escape_markdown(carried)[:200] in embed["description"]
         assert rows(app.db.dsn, "SELECT dedup_key, status FROM outbox") == [
             {"dedup_key": f"escalation:test-host:{name}:1", "status": "delivered"}]
     finally:
