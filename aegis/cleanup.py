@@ -81,7 +81,7 @@ def prune(db: Any, table: str, query: str, cutoff: datetime, *,
 
 def prune_all(db: Any, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_BATCH_ROWS,
               should_stop: Callable[[], bool] = lambda: False) -> list[Pruned]:
-    """Low events, finished job runs, delivered notifications and the rows of removed
+    """Low events, finished job runs, finished notifications and the rows of removed
     containers past their retention."""
     return [
         prune(db, "episodic_memory", "cleanup_low_events_batch", cutoffs.events,

@@ -335,7 +335,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("job_runs_retention_s", "AEGIS_JOB_RUNS_RETENTION", "retention.job_runs", _days,
            "Finished job runs older than this are deleted."),
     Option("outbox_retention_s", "AEGIS_OUTBOX_RETENTION", "retention.outbox", _days,
-           "Delivered outbox messages older than this are deleted."),
+           "Finished outbox messages (delivered, failed, undeliverable) older than this "
+           "are deleted; pending ones never are."),
     Option("container_retention_s", "AEGIS_CONTAINER_RETENTION", "retention.containers",
            _days, "The strike state of a container removed from Docker this long ago is "
            "deleted (its events stay)."),

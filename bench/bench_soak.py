@@ -6,7 +6,7 @@ local Discord-like server of the tests.
 Goals: RSS growth under 10% after the warm-up (the first tenth, at least 30 s), no thread
 or connection growth after the warm-up, every requested container flapping, and no row
 kept past its retention: rows seeded two hours old at start must be gone, and rows
-written back-dated all along (low events, finished runs, delivered messages, some already
+written back-dated all along (low events, finished runs, finished messages, some already
 past retention, some crossing it during the soak) must be gone within two cleanup periods
 of crossing it, so their number stays flat from the first quarter to the last.
 """
@@ -112,9 +112,10 @@ def write_backdated(conn: psycopg.Connection[Any]) -> None:
         INSERT INTO outbox (channel, dedup_key, host, title, status, attempts, created_at,
                             next_attempt_at, delivered_at)
         SELECT 'journal', 'soak_backdated:' || gen_random_uuid(), 'backdated', 'back-dated',
-               'delivered', 1, at, at, at
-        FROM (SELECT now() - make_interval(secs => %(low)s + random() * %(span)s) AS at
-              FROM generate_series(1, %(n)s)) slots""",
+               status, 1, at, at, CASE WHEN status = 'delivered' THEN at END
+        FROM (SELECT now() - make_interval(secs => %(low)s + random() * %(span)s) AS at,
+                     (ARRAY['delivered', 'failed', 'undeliverable'])[1 + n %% 3] AS status
+              FROM generate_series(1, %(n)s) n) slots""",
                  {**ages, "n": BACKDATED_PER_SAMPLE["outbox"]})
 
 
@@ -150,8 +151,8 @@ def past_retention(conn: psycopg.Connection[Any]) -> int:
         SELECT (SELECT count(*) FROM episodic_memory WHERE importance = 'low'
                 AND timestamp < now() - interval '{grace}')
              + (SELECT count(*) FROM job_runs WHERE finished_at < now() - interval '{grace}')
-             + (SELECT count(*) FROM outbox WHERE status = 'delivered'
-                AND delivered_at < now() - interval '{grace}')
+             + (SELECT count(*) FROM outbox WHERE status <> 'pending'
+                AND created_at < now() - interval '{grace}')
              + (SELECT count(*) FROM containers
                 WHERE removed_at < now() - interval '{grace}')""").fetchone()
     return int(row[0]) if row else 0

@@ -1,4 +1,4 @@
-"""memory_cleanup: retention of events, job runs, delivered notifications and the rows of
+"""memory_cleanup: retention of events, job runs, finished notifications and the rows of
 removed containers (00:30 UTC)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from aegis.registry import JobContext, Registry
 
 
 def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
-    """Delete low-importance events, finished job runs, delivered notifications and the
+    """Delete low-importance events, finished job runs, finished notifications and the
     rows of long-removed containers past their retention, in short batches; medium, high
     and critical events are never deleted."""
     settings = ctx.settings
@@ -40,7 +40,7 @@ def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
         "tables": {table: p.to_json() for table, p in pruned.items()},
     }
     summary = (f"deleted {events.rows} low events, {runs.rows} job runs, {outbox.rows} "
-               f"delivered notifications and {containers.rows} removed containers "
+               f"finished notifications and {containers.rows} removed containers "
                f"in {seconds:.1f}s"
                + ("" if details["complete"] else " (stopped early; the rest goes next run)"))
     ctx.store.record_event("memory_cleanup", summary, importance="medium",

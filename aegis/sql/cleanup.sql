@@ -35,16 +35,18 @@ SELECT (SELECT count(*) FROM deleted) AS deleted,
        (SELECT max(scheduled_for) FROM batch) AS last_time;
 
 -- name: cleanup_outbox_batch
--- Delete one batch of delivered notifications created before the cut-off.
+-- Delete one batch of finished notifications (delivered, failed or undeliverable; never
+-- pending) created before the cut-off. A message given up keeps its critical
+-- notification_given_up event.
 WITH batch AS (
     SELECT id, created_at
     FROM outbox
-    WHERE created_at < %(cutoff)s AND created_at >= %(from_time)s AND status = 'delivered'
+    WHERE created_at < %(cutoff)s AND created_at >= %(from_time)s AND status <> 'pending'
     ORDER BY created_at
     LIMIT %(batch_rows)s
 ), deleted AS (
     DELETE FROM outbox o USING batch b
-    WHERE o.id = b.id AND o.status = 'delivered'
+    WHERE o.id = b.id AND o.status <> 'pending'
     RETURNING o.id
 )
 SELECT (SELECT count(*) FROM deleted) AS deleted,

@@ -1,6 +1,6 @@
 """memory_cleanup against a real PostgreSQL: exactly the low events past the retention go,
 in batches; medium, high and critical events, recent rows, running job runs and
-undelivered notifications stay."""
+pending notifications stay."""
 
 from __future__ import annotations
 
@@ -88,11 +88,11 @@ def test_a_million_old_low_events_go_and_nothing_else(app: api.Aegis) -> None:
     assert event["details"]["events_deleted"] == 1_000_000
     assert event["details"]["rows_deleted"] == 1_000_000
     assert event["details"]["seconds"] > 0
-    assert event["summary"].startswith("deleted 1000000 low events, 0 job runs, 0 delivered "
+    assert event["summary"].startswith("deleted 1000000 low events, 0 job runs, 0 finished "
                                        "notifications and 0 removed containers")
 
 
-def test_job_runs_and_delivered_messages_past_their_retention_go(app: api.Aegis) -> None:
+def test_job_runs_and_finished_messages_past_their_retention_go(app: api.Aegis) -> None:
     url = app.db.dsn
     old_run = NOW - timedelta(days=91)
     recent_run = NOW - timedelta(days=89)
@@ -108,14 +108,16 @@ def test_job_runs_and_delivered_messages_past_their_retention_go(app: api.Aegis)
             [("old-delivered", "delivered", NOW - timedelta(days=15)),
              ("old-pending", "pending", NOW - timedelta(days=15)),
              ("old-undeliverable", "undeliverable", NOW - timedelta(days=15)),
+             ("old-failed", "failed", NOW - timedelta(days=15)),
+             ("recent-failed", "failed", NOW - timedelta(days=13)),
              ("recent-delivered", "delivered", NOW - timedelta(days=13))])
     result = memory_cleanup(context(app))
     assert result["job_runs_deleted"] == 2
-    assert result["outbox_deleted"] == 1
+    assert result["outbox_deleted"] == 3
     assert sorted(r["status"] for r in sql_rows(url, "SELECT status FROM job_runs")) == [
         "ok", "running"]
     assert sorted(r["dedup_key"] for r in sql_rows(url, "SELECT dedup_key FROM outbox")) == [
-        "old-pending", "old-undeliverable", "recent-delivered"]
+        "old-pending", "recent-delivered", "recent-failed"]
 
 
 def test_rows_of_containers_removed_past_their_retention_go(app: api.Aegis) -> None:
