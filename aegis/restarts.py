@@ -103,10 +103,7 @@ def restart_in_background(sv: Supervisor, client_factory: Callable[[], Any],
     try:
         thread.start()
     except RuntimeError:  # no thread to be had: restart here rather than not at all
-        try:
-            _restart(sv, decision, seen, policy, now)
-        finally:
-            _end(key)
+        restart(sv, decision, seen, policy, now)
 
 
 def _restart_in_thread(sv: Supervisor, client_factory: Callable[[], Any],

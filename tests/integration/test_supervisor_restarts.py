@@ -4,7 +4,6 @@ network are restarted only where aegis may act on them."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from tests.integration.test_supervisor_protocol import (
     supervisor,
     wait_health,
 )
+from tests.integration.test_supervisor_watcher import running_watcher
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 
@@ -57,15 +57,8 @@ def fast_app(aegis_env: dict[str, str], strike_interval: str) -> Iterator[api.Ae
 
 @pytest.fixture
 def watching(fast_app: api.Aegis) -> Iterator[Watcher]:
-    running = Watcher(fast_app, own_ids=frozenset())
-    stop = threading.Event()
-    thread = threading.Thread(target=running.run, args=(stop,), daemon=True)
-    thread.start()
-    assert running.connected.wait(10), "the watcher did not connect"
-    yield running
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive()
+    with running_watcher(fast_app) as running:
+        yield running
 
 
 def event_time(url: str, name: str, event_type: str) -> datetime:

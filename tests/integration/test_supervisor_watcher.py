@@ -102,20 +102,27 @@ def proxy(docker_client: Any) -> Iterator[SocketProxy]:
     proxied.drop()
 
 
-@pytest.fixture
-def watcher(app: api.Aegis, proxy: SocketProxy) -> Iterator[Watcher]:
-    def client() -> Any:
-        return docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=5)
-
-    running = Watcher(app, client_factory=client, own_ids=frozenset())
+@contextlib.contextmanager
+def running_watcher(app: api.Aegis, **options: Any) -> Iterator[Watcher]:
+    """A watcher in a thread of its own, connected; stopped (and joined) afterwards."""
+    running = Watcher(app, own_ids=frozenset(), **options)
     stop = threading.Event()
     thread = threading.Thread(target=running.run, args=(stop,), daemon=True)
     thread.start()
     assert running.connected.wait(10), "the watcher did not connect"
     yield running
     stop.set()
-    thread.join(15)
+    thread.join(30)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def watcher(app: api.Aegis, proxy: SocketProxy) -> Iterator[Watcher]:
+    def client() -> Any:
+        return docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=5)
+
+    with running_watcher(app, client_factory=client) as running:
+        yield running
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float) -> float:
