@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from aegis.db import Cursorish
 from aegis.errors import StoreError, UsageError
 from aegis.logs import get_logger
 from aegis.runs import Execution, JobRun
@@ -125,31 +126,41 @@ class TaskQueue:
     def recover_abandoned(self) -> None:
         """Close or requeue tasks a daemon took and then died without closing."""
         scheduler, db = self.scheduler, self.scheduler.app.db
-        store = scheduler.app.store
-        events = []
+        now = scheduler.clock()
+        events: list[Event] = []
         with db.transaction() as tx:  # a task closed as failed and its event go together
-            for row in tx.fetch_all("close_abandoned_tasks", now=scheduler.clock()):
-                self.log.warning("task_closed_after_crash", task_id=row["id"],
-                                 job=row["job_id"], status=row["status"])
-                if row["status"] == "failed":
-                    events.append(task_failed_event(store, row["id"], row["job_id"],
-                                                    row["error"], row["run_id"]))
-                    insert_event(tx, events[-1])
+            for row in tx.fetch_all("abandoned_tasks_finished"):
+                task_id, run_id, status = row["id"], row["run_id"], row["run_status"]
+                self.log.warning("task_closed_after_crash", task_id=task_id,
+                                 job=row["job_id"], status="done" if status == "ok" else "failed")
+                if status == "ok":
+                    tx.execute("finish_task", id=task_id, status="done", now=now,
+                               run_id=run_id, error=None)
+                else:
+                    events.append(self._close_failed(
+                        tx, task_id, row["job_id"],
+                        task_error(run_id, status, row["run_error"]), run_id))
         for event in events:
-            store.log_event(event)
+            scheduler.app.store.log_event(event)
         for row in db.fetch_all("requeue_abandoned_tasks", taken_before=scheduler.live_since):
             self.log.warning("task_requeued_after_crash", task_id=row["id"], job=row["job_id"])
 
     def _fail(self, task_id: int, job_id: str, error: str, run_id: int | None = None) -> None:
         """Close a task as failed with ``error`` and record its ``task_failed`` event, in
         one transaction."""
-        store = self.scheduler.app.store
-        event = task_failed_event(store, task_id, job_id, error, run_id)
         with self.scheduler.app.db.transaction() as tx:
-            tx.execute("finish_task", id=task_id, status="failed", now=self.scheduler.clock(),
-                       run_id=run_id, error=error)
-            insert_event(tx, event)
-        store.log_event(event)
+            event = self._close_failed(tx, task_id, job_id, error, run_id)
+        self.scheduler.app.store.log_event(event)
+
+    def _close_failed(self, tx: Cursorish, task_id: int, job_id: str, error: str,
+                      run_id: int | None) -> Event:
+        """Inside ``tx``: close the task as failed and insert its ``task_failed`` event
+        (returned, to be logged once the transaction commits)."""
+        event = task_failed_event(self.scheduler.app.store, task_id, job_id, error, run_id)
+        tx.execute("finish_task", id=task_id, status="failed", now=self.scheduler.clock(),
+                   run_id=run_id, error=error)
+        insert_event(tx, event)
+        return event
 
     def _start(self, task: Task) -> None:
         scheduler = self.scheduler

@@ -163,23 +163,16 @@ SET status = %(status)s, finished_at = %(now)s, run_id = %(run_id)s, error = %(e
 WHERE id = %(id)s
 RETURNING *;
 
--- name: close_abandoned_tasks
+-- name: abandoned_tasks_finished
 -- Tasks left 'running' whose run has finished: the daemon died before closing them, so
--- they take their run's outcome.
-UPDATE tasks t
-SET status = CASE WHEN r.status = 'ok' THEN 'done' ELSE 'failed' END,
-    finished_at = %(now)s, run_id = r.id,
-    -- as tasks.task_error words it: 'run 12 interrupted: the daemon running it ...'
-    error = CASE WHEN r.status = 'ok' THEN NULL
-                 ELSE 'run ' || r.id || ' ' || r.status || coalesce(': ' || nullif(btrim(
-                     CASE WHEN starts_with(r.error, r.status || ':')
-                          THEN substr(r.error, length(r.status) + 2) ELSE r.error END), ''), '')
-            END
-FROM job_runs r
-WHERE t.status = 'running' AND r.job_id = t.job_id AND r.trigger = 'manual'
+-- they take their run's outcome (closed by the caller, in the same transaction).
+SELECT t.id, t.job_id, r.id AS run_id, r.status AS run_status, r.error AS run_error
+FROM tasks t
+JOIN job_runs r ON r.job_id = t.job_id AND r.trigger = 'manual'
   AND r.scheduled_for = t.created_at + (t.id %% 1000000) * interval '1 microsecond'
-  AND r.status <> 'running'
-RETURNING t.id, t.job_id, t.status, t.error, t.run_id;
+WHERE t.status = 'running' AND r.status <> 'running'
+ORDER BY t.id
+FOR UPDATE OF t;
 
 -- name: requeue_abandoned_tasks
 -- Tasks taken long ago whose run was never claimed: the daemon died in between, nothing

@@ -140,9 +140,14 @@ class EngineEvents:
             return sorted(e.time_s for e in self.events if e.name == name and e.action == action)
 
     def stop(self) -> None:
+        """Stop following (once the last event is in); again, it does nothing."""
+        if not self._streams:
+            return
         time.sleep(1)  # the last event is on its way
         for stream in self._streams:
             with contextlib.suppress(Exception):
                 stream.close()
         for thread in self._threads:
             thread.join(10)
+        self._streams.clear()
+        self._threads.clear()

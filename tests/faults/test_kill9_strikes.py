@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -57,23 +58,44 @@ def kill_9(process: Any) -> None:
     assert process.wait(10) == -signal.SIGKILL
 
 
-def start_container(engine: PrivateEngine, client: Any, name: str, script: str) -> None:
-    client.containers.run(engine.build_busybox(), ["/bin/sh", "-c", script], name=name,
-                          detach=True, network_mode="none", healthcheck=PROBE_OK_FILE,
-                          labels={"aegis.enable": "true"}, stop_signal="SIGTERM")
+def start_container(engine: PrivateEngine, name: str, script: str) -> None:
+    client = engine.client()
+    try:
+        client.containers.run(engine.build_busybox(), ["/bin/sh", "-c", script], name=name,
+                              detach=True, network_mode="none", healthcheck=PROBE_OK_FILE,
+                              labels={"aegis.enable": "true"}, stop_signal="SIGTERM")
+    finally:
+        client.close()
+
+
+def supervising_env(aegis_env: dict[str, str], engine: PrivateEngine,
+                    **settings: str) -> dict[str, str]:
+    """A daemon that only supervises the private engine (sweeping every 2 s), with
+    ``settings`` on top."""
+    return daemon_env(aegis_env, AEGIS_JOB_MODULES="", DOCKER_HOST=engine.url,
+                      AEGIS_REMEDIATION="on", AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="2s",
+                      **settings)
+
+
+@pytest.fixture
+def seen(engine: PrivateEngine) -> Iterator[EngineEvents]:
+    """The engine's container events from before the test's container starts."""
+    client = engine.client()
+    events = EngineEvents()
+    events.follow(client)
+    yield events
+    events.stop()
+    client.close()
 
 
 def test_a_daemon_killed_between_restart_and_strike_3_is_succeeded_without_a_second_restart(
-        engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner) -> None:
+        engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner,
+        seen: EngineEvents) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
-    client = engine.client()
-    seen = EngineEvents()
-    seen.follow(client)
-    start_container(engine, client, "sick", NEVER_HEALTHY)
+    start_container(engine, "sick", NEVER_HEALTHY)
     # one restart an hour: after the kill, only the carried-over history can refuse another
-    env = daemon_env(aegis_env, AEGIS_JOB_MODULES="", DOCKER_HOST=engine.url,
-                     AEGIS_REMEDIATION="on", AEGIS_STRIKE_INTERVAL=f"{STRIKE_INTERVAL_S}s",
-                     AEGIS_MAX_RESTARTS="1", AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="2s")
+    env = supervising_env(aegis_env, engine, AEGIS_STRIKE_INTERVAL=f"{STRIKE_INTERVAL_S}s",
+                          AEGIS_MAX_RESTARTS="1")
     first = spawn(env)
     wait_for(daemon_running(url), what="the first daemon")
 
@@ -109,7 +131,6 @@ def test_a_daemon_killed_between_restart_and_strike_3_is_succeeded_without_a_sec
     second.send_signal(signal.SIGTERM)
     assert second.wait(30) == 0
     seen.stop()
-    client.close()
 
     assert len(seen.times("sick", "restart")) == 1, "the container was restarted again"
     counts = event_counts(url)
@@ -123,18 +144,15 @@ def test_a_daemon_killed_between_restart_and_strike_3_is_succeeded_without_a_sec
 
 
 def test_a_daemon_killed_inside_the_back_off_leaves_the_next_one_to_wait_it_out(
-        engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner) -> None:
+        engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner,
+        seen: EngineEvents) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
-    client = engine.client()
-    seen = EngineEvents()
-    seen.follow(client)
-    start_container(engine, client, "relapsing", RELAPSING)
+    start_container(engine, "relapsing", RELAPSING)
     # a strike interval much shorter than the back-off: the second restart is due (strike
     # 2 of the second incident) long before the back-off allows it
-    env = daemon_env(aegis_env, AEGIS_JOB_MODULES="", DOCKER_HOST=engine.url,
-                     AEGIS_REMEDIATION="on", AEGIS_STRIKE_INTERVAL="2s",
-                     AEGIS_STABLE_PERIOD="3s", AEGIS_RESTART_BACKOFF=f"{BACKOFF_S}s",
-                     AEGIS_MAX_RESTARTS="2", AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="2s")
+    env = supervising_env(aegis_env, engine, AEGIS_STRIKE_INTERVAL="2s",
+                          AEGIS_STABLE_PERIOD="3s", AEGIS_RESTART_BACKOFF=f"{BACKOFF_S}s",
+                          AEGIS_MAX_RESTARTS="2")
     first = spawn(env)
     wait_for(daemon_running(url), what="the first daemon")
     wait_for(lambda: seen.times("relapsing", "restart"), timeout_s=60,
@@ -167,7 +185,6 @@ def test_a_daemon_killed_inside_the_back_off_leaves_the_next_one_to_wait_it_out(
     second.send_signal(signal.SIGTERM)
     assert second.wait(30) == 0
     seen.stop()
-    client.close()
 
     restarts = seen.times("relapsing", "restart")
     assert len(restarts) == 2, f"restarts beyond the budget of 2: {restarts}"
