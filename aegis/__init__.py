@@ -11,17 +11,17 @@ The public Python API (stable names; importing this package does no I/O)::
         app.state.set("last_deploy", "2026-11-22")
 """
 
-__version__ = "0.1.0"
-
 from aegis.api import Aegis, Memory, State, connect
-from aegis.config import Settings, load_settings
-from aegis.control import JobInfo, SchedulerControl
-from aegis.errors import AegisError, ConfigError, DatabaseUnavailable, StoreError, UsageError
-from aegis.registry import Job, JobContext, Registry
-from aegis.runs import JobRun
-from aegis.store import Event
-from aegis.tasks import Task
-from aegis.triggers import cron, daily, every, once, weekly
+from aegis.core.config import Settings, load_settings
+from aegis.core.errors import AegisError, ConfigError, DatabaseUnavailable, StoreError, UsageError
+from aegis.scheduling.control import JobInfo, SchedulerControl
+from aegis.scheduling.registry import Job, JobContext, Registry
+from aegis.scheduling.repository import JobRun
+from aegis.scheduling.tasks import Task
+from aegis.scheduling.triggers import cron, daily, every, once, weekly
+from aegis.storage.events import Event
+from aegis.storage.runtime import Runtime
+from aegis.version import __version__
 
 __all__ = [
     "Aegis",
@@ -35,6 +35,7 @@ __all__ = [
     "JobRun",
     "Memory",
     "Registry",
+    "Runtime",
     "SchedulerControl",
     "Settings",
     "State",

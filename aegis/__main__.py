@@ -1,3 +1,3 @@
-from aegis.cli import main
+from aegis.cli.main import main
 
 main()

@@ -5,31 +5,41 @@
         app.memory.record("deploy_finished", "web rolled out", importance="medium")
         app.state.set("last_deploy", "2026-11-22")
 
+This is the top of aegis: it builds the parts the layers below take (settings, the
+database, the event store with its spool replays) and the registry of jobs and services.
 The CLI is built on these same calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from aegis import (
-    containers,  # noqa: F401  (registers the replay of spooled decisions)
-    embedded,
-)
-from aegis.clock import utcnow
-from aegis.config import Settings, load_settings
-from aegis.control import SchedulerControl
-from aegis.db import Database
-from aegis.durations import parse_since
-from aegis.errors import UsageError
-from aegis.registry import Registry, load_jobs
-from aegis.spool import Spool
-from aegis.store import Event, Store
+from aegis.core.clock import utcnow
+from aegis.core.config import Settings, load_settings
+from aegis.core.durations import parse_since
+from aegis.core.errors import UsageError
+from aegis.notify.sender import deliver_pending, run_sender
+from aegis.scheduling.control import SchedulerControl
+from aegis.scheduling.registry import Registry, load_jobs
+from aegis.scheduling.repository import replay_run_finish, replay_run_record
+from aegis.storage import embedded
+from aegis.storage.db import Database
+from aegis.storage.events import Event
+from aegis.storage.spool import Spool
+from aegis.storage.store import Replay, Store
+from aegis.supervision.repository import replay_decision
+from aegis.web import http
 
 DEFAULT_EVENT_WINDOW = "24h"
+# How each kind of spooled record other than events and state is written back.
+SPOOL_REPLAYS: Mapping[str, Replay] = {
+    "job_run": replay_run_record,
+    "job_run_finish": replay_run_finish,
+    "container_decision": replay_decision,
+}
 
 
 class Memory:
@@ -73,24 +83,43 @@ class State:
         self._store.set_state(key, value)
 
 
-class Aegis:
-    """What ``connect()`` returns; closes what it opened when used as a context manager."""
+def load_registry(settings: Settings) -> Registry:
+    """Every job module's jobs (see ``load_jobs``) and every service: theirs and aegis's."""
+    registry = load_jobs(settings)
+    add_core_services(registry)
+    return registry
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+
+def add_core_services(registry: Registry) -> None:
+    """aegis's own long-running loops: the HTTP endpoint (returns at once when
+    AEGIS_HTTP_ADDR=off) and the outbox sender (which ``aegis run --once`` asks to
+    deliver what is due instead)."""
+    registry.add_service("http", http.serve)
+    registry.add_service("outbox_sender", run_sender, once=deliver_pending)
+
+
+class Aegis:
+    """What ``connect()`` returns; closes what it opened when used as a context manager.
+    It is the ``Runtime`` (aegis/storage/runtime.py) handed to jobs and services."""
+
+    def __init__(self, settings: Settings, db: Database,
+                 registry: Registry | None = None) -> None:
         self.settings = settings
         self.db = db
-        self.store = Store(db, Spool(settings.home / "spool.jsonl"), settings.host)
+        self.store = Store(db, Spool(settings.home / "spool.jsonl"), settings.host,
+                           replays=SPOOL_REPLAYS)
         self.memory = Memory(self.store)
         self.state = State(self.store)
         self.scheduler = SchedulerControl(self, lambda: self.registry)
-        self._registry: Registry | None = None
+        self._registry = registry
 
     @property
     def registry(self) -> Registry:
         """The jobs of this process: jobs/, AEGIS_JOB_MODULES, the ``aegis.jobs`` entry
-        points, with configuration overrides, plus any added with ``scheduler.add_job``."""
+        points, with configuration overrides, plus any added with ``scheduler.add_job``;
+        and the services beside them."""
         if self._registry is None:
-            self._registry = load_jobs(self.settings)
+            self._registry = load_registry(self.settings)
         return self._registry
 
     def close(self) -> None:
@@ -111,9 +140,11 @@ def database_url(settings: Settings, *, keep_embedded: bool = False) -> str:
 
 
 def connect(settings: Settings | None = None, *, migrate: bool = True,
-            keep_embedded: bool = False, pool_size: int = 4) -> Aegis:
+            keep_embedded: bool = False, pool_size: int = 4,
+            registry: Registry | None = None) -> Aegis:
     """Open aegis: settings from the environment by default, the embedded database when
-    none is configured. With ``migrate``, pending migrations are applied first."""
+    none is configured. With ``migrate``, pending migrations are applied first. A
+    ``registry`` (see ``load_registry``) replaces the one loaded on first use."""
     settings = settings or load_settings()
     db = Database(database_url(settings, keep_embedded=keep_embedded), max_size=pool_size,
                   name=f"aegis@{settings.host}")
@@ -123,4 +154,4 @@ def connect(settings: Settings | None = None, *, migrate: bool = True,
     except BaseException:
         db.close()
         raise
-    return Aegis(settings, db)
+    return Aegis(settings, db, registry)

@@ -9,20 +9,32 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aegis import api
-from aegis.clock import utcnow
-from aegis.config import Settings
-from aegis.errors import AegisError
-from aegis.heartbeat import daemon_status, pid_alive, read_heartbeat, read_pid
-from aegis.redact import redact, redact_urls
+from aegis.core.clock import utcnow
+from aegis.core.config import RemediationMode, Settings
+from aegis.core.errors import AegisError
+from aegis.core.jsonable import to_json
+from aegis.core.processes import pid_alive
+from aegis.core.redact import redact, redact_urls
+from aegis.scheduling.heartbeat import DaemonStatus, file_status, read_heartbeat, read_pid
+from aegis.storage.outbox import Channel, Outbox, OutboxStatus
+from aegis.supervision.docker import docker_client
 
-OK, WARN, FAIL = "ok", "warn", "fail"
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+OK, WARN, FAIL = Status.OK, Status.WARN, Status.FAIL
 SKEW_WARN_S = 2.0
 SKEW_FAIL_S = 30.0
 PENDING_WARN_S = 600.0
@@ -32,12 +44,12 @@ DOCKER_TIMEOUT_S = 5
 @dataclass(frozen=True)
 class Check:
     check: str
-    status: str  # ok | warn | fail
+    status: Status
     detail: str
     hint: str = ""
 
-    def to_json(self) -> dict[str, str]:
-        return asdict(self)
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
 
 
 def run_checks(settings: Settings, clock: Callable[[], datetime] = utcnow) -> list[Check]:
@@ -57,7 +69,7 @@ def run_checks(settings: Settings, clock: Callable[[], datetime] = utcnow) -> li
             results.append(Check("clock", WARN, "not checked: the database is unreachable",
                                  "fix the database check first"))
         results.append(check_docker(settings))
-        for channel in ("alerts", "journal"):
+        for channel in Channel:
             results.append(check_channel(settings, channel, app, clock()))
         results.append(check_journal_dir(settings.journal_dir))
         results.append(check_daemon(settings, clock()))
@@ -96,7 +108,7 @@ def _database_checks(app: api.Aegis, settings: Settings,
                      clock: Callable[[], datetime]) -> list[Check]:
     try:
         before = clock()
-        row = app.db.fetch_one("doctor_database")
+        row = app.db.server_info()
         after = clock()
         pending = app.db.pending_migrations()
     except AegisError as exc:
@@ -105,7 +117,6 @@ def _database_checks(app: api.Aegis, settings: Settings,
                       "fix the database check first"),
                 Check("clock", WARN, "not checked: the database is unreachable",
                       "fix the database check first")]
-    assert row is not None
     database = Check("database", OK, f"PostgreSQL {row['version']}, database "
                      f"{row['name']} ({_where(settings)})")
     if pending:
@@ -136,9 +147,7 @@ def clock_check(database_now: datetime, local_now: datetime) -> Check:
 
 def check_docker(settings: Settings) -> Check:
     """Reachable, its API version, and a container listing (what supervision needs)."""
-    from aegis.engine import docker_client
-
-    missing = WARN if settings.remediation == "off" else FAIL
+    missing = WARN if settings.remediation == RemediationMode.OFF else FAIL
     endpoint = redact(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     try:
         client = docker_client(DOCKER_TIMEOUT_S)
@@ -170,7 +179,7 @@ def check_docker(settings: Settings) -> Check:
 
 
 def _targets(settings: Settings, channel: str) -> list[str]:
-    if channel == "alerts":
+    if channel == Channel.ALERTS:
         discord, urls = settings.discord_webhook_url, settings.notify_urls
     else:
         discord, urls = settings.discord_journal_webhook_url, settings.journal_notify_urls
@@ -182,7 +191,7 @@ def _targets(settings: Settings, channel: str) -> list[str]:
 def check_channel(settings: Settings, channel: str, app: api.Aegis | None,
                   now: datetime) -> Check:
     name = f"channel:{channel}"
-    variables = ("DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS" if channel == "alerts"
+    variables = ("DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS" if channel == Channel.ALERTS
                  else "DISCORD_JOURNAL_WEBHOOK_URL or AEGIS_JOURNAL_NOTIFY_URLS")
     targets = _targets(settings, channel)
     if not targets:
@@ -193,15 +202,14 @@ def check_channel(settings: Settings, channel: str, app: api.Aegis | None,
         return Check(name, WARN, f"{configured}; outbox not readable (database unreachable)",
                      "fix the database check first")
     try:
-        row = app.db.fetch_one("doctor_channel", channel=channel)
+        row = Outbox(app.db).channel_health(channel)
     except AegisError as exc:
         return Check(name, WARN, f"{configured}; outbox not readable: {redact(str(exc))}",
                      "fix the database check first")
-    assert row is not None
     last = row["last_delivered_at"]
     delivered = f"last delivery {last:%Y-%m-%d %H:%M:%S}Z" if last else "nothing delivered yet"
     retry = f"fix it, then run `aegis notify test --channel {channel}`"
-    if row["latest_status"] in ("failed", "undeliverable"):
+    if row["latest_status"] in (OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE):
         error = redact_urls(redact(str(row["latest_error"] or "no reason recorded")))
         return Check(name, FAIL, f"{configured}; {delivered}; latest message "
                      f"{row['latest_status']}: {error[:200]}", retry)
@@ -241,15 +249,15 @@ def check_daemon(settings: Settings, now: datetime) -> Check:
     heartbeat = read_heartbeat(settings.home)
     pid = read_pid(settings.home) or (heartbeat.pid if heartbeat else None)
     alive = pid is not None and pid_alive(pid)
-    status = daemon_status(heartbeat, alive, now, settings.heartbeat_interval_s)
+    status = file_status(heartbeat, now, settings.heartbeat_interval_s, alive=alive)
     if heartbeat is None:
         return Check("daemon", WARN, f"never started with AEGIS_HOME={settings.home}",
                      "start it: `aegis run`, or `docker compose up -d`")
     age_s = (now - heartbeat.last_heartbeat_at).total_seconds()
     detail = f"{status}: pid {heartbeat.pid} on {heartbeat.host}, heartbeat {age_s:.0f}s old"
-    if status == "running":
+    if status == DaemonStatus.RUNNING:
         return Check("daemon", OK, detail)
-    if status == "stopped":
+    if status == DaemonStatus.STOPPED:
         return Check("daemon", WARN, detail, "start it: `aegis run`, or `docker compose up -d`")
     return Check("daemon", FAIL, detail, "the loop is stuck or died: read its log, then "
                  "`aegis stop` and `aegis run` (or restart the container)")

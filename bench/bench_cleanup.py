@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from aegis.cleanup import prune
+from aegis.reports.retention import prune
 from bench.common import bench_app
 from bench.report import Figure, report
 
@@ -47,7 +47,7 @@ def measure() -> dict[str, float]:
     with bench_app() as app:
         seed(app.db.dsn)
         started = time.perf_counter()
-        pruned = prune(app.db, "episodic_memory", "cleanup_low_events_batch", CUTOFF)
+        pruned = prune("episodic_memory", app.store.prune_low_events, CUTOFF)
         elapsed_s = time.perf_counter() - started
     if pruned.rows != OLD_LOW:
         raise SystemExit(f"deleted {pruned.rows} rows, expected {OLD_LOW}")

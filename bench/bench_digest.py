@@ -13,7 +13,8 @@ from datetime import date
 
 import psycopg
 
-from aegis.digest import collect_day, day_window, render_day
+from aegis.reports.digest import collect_day, day_window
+from aegis.reports.markdown import render_day
 from bench.common import bench_app
 from bench.report import Figure, report
 
@@ -69,7 +70,7 @@ def measure() -> dict[str, float]:
         seed(app.db.dsn)
         for _ in range(REPEATS):
             started = time.perf_counter()
-            digest = collect_day(app.db, DAY)
+            digest = collect_day(app, DAY)
             text = render_day(digest)
             timings.append(time.perf_counter() - started)
     if digest.events_total != EVENTS + RESTARTS:

@@ -11,7 +11,7 @@ import threading
 import time
 
 import aegis
-from aegis.clock import utcnow
+from aegis.core.clock import utcnow
 from bench.common import bench_app
 from bench.report import Figure, report
 

@@ -17,7 +17,7 @@ import urllib.request
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from aegis.http import make_server
+from aegis.web.http import make_server
 from bench.common import bench_app
 from bench.report import Figure, report
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from aegis.notify import DiscordTarget
-from aegis.outbox import Notification
-from aegis.sender import Sender
+from aegis.notify.channels import DiscordTarget
+from aegis.notify.sender import Sender
+from aegis.storage.outbox import Notification
 from bench.common import bench_app
 from bench.report import Figure, report
 from tests.fakes.discord_server import FakeDiscord

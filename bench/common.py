@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aegis
-from aegis.heartbeat import pid_alive
+from aegis.core.processes import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 """Jobs for the soak: eight jobs every second, each recording a low event (so the
 tables grow and retention has work), one of them a cluster job."""
 
-from aegis import triggers
-from aegis.registry import JobContext, Registry
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import JobContext, Registry
 
 JOBS = 8
 

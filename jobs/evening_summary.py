@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, date
 from typing import Any
 
-from aegis import triggers
-from aegis.digest import collect_day, parse_day, render_day, trim
-from aegis.journal import write_day
-from aegis.outbox import Notification
-from aegis.registry import JobContext, Registry
-
-DISCORD_DESCRIPTION_CHARS = 4096
+from aegis.notify.channels import DESCRIPTION_MAX
+from aegis.reports.digest import collect_day, parse_day
+from aegis.reports.journal import write_day
+from aegis.reports.markdown import render_day, trim
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.outbox import Channel, Notification
 
 
 def digest_day(ctx: JobContext) -> date:
@@ -26,7 +26,7 @@ def evening_summary(ctx: JobContext) -> dict[str, Any]:
     """Write the day's digest to AEGIS_JOURNAL_DIR/YYYY-MM-DD.md and send it to the
     journal channel."""
     day = digest_day(ctx)
-    digest = collect_day(ctx.app.db, day)
+    digest = collect_day(ctx.app, day)
     text = render_day(digest)
     details = digest.details()
     journal_error: OSError | None = None
@@ -45,8 +45,8 @@ def evening_summary(ctx: JobContext) -> dict[str, Any]:
     ctx.store.record_event(
         "evening_summary", summary, importance="medium", source="evening_summary",
         details=details,
-        notify=Notification(channel="journal", title=f"aegis digest {day.isoformat()}",
-                            body=trim(text, DISCORD_DESCRIPTION_CHARS),
+        notify=Notification(channel=Channel.JOURNAL, title=f"aegis digest {day.isoformat()}",
+                            body=trim(text, DESCRIPTION_MAX),
                             dedup_key=f"evening_summary:{day.isoformat()}"))
     ctx.log.info("evening_summary_generated", tasks_completed=digest.runs_completed,
                  events=digest.events_total, date=day.isoformat(), path=details["path"])

@@ -2,16 +2,17 @@
 
 from typing import Any
 
-from aegis import triggers
-from aegis.errors import StoreError
-from aegis.registry import JobContext, Registry
+from aegis.core.errors import StoreError
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import JobContext, Registry
 
 
 def health_check(ctx: JobContext) -> dict[str, Any]:
     """Run SELECT 1; record db_healthy and last_health_check, and a critical event when the
     database is unreachable (spooled until it answers again)."""
     try:
-        healthy, error = ctx.app.db.fetch_one("ping") is not None, None
+        ctx.app.db.probe()
+        healthy, error = True, None
     except StoreError as exc:
         healthy, error = False, str(exc)
     store = ctx.app.store

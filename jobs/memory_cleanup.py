@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aegis import triggers
-from aegis.cleanup import prune_all, retention_cutoffs
-from aegis.registry import JobContext, Registry
+from aegis.reports.retention import prune_all, retention_cutoffs
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import JobContext, Registry
 
 
 def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
                                 job_runs_retention_s=settings.job_runs_retention_s,
                                 outbox_retention_s=settings.outbox_retention_s,
                                 container_retention_s=settings.container_retention_s)
-    pruned = {p.table: p for p in prune_all(ctx.app.db, cutoffs,
+    pruned = {p.table: p for p in prune_all(ctx.app, cutoffs,
                                             should_stop=ctx.cancelled.is_set)}
     events, runs, outbox, containers = (pruned["episodic_memory"], pruned["job_runs"],
                                         pruned["outbox"], pruned["containers"])

@@ -5,19 +5,19 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from aegis import triggers
-from aegis.digest import DAY, collect_status, render_status, trim
-from aegis.outbox import Notification
-from aegis.registry import JobContext, Registry
-
-DISCORD_DESCRIPTION_CHARS = 4096
+from aegis.notify.channels import DESCRIPTION_MAX
+from aegis.reports.digest import DAY, collect_status
+from aegis.reports.markdown import render_status, trim
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.outbox import Channel, Notification
 
 
 def morning_status(ctx: JobContext) -> dict[str, Any]:
     """Yesterday's runs and events, pending tasks, open escalations, containers in
     maintenance and each host's health, to episodic memory and the journal channel."""
     day = ctx.scheduled_for.astimezone(UTC).date() - DAY
-    status = collect_status(ctx.app.db, day, ctx.now, ctx.settings.heartbeat_interval_s)
+    status = collect_status(ctx.app, day, ctx.now)
     details = status.details()
     runs_ok = sum(job.ok for job in status.jobs)
     runs_failed = sum(job.failed + job.timeout for job in status.jobs)
@@ -27,8 +27,9 @@ def morning_status(ctx: JobContext) -> dict[str, Any]:
     ctx.store.record_event(
         "morning_status", summary, importance="medium", source="morning_status",
         details=details,
-        notify=Notification(channel="journal", title=f"aegis morning status {ctx.now:%Y-%m-%d}",
-                            body=trim(render_status(status), DISCORD_DESCRIPTION_CHARS),
+        notify=Notification(channel=Channel.JOURNAL,
+                            title=f"aegis morning status {ctx.now:%Y-%m-%d}",
+                            body=trim(render_status(status), DESCRIPTION_MAX),
                             dedup_key=f"morning_status:{day.isoformat()}"))
     ctx.log.info("morning_status_generated", pending_tasks=status.pending_tasks,
                  open_escalations=len(status.open_escalations), date=day.isoformat())

@@ -24,8 +24,8 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from aegis import api
-from aegis.config import Settings, load_settings
-from aegis.db import Database
+from aegis.core.config import Settings, load_settings
+from aegis.storage.db import Database
 from tests.images import build_busybox
 
 TEMPLATE_DB = "aegis_test_template"

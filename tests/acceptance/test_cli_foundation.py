@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from aegis import __version__, api
+from aegis import api
+from aegis.version import __version__
 from tests.conftest import clean_environ, have_psql, run_cli
 
 SEED_QUERY = ("SELECT event_type, summary, timestamp FROM episodic_memory WHERE event_type IN "

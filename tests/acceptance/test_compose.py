@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from aegis.config import OPTIONS
+from aegis.core.config import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 

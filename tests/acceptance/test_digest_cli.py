@@ -36,7 +36,7 @@ def test_digest_writes_the_journal_file_and_matches_stdout(aegis_env: dict[str, 
 
 
 def test_digest_without_a_date_is_today(aegis_env: dict[str, str]) -> None:
-    from aegis.clock import utcnow
+    from aegis.core.clock import utcnow
 
     result = run_cli("digest", "--stdout", env=aegis_env)
     assert result.returncode == 0, result.stderr

@@ -16,9 +16,9 @@ import click
 import pytest
 import yaml
 
-from aegis.cli import cli
-from aegis.config import OPTIONS
-from aegis.labels import KNOWN
+from aegis.cli.main import cli
+from aegis.core.config import OPTIONS
+from aegis.supervision.labels import KNOWN
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -21,14 +21,15 @@ from typing import Any
 import pytest
 
 from aegis import api
-from aegis.clock import utcnow
-from aegis.config import load_settings
-from aegis.engine import PROBE_OUTPUT_CHARS
-from aegis.notify import DiscordTarget, escape_markdown
-from aegis.registry import load_jobs
-from aegis.sender import Sender
-from aegis.store import event_record, make_event
-from aegis.supervisor import Supervisor
+from aegis.core.clock import utcnow
+from aegis.core.config import DockerScope, RemediationMode, load_settings
+from aegis.notify.channels import DiscordTarget, escape_markdown
+from aegis.notify.sender import Sender
+from aegis.scheduling.registry import load_jobs
+from aegis.storage.events import make_event
+from aegis.storage.store import event_record
+from aegis.supervision.docker import PROBE_OUTPUT_CHARS
+from aegis.supervision.supervisor import Supervisor
 from tests.conftest import run_cli
 from tests.fakes.discord_server import FakeDiscord, mentions_would_ping, validate_discord_payload
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
@@ -378,8 +379,8 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
     fake = FakeDiscord()
     try:
         sv = Supervisor(app, docker_client, own_ids=frozenset())
-        sv.settings = replace(app.settings, docker_scope="labeled", remediation="on",
-                              restart_backoff_s=0.0)
+        sv.settings = replace(app.settings, docker_scope=DockerScope.LABELED,
+                              remediation=RemediationMode.ON, restart_backoff_s=0.0)
         _wait_unhealthy(docker_client, container)
         t0 = utcnow()
         sv.reconcile(t0)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aegis.heartbeat import read_heartbeat
-from aegis.sender import CLAIM_LEASE_S
+from aegis.notify.sender import CLAIM_LEASE_S
+from aegis.scheduling.heartbeat import read_heartbeat
 from tests.conftest import run_cli
 from tests.fakes.discord_server import FakeDiscord
 from tests.faults.engine import PrivateEngine

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from aegis.db import Database
+from aegis.storage.db import Database
 from tests.conftest import run_cli
 from tests.faults.engine import PrivateEngine
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aegis import api
-from aegis.outbox import Notification
+from aegis.storage.outbox import Notification
 from tests.fakes.discord_server import FakeDiscord
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
 

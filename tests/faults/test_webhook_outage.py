@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from aegis import api
-from aegis.notify import POST_TIMEOUT_S, DiscordTarget
-from aegis.outbox import Notification
-from aegis.sender import Sender
+from aegis.notify.channels import POST_TIMEOUT_S, DiscordTarget
+from aegis.notify.sender import Sender
+from aegis.storage.outbox import Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import TOKEN, WEBHOOK_ID, FakeDiscord
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for

@@ -15,10 +15,11 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from aegis import api
-from aegis.digest import collect_day, render_day
-from aegis.errors import UsageError
-from aegis.journal import write_atomic
-from aegis.registry import JobContext, Registry
+from aegis.core.errors import UsageError
+from aegis.reports.digest import collect_day
+from aegis.reports.journal import write_atomic
+from aegis.reports.markdown import render_day
+from aegis.scheduling.registry import JobContext, Registry
 from jobs import evening_summary, memory_cleanup, morning_status
 from tests.conftest import sql_rows
 
@@ -268,7 +269,7 @@ def test_an_unwritable_journal_is_recorded_and_fails_the_run(app: api.Aegis) -> 
 
 
 def test_an_empty_day_still_has_every_section(app: api.Aegis) -> None:
-    text = render_day(collect_day(app.db, date(2026, 1, 1)))
+    text = render_day(collect_day(app, date(2026, 1, 1)))
     assert section(text, "Runs") == ["No job runs."]
     assert section(text, "Events") == ["No events."]
     assert section(text, "Key decisions") == ["No restarts, escalations or acknowledgements."]
@@ -332,7 +333,7 @@ def test_write_atomic_replaces_the_file_and_never_leaves_half_a_file(tmp_path: P
 
 def sample_block(app: api.Aegis) -> str:
     seed_day(app.db.dsn)
-    return render_day(collect_day(app.db, DAY))
+    return render_day(collect_day(app, DAY))
 
 
 def test_the_sample_in_docs_is_what_the_code_renders(app: api.Aegis) -> None:
@@ -350,7 +351,7 @@ def test_the_sample_in_docs_is_what_the_code_renders(app: api.Aegis) -> None:
 
 def test_digest_details_are_json(app: api.Aegis) -> None:
     seed_day(app.db.dsn)
-    details = collect_day(app.db, DAY).details()
+    details = collect_day(app, DAY).details()
     assert json.loads(json.dumps(details)) == details
     assert details["runs"] == {"ok": 8, "failed": 3, "timeout": 1, "missed": 1, "skipped": 0,
                                "interrupted": 0, "running": 1}

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from aegis.doctor import FAIL, OK, WARN, check_journal_dir, clock_check
-from aegis.heartbeat import Heartbeat, write_heartbeat
+from aegis.scheduling.heartbeat import Heartbeat, write_heartbeat
 from tests.conftest import run_cli
 
 WEBHOOK_TOKEN = "s3cretT0kenDoNotLeak"

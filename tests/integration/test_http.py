@@ -22,10 +22,11 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aegis import __version__, api
-from aegis.config import Settings
-from aegis.heartbeat import Heartbeat, stale_after_s, write_heartbeat
-from aegis.http import make_server, serve
+from aegis import api
+from aegis.core.config import Settings
+from aegis.scheduling.heartbeat import Heartbeat, stale_after_s, write_heartbeat
+from aegis.version import __version__
+from aegis.web.http import make_server, serve
 from tests.conftest import clean_environ, drop_database
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from aegis import api
-from aegis.cleanup import prune, retention_cutoffs
-from aegis.registry import JobContext
+from aegis.reports.retention import prune, retention_cutoffs
+from aegis.scheduling.registry import JobContext
 from jobs.memory_cleanup import memory_cleanup
 from tests.conftest import sql_rows
 
@@ -146,7 +146,7 @@ def test_rows_of_containers_removed_past_their_retention_go(app: api.Aegis) -> N
 
 
 def test_the_retention_is_configurable(aegis_env: dict[str, str]) -> None:
-    from aegis.config import load_settings
+    from aegis.core.config import load_settings
 
     settings = load_settings({**aegis_env, "AEGIS_EVENT_RETENTION": "7"})
     with api.connect(settings, migrate=False) as app:
@@ -168,11 +168,11 @@ def test_a_stop_request_ends_the_cleanup_between_batches(app: api.Aegis) -> None
         batches.append(1)
         return len(batches) > 2
 
-    pruned = prune(app.db, "episodic_memory", "cleanup_low_events_batch",
+    pruned = prune("episodic_memory", app.store.prune_low_events,
                    NOW - RETENTION, batch_rows=100, should_stop=stop_after_two)
     assert (pruned.rows, pruned.batches, pruned.complete) == (200, 2, False)
     assert counts(url)[("low", True)] == 50
-    rest = prune(app.db, "episodic_memory", "cleanup_low_events_batch", NOW - RETENTION,
+    rest = prune("episodic_memory", app.store.prune_low_events, NOW - RETENTION,
                  batch_rows=100)
     assert (rest.rows, rest.complete) == (50, True)
 
@@ -184,7 +184,7 @@ def test_many_events_with_one_timestamp_are_all_deleted(app: api.Aegis) -> None:
         INSERT INTO episodic_memory (uid, timestamp, event_type, summary, importance, host)
         SELECT gen_random_uuid(), %(at)s, 'noise', 'x', 'low', 'h'
         FROM generate_series(1, 1050) g""", at=NOW - timedelta(days=40))
-    pruned = prune(app.db, "episodic_memory", "cleanup_low_events_batch", NOW - RETENTION,
+    pruned = prune("episodic_memory", app.store.prune_low_events, NOW - RETENTION,
                    batch_rows=100)
     assert pruned.rows == 1050
     assert sql_rows(app.db.dsn, "SELECT count(*) AS n FROM episodic_memory")[0]["n"] == 0

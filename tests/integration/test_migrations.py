@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aegis.db import Database
-from aegis.queries import migrations
+from aegis.storage.db import Database
+from aegis.storage.queries import migrations
 from tests.conftest import clean_environ, run_cli, sql_rows
 
 SQL_DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from aegis import api
-from aegis.config import Settings
-from aegis.notify import AppriseTarget, DiscordTarget, Target
-from aegis.outbox import Notification
-from aegis.sender import Sender, deliver_pending, run_sender
+from aegis.core.config import Settings
+from aegis.notify.channels import AppriseTarget, DiscordTarget, Target
+from aegis.notify.sender import Sender, deliver_pending, run_sender
+from aegis.storage.outbox import Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import TOKEN, FakeDiscord, mentions_would_ping
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from aegis import api
-from aegis.outbox import Notification
+from aegis.storage.outbox import Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import FakeDiscord
 from tests.faults.procs import Spawner, daemon_env, wait_for

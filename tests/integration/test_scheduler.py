@@ -9,11 +9,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from aegis import api, triggers
-from aegis.config import load_settings
-from aegis.registry import Registry
-from aegis.runs import Execution, JobRun
-from aegis.scheduler import Scheduler, Slot
+from aegis import api
+from aegis.core.config import load_settings
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import Registry
+from aegis.scheduling.repository import JobRun, RunTrigger
+from aegis.scheduling.runs import Execution
+from aegis.scheduling.scheduler import Scheduler, Slot
 from tests.conftest import sql_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -90,10 +92,10 @@ def test_two_hosts_run_a_cluster_job_once_per_slot_and_a_host_job_once_per_host(
     assert len(cluster_slots) == 21  # the current slot at start plus 20 ticks
     assert all(calls[("cluster", slot)] == 1 for slot in cluster_slots)
     assert all(calls[("host", slot)] == 2 for slot in cluster_slots)
-    cluster_rows = runs(schedulers[0].app, "cluster_tick")
+    cluster_rows = runs(schedulers[0].runtime, "cluster_tick")
     assert len(cluster_rows) == 21
     assert {row["status"] for row in cluster_rows} == {"ok"}
-    host_rows = runs(schedulers[0].app, "host_tick")
+    host_rows = runs(schedulers[0].runtime, "host_tick")
     assert Counter(row["host"] for row in host_rows) == {"host-a": 21, "host-b": 21}
 
 
@@ -168,8 +170,8 @@ def test_catch_up_within_grace_runs_once_and_an_older_gap_is_one_missed_row(make
                  triggers.daily("06:00"), misfire_grace_s=300)
     # the last daemon ran every5's 10:00 slot and daily's slot two days ago
     first = Scheduler(app, registry, instance_id="old", clock=Clock(T0.replace(hour=10)))
-    first.fire(registry.get("every5"), T0.replace(hour=10), "schedule")
-    first.fire(registry.get("daily"), T0.replace(hour=6) - timedelta(days=2), "schedule")
+    first.fire(registry.get("every5"), T0.replace(hour=10), RunTrigger.SCHEDULE)
+    first.fire(registry.get("daily"), T0.replace(hour=6) - timedelta(days=2), RunTrigger.SCHEDULE)
     wait_runs(first)
     ran.clear()
 
@@ -180,7 +182,7 @@ def test_catch_up_within_grace_runs_once_and_an_older_gap_is_one_missed_row(make
     assert ran == [("catch_up", T0.replace(hour=11).isoformat())]
     every5 = runs(app, "every5")
     assert [(r["status"], r["trigger"]) for r in every5] == [
-        ("ok", "schedule"), ("missed", "catch_up"), ("ok", "catch_up")]
+        ("ok", RunTrigger.SCHEDULE), ("missed", "catch_up"), ("ok", "catch_up")]
     assert every5[1]["result"]["missed_slots"] == 11
     daily = runs(app, "daily")
     assert [r["status"] for r in daily] == ["ok", "missed"]
@@ -219,9 +221,9 @@ def test_host_job_runs_while_postgres_is_down_and_its_run_is_replayed(make_app, 
     registry.add("global", lambda ctx: {"ran": True}, triggers.every(seconds=60),
                  scope="cluster")
     scheduler = Scheduler(down, registry, instance_id="a-1", clock=Clock(T0))
-    local = scheduler.fire(registry.get("local"), T0, "schedule")
+    local = scheduler.fire(registry.get("local"), T0, RunTrigger.SCHEDULE)
     assert isinstance(local, Execution)
-    assert scheduler.fire(registry.get("global"), T0, "schedule") is None
+    assert scheduler.fire(registry.get("global"), T0, RunTrigger.SCHEDULE) is None
     wait_runs(scheduler)
     assert down.store.spool.pending() == 1
 
@@ -256,10 +258,10 @@ def test_the_slots_of_one_tick_are_claimed_together_each_with_its_own_outcome(ma
     other = Scheduler(make_app("host-b"), registry, instance_id="b-1", clock=clock)
     scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
     slot = T0 + timedelta(seconds=1)
-    assert isinstance(other.fire(registry.get("taken"), slot, "schedule"), Execution)
-    assert isinstance(scheduler.fire(registry.get("busy"), T0, "schedule"), Execution)
+    assert isinstance(other.fire(registry.get("taken"), slot, RunTrigger.SCHEDULE), Execution)
+    assert isinstance(scheduler.fire(registry.get("busy"), T0, RunTrigger.SCHEDULE), Execution)
 
-    outcomes = scheduler.fire_all([Slot(registry.get(job_id), slot, "schedule")
+    outcomes = scheduler.fire_all([Slot(registry.get(job_id), slot, RunTrigger.SCHEDULE)
                                    for job_id in ("busy", "taken", "free")])
     release.set()
     wait_runs(scheduler)

@@ -18,11 +18,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from aegis import api
-from aegis.db import Database
-from aegis.errors import DatabaseUnavailable, UsageError
-from aegis.outbox import Notification
-from aegis.spool import Spool
-from aegis.store import MAX_SUMMARY_CHARS, Store
+from aegis.core.errors import DatabaseUnavailable, UsageError
+from aegis.storage.db import Database
+from aegis.storage.events import MAX_SUMMARY_CHARS
+from aegis.storage.outbox import Notification
+from aegis.storage.spool import Spool
+from aegis.storage.store import Store
 from tests.conftest import sql_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

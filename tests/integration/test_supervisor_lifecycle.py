@@ -17,10 +17,10 @@ import pytest
 from docker.types import Mount
 
 from aegis import api
-from aegis.clock import utcnow
-from aegis.containers import listing
-from aegis.supervisor import Supervisor
-from aegis.watcher import Watcher
+from aegis.core.clock import utcnow
+from aegis.supervision.containers import listing
+from aegis.supervision.supervisor import Supervisor
+from aegis.supervision.watcher import Watcher
 from tests.conftest import sql_rows
 from tests.integration.test_supervisor_protocol import (
     BREAKS_FOR_GOOD,

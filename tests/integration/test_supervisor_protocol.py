@@ -18,11 +18,12 @@ import docker
 import pytest
 
 from aegis import api
-from aegis.clock import utcnow
-from aegis.containers import acknowledge, listing, set_maintenance
-from aegis.engine import note_docker
-from aegis.runs import JobRun
-from aegis.supervisor import Supervisor, supervise_once
+from aegis.core.clock import utcnow
+from aegis.scheduling.repository import JobRun
+from aegis.supervision.containers import acknowledge, listing, set_maintenance
+from aegis.supervision.docker import EngineAvailability
+from aegis.supervision.service import supervise_once
+from aegis.supervision.supervisor import Supervisor
 from tests.conftest import sql_rows
 
 # these tests restart containers: only on an engine with none but the suite's own
@@ -490,7 +491,7 @@ def test_docker_unavailable_is_recorded_once_per_outage(
         result = supervise_once(app, utcnow(), client_factory=gone)
         assert result["docker_available"] is False
     assert supervise_once(app, utcnow(), client=docker_client)["docker_available"] is True
-    note_docker(app, True)
+    EngineAvailability().note(app, True)
     types = [r["event_type"] for r in sql_rows(
         database_url, "SELECT event_type FROM episodic_memory "
         "WHERE event_type LIKE 'docker_%%able' ORDER BY id")]

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from aegis import api
-from aegis.clock import utcnow
-from aegis.config import load_settings
-from aegis.containers import set_maintenance
-from aegis.engine import docker_time
-from aegis.watcher import Watcher
+from aegis.core.clock import utcnow
+from aegis.core.config import load_settings
+from aegis.supervision.containers import set_maintenance
+from aegis.supervision.docker import docker_time
+from aegis.supervision.watcher import Watcher
 from tests.conftest import sql_rows
 from tests.faults.procs import wait_for
 from tests.integration.test_supervisor_protocol import (

@@ -18,7 +18,7 @@ import docker
 import pytest
 
 from aegis import api
-from aegis.watcher import Watcher
+from aegis.supervision.watcher import Watcher
 from tests.conftest import sql_rows
 from tests.integration.test_supervisor_protocol import (
     HEALS,

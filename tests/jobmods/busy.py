@@ -11,9 +11,9 @@ executed (its slot, or its task), so a test can count executions without trustin
 import time
 from datetime import UTC, datetime
 
-from aegis import triggers
-from aegis.outbox import Notification
-from aegis.registry import JobContext, Registry
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.outbox import Notification
 
 
 def beat(ctx: JobContext) -> dict[str, str]:

@@ -5,8 +5,8 @@ import os
 import time
 from datetime import UTC, datetime
 
-from aegis import triggers
-from aegis.registry import JobContext, Registry
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import JobContext, Registry
 
 
 def tick(ctx: JobContext) -> dict[str, str]:

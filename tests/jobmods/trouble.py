@@ -3,8 +3,8 @@ its own next slot."""
 
 import time
 
-from aegis import triggers
-from aegis.registry import JobContext, Registry
+from aegis.scheduling import triggers
+from aegis.scheduling.registry import JobContext, Registry
 
 
 def flaky(ctx: JobContext) -> None:

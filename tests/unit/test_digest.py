@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from aegis.cleanup import retention_cutoffs
-from aegis.digest import (
+from aegis.core.errors import UsageError
+from aegis.reports.digest import (
     CriticalEvent,
     DayDigest,
     Decision,
@@ -18,14 +18,12 @@ from aegis.digest import (
     HostHealth,
     JobDay,
     MorningStatus,
-    daemon_health,
     day_window,
     parse_day,
-    render_day,
-    render_status,
-    trim,
 )
-from aegis.errors import UsageError
+from aegis.reports.markdown import render_day, render_status, trim
+from aegis.reports.retention import retention_cutoffs
+from aegis.scheduling.heartbeat import daemon_status
 
 D = date(2026, 3, 1)
 
@@ -187,8 +185,8 @@ NOW = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
     ("running", 5, "running"), ("running", 30, "running"), ("running", 31, "stale"),
     ("stopping", 1, "running"), ("stopped", 1, "stopped"), ("stopped", 9999, "stopped"),
 ])
-def test_daemon_health(status_value: str, age_s: float, expected: str) -> None:
-    assert daemon_health(status_value, NOW - timedelta(seconds=age_s), NOW, 10.0) == expected
+def test_daemon_status(status_value: str, age_s: float, expected: str) -> None:
+    assert daemon_status(status_value, NOW - timedelta(seconds=age_s), NOW, 10.0) == expected
 
 
 def test_retention_cutoffs() -> None:

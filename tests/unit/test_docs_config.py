@@ -1,19 +1,19 @@
-"""docs/configuration.md carries the reference table generated from aegis.config.OPTIONS
-(``python -m aegis.config_doc --write`` refreshes it), so the page cannot drift."""
+"""docs/configuration.md carries the reference table generated from aegis.core.config.OPTIONS
+(``python -m aegis.core.config_doc --write`` refreshes it), so the page cannot drift."""
 
 from pathlib import Path
 
 import pytest
 
-from aegis import config_doc
-from aegis.config import OPTIONS, load_settings
+from aegis.core import config_doc
+from aegis.core.config import OPTIONS, load_settings
 
 PAGE = config_doc.DOC.read_text(encoding="utf-8")
 
 
 def test_the_page_holds_the_table_generated_from_the_code() -> None:
     assert config_doc.splice(PAGE, config_doc.render()) == PAGE, (
-        "docs/configuration.md is out of date: run python -m aegis.config_doc --write")
+        "docs/configuration.md is out of date: run python -m aegis.core.config_doc --write")
 
 
 def test_every_variable_and_toml_key_is_listed_with_its_default() -> None:

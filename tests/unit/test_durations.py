@@ -2,7 +2,7 @@ from datetime import UTC, datetime, time, timedelta, timezone
 
 import pytest
 
-from aegis.durations import format_duration_s, parse_duration_s, parse_since, parse_time_of_day
+from aegis.core.durations import format_duration_s, parse_duration_s, parse_since, parse_time_of_day
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

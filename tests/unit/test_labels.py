@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from aegis.labels import ContainerLabels, has_aegis_label, parse_bool, parse_duration, parse_labels
+from aegis.supervision.labels import (
+    ContainerLabels,
+    has_aegis_label,
+    parse_bool,
+    parse_duration,
+    parse_labels,
+)
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aegis.flood import (
+from aegis.notify.policy import (
     GROUP_WAIT_S,
     MAX_GROUP_ROWS,
     RETRY_MAX_S,
@@ -20,7 +20,7 @@ from aegis.flood import (
     plan_batch,
     retry_delay_s,
 )
-from aegis.outbox import Notification, OutboxRow, fingerprint
+from aegis.storage.outbox import Notification, OutboxRow, fingerprint
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

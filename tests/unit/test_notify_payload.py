@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aegis.notify import (
+from aegis.core.redact import redact
+from aegis.notify.channels import (
     DESCRIPTION_MAX,
     NO_MENTIONS,
     TITLE_MAX,
@@ -25,8 +26,7 @@ from aegis.notify import (
     url_secrets,
     utf16_len,
 )
-from aegis.outbox import OutboxRow
-from aegis.redact import redact
+from aegis.storage.outbox import OutboxRow
 from tests.fakes.discord_server import TOKEN, mentions_would_ping, validate_discord_payload
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

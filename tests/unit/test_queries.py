@@ -5,7 +5,7 @@ from importlib import resources
 
 import pytest
 
-from aegis.queries import all_queries, migrations, parse_queries
+from aegis.storage.queries import all_queries, migrations, parse_queries
 
 
 def test_blocks_become_named_queries_without_comments_or_trailing_semicolon() -> None:
@@ -45,7 +45,7 @@ def test_a_name_line_needs_a_snake_case_name() -> None:
 
 def test_every_sql_file_loads_and_every_query_has_a_description() -> None:
     queries = all_queries()
-    files = [e for e in resources.files("aegis.sql").iterdir() if e.name.endswith(".sql")]
+    files = [e for e in resources.files("aegis.storage.sql").iterdir() if e.name.endswith(".sql")]
     assert files
     for entry in files:
         text = entry.read_text(encoding="utf-8")

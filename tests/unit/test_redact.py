@@ -1,6 +1,6 @@
 import pytest
 
-from aegis.redact import MASK, redact, redact_url, redact_urls
+from aegis.core.redact import MASK, redact, redact_url, redact_urls
 
 TOKEN = "Zq3xV9-abc_DEF.ghi"
 
@@ -73,8 +73,8 @@ def test_log_lines_are_json_off_a_terminal_and_carry_no_secret() -> None:
 
     import structlog
 
-    from aegis.config import load_settings
-    from aegis.logs import configure_logging, get_logger
+    from aegis.core.config import load_settings
+    from aegis.core.logs import configure_logging, get_logger
 
     hook = f"https://discord.com/api/webhooks/1/{TOKEN}"
     settings = load_settings({"DISCORD_WEBHOOK_URL": hook, "POSTGRES_PASSWORD": "pw-s3cret",

@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aegis import triggers
-from aegis.scheduler import StartPlan, count_slots, next_slot, plan_start
+from aegis.scheduling import triggers
+from aegis.scheduling.scheduler import StartPlan, count_slots, next_slot, plan_start
 
 
 def t(text: str) -> datetime:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from aegis.errors import DatabaseUnavailable, StoreError
-from aegis.spool import BadRecord, SetAside, Spool
+from aegis.core.errors import DatabaseUnavailable, StoreError
+from aegis.storage.spool import BadRecord, SetAside, Spool
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aegis.strikes import (
+from aegis.core.config import RemediationMode
+from aegis.supervision.strikes import (
     RESTART_GRACE_S,
     Decision,
     Observed,
@@ -138,7 +139,7 @@ def test_a_budget_of_zero_never_restarts() -> None:
 
 @pytest.mark.parametrize(("policy", "reason"), [
     (replace(POLICY, protected=True), "protected: aegis never restarts it"),
-    (replace(POLICY, remediation="observe"), "observe mode: no restart"),
+    (replace(POLICY, remediation=RemediationMode.OBSERVE), "observe mode: no restart"),
 ])
 def test_protected_and_observe_strike_and_escalate_but_never_restart(
         policy: Policy, reason: str) -> None:
@@ -155,7 +156,7 @@ def test_maintenance_pauses_everything_and_keeps_the_strikes() -> None:
 
 
 @pytest.mark.parametrize("policy", [replace(POLICY, ignored=True),
-                                    replace(POLICY, remediation="off")])
+                                    replace(POLICY, remediation=RemediationMode.OFF)])
 def test_unsupervised_containers_have_their_strikes_reset(policy: Policy) -> None:
     state = StrikeState(phase="striking", strikes=1, incident=7, strike_at=at(-10),
                         restarts=(at(-100),))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aegis.tasks import task_error
+from aegis.scheduling.tasks import task_error
 
 
 @pytest.mark.parametrize(("status", "error", "expected"), [

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aegis import triggers
+from aegis.scheduling import triggers
 
 
 def t(text: str) -> datetime:

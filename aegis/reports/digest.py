@@ -1,0 +1,303 @@
+"""The day's digest and the morning status: SQL aggregates in, frozen dataclasses out.
+
+``collect_day`` and ``collect_status`` ask the tables' owners for counts (a day's events
+never reach Python; the key-decision list is fetched with a limit);
+aegis/reports/markdown.py turns the dataclasses into markdown.
+
+The digest leaves out its own bookkeeping (the evening_summary run, event and message),
+so generating it twice for one date gives the same file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from aegis.core.errors import UsageError
+from aegis.scheduling.heartbeat import daemon_status
+from aegis.scheduling.repository import Runs, RunStatus
+from aegis.scheduling.tasks import Tasks
+from aegis.storage.db import Row
+from aegis.storage.events import Importance
+from aegis.storage.outbox import Outbox
+from aegis.storage.runtime import Runtime
+from aegis.supervision.repository import Containers
+
+DAY = timedelta(days=1)
+DECISION_TYPES = ("container_restarted", "container_escalated", "container_acknowledged")
+DECISION_VERBS = {"container_restarted": "restarted", "container_escalated": "escalated",
+                  "container_acknowledged": "acknowledged"}
+SELF_JOBS = ("evening_summary",)
+SELF_EVENTS = ("evening_summary",)
+IMPORTANCE_ORDER = tuple(reversed(Importance))
+# The columns of the runs table, in the order an operator reads them.
+RUN_STATUSES = (RunStatus.OK, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.MISSED,
+                RunStatus.SKIPPED, RunStatus.INTERRUPTED, RunStatus.RUNNING)
+DECISIONS_SHOWN = 50
+CRITICAL_SHOWN = 20
+EVENT_TYPES_SHOWN = 15
+LIST_LIMIT = 50
+REASON_CHARS = 160
+
+
+def day_window(day: date) -> tuple[datetime, datetime]:
+    """The UTC day ``day`` as [start, end)."""
+    start = datetime.combine(day, time(0, 0), tzinfo=UTC)
+    return start, start + DAY
+
+
+def parse_day(text: str, *, today: date) -> date:
+    """A YYYY-MM-DD date that is not in the future (UTC)."""
+    try:
+        day = date.fromisoformat(text.strip())
+        if len(text.strip()) != 10:
+            raise ValueError(text)
+    except ValueError:
+        raise UsageError(f"--date {text!r} is not a date (YYYY-MM-DD)") from None
+    if day > today:
+        raise UsageError(f"--date {day.isoformat()} is in the future (today is "
+                         f"{today.isoformat()} UTC)")
+    return day
+
+
+# --- aggregates ---
+
+
+@dataclass(frozen=True)
+class JobDay:
+    job_id: str
+    ok: int = 0
+    failed: int = 0
+    timeout: int = 0
+    missed: int = 0
+    skipped: int = 0
+    interrupted: int = 0
+    running: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    timestamp: datetime
+    event_type: str
+    container: str
+    host: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Escalation:
+    container: str
+    host: str
+    since: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Flapping:
+    container: str
+    host: str
+    restarts: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    name: str  # a job id or a notification channel
+    failures: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class CriticalEvent:
+    timestamp: datetime
+    event_type: str
+    host: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class DayDigest:
+    day: date
+    jobs: tuple[JobDay, ...]
+    events_by_importance: tuple[tuple[str, int], ...]
+    events_by_type: tuple[tuple[str, int], ...]
+    pending_tasks: int
+    decision_counts: tuple[tuple[str, int], ...]
+    decisions: tuple[Decision, ...]
+    job_failures: tuple[Failure, ...]
+    delivery_failures: tuple[Failure, ...]
+    critical_events: tuple[CriticalEvent, ...]
+    open_escalations: tuple[Escalation, ...]
+    flapping: tuple[Flapping, ...]
+
+    def runs(self, *statuses: str) -> int:
+        return sum(getattr(job, status) for job in self.jobs for status in statuses)
+
+    @property
+    def runs_completed(self) -> int:
+        return self.runs("ok")
+
+    @property
+    def runs_failed(self) -> int:
+        return self.runs("failed", "timeout", "interrupted")
+
+    @property
+    def events_total(self) -> int:
+        return sum(count for _, count in self.events_by_importance)
+
+    @property
+    def events_critical(self) -> int:
+        return dict(self.events_by_importance).get("critical", 0)
+
+    @property
+    def decisions_total(self) -> int:
+        return sum(count for _, count in self.decision_counts)
+
+    @property
+    def repeat_failures(self) -> tuple[Failure, ...]:
+        return tuple(f for f in self.job_failures if f.failures >= 2)
+
+    def details(self) -> dict[str, Any]:
+        """The numbers, for an event's details and a job's result."""
+        return {
+            "date": self.day.isoformat(),
+            "runs": {status: self.runs(status) for status in RUN_STATUSES},
+            "runs_completed": self.runs_completed,
+            "runs_failed": self.runs_failed,
+            "pending_tasks": self.pending_tasks,
+            "events": self.events_total,
+            "events_by_importance": dict(self.events_by_importance),
+            "critical_events": self.events_critical,
+            "decisions": dict(self.decision_counts),
+            "open_escalations": len(self.open_escalations),
+            "flapping_containers": len(self.flapping),
+            "jobs_failing_repeatedly": [f.name for f in self.repeat_failures],
+            "delivery_failures": sum(f.failures for f in self.delivery_failures),
+        }
+
+
+def _jobs(rows: list[Row]) -> tuple[JobDay, ...]:
+    return tuple(JobDay(row["job_id"], *(int(row[s]) for s in RUN_STATUSES)) for row in rows)
+
+
+def _event_counts(rows: list[Row]
+                  ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    by_importance: dict[str, int] = {}
+    by_type: dict[str, int] = {}
+    for row in rows:
+        count = int(row["events"])
+        by_importance[row["importance"]] = by_importance.get(row["importance"], 0) + count
+        by_type[row["event_type"]] = by_type.get(row["event_type"], 0) + count
+    return (tuple((i.value, by_importance[i]) for i in IMPORTANCE_ORDER if i in by_importance),
+            tuple(sorted(by_type.items(), key=lambda item: (-item[1], item[0]))))
+
+
+def _open_escalations(runtime: Runtime, as_of: datetime) -> tuple[Escalation, ...]:
+    return tuple(Escalation(r["container"], r["host"], r["since"], r["reason"])
+                 for r in runtime.store.open_escalations(as_of, LIST_LIMIT))
+
+
+def _failures(rows: list[Row], key: str) -> tuple[Failure, ...]:
+    return tuple(Failure(r[key], int(r["failures"]), r["last_error"] or "") for r in rows)
+
+
+def collect_day(runtime: Runtime, day: date) -> DayDigest:
+    """The digest of UTC day ``day``, from SQL aggregates."""
+    start, end = day_window(day)
+    store, runs = runtime.store, Runs(runtime.db)
+    by_importance, by_type = _event_counts(store.counts_by_type(start, end, SELF_EVENTS))
+    decision_counts = {r["event_type"]: int(r["events"])
+                       for r in store.counts_of(DECISION_TYPES, start, end)}
+    return DayDigest(
+        day=day,
+        jobs=_jobs(runs.counts_by_job(start, end, SELF_JOBS)),
+        events_by_importance=by_importance,
+        events_by_type=by_type,
+        pending_tasks=Tasks(runtime.db).pending_at(end),
+        decision_counts=tuple((t, decision_counts[t]) for t in DECISION_TYPES
+                              if t in decision_counts),
+        decisions=tuple(Decision(r["timestamp"], r["event_type"], r["container"], r["host"],
+                                 r["reason"])
+                        for r in store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN)),
+        job_failures=_failures(runs.failures_by_job(start, end, SELF_JOBS), "job_id"),
+        delivery_failures=_failures(Outbox(runtime.db).delivery_failures(start, end),
+                                    "channel"),
+        critical_events=tuple(CriticalEvent(r["timestamp"], r["event_type"], r["host"],
+                                            r["summary"])
+                              for r in store.critical_events(start, end, SELF_EVENTS,
+                                                             CRITICAL_SHOWN)),
+        open_escalations=_open_escalations(runtime, end),
+        flapping=tuple(Flapping(r["container"], r["host"], int(r["restarts"]))
+                       for r in store.flapping(start, end, LIST_LIMIT)),
+    )
+
+
+# --- the morning status ---
+
+
+@dataclass(frozen=True)
+class HostHealth:
+    host: str
+    daemon: str  # running | stale | stopped | unknown
+    heartbeat_age_s: float | None
+    troubled_containers: int
+    open_escalations: int
+
+
+@dataclass(frozen=True)
+class MorningStatus:
+    day: date  # the day reported on (yesterday)
+    as_of: datetime
+    jobs: tuple[JobDay, ...]
+    events_by_importance: tuple[tuple[str, int], ...]
+    events_by_type: tuple[tuple[str, int], ...]
+    pending_tasks: int
+    open_escalations: tuple[Escalation, ...]
+    maintenance: tuple[tuple[str, str], ...]  # (host, container)
+    hosts: tuple[HostHealth, ...]
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "date": self.day.isoformat(),
+            "jobs": {job.job_id: {s: getattr(job, s) for s in RUN_STATUSES
+                                  if getattr(job, s)} for job in self.jobs},
+            "events": sum(count for _, count in self.events_by_importance),
+            "events_by_importance": dict(self.events_by_importance),
+            "events_by_type": dict(self.events_by_type),
+            "pending_tasks": self.pending_tasks,
+            "open_escalations": [f"{e.container}@{e.host}" for e in self.open_escalations],
+            "maintenance": [f"{container}@{host}" for host, container in self.maintenance],
+            "hosts": {h.host: {"daemon": h.daemon, "troubled_containers":
+                               h.troubled_containers, "open_escalations": h.open_escalations}
+                      for h in self.hosts},
+        }
+
+
+def collect_status(runtime: Runtime, day: date, now: datetime) -> MorningStatus:
+    """The numbers of UTC day ``day`` (yesterday) and the fleet as it is at ``now``."""
+    start, end = day_window(day)
+    store = runtime.store
+    by_importance, by_type = _event_counts(store.counts_by_type(start, end))
+    escalations = _open_escalations(runtime, now)
+    maintenance = tuple((r["host"], r["container"])
+                        for r in Containers(runtime.db).in_maintenance(now, LIST_LIMIT))
+    daemons = {r["host"]: r for r in Runs(runtime.db).daemons()}
+    troubled = {r["host"]: int(r["containers"]) for r in store.troubled_containers(start, now)}
+    hosts = sorted(set(daemons) | set(troubled) | {e.host for e in escalations})
+    interval_s = runtime.settings.heartbeat_interval_s
+    return MorningStatus(
+        day=day, as_of=now,
+        jobs=_jobs(Runs(runtime.db).counts_by_job(start, end)),
+        events_by_importance=by_importance, events_by_type=by_type,
+        pending_tasks=Tasks(runtime.db).pending_at(now),
+        open_escalations=escalations, maintenance=maintenance,
+        hosts=tuple(HostHealth(
+            host=host,
+            daemon=daemon_status(daemons[host]["status"], daemons[host]["last_heartbeat_at"],
+                                 now, interval_s) if host in daemons else "unknown",
+            heartbeat_age_s=round((now - daemons[host]["last_heartbeat_at"]).total_seconds(),
+                                  1) if host in daemons else None,
+            troubled_containers=troubled.get(host, 0),
+            open_escalations=sum(1 for e in escalations if e.host == host))
+            for host in hosts),
+    )

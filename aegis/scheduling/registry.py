@@ -1,0 +1,220 @@
+"""Jobs and services: what runs, when, where and for how long. Modules add them with
+``register(registry)``.
+
+The engine never imports a job by name: it loads the built-in job modules (the
+repository's ``jobs/`` folder, installed as the ``aegis_jobs`` package), the modules in
+AEGIS_JOB_MODULES and the ``aegis.jobs`` entry-point group, and calls each one's
+``register``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+from aegis.core.config import JobOverride, Settings
+from aegis.core.durations import parse_time_of_day
+from aegis.core.errors import ConfigError, UsageError
+from aegis.scheduling import triggers
+from aegis.scheduling.triggers import Trigger
+from aegis.storage.runtime import Runtime
+from aegis.storage.store import Store
+
+Scope = Literal["host", "cluster"]
+BUILTIN_JOBS = "aegis_jobs"  # the repository's jobs/ folder, as installed
+ENTRY_POINT_GROUP = "aegis.jobs"
+DEFAULT_MISFIRE_GRACE_S = 300.0
+DEFAULT_TIMEOUT_S = 600.0
+_JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a running job is handed."""
+
+    job_id: str
+    run_id: int | None
+    trigger: str  # a RunTrigger: schedule, catch_up or manual
+    scheduled_for: datetime
+    now: datetime
+    app: Runtime
+    log: Any
+    cancelled: threading.Event
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.app.settings
+
+    @property
+    def store(self) -> Store:
+        return self.app.store
+
+
+JobFunc = Callable[[JobContext], Any]
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    func: JobFunc
+    trigger: Trigger
+    scope: Scope = "host"
+    misfire_grace_s: float = DEFAULT_MISFIRE_GRACE_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    enabled: bool = True
+    description: str = ""
+
+    def scope_key(self, host: str) -> str:
+        return host if self.scope == "host" else "cluster"
+
+
+ServiceRun = Callable[[Runtime, threading.Event], None]
+
+
+@dataclass(frozen=True)
+class Service:
+    """A long-running loop the daemon keeps in a thread beside the scheduler (the Docker
+    events watcher, the outbox sender...). ``run`` returns when ``stop`` is set.
+
+    ``drain(grace_s)``, when given, waits up to ``grace_s`` for work the service started
+    and must finish before the daemon exits (a container restart under way); False if
+    some is still going. ``once``, when given, is what ``aegis run --once`` asks of the
+    service instead of running it: its pending work, done now (the outbox delivered)."""
+
+    name: str
+    run: ServiceRun
+    drain: Callable[[float], bool] | None = None
+    once: Callable[[Runtime], object] | None = None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._services: dict[str, Service] = {}
+        self._lock = threading.Lock()
+
+    def add(self, job_id: str, func: JobFunc, trigger: Trigger, *, scope: Scope = "host",
+            misfire_grace_s: float = DEFAULT_MISFIRE_GRACE_S,
+            timeout_s: float = DEFAULT_TIMEOUT_S, enabled: bool = True,
+            description: str = "", replace_existing: bool = False) -> Job:
+        job = Job(job_id, func, trigger, scope, misfire_grace_s, timeout_s, enabled,
+                  description or (func.__doc__ or "").strip().split("\n")[0])
+        validate_job(job)
+        with self._lock:
+            if job_id in self._jobs and not replace_existing:
+                raise UsageError(f"job {job_id!r} is already registered")
+            self._jobs[job_id] = job
+        return job
+
+    def add_service(self, name: str, run: ServiceRun, *,
+                    drain: Callable[[float], bool] | None = None,
+                    once: Callable[[Runtime], object] | None = None) -> None:
+        with self._lock:
+            self._services[name] = Service(name, run, drain, once)
+
+    def remove(self, job_id: str) -> Job:
+        with self._lock:
+            try:
+                return self._jobs.pop(job_id)
+            except KeyError:
+                raise UsageError(f"no job {job_id!r}") from None
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            try:
+                return self._jobs[job_id]
+            except KeyError:
+                raise UsageError(f"no job {job_id!r}") from None
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __iter__(self) -> Iterator[Job]:
+        with self._lock:
+            return iter(sorted(self._jobs.values(), key=lambda job: job.id))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def services(self) -> list[Service]:
+        with self._lock:
+            return list(self._services.values())
+
+    def apply_overrides(self, overrides: Mapping[str, JobOverride]) -> None:
+        """Apply ``[jobs.ID]`` / ``AEGIS_JOB__ID__KEY`` settings; an unknown id is an error."""
+        for job_id, override in overrides.items():
+            if job_id not in self._jobs:
+                raise ConfigError(f"jobs.{job_id}", f"no job {job_id!r} is registered "
+                                  f"(known: {', '.join(sorted(self._jobs))})")
+            self._jobs[job_id] = overridden(self._jobs[job_id], override)
+
+
+def overridden(job: Job, override: JobOverride) -> Job:
+    changes: dict[str, Any] = {}
+    if override.every_s is not None:
+        changes["trigger"] = triggers.Every(override.every_s)
+    elif override.at is not None:
+        at = parse_time_of_day(override.at).replace(tzinfo=None)
+        if isinstance(job.trigger, triggers.Weekly):
+            changes["trigger"] = triggers.Weekly(job.trigger.weekday, at)
+        else:
+            changes["trigger"] = triggers.Daily(at)
+    elif override.cron is not None:
+        changes["trigger"] = triggers.cron(override.cron)
+    for name in ("enabled", "misfire_grace_s", "timeout_s"):
+        if getattr(override, name) is not None:
+            changes[name] = getattr(override, name)
+    return replace(job, **changes)
+
+
+def validate_job(job: Job) -> None:
+    if not _JOB_ID.match(job.id):
+        raise UsageError(f"job id {job.id!r} is not lower-case snake_case")
+    if not callable(job.func):
+        raise UsageError(f"job {job.id!r}: func is not callable")
+    if job.scope not in ("host", "cluster"):
+        raise UsageError(f"job {job.id!r}: scope must be 'host' or 'cluster'")
+    if not all(hasattr(job.trigger, a) for a in ("next_after", "latest_at_or_before")):
+        raise UsageError(f"job {job.id!r}: trigger is not a trigger")
+    if job.misfire_grace_s < 0 or job.timeout_s <= 0:
+        raise UsageError(f"job {job.id!r}: misfire grace must be >= 0 and timeout > 0")
+
+
+def load_jobs(settings: Settings, registry: Registry | None = None) -> Registry:
+    """A registry with every job module's jobs, with configuration overrides applied.
+
+    A module that fails to import or to register raises ConfigError naming it.
+    """
+    registry = registry or Registry()
+    builtin_jobs = importlib.import_module(BUILTIN_JOBS)
+    names = [f"{BUILTIN_JOBS}.{m.name}" for m in pkgutil.iter_modules(builtin_jobs.__path__)
+             if not m.name.startswith("_")]
+    names += list(settings.job_modules)
+    loaders: list[tuple[str, Callable[[], Any]]] = [
+        (name, functools.partial(importlib.import_module, name)) for name in names
+    ]
+    loaders += [(f"entry point {ep.name} ({ep.value})", ep.load)
+                for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    for label, load in loaders:
+        try:
+            module = load()
+            register = getattr(module, "register", None)
+            if not callable(register):
+                raise UsageError("has no register(registry) function")
+            register(registry)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"job module {label}", f"{type(exc).__name__}: {exc}") from None
+    registry.apply_overrides(settings.job_overrides)
+    return registry

@@ -1,0 +1,205 @@
+"""The owner of the ``jobs``, ``job_runs`` and ``daemons`` tables
+(aegis/storage/sql/jobs.sql): claims and outcomes of runs, the jobs each daemon
+advertises, heartbeats and the per-host lock, and what the digest, the morning status,
+/metrics and retention read of them.
+
+``Runs`` works on the pool or inside a transaction (a spooled run is written back in the
+store's replay transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from aegis.core.jsonable import to_json
+from aegis.storage.db import Json, Queries, Row
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"  # the slot fell due while the job was still running
+    MISSED = "missed"  # the slot fell due while no daemon could run it
+    INTERRUPTED = "interrupted"  # the daemon stopped (or died) before the run ended
+
+
+class RunTrigger(StrEnum):
+    SCHEDULE = "schedule"
+    CATCH_UP = "catch_up"  # a slot missed while no daemon ran, run at start
+    MANUAL = "manual"  # ``aegis jobs run``, a task, the Python API
+
+
+@dataclass(frozen=True)
+class JobRun:
+    id: int
+    job_id: str
+    scope_key: str
+    host: str
+    trigger: str
+    scheduled_for: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    status: str
+    error: str | None
+    result: Any
+    instance_id: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> JobRun:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class Runs:
+    """The named queries of ``jobs``, ``job_runs`` and ``daemons``."""
+
+    def __init__(self, db: Queries) -> None:
+        self.db = db
+
+    # --- claiming and closing runs ---
+
+    def claim(self, *, job_ids: Sequence[str], scope_keys: Sequence[str],
+              triggers: Sequence[str], slots: Sequence[datetime], host: str, now: datetime,
+              instance_id: str, live_since: datetime) -> list[Row]:
+        """Claim slots in one statement; the rows this daemon won (some 'skipped')."""
+        return self.db.fetch_all("claim_runs", job_ids=list(job_ids),
+                                 scope_keys=list(scope_keys), triggers=list(triggers),
+                                 slots=list(slots), host=host, now=now,
+                                 instance_id=instance_id, live_since=live_since)
+
+    def record_missed(self, *, job_id: str, scope_key: str, host: str,
+                      scheduled_for: datetime, now: datetime, instance_id: str, error: str,
+                      result: dict[str, Any]) -> None:
+        self.db.execute("record_missed", job_id=job_id, scope_key=scope_key, host=host,
+                        scheduled_for=scheduled_for, now=now, instance_id=instance_id,
+                        error=error, result=result)
+
+    def finish(self, run_id: int, status: str, now: datetime, error: str | None,
+               result: Any) -> None:
+        self.db.execute("finish_run", id=run_id, status=status, now=now, error=error,
+                        result=Json(result))
+
+    def insert_record(self, *, result: Any, **params: Any) -> None:
+        """A whole run made while the database was unreachable."""
+        self.db.execute("insert_run_record", result=Json(result), **params)
+
+    def interrupt_stale(self, host: str, instance_id: str, now: datetime) -> list[Row]:
+        """Close as 'interrupted' the runs earlier daemons of ``host`` left running."""
+        return self.db.fetch_all("interrupt_stale_runs", host=host, instance_id=instance_id,
+                                 now=now)
+
+    # --- reading runs ---
+
+    def get(self, run_id: int) -> JobRun | None:
+        row = self.db.fetch_one("get_run", id=run_id)
+        return None if row is None else JobRun.from_row(row)
+
+    def last_slot(self, job_id: str, scope_key: str) -> datetime | None:
+        row = self.db.fetch_one("last_slot", job_id=job_id, scope_key=scope_key)
+        return None if row is None else row["scheduled_for"]
+
+    def history(self, job_id: str | None, limit: int) -> list[JobRun]:
+        return [JobRun.from_row(row) for row in
+                self.db.fetch_all("job_history", job_id=job_id, limit=limit)]
+
+    def last_runs(self) -> dict[str, Row]:
+        """Each job's latest run: job_id -> scheduled_for, status."""
+        return {row["job_id"]: row for row in self.db.fetch_all("last_runs")}
+
+    # --- the jobs table ---
+
+    def advertise(self, *, ids: Sequence[str], descriptions: Sequence[str],
+                  triggers: Sequence[str], scopes: Sequence[str],
+                  next_runs: Sequence[datetime | None], seen_by: str, now: datetime) -> None:
+        self.db.execute("upsert_jobs", ids=list(ids), descriptions=list(descriptions),
+                        triggers=list(triggers), scopes=list(scopes),
+                        next_runs=list(next_runs), seen_by=seen_by, now=now)
+
+    def job_rows(self) -> dict[str, Row]:
+        """Every job some daemon advertised: id -> its row."""
+        return {row["id"]: row for row in self.db.fetch_all("list_job_rows")}
+
+    def paused(self) -> set[str]:
+        return {row["id"] for row in self.db.fetch_all("paused_jobs")}
+
+    def set_paused(self, job_id: str, paused: bool, now: datetime, by: str) -> None:
+        self.db.execute("set_paused", id=job_id, paused=paused, now=now, by=by)
+
+    # --- daemons ---
+
+    def upsert_daemon(self, *, instance_id: str, host: str, pid: int, version: str,
+                      started_at: datetime, now: datetime, status: str) -> None:
+        self.db.execute("upsert_daemon", instance_id=instance_id, host=host, pid=pid,
+                        version=version, started_at=started_at, now=now, status=status)
+
+    def take_host_lock(self, key: int, host: str) -> bool:
+        """The per-host advisory lock, on a dedicated session (held while it lives)."""
+        row = self.db.fetch_one("try_daemon_lock", key=key, host=host)
+        return bool(row and row["locked"])
+
+    def host_daemons(self, host: str, limit: int) -> list[Row]:
+        return self.db.fetch_all("host_daemons", host=host, limit=limit)
+
+    def daemons(self) -> list[Row]:
+        """Each host's latest daemon: host, status, last_heartbeat_at."""
+        return self.db.fetch_all("status_daemons")
+
+    # --- what the digest, the morning status, /metrics and retention read ---
+
+    def counts_by_job(self, start: datetime, end: datetime,
+                      exclude_jobs: Sequence[str] = ()) -> list[Row]:
+        """Runs of [start, end) per job, one column per status."""
+        return self.db.fetch_all("digest_job_runs", start=start, end=end,
+                                 exclude_jobs=list(exclude_jobs))
+
+    def failures_by_job(self, start: datetime, end: datetime,
+                        exclude_jobs: Sequence[str]) -> list[Row]:
+        return self.db.fetch_all("digest_job_failures", start=start, end=end,
+                                 exclude_jobs=list(exclude_jobs))
+
+    def counts_by_status(self, since: datetime) -> list[Row]:
+        return self.db.fetch_all("metrics_job_runs", since=since)
+
+    def durations(self, since: datetime, bounds_s: Sequence[float]) -> list[Row]:
+        """Cumulative histogram buckets of run durations per job."""
+        return self.db.fetch_all("metrics_job_durations", since=since,
+                                 bounds_s=list(bounds_s))
+
+    def last_successes(self) -> list[Row]:
+        return self.db.fetch_all("metrics_last_success")
+
+    def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
+        """Delete one batch of finished runs scheduled before ``cutoff``."""
+        return self.db.fetch_one("cleanup_job_runs_batch", cutoff=cutoff,
+                                 from_time=from_time, batch_rows=batch_rows)
+
+
+def replay_run_record(tx: Queries, record: dict[str, Any]) -> None:
+    """Insert a whole run recorded while the database was unreachable (spool kind
+    ``job_run``)."""
+    params = {key: record.get(key) for key in (
+        "job_id", "scope_key", "host", "trigger", "status", "error", "instance_id")}
+    for key in ("scheduled_for", "started_at", "finished_at"):
+        params[key] = datetime.fromisoformat(record[key])
+    Runs(tx).insert_record(result=record.get("result"), **params)
+
+
+def replay_run_finish(tx: Queries, record: dict[str, Any]) -> None:
+    """Close a claimed run whose end was recorded while the database was unreachable
+    (spool kind ``job_run_finish``)."""
+    Runs(tx).finish(record["id"], record["status"], datetime.fromisoformat(record["now"]),
+                    record.get("error"), record.get("result"))

@@ -1,0 +1,198 @@
+"""Job runs: claiming a slot in ``job_runs`` and executing it off the loop thread.
+
+Every run is claimed with ``INSERT ... ON CONFLICT DO NOTHING`` on (job_id, scope_key,
+scheduled_for) before it runs, so a slot runs once however many daemons share the
+database. Execution happens on the Runner's worker threads; a run past its timeout is
+recorded and its worker slot released, so it blocks nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aegis.core.clock import utcnow
+from aegis.core.errors import StoreError
+from aegis.core.jsonable import json_safe
+from aegis.core.logs import get_logger
+from aegis.scheduling.registry import Job, JobContext
+from aegis.scheduling.repository import RunStatus, replay_run_finish, replay_run_record
+from aegis.storage.runtime import Runtime
+
+
+@dataclass
+class Execution:
+    """One run in flight."""
+
+    run_id: int
+    job: Job
+    context: JobContext
+    deadline: datetime | None = None  # set when a worker slot is taken
+    done: threading.Event | None = None
+    status: str | None = None
+    error: str | None = None  # why it did not end 'ok' (an exception, a timeout...)
+    released: bool = False
+    # Set for a host-scoped run made while the database was unreachable: the whole run
+    # row is written (or spooled) when it finishes.
+    offline: dict[str, Any] | None = None
+
+
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Runner:
+    """Runs claimed jobs on at most ``workers`` threads, with an overlap guard and timeouts.
+
+    ``on_finish(execution)`` is called once per run, from the thread that closed it.
+    """
+
+    def __init__(self, runtime: Runtime, workers: int, instance_id: str,
+                 clock: Callable[[], datetime] = utcnow,
+                 on_finish: Callable[[Execution], None] | None = None,
+                 wake: threading.Event | None = None) -> None:
+        self.runtime = runtime
+        self.instance_id = instance_id
+        self.clock = clock
+        self.on_finish = on_finish
+        self.wake = wake
+        self.log = get_logger()
+        self._slots = threading.Semaphore(workers)
+        self._lock = threading.Lock()
+        self._running: dict[int, Execution] = {}
+        self._offline_ids = itertools.count(1)
+
+    # --- state ---
+
+    def running_jobs(self) -> set[str]:
+        with self._lock:
+            return {e.job.id for e in self._running.values()}
+
+    def in_flight(self) -> list[Execution]:
+        with self._lock:
+            return list(self._running.values())
+
+    def next_deadline(self) -> datetime | None:
+        with self._lock:
+            deadlines = [e.deadline for e in self._running.values()
+                         if e.deadline and e.status is None]
+        return min(deadlines) if deadlines else None
+
+    # --- execution ---
+
+    def submit(self, job: Job, context: JobContext,
+               offline: dict[str, Any] | None = None) -> Execution:
+        run_id = context.run_id if context.run_id is not None else -next(self._offline_ids)
+        execution = Execution(run_id, job, context, done=threading.Event(), offline=offline)
+        with self._lock:
+            self._running[execution.run_id] = execution
+        thread = threading.Thread(target=self._work, args=(execution,),
+                                  name=f"aegis-job-{job.id}", daemon=True)
+        thread.start()
+        return execution
+
+    def _work(self, execution: Execution) -> None:
+        self._slots.acquire()
+        with self._lock:
+            execution.deadline = self.clock() + timedelta(seconds=execution.job.timeout_s)
+        if self.wake is not None:
+            self.wake.set()  # the loop recomputes its sleep with the new deadline
+        log = execution.context.log
+        log.info("job_started", job=execution.job.id, run_id=execution.run_id,
+                 trigger=execution.context.trigger)
+        status, error, result = RunStatus.OK, None, None
+        try:
+            result = execution.job.func(execution.context)
+        except Exception as exc:
+            status, error = RunStatus.FAILED, describe_error(exc)
+            log.error("job_failed", job=execution.job.id, run_id=execution.run_id,
+                      error=error, exc_info=True)
+        self._close(execution, status, error, result)
+
+    def _close(self, execution: Execution, status: str, error: str | None,
+               result: Any) -> None:
+        with self._lock:
+            if execution.status is not None:
+                return  # already closed by a timeout or an interruption
+            execution.status = status
+            execution.error = error
+            release = not execution.released
+            execution.released = True
+        if release:
+            self._slots.release()
+        now = self.clock()
+        try:
+            if execution.offline is not None:
+                record = {**execution.offline, "finished_at": now.isoformat(), "status": status,
+                          "error": error, "result": _jsonable(result)}
+                self.runtime.store.write(lambda tx: replay_run_record(tx, record),
+                                     {"kind": "job_run", **record})
+            else:
+                finish = {"id": execution.run_id, "status": status, "now": now.isoformat(),
+                          "error": error, "result": _jsonable(result)}
+                # spooled when the database is down, so the run never stays 'running' and
+                # blocks the job's later slots as an overlap
+                self.runtime.store.write(lambda tx: replay_run_finish(tx, finish),
+                                     {"kind": "job_run_finish", **finish})
+        except StoreError as exc:
+            self.log.error("job_run_not_recorded", job=execution.job.id,
+                           run_id=execution.run_id, status=status, error=str(exc))
+        if status == RunStatus.OK:
+            execution.context.log.info("job_finished", job=execution.job.id,
+                                       run_id=execution.run_id, status=status)
+        with self._lock:
+            self._running.pop(execution.run_id, None)
+        if execution.done is not None:
+            execution.done.set()
+        if self.on_finish is not None:
+            self.on_finish(execution)
+
+    def reap_timeouts(self) -> list[Execution]:
+        """Close every run past its deadline as 'timeout'; return them."""
+        now = self.clock()
+        expired = [e for e in self.in_flight()
+                   if e.status is None and e.deadline is not None and e.deadline <= now]
+        for execution in expired:
+            execution.context.cancelled.set()
+            error = f"timeout: still running after {execution.job.timeout_s:g}s"
+            self._close(execution, RunStatus.TIMEOUT, error, None)
+            self.runtime.store.record_event(
+                "job_timeout", f"job {execution.job.id} timed out after "
+                f"{execution.job.timeout_s:g}s", importance="high",
+                details={"job": execution.job.id, "run_id": execution.run_id,
+                         "timeout_s": execution.job.timeout_s})
+        return expired
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no run is in flight; False if some still are after ``timeout_s``."""
+        deadline = self.clock() + timedelta(seconds=timeout_s)
+        while True:
+            flights = self.in_flight()
+            if not flights:
+                return True
+            remaining = (deadline - self.clock()).total_seconds()
+            if remaining <= 0:
+                return False
+            if flights[0].done is not None:
+                flights[0].done.wait(min(remaining, 0.5))
+
+    def interrupt_all(self, reason: str) -> list[Execution]:
+        """Close every run still in flight as 'interrupted' (shutdown past the grace)."""
+        flights = [e for e in self.in_flight() if e.status is None]
+        for execution in flights:
+            execution.context.cancelled.set()
+            self._close(execution, RunStatus.INTERRUPTED, f"interrupted: {reason}", None)
+        return flights
+
+
+def _jsonable(result: Any) -> Any:
+    if result is None:
+        return None
+    if not isinstance(result, dict | list | str | int | float | bool):
+        result = {"value": repr(result)}
+    return json_safe(result)
+

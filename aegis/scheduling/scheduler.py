@@ -1,0 +1,356 @@
+"""The scheduler: the ``schedule`` library decides when a slot is due, Postgres decides
+whether this daemon runs it.
+
+Each aegis job is a ``schedule.Job`` whose next run comes from its trigger (aligned
+intervals, daily, weekly, cron, once, all UTC) instead of schedule's own arithmetic;
+``run_pending`` then claims due slots and hands them to the Runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import schedule
+
+from aegis.core.clock import utcnow
+from aegis.core.errors import DatabaseUnavailable, StoreError
+from aegis.core.logs import get_logger
+from aegis.scheduling.heartbeat import live_since
+from aegis.scheduling.registry import Job, JobContext, Registry
+from aegis.scheduling.repository import JobRun, Runs, RunStatus, RunTrigger
+from aegis.scheduling.runs import Execution, Runner
+from aegis.scheduling.triggers import Every, Trigger
+from aegis.storage.db import Row
+from aegis.storage.runtime import Runtime
+
+MAX_COUNTED_SLOTS = 10_000
+
+
+# --- pure planning ---
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """What to do for a job when a daemon starts."""
+
+    run_slot: datetime | None = None  # run this slot now, with trigger 'catch_up'
+    missed_first: datetime | None = None  # one 'missed' row for this gap
+    missed_last: datetime | None = None
+    missed_count: int = 0
+
+
+def count_slots(trigger: Trigger, first: datetime, last: datetime) -> int:
+    """How many slots lie in [first, last] (capped at MAX_COUNTED_SLOTS)."""
+    if last < first:
+        return 0
+    if isinstance(trigger, Every):
+        return int((last - first).total_seconds() // trigger.period_s) + 1
+    count, slot = 0, first
+    slot_or_none: datetime | None = first
+    while slot_or_none is not None and slot_or_none <= last and count < MAX_COUNTED_SLOTS:
+        slot = slot_or_none
+        count += 1
+        slot_or_none = trigger.next_after(slot)
+    return count
+
+
+def plan_start(trigger: Trigger, last_slot: datetime | None, now: datetime,
+               misfire_grace_s: float) -> StartPlan:
+    """Catch-up at start: the latest slot missed while no daemon ran runs once if within the
+    grace; older missed slots become one 'missed' record. A job with no history starts
+    from its next slot, an interval job from its current slot."""
+    latest = trigger.latest_at_or_before(now)
+    if latest is None:
+        return StartPlan()
+    within_grace = (now - latest).total_seconds() <= misfire_grace_s
+    if last_slot is None:
+        if isinstance(trigger, Every) and within_grace:
+            return StartPlan(run_slot=latest)
+        return StartPlan()
+    if latest <= last_slot:
+        return StartPlan()
+    first_missed = trigger.next_after(last_slot)
+    assert first_missed is not None
+    missed_last: datetime | None = latest
+    if within_grace:
+        missed_last = trigger.latest_at_or_before(latest - timedelta(microseconds=1))
+        if missed_last is None or missed_last < first_missed:
+            return StartPlan(run_slot=latest)
+    assert missed_last is not None
+    count = count_slots(trigger, first_missed, missed_last)
+    return StartPlan(run_slot=latest if within_grace else None, missed_first=first_missed,
+                     missed_last=missed_last, missed_count=count)
+
+
+def next_slot(trigger: Trigger, after: datetime, now: datetime) -> datetime | None:
+    """The slot to wait for after ``after``: coalesced to the latest one already due when
+    the loop fell behind, so a late loop runs a job once rather than once per slot."""
+    upcoming = trigger.next_after(after)
+    if upcoming is not None and upcoming <= now:
+        latest = trigger.latest_at_or_before(now)
+        return latest if latest is not None and latest > after else upcoming
+    return upcoming
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One slot of a job to claim and run."""
+
+    job: Job
+    at: datetime
+    trigger: RunTrigger
+    args: dict[str, Any] | None = None
+
+
+# --- schedule integration ---
+
+
+class _Schedule(schedule.Scheduler):
+    """A ``schedule.Scheduler`` that reads aegis's UTC clock."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        super().__init__()
+        self.clock = clock
+
+    @property
+    def idle_seconds(self) -> float | None:
+        next_run = self.get_next_run()
+        return None if next_run is None else (next_run - self.clock()).total_seconds()
+
+
+class SlotJob(schedule.Job):
+    """A ``schedule.Job`` whose next run is the next slot of an aegis trigger."""
+
+    def __init__(self, job: Job, scheduler: _Schedule, first_slot: datetime,
+                 on_due: Callable[[Job, datetime], None]) -> None:
+        super().__init__(1, scheduler)
+        self.unit = "seconds"
+        self.aegis_job = job
+        self.next_run = first_slot
+        self._on_due = on_due
+        self._clock = scheduler.clock
+
+    @property
+    def should_run(self) -> bool:
+        return self.next_run is not None and self._clock() >= self.next_run
+
+    def run(self) -> Any:
+        slot = self.next_run
+        assert slot is not None
+        self._on_due(self.aegis_job, slot)
+        self.last_run = slot
+        self.next_run = next_slot(self.aegis_job.trigger, slot, self._clock())
+        return schedule.CancelJob if self.next_run is None else None
+
+    def __repr__(self) -> str:
+        return f"SlotJob({self.aegis_job.id}, next_run={self.next_run})"
+
+
+class Scheduler:
+    """Jobs on ``schedule``, claims in Postgres, runs on the Runner. Used by the daemon
+    loop (and by ``aegis.connect().scheduler``); it never sleeps itself."""
+
+    def __init__(self, runtime: Runtime, registry: Registry, *, instance_id: str,
+                 clock: Callable[[], datetime] = utcnow,
+                 wake: threading.Event | None = None) -> None:
+        self.runtime = runtime
+        self.runs = Runs(runtime.db)
+        self.registry = registry
+        self.instance_id = instance_id
+        self.clock = clock
+        self.wake = wake or threading.Event()
+        self.log = get_logger()
+        self.paused: set[str] = set()
+        self.runner = Runner(runtime, runtime.settings.workers, instance_id, clock,
+                             on_finish=self._on_finish, wake=self.wake)
+        self.outcomes: Counter[str] = Counter()  # runs finished in this process, by status
+        self._schedule = _Schedule(clock)
+        self._lock = threading.RLock()
+        self._on_finish_hooks: list[Callable[[Execution], None]] = []
+        self._due: list[Slot] = []  # slots found due by run_pending, claimed together
+
+    @property
+    def host(self) -> str:
+        return self.runtime.settings.host
+
+    @property
+    def live_since(self) -> datetime:
+        return live_since(self.clock(), self.runtime.settings.heartbeat_interval_s)
+
+    # --- jobs on the schedule ---
+
+    def start(self, jobs: Iterable[Job] | None = None) -> None:
+        """Catch up and put every enabled job on the schedule."""
+        for job in jobs if jobs is not None else list(self.registry):
+            self.schedule_job(job)
+
+    def schedule_job(self, job: Job) -> None:
+        if not job.enabled:
+            return
+        now = self.clock()
+        self._catch_up(job, now)
+        first = job.trigger.next_after(now)
+        if first is None:
+            return
+        with self._lock:
+            self._unschedule(job.id)
+            self._schedule.jobs.append(SlotJob(job, self._schedule, first, self._on_due))
+        self.wake.set()
+
+    def unschedule_job(self, job_id: str) -> None:
+        with self._lock:
+            self._unschedule(job_id)
+
+    def _unschedule(self, job_id: str) -> None:
+        self._schedule.jobs[:] = [j for j in self._schedule.jobs
+                                  if not (isinstance(j, SlotJob) and j.aegis_job.id == job_id)]
+
+    def next_runs(self) -> dict[str, datetime]:
+        with self._lock:
+            return {j.aegis_job.id: j.next_run for j in self._schedule.jobs
+                    if isinstance(j, SlotJob) and j.next_run is not None}
+
+    def next_due(self) -> datetime | None:
+        with self._lock:
+            next_run: datetime | None = self._schedule.get_next_run()
+            return next_run
+
+    def run_pending(self) -> None:
+        """Claim every slot due now in one statement, so the jobs of one tick wait for one
+        commit instead of one after another, then start the ones this daemon won."""
+        with self._lock:  # held while firing too: an unscheduled job never fires after
+            self._schedule.run_pending()
+            due, self._due = self._due, []
+            try:
+                self.fire_all(due)
+            except StoreError:  # nothing was claimed: one by one, so a slot the database
+                for slot in due:  # refuses costs only itself, and the loop goes on
+                    self._fire_or_log(slot)
+
+    def _fire_or_log(self, slot: Slot) -> None:
+        try:
+            self.fire_all([slot])
+        except StoreError as exc:
+            self.log.error("job_slot_not_claimed", job=slot.job.id, slot=slot.at.isoformat(),
+                           error=str(exc))
+
+    def _catch_up(self, job: Job, now: datetime) -> None:
+        scope_key = job.scope_key(self.host)
+        try:
+            last_slot = self.runs.last_slot(job.id, scope_key)
+        except DatabaseUnavailable:
+            return
+        plan = plan_start(job.trigger, last_slot, now, job.misfire_grace_s)
+        if plan.missed_first is not None:
+            self.runs.record_missed(
+                job_id=job.id, scope_key=scope_key, host=self.host,
+                scheduled_for=plan.missed_first, now=now, instance_id=self.instance_id,
+                error=f"missed: {plan.missed_count} slot(s) fell due while no daemon ran",
+                result={"missed_slots": plan.missed_count,
+                        "first": plan.missed_first.isoformat(),
+                        "last": plan.missed_last.isoformat() if plan.missed_last else None})
+            self.log.warning("job_missed", job=job.id, slots=plan.missed_count)
+        if plan.run_slot is not None:
+            self._fire_or_log(Slot(job, plan.run_slot, RunTrigger.CATCH_UP))
+
+    def _on_due(self, job: Job, slot: datetime) -> None:
+        if job.id in self.paused:
+            self.log.debug("job_paused_slot_skipped", job=job.id, slot=slot.isoformat())
+            return
+        now = self.clock()
+        if (now - slot).total_seconds() > job.misfire_grace_s:
+            with contextlib.suppress(StoreError):
+                self.runs.record_missed(
+                    job_id=job.id, scope_key=job.scope_key(self.host),
+                    host=self.host, scheduled_for=slot, now=now,
+                    instance_id=self.instance_id, error="missed: the loop was too late",
+                    result={"missed_slots": 1, "first": slot.isoformat(),
+                            "last": slot.isoformat()})
+            self.log.warning("job_missed", job=job.id, slots=1)
+            return
+        self._due.append(Slot(job, slot, RunTrigger.SCHEDULE))
+
+    # --- claiming and running ---
+
+    def fire(self, job: Job, slot: datetime, trigger: RunTrigger,
+             args: dict[str, Any] | None = None) -> Execution | JobRun | None:
+        """Claim ``slot`` of ``job`` and start it. Returns the execution, the skipped run,
+        or None when another daemon has the slot."""
+        return self.fire_all([Slot(job, slot, trigger, args)])[0]
+
+    def fire_all(self, slots: Sequence[Slot]) -> list[Execution | JobRun | None]:
+        """Claim ``slots`` in one statement and start each one won, in order."""
+        if not slots:
+            return []
+        try:
+            rows = self.runs.claim(
+                job_ids=[s.job.id for s in slots],
+                scope_keys=[s.job.scope_key(self.host) for s in slots],
+                triggers=[s.trigger for s in slots], slots=[s.at for s in slots],
+                host=self.host, now=self.clock(), instance_id=self.instance_id,
+                live_since=self.live_since)
+        except DatabaseUnavailable as exc:
+            return [self._fire_offline(slot, exc) for slot in slots]
+        won = {(row["job_id"], row["scheduled_for"]): row for row in rows}
+        return [self._start(slot, won.get((slot.job.id, slot.at))) for slot in slots]
+
+    def _start(self, slot: Slot, row: Row | None) -> Execution | JobRun | None:
+        if row is None:
+            self.log.debug("job_slot_taken", job=slot.job.id, slot=slot.at.isoformat())
+            return None
+        if row["status"] == RunStatus.SKIPPED:
+            self.log.warning("job_skipped_overlap", job=slot.job.id, slot=slot.at.isoformat())
+            return JobRun.from_row(row)
+        return self.runner.submit(slot.job, self._context(slot, row["id"]))
+
+    def _fire_offline(self, slot: Slot, exc: Exception) -> Execution | None:
+        """With Postgres down, a host-scoped job still runs (only this daemon runs this
+        host's slots) and its run is recorded when the database returns; a cluster job
+        cannot be claimed, so it waits."""
+        job = slot.job
+        if job.scope != "host" or job.id in self.runner.running_jobs():
+            self.log.warning("job_not_claimed", job=job.id, slot=slot.at.isoformat(),
+                             error=str(exc))
+            return None
+        offline = {"job_id": job.id, "scope_key": job.scope_key(self.host), "host": self.host,
+                   "trigger": slot.trigger, "scheduled_for": slot.at.isoformat(),
+                   "started_at": self.clock().isoformat(), "instance_id": self.instance_id}
+        return self.runner.submit(job, self._context(slot, None), offline=offline)
+
+    def _context(self, slot: Slot, run_id: int | None) -> JobContext:
+        return JobContext(job_id=slot.job.id, run_id=run_id, trigger=slot.trigger,
+                          scheduled_for=slot.at, now=self.clock(), app=self.runtime,
+                          log=self.log.bind(job=slot.job.id, run_id=run_id),
+                          cancelled=threading.Event(), args=dict(slot.args or {}))
+
+    def add_finish_hook(self, hook: Callable[[Execution], None]) -> None:
+        self._on_finish_hooks.append(hook)
+
+    def _on_finish(self, execution: Execution) -> None:
+        self.outcomes[execution.status or "unknown"] += 1
+        for hook in self._on_finish_hooks:
+            hook(execution)
+        self.wake.set()
+
+    def refresh_paused(self) -> None:
+        self.paused = self.runs.paused()
+
+    def advertise(self) -> None:
+        """Record the jobs this daemon runs, with their next run, in the jobs table."""
+        now, next_runs = self.clock(), self.next_runs()
+        jobs = list(self.registry)
+        if not jobs:
+            return
+        self.runs.advertise(
+            ids=[job.id for job in jobs],
+            descriptions=[job.description for job in jobs],
+            triggers=[job.trigger.describe() for job in jobs],
+            scopes=[job.scope for job in jobs],
+            next_runs=[next_runs.get(job.id) if job.enabled else None for job in jobs],
+            seen_by=self.instance_id, now=now)

@@ -1,0 +1,219 @@
+-- jobs, job_runs and daemons: claims, runs, the jobs a daemon advertises, heartbeats,
+-- and the aggregates and retention of runs. Owned by aegis/scheduling/repository.py.
+-- The digest_*, status_*, metrics_* and cleanup_* prefixes: see aegis/storage/queries.py.
+
+-- name: claim_runs
+-- Claim slots of jobs, all in one statement (one commit for every job due at a tick); a
+-- slot is recorded 'skipped' when a live run of its job is still going. A slot another
+-- daemon claimed first is not returned. Rows go in key order, so two daemons claiming the
+-- same slots at once wait for each other in the same order and cannot deadlock.
+WITH wanted AS (
+    SELECT *
+    FROM unnest(%(job_ids)s::text[], %(scope_keys)s::text[], %(triggers)s::text[],
+                %(slots)s::timestamptz[]) AS w (job_id, scope_key, trigger, scheduled_for)
+), checked AS (
+    SELECT w.*, EXISTS (
+        SELECT 1
+        FROM job_runs r
+        LEFT JOIN daemons d ON d.instance_id = r.instance_id
+        WHERE r.job_id = w.job_id AND r.scope_key = w.scope_key AND r.status = 'running'
+          AND (r.instance_id = %(instance_id)s OR d.last_heartbeat_at > %(live_since)s)
+    ) AS busy
+    FROM wanted w
+)
+INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, started_at, finished_at,
+                      status, error, instance_id)
+SELECT job_id, scope_key, %(host)s, trigger, scheduled_for, %(now)s,
+       CASE WHEN busy THEN %(now)s END,
+       CASE WHEN busy THEN 'skipped' ELSE 'running' END,
+       CASE WHEN busy THEN 'overlap: the previous run is still running' END,
+       %(instance_id)s
+FROM checked
+ORDER BY job_id, scope_key, scheduled_for
+ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING
+RETURNING *;
+
+-- name: record_missed
+-- One 'missed' row for a gap of slots that fell due while no daemon ran.
+INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, started_at, finished_at,
+                      status, error, result, instance_id)
+VALUES (%(job_id)s, %(scope_key)s, %(host)s, 'catch_up', %(scheduled_for)s, %(now)s, %(now)s,
+        'missed', %(error)s, %(result)s, %(instance_id)s)
+ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING
+RETURNING id;
+
+-- name: finish_run
+-- Close a running run; a run already closed (timed out, interrupted) stays as it is.
+UPDATE job_runs
+SET status = %(status)s, finished_at = %(now)s, error = %(error)s, result = %(result)s
+WHERE id = %(id)s AND status = 'running'
+RETURNING id;
+
+-- name: insert_run_record
+-- A whole run recorded while the database was down (replayed from the spool).
+INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, started_at, finished_at,
+                      status, error, result, instance_id)
+VALUES (%(job_id)s, %(scope_key)s, %(host)s, %(trigger)s, %(scheduled_for)s, %(started_at)s,
+        %(finished_at)s, %(status)s, %(error)s, %(result)s, %(instance_id)s)
+ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING;
+
+-- name: get_run
+-- One run.
+SELECT * FROM job_runs WHERE id = %(id)s;
+
+-- name: last_slot
+-- The latest slot of a job in a scope that any daemon has recorded.
+SELECT max(scheduled_for) AS scheduled_for
+FROM job_runs
+WHERE job_id = %(job_id)s AND scope_key = %(scope_key)s AND trigger <> 'manual';
+
+-- name: interrupt_stale_runs
+-- Runs left 'running' on this host by a daemon instance that is gone.
+UPDATE job_runs
+SET status = 'interrupted', finished_at = %(now)s,
+    error = 'interrupted: the daemon running it stopped without finishing it'
+WHERE status = 'running' AND host = %(host)s AND instance_id IS DISTINCT FROM %(instance_id)s
+RETURNING id, job_id;
+
+-- name: job_history
+-- Recent runs, newest first, of one job or of all.
+SELECT * FROM job_runs
+WHERE (%(job_id)s::text IS NULL OR job_id = %(job_id)s)
+ORDER BY scheduled_for DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: last_runs
+-- The latest run of every job.
+SELECT DISTINCT ON (job_id) job_id, status, scheduled_for, started_at, finished_at
+FROM job_runs
+WHERE status <> 'skipped'
+ORDER BY job_id, scheduled_for DESC, id DESC;
+
+-- name: upsert_jobs
+-- Advertise the jobs this daemon runs (for jobs list and pause flags), in one statement;
+-- in id order, so two daemons advertising at once cannot deadlock.
+INSERT INTO jobs (id, description, trigger, scope, next_run_at, seen_by, seen_at)
+SELECT id, description, trigger, scope, next_run_at, %(seen_by)s, %(now)s
+FROM unnest(%(ids)s::text[], %(descriptions)s::text[], %(triggers)s::text[],
+            %(scopes)s::text[], %(next_runs)s::timestamptz[])
+     AS j (id, description, trigger, scope, next_run_at)
+ORDER BY id
+ON CONFLICT (id) DO UPDATE
+SET description = EXCLUDED.description, trigger = EXCLUDED.trigger, scope = EXCLUDED.scope,
+    next_run_at = EXCLUDED.next_run_at, seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;
+
+-- name: list_job_rows
+-- Every job row.
+SELECT * FROM jobs ORDER BY id;
+
+-- name: paused_jobs
+-- Ids of paused jobs.
+SELECT id FROM jobs WHERE paused;
+
+-- name: set_paused
+-- Pause or resume a job (a row is created for a job no daemon has advertised yet).
+INSERT INTO jobs (id, paused, paused_at, paused_by)
+VALUES (%(id)s, %(paused)s, CASE WHEN %(paused)s THEN %(now)s::timestamptz END,
+        CASE WHEN %(paused)s THEN %(by)s END)
+ON CONFLICT (id) DO UPDATE
+SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at, paused_by = EXCLUDED.paused_by;
+
+-- name: upsert_daemon
+-- This daemon's heartbeat.
+INSERT INTO daemons (instance_id, host, pid, version, started_at, last_heartbeat_at, status)
+VALUES (%(instance_id)s, %(host)s, %(pid)s, %(version)s, %(started_at)s, %(now)s, %(status)s)
+ON CONFLICT (instance_id) DO UPDATE
+SET last_heartbeat_at = EXCLUDED.last_heartbeat_at, status = EXCLUDED.status;
+
+-- name: host_daemons
+-- The latest daemon instances of a host.
+SELECT * FROM daemons WHERE host = %(host)s ORDER BY last_heartbeat_at DESC LIMIT %(limit)s;
+
+-- name: try_daemon_lock
+-- The per-host daemon lock (two-key advisory lock: aegis's key, the host's hash).
+SELECT pg_try_advisory_lock(%(key)s, hashtext(%(host)s)) AS locked;
+
+-- name: status_daemons
+-- The latest daemon of every host, with its heartbeat.
+SELECT DISTINCT ON (host) host, status, last_heartbeat_at
+FROM daemons
+ORDER BY host, last_heartbeat_at DESC;
+
+-- name: digest_job_runs
+-- Runs per job and status, by the slot they were scheduled for.
+SELECT job_id,
+       count(*) FILTER (WHERE status = 'ok') AS ok,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'timeout') AS timeout,
+       count(*) FILTER (WHERE status = 'missed') AS missed,
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       count(*) FILTER (WHERE status = 'interrupted') AS interrupted,
+       count(*) FILTER (WHERE status = 'running') AS running
+FROM job_runs
+WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
+  AND job_id <> ALL(%(exclude_jobs)s::text[])
+GROUP BY job_id
+ORDER BY job_id;
+
+-- name: digest_job_failures
+-- Failed, timed-out and interrupted runs per job, with the latest error.
+SELECT job_id, count(*) AS failures,
+       (array_agg(coalesce(error, status) ORDER BY scheduled_for DESC, id DESC))[1]
+           AS last_error
+FROM job_runs
+WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
+  AND status IN ('failed', 'timeout', 'interrupted')
+  AND job_id <> ALL(%(exclude_jobs)s::text[])
+GROUP BY job_id
+ORDER BY failures DESC, job_id;
+
+-- name: metrics_job_runs
+-- Job runs scheduled since %(since)s, by job and status (all hosts).
+SELECT job_id, status, count(*) AS runs
+FROM job_runs
+WHERE scheduled_for >= %(since)s
+GROUP BY job_id, status
+ORDER BY job_id, status;
+
+-- name: metrics_job_durations
+-- Cumulative histogram buckets of finished runs since %(since)s, per job; total and sum repeat per row.
+WITH finished AS (
+    SELECT job_id, extract(epoch FROM finished_at - started_at)::float8 AS duration_s
+    FROM job_runs
+    WHERE scheduled_for >= %(since)s
+      AND started_at IS NOT NULL AND finished_at IS NOT NULL
+      AND status IN ('ok', 'failed', 'timeout', 'interrupted')
+)
+SELECT f.job_id, b.le, count(*) FILTER (WHERE f.duration_s <= b.le) AS cumulative,
+       count(*) AS total, coalesce(sum(f.duration_s), 0)::float8 AS sum_s
+FROM finished f
+CROSS JOIN unnest(%(bounds_s)s::float8[]) AS b(le)
+GROUP BY f.job_id, b.le
+ORDER BY f.job_id, b.le;
+
+-- name: metrics_last_success
+-- The finish time of each known job's latest successful run (one index probe per job).
+SELECT j.id AS job_id,
+       (SELECT extract(epoch FROM r.finished_at)::float8
+        FROM job_runs r
+        WHERE r.job_id = j.id AND r.status = 'ok'
+        ORDER BY r.scheduled_for DESC
+        LIMIT 1) AS finished_at_s
+FROM jobs j
+ORDER BY j.id;
+
+-- name: cleanup_job_runs_batch
+-- Delete one batch of finished job runs scheduled before the cut-off.
+WITH batch AS (
+    SELECT id, scheduled_for
+    FROM job_runs
+    WHERE scheduled_for < %(cutoff)s AND scheduled_for >= %(from_time)s AND status <> 'running'
+    ORDER BY scheduled_for
+    LIMIT %(batch_rows)s
+), deleted AS (
+    DELETE FROM job_runs r USING batch b
+    WHERE r.id = b.id AND r.status <> 'running'
+    RETURNING r.id
+)
+SELECT (SELECT count(*) FROM deleted) AS deleted,
+       (SELECT max(scheduled_for) FROM batch) AS last_time;

@@ -1,0 +1,100 @@
+"""The containers as operators see them: ``aegis containers``, ``aegis ack`` and
+``aegis maintenance``. The database only, never the Docker engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aegis.core.errors import UsageError
+from aegis.core.jsonable import to_json
+from aegis.storage.db import Row
+from aegis.storage.runtime import Runtime
+from aegis.supervision.repository import Containers, in_maintenance
+from aegis.supervision.strikes import BUDGET_WINDOW, display_state
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    name: str
+    id: str
+    image: str
+    health: str
+    strikes: int
+    state: str
+    last_action: str | None
+    last_action_at: datetime | None
+    restarts_last_hour: int
+    host: str
+    maintenance_until: datetime | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
+
+
+def view(row: Row, now: datetime) -> ContainerView:
+    restarts = [t for t in row["restarts"] or () if now - t < BUDGET_WINDOW]
+    return ContainerView(
+        name=row["name"], id=(row["container_id"] or "")[:12], image=row["image"],
+        health=row["health"], strikes=row["strikes"],
+        state=display_state(row["phase"], supervision=row["supervision"],
+                            maintenance=in_maintenance(row, now)),
+        last_action=row["last_action"], last_action_at=row["last_action_at"],
+        restarts_last_hour=len(restarts), host=row["host"],
+        maintenance_until=row["maintenance_until"], reason=row["last_reason"])
+
+
+def listing(runtime: Runtime, now: datetime, *, all_hosts: bool = False) -> list[ContainerView]:
+    rows = Containers(runtime.db).listing(None if all_hosts else runtime.settings.host)
+    return [view(row, now) for row in rows]
+
+
+def _unknown(runtime: Runtime, name: str) -> UsageError:
+    return UsageError(f"no container {name!r} on host {runtime.settings.host!r} "
+                      "(see aegis containers)")
+
+
+def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") -> bool:
+    """A person takes over: strikes reset, remediation re-armed (the hourly restart budget
+    is kept). Returns False when the container was not escalated (nothing recorded)."""
+    host = runtime.settings.host
+    containers = Containers(runtime.db)
+    row = containers.by_name(host, name)
+    if row is None:
+        raise _unknown(runtime, name)
+    if row["phase"] != "escalated":
+        return False
+    containers.acknowledge(host, name, now, f"acknowledged by {by}")
+    runtime.store.record_event(
+        "container_acknowledged", f"{name}: escalation acknowledged; remediation re-armed",
+        importance="medium", source="cli",
+        details={"container": name, "host": host, "incident": row["incident"], "by": by})
+    return True
+
+
+def set_maintenance(runtime: Runtime, name: str, now: datetime,
+                    duration_s: float | None) -> Row:
+    """Pause action on ``name`` for ``duration_s`` seconds, or resume it (None). A name
+    this host has no row for is refused, as by ``acknowledge``: a typo must not look
+    like a container put safely into maintenance."""
+    if duration_s is not None and duration_s <= 0:
+        raise UsageError("--for must be a positive duration (30m, 1h, 2d)")
+    until = None if duration_s is None else now + timedelta(seconds=duration_s)
+    host = runtime.settings.host
+    row = Containers(runtime.db).set_maintenance(host, name, until, now)
+    if row is None:
+        raise _unknown(runtime, name)
+    if until is None:
+        runtime.store.record_event("container_maintenance_ended",
+                                   f"{name}: maintenance ended, remediation resumed",
+                                   importance="low", source="cli",
+                                   details={"container": name, "host": host})
+    else:
+        runtime.store.record_event("container_maintenance",
+                                   f"{name}: maintenance until {until:%Y-%m-%d %H:%M:%S} UTC",
+                                   importance="low", source="cli",
+                                   details={"container": name, "host": host,
+                                            "until": until.isoformat()})
+    return row

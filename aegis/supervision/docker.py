@@ -1,0 +1,238 @@
+"""The Docker adapter: what the engine reports, in aegis's terms. The client (honouring
+DOCKER_HOST), the errors that mean the engine is away, one container as a listing entry,
+an inspect or an event describes it, its effective stop timeout, and the engine's
+availability, recorded once per outage.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aegis.core.errors import StoreError
+from aegis.storage.runtime import Runtime
+from aegis.supervision import labels as L
+
+DOCKER_TIMEOUT_S = 15
+DEFAULT_STOP_TIMEOUT_S = 10.0  # Docker's own, for a container that sets none
+PROBE_OUTPUT_CHARS = 500
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EXIT_IN_STATUS = re.compile(r"^Exited \((-?\d+)\)")
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def docker_errors() -> tuple[type[BaseException], ...]:
+    """What a Docker call raises when the engine is away or refuses."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    return (DockerException, RequestException, OSError)
+
+
+def docker_client(timeout_s: int = DOCKER_TIMEOUT_S) -> Any:
+    """A client of the engine named by DOCKER_HOST (unix, tcp, tls via DOCKER_TLS_VERIFY and
+    DOCKER_CERT_PATH), else the local socket."""
+    return _client_class().from_env(timeout=timeout_s)
+
+
+@functools.cache
+def _client_class() -> Any:
+    """docker-py's client, except that a TLS engine is verified against DOCKER_CERT_PATH's
+    ``ca.pem`` as the docker CLI does, even where REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE is
+    set: requests lets those replace a session's own CA (docker/docker-py#2433)."""
+    import docker
+
+    class EngineAPI(docker.APIClient):  # type: ignore[misc]  # docker-py has no types
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any,
+                                       verify: Any, cert: Any) -> Any:
+            if verify is None and self.verify is not True:  # the engine's CA, or no check
+                verify = self.verify
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+    class EngineClient(docker.DockerClient):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:  # DockerClient's, but ours
+            self.api = EngineAPI(*args, **kwargs)
+
+    return EngineClient
+
+
+def own_container_ids(proc: Path = Path("/proc/self"), hostname: str | None = None
+                      ) -> frozenset[str]:
+    """Ids (or 12-character prefixes) this process's own container may have."""
+    found: set[str] = set()
+    for name in ("cgroup", "mountinfo"):
+        try:
+            text = (proc / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        found.update(_CONTAINER_ID.findall(text))
+    hostname = os.environ.get("HOSTNAME", "") if hostname is None else hostname
+    if re.fullmatch(r"[0-9a-f]{12,64}", hostname):
+        found.add(hostname)
+    return frozenset(found)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One container as Docker reported it (a listing entry or an inspect)."""
+
+    id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    status: str
+    health: str
+    has_healthcheck: bool | None  # None: a listing of a stopped container cannot tell
+    exit_code: int | None = None
+    oom_killed: bool = False
+    network_mode: str = ""
+    stop_timeout_s: float | None = None
+    probe_output: str = ""
+    probe_exit_code: int | None = None
+    docker_restart_count: int = 0  # Docker's own restarts since the last start by hand
+    restart_policy: str | None = None  # as `docker run --restart` takes it; None: unknown
+    details: dict[str, Any] = field(default_factory=dict)  # what else an inspect told
+
+    @property
+    def compose_project(self) -> str | None:
+        return self.labels.get(L.COMPOSE_PROJECT)
+
+    @property
+    def compose_service(self) -> str | None:
+        return self.labels.get(L.COMPOSE_SERVICE)
+
+
+def seen_from_listing(entry: dict[str, Any]) -> Seen:
+    status_text = entry.get("Status") or ""
+    health_match = _HEALTH_IN_STATUS.search(status_text)
+    health = "none"
+    if health_match:
+        health = "starting" if "starting" in health_match.group(1) else health_match.group(1)
+    exit_match = _EXIT_IN_STATUS.match(status_text)
+    state = entry.get("State") or ""
+    return Seen(
+        id=entry["Id"], name=(entry.get("Names") or ["/?"])[0].lstrip("/"),
+        image=entry.get("Image") or "", labels=dict(entry.get("Labels") or {}),
+        status=state, health=health,
+        has_healthcheck=True if health_match else (False if state == "running" else None),
+        exit_code=int(exit_match.group(1)) if exit_match else None,
+        network_mode=(entry.get("HostConfig") or {}).get("NetworkMode") or "")
+
+
+def seen_from_inspect(attrs: dict[str, Any]) -> Seen:
+    config = attrs.get("Config") or {}
+    state = attrs.get("State") or {}
+    health = state.get("Health") or {}
+    healthcheck = config.get("Healthcheck") or {}
+    has_healthcheck = bool(healthcheck.get("Test")) and healthcheck["Test"][0] != "NONE"
+    log = health.get("Log") or []
+    last = log[-1] if log else {}
+    output = (last.get("Output") or "").strip()
+    if len(output) > PROBE_OUTPUT_CHARS:
+        output = output[-PROBE_OUTPUT_CHARS:]
+    stop_timeout = config.get("StopTimeout")
+    return Seen(
+        id=attrs["Id"], name=(attrs.get("Name") or "/?").lstrip("/"),
+        image=config.get("Image") or "", labels=dict(config.get("Labels") or {}),
+        status=state.get("Status") or "", health=health.get("Status") or "none",
+        has_healthcheck=has_healthcheck, exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        network_mode=(attrs.get("HostConfig") or {}).get("NetworkMode") or "",
+        stop_timeout_s=float(stop_timeout) if stop_timeout is not None else None,
+        probe_output=output, probe_exit_code=last.get("ExitCode"),
+        docker_restart_count=int(attrs.get("RestartCount") or 0),
+        restart_policy=restart_policy(attrs),
+        details={"finished_at": state.get("FinishedAt"), "error": state.get("Error") or ""})
+
+
+def restart_policy(attrs: dict[str, Any]) -> str:
+    """An inspect's restart policy as ``docker run --restart`` takes it: ``no``,
+    ``always``, ``unless-stopped``, ``on-failure`` or ``on-failure:N``."""
+    policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+    name = str(policy.get("Name") or "no")
+    retries = int(policy.get("MaximumRetryCount") or 0)
+    return f"{name}:{retries}" if name == "on-failure" and retries else name
+
+
+def seen_from_event(event: dict[str, Any]) -> Seen | None:
+    """A ``health_status: unhealthy`` event as a sighting; None for any other event. Docker
+    puts the container's name, image and labels in every container event's attributes,
+    which is all strike 1 needs; what only an inspect tells (probe output, stop timeout)
+    is left empty."""
+    actor = event.get("Actor") or {}
+    attributes = dict(actor.get("Attributes") or {})
+    action = str(event.get("Action") or event.get("status") or "")
+    if action != "health_status: unhealthy" or not actor.get("ID") or "name" not in attributes:
+        return None
+    name = str(attributes.pop("name"))
+    image = str(attributes.pop("image", ""))
+    return Seen(id=str(actor["ID"]), name=name, image=image, labels=attributes,
+                status="running", health="unhealthy", has_healthcheck=True)
+
+
+def effective_stop_timeout_s(seen: Seen) -> float:
+    """How long a stop waits before it kills: the ``aegis.stop-timeout`` label, else the
+    container's own StopTimeout (an inspect's), else Docker's default."""
+    return (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
+            or DEFAULT_STOP_TIMEOUT_S)
+
+
+def inspected(client: Any, seen: Seen) -> Seen:
+    """``seen`` with what only an inspect tells (probe output, stop timeout, restart
+    policy); as it was when the engine does not answer."""
+    if seen.details:
+        return seen
+    try:
+        return seen_from_inspect(client.api.inspect_container(seen.id))
+    except docker_errors():
+        return seen
+
+
+class EngineAvailability:
+    """Records ``docker_unavailable`` when the engine goes away and ``docker_available``
+    when it is back: once per change, whichever thread of one supervision notices, and
+    remembered across restarts (a state key per host)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, bool] = {}  # host -> last noted
+
+    def note(self, runtime: Runtime, available: bool, error: str | None = None) -> None:
+        host = runtime.settings.host
+        key = f"docker_available:{host}"
+        with self._lock:
+            if self._known.get(host) is available:
+                return
+            try:
+                previous = runtime.store.get_state(key)
+            except StoreError:
+                previous = self._known.get(host)
+            self._known[host] = available
+            if previous is available or (available and previous is None):
+                return
+            if available:
+                runtime.store.record_event("docker_available", "the Docker engine answers again",
+                                           importance="medium", source="supervisor",
+                                           details={"host": host})
+            else:
+                runtime.store.record_event("docker_unavailable",
+                                           f"the Docker engine does not answer: {error}",
+                                           importance="high", source="supervisor",
+                                           details={"host": host, "error": error})
+            runtime.store.set_state(key, available)
+
+
+def docker_time(text: str) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds, which ``fromisoformat`` does not take."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match or text.startswith("0001-"):
+        return None
+    fraction = (match.group(2) or ".0")[:7]
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(match.group(1) + fraction + zone)

@@ -1,0 +1,197 @@
+"""The owner of the ``containers`` table (aegis/storage/sql/containers.sql): each
+supervised container's strike state, and the supervisor's copy of its rows for a
+PostgreSQL outage.
+
+While the database is unreachable the supervisor decides from the rows it last read or
+wrote (``KeptRows``), and each decision is spooled with its events; the spool's replay
+(``replay_decision``) writes them back, once, when the database returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from aegis.storage.db import Queries, Row
+from aegis.storage.events import Event
+from aegis.storage.outbox import Notification
+from aegis.storage.store import event_from_record, event_record, insert_event
+from aegis.supervision.strikes import StrikeState
+
+_TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at")
+
+
+class Containers:
+    """The named queries of the ``containers`` table, on the pool or in a transaction."""
+
+    def __init__(self, db: Queries) -> None:
+        self.db = db
+
+    # --- the supervisor's ---
+
+    def of_host(self, host: str) -> list[Row]:
+        """Every row of ``host``, present or removed."""
+        return self.db.fetch_all("containers_of_host", host=host)
+
+    def by_name(self, host: str, name: str) -> Row | None:
+        return self.db.fetch_one("container_by_name", host=host, name=name)
+
+    def due(self, host: str, now: datetime) -> list[Row]:
+        """Rows whose strike timer has come due."""
+        return self.db.fetch_all("containers_due", host=host, now=now)
+
+    def adopt_renamed(self, host: str, name: str, container_id: str) -> Row | None:
+        """The row of this container id under its old name, renamed to ``name``."""
+        return self.db.fetch_one("container_adopt_renamed", host=host, name=name,
+                                 container_id=container_id)
+
+    def adopt(self, host: str, name: str, compose_project: str,
+              compose_service: str) -> Row | None:
+        """The row of a removed container of the same compose service, given to ``name``."""
+        return self.db.fetch_one("container_adopt", host=host, name=name,
+                                 compose_project=compose_project,
+                                 compose_service=compose_service)
+
+    def insert(self, **params: Any) -> None:
+        """A container seen for the first time (nothing if another process came first)."""
+        self.db.execute("container_insert", **params)
+
+    def save(self, params: dict[str, Any]) -> bool:
+        """What was observed and decided; False when the row changed since it was read."""
+        return self.db.fetch_one("container_save", **params) is not None
+
+    def restore(self, params: dict[str, Any]) -> None:
+        """A decision made while the database was unreachable, whatever the row's version."""
+        self.db.execute("container_restore", **params)
+
+    def set_stopped(self, host: str, container_id: str, stopped: bool, now: datetime) -> None:
+        self.db.execute("container_set_stopped", host=host, container_id=container_id,
+                        stopped=stopped, now=now)
+
+    def mark_removed(self, host: str, container_id: str, now: datetime) -> None:
+        self.db.execute("container_mark_removed", host=host, container_id=container_id,
+                        now=now)
+
+    def rename(self, host: str, old_name: str, new_name: str) -> None:
+        self.db.execute("container_rename", host=host, old_name=old_name, new_name=new_name)
+
+    def restarts_unrecorded(self, host: str) -> list[Row]:
+        """Restarts decided and saved whose outcome no event records (with restart_at)."""
+        return self.db.fetch_all("containers_restart_unrecorded", host=host)
+
+    # --- operators, reports, metrics, retention ---
+
+    def listing(self, host: str | None) -> list[Row]:
+        """``aegis containers``: the rows of ``host`` (None: every host)."""
+        return self.db.fetch_all("containers_listing", host=host)
+
+    def acknowledge(self, host: str, name: str, now: datetime, reason: str) -> Row | None:
+        return self.db.fetch_one("container_ack", host=host, name=name, now=now,
+                                 reason=reason)
+
+    def set_maintenance(self, host: str, name: str, until: datetime | None,
+                        now: datetime) -> Row | None:
+        """Maintenance until ``until`` (None: ended); None when ``host`` has no such row."""
+        return self.db.fetch_one("container_maintenance", host=host, name=name, until=until,
+                                 action="maintenance_on" if until else "maintenance_off",
+                                 now=now)
+
+    def in_maintenance(self, as_of: datetime, limit: int) -> list[Row]:
+        """(host, container) of every container in maintenance at ``as_of``."""
+        return self.db.fetch_all("status_maintenance_containers", as_of=as_of, limit=limit)
+
+    def any_present(self) -> bool:
+        row = self.db.fetch_one("metrics_has_containers")
+        return bool(row and row["present"])
+
+    def states(self, host: str) -> list[Row]:
+        """name, state and strikes of each supervised container of ``host``."""
+        return self.db.fetch_all("metrics_containers", host=host)
+
+    def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
+        """Delete one batch of rows of containers removed before ``cutoff``."""
+        return self.db.fetch_one("cleanup_containers_batch", cutoff=cutoff,
+                                 from_time=from_time, batch_rows=batch_rows)
+
+
+def strike_state(row: Row) -> StrikeState:
+    return StrikeState(phase=row["phase"], strikes=row["strikes"], incident=row["incident"],
+                       strike_at=row["strike_at"], healthy_since=row["healthy_since"],
+                       restarts=tuple(sorted(row["restarts"] or ())))
+
+
+def in_maintenance(row: Row, now: datetime) -> bool:
+    until = row.get("maintenance_until")
+    return bool(row.get("maintenance_label")) or (until is not None and until > now)
+
+
+# --- the supervisor's copy of its rows, for a database outage ---
+
+
+class KeptRows:
+    """Rows as last read or written, per host and name, shared by the supervisors of one
+    supervision (the watcher's, the sweep's, each background restart's)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], Row] = {}
+        self._lock = threading.Lock()
+
+    def keep(self, *rows: Row | None) -> None:
+        with self._lock:
+            for row in rows:
+                if row is not None:
+                    self._rows[(row["host"], row["name"])] = dict(row)
+
+    def keep_if_unchanged(self, read: Row, new: Row) -> bool:
+        """Replace the kept row with ``new`` if it is still the one ``read`` (same
+        version): the offline twin of ``container_save``'s check, so two threads deciding
+        from the same row cannot both act. False when another decision came first."""
+        key = (read["host"], read["name"])
+        with self._lock:
+            current = self._rows.get(key)
+            if current is not None and current["version"] != read["version"]:
+                return False
+            self._rows[key] = dict(new)
+            return True
+
+    def of(self, host: str, name: str | None = None) -> list[Row]:
+        """The kept rows of ``host`` (or of one container)."""
+        with self._lock:
+            return [dict(row) for (h, n), row in self._rows.items()
+                    if h == host and (name is None or n == name)]
+
+
+def saved_offline(row: Row, params: dict[str, Any]) -> Row:
+    """``row`` as ``container_save`` would have left it."""
+    merged = {**row, **{k: v for k, v in params.items() if k != "version"},
+              "removed_at": None, "version": row["version"] + 1}
+    for key in ("last_action", "last_action_at", "last_reason"):
+        if params[key] is None:
+            merged[key] = row[key]
+    return merged
+
+
+def decision_record(params: dict[str, Any],
+                    events: Sequence[tuple[Event, Notification | None]]) -> dict[str, Any]:
+    """A decision made while the database was unreachable, as a spool record."""
+    data = {key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in params.items()}
+    data["restarts"] = [t.isoformat() for t in params["restarts"]]
+    return {"kind": "container_decision", "params": data,
+            "events": [event_record(event, notify) for event, notify in events]}
+
+
+def replay_decision(tx: Queries, record: dict[str, Any]) -> None:
+    """Write a spooled decision (spool kind ``container_decision``): the row whatever its
+    version (only this host's daemon decides for its containers) and its events, each
+    once (by uid)."""
+    params = dict(record["params"])
+    for key in _TIMES:
+        if params.get(key) is not None:
+            params[key] = datetime.fromisoformat(params[key])
+    params["restarts"] = [datetime.fromisoformat(t) for t in params["restarts"]]
+    Containers(tx).restore(params)
+    for event in record["events"]:
+        insert_event(tx, *event_from_record(event))

@@ -1,0 +1,244 @@
+"""Restarting containers: the restart itself (strike 2), the containers that share its
+network namespace, and the outcome of restarts a daemon decided and saved but was killed
+before recording (completed from Docker's ``StartedAt``, never made again).
+
+The events watcher restarts in the background (``restart_in_background``), so one slow
+stop (a container that ignores SIGTERM takes its whole stop timeout) never holds up the
+events of the others; the sweep restarts in its own job thread. Either way, a container
+being restarted is not judged again until the restart is over (``RestartTracker``), and
+the daemon drains the restarts under way before it exits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from aegis.core.logs import get_logger
+from aegis.storage.runtime import Runtime
+from aegis.supervision import labels as L
+from aegis.supervision.docker import (
+    Seen,
+    docker_errors,
+    docker_time,
+    effective_stop_timeout_s,
+    inspected,
+    seen_from_listing,
+)
+from aegis.supervision.incidents import details
+from aegis.supervision.repository import Containers
+from aegis.supervision.strikes import Decision
+
+# A restart decided by a daemon that stopped before recording it, and not made by Docker
+# this long after, is recorded as not made (until then it may still be under way).
+RESTART_OUTCOME_WAIT_S = 60.0
+# Background restarts made at once; more wait for a slot (a host-wide incident restarts
+# its containers a few at a time rather than all together).
+PARALLEL_RESTARTS = 4
+
+
+class RestartTracker:
+    """The restarts one supervision is making right now, and the slots of its background
+    restarts."""
+
+    def __init__(self, parallel: int = PARALLEL_RESTARTS) -> None:
+        self._in_flight: dict[tuple[str, str], str] = {}  # (host, name) -> container id
+        self._changed = threading.Condition()
+        self.slots = threading.BoundedSemaphore(parallel)
+
+    def in_progress(self, host: str, name: str) -> bool:
+        """True while the container ``name`` of ``host`` is being restarted."""
+        with self._changed:
+            return (host, name) in self._in_flight
+
+    def in_progress_id(self, container_id: str) -> bool:
+        """True while the container with this (full) id is being restarted."""
+        with self._changed:
+            return bool(container_id) and container_id in self._in_flight.values()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no restart is under way; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self._in_flight:
+                left_s = deadline - time.monotonic()
+                if left_s <= 0:
+                    return False
+                self._changed.wait(left_s)
+        return True
+
+    def begin(self, host: str, name: str, container_id: str) -> None:
+        with self._changed:
+            self._in_flight[(host, name)] = container_id
+
+    def end(self, host: str, name: str) -> None:
+        with self._changed:
+            self._in_flight.pop((host, name), None)
+            self._changed.notify_all()
+
+
+class Actor(Protocol):
+    """What a restart needs of the supervisor that decided it."""
+
+    host: str
+    client: Any
+    log: Any
+    restarts: RestartTracker
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    def restart_refusal(self, seen: Seen, parsed: L.ContainerLabels,
+                        now: datetime) -> str | None: ...
+
+    def with_client(self, client: Any) -> Actor: ...
+
+
+def restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> None:
+    """Strike 2, already decided and saved: restart now, in this thread."""
+    actor.restarts.begin(actor.host, seen.name, seen.id)
+    try:
+        _restart(actor, decision, seen, now)
+    finally:
+        actor.restarts.end(actor.host, seen.name)
+
+
+def restart_in_background(actor: Actor, client_factory: Callable[[], Any],
+                          decision: Decision, seen: Seen, now: datetime) -> None:
+    """Strike 2, already decided and saved: restart in a thread of its own, through a
+    Docker client of its own (the caller's may be closed when its stream breaks)."""
+    # before the thread starts: never judged or completed meanwhile
+    actor.restarts.begin(actor.host, seen.name, seen.id)
+    thread = threading.Thread(
+        target=_restart_in_thread, args=(actor, client_factory, decision, seen, now),
+        name=f"aegis-restart-{seen.name}", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: restart here rather than not at all
+        restart(actor, decision, seen, now)
+
+
+def _restart_in_thread(actor: Actor, client_factory: Callable[[], Any], decision: Decision,
+                       seen: Seen, now: datetime) -> None:
+    try:
+        with actor.restarts.slots:
+            client = client_factory()
+            try:
+                _restart(actor.with_client(client), decision, seen, now)
+            finally:
+                client.close()
+    except Exception as exc:  # recorded in the log; the sweep completes what it can
+        get_logger().error("container_restart_crashed", container=seen.name,
+                           host=actor.host, error=str(exc), exc_info=True)
+    finally:
+        actor.restarts.end(actor.host, seen.name)
+
+
+def _restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> None:
+    """Ask Docker, record the outcome, then restart the containers sharing its network
+    namespace."""
+    seen = inspected(actor.client, seen)
+    timeout_s = effective_stop_timeout_s(seen)
+    carried = details(actor.host, seen, decision, probe_output=seen.probe_output,
+                      probe_exit_code=seen.probe_exit_code,
+                      restarts_last_hour=len(decision.state.restarts),
+                      docker_restart_count=seen.docker_restart_count,
+                      stop_timeout_s=timeout_s)
+    actor.log.warning("container_restarting", container=seen.name, strike=2,
+                      stop_timeout_s=timeout_s)
+    store = actor.runtime.store
+    try:
+        actor.client.api.restart(seen.id, timeout=int(timeout_s))
+    except docker_errors() as exc:
+        store.record_event(
+            "container_restart_failed", f"{seen.name}: restart failed: {exc}",
+            importance="high", source="supervisor", timestamp=now,
+            details={**carried, "error": str(exc)})
+        return
+    store.record_event(
+        "container_restarted",
+        f"{seen.name} restarted (strike 2 of 3): still unhealthy; "
+        f"restart {len(decision.state.restarts)} this hour",
+        importance="high", source="supervisor", timestamp=now, details=carried)
+    restart_dependents(actor, seen, now)
+
+
+def complete_restarts(actor: Actor, now: datetime) -> int:
+    """Record the outcome of restarts a daemon decided and saved but stopped (killed)
+    before recording: ``container_restarted`` when Docker started the container since
+    the decision, ``container_restart_failed`` when it has not a while later. Never
+    restarts anything itself. Returns how many were recorded."""
+    recorded = 0
+    store = actor.runtime.store
+    for row in Containers(actor.runtime.db).restarts_unrecorded(actor.host):
+        if actor.restarts.in_progress(actor.host, row["name"]):
+            continue  # this process is making it right now
+        try:
+            attrs = actor.client.api.inspect_container(row["container_id"] or row["name"])
+        except docker_errors():
+            continue
+        started = docker_time(str((attrs.get("State") or {}).get("StartedAt") or ""))
+        decided = row["restart_at"]
+        carried = {"container": row["name"], "host": actor.host,
+                   "container_id": (row["container_id"] or "")[:12], "image": row["image"],
+                   "incident": row["incident"], "strikes": row["strikes"],
+                   "restarts_last_hour": len(row["restarts"] or []),
+                   "reason": row["last_reason"], "recorded_late": True}
+        if started is not None and started >= decided:
+            store.record_event(
+                "container_restarted", f"{row['name']} restarted (strike 2 of 3); "
+                "recorded late: the daemon stopped during the restart",
+                importance="high", source="supervisor", timestamp=decided,
+                details=carried)
+        elif (now - decided).total_seconds() > RESTART_OUTCOME_WAIT_S:
+            store.record_event(
+                "container_restart_failed", f"{row['name']}: restart not made: the "
+                "daemon stopped between deciding it and asking Docker",
+                importance="high", source="supervisor", timestamp=decided,
+                details={**carried, "error": "the daemon stopped before the restart"})
+        else:
+            continue  # Docker may still be stopping it: the next sweep or start decides
+        recorded += 1
+    return recorded
+
+
+def restart_dependents(actor: Actor, seen: Seen, now: datetime) -> None:
+    """Restart, after ``seen``, the running containers that use its network namespace,
+    except those aegis may not restart (protected, opted out, out of scope, in
+    maintenance): they are left alone and ``container_dependent_skipped`` says why."""
+    modes = {f"container:{seen.id}", f"container:{seen.name}"}
+    try:
+        entries = actor.client.api.containers(filters={"status": "running"})
+    except docker_errors():
+        return
+    store = actor.runtime.store
+    for entry in entries:
+        dependent = seen_from_listing(entry)
+        if dependent.network_mode not in modes:
+            continue
+        carried = {"container": dependent.name, "host": actor.host,
+                   "container_id": dependent.id[:12], "image": dependent.image,
+                   "network_of": seen.name,
+                   "reason": f"shares the network namespace of {seen.name}"}
+        refusal = actor.restart_refusal(dependent, L.parse_labels(dependent.labels), now)
+        if refusal is not None:
+            store.record_event(
+                "container_dependent_skipped",
+                f"{dependent.name} shares {seen.name}'s network but is {refusal}: "
+                "not restarted", importance="high", source="supervisor", timestamp=now,
+                details={**carried, "skipped_because": refusal})
+            continue
+        try:
+            actor.client.api.restart(dependent.id,
+                                     timeout=int(effective_stop_timeout_s(dependent)))
+        except docker_errors() as exc:
+            actor.log.error("container_dependent_restart_failed", container=dependent.name,
+                            error=str(exc))
+            continue
+        store.record_event(
+            "container_restarted",
+            f"{dependent.name} restarted after {seen.name} (shared network namespace)",
+            importance="high", source="supervisor", timestamp=now, details=carried)

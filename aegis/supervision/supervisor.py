@@ -1,0 +1,386 @@
+"""Applying the three-strike protocol to real containers.
+
+The supervisor reads what Docker reports (one listing for a sweep, one inspect or the
+event itself for an event; see aegis/supervision/docker.py), asks ``strikes.decide`` what
+to do, and saves the new strike state in the ``containers`` table together with the
+events (and alerts) the decision calls for, in one transaction, *before* acting: a daemon
+killed at any moment never restarts twice (restarts: aegis/supervision/restarts.py).
+While PostgreSQL is down it decides from the rows it last read and spools each decision
+with its events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aegis.core.errors import DatabaseUnavailable
+from aegis.core.logs import get_logger
+from aegis.storage.db import Row
+from aegis.storage.runtime import Runtime
+from aegis.storage.store import insert_event
+from aegis.supervision import incidents, policy, restarts
+from aegis.supervision import labels as L
+from aegis.supervision.docker import (
+    EngineAvailability,
+    Seen,
+    effective_stop_timeout_s,
+    inspected,
+    own_container_ids,
+    seen_from_event,
+    seen_from_inspect,
+    seen_from_listing,
+)
+from aegis.supervision.incidents import Record
+from aegis.supervision.repository import (
+    Containers,
+    KeptRows,
+    decision_record,
+    in_maintenance,
+    saved_offline,
+    strike_state,
+)
+from aegis.supervision.restarts import RestartTracker
+from aegis.supervision.strikes import Decision, Observed, SupervisionMode, decide, display_state
+
+# An unhealthy event at most this old (by its own timestamp) is acted on as it stands;
+# older ones (replayed after a reconnection) are checked against an inspect first.
+FRESH_EVENT_S = 5.0
+STOP_SIGNALS = frozenset({"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"})
+
+
+@dataclass
+class SupervisionState:
+    """What the supervisors of one supervision share: the rows kept for a database
+    outage, the restarts under way and the engine's availability."""
+
+    kept: KeptRows = field(default_factory=KeptRows)
+    restarts: RestartTracker = field(default_factory=RestartTracker)
+    engine: EngineAvailability = field(default_factory=EngineAvailability)
+
+
+class Supervisor:
+    """Decides and acts for the containers of one host, through one Docker client."""
+
+    def __init__(self, runtime: Runtime, client: Any, *,
+                 own_ids: frozenset[str] | None = None,
+                 restart_client: Callable[[], Any] | None = None,
+                 state: SupervisionState | None = None) -> None:
+        """``restart_client``: restart in the background, each restart through a client
+        from this factory (the events watcher); None: restart in the calling thread."""
+        self.runtime = runtime
+        self.client = client
+        self.settings = runtime.settings
+        self.host = runtime.settings.host
+        self.own_ids = own_container_ids() if own_ids is None else own_ids
+        self.restart_client = restart_client
+        self.state = state or SupervisionState()
+        self.kept = self.state.kept
+        self.restarts = self.state.restarts
+        self.containers = Containers(runtime.db)
+        self.log = get_logger().bind(host=self.host)
+        self.soonest: datetime | None = None  # the earliest strike timer it has set
+
+    def with_client(self, client: Any) -> Supervisor:
+        """The same supervisor, speaking to Docker through ``client``."""
+        twin = Supervisor(self.runtime, client, own_ids=self.own_ids, state=self.state)
+        twin.settings = self.settings
+        return twin
+
+    # --- entry points ---
+
+    def reconcile(self, now: datetime) -> dict[str, Any]:
+        """One sweep over one full container listing; returns counts for job_runs."""
+        entries = self.client.api.containers(all=True)
+        try:
+            restarts.complete_restarts(self, now)
+            rows = {row["name"]: row for row in self.containers.of_host(self.host)}
+            self.kept.keep(*rows.values())
+            offline = False
+        except DatabaseUnavailable:
+            rows, offline = {row["name"]: row for row in self.kept.of(self.host)}, True
+        counts: dict[str, int] = {"containers": len(entries), "supervised": 0, "unhealthy": 0}
+        present: set[str] = set()
+        for entry in entries:
+            seen = seen_from_listing(entry)
+            present.add(seen.id)
+            action, mode = self.evaluate(seen, rows.get(seen.name), now)
+            if mode == SupervisionMode.SUPERVISED:
+                counts["supervised"] += 1
+            if seen.health == "unhealthy":
+                counts["unhealthy"] += 1
+            if action != "none":
+                counts[action] = counts.get(action, 0) + 1
+        for row in rows.values():
+            if not offline and row["removed_at"] is None and row["container_id"] \
+                    and row["container_id"] not in present:
+                self.containers.mark_removed(self.host, row["container_id"], now)
+        return counts
+
+    def check(self, container: str, now: datetime) -> str:
+        """Inspect one container (id or name) and apply the protocol; returns the action."""
+        from docker.errors import NotFound
+
+        try:
+            attrs = self.client.api.inspect_container(container)
+        except NotFound:
+            return "none"
+        seen = seen_from_inspect(attrs)
+        return self.evaluate(seen, self.row(seen.name), now)[0]
+
+    def row(self, name: str) -> Row | None:
+        """The container's row; the one last read or written while PostgreSQL is down."""
+        try:
+            row = self.containers.by_name(self.host, name)
+        except DatabaseUnavailable:
+            return next(iter(self.kept.of(self.host, name)), None)
+        self.kept.keep(row)
+        return row
+
+    def check_due(self, now: datetime) -> int:
+        """Re-evaluate containers whose strike timer came due; returns how many."""
+        try:
+            due = self.containers.due(self.host, now)
+        except DatabaseUnavailable:
+            due = [row for row in self.kept.of(self.host) if row["removed_at"] is None
+                   and row["next_check_at"] is not None and row["next_check_at"] <= now]
+        for row in due:
+            self.check(row["container_id"] or row["name"], now)
+        return len(due)
+
+    def handle_event(self, event: dict[str, Any], now: datetime) -> str | None:
+        """Act on one Docker event. Returns ``"die"`` when the caller should check the
+        container again shortly (a die is followed by a start when Docker restarts it)."""
+        action = str(event.get("Action") or event.get("status") or "")
+        actor = event.get("Actor") or {}
+        container_id = actor.get("ID") or event.get("id") or ""
+        attributes = actor.get("Attributes") or {}
+        if action.startswith("health_status"):
+            if not self._strike_from_event(event, now):
+                self.check(container_id, now)
+        elif action == "start":
+            self._set_stopped(container_id, False, now)
+            with contextlib.suppress(DatabaseUnavailable):
+                restarts.complete_restarts(self, now)
+            self.check(container_id, now)
+        elif action == "stop" or (action == "kill"
+                                  and str(attributes.get("signal", "")) in STOP_SIGNALS):
+            if not self.restarts.in_progress_id(container_id):  # not aegis's own restart
+                self._set_stopped(container_id, True, now)
+        elif action == "die":
+            return "die"
+        elif action == "destroy":
+            self.containers.mark_removed(self.host, container_id, now)
+        elif action == "rename":
+            old_name = str(attributes.get("oldName", "")).lstrip("/")
+            new_name = str(attributes.get("name", ""))
+            if old_name and new_name:
+                self.containers.rename(self.host, old_name, new_name)
+        return None
+
+    def _set_stopped(self, container_id: str, stopped: bool, now: datetime) -> None:
+        """Remember whether (and when) a person or a tool asked Docker to stop the
+        container; in the kept rows too, so it holds while PostgreSQL is down."""
+        with contextlib.suppress(DatabaseUnavailable):
+            self.containers.set_stopped(self.host, container_id, stopped, now)
+        self.kept.keep(*[{**row, "stopped_by_user": stopped,
+                          "stop_requested_at": now if stopped else None}
+                         for row in self.kept.of(self.host)
+                         if row["container_id"] == container_id])
+
+    def _strike_from_event(self, event: dict[str, Any], now: datetime) -> bool:
+        """Strike 1 straight from a fresh ``unhealthy`` event, without asking a busy engine
+        for an inspect first; False (inspect and check) for anything else: other events,
+        stale ones, and containers already in an incident, whose next step is a restart
+        or an escalation and is never taken on an event's word alone."""
+        seen = seen_from_event(event)
+        if seen is None:
+            return False
+        age_s = time.time() - float(event.get("timeNano") or 0) / 1e9
+        if age_s > FRESH_EVENT_S:
+            return False
+        row = self.row(seen.name)
+        if row is not None and (row["phase"] != "ok" or row["removed_at"] is not None):
+            return False
+        self.evaluate(seen, row, now)
+        return True
+
+    # --- one container ---
+
+    def restart_refusal(self, seen: Seen, parsed: L.ContainerLabels, now: datetime
+                        ) -> str | None:
+        """Why aegis may not restart ``seen`` (a container it restarts only because it
+        shares a restarted container's network), or None when it may."""
+        refusal = policy.restart_refusal(self.settings, seen, parsed, self.own_ids)
+        if refusal is not None:
+            return refusal
+        with contextlib.suppress(DatabaseUnavailable):
+            row = self.row(seen.name)
+            if row is not None and in_maintenance({**row, "maintenance_label": False}, now):
+                return "in maintenance"
+        return None
+
+    def evaluate(self, seen: Seen, row: Row | None, now: datetime
+                 ) -> tuple[str, SupervisionMode]:
+        """Decide and act for one container; returns (action, supervision mode)."""
+        if row is not None and self._may_have_been_given_up(seen, row):
+            seen = inspected(self.client, seen)  # a listing has no restart policy or OOM kill
+        parsed = L.parse_labels(seen.labels)
+        has_healthcheck = seen.has_healthcheck
+        if has_healthcheck is None:
+            has_healthcheck = bool(row and row["has_healthcheck"])
+        if row is None:
+            if not (has_healthcheck or L.has_aegis_label(seen.labels)):
+                return "none", SupervisionMode.IGNORED
+            row = self._insert(seen, has_healthcheck, now)
+            if row is None:
+                return "none", SupervisionMode.IGNORED
+        mode = policy.supervision_mode(self.settings, seen, parsed, has_healthcheck,
+                                       self.own_ids)
+        if self.restarts.in_progress(self.host, seen.name):
+            return "none", mode  # judged again once the restart is over
+        maintenance = bool(parsed.maintenance) or in_maintenance(
+            {**row, "maintenance_label": False}, now)
+        rules = policy.strike_policy(self.settings, parsed, mode, maintenance,
+                                     effective_stop_timeout_s(seen))
+        state = strike_state(row)
+        stopped, stop_requested_at = self._stop_request(seen, row)
+        observed = Observed(seen.status, seen.health, seen.exit_code, seen.oom_killed,
+                            stopped, stop_requested_at, seen.restart_policy,
+                            seen.docker_restart_count)
+        decision = decide(state, observed, rules, now)
+        shown = display_state(decision.state.phase, supervision=mode, maintenance=maintenance)
+        params = self._params(seen, row, decision, has_healthcheck, mode, shown,
+                              bool(parsed.maintenance), parsed.problems, now)
+        params.update(stopped_by_user=stopped, stop_requested_at=stop_requested_at)
+        due = decision.next_check_at  # one already past waits for the next poll instead
+        if due is not None and due > now and (self.soonest is None or due < self.soonest):
+            self.soonest = due
+        if decision.action == "none" and not self._changed(row, params):
+            return "none", mode
+        store = self.runtime.store
+        records: list[Record] = [(store.new_event(
+            "container_bad_label", f"{seen.name}: label {problem}; treated as unset",
+            importance="medium", source="supervisor", timestamp=now,
+            details={"container": seen.name, "host": self.host, "problem": problem}), None)
+            for problem in parsed.problems if problem not in (row["label_problems"] or [])]
+        if decision.action not in ("none", "restart"):
+            # an escalation carries the probe output, exit code and policy: an inspect's
+            about = inspected(self.client, seen) if decision.action == "escalate" else seen
+            records.append(incidents.record(store, self.host, decision, state.phase, about,
+                                            now))
+        if not self._save(row, params, records):  # another thread or daemon changed it first
+            self.log.info("container_decision_superseded", container=seen.name)
+            return "none", mode
+        if decision.action == "restart":  # decided and saved above: never made twice
+            if self.restart_client is not None:
+                restarts.restart_in_background(self, self.restart_client, decision, seen, now)
+            else:
+                restarts.restart(self, decision, seen, now)
+        return decision.action, mode
+
+    @staticmethod
+    def _may_have_been_given_up(seen: Seen, row: Row) -> bool:
+        """An exited container from a listing whose crash may call for an escalation."""
+        return (seen.status == "exited" and not seen.details and seen.exit_code != 0
+                and row["phase"] != "escalated" and not Supervisor._stop_request(seen, row)[0])
+
+    @staticmethod
+    def _stop_request(seen: Seen, row: Row) -> tuple[bool, datetime | None]:
+        """Whether (and when) a person asked Docker to stop this container. A request
+        made of the container a row belonged to before (re-created under the same name,
+        or adopted by its compose successor) does not apply to this one."""
+        if not row["stopped_by_user"] or row["container_id"] not in ("", seen.id):
+            return False, None
+        return True, row["stop_requested_at"]
+
+    def _save(self, row: Row, params: dict[str, Any], records: list[Record]) -> bool:
+        """The row and the events its decision calls for, in one transaction: a daemon
+        killed at any moment leaves both or neither. False when the row changed since it
+        was read (nothing written). With PostgreSQL down, both go to the spool as one
+        record, written back once when it returns; until then the kept row stands in."""
+        store = self.runtime.store
+        try:
+            store.replay_spool()  # a decision spooled earlier is older than this one
+            with self.runtime.db.transaction() as tx:
+                if not Containers(tx).save(params):
+                    return False
+                for event, notify in records:
+                    insert_event(tx, event, notify)
+        except DatabaseUnavailable as exc:
+            if not self.kept.keep_if_unchanged(row, saved_offline(row, params)):
+                return False
+            store.spool.append(decision_record(params, records))
+            self.log.warning("store_spooled", kind="container_decision", error=str(exc))
+        else:
+            self.kept.keep(saved_offline(row, params))
+        for event, _ in records:
+            store.log_event(event)
+        return True
+
+    def _insert(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
+        try:
+            row = self._insert_row(seen, has_healthcheck, now)
+            self.kept.keep(row)
+            return row
+        except DatabaseUnavailable:
+            # never acted on without its row: a container this process has not seen in the
+            # database (new, or the daemon started during the outage) waits for it
+            return None
+
+    def _insert_row(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
+        renamed = self.containers.adopt_renamed(self.host, seen.name, seen.id)
+        if renamed is not None:
+            return renamed
+        if seen.compose_project and seen.compose_service:
+            adopted = self.containers.adopt(self.host, seen.name, seen.compose_project,
+                                            seen.compose_service)
+            if adopted is not None:
+                return adopted
+        self.containers.insert(host=self.host, name=seen.name, container_id=seen.id,
+                               image=seen.image, compose_project=seen.compose_project,
+                               compose_service=seen.compose_service, status=seen.status,
+                               health=seen.health, has_healthcheck=has_healthcheck,
+                               seen_at=now)
+        return self.containers.by_name(self.host, seen.name)
+
+    def _params(self, seen: Seen, row: Row, decision: Decision, has_healthcheck: bool,
+                mode: SupervisionMode, shown: str, maintenance_label: bool,
+                problems: tuple[str, ...], now: datetime) -> dict[str, Any]:
+        state = decision.state
+        acted = decision.action != "none"
+        return {
+            "host": self.host, "name": seen.name, "version": row["version"],
+            "container_id": seen.id, "image": seen.image,
+            "compose_project": seen.compose_project, "compose_service": seen.compose_service,
+            "status": seen.status, "health": seen.health, "has_healthcheck": has_healthcheck,
+            "supervision": mode, "state": shown, "phase": state.phase,
+            "strikes": state.strikes, "incident": state.incident,
+            "strike_at": state.strike_at, "healthy_since": state.healthy_since,
+            "restarts": list(state.restarts), "maintenance_label": maintenance_label,
+            "label_problems": list(problems),
+            "last_action": decision.action if acted else None,
+            "last_action_at": now if acted else None,
+            "last_reason": decision.reason if acted else None,
+            "next_check_at": decision.next_check_at,
+            # the sighting time is refreshed only on a change, to keep sweeps write-free
+            "seen_at": now,
+        }
+
+    @staticmethod
+    def _changed(row: Row, params: dict[str, Any]) -> bool:
+        if row["removed_at"] is not None:
+            return True
+        if sorted(row["restarts"] or []) != params["restarts"]:
+            return True
+        keys = ("container_id", "image", "compose_project", "compose_service", "status",
+                "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
+                "incident", "strike_at", "healthy_since", "maintenance_label",
+                "next_check_at", "stopped_by_user")
+        if any(row[key] != params[key] for key in keys):
+            return True
+        return bool(list(row["label_problems"] or []) != params["label_problems"])

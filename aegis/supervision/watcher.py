@@ -1,0 +1,173 @@
+"""The Docker events watcher: a daemon service that acts on container events at once.
+
+A reader thread turns the engine's event stream into a queue; the service loop takes
+events from it and wakes for strike timers (strike 2 one interval after strike 1, strike 3
+one interval after the restart). When the stream breaks (the engine restarted, the socket
+went away) the loop reconnects with back-off from 0.5 s to 5 s, asks for the events it
+missed (``since``), and runs a full reconciliation sweep so no unhealthy container is
+missed. The outage is recorded once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from aegis.core.clock import utcnow
+from aegis.core.errors import StoreError
+from aegis.core.logs import get_logger
+from aegis.storage.runtime import Runtime
+from aegis.supervision.docker import docker_client, docker_errors
+from aegis.supervision.supervisor import SupervisionState, Supervisor
+
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 5.0
+DUE_POLL_S = 5.0
+# A die is checked this long after, when a restart by Docker or by aegis has had its start.
+DIE_SETTLE_S = 2.0
+EVENT_ACTIONS = ("health_status", "die", "start", "stop", "kill", "destroy", "rename")
+_END = object()
+
+
+class Watcher:
+    """Runs until ``stop`` is set; survives the engine and the database going away."""
+
+    def __init__(self, runtime: Runtime, *,
+                 client_factory: Callable[[], Any] = docker_client,
+                 clock: Callable[[], datetime] = utcnow,
+                 own_ids: frozenset[str] | None = None,
+                 state: SupervisionState | None = None) -> None:
+        self.runtime = runtime
+        self.state = state or SupervisionState()
+        self.client_factory = client_factory
+        self.clock = clock
+        self.own_ids = own_ids
+        self.log = get_logger().bind(host=runtime.settings.host)
+        self.connected = threading.Event()  # set while the stream is up (tests, status)
+        self.sweeps = 0
+        self._since: int | None = None
+        self._pending: dict[str, datetime] = {}  # container id -> when to check it
+
+    def run(self, stop: threading.Event) -> None:
+        delay_s = RECONNECT_MIN_S
+        while not stop.is_set():
+            client = None
+            try:
+                client = self.client_factory()
+                client.ping()
+            except docker_errors() as exc:
+                self._close(client)
+                self._safely(self.state.engine.note, self.runtime, False, str(exc))
+                stop.wait(delay_s)
+                delay_s = min(delay_s * 2, RECONNECT_MAX_S)
+                continue
+            try:
+                delay_s = RECONNECT_MIN_S
+                self._watch(client, stop)
+            except docker_errors() as exc:
+                self.log.warning("docker_stream_lost", error=str(exc))
+            finally:
+                self.connected.clear()
+                self._close(client)
+            if not stop.is_set():
+                stop.wait(RECONNECT_MIN_S)
+
+    def _watch(self, client: Any, stop: threading.Event) -> None:
+        stream = client.events(decode=True, since=self._since,
+                               filters={"type": "container", "event": list(EVENT_ACTIONS)})
+        events: queue.Queue[Any] = queue.Queue()
+        reader = threading.Thread(target=_read, args=(stream, events), daemon=True,
+                                  name="aegis-docker-events")
+        reader.start()
+        supervisor = Supervisor(self.runtime, client, own_ids=self.own_ids,
+                                restart_client=self.client_factory, state=self.state)
+        try:
+            self._safely(self.state.engine.note, self.runtime, True)
+            self.connected.set()
+            self.log.info("docker_stream_connected")
+            self._safely(supervisor.reconcile, self.clock())
+            self.sweeps += 1
+            next_poll = time.monotonic()
+            while not stop.is_set():
+                soonest, now = supervisor.soonest, self.clock()
+                if time.monotonic() >= next_poll or (soonest and soonest <= now):
+                    # a timer still ahead outlives the poll; the checks may set sooner ones
+                    supervisor.soonest = soonest if soonest and soonest > now else None
+                    self._safely(supervisor.check_due, now)
+                    next_poll = time.monotonic() + DUE_POLL_S
+                self._run_pending(supervisor)
+                try:
+                    item = events.get(timeout=self._wait_s(next_poll, supervisor.soonest))
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    self.log.warning("docker_stream_ended")
+                    return
+                self._since = int(item.get("time") or 0) or self._since
+                if self._safely(supervisor.handle_event, item, self.clock()) == "die":
+                    actor = item.get("Actor") or {}
+                    self._pending[actor.get("ID") or item.get("id", "")] = \
+                        self.clock() + timedelta(seconds=DIE_SETTLE_S)
+        finally:
+            try:
+                stream.close()
+            except Exception as exc:  # the socket may already be gone
+                self.log.debug("docker_stream_close_failed", error=str(exc))
+
+    def _wait_s(self, next_poll: float, timer: datetime | None) -> float:
+        """Until the next poll, pending check or strike timer, whichever is first."""
+        wait_s = max(0.0, next_poll - time.monotonic())
+        dues = list(self._pending.values()) + ([timer] if timer else [])
+        if dues:
+            wait_s = min(wait_s, max(0.0, (min(dues) - self.clock()).total_seconds()))
+        return min(wait_s, DUE_POLL_S)
+
+    def _run_pending(self, supervisor: Supervisor) -> None:
+        now = self.clock()
+        for container_id, due in list(self._pending.items()):
+            if due <= now:
+                del self._pending[container_id]
+                self._safely(supervisor.check, container_id, now)
+
+    def _safely(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run one step; a database outage or a Docker refusal is logged, never fatal
+        (the next event, timer or sweep tries again)."""
+        try:
+            return func(*args)
+        except StoreError as exc:
+            self.log.warning("supervision_step_failed", step=func.__name__, error=str(exc))
+        except docker_errors() as exc:
+            if _connection_lost(exc):
+                raise
+            self.log.warning("supervision_step_failed", step=func.__name__, error=str(exc))
+        return None
+
+    @staticmethod
+    def _close(client: Any) -> None:
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                return
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import Timeout
+
+    return isinstance(exc, RequestsConnectionError | Timeout | ConnectionError
+                      | FileNotFoundError)
+
+
+def _read(stream: Any, events: queue.Queue[Any]) -> None:
+    try:
+        for event in stream:
+            events.put(event)
+    except Exception as exc:  # a broken stream ends like a closed one
+        events.put({"Action": "", "error": str(exc)})
+    finally:
+        events.put(_END)
