@@ -24,15 +24,12 @@ from aegis.core.redact import MASK, redact, redact_url
 from aegis.storage.outbox import OutboxRow
 
 # Discord's documented limits (https://discord.com/developers/docs/resources/message).
-CONTENT_MAX = 2000
-EMBEDS_MAX = 10
 TITLE_MAX = 256
 DESCRIPTION_MAX = 4096
 FIELDS_MAX = 25
 FIELD_NAME_MAX = 256
 FIELD_VALUE_MAX = 1024
 FOOTER_MAX = 2048
-AUTHOR_NAME_MAX = 256
 EMBEDS_TOTAL_MAX = 6000
 
 ELLIPSIS = "…"

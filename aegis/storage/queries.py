@@ -11,7 +11,7 @@ Each file is owned by one module, the only one that calls its queries (the file'
 line names it): database.sql by storage/db.py, events.sql (episodic_memory, state) by
 storage/store.py, jobs.sql (jobs, job_runs, daemons) by scheduling/repository.py,
 tasks.sql by scheduling/tasks.py, containers.sql by supervision/repository.py and
-outbox.sql by notify/outbox.py. Within a file, queries named ``digest_*`` and ``status_*``
+outbox.sql by storage/outbox.py. Within a file, queries named ``digest_*`` and ``status_*``
 aggregate one UTC day (start inclusive, end exclusive) for the evening digest and the
 morning status, so no day's rows reach Python; ``metrics_*`` are read at scrape time by
 /metrics, each bounded by an index or a time window; ``cleanup_*`` delete one batch in its

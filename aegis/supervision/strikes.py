@@ -21,7 +21,6 @@ from aegis.core.config import RemediationMode
 
 Phase = Literal["ok", "striking", "restarting", "escalated"]
 Action = Literal["none", "strike1", "restart", "escalate", "recover", "reset"]
-PHASES: tuple[Phase, ...] = ("ok", "striking", "restarting", "escalated")
 BUDGET_WINDOW = timedelta(hours=1)
 # Exit codes of a process stopped by SIGINT, SIGKILL or SIGTERM: a person or a tool stopped
 # it (an OOM kill is told apart by State.OOMKilled).

@@ -1,4 +1,5 @@
-"""The Docker events watcher: a daemon service that acts on container events at once.
+"""The Docker events watcher, and ``Supervision``: the daemon service that runs it beside
+the reconciliation sweep.
 
 A reader thread turns the engine's event stream into a queue; the service loop takes
 events from it and wakes for strike timers (strike 2 one interval after strike 1, strike 3
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aegis.core.clock import utcnow
+from aegis.core.config import RemediationMode
 from aegis.core.errors import StoreError
 from aegis.core.logs import get_logger
 from aegis.storage.runtime import Runtime
@@ -48,7 +50,6 @@ class Watcher:
         self.own_ids = own_ids
         self.log = get_logger().bind(host=runtime.settings.host)
         self.connected = threading.Event()  # set while the stream is up (tests, status)
-        self.sweeps = 0
         self._since: int | None = None
         self._pending: dict[str, datetime] = {}  # container id -> when to check it
 
@@ -90,7 +91,6 @@ class Watcher:
             self.connected.set()
             self.log.info("docker_stream_connected")
             self._safely(supervisor.reconcile, self.clock())
-            self.sweeps += 1
             next_poll = time.monotonic()
             while not stop.is_set():
                 soonest, now = supervisor.soonest, self.clock()
@@ -171,3 +171,60 @@ def _read(stream: Any, events: queue.Queue[Any]) -> None:
         events.put({"Action": "", "error": str(exc)})
     finally:
         events.put(_END)
+
+
+# --- the supervision of one aegis ---
+
+
+class Supervision:
+    """The supervision of one aegis: the events watcher (a daemon service), the
+    reconciliation sweep (the ``docker_health_check`` job) and what the two share (the
+    rows kept for a database outage, the restarts under way, the engine's availability),
+    so two aegis apps in one process share nothing::
+
+        supervision = Supervision()
+        registry.add("docker_health_check", ... supervision.sweep(ctx.app, ctx.now) ...)
+        registry.add_service("docker_events", supervision.watch, drain=supervision.drain)
+    """
+
+    def __init__(self, client_factory: Callable[[], Any] = docker_client) -> None:
+        self.client_factory = client_factory
+        self.state = SupervisionState()
+
+    def sweep(self, runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
+        """One reconciliation sweep over one container listing (see ``supervise_once``)."""
+        return supervise_once(runtime, now, client_factory=self.client_factory,
+                              state=self.state)
+
+    def watch(self, runtime: Runtime, stop: threading.Event) -> None:
+        """The ``docker_events`` service: off when AEGIS_REMEDIATION=off."""
+        if runtime.settings.remediation == RemediationMode.OFF:
+            return
+        Watcher(runtime, client_factory=self.client_factory, state=self.state).run(stop)
+
+    def drain(self, grace_s: float) -> bool:
+        """Wait up to ``grace_s`` for restarts under way (finished, then recorded)."""
+        return self.state.restarts.wait_idle(grace_s)
+
+
+def supervise_once(runtime: Runtime, now: datetime | None = None, client: Any = None, *,
+                   client_factory: Callable[[], Any] = docker_client,
+                   state: SupervisionState | None = None) -> dict[str, Any]:
+    """One reconciliation sweep; records the engine's availability. Uses ``client`` when
+    given, else a fresh one from ``client_factory`` (closed afterwards)."""
+    now = now or utcnow()
+    state = state or SupervisionState()
+    own_client = client is None
+    try:
+        client = client or client_factory()
+        client.ping()
+    except docker_errors() as exc:
+        state.engine.note(runtime, False, str(exc))
+        return {"docker_available": False, "error": str(exc)}
+    try:
+        state.engine.note(runtime, True)
+        return {"docker_available": True,
+                **Supervisor(runtime, client, state=state).reconcile(now)}
+    finally:
+        if own_client:
+            client.close()

@@ -108,8 +108,17 @@ def test_every_test_the_reliability_page_cites_exists():
 def test_the_sql_page_lists_every_event_type_aegis_records():
     listed = set(re.findall(r"`([a-z_]+)`", (DOCS / "sql.md").read_text(encoding="utf-8")))
     recorded = set()
-    for module in [*(ROOT / "aegis").glob("*.py"), *(ROOT / "jobs").glob("*.py")]:
+    for module in [*(ROOT / "aegis").rglob("*.py"), *(ROOT / "jobs").glob("*.py")]:
         recorded |= set(re.findall(r'(?:record_event|new_event)\(\s*"([a-z_]+)"',
                                    module.read_text(encoding="utf-8")))
     assert len(recorded) >= 20
     assert recorded - listed == set()
+
+
+def test_every_module_the_docs_cite_exists():
+    cited = set(re.findall(r"`(aegis/[\w/]+\.(?:py|sql))", docs_text()))
+    cited |= {f"aegis/{path}" for path in re.findall(
+        r"`((?:storage|scheduling|supervision|notify|reports|web|core|cli)/[\w/]+\.py)",
+        docs_text())}
+    assert len(cited) >= 10
+    assert sorted(path for path in cited if not (ROOT / path).exists()) == []

@@ -22,8 +22,8 @@ from aegis.core.clock import utcnow
 from aegis.scheduling.repository import JobRun
 from aegis.supervision.containers import acknowledge, listing, set_maintenance
 from aegis.supervision.docker import EngineAvailability
-from aegis.supervision.service import supervise_once
 from aegis.supervision.supervisor import Supervisor
+from aegis.supervision.watcher import supervise_once
 from tests.conftest import sql_rows
 
 # these tests restart containers: only on an engine with none but the suite's own

@@ -1,5 +1,5 @@
 -- outbox: notifications waiting for, or done with, delivery. Owned by
--- aegis/notify/outbox.py.
+-- aegis/storage/outbox.py.
 -- The digest_*, status_*, metrics_* and cleanup_* prefixes: see aegis/storage/queries.py.
 
 -- name: enqueue_notification
