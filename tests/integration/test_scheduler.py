@@ -182,7 +182,7 @@ def test_catch_up_within_grace_runs_once_and_an_older_gap_is_one_missed_row(make
     assert ran == [("catch_up", T0.replace(hour=11).isoformat())]
     every5 = runs(app, "every5")
     assert [(r["status"], r["trigger"]) for r in every5] == [
-        ("ok", RunTrigger.SCHEDULE), ("missed", "catch_up"), ("ok", "catch_up")]
+        ("ok", "schedule"), ("missed", "catch_up"), ("ok", "catch_up")]
     assert every5[1]["result"]["missed_slots"] == 11
     daily = runs(app, "daily")
     assert [r["status"] for r in daily] == ["ok", "missed"]
