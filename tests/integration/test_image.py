@@ -1,8 +1,8 @@
 """The container image, built from this repository's Dockerfile and run for real.
 
-No image registry is reachable here, so the base is built locally (tests/build_base_image.sh:
-debootstrap + ``docker import``, cached by tag) and passed as the BASE build argument; pip
-installs from a wheelhouse built on the host, so the build downloads nothing. The container
+No image registry is reachable here, so the base is built locally (tests/images: debootstrap
++ ``docker import``, cached by tag) and passed as the BASE build argument; pip installs from
+a wheelhouse built on the host, so the build downloads nothing. The container
 runs on the host network (this engine may have no bridge) and reaches the test database
 through a TCP relay to its unix socket.
 """
@@ -10,81 +10,36 @@ through a TCP relay to its unix socket.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import sql_rows
+from tests import images
+from tests.conftest import engine_socket, sql_rows
 
-ROOT = Path(__file__).resolve().parents[2]
-BASE_IMAGE = "aegis-base:bookworm-python3"
-IMAGE = "aegis-image-test:latest"
-DOCKER_SOCKET = Path("/var/run/docker.sock")
+IMAGE = "aegis-test-image:session"
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_client: Any) -> str:
-    """The local stand-in for python:3.11-slim, built once per machine."""
+def aegis_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The image built from the Dockerfile, with only the files a checkout has, on the
+    local Python root (tests/images); removed after the session."""
     try:
-        docker_client.images.get(BASE_IMAGE)
-        return BASE_IMAGE
-    except Exception:  # docker.errors.ImageNotFound
-        pass
-    if shutil.which("debootstrap") is None:
-        pytest.skip("no base image and no debootstrap to build one "
-                    "(apt-get install debootstrap, or docker tag python:3.11-slim "
-                    f"{BASE_IMAGE})")
-    result = subprocess.run(["bash", str(ROOT / "tests" / "build_base_image.sh"), BASE_IMAGE],
-                            capture_output=True, text=True, timeout=900, check=False)
-    assert result.returncode == 0, result.stderr
-    return BASE_IMAGE
-
-
-@pytest.fixture(scope="session")
-def wheelhouse() -> Path:
-    """Wheels of aegis's dependencies, built on the host once per pyproject.toml."""
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    folder = Path(f"/tmp/aegis-wheelhouse-{digest}")
-    if not (folder / ".complete").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(folder),
-             str(ROOT), "setuptools>=68", "wheel"],
-            capture_output=True, text=True, timeout=600, check=False)
-        assert result.returncode == 0, result.stderr[-2000:]
-        (folder / ".complete").touch()
-    return folder
-
-
-@pytest.fixture(scope="session")
-def aegis_image(docker_client: Any, base_image: str, wheelhouse: Path,
-                tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The image built from the Dockerfile, with only the files a checkout has."""
-    context = tmp_path_factory.mktemp("image-context")
-    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
-        if (ROOT / name).exists():
-            shutil.copy(ROOT / name, context / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("aegis", "jobs"):
-        shutil.copytree(ROOT / package, context / package, ignore=ignore)
-    shutil.copytree(wheelhouse, context / "wheelhouse")
-    docker_client.images.build(path=str(context), tag=IMAGE, rm=True, forcerm=True,
-                               network_mode="host", buildargs={"BASE": base_image})
-    return IMAGE
+        built = images.build_aegis(docker_client, IMAGE,
+                                   images.aegis_context(tmp_path_factory.mktemp("context")))
+    except images.ImageError as exc:
+        pytest.fail(str(exc))
+    yield built.tag
+    images.remove_build(docker_client, built)
 
 
 class UnixRelay:
@@ -163,13 +118,16 @@ def test_the_image_runs_non_root_turns_healthy_and_stops_cleanly(
     assert config["Entrypoint"] == ["aegis"]
 
     http_port = free_port()
-    socket_gid = DOCKER_SOCKET.stat().st_gid
+    docker_socket = engine_socket()
+    if docker_socket is None:
+        pytest.skip("the engine is reached over TCP: no socket to mount into the container")
+    socket_gid = docker_socket.stat().st_gid
     container = docker_client.containers.run(
         aegis_image, detach=True, network_mode="host",
         environment={"AEGIS_DATABASE_URL": container_dsn, "AEGIS_HOST": "image-test",
                      "AEGIS_HTTP_ADDR": f"127.0.0.1:{http_port}",
                      "AEGIS_HEARTBEAT_INTERVAL": "2s", "AEGIS_SHUTDOWN_GRACE": "5s"},
-        volumes={str(DOCKER_SOCKET): {"bind": "/var/run/docker.sock", "mode": "rw"}},
+        volumes={str(docker_socket): {"bind": "/var/run/docker.sock", "mode": "rw"}},
         group_add=[str(socket_gid)],
         # Only the timing is overridden; the test command is the image's own.
         healthcheck={"interval": 1_000_000_000, "timeout": 10_000_000_000, "retries": 3},
@@ -206,4 +164,4 @@ def test_the_image_runs_non_root_turns_healthy_and_stops_cleanly(
         assert [e["event_type"] for e in events][-1] == "daemon_stopped"
         assert {"daemon_started", "daemon_stopped"} <= {e["event_type"] for e in events}
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # and the image's anonymous volumes
