@@ -22,8 +22,10 @@ from aegis import labels as L
 from aegis.engine import (
     DEFAULT_STOP_TIMEOUT_S,
     Seen,
+    docker_endpoint,
     docker_errors,
     docker_time,
+    forbidden,
     seen_from_listing,
 )
 from aegis.logs import get_logger
@@ -38,6 +40,8 @@ RESTART_OUTCOME_WAIT_S = 60.0
 # Background restarts made at once; more wait for a slot (a host-wide incident restarts
 # its containers a few at a time rather than all together).
 PARALLEL_RESTARTS = 4
+RESTART_FORBIDDEN_HINT = ("allow container restarts on the socket proxy (ALLOW_RESTARTS=1), "
+                          "or set AEGIS_REMEDIATION=observe to record and escalate only")
 # Restarts this process is making right now: (host, name) -> container id.
 _in_flight: dict[tuple[str, str], str] = {}
 _in_flight_changed = threading.Condition()
@@ -141,6 +145,9 @@ def _restart(sv: Supervisor, decision: Decision, seen: Seen, policy: Policy,
     try:
         sv.client.api.restart(seen.id, timeout=int(timeout_s))
     except docker_errors() as exc:
+        if forbidden(exc):  # a proxy's allow-list: every restart will fail until it changes
+            sv.log.error("container_restart_forbidden", container=seen.name,
+                         docker_host=docker_endpoint(), hint=RESTART_FORBIDDEN_HINT)
         sv.app.store.record_event(
             "container_restart_failed", f"{seen.name}: restart failed: {exc}",
             importance="high", source="supervisor", timestamp=now,
