@@ -28,9 +28,26 @@ from psycopg.conninfo import make_conninfo
 from aegis import api
 from aegis.config import Settings, load_settings
 from aegis.db import Database
+from tests import hygiene
 from tests.images import PROXY_SCRIPT, build_busybox
 
 TEMPLATE_DB = "aegis_test_template"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_as_found() -> Iterator[None]:
+    """The session leaves the machine as it found it (tests/hygiene.py): docker0 still
+    there when it was, no network namespace, container, network, volume or image left
+    behind but the cached aegis-test images."""
+    client = hygiene.client_or_none()
+    before = hygiene.take(client)
+    yield
+    found = hygiene.leftovers(before, hygiene.take(client))
+    if client is not None:
+        client.close()
+    if found:
+        pytest.fail("the test session left this machine changed:\n  " + "\n  ".join(found),
+                    pytrace=False)
 
 
 def _admin(dsn: str) -> psycopg.Connection[Any]:
