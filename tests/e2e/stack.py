@@ -51,6 +51,7 @@ class Stack:
 
     directory: Path
     project: str
+    env: dict[str, str]  # the values set in .env
     files: list[str] = field(default_factory=lambda: ["compose.yaml", "compose.e2e.yaml"])
 
     @classmethod
@@ -62,7 +63,7 @@ class Stack:
         shutil.copy(HERE / "compose.no-restarts.yaml", directory / "compose.no-restarts.yaml")
         example = (ROOT / ".env.example").read_text(encoding="utf-8")
         (directory / ".env").write_text(env_text(example, env), encoding="utf-8")
-        return cls(directory, project)
+        return cls(directory, project, env)
 
     def run(self, *args: str, timeout_s: float = COMPOSE_TIMEOUT_S,
             check: bool = True) -> subprocess.CompletedProcess[str]:
