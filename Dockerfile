@@ -2,7 +2,7 @@
 # final stage copies only that virtualenv onto a clean base and runs as a non-root user.
 #
 #   docker build -t aegis .                                    # pip reads PyPI
-#   docker build --build-arg BASE=aegis-base:bookworm-python3 .  # any Debian-like base with python3
+#   docker build --build-arg BASE=aegis-test-base:bookworm-python3 .  # any Debian-like base with python3
 #
 # With a ./wheelhouse folder in the build context (pip wheel --wheel-dir wheelhouse .
 # setuptools wheel), the build installs from it alone and downloads nothing.

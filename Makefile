@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit bench docs clean
+.PHONY: install run test lint typecheck unit bench docs images clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
 	$(BIN)/pytest
+
+images: install
+	$(BIN)/python -m tests.images
 
 docs: install
 	$(BIN)/mkdocs build --strict --site-dir site

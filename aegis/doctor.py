@@ -1,13 +1,16 @@
 """``aegis doctor``: what is wrong with this installation, and the one-line fix for each.
 
 Every check returns ok, warn or fail; none raises. The checks are read-only: the journal
-probe writes and removes one temporary file, nothing else is changed.
+probe writes and removes one temporary file, and the Docker check asks to restart a
+container that cannot exist (to learn whether a proxy forbids restarts); nothing else is
+asked or changed.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +28,7 @@ from aegis.core.processes import pid_alive
 from aegis.core.redact import redact, redact_urls
 from aegis.scheduling.heartbeat import DaemonStatus, file_status, read_heartbeat, read_pid
 from aegis.storage.outbox import Channel, Outbox, OutboxStatus
-from aegis.supervision.docker import docker_client
+from aegis.supervision.docker import docker_client, docker_endpoint, docker_errors, forbidden
 
 
 class Status(StrEnum):
@@ -145,21 +148,33 @@ def clock_check(database_now: datetime, local_now: datetime) -> Check:
 # --- docker ---
 
 
+# A name no container can have (Docker's names start with a letter or a digit): restarting
+# it changes nothing, and the answer tells an endpoint that allows restarts (404, no such
+# container) from a proxy that forbids them (403).
+RESTART_PROBE = "_aegis-doctor-probe"
+PROXY_HINT = ("the Docker endpoint (a socket proxy?) forbids what aegis needs: allow "
+              "CONTAINERS, EVENTS, PING, VERSION and ALLOW_RESTARTS (docs/deployment.md)")
+
+
 def check_docker(settings: Settings) -> Check:
-    """Reachable, its API version, and a container listing (what supervision needs)."""
+    """Reachable, its API version, a container listing (what supervision needs), and
+    whether the endpoint lets aegis follow events and restart containers."""
     missing = WARN if settings.remediation == RemediationMode.OFF else FAIL
-    endpoint = redact(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    endpoint = docker_endpoint()
     try:
         client = docker_client(DOCKER_TIMEOUT_S)
         try:
             version: dict[str, Any] = client.version()
             containers = client.api.containers(all=True, quiet=True)
             tls = " over TLS" if str(client.api.base_url).startswith("https:") else ""
+            refused = refusals(client, restarts=settings.remediation == RemediationMode.ON)
         finally:
             client.close()
     except Exception as exc:  # the SDK raises DockerException, requests and OS errors alike
         message = redact(str(exc))
-        if "ermission denied" in message:
+        if forbidden(exc):
+            hint = PROXY_HINT
+        elif "ermission denied" in message:
             hint = ("add aegis's user to the socket's group: stat -c %g /var/run/docker.sock, "
                     "then group_add it in compose (DOCKER_GID) or `usermod -aG docker USER`")
         elif "No such file" in message or "FileNotFoundError" in message:
@@ -170,9 +185,37 @@ def check_docker(settings: Settings) -> Check:
         else:
             hint = "check that dockerd runs and DOCKER_HOST points at it"
         return Check("docker", missing, f"unreachable at {endpoint}: {message[:200]}", hint)
-    return Check("docker", OK, f"Docker {version.get('Version', '?')} (API "
-                 f"{version.get('ApiVersion', '?')}) at {endpoint}{tls}, "
-                 f"{len(containers)} containers")
+    detail = (f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) "
+              f"at {endpoint}{tls}, {len(containers)} containers")
+    if refused:
+        hint = PROXY_HINT
+        if "container restarts" in refused:
+            hint += ", or set AEGIS_REMEDIATION=observe to record and escalate only"
+        return Check("docker", missing, f"{detail}; forbidden (403): {', '.join(refused)}",
+                     hint)
+    return Check("docker", OK, detail)
+
+
+def refusals(client: Any, restarts: bool) -> list[str]:
+    """What supervision needs that the endpoint answers 403 Forbidden: the event stream and,
+    with ``restarts``, container restarts (asked of a container that cannot exist)."""
+    refused = []
+    now_s = int(time.time())
+    try:  # not the SDK's events(): its stream ends quietly on an error answer
+        answer = client.api.get(f"{client.api.base_url}/v{client.api.api_version}/events",
+                                params={"since": now_s, "until": now_s},
+                                timeout=DOCKER_TIMEOUT_S)
+        if answer.status_code == 403:
+            refused.append("the event stream")
+    except docker_errors():
+        pass  # unreachable now: the listing above has just answered, so only a blip
+    if restarts:
+        try:
+            client.api.restart(RESTART_PROBE, timeout=0)
+        except docker_errors() as exc:  # 404 no such container: restarts are allowed
+            if forbidden(exc):
+                refused.append("container restarts")
+    return refused
 
 
 # --- notification channels ---

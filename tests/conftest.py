@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,26 @@ from psycopg.conninfo import make_conninfo
 from aegis import api
 from aegis.core.config import Settings, load_settings
 from aegis.storage.db import Database
-from tests.images import build_busybox
+from tests import hygiene
+from tests.images import PROXY_SCRIPT, build_busybox
 
 TEMPLATE_DB = "aegis_test_template"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_as_found() -> Iterator[None]:
+    """The session leaves the machine as it found it (tests/hygiene.py): docker0 still
+    there when it was, no network namespace, container, network, volume or image left
+    behind but the cached aegis-test images."""
+    client = hygiene.client_or_none()
+    before = hygiene.take(client)
+    yield
+    found = hygiene.leftovers(before, hygiene.take(client))
+    if client is not None:
+        client.close()
+    if found:
+        pytest.fail("the test session left this machine changed:\n  " + "\n  ".join(found),
+                    pytrace=False)
 
 
 def _admin(dsn: str) -> psycopg.Connection[Any]:
@@ -157,6 +176,13 @@ def _docker_client() -> Any:
     return client
 
 
+def engine_socket() -> Path | None:
+    """The unix socket of the engine at DOCKER_HOST (default /var/run/docker.sock), as the
+    engine's own host sees it; None for an engine over TCP."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else None
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     """A client of a real Docker engine, or a skip (a failure when AEGIS_REQUIRE_DOCKER=1)."""
@@ -203,6 +229,43 @@ def engine_to_ourselves(docker_client: Any) -> None:
     if os.environ.get("AEGIS_REQUIRE_DOCKER") == "1":
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def socket_proxy(docker_client: Any, tmp_path: Path
+                 ) -> Iterator[Callable[[dict[str, str]], str]]:
+    """The socket proxy stand-in (tests/images/socket_proxy/proxy.py) as a process on this
+    host in front of the suite's engine: ``start(environ)`` runs one with that allow-list
+    and returns its tcp:// URL; each one's log is ``proxy-PORT.log`` in tmp_path."""
+    engine = engine_socket()
+    if engine is None:
+        pytest.skip("the engine is reached over TCP: no socket for the proxy to relay to")
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(environ: dict[str, str]) -> str:
+        port = free_port()
+        with open(tmp_path / f"proxy-{port}.log", "wb") as log:
+            started.append(subprocess.Popen(
+                [sys.executable, "-u", str(PROXY_SCRIPT)], stdout=log, stderr=log,
+                env={"PATH": os.environ.get("PATH", ""), **environ,
+                     "SOCKET_PATH": str(engine), "PROXY_PORT": str(port)}))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                return f"tcp://127.0.0.1:{port}"
+            time.sleep(0.05)
+        raise AssertionError(f"the socket proxy stand-in did not listen on {port}")
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The Docker adapter: what the engine reports, in aegis's terms. The client (honouring
-DOCKER_HOST), the errors that mean the engine is away, one container as a listing entry,
-an inspect or an event describes it, its effective stop timeout, and the engine's
-availability, recorded once per outage.
+DOCKER_HOST), the errors that mean the engine is away or a proxy refuses, one container as
+a listing entry, an inspect or an event describes it, its effective stop timeout, and the
+engine's availability, recorded once per outage.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aegis.core.errors import StoreError
+from aegis.core.redact import redact
 from aegis.storage.runtime import Runtime
 from aegis.supervision import labels as L
 
@@ -33,6 +34,17 @@ def docker_errors() -> tuple[type[BaseException], ...]:
     from requests.exceptions import RequestException
 
     return (DockerException, RequestException, OSError)
+
+
+def docker_endpoint() -> str:
+    """Where the Docker client goes, as DOCKER_HOST names it (credentials masked)."""
+    return redact(os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
+
+
+def forbidden(exc: BaseException) -> bool:
+    """True when the Docker endpoint refused a call with 403 Forbidden: a socket proxy whose
+    allow-list leaves the call out (the engine itself answers 404 or 409, never 403)."""
+    return getattr(getattr(exc, "response", None), "status_code", None) == 403
 
 
 def docker_client(timeout_s: int = DOCKER_TIMEOUT_S) -> Any:

@@ -22,9 +22,11 @@ from aegis.storage.runtime import Runtime
 from aegis.supervision import labels as L
 from aegis.supervision.docker import (
     Seen,
+    docker_endpoint,
     docker_errors,
     docker_time,
     effective_stop_timeout_s,
+    forbidden,
     inspected,
     seen_from_listing,
 )
@@ -38,6 +40,8 @@ RESTART_OUTCOME_WAIT_S = 60.0
 # Background restarts made at once; more wait for a slot (a host-wide incident restarts
 # its containers a few at a time rather than all together).
 PARALLEL_RESTARTS = 4
+RESTART_FORBIDDEN_HINT = ("allow container restarts on the socket proxy (ALLOW_RESTARTS=1), "
+                          "or set AEGIS_REMEDIATION=observe to record and escalate only")
 
 
 class RestartTracker:
@@ -153,6 +157,9 @@ def _restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> Non
     try:
         actor.client.api.restart(seen.id, timeout=int(timeout_s))
     except docker_errors() as exc:
+        if forbidden(exc):  # a proxy's allow-list: every restart will fail until it changes
+            actor.log.error("container_restart_forbidden", container=seen.name,
+                            docker_host=docker_endpoint(), hint=RESTART_FORBIDDEN_HINT)
         store.record_event(
             "container_restart_failed", f"{seen.name}: restart failed: {exc}",
             importance="high", source="supervisor", timestamp=now,

@@ -12,20 +12,9 @@ import pytest
 import yaml
 
 from aegis.core.config import OPTIONS
+from tests.compose import compose_command
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def compose_command() -> list[str]:
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True,
-                               check=False)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    pytest.skip("neither `docker compose` nor `docker-compose` is installed "
-                "(tests/ensure_docker.sh installs Debian's docker-compose)")
 
 
 def compose_config(project: Path, env_text: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -115,6 +104,19 @@ def test_the_socket_proxy_profile_takes_the_socket_away_from_aegis(
                        "ALLOW_STOP", "ALLOW_RESTARTS"}
     assert str(proxy["environment"]["POST"]) == "0"
     assert "ports" not in proxy  # never published
+    # an image whose ALLOW_* switches work with POST=0
+    assert proxy["image"] == "lscr.io/linuxserver/socket-proxy:latest"
+
+
+def test_the_images_and_the_proxied_socket_come_from_env(tmp_path: Path, example_env: str):
+    env = example_env + ("POSTGRES_IMAGE=registry.example/postgres:16\n"
+                         "SOCKET_PROXY_IMAGE=registry.example/socket-proxy:1\n"
+                         "SOCKET_PROXY_DOCKER_SOCKET=/run/user/1000/docker.sock\n")
+    config = rendered(compose_config(tmp_path, env, "--profile", "socket-proxy"))
+    postgres, proxy = config["services"]["postgres"], config["services"]["socket-proxy"]
+    assert postgres["image"] == "registry.example/postgres:16"
+    assert proxy["image"] == "registry.example/socket-proxy:1"
+    assert volume_targets(proxy)["/var/run/docker.sock"] == "/run/user/1000/docker.sock"
 
 
 def test_env_example_lists_every_variable(example_env: str):

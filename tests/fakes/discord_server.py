@@ -8,14 +8,20 @@ endpoint for Apprise ``json://`` URLs), for tests and benchmarks.
         retry_after, 500, 404, or answer slowly.
     POST /json/<name>
         records the JSON body (what Apprise's json:// plugin sends), 200.
+
+Run as a program (``python3 discord_server.py``, as the e2e test's compose service does),
+it listens on 0.0.0.0:$FAKE_DISCORD_PORT (8080) for the token $FAKE_DISCORD_TOKEN and
+prints each accepted message as one JSON line on stdout, never the token.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import os
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -87,7 +93,8 @@ class FakeDiscord:
     without answering or recording)."""
 
     def __init__(self, token: str = TOKEN, bucket_size: int | None = None,
-                 bucket_window_s: float = 2.0, port: int = 0) -> None:
+                 bucket_window_s: float = 2.0, port: int = 0, host: str = "127.0.0.1",
+                 on_received: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.token = token
         self.bucket_size = bucket_size
         self.bucket_window_s = bucket_window_s
@@ -110,7 +117,8 @@ class FakeDiscord:
             def do_POST(self) -> None:
                 fake._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.on_received = on_received  # called with each accepted message
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -199,6 +207,8 @@ class FakeDiscord:
             self.received.append(body)
             self.received_at.append(arrived)
             message_id = str(len(self.received))
+        if self.on_received is not None:
+            self.on_received(body)
         if query.get("wait", ["false"])[0].lower() == "true":
             self._answer(request, 200, {"id": message_id, "content": body.get("content", ""),
                                         "embeds": body.get("embeds", [])})
@@ -232,3 +242,22 @@ class FakeDiscord:
         request.end_headers()
         if payload:
             request.wfile.write(payload)
+
+
+def main() -> None:
+    """Serve until interrupted, printing each accepted message as a JSON line."""
+    def show(body: dict[str, Any]) -> None:
+        print(json.dumps({"received": body}), flush=True)
+
+    fake = FakeDiscord(token=os.environ.get("FAKE_DISCORD_TOKEN", TOKEN),
+                       port=int(os.environ.get("FAKE_DISCORD_PORT", "8080")), host="0.0.0.0",
+                       on_received=show)
+    print(f"listening on :{fake.port}", flush=True)
+    try:
+        fake._thread.join()
+    except KeyboardInterrupt:
+        fake.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,7 @@ def _tear_down(private: PrivateEngine) -> None:
         container.remove(force=True)
     client.close()
     private.stop()
+    private.remove_netns()
     shutil.rmtree(private.root, ignore_errors=True)
 
 
@@ -56,4 +57,5 @@ def idle_engine() -> Iterator[PrivateEngine]:
     yield private
     if private.process is not None:
         _tear_down(private)
+    private.remove_netns()
     shutil.rmtree(private.root, ignore_errors=True)

@@ -1,5 +1,9 @@
 """A private Docker engine for fault tests that restart it: its own socket, data and exec
-roots, no bridge, so restarting it disturbs no other container on this machine."""
+roots, and its own network namespace, so neither restarting it nor starting it disturbs
+anything else on this machine. (A dockerd started with ``--bridge none`` in the host's
+namespace deletes the host's ``docker0``, breaking the default bridge of the host's own
+engine until that restarts.) Its TCP listeners, if any, are carried to the same port on
+the host's loopback by two relays (tests/relay.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,13 +24,17 @@ import pytest
 
 from tests.images import BUSYBOX, build_busybox
 
+RELAY = Path(__file__).resolve().parents[1] / "relay.py"
+
 
 @dataclass
 class PrivateEngine:
     root: Path
+    netns: str  # the network namespace it runs in, made by the first start
     process: subprocess.Popen[bytes] | None = None
     args: tuple[str, ...] = ()  # more dockerd options (another --host, TLS)
     answered_at: float | None = None  # time.time() of the ping that found it started
+    relays: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def socket(self) -> Path:
@@ -39,13 +49,25 @@ class PrivateEngine:
 
         return docker.DockerClient(base_url=self.url, timeout=20)
 
+    @property
+    def netns_path(self) -> Path:
+        return Path("/var/run/netns") / self.netns
+
     def start(self, timeout_s: float = 60) -> None:
+        if not self.netns_path.exists():
+            subprocess.run(["ip", "netns", "add", self.netns], check=True, timeout=30)
+            subprocess.run(["nsenter", f"--net={self.netns_path}", "ip", "link", "set", "lo",
+                            "up"], check=True, timeout=30)
         log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115
+        # nsenter enters the network namespace alone (`ip netns exec` would also remount
+        # /sys, hiding the cgroup mounts dockerd needs)
         self.process = subprocess.Popen(
-            ["dockerd", "--host", self.url, "--data-root", str(self.root / "data"),
-             "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "pid"),
-             "--bridge", "none", "--iptables=false", "--ip6tables=false", *self.args],
+            ["nsenter", f"--net={self.netns_path}", "dockerd", "--host", self.url,
+             "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+             "--pidfile", str(self.root / "pid"), "--bridge", "none", "--iptables=false",
+             "--ip6tables=false", *self.args],
             stdout=log, stderr=log, start_new_session=True)
+        self._relay_tcp(log_path=self.root / "relays.log")
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -60,11 +82,42 @@ class PrivateEngine:
                 time.sleep(0.2)
         raise AssertionError(f"the private dockerd did not start; see {self.root}/dockerd.log")
 
+    def _relay_tcp(self, log_path: Path) -> None:
+        """127.0.0.1:PORT on the host to 127.0.0.1:PORT in the namespace, for each TCP
+        address the engine listens on, through a unix socket under the root."""
+        ports = [arg.rsplit(":", 1)[1] for arg in self.args if arg.startswith("tcp://")]
+        with open(log_path, "ab") as log:
+            for port in ports:
+                between = f"unix:{self.root}/tcp-{port}.sock"
+                for prefix, listen, target in (
+                        (["nsenter", f"--net={self.netns_path}"], between,
+                         f"tcp:127.0.0.1:{port}"),
+                        ([], f"tcp:127.0.0.1:{port}", between)):
+                    self.relays.append(subprocess.Popen(
+                        [*prefix, sys.executable, str(RELAY), listen, target],
+                        stdout=log, stderr=log, start_new_session=True))
+        for port in ports:  # both ends listening
+            deadline = time.monotonic() + 30
+            while not (self.root / f"tcp-{port}.sock").exists() or not _accepts(int(port)):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the relays of port {port} did not start; see "
+                                         f"{log_path}")
+                time.sleep(0.05)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(60)
         self.process = None
+        for relay in self.relays:
+            relay.terminate()
+            relay.wait(10)
+        self.relays.clear()
+
+    def remove_netns(self) -> None:
+        """Delete the network namespace (after ``stop``)."""
+        if self.netns_path.exists():
+            subprocess.run(["ip", "netns", "delete", self.netns], check=False, timeout=30)
 
     def build_busybox(self) -> str:
         client = self.client()
@@ -74,12 +127,23 @@ class PrivateEngine:
             client.close()
 
 
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def private_engine_available() -> str | None:
     """Why this machine cannot run a private dockerd, or None when it can."""
     if shutil.which("dockerd") is None:
         return "dockerd is not installed"
     if os.geteuid() != 0:
         return "a private dockerd needs root"
+    for command, package in (("ip", "iproute2"), ("nsenter", "util-linux")):
+        if shutil.which(command) is None:
+            return f"the {command} command is missing (apt-get install {package})"
     if not BUSYBOX.exists():
         return f"{BUSYBOX} is missing"
     return None
@@ -93,7 +157,7 @@ def private_engine_or_skip() -> PrivateEngine:
         pytest.skip(reason)
     root = Path(f"/tmp/aegis-dk-{os.getpid()}")  # short: unix socket paths are limited
     root.mkdir(exist_ok=True)
-    return PrivateEngine(root)
+    return PrivateEngine(root, netns=f"aegis-test-dk-{os.getpid()}")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from aegis.doctor import FAIL, OK, WARN, check_journal_dir, clock_check
 from aegis.scheduling.heartbeat import Heartbeat, write_heartbeat
 from tests.conftest import run_cli
+from tests.images import socket_proxy_profile
 
 WEBHOOK_TOKEN = "s3cretT0kenDoNotLeak"
 WEBHOOK = f"https://discord.com/api/webhooks/123456/{WEBHOOK_TOKEN}"
@@ -166,3 +168,37 @@ def test_clock_skew_thresholds(skew_s: float, status: str):
     check = clock_check(database_now, database_now + timedelta(seconds=skew_s))
     assert check.status == status
     assert ("ahead of" if skew_s >= 0 else "behind") in check.detail
+
+
+@pytest.mark.docker
+def test_docker_behind_a_socket_proxy_names_what_the_proxy_forbids(
+        aegis_env, socket_proxy: Callable[[dict[str, str]], str]):
+    profile = socket_proxy_profile()  # compose.yaml's allow-list
+    url = socket_proxy(profile)
+    code, checks, _ = doctor({**aegis_env, "DOCKER_HOST": url})
+    assert checks["docker"]["status"] == OK, checks["docker"]
+    assert f"at {url}," in checks["docker"]["detail"]
+    assert code == 0
+
+    no_restarts = socket_proxy({**profile, "ALLOW_RESTARTS": "0"})
+    code, checks, _ = doctor({**aegis_env, "DOCKER_HOST": no_restarts})
+    assert checks["docker"]["status"] == FAIL, checks["docker"]
+    assert checks["docker"]["detail"].endswith("; forbidden (403): container restarts")
+    assert "ALLOW_RESTARTS" in checks["docker"]["hint"]
+    assert "AEGIS_REMEDIATION=observe" in checks["docker"]["hint"]
+    assert code == 1
+    # observe mode never restarts: nothing it needs is forbidden
+    _, checks, _ = doctor({**aegis_env, "DOCKER_HOST": no_restarts,
+                           "AEGIS_REMEDIATION": "observe"})
+    assert checks["docker"]["status"] == OK, checks["docker"]
+
+    no_events = socket_proxy({**profile, "EVENTS": "0"})
+    _, checks, _ = doctor({**aegis_env, "DOCKER_HOST": no_events})
+    assert checks["docker"]["status"] == FAIL, checks["docker"]
+    assert checks["docker"]["detail"].endswith("; forbidden (403): the event stream")
+
+    no_containers = socket_proxy({**profile, "CONTAINERS": "0"})
+    _, checks, _ = doctor({**aegis_env, "DOCKER_HOST": no_containers})
+    assert checks["docker"]["status"] == FAIL, checks["docker"]
+    assert "403" in checks["docker"]["detail"]
+    assert "CONTAINERS" in checks["docker"]["hint"]

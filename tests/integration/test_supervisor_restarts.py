@@ -1,6 +1,7 @@
 """Restarts against a real engine: the watcher's restarts run beside the event stream,
-a restart under way is not judged, and the containers sharing a restarted container's
-network are restarted only where aegis may act on them."""
+a restart under way is not judged, the containers sharing a restarted container's
+network are restarted only where aegis may act on them, and a restart a socket proxy
+forbids says so."""
 
 from __future__ import annotations
 
@@ -10,19 +11,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from aegis import api
 from aegis.core.clock import utcnow
 from aegis.core.config import load_settings
 from aegis.supervision.containers import set_maintenance
+from aegis.supervision.docker import docker_client as docker_client_of_aegis
 from aegis.supervision.docker import docker_time
+from aegis.supervision.restarts import RESTART_FORBIDDEN_HINT
 from aegis.supervision.watcher import Watcher
 from tests.conftest import sql_rows
 from tests.faults.procs import wait_for
+from tests.images import socket_proxy_profile
 from tests.integration.test_supervisor_protocol import (
     HEALS,
     HEALTHCHECK,
     INTERVAL,
+    NEVER_HEALTHY,
     events_of,
     make_container,  # noqa: F401  (fixture)
     make_unhealthy,
@@ -135,6 +141,37 @@ def test_dependents_are_restarted_only_where_aegis_may_act(
         opted_out.name: [("container_dependent_skipped", "opted out (aegis.enable=false)")],
         paused_label.name: [("container_dependent_skipped", "in maintenance")],
         paused_by_hand.name: [("container_dependent_skipped", "in maintenance")]}
+
+
+def test_a_restart_a_socket_proxy_forbids_is_one_log_line_and_a_failed_restart(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        database_url: str, socket_proxy: Callable[[dict[str, str]], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    container = make_container(NEVER_HEALTHY)
+    wait_health(docker_client, container, "unhealthy")
+    first_start = started_at(docker_client, container)
+    url = socket_proxy({**socket_proxy_profile(), "ALLOW_RESTARTS": "0"})
+    monkeypatch.setenv("DOCKER_HOST", url)  # as the daemon finds its engine
+    through_proxy = docker_client_of_aegis()
+    try:
+        sv = supervisor(app, through_proxy)
+        t0 = utcnow()
+        with capture_logs() as logs:
+            sv.reconcile(t0)
+            sv.reconcile(t0 + INTERVAL)  # strike 2: the proxy answers 403
+    finally:
+        through_proxy.close()
+
+    assert started_at(docker_client, container) == first_start
+    assert [line for line in logs if line["event"] == "container_restart_forbidden"] == [
+        {"event": "container_restart_forbidden", "container": container.name,
+         "host": "test-host", "docker_host": url, "hint": RESTART_FORBIDDEN_HINT,
+         "log_level": "error"}]
+    assert "ALLOW_RESTARTS=1" in RESTART_FORBIDDEN_HINT
+    found = events_of(database_url, container.name)
+    assert [e["event_type"] for e in found] == ["container_unhealthy",
+                                                "container_restart_failed"]
+    assert "403" in found[1]["details"]["error"]
 
 
 def test_a_labeled_scope_leaves_unlabelled_dependents_alone(

@@ -1,0 +1,82 @@
+"""The machine after a test session as it was before: ``make test`` on a user's own Docker
+host must leave it as found. Compared before and after the session (tests/conftest.py):
+
+- the host's ``docker0`` link, when it was there (an engine started with ``--bridge none``
+  in the host's network namespace deletes it);
+- no network namespace of the suite's (``aegis-test*``) left behind;
+- on the suite's engine, no new container, network or volume, and no new image but the
+  cached ones of tests/images (``CACHED``), untagged images included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.images import CACHED, PREFIX
+
+NETNS_DIR = Path("/var/run/netns")
+SYS_NET = Path("/sys/class/net")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    docker0: bool
+    netns: frozenset[str]
+    engine: dict[str, frozenset[str]] | None = field(default=None)  # None: not reachable
+
+
+def take(client: Any | None) -> Snapshot:
+    netns = frozenset(p.name for p in NETNS_DIR.glob(f"{PREFIX}*")) if NETNS_DIR.is_dir() \
+        else frozenset()
+    return Snapshot((SYS_NET / "docker0").exists(), netns,
+                    engine_objects(client) if client is not None else None)
+
+
+def engine_objects(client: Any) -> dict[str, frozenset[str]] | None:
+    """Containers, networks, volumes and top-level images (with their tags) by kind."""
+    try:
+        images = client.api.images()  # top level: tagged and dangling, not build layers
+        return {
+            "containers": frozenset(f"{c['Id'][:12]} {c['Names'][0].lstrip('/')}"
+                                    for c in client.api.containers(all=True)),
+            "networks": frozenset(f"{n['Id'][:12]} {n['Name']}" for n in client.api.networks()),
+            "volumes": frozenset(v["Name"]
+                                 for v in client.api.volumes().get("Volumes") or []),
+            "images": frozenset(f"{i['Id'].removeprefix('sha256:')[:12]} "
+                                f"{','.join(tags_of(i)) or '<none>'}" for i in images)}
+    except Exception:  # the engine went away: nothing to compare
+        return None
+
+
+def tags_of(image: Any) -> list[str]:
+    return [tag for tag in image.get("RepoTags") or [] if tag and tag != "<none>:<none>"]
+
+
+def leftovers(before: Snapshot, after: Snapshot) -> list[str]:
+    """What the session changed and should not have, one line each."""
+    found = []
+    if before.docker0 and not after.docker0:
+        found.append("the host's docker0 interface is gone (an engine started with "
+                     "--bridge none in the host's network namespace deletes it)")
+    found += [f"network namespace {name}" for name in sorted(after.netns - before.netns)]
+    if before.engine is not None and after.engine is not None:
+        for kind in ("containers", "networks", "volumes"):
+            found += [f"{kind[:-1]} {name}"
+                      for name in sorted(after.engine[kind] - before.engine[kind])]
+        for image in sorted(after.engine["images"] - before.engine["images"]):
+            if any(tag not in CACHED for tag in image.partition(" ")[2].split(",")):
+                found.append(f"image {image}")
+    return found
+
+
+def client_or_none() -> Any | None:
+    with contextlib.suppress(Exception):
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        return client
+    return None

@@ -1,0 +1,1 @@
+"""The socket proxy stand-in (proxy.py), importable for its unit test."""
