@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +27,13 @@ from aegis.core.processes import pid_alive
 from aegis.core.redact import redact, redact_urls
 from aegis.scheduling.heartbeat import DaemonStatus, file_status, read_heartbeat, read_pid
 from aegis.storage.outbox import Channel, Outbox, OutboxStatus
-from aegis.supervision.docker import docker_client, docker_endpoint, docker_errors, forbidden
+from aegis.supervision.docker import (
+    docker_client,
+    docker_endpoint,
+    docker_errors,
+    events_refused,
+    forbidden,
+)
 
 
 class Status(StrEnum):
@@ -199,16 +204,7 @@ def check_docker(settings: Settings) -> Check:
 def refusals(client: Any, restarts: bool) -> list[str]:
     """What supervision needs that the endpoint answers 403 Forbidden: the event stream and,
     with ``restarts``, container restarts (asked of a container that cannot exist)."""
-    refused = []
-    now_s = int(time.time())
-    try:  # not the SDK's events(): its stream ends quietly on an error answer
-        answer = client.api.get(f"{client.api.base_url}/v{client.api.api_version}/events",
-                                params={"since": now_s, "until": now_s},
-                                timeout=DOCKER_TIMEOUT_S)
-        if answer.status_code == 403:
-            refused.append("the event stream")
-    except docker_errors():
-        pass  # unreachable now: the listing above has just answered, so only a blip
+    refused = ["the event stream"] if events_refused(client) else []
     if restarts:
         try:
             client.api.restart(RESTART_PROBE, timeout=0)

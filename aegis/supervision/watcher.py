@@ -23,11 +23,21 @@ from aegis.core.config import RemediationMode
 from aegis.core.errors import StoreError
 from aegis.core.logs import get_logger
 from aegis.storage.runtime import Runtime
-from aegis.supervision.docker import docker_client, docker_errors
+from aegis.supervision.docker import (
+    docker_client,
+    docker_endpoint,
+    docker_errors,
+    events_refused,
+)
 from aegis.supervision.supervisor import SupervisionState, Supervisor
 
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
+# A stream that ends sooner than this after it opened is refused (a socket proxy without
+# EVENTS) or broken: reconnect with the same back-off as a failed connection, not at once.
+SHORT_STREAM_S = 5.0
+EVENTS_FORBIDDEN_HINT = ("allow the event stream on the socket proxy (EVENTS=1); until then "
+                         "only the 5-minute sweep sees unhealthy containers")
 DUE_POLL_S = 5.0
 # A die is checked this long after, when a restart by Docker or by aegis has had its start.
 DIE_SETTLE_S = 2.0
@@ -52,6 +62,7 @@ class Watcher:
         self.connected = threading.Event()  # set while the stream is up (tests, status)
         self._since: int | None = None
         self._pending: dict[str, datetime] = {}  # container id -> when to check it
+        self._events_refused = False  # the endpoint refused the stream, said once
 
     def run(self, stop: threading.Event) -> None:
         delay_s = RECONNECT_MIN_S
@@ -66,16 +77,20 @@ class Watcher:
                 stop.wait(delay_s)
                 delay_s = min(delay_s * 2, RECONNECT_MAX_S)
                 continue
+            opened = time.monotonic()
             try:
-                delay_s = RECONNECT_MIN_S
                 self._watch(client, stop)
             except docker_errors() as exc:
                 self.log.warning("docker_stream_lost", error=str(exc))
             finally:
                 self.connected.clear()
                 self._close(client)
-            if not stop.is_set():
+            if time.monotonic() - opened >= SHORT_STREAM_S:  # it ran: reconnect soon
+                delay_s = RECONNECT_MIN_S
                 stop.wait(RECONNECT_MIN_S)
+            else:  # refused or broken at once: back off as after a failed connection
+                stop.wait(delay_s)
+                delay_s = min(delay_s * 2, RECONNECT_MAX_S)
 
     def _watch(self, client: Any, stop: threading.Event) -> None:
         stream = client.events(decode=True, since=self._since,
@@ -105,7 +120,7 @@ class Watcher:
                 except queue.Empty:
                     continue
                 if item is _END:
-                    self.log.warning("docker_stream_ended")
+                    self._stream_ended(client)
                     return
                 self._since = int(item.get("time") or 0) or self._since
                 if self._safely(supervisor.handle_event, item, self.clock()) == "die":
@@ -117,6 +132,18 @@ class Watcher:
                 stream.close()
             except Exception as exc:  # the socket may already be gone
                 self.log.debug("docker_stream_close_failed", error=str(exc))
+
+    def _stream_ended(self, client: Any) -> None:
+        """One line for a stream the endpoint refuses, for as long as it does; a warning
+        for any other end."""
+        if events_refused(client):
+            if not self._events_refused:
+                self.log.error("docker_events_forbidden", docker_host=docker_endpoint(),
+                               hint=EVENTS_FORBIDDEN_HINT)
+            self._events_refused = True
+            return
+        self._events_refused = False
+        self.log.warning("docker_stream_ended")
 
     def _wait_s(self, next_poll: float, timer: datetime | None) -> float:
         """Until the next poll, pending check or strike timer, whichever is first."""
