@@ -1,11 +1,14 @@
 """Parsers of setting values. Each takes the raw value (a string from the environment, or
 a value from the TOML file) and returns the parsed one, or raises ValueError saying what is
-wrong; the caller names the variable or key."""
+wrong; the caller names the variable or key. Then the per-job settings: ``[jobs.ID]``
+tables of the TOML file and ``AEGIS_JOB__ID__KEY`` variables, each mistake named (variable
+or key) as a ConfigError."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +16,8 @@ from urllib.parse import urlsplit
 
 from croniter import croniter
 
-from aegis.core.durations import parse_duration_s
+from aegis.core.durations import parse_duration_s, parse_time_of_day
+from aegis.core.errors import ConfigError
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 E = TypeVar("E", bound=StrEnum)
@@ -166,3 +170,79 @@ def cron_expression(raw: Any) -> str:
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ValueError(f"{expression!r} is not a 5-field cron expression")
     return expression
+
+
+# --- per-job settings ---
+
+JOB_ENV_PREFIX = "AEGIS_JOB__"
+_JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class JobOverride:
+    """Per-job settings from ``[jobs.ID]`` or ``AEGIS_JOB__ID__KEY``; None keeps the default."""
+
+    enabled: bool | None = None
+    every_s: float | None = None
+    at: str | None = None
+    cron: str | None = None
+    misfire_grace_s: float | None = None
+    timeout_s: float | None = None
+
+
+_JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "enabled": ("enabled", boolean),
+    "every": ("every_s", duration(1.0)),
+    "at": ("at", lambda raw: parse_time_of_day(text(raw)).strftime("%H:%M:%S")),
+    "cron": ("cron", lambda raw: cron_expression(text(raw))),
+    "misfire_grace": ("misfire_grace_s", duration()),
+    "timeout": ("timeout_s", duration(0.1)),
+}
+
+_TRIGGER_KEYS = ("every", "at", "cron")
+
+
+def job_overrides(
+    env: Mapping[str, str], table: Mapping[str, Any], config_file: Path | None
+) -> dict[str, JobOverride]:
+    raw: dict[str, dict[str, tuple[str, Any]]] = {}
+    for job_id, keys in table.items():
+        where = f"{config_file}: jobs.{job_id}"
+        if not _JOB_ID.match(job_id):
+            raise ConfigError(where, "is not a job id (lower-case letters, digits, '_')")
+        if not isinstance(keys, dict):
+            raise ConfigError(where, "must be a table")
+        for key, value in keys.items():
+            raw.setdefault(job_id, {})[key] = (f"{where}.{key}", value)
+    env_triggers: set[str] = set()
+    for name, value in sorted(env.items()):
+        if not name.startswith(JOB_ENV_PREFIX) or not value.strip():
+            continue
+        job_part, sep, key = name[len(JOB_ENV_PREFIX):].partition("__")
+        if not sep or not _JOB_ID.match(job_part.lower()):
+            raise ConfigError(name, f"use {JOB_ENV_PREFIX}<JOB_ID>__<KEY>, e.g. "
+                              f"{JOB_ENV_PREFIX}MORNING_STATUS__AT")
+        job_id, key = job_part.lower(), key.lower()
+        keys = raw.setdefault(job_id, {})
+        if key in _TRIGGER_KEYS and job_id not in env_triggers:
+            env_triggers.add(job_id)  # the environment's trigger replaces the file's
+            for trigger_key in _TRIGGER_KEYS:
+                keys.pop(trigger_key, None)
+        keys[key] = (name, value)
+    overrides = {}
+    for job_id, keys in raw.items():
+        parsed: dict[str, Any] = {}
+        for key, (name, value) in keys.items():
+            if key not in _JOB_KEYS:
+                raise ConfigError(name, f"unknown job key (known: {', '.join(_JOB_KEYS)})")
+            attribute, parse = _JOB_KEYS[key]
+            try:
+                parsed[attribute] = parse(value)
+            except ValueError as exc:
+                raise ConfigError(name, str(exc)) from None
+        triggers = [k for k in _TRIGGER_KEYS if k in keys]
+        if len(triggers) > 1:
+            raise ConfigError(keys[triggers[-1]][0], "set at most one of every, at, cron "
+                              f"(found {' and '.join(triggers)})")
+        overrides[job_id] = JobOverride(**parsed)
+    return overrides

@@ -20,9 +20,10 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
-from aegis.core.config import JobOverride, Settings
+from aegis.core.config import Settings
 from aegis.core.durations import parse_time_of_day
 from aegis.core.errors import ConfigError, UsageError
+from aegis.core.parsing import JobOverride
 from aegis.scheduling import triggers
 from aegis.scheduling.triggers import Trigger
 from aegis.storage.runtime import Runtime

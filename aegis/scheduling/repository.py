@@ -1,6 +1,6 @@
-"""The owner of the ``jobs``, ``job_runs`` and ``daemons`` tables
+"""The owner of the ``jobs``, ``job_runs``, ``daemons`` and ``host_leases`` tables
 (aegis/storage/sql/jobs.sql): claims and outcomes of runs, the jobs each daemon
-advertises, heartbeats and the per-host lock, and what the digest, the morning status,
+advertises, heartbeats and the host's lease, and what the digest, the morning status,
 /metrics and retention read of them.
 
 ``Runs`` works on the pool or inside a transaction (a spooled run is written back in the
@@ -146,17 +146,31 @@ class Runs:
         self.db.execute("upsert_daemon", instance_id=instance_id, host=host, pid=pid,
                         version=version, started_at=started_at, now=now, status=status)
 
-    def take_host_lock(self, key: int, host: str) -> bool:
-        """The per-host advisory lock, on a dedicated session (held while it lives)."""
-        row = self.db.fetch_one("try_daemon_lock", key=key, host=host)
-        return bool(row and row["locked"])
+    def take_host_lease(self, *, host: str, instance_id: str, home_id: str, pid: int,
+                        ttl_s: float) -> bool:
+        """The host's lease for ``ttl_s`` seconds: True when it is this daemon's now."""
+        return self.db.fetch_one("take_host_lease", host=host, instance_id=instance_id,
+                                 home_id=home_id, pid=pid, ttl_s=ttl_s) is not None
 
-    def host_daemons(self, host: str, limit: int) -> list[Row]:
-        return self.db.fetch_all("host_daemons", host=host, limit=limit)
+    def renew_host_lease(self, host: str, instance_id: str, ttl_s: float) -> bool:
+        """False when the lease is no longer this daemon's."""
+        return self.db.fetch_one("renew_host_lease", host=host, instance_id=instance_id,
+                                 ttl_s=ttl_s) is not None
+
+    def release_host_lease(self, host: str, instance_id: str) -> None:
+        self.db.execute("release_host_lease", host=host, instance_id=instance_id)
+
+    def host_lease(self, host: str) -> Row | None:
+        return self.db.fetch_one("host_lease", host=host)
 
     def daemons(self) -> list[Row]:
-        """Each host's latest daemon: host, status, last_heartbeat_at."""
+        """Each host's latest daemon: host, instance_id, pid, version, status, started_at,
+        last_heartbeat_at."""
         return self.db.fetch_all("status_daemons")
+
+    def forget_host(self, host: str) -> int:
+        """Take ``host`` out of the fleet (its daemons' rows, its lease); how many rows."""
+        return len(self.db.fetch_all("forget_host", host=host))
 
     # --- what the digest, the morning status, /metrics and retention read ---
 

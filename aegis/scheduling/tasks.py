@@ -258,7 +258,3 @@ def task_failed_event(store: Store, task_id: int, job_id: str, error: str,
         importance="medium", source="tasks",
         details={"task_id": task_id, "job": job_id, "run_id": run_id, "error": error})
 
-
-def listen_for_tasks(db: Database, wake: threading.Event, stop: threading.Event) -> None:
-    """Set ``wake`` on every new task until ``stop``."""
-    db.wake_on_notify(TASK_CHANNEL, wake, stop)

@@ -149,6 +149,11 @@ class Store:
         return self.db.fetch_all("digest_critical_events", start=start, end=end,
                                  exclude_types=list(exclude_types), limit=limit)
 
+    def last_escalations(self) -> dict[str, datetime]:
+        """host -> the time of its latest escalation."""
+        return {row["host"]: row["last_escalation_at"]
+                for row in self.db.fetch_all("fleet_last_escalations")}
+
     def troubled_containers(self, start: datetime, end: datetime) -> list[Row]:
         """Per host, how many containers had trouble in [start, end)."""
         return self.db.fetch_all("status_troubled_containers", start=start, end=end)

@@ -102,6 +102,10 @@ class Containers:
         """(host, container) of every container in maintenance at ``as_of``."""
         return self.db.fetch_all("status_maintenance_containers", as_of=as_of, limit=limit)
 
+    def per_host(self) -> dict[str, Row]:
+        """host -> supervised, unhealthy and in_incident counts of its present containers."""
+        return {row["host"]: row for row in self.db.fetch_all("fleet_containers")}
+
     def any_present(self) -> bool:
         row = self.db.fetch_one("metrics_has_containers")
         return bool(row and row["present"])

@@ -12,6 +12,7 @@ with its events.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ class Supervisor:
         self.containers = Containers(runtime.db)
         self.log = get_logger().bind(host=self.host)
         self.soonest: datetime | None = None  # the earliest strike timer it has set
+        # the background restarts of a sweep that waits for them (None: not waiting)
+        self._joining: list[threading.Thread] | None = None
 
     def with_client(self, client: Any) -> Supervisor:
         """The same supervisor, speaking to Docker through ``client``."""
@@ -93,9 +96,12 @@ class Supervisor:
 
     # --- entry points ---
 
-    def reconcile(self, now: datetime) -> dict[str, Any]:
-        """One sweep over one full container listing; returns counts for job_runs."""
+    def reconcile(self, now: datetime, *, wait: bool = False) -> dict[str, Any]:
+        """One sweep over one full container listing; returns counts for job_runs. With
+        ``wait``, returns once the restarts it started in the background are over (the
+        sweep job: its restarts run side by side, and the job ends after them)."""
         entries = self.client.api.containers(all=True)
+        self._joining = [] if wait else None
         try:
             restarts.complete_restarts(self, now)
             rows = {row["name"]: row for row in self.containers.of_host(self.host)}
@@ -119,6 +125,9 @@ class Supervisor:
             if not offline and row["removed_at"] is None and row["container_id"] \
                     and row["container_id"] not in present:
                 self.containers.mark_removed(self.host, row["container_id"], now)
+        for thread in self._joining or ():
+            thread.join()
+        self._joining = None
         return counts
 
     def check(self, container: str, now: datetime) -> str:
@@ -278,7 +287,10 @@ class Supervisor:
             return "none", mode
         if decision.action == "restart":  # decided and saved above: never made twice
             if self.restart_client is not None:
-                restarts.restart_in_background(self, self.restart_client, decision, seen, now)
+                thread = restarts.restart_in_background(self, self.restart_client, decision,
+                                                        seen, now)
+                if thread is not None and self._joining is not None:
+                    self._joining.append(thread)
             else:
                 restarts.restart(self, decision, seen, now)
         return decision.action, mode

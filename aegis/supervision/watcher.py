@@ -219,9 +219,11 @@ class Supervision:
         self.state = SupervisionState()
 
     def sweep(self, runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
-        """One reconciliation sweep over one container listing (see ``supervise_once``)."""
+        """One reconciliation sweep over one container listing (see ``supervise_once``):
+        its restarts side by side, each through a client of its own, the sweep over when
+        they are."""
         return supervise_once(runtime, now, client_factory=self.client_factory,
-                              state=self.state)
+                              state=self.state, parallel_restarts=True)
 
     def watch(self, runtime: Runtime, stop: threading.Event) -> None:
         """The ``docker_events`` service: off when AEGIS_REMEDIATION=off."""
@@ -236,9 +238,13 @@ class Supervision:
 
 def supervise_once(runtime: Runtime, now: datetime | None = None, client: Any = None, *,
                    client_factory: Callable[[], Any] = docker_client,
-                   state: SupervisionState | None = None) -> dict[str, Any]:
+                   state: SupervisionState | None = None,
+                   parallel_restarts: bool = False) -> dict[str, Any]:
     """One reconciliation sweep; records the engine's availability. Uses ``client`` when
-    given, else a fresh one from ``client_factory`` (closed afterwards)."""
+    given, else a fresh one from ``client_factory`` (closed afterwards). With
+    ``parallel_restarts``, the sweep's restarts run side by side (one thread and client
+    from ``client_factory`` each) and it returns when they are over; else one after
+    another in this thread."""
     now = now or utcnow()
     state = state or SupervisionState()
     own_client = client is None
@@ -250,8 +256,9 @@ def supervise_once(runtime: Runtime, now: datetime | None = None, client: Any = 
         return {"docker_available": False, "error": str(exc)}
     try:
         state.engine.note(runtime, True)
-        return {"docker_available": True,
-                **Supervisor(runtime, client, state=state).reconcile(now)}
+        supervisor = Supervisor(runtime, client, state=state,
+                                restart_client=client_factory if parallel_restarts else None)
+        return {"docker_available": True, **supervisor.reconcile(now, wait=True)}
     finally:
         if own_client:
             client.close()

@@ -161,6 +161,17 @@ WHERE removed_at IS NULL
 ORDER BY host, name
 LIMIT %(limit)s;
 
+-- name: fleet_containers
+-- Per host: present supervised containers, how many are unhealthy, how many are in an
+-- incident (struck, restarting or escalated).
+SELECT host,
+       count(*) FILTER (WHERE supervision = 'supervised') AS supervised,
+       count(*) FILTER (WHERE health = 'unhealthy') AS unhealthy,
+       count(*) FILTER (WHERE phase <> 'ok') AS in_incident
+FROM containers
+WHERE removed_at IS NULL
+GROUP BY host;
+
 -- name: metrics_has_containers
 -- Whether the containers table (strike state) exists yet.
 SELECT to_regclass('containers') IS NOT NULL AS present;

@@ -104,6 +104,13 @@ WHERE importance = 'critical'
 ORDER BY timestamp, id
 LIMIT %(limit)s;
 
+-- name: fleet_last_escalations
+-- Per host, the time of its latest escalation.
+SELECT coalesce(details->>'host', host) AS host, max(timestamp) AS last_escalation_at
+FROM episodic_memory
+WHERE event_type = 'container_escalated'
+GROUP BY 1;
+
 -- name: status_troubled_containers
 -- Containers per host whose latest container event in the window says they are not well.
 SELECT host, count(*) AS containers

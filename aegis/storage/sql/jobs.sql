@@ -1,5 +1,5 @@
--- jobs, job_runs and daemons: claims, runs, the jobs a daemon advertises, heartbeats,
--- and the aggregates and retention of runs. Owned by aegis/scheduling/repository.py.
+-- jobs, job_runs, daemons and host_leases: claims, runs, the jobs a daemon advertises,
+-- heartbeats, the host's lease, and the aggregates and retention of runs. Owned by aegis/scheduling/repository.py.
 -- The digest_*, status_*, metrics_* and cleanup_* prefixes: see aegis/storage/queries.py.
 
 -- name: claim_runs
@@ -125,19 +125,46 @@ VALUES (%(instance_id)s, %(host)s, %(pid)s, %(version)s, %(started_at)s, %(now)s
 ON CONFLICT (instance_id) DO UPDATE
 SET last_heartbeat_at = EXCLUDED.last_heartbeat_at, status = EXCLUDED.status;
 
--- name: host_daemons
--- The latest daemon instances of a host.
-SELECT * FROM daemons WHERE host = %(host)s ORDER BY last_heartbeat_at DESC LIMIT %(limit)s;
+-- name: take_host_lease
+-- The host's lease for this daemon, when it is free, expired, held from the same
+-- AEGIS_HOME (whose pid-file lock this daemon holds) or already this daemon's; no row
+-- when another live daemon holds it.
+INSERT INTO host_leases (host, instance_id, home_id, pid, expires_at)
+VALUES (%(host)s, %(instance_id)s, %(home_id)s, %(pid)s,
+        clock_timestamp() + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (host) DO UPDATE
+SET instance_id = EXCLUDED.instance_id, home_id = EXCLUDED.home_id, pid = EXCLUDED.pid,
+    taken_at = clock_timestamp(), expires_at = EXCLUDED.expires_at
+WHERE host_leases.expires_at < clock_timestamp() OR host_leases.home_id = EXCLUDED.home_id
+   OR host_leases.instance_id = EXCLUDED.instance_id
+RETURNING instance_id;
 
--- name: try_daemon_lock
--- The per-host daemon lock (two-key advisory lock: aegis's key, the host's hash).
-SELECT pg_try_advisory_lock(%(key)s, hashtext(%(host)s)) AS locked;
+-- name: renew_host_lease
+-- Extend this daemon's lease (with each heartbeat); no row when it is no longer its own.
+UPDATE host_leases SET expires_at = clock_timestamp() + make_interval(secs => %(ttl_s)s)
+WHERE host = %(host)s AND instance_id = %(instance_id)s
+RETURNING instance_id;
+
+-- name: release_host_lease
+-- A clean stop gives the host's lease back.
+DELETE FROM host_leases WHERE host = %(host)s AND instance_id = %(instance_id)s;
+
+-- name: host_lease
+-- Who holds a host's lease, until when.
+SELECT host, instance_id, pid, taken_at, expires_at FROM host_leases WHERE host = %(host)s;
 
 -- name: status_daemons
 -- The latest daemon of every host, with its heartbeat.
-SELECT DISTINCT ON (host) host, status, last_heartbeat_at
+SELECT DISTINCT ON (host) host, instance_id, pid, version, status, started_at,
+       last_heartbeat_at
 FROM daemons
 ORDER BY host, last_heartbeat_at DESC;
+
+-- name: forget_host
+-- A host taken out of the fleet on purpose: its daemons' rows and its lease go (its
+-- runs, events and containers stay); a daemon started as that host later is new to it.
+WITH lease AS (DELETE FROM host_leases WHERE host = %(host)s)
+DELETE FROM daemons WHERE host = %(host)s RETURNING instance_id;
 
 -- name: digest_job_runs
 -- Runs per job and status, by the slot they were scheduled for.
