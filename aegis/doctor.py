@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from aegis import api
 from aegis.core.clock import utcnow
-from aegis.core.config import RemediationMode, Settings
+from aegis.core.config import DatabasePooler, RemediationMode, Settings
 from aegis.core.errors import AegisError
 from aegis.core.jsonable import to_json
 from aegis.core.processes import pid_alive
@@ -126,7 +126,7 @@ def _database_checks(app: api.Aegis, settings: Settings,
                 Check("clock", WARN, "not checked: the database is unreachable",
                       "fix the database check first")]
     database = Check("database", OK, f"PostgreSQL {row['version']}, database "
-                     f"{row['name']} ({_where(settings)})")
+                     f"{row['name']} ({_where(settings)}); {wakeups(settings)}")
     if pending:
         migrations = Check("migrations", WARN, f"{len(pending)} pending: {', '.join(pending)}",
                            "run `aegis db migrate` (`aegis run` also applies them at start)")
@@ -134,6 +134,16 @@ def _database_checks(app: api.Aegis, settings: Settings,
         migrations = Check("migrations", OK, "schema is current")
     local_mid = before + (after - before) / 2
     return [database, migrations, clock_check(row["db_clock"], local_mid)]
+
+
+def wakeups(settings: Settings) -> str:
+    """How the daemon learns of new tasks and messages, as the settings make it."""
+    if settings.listen_database_url:
+        return "wake-ups: LISTEN on AEGIS_LISTEN_DATABASE_URL"
+    if settings.database_pooler == DatabasePooler.TRANSACTION:
+        return (f"wake-ups: polling every {settings.listen_poll_s:g}s (through a pooler in "
+                "transaction mode; set AEGIS_LISTEN_DATABASE_URL to LISTEN directly)")
+    return "wake-ups: LISTEN"
 
 
 def clock_check(database_now: datetime, local_now: datetime) -> Check:

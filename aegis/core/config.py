@@ -81,7 +81,7 @@ class Settings:
     max_restarts_per_hour: int = 3
     restart_backoff_s: float = 10.0
     restart_backoff_max_s: float = 300.0
-    max_parallel_restarts: int = 32
+    max_parallel_restarts: int = 64
     stable_period_s: float | None = None
     protected_containers: tuple[str, ...] = ()
     discord_webhook_url: str | None = None

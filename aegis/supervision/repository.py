@@ -18,7 +18,8 @@ from aegis.storage.db import Queries, Row
 from aegis.storage.events import Event
 from aegis.storage.outbox import Notification
 from aegis.storage.store import event_from_record, event_record, insert_event
-from aegis.supervision.strikes import StrikeState
+from aegis.supervision.docker import Seen
+from aegis.supervision.strikes import Decision, StrikeState
 
 _TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at")
 
@@ -41,6 +42,11 @@ class Containers:
     def due(self, host: str, now: datetime) -> list[Row]:
         """Rows whose strike timer has come due."""
         return self.db.fetch_all("containers_due", host=host, now=now)
+
+    def next_due(self, host: str, now: datetime) -> datetime | None:
+        """The earliest strike timer still ahead, or None."""
+        row = self.db.fetch_one("containers_next_due", host=host, now=now)
+        return None if row is None else row["next_check_at"]
 
     def adopt_renamed(self, host: str, name: str, container_id: str) -> Row | None:
         """The row of this container id under its old name, renamed to ``name``."""
@@ -118,6 +124,48 @@ class Containers:
         """Delete one batch of rows of containers removed before ``cutoff``."""
         return self.db.fetch_one("cleanup_containers_batch", cutoff=cutoff,
                                  from_time=from_time, batch_rows=batch_rows)
+
+
+def save_params(host: str, seen: Seen, row: Row, decision: Decision, has_healthcheck: bool,
+                mode: str, shown: str, maintenance_label: bool, problems: tuple[str, ...],
+                now: datetime) -> dict[str, Any]:
+    """What ``container_save`` writes for ``decision``: the sighting, the mode and the
+    new strike state (the last action only when something was done)."""
+    state = decision.state
+    acted = decision.action != "none"
+    return {
+        "host": host, "name": seen.name, "version": row["version"],
+        "container_id": seen.id, "image": seen.image,
+        "compose_project": seen.compose_project, "compose_service": seen.compose_service,
+        "status": seen.status, "health": seen.health, "has_healthcheck": has_healthcheck,
+        "supervision": mode, "state": shown, "phase": state.phase,
+        "strikes": state.strikes, "incident": state.incident,
+        "strike_at": state.strike_at, "healthy_since": state.healthy_since,
+        "restarts": list(state.restarts), "maintenance_label": maintenance_label,
+        "label_problems": list(problems),
+        "last_action": decision.action if acted else None,
+        "last_action_at": now if acted else None,
+        "last_reason": decision.reason if acted else None,
+        "next_check_at": decision.next_check_at,
+        # the sighting time is refreshed only on a change, to keep sweeps write-free
+        "seen_at": now,
+    }
+
+
+def changes(row: Row, params: dict[str, Any]) -> bool:
+    """Whether saving ``params`` would change ``row`` (a sweep of a steady host writes
+    nothing)."""
+    if row["removed_at"] is not None:
+        return True
+    if sorted(row["restarts"] or []) != params["restarts"]:
+        return True
+    keys = ("container_id", "image", "compose_project", "compose_service", "status",
+            "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
+            "incident", "strike_at", "healthy_since", "maintenance_label",
+            "next_check_at", "stopped_by_user")
+    if any(row[key] != params[key] for key in keys):
+        return True
+    return bool(list(row["label_problems"] or []) != params["label_problems"])
 
 
 def strike_state(row: Row) -> StrikeState:

@@ -106,6 +106,8 @@ class Actor(Protocol):
 
     def with_client(self, client: Any) -> Actor: ...
 
+    def restart_ended(self, container_id: str) -> None: ...
+
 
 def restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> None:
     """Strike 2, already decided and saved: restart now, in this thread."""
@@ -150,6 +152,7 @@ def _restart_in_thread(actor: Actor, client_factory: Callable[[], Any], decision
                            host=actor.host, error=str(exc), exc_info=True)
     finally:
         actor.restarts.end(actor.host, seen.name)
+        actor.restart_ended(seen.id)
 
 
 def _restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> None:

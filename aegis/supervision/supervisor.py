@@ -40,18 +40,22 @@ from aegis.supervision.incidents import Record
 from aegis.supervision.repository import (
     Containers,
     KeptRows,
+    changes,
     decision_record,
     in_maintenance,
+    save_params,
     saved_offline,
     strike_state,
 )
 from aegis.supervision.restarts import RestartTracker
-from aegis.supervision.strikes import Decision, Observed, SupervisionMode, decide, display_state
+from aegis.supervision.strikes import Observed, SupervisionMode, decide, display_state
 
 # An unhealthy event at most this old (by its own timestamp) is acted on as it stands;
 # older ones (replayed after a reconnection) are checked against an inspect first.
 FRESH_EVENT_S = 5.0
 STOP_SIGNALS = frozenset({"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"})
+# Not Docker's: the action of the event the watcher queues when a restart of aegis's ends.
+RESTART_DONE = "aegis_restart_done"
 
 
 @dataclass
@@ -70,23 +74,31 @@ class Supervisor:
     def __init__(self, runtime: Runtime, client: Any, *,
                  own_ids: frozenset[str] | None = None,
                  restart_client: Callable[[], Any] | None = None,
-                 state: SupervisionState | None = None) -> None:
+                 state: SupervisionState | None = None,
+                 on_restart_end: Callable[[str], None] | None = None) -> None:
         """``restart_client``: restart in the background, each restart through a client
-        from this factory (the events watcher); None: restart in the calling thread."""
+        from this factory (the events watcher); None: restart in the calling thread.
+        ``on_restart_end(container_id)``: told when a background restart is over, so the
+        container is judged again at once (the watcher queues it as an event)."""
         self.runtime = runtime
         self.client = client
         self.settings = runtime.settings
         self.host = runtime.settings.host
         self.own_ids = own_container_ids() if own_ids is None else own_ids
         self.restart_client = restart_client
+        self.on_restart_end = on_restart_end
         self.state = state or SupervisionState()
         self.kept = self.state.kept
         self.restarts = self.state.restarts
         self.containers = Containers(runtime.db)
         self.log = get_logger().bind(host=self.host)
-        self.soonest: datetime | None = None  # the earliest strike timer it has set
+        self.soonest: datetime | None = None  # the earliest strike timer it knows of
         # the background restarts of a sweep that waits for them (None: not waiting)
         self._joining: list[threading.Thread] | None = None
+
+    def restart_ended(self, container_id: str) -> None:
+        if self.on_restart_end is not None:
+            self.on_restart_end(container_id)
 
     def with_client(self, client: Any) -> Supervisor:
         """The same supervisor, speaking to Docker through ``client``."""
@@ -151,14 +163,27 @@ class Supervisor:
         return row
 
     def check_due(self, now: datetime) -> int:
-        """Re-evaluate containers whose strike timer came due; returns how many."""
+        """Re-evaluate containers whose strike timer came due, then set ``soonest`` to
+        the earliest timer still ahead, every container's: a burst of strikes falls due
+        together, each on time. Returns how many were due."""
         try:
             due = self.containers.due(self.host, now)
         except DatabaseUnavailable:
             due = [row for row in self.kept.of(self.host) if row["removed_at"] is None
                    and row["next_check_at"] is not None and row["next_check_at"] <= now]
         for row in due:
+            if self.restarts.in_progress(self.host, row["name"]):
+                continue  # its start event brings it back once the restart is over; an
+                # inspect now would wait on the engine's lock of a container being stopped
             self.check(row["container_id"] or row["name"], now)
+        try:
+            ahead = self.containers.next_due(self.host, now)
+        except DatabaseUnavailable:
+            ahead = min((row["next_check_at"] for row in self.kept.of(self.host)
+                         if row["removed_at"] is None and row["next_check_at"] is not None
+                         and row["next_check_at"] > now), default=None)
+        if ahead is not None and (self.soonest is None or ahead < self.soonest):
+            self.soonest = ahead
         return len(due)
 
     def handle_event(self, event: dict[str, Any], now: datetime) -> str | None:
@@ -171,7 +196,11 @@ class Supervisor:
         if action.startswith("health_status"):
             if not self._strike_from_event(event, now):
                 self.check(container_id, now)
+        elif action == RESTART_DONE:  # aegis's own restart is over: judge it again now
+            self.check(container_id, now)
         elif action == "start":
+            if self.restarts.in_progress_id(container_id):
+                return None  # aegis's own restart: judged when it is over (RESTART_DONE)
             self._set_stopped(container_id, False, now)
             with contextlib.suppress(DatabaseUnavailable):
                 restarts.complete_restarts(self, now)
@@ -263,13 +292,13 @@ class Supervisor:
                             seen.docker_restart_count)
         decision = decide(state, observed, rules, now)
         shown = display_state(decision.state.phase, supervision=mode, maintenance=maintenance)
-        params = self._params(seen, row, decision, has_healthcheck, mode, shown,
-                              bool(parsed.maintenance), parsed.problems, now)
+        params = save_params(self.host, seen, row, decision, has_healthcheck, mode, shown,
+                             bool(parsed.maintenance), parsed.problems, now)
         params.update(stopped_by_user=stopped, stop_requested_at=stop_requested_at)
         due = decision.next_check_at  # one already past waits for the next poll instead
         if due is not None and due > now and (self.soonest is None or due < self.soonest):
             self.soonest = due
-        if decision.action == "none" and not self._changed(row, params):
+        if decision.action == "none" and not changes(row, params):
             return "none", mode
         store = self.runtime.store
         records: list[Record] = [(store.new_event(
@@ -359,40 +388,3 @@ class Supervisor:
                                health=seen.health, has_healthcheck=has_healthcheck,
                                seen_at=now)
         return self.containers.by_name(self.host, seen.name)
-
-    def _params(self, seen: Seen, row: Row, decision: Decision, has_healthcheck: bool,
-                mode: SupervisionMode, shown: str, maintenance_label: bool,
-                problems: tuple[str, ...], now: datetime) -> dict[str, Any]:
-        state = decision.state
-        acted = decision.action != "none"
-        return {
-            "host": self.host, "name": seen.name, "version": row["version"],
-            "container_id": seen.id, "image": seen.image,
-            "compose_project": seen.compose_project, "compose_service": seen.compose_service,
-            "status": seen.status, "health": seen.health, "has_healthcheck": has_healthcheck,
-            "supervision": mode, "state": shown, "phase": state.phase,
-            "strikes": state.strikes, "incident": state.incident,
-            "strike_at": state.strike_at, "healthy_since": state.healthy_since,
-            "restarts": list(state.restarts), "maintenance_label": maintenance_label,
-            "label_problems": list(problems),
-            "last_action": decision.action if acted else None,
-            "last_action_at": now if acted else None,
-            "last_reason": decision.reason if acted else None,
-            "next_check_at": decision.next_check_at,
-            # the sighting time is refreshed only on a change, to keep sweeps write-free
-            "seen_at": now,
-        }
-
-    @staticmethod
-    def _changed(row: Row, params: dict[str, Any]) -> bool:
-        if row["removed_at"] is not None:
-            return True
-        if sorted(row["restarts"] or []) != params["restarts"]:
-            return True
-        keys = ("container_id", "image", "compose_project", "compose_service", "status",
-                "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
-                "incident", "strike_at", "healthy_since", "maintenance_label",
-                "next_check_at", "stopped_by_user")
-        if any(row[key] != params[key] for key in keys):
-            return True
-        return bool(list(row["label_problems"] or []) != params["label_problems"])

@@ -29,7 +29,7 @@ from aegis.supervision.docker import (
     docker_errors,
     events_refused,
 )
-from aegis.supervision.supervisor import SupervisionState, Supervisor
+from aegis.supervision.supervisor import RESTART_DONE, SupervisionState, Supervisor
 
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
@@ -99,8 +99,10 @@ class Watcher:
         reader = threading.Thread(target=_read, args=(stream, events), daemon=True,
                                   name="aegis-docker-events")
         reader.start()
-        supervisor = Supervisor(self.runtime, client, own_ids=self.own_ids,
-                                restart_client=self.client_factory, state=self.state)
+        supervisor = Supervisor(
+            self.runtime, client, own_ids=self.own_ids, restart_client=self.client_factory,
+            state=self.state, on_restart_end=lambda container_id: events.put(
+                {"Action": RESTART_DONE, "Actor": {"ID": container_id}}))
         try:
             self._safely(self.state.engine.note, self.runtime, True)
             self.connected.set()
@@ -110,7 +112,7 @@ class Watcher:
             while not stop.is_set():
                 soonest, now = supervisor.soonest, self.clock()
                 if time.monotonic() >= next_poll or (soonest and soonest <= now):
-                    # a timer still ahead outlives the poll; the checks may set sooner ones
+                    # a timer still ahead outlives the poll; the checks set the next one
                     supervisor.soonest = soonest if soonest and soonest > now else None
                     self._safely(supervisor.check_due, now)
                     next_poll = time.monotonic() + DUE_POLL_S
@@ -119,19 +121,29 @@ class Watcher:
                     item = events.get(timeout=self._wait_s(next_poll, supervisor.soonest))
                 except queue.Empty:
                     continue
+                # every event already queued before the timers again: in a burst, the
+                # strike 1 of each container is not held up by the checks of the others
+                while item is not _END:
+                    self._handle(supervisor, item)
+                    try:
+                        item = events.get_nowait()
+                    except queue.Empty:
+                        break
                 if item is _END:
                     self._stream_ended(client)
                     return
-                self._since = int(item.get("time") or 0) or self._since
-                if self._safely(supervisor.handle_event, item, self.clock()) == "die":
-                    actor = item.get("Actor") or {}
-                    self._pending[actor.get("ID") or item.get("id", "")] = \
-                        self.clock() + timedelta(seconds=DIE_SETTLE_S)
         finally:
             try:
                 stream.close()
             except Exception as exc:  # the socket may already be gone
                 self.log.debug("docker_stream_close_failed", error=str(exc))
+
+    def _handle(self, supervisor: Supervisor, item: dict[str, Any]) -> None:
+        self._since = int(item.get("time") or 0) or self._since
+        if self._safely(supervisor.handle_event, item, self.clock()) == "die":
+            actor = item.get("Actor") or {}
+            self._pending[actor.get("ID") or item.get("id", "")] = \
+                self.clock() + timedelta(seconds=DIE_SETTLE_S)
 
     def _stream_ended(self, client: Any) -> None:
         """One line for a stream the endpoint refuses, for as long as it does; a warning
@@ -158,7 +170,8 @@ class Watcher:
         for container_id, due in list(self._pending.items()):
             if due <= now:
                 del self._pending[container_id]
-                self._safely(supervisor.check, container_id, now)
+                if not supervisor.restarts.in_progress_id(container_id):  # else: its start
+                    self._safely(supervisor.check, container_id, now)
 
     def _safely(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run one step; a database outage or a Docker refusal is logged, never fatal

@@ -60,6 +60,11 @@ UPDATE containers SET
 WHERE host = %(host)s AND name = %(name)s AND version = %(version)s
 RETURNING version;
 
+-- name: containers_next_due
+-- The earliest strike timer of this host still ahead.
+SELECT min(next_check_at) AS next_check_at FROM containers
+WHERE host = %(host)s AND next_check_at > %(now)s AND removed_at IS NULL;
+
 -- name: containers_restart_unrecorded
 -- The latest restart decided for each container (saved before Docker was asked) when no
 -- event records its outcome: the daemon deciding it stopped in between.
