@@ -8,12 +8,12 @@ fleet's peer_watch every minute) and ``fleet_tick``, a cluster job every 5 s tha
 one event per execution. After a third of the run one daemon is killed with SIGKILL. The
 benchmark reports, for each mode: server connections (sampled every second from
 ``pg_stat_activity``; the median after the warm-up, and the peak), commits per second,
-job start lateness p99 (``started_at - scheduled_for`` of every run after the warm-up), duplicate cluster slots (a slot of
-``fleet_tick`` executed twice), the time from the SIGKILL to the ``peer_silent`` event
-about that host, and the database's growth per host per day at this job mix. Goals:
-connections after the warm-up <= 2 x hosts + 5 (and at the peak <= 4 x hosts + 5),
-lateness p99 < 100 ms, no duplicate, the silent peer
-reported within AEGIS_PEER_TIMEOUT (3 min) + 60 s.
+job start lateness p99 (``started_at - scheduled_for`` of every run after the warm-up),
+duplicate cluster slots (a slot of ``fleet_tick`` executed twice), the time from the
+SIGKILL to the ``peer_silent`` event about that host, and the database's growth per host
+per day at this job mix. Goals: connections after the warm-up <= 2 x hosts + 5 (at the
+peak <= 4 x hosts + 5), lateness p99 < 100 ms, no duplicate, the silent peer reported
+within AEGIS_PEER_TIMEOUT (3 min) + 60 s.
 """
 
 from __future__ import annotations
