@@ -7,6 +7,8 @@ direct listening connection."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -62,12 +64,18 @@ def heartbeat_of(url: str, host: str) -> bool:
                          host))
 
 
+def stop(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+
+
 def busy(spawn: Spawner, env: dict[str, str], url: str, host: str,  # noqa: F811
-         count: Callable[[], Counter[str]]) -> list[Counter[str]]:
+         count: Callable[[], Counter[str]]
+         ) -> tuple[subprocess.Popen[bytes], list[Counter[str]]]:
     """A daemon with jobs every second and twelve one-second tasks for its four workers,
     its connections sampled while the tasks run; every task done."""
-    spawn(daemon_env(env, AEGIS_HOST=host, AEGIS_WORKERS="4",
-                     AEGIS_HOME=f"{env['AEGIS_HOME']}-{host}"))
+    daemon = spawn(daemon_env(env, AEGIS_HOST=host, AEGIS_WORKERS="4",
+                              AEGIS_HOME=f"{env['AEGIS_HOME']}-{host}"))
     wait_for(lambda: heartbeat_of(url, host), 30, "the busy daemon's heartbeat")
     for n in range(12):
         sql_rows(url, "INSERT INTO tasks (job_id, args, requested_by) VALUES "
@@ -76,7 +84,7 @@ def busy(spawn: Spawner, env: dict[str, str], url: str, host: str,  # noqa: F811
     samples = sampled(count, 5)
     wait_for(lambda: sql_rows(url, "SELECT count(*) AS n FROM tasks WHERE status = 'done'")
              [0]["n"] == 12, 60, "the twelve tasks done")
-    return samples
+    return daemon, samples
 
 
 def assert_within(samples: list[Counter[str]], budget: int) -> None:
@@ -89,14 +97,15 @@ def test_a_daemon_holds_two_connections_idle_and_four_busy(
         pg_admin_url: str) -> None:
     idle_env = {**aegis_env, "AEGIS_HOST": "idle-host", "AEGIS_HEARTBEAT_INTERVAL": "1",
                 "AEGIS_REMEDIATION": "off"}
-    spawn(idle_env)
+    idle_daemon = spawn(idle_env)
     wait_for(lambda: heartbeat_of(database_url, "idle-host"), 30, "the daemon's heartbeat")
     idle = settled(lambda: on_server(pg_admin_url, "idle-host"))
     assert_within(idle, IDLE_BUDGET)
     assert all(sample["listen"] == 1 for sample in idle), idle  # one listener for all
+    stop(idle_daemon)  # else it may take the busy daemon's tasks before it advertises them
 
-    samples = busy(spawn, aegis_env, database_url, "busy-host",
-                   lambda: on_server(pg_admin_url, "busy-host"))
+    _, samples = busy(spawn, aegis_env, database_url, "busy-host",
+                      lambda: on_server(pg_admin_url, "busy-host"))
     assert_within(samples, BUSY_BUDGET)
     assert max(sample["pool"] for sample in samples) >= 2  # it was busy indeed
 
@@ -106,18 +115,20 @@ def test_through_pgbouncer_in_transaction_mode_polling_or_listening_directly(
         pg_admin_url: str, pgbouncer: PgBouncer) -> None:
     pooled = {**aegis_env, "AEGIS_DATABASE_URL": pgbouncer.url(database_url),
               "AEGIS_DATABASE_POOLER": "transaction", "AEGIS_LISTEN_POLL_INTERVAL": "0.5"}
-    spawn({**pooled, "AEGIS_HOST": "pooled-idle", "AEGIS_HEARTBEAT_INTERVAL": "1",
-           "AEGIS_REMEDIATION": "off"})
+    idle_daemon = spawn({**pooled, "AEGIS_HOST": "pooled-idle",
+                         "AEGIS_HEARTBEAT_INTERVAL": "1", "AEGIS_REMEDIATION": "off"})
     wait_for(lambda: heartbeat_of(database_url, "pooled-idle"), 30, "the daemon's heartbeat")
     idle = settled(lambda: on_pgbouncer(pgbouncer, "pooled-idle"))
     assert_within(idle, IDLE_BUDGET)
     assert all(sample["listen"] == 0 for sample in idle)  # no LISTEN through the pooler
     assert on_server(pg_admin_url, "pooled-idle")["listen"] == 0
+    stop(idle_daemon)
 
     # polling: the queued tasks are found and run, and the busy daemon keeps its budget
-    samples = busy(spawn, pooled, database_url, "pooled-busy",
-                   lambda: on_pgbouncer(pgbouncer, "pooled-busy"))
+    busy_daemon, samples = busy(spawn, pooled, database_url, "pooled-busy",
+                                lambda: on_pgbouncer(pgbouncer, "pooled-busy"))
     assert_within(samples, BUSY_BUDGET - 1)  # the pool only: nothing listens
+    stop(busy_daemon)
 
     # listening on a direct connection beside the pooled ones: a task wakes the daemon,
     # which would otherwise sleep until its next heartbeat, 30 s away
