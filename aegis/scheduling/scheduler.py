@@ -209,9 +209,9 @@ class Scheduler:
     def unschedule_job(self, job_id: str) -> None:
         with self._lock:
             self._unschedule(job_id)
+            self._backlog.pop(job_id, None)
 
     def _unschedule(self, job_id: str) -> None:
-        self._backlog.pop(job_id, None)
         self._schedule.jobs[:] = [j for j in self._schedule.jobs
                                   if not (isinstance(j, SlotJob) and j.aegis_job.id == job_id)]
 
