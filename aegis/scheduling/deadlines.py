@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from aegis.core.durations import format_duration_s
 from aegis.core.jsonable import jsonable
 from aegis.scheduling.registry import Job
 from aegis.scheduling.repository import Runs
@@ -104,6 +103,14 @@ def watch_jobs(runtime: Runtime, jobs: Iterable[Job], now: datetime) -> list[Eve
     return recorded
 
 
+def _span(seconds: float) -> str:
+    """88200 -> '24h30m'."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, rest = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (rest, "s"))
+                   if n) or "0s"
+
+
 def _local(job: Job, moment: datetime | None) -> str:
     return "never" if moment is None else moment.astimezone(job.zone).strftime(
         "%Y-%m-%d %H:%M %Z")
@@ -112,7 +119,7 @@ def _local(job: Job, moment: datetime | None) -> str:
 def silent_event(runtime: Runtime, job: Job, watch: Watch, now: datetime
                  ) -> tuple[Event, Notification]:
     assert job.expect_every_s is not None
-    expected = format_duration_s(job.expect_every_s)
+    expected = _span(job.expect_every_s)
     since = (f"since its {_local(job, watch.last_ok_slot)} slot"
              if watch.last_ok_slot is not None
              else f"since it was first watched, {_local(job, watch.watched_since)}")
