@@ -4,11 +4,13 @@ AEGIS_TIMEZONE setting."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from aegis.core.clock import day_bounds, instant, offset_text, zone
+from aegis.core.clock import day_bounds, instant, offset_text, wall_time, zone
 from aegis.core.config import MisfirePolicy, load_settings
 from aegis.core.errors import ConfigError, UsageError
 from aegis.scheduling import triggers
@@ -232,3 +234,76 @@ def test_offset_text():
     assert offset_text(t("2026-07-01 12:00").astimezone(NEW_YORK)) == "-04:00"
     assert offset_text(t("2026-07-01 12:00").astimezone(LORD_HOWE)) == "+10:30"
     assert offset_text(t("2026-07-01 12:00")) == "+00:00"
+
+
+# --- the worked tables of docs/jobs.md ---
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "jobs.md"
+DOC_TRIGGERS = ('daily("01:30")', 'daily("02:30")', 'daily("03:00")',
+                'cron("0,30 1-3 * * *")', 'every(hours=1)')
+DOC_NIGHTS = {"2026-03-29": "the clocks go forward, 02:00 CET becomes 03:00 CEST",
+              "2026-10-25": "the clocks go back, 03:00 CEST becomes 02:00 CET"}
+
+
+def doc_trigger(text: str) -> triggers.Trigger:
+    name, _, args = text.partition("(")
+    if name == "every":
+        return triggers.every(hours=1)
+    made = triggers.daily(args.strip('")')) if name == "daily" else \
+        triggers.cron(args.strip('")'))
+    return triggers.in_zone(made, BERLIN)
+
+
+def night_rows(text: str, day: date) -> list[str]:
+    """One row per slot of the trigger ``text`` from 00:00 to 05:00 Berlin time."""
+    trigger = doc_trigger(text)
+    start, _ = day_bounds(day, BERLIN)
+    end = instant(datetime.combine(day, datetime.min.time()) + timedelta(hours=5), BERLIN)
+    walls: dict[datetime, list[str]] = {}
+    if isinstance(trigger, triggers.WallClock):
+        moment = datetime.combine(day, datetime.min.time())
+        limit = moment.replace(hour=5)
+        while (moment := trigger.wall_after(moment)) < limit:
+            note = ""
+            if wall_time(instant(moment, BERLIN), BERLIN) != moment:
+                note = " (skipped)"
+            elif moment.replace(tzinfo=BERLIN, fold=1).utcoffset() != \
+                    moment.replace(tzinfo=BERLIN).utcoffset():
+                note = " (first of two)"
+            walls.setdefault(instant(moment, BERLIN), []).append(f"{moment:%H:%M}{note}")
+    slots = sorted(walls) if walls else night(trigger, start.strftime("%Y-%m-%d %H:%M"),
+                                               end.strftime("%Y-%m-%d %H:%M"))
+    rows = []
+    for index, slot in enumerate(slots):
+        local = slot.astimezone(BERLIN)
+        name = f"`{text}`" if index == 0 else ""
+        rows.append(f"| {name} | {', '.join(walls.get(slot, ['—']))} | {slot:%m-%d %H:%M} | "
+                    f"{local:%H:%M} {local.tzname()} |")
+    return rows
+
+
+def night_block(day_text: str) -> str:
+    day = date.fromisoformat(day_text)
+    lines = [f"<!-- dst-night:{day_text}:start -->",
+             f"**{day:%A %d %B %Y}**, Europe/Berlin: {DOC_NIGHTS[day_text]}. Slots from "
+             "00:00 to 05:00 Berlin time:", "",
+             "| trigger | wall-clock slot | `scheduled_for` (UTC) | runs at (Berlin) |",
+             "|---|---|---|---|"]
+    for text in DOC_TRIGGERS:
+        lines += night_rows(text, day)
+    lines.append(f"<!-- dst-night:{day_text}:end -->")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("day_text", sorted(DOC_NIGHTS))
+def test_the_worked_tables_in_the_docs_are_what_the_code_computes(day_text: str):
+    """To refresh them after a change: AEGIS_REGENERATE_DOCS=1 pytest -k worked_tables."""
+    start_mark = f"<!-- dst-night:{day_text}:start -->"
+    end_mark = f"<!-- dst-night:{day_text}:end -->"
+    docs = DOCS.read_text(encoding="utf-8")
+    start, end = docs.index(start_mark), docs.index(end_mark) + len(end_mark)
+    if os.environ.get("AEGIS_REGENERATE_DOCS") == "1":
+        DOCS.write_text(docs[:start] + night_block(day_text) + docs[end:], encoding="utf-8")
+        docs = DOCS.read_text(encoding="utf-8")
+        start, end = docs.index(start_mark), docs.index(end_mark) + len(end_mark)
+    assert docs[start:end] == night_block(day_text), "docs/jobs.md is stale; see docstring"
