@@ -168,7 +168,10 @@ def test_the_image_runs_non_root_turns_healthy_and_stops_cleanly(
         aegis_image, detach=True, network_mode="host",
         environment={"AEGIS_DATABASE_URL": container_dsn, "AEGIS_HOST": "image-test",
                      "AEGIS_HTTP_ADDR": f"127.0.0.1:{http_port}",
-                     "AEGIS_HEARTBEAT_INTERVAL": "2s", "AEGIS_SHUTDOWN_GRACE": "5s"},
+                     "AEGIS_HEARTBEAT_INTERVAL": "2s", "AEGIS_SHUTDOWN_GRACE": "5s",
+                     # zones from the tzdata package aegis installs, as on a base image
+                     # without /usr/share/zoneinfo
+                     "AEGIS_TIMEZONE": "Europe/Berlin", "PYTHONTZPATH": "/no/zoneinfo"},
         volumes={str(DOCKER_SOCKET): {"bind": "/var/run/docker.sock", "mode": "rw"}},
         group_add=[str(socket_gid)],
         # Only the timing is overridden; the test command is the image's own.
@@ -194,6 +197,12 @@ def test_the_image_runs_non_root_turns_healthy_and_stops_cleanly(
 
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=10) as r:
             assert r.status == 200
+
+        code, output = container.exec_run(["aegis", "jobs", "list", "--json"])
+        assert code == 0, output.decode()
+        morning = next(job for job in json.loads(output) if job["id"] == "morning_status")
+        assert (morning["trigger"], morning["timezone"]) == ("daily at 06:00 Europe/Berlin",
+                                                             "Europe/Berlin")
 
         started = time.monotonic()
         container.stop(timeout=30)
