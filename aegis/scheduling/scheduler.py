@@ -241,6 +241,8 @@ class Scheduler:
             return sum(len(waiting) for waiting in self._backlog.values())
 
     def _from_backlog(self, due: list[Slot]) -> list[Slot]:
+        if not self._backlog:
+            return []
         busy = self.runner.running_jobs() | {slot.job.id for slot in due}
         taken = []
         for job_id, waiting in list(self._backlog.items()):
@@ -254,8 +256,7 @@ class Scheduler:
         return taken
 
     def _queue(self, slots: list[Slot], due: list[Slot]) -> None:
-        """A job's slots: the first is due now and the others wait in its backlog, unless
-        slots of the job wait already: then all wait behind them."""
+        """The first of a job's slots is due now, the others wait (all, behind a backlog)."""
         if not slots:
             return
         with self._lock:
