@@ -298,7 +298,7 @@ class Scheduler:
             self.log.debug("job_paused_slot_skipped", job=job.id, slot=first.isoformat())
             return
         plan = plan_due(job.trigger, first, now, job.misfire_grace_s, job.misfire)
-        self._record_missed(job, plan, now, "the loop was too late")
+        self._record_missed(job, plan, now, "passed while the loop was late")
         latest = plan.run[-1] if plan.run else None
         self._queue([Slot(job, at, RunTrigger.SCHEDULE if at == latest else RunTrigger.CATCH_UP)
                      for at in plan.run], self._due)
