@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -183,3 +184,21 @@ def test_the_evening_summary_covers_the_local_day_and_names_its_file_after_it(ma
     path = Path(result["path"])
     assert path.name == "2026-11-01.md"
     assert "America/New_York day 2026-11-01 00:00 to 2026-11-02 00:00." in path.read_text()
+
+
+def test_the_python_api_takes_a_jobs_time_zone_and_lists_it(make_app):
+    app = make_app("host-a", AEGIS_TIMEZONE="Europe/Berlin")
+    app.scheduler.add_job(lambda ctx: None, id="tokyo_report", trigger=triggers.daily("09:00"),
+                          timezone="Asia/Tokyo", misfire="skip", max_runtime_s=60,
+                          expect_every_s=25 * 3600)
+    app.scheduler.add_job(lambda ctx: None, id="local_report", trigger=triggers.daily("09:00"))
+    listed = {job.id: job for job in app.scheduler.list_jobs()}
+    tokyo, local = listed["tokyo_report"], listed["local_report"]
+    assert (tokyo.trigger, tokyo.timezone) == ("daily at 09:00 Asia/Tokyo", "Asia/Tokyo")
+    assert (local.trigger, local.timezone) == ("daily at 09:00 Europe/Berlin", "Europe/Berlin")
+    assert tokyo.next_run is not None
+    assert local.next_run is not None
+    assert tokyo.next_run.astimezone(ZoneInfo("Asia/Tokyo")).hour == 9
+    assert local.next_run.astimezone(ZoneInfo("Europe/Berlin")).hour == 9
+    assert tokyo.to_json()["next_run"].endswith("+00:00")
+    assert listed["morning_status"].trigger == "daily at 06:00 Europe/Berlin"
