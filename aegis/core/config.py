@@ -17,8 +17,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aegis.core import parsing
+from aegis.core.clock import zone
 from aegis.core.durations import parse_time_of_day
 from aegis.core.errors import ConfigError
 
@@ -45,6 +47,12 @@ class DockerScope(StrEnum):
     LABELED = "labeled"  # only containers labelled aegis.enable=true
 
 
+class MisfirePolicy(StrEnum):
+    RUN_ONCE = "run_once"  # the latest missed slot runs once, within the grace
+    SKIP = "skip"  # nothing missed while no daemon ran is run later
+    RUN_ALL = "run_all"  # every missed slot within the grace runs, up to a bound
+
+
 class RemediationMode(StrEnum):
     ON = "on"  # restart and escalate
     OBSERVE = "observe"  # strikes and alerts, never a restart
@@ -61,6 +69,10 @@ class JobOverride:
     cron: str | None = None
     misfire_grace_s: float | None = None
     timeout_s: float | None = None
+    timezone: str | None = None
+    misfire: MisfirePolicy | None = None
+    max_runtime_s: float | None = None  # 0: no max_runtime
+    expect_every_s: float | None = None  # 0: not watched
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class Settings:
     home: Path = Path("~/.aegis")
     journal_dir: Path = Path("~/memory/journal")
     host: str = "localhost"
+    timezone: str = "UTC"
     log_format: LogFormat = LogFormat.AUTO
     log_level: LogLevel = LogLevel.INFO
     job_modules: tuple[str, ...] = ()
@@ -123,6 +136,11 @@ class Settings:
         )
 
     @property
+    def zone(self) -> ZoneInfo:
+        """The zone of AEGIS_TIMEZONE: the daily jobs, calendar triggers and journal days."""
+        return zone(self.timezone)
+
+    @property
     def effective_stable_period_s(self) -> float:
         return self.stable_period_s or 2 * self.strike_interval_s
 
@@ -165,6 +183,9 @@ OPTIONS: tuple[Option, ...] = (
            "Folder the evening digest is written to, as YYYY-MM-DD.md."),
     Option("host", "AEGIS_HOST", "host", parsing.host_name,
            "This host's name in events, runs and heartbeats (default: the hostname)."),
+    Option("timezone", "AEGIS_TIMEZONE", "timezone", parsing.timezone,
+           "IANA time zone of daily, weekly and cron triggers (unless a job sets its own) "
+           "and of the journal's days, e.g. Europe/Berlin."),
     Option("log_format", "AEGIS_LOG_FORMAT", "log.format",
            parsing.member(LogFormat),
            "auto: JSON lines unless stderr is a terminal; json; console; logfmt."),
@@ -233,6 +254,10 @@ _JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "cron": ("cron", lambda raw: parsing.cron_expression(parsing.text(raw))),
     "misfire_grace": ("misfire_grace_s", parsing.duration()),
     "timeout": ("timeout_s", parsing.duration(0.1)),
+    "timezone": ("timezone", parsing.timezone),
+    "misfire": ("misfire", parsing.member(MisfirePolicy)),
+    "max_runtime": ("max_runtime_s", parsing.duration_or_off(0.1)),
+    "expect_every": ("expect_every_s", parsing.duration_or_off(1.0)),
 }
 
 _TRIGGER_KEYS = ("every", "at", "cron")
@@ -280,21 +305,9 @@ def _check_utf8(env: Mapping[str, str]) -> None:
     ours = {o.env for o in OPTIONS if o.env} | {"AEGIS_CONFIG"}
     for name, value in sorted(env.items()):
         if name in ours or name.startswith(JOB_ENV_PREFIX):
-            problem = utf8_problem(value)
+            problem = parsing.utf8_problem(value)
             if problem:
                 raise ConfigError(name, f"is not valid UTF-8 ({problem})")
-
-
-def utf8_problem(text: str) -> str | None:
-    """Where ``text`` (from the environment or the command line, where Python keeps bytes
-    that are not UTF-8 as surrogates) is not UTF-8, or None when it is."""
-    try:
-        text.encode("utf-8")
-        return None
-    except UnicodeEncodeError as exc:
-        code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
-    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
-    return f"{what} at position {at}"
 
 
 def _unknown_key(key: str, known: set[str]) -> str:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from croniter import croniter
 
+from aegis.core.clock import zone
 from aegis.core.durations import parse_duration_s
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -166,3 +167,32 @@ def cron_expression(raw: Any) -> str:
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ValueError(f"{expression!r} is not a 5-field cron expression")
     return expression
+
+
+def timezone(raw: Any) -> str:
+    """An IANA time zone name, as ``zoneinfo`` knows it (``UTC`` in any case)."""
+    return zone(nonempty(raw)).key
+
+
+def duration_or_off(minimum_s: float = 0.0) -> Callable[[Any], float]:
+    """A duration, or ``off`` (0: the check is switched off)."""
+    parse_duration = duration(minimum_s)
+
+    def parse(raw: Any) -> float:
+        if isinstance(raw, str) and raw.strip().lower() in {"off", "none", "0"}:
+            return 0.0
+        return parse_duration(raw)
+
+    return parse
+
+
+def utf8_problem(text: str) -> str | None:
+    """Where ``text`` (from the environment or the command line, where Python keeps bytes
+    that are not UTF-8 as surrogates) is not UTF-8, or None when it is."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
+    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+    return f"{what} at position {at}"
