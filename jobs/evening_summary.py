@@ -1,12 +1,13 @@
-"""evening_summary: the day's digest into the journal folder, memory and channel (22:00 UTC)."""
+"""evening_summary: the day's digest into the journal folder, memory and channel (22:00 in
+AEGIS_TIMEZONE)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import date
 from typing import Any
 
 from aegis.notify.channels import DESCRIPTION_MAX
-from aegis.reports.digest import collect_day, parse_day
+from aegis.reports.digest import collect_day, local_day, parse_day
 from aegis.reports.journal import write_day
 from aegis.reports.markdown import render_day, trim
 from aegis.scheduling import triggers
@@ -15,11 +16,12 @@ from aegis.storage.outbox import Channel, Notification
 
 
 def digest_day(ctx: JobContext) -> date:
-    """The UTC day a run reports on: ``--arg date=YYYY-MM-DD``, else its slot's day (so a
-    22:00 slot caught up after midnight still reports on its own day)."""
+    """The day (of AEGIS_TIMEZONE) a run reports on: ``--arg date=YYYY-MM-DD``, else its
+    slot's day (so a 22:00 slot caught up after midnight still reports on its own day)."""
+    zone = ctx.settings.zone
     if ctx.args.get("date"):
-        return parse_day(str(ctx.args["date"]), today=ctx.now.astimezone(UTC).date())
-    return ctx.scheduled_for.astimezone(UTC).date()
+        return parse_day(str(ctx.args["date"]), today=local_day(ctx.now, zone))
+    return local_day(ctx.scheduled_for, zone)
 
 
 def evening_summary(ctx: JobContext) -> dict[str, Any]:
@@ -57,5 +59,7 @@ def evening_summary(ctx: JobContext) -> dict[str, Any]:
 
 
 def register(registry: Registry) -> None:
+    # Silent (a critical alert) when the day's digest has not succeeded by 22:30.
     registry.add("evening_summary", evening_summary, triggers.daily("22:00"), scope="cluster",
-                 misfire_grace_s=6 * 3600, timeout_s=600)
+                 misfire_grace_s=6 * 3600, timeout_s=600, max_runtime_s=300,
+                 expect_every_s=24.5 * 3600)

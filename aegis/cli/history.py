@@ -8,7 +8,7 @@ from aegis import api
 from aegis.cli.common import fail, print_json, print_table, settings_of, with_app
 from aegis.core.clock import utcnow
 from aegis.core.durations import parse_since
-from aegis.reports.digest import collect_day, parse_day
+from aegis.reports.digest import collect_day, local_day, parse_day
 from aegis.reports.journal import write_day
 from aegis.reports.markdown import render_day
 from aegis.storage.events import Importance
@@ -48,15 +48,15 @@ def events(app: api.Aegis, since: str, event_types: tuple[str, ...], importance:
 
 @click.command("digest")
 @click.option("--date", "day_text", metavar="YYYY-MM-DD",
-              help="The UTC day to summarize (default: today, UTC).")
+              help="The day to summarize, in AEGIS_TIMEZONE (default: today there).")
 @click.option("--stdout", "to_stdout", is_flag=True,
               help="Print the markdown instead of writing the journal file.")
 @click.pass_context
 def digest_command(ctx: click.Context, day_text: str | None, to_stdout: bool) -> None:
     """Write (or print) a day's digest from the database alone."""
-    today = utcnow().date()
-    day = parse_day(day_text, today=today) if day_text is not None else today
     settings = settings_of(ctx)
+    today = local_day(utcnow(), settings.zone)
+    day = parse_day(day_text, today=today) if day_text is not None else today
     with api.connect(settings) as app:
         text = render_day(collect_day(app, day))
     if to_stdout:

@@ -16,8 +16,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aegis.core import parsing
+from aegis.core.clock import zone
 from aegis.core.errors import ConfigError
 from aegis.core.parsing import JOB_ENV_PREFIX, JobOverride, job_overrides
 
@@ -66,6 +68,7 @@ class Settings:
     home: Path = Path("~/.aegis")
     journal_dir: Path = Path("~/memory/journal")
     host: str = "localhost"
+    timezone: str = "UTC"
     log_format: LogFormat = LogFormat.AUTO
     log_level: LogLevel = LogLevel.INFO
     job_modules: tuple[str, ...] = ()
@@ -115,6 +118,11 @@ class Settings:
             f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/"
             f"{quote(self.postgres_db, safe='')}"
         )
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone of AEGIS_TIMEZONE: the daily jobs, calendar triggers and journal days."""
+        return zone(self.timezone)
 
     @property
     def effective_stable_period_s(self) -> float:
@@ -171,6 +179,9 @@ OPTIONS: tuple[Option, ...] = (
            "Folder the evening digest is written to, as YYYY-MM-DD.md."),
     Option("host", "AEGIS_HOST", "host", parsing.host_name,
            "This host's name in events, runs and heartbeats (default: the hostname)."),
+    Option("timezone", "AEGIS_TIMEZONE", "timezone", parsing.timezone,
+           "IANA time zone of daily, weekly and cron triggers (unless a job sets its own) "
+           "and of the journal's days, e.g. Europe/Berlin."),
     Option("log_format", "AEGIS_LOG_FORMAT", "log.format",
            parsing.member(LogFormat),
            "auto: JSON lines unless stderr is a terminal; json; console; logfmt."),
@@ -281,21 +292,9 @@ def _check_utf8(env: Mapping[str, str]) -> None:
     ours = {o.env for o in OPTIONS if o.env} | {"AEGIS_CONFIG"}
     for name, value in sorted(env.items()):
         if name in ours or name.startswith(JOB_ENV_PREFIX):
-            problem = utf8_problem(value)
+            problem = parsing.utf8_problem(value)
             if problem:
                 raise ConfigError(name, f"is not valid UTF-8 ({problem})")
-
-
-def utf8_problem(text: str) -> str | None:
-    """Where ``text`` (from the environment or the command line, where Python keeps bytes
-    that are not UTF-8 as surrogates) is not UTF-8, or None when it is."""
-    try:
-        text.encode("utf-8")
-        return None
-    except UnicodeEncodeError as exc:
-        code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
-    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
-    return f"{what} at position {at}"
 
 
 def _unknown_key(key: str, known: set[str]) -> str:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from croniter import croniter
 
+from aegis.core.clock import zone
 from aegis.core.durations import parse_duration_s, parse_time_of_day
 from aegis.core.errors import ConfigError
 
@@ -172,10 +173,45 @@ def cron_expression(raw: Any) -> str:
     return expression
 
 
+def timezone(raw: Any) -> str:
+    """An IANA time zone name, as ``zoneinfo`` knows it (``UTC`` in any case)."""
+    return zone(nonempty(raw)).key
+
+
+def duration_or_off(minimum_s: float = 0.0) -> Callable[[Any], float]:
+    """A duration, or ``off`` (0: the check is switched off)."""
+    parse_duration = duration(minimum_s)
+
+    def parse(raw: Any) -> float:
+        if isinstance(raw, str) and raw.strip().lower() in {"off", "none", "0"}:
+            return 0.0
+        return parse_duration(raw)
+
+    return parse
+
+
+def utf8_problem(text: str) -> str | None:
+    """Where ``text`` (from the environment or the command line, where Python keeps bytes
+    that are not UTF-8 as surrogates) is not UTF-8, or None when it is."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
+    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+    return f"{what} at position {at}"
+
+
 # --- per-job settings ---
 
 JOB_ENV_PREFIX = "AEGIS_JOB__"
 _JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class MisfirePolicy(StrEnum):
+    RUN_ONCE = "run_once"  # the latest missed slot runs once, within the grace
+    SKIP = "skip"  # nothing missed while no daemon ran is run later
+    RUN_ALL = "run_all"  # every missed slot within the grace runs, up to a bound
 
 
 @dataclass(frozen=True)
@@ -188,6 +224,10 @@ class JobOverride:
     cron: str | None = None
     misfire_grace_s: float | None = None
     timeout_s: float | None = None
+    timezone: str | None = None
+    misfire: MisfirePolicy | None = None
+    max_runtime_s: float | None = None  # 0: no max_runtime
+    expect_every_s: float | None = None  # 0: not watched
 
 
 _JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -197,6 +237,10 @@ _JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "cron": ("cron", lambda raw: cron_expression(text(raw))),
     "misfire_grace": ("misfire_grace_s", duration()),
     "timeout": ("timeout_s", duration(0.1)),
+    "timezone": ("timezone", timezone),
+    "misfire": ("misfire", member(MisfirePolicy)),
+    "max_runtime": ("max_runtime_s", duration_or_off(0.1)),
+    "expect_every": ("expect_every_s", duration_or_off(1.0)),
 }
 
 _TRIGGER_KEYS = ("every", "at", "cron")

@@ -11,9 +11,11 @@ so generating it twice for one date gives the same file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from aegis.core.clock import UTC_ZONE, day_bounds
 from aegis.core.errors import UsageError
 from aegis.scheduling.heartbeat import daemon_status
 from aegis.scheduling.repository import Runs, RunStatus
@@ -41,14 +43,19 @@ LIST_LIMIT = 50
 REASON_CHARS = 160
 
 
-def day_window(day: date) -> tuple[datetime, datetime]:
-    """The UTC day ``day`` as [start, end)."""
-    start = datetime.combine(day, time(0, 0), tzinfo=UTC)
-    return start, start + DAY
+def day_window(day: date, zone: ZoneInfo = UTC_ZONE) -> tuple[datetime, datetime]:
+    """The day ``day`` of ``zone`` (AEGIS_TIMEZONE) as UTC instants [start, end): 23 or 25
+    hours long on the days the clocks change."""
+    return day_bounds(day, zone)
+
+
+def local_day(moment: datetime, zone: ZoneInfo) -> date:
+    """The calendar day of ``zone`` that instant ``moment`` falls on."""
+    return moment.astimezone(zone).date()
 
 
 def parse_day(text: str, *, today: date) -> date:
-    """A YYYY-MM-DD date that is not in the future (UTC)."""
+    """A YYYY-MM-DD date that is not in the future (``today`` is AEGIS_TIMEZONE's)."""
     try:
         day = date.fromisoformat(text.strip())
         if len(text.strip()) != 10:
@@ -57,7 +64,7 @@ def parse_day(text: str, *, today: date) -> date:
         raise UsageError(f"--date {text!r} is not a date (YYYY-MM-DD)") from None
     if day > today:
         raise UsageError(f"--date {day.isoformat()} is in the future (today is "
-                         f"{today.isoformat()} UTC)")
+                         f"{today.isoformat()})")
     return day
 
 
@@ -129,6 +136,7 @@ class DayDigest:
     critical_events: tuple[CriticalEvent, ...]
     open_escalations: tuple[Escalation, ...]
     flapping: tuple[Flapping, ...]
+    zone: ZoneInfo = UTC_ZONE  # AEGIS_TIMEZONE: the day's bounds and the times shown
 
     def runs(self, *statuses: str) -> int:
         return sum(getattr(job, status) for job in self.jobs for status in statuses)
@@ -161,6 +169,7 @@ class DayDigest:
         """The numbers, for an event's details and a job's result."""
         return {
             "date": self.day.isoformat(),
+            "timezone": self.zone.key,
             "runs": {status: self.runs(status) for status in RUN_STATUSES},
             "runs_completed": self.runs_completed,
             "runs_failed": self.runs_failed,
@@ -202,14 +211,15 @@ def _failures(rows: list[Row], key: str) -> tuple[Failure, ...]:
 
 
 def collect_day(runtime: Runtime, day: date) -> DayDigest:
-    """The digest of UTC day ``day``, from SQL aggregates."""
-    start, end = day_window(day)
+    """The digest of day ``day`` of AEGIS_TIMEZONE, from SQL aggregates."""
+    zone = runtime.settings.zone
+    start, end = day_window(day, zone)
     store, runs = runtime.store, Runs(runtime.db)
     by_importance, by_type = _event_counts(store.counts_by_type(start, end, SELF_EVENTS))
     decision_counts = {r["event_type"]: int(r["events"])
                        for r in store.counts_of(DECISION_TYPES, start, end)}
     return DayDigest(
-        day=day,
+        day=day, zone=zone,
         jobs=_jobs(runs.counts_by_job(start, end, SELF_JOBS)),
         events_by_importance=by_importance,
         events_by_type=by_type,
@@ -246,7 +256,7 @@ class HostHealth:
 
 @dataclass(frozen=True)
 class MorningStatus:
-    day: date  # the day reported on (yesterday)
+    day: date  # the day reported on (yesterday, in AEGIS_TIMEZONE)
     as_of: datetime
     jobs: tuple[JobDay, ...]
     events_by_importance: tuple[tuple[str, int], ...]
@@ -255,10 +265,12 @@ class MorningStatus:
     open_escalations: tuple[Escalation, ...]
     maintenance: tuple[tuple[str, str], ...]  # (host, container)
     hosts: tuple[HostHealth, ...]
+    zone: ZoneInfo = UTC_ZONE
 
     def details(self) -> dict[str, Any]:
         return {
             "date": self.day.isoformat(),
+            "timezone": self.zone.key,
             "jobs": {job.job_id: {s: getattr(job, s) for s in RUN_STATUSES
                                   if getattr(job, s)} for job in self.jobs},
             "events": sum(count for _, count in self.events_by_importance),
@@ -274,8 +286,10 @@ class MorningStatus:
 
 
 def collect_status(runtime: Runtime, day: date, now: datetime) -> MorningStatus:
-    """The numbers of UTC day ``day`` (yesterday) and the fleet as it is at ``now``."""
-    start, end = day_window(day)
+    """The numbers of day ``day`` (yesterday, in AEGIS_TIMEZONE) and the fleet as it is
+    at ``now``, after the night."""
+    zone = runtime.settings.zone
+    start, end = day_window(day, zone)
     store = runtime.store
     by_importance, by_type = _event_counts(store.counts_by_type(start, end))
     escalations = _open_escalations(runtime, now)
@@ -286,7 +300,7 @@ def collect_status(runtime: Runtime, day: date, now: datetime) -> MorningStatus:
     hosts = sorted(set(daemons) | set(troubled) | {e.host for e in escalations})
     interval_s = runtime.settings.heartbeat_interval_s
     return MorningStatus(
-        day=day, as_of=now,
+        day=day, zone=zone, as_of=now,
         jobs=_jobs(Runs(runtime.db).counts_by_job(start, end)),
         events_by_importance=by_importance, events_by_type=by_type,
         pending_tasks=Tasks(runtime.db).pending_at(now),

@@ -1,7 +1,8 @@
 """The daemon: one per host and AEGIS_HOME.
 
 The loop reads like a paragraph: run what is due, take queued tasks, close timed-out
-runs, heartbeat, then sleep until the next due time, deadline, heartbeat or wake-up.
+runs and report overrunning ones, heartbeat (and watch for silent jobs), then sleep until
+the next due time, deadline, heartbeat or wake-up.
 Beside it run the registry's services (the HTTP endpoint, the outbox sender, the Docker
 events watcher...), each in a thread of its own; at the end each is drained.
 """
@@ -24,6 +25,7 @@ from aegis.core.clock import utcnow
 from aegis.core.errors import AegisError, DatabaseUnavailable, StoreError
 from aegis.core.logs import get_logger
 from aegis.core.redact import redact_urls
+from aegis.scheduling.deadlines import watch_jobs
 from aegis.scheduling.heartbeat import (
     PID_FILE,
     Heartbeat,
@@ -128,6 +130,7 @@ class Daemon:
             self.scheduler.run_pending()
             self._claim_tasks()
             self.scheduler.runner.reap_timeouts()
+            self.scheduler.runner.report_overruns()
             ticks += 1
             if self.ticks is not None and ticks >= self.ticks:
                 break
@@ -139,10 +142,13 @@ class Daemon:
 
     def _run_once(self) -> int:
         self._claim_tasks()
-        while self.scheduler.runner.in_flight():
-            self.scheduler.runner.reap_timeouts()
+        runner = self.scheduler.runner
+        while self.scheduler.run_backlog() or runner.in_flight():
+            runner.reap_timeouts()
+            runner.report_overruns()
             self.wake.wait(0.2)
             self.wake.clear()
+        self._watch_jobs()
         self._services_once()
         outcomes = self.scheduler.outcomes
         runs = sum(outcomes.values())
@@ -279,7 +285,19 @@ class Daemon:
             self.tasks.recover_abandoned()
         except StoreError as exc:
             self.log.warning("heartbeat_database_failed", error=str(exc))
+        self._watch_jobs()
         self._ping_heartbeat_url()
+
+    def _watch_jobs(self) -> None:
+        """job_silent and job_resumed (aegis/scheduling/deadlines.py)."""
+        if not self._db_ready:
+            return
+        try:
+            running = self.scheduler.runner.running_jobs()  # given until their run ends
+            watch_jobs(self.runtime, [job for job in self.registry if job.id not in running],
+                       self.clock())
+        except StoreError as exc:
+            self.log.warning("job_watch_failed", error=str(exc))
 
     def _refresh_from_database(self) -> None:
         if not self._db_ready:

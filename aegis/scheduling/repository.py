@@ -123,11 +123,12 @@ class Runs:
     # --- the jobs table ---
 
     def advertise(self, *, ids: Sequence[str], descriptions: Sequence[str],
-                  triggers: Sequence[str], scopes: Sequence[str],
+                  triggers: Sequence[str], timezones: Sequence[str], scopes: Sequence[str],
                   next_runs: Sequence[datetime | None], seen_by: str, now: datetime) -> None:
         self.db.execute("upsert_jobs", ids=list(ids), descriptions=list(descriptions),
-                        triggers=list(triggers), scopes=list(scopes),
-                        next_runs=list(next_runs), seen_by=seen_by, now=now)
+                        triggers=list(triggers), timezones=list(timezones),
+                        scopes=list(scopes), next_runs=list(next_runs), seen_by=seen_by,
+                        now=now)
 
     def job_rows(self) -> dict[str, Row]:
         """Every job some daemon advertised: id -> its row."""
@@ -138,6 +139,21 @@ class Runs:
 
     def set_paused(self, job_id: str, paused: bool, now: datetime, by: str) -> None:
         self.db.execute("set_paused", id=job_id, paused=paused, now=now, by=by)
+
+    # --- the silence watch (aegis/scheduling/deadlines.py) ---
+
+    def watched(self, job_ids: Sequence[str]) -> list[Row]:
+        """id, paused, watched_since, silent_since, last_ok_slot, last_ok_finished_at."""
+        return self.db.fetch_all("watched_jobs", ids=list(job_ids))
+
+    def mark_silent(self, job_id: str, now: datetime, last_ok_slot: datetime | None) -> bool:
+        """True for the one caller that made the job silent."""
+        return self.db.fetch_one("mark_silent", id=job_id, now=now,
+                                 last_ok_slot=last_ok_slot) is not None
+
+    def mark_resumed(self, job_id: str, now: datetime) -> bool:
+        """True for the one caller that ended the job's silence."""
+        return self.db.fetch_one("mark_resumed", id=job_id, now=now) is not None
 
     # --- daemons ---
 

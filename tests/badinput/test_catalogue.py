@@ -93,6 +93,16 @@ ENV_CASES = [
          names=("AEGIS_JOB__EVENING_SUMMARY__CRON", "5-field cron")),
     Case("job-enabled-not-boolean", {"AEGIS_JOB__HEALTH_CHECK__ENABLED": "perhaps"},
          names=("AEGIS_JOB__HEALTH_CHECK__ENABLED", "not a boolean")),
+    Case("timezone-unknown", {"AEGIS_TIMEZONE": "Mars/Olympus"},
+         names=("AEGIS_TIMEZONE: 'Mars/Olympus' is not a time zone",)),
+    Case("timezone-a-folder", {"AEGIS_TIMEZONE": "Europe"},
+         names=("AEGIS_TIMEZONE: 'Europe' is not a time zone",)),
+    Case("job-timezone-unknown", {"AEGIS_JOB__MORNING_STATUS__TIMEZONE": "Mars/Olympus"},
+         names=("AEGIS_JOB__MORNING_STATUS__TIMEZONE", "is not a time zone")),
+    Case("job-misfire-unknown", {"AEGIS_JOB__EVENING_SUMMARY__MISFIRE": "sometimes"},
+         names=("AEGIS_JOB__EVENING_SUMMARY__MISFIRE", "run_once, skip, run_all")),
+    Case("job-expect-every-words", {"AEGIS_JOB__EVENING_SUMMARY__EXPECT_EVERY": "daily"},
+         names=("AEGIS_JOB__EVENING_SUMMARY__EXPECT_EVERY", "not a duration")),
     Case("config-file-missing", {"AEGIS_CONFIG": "/nonexistent/aegis.toml"},
          names=("AEGIS_CONFIG", "cannot read")),
     Case("job-module-missing", {"AEGIS_JOB_MODULES": "no_such_package.jobs"},
@@ -127,6 +137,10 @@ TOML_CASES = [
          names=("AEGIS_CONFIG", "cannot read")),
     Case("toml-retention-words", toml="[retention]\nevents = 'a month'\n",
          names=("retention.events",)),
+    Case("toml-timezone-unknown", toml="timezone = 'Mars/Olympus'\n",
+         names=("timezone", "is not a time zone")),
+    Case("toml-job-max-runtime-negative", toml="[jobs.evening_summary]\nmax_runtime = -5\n",
+         names=("jobs.evening_summary.max_runtime", "at least 0.1s")),
 ]
 
 # --- command-line arguments ---

@@ -151,6 +151,14 @@ def image_runs_aegis_as_built(client: Any, stack: Stack, aegis_id: str) -> None:
     healthz = stack.exec("aegis", "python", "-c", "import urllib.request; print(urllib."
                          "request.urlopen('http://127.0.0.1:9465/healthz').status)")
     assert healthz.stdout.strip() == "200", healthz.stderr
+    # time zones from the tzdata package aegis installs, as on a base image without
+    # /usr/share/zoneinfo
+    listed = stack.exec("aegis", "env", "AEGIS_TIMEZONE=Europe/Berlin",
+                        "PYTHONTZPATH=/no/zoneinfo", "aegis", "jobs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    morning = next(job for job in json.loads(listed.stdout) if job["id"] == "morning_status")
+    assert (morning["trigger"], morning["timezone"]) == ("daily at 06:00 Europe/Berlin",
+                                                         "Europe/Berlin")
 
 
 def survives_a_database_restart(stack: Stack, sibling: Any) -> None:

@@ -1,9 +1,10 @@
-"""The digest's pure parts: the UTC-day window, date parsing, markdown rendering, trimming,
-daemon health and retention cut-offs."""
+"""The digest's pure parts: the day window (UTC, and a local day), date parsing, markdown
+rendering, trimming, daemon health and retention cut-offs."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -197,3 +198,20 @@ def test_retention_cutoffs() -> None:
     assert cutoffs.job_runs == datetime(2025, 12, 2, 6, 0, tzinfo=UTC)
     assert cutoffs.outbox == datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
     assert cutoffs.containers == datetime(2026, 2, 23, 6, 0, tzinfo=UTC)
+
+
+def test_a_local_day_is_bounded_and_shown_in_aegis_timezone() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    start, end = day_window(date(2026, 3, 29), berlin)  # the clocks went forward
+    assert (start, end) == (datetime(2026, 3, 28, 23, 0, tzinfo=UTC),
+                            datetime(2026, 3, 29, 22, 0, tzinfo=UTC))
+    text = render_day(digest(day=date(2026, 3, 29), zone=berlin, decisions=(
+        Decision(datetime(2026, 3, 29, 1, 30, tzinfo=UTC), "container_restarted", "web",
+                 "host-a", "probe"),)))
+    assert text.startswith("# aegis digest — 2026-03-29\n\nEurope/Berlin day 2026-03-29 "
+                           "00:00 to 2026-03-30 00:00.\n")
+    assert "- 03:30 restarted **web** on host-a — probe\n" in text  # 01:30 UTC is 03:30 CEST
+    assert digest(zone=berlin).details()["timezone"] == "Europe/Berlin"
+    shown = render_status(status(zone=berlin, open_escalations=(
+        Escalation("web", "host-a", datetime(2026, 3, 1, 4, 0, tzinfo=UTC), "spent"),)))
+    assert "- **web** on host-a since 2026-03-01 05:00: spent\n" in shown

@@ -62,10 +62,15 @@ ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING;
 SELECT * FROM job_runs WHERE id = %(id)s;
 
 -- name: last_slot
--- The latest slot of a job in a scope that any daemon has recorded.
-SELECT max(scheduled_for) AS scheduled_for
+-- The latest slot of a job in a scope that any daemon has recorded: a 'missed' row stands
+-- for a gap of slots, up to the one its result names last.
+SELECT CASE WHEN status = 'missed' AND result ? 'last'
+            THEN greatest(scheduled_for, (result ->> 'last')::timestamptz)
+            ELSE scheduled_for END AS scheduled_for
 FROM job_runs
-WHERE job_id = %(job_id)s AND scope_key = %(scope_key)s AND trigger <> 'manual';
+WHERE job_id = %(job_id)s AND scope_key = %(scope_key)s AND trigger <> 'manual'
+ORDER BY job_runs.scheduled_for DESC
+LIMIT 1;
 
 -- name: interrupt_stale_runs
 -- Runs left 'running' on this host by a daemon instance that is gone.
@@ -92,15 +97,17 @@ ORDER BY job_id, scheduled_for DESC, id DESC;
 -- name: upsert_jobs
 -- Advertise the jobs this daemon runs (for jobs list and pause flags), in one statement;
 -- in id order, so two daemons advertising at once cannot deadlock.
-INSERT INTO jobs (id, description, trigger, scope, next_run_at, seen_by, seen_at)
-SELECT id, description, trigger, scope, next_run_at, %(seen_by)s, %(now)s
+INSERT INTO jobs (id, description, trigger, timezone, scope, next_run_at, seen_by, seen_at,
+                  watched_since)
+SELECT id, description, trigger, timezone, scope, next_run_at, %(seen_by)s, %(now)s, %(now)s
 FROM unnest(%(ids)s::text[], %(descriptions)s::text[], %(triggers)s::text[],
-            %(scopes)s::text[], %(next_runs)s::timestamptz[])
-     AS j (id, description, trigger, scope, next_run_at)
+            %(timezones)s::text[], %(scopes)s::text[], %(next_runs)s::timestamptz[])
+     AS j (id, description, trigger, timezone, scope, next_run_at)
 ORDER BY id
 ON CONFLICT (id) DO UPDATE
-SET description = EXCLUDED.description, trigger = EXCLUDED.trigger, scope = EXCLUDED.scope,
-    next_run_at = EXCLUDED.next_run_at, seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;
+SET description = EXCLUDED.description, trigger = EXCLUDED.trigger,
+    timezone = EXCLUDED.timezone, scope = EXCLUDED.scope, next_run_at = EXCLUDED.next_run_at,
+    seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;
 
 -- name: list_job_rows
 -- Every job row.
@@ -111,12 +118,51 @@ SELECT * FROM jobs ORDER BY id;
 SELECT id FROM jobs WHERE paused;
 
 -- name: set_paused
--- Pause or resume a job (a row is created for a job no daemon has advertised yet).
-INSERT INTO jobs (id, paused, paused_at, paused_by)
+-- Pause or resume a job (a row is created for a job no daemon has advertised yet); a
+-- resumed job's silence watch starts again from now.
+INSERT INTO jobs (id, paused, paused_at, paused_by, watched_since)
 VALUES (%(id)s, %(paused)s, CASE WHEN %(paused)s THEN %(now)s::timestamptz END,
-        CASE WHEN %(paused)s THEN %(by)s END)
+        CASE WHEN %(paused)s THEN %(by)s END, %(now)s)
 ON CONFLICT (id) DO UPDATE
-SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at, paused_by = EXCLUDED.paused_by;
+SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at, paused_by = EXCLUDED.paused_by,
+    watched_since = CASE WHEN jobs.paused AND NOT EXCLUDED.paused THEN EXCLUDED.watched_since
+                         ELSE jobs.watched_since END;
+
+-- name: watched_jobs
+-- What the silence watch reads of jobs: pause flag, since when watched and silent, and
+-- the slot and end of the latest successful run on any host (one index probe per job).
+SELECT j.id, j.paused, j.watched_since, j.silent_since, ok.scheduled_for AS last_ok_slot,
+       ok.finished_at AS last_ok_finished_at
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT r.scheduled_for, r.finished_at
+    FROM job_runs r
+    WHERE r.job_id = j.id AND r.status = 'ok'
+    ORDER BY r.scheduled_for DESC
+    LIMIT 1
+) ok ON true
+WHERE j.id = ANY(%(ids)s::text[])
+ORDER BY j.id;
+
+-- name: mark_silent
+-- A job goes silent, unless it is already, is paused, or a successful run later than the
+-- one the watch saw has come in since: one daemon among all wins and records job_silent.
+UPDATE jobs
+SET silent_since = %(now)s
+WHERE id = %(id)s AND silent_since IS NULL AND NOT paused
+  AND NOT EXISTS (SELECT 1 FROM job_runs r
+                  WHERE r.job_id = %(id)s AND r.status = 'ok'
+                    AND (%(last_ok_slot)s::timestamptz IS NULL
+                         OR r.scheduled_for > %(last_ok_slot)s))
+RETURNING id;
+
+-- name: mark_resumed
+-- A silent job ran successfully again: one daemon among all records job_resumed, and the
+-- watch starts again from now.
+UPDATE jobs
+SET silent_since = NULL, watched_since = %(now)s
+WHERE id = %(id)s AND silent_since IS NOT NULL
+RETURNING id;
 
 -- name: upsert_daemon
 -- This daemon's heartbeat.
