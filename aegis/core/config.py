@@ -48,6 +48,11 @@ class DatabasePooler(StrEnum):
     TRANSACTION = "transaction"  # through a pooler in transaction mode (PgBouncer)
 
 
+class DigestScope(StrEnum):
+    HOST = "host"  # every daemon writes the digest of its own host
+    FLEET = "fleet"  # one daemon writes one digest of every host sharing the database
+
+
 class RemediationMode(StrEnum):
     ON = "on"  # restart and escalate
     OBSERVE = "observe"  # strikes and alerts, never a restart
@@ -67,6 +72,7 @@ class Settings:
     listen_poll_s: float = 2.0
     home: Path = Path("~/.aegis")
     journal_dir: Path = Path("~/memory/journal")
+    digest_scope: DigestScope = DigestScope.HOST
     host: str = "localhost"
     timezone: str = "UTC"
     log_format: LogFormat = LogFormat.AUTO
@@ -177,6 +183,9 @@ OPTIONS: tuple[Option, ...] = (
            "State folder: embedded database, pid file, heartbeat file, event spool."),
     Option("journal_dir", "AEGIS_JOURNAL_DIR", "journal_dir", parsing.folder,
            "Folder the evening digest is written to, as YYYY-MM-DD.md."),
+    Option("digest_scope", "AEGIS_DIGEST_SCOPE", "digest_scope", parsing.member(DigestScope),
+           "host: each host's daemon writes the digest of its own host; fleet: one digest "
+           "of every host sharing the database, written once."),
     Option("host", "AEGIS_HOST", "host", parsing.host_name,
            "This host's name in events, runs and heartbeats (default: the hostname)."),
     Option("timezone", "AEGIS_TIMEZONE", "timezone", parsing.timezone,

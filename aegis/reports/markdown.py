@@ -13,10 +13,14 @@ from aegis.reports.digest import (
     RUN_STATUSES,
     DayDigest,
     Escalation,
+    HostHealth,
     JobDay,
     MorningStatus,
     day_window,
 )
+
+# The order a fleet's hosts are counted in: the ones that need a look first.
+HOST_STATES = ("silent", "stale", "unknown", "running", "stopped")
 
 
 def _text(value: str, limit: int = REASON_CHARS) -> str:
@@ -74,8 +78,9 @@ def render_day(digest: DayDigest) -> str:
     """The digest as markdown: the same digest always gives the same text."""
     zone = digest.zone
     start, end = day_window(digest.day, zone)
+    scope = "every host" if digest.host is None else f"host {_text(digest.host, 80)}"
     out = [f"# aegis digest — {digest.day.isoformat()}", "",
-           f"{zone.key} day {_stamp(start, zone)} to {_stamp(end, zone)}.", "",
+           f"{zone.key} day {_stamp(start, zone)} to {_stamp(end, zone)}, {scope}.", "",
            "## Summary", "",
            f"- Runs: {digest.runs_completed} completed, {digest.runs_failed} failed, "
            f"{digest.runs('running')} still running, {digest.runs('missed')} missed",
@@ -149,13 +154,24 @@ def render_status(status: MorningStatus) -> str:
                                           for e in status.open_escalations), ""]
     out.append("**In maintenance**: "
                + (", ".join(_where(c, h) for h, c in status.maintenance) or "none"))
-    out += ["", "**Fleet**"]
-    out += [f"- {_text(h.host, 80)}: daemon {h.daemon}"
-            + (f" (heartbeat {h.heartbeat_age_s:g}s ago)" if h.heartbeat_age_s is not None
-               else "")
-            + f", {h.troubled_containers} container(s) unwell, "
-            f"{h.open_escalations} escalated" for h in status.hosts] or ["- no hosts seen"]
+    if len(status.hosts) > 1:
+        states = ", ".join(f"{sum(1 for h in status.hosts if h.daemon == state)} {state}"
+                           for state in HOST_STATES
+                           if any(h.daemon == state for h in status.hosts))
+        out += ["", f"**Fleet**: {len(status.hosts)} hosts ({states})"]
+        out += [f"- {_host_line(h)}" for h in status.hosts]
+    elif status.hosts:
+        out += ["", f"**Host**: {_host_line(status.hosts[0])}"]
     return "\n".join(out) + "\n"
+
+
+def _host_line(h: HostHealth) -> str:
+    seen = [f"heartbeat {h.heartbeat_age_s:g}s ago"] if h.heartbeat_age_s is not None else []
+    seen += [_text(h.version, 40)] if h.version else []
+    return (f"{_text(h.host, 80)}: daemon {h.daemon}"
+            + (f" ({', '.join(seen)})" if seen else "")
+            + f", {h.supervised} supervised, {h.unhealthy} unhealthy now, "
+            f"{h.troubled_containers} unwell since yesterday, {h.open_escalations} escalated")
 
 
 def trim(text: str, limit: int) -> str:

@@ -106,10 +106,12 @@ class Service:
 
 class Registry:
     """The jobs and services of one daemon. ``zone`` (AEGIS_TIMEZONE) is the zone of every
-    daily, weekly and cron trigger added without one of its own."""
+    daily, weekly and cron trigger added without one of its own; ``settings`` are what a
+    job module's ``register`` may read to shape its jobs (the defaults when not given)."""
 
-    def __init__(self, zone: ZoneInfo = UTC_ZONE) -> None:
+    def __init__(self, zone: ZoneInfo = UTC_ZONE, settings: Settings | None = None) -> None:
         self.zone = zone
+        self.settings = settings or Settings()
         self._jobs: dict[str, Job] = {}
         self._services: dict[str, Service] = {}
         self._lock = threading.Lock()
@@ -239,7 +241,7 @@ def load_jobs(settings: Settings, registry: Registry | None = None) -> Registry:
 
     A module that fails to import or to register raises ConfigError naming it.
     """
-    registry = registry or Registry(settings.zone)
+    registry = registry or Registry(settings.zone, settings)
     builtin_jobs = importlib.import_module(BUILTIN_JOBS)
     names = [f"{BUILTIN_JOBS}.{m.name}" for m in pkgutil.iter_modules(builtin_jobs.__path__)
              if not m.name.startswith("_")]

@@ -191,15 +191,16 @@ class Runs:
     # --- what the digest, the morning status, /metrics and retention read ---
 
     def counts_by_job(self, start: datetime, end: datetime,
-                      exclude_jobs: Sequence[str] = ()) -> list[Row]:
-        """Runs of [start, end) per job, one column per status."""
+                      exclude_jobs: Sequence[str] = (), host: str | None = None
+                      ) -> list[Row]:
+        """Runs of [start, end) per job, one column per status (on ``host``; None: all)."""
         return self.db.fetch_all("digest_job_runs", start=start, end=end,
-                                 exclude_jobs=list(exclude_jobs))
+                                 exclude_jobs=list(exclude_jobs), host=host)
 
     def failures_by_job(self, start: datetime, end: datetime,
-                        exclude_jobs: Sequence[str]) -> list[Row]:
+                        exclude_jobs: Sequence[str], host: str | None = None) -> list[Row]:
         return self.db.fetch_all("digest_job_failures", start=start, end=end,
-                                 exclude_jobs=list(exclude_jobs))
+                                 exclude_jobs=list(exclude_jobs), host=host)
 
     def counts_by_status(self, since: datetime) -> list[Row]:
         return self.db.fetch_all("metrics_job_runs", since=since)

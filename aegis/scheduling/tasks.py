@@ -129,9 +129,10 @@ class Tasks:
         that never claimed a run."""
         return self.db.fetch_all("requeue_abandoned_tasks", taken_before=taken_before)
 
-    def pending_at(self, as_of: datetime) -> int:
-        """How many tasks were waiting at ``as_of``."""
-        row = self.db.fetch_one("digest_pending_tasks", as_of=as_of)
+    def pending_at(self, as_of: datetime, host: str | None = None) -> int:
+        """How many tasks were waiting at ``as_of`` (for ``host``: its own and the
+        unassigned ones)."""
+        row = self.db.fetch_one("digest_pending_tasks", as_of=as_of, host=host)
         return int(row["pending"]) if row else 0
 
 

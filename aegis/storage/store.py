@@ -118,36 +118,42 @@ class Store:
     # --- what the digest, the morning status, /metrics and retention read ---
 
     def counts_by_type(self, start: datetime, end: datetime,
-                       exclude_types: Sequence[str] = ()) -> list[Row]:
-        """(importance, event_type, events) of [start, end)."""
+                       exclude_types: Sequence[str] = (), host: str | None = None
+                       ) -> list[Row]:
+        """(importance, event_type, events) of [start, end), of ``host`` (None: all)."""
         return self.db.fetch_all("digest_event_counts", start=start, end=end,
-                                 exclude_types=list(exclude_types))
+                                 exclude_types=list(exclude_types), host=host)
 
-    def counts_of(self, types: Sequence[str], start: datetime, end: datetime) -> list[Row]:
+    def counts_of(self, types: Sequence[str], start: datetime, end: datetime,
+                  host: str | None = None) -> list[Row]:
         """(event_type, events) of these types in [start, end)."""
         return self.db.fetch_all("digest_decision_counts", types=list(types), start=start,
-                                 end=end)
+                                 end=end, host=host)
 
     def decisions(self, types: Sequence[str], start: datetime, end: datetime,
-                  limit: int) -> list[Row]:
+                  limit: int, host: str | None = None) -> list[Row]:
         """The first container decisions of [start, end): timestamp, event_type,
         container, host, reason."""
         return self.db.fetch_all("digest_decisions", types=list(types), start=start, end=end,
-                                 limit=limit)
+                                 limit=limit, host=host)
 
-    def open_escalations(self, as_of: datetime, limit: int) -> list[Row]:
+    def open_escalations(self, as_of: datetime, limit: int,
+                         host: str | None = None) -> list[Row]:
         """Escalations not recovered or acknowledged at ``as_of``: container, host, since,
         reason."""
-        return self.db.fetch_all("digest_open_escalations", as_of=as_of, limit=limit)
+        return self.db.fetch_all("digest_open_escalations", as_of=as_of, limit=limit,
+                                 host=host)
 
-    def flapping(self, start: datetime, end: datetime, limit: int) -> list[Row]:
+    def flapping(self, start: datetime, end: datetime, limit: int,
+                 host: str | None = None) -> list[Row]:
         """Containers restarted more than once in [start, end): container, host, restarts."""
-        return self.db.fetch_all("digest_flapping", start=start, end=end, limit=limit)
+        return self.db.fetch_all("digest_flapping", start=start, end=end, limit=limit,
+                                 host=host)
 
     def critical_events(self, start: datetime, end: datetime, exclude_types: Sequence[str],
-                        limit: int) -> list[Row]:
+                        limit: int, host: str | None = None) -> list[Row]:
         return self.db.fetch_all("digest_critical_events", start=start, end=end,
-                                 exclude_types=list(exclude_types), limit=limit)
+                                 exclude_types=list(exclude_types), limit=limit, host=host)
 
     def last_escalations(self) -> dict[str, datetime]:
         """host -> the time of its latest escalation."""

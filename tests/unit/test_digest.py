@@ -89,7 +89,8 @@ def digest(**changes: object) -> DayDigest:
 def test_render_day_counts_and_sections() -> None:
     text = render_day(digest())
     assert text.startswith("# aegis digest — 2026-03-01\n\nUTC day 2026-03-01 00:00 to "
-                           "2026-03-02 00:00.\n")
+                           "2026-03-02 00:00, every host.\n")
+    assert "2026-03-02 00:00, host host-a.\n" in render_day(digest(host="host-a"))
     assert "- Runs: 289 completed, 2 failed, 0 still running, 0 missed\n" in text
     assert "- Events: 13 recorded, 1 critical\n" in text
     assert "- Decisions: 2 restarted\n" in text
@@ -138,8 +139,10 @@ def status(**changes: object) -> MorningStatus:
         "pending_tasks": 5,
         "open_escalations": (Escalation("web", "host-a", moment(4), "budget spent"),),
         "maintenance": (("host-b", "db"),),
-        "hosts": (HostHealth("host-a", "running", 4.0, 1, 1),
-                  HostHealth("host-b", "unknown", None, 0, 0)),
+        "hosts": (HostHealth("host-a", "running", 4.0, 1, 1, version="1.4.0", supervised=12,
+                             unhealthy=2),
+                  HostHealth("host-b", "unknown", None, 0, 0),
+                  HostHealth("host-c", "silent", 600.0, 0, 0, version="1.3.2", supervised=3)),
     }
     values.update(changes)
     return MorningStatus(**values)  # type: ignore[arg-type]
@@ -152,8 +155,21 @@ def test_render_status() -> None:
     assert "- backup: 0 failed, 0 timed out, 1 missed\n" in text
     assert "- **web** on host-a since 2026-03-01 04:00: budget spent\n" in text
     assert "**In maintenance**: **db** on host-b\n" in text
-    assert "- host-a: daemon running (heartbeat 4s ago), 1 container(s) unwell, 1 escalated" in text
-    assert "- host-b: daemon unknown, 0 container(s) unwell, 0 escalated" in text
+    assert "**Fleet**: 3 hosts (1 silent, 1 unknown, 1 running)\n" in text
+    assert ("- host-a: daemon running (heartbeat 4s ago, 1.4.0), 12 supervised, 2 unhealthy "
+            "now, 1 unwell since yesterday, 1 escalated\n") in text
+    assert ("- host-b: daemon unknown, 0 supervised, 0 unhealthy now, 0 unwell since "
+            "yesterday, 0 escalated\n") in text
+    assert "- host-c: daemon silent (heartbeat 600s ago, 1.3.2), 3 supervised" in text
+
+
+def test_render_status_of_one_host_has_no_fleet_section() -> None:
+    text = render_status(status(hosts=(HostHealth("host-a", "running", 4.0, 0, 0,
+                                                   version="1.4.0", supervised=12),)))
+    assert "**Fleet**" not in text
+    assert text.endswith("\n**Host**: host-a: daemon running (heartbeat 4s ago, 1.4.0), "
+                         "12 supervised, 0 unhealthy now, 0 unwell since yesterday, "
+                         "0 escalated\n")
 
 
 @pytest.mark.parametrize(("maintenance", "shown"), [
@@ -209,7 +225,7 @@ def test_a_local_day_is_bounded_and_shown_in_aegis_timezone() -> None:
         Decision(datetime(2026, 3, 29, 1, 30, tzinfo=UTC), "container_restarted", "web",
                  "host-a", "probe"),)))
     assert text.startswith("# aegis digest — 2026-03-29\n\nEurope/Berlin day 2026-03-29 "
-                           "00:00 to 2026-03-30 00:00.\n")
+                           "00:00 to 2026-03-30 00:00, every host.\n")
     assert "- 03:30 restarted **web** on host-a — probe\n" in text  # 01:30 UTC is 03:30 CEST
     assert digest(zone=berlin).details()["timezone"] == "Europe/Berlin"
     shown = render_status(status(zone=berlin, open_escalations=(

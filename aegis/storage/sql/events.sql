@@ -38,6 +38,7 @@ SELECT importance::text AS importance, event_type, count(*) AS events
 FROM episodic_memory
 WHERE timestamp >= %(start)s AND timestamp < %(end)s
   AND event_type <> ALL(%(exclude_types)s::text[])
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY importance, event_type;
 
 -- name: digest_decision_counts
@@ -46,6 +47,7 @@ SELECT event_type, count(*) AS events
 FROM episodic_memory
 WHERE event_type = ANY(%(types)s::text[])
   AND timestamp >= %(start)s AND timestamp < %(end)s
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY event_type;
 
 -- name: digest_decisions
@@ -57,6 +59,7 @@ SELECT timestamp, event_type,
 FROM episodic_memory
 WHERE event_type = ANY(%(types)s::text[])
   AND timestamp >= %(start)s AND timestamp < %(end)s
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 ORDER BY timestamp, id
 LIMIT %(limit)s;
 
@@ -70,6 +73,7 @@ SELECT DISTINCT ON (coalesce(e.details->>'host', e.host),
        coalesce(e.details->>'reason', e.summary) AS reason
 FROM episodic_memory e
 WHERE e.event_type = 'container_escalated' AND e.timestamp < %(as_of)s
+  AND (%(host)s::text IS NULL OR e.host = %(host)s)
   AND NOT EXISTS (
       SELECT 1 FROM episodic_memory r
       WHERE r.event_type IN ('container_recovered', 'container_acknowledged')
@@ -89,6 +93,7 @@ SELECT coalesce(details->>'container', details->>'name', '') AS container,
 FROM episodic_memory
 WHERE event_type = 'container_restarted'
   AND timestamp >= %(start)s AND timestamp < %(end)s
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY 1, 2
 HAVING count(*) >= 2
 ORDER BY restarts DESC, host, container
@@ -101,6 +106,7 @@ FROM episodic_memory
 WHERE importance = 'critical'
   AND timestamp >= %(start)s AND timestamp < %(end)s
   AND event_type <> ALL(%(exclude_types)s::text[])
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 ORDER BY timestamp, id
 LIMIT %(limit)s;
 

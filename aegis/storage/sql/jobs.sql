@@ -225,6 +225,7 @@ SELECT job_id,
 FROM job_runs
 WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
   AND job_id <> ALL(%(exclude_jobs)s::text[])
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY job_id
 ORDER BY job_id;
 
@@ -237,6 +238,7 @@ FROM job_runs
 WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
   AND status IN ('failed', 'timeout', 'interrupted')
   AND job_id <> ALL(%(exclude_jobs)s::text[])
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY job_id
 ORDER BY failures DESC, job_id;
 
