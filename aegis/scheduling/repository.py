@@ -194,6 +194,11 @@ class Runs:
         [start, end) started."""
         return self.db.fetch_all("page_job_lateness", start=start, end=end)
 
+    def jobs_with_last_run(self) -> list[Row]:
+        """Every job row (id, trigger, next_run_at, paused) with the status and slot of
+        its latest run that was not skipped."""
+        return self.db.fetch_all("page_jobs")
+
     def problem_runs(self, start: datetime, end: datetime, limit: int) -> list[JobRun]:
         """Failed, timed-out, missed and interrupted runs of [start, end), newest first."""
         return [JobRun.from_row(row) for row in

@@ -144,11 +144,10 @@ def hosts(runtime: Runtime, now: datetime) -> list[HostLine]:
 
 
 def jobs(runs: Runs) -> list[JobLine]:
-    last = runs.last_runs()
-    return [JobLine(id=job_id, trigger=row["trigger"], next_run_at=row["next_run_at"],
-                    paused=row["paused"], last_status=last.get(job_id, {}).get("status"),
-                    last_scheduled_for=last.get(job_id, {}).get("scheduled_for"))
-            for job_id, row in sorted(runs.job_rows().items())]
+    return [JobLine(id=row["id"], trigger=row["trigger"], next_run_at=row["next_run_at"],
+                    paused=row["paused"], last_status=row["last_status"],
+                    last_scheduled_for=row["last_scheduled_for"])
+            for row in runs.jobs_with_last_run()]
 
 
 def actions_chart(runtime: Runtime, now: datetime, zone: tzinfo) -> Markup:

@@ -179,8 +179,8 @@ SELECT timestamp, event_type, details->>'probe_output' AS probe_output,
        details->>'probe_exit_code' AS probe_exit_code
 FROM episodic_memory
 WHERE details->>'container' = %(container)s::text
+  AND details ? 'probe_output' AND details->>'probe_output' <> ''
   AND coalesce(details->>'host', host) = %(host)s
-  AND coalesce(details->>'probe_output', '') <> ''
 ORDER BY timestamp DESC, id DESC
 LIMIT %(limit)s;
 
@@ -192,8 +192,8 @@ CROSS JOIN LATERAL (
     SELECT e.timestamp, e.details->>'probe_output' AS probe_output
     FROM episodic_memory e
     WHERE e.details->>'container' = c.name
+      AND e.details ? 'probe_output' AND e.details->>'probe_output' <> ''
       AND coalesce(e.details->>'host', e.host) = c.host
-      AND coalesce(e.details->>'probe_output', '') <> ''
     ORDER BY e.timestamp DESC, e.id DESC
     LIMIT 1
 ) p;

@@ -224,6 +224,20 @@ FROM (
 GROUP BY job_id
 ORDER BY job_id;
 
+-- name: page_jobs
+-- Every job with its latest run that was not skipped (one index probe per job).
+SELECT j.id, j.trigger, j.next_run_at, j.paused, last.status AS last_status,
+       last.scheduled_for AS last_scheduled_for
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT r.status, r.scheduled_for
+    FROM job_runs r
+    WHERE r.job_id = j.id AND r.status <> 'skipped'
+    ORDER BY r.scheduled_for DESC, r.id DESC
+    LIMIT 1
+) last ON true
+ORDER BY j.id;
+
 -- name: page_problem_runs
 -- Failed, timed-out, missed and interrupted runs scheduled in [start, end), newest first.
 SELECT * FROM job_runs
