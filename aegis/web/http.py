@@ -173,11 +173,12 @@ class StatusSite:
         try:
             query = parse_qs(query_text, keep_blank_values=True,
                              max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:  # too many fields
+            return self._error(400, now, "too many query parameters")
+        try:
             template, data = page(self.runtime, query, now, self.zone)
             return 200, HTML, self._render(template, now, page=data,
                                            refresh_s=getattr(data, "refresh_s", 0)), []
-        except ValueError:  # parse_qs: too many fields
-            return self._error(400, now, "too many query parameters")
         except pages.PageError as exc:
             return self._error(exc.status, now, str(exc))
         except StoreError as exc:  # unreachable, or a query the schema cannot answer

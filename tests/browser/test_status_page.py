@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import struct
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +19,7 @@ import pytest
 
 from aegis import api
 from aegis.core.config import Settings
+from aegis.web import auth
 from tests.browser import screenshot
 from tests.browser.chromium import Browser
 from tests.conftest import free_port
@@ -170,3 +173,37 @@ def test_the_screenshot_of_the_overview_is_written_by_the_tool_docs_use(
     assert width == screenshot.WIDTH
     assert height > 1000  # the whole page, charts and tables
     assert png_size(screenshot.DOCS_SHOT)[0] == screenshot.WIDTH
+
+
+class PolicyTestPage(BaseHTTPRequestHandler):
+    """A page with an inline script, served with the status page's headers."""
+
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>t</title><p id=p>text</p><script>alert(1)</script>"
+        self.send_response(200)
+        for name, value in auth.SECURITY_HEADERS:
+            self.send_header(name, value)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+def test_the_policy_blocks_an_inline_script_and_the_console_check_sees_it(
+        browser: Browser) -> None:
+    """What the checks above rely on: with the status page's headers chromium runs no
+    inline script, and says so on the console, where ``ran_nothing`` looks."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PolicyTestPage)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        browser.open(f"http://127.0.0.1:{server.server_address[1]}/")
+        assert browser.alert() is None
+        assert browser.text("#p") == "text"
+        errors = browser.errors()
+        assert any("Content Security Policy" in e for e in errors), errors
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import re
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -411,3 +412,34 @@ def test_the_pages_answer_503_while_the_database_is_gone(
         assert "The database does not answer" in page_text(html, "problem")
         assert '<meta http-equiv="refresh" content="30">' in html
     assert open_site("/healthz")[0] == 200
+
+
+def raw(base: str, request: bytes) -> bytes:
+    """What the server answers to ``request`` written as is on a socket."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_request_aegis_cannot_read_gets_one_line_and_the_same_headers(
+        app: api.Aegis, settings: Settings) -> None:
+    for base in serve(app, settings, NOW):
+        for request, status in ((b"BREW / HTTP/1.1\r\nHost: localhost\r\n\r\n", b"501"),
+                                (b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n",
+                                 b"431"),
+                                (b"GET /" + b"x" * 70000 + b" HTTP/1.1\r\n\r\n", b"414")):
+            head, _, body = raw(base, request).partition(b"\r\n\r\n")
+            assert head.split(b" ")[1] == status, head
+            assert f"Content-Security-Policy: {auth.CSP}".encode() in head
+            assert b"Cache-Control: no-store" in head
+            assert body.startswith(status)
+            assert b"<" not in body  # one line of text, not the library's HTML page
+        head, _, body = raw(base, b"HEAD / HTTP/1.1\r\nHost: localhost\r\n"
+                                  b"Connection: close\r\n\r\n").partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200")
+        assert int(re.search(rb"Content-Length: (\d+)", head).group(1)) > 1000  # type: ignore[union-attr]
+        assert body == b""
