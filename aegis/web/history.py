@@ -48,7 +48,10 @@ def cursor(query: Query) -> tuple[datetime, int] | None:
         found = datetime.fromisoformat(moment)
         if not sep or found.tzinfo is None:
             raise ValueError(text)
-        return found, int(row_id)
+        found_id = int(row_id)
+        if not 0 <= found_id < 2 ** 63:
+            raise ValueError(row_id)
+        return found, found_id
     except ValueError:
         raise PageError(400, "before: not a page cursor (follow the page's own links)") \
             from None

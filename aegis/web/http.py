@@ -101,6 +101,11 @@ def _events(runtime: Runtime, query: history.Query, now: datetime,
 PAGES = {"/": _overview, "/container": _container, "/jobs": _jobs, "/events": _events}
 
 
+def _last(fields: history.Query, name: str, default: str) -> str:
+    """The last value of a form or query field, whatever its length."""
+    return (fields.get(name) or [default])[-1]
+
+
 class StatusSite:
     """What the endpoint answers, apart from the socket: the token, the routes, the pages.
     Times on the pages are rendered in ``zone``."""
@@ -137,7 +142,7 @@ class StatusSite:
             content_type, content = self.static[path]
             return 200, content_type, content, []
         if path == "/login":
-            next_path = auth.local_target(history.one(parse_qs(parts.query), "next", "/"))
+            next_path = auth.local_target(_last(parse_qs(parts.query), "next", "/"))
             if token is None:
                 return 303, TEXT, b"", [("Location", next_path)]
             return 200, HTML, self._login(next_path, ""), []
@@ -156,12 +161,16 @@ class StatusSite:
             return 403, TEXT, b"a form of another site cannot post here\n", []
         if path == "/logout":
             return 303, TEXT, b"", [("Location", "/"), ("Set-Cookie", auth.cleared_cookie())]
-        fields = parse_qs(form.decode("utf-8", "replace"), max_num_fields=MAX_QUERY_FIELDS)
-        next_path = auth.local_target(history.one(fields, "next", "/"))
+        try:
+            fields = parse_qs(form.decode("utf-8", "replace"),
+                              max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:  # too many fields
+            return 400, TEXT, b"not the token form\n", []
+        next_path = auth.local_target(_last(fields, "next", "/"))
         token = self.settings.http_token
         if token is None:
             return 303, TEXT, b"", [("Location", next_path)]
-        if not auth.token_matches(token, history.one(fields, "token")):
+        if not auth.token_matches(token, _last(fields, "token", "").strip()):
             log.warning("http_token_refused", path=path)
             return 401, HTML, self._login(next_path, "That is not the token aegis was "
                                           "given (AEGIS_HTTP_TOKEN)."), []

@@ -143,6 +143,8 @@ CLI_CASES = [
     Case("cli-unknown-command", args=("frobnicate",), names=("No such command",)),
     Case("cli-since-unparseable", args=("events", "--since", "yesterday-ish"),
          names=("since",)),
+    Case("cli-since-before-year-one", args=("events", "--since", "999999999d"),
+         names=("--since", "reaches back before the year 1")),
     Case("cli-importance-unknown", args=("events", "--importance", "urgent"),
          names=("--importance", "urgent")),
     Case("cli-limit-zero", args=("events", "--limit", "0"), names=("--limit",)),

@@ -273,6 +273,7 @@ def test_the_events_page_filters_as_aegis_events_does_and_pages_with_a_cursor(
     assert "two days ago" in open_site("/events?" + urlencode({**filters, "since": "3d"}))[2]
 
     for query, problem in (("since=yesterday-ish", "since:"),
+                           ("since=999999999d", "since: '999999999d' reaches back before"),
                            ("importance=urgent", "importance: 'urgent' is not one of"),
                            ("before=garbage", "before: not a page cursor")):
         status, _, html = open_site(f"/events?{query}")
@@ -391,6 +392,9 @@ def test_the_token_form_sets_a_session_cookie_that_opens_the_pages(token_site: F
     assert status == 303
     assert "Max-Age=0" in headers["Set-Cookie"]
     assert token_site("/login", method="POST", data=b"x" * 5000)[0] == 413
+    long_wrong = urlencode({"token": "x" * 3000}).encode()
+    assert token_site("/login", method="POST", data=long_wrong)[0] == 401
+    assert token_site("/login", method="POST", data=b"a=1&" * 100)[0] == 400
 
 
 def test_without_a_token_the_pages_answer_only_by_a_loopback_name(open_site: Fetch) -> None:

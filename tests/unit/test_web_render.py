@@ -214,6 +214,7 @@ def test_a_page_cursor_is_the_sort_key_of_the_last_row() -> None:
                         .replace("%7E", "~")]}
     assert history.cursor(query) == (NOW, 42)
     assert history.cursor({}) is None
-    for bad in ("yesterday", "2026-11-22T12:00:00~x", "2026-11-22T12:00:00~1"):
+    for bad in ("yesterday", "2026-11-22T12:00:00~x", "2026-11-22T12:00:00~1",
+                f"{NOW.isoformat()}~{2 ** 63}", f"{NOW.isoformat()}~-1"):
         with pytest.raises(pages.PageError, match="before: not a page cursor"):
             history.cursor({"before": [bad]})
