@@ -99,9 +99,14 @@ def columns(labels: Sequence[str], series: Sequence[Series], *, title: str,
                             f'{escape(item.name)} {escape(unit(value))}</title></rect>')
             x += column_w
         if (len(labels) - 1 - i) % label_every == 0:  # counted from the last: today
-            middle = AXIS_W + (i + 0.5) * group_w
-            body.append(f'<text class="chart-axis" x="{middle:.1f}" y="{base_y + 16}" '
-                        f'text-anchor="middle">{escape(label)}</text>')
+            # the first and last labels end at the plot's edges, the others are centred
+            x, anchor = AXIS_W + (i + 0.5) * group_w, "middle"
+            if len(labels) > 1 and i == 0:
+                x, anchor = AXIS_W + i * group_w, "start"
+            elif len(labels) > 1 and i == len(labels) - 1:
+                x, anchor = AXIS_W + (i + 1) * group_w, "end"
+            body.append(f'<text class="chart-axis" x="{x:.1f}" y="{base_y + 16}" '
+                        f'text-anchor="{anchor}">{escape(label)}</text>')
     if highest <= 0:
         body.append(f'<text class="chart-empty" x="{AXIS_W + plot_w / 2:.1f}" '
                     f'y="{base_y - PLOT_H / 2:.1f}" text-anchor="middle">{escape(empty)}'

@@ -8,6 +8,7 @@ A filter that does not parse is a PageError (400) naming it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,7 +113,7 @@ def lateness_columns(lines: Sequence[RunLine]) -> Markup:
     series = charts.Series("lateness", "chart-lateness",
                            tuple(line.lateness_s or 0.0 for line in timed))
     return charts.columns([f"{line.run.job_id} #{line.run.id}" for line in timed], [series],
-                          unit=seconds_text, label_every=max(1, len(timed)),
+                          unit=seconds_text, label_every=max(1, math.ceil(len(timed) / 4)),
                           title="How late each scheduled run of this page started",
                           empty="no scheduled run on this page")
 

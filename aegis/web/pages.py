@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from markupsafe import Markup
 
 from aegis.core.config import Settings
+from aegis.core.durations import format_duration_s
 from aegis.scheduling.heartbeat import daemon_status
 from aegis.scheduling.repository import JobRun, Runs
 from aegis.storage.db import Row
@@ -269,12 +270,12 @@ def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLi
         else "may be restarted",
         L.MAINTENANCE: "no action while the label is set" if parsed.maintenance
         else "not in maintenance by label",
-        L.STRIKE_INTERVAL: f"{seconds_text(interval)} between strikes" if interval
-        else f"{seconds_text(settings.strike_interval_s)} between strikes "
+        L.STRIKE_INTERVAL: f"{format_duration_s(interval)} between strikes" if interval
+        else f"{format_duration_s(settings.strike_interval_s)} between strikes "
              "(AEGIS_STRIKE_INTERVAL)",
         L.MAX_RESTARTS: f"{restarts} restarts an hour" if restarts is not None
         else f"{settings.max_restarts_per_hour} restarts an hour (AEGIS_MAX_RESTARTS)",
-        L.STOP_TIMEOUT: f"{seconds_text(parsed.stop_timeout_s)} to stop before a kill"
+        L.STOP_TIMEOUT: f"{format_duration_s(parsed.stop_timeout_s)} to stop before a kill"
         if parsed.stop_timeout_s else "the container's own stop timeout",
     }
     found = [LabelLine(key, labels.get(key), effect) for key, effect in effects.items()]

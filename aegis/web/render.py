@@ -57,6 +57,11 @@ def ago(moment: datetime | None, now: datetime) -> str:
     return f"{seconds_text(delta_s)} ago" if delta_s >= 0 else f"in {seconds_text(-delta_s)}"
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 restart``, ``3 restarts``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def pretty_json(value: Any) -> str:
     """Event details as indented JSON (escaped by the template like any other text)."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
@@ -72,7 +77,7 @@ class Templates:
                                undefined=StrictUndefined, trim_blocks=True,
                                lstrip_blocks=True)
         self.env.filters.update(when=lambda moment: local_time(moment, zone),
-                                seconds=seconds_text, json=pretty_json,
+                                seconds=seconds_text, json=pretty_json, counted=counted,
                                 sh=shlex.quote)
         self.env.globals.update(ago=ago, version=__version__, zone=zone_name(zone))
 

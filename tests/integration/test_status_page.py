@@ -222,7 +222,7 @@ def test_a_containers_page_shows_incidents_restarts_probes_labels_and_commands(
     texts = Texts(html)
     assert texts.text("container-name") == SCRIPT
     assert f"aegis ack '{SCRIPT}'" in texts.text("commands")
-    assert "Last 30 days: 1 restarts, 0 failed restarts, 1 escalations" in texts.text(
+    assert "Last 30 days: 1 restart, 0 failed restarts, 1 escalation" in texts.text(
         "restarts")
     assert " ".join(HOSTILE.split()) in texts.text("probes")
     assert "an older probe" in texts.text("probes")
