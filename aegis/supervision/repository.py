@@ -110,6 +110,15 @@ class Containers:
         """name, state and strikes of each supervised container of ``host``."""
         return self.db.fetch_all("metrics_containers", host=host)
 
+    def of_note(self, as_of: datetime, limit: int) -> list[Row]:
+        """Present containers of every host in an incident, unhealthy, struck or in
+        maintenance at ``as_of``: escalated first (the status page)."""
+        return self.db.fetch_all("page_containers_of_note", as_of=as_of, limit=limit)
+
+    def host_counts(self) -> list[Row]:
+        """Per host: its present containers, and how many are in an incident."""
+        return self.db.fetch_all("page_host_containers")
+
     def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
         """Delete one batch of rows of containers removed before ``cutoff``."""
         return self.db.fetch_one("cleanup_containers_batch", cutoff=cutoff,
@@ -192,6 +201,7 @@ def replay_decision(tx: Queries, record: dict[str, Any]) -> None:
         if params.get(key) is not None:
             params[key] = datetime.fromisoformat(params[key])
     params["restarts"] = [datetime.fromisoformat(t) for t in params["restarts"]]
+    params.setdefault("labels", None)  # spooled by a version that kept no labels
     Containers(tx).restore(params)
     for event in record["events"]:
         insert_event(tx, *event_from_record(event))

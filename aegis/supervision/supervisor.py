@@ -362,7 +362,7 @@ class Supervisor:
             "strikes": state.strikes, "incident": state.incident,
             "strike_at": state.strike_at, "healthy_since": state.healthy_since,
             "restarts": list(state.restarts), "maintenance_label": maintenance_label,
-            "label_problems": list(problems),
+            "label_problems": list(problems), "labels": L.own_labels(seen.labels),
             "last_action": decision.action if acted else None,
             "last_action_at": now if acted else None,
             "last_reason": decision.reason if acted else None,
@@ -383,4 +383,5 @@ class Supervisor:
                 "next_check_at", "stopped_by_user")
         if any(row[key] != params[key] for key in keys):
             return True
-        return bool(list(row["label_problems"] or []) != params["label_problems"])
+        return bool(list(row["label_problems"] or []) != params["label_problems"]
+                    or (row.get("labels") or {}) != params["labels"])
