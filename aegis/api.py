@@ -55,9 +55,10 @@ class Memory:
 
     def query(self, since: datetime | str = DEFAULT_EVENT_WINDOW,
               event_type: str | Sequence[str] | None = None, importance: str | None = None,
-              limit: int = 100) -> list[Event]:
+              limit: int = 100, container: str | None = None) -> list[Event]:
         """Events since ``since`` (a datetime, ``24h``/``7d``, or ISO-8601), newest first;
-        ``importance`` keeps events at that level or above."""
+        ``importance`` keeps events at that level or above, ``container`` those about
+        that container."""
         if isinstance(since, str):
             try:
                 since = parse_since(since, utcnow())
@@ -67,7 +68,8 @@ class Memory:
             raise UsageError("limit must be at least 1")
         types = [event_type] if isinstance(event_type, str) else event_type
         return self._store.query_events(since=since, event_types=types,
-                                        min_importance=importance, limit=limit)
+                                        min_importance=importance, container=container,
+                                        limit=limit)
 
 
 class State:

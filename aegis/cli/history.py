@@ -31,14 +31,15 @@ def _check_since(_ctx: click.Context, _param: click.Parameter, value: str) -> st
 @click.option("--type", "event_types", multiple=True, help="Only this event type (repeatable).")
 @click.option("--importance", type=click.Choice([i.value for i in Importance]),
               help="Only events at this importance or above.")
+@click.option("--container", help="Only events about this container.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @with_app()
 def events(app: api.Aegis, since: str, event_types: tuple[str, ...], importance: str | None,
-           limit: int, as_json: bool) -> None:
+           container: str | None, limit: int, as_json: bool) -> None:
     """The episodic event history, newest first."""
     found = app.memory.query(since=since, event_type=list(event_types) or None,
-                             importance=importance, limit=limit)
+                             importance=importance, container=container, limit=limit)
     if as_json:
         print_json([event.to_json() for event in found])
         return

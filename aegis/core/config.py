@@ -84,6 +84,8 @@ class Settings:
     heartbeat_url: str | None = None
     peer_timeout_s: float = 180.0
     http_addr: str | None = "127.0.0.1:9465"
+    http_token: str | None = None
+    metrics_public: bool = False
     docker_scope: DockerScope = DockerScope.ALL
     remediation: RemediationMode = RemediationMode.ON
     strike_interval_s: float = 60.0
@@ -213,7 +215,13 @@ OPTIONS: tuple[Option, ...] = (
            "silent: the other hosts record peer_silent and alert once. Keep it well above "
            "the heartbeat interval."),
     Option("http_addr", "AEGIS_HTTP_ADDR", "http.addr", parsing.http_addr,
-           "HOST:PORT of /healthz and /metrics, or 'off'."),
+           "HOST:PORT of the status page, /healthz and /metrics, or 'off'."),
+    Option("http_token", "AEGIS_HTTP_TOKEN", "http.token", parsing.token,
+           "Token the status page and /metrics require, as a bearer header or entered once "
+           "in the page's form; required when AEGIS_HTTP_ADDR listens beyond loopback. "
+           "Make one with: openssl rand -hex 32.", secret=True),
+    Option("metrics_public", "AEGIS_METRICS_PUBLIC", "http.metrics_public", parsing.boolean,
+           "true: /metrics answers without the token (the pages still need it)."),
     Option("docker_scope", "AEGIS_DOCKER_SCOPE", "docker.scope", parsing.member(DockerScope),
            "all: every container with a health check; labeled: only aegis.enable=true."),
     Option("remediation", "AEGIS_REMEDIATION", "docker.remediation",
@@ -292,7 +300,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(str(name), str(exc)) from None
     values["job_overrides"] = job_overrides(env, document.get("jobs", {}), config_file)
     values["config_file"] = config_file
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_http(settings)
+    return settings
+
+
+def _check_http(settings: Settings) -> None:
+    """An endpoint reachable from other machines serves the status page and /metrics to
+    whoever holds the token, so it must have one."""
+    addr = settings.http_addr
+    if addr is not None and settings.http_token is None and not parsing.is_loopback_addr(addr):
+        raise ConfigError("AEGIS_HTTP_TOKEN", f"must be set when AEGIS_HTTP_ADDR ({addr}) "
+                          "listens beyond loopback (make one with: openssl rand -hex 32)")
 
 
 def _check_utf8(env: Mapping[str, str]) -> None:

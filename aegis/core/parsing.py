@@ -6,6 +6,7 @@ or key) as a ConfigError."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ from aegis.core.durations import parse_duration_s, parse_time_of_day
 from aegis.core.errors import ConfigError
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+# RFC 6750's token characters: what `openssl rand -hex` and `base64` print, and what an
+# Authorization header carries without quoting.
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
+MIN_TOKEN_CHARS = 16
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -163,6 +168,31 @@ def http_addr(raw: Any) -> str | None:
     if not sep or not host:
         raise ValueError(f"{value!r} is not HOST:PORT (or 'off')")
     int_range(0, 65535)(port)
+    return value
+
+
+def is_loopback_addr(addr: str) -> bool:
+    """Whether HOST:PORT listens on the loopback interface only (127.0.0.0/8, ::1,
+    localhost). Any other host, a name included (it may resolve to anything), and an
+    empty host or 0.0.0.0 / :: (every interface) reach beyond this machine."""
+    host = addr.rpartition(":")[0].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token(raw: Any) -> str:
+    """A bearer token: at least 16 characters of letters, digits and ``-._~+/``."""
+    value = text(raw)
+    if len(value) < MIN_TOKEN_CHARS:
+        raise ValueError(f"is shorter than {MIN_TOKEN_CHARS} characters "
+                         "(make one with: openssl rand -hex 32)")
+    if not _TOKEN.match(value):
+        raise ValueError("may hold only letters, digits and -._~+/ (make one with: "
+                         "openssl rand -hex 32)")
     return value
 
 

@@ -112,9 +112,14 @@ class Runs:
         row = self.db.fetch_one("last_slot", job_id=job_id, scope_key=scope_key)
         return None if row is None else row["scheduled_for"]
 
-    def history(self, job_id: str | None, limit: int) -> list[JobRun]:
+    def history(self, job_id: str | None, limit: int,
+                before: tuple[datetime, int] | None = None) -> list[JobRun]:
+        """Runs newest first, of one job or all; older than ``before`` (the
+        (scheduled_for, id) of the last run of the previous page)."""
+        before_time, before_id = before or (None, None)
         return [JobRun.from_row(row) for row in
-                self.db.fetch_all("job_history", job_id=job_id, limit=limit)]
+                self.db.fetch_all("job_history", job_id=job_id, limit=limit,
+                                  before_time=before_time, before_id=before_id)]
 
     def last_runs(self) -> dict[str, Row]:
         """Each job's latest run: job_id -> scheduled_for, status."""
@@ -212,6 +217,23 @@ class Runs:
 
     def last_successes(self) -> list[Row]:
         return self.db.fetch_all("metrics_last_success")
+
+    # --- what the status page reads ---
+
+    def lateness(self, start: datetime, end: datetime) -> list[Row]:
+        """Per job, (runs, p50_s, p95_s, max_s) of how late its scheduled runs of
+        [start, end) started."""
+        return self.db.fetch_all("page_job_lateness", start=start, end=end)
+
+    def jobs_with_last_run(self) -> list[Row]:
+        """Every job row (id, trigger, next_run_at, paused) with the status and slot of
+        its latest run that was not skipped."""
+        return self.db.fetch_all("page_jobs")
+
+    def problem_runs(self, start: datetime, end: datetime, limit: int) -> list[JobRun]:
+        """Failed, timed-out, missed and interrupted runs of [start, end), newest first."""
+        return [JobRun.from_row(row) for row in
+                self.db.fetch_all("page_problem_runs", start=start, end=end, limit=limit)]
 
     def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
         """Delete one batch of finished runs scheduled before ``cutoff``."""

@@ -15,10 +15,11 @@ outbox.sql by storage/outbox.py. Within a file, queries named ``digest_*`` and `
 aggregate one day (UTC instants, start inclusive, end exclusive) for the evening digest and the
 morning status, so no day's rows reach Python (``digest_*`` take ``host``: the one host
 whose rows count, AEGIS_DIGEST_SCOPE=host, or NULL for the fleet); ``metrics_*`` are read at
-scrape time by /metrics, each bounded by an index or a time window; ``cleanup_*`` delete
-one batch in its own short transaction and return how many rows went and where the next
-batch starts (a keyset on the indexed time column: no batch rescans what the previous ones
-removed, and starting again at the last time seen (>=) loses nothing).
+scrape time by /metrics and ``page_*`` by the status page, each bounded by an index, a time
+window or a limit; ``cleanup_*`` delete one batch in its own short transaction and return
+how many rows went and where the next batch starts (a keyset on the indexed time column: no
+batch rescans what the previous ones removed, and starting again at the last time seen (>=)
+loses nothing).
 """
 
 import re

@@ -91,12 +91,19 @@ class Store:
                 return False
 
     def query_events(self, *, since: datetime, event_types: Sequence[str] | None = None,
-                     min_importance: str | None = None, limit: int = 100) -> list[Event]:
+                     min_importance: str | None = None, container: str | None = None,
+                     before: tuple[datetime, int] | None = None,
+                     limit: int = 100) -> list[Event]:
+        """Events since ``since``, newest first: of these types, at or above an
+        importance, about one container, older than ``before`` (the (timestamp, id) of
+        the last event of the previous page)."""
         if min_importance is not None:
             validate_importance(min_importance)
+        before_time, before_id = before or (None, None)
         rows = self.db.fetch_all("query_events", since=since,
                                  types=list(event_types) if event_types else None,
-                                 min_importance=min_importance, limit=limit)
+                                 min_importance=min_importance, container=container,
+                                 before_time=before_time, before_id=before_id, limit=limit)
         return [Event.from_row(row) for row in rows]
 
     # --- state ---
@@ -170,6 +177,39 @@ class Store:
     def container_actions(self, host: str) -> list[Row]:
         """Restarts and escalations recorded by ``host``, per container and event type."""
         return self.db.fetch_all("metrics_container_actions", host=host)
+
+    # --- what the status page reads ---
+
+    def daily_actions(self, start: datetime, end: datetime, zone: str) -> list[Row]:
+        """(day, event_type, events) of restarts and escalations in [start, end), days in
+        the time zone ``zone``."""
+        return self.db.fetch_all("page_daily_actions", start=start, end=end, zone=zone)
+
+    def container_events(self, host: str, container: str, limit: int) -> list[Event]:
+        """The latest events about one container, newest first."""
+        return [Event.from_row(row) for row in self.db.fetch_all(
+            "page_container_events", host=host, container=container, limit=limit)]
+
+    def container_action_counts(self, host: str, container: str, since: datetime
+                                ) -> list[Row]:
+        """(event_type, events, latest) of one container's restarts, failed restarts and
+        escalations since ``since``."""
+        return self.db.fetch_all("page_container_actions", host=host, container=container,
+                                 since=since)
+
+    def probe_outputs(self, host: str, container: str, limit: int) -> list[Row]:
+        """(timestamp, event_type, probe_output, probe_exit_code) of the latest events
+        that recorded one container's health-probe output."""
+        return self.db.fetch_all("page_probe_outputs", host=host, container=container,
+                                 limit=limit)
+
+    def latest_probe_outputs(self, containers: Sequence[tuple[str, str]]
+                             ) -> dict[tuple[str, str], str]:
+        """(host, name) -> the latest health-probe output recorded about that container."""
+        rows = self.db.fetch_all("page_latest_probe_outputs",
+                                 hosts=[host for host, _ in containers],
+                                 names=[name for _, name in containers])
+        return {(row["host"], row["name"]): row["probe_output"] for row in rows}
 
     def prune_low_events(self, cutoff: datetime, from_time: datetime,
                          batch_rows: int) -> Row | None:

@@ -19,6 +19,7 @@ from aegis.storage.events import Event
 from aegis.storage.outbox import Notification
 from aegis.storage.store import event_from_record, event_record, insert_event
 from aegis.supervision.docker import Seen
+from aegis.supervision.labels import own_labels
 from aegis.supervision.strikes import Decision, StrikeState
 
 _TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at")
@@ -120,6 +121,15 @@ class Containers:
         """name, state and strikes of each supervised container of ``host``."""
         return self.db.fetch_all("metrics_containers", host=host)
 
+    def of_note(self, as_of: datetime, limit: int) -> list[Row]:
+        """Present containers of every host in an incident, unhealthy, struck or in
+        maintenance at ``as_of``: escalated first (the status page)."""
+        return self.db.fetch_all("page_containers_of_note", as_of=as_of, limit=limit)
+
+    def host_counts(self) -> list[Row]:
+        """Per host: its present containers, and how many are in an incident."""
+        return self.db.fetch_all("page_host_containers")
+
     def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
         """Delete one batch of rows of containers removed before ``cutoff``."""
         return self.db.fetch_one("cleanup_containers_batch", cutoff=cutoff,
@@ -142,7 +152,7 @@ def save_params(host: str, seen: Seen, row: Row, decision: Decision, has_healthc
         "strikes": state.strikes, "incident": state.incident,
         "strike_at": state.strike_at, "healthy_since": state.healthy_since,
         "restarts": list(state.restarts), "maintenance_label": maintenance_label,
-        "label_problems": list(problems),
+        "label_problems": list(problems), "labels": own_labels(seen.labels),
         "last_action": decision.action if acted else None,
         "last_action_at": now if acted else None,
         "last_reason": decision.reason if acted else None,
@@ -165,7 +175,8 @@ def changes(row: Row, params: dict[str, Any]) -> bool:
             "next_check_at", "stopped_by_user")
     if any(row[key] != params[key] for key in keys):
         return True
-    return bool(list(row["label_problems"] or []) != params["label_problems"])
+    return bool(list(row["label_problems"] or []) != params["label_problems"]
+                or (row.get("labels") or {}) != params["labels"])
 
 
 def strike_state(row: Row) -> StrikeState:
@@ -244,6 +255,7 @@ def replay_decision(tx: Queries, record: dict[str, Any]) -> None:
         if params.get(key) is not None:
             params[key] = datetime.fromisoformat(params[key])
     params["restarts"] = [datetime.fromisoformat(t) for t in params["restarts"]]
+    params.setdefault("labels", None)  # spooled by a version that kept no labels
     Containers(tx).restore(params)
     for event in record["events"]:
         insert_event(tx, *event_from_record(event))

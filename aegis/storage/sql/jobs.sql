@@ -1,6 +1,8 @@
 -- jobs, job_runs, daemons and host_leases: claims, runs, the jobs a daemon advertises,
--- heartbeats, the host's lease, and the aggregates and retention of runs. Owned by aegis/scheduling/repository.py.
--- The digest_*, status_*, metrics_* and cleanup_* prefixes: see aegis/storage/queries.py.
+-- heartbeats, the host's lease, and the aggregates and retention of runs. Owned by
+-- aegis/scheduling/repository.py.
+-- The digest_*, status_*, metrics_*, page_* and cleanup_* prefixes: see
+-- aegis/storage/queries.py.
 
 -- name: claim_runs
 -- Claim slots of jobs, all in one statement (one commit for every job due at a tick); a
@@ -81,9 +83,12 @@ WHERE status = 'running' AND host = %(host)s AND instance_id IS DISTINCT FROM %(
 RETURNING id, job_id;
 
 -- name: job_history
--- Recent runs, newest first, of one job or of all.
+-- Recent runs, newest first, of one job or of all, older than a (scheduled_for, id)
+-- cursor when one is given (the next page).
 SELECT * FROM job_runs
 WHERE (%(job_id)s::text IS NULL OR job_id = %(job_id)s)
+  AND (%(before_time)s::timestamptz IS NULL
+       OR (scheduled_for, id) < (%(before_time)s::timestamptz, %(before_id)s::bigint))
 ORDER BY scheduled_for DESC, id DESC
 LIMIT %(limit)s;
 
@@ -276,6 +281,46 @@ SELECT j.id AS job_id,
         LIMIT 1) AS finished_at_s
 FROM jobs j
 ORDER BY j.id;
+
+-- name: page_job_lateness
+-- How late the scheduled runs of [start, end) started, per job: median, 95th percentile
+-- and worst, in seconds (catch-up and manual runs have no lateness).
+SELECT job_id, count(*) AS runs,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY lateness_s) AS p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY lateness_s) AS p95_s,
+       max(lateness_s) AS max_s
+FROM (
+    SELECT job_id,
+           greatest(0, extract(epoch FROM started_at - scheduled_for))::float8 AS lateness_s
+    FROM job_runs
+    WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
+      AND trigger = 'schedule' AND started_at IS NOT NULL
+      AND status NOT IN ('skipped', 'missed')
+) runs
+GROUP BY job_id
+ORDER BY job_id;
+
+-- name: page_jobs
+-- Every job with its latest run that was not skipped (one index probe per job).
+SELECT j.id, j.trigger, j.next_run_at, j.paused, last.status AS last_status,
+       last.scheduled_for AS last_scheduled_for
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT r.status, r.scheduled_for
+    FROM job_runs r
+    WHERE r.job_id = j.id AND r.status <> 'skipped'
+    ORDER BY r.scheduled_for DESC, r.id DESC
+    LIMIT 1
+) last ON true
+ORDER BY j.id;
+
+-- name: page_problem_runs
+-- Failed, timed-out, missed and interrupted runs scheduled in [start, end), newest first.
+SELECT * FROM job_runs
+WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
+  AND status IN ('failed', 'timeout', 'missed', 'interrupted')
+ORDER BY scheduled_for DESC, id DESC
+LIMIT %(limit)s;
 
 -- name: cleanup_job_runs_batch
 -- Delete one batch of finished job runs scheduled before the cut-off.
