@@ -183,7 +183,8 @@ def test_the_evening_summary_covers_the_local_day_and_names_its_file_after_it(ma
     assert result["events"] == 2  # 04:00 and 04:59 the next day; not 03:59, not 05:00
     path = Path(result["path"])
     assert path.name == "2026-11-01.md"
-    assert "America/New_York day 2026-11-01 00:00 to 2026-11-02 00:00." in path.read_text()
+    assert ("America/New_York day 2026-11-01 00:00 to 2026-11-02 00:00, host host-a."
+            in path.read_text())
 
 
 def test_the_python_api_takes_a_jobs_time_zone_and_lists_it(make_app):
