@@ -1,19 +1,23 @@
 """A fleet on one PostgreSQL: ``AEGIS_FLEET_HOSTS`` (default 50) real ``aegis run``
 daemons on this machine, each its own host name and AEGIS_HOME, against one embedded
 PostgreSQL, for ``AEGIS_FLEET_S`` seconds (default 600) directly and as long again through
-a real PgBouncer in transaction mode (Debian's, as the tests start it).
+a real PgBouncer in transaction mode (Debian's, as the tests start it);
+``AEGIS_FLEET_MODES=direct`` or ``pgbouncer`` runs one of the two.
 
 Each daemon runs aegis's own jobs with short intervals (health_check every 30 s, the
 fleet's peer_watch every minute) and ``fleet_tick``, a cluster job every 5 s that records
-one event per execution. After a third of the run one daemon is killed with SIGKILL. The
-benchmark reports, for each mode: server connections (sampled every second from
-``pg_stat_activity``; the median after the warm-up, and the peak), commits per second,
-job start lateness p99 (``started_at - scheduled_for`` of every run after the warm-up),
-duplicate cluster slots (a slot of ``fleet_tick`` executed twice), the time from the
-SIGKILL to the ``peer_silent`` event about that host, and the database's growth per host
-per day at this job mix. Goals: connections after the warm-up <= 2 x hosts + 5 (at the
-peak <= 4 x hosts + 5), lateness p99 < 100 ms, no duplicate, the silent peer reported
-within AEGIS_PEER_TIMEOUT (3 min) + 60 s.
+one event per execution. A third of the way in (later if the run is short, so that the
+silence can be reported before the end) one daemon is killed with SIGKILL. At the end
+every job is paused and, once the pools have shrunk, the connections are sampled again:
+the fleet at idle. The benchmark reports, for each mode: server connections (sampled
+every second from ``pg_stat_activity``: the median while busy, after the warm-up; the
+median at idle; the peak), commits per second, job start lateness p99 (``started_at -
+scheduled_for`` of every run after the warm-up), duplicate cluster slots (a slot of
+``fleet_tick`` executed twice), the time from the SIGKILL to the ``peer_silent`` event
+about that host, and the database's growth per host per day at this job mix. Goals:
+connections at idle <= 2 x hosts + 5, while busy and at the peak <= 4 x hosts + 5,
+lateness p99 < 100 ms, no duplicate, the silent peer reported within AEGIS_PEER_TIMEOUT
+(3 min) + 60 s.
 """
 
 from __future__ import annotations
@@ -35,9 +39,18 @@ from bench.common import bench_home, clean_env, start_daemon, stop_daemon, stop_
 from bench.report import Figure, report
 
 HOSTS = int(os.environ.get("AEGIS_FLEET_HOSTS", "50"))
+MODES = os.environ.get("AEGIS_FLEET_MODES", "direct,pgbouncer").split(",")
 DURATION_S = float(os.environ.get("AEGIS_FLEET_S", "600"))
 WARMUP_S = min(60.0, DURATION_S / 5)
 PEER_TIMEOUT_S = 180.0
+PEER_WATCH_S = 60.0  # peer_watch runs every minute
+# The SIGKILL: a third of the way in, or later, but early enough for the silence to be
+# reported before the end.
+KILL_AT_S = max(WARMUP_S, min(DURATION_S / 3, DURATION_S - PEER_TIMEOUT_S - PEER_WATCH_S - 30))
+# At the end every job is paused: after the pool's idle time (10 s, one connection closed
+# per period) the daemons are idle, and their connections are sampled again.
+IDLE_SETTLE_S = 40.0
+IDLE_SAMPLE_S = 15.0
 GOAL_LATENESS_MS = 100.0
 MAX_SERVER_CONNECTIONS = 4 * HOSTS + 50  # room for the direct run's worst case
 
@@ -46,7 +59,8 @@ MAX_SERVER_CONNECTIONS = 4 * HOSTS + 50  # room for the direct run's worst case
 class Result:
     mode: str
     peak_connections: int
-    idle_connections: float  # the median of the samples after the warm-up
+    busy_connections: float  # the median of the samples after the warm-up
+    idle_connections: float  # the median with every job paused
     commits_per_s: float
     lateness_p99_ms: float
     runs: int
@@ -110,7 +124,7 @@ def run_fleet(mode: str, home: Path, admin_dsn: str, database_url: str,
             started = time.monotonic()
             while (elapsed := time.monotonic() - started) < DURATION_S:
                 samples.append((elapsed, sample(conn)))
-                if killed_at is None and elapsed >= DURATION_S / 3:
+                if killed_at is None and elapsed >= KILL_AT_S:
                     daemons[-1].send_signal(signal.SIGKILL)
                     killed_at = time.time()
                 time.sleep(1.0)
@@ -130,6 +144,7 @@ def run_fleet(mode: str, home: Path, admin_dsn: str, database_url: str,
                 "SELECT extract(epoch FROM min(timestamp)) FROM episodic_memory "
                 "WHERE event_type = 'peer_silent' AND details->>'host' = %s",
                 (victim,)).fetchone()
+            idle = idle_samples(conn)
     finally:
         for daemon in daemons:
             if daemon.poll() is None:
@@ -140,7 +155,8 @@ def run_fleet(mode: str, home: Path, admin_dsn: str, database_url: str,
     settled = sorted(count for at, count in samples if at >= WARMUP_S)
     return Result(
         mode=mode, peak_connections=max(count for _, count in samples),
-        idle_connections=float(settled[len(settled) // 2]) if settled else 0.0,
+        busy_connections=float(settled[len(settled) // 2]) if settled else 0.0,
+        idle_connections=float(idle[len(idle) // 2]),
         commits_per_s=((commits1[0] if commits1 else 0) - (commits0[0] if commits0 else 0))
         / DURATION_S,
         lateness_p99_ms=p99, runs=len(lateness),
@@ -150,14 +166,30 @@ def run_fleet(mode: str, home: Path, admin_dsn: str, database_url: str,
         growth_mb_per_host_day=grown_mb / HOSTS * 86400 / DURATION_S)
 
 
+def idle_samples(conn: psycopg.Connection[Any]) -> list[int]:
+    """Every job paused (as ``aegis jobs pause`` does), the pools given time to shrink,
+    then the server connections sampled every second, sorted."""
+    conn.execute("UPDATE jobs SET paused = true, paused_at = now(), paused_by = 'bench'")
+    time.sleep(IDLE_SETTLE_S)
+    found = []
+    for _ in range(int(IDLE_SAMPLE_S)):
+        found.append(sample(conn))
+        time.sleep(1.0)
+    conn.execute("UPDATE jobs SET paused = false, paused_at = NULL, paused_by = NULL")
+    return sorted(found)
+
+
 def figures_of(result: Result) -> list[Figure]:
     mode = result.mode
     silent_ok = result.silent_after_s is not None and \
         result.silent_after_s <= PEER_TIMEOUT_S + 60
     return [
-        Figure(f"fleet {mode}: server connections after warm-up (median)",
+        Figure(f"fleet {mode}: server connections at idle (median)",
                result.idle_connections, "connections", f"<= {2 * HOSTS + 5}",
                result.idle_connections <= 2 * HOSTS + 5),
+        Figure(f"fleet {mode}: server connections while busy (median)",
+               result.busy_connections, "connections", f"<= {4 * HOSTS + 5}",
+               result.busy_connections <= 4 * HOSTS + 5),
         Figure(f"fleet {mode}: peak server connections", result.peak_connections,
                "connections", f"<= {4 * HOSTS + 5}",
                result.peak_connections <= 4 * HOSTS + 5),
@@ -182,9 +214,12 @@ def main() -> None:
         with aegis.connect(aegis.load_settings(clean_env(home_text, "fleet-admin",
                                                          AEGIS_DATABASE_URL=dsn))):
             pass  # migrated once, before the daemons start together
-        results.append(run_fleet("direct", home, dsn, dsn))
+        if "direct" in MODES:
+            results.append(run_fleet("direct", home, dsn, dsn))
         reason = pgbouncer.unavailable()
-        if reason:
+        if "pgbouncer" not in MODES:
+            pass
+        elif reason:
             print(f"fleet through PgBouncer: not run: {reason}")
         else:
             bouncer = pgbouncer.start(dsn, Path(f"/tmp/aegis-bench-pgb-{os.getpid()}"))
@@ -198,7 +233,8 @@ def main() -> None:
     figures = []
     for result in results:
         print(f"fleet of {HOSTS} hosts, {result.mode}, {DURATION_S:.0f} s: "
-              f"{result.idle_connections:g} server connections after warm-up (median), "
+              f"server connections {result.busy_connections:g} busy (median), "
+              f"{result.idle_connections:g} idle (median, jobs paused), "
               f"peak {result.peak_connections}, {result.commits_per_s:.0f} "
               f"commits/s, lateness p99 {result.lateness_p99_ms:.1f} ms over {result.runs} "
               f"runs, {result.duplicates} duplicate cluster slots, peer_silent "
