@@ -1,11 +1,14 @@
 """Parsers of setting values. Each takes the raw value (a string from the environment, or
 a value from the TOML file) and returns the parsed one, or raises ValueError saying what is
-wrong; the caller names the variable or key."""
+wrong; the caller names the variable or key. Also the reading of the TOML file, and
+docker-autoheal's variables read as aegis's own."""
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +17,7 @@ from urllib.parse import urlsplit
 from croniter import croniter
 
 from aegis.core.durations import parse_duration_s
+from aegis.core.errors import ConfigError
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 E = TypeVar("E", bound=StrEnum)
@@ -166,3 +170,110 @@ def cron_expression(raw: Any) -> str:
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ValueError(f"{expression!r} is not a 5-field cron expression")
     return expression
+
+
+def label_key(raw: Any) -> str:
+    """A Docker label key (letters, digits, '.', '-', '_', '/'), or ``all``."""
+    value = text(raw)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", value):
+        raise ValueError(f"{value!r} is not a label key")
+    return value
+
+
+# --- the TOML file ---
+
+
+def config_file(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
+    """The file AEGIS_CONFIG names, read as TOML (None and {} when it names none)."""
+    name = env.get("AEGIS_CONFIG", "").strip()
+    if not name:
+        return None, {}
+    path = Path(name).expanduser()
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError("AEGIS_CONFIG", f"cannot read {path}: {reason}") from None
+    try:
+        return path, tomllib.loads(content)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("AEGIS_CONFIG", f"{path} is not valid TOML: {exc}") from None
+
+
+def flatten(document: Mapping[str, Any], config_file: Path | None) -> dict[str, Any]:
+    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``; ``jobs`` stays nested."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "jobs":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{config_file}: jobs", "must be a table of [jobs.ID] tables")
+            flat.update({f"jobs.{k}": v for k, v in value.items()})
+        elif isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                flat[f"{key}.{sub_key}"] = sub_value
+        else:
+            flat[key] = value
+    return flat
+
+
+def unknown_key(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
+
+
+# --- docker-autoheal's variables ---
+
+_DISCORD_WEBHOOK = re.compile(
+    r"^https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+/?$")
+_SLACK_WEBHOOK = re.compile(r"^https://hooks\.slack\.com/services/[\w/]+$")
+_APPRISE_API = re.compile(r"^(https?)://([^/?#]+)/notify/([\w.-]+)/?$")
+
+
+def autoheal_variables(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """docker-autoheal's variables that have a clear meaning in aegis, as ``{its variable:
+    (the variable to name in errors, the raw value of aegis's setting)}``. The caller
+    uses each only where aegis's own setting is not set. See
+    docs/migrating-from-autoheal.md for each mapping, and the variables that have none."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in ("AUTOHEAL_INTERVAL", "AUTOHEAL_START_PERIOD", "AUTOHEAL_DEFAULT_STOP_TIMEOUT"):
+        if env.get(name, "").strip():
+            found[name] = (name, env[name])  # seconds, as aegis's durations take them too
+    label = env.get("AUTOHEAL_CONTAINER_LABEL", "").strip()
+    if label:  # the label (or all) says which containers autoheal watches: the scope
+        found["AUTOHEAL_CONTAINER_LABEL"] = ("AUTOHEAL_CONTAINER_LABEL",
+                                             "all" if label == "all" else "labeled")
+    webhook = env.get("WEBHOOK_URL", "").strip()
+    urls = []
+    if _DISCORD_WEBHOOK.match(webhook):
+        found["WEBHOOK_URL"] = ("WEBHOOK_URL", webhook)
+    elif _SLACK_WEBHOOK.match(webhook):
+        urls.append(("WEBHOOK_URL", webhook))  # Apprise posts to Slack's own URL
+    apprise_api = _APPRISE_API.match(env.get("APPRISE_URL", "").strip())
+    if apprise_api:  # an Apprise API server's notify endpoint, as an Apprise URL
+        scheme = "apprises" if apprise_api.group(1) == "https" else "apprise"
+        urls.append(("APPRISE_URL", f"{scheme}://{apprise_api.group(2)}/{apprise_api.group(3)}"))
+    if urls:
+        found["APPRISE_URL"] = (" and ".join(n for n, _ in urls), ",".join(u for _, u in urls))
+    return found
+
+
+def autoheal_unmapped(env: Mapping[str, str]) -> list[str]:
+    """docker-autoheal's variables set in ``env`` that aegis does not read (for the log
+    and ``aegis doctor``): each with what to do instead."""
+    notes = {
+        "AUTOHEAL_ONLY_MONITOR_RUNNING": "aegis only ever restarts running containers",
+        "DOCKER_SOCK": "set DOCKER_HOST (unix:///var/run/docker.sock, tcp://host:2376)",
+        "CURL_TIMEOUT": "aegis waits for the Docker engine on its own terms",
+        "WEBHOOK_JSON_KEY": "aegis posts its own message format",
+        "POST_RESTART_SCRIPT": "follow aegis's events instead (aegis events, episodic_memory)",
+    }
+    found = [f"{name}: {note}" for name, note in notes.items() if env.get(name, "").strip()]
+    webhook = env.get("WEBHOOK_URL", "").strip()
+    if webhook and not (_DISCORD_WEBHOOK.match(webhook) or _SLACK_WEBHOOK.match(webhook)):
+        found.append("WEBHOOK_URL: not a Discord or Slack webhook; set DISCORD_WEBHOOK_URL "
+                     "or AEGIS_NOTIFY_URLS (an Apprise URL)")
+    apprise_url = env.get("APPRISE_URL", "").strip()
+    if apprise_url and not _APPRISE_API.match(apprise_url):
+        found.append("APPRISE_URL: not an Apprise API notify URL (http://host:8000/notify/KEY); "
+                     "set AEGIS_NOTIFY_URLS")
+    return found
