@@ -14,13 +14,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from aegis.storage.db import Queries, Row
+from aegis.storage.db import Json, Queries, Row
 from aegis.storage.events import Event
 from aegis.storage.outbox import Notification
 from aegis.storage.store import event_from_record, event_record, insert_event
-from aegis.supervision.strikes import StrikeState
+from aegis.supervision.strikes import Decision, StrikeState, SupervisionMode
 
-_TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at")
+_TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at",
+          "oom_restart_at")
+_JSON = ("incident_log", "docker_restarts")
 
 
 class Containers:
@@ -60,11 +62,33 @@ class Containers:
 
     def save(self, params: dict[str, Any]) -> bool:
         """What was observed and decided; False when the row changed since it was read."""
-        return self.db.fetch_one("container_save", **params) is not None
+        return self.db.fetch_one("container_save", **_jsonb(params)) is not None
 
     def restore(self, params: dict[str, Any]) -> None:
         """A decision made while the database was unreachable, whatever the row's version."""
-        self.db.execute("container_restore", **params)
+        self.db.execute("container_restore", **_jsonb(params))
+
+    def lock(self, host: str, name: str) -> Row | None:
+        """The row, locked until the transaction ends."""
+        return self.db.fetch_one("container_lock", host=host, name=name)
+
+    def set_log(self, host: str, name: str, incident: int, log: Sequence[dict[str, Any]],
+                affected: Sequence[str]) -> Row | None:
+        """The open incident's log after a step outside a decision; None when the row has
+        moved on to another incident."""
+        return self.db.fetch_one("container_set_log", host=host, name=name, incident=incident,
+                                 incident_log=Json(list(log)), affected=list(affected))
+
+    def open_parent(self, host: str, name: str, network_parent: str | None,
+                    compose_project: str | None, services: Sequence[str]) -> Row | None:
+        """name and folded_into of a container ``name`` depends on that is in an open
+        incident, or None."""
+        return self.db.fetch_one("container_open_parent", host=host, name=name,
+                                 network_parent=network_parent or "",
+                                 compose_project=compose_project or "", services=list(services))
+
+    def note_oom(self, host: str, container_id: str, now: datetime) -> None:
+        self.db.execute("container_note_oom", host=host, container_id=container_id, now=now)
 
     def set_stopped(self, host: str, container_id: str, stopped: bool, now: datetime) -> None:
         self.db.execute("container_set_stopped", host=host, container_id=container_id,
@@ -87,9 +111,10 @@ class Containers:
         """``aegis containers``: the rows of ``host`` (None: every host)."""
         return self.db.fetch_all("containers_listing", host=host)
 
-    def acknowledge(self, host: str, name: str, now: datetime, reason: str) -> Row | None:
+    def acknowledge(self, host: str, name: str, now: datetime, reason: str,
+                    log: Sequence[dict[str, Any]]) -> Row | None:
         return self.db.fetch_one("container_ack", host=host, name=name, now=now,
-                                 reason=reason)
+                                 reason=reason, incident_log=Json(list(log)))
 
     def set_maintenance(self, host: str, name: str, until: datetime | None,
                         now: datetime) -> Row | None:
@@ -116,10 +141,76 @@ class Containers:
                                  from_time=from_time, batch_rows=batch_rows)
 
 
+def stop_request(seen: Any, row: Row) -> tuple[bool, datetime | None]:
+    """Whether (and when) a person asked Docker to stop ``seen`` (a Seen). A request made
+    of the container a row belonged to before (re-created under the same name, or
+    adopted by its compose successor) does not apply to this one."""
+    if not row["stopped_by_user"] or row["container_id"] not in ("", seen.id):
+        return False, None
+    return True, row["stop_requested_at"]
+
+
+def _jsonb(params: dict[str, Any]) -> dict[str, Any]:
+    return {**params, **{key: Json(params[key]) for key in _JSON}}
+
+
 def strike_state(row: Row) -> StrikeState:
     return StrikeState(phase=row["phase"], strikes=row["strikes"], incident=row["incident"],
                        strike_at=row["strike_at"], healthy_since=row["healthy_since"],
-                       restarts=tuple(sorted(row["restarts"] or ())))
+                       restarts=tuple(sorted(row["restarts"] or ())),
+                       incident_class=row["incident_class"], folded_into=row["folded_into"],
+                       oom_restart_at=row["oom_restart_at"],
+                       docker_restarts=tuple((datetime.fromisoformat(at), count, code)
+                                             for at, count, code in row["docker_restarts"]
+                                             or ()))
+
+
+def row_params(row: Row, seen: Any, decision: Decision, *, host: str, has_healthcheck: bool,
+               mode: SupervisionMode, shown: str, maintenance_label: bool,
+               problems: tuple[str, ...], now: datetime) -> dict[str, Any]:
+    """What ``container_save`` writes for ``decision`` about ``seen`` (a Seen)."""
+    state = decision.state
+    acted = decision.action != "none"
+    new_incident = state.incident != row["incident"]
+    return {
+        "host": host, "name": seen.name, "version": row["version"],
+        "container_id": seen.id, "image": seen.image,
+        "compose_project": seen.compose_project, "compose_service": seen.compose_service,
+        "status": seen.status, "health": seen.health, "has_healthcheck": has_healthcheck,
+        "supervision": mode, "state": shown, "phase": state.phase,
+        "strikes": state.strikes, "incident": state.incident,
+        "strike_at": state.strike_at, "healthy_since": state.healthy_since,
+        "restarts": list(state.restarts), "maintenance_label": maintenance_label,
+        "label_problems": list(problems),
+        "last_action": decision.action if acted else None,
+        "last_action_at": now if acted else None,
+        "last_reason": decision.reason if acted else None,
+        "next_check_at": decision.next_check_at,
+        # the sighting time is refreshed only on a change, to keep sweeps write-free
+        "seen_at": now,
+        "incident_class": state.incident_class, "folded_into": state.folded_into,
+        "incident_log": [] if new_incident else list(row["incident_log"] or ()),
+        "affected": [] if new_incident else list(row["affected"] or ()),
+        "docker_restarts": [[at.isoformat(), count, code]
+                            for at, count, code in state.docker_restarts],
+        "oom_restart_at": state.oom_restart_at,
+    }
+
+
+def changed(row: Row, params: dict[str, Any]) -> bool:
+    """Whether saving ``params`` would change what ``row`` says."""
+    if row["removed_at"] is not None:
+        return True
+    if sorted(row["restarts"] or []) != params["restarts"]:
+        return True
+    keys = ("container_id", "image", "compose_project", "compose_service", "status",
+            "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
+            "incident", "strike_at", "healthy_since", "maintenance_label",
+            "next_check_at", "stopped_by_user", "incident_class", "folded_into",
+            "oom_restart_at", "docker_restarts")
+    if any(row[key] != params[key] for key in keys):
+        return True
+    return bool(list(row["label_problems"] or []) != params["label_problems"])
 
 
 def in_maintenance(row: Row, now: datetime) -> bool:
