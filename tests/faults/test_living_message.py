@@ -100,7 +100,8 @@ def test_one_message_lives_through_the_incident_and_two_kills(
         "sick recovered on test-host"]
     final = fake.messages[message_id]["embeds"][0]
     lines = final["description"].splitlines()
-    assert lines[0].startswith("**Resolved** after ") and lines[0].endswith(" 1 restart.")
+    assert lines[0].startswith("**Resolved** after ")
+    assert lines[0].endswith(" 1 restart.")
     assert [line.split(" ", 1)[1].split(":")[0] for line in lines if line[:2].isdigit()] == [
         "struck", "restarted", "escalated", "recovered"]
     assert final["color"] == 0x2ECC71

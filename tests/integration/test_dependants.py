@@ -6,7 +6,7 @@ the parent's incident and named in its message, and only the parent alerts."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +73,15 @@ def family(docker_client: Any, busybox_image: str, tmp_path: Path
         found.remove(force=True)
 
 
-def wait_healthy(docker_client: Any, *containers: Any) -> None:
-    for container in containers:
-        wait_for(lambda c=container: (docker_client.api.inspect_container(c.id)["State"]
-                                      .get("Health") or {}).get("Status") == "healthy",
-                 what=f"{container.name} healthy")
+def healthy(docker_client: Any, container: Any) -> Callable[[], bool]:
+    def check() -> bool:
+        state = docker_client.api.inspect_container(container.id)["State"]
+        return bool((state.get("Health") or {}).get("Status") == "healthy")
+    return check
+
+
+def recovered(url: str, name: str) -> Callable[[], bool]:
+    return lambda: "container_recovered" in types_of(url, name)
 
 
 @pytest.mark.parametrize("style", ["thread", "posts"])
@@ -86,7 +90,8 @@ def test_a_parent_and_two_dependants_failing_together_alert_once(
         family: tuple[Path, Any, Any, Any], style: str) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     up, parent, client, downloader = family
-    wait_healthy(docker_client, parent, client, downloader)
+    for container in (parent, client, downloader):
+        wait_for(healthy(docker_client, container), what=f"{container.name} healthy")
     run_daemon(spawn, aegis_env, DISCORD_WEBHOOK_URL=fake.webhook_url(),
                AEGIS_ALERT_STYLE=style)
     up.unlink()  # the three fail together
@@ -95,8 +100,8 @@ def test_a_parent_and_two_dependants_failing_together_alert_once(
     wait_for(lambda: fake.received, what="its alert")
     up.touch()  # the parent heals, and the dependants with it
     for container in (parent, client, downloader):
-        wait_for(lambda c=container: "container_recovered" in types_of(url, c.name),
-                 timeout_s=60, what=f"{container.name} recovered")
+        wait_for(recovered(url, container.name), timeout_s=60,
+                 what=f"{container.name} recovered")
     wait_for(lambda: not sql_rows(url, "SELECT 1 FROM outbox WHERE status = 'pending'"),
              what="every alert delivered")
 
