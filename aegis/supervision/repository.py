@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from aegis.core.errors import DatabaseUnavailable
 from aegis.storage.db import Json, Queries, Row
 from aegis.storage.events import Event
 from aegis.storage.outbox import Notification
@@ -139,6 +140,27 @@ class Containers:
         """Delete one batch of rows of containers removed before ``cutoff``."""
         return self.db.fetch_one("cleanup_containers_batch", cutoff=cutoff,
                                  from_time=from_time, batch_rows=batch_rows)
+
+
+def open_parent(containers: Containers, kept: KeptRows, host: str, seen: Any,
+                row: Row) -> str | None:
+    """The container ``seen`` (a Seen) depends on (its network's owner, a compose service
+    it depends on) when that one is in an open incident: the incident it folds into (the
+    parent's own parent, when the parent is folded too). From the kept rows while
+    PostgreSQL is down."""
+    if not (seen.network_parent or seen.depends_on) or (
+            seen.health != "unhealthy" and row["phase"] == "ok"):
+        return None
+    try:
+        found = containers.open_parent(host, seen.name, seen.network_parent,
+                                       seen.compose_project, seen.depends_on)
+    except DatabaseUnavailable:
+        found = next((r for r in kept.of(host) if r["phase"] != "ok"
+                      and r["name"] != seen.name and r["removed_at"] is None
+                      and (seen.network_parent in (r["container_id"], r["name"])
+                           or (r["compose_project"] == seen.compose_project
+                               and r["compose_service"] in seen.depends_on))), None)
+    return None if found is None else str(found["folded_into"] or found["name"])
 
 
 def stop_request(seen: Any, row: Row) -> tuple[bool, datetime | None]:
@@ -278,7 +300,9 @@ def replay_decision(tx: Queries, record: dict[str, Any]) -> None:
     """Write a spooled decision (spool kind ``container_decision``): the row whatever its
     version (only this host's daemon decides for its containers) and its events, each
     once (by uid)."""
-    params = dict(record["params"])
+    # a record spooled by a version before 0006_incidents lacks the incident's columns
+    params = {"incident_class": None, "incident_log": [], "folded_into": None, "affected": [],
+              "docker_restarts": [], "oom_restart_at": None, **record["params"]}
     for key in _TIMES:
         if params.get(key) is not None:
             params[key] = datetime.fromisoformat(params[key])

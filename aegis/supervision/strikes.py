@@ -186,7 +186,8 @@ def decide(state: StrikeState, observed: Observed, policy: Policy, now: datetime
     state = _triaged(state, observed, now)
     if policy.orchestrated:
         return _orchestrated(state, observed, policy, now)
-    if triage.crash_loop(state.docker_restarts, observed.restart_policy, now):
+    if state.phase != "escalated" and triage.crash_loop(state.docker_restarts,
+                                                        observed.restart_policy, now):
         return _crash_loop(state, observed, now)
     if observed.status != "running":
         return _not_running(state, observed, policy, now)
@@ -255,9 +256,7 @@ def _opened(state: StrikeState, klass: str) -> StrikeState:
 
 def _crash_loop(state: StrikeState, observed: Observed, now: datetime) -> Decision:
     """Docker keeps restarting it: escalate once (aegis's restarts would only add to
-    Docker's), then leave it to Docker and a person."""
-    if state.phase == "escalated":
-        return Decision("none", state, "escalated: waiting for ack or recovery")
+    Docker's), then leave it to Docker and a person, until it stays up (a recovery)."""
     count = triage.restarts_in_window(state.docker_restarts, now)
     codes = ", ".join(str(c) for c in triage.exit_codes(state.docker_restarts)) or "unknown"
     minutes = int(triage.CRASH_LOOP_WINDOW.total_seconds() // 60)

@@ -42,6 +42,7 @@ from aegis.supervision.repository import (
     changed,
     decision_record,
     in_maintenance,
+    open_parent,
     row_params,
     saved_offline,
     stop_request,
@@ -65,6 +66,9 @@ class SupervisionState:
     kept: KeptRows = field(default_factory=KeptRows)
     restarts: RestartTracker = field(default_factory=RestartTracker)
     engine: EngineAvailability = field(default_factory=EngineAvailability)
+    # the exit code of each container's latest ``die`` (a running container's inspect
+    # shows 0): the exit codes of a crash loop
+    exit_codes: dict[str, int] = field(default_factory=dict)
 
 
 class Supervisor:
@@ -176,10 +180,13 @@ class Supervisor:
             if not self.restarts.in_progress_id(container_id):  # not aegis's own restart
                 self._set_stopped(container_id, True, now)
         elif action == "die":
+            with contextlib.suppress(TypeError, ValueError):
+                self.state.exit_codes[container_id] = int(str(attributes.get("exitCode")))
             return "die"
         elif action == "oom":  # a process inside was killed for memory; it may run on
             self._note_oom(container_id, now)
         elif action == "destroy":
+            self.state.exit_codes.pop(container_id, None)
             self.containers.mark_removed(self.host, container_id, now)
         elif action == "rename":
             old_name = str(attributes.get("oldName", "")).lstrip("/")
@@ -310,29 +317,13 @@ class Supervisor:
                 peak = memory_usage(self.client, seen).get("max_usage")
             oom = triage.oom_killed(seen, row.get("oom_at"), peak)
             problem = triage.broken_probe(seen)
-        return Observed(seen.status, seen.health, seen.exit_code, seen.oom_killed, stopped,
+        exit_code = seen.exit_code if seen.status != "running" \
+            else self.state.exit_codes.get(seen.id)  # a crash's, not the running one's 0
+        return Observed(seen.status, seen.health, exit_code, seen.oom_killed, stopped,
                         stop_requested_at, seen.restart_policy, seen.docker_restart_count,
                         inspected=bool(seen.details), oom=oom, probe_problem=problem,
-                        parent_incident=self._open_parent(seen, row))
-
-    def _open_parent(self, seen: Seen, row: Row) -> str | None:
-        """The container ``seen`` depends on (its network's owner, a compose service it
-        depends on), when that one is in an open incident: the incident it folds into."""
-        if not (seen.network_parent or seen.depends_on) or (
-                seen.health != "unhealthy" and row["phase"] == "ok"):
-            return None
-        try:
-            found = self.containers.open_parent(self.host, seen.name, seen.network_parent,
-                                                seen.compose_project, seen.depends_on)
-        except DatabaseUnavailable:
-            found = next((r for r in self.kept.of(self.host) if r["phase"] != "ok"
-                          and r["name"] != seen.name and r["removed_at"] is None
-                          and (seen.network_parent in (r["container_id"], r["name"])
-                               or (r["compose_project"] == seen.compose_project
-                                   and r["compose_service"] in seen.depends_on))), None)
-        if found is None:
-            return None
-        return str(found["folded_into"] or found["name"])
+                        parent_incident=open_parent(self.containers, self.kept, self.host,
+                                                    seen, row))
 
     def _save(self, row: Row, params: dict[str, Any], records: list[Record],
               fold: str | None = None) -> bool:
