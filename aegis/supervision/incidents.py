@@ -30,6 +30,7 @@ from aegis.storage.db import Queries, Row
 from aegis.storage.events import Event
 from aegis.storage.outbox import Channel, Notification, enqueue
 from aegis.storage.store import Store
+from aegis.supervision import triage
 from aegis.supervision.docker import Seen
 from aegis.supervision.labels import effective_stop_timeout_s
 from aegis.supervision.repository import Containers
@@ -173,8 +174,7 @@ def _escalation(store: Store, settings: Settings, decision: Decision, seen: Seen
         memory = {"limit": seen.memory_limit, **memory} if seen.memory_limit else memory
         carried.update({f"memory_{key}_bytes": value for key, value in memory.items()})
     if decision.state.incident_class == TriageClass.CRASH_LOOP:
-        carried["exit_codes"] = [code for _, _, code in decision.state.docker_restarts[1:]
-                                 if code is not None][-5:]
+        carried["exit_codes"] = triage.exit_codes(decision.state.docker_restarts)
     incident = add(Incident(**{**incident.__dict__, "klass": decision.state.incident_class,
                                "probe_output": seen.probe_output, "memory": memory}),
                    step("escalated", now, decision.reason))

@@ -228,26 +228,32 @@ def complete_restarts(actor: Actor, now: datetime) -> int:
             continue
         started = docker_time(str((attrs.get("State") or {}).get("StartedAt") or ""))
         decided = row["restart_at"]
+        seen = seen_from_inspect(attrs)
         # a restart waits for the stop timeout before Docker starts the container again
-        wait_s = RESTART_OUTCOME_WAIT_S + L.effective_stop_timeout_s(seen_from_inspect(attrs),
+        wait_s = RESTART_OUTCOME_WAIT_S + L.effective_stop_timeout_s(seen,
                                                                     actor.runtime.settings)
         carried = {"container": row["name"], "host": actor.host,
                    "container_id": (row["container_id"] or "")[:12], "image": row["image"],
                    "incident": row["incident"], "strikes": row["strikes"],
                    "restarts_last_hour": len(row["restarts"] or []),
-                   "reason": row["last_reason"], "recorded_late": True}
+                   "reason": row["last_reason"], "class": row["incident_class"],
+                   "recorded_late": True}
         if started is not None and started >= decided:
-            store.record_event(
+            event = store.new_event(
                 "container_restarted", f"{row['name']} restarted (strike 2 of 3); "
                 "recorded late: the daemon stopped during the restart",
                 importance="high", source="supervisor", timestamp=decided,
                 details=carried)
+            record_step(actor.runtime, event, seen, row["incident"], "restarted",
+                        f"{row['last_reason']} (recorded late)")
         elif (now - decided).total_seconds() > wait_s:
-            store.record_event(
+            event = store.new_event(
                 "container_restart_failed", f"{row['name']}: restart not made: the "
                 "daemon stopped between deciding it and asking Docker",
                 importance="high", source="supervisor", timestamp=decided,
                 details={**carried, "error": "the daemon stopped before the restart"})
+            record_step(actor.runtime, event, seen, row["incident"], "restart_failed",
+                        "the daemon stopped before the restart")
         else:
             continue  # Docker may still be stopping it: the next sweep or start decides
         recorded += 1

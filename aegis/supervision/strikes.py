@@ -48,7 +48,7 @@ class StrikeState:
     strike_at: datetime | None = None  # time of the latest strike
     healthy_since: datetime | None = None
     restarts: tuple[datetime, ...] = ()  # aegis's restarts, oldest first
-    incident_class: str | None = None  # a TriageClass, while an incident is open
+    incident_class: str | None = None  # a TriageClass: the open (or latest) incident's
     folded_into: str | None = None  # the parent whose incident this one waits for
     oom_restart_at: datetime | None = None  # aegis's latest restart for lack of memory
     docker_restarts: tuple[Sample, ...] = ()  # Docker's restart count over the window
@@ -174,6 +174,7 @@ def decide(state: StrikeState, observed: Observed, policy: Policy, now: datetime
         if state.phase != "ok" or state.strikes:
             return Decision("reset", StrikeState(incident=state.incident,
                                                  restarts=state.restarts,
+                                                 incident_class=state.incident_class,
                                                  oom_restart_at=state.oom_restart_at),
                             "not supervised")
         return Decision("none", state)
@@ -360,6 +361,7 @@ def _healthy(state: StrikeState, policy: Policy, now: datetime) -> Decision:
         return Decision("none", state, "healthy, waiting", state.healthy_since + stable)
     seconds = (now - state.healthy_since).total_seconds()
     return Decision("recover", StrikeState(incident=state.incident, restarts=state.restarts,
+                                           incident_class=state.incident_class,
                                            oom_restart_at=state.oom_restart_at,
                                            docker_restarts=state.docker_restarts[-1:]),
                     f"healthy for {seconds:.0f}s")

@@ -113,6 +113,7 @@ class FakeDiscord:
         # the messages as they stand now, by id (a post creates one, an edit replaces it)
         self.messages: dict[str, dict[str, Any]] = {}
         self.edits: list[tuple[str, dict[str, Any]]] = []  # (message id, body) accepted
+        self.edits_at: list[float] = []  # time.monotonic() when each edit arrived
         self.answers: list[int] = []
         self.steps: collections.deque[str] = collections.deque()
         self._lock = threading.Lock()
@@ -226,7 +227,7 @@ class FakeDiscord:
                                         "errors": problems})
             return
         if message_id is not None:
-            self._edit(request, message_id, body)
+            self._edit(request, message_id, body, arrived)
             return
         with self._lock:
             self.received.append(body)
@@ -240,12 +241,14 @@ class FakeDiscord:
         else:
             self._answer(request, 204, None)
 
-    def _edit(self, request: BaseHTTPRequestHandler, message_id: str, body: Any) -> None:
+    def _edit(self, request: BaseHTTPRequestHandler, message_id: str, body: Any,
+              arrived: float) -> None:
         with self._lock:
             known = message_id in self.messages
             if known:
                 self.messages[message_id] = {**self.messages[message_id], **body}
                 self.edits.append((message_id, body))
+                self.edits_at.append(arrived)
         if not known:
             self._answer(request, 404, {"message": "Unknown Message", "code": 10008})
             return

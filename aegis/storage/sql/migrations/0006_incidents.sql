@@ -3,7 +3,8 @@
 -- (outbox rows of one thread, and the message each destination holds for it).
 
 ALTER TABLE containers
-    -- why the open incident happened: unhealthy, broken_probe, oom, crash_loop, exited
+    -- why the open (or latest) incident happened: unhealthy, broken_probe, oom, crash_loop,
+    -- exited
     ADD COLUMN incident_class text,
     -- the open incident's steps, oldest first: [{"at": ..., "step": ..., "text": ...}]
     ADD COLUMN incident_log jsonb NOT NULL DEFAULT '[]'::jsonb,
