@@ -28,9 +28,11 @@ OK_FILE = {**FAST_PROBE, "test": ["CMD-SHELL", "test -f /ok"]}
 IDLE = "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"
 MEMORY_LIMIT = 32 * 1024 * 1024
 # Healthy for 8 s after each start, then a process inside is killed for memory (the
-# container runs on): unhealthy until its next start.
+# container runs on): unhealthy until its next start. The process asks to be the OOM
+# killer's first choice, so the kernel never takes the container's main process instead.
 OOM_AFTER_8S = ("trap 'exit 0' TERM; touch /ok; sleep 8 & wait; "
-                "sh -c 'x=$(head -c 100000000 /dev/zero | tr \"\\\\0\" a)'; rm -f /ok; " + IDLE)
+                "sh -c 'echo 1000 > /proc/self/oom_score_adj; "
+                "x=$(head -c 100000000 /dev/zero | tr \"\\\\0\" a)'; rm -f /ok; " + IDLE)
 
 
 @pytest.fixture
