@@ -4,6 +4,7 @@ a decision spooled by an earlier version (without the incident's columns) replay
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,18 @@ def escalated_row(app: api.Aegis, name: str = "web", *, alerted: bool = True) ->
               "last_reason": "x", "incident_class": "broken_probe", "incident_log": log,
               "affected": ["worker"], "docker_restarts": []}
     assert containers.save(params)
+
+
+def test_aegis_containers_json_shows_the_class_and_the_dependants(
+        aegis_env: dict[str, str], app: api.Aegis) -> None:
+    escalated_row(app)
+    result = run_cli("containers", "--json", env=aegis_env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)[0]
+    assert {key: shown[key] for key in ("name", "state", "triage_class", "folded_into",
+                                        "affected")} == {
+        "name": "web", "state": "escalated", "triage_class": "broken_probe",
+        "folded_into": None, "affected": ["worker"]}
 
 
 def test_ack_ends_the_incident_and_edits_its_living_message(app: api.Aegis) -> None:
