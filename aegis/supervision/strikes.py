@@ -221,7 +221,7 @@ def _not_running(state: StrikeState, observed: Observed, policy: Policy,
     if reason is None or state.phase == "escalated":
         return Decision("none", replace(state, healthy_since=None), "not running")
     klass = TriageClass.OOM if observed.oom else TriageClass.EXITED
-    return _escalate(_opened(state, klass), now, reason)
+    return _escalate(replace(_opened(state, klass), healthy_since=None), now, reason)
 
 
 def _triaged(state: StrikeState, observed: Observed, now: datetime) -> StrikeState:
