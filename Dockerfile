@@ -29,6 +29,8 @@ RUN groupadd --system --gid "${AEGIS_UID}" aegis \
  && mkdir -p /var/lib/aegis /journal \
  && chown aegis:aegis /var/lib/aegis /journal
 COPY --from=build /opt/aegis /opt/aegis
+# The status page, /healthz and /metrics listen on every interface of the container, so
+# aegis starts only with AEGIS_HTTP_TOKEN set (openssl rand -hex 32), or AEGIS_HTTP_ADDR=off.
 ENV PATH=/opt/aegis/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from aegis.core.clock import utcnow
-from aegis.core.config import Settings, load_settings
+from aegis.core.config import DatabasePooler, Settings, load_settings
 from aegis.core.durations import parse_since
 from aegis.core.errors import UsageError
 from aegis.notify.sender import deliver_pending, run_sender
@@ -55,9 +55,10 @@ class Memory:
 
     def query(self, since: datetime | str = DEFAULT_EVENT_WINDOW,
               event_type: str | Sequence[str] | None = None, importance: str | None = None,
-              limit: int = 100) -> list[Event]:
+              limit: int = 100, container: str | None = None) -> list[Event]:
         """Events since ``since`` (a datetime, ``24h``/``7d``, or ISO-8601), newest first;
-        ``importance`` keeps events at that level or above."""
+        ``importance`` keeps events at that level or above, ``container`` those about
+        that container."""
         if isinstance(since, str):
             try:
                 since = parse_since(since, utcnow())
@@ -67,7 +68,8 @@ class Memory:
             raise UsageError("limit must be at least 1")
         types = [event_type] if isinstance(event_type, str) else event_type
         return self._store.query_events(since=since, event_types=types,
-                                        min_importance=importance, limit=limit)
+                                        min_importance=importance, container=container,
+                                        limit=limit)
 
 
 class State:
@@ -139,15 +141,24 @@ def database_url(settings: Settings, *, keep_embedded: bool = False) -> str:
     return settings.dsn or embedded.start(settings.home, keep_running=keep_embedded)
 
 
+def listen_url(settings: Settings, dsn: str) -> str | None:
+    """Where aegis LISTENs for wake-ups: AEGIS_LISTEN_DATABASE_URL, else the database URL
+    itself unless it goes through a pooler in transaction mode (None: poll)."""
+    if settings.listen_database_url:
+        return settings.listen_database_url
+    return None if settings.database_pooler == DatabasePooler.TRANSACTION else dsn
+
+
 def connect(settings: Settings | None = None, *, migrate: bool = True,
-            keep_embedded: bool = False, pool_size: int = 4,
+            keep_embedded: bool = False, pool_size: int = 3,
             registry: Registry | None = None) -> Aegis:
     """Open aegis: settings from the environment by default, the embedded database when
     none is configured. With ``migrate``, pending migrations are applied first. A
     ``registry`` (see ``load_registry``) replaces the one loaded on first use."""
     settings = settings or load_settings()
-    db = Database(database_url(settings, keep_embedded=keep_embedded), max_size=pool_size,
-                  name=f"aegis@{settings.host}")
+    dsn = database_url(settings, keep_embedded=keep_embedded)
+    db = Database(dsn, max_size=pool_size, name=settings.host,
+                  listen_dsn=listen_url(settings, dsn), poll_s=settings.listen_poll_s)
     try:
         if migrate:
             db.migrate()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 
 from aegis import api, hostlint
 from aegis.core.clock import utcnow
-from aegis.core.config import RemediationMode, Settings
+from aegis.core.config import DatabasePooler, RemediationMode, Settings
 from aegis.core.errors import AegisError
 from aegis.core.jsonable import to_json
 from aegis.core.processes import pid_alive
@@ -34,6 +33,7 @@ from aegis.supervision.docker import (
     docker_client,
     docker_endpoint,
     docker_errors,
+    events_refused,
     forbidden,
     seen_from_inspect,
 )
@@ -130,7 +130,7 @@ def _database_checks(app: api.Aegis, settings: Settings,
                 Check("clock", WARN, "not checked: the database is unreachable",
                       "fix the database check first")]
     database = Check("database", OK, f"PostgreSQL {row['version']}, database "
-                     f"{row['name']} ({_where(settings)})")
+                     f"{row['name']} ({_where(settings)}); {wakeups(settings)}")
     if pending:
         migrations = Check("migrations", WARN, f"{len(pending)} pending: {', '.join(pending)}",
                            "run `aegis db migrate` (`aegis run` also applies them at start)")
@@ -138,6 +138,16 @@ def _database_checks(app: api.Aegis, settings: Settings,
         migrations = Check("migrations", OK, "schema is current")
     local_mid = before + (after - before) / 2
     return [database, migrations, clock_check(row["db_clock"], local_mid)]
+
+
+def wakeups(settings: Settings) -> str:
+    """How the daemon learns of new tasks and messages, as the settings make it."""
+    if settings.listen_database_url:
+        return "wake-ups: LISTEN on AEGIS_LISTEN_DATABASE_URL"
+    if settings.database_pooler == DatabasePooler.TRANSACTION:
+        return (f"wake-ups: polling every {settings.listen_poll_s:g}s (through a pooler in "
+                "transaction mode; set AEGIS_LISTEN_DATABASE_URL to LISTEN directly)")
+    return "wake-ups: LISTEN"
 
 
 def clock_check(database_now: datetime, local_now: datetime) -> Check:
@@ -208,16 +218,7 @@ def check_docker(settings: Settings) -> Check:
 def refusals(client: Any, restarts: bool) -> list[str]:
     """What supervision needs that the endpoint answers 403 Forbidden: the event stream and,
     with ``restarts``, container restarts (asked of a container that cannot exist)."""
-    refused = []
-    now_s = int(time.time())
-    try:  # not the SDK's events(): its stream ends quietly on an error answer
-        answer = client.api.get(f"{client.api.base_url}/v{client.api.api_version}/events",
-                                params={"since": now_s, "until": now_s},
-                                timeout=DOCKER_TIMEOUT_S)
-        if answer.status_code == 403:
-            refused.append("the event stream")
-    except docker_errors():
-        pass  # unreachable now: the listing above has just answered, so only a blip
+    refused = ["the event stream"] if events_refused(client) else []
     if restarts:
         try:
             client.api.restart(RESTART_PROBE, timeout=0)

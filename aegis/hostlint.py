@@ -100,9 +100,32 @@ def autoheal_variables(settings: Settings, env: Mapping[str, str]) -> Finding:
     if not settings.autoheal_compat:
         return Finding("autoheal", "ok", "AEGIS_AUTOHEAL_COMPAT=off: docker-autoheal's labels "
                        "and variables are not read")
-    unread = parsing.autoheal_unmapped(env)
+    unread = unread_autoheal_variables(env)
     if not unread:
         return Finding("autoheal", "ok", f"docker-autoheal's label {settings.autoheal_label} "
                        "is read as aegis.enable; no variable of it is left unread")
     return Finding("autoheal", "warn", "; ".join(unread),
                    "see docs/migrating-from-autoheal.md for what each becomes")
+
+
+def unread_autoheal_variables(env: Mapping[str, str]) -> list[str]:
+    """docker-autoheal's variables set in ``env`` that aegis does not read (those
+    ``parsing.autoheal_variables`` has no mapping for), each with what to do instead."""
+    notes = {
+        "AUTOHEAL_ONLY_MONITOR_RUNNING": "aegis only ever restarts running containers",
+        "DOCKER_SOCK": "set DOCKER_HOST (unix:///var/run/docker.sock, tcp://host:2376)",
+        "CURL_TIMEOUT": "aegis waits for the Docker engine on its own terms",
+        "WEBHOOK_JSON_KEY": "aegis posts its own message format",
+        "POST_RESTART_SCRIPT": "follow aegis's events instead (aegis events, episodic_memory)",
+    }
+    found = [f"{name}: {note}" for name, note in notes.items() if env.get(name, "").strip()]
+    webhook = env.get("WEBHOOK_URL", "").strip()
+    if webhook and not (parsing.DISCORD_WEBHOOK.match(webhook)
+                        or parsing.SLACK_WEBHOOK.match(webhook)):
+        found.append("WEBHOOK_URL: not a Discord or Slack webhook; set DISCORD_WEBHOOK_URL "
+                     "or AEGIS_NOTIFY_URLS (an Apprise URL)")
+    apprise_url = env.get("APPRISE_URL", "").strip()
+    if apprise_url and not parsing.APPRISE_API.match(apprise_url):
+        found.append("APPRISE_URL: not an Apprise API notify URL (http://host:8000/notify/KEY); "
+                     "set AEGIS_NOTIFY_URLS")
+    return found

@@ -49,7 +49,7 @@ SEEDED_RUNS = 20_000
 SEEDED_CONTAINERS = 500  # rows of containers removed two hours ago
 GOAL_RSS_GROWTH = 0.10
 # The pool (4) plus three sessions: the per-host lock, the task and the outbox listeners.
-MAX_CONNECTIONS = 7
+MAX_CONNECTIONS = 4  # the pool's 3 and the listener
 # Healthy 15-35 s, unhealthy 15-35 s, forever; a restart starts healthy again.
 FLAP = ("while :; do touch /ok; sleep $((15 + RANDOM % 20)); rm -f /ok; "
         "sleep $((15 + RANDOM % 20)); done")
@@ -307,7 +307,7 @@ def main() -> None:
         Figure("soak threads after warm-up", threads_growth, "threads",
                "<= 1 (median growth)", threads_ok),
         Figure("soak connections (max)", result["connections_max"], "connections",
-               f"<= {MAX_CONNECTIONS} (pool 4 + 3 sessions)", connections_ok),
+               f"<= {MAX_CONNECTIONS} (pool 3 + listener)", connections_ok),
         Figure("soak containers flapping", result["containers_flapping"], "containers",
                f"= {CONTAINERS}" if CONTAINERS else "none asked (AEGIS_SOAK_CONTAINERS=0)",
                containers_ok),

@@ -1,12 +1,15 @@
-"""evening_summary: the day's digest into the journal folder, memory and channel (22:00 UTC)."""
+"""evening_summary: the day's digest into the journal folder, memory and channel (22:00 in
+AEGIS_TIMEZONE). With AEGIS_DIGEST_SCOPE=host (the default) every daemon runs it for its own
+host; with fleet it is a cluster job: one digest of every host, written once."""
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import date
 from typing import Any
 
+from aegis.core.config import DigestScope
 from aegis.notify.channels import DESCRIPTION_MAX
-from aegis.reports.digest import collect_day, parse_day
+from aegis.reports.digest import collect_day, local_day, parse_day, scope_host
 from aegis.reports.journal import write_day
 from aegis.reports.markdown import render_day, trim
 from aegis.scheduling import triggers
@@ -15,18 +18,20 @@ from aegis.storage.outbox import Channel, Notification
 
 
 def digest_day(ctx: JobContext) -> date:
-    """The UTC day a run reports on: ``--arg date=YYYY-MM-DD``, else its slot's day (so a
-    22:00 slot caught up after midnight still reports on its own day)."""
+    """The day (of AEGIS_TIMEZONE) a run reports on: ``--arg date=YYYY-MM-DD``, else its
+    slot's day (so a 22:00 slot caught up after midnight still reports on its own day)."""
+    zone = ctx.settings.zone
     if ctx.args.get("date"):
-        return parse_day(str(ctx.args["date"]), today=ctx.now.astimezone(UTC).date())
-    return ctx.scheduled_for.astimezone(UTC).date()
+        return parse_day(str(ctx.args["date"]), today=local_day(ctx.now, zone))
+    return local_day(ctx.scheduled_for, zone)
 
 
 def evening_summary(ctx: JobContext) -> dict[str, Any]:
     """Write the day's digest to AEGIS_JOURNAL_DIR/YYYY-MM-DD.md and send it to the
     journal channel."""
     day = digest_day(ctx)
-    digest = collect_day(ctx.app, day)
+    host = scope_host(ctx.settings)
+    digest = collect_day(ctx.app, day, host)
     text = render_day(digest)
     details = digest.details()
     journal_error: OSError | None = None
@@ -45,9 +50,12 @@ def evening_summary(ctx: JobContext) -> dict[str, Any]:
     ctx.store.record_event(
         "evening_summary", summary, importance="medium", source="evening_summary",
         details=details,
-        notify=Notification(channel=Channel.JOURNAL, title=f"aegis digest {day.isoformat()}",
+        notify=Notification(channel=Channel.JOURNAL,
+                            title=f"aegis digest {day.isoformat()}"
+                                  + (f" ({host})" if host else ""),
                             body=trim(text, DESCRIPTION_MAX),
-                            dedup_key=f"evening_summary:{day.isoformat()}"))
+                            dedup_key=f"evening_summary:{day.isoformat()}"
+                                      + (f":{host}" if host else "")))
     ctx.log.info("evening_summary_generated", tasks_completed=digest.runs_completed,
                  events=digest.events_total, date=day.isoformat(), path=details["path"])
     if journal_error is not None:
@@ -57,5 +65,9 @@ def evening_summary(ctx: JobContext) -> dict[str, Any]:
 
 
 def register(registry: Registry) -> None:
-    registry.add("evening_summary", evening_summary, triggers.daily("22:00"), scope="cluster",
-                 misfire_grace_s=6 * 3600, timeout_s=600)
+    # Silent (a critical alert) when the day's digest has not succeeded by 22:30.
+    fleet = registry.settings.digest_scope == DigestScope.FLEET
+    registry.add("evening_summary", evening_summary, triggers.daily("22:00"),
+                 scope="cluster" if fleet else "host",
+                 misfire_grace_s=6 * 3600, timeout_s=600, max_runtime_s=300,
+                 expect_every_s=24.5 * 3600)

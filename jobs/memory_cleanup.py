@@ -1,5 +1,5 @@
 """memory_cleanup: retention of events, job runs, finished notifications and the rows of
-removed containers (00:30 UTC)."""
+removed containers (00:30 in AEGIS_TIMEZONE)."""
 
 from __future__ import annotations
 
@@ -54,4 +54,5 @@ def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
 
 def register(registry: Registry) -> None:
     registry.add("memory_cleanup", memory_cleanup, triggers.daily("00:30"), scope="cluster",
-                 misfire_grace_s=12 * 3600, timeout_s=3600)
+                 misfire_grace_s=12 * 3600, timeout_s=3600, max_runtime_s=1800,
+                 expect_every_s=25 * 3600)

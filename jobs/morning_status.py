@@ -1,12 +1,12 @@
-"""morning_status: yesterday's runs and events, and the fleet now, to the journal (06:00 UTC)."""
+"""morning_status: yesterday's runs and events, and the fleet after the night, to the
+journal (06:00 in AEGIS_TIMEZONE)."""
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from aegis.notify.channels import DESCRIPTION_MAX
-from aegis.reports.digest import DAY, collect_status
+from aegis.reports.digest import DAY, collect_status, local_day
 from aegis.reports.markdown import render_status, trim
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
@@ -16,7 +16,8 @@ from aegis.storage.outbox import Channel, Notification
 def morning_status(ctx: JobContext) -> dict[str, Any]:
     """Yesterday's runs and events, pending tasks, open escalations, containers in
     maintenance and each host's health, to episodic memory and the journal channel."""
-    day = ctx.scheduled_for.astimezone(UTC).date() - DAY
+    zone = ctx.settings.zone
+    day = local_day(ctx.scheduled_for, zone) - DAY
     status = collect_status(ctx.app, day, ctx.now)
     details = status.details()
     runs_ok = sum(job.ok for job in status.jobs)
@@ -28,7 +29,7 @@ def morning_status(ctx: JobContext) -> dict[str, Any]:
         "morning_status", summary, importance="medium", source="morning_status",
         details=details,
         notify=Notification(channel=Channel.JOURNAL,
-                            title=f"aegis morning status {ctx.now:%Y-%m-%d}",
+                            title=f"aegis morning status {local_day(ctx.now, zone)}",
                             body=trim(render_status(status), DESCRIPTION_MAX),
                             dedup_key=f"morning_status:{day.isoformat()}"))
     ctx.log.info("morning_status_generated", pending_tasks=status.pending_tasks,
@@ -38,4 +39,5 @@ def morning_status(ctx: JobContext) -> dict[str, Any]:
 
 def register(registry: Registry) -> None:
     registry.add("morning_status", morning_status, triggers.daily("06:00"), scope="cluster",
-                 misfire_grace_s=3 * 3600, timeout_s=300)
+                 misfire_grace_s=3 * 3600, timeout_s=300, max_runtime_s=120,
+                 expect_every_s=24.5 * 3600)

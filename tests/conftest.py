@@ -29,6 +29,7 @@ from aegis import api
 from aegis.core.config import Settings, load_settings
 from aegis.storage.db import Database
 from tests import hygiene
+from tests import pgbouncer as pgbouncer_tool
 from tests.images import PROXY_SCRIPT, build_busybox
 
 TEMPLATE_DB = "aegis_test_template"
@@ -163,6 +164,24 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 60,
         [sys.executable, "-m", "aegis", *args], env=clean_environ(env), capture_output=True,
         text=True, timeout=timeout, input=input_text, check=False,
     )
+
+
+# --- PgBouncer ---
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_admin_url: str) -> Iterator[pgbouncer_tool.PgBouncer]:
+    """Debian's PgBouncer in transaction mode in front of the session's server, or a skip
+    (a failure when AEGIS_REQUIRE_DOCKER=1, which CI sets: ensure_docker.sh installs it)."""
+    reason = pgbouncer_tool.unavailable()
+    if reason:
+        if os.environ.get("AEGIS_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"AEGIS_REQUIRE_DOCKER=1 but {reason}")
+        pytest.skip(reason)
+    folder = Path(f"/tmp/aegis-test-pgb-{os.getpid()}")  # one the server's user may read
+    bouncer = pgbouncer_tool.start(pg_admin_url, folder)
+    yield bouncer
+    bouncer.stop()
 
 
 # --- Docker ---

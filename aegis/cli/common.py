@@ -6,10 +6,12 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
 from aegis import api
+from aegis.core.clock import offset_text
 from aegis.core.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -53,5 +55,11 @@ def with_app(**connect_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[.
     return decorate
 
 
-def format_time(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+def format_time(value: Any, zone: ZoneInfo | None = None) -> str:
+    """``value`` as text; with ``zone``, the wall-clock time there and its offset."""
+    if value is None:
+        return "-"
+    if zone is None:
+        return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+    local = value.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M:%S} {offset_text(local)}"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
 from aegis import api
 from aegis.cli.common import fail, format_time, print_json, print_table, with_app
+from aegis.core import clock
 from aegis.core.errors import UsageError
+from aegis.scheduling.repository import JobRun, RunStatus
 from aegis.scheduling.tasks import TaskStatus
 
 
@@ -35,15 +39,36 @@ def jobs() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @with_app()
 def jobs_list(app: api.Aegis, as_json: bool) -> None:
-    """Every job with its trigger, scope, next and last run."""
+    """Every job with its trigger, scope, next and last run (in the job's time zone, with
+    its offset; --json: UTC, and the zone's name)."""
     found = app.scheduler.list_jobs()
     if as_json:
         print_json([job.to_json() for job in found])
         return
-    print_table([(j.id, j.trigger, j.scope, format_time(j.next_run), format_time(j.last_run),
-                  j.last_status or "-", "paused" if j.paused else
-                  ("disabled" if not j.enabled else "")) for j in found],
-                ["id", "trigger", "scope", "next_run", "last_run", "last_status", "flags"])
+    rows = []
+    for j in found:
+        zone = zone_or_utc(j.timezone)
+        rows.append((j.id, j.trigger, j.scope, format_time(j.next_run, zone),
+                     format_time(j.last_run, zone), j.last_status or "-",
+                     "paused" if j.paused else ("disabled" if not j.enabled else "")))
+    print_table(rows, ["id", "trigger", "scope", "next_run", "last_run", "last_status",
+                       "flags"])
+
+
+def zone_or_utc(name: str) -> ZoneInfo:
+    try:
+        return clock.zone(name)
+    except ValueError:  # a zone another daemon's tz database knows and this one does not
+        return clock.UTC_ZONE
+
+
+def run_note(run: JobRun, zone: ZoneInfo) -> str:
+    """The error column of a run; a gap of missed slots says where it ends."""
+    result = run.result if isinstance(run.result, dict) else {}
+    if run.status == RunStatus.MISSED and result.get("missed_slots", 1) > 1:
+        last = datetime.fromisoformat(result["last"])
+        return f"{result['missed_slots']} slots missed, to {format_time(last, zone)}"
+    return (run.error or "")[:60]
 
 
 @jobs.command("history")
@@ -57,9 +82,11 @@ def jobs_history(app: api.Aegis, job_id: str | None, limit: int, as_json: bool) 
     if as_json:
         print_json([run.to_json() for run in runs])
         return
-    print_table([(str(r.id), r.job_id, r.host, r.trigger, format_time(r.scheduled_for),
-                  r.status, f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
-                  (r.error or "")[:60]) for r in runs],
+    zones = {job_id: app.scheduler.zone_of(job_id) for job_id in {r.job_id for r in runs}}
+    print_table([(str(r.id), r.job_id, r.host, r.trigger,
+                  format_time(r.scheduled_for, zones[r.job_id]), r.status,
+                  f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
+                  run_note(r, zones[r.job_id])) for r in runs],
                 ["run", "job", "host", "trigger", "scheduled_for", "status", "took", "error"])
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from aegis.cli import containers, daemon, database, doctor, history, jobs, notify
+from aegis.cli import containers, daemon, database, doctor, history, hosts, jobs, notify
 from aegis.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
 from aegis.core.config import load_settings, utf8_problem
 from aegis.core.errors import AegisError, ConfigError, DatabaseUnavailable, UsageError
@@ -49,7 +49,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(dict)["settings"] = settings
 
 
-for _group in (daemon, jobs, history, containers, notify, database, doctor):
+for _group in (daemon, jobs, history, containers, hosts, notify, database, doctor):
     for _command in _group.COMMANDS:
         cli.add_command(_command)
 

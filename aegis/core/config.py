@@ -7,7 +7,6 @@ configuration reference in docs/ are all driven by that table.
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -15,13 +14,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aegis.core import parsing
-from aegis.core.durations import parse_time_of_day
+from aegis.core.clock import zone
 from aegis.core.errors import ConfigError
-
-JOB_ENV_PREFIX = "AEGIS_JOB__"
-_JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+from aegis.core.parsing import JOB_ENV_PREFIX, JobOverride, job_overrides
 
 
 class LogFormat(StrEnum):
@@ -43,6 +41,16 @@ class DockerScope(StrEnum):
     LABELED = "labeled"  # only containers labelled aegis.enable=true
 
 
+class DatabasePooler(StrEnum):
+    NONE = "none"  # the database URL reaches PostgreSQL itself
+    TRANSACTION = "transaction"  # through a pooler in transaction mode (PgBouncer)
+
+
+class DigestScope(StrEnum):
+    HOST = "host"  # every daemon writes the digest of its own host
+    FLEET = "fleet"  # one daemon writes one digest of every host sharing the database
+
+
 class RemediationMode(StrEnum):
     ON = "on"  # restart and escalate
     OBSERVE = "observe"  # strikes and alerts, never a restart
@@ -60,18 +68,6 @@ class AlertFrom(StrEnum):
 
 
 @dataclass(frozen=True)
-class JobOverride:
-    """Per-job settings from ``[jobs.ID]`` or ``AEGIS_JOB__ID__KEY``; None keeps the default."""
-
-    enabled: bool | None = None
-    every_s: float | None = None
-    at: str | None = None
-    cron: str | None = None
-    misfire_grace_s: float | None = None
-    timeout_s: float | None = None
-
-
-@dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
     postgres_host: str | None = None
@@ -79,9 +75,14 @@ class Settings:
     postgres_user: str = "postgres"
     postgres_password: str | None = None
     postgres_db: str = "aegis"
+    database_pooler: DatabasePooler = DatabasePooler.NONE
+    listen_database_url: str | None = None
+    listen_poll_s: float = 2.0
     home: Path = Path("~/.aegis")
     journal_dir: Path = Path("~/memory/journal")
+    digest_scope: DigestScope = DigestScope.HOST
     host: str = "localhost"
+    timezone: str = "UTC"
     log_format: LogFormat = LogFormat.AUTO
     log_level: LogLevel = LogLevel.INFO
     job_modules: tuple[str, ...] = ()
@@ -89,13 +90,17 @@ class Settings:
     heartbeat_interval_s: float = 10.0
     shutdown_grace_s: float = 20.0
     heartbeat_url: str | None = None
+    peer_timeout_s: float = 180.0
     http_addr: str | None = "127.0.0.1:9465"
+    http_token: str | None = None
+    metrics_public: bool = False
     docker_scope: DockerScope = DockerScope.ALL
     remediation: RemediationMode = RemediationMode.ON
     strike_interval_s: float = 60.0
     max_restarts_per_hour: int = 3
     restart_backoff_s: float = 10.0
     restart_backoff_max_s: float = 300.0
+    max_parallel_restarts: int = 64
     stable_period_s: float | None = None
     protected_containers: tuple[str, ...] = ()
     start_period_s: float = 0.0
@@ -137,6 +142,11 @@ class Settings:
         )
 
     @property
+    def zone(self) -> ZoneInfo:
+        """The zone of AEGIS_TIMEZONE: the daily jobs, calendar triggers and journal days."""
+        return zone(self.timezone)
+
+    @property
     def effective_stable_period_s(self) -> float:
         return self.stable_period_s or 2 * self.strike_interval_s
 
@@ -175,12 +185,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("postgres_password", "POSTGRES_PASSWORD", "database.password", parsing.text,
            "PostgreSQL password.", secret=True),
     Option("postgres_db", "POSTGRES_DB", "database.name", parsing.nonempty, "PostgreSQL database."),
+    Option("database_pooler", "AEGIS_DATABASE_POOLER", "database.pooler",
+           parsing.member(DatabasePooler),
+           "none: the URL reaches PostgreSQL; transaction: through a pooler in transaction "
+           "mode (PgBouncer), where LISTEN cannot pass (see AEGIS_LISTEN_DATABASE_URL)."),
+    Option("listen_database_url", "AEGIS_LISTEN_DATABASE_URL", "database.listen_url",
+           parsing.database_url,
+           "A direct PostgreSQL DSN to LISTEN on for wake-ups when the database URL goes "
+           "through a pooler in transaction mode; unset there, aegis polls instead.",
+           secret=True),
+    Option("listen_poll_s", "AEGIS_LISTEN_POLL_INTERVAL", "database.listen_poll_interval",
+           parsing.duration(0.2),
+           "How often aegis looks for new tasks and messages when it cannot LISTEN."),
     Option("home", "AEGIS_HOME", "home", parsing.folder,
            "State folder: embedded database, pid file, heartbeat file, event spool."),
     Option("journal_dir", "AEGIS_JOURNAL_DIR", "journal_dir", parsing.folder,
            "Folder the evening digest is written to, as YYYY-MM-DD.md."),
+    Option("digest_scope", "AEGIS_DIGEST_SCOPE", "digest_scope", parsing.member(DigestScope),
+           "host: each host's daemon writes the digest of its own host; fleet: one digest "
+           "of every host sharing the database, written once."),
     Option("host", "AEGIS_HOST", "host", parsing.host_name,
            "This host's name in events, runs and heartbeats (default: the hostname)."),
+    Option("timezone", "AEGIS_TIMEZONE", "timezone", parsing.timezone,
+           "IANA time zone of daily, weekly and cron triggers (unless a job sets its own) "
+           "and of the journal's days, e.g. Europe/Berlin."),
     Option("log_format", "AEGIS_LOG_FORMAT", "log.format",
            parsing.member(LogFormat),
            "auto: JSON lines unless stderr is a terminal; json; console; logfmt."),
@@ -198,8 +226,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("heartbeat_url", "AEGIS_HEARTBEAT_URL", "daemon.heartbeat_url", parsing.http_url,
            "Optional dead-man's-switch URL pinged from the loop on every heartbeat.",
            secret=True),
+    Option("peer_timeout_s", "AEGIS_PEER_TIMEOUT", "daemon.peer_timeout", parsing.duration(1.0),
+           "A host whose daemon has not heartbeated for this long, with no clean stop, is "
+           "silent: the other hosts record peer_silent and alert once. Keep it well above "
+           "the heartbeat interval."),
     Option("http_addr", "AEGIS_HTTP_ADDR", "http.addr", parsing.http_addr,
-           "HOST:PORT of /healthz and /metrics, or 'off'."),
+           "HOST:PORT of the status page, /healthz and /metrics, or 'off'."),
+    Option("http_token", "AEGIS_HTTP_TOKEN", "http.token", parsing.token,
+           "Token the status page and /metrics require, as a bearer header or entered once "
+           "in the page's form; required when AEGIS_HTTP_ADDR listens beyond loopback. "
+           "Make one with: openssl rand -hex 32.", secret=True),
+    Option("metrics_public", "AEGIS_METRICS_PUBLIC", "http.metrics_public", parsing.boolean,
+           "true: /metrics answers without the token (the pages still need it)."),
     Option("docker_scope", "AEGIS_DOCKER_SCOPE", "docker.scope", parsing.member(DockerScope),
            "all: every container with a health check; labeled: only aegis.enable=true.",
            autoheal="AUTOHEAL_CONTAINER_LABEL"),
@@ -214,6 +252,9 @@ OPTIONS: tuple[Option, ...] = (
            parsing.duration(0.0), "First back-off between restarts; doubles each restart."),
     Option("restart_backoff_max_s", "AEGIS_RESTART_BACKOFF_MAX", "docker.restart_backoff_max",
            parsing.duration(0.0), "Longest back-off between restarts."),
+    Option("max_parallel_restarts", "AEGIS_MAX_PARALLEL_RESTARTS",
+           "docker.max_parallel_restarts", parsing.int_range(1, 256),
+           "Container restarts made at the same time; more wait for one to end."),
     Option("stable_period_s", "AEGIS_STABLE_PERIOD", "docker.stable_period", parsing.duration(0.0),
            "Healthy this long resets strikes (default: two strike intervals)."),
     Option("protected_containers", "AEGIS_PROTECTED_CONTAINERS", "docker.protected",
@@ -262,17 +303,6 @@ OPTIONS: tuple[Option, ...] = (
 
 OPTIONS_BY_FIELD = {option.field: option for option in OPTIONS}
 
-_JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "enabled": ("enabled", parsing.boolean),
-    "every": ("every_s", parsing.duration(1.0)),
-    "at": ("at", lambda raw: parse_time_of_day(parsing.text(raw)).strftime("%H:%M:%S")),
-    "cron": ("cron", lambda raw: parsing.cron_expression(parsing.text(raw))),
-    "misfire_grace": ("misfire_grace_s", parsing.duration()),
-    "timeout": ("timeout_s", parsing.duration(0.1)),
-}
-
-_TRIGGER_KEYS = ("every", "at", "cron")
-
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings; raise ConfigError naming the variable or key on any bad value."""
@@ -304,9 +334,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for option in OPTIONS:
         if option.field in raw_values:
             values[option.field] = _parsed(option, *raw_values[option.field])
-    values["job_overrides"] = _job_overrides(env, document.get("jobs", {}), config_file)
+    values["job_overrides"] = job_overrides(env, document.get("jobs", {}), config_file)
     values["config_file"] = config_file
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_http(settings)
+    return settings
+
+
+def _check_http(settings: Settings) -> None:
+    """An endpoint reachable from other machines serves the status page and /metrics to
+    whoever holds the token, so it must have one."""
+    addr = settings.http_addr
+    if addr is not None and settings.http_token is None and not parsing.is_loopback_addr(addr):
+        raise ConfigError("AEGIS_HTTP_TOKEN", f"must be set when AEGIS_HTTP_ADDR ({addr}) "
+                          "listens beyond loopback (make one with: openssl rand -hex 32)")
 
 
 def _raw(option: Option, env: Mapping[str, str], toml_values: Mapping[str, Any],
@@ -349,49 +390,3 @@ def utf8_problem(text: str) -> str | None:
         code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
     what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
     return f"{what} at position {at}"
-
-
-def _job_overrides(
-    env: Mapping[str, str], table: Mapping[str, Any], config_file: Path | None
-) -> dict[str, JobOverride]:
-    raw: dict[str, dict[str, tuple[str, Any]]] = {}
-    for job_id, keys in table.items():
-        where = f"{config_file}: jobs.{job_id}"
-        if not _JOB_ID.match(job_id):
-            raise ConfigError(where, "is not a job id (lower-case letters, digits, '_')")
-        if not isinstance(keys, dict):
-            raise ConfigError(where, "must be a table")
-        for key, value in keys.items():
-            raw.setdefault(job_id, {})[key] = (f"{where}.{key}", value)
-    env_triggers: set[str] = set()
-    for name, value in sorted(env.items()):
-        if not name.startswith(JOB_ENV_PREFIX) or not value.strip():
-            continue
-        job_part, sep, key = name[len(JOB_ENV_PREFIX):].partition("__")
-        if not sep or not _JOB_ID.match(job_part.lower()):
-            raise ConfigError(name, f"use {JOB_ENV_PREFIX}<JOB_ID>__<KEY>, e.g. "
-                              f"{JOB_ENV_PREFIX}MORNING_STATUS__AT")
-        job_id, key = job_part.lower(), key.lower()
-        keys = raw.setdefault(job_id, {})
-        if key in _TRIGGER_KEYS and job_id not in env_triggers:
-            env_triggers.add(job_id)  # the environment's trigger replaces the file's
-            for trigger_key in _TRIGGER_KEYS:
-                keys.pop(trigger_key, None)
-        keys[key] = (name, value)
-    overrides = {}
-    for job_id, keys in raw.items():
-        parsed: dict[str, Any] = {}
-        for key, (name, value) in keys.items():
-            if key not in _JOB_KEYS:
-                raise ConfigError(name, f"unknown job key (known: {', '.join(_JOB_KEYS)})")
-            attribute, parse = _JOB_KEYS[key]
-            try:
-                parsed[attribute] = parse(value)
-            except ValueError as exc:
-                raise ConfigError(name, str(exc)) from None
-        triggers = [k for k in _TRIGGER_KEYS if k in keys]
-        if len(triggers) > 1:
-            raise ConfigError(keys[triggers[-1]][0], "set at most one of every, at, cron "
-                              f"(found {' and '.join(triggers)})")
-        overrides[job_id] = JobOverride(**parsed)
-    return overrides

@@ -30,9 +30,14 @@ def parse_time_of_day(text: str) -> time:
 def parse_since(text: str, now: datetime) -> datetime:
     """A start instant given as a duration back from ``now`` (``24h``) or as ISO-8601."""
     try:
-        return now - timedelta(seconds=parse_duration_s(text))
+        seconds = parse_duration_s(text)
     except ValueError:
         pass
+    else:
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:

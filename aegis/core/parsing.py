@@ -1,14 +1,18 @@
 """Parsers of setting values. Each takes the raw value (a string from the environment, or
 a value from the TOML file) and returns the parsed one, or raises ValueError saying what is
-wrong; the caller names the variable or key. Also the reading of the TOML file, and
-docker-autoheal's variables read as aegis's own."""
+wrong; the caller names the variable or key. Then where raw values come from besides
+aegis's own variables: the TOML file, docker-autoheal's variables read as aegis's own, and
+the per-job settings (``[jobs.ID]`` tables of the file and ``AEGIS_JOB__ID__KEY``
+variables); each mistake there is named (variable or key) as a ConfigError."""
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,10 +20,15 @@ from urllib.parse import urlsplit
 
 from croniter import croniter
 
-from aegis.core.durations import parse_duration_s
+from aegis.core.clock import zone
+from aegis.core.durations import parse_duration_s, parse_time_of_day
 from aegis.core.errors import ConfigError
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+# RFC 6750's token characters: what `openssl rand -hex` and `base64` print, and what an
+# Authorization header carries without quoting.
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
+MIN_TOKEN_CHARS = 16
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -165,6 +174,31 @@ def http_addr(raw: Any) -> str | None:
     return value
 
 
+def is_loopback_addr(addr: str) -> bool:
+    """Whether HOST:PORT listens on the loopback interface only (127.0.0.0/8, ::1,
+    localhost). Any other host, a name included (it may resolve to anything), and an
+    empty host or 0.0.0.0 / :: (every interface) reach beyond this machine."""
+    host = addr.rpartition(":")[0].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token(raw: Any) -> str:
+    """A bearer token: at least 16 characters of letters, digits and ``-._~+/``."""
+    value = text(raw)
+    if len(value) < MIN_TOKEN_CHARS:
+        raise ValueError(f"is shorter than {MIN_TOKEN_CHARS} characters "
+                         "(make one with: openssl rand -hex 32)")
+    if not _TOKEN.match(value):
+        raise ValueError("may hold only letters, digits and -._~+/ (make one with: "
+                         "openssl rand -hex 32)")
+    return value
+
+
 def cron_expression(raw: Any) -> str:
     expression = text(raw)
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
@@ -178,6 +212,23 @@ def label_key(raw: Any) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", value):
         raise ValueError(f"{value!r} is not a label key")
     return value
+
+
+def timezone(raw: Any) -> str:
+    """An IANA time zone name, as ``zoneinfo`` knows it (``UTC`` in any case)."""
+    return zone(nonempty(raw)).key
+
+
+def duration_or_off(minimum_s: float = 0.0) -> Callable[[Any], float]:
+    """A duration, or ``off`` (0: the check is switched off)."""
+    parse_duration = duration(minimum_s)
+
+    def parse(raw: Any) -> float:
+        if isinstance(raw, str) and raw.strip().lower() in {"off", "none", "0"}:
+            return 0.0
+        return parse_duration(raw)
+
+    return parse
 
 
 # --- the TOML file ---
@@ -223,10 +274,10 @@ def unknown_key(key: str, known: set[str]) -> str:
 
 # --- docker-autoheal's variables ---
 
-_DISCORD_WEBHOOK = re.compile(
+DISCORD_WEBHOOK = re.compile(
     r"^https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+/?$")
-_SLACK_WEBHOOK = re.compile(r"^https://hooks\.slack\.com/services/[\w/]+$")
-_APPRISE_API = re.compile(r"^(https?)://([^/?#]+)/notify/([\w.-]+)/?$")
+SLACK_WEBHOOK = re.compile(r"^https://hooks\.slack\.com/services/[\w/]+$")
+APPRISE_API = re.compile(r"^(https?)://([^/?#]+)/notify/([\w.-]+)/?$")
 
 
 def autoheal_variables(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -244,11 +295,11 @@ def autoheal_variables(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
                                              "all" if label == "all" else "labeled")
     webhook = env.get("WEBHOOK_URL", "").strip()
     urls = []
-    if _DISCORD_WEBHOOK.match(webhook):
+    if DISCORD_WEBHOOK.match(webhook):
         found["WEBHOOK_URL"] = ("WEBHOOK_URL", webhook)
-    elif _SLACK_WEBHOOK.match(webhook):
+    elif SLACK_WEBHOOK.match(webhook):
         urls.append(("WEBHOOK_URL", webhook))  # Apprise posts to Slack's own URL
-    apprise_api = _APPRISE_API.match(env.get("APPRISE_URL", "").strip())
+    apprise_api = APPRISE_API.match(env.get("APPRISE_URL", "").strip())
     if apprise_api:  # an Apprise API server's notify endpoint, as an Apprise URL
         scheme = "apprises" if apprise_api.group(1) == "https" else "apprise"
         urls.append(("APPRISE_URL", f"{scheme}://{apprise_api.group(2)}/{apprise_api.group(3)}"))
@@ -257,23 +308,91 @@ def autoheal_variables(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     return found
 
 
-def autoheal_unmapped(env: Mapping[str, str]) -> list[str]:
-    """docker-autoheal's variables set in ``env`` that aegis does not read (for the log
-    and ``aegis doctor``): each with what to do instead."""
-    notes = {
-        "AUTOHEAL_ONLY_MONITOR_RUNNING": "aegis only ever restarts running containers",
-        "DOCKER_SOCK": "set DOCKER_HOST (unix:///var/run/docker.sock, tcp://host:2376)",
-        "CURL_TIMEOUT": "aegis waits for the Docker engine on its own terms",
-        "WEBHOOK_JSON_KEY": "aegis posts its own message format",
-        "POST_RESTART_SCRIPT": "follow aegis's events instead (aegis events, episodic_memory)",
-    }
-    found = [f"{name}: {note}" for name, note in notes.items() if env.get(name, "").strip()]
-    webhook = env.get("WEBHOOK_URL", "").strip()
-    if webhook and not (_DISCORD_WEBHOOK.match(webhook) or _SLACK_WEBHOOK.match(webhook)):
-        found.append("WEBHOOK_URL: not a Discord or Slack webhook; set DISCORD_WEBHOOK_URL "
-                     "or AEGIS_NOTIFY_URLS (an Apprise URL)")
-    apprise_url = env.get("APPRISE_URL", "").strip()
-    if apprise_url and not _APPRISE_API.match(apprise_url):
-        found.append("APPRISE_URL: not an Apprise API notify URL (http://host:8000/notify/KEY); "
-                     "set AEGIS_NOTIFY_URLS")
-    return found
+# --- per-job settings ---
+
+JOB_ENV_PREFIX = "AEGIS_JOB__"
+_JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class MisfirePolicy(StrEnum):
+    RUN_ONCE = "run_once"  # the latest missed slot runs once, within the grace
+    SKIP = "skip"  # nothing missed while no daemon ran is run later
+    RUN_ALL = "run_all"  # every missed slot within the grace runs, up to a bound
+
+
+@dataclass(frozen=True)
+class JobOverride:
+    """Per-job settings from ``[jobs.ID]`` or ``AEGIS_JOB__ID__KEY``; None keeps the default."""
+
+    enabled: bool | None = None
+    every_s: float | None = None
+    at: str | None = None
+    cron: str | None = None
+    misfire_grace_s: float | None = None
+    timeout_s: float | None = None
+    timezone: str | None = None
+    misfire: MisfirePolicy | None = None
+    max_runtime_s: float | None = None  # 0: no max_runtime
+    expect_every_s: float | None = None  # 0: not watched
+
+
+_JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "enabled": ("enabled", boolean),
+    "every": ("every_s", duration(1.0)),
+    "at": ("at", lambda raw: parse_time_of_day(text(raw)).strftime("%H:%M:%S")),
+    "cron": ("cron", lambda raw: cron_expression(text(raw))),
+    "misfire_grace": ("misfire_grace_s", duration()),
+    "timeout": ("timeout_s", duration(0.1)),
+    "timezone": ("timezone", timezone),
+    "misfire": ("misfire", member(MisfirePolicy)),
+    "max_runtime": ("max_runtime_s", duration_or_off(0.1)),
+    "expect_every": ("expect_every_s", duration_or_off(1.0)),
+}
+
+_TRIGGER_KEYS = ("every", "at", "cron")
+
+
+def job_overrides(
+    env: Mapping[str, str], table: Mapping[str, Any], config_file: Path | None
+) -> dict[str, JobOverride]:
+    raw: dict[str, dict[str, tuple[str, Any]]] = {}
+    for job_id, keys in table.items():
+        where = f"{config_file}: jobs.{job_id}"
+        if not _JOB_ID.match(job_id):
+            raise ConfigError(where, "is not a job id (lower-case letters, digits, '_')")
+        if not isinstance(keys, dict):
+            raise ConfigError(where, "must be a table")
+        for key, value in keys.items():
+            raw.setdefault(job_id, {})[key] = (f"{where}.{key}", value)
+    env_triggers: set[str] = set()
+    for name, value in sorted(env.items()):
+        if not name.startswith(JOB_ENV_PREFIX) or not value.strip():
+            continue
+        job_part, sep, key = name[len(JOB_ENV_PREFIX):].partition("__")
+        if not sep or not _JOB_ID.match(job_part.lower()):
+            raise ConfigError(name, f"use {JOB_ENV_PREFIX}<JOB_ID>__<KEY>, e.g. "
+                              f"{JOB_ENV_PREFIX}MORNING_STATUS__AT")
+        job_id, key = job_part.lower(), key.lower()
+        keys = raw.setdefault(job_id, {})
+        if key in _TRIGGER_KEYS and job_id not in env_triggers:
+            env_triggers.add(job_id)  # the environment's trigger replaces the file's
+            for trigger_key in _TRIGGER_KEYS:
+                keys.pop(trigger_key, None)
+        keys[key] = (name, value)
+    overrides = {}
+    for job_id, keys in raw.items():
+        parsed: dict[str, Any] = {}
+        for key, (name, value) in keys.items():
+            if key not in _JOB_KEYS:
+                raise ConfigError(name, f"unknown job key (known: {', '.join(_JOB_KEYS)})")
+            attribute, parse = _JOB_KEYS[key]
+            try:
+                parsed[attribute] = parse(value)
+            except ValueError as exc:
+                raise ConfigError(name, str(exc)) from None
+        triggers = [k for k in _TRIGGER_KEYS if k in keys]
+        if len(triggers) > 1:
+            raise ConfigError(keys[triggers[-1]][0], "set at most one of every, at, cron "
+                              f"(found {' and '.join(triggers)})")
+        overrides[job_id] = JobOverride(**parsed)
+    return overrides

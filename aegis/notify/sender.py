@@ -352,10 +352,16 @@ def run_sender(runtime: Runtime, stop_event: threading.Event) -> None:
     """The outbox sender service: runs until ``stop_event`` is set, woken by the outbox
     insert trigger and polling every POLL_S as a fallback."""
     sender = Sender(runtime)
-    log = sender.log
     wake = threading.Event()
-    threading.Thread(target=listen_for_outbox, args=(runtime.db, wake, stop_event),
-                     name="aegis-outbox-listener", daemon=True).start()
+    runtime.db.subscribe(OUTBOX_CHANNEL, wake)  # a queued message wakes the sender
+    try:
+        _deliver_until(sender, wake, stop_event)
+    finally:
+        runtime.db.unsubscribe(OUTBOX_CHANNEL, wake)
+
+
+def _deliver_until(sender: Sender, wake: threading.Event, stop_event: threading.Event) -> None:
+    log = sender.log
     database_down = False
     while not stop_event.is_set():
         wake.clear()
@@ -383,7 +389,3 @@ def _wait(wake: threading.Event, stop: threading.Event, timeout_s: float) -> Non
             return
         deadline_s -= STOP_CHECK_S
 
-
-def listen_for_outbox(db: Database, wake: threading.Event, stop: threading.Event) -> None:
-    """Set ``wake`` whenever a message is queued, until ``stop``."""
-    db.wake_on_notify(OUTBOX_CHANNEL, wake, stop)

@@ -11,11 +11,14 @@ so generating it twice for one date gives the same file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from aegis.core.clock import UTC_ZONE, day_bounds
+from aegis.core.config import DigestScope, Settings
 from aegis.core.errors import UsageError
-from aegis.scheduling.heartbeat import daemon_status
+from aegis.reports.fleet import HostView, collect_hosts
 from aegis.scheduling.repository import Runs, RunStatus
 from aegis.scheduling.tasks import Tasks
 from aegis.storage.db import Row
@@ -41,14 +44,19 @@ LIST_LIMIT = 50
 REASON_CHARS = 160
 
 
-def day_window(day: date) -> tuple[datetime, datetime]:
-    """The UTC day ``day`` as [start, end)."""
-    start = datetime.combine(day, time(0, 0), tzinfo=UTC)
-    return start, start + DAY
+def day_window(day: date, zone: ZoneInfo = UTC_ZONE) -> tuple[datetime, datetime]:
+    """The day ``day`` of ``zone`` (AEGIS_TIMEZONE) as UTC instants [start, end): 23 or 25
+    hours long on the days the clocks change."""
+    return day_bounds(day, zone)
+
+
+def local_day(moment: datetime, zone: ZoneInfo) -> date:
+    """The calendar day of ``zone`` that instant ``moment`` falls on."""
+    return moment.astimezone(zone).date()
 
 
 def parse_day(text: str, *, today: date) -> date:
-    """A YYYY-MM-DD date that is not in the future (UTC)."""
+    """A YYYY-MM-DD date that is not in the future (``today`` is AEGIS_TIMEZONE's)."""
     try:
         day = date.fromisoformat(text.strip())
         if len(text.strip()) != 10:
@@ -57,7 +65,7 @@ def parse_day(text: str, *, today: date) -> date:
         raise UsageError(f"--date {text!r} is not a date (YYYY-MM-DD)") from None
     if day > today:
         raise UsageError(f"--date {day.isoformat()} is in the future (today is "
-                         f"{today.isoformat()} UTC)")
+                         f"{today.isoformat()})")
     return day
 
 
@@ -129,6 +137,8 @@ class DayDigest:
     critical_events: tuple[CriticalEvent, ...]
     open_escalations: tuple[Escalation, ...]
     flapping: tuple[Flapping, ...]
+    zone: ZoneInfo = UTC_ZONE  # AEGIS_TIMEZONE: the day's bounds and the times shown
+    host: str | None = None  # the one host reported on; None: the fleet
 
     def runs(self, *statuses: str) -> int:
         return sum(getattr(job, status) for job in self.jobs for status in statuses)
@@ -161,6 +171,9 @@ class DayDigest:
         """The numbers, for an event's details and a job's result."""
         return {
             "date": self.day.isoformat(),
+            "timezone": self.zone.key,
+            "scope": "fleet" if self.host is None else "host",
+            "host": self.host,
             "runs": {status: self.runs(status) for status in RUN_STATUSES},
             "runs_completed": self.runs_completed,
             "runs_failed": self.runs_failed,
@@ -192,43 +205,54 @@ def _event_counts(rows: list[Row]
             tuple(sorted(by_type.items(), key=lambda item: (-item[1], item[0]))))
 
 
-def _open_escalations(runtime: Runtime, as_of: datetime) -> tuple[Escalation, ...]:
+def _open_escalations(runtime: Runtime, as_of: datetime,
+                      host: str | None = None) -> tuple[Escalation, ...]:
     return tuple(Escalation(r["container"], r["host"], r["since"], r["reason"])
-                 for r in runtime.store.open_escalations(as_of, LIST_LIMIT))
+                 for r in runtime.store.open_escalations(as_of, LIST_LIMIT, host))
 
 
 def _failures(rows: list[Row], key: str) -> tuple[Failure, ...]:
     return tuple(Failure(r[key], int(r["failures"]), r["last_error"] or "") for r in rows)
 
 
-def collect_day(runtime: Runtime, day: date) -> DayDigest:
-    """The digest of UTC day ``day``, from SQL aggregates."""
-    start, end = day_window(day)
+def scope_host(settings: Settings) -> str | None:
+    """The host a digest covers by AEGIS_DIGEST_SCOPE: this one (host), or None (fleet)."""
+    return None if settings.digest_scope == DigestScope.FLEET else settings.host
+
+
+def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDigest:
+    """The digest of day ``day`` of AEGIS_TIMEZONE, from SQL aggregates: of what ``host``
+    recorded (its events, runs, messages, its own and unassigned tasks), or of every host
+    when ``host`` is None."""
+    zone = runtime.settings.zone
+    start, end = day_window(day, zone)
     store, runs = runtime.store, Runs(runtime.db)
-    by_importance, by_type = _event_counts(store.counts_by_type(start, end, SELF_EVENTS))
+    by_importance, by_type = _event_counts(store.counts_by_type(start, end, SELF_EVENTS,
+                                                                host))
     decision_counts = {r["event_type"]: int(r["events"])
-                       for r in store.counts_of(DECISION_TYPES, start, end)}
+                       for r in store.counts_of(DECISION_TYPES, start, end, host)}
     return DayDigest(
-        day=day,
-        jobs=_jobs(runs.counts_by_job(start, end, SELF_JOBS)),
+        day=day, zone=zone, host=host,
+        jobs=_jobs(runs.counts_by_job(start, end, SELF_JOBS, host)),
         events_by_importance=by_importance,
         events_by_type=by_type,
-        pending_tasks=Tasks(runtime.db).pending_at(end),
+        pending_tasks=Tasks(runtime.db).pending_at(end, host),
         decision_counts=tuple((t, decision_counts[t]) for t in DECISION_TYPES
                               if t in decision_counts),
         decisions=tuple(Decision(r["timestamp"], r["event_type"], r["container"], r["host"],
                                  r["reason"])
-                        for r in store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN)),
-        job_failures=_failures(runs.failures_by_job(start, end, SELF_JOBS), "job_id"),
-        delivery_failures=_failures(Outbox(runtime.db).delivery_failures(start, end),
+                        for r in store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN,
+                                                 host)),
+        job_failures=_failures(runs.failures_by_job(start, end, SELF_JOBS, host), "job_id"),
+        delivery_failures=_failures(Outbox(runtime.db).delivery_failures(start, end, host),
                                     "channel"),
         critical_events=tuple(CriticalEvent(r["timestamp"], r["event_type"], r["host"],
                                             r["summary"])
                               for r in store.critical_events(start, end, SELF_EVENTS,
-                                                             CRITICAL_SHOWN)),
-        open_escalations=_open_escalations(runtime, end),
+                                                             CRITICAL_SHOWN, host)),
+        open_escalations=_open_escalations(runtime, end, host),
         flapping=tuple(Flapping(r["container"], r["host"], int(r["restarts"]))
-                       for r in store.flapping(start, end, LIST_LIMIT)),
+                       for r in store.flapping(start, end, LIST_LIMIT, host)),
     )
 
 
@@ -238,15 +262,18 @@ def collect_day(runtime: Runtime, day: date) -> DayDigest:
 @dataclass(frozen=True)
 class HostHealth:
     host: str
-    daemon: str  # running | stale | stopped | unknown
+    daemon: str  # running | stale | stopped | silent | unknown (no daemon row)
     heartbeat_age_s: float | None
-    troubled_containers: int
+    troubled_containers: int  # not well at their latest event since yesterday began
     open_escalations: int
+    version: str | None = None
+    supervised: int = 0
+    unhealthy: int = 0
 
 
 @dataclass(frozen=True)
 class MorningStatus:
-    day: date  # the day reported on (yesterday)
+    day: date  # the day reported on (yesterday, in AEGIS_TIMEZONE)
     as_of: datetime
     jobs: tuple[JobDay, ...]
     events_by_importance: tuple[tuple[str, int], ...]
@@ -255,10 +282,12 @@ class MorningStatus:
     open_escalations: tuple[Escalation, ...]
     maintenance: tuple[tuple[str, str], ...]  # (host, container)
     hosts: tuple[HostHealth, ...]
+    zone: ZoneInfo = UTC_ZONE
 
     def details(self) -> dict[str, Any]:
         return {
             "date": self.day.isoformat(),
+            "timezone": self.zone.key,
             "jobs": {job.job_id: {s: getattr(job, s) for s in RUN_STATUSES
                                   if getattr(job, s)} for job in self.jobs},
             "events": sum(count for _, count in self.events_by_importance),
@@ -268,36 +297,40 @@ class MorningStatus:
             "open_escalations": [f"{e.container}@{e.host}" for e in self.open_escalations],
             "maintenance": [f"{container}@{host}" for host, container in self.maintenance],
             "hosts": {h.host: {"daemon": h.daemon, "troubled_containers":
-                               h.troubled_containers, "open_escalations": h.open_escalations}
+                               h.troubled_containers, "open_escalations": h.open_escalations,
+                               "supervised": h.supervised, "unhealthy": h.unhealthy}
                       for h in self.hosts},
         }
 
 
 def collect_status(runtime: Runtime, day: date, now: datetime) -> MorningStatus:
-    """The numbers of UTC day ``day`` (yesterday) and the fleet as it is at ``now``."""
-    start, end = day_window(day)
+    """The numbers of day ``day`` (yesterday, in AEGIS_TIMEZONE) and the fleet as it is
+    at ``now``, after the night."""
+    zone = runtime.settings.zone
+    start, end = day_window(day, zone)
     store = runtime.store
     by_importance, by_type = _event_counts(store.counts_by_type(start, end))
     escalations = _open_escalations(runtime, now)
     maintenance = tuple((r["host"], r["container"])
                         for r in Containers(runtime.db).in_maintenance(now, LIST_LIMIT))
-    daemons = {r["host"]: r for r in Runs(runtime.db).daemons()}
+    daemons = {view.host: view for view in collect_hosts(runtime, now)}
     troubled = {r["host"]: int(r["containers"]) for r in store.troubled_containers(start, now)}
     hosts = sorted(set(daemons) | set(troubled) | {e.host for e in escalations})
-    interval_s = runtime.settings.heartbeat_interval_s
     return MorningStatus(
-        day=day, as_of=now,
+        day=day, zone=zone, as_of=now,
         jobs=_jobs(Runs(runtime.db).counts_by_job(start, end)),
         events_by_importance=by_importance, events_by_type=by_type,
         pending_tasks=Tasks(runtime.db).pending_at(now),
         open_escalations=escalations, maintenance=maintenance,
-        hosts=tuple(HostHealth(
-            host=host,
-            daemon=daemon_status(daemons[host]["status"], daemons[host]["last_heartbeat_at"],
-                                 now, interval_s) if host in daemons else "unknown",
-            heartbeat_age_s=round((now - daemons[host]["last_heartbeat_at"]).total_seconds(),
-                                  1) if host in daemons else None,
-            troubled_containers=troubled.get(host, 0),
-            open_escalations=sum(1 for e in escalations if e.host == host))
-            for host in hosts),
+        hosts=tuple(_health(host, daemons.get(host), troubled.get(host, 0),
+                            sum(1 for e in escalations if e.host == host))
+                    for host in hosts),
     )
+
+
+def _health(host: str, view: HostView | None, troubled: int, escalated: int) -> HostHealth:
+    if view is None:  # seen in events only: its daemon row is gone (forgotten) or never was
+        return HostHealth(host, "unknown", None, troubled, escalated)
+    return HostHealth(host, view.status, view.heartbeat_age_s, troubled, escalated,
+                      version=view.version, supervised=view.supervised,
+                      unhealthy=view.unhealthy)

@@ -1,4 +1,4 @@
-"""The journal folder: one markdown file per UTC day, written atomically.
+"""The journal folder: one markdown file per day (of AEGIS_TIMEZONE), written atomically.
 
 A file is written to a temporary name in the same folder, flushed to disk, then renamed
 over the final name, so a reader (or a crash) only ever sees the old file or the whole

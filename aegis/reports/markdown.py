@@ -3,7 +3,8 @@ aegis/reports/digest.py: the same data always gives the same bytes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from aegis.reports.digest import (
     DECISION_VERBS,
@@ -12,10 +13,14 @@ from aegis.reports.digest import (
     RUN_STATUSES,
     DayDigest,
     Escalation,
+    HostHealth,
     JobDay,
     MorningStatus,
     day_window,
 )
+
+# The order a fleet's hosts are counted in: the ones that need a look first.
+HOST_STATES = ("silent", "stale", "unknown", "running", "stopped")
 
 
 def _text(value: str, limit: int = REASON_CHARS) -> str:
@@ -28,12 +33,12 @@ def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
-def _clock(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%H:%M")
+def _clock(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%H:%M")
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+def _stamp(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def _where(container: str, host: str) -> str:
@@ -64,16 +69,19 @@ def _events_lines(by_importance: tuple[tuple[str, int], ...],
     return lines
 
 
-def _escalation_line(e: Escalation) -> str:
-    return f"- Open escalation: {_where(e.container, e.host)} since {_stamp(e.since)} — " \
-           f"{_text(e.reason)}"
+def _escalation_line(e: Escalation, zone: ZoneInfo) -> str:
+    return f"- Open escalation: {_where(e.container, e.host)} since " \
+           f"{_stamp(e.since, zone)} — {_text(e.reason)}"
 
 
 def render_day(digest: DayDigest) -> str:
     """The digest as markdown: the same digest always gives the same text."""
-    start, end = day_window(digest.day)
+    zone = digest.zone
+    start, end = day_window(digest.day, zone)
+    scope = "every host" if digest.host is None else f"host {_text(digest.host, 80)}"
     out = [f"# aegis digest — {digest.day.isoformat()}", "",
-           f"UTC day {_stamp(start)} to {_stamp(end)}.", "", "## Summary", "",
+           f"{zone.key} day {_stamp(start, zone)} to {_stamp(end, zone)}, {scope}.", "",
+           "## Summary", "",
            f"- Runs: {digest.runs_completed} completed, {digest.runs_failed} failed, "
            f"{digest.runs('running')} still running, {digest.runs('missed')} missed",
            f"- Tasks pending at the end of the day: {digest.pending_tasks}",
@@ -86,7 +94,7 @@ def render_day(digest: DayDigest) -> str:
                                                 digest.events_by_type),
            "", "## Key decisions", ""]
     if digest.decisions:
-        out += [f"- {_clock(d.timestamp)} {DECISION_VERBS.get(d.event_type, d.event_type)} "
+        out += [f"- {_clock(d.timestamp, zone)} {DECISION_VERBS.get(d.event_type, d.event_type)} "
                 f"{_where(d.container, d.host)} — {_text(d.reason)}" for d in digest.decisions]
         hidden = digest.decisions_total - len(digest.decisions)
         if hidden > 0:
@@ -101,14 +109,14 @@ def render_day(digest: DayDigest) -> str:
     errors += [f"- Channel **{_text(f.name)}**: {f.failures} undelivered "
                f"message{'' if f.failures == 1 else 's'}; last: {_text(f.last_error)}"
                for f in digest.delivery_failures]
-    errors += [f"- {_clock(c.timestamp)} critical {_text(c.event_type)} on {_text(c.host)}: "
+    errors += [f"- {_clock(c.timestamp, zone)} critical {_text(c.event_type)} on {_text(c.host)}: "
                f"{_text(c.summary)}" for c in digest.critical_events]
     hidden_critical = digest.events_critical - len(digest.critical_events)
     if hidden_critical > 0:
         errors.append(f"- … and {hidden_critical} more critical events")
     out += errors or ["None."]
     out += ["", "## Tomorrow's priorities", ""]
-    priorities = [_escalation_line(e) for e in digest.open_escalations]
+    priorities = [_escalation_line(e, zone) for e in digest.open_escalations]
     priorities += [f"- Flapping: {_where(f.container, f.host)} restarted {_times(f.restarts)} today"
                    for f in digest.flapping]
     priorities += [f"- Job **{_text(f.name)}** failed {_times(f.failures)} today"
@@ -141,17 +149,29 @@ def render_status(status: MorningStatus) -> str:
             ""]
     if status.open_escalations:
         out += ["**Open escalations**", *(f"- {_where(e.container, e.host)} since "
-                                          f"{_stamp(e.since)}: {_text(e.reason)}"
+                                          f"{_stamp(e.since, status.zone)}: "
+                                          f"{_text(e.reason)}"
                                           for e in status.open_escalations), ""]
     out.append("**In maintenance**: "
                + (", ".join(_where(c, h) for h, c in status.maintenance) or "none"))
-    out += ["", "**Fleet**"]
-    out += [f"- {_text(h.host, 80)}: daemon {h.daemon}"
-            + (f" (heartbeat {h.heartbeat_age_s:g}s ago)" if h.heartbeat_age_s is not None
-               else "")
-            + f", {h.troubled_containers} container(s) unwell, "
-            f"{h.open_escalations} escalated" for h in status.hosts] or ["- no hosts seen"]
+    if len(status.hosts) > 1:
+        states = ", ".join(f"{sum(1 for h in status.hosts if h.daemon == state)} {state}"
+                           for state in HOST_STATES
+                           if any(h.daemon == state for h in status.hosts))
+        out += ["", f"**Fleet**: {len(status.hosts)} hosts ({states})"]
+        out += [f"- {_host_line(h)}" for h in status.hosts]
+    elif status.hosts:
+        out += ["", f"**Host**: {_host_line(status.hosts[0])}"]
     return "\n".join(out) + "\n"
+
+
+def _host_line(h: HostHealth) -> str:
+    seen = [f"heartbeat {h.heartbeat_age_s:g}s ago"] if h.heartbeat_age_s is not None else []
+    seen += [_text(h.version, 40)] if h.version else []
+    return (f"{_text(h.host, 80)}: daemon {h.daemon}"
+            + (f" ({', '.join(seen)})" if seen else "")
+            + f", {h.supervised} supervised, {h.unhealthy} unhealthy now, "
+            f"{h.troubled_containers} unwell since yesterday, {h.open_escalations} escalated")
 
 
 def trim(text: str, limit: int) -> str:

@@ -7,12 +7,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aegis.core.clock import utcnow
 from aegis.core.errors import AegisError, UsageError
 from aegis.core.jsonable import to_json
+from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling.daemon import Daemon
 from aegis.scheduling.heartbeat import live_since
 from aegis.scheduling.registry import (
@@ -36,6 +38,9 @@ RUN_WAIT_MARGIN_S = 30.0
 
 @dataclass(frozen=True)
 class JobInfo:
+    """A job as ``aegis jobs list`` shows it: times are UTC instants, ``timezone`` the
+    zone its calendar (and the listing) follows."""
+
     id: str
     trigger: str
     scope: str
@@ -45,6 +50,7 @@ class JobInfo:
     paused: bool
     enabled: bool
     description: str
+    timezone: str = "UTC"
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
@@ -108,10 +114,15 @@ class SchedulerControl:
     def add_job(self, func: Callable[..., Any], *, id: str, trigger: Trigger,
                 scope: Scope = "host", misfire_grace_s: float = DEFAULT_MISFIRE_GRACE_S,
                 timeout_s: float = DEFAULT_TIMEOUT_S, enabled: bool = True,
-                description: str = "") -> Job:
+                description: str = "", timezone: str | None = None,
+                misfire: str = MisfirePolicy.RUN_ONCE, max_runtime_s: float | None = None,
+                expect_every_s: float | None = None) -> Job:
+        """Add a job (see ``Registry.add``); with the scheduler running here, schedule it."""
         job = self.registry.add(id, func, trigger, scope=scope,
                                 misfire_grace_s=misfire_grace_s, timeout_s=timeout_s,
-                                enabled=enabled, description=description)
+                                enabled=enabled, description=description, timezone=timezone,
+                                misfire=misfire, max_runtime_s=max_runtime_s,
+                                expect_every_s=expect_every_s)
         daemon = self._running_daemon()
         if daemon is not None:
             daemon.scheduler.schedule_job(job)
@@ -161,21 +172,30 @@ class SchedulerControl:
                 next_run = advertised if fresh else job.trigger.next_after(now)
             infos[job.id] = self._info(job.id, job.trigger.describe(), job.scope, next_run,
                                        last.get(job.id), bool(row.get("paused")),
-                                       job.enabled, job.description)
+                                       job.enabled, job.description, job.zone.key)
         for job_id, row in rows.items():
             if job_id not in infos and row["seen_at"] and row["seen_at"] > alive_since:
                 infos[job_id] = self._info(job_id, row["trigger"], row["scope"],
                                            row["next_run_at"], last.get(job_id),
-                                           row["paused"], True, row["description"])
+                                           row["paused"], True, row["description"],
+                                           row["timezone"])
         return [infos[key] for key in sorted(infos)]
 
     @staticmethod
     def _info(job_id: str, trigger: str, scope: str, next_run: datetime | None,
-              last: Row | None, paused: bool, enabled: bool, description: str) -> JobInfo:
-        return JobInfo(id=job_id, trigger=trigger, scope=scope, next_run=next_run,
+              last: Row | None, paused: bool, enabled: bool, description: str,
+              timezone: str) -> JobInfo:
+        return JobInfo(id=job_id, trigger=trigger, scope=scope,
+                       next_run=next_run.astimezone(UTC) if next_run else None,
                        last_run=last["scheduled_for"] if last else None,
                        last_status=last["status"] if last else None, paused=paused,
-                       enabled=enabled, description=description)
+                       enabled=enabled, description=description, timezone=timezone)
+
+    def zone_of(self, job_id: str) -> ZoneInfo:
+        """The zone a job's times are shown in: its own, else AEGIS_TIMEZONE."""
+        registry = self.registry
+        return registry.get(job_id).zone if job_id in registry else \
+            self._runtime.settings.zone
 
     # --- runs and tasks ---
 

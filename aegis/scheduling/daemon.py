@@ -1,7 +1,8 @@
 """The daemon: one per host and AEGIS_HOME.
 
 The loop reads like a paragraph: run what is due, take queued tasks, close timed-out
-runs, heartbeat, then sleep until the next due time, deadline, heartbeat or wake-up.
+runs and report overrunning ones, heartbeat (and watch for silent jobs), then sleep until
+the next due time, deadline, heartbeat or wake-up.
 Beside it run the registry's services (the HTTP endpoint, the outbox sender, the Docker
 events watcher...), each in a thread of its own; at the end each is drained.
 """
@@ -16,7 +17,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any, TextIO
@@ -25,12 +25,19 @@ from aegis.core.clock import utcnow
 from aegis.core.errors import AegisError, DatabaseUnavailable, StoreError
 from aegis.core.logs import get_logger
 from aegis.core.redact import redact_urls
-from aegis.scheduling.heartbeat import PID_FILE, Heartbeat, read_heartbeat, write_heartbeat
+from aegis.scheduling.deadlines import watch_jobs
+from aegis.scheduling.heartbeat import (
+    PID_FILE,
+    Heartbeat,
+    home_id,
+    read_heartbeat,
+    stale_after_s,
+    write_heartbeat,
+)
 from aegis.scheduling.registry import Registry, Service
 from aegis.scheduling.repository import Runs
 from aegis.scheduling.scheduler import Scheduler
-from aegis.scheduling.tasks import TaskQueue, listen_for_tasks
-from aegis.storage.db import DAEMON_LOCK_KEY
+from aegis.scheduling.tasks import TASK_CHANNEL, TaskQueue
 from aegis.storage.runtime import Runtime
 from aegis.version import __version__
 
@@ -64,12 +71,12 @@ class Daemon:
                                    clock=clock, wake=self.wake)
         self.tasks = TaskQueue(self.scheduler)
         self.started_at = clock()
-        self._resources = ExitStack()
         self._threads: list[threading.Thread] = []
         self._pid_handle: TextIO | None = None
         self._db_ready = False
         self._signals = 0
         self._ping_busy = threading.Lock()
+        self._lease_lost = False
 
     # --- the whole life ---
 
@@ -79,7 +86,6 @@ class Daemon:
         try:
             self._ensure_database()
         except BaseException:
-            self._resources.close()
             self._release_pid_file()
             raise
         try:
@@ -109,8 +115,7 @@ class Daemon:
             details={"instance_id": self.instance_id, "pid": os.getpid(),
                      "jobs": [job.id for job in self.registry]})
         if not self.once:
-            self._start_thread("task_listener", listen_for_tasks, self.runtime.db,
-                               self.wake, self.stop_event)
+            self.runtime.db.subscribe(TASK_CHANNEL, self.wake)  # new tasks wake the loop
             for service in self.registry.services:
                 self._start_thread(service.name, self._run_service, service)
         self._refresh_from_database()
@@ -125,6 +130,7 @@ class Daemon:
             self.scheduler.run_pending()
             self._claim_tasks()
             self.scheduler.runner.reap_timeouts()
+            self.scheduler.runner.report_overruns()
             ticks += 1
             if self.ticks is not None and ticks >= self.ticks:
                 break
@@ -136,10 +142,13 @@ class Daemon:
 
     def _run_once(self) -> int:
         self._claim_tasks()
-        while self.scheduler.runner.in_flight():
-            self.scheduler.runner.reap_timeouts()
+        runner = self.scheduler.runner
+        while self.scheduler.run_backlog() or runner.in_flight():
+            runner.reap_timeouts()
+            runner.report_overruns()
             self.wake.wait(0.2)
             self.wake.clear()
+        self._watch_jobs()
         self._services_once()
         outcomes = self.scheduler.outcomes
         runs = sum(outcomes.values())
@@ -165,11 +174,12 @@ class Daemon:
             self._write_heartbeat("stopped")
             if self._db_ready:
                 self._upsert_daemon("stopped")
+                self.runs.release_host_lease(self.settings.host, self.instance_id)
         except StoreError as exc:
             self.log.warning("daemon_stop_not_recorded", error=str(exc))
+        self.runtime.db.unsubscribe(TASK_CHANNEL, self.wake)
         for thread in self._threads:
             thread.join(SERVICE_JOIN_S)
-        self._resources.close()
         self._release_pid_file()
         self.log.info("daemon_exited", instance_id=self.instance_id)
 
@@ -207,16 +217,15 @@ class Daemon:
             self._pid_handle = None
 
     def _ensure_database(self) -> bool:
-        """Migrate, take the per-host lock and recover crashed runs, once the database
+        """Migrate, take the host's lease and recover crashed runs, once the database
         answers; False while it does not."""
         if self._db_ready:
             return True
         try:
             self.runtime.db.migrate()
-            session = self._resources.enter_context(self.runtime.db.session())
-            if not Runs(session).take_host_lock(DAEMON_LOCK_KEY, self.settings.host):
-                holders = self.runs.host_daemons(self.settings.host, limit=1)
-                pid = holders[0]["pid"] if holders else "unknown"
+            if not self._take_lease():
+                lease = self.runs.host_lease(self.settings.host)
+                pid = lease["pid"] if lease else "unknown"
                 raise AlreadyRunning(f"another aegis daemon runs as host "
                                      f"{self.settings.host!r} on this database (pid {pid})")
             for run in self.runs.interrupt_stale(self.settings.host, self.instance_id,
@@ -240,11 +249,35 @@ class Daemon:
         except StoreError as exc:
             self.log.warning("task_claim_failed", error=str(exc))
 
+    def _take_lease(self) -> bool:
+        """The host's lease, held for a few heartbeats and renewed with each: one daemon
+        per host on the database, with no connection held for it."""
+        return self.runs.take_host_lease(
+            host=self.settings.host, instance_id=self.instance_id,
+            home_id=home_id(self.settings.home), pid=os.getpid(),
+            ttl_s=stale_after_s(self.settings.heartbeat_interval_s))
+
+    def _renew_lease(self) -> None:
+        ttl_s = stale_after_s(self.settings.heartbeat_interval_s)
+        if self.runs.renew_host_lease(self.settings.host, self.instance_id, ttl_s):
+            self._lease_lost = False
+            return
+        if self._take_lease():  # it expired while the database was away: ours again
+            self._lease_lost = False
+            return
+        if not self._lease_lost:
+            lease = self.runs.host_lease(self.settings.host)
+            self.log.error("host_lease_lost", host=self.settings.host,
+                           holder=lease["instance_id"] if lease else None,
+                           holder_pid=lease["pid"] if lease else None)
+        self._lease_lost = True
+
     def _heartbeat(self) -> None:
         self._write_heartbeat("running")
         if not self._ensure_database():
             return
         try:
+            self._renew_lease()
             self._upsert_daemon("running")
             self._refresh_from_database()
             self.scheduler.advertise()
@@ -252,7 +285,19 @@ class Daemon:
             self.tasks.recover_abandoned()
         except StoreError as exc:
             self.log.warning("heartbeat_database_failed", error=str(exc))
+        self._watch_jobs()
         self._ping_heartbeat_url()
+
+    def _watch_jobs(self) -> None:
+        """job_silent and job_resumed (aegis/scheduling/deadlines.py)."""
+        if not self._db_ready:
+            return
+        try:
+            running = self.scheduler.runner.running_jobs()  # given until their run ends
+            watch_jobs(self.runtime, [job for job in self.registry if job.id not in running],
+                       self.clock())
+        except StoreError as exc:
+            self.log.warning("job_watch_failed", error=str(exc))
 
     def _refresh_from_database(self) -> None:
         if not self._db_ready:

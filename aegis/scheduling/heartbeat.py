@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,6 +20,7 @@ from aegis.core.jsonable import to_json
 
 HEARTBEAT_FILE = "heartbeat.json"
 PID_FILE = "aegis.pid"
+HOME_ID_FILE = "home.id"
 STALE_HEARTBEATS = 3  # a daemon silent for this many heartbeat intervals is stale...
 MIN_STALE_AFTER_S = 30.0  # ...and never sooner than this
 
@@ -26,6 +28,7 @@ MIN_STALE_AFTER_S = 30.0  # ...and never sooner than this
 class DaemonStatus(StrEnum):
     RUNNING = "running"
     STALE = "stale"  # it says it runs, but its heartbeat is old or its process is gone
+    SILENT = "silent"  # stale for longer than AEGIS_PEER_TIMEOUT: its peers alert
     STOPPED = "stopped"  # it recorded a clean stop
     NEVER_STARTED = "never_started"
 
@@ -67,6 +70,17 @@ def daemon_status(status: str | None, last_heartbeat_at: datetime | None, now: d
     return DaemonStatus.RUNNING
 
 
+def peer_status(status: str | None, last_heartbeat_at: datetime | None, now: datetime,
+                heartbeat_interval_s: float, peer_timeout_s: float) -> DaemonStatus:
+    """``daemon_status`` as a peer sees a host from the database: ``silent`` once its
+    heartbeat is older than ``peer_timeout_s`` without a clean stop."""
+    found = daemon_status(status, last_heartbeat_at, now, heartbeat_interval_s)
+    if found in (DaemonStatus.RUNNING, DaemonStatus.STALE) and last_heartbeat_at is not None \
+            and (now - last_heartbeat_at).total_seconds() > peer_timeout_s:
+        return DaemonStatus.SILENT
+    return found
+
+
 def file_status(heartbeat: Heartbeat | None, now: datetime, heartbeat_interval_s: float,
                 *, alive: bool = True) -> DaemonStatus:
     """``daemon_status`` of the heartbeat file (None: there is none)."""
@@ -93,6 +107,25 @@ def read_heartbeat(home: Path) -> Heartbeat | None:
         return Heartbeat(**data)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def home_id(home: Path) -> str:
+    """The id of this AEGIS_HOME (made on first use), with which the host's lease names
+    where its holder runs: the daemon holding this home's pid-file lock knows that a lease
+    held from the same home belongs to a daemon that is gone."""
+    path = home / HOME_ID_FILE
+    try:
+        found = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        found = ""
+    if found:
+        return found
+    home.mkdir(parents=True, exist_ok=True)
+    made = uuid.uuid4().hex
+    temporary = path.with_suffix(f".tmp{os.getpid()}")
+    temporary.write_text(made + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+    return made
 
 
 def read_pid(home: Path) -> int | None:

@@ -19,10 +19,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from aegis.core.config import JobOverride, Settings
+from aegis.core import clock
+from aegis.core.clock import UTC_ZONE
+from aegis.core.config import Settings
 from aegis.core.durations import parse_time_of_day
 from aegis.core.errors import ConfigError, UsageError
+from aegis.core.parsing import JobOverride, MisfirePolicy
 from aegis.scheduling import triggers
 from aegis.scheduling.triggers import Trigger
 from aegis.storage.runtime import Runtime
@@ -72,6 +76,10 @@ class Job:
     timeout_s: float = DEFAULT_TIMEOUT_S
     enabled: bool = True
     description: str = ""
+    zone: ZoneInfo = UTC_ZONE  # a calendar trigger's zone; how its times are shown
+    misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    max_runtime_s: float | None = None  # a run going longer records one job_overrun
+    expect_every_s: float | None = None  # no success for this long: job_silent
 
     def scope_key(self, host: str) -> str:
         return host if self.scope == "host" else "cluster"
@@ -97,7 +105,13 @@ class Service:
 
 
 class Registry:
-    def __init__(self) -> None:
+    """The jobs and services of one daemon. ``zone`` (AEGIS_TIMEZONE) is the zone of every
+    daily, weekly and cron trigger added without one of its own; ``settings`` are what a
+    job module's ``register`` may read to shape its jobs (the defaults when not given)."""
+
+    def __init__(self, zone: ZoneInfo = UTC_ZONE, settings: Settings | None = None) -> None:
+        self.zone = zone
+        self.settings = settings or Settings()
         self._jobs: dict[str, Job] = {}
         self._services: dict[str, Service] = {}
         self._lock = threading.Lock()
@@ -105,9 +119,24 @@ class Registry:
     def add(self, job_id: str, func: JobFunc, trigger: Trigger, *, scope: Scope = "host",
             misfire_grace_s: float = DEFAULT_MISFIRE_GRACE_S,
             timeout_s: float = DEFAULT_TIMEOUT_S, enabled: bool = True,
-            description: str = "", replace_existing: bool = False) -> Job:
+            description: str = "", replace_existing: bool = False,
+            timezone: str | None = None, misfire: str = MisfirePolicy.RUN_ONCE,
+            max_runtime_s: float | None = None,
+            expect_every_s: float | None = None) -> Job:
+        """Add a job. ``timezone`` (an IANA name) puts its daily, weekly or cron trigger on
+        that zone's wall clock (default: the trigger's own zone, else AEGIS_TIMEZONE)."""
+        if misfire not in tuple(MisfirePolicy):
+            raise UsageError(f"job {job_id!r}: misfire {misfire!r} is not one of "
+                             f"{', '.join(MisfirePolicy)}")
+        try:
+            explicit = clock.zone(timezone) if timezone is not None else None
+        except ValueError as exc:
+            raise UsageError(f"job {job_id!r}: {exc}") from None
+        trigger, job_zone = bind_zone(trigger, explicit, self.zone)
         job = Job(job_id, func, trigger, scope, misfire_grace_s, timeout_s, enabled,
-                  description or (func.__doc__ or "").strip().split("\n")[0])
+                  description or (func.__doc__ or "").strip().split("\n")[0],
+                  zone=job_zone, misfire=MisfirePolicy(misfire),
+                  max_runtime_s=max_runtime_s or None, expect_every_s=expect_every_s or None)
         validate_job(job)
         with self._lock:
             if job_id in self._jobs and not replace_existing:
@@ -160,21 +189,35 @@ class Registry:
 
 
 def overridden(job: Job, override: JobOverride) -> Job:
-    changes: dict[str, Any] = {}
+    trigger = job.trigger
     if override.every_s is not None:
-        changes["trigger"] = triggers.Every(override.every_s)
+        trigger = triggers.Every(override.every_s)
     elif override.at is not None:
         at = parse_time_of_day(override.at).replace(tzinfo=None)
         if isinstance(job.trigger, triggers.Weekly):
-            changes["trigger"] = triggers.Weekly(job.trigger.weekday, at)
+            trigger = triggers.Weekly(job.trigger.weekday, at)
         else:
-            changes["trigger"] = triggers.Daily(at)
+            trigger = triggers.Daily(at)
     elif override.cron is not None:
-        changes["trigger"] = triggers.cron(override.cron)
-    for name in ("enabled", "misfire_grace_s", "timeout_s"):
+        trigger = triggers.cron(override.cron)
+    zone = clock.zone(override.timezone) if override.timezone is not None else job.zone
+    changes: dict[str, Any] = {"trigger": triggers.in_zone(trigger, zone), "zone": zone}
+    for name in ("enabled", "misfire_grace_s", "timeout_s", "misfire"):
         if getattr(override, name) is not None:
             changes[name] = getattr(override, name)
+    for name in ("max_runtime_s", "expect_every_s"):  # 0 switches a default off
+        if getattr(override, name) is not None:
+            changes[name] = getattr(override, name) or None
     return replace(job, **changes)
+
+
+def bind_zone(trigger: Trigger, explicit: ZoneInfo | None,
+              default: ZoneInfo) -> tuple[Trigger, ZoneInfo]:
+    """A job's trigger on its zone, and that zone: ``explicit`` (the job's ``timezone``),
+    else a calendar trigger's own zone, else ``default`` (AEGIS_TIMEZONE)."""
+    own = trigger.zone if isinstance(trigger, triggers.WallClock) else None
+    zone = explicit or own or default
+    return triggers.in_zone(trigger, zone), zone
 
 
 def validate_job(job: Job) -> None:
@@ -188,6 +231,9 @@ def validate_job(job: Job) -> None:
         raise UsageError(f"job {job.id!r}: trigger is not a trigger")
     if job.misfire_grace_s < 0 or job.timeout_s <= 0:
         raise UsageError(f"job {job.id!r}: misfire grace must be >= 0 and timeout > 0")
+    if any(limit is not None and limit <= 0 for limit in (job.max_runtime_s,
+                                                          job.expect_every_s)):
+        raise UsageError(f"job {job.id!r}: max_runtime and expect_every must be > 0")
 
 
 def load_jobs(settings: Settings, registry: Registry | None = None) -> Registry:
@@ -195,7 +241,7 @@ def load_jobs(settings: Settings, registry: Registry | None = None) -> Registry:
 
     A module that fails to import or to register raises ConfigError naming it.
     """
-    registry = registry or Registry()
+    registry = registry or Registry(settings.zone, settings)
     builtin_jobs = importlib.import_module(BUILTIN_JOBS)
     names = [f"{BUILTIN_JOBS}.{m.name}" for m in pkgutil.iter_modules(builtin_jobs.__path__)
              if not m.name.startswith("_")]

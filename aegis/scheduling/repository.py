@@ -1,6 +1,6 @@
-"""The owner of the ``jobs``, ``job_runs`` and ``daemons`` tables
+"""The owner of the ``jobs``, ``job_runs``, ``daemons`` and ``host_leases`` tables
 (aegis/storage/sql/jobs.sql): claims and outcomes of runs, the jobs each daemon
-advertises, heartbeats and the per-host lock, and what the digest, the morning status,
+advertises, heartbeats and the host's lease, and what the digest, the morning status,
 /metrics and retention read of them.
 
 ``Runs`` works on the pool or inside a transaction (a spooled run is written back in the
@@ -112,9 +112,14 @@ class Runs:
         row = self.db.fetch_one("last_slot", job_id=job_id, scope_key=scope_key)
         return None if row is None else row["scheduled_for"]
 
-    def history(self, job_id: str | None, limit: int) -> list[JobRun]:
+    def history(self, job_id: str | None, limit: int,
+                before: tuple[datetime, int] | None = None) -> list[JobRun]:
+        """Runs newest first, of one job or all; older than ``before`` (the
+        (scheduled_for, id) of the last run of the previous page)."""
+        before_time, before_id = before or (None, None)
         return [JobRun.from_row(row) for row in
-                self.db.fetch_all("job_history", job_id=job_id, limit=limit)]
+                self.db.fetch_all("job_history", job_id=job_id, limit=limit,
+                                  before_time=before_time, before_id=before_id)]
 
     def last_runs(self) -> dict[str, Row]:
         """Each job's latest run: job_id -> scheduled_for, status."""
@@ -123,11 +128,12 @@ class Runs:
     # --- the jobs table ---
 
     def advertise(self, *, ids: Sequence[str], descriptions: Sequence[str],
-                  triggers: Sequence[str], scopes: Sequence[str],
+                  triggers: Sequence[str], timezones: Sequence[str], scopes: Sequence[str],
                   next_runs: Sequence[datetime | None], seen_by: str, now: datetime) -> None:
         self.db.execute("upsert_jobs", ids=list(ids), descriptions=list(descriptions),
-                        triggers=list(triggers), scopes=list(scopes),
-                        next_runs=list(next_runs), seen_by=seen_by, now=now)
+                        triggers=list(triggers), timezones=list(timezones),
+                        scopes=list(scopes), next_runs=list(next_runs), seen_by=seen_by,
+                        now=now)
 
     def job_rows(self) -> dict[str, Row]:
         """Every job some daemon advertised: id -> its row."""
@@ -139,6 +145,21 @@ class Runs:
     def set_paused(self, job_id: str, paused: bool, now: datetime, by: str) -> None:
         self.db.execute("set_paused", id=job_id, paused=paused, now=now, by=by)
 
+    # --- the silence watch (aegis/scheduling/deadlines.py) ---
+
+    def watched(self, job_ids: Sequence[str]) -> list[Row]:
+        """id, paused, watched_since, silent_since, last_ok_slot, last_ok_finished_at."""
+        return self.db.fetch_all("watched_jobs", ids=list(job_ids))
+
+    def mark_silent(self, job_id: str, now: datetime, last_ok_slot: datetime | None) -> bool:
+        """True for the one caller that made the job silent."""
+        return self.db.fetch_one("mark_silent", id=job_id, now=now,
+                                 last_ok_slot=last_ok_slot) is not None
+
+    def mark_resumed(self, job_id: str, now: datetime) -> bool:
+        """True for the one caller that ended the job's silence."""
+        return self.db.fetch_one("mark_resumed", id=job_id, now=now) is not None
+
     # --- daemons ---
 
     def upsert_daemon(self, *, instance_id: str, host: str, pid: int, version: str,
@@ -146,30 +167,45 @@ class Runs:
         self.db.execute("upsert_daemon", instance_id=instance_id, host=host, pid=pid,
                         version=version, started_at=started_at, now=now, status=status)
 
-    def take_host_lock(self, key: int, host: str) -> bool:
-        """The per-host advisory lock, on a dedicated session (held while it lives)."""
-        row = self.db.fetch_one("try_daemon_lock", key=key, host=host)
-        return bool(row and row["locked"])
+    def take_host_lease(self, *, host: str, instance_id: str, home_id: str, pid: int,
+                        ttl_s: float) -> bool:
+        """The host's lease for ``ttl_s`` seconds: True when it is this daemon's now."""
+        return self.db.fetch_one("take_host_lease", host=host, instance_id=instance_id,
+                                 home_id=home_id, pid=pid, ttl_s=ttl_s) is not None
 
-    def host_daemons(self, host: str, limit: int) -> list[Row]:
-        return self.db.fetch_all("host_daemons", host=host, limit=limit)
+    def renew_host_lease(self, host: str, instance_id: str, ttl_s: float) -> bool:
+        """False when the lease is no longer this daemon's."""
+        return self.db.fetch_one("renew_host_lease", host=host, instance_id=instance_id,
+                                 ttl_s=ttl_s) is not None
+
+    def release_host_lease(self, host: str, instance_id: str) -> None:
+        self.db.execute("release_host_lease", host=host, instance_id=instance_id)
+
+    def host_lease(self, host: str) -> Row | None:
+        return self.db.fetch_one("host_lease", host=host)
 
     def daemons(self) -> list[Row]:
-        """Each host's latest daemon: host, status, last_heartbeat_at."""
+        """Each host's latest daemon: host, instance_id, pid, version, status, started_at,
+        last_heartbeat_at."""
         return self.db.fetch_all("status_daemons")
+
+    def forget_host(self, host: str) -> int:
+        """Take ``host`` out of the fleet (its daemons' rows, its lease); how many rows."""
+        return len(self.db.fetch_all("forget_host", host=host))
 
     # --- what the digest, the morning status, /metrics and retention read ---
 
     def counts_by_job(self, start: datetime, end: datetime,
-                      exclude_jobs: Sequence[str] = ()) -> list[Row]:
-        """Runs of [start, end) per job, one column per status."""
+                      exclude_jobs: Sequence[str] = (), host: str | None = None
+                      ) -> list[Row]:
+        """Runs of [start, end) per job, one column per status (on ``host``; None: all)."""
         return self.db.fetch_all("digest_job_runs", start=start, end=end,
-                                 exclude_jobs=list(exclude_jobs))
+                                 exclude_jobs=list(exclude_jobs), host=host)
 
     def failures_by_job(self, start: datetime, end: datetime,
-                        exclude_jobs: Sequence[str]) -> list[Row]:
+                        exclude_jobs: Sequence[str], host: str | None = None) -> list[Row]:
         return self.db.fetch_all("digest_job_failures", start=start, end=end,
-                                 exclude_jobs=list(exclude_jobs))
+                                 exclude_jobs=list(exclude_jobs), host=host)
 
     def counts_by_status(self, since: datetime) -> list[Row]:
         return self.db.fetch_all("metrics_job_runs", since=since)
@@ -181,6 +217,23 @@ class Runs:
 
     def last_successes(self) -> list[Row]:
         return self.db.fetch_all("metrics_last_success")
+
+    # --- what the status page reads ---
+
+    def lateness(self, start: datetime, end: datetime) -> list[Row]:
+        """Per job, (runs, p50_s, p95_s, max_s) of how late its scheduled runs of
+        [start, end) started."""
+        return self.db.fetch_all("page_job_lateness", start=start, end=end)
+
+    def jobs_with_last_run(self) -> list[Row]:
+        """Every job row (id, trigger, next_run_at, paused) with the status and slot of
+        its latest run that was not skipped."""
+        return self.db.fetch_all("page_jobs")
+
+    def problem_runs(self, start: datetime, end: datetime, limit: int) -> list[JobRun]:
+        """Failed, timed-out, missed and interrupted runs of [start, end), newest first."""
+        return [JobRun.from_row(row) for row in
+                self.db.fetch_all("page_problem_runs", start=start, end=end, limit=limit)]
 
     def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
         """Delete one batch of finished runs scheduled before ``cutoff``."""

@@ -31,7 +31,9 @@ class Execution:
     run_id: int
     job: Job
     context: JobContext
-    deadline: datetime | None = None  # set when a worker slot is taken
+    started_at: datetime | None = None  # set when a worker slot is taken
+    deadline: datetime | None = None  # started_at + the job's timeout
+    overrun: bool = False  # its job_overrun is recorded
     done: threading.Event | None = None
     status: str | None = None
     error: str | None = None  # why it did not end 'ok' (an exception, a timeout...)
@@ -77,9 +79,11 @@ class Runner:
             return list(self._running.values())
 
     def next_deadline(self) -> datetime | None:
+        """The soonest timeout or max_runtime of the runs in flight."""
         with self._lock:
-            deadlines = [e.deadline for e in self._running.values()
-                         if e.deadline and e.status is None]
+            deadlines = [d for e in self._running.values() if e.status is None
+                         for d in (e.deadline, None if e.overrun else _overrun_at(e))
+                         if d is not None]
         return min(deadlines) if deadlines else None
 
     # --- execution ---
@@ -98,7 +102,9 @@ class Runner:
     def _work(self, execution: Execution) -> None:
         self._slots.acquire()
         with self._lock:
-            execution.deadline = self.clock() + timedelta(seconds=execution.job.timeout_s)
+            execution.started_at = self.clock()
+            execution.deadline = execution.started_at + timedelta(
+                seconds=execution.job.timeout_s)
         if self.wake is not None:
             self.wake.set()  # the loop recomputes its sleep with the new deadline
         log = execution.context.log
@@ -167,6 +173,27 @@ class Runner:
                          "timeout_s": execution.job.timeout_s})
         return expired
 
+    def report_overruns(self) -> list[Execution]:
+        """Record one ``job_overrun`` for each run past its job's max_runtime; the run goes
+        on (its timeout is what stops it)."""
+        now = self.clock()
+        with self._lock:
+            over = [e for e in self._running.values() if e.status is None and not e.overrun
+                    and (at := _overrun_at(e)) is not None and at <= now]
+            for execution in over:
+                execution.overrun = True
+        for execution in over:
+            job = execution.job
+            self.runtime.store.record_event(
+                "job_overrun", f"job {job.id} is still running after its max_runtime of "
+                f"{job.max_runtime_s:g}s", importance="high", source="scheduler",
+                details={"job": job.id, "run_id": execution.run_id,
+                         "max_runtime_s": job.max_runtime_s, "timeout_s": job.timeout_s,
+                         "scheduled_for": execution.context.scheduled_for.isoformat(),
+                         "started_at": execution.started_at.isoformat()
+                         if execution.started_at else None})
+        return over
+
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no run is in flight; False if some still are after ``timeout_s``."""
         deadline = self.clock() + timedelta(seconds=timeout_s)
@@ -187,6 +214,13 @@ class Runner:
             execution.context.cancelled.set()
             self._close(execution, RunStatus.INTERRUPTED, f"interrupted: {reason}", None)
         return flights
+
+
+def _overrun_at(execution: Execution) -> datetime | None:
+    limit_s = execution.job.max_runtime_s
+    if limit_s is None or execution.started_at is None:
+        return None
+    return execution.started_at + timedelta(seconds=limit_s)
 
 
 def _jsonable(result: Any) -> Any:

@@ -2,18 +2,18 @@
 whether this daemon runs it.
 
 Each aegis job is a ``schedule.Job`` whose next run comes from its trigger (aligned
-intervals, daily, weekly, cron, once, all UTC) instead of schedule's own arithmetic;
-``run_pending`` then claims due slots and hands them to the Runner.
+intervals, daily, weekly, cron in a time zone, once; slots are UTC instants) instead of
+schedule's own arithmetic; ``run_pending`` then claims due slots and hands them to the
+Runner. Slots that fell due without running are planned by the job's misfire policy.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import schedule
@@ -21,81 +21,82 @@ import schedule
 from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.core.logs import get_logger
+from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling.heartbeat import live_since
 from aegis.scheduling.registry import Job, JobContext, Registry
 from aegis.scheduling.repository import JobRun, Runs, RunStatus, RunTrigger
 from aegis.scheduling.runs import Execution, Runner
-from aegis.scheduling.triggers import Every, Trigger
+from aegis.scheduling.triggers import Every, Trigger, count_slots, slot_before
 from aegis.storage.db import Row
 from aegis.storage.runtime import Runtime
 
-MAX_COUNTED_SLOTS = 10_000
+RUN_ALL_LIMIT = 24  # misfire="run_all" runs at most this many missed slots of a job at once
 
 
 # --- pure planning ---
 
 
 @dataclass(frozen=True)
-class StartPlan:
-    """What to do for a job when a daemon starts."""
+class SlotPlan:
+    """What to do with slots of a job that fell due without running: run these, oldest
+    first and one after another, and record the others as one 'missed' gap."""
 
-    run_slot: datetime | None = None  # run this slot now, with trigger 'catch_up'
-    missed_first: datetime | None = None  # one 'missed' row for this gap
+    run: tuple[datetime, ...] = ()
+    missed_first: datetime | None = None
     missed_last: datetime | None = None
     missed_count: int = 0
 
 
-def count_slots(trigger: Trigger, first: datetime, last: datetime) -> int:
-    """How many slots lie in [first, last] (capped at MAX_COUNTED_SLOTS)."""
-    if last < first:
-        return 0
-    if isinstance(trigger, Every):
-        return int((last - first).total_seconds() // trigger.period_s) + 1
-    count, slot = 0, first
-    slot_or_none: datetime | None = first
-    while slot_or_none is not None and slot_or_none <= last and count < MAX_COUNTED_SLOTS:
-        slot = slot_or_none
-        count += 1
-        slot_or_none = trigger.next_after(slot)
-    return count
-
-
 def plan_start(trigger: Trigger, last_slot: datetime | None, now: datetime,
-               misfire_grace_s: float) -> StartPlan:
-    """Catch-up at start: the latest slot missed while no daemon ran runs once if within the
-    grace; older missed slots become one 'missed' record. A job with no history starts
-    from its next slot, an interval job from its current slot."""
+               misfire_grace_s: float,
+               misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE) -> SlotPlan:
+    """Catch-up at start, for the slots after ``last_slot`` that fell due while no daemon
+    ran: with run_once the latest runs if within the grace, with skip none does, with
+    run_all each within the grace does (the latest RUN_ALL_LIMIT); the others become one
+    'missed' record. A job with no history missed nothing: it waits for its next slot,
+    an interval job runs its current one."""
     latest = trigger.latest_at_or_before(now)
-    if latest is None:
-        return StartPlan()
-    within_grace = (now - latest).total_seconds() <= misfire_grace_s
+    if latest is None or (last_slot is not None and latest <= last_slot):
+        return SlotPlan()
     if last_slot is None:
-        if isinstance(trigger, Every) and within_grace:
-            return StartPlan(run_slot=latest)
-        return StartPlan()
-    if latest <= last_slot:
-        return StartPlan()
-    first_missed = trigger.next_after(last_slot)
-    assert first_missed is not None
-    missed_last: datetime | None = latest
-    if within_grace:
-        missed_last = trigger.latest_at_or_before(latest - timedelta(microseconds=1))
-        if missed_last is None or missed_last < first_missed:
-            return StartPlan(run_slot=latest)
-    assert missed_last is not None
-    count = count_slots(trigger, first_missed, missed_last)
-    return StartPlan(run_slot=latest if within_grace else None, missed_first=first_missed,
-                     missed_last=missed_last, missed_count=count)
+        current = isinstance(trigger, Every) and _within(latest, now, misfire_grace_s)
+        return SlotPlan(run=(latest,) if current else ())
+    first = trigger.next_after(last_slot)
+    assert first is not None
+    return _plan_gap(trigger, first, latest, now, misfire_grace_s, misfire, at_start=True)
 
 
-def next_slot(trigger: Trigger, after: datetime, now: datetime) -> datetime | None:
-    """The slot to wait for after ``after``: coalesced to the latest one already due when
-    the loop fell behind, so a late loop runs a job once rather than once per slot."""
-    upcoming = trigger.next_after(after)
-    if upcoming is not None and upcoming <= now:
-        latest = trigger.latest_at_or_before(now)
-        return latest if latest is not None and latest > after else upcoming
-    return upcoming
+def plan_due(trigger: Trigger, first: datetime, now: datetime, misfire_grace_s: float,
+             misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE) -> SlotPlan:
+    """The loop reached ``first``, the slot it waited for: on time that slot alone is due,
+    after a stalled loop later ones are too. The latest runs if within the grace (with
+    run_all, each within it does), the others become one 'missed' record: a late loop runs
+    a job once rather than once per slot it slept through."""
+    latest = max(first, trigger.latest_at_or_before(now) or first)
+    return _plan_gap(trigger, first, latest, now, misfire_grace_s, misfire, at_start=False)
+
+
+def _plan_gap(trigger: Trigger, first: datetime, latest: datetime, now: datetime,
+              grace_s: float, misfire: MisfirePolicy, *, at_start: bool) -> SlotPlan:
+    run: tuple[datetime, ...] = ()
+    if misfire == MisfirePolicy.RUN_ALL:
+        found: list[datetime] = []
+        slot: datetime | None = latest
+        while (slot is not None and slot >= first and _within(slot, now, grace_s)
+               and len(found) < RUN_ALL_LIMIT):
+            found.append(slot)
+            slot = slot_before(trigger, slot)
+        run = tuple(reversed(found))
+    elif (misfire == MisfirePolicy.RUN_ONCE or not at_start) and _within(latest, now, grace_s):
+        run = (latest,)
+    missed_last = slot_before(trigger, run[0]) if run else latest
+    if missed_last is None or missed_last < first:
+        return SlotPlan(run=run)
+    return SlotPlan(run, first, missed_last, count_slots(trigger, first, missed_last))
+
+
+def _within(slot: datetime, now: datetime, grace_s: float) -> bool:
+    return (now - slot).total_seconds() <= grace_s
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class SlotJob(schedule.Job):
     """A ``schedule.Job`` whose next run is the next slot of an aegis trigger."""
 
     def __init__(self, job: Job, scheduler: _Schedule, first_slot: datetime,
-                 on_due: Callable[[Job, datetime], None]) -> None:
+                 on_due: Callable[[Job, datetime, datetime], None]) -> None:
         super().__init__(1, scheduler)
         self.unit = "seconds"
         self.aegis_job = job
@@ -141,11 +142,11 @@ class SlotJob(schedule.Job):
         return self.next_run is not None and self._clock() >= self.next_run
 
     def run(self) -> Any:
-        slot = self.next_run
+        slot, now, trigger = self.next_run, self._clock(), self.aegis_job.trigger
         assert slot is not None
-        self._on_due(self.aegis_job, slot)
+        self._on_due(self.aegis_job, slot, now)  # with the slots the loop slept through
         self.last_run = slot
-        self.next_run = next_slot(self.aegis_job.trigger, slot, self._clock())
+        self.next_run = trigger.next_after(max(slot, trigger.latest_at_or_before(now) or slot))
         return schedule.CancelJob if self.next_run is None else None
 
     def __repr__(self) -> str:
@@ -174,6 +175,8 @@ class Scheduler:
         self._lock = threading.RLock()
         self._on_finish_hooks: list[Callable[[Execution], None]] = []
         self._due: list[Slot] = []  # slots found due by run_pending, claimed together
+        # per job, slots that run one after another once its run in flight ends (run_all)
+        self._backlog: dict[str, deque[Slot]] = {}
 
     @property
     def host(self) -> str:
@@ -206,6 +209,7 @@ class Scheduler:
     def unschedule_job(self, job_id: str) -> None:
         with self._lock:
             self._unschedule(job_id)
+            self._backlog.pop(job_id, None)
 
     def _unschedule(self, job_id: str) -> None:
         self._schedule.jobs[:] = [j for j in self._schedule.jobs
@@ -227,11 +231,48 @@ class Scheduler:
         with self._lock:  # held while firing too: an unscheduled job never fires after
             self._schedule.run_pending()
             due, self._due = self._due, []
-            try:
-                self.fire_all(due)
-            except StoreError:  # nothing was claimed: one by one, so a slot the database
-                for slot in due:  # refuses costs only itself, and the loop goes on
-                    self._fire_or_log(slot)
+            self._fire_due(due + self._from_backlog(due))
+
+    def run_backlog(self) -> int:
+        """Start the next waiting slot of each job with a backlog and no run in flight;
+        return how many slots still wait."""
+        with self._lock:
+            self._fire_due(self._from_backlog([]))
+            return sum(len(waiting) for waiting in self._backlog.values())
+
+    def _from_backlog(self, due: list[Slot]) -> list[Slot]:
+        if not self._backlog:
+            return []
+        busy = self.runner.running_jobs() | {slot.job.id for slot in due}
+        taken = []
+        for job_id, waiting in list(self._backlog.items()):
+            if job_id in self.paused:
+                self.log.debug("job_paused_slots_dropped", job=job_id, slots=len(waiting))
+                waiting.clear()
+            elif job_id not in busy:
+                taken.append(waiting.popleft())
+            if not waiting:
+                del self._backlog[job_id]
+        return taken
+
+    def _queue(self, slots: list[Slot], due: list[Slot]) -> None:
+        """The first of a job's slots is due now, the others wait (all, behind a backlog)."""
+        if not slots:
+            return
+        with self._lock:
+            job_id = slots[0].job.id
+            if job_id not in self._backlog:
+                due.append(slots[0])
+                slots = slots[1:]
+            if slots:
+                self._backlog.setdefault(job_id, deque()).extend(slots)
+
+    def _fire_due(self, due: list[Slot]) -> None:
+        try:
+            self.fire_all(due)
+        except StoreError:  # nothing was claimed: one by one, so a slot the database
+            for slot in due:  # refuses costs only itself, and the loop goes on
+                self._fire_or_log(slot)
 
     def _fire_or_log(self, slot: Slot) -> None:
         try:
@@ -241,40 +282,42 @@ class Scheduler:
                            error=str(exc))
 
     def _catch_up(self, job: Job, now: datetime) -> None:
-        scope_key = job.scope_key(self.host)
         try:
-            last_slot = self.runs.last_slot(job.id, scope_key)
+            last_slot = self.runs.last_slot(job.id, job.scope_key(self.host))
         except DatabaseUnavailable:
             return
-        plan = plan_start(job.trigger, last_slot, now, job.misfire_grace_s)
-        if plan.missed_first is not None:
+        plan = plan_start(job.trigger, last_slot, now, job.misfire_grace_s, job.misfire)
+        self._record_missed(job, plan, now, "fell due while no daemon ran")
+        due: list[Slot] = []
+        self._queue([Slot(job, at, RunTrigger.CATCH_UP) for at in plan.run], due)
+        for slot in due:
+            self._fire_or_log(slot)
+
+    def _on_due(self, job: Job, first: datetime, now: datetime) -> None:
+        if job.id in self.paused:
+            self.log.debug("job_paused_slot_skipped", job=job.id, slot=first.isoformat())
+            return
+        plan = plan_due(job.trigger, first, now, job.misfire_grace_s, job.misfire)
+        self._record_missed(job, plan, now, "passed while the loop was late")
+        latest = plan.run[-1] if plan.run else None
+        self._queue([Slot(job, at, RunTrigger.SCHEDULE if at == latest else RunTrigger.CATCH_UP)
+                     for at in plan.run], self._due)
+
+    def _record_missed(self, job: Job, plan: SlotPlan, now: datetime, why: str) -> None:
+        """One 'missed' row for the gap of ``plan``, at its first slot."""
+        if plan.missed_first is None or plan.missed_last is None:
+            return
+        try:
             self.runs.record_missed(
-                job_id=job.id, scope_key=scope_key, host=self.host,
+                job_id=job.id, scope_key=job.scope_key(self.host), host=self.host,
                 scheduled_for=plan.missed_first, now=now, instance_id=self.instance_id,
-                error=f"missed: {plan.missed_count} slot(s) fell due while no daemon ran",
+                error=f"missed: {plan.missed_count} slot(s) {why}",
                 result={"missed_slots": plan.missed_count,
                         "first": plan.missed_first.isoformat(),
-                        "last": plan.missed_last.isoformat() if plan.missed_last else None})
-            self.log.warning("job_missed", job=job.id, slots=plan.missed_count)
-        if plan.run_slot is not None:
-            self._fire_or_log(Slot(job, plan.run_slot, RunTrigger.CATCH_UP))
-
-    def _on_due(self, job: Job, slot: datetime) -> None:
-        if job.id in self.paused:
-            self.log.debug("job_paused_slot_skipped", job=job.id, slot=slot.isoformat())
-            return
-        now = self.clock()
-        if (now - slot).total_seconds() > job.misfire_grace_s:
-            with contextlib.suppress(StoreError):
-                self.runs.record_missed(
-                    job_id=job.id, scope_key=job.scope_key(self.host),
-                    host=self.host, scheduled_for=slot, now=now,
-                    instance_id=self.instance_id, error="missed: the loop was too late",
-                    result={"missed_slots": 1, "first": slot.isoformat(),
-                            "last": slot.isoformat()})
-            self.log.warning("job_missed", job=job.id, slots=1)
-            return
-        self._due.append(Slot(job, slot, RunTrigger.SCHEDULE))
+                        "last": plan.missed_last.isoformat(), "misfire": job.misfire})
+        except StoreError as exc:
+            self.log.warning("job_missed_not_recorded", job=job.id, error=str(exc))
+        self.log.warning("job_missed", job=job.id, slots=plan.missed_count)
 
     # --- claiming and running ---
 
@@ -351,6 +394,7 @@ class Scheduler:
             ids=[job.id for job in jobs],
             descriptions=[job.description for job in jobs],
             triggers=[job.trigger.describe() for job in jobs],
+            timezones=[job.zone.key for job in jobs],
             scopes=[job.scope for job in jobs],
             next_runs=[next_runs.get(job.id) if job.enabled else None for job in jobs],
             seen_by=self.instance_id, now=now)

@@ -129,9 +129,10 @@ class Tasks:
         that never claimed a run."""
         return self.db.fetch_all("requeue_abandoned_tasks", taken_before=taken_before)
 
-    def pending_at(self, as_of: datetime) -> int:
-        """How many tasks were waiting at ``as_of``."""
-        row = self.db.fetch_one("digest_pending_tasks", as_of=as_of)
+    def pending_at(self, as_of: datetime, host: str | None = None) -> int:
+        """How many tasks were waiting at ``as_of`` (for ``host``: its own and the
+        unassigned ones)."""
+        row = self.db.fetch_one("digest_pending_tasks", as_of=as_of, host=host)
         return int(row["pending"]) if row else 0
 
 
@@ -258,7 +259,3 @@ def task_failed_event(store: Store, task_id: int, job_id: str, error: str,
         importance="medium", source="tasks",
         details={"task_id": task_id, "job": job_id, "run_id": run_id, "error": error})
 
-
-def listen_for_tasks(db: Database, wake: threading.Event, stop: threading.Event) -> None:
-    """Set ``wake`` on every new task until ``stop``."""
-    db.wake_on_notify(TASK_CHANNEL, wake, stop)

@@ -2,20 +2,25 @@
 
 Each trigger answers two questions: the first slot strictly after an instant
 (``next_after``) and the last slot at or before it (``latest_at_or_before``, used for
-catch-up and for an interval job's current slot).
+catch-up and for an interval job's current slot). Slots are UTC instants, so every host
+agrees on them through daylight-saving changes. Intervals count real seconds; daily,
+weekly and cron triggers follow the wall clock of their time zone (``WallClock``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from aegis.core.clock import UTC_ZONE, instant, wall_time, zone
 from aegis.core.durations import parse_time_of_day
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_COUNTED_SLOTS = 10_000
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -59,63 +64,111 @@ class Every:
         return "every second" if self.period_s == 1 else f"every {self.period_s:g} seconds"
 
 
-@dataclass(frozen=True)
-class Daily:
-    at: time
+class WallClock:
+    """A trigger of a person's calendar (daily, weekly, cron): its slots are wall-clock
+    times of ``zone``, each made an instant by ``clock.instant``. A wall-clock time the
+    clocks skip runs once, at the first instant after the gap; one they repeat runs once,
+    at its first occurrence. Subclasses say which wall-clock times are slots.
+
+    ``zone`` None is AEGIS_TIMEZONE, bound when the job is registered (UTC until then)."""
+
+    zone: ZoneInfo | None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.zone or UTC_ZONE
+
+    def wall_after(self, wall: datetime) -> datetime:
+        """The first slot's wall-clock time strictly after ``wall``."""
+        raise NotImplementedError
+
+    def wall_at_or_before(self, wall: datetime) -> datetime:
+        """The last slot's wall-clock time at or before ``wall``."""
+        raise NotImplementedError
+
+    def next_after(self, moment: datetime) -> datetime:
+        moment = _utc(moment)
+        wall = self.wall_after(wall_time(moment, self.tz))
+        # after the clocks went back, the repeated hour's times were slots already
+        while (slot := instant(wall, self.tz)) <= moment:
+            wall = self.wall_after(wall)
+        return slot
 
     def latest_at_or_before(self, moment: datetime) -> datetime:
         moment = _utc(moment)
-        candidate = datetime.combine(moment.date(), self.at.replace(tzinfo=UTC))
-        return candidate if candidate <= moment else candidate - timedelta(days=1)
+        wall = self.wall_at_or_before(wall_time(moment, self.tz))
+        slot = instant(wall, self.tz)
+        while True:  # in the repeated hour, later wall-clock times may be slots already
+            later_wall = self.wall_after(wall)
+            later = instant(later_wall, self.tz)
+            if later > moment:
+                return slot
+            wall, slot = later_wall, later
 
-    def next_after(self, moment: datetime) -> datetime:
-        return self.latest_at_or_before(moment) + timedelta(days=1)
-
-    def describe(self) -> str:
-        return f"daily at {_clock_text(self.at)} UTC"
+    def _zone_text(self) -> str:
+        return self.tz.key
 
 
 @dataclass(frozen=True)
-class Weekly:
+class Daily(WallClock):
+    at: time
+    zone: ZoneInfo | None = None
+
+    def wall_at_or_before(self, wall: datetime) -> datetime:
+        candidate = datetime.combine(wall.date(), self.at)
+        return candidate if candidate <= wall else candidate - timedelta(days=1)
+
+    def wall_after(self, wall: datetime) -> datetime:
+        candidate = datetime.combine(wall.date(), self.at)
+        return candidate if candidate > wall else candidate + timedelta(days=1)
+
+    def describe(self) -> str:
+        return f"daily at {_clock_text(self.at)} {self._zone_text()}"
+
+
+@dataclass(frozen=True)
+class Weekly(WallClock):
     weekday: int  # Monday is 0
     at: time
+    zone: ZoneInfo | None = None
 
-    def latest_at_or_before(self, moment: datetime) -> datetime:
-        moment = _utc(moment)
-        day = moment.date() - timedelta(days=(moment.weekday() - self.weekday) % 7)
-        candidate = datetime.combine(day, self.at.replace(tzinfo=UTC))
-        return candidate if candidate <= moment else candidate - timedelta(days=7)
+    def wall_at_or_before(self, wall: datetime) -> datetime:
+        day = wall.date() - timedelta(days=(wall.weekday() - self.weekday) % 7)
+        candidate = datetime.combine(day, self.at)
+        return candidate if candidate <= wall else candidate - timedelta(days=7)
 
-    def next_after(self, moment: datetime) -> datetime:
-        return self.latest_at_or_before(moment) + timedelta(days=7)
+    def wall_after(self, wall: datetime) -> datetime:
+        return self.wall_at_or_before(wall) + timedelta(days=7)
 
     def describe(self) -> str:
-        return f"weekly on {WEEKDAYS[self.weekday].capitalize()} at {_clock_text(self.at)} UTC"
+        return (f"weekly on {WEEKDAYS[self.weekday].capitalize()} at {_clock_text(self.at)} "
+                f"{self._zone_text()}")
 
 
 @dataclass(frozen=True)
-class Cron:
-    """A 5-field cron expression, evaluated in UTC."""
+class Cron(WallClock):
+    """A 5-field cron expression, matched against the wall clock of its zone."""
 
     expression: str
+    zone: ZoneInfo | None = None
 
     def __post_init__(self) -> None:
         if len(self.expression.split()) != 5 or not croniter.is_valid(self.expression):
             raise ValueError(f"{self.expression!r} is not a 5-field cron expression")
 
-    def next_after(self, moment: datetime) -> datetime:
-        result: datetime = croniter(self.expression, _utc(moment)).get_next(datetime)
-        return result.astimezone(UTC)
+    def wall_after(self, wall: datetime) -> datetime:
+        result: datetime = croniter(self.expression, wall).get_next(datetime)
+        return result
 
-    def latest_at_or_before(self, moment: datetime) -> datetime:
+    def wall_at_or_before(self, wall: datetime) -> datetime:
         # get_prev is strictly before its start; cron slots are whole minutes, so starting
-        # one second later includes a slot that falls exactly on ``moment``.
-        start = _utc(moment).replace(microsecond=0) + timedelta(seconds=1)
+        # one second later includes a slot that falls exactly on ``wall``.
+        start = wall.replace(microsecond=0) + timedelta(seconds=1)
         result: datetime = croniter(self.expression, start).get_prev(datetime)
-        return result.astimezone(UTC)
+        return result
 
     def describe(self) -> str:
-        return f"cron {self.expression}"
+        return f"cron {self.expression} {self._zone_text()}"
 
 
 @dataclass(frozen=True)
@@ -135,6 +188,26 @@ class Once:
         return f"once at {self.at.strftime('%Y-%m-%d %H:%M:%S')} UTC"
 
 
+def count_slots(trigger: Trigger, first: datetime, last: datetime) -> int:
+    """How many slots lie in [first, last] (capped at MAX_COUNTED_SLOTS)."""
+    if last < first:
+        return 0
+    if isinstance(trigger, Every):
+        return int((last - first).total_seconds() // trigger.period_s) + 1
+    count, slot = 0, first
+    slot_or_none: datetime | None = first
+    while slot_or_none is not None and slot_or_none <= last and count < MAX_COUNTED_SLOTS:
+        slot = slot_or_none
+        count += 1
+        slot_or_none = trigger.next_after(slot)
+    return count
+
+
+def slot_before(trigger: Trigger, slot: datetime) -> datetime | None:
+    """The last slot strictly before ``slot``."""
+    return trigger.latest_at_or_before(slot - timedelta(microseconds=1))
+
+
 def _clock_text(at: time) -> str:
     return at.strftime("%H:%M:%S" if at.second else "%H:%M")
 
@@ -146,20 +219,39 @@ def every(seconds: float = 0, *, minutes: float = 0, hours: float = 0) -> Every:
     return Every(seconds + 60 * minutes + 3600 * hours)
 
 
-def daily(at: str) -> Daily:
-    return Daily(parse_time_of_day(at).replace(tzinfo=None))
+def daily(at: str, *, timezone: str | None = None) -> Daily:
+    return Daily(parse_time_of_day(at).replace(tzinfo=None), _zone_or_none(timezone))
 
 
-def weekly(weekday: str, at: str) -> Weekly:
+def weekly(weekday: str, at: str, *, timezone: str | None = None) -> Weekly:
     day = weekday.strip().lower()
     matches = [i for i, name in enumerate(WEEKDAYS) if name.startswith(day) and len(day) >= 3]
     if len(matches) != 1:
         raise ValueError(f"{weekday!r} is not a weekday (monday..sunday)")
-    return Weekly(matches[0], parse_time_of_day(at).replace(tzinfo=None))
+    return Weekly(matches[0], parse_time_of_day(at).replace(tzinfo=None),
+                  _zone_or_none(timezone))
 
 
-def cron(expression: str) -> Cron:
-    return Cron(" ".join(expression.split()))
+def cron(expression: str, *, timezone: str | None = None) -> Cron:
+    return Cron(" ".join(expression.split()), _zone_or_none(timezone))
+
+
+def _zone_or_none(name: str | None) -> ZoneInfo | None:
+    return None if name is None else zone(name)
+
+
+def in_zone(trigger: Trigger, tz: ZoneInfo) -> Trigger:
+    """``trigger`` on the wall clock of ``tz`` (an interval or a one-off is unchanged)."""
+    return replace(trigger, zone=tz) if isinstance(trigger, Daily | Weekly | Cron) else trigger
+
+
+def later_on_clock(trigger: Trigger, moment: datetime, seconds: float) -> datetime:
+    """``seconds`` after ``moment`` as the trigger counts time: on the wall clock of its
+    zone for a calendar trigger (24h30m after 22:00 is 22:30 the next day, whatever the
+    clocks did overnight), in real seconds for an interval or a one-off."""
+    if isinstance(trigger, WallClock):
+        return instant(wall_time(moment, trigger.tz) + timedelta(seconds=seconds), trigger.tz)
+    return _utc(moment) + timedelta(seconds=seconds)
 
 
 def once(at: datetime) -> Once:

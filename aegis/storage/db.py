@@ -1,9 +1,15 @@
-"""The PostgreSQL connector: the one module that imports psycopg.
+"""The PostgreSQL connector: with aegis/storage/listener.py, the only modules that import
+psycopg.
 
 Everything else calls named queries (aegis/storage/sql/*.sql) through a ``Queries`` handle
-(the pool, one transaction, or a dedicated session) and gets plain dict rows back; psycopg
-errors are wrapped into DatabaseUnavailable or StoreError. The queries of
-aegis/storage/sql/database.sql (liveness, advisory locks, migrations) are called here.
+(the pool, or one transaction) and gets plain dict rows back; psycopg errors are wrapped
+into DatabaseUnavailable or StoreError. The queries of aegis/storage/sql/database.sql
+(liveness, migrations) are called here.
+
+Nothing relies on a session outliving a transaction, so aegis works through a pooler in
+transaction mode (PgBouncer): no session-level advisory lock or ``SET``, no server-side
+prepared statement; times come back in UTC whatever the server's time zone; and a daemon
+holds at most its pool (``max_size``) and one listening connection.
 """
 
 from __future__ import annotations
@@ -14,17 +20,18 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Protocol
 
 import psycopg
-from psycopg import sql as pgsql
+from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from aegis.core.errors import DatabaseUnavailable, StoreError
-from aegis.core.logs import get_logger
 from aegis.core.redact import redact
+from aegis.storage.listener import Listener
 from aegis.storage.queries import migrations, query_text
 
 Row = dict[str, Any]
@@ -39,14 +46,14 @@ class Queries(Protocol):
 
     def execute(self, query: str, /, **params: Any) -> int: ...
 
-# pg_advisory_lock keys; fixed so every process of every version agrees on them.
+# The advisory lock key migrations are applied under; fixed so every process of every
+# version agrees on it.
 MIGRATION_LOCK_KEY = 0x4AE615_01
-DAEMON_LOCK_KEY = 0x4AE615_02
+# How long a pooled connection above the pool's minimum may stay idle before it is closed.
+MAX_IDLE_S = 10.0
 
 # How long calls fail at once after the database was found unreachable.
 FAIL_FAST_S = 2.0
-# How long a LISTEN loop waits before connecting again after losing its session.
-LISTEN_RETRY_S = 5.0
 
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
@@ -72,12 +79,26 @@ def _wrap(exc: Exception, dsn: str) -> StoreError:
     return StoreError(message, getattr(exc, "sqlstate", None))
 
 
+class _UtcTimestamptzLoader(Loader):
+    """timestamptz as an aware datetime in UTC, whatever the session's time zone: aegis
+    sets none, since a ``SET`` would not follow a pooler's server connections."""
+
+    def __init__(self, oid: int, context: Any = None) -> None:
+        super().__init__(oid, context)
+        inner = psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+        assert inner is not None
+        self._inner = inner(oid, context)
+
+    def load(self, data: Any) -> Any:
+        return self._inner.load(data).astimezone(UTC)
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SET TIME ZONE 'UTC'")
+    conn.adapters.register_loader("timestamptz", _UtcTimestamptzLoader)
 
 
 class Connection:
-    """Runs named queries on one connection (a transaction or a dedicated session)."""
+    """Runs named queries on one connection (inside a transaction)."""
 
     def __init__(self, conn: psycopg.Connection[Row], dsn: str) -> None:
         self._conn = conn
@@ -100,12 +121,27 @@ class Connection:
         except psycopg.Error as exc:
             raise _wrap(exc, self._dsn) from exc
 
+    def run_script(self, script: str, *, record_as: str) -> None:
+        """A migration's statements, recorded as applied."""
+        try:
+            self._conn.execute(script.encode())
+            self._conn.execute(query_text("record_migration"), {"name": record_as})
+        except psycopg.Error as exc:
+            raise _wrap(exc, self._dsn) from exc
+
 
 class Database:
-    """A connection pool plus the named-query API aegis speaks."""
+    """A connection pool plus the named-query API aegis speaks, and the listener that
+    turns NOTIFYs into wake-ups.
 
-    def __init__(self, dsn: str, *, max_size: int = 4, timeout_s: float = 5.0,
-                 name: str = "aegis") -> None:
+    ``name`` (a host's name) names the connections to the server: ``aegis:NAME:pool``
+    and ``aegis:NAME:listen`` in ``pg_stat_activity.application_name``. ``listen_dsn``:
+    where to LISTEN (default: ``dsn``); ``None`` with ``poll_s`` polls instead, for a
+    ``dsn`` through a pooler in transaction mode, where LISTEN cannot pass."""
+
+    def __init__(self, dsn: str, *, max_size: int = 3, timeout_s: float = 5.0,
+                 name: str = "aegis", listen_dsn: str | None = "",
+                 poll_s: float = 2.0) -> None:
         self.dsn = dsn
         self.timeout_s = timeout_s
         self._pool = ConnectionPool(
@@ -116,11 +152,17 @@ class Database:
             name=name,
             timeout=timeout_s,
             reconnect_timeout=max(timeout_s, 5.0),
+            max_idle=MAX_IDLE_S,
             configure=_configure,
             check=ConnectionPool.check_connection,
-            kwargs={"autocommit": True, "row_factory": dict_row,
-                    "connect_timeout": max(1, int(timeout_s)), "application_name": name},
+            kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None,
+                    "connect_timeout": max(1, int(timeout_s)),
+                    "application_name": f"aegis:{name}:pool"},
         )
+        self.listener = Listener(dsn if listen_dsn == "" else listen_dsn, poll_s=poll_s,
+                                 application_name=f"aegis:{name}:listen",
+                                 configure=_configure,
+                                 connect_timeout_s=max(1, int(timeout_s)))
         self._opened = False
         self._lock = threading.Lock()
         self._down_until = 0.0  # 0: not known to be down
@@ -134,10 +176,18 @@ class Database:
                 self._opened = True
 
     def close(self) -> None:
+        self.listener.close()
         with self._lock:
             if self._opened:
                 self._pool.close(timeout=2.0)
                 self._opened = False
+
+    def subscribe(self, channel: str, wake: threading.Event) -> None:
+        """Set ``wake`` on every NOTIFY on ``channel`` (see aegis/storage/listener.py)."""
+        self.listener.subscribe(channel, wake)
+
+    def unsubscribe(self, channel: str, wake: threading.Event) -> None:
+        self.listener.unsubscribe(channel, wake)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Row]]:
@@ -204,54 +254,19 @@ class Database:
         assert row is not None  # a SELECT without FROM returns one row
         return row
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A dedicated connection outside the pool (advisory locks, LISTEN)."""
-        try:
-            conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
-                                   connect_timeout=max(1, int(self.timeout_s)))
-        except psycopg.Error as exc:
-            raise _wrap(exc, self.dsn) from exc
-        try:
-            _configure(conn)
-            yield Session(conn, self.dsn)
-        finally:
-            conn.close()
-
-    def wake_on_notify(self, channel: str, wake: threading.Event, stop: threading.Event,
-                       retry_s: float = LISTEN_RETRY_S) -> None:
-        """Set ``wake`` on every NOTIFY on ``channel`` (and on each reconnection, for what
-        was sent while not listening) until ``stop``; survives the database going away."""
-        log = get_logger(channel=channel)
-        while not stop.is_set():
-            try:
-                with self.session() as session:
-                    session.listen(channel)
-                    wake.set()
-                    while not stop.is_set():
-                        if session.wait_notification(timeout_s=1.0) is not None:
-                            wake.set()
-            except DatabaseUnavailable as exc:
-                log.debug("listener_disconnected", error=str(exc))
-            except StoreError as exc:
-                log.warning("listener_failed", error=str(exc))
-            stop.wait(retry_s)
-
     def migrate(self) -> list[str]:
-        """Apply pending migrations under an advisory lock; return the names applied."""
+        """Apply pending migrations, all in one transaction under a transaction-level
+        advisory lock (two processes migrating at once: one applies, the other then finds
+        nothing left); return the names applied."""
         applied: list[str] = []
-        with self.session() as session:
-            session.execute("advisory_lock", key=MIGRATION_LOCK_KEY)
-            try:
-                session.execute("create_schema_migrations")
-                done = {row["name"] for row in session.fetch_all("applied_migrations")}
-                for name, script in migrations():
-                    if name in done:
-                        continue
-                    session.run_script(script, record_as=name)
+        with self.transaction() as tx:
+            tx.execute("migration_lock", key=MIGRATION_LOCK_KEY)
+            tx.execute("create_schema_migrations")
+            done = {row["name"] for row in tx.fetch_all("applied_migrations")}
+            for name, script in migrations():
+                if name not in done:
+                    tx.run_script(script, record_as=name)
                     applied.append(name)
-            finally:
-                session.execute("advisory_unlock", key=MIGRATION_LOCK_KEY)
         return applied
 
     def pending_migrations(self) -> list[str]:
@@ -263,37 +278,3 @@ class Database:
             else:
                 raise
         return [name for name, _ in migrations() if name not in done]
-
-
-class Session(Connection):
-    """A dedicated connection: advisory locks, LISTEN/NOTIFY, migration scripts."""
-
-    def run_script(self, script: str, *, record_as: str) -> None:
-        try:
-            with self._conn.transaction():
-                self._conn.execute(script.encode())
-                self._conn.execute(query_text("record_migration"), {"name": record_as})
-        except psycopg.Error as exc:
-            raise _wrap(exc, self._dsn) from exc
-
-    def listen(self, channel: str) -> None:
-        try:
-            self._conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
-        except psycopg.Error as exc:
-            raise _wrap(exc, self._dsn) from exc
-
-    def wait_notification(self, timeout_s: float) -> str | None:
-        """Block up to ``timeout_s`` for one NOTIFY; return its payload, or None."""
-        try:
-            for notify in self._conn.notifies(timeout=timeout_s, stop_after=1):
-                return notify.payload
-        except psycopg.Error as exc:
-            raise _wrap(exc, self._dsn) from exc
-        return None
-
-    def alive(self) -> bool:
-        try:
-            self._conn.execute(b"SELECT 1")
-            return True
-        except psycopg.Error:
-            return False

@@ -199,9 +199,10 @@ class Outbox:
         return [OutboxRow.from_row(row) for row in
                 self.db.fetch_all("outbox_list", statuses=list(statuses), limit=limit)]
 
-    def delivery_failures(self, start: datetime, end: datetime) -> list[Row]:
+    def delivery_failures(self, start: datetime, end: datetime,
+                          host: str | None = None) -> list[Row]:
         """Per channel, messages of [start, end) that failed for good, and the last error."""
-        return self.db.fetch_all("digest_delivery_failures", start=start, end=end)
+        return self.db.fetch_all("digest_delivery_failures", start=start, end=end, host=host)
 
     def counts_by_status(self, since: datetime) -> list[Row]:
         return self.db.fetch_all("metrics_outbox", since=since)

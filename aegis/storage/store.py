@@ -91,12 +91,19 @@ class Store:
                 return False
 
     def query_events(self, *, since: datetime, event_types: Sequence[str] | None = None,
-                     min_importance: str | None = None, limit: int = 100) -> list[Event]:
+                     min_importance: str | None = None, container: str | None = None,
+                     before: tuple[datetime, int] | None = None,
+                     limit: int = 100) -> list[Event]:
+        """Events since ``since``, newest first: of these types, at or above an
+        importance, about one container, older than ``before`` (the (timestamp, id) of
+        the last event of the previous page)."""
         if min_importance is not None:
             validate_importance(min_importance)
+        before_time, before_id = before or (None, None)
         rows = self.db.fetch_all("query_events", since=since,
                                  types=list(event_types) if event_types else None,
-                                 min_importance=min_importance, limit=limit)
+                                 min_importance=min_importance, container=container,
+                                 before_time=before_time, before_id=before_id, limit=limit)
         return [Event.from_row(row) for row in rows]
 
     # --- state ---
@@ -118,36 +125,47 @@ class Store:
     # --- what the digest, the morning status, /metrics and retention read ---
 
     def counts_by_type(self, start: datetime, end: datetime,
-                       exclude_types: Sequence[str] = ()) -> list[Row]:
-        """(importance, event_type, events) of [start, end)."""
+                       exclude_types: Sequence[str] = (), host: str | None = None
+                       ) -> list[Row]:
+        """(importance, event_type, events) of [start, end), of ``host`` (None: all)."""
         return self.db.fetch_all("digest_event_counts", start=start, end=end,
-                                 exclude_types=list(exclude_types))
+                                 exclude_types=list(exclude_types), host=host)
 
-    def counts_of(self, types: Sequence[str], start: datetime, end: datetime) -> list[Row]:
+    def counts_of(self, types: Sequence[str], start: datetime, end: datetime,
+                  host: str | None = None) -> list[Row]:
         """(event_type, events) of these types in [start, end)."""
         return self.db.fetch_all("digest_decision_counts", types=list(types), start=start,
-                                 end=end)
+                                 end=end, host=host)
 
     def decisions(self, types: Sequence[str], start: datetime, end: datetime,
-                  limit: int) -> list[Row]:
+                  limit: int, host: str | None = None) -> list[Row]:
         """The first container decisions of [start, end): timestamp, event_type,
         container, host, reason."""
         return self.db.fetch_all("digest_decisions", types=list(types), start=start, end=end,
-                                 limit=limit)
+                                 limit=limit, host=host)
 
-    def open_escalations(self, as_of: datetime, limit: int) -> list[Row]:
+    def open_escalations(self, as_of: datetime, limit: int,
+                         host: str | None = None) -> list[Row]:
         """Escalations not recovered or acknowledged at ``as_of``: container, host, since,
         reason."""
-        return self.db.fetch_all("digest_open_escalations", as_of=as_of, limit=limit)
+        return self.db.fetch_all("digest_open_escalations", as_of=as_of, limit=limit,
+                                 host=host)
 
-    def flapping(self, start: datetime, end: datetime, limit: int) -> list[Row]:
+    def flapping(self, start: datetime, end: datetime, limit: int,
+                 host: str | None = None) -> list[Row]:
         """Containers restarted more than once in [start, end): container, host, restarts."""
-        return self.db.fetch_all("digest_flapping", start=start, end=end, limit=limit)
+        return self.db.fetch_all("digest_flapping", start=start, end=end, limit=limit,
+                                 host=host)
 
     def critical_events(self, start: datetime, end: datetime, exclude_types: Sequence[str],
-                        limit: int) -> list[Row]:
+                        limit: int, host: str | None = None) -> list[Row]:
         return self.db.fetch_all("digest_critical_events", start=start, end=end,
-                                 exclude_types=list(exclude_types), limit=limit)
+                                 exclude_types=list(exclude_types), limit=limit, host=host)
+
+    def last_escalations(self) -> dict[str, datetime]:
+        """host -> the time of its latest escalation."""
+        return {row["host"]: row["last_escalation_at"]
+                for row in self.db.fetch_all("fleet_last_escalations")}
 
     def troubled_containers(self, start: datetime, end: datetime) -> list[Row]:
         """Per host, how many containers had trouble in [start, end)."""
@@ -159,6 +177,39 @@ class Store:
     def container_actions(self, host: str) -> list[Row]:
         """Restarts and escalations recorded by ``host``, per container and event type."""
         return self.db.fetch_all("metrics_container_actions", host=host)
+
+    # --- what the status page reads ---
+
+    def daily_actions(self, start: datetime, end: datetime, zone: str) -> list[Row]:
+        """(day, event_type, events) of restarts and escalations in [start, end), days in
+        the time zone ``zone``."""
+        return self.db.fetch_all("page_daily_actions", start=start, end=end, zone=zone)
+
+    def container_events(self, host: str, container: str, limit: int) -> list[Event]:
+        """The latest events about one container, newest first."""
+        return [Event.from_row(row) for row in self.db.fetch_all(
+            "page_container_events", host=host, container=container, limit=limit)]
+
+    def container_action_counts(self, host: str, container: str, since: datetime
+                                ) -> list[Row]:
+        """(event_type, events, latest) of one container's restarts, failed restarts and
+        escalations since ``since``."""
+        return self.db.fetch_all("page_container_actions", host=host, container=container,
+                                 since=since)
+
+    def probe_outputs(self, host: str, container: str, limit: int) -> list[Row]:
+        """(timestamp, event_type, probe_output, probe_exit_code) of the latest events
+        that recorded one container's health-probe output."""
+        return self.db.fetch_all("page_probe_outputs", host=host, container=container,
+                                 limit=limit)
+
+    def latest_probe_outputs(self, containers: Sequence[tuple[str, str]]
+                             ) -> dict[tuple[str, str], str]:
+        """(host, name) -> the latest health-probe output recorded about that container."""
+        rows = self.db.fetch_all("page_latest_probe_outputs",
+                                 hosts=[host for host, _ in containers],
+                                 names=[name for _, name in containers])
+        return {(row["host"], row["name"]): row["probe_output"] for row in rows}
 
     def prune_low_events(self, cutoff: datetime, from_time: datetime,
                          batch_rows: int) -> Row | None:

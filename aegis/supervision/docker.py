@@ -10,6 +10,7 @@ import functools
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,20 @@ def forbidden(exc: BaseException) -> bool:
     """True when the Docker endpoint refused a call with 403 Forbidden: a socket proxy whose
     allow-list leaves the call out (the engine itself answers 404 or 409, never 403)."""
     return getattr(getattr(exc, "response", None), "status_code", None) == 403
+
+
+def events_refused(client: Any) -> bool:
+    """True when the endpoint answers the event stream 403 Forbidden (a socket proxy
+    without EVENTS). Asked for an empty window, so it returns at once; docker-py's own
+    ``events()`` ends quietly on such an answer instead of raising."""
+    now_s = int(time.time())
+    try:
+        answer = client.api.get(f"{client.api.base_url}/v{client.api.api_version}/events",
+                                params={"since": now_s, "until": now_s},
+                                timeout=DOCKER_TIMEOUT_S)
+    except docker_errors():
+        return False  # unreachable: the connection's own failure says so
+    return bool(answer.status_code == 403)
 
 
 def docker_client(timeout_s: int = DOCKER_TIMEOUT_S) -> Any:

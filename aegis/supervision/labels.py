@@ -42,6 +42,7 @@ MAX_DURATION_S = 7 * 86400
 # How alike an unknown aegis.* key must be to a known one to be reported as a misspelling:
 # catches aegis.enabel or aegis.stop_timeout, leaves other tools' keys such as aegis.name.
 MISSPELT_CUTOFF = 0.85
+MAX_KEPT_VALUE_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,15 @@ def misspelt(key: str) -> str | None:
         return None
     close = difflib.get_close_matches(key.lower(), KNOWN, n=1, cutoff=MISSPELT_CUTOFF)
     return close[0] if close else None
+
+
+def own_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    """The ``aegis.*`` labels of a container, as set (values cut to a sane length): what
+    the ``containers`` table keeps and the status page shows. Other labels stay out: they
+    may carry another tool's secrets."""
+    return {key: value if len(value) <= MAX_KEPT_VALUE_CHARS
+            else value[:MAX_KEPT_VALUE_CHARS - 1] + "…"
+            for key, value in sorted((labels or {}).items()) if key.startswith(PREFIX)}
 
 
 def has_aegis_label(labels: Mapping[str, str] | None, autoheal: str | None = None) -> bool:

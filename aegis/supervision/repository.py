@@ -19,6 +19,8 @@ from aegis.storage.db import Json, Queries, Row
 from aegis.storage.events import Event
 from aegis.storage.outbox import Notification
 from aegis.storage.store import event_from_record, event_record, insert_event
+from aegis.supervision.docker import Seen
+from aegis.supervision.labels import own_labels
 from aegis.supervision.strikes import Decision, StrikeState, SupervisionMode
 
 _TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at",
@@ -45,6 +47,11 @@ class Containers:
         """Rows whose strike timer has come due."""
         return self.db.fetch_all("containers_due", host=host, now=now)
 
+    def next_due(self, host: str, now: datetime) -> datetime | None:
+        """The earliest strike timer still ahead, or None."""
+        row = self.db.fetch_one("containers_next_due", host=host, now=now)
+        return None if row is None else row["next_check_at"]
+
     def adopt_renamed(self, host: str, name: str, container_id: str) -> Row | None:
         """The row of this container id under its old name, renamed to ``name``."""
         return self.db.fetch_one("container_adopt_renamed", host=host, name=name,
@@ -60,6 +67,24 @@ class Containers:
     def insert(self, **params: Any) -> None:
         """A container seen for the first time (nothing if another process came first)."""
         self.db.execute("container_insert", **params)
+
+    def first_row(self, host: str, seen: Seen, has_healthcheck: bool,
+                  now: datetime) -> Row | None:
+        """The row of a container this host has none for under its name: its own under an
+        old name (renamed while no daemon saw the event), a removed container's of the
+        same compose service (re-created by compose), else a new one."""
+        renamed = self.adopt_renamed(host, seen.name, seen.id)
+        if renamed is not None:
+            return renamed
+        if seen.compose_project and seen.compose_service:
+            adopted = self.adopt(host, seen.name, seen.compose_project, seen.compose_service)
+            if adopted is not None:
+                return adopted
+        self.insert(host=host, name=seen.name, container_id=seen.id, image=seen.image,
+                    compose_project=seen.compose_project,
+                    compose_service=seen.compose_service, status=seen.status,
+                    health=seen.health, has_healthcheck=has_healthcheck, seen_at=now)
+        return self.by_name(host, seen.name)
 
     def save(self, params: dict[str, Any]) -> bool:
         """What was observed and decided; False when the row changed since it was read."""
@@ -128,6 +153,10 @@ class Containers:
         """(host, container) of every container in maintenance at ``as_of``."""
         return self.db.fetch_all("status_maintenance_containers", as_of=as_of, limit=limit)
 
+    def per_host(self) -> dict[str, Row]:
+        """host -> supervised, unhealthy and in_incident counts of its present containers."""
+        return {row["host"]: row for row in self.db.fetch_all("fleet_containers")}
+
     def any_present(self) -> bool:
         row = self.db.fetch_one("metrics_has_containers")
         return bool(row and row["present"])
@@ -136,15 +165,24 @@ class Containers:
         """name, state and strikes of each supervised container of ``host``."""
         return self.db.fetch_all("metrics_containers", host=host)
 
+    def of_note(self, as_of: datetime, limit: int) -> list[Row]:
+        """Present containers of every host in an incident, unhealthy, struck or in
+        maintenance at ``as_of``: escalated first (the status page)."""
+        return self.db.fetch_all("page_containers_of_note", as_of=as_of, limit=limit)
+
+    def host_counts(self) -> list[Row]:
+        """Per host: its present containers, and how many are in an incident."""
+        return self.db.fetch_all("page_host_containers")
+
     def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
         """Delete one batch of rows of containers removed before ``cutoff``."""
         return self.db.fetch_one("cleanup_containers_batch", cutoff=cutoff,
                                  from_time=from_time, batch_rows=batch_rows)
 
 
-def open_parent(containers: Containers, kept: KeptRows, host: str, seen: Any,
+def open_parent(containers: Containers, kept: KeptRows, host: str, seen: Seen,
                 row: Row) -> str | None:
-    """The container ``seen`` (a Seen) depends on (its network's owner, a compose service
+    """The container ``seen`` depends on (its network's owner, a compose service
     it depends on) when that one is in an open incident: the incident it folds into (the
     parent's own parent, when the parent is folded too). From the kept rows while
     PostgreSQL is down."""
@@ -163,8 +201,8 @@ def open_parent(containers: Containers, kept: KeptRows, host: str, seen: Any,
     return None if found is None else str(found["folded_into"] or found["name"])
 
 
-def stop_request(seen: Any, row: Row) -> tuple[bool, datetime | None]:
-    """Whether (and when) a person asked Docker to stop ``seen`` (a Seen). A request made
+def stop_request(seen: Seen, row: Row) -> tuple[bool, datetime | None]:
+    """Whether (and when) a person asked Docker to stop ``seen``. A request made
     of the container a row belonged to before (re-created under the same name, or
     adopted by its compose successor) does not apply to this one."""
     if not row["stopped_by_user"] or row["container_id"] not in ("", seen.id):
@@ -187,10 +225,12 @@ def strike_state(row: Row) -> StrikeState:
                                              or ()))
 
 
-def row_params(row: Row, seen: Any, decision: Decision, *, host: str, has_healthcheck: bool,
-               mode: SupervisionMode, shown: str, maintenance_label: bool,
-               problems: tuple[str, ...], now: datetime) -> dict[str, Any]:
-    """What ``container_save`` writes for ``decision`` about ``seen`` (a Seen)."""
+def save_params(host: str, seen: Seen, row: Row, decision: Decision, has_healthcheck: bool,
+                mode: SupervisionMode, shown: str, maintenance_label: bool,
+                problems: tuple[str, ...], now: datetime) -> dict[str, Any]:
+    """What ``container_save`` writes for ``decision``: the sighting, the mode, the new
+    strike state (the last action only when something was done) and the incident's class,
+    log and dependants (a new incident starts with an empty log)."""
     state = decision.state
     acted = decision.action != "none"
     new_incident = state.incident != row["incident"]
@@ -203,7 +243,7 @@ def row_params(row: Row, seen: Any, decision: Decision, *, host: str, has_health
         "strikes": state.strikes, "incident": state.incident,
         "strike_at": state.strike_at, "healthy_since": state.healthy_since,
         "restarts": list(state.restarts), "maintenance_label": maintenance_label,
-        "label_problems": list(problems),
+        "label_problems": list(problems), "labels": own_labels(seen.labels),
         "last_action": decision.action if acted else None,
         "last_action_at": now if acted else None,
         "last_reason": decision.reason if acted else None,
@@ -219,8 +259,9 @@ def row_params(row: Row, seen: Any, decision: Decision, *, host: str, has_health
     }
 
 
-def changed(row: Row, params: dict[str, Any]) -> bool:
-    """Whether saving ``params`` would change what ``row`` says."""
+def changes(row: Row, params: dict[str, Any]) -> bool:
+    """Whether saving ``params`` would change ``row`` (a sweep of a steady host writes
+    nothing)."""
     if row["removed_at"] is not None:
         return True
     if sorted(row["restarts"] or []) != params["restarts"]:
@@ -232,7 +273,8 @@ def changed(row: Row, params: dict[str, Any]) -> bool:
             "oom_restart_at", "docker_restarts")
     if any(row[key] != params[key] for key in keys):
         return True
-    return bool(list(row["label_problems"] or []) != params["label_problems"])
+    return bool(list(row["label_problems"] or []) != params["label_problems"]
+                or (row.get("labels") or {}) != params["labels"])
 
 
 def in_maintenance(row: Row, now: datetime) -> bool:
@@ -275,6 +317,25 @@ class KeptRows:
             return [dict(row) for (h, n), row in self._rows.items()
                     if h == host and (name is None or n == name)]
 
+    def update(self, host: str, container_id: str, **values: Any) -> None:
+        """The kept rows of ``container_id`` with ``values`` set: the offline twin of
+        ``container_set_stopped`` and ``container_note_oom``."""
+        with self._lock:
+            for key, row in self._rows.items():
+                if key[0] == host and row["container_id"] == container_id:
+                    self._rows[key] = {**row, **values}
+
+    def due(self, host: str, now: datetime) -> list[Row]:
+        """The offline twin of ``containers_due``: kept rows whose timer has come due."""
+        return [row for row in self.of(host) if row["removed_at"] is None
+                and row["next_check_at"] is not None and row["next_check_at"] <= now]
+
+    def next_due(self, host: str, now: datetime) -> datetime | None:
+        """The offline twin of ``containers_next_due``: the earliest timer still ahead."""
+        return min((row["next_check_at"] for row in self.of(host)
+                    if row["removed_at"] is None and row["next_check_at"] is not None
+                    and row["next_check_at"] > now), default=None)
+
 
 def saved_offline(row: Row, params: dict[str, Any]) -> Row:
     """``row`` as ``container_save`` would have left it."""
@@ -300,13 +361,14 @@ def replay_decision(tx: Queries, record: dict[str, Any]) -> None:
     """Write a spooled decision (spool kind ``container_decision``): the row whatever its
     version (only this host's daemon decides for its containers) and its events, each
     once (by uid)."""
-    # a record spooled by a version before 0006_incidents lacks the incident's columns
+    # a record spooled by a version before 0009_incidents lacks the incident's columns
     params = {"incident_class": None, "incident_log": [], "folded_into": None, "affected": [],
               "docker_restarts": [], "oom_restart_at": None, **record["params"]}
     for key in _TIMES:
         if params.get(key) is not None:
             params[key] = datetime.fromisoformat(params[key])
     params["restarts"] = [datetime.fromisoformat(t) for t in params["restarts"]]
+    params.setdefault("labels", None)  # spooled by a version that kept no labels
     Containers(tx).restore(params)
     for event in record["events"]:
         insert_event(tx, *event_from_record(event))

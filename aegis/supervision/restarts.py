@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from aegis.core.config import Settings
 from aegis.core.logs import get_logger
 from aegis.storage.db import Queries
 from aegis.storage.events import Event
@@ -41,21 +42,25 @@ from aegis.supervision.strikes import Decision
 # A restart decided by a daemon that stopped before recording it, and not made by Docker
 # this long after, is recorded as not made (until then it may still be under way).
 RESTART_OUTCOME_WAIT_S = 60.0
-# Background restarts made at once; more wait for a slot (a host-wide incident restarts
-# its containers a few at a time rather than all together).
-PARALLEL_RESTARTS = 4
 RESTART_FORBIDDEN_HINT = ("allow container restarts on the socket proxy (ALLOW_RESTARTS=1), "
                           "or set AEGIS_REMEDIATION=observe to record and escalate only")
 
 
 class RestartTracker:
     """The restarts one supervision is making right now, and the slots of its background
-    restarts."""
+    restarts (AEGIS_MAX_PARALLEL_RESTARTS at once; more wait for one to end)."""
 
-    def __init__(self, parallel: int = PARALLEL_RESTARTS) -> None:
+    def __init__(self) -> None:
         self._in_flight: dict[tuple[str, str], str] = {}  # (host, name) -> container id
         self._changed = threading.Condition()
-        self.slots = threading.BoundedSemaphore(parallel)
+        self._slots: threading.BoundedSemaphore | None = None
+
+    def slots(self, limit: int) -> threading.BoundedSemaphore:
+        """The semaphore of background restarts, made on first use with ``limit``."""
+        with self._changed:
+            if self._slots is None:
+                self._slots = threading.BoundedSemaphore(limit)
+            return self._slots
 
     def in_progress(self, host: str, name: str) -> bool:
         """True while the container ``name`` of ``host`` is being restarted."""
@@ -94,6 +99,7 @@ class Actor(Protocol):
     host: str
     client: Any
     log: Any
+    settings: Settings
     restarts: RestartTracker
 
     @property
@@ -103,6 +109,8 @@ class Actor(Protocol):
                         now: datetime) -> str | None: ...
 
     def with_client(self, client: Any) -> Actor: ...
+
+    def restart_ended(self, container_id: str) -> None: ...
 
 
 def restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> None:
@@ -115,9 +123,12 @@ def restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> None
 
 
 def restart_in_background(actor: Actor, client_factory: Callable[[], Any],
-                          decision: Decision, seen: Seen, now: datetime) -> None:
+                          decision: Decision, seen: Seen,
+                          now: datetime) -> threading.Thread | None:
     """Strike 2, already decided and saved: restart in a thread of its own, through a
-    Docker client of its own (the caller's may be closed when its stream breaks)."""
+    Docker client of its own (the caller's may be closed when its stream breaks), so
+    restarts of different containers never wait for each other. Returns the thread (None
+    when there was none to be had and the restart was made here)."""
     # before the thread starts: never judged or completed meanwhile
     actor.restarts.begin(actor.host, seen.name, seen.id)
     thread = threading.Thread(
@@ -127,12 +138,14 @@ def restart_in_background(actor: Actor, client_factory: Callable[[], Any],
         thread.start()
     except RuntimeError:  # no thread to be had: restart here rather than not at all
         restart(actor, decision, seen, now)
+        return None
+    return thread
 
 
 def _restart_in_thread(actor: Actor, client_factory: Callable[[], Any], decision: Decision,
                        seen: Seen, now: datetime) -> None:
     try:
-        with actor.restarts.slots:
+        with actor.restarts.slots(actor.settings.max_parallel_restarts):
             client = client_factory()
             try:
                 _restart(actor.with_client(client), decision, seen, now)
@@ -143,6 +156,7 @@ def _restart_in_thread(actor: Actor, client_factory: Callable[[], Any], decision
                            host=actor.host, error=str(exc), exc_info=True)
     finally:
         actor.restarts.end(actor.host, seen.name)
+        actor.restart_ended(seen.id)
 
 
 def _restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> None:

@@ -12,6 +12,7 @@ with its events.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,11 +40,11 @@ from aegis.supervision.incidents import Record
 from aegis.supervision.repository import (
     Containers,
     KeptRows,
-    changed,
+    changes,
     decision_record,
     in_maintenance,
     open_parent,
-    row_params,
+    save_params,
     saved_offline,
     stop_request,
     strike_state,
@@ -56,6 +57,8 @@ from aegis.supervision.triage import TriageClass
 # older ones (replayed after a reconnection) are checked against an inspect first.
 FRESH_EVENT_S = 5.0
 STOP_SIGNALS = frozenset({"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"})
+# Not Docker's: the action of the event the watcher queues when a restart of aegis's ends.
+RESTART_DONE = "aegis_restart_done"
 
 
 @dataclass
@@ -77,21 +80,31 @@ class Supervisor:
     def __init__(self, runtime: Runtime, client: Any, *,
                  own_ids: frozenset[str] | None = None,
                  restart_client: Callable[[], Any] | None = None,
-                 state: SupervisionState | None = None) -> None:
+                 state: SupervisionState | None = None,
+                 on_restart_end: Callable[[str], None] | None = None) -> None:
         """``restart_client``: restart in the background, each restart through a client
-        from this factory (the events watcher); None: restart in the calling thread."""
+        from this factory (the events watcher); None: restart in the calling thread.
+        ``on_restart_end(container_id)``: told when a background restart is over, so the
+        container is judged again at once (the watcher queues it as an event)."""
         self.runtime = runtime
         self.client = client
         self.settings = runtime.settings
         self.host = runtime.settings.host
         self.own_ids = own_container_ids() if own_ids is None else own_ids
         self.restart_client = restart_client
+        self.on_restart_end = on_restart_end
         self.state = state or SupervisionState()
         self.kept = self.state.kept
         self.restarts = self.state.restarts
         self.containers = Containers(runtime.db)
         self.log = get_logger().bind(host=self.host)
-        self.soonest: datetime | None = None  # the earliest strike timer it has set
+        self.soonest: datetime | None = None  # the earliest strike timer it knows of
+        # the background restarts of a sweep that waits for them (None: not waiting)
+        self._joining: list[threading.Thread] | None = None
+
+    def restart_ended(self, container_id: str) -> None:
+        if self.on_restart_end is not None:
+            self.on_restart_end(container_id)
 
     def with_client(self, client: Any) -> Supervisor:
         """The same supervisor, speaking to Docker through ``client``."""
@@ -101,9 +114,12 @@ class Supervisor:
 
     # --- entry points ---
 
-    def reconcile(self, now: datetime) -> dict[str, Any]:
-        """One sweep over one full container listing; returns counts for job_runs."""
+    def reconcile(self, now: datetime, *, wait: bool = False) -> dict[str, Any]:
+        """One sweep over one full container listing; returns counts for job_runs. With
+        ``wait``, returns once the restarts it started in the background are over (the
+        sweep job: its restarts run side by side, and the job ends after them)."""
         entries = self.client.api.containers(all=True)
+        self._joining = [] if wait else None
         try:
             restarts.complete_restarts(self, now)
             rows = {row["name"]: row for row in self.containers.of_host(self.host)}
@@ -127,6 +143,9 @@ class Supervisor:
             if not offline and row["removed_at"] is None and row["container_id"] \
                     and row["container_id"] not in present:
                 self.containers.mark_removed(self.host, row["container_id"], now)
+        for thread in self._joining or ():
+            thread.join()
+        self._joining = None
         return counts
 
     def check(self, container: str, now: datetime) -> str:
@@ -150,14 +169,24 @@ class Supervisor:
         return row
 
     def check_due(self, now: datetime) -> int:
-        """Re-evaluate containers whose strike timer came due; returns how many."""
+        """Re-evaluate containers whose strike timer came due, then set ``soonest`` to
+        the earliest timer still ahead, every container's: a burst of strikes falls due
+        together, each on time. Returns how many were due."""
         try:
             due = self.containers.due(self.host, now)
         except DatabaseUnavailable:
-            due = [row for row in self.kept.of(self.host) if row["removed_at"] is None
-                   and row["next_check_at"] is not None and row["next_check_at"] <= now]
+            due = self.kept.due(self.host, now)
         for row in due:
+            if self.restarts.in_progress(self.host, row["name"]):
+                continue  # its start event brings it back once the restart is over; an
+                # inspect now would wait on the engine's lock of a container being stopped
             self.check(row["container_id"] or row["name"], now)
+        try:
+            ahead = self.containers.next_due(self.host, now)
+        except DatabaseUnavailable:
+            ahead = self.kept.next_due(self.host, now)
+        if ahead is not None and (self.soonest is None or ahead < self.soonest):
+            self.soonest = ahead
         return len(due)
 
     def handle_event(self, event: dict[str, Any], now: datetime) -> str | None:
@@ -170,7 +199,11 @@ class Supervisor:
         if action.startswith("health_status"):
             if not self._strike_from_event(event, now):
                 self.check(container_id, now)
+        elif action == RESTART_DONE:  # aegis's own restart is over: judge it again now
+            self.check(container_id, now)
         elif action == "start":
+            if self.restarts.in_progress_id(container_id):
+                return None  # aegis's own restart: judged when it is over (RESTART_DONE)
             self._set_stopped(container_id, False, now)
             with contextlib.suppress(DatabaseUnavailable):
                 restarts.complete_restarts(self, now)
@@ -200,16 +233,13 @@ class Supervisor:
         container; in the kept rows too, so it holds while PostgreSQL is down."""
         with contextlib.suppress(DatabaseUnavailable):
             self.containers.set_stopped(self.host, container_id, stopped, now)
-        self.kept.keep(*[{**row, "stopped_by_user": stopped,
-                          "stop_requested_at": now if stopped else None}
-                         for row in self.kept.of(self.host)
-                         if row["container_id"] == container_id])
+        self.kept.update(self.host, container_id, stopped_by_user=stopped,
+                         stop_requested_at=now if stopped else None)
 
     def _note_oom(self, container_id: str, now: datetime) -> None:
         with contextlib.suppress(DatabaseUnavailable):
             self.containers.note_oom(self.host, container_id, now)
-        self.kept.keep(*[{**row, "oom_at": now} for row in self.kept.of(self.host)
-                         if row["container_id"] == container_id])
+        self.kept.update(self.host, container_id, oom_at=now)
 
     def _strike_from_event(self, event: dict[str, Any], now: datetime) -> bool:
         """Strike 1 straight from a fresh ``unhealthy`` event, without asking a busy engine
@@ -272,14 +302,13 @@ class Supervisor:
         decision = decide(state, self._observed(seen, row, stopped, stop_requested_at), rules,
                           now)
         shown = display_state(decision.state.phase, supervision=mode, maintenance=maintenance)
-        params = row_params(row, seen, decision, host=self.host, has_healthcheck=has_healthcheck,
-                            mode=mode, shown=shown, maintenance_label=bool(parsed.maintenance),
-                            problems=parsed.problems, now=now)
+        params = save_params(self.host, seen, row, decision, has_healthcheck, mode, shown,
+                             bool(parsed.maintenance), parsed.problems, now)
         params.update(stopped_by_user=stopped, stop_requested_at=stop_requested_at)
         due = decision.next_check_at  # one already past waits for the next poll instead
         if due is not None and due > now and (self.soonest is None or due < self.soonest):
             self.soonest = due
-        if decision.action == "none" and not changed(row, params):
+        if decision.action == "none" and not changes(row, params):
             return "none", mode
         records = incidents.notes(self.runtime.store, self.host, seen, row, parsed.problems,
                                   mode, now)
@@ -300,7 +329,10 @@ class Supervisor:
             return "none", mode
         if decision.action == "restart":  # decided and saved above: never made twice
             if self.restart_client is not None:
-                restarts.restart_in_background(self, self.restart_client, decision, seen, now)
+                thread = restarts.restart_in_background(self, self.restart_client, decision,
+                                                        seen, now)
+                if thread is not None and self._joining is not None:
+                    self._joining.append(thread)
             else:
                 restarts.restart(self, decision, seen, now)
         return decision.action, mode
@@ -357,26 +389,10 @@ class Supervisor:
 
     def _insert(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
         try:
-            row = self._insert_row(seen, has_healthcheck, now)
+            row = self.containers.first_row(self.host, seen, has_healthcheck, now)
             self.kept.keep(row)
             return row
         except DatabaseUnavailable:
             # never acted on without its row: a container this process has not seen in the
             # database (new, or the daemon started during the outage) waits for it
             return None
-
-    def _insert_row(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
-        renamed = self.containers.adopt_renamed(self.host, seen.name, seen.id)
-        if renamed is not None:
-            return renamed
-        if seen.compose_project and seen.compose_service:
-            adopted = self.containers.adopt(self.host, seen.name, seen.compose_project,
-                                            seen.compose_service)
-            if adopted is not None:
-                return adopted
-        self.containers.insert(host=self.host, name=seen.name, container_id=seen.id,
-                               image=seen.image, compose_project=seen.compose_project,
-                               compose_service=seen.compose_service, status=seen.status,
-                               health=seen.health, has_healthcheck=has_healthcheck,
-                               seen_at=now)
-        return self.containers.by_name(self.host, seen.name)

@@ -23,11 +23,21 @@ from aegis.core.config import RemediationMode
 from aegis.core.errors import StoreError
 from aegis.core.logs import get_logger
 from aegis.storage.runtime import Runtime
-from aegis.supervision.docker import docker_client, docker_errors
-from aegis.supervision.supervisor import SupervisionState, Supervisor
+from aegis.supervision.docker import (
+    docker_client,
+    docker_endpoint,
+    docker_errors,
+    events_refused,
+)
+from aegis.supervision.supervisor import RESTART_DONE, SupervisionState, Supervisor
 
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
+# A stream that ends sooner than this after it opened is refused (a socket proxy without
+# EVENTS) or broken: reconnect with the same back-off as a failed connection, not at once.
+SHORT_STREAM_S = 5.0
+EVENTS_FORBIDDEN_HINT = ("allow the event stream on the socket proxy (EVENTS=1); until then "
+                         "only the 5-minute sweep sees unhealthy containers")
 DUE_POLL_S = 5.0
 # A die is checked this long after, when a restart by Docker or by aegis has had its start.
 DIE_SETTLE_S = 2.0
@@ -52,6 +62,7 @@ class Watcher:
         self.connected = threading.Event()  # set while the stream is up (tests, status)
         self._since: int | None = None
         self._pending: dict[str, datetime] = {}  # container id -> when to check it
+        self._events_refused = False  # the endpoint refused the stream, said once
 
     def run(self, stop: threading.Event) -> None:
         delay_s = RECONNECT_MIN_S
@@ -66,16 +77,20 @@ class Watcher:
                 stop.wait(delay_s)
                 delay_s = min(delay_s * 2, RECONNECT_MAX_S)
                 continue
+            opened = time.monotonic()
             try:
-                delay_s = RECONNECT_MIN_S
                 self._watch(client, stop)
             except docker_errors() as exc:
                 self.log.warning("docker_stream_lost", error=str(exc))
             finally:
                 self.connected.clear()
                 self._close(client)
-            if not stop.is_set():
+            if time.monotonic() - opened >= SHORT_STREAM_S:  # it ran: reconnect soon
+                delay_s = RECONNECT_MIN_S
                 stop.wait(RECONNECT_MIN_S)
+            else:  # refused or broken at once: back off as after a failed connection
+                stop.wait(delay_s)
+                delay_s = min(delay_s * 2, RECONNECT_MAX_S)
 
     def _watch(self, client: Any, stop: threading.Event) -> None:
         stream = client.events(decode=True, since=self._since,
@@ -84,8 +99,10 @@ class Watcher:
         reader = threading.Thread(target=_read, args=(stream, events), daemon=True,
                                   name="aegis-docker-events")
         reader.start()
-        supervisor = Supervisor(self.runtime, client, own_ids=self.own_ids,
-                                restart_client=self.client_factory, state=self.state)
+        supervisor = Supervisor(
+            self.runtime, client, own_ids=self.own_ids, restart_client=self.client_factory,
+            state=self.state, on_restart_end=lambda container_id: events.put(
+                {"Action": RESTART_DONE, "Actor": {"ID": container_id}}))
         try:
             self._safely(self.state.engine.note, self.runtime, True)
             self.connected.set()
@@ -95,7 +112,7 @@ class Watcher:
             while not stop.is_set():
                 soonest, now = supervisor.soonest, self.clock()
                 if time.monotonic() >= next_poll or (soonest and soonest <= now):
-                    # a timer still ahead outlives the poll; the checks may set sooner ones
+                    # a timer still ahead outlives the poll; the checks set the next one
                     supervisor.soonest = soonest if soonest and soonest > now else None
                     self._safely(supervisor.check_due, now)
                     next_poll = time.monotonic() + DUE_POLL_S
@@ -104,19 +121,41 @@ class Watcher:
                     item = events.get(timeout=self._wait_s(next_poll, supervisor.soonest))
                 except queue.Empty:
                     continue
+                # every event already queued before the timers again: in a burst, the
+                # strike 1 of each container is not held up by the checks of the others
+                while item is not _END:
+                    self._handle(supervisor, item)
+                    try:
+                        item = events.get_nowait()
+                    except queue.Empty:
+                        break
                 if item is _END:
-                    self.log.warning("docker_stream_ended")
+                    self._stream_ended(client)
                     return
-                self._since = int(item.get("time") or 0) or self._since
-                if self._safely(supervisor.handle_event, item, self.clock()) == "die":
-                    actor = item.get("Actor") or {}
-                    self._pending[actor.get("ID") or item.get("id", "")] = \
-                        self.clock() + timedelta(seconds=DIE_SETTLE_S)
         finally:
             try:
                 stream.close()
             except Exception as exc:  # the socket may already be gone
                 self.log.debug("docker_stream_close_failed", error=str(exc))
+
+    def _handle(self, supervisor: Supervisor, item: dict[str, Any]) -> None:
+        self._since = int(item.get("time") or 0) or self._since
+        if self._safely(supervisor.handle_event, item, self.clock()) == "die":
+            actor = item.get("Actor") or {}
+            self._pending[actor.get("ID") or item.get("id", "")] = \
+                self.clock() + timedelta(seconds=DIE_SETTLE_S)
+
+    def _stream_ended(self, client: Any) -> None:
+        """One line for a stream the endpoint refuses, for as long as it does; a warning
+        for any other end."""
+        if events_refused(client):
+            if not self._events_refused:
+                self.log.error("docker_events_forbidden", docker_host=docker_endpoint(),
+                               hint=EVENTS_FORBIDDEN_HINT)
+            self._events_refused = True
+            return
+        self._events_refused = False
+        self.log.warning("docker_stream_ended")
 
     def _wait_s(self, next_poll: float, timer: datetime | None) -> float:
         """Until the next poll, pending check or strike timer, whichever is first."""
@@ -131,7 +170,8 @@ class Watcher:
         for container_id, due in list(self._pending.items()):
             if due <= now:
                 del self._pending[container_id]
-                self._safely(supervisor.check, container_id, now)
+                if not supervisor.restarts.in_progress_id(container_id):  # else: its start
+                    self._safely(supervisor.check, container_id, now)
 
     def _safely(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run one step; a database outage or a Docker refusal is logged, never fatal
@@ -193,12 +233,13 @@ class Supervision:
         self.waiting_until: float | None = None  # time.monotonic() the start period ends
 
     def sweep(self, runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
-        """One reconciliation sweep over one container listing (see ``supervise_once``);
-        nothing during the daemon's start period."""
+        """One reconciliation sweep over one container listing (see ``supervise_once``):
+        its restarts side by side, each through a client of its own, the sweep over when
+        they are; nothing during the daemon's start period."""
         if self.waiting_until is not None and time.monotonic() < self.waiting_until:
             return {"start_period_left_s": round(self.waiting_until - time.monotonic(), 1)}
         return supervise_once(runtime, now, client_factory=self.client_factory,
-                              state=self.state)
+                              state=self.state, parallel_restarts=True)
 
     def watch(self, runtime: Runtime, stop: threading.Event) -> None:
         """The ``docker_events`` service: off when AEGIS_REMEDIATION=off. It (and the
@@ -220,9 +261,13 @@ class Supervision:
 
 def supervise_once(runtime: Runtime, now: datetime | None = None, client: Any = None, *,
                    client_factory: Callable[[], Any] = docker_client,
-                   state: SupervisionState | None = None) -> dict[str, Any]:
+                   state: SupervisionState | None = None,
+                   parallel_restarts: bool = False) -> dict[str, Any]:
     """One reconciliation sweep; records the engine's availability. Uses ``client`` when
-    given, else a fresh one from ``client_factory`` (closed afterwards)."""
+    given, else a fresh one from ``client_factory`` (closed afterwards). With
+    ``parallel_restarts``, the sweep's restarts run side by side (one thread and client
+    from ``client_factory`` each) and it returns when they are over; else one after
+    another in this thread."""
     now = now or utcnow()
     state = state or SupervisionState()
     own_client = client is None
@@ -234,8 +279,9 @@ def supervise_once(runtime: Runtime, now: datetime | None = None, client: Any = 
         return {"docker_available": False, "error": str(exc)}
     try:
         state.engine.note(runtime, True)
-        return {"docker_available": True,
-                **Supervisor(runtime, client, state=state).reconcile(now)}
+        supervisor = Supervisor(runtime, client, state=state,
+                                restart_client=client_factory if parallel_restarts else None)
+        return {"docker_available": True, **supervisor.reconcile(now, wait=True)}
     finally:
         if own_client:
             client.close()

@@ -43,9 +43,14 @@ def volume_targets(service: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+TOKEN = "5b1f0e6c9a8d7e2f3a4b5c6d7e8f9a0b"
+
+
 @pytest.fixture
 def example_env() -> str:
-    return (ROOT / ".env.example").read_text(encoding="utf-8")
+    """.env.example with the values a user must set and the example leaves empty."""
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    return text.replace("\nAEGIS_HTTP_TOKEN=\n", f"\nAEGIS_HTTP_TOKEN={TOKEN}\n")
 
 
 def test_the_stack_validates_with_the_example_env(tmp_path: Path, example_env: str):
@@ -59,6 +64,8 @@ def test_the_stack_validates_with_the_example_env(tmp_path: Path, example_env: s
     assert aegis["environment"]["POSTGRES_HOST"] == "postgres"
     assert aegis["environment"]["POSTGRES_PASSWORD"] == postgres["environment"][
         "POSTGRES_PASSWORD"]
+    assert aegis["environment"]["AEGIS_HTTP_ADDR"] == "0.0.0.0:9465"
+    assert aegis["environment"]["AEGIS_HTTP_TOKEN"] == TOKEN
 
     mounts = volume_targets(aegis)
     assert mounts["/var/run/docker.sock"] == "/var/run/docker.sock"
@@ -86,6 +93,12 @@ def test_missing_required_values_are_named(tmp_path: Path, example_env: str):
     result = compose_config(tmp_path, without_gid)
     assert result.returncode != 0
     assert "DOCKER_GID" in result.stderr
+
+    # as shipped, the example has no token: the user makes one
+    result = compose_config(tmp_path, (ROOT / ".env.example").read_text(encoding="utf-8"))
+    assert result.returncode != 0
+    assert "AEGIS_HTTP_TOKEN" in result.stderr
+    assert "openssl rand -hex 32" in result.stderr
 
 
 def test_the_socket_proxy_profile_takes_the_socket_away_from_aegis(

@@ -13,12 +13,34 @@ from tests.integration.test_daily_jobs import seed_day
 def test_digest_stdout_prints_a_past_day(aegis_env: dict[str, str],
                                          database_url: str) -> None:
     seed_day(database_url)
-    result = run_cli("digest", "--date", "2026-03-01", "--stdout", env=aegis_env)
+    result = run_cli("digest", "--date", "2026-03-01", "--stdout", "--fleet", env=aegis_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("# aegis digest — 2026-03-01\n")
+    assert "2026-03-02 00:00, every host.\n" in result.stdout
     assert "- Runs: 8 completed, 4 failed, 1 still running, 1 missed\n" in result.stdout
     assert "- Events: 17 recorded, 3 critical\n" in result.stdout
     assert not Path(aegis_env["AEGIS_JOURNAL_DIR"]).exists()
+
+
+def test_digest_scope_is_this_host_unless_told(aegis_env: dict[str, str],
+                                               database_url: str) -> None:
+    """AEGIS_DIGEST_SCOPE=host (the default) covers AEGIS_HOST; --host names another,
+    AEGIS_DIGEST_SCOPE=fleet or --fleet covers every host."""
+    seed_day(database_url)
+
+    def events_line(*args: str, **env: str) -> str:
+        result = run_cli("digest", "--date", "2026-03-01", "--stdout", *args,
+                         env={**aegis_env, **env})
+        assert result.returncode == 0, result.stderr
+        return next(line for line in result.stdout.split("\n") if line.startswith("- Events"))
+
+    assert events_line() == "- Events: 0 recorded, 0 critical"  # test-host recorded none
+    assert events_line(AEGIS_HOST="host-b") == "- Events: 4 recorded, 1 critical"
+    assert events_line("--host", "host-a") == "- Events: 13 recorded, 2 critical"
+    assert events_line(AEGIS_DIGEST_SCOPE="fleet") == "- Events: 17 recorded, 3 critical"
+    refused = run_cli("digest", "--host", "host-a", "--fleet", env=aegis_env)
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr == "aegis: --host and --fleet cannot be used together\n"
 
 
 def test_digest_writes_the_journal_file_and_matches_stdout(aegis_env: dict[str, str],

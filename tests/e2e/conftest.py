@@ -62,9 +62,10 @@ def make_stack(docker_client: Any, engine_to_ourselves: None, stack_images: dict
         shutil.copytree(context, directory)
         token = secrets.token_urlsafe(24)
         stack = Stack.create(directory, project, {
-            # the two values every user sets
+            # the three values every user sets
             "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
             "DOCKER_GID": docker_socket_gid(socket_path),
+            "AEGIS_HTTP_TOKEN": secrets.token_hex(32),  # openssl rand -hex 32
             # this machine: local images, the engine's own socket, no fixed host port
             "AEGIS_HOST": project,
             "AEGIS_IMAGE": built.tag,

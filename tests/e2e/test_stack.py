@@ -30,6 +30,19 @@ PROBE_FAILS = {"test": ["CMD", "/bin/sh", "-c", "echo 'not ready'; exit 1"],
 INCIDENT = ["container_unhealthy", "container_restarted", "container_escalated"]
 HEALTHY_TIMEOUT_S = 240  # the image's health check runs every 30 s
 INCIDENT_TIMEOUT_S = 120
+# Run inside the aegis container: the overview's status without and with the token, and
+# whether it is the page it should be.
+STATUS_PAGE = """
+import sys, urllib.error, urllib.request
+url = "http://127.0.0.1:9465/"
+try:
+    urllib.request.urlopen(url)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+answer = urllib.request.urlopen(urllib.request.Request(
+    url, headers={"Authorization": "Bearer " + sys.argv[1]}))
+print(answer.status, "Open incidents" in answer.read().decode())
+"""
 
 
 def start_sibling(client: Any, stack: Stack, busybox: str, number: int) -> Any:
@@ -101,10 +114,11 @@ def forbidding(stack: Stack) -> dict[str, str] | None:
 
 
 def secrets_in_no_log_line(stack: Stack) -> None:
-    with stack.step("the webhook token and the database password are in no log line"):
+    with stack.step("the webhook token, the database password and the page's token are in "
+                    "no log line"):
         logs = stack.logs()
         assert '"notification_delivered"' in logs, "no delivery was logged"
-        for name in ("E2E_DISCORD_TOKEN", "POSTGRES_PASSWORD"):
+        for name in ("E2E_DISCORD_TOKEN", "POSTGRES_PASSWORD", "AEGIS_HTTP_TOKEN"):
             leaking = [line for line in logs.splitlines() if stack.env[name] in line]
             assert leaking == [], f"{name}: {leaking[:3]}"
 
@@ -116,7 +130,8 @@ def test_the_stack_heals_escalates_and_keeps_its_history(
         stack.run("up", "-d", "--build")
     with stack.step("the aegis container turns healthy"):
         aegis_id = wait_healthy(docker_client, stack)
-    with stack.step("the image runs aegis as a non-root user, healthy on /healthz"):
+    with stack.step("the image runs aegis as a non-root user, healthy on /healthz, its "
+                    "status page behind the token"):
         image_runs_aegis_as_built(docker_client, stack, aegis_id)
     with stack.step("aegis doctor --json has no failing check"):
         checks = no_failing_check(stack)
@@ -151,6 +166,17 @@ def image_runs_aegis_as_built(client: Any, stack: Stack, aegis_id: str) -> None:
     healthz = stack.exec("aegis", "python", "-c", "import urllib.request; print(urllib."
                          "request.urlopen('http://127.0.0.1:9465/healthz').status)")
     assert healthz.stdout.strip() == "200", healthz.stderr
+    # time zones from the tzdata package aegis installs, as on a base image without
+    # /usr/share/zoneinfo
+    listed = stack.exec("aegis", "env", "AEGIS_TIMEZONE=Europe/Berlin",
+                        "PYTHONTZPATH=/no/zoneinfo", "aegis", "jobs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    morning = next(job for job in json.loads(listed.stdout) if job["id"] == "morning_status")
+    assert (morning["trigger"], morning["timezone"]) == ("daily at 06:00 Europe/Berlin",
+                                                         "Europe/Berlin")
+    # the status page, from the templates the image installed, behind its token
+    page = stack.exec("aegis", "python", "-c", STATUS_PAGE, stack.env["AEGIS_HTTP_TOKEN"])
+    assert page.stdout.split() == ["401", "200", "True"], page.stderr
 
 
 def survives_a_database_restart(stack: Stack, sibling: Any) -> None:

@@ -26,7 +26,7 @@ from aegis.scheduling.heartbeat import read_heartbeat
 from tests.conftest import run_cli
 from tests.fakes.discord_server import FakeDiscord
 from tests.faults.engine import PrivateEngine
-from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
+from tests.faults.procs import Spawner, daemon_env, rows, wait_for
 
 KILLS = int(os.environ.get("AEGIS_FAULT_KILLS", "30"))
 BUSY_S = 2.0  # each kill lands this long at most after the daemon's first heartbeat
@@ -137,7 +137,9 @@ def test_kill_9_at_random_moments_runs_nothing_twice_and_loses_nothing(
 
         print(f"{KILLS} kills in {time.monotonic() - began:.0f}s (seed {seed})")
         final = spawn(env)
-        wait_for(daemon_running(url), what="the final daemon")
+        # Its own heartbeat, not the rows of the killed ones (which still read 'running'): a
+        # SIGTERM before its handlers are in place would end it like any Python program.
+        wait_for(started_up(home, final.pid), timeout_s=60, what="the final daemon")
         wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN "
                                        "('pending', 'running')"),
                  timeout_s=90, what=f"every task finished (seed {seed})")

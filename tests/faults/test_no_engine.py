@@ -40,7 +40,10 @@ def test_a_daemon_without_an_engine_runs_on_and_starts_supervising_when_one_appe
     # up to 5 s) several times meanwhile
     wait_for(lambda: len(finished_runs(url, "docker_health_check")) >= SWEEPS_WITHOUT_ENGINE,
              timeout_s=60, what=f"{SWEEPS_WITHOUT_ENGINE} sweeps without an engine")
-    sweeps = finished_runs(url, "docker_health_check")
+    # Every sweep ends ok; on a loaded machine one may outlast its 1 s interval, and the next
+    # slot is then recorded 'skipped' (an overlap), which is not a failure.
+    sweeps = [run for run in finished_runs(url, "docker_health_check")
+              if run["status"] != "skipped"]
     assert {run["status"] for run in sweeps} == {"ok"}, sweeps
     assert all(run["result"]["docker_available"] is False for run in sweeps), sweeps
     health = finished_runs(url, "health_check")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from aegis import api
+from aegis.core.config import DigestScope, Settings
 from aegis.core.errors import UsageError
 from aegis.reports.digest import collect_day
 from aegis.reports.journal import write_atomic
 from aegis.reports.markdown import render_day
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.scheduling.repository import Runs
 from jobs import evening_summary, memory_cleanup, morning_status
 from tests.conftest import sql_rows
 
@@ -146,14 +149,62 @@ def section(text: str, title: str) -> list[str]:
     return [line for line in lines[start:end] if line]
 
 
-def test_the_three_jobs_register_as_daily_cluster_jobs() -> None:
-    registry = Registry()
+@pytest.fixture
+def aegis_env(aegis_env: dict[str, str]) -> dict[str, str]:
+    """The seeded day is a fleet's: most tests here read the fleet digest."""
+    return {**aegis_env, "AEGIS_DIGEST_SCOPE": "fleet"}
+
+
+@pytest.mark.parametrize(("scope", "digest_scope"),
+                         [(DigestScope.HOST, "host"), (DigestScope.FLEET, "cluster")])
+def test_the_three_jobs_register_as_daily_jobs(scope: DigestScope, digest_scope: str) -> None:
+    registry = Registry(settings=Settings(digest_scope=scope))
     for module in (morning_status, evening_summary, memory_cleanup):
         module.register(registry)
     described = {job.id: (job.trigger.describe(), job.scope) for job in registry}
     assert described == {"morning_status": ("daily at 06:00 UTC", "cluster"),
-                         "evening_summary": ("daily at 22:00 UTC", "cluster"),
+                         "evening_summary": ("daily at 22:00 UTC", digest_scope),
                          "memory_cleanup": ("daily at 00:30 UTC", "cluster")}
+
+
+def test_a_host_digest_counts_what_its_host_recorded(app: api.Aegis) -> None:
+    """AEGIS_DIGEST_SCOPE=host: host-b's daemon writes host-b's day, under its own key."""
+    seed_day(app.db.dsn)
+    execute(app.db.dsn, "INSERT INTO tasks (job_id, host, status, created_at) "
+            "VALUES (%s, %s, 'pending', %s)", [("backup", "host-a", at(20)),
+                                               ("backup", "host-b", at(20))])
+    settings = replace(app.settings, host="host-b", digest_scope=DigestScope.HOST)
+    with api.connect(settings, migrate=False) as host_b:
+        result = evening_summary.evening_summary(context(host_b, "evening_summary", at(22),
+                                                         at(22), RecordingLog()))
+    text = (app.settings.journal_dir / "2026-03-01.md").read_text(encoding="utf-8")
+
+    assert text.split("\n")[2] == "UTC day 2026-03-01 00:00 to 2026-03-02 00:00, host host-b."
+    assert section(text, "Summary") == [
+        "- Runs: 0 completed, 0 failed, 0 still running, 0 missed",
+        "- Tasks pending at the end of the day: 4",  # its own and the three unassigned
+        "- Events: 4 recorded, 1 critical",
+        "- Decisions: 1 restarted, 1 escalated, 1 acknowledged",
+        "- Open escalations: 0",  # db was acknowledged
+    ]
+    assert "host-a" not in text
+    assert "host-c" not in text
+    assert (result["scope"], result["host"]) == ("host", "host-b")
+    [message] = sql_rows(app.db.dsn, "SELECT title FROM outbox WHERE dedup_key = %s",
+                         "evening_summary:2026-03-01:host-b")
+    assert message["title"] == "aegis digest 2026-03-01 (host-b)"
+
+
+def test_a_fleet_digest_is_written_once_whichever_hosts_run_it(app: api.Aegis) -> None:
+    """Two daemons of a fleet claim the same 22:00 slot of the cluster job: one runs it."""
+    registry = Registry(settings=app.settings)
+    evening_summary.register(registry)
+    job = registry.get("evening_summary")
+    won = [len(Runs(app.db).claim(job_ids=[job.id], scope_keys=[job.scope_key(host)],
+                                  triggers=["schedule"], slots=[at(22)], host=host,
+                                  now=at(22), instance_id=host, live_since=at(21)))
+           for host in ("host-a", "host-b")]
+    assert won == [1, 0]
 
 
 def test_evening_summary_writes_the_digest_with_the_exact_numbers(app: api.Aegis) -> None:
@@ -302,10 +353,15 @@ def test_morning_status_reports_yesterday_and_the_fleet_now(app: api.Aegis) -> N
     assert result["maintenance"] == ["db@host-a"]  # "old"'s maintenance has ended
     # Since yesterday 00:00: web's latest event is its escalation; api recovered, db was
     # acknowledged.
+    # host-b's heartbeat is two hours old with no clean stop: silent (AEGIS_PEER_TIMEOUT 3m);
+    # host-c is known from an escalation only. host-a has two containers rows.
     assert result["hosts"] == {
-        "host-a": {"daemon": "running", "troubled_containers": 1, "open_escalations": 1},
-        "host-b": {"daemon": "stale", "troubled_containers": 0, "open_escalations": 0},
-        "host-c": {"daemon": "unknown", "troubled_containers": 0, "open_escalations": 1},
+        "host-a": {"daemon": "running", "troubled_containers": 1, "open_escalations": 1,
+                   "supervised": 2, "unhealthy": 0},
+        "host-b": {"daemon": "silent", "troubled_containers": 0, "open_escalations": 0,
+                   "supervised": 0, "unhealthy": 0},
+        "host-c": {"daemon": "unknown", "troubled_containers": 0, "open_escalations": 1,
+                   "supervised": 0, "unhealthy": 0},
     }
     assert log.named("morning_status_generated")[0]["pending_tasks"] == 2
     [recorded] = events_of(app, "morning_status")
@@ -316,7 +372,8 @@ def test_morning_status_reports_yesterday_and_the_fleet_now(app: api.Aegis) -> N
                          "morning_status:2026-03-01")
     assert message["channel"] == "journal"
     assert "Pending tasks: 2. Open escalations: 2." in message["body"]
-    assert "- host-b: daemon stale (heartbeat 7200s ago)" in message["body"]
+    assert "**Fleet**: 3 hosts (1 silent, 1 unknown, 1 running)" in message["body"]
+    assert "- host-b: daemon silent (heartbeat 7200s ago, 0)" in message["body"]
 
 
 def test_write_atomic_replaces_the_file_and_never_leaves_half_a_file(tmp_path: Path) -> None:

@@ -479,7 +479,11 @@ def test_a_bad_label_is_reported_once_and_treated_as_unset(
     found = events_of(database_url, container.name)
     assert [e["event_type"] for e in found] == ["container_bad_label"]
     assert "aegis.protect='maybe'" in found[0]["summary"]
-    assert row_of(database_url, container.name)["supervision"] == "supervised"
+    row = row_of(database_url, container.name)
+    assert row["supervision"] == "supervised"
+    # the aegis.* labels as set, for the status page (the compose ones stay out)
+    assert row["labels"] == {"aegis.protect": "maybe",
+                             "aegis.test": container.labels["aegis.test"]}
 
 
 def test_docker_unavailable_is_recorded_once_per_outage(

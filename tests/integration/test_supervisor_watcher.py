@@ -171,3 +171,29 @@ def test_the_stream_reconnects_after_the_engine_goes_away(
     wait_for(lambda: count(database_url, "container_unhealthy", container.name) == 1, 5)
     assert count(database_url, "docker_unavailable") == 1
     assert count(database_url, "docker_available") == 1
+
+
+def test_an_event_stream_the_proxy_forbids_is_said_once_and_retried_with_back_off(
+        app: api.Aegis, socket_proxy: Callable[[dict[str, str]], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-py ends a 403 event stream quietly, as if the engine had closed it: without
+    a back-off the watcher reconnected (and swept) twice a second, logging each end."""
+    from structlog.testing import capture_logs
+
+    from tests.images import socket_proxy_profile
+
+    url = socket_proxy({**socket_proxy_profile(), "EVENTS": "0"})
+    monkeypatch.setenv("DOCKER_HOST", url)  # as the daemon finds its engine
+
+    def through_proxy() -> Any:
+        return docker.DockerClient(base_url=url, timeout=5)
+
+    with capture_logs() as logs, running_watcher(app, client_factory=through_proxy):
+        time.sleep(7)  # the back-off: reconnects after 0.5, 1 and 2 s, not every 0.5 s
+    names = [line["event"] for line in logs]
+    assert names.count("docker_events_forbidden") == 1
+    forbidden = next(line for line in logs if line["event"] == "docker_events_forbidden")
+    assert forbidden["docker_host"] == url
+    assert "EVENTS=1" in forbidden["hint"]
+    assert "docker_stream_ended" not in names
+    assert 2 <= names.count("docker_stream_connected") <= 5

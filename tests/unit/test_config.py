@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from aegis.core.config import OPTIONS, JobOverride, Settings, load_settings
+from aegis.core.config import OPTIONS, Settings, load_settings
 from aegis.core.errors import ConfigError
+from aegis.core.parsing import JobOverride
 
 CONFIG = "{config}"  # replaced by the path of the case's TOML file
 SECRET = "hunter2-s3cr3t"

@@ -1,9 +1,10 @@
-"""The digest's pure parts: the UTC-day window, date parsing, markdown rendering, trimming,
-daemon health and retention cut-offs."""
+"""The digest's pure parts: the day window (UTC, and a local day), date parsing, markdown
+rendering, trimming, daemon health and retention cut-offs."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -88,7 +89,8 @@ def digest(**changes: object) -> DayDigest:
 def test_render_day_counts_and_sections() -> None:
     text = render_day(digest())
     assert text.startswith("# aegis digest — 2026-03-01\n\nUTC day 2026-03-01 00:00 to "
-                           "2026-03-02 00:00.\n")
+                           "2026-03-02 00:00, every host.\n")
+    assert "2026-03-02 00:00, host host-a.\n" in render_day(digest(host="host-a"))
     assert "- Runs: 289 completed, 2 failed, 0 still running, 0 missed\n" in text
     assert "- Events: 13 recorded, 1 critical\n" in text
     assert "- Decisions: 2 restarted\n" in text
@@ -137,8 +139,10 @@ def status(**changes: object) -> MorningStatus:
         "pending_tasks": 5,
         "open_escalations": (Escalation("web", "host-a", moment(4), "budget spent"),),
         "maintenance": (("host-b", "db"),),
-        "hosts": (HostHealth("host-a", "running", 4.0, 1, 1),
-                  HostHealth("host-b", "unknown", None, 0, 0)),
+        "hosts": (HostHealth("host-a", "running", 4.0, 1, 1, version="1.4.0", supervised=12,
+                             unhealthy=2),
+                  HostHealth("host-b", "unknown", None, 0, 0),
+                  HostHealth("host-c", "silent", 600.0, 0, 0, version="1.3.2", supervised=3)),
     }
     values.update(changes)
     return MorningStatus(**values)  # type: ignore[arg-type]
@@ -151,8 +155,21 @@ def test_render_status() -> None:
     assert "- backup: 0 failed, 0 timed out, 1 missed\n" in text
     assert "- **web** on host-a since 2026-03-01 04:00: budget spent\n" in text
     assert "**In maintenance**: **db** on host-b\n" in text
-    assert "- host-a: daemon running (heartbeat 4s ago), 1 container(s) unwell, 1 escalated" in text
-    assert "- host-b: daemon unknown, 0 container(s) unwell, 0 escalated" in text
+    assert "**Fleet**: 3 hosts (1 silent, 1 unknown, 1 running)\n" in text
+    assert ("- host-a: daemon running (heartbeat 4s ago, 1.4.0), 12 supervised, 2 unhealthy "
+            "now, 1 unwell since yesterday, 1 escalated\n") in text
+    assert ("- host-b: daemon unknown, 0 supervised, 0 unhealthy now, 0 unwell since "
+            "yesterday, 0 escalated\n") in text
+    assert "- host-c: daemon silent (heartbeat 600s ago, 1.3.2), 3 supervised" in text
+
+
+def test_render_status_of_one_host_has_no_fleet_section() -> None:
+    text = render_status(status(hosts=(HostHealth("host-a", "running", 4.0, 0, 0,
+                                                   version="1.4.0", supervised=12),)))
+    assert "**Fleet**" not in text
+    assert text.endswith("\n**Host**: host-a: daemon running (heartbeat 4s ago, 1.4.0), "
+                         "12 supervised, 0 unhealthy now, 0 unwell since yesterday, "
+                         "0 escalated\n")
 
 
 @pytest.mark.parametrize(("maintenance", "shown"), [
@@ -197,3 +214,20 @@ def test_retention_cutoffs() -> None:
     assert cutoffs.job_runs == datetime(2025, 12, 2, 6, 0, tzinfo=UTC)
     assert cutoffs.outbox == datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
     assert cutoffs.containers == datetime(2026, 2, 23, 6, 0, tzinfo=UTC)
+
+
+def test_a_local_day_is_bounded_and_shown_in_aegis_timezone() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    start, end = day_window(date(2026, 3, 29), berlin)  # the clocks went forward
+    assert (start, end) == (datetime(2026, 3, 28, 23, 0, tzinfo=UTC),
+                            datetime(2026, 3, 29, 22, 0, tzinfo=UTC))
+    text = render_day(digest(day=date(2026, 3, 29), zone=berlin, decisions=(
+        Decision(datetime(2026, 3, 29, 1, 30, tzinfo=UTC), "container_restarted", "web",
+                 "host-a", "probe"),)))
+    assert text.startswith("# aegis digest — 2026-03-29\n\nEurope/Berlin day 2026-03-29 "
+                           "00:00 to 2026-03-30 00:00, every host.\n")
+    assert "- 03:30 restarted **web** on host-a — probe\n" in text  # 01:30 UTC is 03:30 CEST
+    assert digest(zone=berlin).details()["timezone"] == "Europe/Berlin"
+    shown = render_status(status(zone=berlin, open_escalations=(
+        Escalation("web", "host-a", datetime(2026, 3, 1, 4, 0, tzinfo=UTC), "spent"),)))
+    assert "- **web** on host-a since 2026-03-01 05:00: spent\n" in shown

@@ -58,6 +58,12 @@ def test_bad_since(text: str) -> None:
         parse_since(text, NOW)
 
 
+@pytest.mark.parametrize("text", ["999999999d", "99999999999999999999s"])
+def test_a_since_before_the_year_one_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="reaches back before the year 1"):
+        parse_since(text, NOW)
+
+
 @pytest.mark.parametrize(("seconds", "text"), [
     (300, "5m"), (90, "90s"), (86400, "1d"), (604800, "1w"), (3600, "1h"), (1.5, "1.5s"),
     (0, "0s"), (2592000, "30d"),

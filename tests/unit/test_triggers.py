@@ -75,7 +75,10 @@ def test_intervals_do_not_drift():
     (triggers.every(seconds=90), "every 90 seconds"),
     (triggers.daily("06:00"), "daily at 06:00 UTC"),
     (triggers.weekly("fri", "17:30"), "weekly on Friday at 17:30 UTC"),
-    (triggers.cron("30 0 * * *"), "cron 30 0 * * *"),
+    (triggers.cron("30 0 * * *"), "cron 30 0 * * * UTC"),
+    (triggers.daily("06:00", timezone="Europe/Berlin"), "daily at 06:00 Europe/Berlin"),
+    (triggers.cron("0 9 * * 1-5", timezone="America/New_York"),
+     "cron 0 9 * * 1-5 America/New_York"),
 ])
 def test_describe(trigger, words):
     assert trigger.describe() == words

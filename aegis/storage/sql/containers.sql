@@ -1,6 +1,7 @@
 -- containers: the strike state of each supervised container. Owned by
 -- aegis/supervision/repository.py.
--- The digest_*, status_*, metrics_* and cleanup_* prefixes: see aegis/storage/queries.py.
+-- The digest_*, status_*, metrics_*, page_* and cleanup_* prefixes: see
+-- aegis/storage/queries.py.
 
 -- name: containers_of_host
 -- Every container row of one host, present or removed.
@@ -51,6 +52,7 @@ UPDATE containers SET
     strikes = %(strikes)s, incident = %(incident)s, strike_at = %(strike_at)s,
     healthy_since = %(healthy_since)s, restarts = %(restarts)s::timestamptz[],
     maintenance_label = %(maintenance_label)s, label_problems = %(label_problems)s::text[],
+    labels = %(labels)s,
     last_action = coalesce(%(last_action)s, last_action),
     last_action_at = coalesce(%(last_action_at)s, last_action_at),
     last_reason = coalesce(%(last_reason)s, last_reason),
@@ -62,6 +64,11 @@ UPDATE containers SET
     version = version + 1
 WHERE host = %(host)s AND name = %(name)s AND version = %(version)s
 RETURNING version;
+
+-- name: containers_next_due
+-- The earliest strike timer of this host still ahead.
+SELECT min(next_check_at) AS next_check_at FROM containers
+WHERE host = %(host)s AND next_check_at > %(now)s AND removed_at IS NULL;
 
 -- name: containers_restart_unrecorded
 -- The latest restart decided for each container (saved before Docker was asked) when no
@@ -80,15 +87,16 @@ WHERE c.host = %(host)s AND c.removed_at IS NULL AND last.restart_at IS NOT NULL
 INSERT INTO containers AS c (
     host, name, container_id, image, compose_project, compose_service, status, health,
     has_healthcheck, supervision, state, phase, strikes, incident, strike_at, healthy_since,
-    restarts, maintenance_label, label_problems, last_action, last_action_at, last_reason,
-    next_check_at, seen_at, incident_class, incident_log, folded_into, affected,
+    restarts, maintenance_label, label_problems, labels, last_action, last_action_at,
+    last_reason, next_check_at, seen_at, incident_class, incident_log, folded_into, affected,
     docker_restarts, oom_restart_at)
 VALUES (
     %(host)s, %(name)s, %(container_id)s, %(image)s, %(compose_project)s,
     %(compose_service)s, %(status)s, %(health)s, %(has_healthcheck)s, %(supervision)s,
     %(state)s, %(phase)s, %(strikes)s, %(incident)s, %(strike_at)s, %(healthy_since)s,
     %(restarts)s::timestamptz[], %(maintenance_label)s, %(label_problems)s::text[],
-    %(last_action)s, %(last_action_at)s, %(last_reason)s, %(next_check_at)s, %(seen_at)s,
+    coalesce(%(labels)s::jsonb, '{}'::jsonb), %(last_action)s, %(last_action_at)s,
+    %(last_reason)s, %(next_check_at)s, %(seen_at)s,
     %(incident_class)s, %(incident_log)s, %(folded_into)s, %(affected)s::text[],
     %(docker_restarts)s, %(oom_restart_at)s)
 ON CONFLICT (host, name) DO UPDATE SET
@@ -100,6 +108,7 @@ ON CONFLICT (host, name) DO UPDATE SET
     incident = EXCLUDED.incident, strike_at = EXCLUDED.strike_at,
     healthy_since = EXCLUDED.healthy_since, restarts = EXCLUDED.restarts,
     maintenance_label = EXCLUDED.maintenance_label, label_problems = EXCLUDED.label_problems,
+    labels = EXCLUDED.labels,
     last_action = coalesce(EXCLUDED.last_action, c.last_action),
     last_action_at = coalesce(EXCLUDED.last_action_at, c.last_action_at),
     last_reason = coalesce(EXCLUDED.last_reason, c.last_reason),
@@ -199,6 +208,17 @@ WHERE removed_at IS NULL
 ORDER BY host, name
 LIMIT %(limit)s;
 
+-- name: fleet_containers
+-- Per host: present supervised containers, how many are unhealthy, how many are in an
+-- incident (struck, restarting or escalated).
+SELECT host,
+       count(*) FILTER (WHERE supervision = 'supervised') AS supervised,
+       count(*) FILTER (WHERE health = 'unhealthy') AS unhealthy,
+       count(*) FILTER (WHERE phase <> 'ok') AS in_incident
+FROM containers
+WHERE removed_at IS NULL
+GROUP BY host;
+
 -- name: metrics_has_containers
 -- Whether the containers table (strike state) exists yet.
 SELECT to_regclass('containers') IS NOT NULL AS present;
@@ -209,6 +229,26 @@ SELECT name, state, strikes
 FROM containers
 WHERE host = %(host)s AND removed_at IS NULL
 ORDER BY name;
+
+-- name: page_containers_of_note
+-- Present containers of every host that are in an incident, unhealthy, struck or in
+-- maintenance: escalated first, then restarting and striking, then by host and name.
+SELECT * FROM containers
+WHERE removed_at IS NULL
+  AND (phase <> 'ok' OR health = 'unhealthy' OR strikes > 0 OR state = 'maintenance'
+       OR maintenance_label OR maintenance_until > %(as_of)s)
+ORDER BY CASE phase WHEN 'escalated' THEN 0 WHEN 'restarting' THEN 1
+                    WHEN 'striking' THEN 2 ELSE 3 END,
+         strike_at NULLS LAST, host, name
+LIMIT %(limit)s;
+
+-- name: page_host_containers
+-- Per host, its present containers and how many of them are in an incident.
+SELECT host, count(*) AS containers, count(*) FILTER (WHERE phase <> 'ok') AS in_incident
+FROM containers
+WHERE removed_at IS NULL
+GROUP BY host
+ORDER BY host;
 
 -- name: cleanup_containers_batch
 -- Delete one batch of rows of containers removed from Docker before the cut-off (a

@@ -1,17 +1,13 @@
--- The connection itself: liveness, advisory locks, migrations and what `aegis doctor`
+-- The connection itself: liveness, migrations and what `aegis doctor`
 -- asks of the server. Owned by aegis/storage/db.py.
 
 -- name: ping
 -- Is the database answering?
 SELECT 1 AS ok;
 
--- name: advisory_lock
--- Block until the session-level advisory lock is ours.
-SELECT pg_advisory_lock(%(key)s);
-
--- name: advisory_unlock
--- Release a session-level advisory lock.
-SELECT pg_advisory_unlock(%(key)s);
+-- name: migration_lock
+-- Wait for the migrations' advisory lock, held until the transaction ends.
+SELECT pg_advisory_xact_lock(%(key)s);
 
 -- name: create_schema_migrations
 -- The table that records applied migrations.

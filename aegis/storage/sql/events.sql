@@ -1,6 +1,7 @@
 -- episodic_memory and state: writes, the event query, the aggregates the digest, the
 -- morning status and /metrics read, and retention. Owned by aegis/storage/store.py.
--- The digest_*, status_*, metrics_* and cleanup_* prefixes: see aegis/storage/queries.py.
+-- The digest_*, status_*, metrics_*, page_* and cleanup_* prefixes: see
+-- aegis/storage/queries.py.
 
 -- name: insert_event
 -- Record one event; a replayed uid inserts nothing.
@@ -11,13 +12,17 @@ ON CONFLICT (uid) DO NOTHING
 RETURNING id;
 
 -- name: query_events
--- Events since a time, optionally of some types and at or above an importance, newest first.
+-- Events since a time, optionally of some types, at or above an importance, about one
+-- container, and older than a (timestamp, id) cursor (the next page), newest first.
 SELECT id, uid, timestamp, event_type, summary, details, importance::text AS importance,
        host, source
 FROM episodic_memory
 WHERE timestamp >= %(since)s
   AND (%(types)s::text[] IS NULL OR event_type = ANY(%(types)s::text[]))
   AND (%(min_importance)s::importance IS NULL OR importance >= %(min_importance)s::importance)
+  AND (%(container)s::text IS NULL OR details->>'container' = %(container)s::text)
+  AND (%(before_time)s::timestamptz IS NULL
+       OR (timestamp, id) < (%(before_time)s::timestamptz, %(before_id)s::bigint))
 ORDER BY timestamp DESC, id DESC
 LIMIT %(limit)s;
 
@@ -38,6 +43,7 @@ SELECT importance::text AS importance, event_type, count(*) AS events
 FROM episodic_memory
 WHERE timestamp >= %(start)s AND timestamp < %(end)s
   AND event_type <> ALL(%(exclude_types)s::text[])
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY importance, event_type;
 
 -- name: digest_decision_counts
@@ -46,6 +52,7 @@ SELECT event_type, count(*) AS events
 FROM episodic_memory
 WHERE event_type = ANY(%(types)s::text[])
   AND timestamp >= %(start)s AND timestamp < %(end)s
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY event_type;
 
 -- name: digest_decisions
@@ -57,6 +64,7 @@ SELECT timestamp, event_type,
 FROM episodic_memory
 WHERE event_type = ANY(%(types)s::text[])
   AND timestamp >= %(start)s AND timestamp < %(end)s
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 ORDER BY timestamp, id
 LIMIT %(limit)s;
 
@@ -70,6 +78,7 @@ SELECT DISTINCT ON (coalesce(e.details->>'host', e.host),
        coalesce(e.details->>'reason', e.summary) AS reason
 FROM episodic_memory e
 WHERE e.event_type = 'container_escalated' AND e.timestamp < %(as_of)s
+  AND (%(host)s::text IS NULL OR e.host = %(host)s)
   AND NOT EXISTS (
       SELECT 1 FROM episodic_memory r
       WHERE r.event_type IN ('container_recovered', 'container_acknowledged')
@@ -89,6 +98,7 @@ SELECT coalesce(details->>'container', details->>'name', '') AS container,
 FROM episodic_memory
 WHERE event_type = 'container_restarted'
   AND timestamp >= %(start)s AND timestamp < %(end)s
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY 1, 2
 HAVING count(*) >= 2
 ORDER BY restarts DESC, host, container
@@ -101,8 +111,16 @@ FROM episodic_memory
 WHERE importance = 'critical'
   AND timestamp >= %(start)s AND timestamp < %(end)s
   AND event_type <> ALL(%(exclude_types)s::text[])
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 ORDER BY timestamp, id
 LIMIT %(limit)s;
+
+-- name: fleet_last_escalations
+-- Per host, the time of its latest escalation.
+SELECT coalesce(details->>'host', host) AS host, max(timestamp) AS last_escalation_at
+FROM episodic_memory
+WHERE event_type = 'container_escalated'
+GROUP BY 1;
 
 -- name: status_troubled_containers
 -- Containers per host whose latest container event in the window says they are not well.
@@ -137,6 +155,61 @@ FROM episodic_memory
 WHERE event_type IN ('container_restarted', 'container_escalated') AND host = %(host)s
 GROUP BY event_type, container
 ORDER BY event_type, container;
+
+-- name: page_daily_actions
+-- Restarts and escalations (all hosts) per day of a time zone, in [start, end).
+SELECT (timestamp AT TIME ZONE %(zone)s)::date AS day, event_type, count(*) AS events
+FROM episodic_memory
+WHERE event_type IN ('container_restarted', 'container_escalated')
+  AND timestamp >= %(start)s AND timestamp < %(end)s
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: page_container_events
+-- The latest events about one container of one host, newest first.
+SELECT id, uid, timestamp, event_type, summary, details, importance::text AS importance,
+       host, source
+FROM episodic_memory
+WHERE details->>'container' = %(container)s::text
+  AND coalesce(details->>'host', host) = %(host)s
+ORDER BY timestamp DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: page_container_actions
+-- Restarts, failed restarts and escalations of one container since a time, per type.
+SELECT event_type, count(*) AS events, max(timestamp) AS latest
+FROM episodic_memory
+WHERE details->>'container' = %(container)s::text
+  AND coalesce(details->>'host', host) = %(host)s
+  AND event_type IN ('container_restarted', 'container_restart_failed', 'container_escalated')
+  AND timestamp >= %(since)s
+GROUP BY event_type
+ORDER BY event_type;
+
+-- name: page_probe_outputs
+-- The latest health-probe outputs recorded about one container, newest first.
+SELECT timestamp, event_type, details->>'probe_output' AS probe_output,
+       details->>'probe_exit_code' AS probe_exit_code
+FROM episodic_memory
+WHERE details->>'container' = %(container)s::text
+  AND details ? 'probe_output' AND details->>'probe_output' <> ''
+  AND coalesce(details->>'host', host) = %(host)s
+ORDER BY timestamp DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: page_latest_probe_outputs
+-- The latest health-probe output recorded about each of some containers (host, name).
+SELECT c.host, c.name, p.timestamp, p.probe_output
+FROM unnest(%(hosts)s::text[], %(names)s::text[]) AS c (host, name)
+CROSS JOIN LATERAL (
+    SELECT e.timestamp, e.details->>'probe_output' AS probe_output
+    FROM episodic_memory e
+    WHERE e.details->>'container' = c.name
+      AND e.details ? 'probe_output' AND e.details->>'probe_output' <> ''
+      AND coalesce(e.details->>'host', e.host) = c.host
+    ORDER BY e.timestamp DESC, e.id DESC
+    LIMIT 1
+) p;
 
 -- name: cleanup_low_events_batch
 -- Delete one batch of low-importance events older than the cut-off.

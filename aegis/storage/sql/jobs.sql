@@ -1,6 +1,8 @@
--- jobs, job_runs and daemons: claims, runs, the jobs a daemon advertises, heartbeats,
--- and the aggregates and retention of runs. Owned by aegis/scheduling/repository.py.
--- The digest_*, status_*, metrics_* and cleanup_* prefixes: see aegis/storage/queries.py.
+-- jobs, job_runs, daemons and host_leases: claims, runs, the jobs a daemon advertises,
+-- heartbeats, the host's lease, and the aggregates and retention of runs. Owned by
+-- aegis/scheduling/repository.py.
+-- The digest_*, status_*, metrics_*, page_* and cleanup_* prefixes: see
+-- aegis/storage/queries.py.
 
 -- name: claim_runs
 -- Claim slots of jobs, all in one statement (one commit for every job due at a tick); a
@@ -62,10 +64,15 @@ ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING;
 SELECT * FROM job_runs WHERE id = %(id)s;
 
 -- name: last_slot
--- The latest slot of a job in a scope that any daemon has recorded.
-SELECT max(scheduled_for) AS scheduled_for
+-- The latest slot of a job in a scope that any daemon has recorded: a 'missed' row stands
+-- for a gap of slots, up to the one its result names last.
+SELECT CASE WHEN status = 'missed' AND result ? 'last'
+            THEN greatest(scheduled_for, (result ->> 'last')::timestamptz)
+            ELSE scheduled_for END AS scheduled_for
 FROM job_runs
-WHERE job_id = %(job_id)s AND scope_key = %(scope_key)s AND trigger <> 'manual';
+WHERE job_id = %(job_id)s AND scope_key = %(scope_key)s AND trigger <> 'manual'
+ORDER BY job_runs.scheduled_for DESC
+LIMIT 1;
 
 -- name: interrupt_stale_runs
 -- Runs left 'running' on this host by a daemon instance that is gone.
@@ -76,9 +83,12 @@ WHERE status = 'running' AND host = %(host)s AND instance_id IS DISTINCT FROM %(
 RETURNING id, job_id;
 
 -- name: job_history
--- Recent runs, newest first, of one job or of all.
+-- Recent runs, newest first, of one job or of all, older than a (scheduled_for, id)
+-- cursor when one is given (the next page).
 SELECT * FROM job_runs
 WHERE (%(job_id)s::text IS NULL OR job_id = %(job_id)s)
+  AND (%(before_time)s::timestamptz IS NULL
+       OR (scheduled_for, id) < (%(before_time)s::timestamptz, %(before_id)s::bigint))
 ORDER BY scheduled_for DESC, id DESC
 LIMIT %(limit)s;
 
@@ -92,15 +102,17 @@ ORDER BY job_id, scheduled_for DESC, id DESC;
 -- name: upsert_jobs
 -- Advertise the jobs this daemon runs (for jobs list and pause flags), in one statement;
 -- in id order, so two daemons advertising at once cannot deadlock.
-INSERT INTO jobs (id, description, trigger, scope, next_run_at, seen_by, seen_at)
-SELECT id, description, trigger, scope, next_run_at, %(seen_by)s, %(now)s
+INSERT INTO jobs (id, description, trigger, timezone, scope, next_run_at, seen_by, seen_at,
+                  watched_since)
+SELECT id, description, trigger, timezone, scope, next_run_at, %(seen_by)s, %(now)s, %(now)s
 FROM unnest(%(ids)s::text[], %(descriptions)s::text[], %(triggers)s::text[],
-            %(scopes)s::text[], %(next_runs)s::timestamptz[])
-     AS j (id, description, trigger, scope, next_run_at)
+            %(timezones)s::text[], %(scopes)s::text[], %(next_runs)s::timestamptz[])
+     AS j (id, description, trigger, timezone, scope, next_run_at)
 ORDER BY id
 ON CONFLICT (id) DO UPDATE
-SET description = EXCLUDED.description, trigger = EXCLUDED.trigger, scope = EXCLUDED.scope,
-    next_run_at = EXCLUDED.next_run_at, seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;
+SET description = EXCLUDED.description, trigger = EXCLUDED.trigger,
+    timezone = EXCLUDED.timezone, scope = EXCLUDED.scope, next_run_at = EXCLUDED.next_run_at,
+    seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;
 
 -- name: list_job_rows
 -- Every job row.
@@ -111,12 +123,51 @@ SELECT * FROM jobs ORDER BY id;
 SELECT id FROM jobs WHERE paused;
 
 -- name: set_paused
--- Pause or resume a job (a row is created for a job no daemon has advertised yet).
-INSERT INTO jobs (id, paused, paused_at, paused_by)
+-- Pause or resume a job (a row is created for a job no daemon has advertised yet); a
+-- resumed job's silence watch starts again from now.
+INSERT INTO jobs (id, paused, paused_at, paused_by, watched_since)
 VALUES (%(id)s, %(paused)s, CASE WHEN %(paused)s THEN %(now)s::timestamptz END,
-        CASE WHEN %(paused)s THEN %(by)s END)
+        CASE WHEN %(paused)s THEN %(by)s END, %(now)s)
 ON CONFLICT (id) DO UPDATE
-SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at, paused_by = EXCLUDED.paused_by;
+SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at, paused_by = EXCLUDED.paused_by,
+    watched_since = CASE WHEN jobs.paused AND NOT EXCLUDED.paused THEN EXCLUDED.watched_since
+                         ELSE jobs.watched_since END;
+
+-- name: watched_jobs
+-- What the silence watch reads of jobs: pause flag, since when watched and silent, and
+-- the slot and end of the latest successful run on any host (one index probe per job).
+SELECT j.id, j.paused, j.watched_since, j.silent_since, ok.scheduled_for AS last_ok_slot,
+       ok.finished_at AS last_ok_finished_at
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT r.scheduled_for, r.finished_at
+    FROM job_runs r
+    WHERE r.job_id = j.id AND r.status = 'ok'
+    ORDER BY r.scheduled_for DESC
+    LIMIT 1
+) ok ON true
+WHERE j.id = ANY(%(ids)s::text[])
+ORDER BY j.id;
+
+-- name: mark_silent
+-- A job goes silent, unless it is already, is paused, or a successful run later than the
+-- one the watch saw has come in since: one daemon among all wins and records job_silent.
+UPDATE jobs
+SET silent_since = %(now)s
+WHERE id = %(id)s AND silent_since IS NULL AND NOT paused
+  AND NOT EXISTS (SELECT 1 FROM job_runs r
+                  WHERE r.job_id = %(id)s AND r.status = 'ok'
+                    AND (%(last_ok_slot)s::timestamptz IS NULL
+                         OR r.scheduled_for > %(last_ok_slot)s))
+RETURNING id;
+
+-- name: mark_resumed
+-- A silent job ran successfully again: one daemon among all records job_resumed, and the
+-- watch starts again from now.
+UPDATE jobs
+SET silent_since = NULL, watched_since = %(now)s
+WHERE id = %(id)s AND silent_since IS NOT NULL
+RETURNING id;
 
 -- name: upsert_daemon
 -- This daemon's heartbeat.
@@ -125,19 +176,46 @@ VALUES (%(instance_id)s, %(host)s, %(pid)s, %(version)s, %(started_at)s, %(now)s
 ON CONFLICT (instance_id) DO UPDATE
 SET last_heartbeat_at = EXCLUDED.last_heartbeat_at, status = EXCLUDED.status;
 
--- name: host_daemons
--- The latest daemon instances of a host.
-SELECT * FROM daemons WHERE host = %(host)s ORDER BY last_heartbeat_at DESC LIMIT %(limit)s;
+-- name: take_host_lease
+-- The host's lease for this daemon, when it is free, expired, held from the same
+-- AEGIS_HOME (whose pid-file lock this daemon holds) or already this daemon's; no row
+-- when another live daemon holds it.
+INSERT INTO host_leases (host, instance_id, home_id, pid, expires_at)
+VALUES (%(host)s, %(instance_id)s, %(home_id)s, %(pid)s,
+        clock_timestamp() + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (host) DO UPDATE
+SET instance_id = EXCLUDED.instance_id, home_id = EXCLUDED.home_id, pid = EXCLUDED.pid,
+    taken_at = clock_timestamp(), expires_at = EXCLUDED.expires_at
+WHERE host_leases.expires_at < clock_timestamp() OR host_leases.home_id = EXCLUDED.home_id
+   OR host_leases.instance_id = EXCLUDED.instance_id
+RETURNING instance_id;
 
--- name: try_daemon_lock
--- The per-host daemon lock (two-key advisory lock: aegis's key, the host's hash).
-SELECT pg_try_advisory_lock(%(key)s, hashtext(%(host)s)) AS locked;
+-- name: renew_host_lease
+-- Extend this daemon's lease (with each heartbeat); no row when it is no longer its own.
+UPDATE host_leases SET expires_at = clock_timestamp() + make_interval(secs => %(ttl_s)s)
+WHERE host = %(host)s AND instance_id = %(instance_id)s
+RETURNING instance_id;
+
+-- name: release_host_lease
+-- A clean stop gives the host's lease back.
+DELETE FROM host_leases WHERE host = %(host)s AND instance_id = %(instance_id)s;
+
+-- name: host_lease
+-- Who holds a host's lease, until when.
+SELECT host, instance_id, pid, taken_at, expires_at FROM host_leases WHERE host = %(host)s;
 
 -- name: status_daemons
 -- The latest daemon of every host, with its heartbeat.
-SELECT DISTINCT ON (host) host, status, last_heartbeat_at
+SELECT DISTINCT ON (host) host, instance_id, pid, version, status, started_at,
+       last_heartbeat_at
 FROM daemons
 ORDER BY host, last_heartbeat_at DESC;
+
+-- name: forget_host
+-- A host taken out of the fleet on purpose: its daemons' rows and its lease go (its
+-- runs, events and containers stay); a daemon started as that host later is new to it.
+WITH lease AS (DELETE FROM host_leases WHERE host = %(host)s)
+DELETE FROM daemons WHERE host = %(host)s RETURNING instance_id;
 
 -- name: digest_job_runs
 -- Runs per job and status, by the slot they were scheduled for.
@@ -152,6 +230,7 @@ SELECT job_id,
 FROM job_runs
 WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
   AND job_id <> ALL(%(exclude_jobs)s::text[])
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY job_id
 ORDER BY job_id;
 
@@ -164,6 +243,7 @@ FROM job_runs
 WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
   AND status IN ('failed', 'timeout', 'interrupted')
   AND job_id <> ALL(%(exclude_jobs)s::text[])
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY job_id
 ORDER BY failures DESC, job_id;
 
@@ -201,6 +281,46 @@ SELECT j.id AS job_id,
         LIMIT 1) AS finished_at_s
 FROM jobs j
 ORDER BY j.id;
+
+-- name: page_job_lateness
+-- How late the scheduled runs of [start, end) started, per job: median, 95th percentile
+-- and worst, in seconds (catch-up and manual runs have no lateness).
+SELECT job_id, count(*) AS runs,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY lateness_s) AS p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY lateness_s) AS p95_s,
+       max(lateness_s) AS max_s
+FROM (
+    SELECT job_id,
+           greatest(0, extract(epoch FROM started_at - scheduled_for))::float8 AS lateness_s
+    FROM job_runs
+    WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
+      AND trigger = 'schedule' AND started_at IS NOT NULL
+      AND status NOT IN ('skipped', 'missed')
+) runs
+GROUP BY job_id
+ORDER BY job_id;
+
+-- name: page_jobs
+-- Every job with its latest run that was not skipped (one index probe per job).
+SELECT j.id, j.trigger, j.next_run_at, j.paused, last.status AS last_status,
+       last.scheduled_for AS last_scheduled_for
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT r.status, r.scheduled_for
+    FROM job_runs r
+    WHERE r.job_id = j.id AND r.status <> 'skipped'
+    ORDER BY r.scheduled_for DESC, r.id DESC
+    LIMIT 1
+) last ON true
+ORDER BY j.id;
+
+-- name: page_problem_runs
+-- Failed, timed-out, missed and interrupted runs scheduled in [start, end), newest first.
+SELECT * FROM job_runs
+WHERE scheduled_for >= %(start)s AND scheduled_for < %(end)s
+  AND status IN ('failed', 'timeout', 'missed', 'interrupted')
+ORDER BY scheduled_for DESC, id DESC
+LIMIT %(limit)s;
 
 -- name: cleanup_job_runs_batch
 -- Delete one batch of finished job runs scheduled before the cut-off.

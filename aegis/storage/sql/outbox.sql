@@ -131,6 +131,7 @@ FROM outbox
 WHERE created_at >= %(start)s AND created_at < %(end)s
   AND status IN ('failed', 'undeliverable')
   AND dedup_key NOT LIKE 'evening_summary:%%'
+  AND (%(host)s::text IS NULL OR host = %(host)s)
 GROUP BY channel
 ORDER BY channel;
 

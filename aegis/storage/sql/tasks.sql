@@ -78,4 +78,5 @@ RETURNING *;
 SELECT count(*) AS pending
 FROM tasks
 WHERE created_at < %(as_of)s
-  AND (status = 'pending' OR coalesce(started_at, finished_at) >= %(as_of)s);
+  AND (status = 'pending' OR coalesce(started_at, finished_at) >= %(as_of)s)
+  AND (%(host)s::text IS NULL OR host IS NULL OR host = %(host)s);

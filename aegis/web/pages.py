@@ -1,0 +1,300 @@
+"""What the overview and a container's page show, read through the tables' owners.
+
+Each page is a handful of aggregate or bounded queries (a window, an index, a limit), so
+it answers in milliseconds whatever the size of the history; the rows become frozen
+dataclasses the templates lay out. Every function takes ``now``: nothing here reads a
+clock, so a page rendered for a given moment is the same every time.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+
+from markupsafe import Markup
+
+from aegis.core.config import Settings
+from aegis.core.durations import format_duration_s
+from aegis.scheduling.heartbeat import daemon_status
+from aegis.scheduling.repository import JobRun, Runs
+from aegis.storage.db import Row
+from aegis.storage.events import Event, Importance
+from aegis.storage.outbox import Outbox, OutboxStatus
+from aegis.storage.runtime import Runtime
+from aegis.supervision import labels as L
+from aegis.supervision.containers import ContainerView, view
+from aegis.supervision.repository import Containers
+from aegis.supervision.strikes import BUDGET_WINDOW
+from aegis.web import charts
+from aegis.web.render import seconds_text, zone_name
+
+REFRESH_S = 30
+CHART_DAYS = 30
+RECENT = timedelta(hours=24)
+LIST_LIMIT = 100
+IMPORTANT_EVENTS = 10
+CONTAINER_EVENTS = 200
+PROBE_OUTPUTS = 5
+ACTIONS = {"container_restarted": "restarts", "container_escalated": "escalations"}
+
+
+class PageError(Exception):
+    """A page that cannot be shown: an unknown container, a filter that does not parse.
+    ``status`` is the HTTP status; the message is one line for the person asking."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class HostLine:
+    host: str
+    status: str  # heartbeat.DaemonStatus
+    last_heartbeat_at: datetime | None
+    containers: int
+    in_incident: int
+
+
+@dataclass(frozen=True)
+class ContainerLine:
+    """A container as its row says, with the phase and since when it is in it."""
+
+    view: ContainerView
+    phase: str
+    since: datetime | None  # the latest strike
+    maintenance: bool
+
+
+@dataclass(frozen=True)
+class JobLine:
+    id: str
+    trigger: str
+    next_run_at: datetime | None
+    paused: bool
+    last_status: str | None
+    last_scheduled_for: datetime | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    now: datetime
+    hosts: list[HostLine]
+    incidents: list[ContainerLine]  # escalated first
+    probe_outputs: dict[tuple[str, str], str]  # (host, name) of an incident -> the latest
+    of_note: list[ContainerLine]  # unhealthy, struck or in maintenance, no incident
+    jobs: list[JobLine]
+    problem_runs: list[JobRun]
+    important_events: list[Event]
+    events_by_importance: dict[str, int]
+    outbox_pending: int
+    outbox_undelivered: int
+    actions_chart: Markup
+    lateness_chart: Markup
+    refresh_s: int = REFRESH_S
+
+
+def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
+    runs, containers = Runs(runtime.db), Containers(runtime.db)
+    lines = [line(row, now) for row in containers.of_note(now, LIST_LIMIT)]
+    incidents = [c for c in lines if c.phase != "ok"]
+    since = now - RECENT
+    counts = {row["importance"]: int(row["events"])
+              for row in runtime.store.counts_by_importance(since)}
+    outbox = Outbox(runtime.db).counts_by_status(since)
+    return Overview(
+        now=now, hosts=hosts(runtime, now), incidents=incidents,
+        probe_outputs=runtime.store.latest_probe_outputs(
+            [(c.view.host, c.view.name) for c in incidents]),
+        of_note=[c for c in lines if c.phase == "ok"], jobs=jobs(runs),
+        problem_runs=runs.problem_runs(since, now, LIST_LIMIT),
+        important_events=runtime.store.query_events(
+            since=since, min_importance=Importance.HIGH, limit=IMPORTANT_EVENTS),
+        events_by_importance={i.value: counts.get(i.value, 0) for i in Importance},
+        outbox_pending=sum(int(r["messages"]) for r in outbox
+                           if r["status"] == OutboxStatus.PENDING),
+        outbox_undelivered=sum(int(r["messages"]) for r in outbox if r["status"] in (
+            OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE)),
+        actions_chart=actions_chart(runtime, now, zone),
+        lateness_chart=lateness_chart(runs.lateness(since, now)))
+
+
+def line(row: Row, now: datetime) -> ContainerLine:
+    shown = view(row, now)
+    return ContainerLine(view=shown, phase=row["phase"], since=row["strike_at"],
+                         maintenance=shown.state == "maintenance")
+
+
+def hosts(runtime: Runtime, now: datetime) -> list[HostLine]:
+    """Every host with a daemon or a container, its daemon's liveness and its counts."""
+    interval_s = runtime.settings.heartbeat_interval_s
+    daemons = {row["host"]: row for row in Runs(runtime.db).daemons()}
+    counts = {row["host"]: row for row in Containers(runtime.db).host_counts()}
+    found = []
+    for host in sorted(daemons.keys() | counts.keys()):
+        daemon, count = daemons.get(host, {}), counts.get(host, {})
+        status = daemon_status(daemon.get("status"), daemon.get("last_heartbeat_at"), now,
+                               interval_s)
+        found.append(HostLine(host=host, status=status.value,
+                              last_heartbeat_at=daemon.get("last_heartbeat_at"),
+                              containers=int(count.get("containers", 0)),
+                              in_incident=int(count.get("in_incident", 0))))
+    return found
+
+
+def jobs(runs: Runs) -> list[JobLine]:
+    return [JobLine(id=row["id"], trigger=row["trigger"], next_run_at=row["next_run_at"],
+                    paused=row["paused"], last_status=row["last_status"],
+                    last_scheduled_for=row["last_scheduled_for"])
+            for row in runs.jobs_with_last_run()]
+
+
+def actions_chart(runtime: Runtime, now: datetime, zone: tzinfo) -> Markup:
+    """Restarts and escalations per day of the last CHART_DAYS days, today last."""
+    today = now.astimezone(zone).date()
+    days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
+    start = datetime.combine(days[0], datetime.min.time(), zone)
+    counts: dict[tuple[date, str], float] = {}
+    for row in runtime.store.daily_actions(start, now, zone_name(zone)):
+        counts[(row["day"], row["event_type"])] = float(row["events"])
+    series = [charts.Series(name, f"chart-{name}",
+                            tuple(counts.get((day, event_type), 0.0) for day in days))
+              for event_type, name in ACTIONS.items()]
+    total = {s.name: int(sum(s.values)) for s in series}
+    return charts.columns(
+        [day.strftime("%m-%d") for day in days], series, label_every=7,
+        title=f"Restarts and escalations per day over {CHART_DAYS} days (restarts: "
+              f"{total['restarts']}, escalations: {total['escalations']})",
+        empty=f"no restart or escalation in {CHART_DAYS} days")
+
+
+def lateness_chart(rows: Sequence[Row]) -> Markup:
+    """How late each job's scheduled runs started: median, 95th percentile, worst."""
+    names = ("median", "p95", "worst")
+    series = [charts.Series(name, f"chart-{name}",
+                            tuple(float(row[column] or 0.0) for row in rows))
+              for name, column in zip(names, ("p50_s", "p95_s", "max_s"), strict=True)]
+    return charts.bars([str(row["job_id"]) for row in rows], series, unit=seconds_text,
+                       title="How late scheduled job runs started in the last 24 hours",
+                       empty="no scheduled run in the last 24 hours")
+
+
+# --- one container ---
+
+
+@dataclass(frozen=True)
+class Incident:
+    number: int
+    events: list[Event]  # oldest first
+    opened_at: datetime
+    closed_at: datetime | None  # None: still open
+
+
+@dataclass(frozen=True)
+class LabelLine:
+    key: str
+    value: str | None  # as set; None: not set
+    effect: str
+
+
+@dataclass(frozen=True)
+class ContainerPage:
+    now: datetime
+    local: bool  # a container of this daemon's host: the commands run here
+    line: ContainerLine
+    row: Row
+    restarts_in_budget: list[datetime]
+    actions: dict[str, Row]  # event_type -> events, latest (30 days)
+    incidents: list[Incident]  # newest first
+    other_events: list[Event]  # newest first
+    probes: list[Row]
+    labels: list[LabelLine]
+    commands: list[str]
+
+
+def container_page(runtime: Runtime, host: str, name: str, now: datetime) -> ContainerPage:
+    row = Containers(runtime.db).by_name(host, name)
+    if row is None:
+        raise PageError(404, f"no container {name!r} on host {host!r}")
+    store = runtime.store
+    events = store.container_events(host, name, CONTAINER_EVENTS)
+    incidents, others = incidents_of(events)
+    actions = {r["event_type"]: r for r in store.container_action_counts(
+        host, name, now - timedelta(days=CHART_DAYS))}
+    local = host == runtime.settings.host
+    shown = line(row, now)
+    return ContainerPage(
+        now=now, local=local, line=shown, row=row,
+        restarts_in_budget=sorted(t for t in row["restarts"] or () if now - t < BUDGET_WINDOW),
+        actions=actions, incidents=incidents, other_events=others,
+        probes=store.probe_outputs(host, name, PROBE_OUTPUTS),
+        labels=labels_in_effect(row["labels"] or {}, runtime.settings),
+        commands=commands(name, shown))
+
+
+def incidents_of(events: Sequence[Event]) -> tuple[list[Incident], list[Event]]:
+    """Events (newest first) grouped by the incident they belong to, newest first; the
+    events of no incident (a bad label, maintenance) apart."""
+    grouped: dict[int, list[Event]] = {}
+    others = []
+    for event in events:
+        number = event.details.get("incident")
+        if isinstance(number, int) and number > 0:
+            grouped.setdefault(number, []).append(event)
+        else:
+            others.append(event)
+    incidents = []
+    for number, found in sorted(grouped.items(), reverse=True):
+        ordered = sorted(found, key=lambda e: (e.timestamp, e.id or 0))
+        closing = ordered[-1].event_type in ("container_recovered", "container_acknowledged",
+                                             "container_strikes_reset")
+        incidents.append(Incident(number=number, events=ordered,
+                                  opened_at=ordered[0].timestamp,
+                                  closed_at=ordered[-1].timestamp if closing else None))
+    return incidents, others
+
+
+def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLine]:
+    """aegis's labels as set on the container, and what each does to it; the thresholds a
+    label leaves unset come from this daemon's settings."""
+    parsed = L.parse_labels(labels)
+    interval = parsed.strike_interval_s
+    restarts = parsed.max_restarts
+    effects = {
+        L.ENABLE: {True: "supervised even without a health check or outside the scope",
+                   False: "never supervised (opted out)",
+                   None: f"supervised by scope ({settings.docker_scope.value})"}[parsed.enable],
+        L.PROTECT: "struck and escalated, never restarted" if parsed.protect
+        else "may be restarted",
+        L.MAINTENANCE: "no action while the label is set" if parsed.maintenance
+        else "not in maintenance by label",
+        L.STRIKE_INTERVAL: f"{format_duration_s(interval)} between strikes" if interval
+        else f"{format_duration_s(settings.strike_interval_s)} between strikes "
+             "(AEGIS_STRIKE_INTERVAL)",
+        L.MAX_RESTARTS: f"{restarts} restarts an hour" if restarts is not None
+        else f"{settings.max_restarts_per_hour} restarts an hour (AEGIS_MAX_RESTARTS)",
+        L.STOP_TIMEOUT: f"{format_duration_s(parsed.stop_timeout_s)} to stop before a kill"
+        if parsed.stop_timeout_s else "the container's own stop timeout",
+    }
+    found = [LabelLine(key, labels.get(key), effect) for key, effect in effects.items()]
+    for key in sorted(set(labels) - set(L.KNOWN)):
+        meant = L.misspelt(key)
+        found.append(LabelLine(key, labels[key], f"does nothing (did you mean {meant}?)"
+                               if meant else "not aegis's: left alone"))
+    return found
+
+
+def commands(name: str, shown: ContainerLine) -> list[str]:
+    """The commands an operator runs on the container's host to act on it."""
+    quoted = shlex.quote(name)
+    found = []
+    if shown.phase == "escalated":
+        found.append(f"aegis ack {quoted}")
+    if shown.view.maintenance_until is not None and shown.maintenance:
+        found.append(f"aegis maintenance {quoted} --off")
+    else:
+        found.append(f"aegis maintenance {quoted} --for 1h")
+    found.append(f"aegis events --container {quoted} --since 7d")
+    return found

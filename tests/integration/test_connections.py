@@ -1,0 +1,148 @@
+"""The connection budget of a daemon, counted on the server (``pg_stat_activity``, by the
+application name ``aegis:HOST:ROLE`` each connection carries) and through a real PgBouncer
+in transaction mode (its own ``SHOW CLIENTS``): at most 2 connections when idle (the
+pool's one, the listener's one) and 4 when busy (the pool's three, the listener's one).
+Through PgBouncer the daemon works with no session state, waking on a poll or on a
+direct listening connection."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from tests.conftest import sql_rows
+from tests.faults.conftest import spawn  # noqa: F401  (fixture)
+from tests.faults.procs import Spawner, daemon_env, wait_for
+from tests.pgbouncer import PgBouncer
+
+IDLE_BUDGET = 2
+BUSY_BUDGET = 4
+SETTLE_S = 40  # the pool closes what it opened beyond its minimum after 10 s idle
+
+
+def on_server(admin_url: str, host: str) -> Counter[str]:
+    """The daemon's connections to the server, by role (pool, listen)."""
+    rows = sql_rows(admin_url, "SELECT application_name AS name FROM pg_stat_activity "
+                    "WHERE application_name LIKE %s AND backend_type = 'client backend'",
+                    f"aegis:{host}:%")
+    return Counter(str(row["name"]).rsplit(":", 1)[1] for row in rows)
+
+
+def on_pgbouncer(bouncer: PgBouncer, host: str) -> Counter[str]:
+    """The daemon's client connections to PgBouncer, by role."""
+    with psycopg.connect(bouncer.admin_url, autocommit=True, row_factory=dict_row) as conn:
+        rows = conn.execute("SHOW CLIENTS").fetchall()
+    return Counter(str(row["application_name"]).rsplit(":", 1)[1] for row in rows
+                   if str(row.get("application_name") or "").startswith(f"aegis:{host}:"))
+
+
+def sampled(count: Callable[[], Counter[str]], seconds: float) -> list[Counter[str]]:
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        samples.append(count())
+        time.sleep(0.1)
+    return samples
+
+
+def settled(count: Callable[[], Counter[str]]) -> list[Counter[str]]:
+    """Once the daemon is idle (no more than the idle budget), 5 s of samples."""
+    wait_for(lambda: sum(count().values()) <= IDLE_BUDGET, SETTLE_S,
+             f"the daemon down to {IDLE_BUDGET} connections when idle")
+    return sampled(count, 5)
+
+
+def heartbeat_of(url: str, host: str) -> bool:
+    return bool(sql_rows(url, "SELECT 1 FROM daemons WHERE host = %s AND status = 'running'",
+                         host))
+
+
+def stop(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+
+
+def busy(spawn: Spawner, env: dict[str, str], url: str, host: str,  # noqa: F811
+         count: Callable[[], Counter[str]]
+         ) -> tuple[subprocess.Popen[bytes], list[Counter[str]]]:
+    """A daemon with jobs every second and twelve one-second tasks for its four workers,
+    its connections sampled while the tasks run; every task done."""
+    daemon = spawn(daemon_env(env, AEGIS_HOST=host, AEGIS_WORKERS="4",
+                              AEGIS_HOME=f"{env['AEGIS_HOME']}-{host}"))
+    wait_for(lambda: heartbeat_of(url, host), 30, "the busy daemon's heartbeat")
+    for n in range(12):
+        sql_rows(url, "INSERT INTO tasks (job_id, args, requested_by) VALUES "
+                 "('bump', jsonb_build_object('n', %s::int, 'seconds', 1), 'test') "
+                 "RETURNING id", n)
+    samples = sampled(count, 5)
+    wait_for(lambda: sql_rows(url, "SELECT count(*) AS n FROM tasks WHERE status = 'done'")
+             [0]["n"] == 12, 60, "the twelve tasks done")
+    return daemon, samples
+
+
+def assert_within(samples: list[Counter[str]], budget: int) -> None:
+    worst = max(samples, key=lambda sample: sum(sample.values()))
+    assert sum(worst.values()) <= budget, f"{worst} over the budget of {budget}"
+
+
+def test_a_daemon_holds_two_connections_idle_and_four_busy(
+        spawn: Spawner, aegis_env: dict[str, str], database_url: str,  # noqa: F811
+        pg_admin_url: str) -> None:
+    idle_env = {**aegis_env, "AEGIS_HOST": "idle-host", "AEGIS_HEARTBEAT_INTERVAL": "1",
+                "AEGIS_REMEDIATION": "off"}
+    idle_daemon = spawn(idle_env)
+    wait_for(lambda: heartbeat_of(database_url, "idle-host"), 30, "the daemon's heartbeat")
+    idle = settled(lambda: on_server(pg_admin_url, "idle-host"))
+    assert_within(idle, IDLE_BUDGET)
+    assert all(sample["listen"] == 1 for sample in idle), idle  # one listener for all
+    stop(idle_daemon)  # else it may take the busy daemon's tasks before it advertises them
+
+    _, samples = busy(spawn, aegis_env, database_url, "busy-host",
+                      lambda: on_server(pg_admin_url, "busy-host"))
+    assert_within(samples, BUSY_BUDGET)
+    assert max(sample["pool"] for sample in samples) >= 2  # it was busy indeed
+
+
+def test_through_pgbouncer_in_transaction_mode_polling_or_listening_directly(
+        spawn: Spawner, aegis_env: dict[str, str], database_url: str,  # noqa: F811
+        pg_admin_url: str, pgbouncer: PgBouncer) -> None:
+    pooled = {**aegis_env, "AEGIS_DATABASE_URL": pgbouncer.url(database_url),
+              "AEGIS_DATABASE_POOLER": "transaction", "AEGIS_LISTEN_POLL_INTERVAL": "0.5"}
+    idle_daemon = spawn({**pooled, "AEGIS_HOST": "pooled-idle",
+                         "AEGIS_HEARTBEAT_INTERVAL": "1", "AEGIS_REMEDIATION": "off"})
+    wait_for(lambda: heartbeat_of(database_url, "pooled-idle"), 30, "the daemon's heartbeat")
+    idle = settled(lambda: on_pgbouncer(pgbouncer, "pooled-idle"))
+    assert_within(idle, IDLE_BUDGET)
+    assert all(sample["listen"] == 0 for sample in idle)  # no LISTEN through the pooler
+    assert on_server(pg_admin_url, "pooled-idle")["listen"] == 0
+    stop(idle_daemon)
+
+    # polling: the queued tasks are found and run, and the busy daemon keeps its budget
+    busy_daemon, samples = busy(spawn, pooled, database_url, "pooled-busy",
+                                lambda: on_pgbouncer(pgbouncer, "pooled-busy"))
+    assert_within(samples, BUSY_BUDGET - 1)  # the pool only: nothing listens
+    stop(busy_daemon)
+
+    # listening on a direct connection beside the pooled ones: a task wakes the daemon,
+    # which would otherwise sleep until its next heartbeat, 30 s away
+    direct: dict[str, Any] = {**pooled, "AEGIS_LISTEN_DATABASE_URL": database_url,
+                              "AEGIS_LISTEN_POLL_INTERVAL": "60s"}
+    spawn({**direct, "AEGIS_HOST": "pooled-listen", "AEGIS_HEARTBEAT_INTERVAL": "30",
+           "AEGIS_REMEDIATION": "off", "AEGIS_HOME": f"{aegis_env['AEGIS_HOME']}-listen"})
+    wait_for(lambda: heartbeat_of(database_url, "pooled-listen"), 30, "the daemon's heartbeat")
+    wait_for(lambda: on_server(pg_admin_url, "pooled-listen")["listen"] == 1, 10,
+             "one direct listening connection")
+    assert on_pgbouncer(pgbouncer, "pooled-listen")["listen"] == 0
+    time.sleep(2)  # the loop back asleep after its start
+    sql_rows(database_url, "INSERT INTO tasks (job_id, host, requested_by) "
+             "VALUES ('health_check', 'pooled-listen', 'test') RETURNING id")
+    wait_for(lambda: sql_rows(database_url, "SELECT status FROM tasks WHERE host = "
+                              "'pooled-listen'")[0]["status"] == "done", 8,
+             "the task, woken by NOTIFY on the direct connection")
