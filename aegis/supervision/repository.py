@@ -154,7 +154,8 @@ class Containers:
         return self.db.fetch_all("status_maintenance_containers", as_of=as_of, limit=limit)
 
     def per_host(self) -> dict[str, Row]:
-        """host -> supervised, unhealthy and in_incident counts of its present containers."""
+        """host -> supervised, unhealthy and in_incident counts of its present containers,
+        and its open incidents."""
         return {row["host"]: row for row in self.db.fetch_all("fleet_containers")}
 
     def any_present(self) -> bool:

@@ -210,11 +210,13 @@ LIMIT %(limit)s;
 
 -- name: fleet_containers
 -- Per host: present supervised containers, how many are unhealthy, how many are in an
--- incident (struck, restarting or escalated).
+-- incident (struck, restarting or escalated), and how many incidents are open (a
+-- dependant folded into its parent's incident is in that one, not one of its own).
 SELECT host,
        count(*) FILTER (WHERE supervision = 'supervised') AS supervised,
        count(*) FILTER (WHERE health = 'unhealthy') AS unhealthy,
-       count(*) FILTER (WHERE phase <> 'ok') AS in_incident
+       count(*) FILTER (WHERE phase <> 'ok') AS in_incident,
+       count(*) FILTER (WHERE phase <> 'ok' AND folded_into IS NULL) AS incidents
 FROM containers
 WHERE removed_at IS NULL
 GROUP BY host;
