@@ -154,13 +154,17 @@ def misspelt(key: str) -> str | None:
     return close[0] if close else None
 
 
-def own_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
-    """The ``aegis.*`` labels of a container, as set (values cut to a sane length): what
-    the ``containers`` table keeps and the status page shows. Other labels stay out: they
-    may carry another tool's secrets."""
+def own_labels(labels: Mapping[str, str] | None,
+               autoheal: str | None = None) -> dict[str, str]:
+    """The ``aegis.*`` labels of a container, and with ``autoheal`` the docker-autoheal
+    labels aegis reads, as set (values cut to a sane length): what the ``containers``
+    table keeps and the status page shows. Other labels stay out: they may carry another
+    tool's secrets."""
+    read = {autoheal, AUTOHEAL_STOP_TIMEOUT} if autoheal is not None else set()
     return {key: value if len(value) <= MAX_KEPT_VALUE_CHARS
             else value[:MAX_KEPT_VALUE_CHARS - 1] + "…"
-            for key, value in sorted((labels or {}).items()) if key.startswith(PREFIX)}
+            for key, value in sorted((labels or {}).items())
+            if key.startswith(PREFIX) or key in read}
 
 
 def has_aegis_label(labels: Mapping[str, str] | None, autoheal: str | None = None) -> bool:

@@ -228,10 +228,12 @@ def strike_state(row: Row) -> StrikeState:
 
 def save_params(host: str, seen: Seen, row: Row, decision: Decision, has_healthcheck: bool,
                 mode: SupervisionMode, shown: str, maintenance_label: bool,
-                problems: tuple[str, ...], now: datetime) -> dict[str, Any]:
-    """What ``container_save`` writes for ``decision``: the sighting, the mode, the new
-    strike state (the last action only when something was done) and the incident's class,
-    log and dependants (a new incident starts with an empty log)."""
+                problems: tuple[str, ...], now: datetime,
+                autoheal: str | None = None) -> dict[str, Any]:
+    """What ``container_save`` writes for ``decision``: the sighting, the mode, the labels
+    aegis reads (docker-autoheal's ``autoheal`` label too), the new strike state (the last
+    action only when something was done) and the incident's class, log and dependants (a
+    new incident starts with an empty log)."""
     state = decision.state
     acted = decision.action != "none"
     new_incident = state.incident != row["incident"]
@@ -244,7 +246,7 @@ def save_params(host: str, seen: Seen, row: Row, decision: Decision, has_healthc
         "strikes": state.strikes, "incident": state.incident,
         "strike_at": state.strike_at, "healthy_since": state.healthy_since,
         "restarts": list(state.restarts), "maintenance_label": maintenance_label,
-        "label_problems": list(problems), "labels": own_labels(seen.labels),
+        "label_problems": list(problems), "labels": own_labels(seen.labels, autoheal),
         "last_action": decision.action if acted else None,
         "last_action_at": now if acted else None,
         "last_reason": decision.reason if acted else None,

@@ -303,7 +303,7 @@ class Supervisor:
                           now)
         shown = display_state(decision.state.phase, supervision=mode, maintenance=maintenance)
         params = save_params(self.host, seen, row, decision, has_healthcheck, mode, shown,
-                             bool(parsed.maintenance), parsed.problems, now)
+                             bool(parsed.maintenance), parsed.problems, now, autoheal)
         params.update(stopped_by_user=stopped, stop_requested_at=stop_requested_at)
         due = decision.next_check_at  # one already past waits for the next poll instead
         if due is not None and due > now and (self.soonest is None or due < self.soonest):

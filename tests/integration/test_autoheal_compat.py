@@ -91,8 +91,11 @@ def test_docker_autoheals_three_scenarios_with_only_its_label_and_variables(
     assert seen.times(unlabelled, "restart") == []
     assert types_of(url, healthy) == []
     assert types_of(url, unlabelled) == []
-    rows = {r["name"]: r for r in sql_rows(url, "SELECT name, supervision, state, health "
-                                                "FROM containers")}
+    rows = {r["name"]: r for r in sql_rows(url, "SELECT name, supervision, state, health, "
+                                                "labels FROM containers")}
     assert (rows[healthy]["supervision"], rows[healthy]["state"]) == ("supervised", "ok")
+    # docker-autoheal's label is kept with aegis's for the status page
+    assert sorted(rows[keep]["labels"]) == ["aegis.test", "autoheal"]
+    assert sorted(rows[unlabelled]["labels"]) == ["aegis.test"]
     assert rows[unlabelled]["supervision"] == "ignored"  # label mode: not in aegis's scope
     assert rows[unlabelled]["health"] == "unhealthy"
