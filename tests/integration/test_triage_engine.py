@@ -6,6 +6,7 @@ for (the engine emits ``restart`` for an API restart, never for its restart poli
 - killed for lack of memory: restarted once, then escalated the next time, at most 1 restart
 - a crash loop under Docker's restart policy: escalated once, 0 restarts by aegis
 - plain unhealthy: today's protocol (strike 1, a restart, an escalation)
+- all of them at once, restarts running side by side: each as on its own
 """
 
 from __future__ import annotations
@@ -214,3 +215,33 @@ def test_a_swarm_task_is_observed_and_never_restarted(
     engine_seen.stop()
     assert engine_seen.times(task.name, "restart") == []
     assert sql_rows(url, "SELECT 1 FROM outbox") == []
+
+
+def test_triage_holds_when_restarts_run_side_by_side(
+        aegis_env: dict[str, str], spawn: Spawner, container: Callable[..., Any],
+        engine_seen: EngineEvents) -> None:
+    """Every class failing at once, restarts side by side (AEGIS_MAX_PARALLEL_RESTARTS=2,
+    from the watcher and the sweep alike): the plain ones restarted once each, the
+    classes triage keeps from restarting never handed a restart."""
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    plain = [container(IDLE, {**OK_FILE, "test": ["CMD-SHELL", "exit 1"]}) for _ in range(3)]
+    broken = container(IDLE, {**FAST_PROBE, "test": ["CMD-SHELL", "nosuchcheck"]})
+    looping = container("sleep 1; exit 3", {**FAST_PROBE, "test": ["CMD", "true"]},
+                        restart_policy={"Name": "always"})
+    task = container(IDLE, {**OK_FILE, "test": ["CMD-SHELL", "exit 1"]},
+                     labels={"com.docker.swarm.service.id": "x7k2"})
+    run_daemon(spawn, aegis_env, AEGIS_MAX_PARALLEL_RESTARTS="2")
+    names = [c.name for c in (*plain, broken, looping)]
+    wait_for(lambda: all("container_escalated" in types_of(url, n) for n in names),
+             timeout_s=90, what="every one but the Swarm task escalated")
+    engine_seen.stop()
+    for sick in plain:
+        assert types_of(url, sick.name) == ["container_unhealthy", "container_restarted",
+                                            "container_escalated"]
+        assert len(engine_seen.times(sick.name, "restart")) == 1
+    assert types_of(url, broken.name) == ["container_unhealthy", "container_escalated"]
+    assert types_of(url, looping.name) == ["container_escalated"]
+    assert types_of(url, task.name)[0] == "container_orchestrated"
+    assert "container_restarted" not in types_of(url, task.name)
+    for spared in (broken, looping, task):
+        assert engine_seen.times(spared.name, "restart") == [], spared.name
