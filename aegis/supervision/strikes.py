@@ -354,7 +354,11 @@ def _healthy(state: StrikeState, policy: Policy, now: datetime) -> Decision:
     if state.phase == "ok":
         return Decision("none", replace(state, healthy_since=None))
     stable = timedelta(seconds=policy.stable_period_s)
-    if state.healthy_since is None:
+    # a restart by Docker's policy since the healthy stretch began ends it: a crash loop
+    # seen healthy between two of its crashes has not recovered
+    restarted = bool(state.docker_restarts) and state.healthy_since is not None \
+        and state.docker_restarts[-1][0] > state.healthy_since
+    if state.healthy_since is None or restarted:
         return Decision("none", replace(state, healthy_since=now), "healthy, waiting",
                         now + stable)
     if now - state.healthy_since < stable:

@@ -211,6 +211,19 @@ def test_a_crash_loop_that_ends_recovers_and_its_history_does_not_reopen_it() ->
     assert [d.action for d in after] == ["none", "recover", "none"]
 
 
+def test_a_crash_loop_seen_healthy_between_its_crashes_has_not_recovered() -> None:
+    looped = run([(0, crashing(0, "running")), (2, crashing(1)), (4, crashing(2)),
+                  (8, crashing(3))])
+    up = replace(HEALTHY, restart_policy="always")
+    # healthy at each look, but Docker restarted it in between: the stretch starts again
+    after = run([(10, replace(up, docker_restart_count=3)),
+                 (200, replace(up, docker_restart_count=4)),
+                 (400, replace(up, docker_restart_count=5)),
+                 (600, replace(up, docker_restart_count=5))], state=looped[-1].state)
+    assert [d.action for d in after] == ["none", "none", "none", "recover"]
+    assert after[2].state.healthy_since == at(400)
+
+
 def test_a_dependant_is_folded_into_its_parents_incident_and_healed_after_it() -> None:
     parent = replace(INSPECTED, parent_incident="vpn")
     decisions = run([(0, UNHEALTHY), (60, parent), (120, parent), (180, INSPECTED)])
