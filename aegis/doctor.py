@@ -8,9 +8,10 @@ asked or changed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aegis import api
+from aegis import api, hostlint
 from aegis.core.clock import utcnow
 from aegis.core.config import DatabasePooler, RemediationMode, Settings
 from aegis.core.errors import AegisError
@@ -28,11 +29,13 @@ from aegis.core.redact import redact, redact_urls
 from aegis.scheduling.heartbeat import DaemonStatus, file_status, read_heartbeat, read_pid
 from aegis.storage.outbox import Channel, Outbox, OutboxStatus
 from aegis.supervision.docker import (
+    Seen,
     docker_client,
     docker_endpoint,
     docker_errors,
     events_refused,
     forbidden,
+    seen_from_inspect,
 )
 
 
@@ -77,6 +80,7 @@ def run_checks(settings: Settings, clock: Callable[[], datetime] = utcnow) -> li
             results.append(Check("clock", WARN, "not checked: the database is unreachable",
                                  "fix the database check first"))
         results.append(check_docker(settings))
+        results.extend(check_host(settings))
         for channel in Channel:
             results.append(check_channel(settings, channel, app, clock()))
         results.append(check_journal_dir(settings.journal_dir))
@@ -222,6 +226,25 @@ def refusals(client: Any, restarts: bool) -> list[str]:
             if forbidden(exc):
                 refused.append("container restarts")
     return refused
+
+
+def check_host(settings: Settings, env: Mapping[str, str] | None = None) -> list[Check]:
+    """The host linted (aegis/hostlint.py): every container inspected; without an engine,
+    only aegis's own environment (the docker check says why)."""
+    seen: list[Seen] = []
+    try:
+        client = docker_client(DOCKER_TIMEOUT_S)
+        try:
+            for entry in client.api.containers(all=True):
+                with contextlib.suppress(*docker_errors()):  # removed meanwhile
+                    seen.append(seen_from_inspect(client.api.inspect_container(entry["Id"])))
+        finally:
+            client.close()
+    except Exception:  # unreachable or refused: the docker check has said so
+        findings = [hostlint.autoheal_variables(settings, os.environ if env is None else env)]
+    else:
+        findings = hostlint.lint(settings, seen, os.environ if env is None else env)
+    return [Check(f.check, Status(f.status), f.detail, f.hint) for f in findings]
 
 
 # --- notification channels ---

@@ -19,7 +19,8 @@ from aegis.supervision.containers import acknowledge, listing, set_maintenance
 @with_app()
 def containers_command(app: api.Aegis, all_hosts: bool, as_json: bool) -> None:
     """Supervised containers: health, strikes and state (ok, striking, restarting,
-    escalated, maintenance, protected, ignored)."""
+    escalated, maintenance, protected, orchestrated, ignored); --json adds the latest
+    incident's triage class and its dependants."""
     found = listing(app, utcnow(), all_hosts=all_hosts)
     if as_json:
         print_json([container.to_json() for container in found])

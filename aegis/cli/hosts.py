@@ -17,8 +17,8 @@ from aegis.reports.fleet import collect_hosts, forget
 @click.pass_context
 def hosts(ctx: click.Context, as_json: bool) -> None:
     """The fleet: each host's daemon (running, stale, silent, stopped), its heartbeat's
-    age and version, its supervised and unhealthy containers, open incidents and last
-    escalation."""
+    age and version, its supervised and unhealthy containers, open incidents (a parent
+    and the dependants folded into its incident count once) and last escalation."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(hosts_list, as_json=as_json)
 
@@ -30,7 +30,7 @@ def hosts_list(app: api.Aegis, as_json: bool) -> None:
         print_json([view.to_json() for view in found])
         return
     print_table([(v.host, v.status.value, f"{v.heartbeat_age_s:g}s", v.version,
-                  str(v.supervised), str(v.unhealthy), str(v.in_incident),
+                  str(v.supervised), str(v.unhealthy), str(v.incidents),
                   format_time(v.last_escalation_at)) for v in found],
                 ["host", "status", "heartbeat", "version", "supervised", "unhealthy",
                  "incidents", "last_escalation"])

@@ -14,10 +14,9 @@ from click.exceptions import NoArgsIsHelpError
 
 from aegis.cli import containers, daemon, database, doctor, history, hosts, jobs, notify
 from aegis.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
-from aegis.core.config import load_settings
+from aegis.core.config import load_settings, utf8_problem
 from aegis.core.errors import AegisError, ConfigError, DatabaseUnavailable, UsageError
 from aegis.core.logs import configure_logging
-from aegis.core.parsing import utf8_problem
 from aegis.version import __version__
 
 

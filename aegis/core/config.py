@@ -6,10 +6,8 @@ configuration reference in docs/ are all driven by that table.
 
 from __future__ import annotations
 
-import difflib
 import os
 import socket
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -59,6 +57,16 @@ class RemediationMode(StrEnum):
     OFF = "off"  # no supervision at all
 
 
+class AlertStyle(StrEnum):
+    THREAD = "thread"  # one Discord message per incident, edited as it moves
+    POSTS = "posts"  # a post per escalation and per recovery
+
+
+class AlertFrom(StrEnum):
+    ESCALATION = "escalation"  # an incident alerts from its escalation
+    RESTART = "restart"  # ... or from its first restart
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -95,6 +103,12 @@ class Settings:
     max_parallel_restarts: int = 64
     stable_period_s: float | None = None
     protected_containers: tuple[str, ...] = ()
+    start_period_s: float = 0.0
+    default_stop_timeout_s: float = 10.0
+    autoheal_compat: bool = True
+    autoheal_label: str = "autoheal"
+    alert_style: AlertStyle = AlertStyle.THREAD
+    alert_from: AlertFrom = AlertFrom.ESCALATION
     discord_webhook_url: str | None = None
     discord_journal_webhook_url: str | None = None
     notify_urls: tuple[str, ...] = ()
@@ -155,6 +169,8 @@ class Option:
     parse: Callable[[Any], Any]
     doc: str
     secret: bool = False
+    # docker-autoheal's variable read in its place under AEGIS_AUTOHEAL_COMPAT=on
+    autoheal: str | None = None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -223,12 +239,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_public", "AEGIS_METRICS_PUBLIC", "http.metrics_public", parsing.boolean,
            "true: /metrics answers without the token (the pages still need it)."),
     Option("docker_scope", "AEGIS_DOCKER_SCOPE", "docker.scope", parsing.member(DockerScope),
-           "all: every container with a health check; labeled: only aegis.enable=true."),
+           "all: every container with a health check; labeled: only aegis.enable=true.",
+           autoheal="AUTOHEAL_CONTAINER_LABEL"),
     Option("remediation", "AEGIS_REMEDIATION", "docker.remediation",
            parsing.member(RemediationMode),
            "on: restart and escalate; observe: strikes and alerts only; off: no supervision."),
     Option("strike_interval_s", "AEGIS_STRIKE_INTERVAL", "docker.strike_interval",
-           parsing.duration(1.0), "Time between strikes."),
+           parsing.duration(1.0), "Time between strikes.", autoheal="AUTOHEAL_INTERVAL"),
     Option("max_restarts_per_hour", "AEGIS_MAX_RESTARTS", "docker.max_restarts",
            parsing.int_range(0, 100), "Restart budget per container per hour."),
     Option("restart_backoff_s", "AEGIS_RESTART_BACKOFF", "docker.restart_backoff",
@@ -243,13 +260,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("protected_containers", "AEGIS_PROTECTED_CONTAINERS", "docker.protected",
            parsing.items(parsing.nonempty),
            "Container names never restarted, besides aegis.protect=true."),
+    Option("start_period_s", "AEGIS_START_PERIOD", "docker.start_period", parsing.duration(),
+           "After the daemon starts, containers are left alone this long.",
+           autoheal="AUTOHEAL_START_PERIOD"),
+    Option("default_stop_timeout_s", "AEGIS_DEFAULT_STOP_TIMEOUT", "docker.default_stop_timeout",
+           parsing.duration(), "Stop timeout of a restart when no label or container sets one.",
+           autoheal="AUTOHEAL_DEFAULT_STOP_TIMEOUT"),
+    Option("autoheal_compat", "AEGIS_AUTOHEAL_COMPAT", "docker.autoheal_compat", parsing.boolean,
+           "Read docker-autoheal's labels and variables (docs/migrating-from-autoheal.md)."),
+    Option("autoheal_label", "AUTOHEAL_CONTAINER_LABEL", "docker.autoheal_label",
+           parsing.label_key, "docker-autoheal's label (true: aegis.enable=true), or all."),
+    Option("alert_style", "AEGIS_ALERT_STYLE", "notify.alert_style", parsing.member(AlertStyle),
+           "thread: one Discord message per incident, edited as it moves; posts: a post "
+           "per escalation and recovery."),
+    Option("alert_from", "AEGIS_ALERT_FROM", "notify.alert_from", parsing.member(AlertFrom),
+           "escalation: an incident alerts when it escalates; restart: at its first restart."),
     Option("discord_webhook_url", "DISCORD_WEBHOOK_URL", "notify.discord_webhook_url",
-           parsing.http_url, "Discord webhook of the alerts channel.", secret=True),
+           parsing.http_url, "Discord webhook of the alerts channel.", secret=True,
+           autoheal="WEBHOOK_URL"),
     Option("discord_journal_webhook_url", "DISCORD_JOURNAL_WEBHOOK_URL",
            "notify.discord_journal_webhook_url", parsing.http_url,
            "Discord webhook of the journal channel.", secret=True),
     Option("notify_urls", "AEGIS_NOTIFY_URLS", "notify.urls", parsing.items(parsing.notify_url),
-           "Apprise URLs of the alerts channel, comma-separated.", secret=True),
+           "Apprise URLs of the alerts channel, comma-separated.", secret=True,
+           autoheal="APPRISE_URL"),
     Option("journal_notify_urls", "AEGIS_JOURNAL_NOTIFY_URLS", "notify.journal_urls",
            parsing.items(parsing.notify_url),
            "Apprise URLs of the journal channel, comma-separated.", secret=True),
@@ -267,11 +301,14 @@ OPTIONS: tuple[Option, ...] = (
            "deleted (its events stay)."),
 )
 
+OPTIONS_BY_FIELD = {option.field: option for option in OPTIONS}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings; raise ConfigError naming the variable or key on any bad value."""
     env = os.environ if env is None else env
     _check_utf8(env)
-    config_file, document = _read_config_file(env)
+    config_file, document = parsing.config_file(env)
     values: dict[str, Any] = {
         "host": socket.gethostname().split(".")[0] or "localhost",
         "home": Path("~/.aegis").expanduser(),
@@ -281,23 +318,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sections = {key.partition(".")[0] for key in known_toml} | {"jobs"}
     for key in document:  # catches empty unknown tables too
         if key not in sections:
-            raise ConfigError(f"{config_file}: {key}", _unknown_key(key, sections))
-    toml_values = _flatten(document, config_file)
+            raise ConfigError(f"{config_file}: {key}", parsing.unknown_key(key, sections))
+    toml_values = parsing.flatten(document, config_file)
     for key in toml_values:
         if key not in known_toml and not key.startswith("jobs."):
-            raise ConfigError(f"{config_file}: {key}", _unknown_key(key, known_toml))
+            raise ConfigError(f"{config_file}: {key}", parsing.unknown_key(key, known_toml))
+    raw_values = {o.field: found for o in OPTIONS
+                  if (found := _raw(o, env, toml_values, config_file)) is not None}
+    compat = raw_values.get("autoheal_compat")
+    if compat is None or _parsed(OPTIONS_BY_FIELD["autoheal_compat"], *compat):
+        # docker-autoheal's variables, each where aegis's own is not set
+        aliases = parsing.autoheal_variables(env)
+        raw_values = {**{o.field: aliases[o.autoheal] for o in OPTIONS
+                         if o.autoheal in aliases}, **raw_values}
     for option in OPTIONS:
-        raw_env = env.get(option.env, "") if option.env else ""
-        if raw_env.strip():
-            name, raw = option.env, raw_env
-        elif option.toml in toml_values:
-            name, raw = f"{config_file}: {option.toml}", toml_values[option.toml]
-        else:
-            continue
-        try:
-            values[option.field] = option.parse(raw)
-        except ValueError as exc:
-            raise ConfigError(str(name), str(exc)) from None
+        if option.field in raw_values:
+            values[option.field] = _parsed(option, *raw_values[option.field])
     values["job_overrides"] = job_overrides(env, document.get("jobs", {}), config_file)
     values["config_file"] = config_file
     settings = Settings(**values)
@@ -314,49 +350,43 @@ def _check_http(settings: Settings) -> None:
                           "listens beyond loopback (make one with: openssl rand -hex 32)")
 
 
+def _raw(option: Option, env: Mapping[str, str], toml_values: Mapping[str, Any],
+         config_file: Path | None) -> tuple[str, Any] | None:
+    """Where ``option`` is set (the variable, else the file's key) and its raw value."""
+    name = option.env or ""
+    if name and env.get(name, "").strip():
+        return name, env[name]
+    if option.toml is not None and option.toml in toml_values:
+        return f"{config_file}: {option.toml}", toml_values[option.toml]
+    return None
+
+
+def _parsed(option: Option, name: str, raw: Any) -> Any:
+    try:
+        return option.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+
+
 def _check_utf8(env: Mapping[str, str]) -> None:
     """Refuse a variable of aegis's whose value is not UTF-8: Python hands such bytes on
     as surrogates, which no log line, database row or webhook could carry."""
-    ours = {o.env for o in OPTIONS if o.env} | {"AEGIS_CONFIG"}
+    ours = {o.env for o in OPTIONS if o.env} | {o.autoheal for o in OPTIONS if o.autoheal} \
+        | {"AEGIS_CONFIG"}
     for name, value in sorted(env.items()):
         if name in ours or name.startswith(JOB_ENV_PREFIX):
-            problem = parsing.utf8_problem(value)
+            problem = utf8_problem(value)
             if problem:
                 raise ConfigError(name, f"is not valid UTF-8 ({problem})")
 
 
-def _unknown_key(key: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
-
-
-def _read_config_file(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
-    name = env.get("AEGIS_CONFIG", "").strip()
-    if not name:
-        return None, {}
-    path = Path(name).expanduser()
+def utf8_problem(text: str) -> str | None:
+    """Where ``text`` (from the environment or the command line, where Python keeps bytes
+    that are not UTF-8 as surrogates) is not UTF-8, or None when it is."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError("AEGIS_CONFIG", f"cannot read {path}: {reason}") from None
-    try:
-        return path, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("AEGIS_CONFIG", f"{path} is not valid TOML: {exc}") from None
-
-
-def _flatten(document: Mapping[str, Any], config_file: Path | None) -> dict[str, Any]:
-    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``; ``jobs`` stays nested."""
-    flat: dict[str, Any] = {}
-    for key, value in document.items():
-        if key == "jobs":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{config_file}: jobs", "must be a table of [jobs.ID] tables")
-            flat.update({f"jobs.{k}": v for k, v in value.items()})
-        elif isinstance(value, dict):
-            for sub_key, sub_value in value.items():
-                flat[f"{key}.{sub_key}"] = sub_value
-        else:
-            flat[key] = value
-    return flat
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
+    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+    return f"{what} at position {at}"

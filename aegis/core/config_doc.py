@@ -27,6 +27,7 @@ _RUNTIME_DEFAULTS = {
     "stable_period_s": "two strike intervals",
     "database_url": "unset: the embedded server",
     "postgres_host": "unset",
+    "autoheal_compat": "`on`",
 }
 
 
@@ -48,8 +49,10 @@ def render() -> str:
     lines = ["| Variable | TOML key | Default | Meaning |", "|---|---|---|---|"]
     for option in OPTIONS:
         secret = " Secret: never logged." if option.secret else ""
+        autoheal = (f" Unset: docker-autoheal's `{option.autoheal}` (see "
+                    "[migrating](migrating-from-autoheal.md))." if option.autoheal else "")
         lines.append(f"| `{option.env}` | `{option.toml}` | {default_text(option)} | "
-                     f"{option.doc.replace('|', '/')}{secret} |")
+                     f"{option.doc.replace('|', '/')}{secret}{autoheal} |")
     return "\n".join(lines)
 
 

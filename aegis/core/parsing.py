@@ -1,13 +1,16 @@
 """Parsers of setting values. Each takes the raw value (a string from the environment, or
 a value from the TOML file) and returns the parsed one, or raises ValueError saying what is
-wrong; the caller names the variable or key. Then the per-job settings: ``[jobs.ID]``
-tables of the TOML file and ``AEGIS_JOB__ID__KEY`` variables, each mistake named (variable
-or key) as a ConfigError."""
+wrong; the caller names the variable or key. Then where raw values come from besides
+aegis's own variables: the TOML file, docker-autoheal's variables read as aegis's own, and
+the per-job settings (``[jobs.ID]`` tables of the file and ``AEGIS_JOB__ID__KEY``
+variables); each mistake there is named (variable or key) as a ConfigError."""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -203,6 +206,14 @@ def cron_expression(raw: Any) -> str:
     return expression
 
 
+def label_key(raw: Any) -> str:
+    """A Docker label key (letters, digits, '.', '-', '_', '/'), or ``all``."""
+    value = text(raw)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", value):
+        raise ValueError(f"{value!r} is not a label key")
+    return value
+
+
 def timezone(raw: Any) -> str:
     """An IANA time zone name, as ``zoneinfo`` knows it (``UTC`` in any case)."""
     return zone(nonempty(raw)).key
@@ -220,16 +231,81 @@ def duration_or_off(minimum_s: float = 0.0) -> Callable[[Any], float]:
     return parse
 
 
-def utf8_problem(text: str) -> str | None:
-    """Where ``text`` (from the environment or the command line, where Python keeps bytes
-    that are not UTF-8 as surrogates) is not UTF-8, or None when it is."""
+# --- the TOML file ---
+
+
+def config_file(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
+    """The file AEGIS_CONFIG names, read as TOML (None and {} when it names none)."""
+    name = env.get("AEGIS_CONFIG", "").strip()
+    if not name:
+        return None, {}
+    path = Path(name).expanduser()
     try:
-        text.encode("utf-8")
-        return None
-    except UnicodeEncodeError as exc:
-        code, at = ord(text[exc.start]), len(text[:exc.start].encode("utf-8"))
-    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
-    return f"{what} at position {at}"
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError("AEGIS_CONFIG", f"cannot read {path}: {reason}") from None
+    try:
+        return path, tomllib.loads(content)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("AEGIS_CONFIG", f"{path} is not valid TOML: {exc}") from None
+
+
+def flatten(document: Mapping[str, Any], config_file: Path | None) -> dict[str, Any]:
+    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``; ``jobs`` stays nested."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "jobs":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{config_file}: jobs", "must be a table of [jobs.ID] tables")
+            flat.update({f"jobs.{k}": v for k, v in value.items()})
+        elif isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                flat[f"{key}.{sub_key}"] = sub_value
+        else:
+            flat[key] = value
+    return flat
+
+
+def unknown_key(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
+
+
+# --- docker-autoheal's variables ---
+
+DISCORD_WEBHOOK = re.compile(
+    r"^https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+/?$")
+SLACK_WEBHOOK = re.compile(r"^https://hooks\.slack\.com/services/[\w/]+$")
+APPRISE_API = re.compile(r"^(https?)://([^/?#]+)/notify/([\w.-]+)/?$")
+
+
+def autoheal_variables(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """docker-autoheal's variables that have a clear meaning in aegis, as ``{its variable:
+    (the variable to name in errors, the raw value of aegis's setting)}``. The caller
+    uses each only where aegis's own setting is not set. See
+    docs/migrating-from-autoheal.md for each mapping, and the variables that have none."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in ("AUTOHEAL_INTERVAL", "AUTOHEAL_START_PERIOD", "AUTOHEAL_DEFAULT_STOP_TIMEOUT"):
+        if env.get(name, "").strip():
+            found[name] = (name, env[name])  # seconds, as aegis's durations take them too
+    label = env.get("AUTOHEAL_CONTAINER_LABEL", "").strip()
+    if label:  # the label (or all) says which containers autoheal watches: the scope
+        found["AUTOHEAL_CONTAINER_LABEL"] = ("AUTOHEAL_CONTAINER_LABEL",
+                                             "all" if label == "all" else "labeled")
+    webhook = env.get("WEBHOOK_URL", "").strip()
+    urls = []
+    if DISCORD_WEBHOOK.match(webhook):
+        found["WEBHOOK_URL"] = ("WEBHOOK_URL", webhook)
+    elif SLACK_WEBHOOK.match(webhook):
+        urls.append(("WEBHOOK_URL", webhook))  # Apprise posts to Slack's own URL
+    apprise_api = APPRISE_API.match(env.get("APPRISE_URL", "").strip())
+    if apprise_api:  # an Apprise API server's notify endpoint, as an Apprise URL
+        scheme = "apprises" if apprise_api.group(1) == "https" else "apprise"
+        urls.append(("APPRISE_URL", f"{scheme}://{apprise_api.group(2)}/{apprise_api.group(3)}"))
+    if urls:
+        found["APPRISE_URL"] = (" and ".join(n for n, _ in urls), ",".join(u for _, u in urls))
+    return found
 
 
 # --- per-job settings ---

@@ -35,6 +35,12 @@ EMBEDS_TOTAL_MAX = 6000
 ELLIPSIS = "…"
 POST_TIMEOUT_S = 10.0
 COLOURS = {"low": 0x95A5A6, "medium": 0x3498DB, "high": 0xE67E22, "critical": 0xE74C3C}
+# An incident's living message takes the colour of where it stands.
+STATE_COLOURS = {"struck": 0xE67E22, "restarted": 0xE67E22, "restart_failed": 0xE67E22,
+                 "escalated": 0xE74C3C, "acknowledged": 0x3498DB, "recovered": 0x2ECC71,
+                 "reset": 0x95A5A6}
+# Discord's code for a message that no longer exists (deleted by a person).
+UNKNOWN_MESSAGE = 10008
 # Nobody is pinged, whatever a container name, log line or probe output contains.
 NO_MENTIONS: dict[str, list[str]] = {"parse": []}
 # Characters that format, link or mention in Discord's markdown (and in most markdown),
@@ -61,6 +67,7 @@ class Message:
     fields: tuple[tuple[str, str], ...]
     footer: str
     timestamp: datetime
+    state: str | None = None  # an incident's (its colour), or None
 
 
 def render(rows: Sequence[OutboxRow], *, instance: str,
@@ -80,7 +87,8 @@ def render(rows: Sequence[OutboxRow], *, instance: str,
             fields.append(("repeated", f"{count} more time(s) since {since:%Y-%m-%d %H:%M} UTC, "
                                        "not posted separately"))
         return Message(title=row.title, description=row.body, importance=row.importance,
-                       fields=tuple(fields), footer=footer, timestamp=row.created_at)
+                       fields=tuple(fields), footer=footer, timestamp=row.created_at,
+                       state=row.state)
     # Identical alerts in one group are listed once with a count.
     counted: dict[tuple[str, str, str], list[OutboxRow]] = {}
     for row in rows:
@@ -158,7 +166,8 @@ def discord_embed(message: Message) -> dict[str, Any]:
                   {"name": "more", "value": f"{hidden} more field(s) not shown", "inline": False}]
     embed: dict[str, Any] = {
         "title": clip(escape_markdown(message.title) or "aegis", TITLE_MAX),
-        "color": COLOURS.get(message.importance, COLOURS["medium"]),
+        "color": STATE_COLOURS.get(message.state or "",
+                                   COLOURS.get(message.importance, COLOURS["medium"])),
         "fields": fields,
         "footer": {"text": clip(message.footer, FOOTER_MAX)},
         "timestamp": message.timestamp.isoformat(),
@@ -191,13 +200,15 @@ def discord_payload(message: Message) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one post went: delivered, retry (later), or failed (permanently)."""
+    """How one post went: delivered, retry (later), failed (permanently), or gone (the
+    message an edit was for no longer exists)."""
 
     result: str
     reason: str = ""
     retry_after_s: float | None = None
     # Discord said the bucket is empty: wait this long before the next post.
     pause_s: float | None = None
+    message_id: str | None = None  # the message posted or edited, when the answer says
 
     @property
     def delivered(self) -> bool:
@@ -235,7 +246,19 @@ def classify_discord(status: int, headers: Mapping[str, str], body: str) -> Outc
     if status >= 500:
         return Outcome("retry", f"HTTP {status}: {message}")
     code = f" (code {answer['code']})" if "code" in answer else ""
+    if status == 404 and answer.get("code") == UNKNOWN_MESSAGE:
+        return Outcome("gone", f"HTTP 404: {message}{code}")
     return Outcome("failed", f"HTTP {status}: {message}{code}")
+
+
+def _message_id(body: str) -> str | None:
+    """The id of the message a webhook's answer (``?wait=true``) describes."""
+    try:
+        answer = json.loads(body) if body else {}
+    except ValueError:
+        return None
+    found = answer.get("id") if isinstance(answer, dict) else None
+    return str(found) if found else None
 
 
 # --- targets ---
@@ -244,8 +267,11 @@ def classify_discord(status: int, headers: Mapping[str, str], body: str) -> Outc
 class Target(Protocol):
     id: str
     label: str
+    edits: bool  # can edit a message it posted (``edit``)
 
     def send(self, message: Message) -> Outcome: ...
+
+    def edit(self, message_id: str, message: Message) -> Outcome: ...
 
 
 def target_id(url: str) -> str:
@@ -270,28 +296,44 @@ class DiscordTarget:
     id: str = field(init=False)
     label: str = field(init=False)
 
+    edits: bool = field(init=False, default=True)
+
     def __post_init__(self) -> None:
         self.id = target_id(self.url)
         self.label = f"discord {redact_url(self.url)}"
 
     def send(self, message: Message) -> Outcome:
+        """Post ``message`` with ``?wait=true``: the answer carries the new message's id."""
         from discord_webhook import DiscordWebhook
 
         payload = discord_payload(message)
         webhook = DiscordWebhook(url=self.url, timeout=self.timeout_s, username="aegis",
                                  allowed_mentions=payload["allowed_mentions"],
-                                 embeds=payload["embeds"])
+                                 embeds=payload["embeds"], wait=True)
+        return self._answer(webhook.api_post_request)
+
+    def edit(self, message_id: str, message: Message) -> Outcome:
+        """Replace the message ``message_id`` this webhook posted (PATCH
+        /webhooks/{id}/{token}/messages/{message_id}); ``gone`` when it was deleted."""
+        payload = discord_payload(message)
+        body = {"embeds": payload["embeds"], "allowed_mentions": payload["allowed_mentions"]}
+        return self._answer(lambda: requests.patch(
+            f"{self.url.rstrip('/')}/messages/{message_id}", json=body,
+            timeout=self.timeout_s))
+
+    def _answer(self, request: Any) -> Outcome:
         try:
-            response = webhook.api_post_request()
+            response = request()
         except requests.Timeout:
             return Outcome("retry", f"no answer within {self.timeout_s:g}s")
         except requests.RequestException as exc:
             return Outcome("retry", "connection failed: "
                            + redact(_first_line(exc), url_secrets(self.url)))
-        outcome = classify_discord(response.status_code, dict(response.headers),
-                                   response.text[:2000])
+        text = response.text[:2000]
+        outcome = classify_discord(response.status_code, dict(response.headers), text)
         return Outcome(outcome.result, redact(outcome.reason, url_secrets(self.url)),
-                       outcome.retry_after_s, outcome.pause_s)
+                       outcome.retry_after_s, outcome.pause_s,
+                       _message_id(text) if outcome.delivered else None)
 
 
 @dataclass
@@ -300,6 +342,7 @@ class AppriseTarget:
     index: int = 1
     id: str = field(init=False)
     label: str = field(init=False)
+    edits: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.id = target_id(self.url)
@@ -315,9 +358,10 @@ class AppriseTarget:
             client = apprise.Apprise()
             if not client.add(self.url):
                 return Outcome("failed", "not a valid Apprise URL")
+            kind = "success" if message.state == "recovered" else \
+                _APPRISE_TYPE.get(message.importance, "info")
             ok = client.notify(title=message.title, body=plain_text(message),
-                               body_format=apprise.NotifyFormat.MARKDOWN,
-                               notify_type=_APPRISE_TYPE.get(message.importance, "info"))
+                               body_format=apprise.NotifyFormat.MARKDOWN, notify_type=kind)
             log_text = captured.getvalue()
         if ok:
             return Outcome("delivered")
@@ -327,6 +371,10 @@ class AppriseTarget:
         if status and 400 <= int(status.group(1)) < 500 and status.group(1) != "429":
             return Outcome("failed", reason)
         return Outcome("retry", reason)
+
+
+    def edit(self, message_id: str, message: Message) -> Outcome:
+        return Outcome("failed", "Apprise services cannot edit a message")
 
 
 _APPRISE_TYPE = {"low": "info", "medium": "info", "high": "warning", "critical": "failure"}

@@ -22,6 +22,7 @@ from typing import Any
 from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable
 from aegis.core.logs import get_logger
+from aegis.notify import threads
 from aegis.notify.channels import SETUP_HINT, Outcome, Target, render, targets_for
 from aegis.notify.policy import (
     MAX_GROUP_ROWS,
@@ -43,6 +44,8 @@ POLL_S = 30.0
 DB_RETRY_S = 5.0
 STOP_CHECK_S = 0.5
 UNDELIVERABLE_KEY = "outbox_undeliverable:"
+# target_results of a destination that cannot edit, for an update of a living message
+SKIPPED = "skipped: an update of a message (only destinations that edit get it)"
 
 
 @dataclass
@@ -74,7 +77,7 @@ class Sender:
         self.rng = rng or random.Random()
         self.log = get_logger(component="outbox_sender")
         self._paused_until: dict[str, datetime] = {}
-        self._unrecorded: list[dict[str, Any]] = []
+        self._unrecorded: list[tuple[dict[str, Any], list[tuple[Any, ...]]]] = []
         self._configured_noted: set[str] = set()
 
     # --- passes ---
@@ -168,16 +171,20 @@ class Sender:
         def current() -> datetime:
             return now if fixed_clock else self.clock()
 
+        kept: dict[str, str] = {}  # target -> the living message it holds for the thread
         for target in self.targets[head.channel]:
             if target.id in results:
                 continue  # posted there already, or refused for good
+            if head.edit_only and not target.edits:
+                results[target.id] = SKIPPED  # an update of a message it could not edit
+                continue
             paused_until = self._paused_until.get(target.id)
             if paused_until is not None and paused_until > current():
                 outcome = Outcome("retry", "Discord rate limit bucket is empty",
                                   retry_after_s=(paused_until - current()).total_seconds())
             else:
                 attempted = True
-                outcome = target.send(message)
+                outcome = threads.send(self.outbox, target, head, message, kept, self.log)
                 if outcome.delivered:
                     counts.posts += 1
             pause_s = outcome.pause_s or outcome.retry_after_s
@@ -188,7 +195,7 @@ class Sender:
                                       else f"failed: {outcome.reason}")
             outcomes.append((target, outcome))
         retries = [(t, o) for t, o in outcomes if o.result == "retry"]
-        failures = [(t, o) for t, o in outcomes if o.result == "failed"]
+        failures = [(t, o) for t, o in outcomes if o.result not in ("retry", "delivered")]
         errors = "; ".join(f"{t.label}: {o.reason}" for t, o in retries + failures) or None
         now = current()
         if retries and not final:
@@ -198,7 +205,7 @@ class Sender:
             retry_after_s = max(after_s) if len(after_s) == len(retries) else None
             retry_at = next_attempt_at(max(1, attempts), now, self.rng, retry_after_s)
             self._record(rows, status=OutboxStatus.PENDING, attempted=attempted, now=now,
-                         last_error=errors, results=results, retry_at=retry_at)
+                         last_error=errors, results=results, retry_at=retry_at, messages=kept)
             counts.retried += len(rows)
             self.log.warning("notification_retry", outbox_id=head.id, channel=head.channel,
                              rows=len(rows), attempts=attempts,
@@ -207,13 +214,13 @@ class Sender:
             return False
         if retries or failures:
             self._record(rows, status=OutboxStatus.FAILED, attempted=attempted, now=now,
-                         last_error=errors, results=results)
+                         last_error=errors, results=results, messages=kept)
             counts.failed += len(rows)
             self.log.error("notification_failed", outbox_id=head.id, channel=head.channel,
                            rows=len(rows), reason=errors)
             return True
         self._record(rows, status=OutboxStatus.DELIVERED, attempted=attempted, now=now,
-                     last_error=None, results=results)
+                     last_error=None, results=results, messages=kept)
         counts.delivered += len(rows)
         self.log.info("notification_delivered", outbox_id=head.id, channel=head.channel,
                       rows=len(rows), attempts=head.attempts + 1)
@@ -244,24 +251,35 @@ class Sender:
 
     def _record(self, rows: Sequence[OutboxRow], *, status: str, attempted: bool,
                 now: datetime, last_error: str | None, results: dict[str, str],
-                retry_at: datetime | None = None) -> None:
+                retry_at: datetime | None = None,
+                messages: dict[str, str] | None = None) -> None:
+        """The outcome of one post on its rows and, for a thread, the message each
+        destination holds for it, in one transaction."""
         params = {"ids": [r.id for r in rows], "head_id": rows[0].id, "status": status,
                   "attempted": 1 if attempted else 0,
                   "next_attempt_at": retry_at or rows[0].next_attempt_at,
                   "last_error": last_error[:2000] if last_error else None,
                   "delivered_at": now if status == OutboxStatus.DELIVERED else None,
                   "target_results": Json(results), "instance": self.instance}
+        thread = [(rows[0].thread, target, message_id, now)
+                  for target, message_id in (messages or {}).items() if rows[0].thread]
         try:
-            self.outbox.record(**params)
+            self._write(params, thread)
         except DatabaseUnavailable:
             # Posted but not recorded: keep the outcome and write it when the database
             # answers, so the row is not posted again.
-            self._unrecorded.append(params)
+            self._unrecorded.append((params, thread))
             raise
+
+    def _write(self, params: dict[str, Any], thread: list[tuple[Any, ...]]) -> None:
+        with self.db.transaction() as tx:
+            Outbox(tx).record(**params)
+            for kept in thread:
+                Outbox(tx).keep_thread_message(*kept)
 
     def _record_unrecorded(self) -> None:
         while self._unrecorded:
-            self.outbox.record(**self._unrecorded[0])
+            self._write(*self._unrecorded[0])
             self._unrecorded.pop(0)
 
     # --- no channel, too old ---

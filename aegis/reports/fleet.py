@@ -32,7 +32,8 @@ class HostView:
     instance_id: str
     supervised: int
     unhealthy: int
-    in_incident: int
+    in_incident: int  # containers in an incident, dependants folded into one included
+    incidents: int  # open incidents: a parent and its folded dependants are one
     last_escalation_at: datetime | None
 
     def to_json(self) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def collect_hosts(runtime: Runtime, now: datetime) -> list[HostView]:
             supervised=int(counts.get("supervised", 0)),
             unhealthy=int(counts.get("unhealthy", 0)),
             in_incident=int(counts.get("in_incident", 0)),
+            incidents=int(counts.get("incidents", 0)),
             last_escalation_at=escalations.get(row["host"])))
     return sorted(hosts, key=lambda view: view.host)
 

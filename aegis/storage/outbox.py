@@ -46,6 +46,13 @@ class Notification:
     dedup_key: str | None = None
     # False: always posted on its own, never merged with neighbouring alerts.
     groupable: bool = True
+    # The living message this one creates or edits (rows of one thread: one message).
+    thread: str | None = None
+    # What the message says of its incident (struck, restarted, escalated, acknowledged,
+    # recovered): its colour.
+    state: str | None = None
+    # An update that destinations which cannot edit a message (Apprise) do not get.
+    edit_only: bool = False
 
     def __post_init__(self) -> None:
         if self.channel not in tuple(Channel):
@@ -73,7 +80,9 @@ def enqueue(tx: Queries, notification: Notification, *, host: str,
                        importance=notification.importance,
                        fields=Json({str(k): str(v) for k, v in notification.fields.items()}),
                        fingerprint=fingerprint(notification),
-                       groupable=notification.groupable)
+                       groupable=notification.groupable and notification.thread is None,
+                       thread=notification.thread, state=notification.state,
+                       edit_only=notification.edit_only)
     return row is not None
 
 
@@ -101,6 +110,9 @@ class OutboxRow:
     claimed_until: datetime | None = None
     target_results: dict[str, str] = field(default_factory=dict)
     merged_into: int | None = None
+    thread: str | None = None
+    state: str | None = None
+    edit_only: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> OutboxRow:
@@ -169,6 +181,17 @@ class Outbox:
         row = self.db.fetch_one("outbox_by_dedup_key", dedup_key=dedup_key)
         return None if row is None else OutboxRow.from_row(row)
 
+    def thread_message(self, thread: str, target: str) -> str | None:
+        """The id of the message ``target`` holds for ``thread``, if it posted one."""
+        row = self.db.fetch_one("outbox_thread_message", thread=thread, target=target)
+        return None if row is None else str(row["message_id"])
+
+    def keep_thread_message(self, thread: str, target: str, message_id: str,
+                            now: datetime) -> None:
+        """Remember the message ``target`` holds for ``thread`` (posted, or edited)."""
+        self.db.execute("outbox_keep_thread_message", thread=thread, target=target,
+                        message_id=message_id, now=now)
+
     # --- operators, reports, metrics, doctor, retention ---
 
     def listing(self, statuses: Sequence[str], limit: int) -> list[OutboxRow]:
@@ -194,6 +217,7 @@ class Outbox:
         return row
 
     def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
-        """Delete one batch of finished messages created before ``cutoff``."""
+        """Delete one batch of finished messages created before ``cutoff`` (and the living
+        messages no row of their thread refers to any more)."""
         return self.db.fetch_one("cleanup_outbox_batch", cutoff=cutoff, from_time=from_time,
                                  batch_rows=batch_rows)

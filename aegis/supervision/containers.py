@@ -1,5 +1,6 @@
-"""The containers as operators see them: ``aegis containers``, ``aegis ack`` and
-``aegis maintenance``. The database only, never the Docker engine."""
+"""The containers as operators see them: ``aegis containers``, ``aegis ack`` (which edits
+the incident's living message) and ``aegis maintenance``. The database only, never the
+Docker engine."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from aegis.core.errors import UsageError
 from aegis.core.jsonable import to_json
 from aegis.storage.db import Row
 from aegis.storage.runtime import Runtime
+from aegis.storage.store import insert_event
+from aegis.supervision import incidents
 from aegis.supervision.repository import Containers, in_maintenance
 from aegis.supervision.strikes import BUDGET_WINDOW, display_state
 
@@ -29,6 +32,9 @@ class ContainerView:
     host: str
     maintenance_until: datetime | None
     reason: str | None
+    triage_class: str | None  # the class of the open (or latest) incident
+    folded_into: str | None  # the parent whose incident this container waits for
+    affected: tuple[str, ...]  # the dependants folded into this container's incident
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
@@ -43,7 +49,9 @@ def view(row: Row, now: datetime) -> ContainerView:
                             maintenance=in_maintenance(row, now)),
         last_action=row["last_action"], last_action_at=row["last_action_at"],
         restarts_last_hour=len(restarts), host=row["host"],
-        maintenance_until=row["maintenance_until"], reason=row["last_reason"])
+        maintenance_until=row["maintenance_until"], reason=row["last_reason"],
+        triage_class=row["incident_class"] if row["incident"] else None,
+        folded_into=row["folded_into"], affected=tuple(row["affected"] or ()))
 
 
 def listing(runtime: Runtime, now: datetime, *, all_hosts: bool = False) -> list[ContainerView]:
@@ -58,19 +66,28 @@ def _unknown(runtime: Runtime, name: str) -> UsageError:
 
 def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") -> bool:
     """A person takes over: strikes reset, remediation re-armed (the hourly restart budget
-    is kept). Returns False when the container was not escalated (nothing recorded)."""
+    is kept), the incident's living message says so. Returns False when the container
+    was not escalated (nothing recorded)."""
     host = runtime.settings.host
-    containers = Containers(runtime.db)
-    row = containers.by_name(host, name)
-    if row is None:
-        raise _unknown(runtime, name)
-    if row["phase"] != "escalated":
-        return False
-    containers.acknowledge(host, name, now, f"acknowledged by {by}")
-    runtime.store.record_event(
-        "container_acknowledged", f"{name}: escalation acknowledged; remediation re-armed",
-        importance="medium", source="cli",
-        details={"container": name, "host": host, "incident": row["incident"], "by": by})
+    store = runtime.store
+    with runtime.db.transaction() as tx:
+        containers = Containers(tx)
+        row = containers.lock(host, name)
+        if row is None:
+            raise _unknown(runtime, name)
+        if row["phase"] != "escalated":
+            return False
+        incident = incidents.add(incidents.of_row(row),
+                                 incidents.step("acknowledged", now, f"by {by}"))
+        incident, notify = incidents.alert(
+            runtime.settings, incident, dedup_key=f"ack:{host}:{name}:{row['incident']}")
+        containers.acknowledge(host, name, now, f"acknowledged by {by}", incident.log)
+        event = store.new_event(
+            "container_acknowledged", f"{name}: escalation acknowledged; remediation re-armed",
+            importance="medium", source="cli", timestamp=now,
+            details={"container": name, "host": host, "incident": row["incident"], "by": by})
+        insert_event(tx, event, notify)
+    store.log_event(event)
     return True
 
 

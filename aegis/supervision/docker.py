@@ -19,7 +19,6 @@ from typing import Any
 from aegis.core.errors import StoreError
 from aegis.core.redact import redact
 from aegis.storage.runtime import Runtime
-from aegis.supervision import labels as L
 
 DOCKER_TIMEOUT_S = 15
 DEFAULT_STOP_TIMEOUT_S = 10.0  # Docker's own, for a container that sets none
@@ -27,6 +26,12 @@ PROBE_OUTPUT_CHARS = 500
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_IN_STATUS = re.compile(r"^Exited \((-?\d+)\)")
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+# Labels Docker's own tools put on containers.
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_DEPENDS_ON = "com.docker.compose.depends_on"  # "db:service_healthy:false,..."
+SWARM_SERVICE_ID = "com.docker.swarm.service.id"
+SWARM_SERVICE_NAME = "com.docker.swarm.service.name"
 
 
 def docker_errors() -> tuple[type[BaseException], ...]:
@@ -106,6 +111,15 @@ def own_container_ids(proc: Path = Path("/proc/self"), hostname: str | None = No
 
 
 @dataclass(frozen=True)
+class Probe:
+    """One health probe's result, from an inspect's State.Health.Log."""
+
+    exit_code: int | None
+    output: str
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Seen:
     """One container as Docker reported it (a listing entry or an inspect)."""
 
@@ -125,14 +139,38 @@ class Seen:
     docker_restart_count: int = 0  # Docker's own restarts since the last start by hand
     restart_policy: str | None = None  # as `docker run --restart` takes it; None: unknown
     details: dict[str, Any] = field(default_factory=dict)  # what else an inspect told
+    probes: tuple[Probe, ...] = ()  # the probes since the container last started (inspect)
+    started_at: datetime | None = None
+    memory_limit: int = 0  # bytes; 0: none
+    failing_streak: int = 0  # probes failed in a row
+    probe_timing: tuple[float, float, float] = (30.0, 30.0, 0.0)  # interval, timeout, start
 
     @property
     def compose_project(self) -> str | None:
-        return self.labels.get(L.COMPOSE_PROJECT)
+        return self.labels.get(COMPOSE_PROJECT)
 
     @property
     def compose_service(self) -> str | None:
-        return self.labels.get(L.COMPOSE_SERVICE)
+        return self.labels.get(COMPOSE_SERVICE)
+
+    @property
+    def swarm_service(self) -> str | None:
+        """The Swarm service this container is a task of, or None."""
+        return (self.labels.get(SWARM_SERVICE_NAME) or self.labels.get(SWARM_SERVICE_ID)
+                or None)
+
+    @property
+    def network_parent(self) -> str | None:
+        """The container (id or name) whose network namespace this one uses, or None."""
+        mode = self.network_mode
+        return mode.split(":", 1)[1] or None if mode.startswith("container:") else None
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """The compose services this container depends on (``depends_on``), by name."""
+        text = self.labels.get(COMPOSE_DEPENDS_ON) or ""
+        return tuple(part.split(":", 1)[0].strip() for part in text.split(",")
+                     if part.split(":", 1)[0].strip())
 
 
 def seen_from_listing(entry: dict[str, Any]) -> Seen:
@@ -164,6 +202,7 @@ def seen_from_inspect(attrs: dict[str, Any]) -> Seen:
     if len(output) > PROBE_OUTPUT_CHARS:
         output = output[-PROBE_OUTPUT_CHARS:]
     stop_timeout = config.get("StopTimeout")
+    started_at = docker_time(str(state.get("StartedAt") or ""))
     return Seen(
         id=attrs["Id"], name=(attrs.get("Name") or "/?").lstrip("/"),
         image=config.get("Image") or "", labels=dict(config.get("Labels") or {}),
@@ -175,7 +214,31 @@ def seen_from_inspect(attrs: dict[str, Any]) -> Seen:
         probe_output=output, probe_exit_code=last.get("ExitCode"),
         docker_restart_count=int(attrs.get("RestartCount") or 0),
         restart_policy=restart_policy(attrs),
-        details={"finished_at": state.get("FinishedAt"), "error": state.get("Error") or ""})
+        details={"finished_at": state.get("FinishedAt"), "error": state.get("Error") or ""},
+        probes=probes_since(log, started_at), started_at=started_at,
+        memory_limit=int((attrs.get("HostConfig") or {}).get("Memory") or 0),
+        failing_streak=int(health.get("FailingStreak") or 0),
+        probe_timing=(_ns_s(healthcheck.get("Interval"), 30.0),
+                      _ns_s(healthcheck.get("Timeout"), 30.0),
+                      _ns_s(healthcheck.get("StartPeriod"), 0.0)))
+
+
+def _ns_s(value: Any, default_s: float) -> float:
+    """A health check duration (nanoseconds; 0 or unset: Docker's default) in seconds."""
+    return float(value) / 1e9 if value else default_s
+
+
+def probes_since(log: list[dict[str, Any]], started_at: datetime | None) -> tuple[Probe, ...]:
+    """The health log's probes that ran since the container started, oldest first (Docker
+    keeps the last five, across restarts)."""
+    found = []
+    for entry in log:
+        began = docker_time(str(entry.get("Start") or ""))
+        if started_at is not None and began is not None and began < started_at:
+            continue
+        output = (entry.get("Output") or "").strip()[-PROBE_OUTPUT_CHARS:]
+        found.append(Probe(entry.get("ExitCode"), output, began))
+    return tuple(found)
 
 
 def restart_policy(attrs: dict[str, Any]) -> str:
@@ -203,11 +266,15 @@ def seen_from_event(event: dict[str, Any]) -> Seen | None:
                 status="running", health="unhealthy", has_healthcheck=True)
 
 
-def effective_stop_timeout_s(seen: Seen) -> float:
-    """How long a stop waits before it kills: the ``aegis.stop-timeout`` label, else the
-    container's own StopTimeout (an inspect's), else Docker's default."""
-    return (L.parse_labels(seen.labels).stop_timeout_s or seen.stop_timeout_s
-            or DEFAULT_STOP_TIMEOUT_S)
+def memory_usage(client: Any, seen: Seen) -> dict[str, int]:
+    """The container's memory use now and at its peak (cgroup v1 only), in bytes, from one
+    stats sample; empty when the engine does not answer or tells nothing."""
+    try:
+        stats = client.api.stats(seen.id, stream=False, one_shot=True)
+    except docker_errors():
+        return {}
+    memory = stats.get("memory_stats") or {}
+    return {key: int(memory[key]) for key in ("usage", "max_usage") if memory.get(key)}
 
 
 def inspected(client: Any, seen: Seen) -> Seen:

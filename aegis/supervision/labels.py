@@ -1,4 +1,7 @@
-"""Strict parsing of a container's ``aegis.*`` labels.
+"""A container's labels and what they mean: strict parsing of the ``aegis.*`` labels (and,
+with AEGIS_AUTOHEAL_COMPAT=on, of docker-autoheal's), and from them and the settings which
+containers aegis acts on and how (supervised, protected, orchestrated or ignored), why one
+may not be restarted, and the strike policy that applies to it. Pure functions.
 
 A value that does not parse is reported (the caller records it once) and treated as if
 the label were not set, so a typo never turns supervision on or off by accident.
@@ -8,8 +11,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
+
+from aegis.core.config import DockerScope, Settings
+from aegis.supervision.docker import DEFAULT_STOP_TIMEOUT_S, Seen
+from aegis.supervision.strikes import Policy, SupervisionMode
 
 PREFIX = "aegis."
 ENABLE = "aegis.enable"
@@ -20,8 +27,10 @@ MAX_RESTARTS = "aegis.max-restarts"
 STOP_TIMEOUT = "aegis.stop-timeout"
 KNOWN = (ENABLE, PROTECT, MAINTENANCE, STRIKE_INTERVAL, MAX_RESTARTS, STOP_TIMEOUT)
 
-COMPOSE_PROJECT = "com.docker.compose.project"
-COMPOSE_SERVICE = "com.docker.compose.service"
+# docker-autoheal's: its opt-in label (renamed by AUTOHEAL_CONTAINER_LABEL) and stop timeout
+AUTOHEAL = "autoheal"
+AUTOHEAL_STOP_TIMEOUT = "autoheal.stop.timeout"
+AUTOHEAL_KNOWN = (AUTOHEAL, AUTOHEAL_STOP_TIMEOUT)
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
@@ -94,21 +103,44 @@ _PARSERS = {
 }
 
 
-def parse_labels(labels: Mapping[str, str] | None) -> ContainerLabels:
-    """The ``aegis.*`` labels of a container.
+def _parse_seconds(text: str) -> float:
+    """docker-autoheal's stop timeout: whole seconds (``20``), or an aegis duration."""
+    value = text.strip()
+    return float(_parse_count(value)) if value.isdigit() else parse_duration(value)
+
+
+def autoheal_label(settings: Settings) -> str | None:
+    """The docker-autoheal label aegis reads (None with AEGIS_AUTOHEAL_COMPAT=off). With
+    AUTOHEAL_CONTAINER_LABEL=all, ``autoheal`` still opts a container out (false)."""
+    if not settings.autoheal_compat:
+        return None
+    return AUTOHEAL if settings.autoheal_label == "all" else settings.autoheal_label
+
+
+def parse_labels(labels: Mapping[str, str] | None,
+                 autoheal: str | None = None) -> ContainerLabels:
+    """The ``aegis.*`` labels of a container, and with ``autoheal`` (the label named by
+    ``autoheal_label``) docker-autoheal's: ``<autoheal>=true`` reads as
+    ``aegis.enable=true`` and ``autoheal.stop.timeout`` as ``aegis.stop-timeout``, each
+    where the aegis label is not set.
 
     An unknown ``aegis.*`` key is left alone (other tools use the prefix too), unless it
     is a near miss of a known one: that is reported, since it does nothing.
     """
+    labels = labels or {}
     values: dict[str, object] = {}
     problems = [f"{key} is unknown (did you mean {known}?)"
-                for key in sorted(labels or {}) if (known := misspelt(key))]
-    for key, (attribute, parse) in _PARSERS.items():
-        raw = (labels or {}).get(key)
+                for key in sorted(labels) if (known := misspelt(key))]
+    parsers = dict(_PARSERS)
+    if autoheal is not None:
+        parsers = {autoheal: ("enable", parse_bool),
+                   AUTOHEAL_STOP_TIMEOUT: ("stop_timeout_s", _parse_seconds), **parsers}
+    for key, (attribute, parse) in parsers.items():
+        raw = labels.get(key)
         if raw is None:
             continue
         try:
-            values[attribute] = parse(raw)
+            values[attribute] = parse(raw)  # an aegis label comes later: it wins
         except ValueError as exc:
             problems.append(f"{key}={_shown(raw)} {exc}")
     return ContainerLabels(problems=tuple(problems), **values)  # type: ignore[arg-type]
@@ -122,20 +154,101 @@ def misspelt(key: str) -> str | None:
     return close[0] if close else None
 
 
-def own_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
-    """The ``aegis.*`` labels of a container, as set (values cut to a sane length): what
-    the ``containers`` table keeps and the status page shows. Other labels stay out: they
-    may carry another tool's secrets."""
+def own_labels(labels: Mapping[str, str] | None,
+               autoheal: str | None = None) -> dict[str, str]:
+    """The ``aegis.*`` labels of a container, and with ``autoheal`` the docker-autoheal
+    labels aegis reads, as set (values cut to a sane length): what the ``containers``
+    table keeps and the status page shows. Other labels stay out: they may carry another
+    tool's secrets."""
+    read = {autoheal, AUTOHEAL_STOP_TIMEOUT} if autoheal is not None else set()
     return {key: value if len(value) <= MAX_KEPT_VALUE_CHARS
             else value[:MAX_KEPT_VALUE_CHARS - 1] + "…"
-            for key, value in sorted((labels or {}).items()) if key.startswith(PREFIX)}
+            for key, value in sorted((labels or {}).items())
+            if key.startswith(PREFIX) or key in read}
 
 
-def has_aegis_label(labels: Mapping[str, str] | None) -> bool:
-    return any(key in KNOWN for key in labels or {})
+def has_aegis_label(labels: Mapping[str, str] | None, autoheal: str | None = None) -> bool:
+    return any(key in KNOWN or (autoheal is not None and key in (autoheal, AUTOHEAL_STOP_TIMEOUT))
+               for key in labels or {})
 
 
 def _shown(raw: str) -> str:
     """A label value quoted and cut short, safe in one log line."""
     text = raw if len(raw) <= 40 else raw[:39] + "…"
     return repr(text)
+
+
+# --- what aegis does with a container ---
+
+
+def is_own(seen: Seen, own_ids: Set[str]) -> bool:
+    """Whether ``seen`` is the container this process runs in."""
+    return any(seen.id.startswith(own) or own.startswith(seen.id) for own in own_ids)
+
+
+def is_protected(settings: Settings, seen: Seen, parsed: ContainerLabels,
+                 own_ids: Set[str]) -> bool:
+    """Never restarted: labelled so, aegis itself, its database, or named in
+    AEGIS_PROTECTED_CONTAINERS (by name or compose service)."""
+    if parsed.protect or is_own(seen, own_ids):
+        return True
+    protected_names = set(settings.protected_containers)
+    if settings.postgres_host:
+        protected_names.add(settings.postgres_host)
+    return seen.name in protected_names or (seen.compose_service or "\0") in protected_names
+
+
+def supervision_mode(settings: Settings, seen: Seen, parsed: ContainerLabels,
+                     has_healthcheck: bool, own_ids: Set[str]) -> SupervisionMode:
+    if parsed.enable is False:
+        return SupervisionMode.IGNORED
+    if settings.docker_scope == DockerScope.LABELED and parsed.enable is not True:
+        return SupervisionMode.IGNORED
+    if not has_healthcheck and parsed.enable is not True:
+        return SupervisionMode.IGNORED
+    if seen.swarm_service:  # Swarm replaces unhealthy tasks itself
+        return SupervisionMode.ORCHESTRATED
+    if is_protected(settings, seen, parsed, own_ids):
+        return SupervisionMode.PROTECTED
+    return SupervisionMode.SUPERVISED
+
+
+def restart_refusal(settings: Settings, seen: Seen, parsed: ContainerLabels,
+                    own_ids: Set[str]) -> str | None:
+    """Why aegis may not restart ``seen`` (a container it restarts only because it shares
+    a restarted container's network), as far as labels and settings tell; None when they
+    allow it (maintenance set with ``aegis maintenance`` is the caller's to check)."""
+    if parsed.enable is False:
+        return "opted out (aegis.enable=false)"
+    if settings.docker_scope == DockerScope.LABELED and parsed.enable is not True:
+        return "outside the scope (AEGIS_DOCKER_SCOPE=labeled, no aegis.enable=true)"
+    if seen.swarm_service:
+        return f"a task of the Swarm service {seen.swarm_service}"
+    if is_protected(settings, seen, parsed, own_ids):
+        return "protected"
+    if parsed.maintenance:
+        return "in maintenance"
+    return None
+
+
+def strike_policy(settings: Settings, parsed: ContainerLabels, mode: SupervisionMode,
+                  maintenance: bool, stop_timeout_s: float) -> Policy:
+    """The protocol's thresholds for one container: labels over settings."""
+    interval_s = parsed.strike_interval_s or settings.strike_interval_s
+    return Policy(
+        remediation=settings.remediation, strike_interval_s=interval_s,
+        max_restarts_per_hour=parsed.max_restarts if parsed.max_restarts is not None
+        else settings.max_restarts_per_hour,
+        backoff_s=settings.restart_backoff_s, backoff_max_s=settings.restart_backoff_max_s,
+        stable_period_s=settings.stable_period_s or 2 * interval_s,
+        stop_timeout_s=stop_timeout_s, protected=mode == SupervisionMode.PROTECTED,
+        maintenance=maintenance, ignored=mode == SupervisionMode.IGNORED,
+        orchestrated=mode == SupervisionMode.ORCHESTRATED)
+
+
+def effective_stop_timeout_s(seen: Seen, settings: Settings) -> float:
+    """How long a stop waits before it kills: the ``aegis.stop-timeout`` label (or
+    docker-autoheal's ``autoheal.stop.timeout``), else the container's own StopTimeout (an
+    inspect's), else AEGIS_DEFAULT_STOP_TIMEOUT (Docker's own default, 10 s)."""
+    return (parse_labels(seen.labels, autoheal_label(settings)).stop_timeout_s
+            or seen.stop_timeout_s or settings.default_stop_timeout_s or DEFAULT_STOP_TIMEOUT_S)

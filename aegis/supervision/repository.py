@@ -14,15 +14,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from aegis.storage.db import Queries, Row
+from aegis.core.errors import DatabaseUnavailable
+from aegis.storage.db import Json, Queries, Row
 from aegis.storage.events import Event
 from aegis.storage.outbox import Notification
 from aegis.storage.store import event_from_record, event_record, insert_event
 from aegis.supervision.docker import Seen
 from aegis.supervision.labels import own_labels
-from aegis.supervision.strikes import Decision, StrikeState
+from aegis.supervision.strikes import Decision, StrikeState, SupervisionMode
 
-_TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at")
+_TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at",
+          "oom_restart_at")
+_JSON = ("incident_log", "docker_restarts")
 
 
 class Containers:
@@ -65,13 +68,53 @@ class Containers:
         """A container seen for the first time (nothing if another process came first)."""
         self.db.execute("container_insert", **params)
 
+    def first_row(self, host: str, seen: Seen, has_healthcheck: bool,
+                  now: datetime) -> Row | None:
+        """The row of a container this host has none for under its name: its own under an
+        old name (renamed while no daemon saw the event), a removed container's of the
+        same compose service (re-created by compose), else a new one."""
+        renamed = self.adopt_renamed(host, seen.name, seen.id)
+        if renamed is not None:
+            return renamed
+        if seen.compose_project and seen.compose_service:
+            adopted = self.adopt(host, seen.name, seen.compose_project, seen.compose_service)
+            if adopted is not None:
+                return adopted
+        self.insert(host=host, name=seen.name, container_id=seen.id, image=seen.image,
+                    compose_project=seen.compose_project,
+                    compose_service=seen.compose_service, status=seen.status,
+                    health=seen.health, has_healthcheck=has_healthcheck, seen_at=now)
+        return self.by_name(host, seen.name)
+
     def save(self, params: dict[str, Any]) -> bool:
         """What was observed and decided; False when the row changed since it was read."""
-        return self.db.fetch_one("container_save", **params) is not None
+        return self.db.fetch_one("container_save", **_jsonb(params)) is not None
 
     def restore(self, params: dict[str, Any]) -> None:
         """A decision made while the database was unreachable, whatever the row's version."""
-        self.db.execute("container_restore", **params)
+        self.db.execute("container_restore", **_jsonb(params))
+
+    def lock(self, host: str, name: str) -> Row | None:
+        """The row, locked until the transaction ends."""
+        return self.db.fetch_one("container_lock", host=host, name=name)
+
+    def set_log(self, host: str, name: str, incident: int, log: Sequence[dict[str, Any]],
+                affected: Sequence[str]) -> Row | None:
+        """The open incident's log after a step outside a decision; None when the row has
+        moved on to another incident."""
+        return self.db.fetch_one("container_set_log", host=host, name=name, incident=incident,
+                                 incident_log=Json(list(log)), affected=list(affected))
+
+    def open_parent(self, host: str, name: str, network_parent: str | None,
+                    compose_project: str | None, services: Sequence[str]) -> Row | None:
+        """name and folded_into of a container ``name`` depends on that is in an open
+        incident, or None."""
+        return self.db.fetch_one("container_open_parent", host=host, name=name,
+                                 network_parent=network_parent or "",
+                                 compose_project=compose_project or "", services=list(services))
+
+    def note_oom(self, host: str, container_id: str, now: datetime) -> None:
+        self.db.execute("container_note_oom", host=host, container_id=container_id, now=now)
 
     def set_stopped(self, host: str, container_id: str, stopped: bool, now: datetime) -> None:
         self.db.execute("container_set_stopped", host=host, container_id=container_id,
@@ -94,9 +137,10 @@ class Containers:
         """``aegis containers``: the rows of ``host`` (None: every host)."""
         return self.db.fetch_all("containers_listing", host=host)
 
-    def acknowledge(self, host: str, name: str, now: datetime, reason: str) -> Row | None:
+    def acknowledge(self, host: str, name: str, now: datetime, reason: str,
+                    log: Sequence[dict[str, Any]]) -> Row | None:
         return self.db.fetch_one("container_ack", host=host, name=name, now=now,
-                                 reason=reason)
+                                 reason=reason, incident_log=Json(list(log)))
 
     def set_maintenance(self, host: str, name: str, until: datetime | None,
                         now: datetime) -> Row | None:
@@ -110,7 +154,8 @@ class Containers:
         return self.db.fetch_all("status_maintenance_containers", as_of=as_of, limit=limit)
 
     def per_host(self) -> dict[str, Row]:
-        """host -> supervised, unhealthy and in_incident counts of its present containers."""
+        """host -> supervised, unhealthy and in_incident counts of its present containers,
+        and its open incidents."""
         return {row["host"]: row for row in self.db.fetch_all("fleet_containers")}
 
     def any_present(self) -> bool:
@@ -136,13 +181,62 @@ class Containers:
                                  from_time=from_time, batch_rows=batch_rows)
 
 
+def open_parent(containers: Containers, kept: KeptRows, host: str, seen: Seen,
+                row: Row) -> str | None:
+    """The container ``seen`` depends on (its network's owner, a compose service
+    it depends on) when that one is in an open incident: the incident it folds into (the
+    parent's own parent, when the parent is folded too). From the kept rows while
+    PostgreSQL is down."""
+    if not (seen.network_parent or seen.depends_on) or (
+            seen.health != "unhealthy" and row["phase"] == "ok"):
+        return None
+    try:
+        found = containers.open_parent(host, seen.name, seen.network_parent,
+                                       seen.compose_project, seen.depends_on)
+    except DatabaseUnavailable:
+        found = next((r for r in kept.of(host) if r["phase"] != "ok"
+                      and r["name"] != seen.name and r["removed_at"] is None
+                      and (seen.network_parent in (r["container_id"], r["name"])
+                           or (r["compose_project"] == seen.compose_project
+                               and r["compose_service"] in seen.depends_on))), None)
+    return None if found is None else str(found["folded_into"] or found["name"])
+
+
+def stop_request(seen: Seen, row: Row) -> tuple[bool, datetime | None]:
+    """Whether (and when) a person asked Docker to stop ``seen``. A request made
+    of the container a row belonged to before (re-created under the same name, or
+    adopted by its compose successor) does not apply to this one."""
+    if not row["stopped_by_user"] or row["container_id"] not in ("", seen.id):
+        return False, None
+    return True, row["stop_requested_at"]
+
+
+def _jsonb(params: dict[str, Any]) -> dict[str, Any]:
+    return {**params, **{key: Json(params[key]) for key in _JSON}}
+
+
+def strike_state(row: Row) -> StrikeState:
+    return StrikeState(phase=row["phase"], strikes=row["strikes"], incident=row["incident"],
+                       strike_at=row["strike_at"], healthy_since=row["healthy_since"],
+                       restarts=tuple(sorted(row["restarts"] or ())),
+                       incident_class=row["incident_class"], folded_into=row["folded_into"],
+                       oom_restart_at=row["oom_restart_at"],
+                       docker_restarts=tuple((datetime.fromisoformat(at), count, code)
+                                             for at, count, code in row["docker_restarts"]
+                                             or ()))
+
+
 def save_params(host: str, seen: Seen, row: Row, decision: Decision, has_healthcheck: bool,
-                mode: str, shown: str, maintenance_label: bool, problems: tuple[str, ...],
-                now: datetime) -> dict[str, Any]:
-    """What ``container_save`` writes for ``decision``: the sighting, the mode and the
-    new strike state (the last action only when something was done)."""
+                mode: SupervisionMode, shown: str, maintenance_label: bool,
+                problems: tuple[str, ...], now: datetime,
+                autoheal: str | None = None) -> dict[str, Any]:
+    """What ``container_save`` writes for ``decision``: the sighting, the mode, the labels
+    aegis reads (docker-autoheal's ``autoheal`` label too), the new strike state (the last
+    action only when something was done) and the incident's class, log and dependants (a
+    new incident starts with an empty log)."""
     state = decision.state
     acted = decision.action != "none"
+    new_incident = state.incident != row["incident"]
     return {
         "host": host, "name": seen.name, "version": row["version"],
         "container_id": seen.id, "image": seen.image,
@@ -152,13 +246,19 @@ def save_params(host: str, seen: Seen, row: Row, decision: Decision, has_healthc
         "strikes": state.strikes, "incident": state.incident,
         "strike_at": state.strike_at, "healthy_since": state.healthy_since,
         "restarts": list(state.restarts), "maintenance_label": maintenance_label,
-        "label_problems": list(problems), "labels": own_labels(seen.labels),
+        "label_problems": list(problems), "labels": own_labels(seen.labels, autoheal),
         "last_action": decision.action if acted else None,
         "last_action_at": now if acted else None,
         "last_reason": decision.reason if acted else None,
         "next_check_at": decision.next_check_at,
         # the sighting time is refreshed only on a change, to keep sweeps write-free
         "seen_at": now,
+        "incident_class": state.incident_class, "folded_into": state.folded_into,
+        "incident_log": [] if new_incident else list(row["incident_log"] or ()),
+        "affected": [] if new_incident else list(row["affected"] or ()),
+        "docker_restarts": [[at.isoformat(), count, code]
+                            for at, count, code in state.docker_restarts],
+        "oom_restart_at": state.oom_restart_at,
     }
 
 
@@ -172,17 +272,12 @@ def changes(row: Row, params: dict[str, Any]) -> bool:
     keys = ("container_id", "image", "compose_project", "compose_service", "status",
             "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
             "incident", "strike_at", "healthy_since", "maintenance_label",
-            "next_check_at", "stopped_by_user")
+            "next_check_at", "stopped_by_user", "incident_class", "folded_into",
+            "oom_restart_at", "docker_restarts")
     if any(row[key] != params[key] for key in keys):
         return True
     return bool(list(row["label_problems"] or []) != params["label_problems"]
                 or (row.get("labels") or {}) != params["labels"])
-
-
-def strike_state(row: Row) -> StrikeState:
-    return StrikeState(phase=row["phase"], strikes=row["strikes"], incident=row["incident"],
-                       strike_at=row["strike_at"], healthy_since=row["healthy_since"],
-                       restarts=tuple(sorted(row["restarts"] or ())))
 
 
 def in_maintenance(row: Row, now: datetime) -> bool:
@@ -225,6 +320,25 @@ class KeptRows:
             return [dict(row) for (h, n), row in self._rows.items()
                     if h == host and (name is None or n == name)]
 
+    def update(self, host: str, container_id: str, **values: Any) -> None:
+        """The kept rows of ``container_id`` with ``values`` set: the offline twin of
+        ``container_set_stopped`` and ``container_note_oom``."""
+        with self._lock:
+            for key, row in self._rows.items():
+                if key[0] == host and row["container_id"] == container_id:
+                    self._rows[key] = {**row, **values}
+
+    def due(self, host: str, now: datetime) -> list[Row]:
+        """The offline twin of ``containers_due``: kept rows whose timer has come due."""
+        return [row for row in self.of(host) if row["removed_at"] is None
+                and row["next_check_at"] is not None and row["next_check_at"] <= now]
+
+    def next_due(self, host: str, now: datetime) -> datetime | None:
+        """The offline twin of ``containers_next_due``: the earliest timer still ahead."""
+        return min((row["next_check_at"] for row in self.of(host)
+                    if row["removed_at"] is None and row["next_check_at"] is not None
+                    and row["next_check_at"] > now), default=None)
+
 
 def saved_offline(row: Row, params: dict[str, Any]) -> Row:
     """``row`` as ``container_save`` would have left it."""
@@ -250,7 +364,9 @@ def replay_decision(tx: Queries, record: dict[str, Any]) -> None:
     """Write a spooled decision (spool kind ``container_decision``): the row whatever its
     version (only this host's daemon decides for its containers) and its events, each
     once (by uid)."""
-    params = dict(record["params"])
+    # a record spooled by a version before 0009_incidents lacks the incident's columns
+    params = {"incident_class": None, "incident_log": [], "folded_into": None, "affected": [],
+              "docker_restarts": [], "oom_restart_at": None, **record["params"]}
     for key in _TIMES:
         if params.get(key) is not None:
             params[key] = datetime.fromisoformat(params[key])

@@ -19,16 +19,20 @@ from typing import Any, Protocol
 
 from aegis.core.config import Settings
 from aegis.core.logs import get_logger
+from aegis.storage.db import Queries
+from aegis.storage.events import Event
 from aegis.storage.runtime import Runtime
+from aegis.storage.store import event_record, insert_event
+from aegis.supervision import incidents
 from aegis.supervision import labels as L
 from aegis.supervision.docker import (
     Seen,
     docker_endpoint,
     docker_errors,
     docker_time,
-    effective_stop_timeout_s,
     forbidden,
     inspected,
+    seen_from_inspect,
     seen_from_listing,
 )
 from aegis.supervision.incidents import details
@@ -159,7 +163,8 @@ def _restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> Non
     """Ask Docker, record the outcome, then restart the containers sharing its network
     namespace."""
     seen = inspected(actor.client, seen)
-    timeout_s = effective_stop_timeout_s(seen)
+    settings = actor.runtime.settings
+    timeout_s = L.effective_stop_timeout_s(seen, settings)
     carried = details(actor.host, seen, decision, probe_output=seen.probe_output,
                       probe_exit_code=seen.probe_exit_code,
                       restarts_last_hour=len(decision.state.restarts),
@@ -174,17 +179,51 @@ def _restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> Non
         if forbidden(exc):  # a proxy's allow-list: every restart will fail until it changes
             actor.log.error("container_restart_forbidden", container=seen.name,
                             docker_host=docker_endpoint(), hint=RESTART_FORBIDDEN_HINT)
-        store.record_event(
+        event = store.new_event(
             "container_restart_failed", f"{seen.name}: restart failed: {exc}",
             importance="high", source="supervisor", timestamp=now,
             details={**carried, "error": str(exc)})
+        record_step(actor.runtime, event, seen, decision.state.incident, "restart_failed",
+                    str(exc))
         return
-    store.record_event(
+    event = store.new_event(
         "container_restarted",
-        f"{seen.name} restarted (strike 2 of 3): still unhealthy; "
+        f"{seen.name} restarted (strike 2 of 3): {decision.reason}; "
         f"restart {len(decision.state.restarts)} this hour",
         importance="high", source="supervisor", timestamp=now, details=carried)
+    record_step(actor.runtime, event, seen, decision.state.incident, "restarted",
+                f"{decision.reason} (restart {len(decision.state.restarts)} this hour)")
     restart_dependents(actor, seen, now)
+
+
+def record_step(runtime: Runtime, event: Event, seen: Seen, incident: int, step: str,
+                text: str) -> None:
+    """Record ``event``, a step of the container's open incident taken outside a decision
+    (a restart made or failed): the step goes into its log and, when it calls for one,
+    the alert (an edit of its living message) is queued, all in one transaction. With
+    PostgreSQL down the event is spooled; the step waits for the next one."""
+    runtime.store.log_event(event)
+
+    def write(tx: Queries) -> None:
+        insert_event(tx, event, _step_alert(tx, runtime, event, seen, incident, step, text))
+
+    runtime.store.write(write, event_record(event))
+
+
+def _step_alert(tx: Queries, runtime: Runtime, event: Event, seen: Seen, incident: int,
+                step: str, text: str) -> Any:
+    containers = Containers(tx)
+    host = runtime.settings.host
+    row = containers.lock(host, seen.name)
+    if row is None or row["incident"] != incident:
+        return None
+    count = sum(1 for s in row["incident_log"] or () if s["step"] == step)
+    found = incidents.add(incidents.of_row(row, probe_output=seen.probe_output),
+                          incidents.step(step, event.timestamp, text))
+    found, notify = incidents.alert(runtime.settings, found,
+                                    dedup_key=f"{step}:{host}:{seen.name}:{incident}:{count + 1}")
+    containers.set_log(host, seen.name, incident, found.log, found.affected)
+    return notify
 
 
 def complete_restarts(actor: Actor, now: datetime) -> int:
@@ -203,23 +242,32 @@ def complete_restarts(actor: Actor, now: datetime) -> int:
             continue
         started = docker_time(str((attrs.get("State") or {}).get("StartedAt") or ""))
         decided = row["restart_at"]
+        seen = seen_from_inspect(attrs)
+        # a restart waits for the stop timeout before Docker starts the container again
+        wait_s = RESTART_OUTCOME_WAIT_S + L.effective_stop_timeout_s(seen,
+                                                                    actor.runtime.settings)
         carried = {"container": row["name"], "host": actor.host,
                    "container_id": (row["container_id"] or "")[:12], "image": row["image"],
                    "incident": row["incident"], "strikes": row["strikes"],
                    "restarts_last_hour": len(row["restarts"] or []),
-                   "reason": row["last_reason"], "recorded_late": True}
+                   "reason": row["last_reason"], "class": row["incident_class"],
+                   "recorded_late": True}
         if started is not None and started >= decided:
-            store.record_event(
+            event = store.new_event(
                 "container_restarted", f"{row['name']} restarted (strike 2 of 3); "
                 "recorded late: the daemon stopped during the restart",
                 importance="high", source="supervisor", timestamp=decided,
                 details=carried)
-        elif (now - decided).total_seconds() > RESTART_OUTCOME_WAIT_S:
-            store.record_event(
+            record_step(actor.runtime, event, seen, row["incident"], "restarted",
+                        f"{row['last_reason']} (recorded late)")
+        elif (now - decided).total_seconds() > wait_s:
+            event = store.new_event(
                 "container_restart_failed", f"{row['name']}: restart not made: the "
                 "daemon stopped between deciding it and asking Docker",
                 importance="high", source="supervisor", timestamp=decided,
                 details={**carried, "error": "the daemon stopped before the restart"})
+            record_step(actor.runtime, event, seen, row["incident"], "restart_failed",
+                        "the daemon stopped before the restart")
         else:
             continue  # Docker may still be stopping it: the next sweep or start decides
         recorded += 1
@@ -244,7 +292,9 @@ def restart_dependents(actor: Actor, seen: Seen, now: datetime) -> None:
                    "container_id": dependent.id[:12], "image": dependent.image,
                    "network_of": seen.name,
                    "reason": f"shares the network namespace of {seen.name}"}
-        refusal = actor.restart_refusal(dependent, L.parse_labels(dependent.labels), now)
+        autoheal = L.autoheal_label(actor.runtime.settings)
+        refusal = actor.restart_refusal(dependent, L.parse_labels(dependent.labels, autoheal),
+                                        now)
         if refusal is not None:
             store.record_event(
                 "container_dependent_skipped",
@@ -253,8 +303,8 @@ def restart_dependents(actor: Actor, seen: Seen, now: datetime) -> None:
                 details={**carried, "skipped_because": refusal})
             continue
         try:
-            actor.client.api.restart(dependent.id,
-                                     timeout=int(effective_stop_timeout_s(dependent)))
+            actor.client.api.restart(dependent.id, timeout=int(
+                L.effective_stop_timeout_s(dependent, actor.runtime.settings)))
         except docker_errors() as exc:
             actor.log.error("container_dependent_restart_failed", container=dependent.name,
                             error=str(exc))

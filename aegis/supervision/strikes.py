@@ -8,6 +8,12 @@ persist. It never reads a clock and never talks to Docker or the database.
     + strike interval .... strike 2: restart (within the hourly budget, after the back-off)
     + strike interval .... strike 3: escalate, then nothing until ``aegis ack`` or healthy
     healthy for the stable period ... recover (strikes reset)
+
+Triage (aegis/supervision/triage.py) bends it: a broken probe escalates at strike 2
+without a restart, an OOM kill is restarted at most once an hour, a crash loop under
+Docker's restart policy escalates at once and is never restarted. A dependant whose
+parent is in an incident is folded into it (``fold``): never restarted or escalated while
+the parent's incident is open, healed (strike 2) after it. A Swarm task is only observed.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from enum import StrEnum
 from typing import Literal
 
 from aegis.core.config import RemediationMode
+from aegis.supervision import triage
+from aegis.supervision.triage import Sample, TriageClass
 
 Phase = Literal["ok", "striking", "restarting", "escalated"]
-Action = Literal["none", "strike1", "restart", "escalate", "recover", "reset"]
+Action = Literal["none", "strike1", "restart", "escalate", "recover", "reset", "fold"]
 BUDGET_WINDOW = timedelta(hours=1)
 # Exit codes of a process stopped by SIGINT, SIGKILL or SIGTERM: a person or a tool stopped
 # it (an OOM kill is told apart by State.OOMKilled).
@@ -40,6 +48,10 @@ class StrikeState:
     strike_at: datetime | None = None  # time of the latest strike
     healthy_since: datetime | None = None
     restarts: tuple[datetime, ...] = ()  # aegis's restarts, oldest first
+    incident_class: str | None = None  # a TriageClass: the open (or latest) incident's
+    folded_into: str | None = None  # the parent whose incident this one waits for
+    oom_restart_at: datetime | None = None  # aegis's latest restart for lack of memory
+    docker_restarts: tuple[Sample, ...] = ()  # Docker's restart count over the window
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,10 @@ class Observed:
     stop_requested_at: datetime | None = None  # when that request was seen
     restart_policy: str | None = None  # no, always, unless-stopped, on-failure[:N]; None: unknown
     docker_restart_count: int = 0  # restarts Docker made itself since the last start by hand
+    inspected: bool = False  # from an inspect: the restart count and triage can be trusted
+    oom: bool = False  # killed for lack of memory since it last started (triage.oom_killed)
+    probe_problem: str | None = None  # why its health check cannot work (triage.broken_probe)
+    parent_incident: str | None = None  # a container it depends on, in an open incident
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,7 @@ class Policy:
     protected: bool = False
     maintenance: bool = False
     ignored: bool = False
+    orchestrated: bool = False  # a Swarm task: Swarm replaces it, aegis only observes
 
 
 @dataclass(frozen=True)
@@ -127,20 +144,22 @@ class SupervisionMode(StrEnum):
 
     SUPERVISED = "supervised"
     PROTECTED = "protected"  # struck and escalated, never restarted
+    ORCHESTRATED = "orchestrated"  # a Swarm task: struck and recorded, never acted on
     IGNORED = "ignored"
 
 
 def display_state(phase: str, *, supervision: str, maintenance: bool) -> str:
     """The state shown to operators: a phase (ok, striking, restarting, escalated), or
-    maintenance, protected or ignored."""
+    maintenance, protected, orchestrated or ignored."""
     if supervision == SupervisionMode.IGNORED:
         return SupervisionMode.IGNORED.value
     if maintenance:
         return "maintenance"
     if phase != "ok":
         return phase
-    return (SupervisionMode.PROTECTED.value if supervision == SupervisionMode.PROTECTED
-            else "ok")
+    if supervision in (SupervisionMode.PROTECTED, SupervisionMode.ORCHESTRATED):
+        return str(supervision)
+    return "ok"
 
 
 def _after(moment: datetime | None, seconds: float) -> datetime | None:
@@ -154,7 +173,10 @@ def decide(state: StrikeState, observed: Observed, policy: Policy, now: datetime
     if policy.ignored or policy.remediation == RemediationMode.OFF:
         if state.phase != "ok" or state.strikes:
             return Decision("reset", StrikeState(incident=state.incident,
-                                                 restarts=state.restarts), "not supervised")
+                                                 restarts=state.restarts,
+                                                 incident_class=state.incident_class,
+                                                 oom_restart_at=state.oom_restart_at),
+                            "not supervised")
         return Decision("none", state)
     if policy.maintenance:
         return Decision("none", state, "maintenance")
@@ -162,11 +184,16 @@ def decide(state: StrikeState, observed: Observed, policy: Policy, now: datetime
     if stopping_until is not None and now < stopping_until:
         # a probe cut short by the stop reports unhealthy: not a strike
         return Decision("none", state, "being stopped", stopping_until)
-
+    state = _triaged(state, observed, now)
+    if policy.orchestrated:
+        return _orchestrated(state, observed, policy, now)
+    if state.phase != "escalated" and triage.crash_loop(state.docker_restarts,
+                                                        observed.restart_policy, now):
+        return _crash_loop(state, observed, now)
     if observed.status != "running":
         return _not_running(state, observed, policy, now)
     if observed.health == "unhealthy":
-        return _unhealthy(state, policy, now)
+        return _unhealthy(state, observed, policy, now)
     if observed.health in ("healthy", "none"):
         return _healthy(state, policy, now)
     # starting: wait for a verdict; a restarted container is judged after its interval
@@ -193,24 +220,90 @@ def _not_running(state: StrikeState, observed: Observed, policy: Policy,
     reason = gave_up(observed)
     if reason is None or state.phase == "escalated":
         return Decision("none", replace(state, healthy_since=None), "not running")
-    incident = state.incident if state.phase != "ok" else state.incident + 1
-    return Decision("escalate", replace(state, phase="escalated", strikes=3, incident=incident,
-                                        strike_at=now, healthy_since=None), reason)
+    klass = TriageClass.OOM if observed.oom else TriageClass.EXITED
+    return _escalate(replace(_opened(state, klass), healthy_since=None), now, reason)
 
 
-def _unhealthy(state: StrikeState, policy: Policy, now: datetime) -> Decision:
+def _triaged(state: StrikeState, observed: Observed, now: datetime) -> StrikeState:
+    """``state`` with Docker's restart count noted and the open incident's class: a
+    specific class (broken probe, OOM, crash loop) stays the incident's once seen."""
+    if not observed.inspected:
+        return state
+    samples = triage.restart_samples(state.docker_restarts, observed.docker_restart_count,
+                                     observed.exit_code, now)
+    state = replace(state, docker_restarts=samples)
+    if state.phase == "ok":
+        return state
+    klass = _class_of(observed)
+    if klass == TriageClass.UNHEALTHY and state.incident_class is not None:
+        return state
+    return replace(state, incident_class=klass)
+
+
+def _class_of(observed: Observed) -> str:
+    if observed.oom:
+        return TriageClass.OOM
+    if observed.probe_problem is not None:
+        return TriageClass.BROKEN_PROBE
+    return TriageClass.UNHEALTHY
+
+
+def _opened(state: StrikeState, klass: str) -> StrikeState:
+    """``state`` with an incident open: a new one (of ``klass``) unless one is open."""
+    if state.phase != "ok":
+        return replace(state, incident_class=state.incident_class or klass)
+    return replace(state, incident=state.incident + 1, incident_class=klass, folded_into=None)
+
+
+def _crash_loop(state: StrikeState, observed: Observed, now: datetime) -> Decision:
+    """Docker keeps restarting it: escalate once (aegis's restarts would only add to
+    Docker's), then leave it to Docker and a person, until it stays up (a recovery)."""
+    count = triage.restarts_in_window(state.docker_restarts, now)
+    codes = ", ".join(str(c) for c in triage.exit_codes(state.docker_restarts)) or "unknown"
+    minutes = int(triage.CRASH_LOOP_WINDOW.total_seconds() // 60)
+    return _escalate(
+        replace(_opened(state, TriageClass.CRASH_LOOP), incident_class=TriageClass.CRASH_LOOP),
+        now, f"crash loop: Docker restarted it {count} times within {minutes} min under its "
+             f"restart policy {observed.restart_policy} (last exit codes {codes}); aegis "
+             "adds no restarts of its own")
+
+
+def _orchestrated(state: StrikeState, observed: Observed, policy: Policy,
+                  now: datetime) -> Decision:
+    """A Swarm task: strike 1 and the recovery are recorded; Swarm replaces unhealthy
+    tasks, so aegis never restarts or escalates one."""
+    if observed.status == "running" and observed.health == "unhealthy":
+        if state.phase == "ok":
+            return Decision("strike1", replace(_opened(state, TriageClass.UNHEALTHY),
+                                               phase="striking", strikes=1, strike_at=now,
+                                               healthy_since=None),
+                            "unhealthy; Swarm replaces its unhealthy tasks, aegis only observes")
+        return Decision("none", replace(state, healthy_since=None),
+                        "a Swarm task: Swarm replaces it")
+    if observed.status == "running" and observed.health in ("healthy", "none"):
+        return _healthy(state, policy, now)
+    return Decision("none", state, "a Swarm task: Swarm replaces it")
+
+
+def _unhealthy(state: StrikeState, observed: Observed, policy: Policy,
+               now: datetime) -> Decision:
     state = replace(state, healthy_since=None)
     interval = timedelta(seconds=policy.strike_interval_s)
+    parent = observed.parent_incident
     if state.phase == "ok":
-        return Decision("strike1", replace(state, phase="striking", strikes=1,
-                                           incident=state.incident + 1, strike_at=now),
-                        "unhealthy", now + interval)
+        opened = replace(_opened(state, _class_of(observed)), folded_into=parent)
+        reason = f"unhealthy; {parent}, which it depends on, is in an incident" if parent \
+            else "unhealthy"
+        return Decision("strike1", replace(opened, phase="striking", strikes=1, strike_at=now),
+                        reason, now + interval)
     if state.phase == "escalated":
         return Decision("none", state, "escalated: waiting for ack or recovery")
     assert state.strike_at is not None
     due = state.strike_at + interval
     if now < due:
         return Decision("none", state, "within the strike interval", due)
+    if parent is not None:
+        return _fold(state, parent, now, interval)
     if state.phase == "restarting":
         return _escalate(state, now, "still unhealthy one strike interval after the restart")
     # striking: strike 2
@@ -218,6 +311,13 @@ def _unhealthy(state: StrikeState, policy: Policy, now: datetime) -> Decision:
         return _escalate(state, now, "protected: aegis never restarts it")
     if policy.remediation == RemediationMode.OBSERVE:
         return _escalate(state, now, "observe mode: no restart")
+    if observed.probe_problem is not None:
+        return _escalate(state, now, "the health check command is broken, a restart cannot "
+                                     f"help: {observed.probe_problem}")
+    oom = state.incident_class == TriageClass.OOM
+    if oom and state.oom_restart_at is not None and now - state.oom_restart_at < BUDGET_WINDOW:
+        return _escalate(state, now, "killed for lack of memory again within an hour of "
+                                     "aegis's restart: no restart in a loop")
     if len(state.restarts) >= policy.max_restarts_per_hour:
         return _escalate(state, now, f"restart budget spent ({len(state.restarts)} restarts "
                                      f"in the last hour, at most {policy.max_restarts_per_hour})")
@@ -226,9 +326,23 @@ def _unhealthy(state: StrikeState, policy: Policy, now: datetime) -> Decision:
                                                                    policy))
         if now < allowed:
             return Decision("none", state, "restart back-off", allowed)
+    reason = ("killed for lack of memory: restarted once" if oom
+              else "still unhealthy one strike interval after strike 1")
+    if state.folded_into is not None:
+        reason = f"still unhealthy after {state.folded_into}'s incident ended"
     return Decision("restart", replace(state, phase="restarting", strikes=2, strike_at=now,
-                                       restarts=(*state.restarts, now)),
-                    "still unhealthy one strike interval after strike 1", now + interval)
+                                       restarts=(*state.restarts, now), folded_into=None,
+                                       oom_restart_at=now if oom else state.oom_restart_at),
+                    reason, now + interval)
+
+
+def _fold(state: StrikeState, parent: str, now: datetime, interval: timedelta) -> Decision:
+    """A dependant whose parent is in an incident: neither restarted nor escalated until
+    the parent's incident ends; then strike 2 (a restart) heals it if still needed."""
+    folded = replace(state, phase="striking", strikes=1, strike_at=now, folded_into=parent)
+    action: Action = "none" if state.folded_into == parent else "fold"
+    return Decision(action, folded, f"waits for {parent}, whose incident it depends on",
+                    now + interval)
 
 
 def _escalate(state: StrikeState, now: datetime, reason: str) -> Decision:
@@ -240,11 +354,18 @@ def _healthy(state: StrikeState, policy: Policy, now: datetime) -> Decision:
     if state.phase == "ok":
         return Decision("none", replace(state, healthy_since=None))
     stable = timedelta(seconds=policy.stable_period_s)
-    if state.healthy_since is None:
+    # a restart by Docker's policy since the healthy stretch began ends it: a crash loop
+    # seen healthy between two of its crashes has not recovered
+    restarted = bool(state.docker_restarts) and state.healthy_since is not None \
+        and state.docker_restarts[-1][0] > state.healthy_since
+    if state.healthy_since is None or restarted:
         return Decision("none", replace(state, healthy_since=now), "healthy, waiting",
                         now + stable)
     if now - state.healthy_since < stable:
         return Decision("none", state, "healthy, waiting", state.healthy_since + stable)
     seconds = (now - state.healthy_since).total_seconds()
-    return Decision("recover", StrikeState(incident=state.incident, restarts=state.restarts),
+    return Decision("recover", StrikeState(incident=state.incident, restarts=state.restarts,
+                                           incident_class=state.incident_class,
+                                           oom_restart_at=state.oom_restart_at,
+                                           docker_restarts=state.docker_restarts[-1:]),
                     f"healthy for {seconds:.0f}s")

@@ -24,13 +24,13 @@ from aegis.core.logs import get_logger
 from aegis.storage.db import Row
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import insert_event
-from aegis.supervision import incidents, policy, restarts
+from aegis.supervision import incidents, restarts, triage
 from aegis.supervision import labels as L
 from aegis.supervision.docker import (
     EngineAvailability,
     Seen,
-    effective_stop_timeout_s,
     inspected,
+    memory_usage,
     own_container_ids,
     seen_from_event,
     seen_from_inspect,
@@ -43,12 +43,15 @@ from aegis.supervision.repository import (
     changes,
     decision_record,
     in_maintenance,
+    open_parent,
     save_params,
     saved_offline,
+    stop_request,
     strike_state,
 )
 from aegis.supervision.restarts import RestartTracker
 from aegis.supervision.strikes import Observed, SupervisionMode, decide, display_state
+from aegis.supervision.triage import TriageClass
 
 # An unhealthy event at most this old (by its own timestamp) is acted on as it stands;
 # older ones (replayed after a reconnection) are checked against an inspect first.
@@ -66,6 +69,9 @@ class SupervisionState:
     kept: KeptRows = field(default_factory=KeptRows)
     restarts: RestartTracker = field(default_factory=RestartTracker)
     engine: EngineAvailability = field(default_factory=EngineAvailability)
+    # the exit code of each container's latest ``die`` (a running container's inspect
+    # shows 0): the exit codes of a crash loop
+    exit_codes: dict[str, int] = field(default_factory=dict)
 
 
 class Supervisor:
@@ -169,8 +175,7 @@ class Supervisor:
         try:
             due = self.containers.due(self.host, now)
         except DatabaseUnavailable:
-            due = [row for row in self.kept.of(self.host) if row["removed_at"] is None
-                   and row["next_check_at"] is not None and row["next_check_at"] <= now]
+            due = self.kept.due(self.host, now)
         for row in due:
             if self.restarts.in_progress(self.host, row["name"]):
                 continue  # its start event brings it back once the restart is over; an
@@ -179,9 +184,7 @@ class Supervisor:
         try:
             ahead = self.containers.next_due(self.host, now)
         except DatabaseUnavailable:
-            ahead = min((row["next_check_at"] for row in self.kept.of(self.host)
-                         if row["removed_at"] is None and row["next_check_at"] is not None
-                         and row["next_check_at"] > now), default=None)
+            ahead = self.kept.next_due(self.host, now)
         if ahead is not None and (self.soonest is None or ahead < self.soonest):
             self.soonest = ahead
         return len(due)
@@ -210,8 +213,13 @@ class Supervisor:
             if not self.restarts.in_progress_id(container_id):  # not aegis's own restart
                 self._set_stopped(container_id, True, now)
         elif action == "die":
+            with contextlib.suppress(TypeError, ValueError):
+                self.state.exit_codes[container_id] = int(str(attributes.get("exitCode")))
             return "die"
+        elif action == "oom":  # a process inside was killed for memory; it may run on
+            self._note_oom(container_id, now)
         elif action == "destroy":
+            self.state.exit_codes.pop(container_id, None)
             self.containers.mark_removed(self.host, container_id, now)
         elif action == "rename":
             old_name = str(attributes.get("oldName", "")).lstrip("/")
@@ -225,10 +233,13 @@ class Supervisor:
         container; in the kept rows too, so it holds while PostgreSQL is down."""
         with contextlib.suppress(DatabaseUnavailable):
             self.containers.set_stopped(self.host, container_id, stopped, now)
-        self.kept.keep(*[{**row, "stopped_by_user": stopped,
-                          "stop_requested_at": now if stopped else None}
-                         for row in self.kept.of(self.host)
-                         if row["container_id"] == container_id])
+        self.kept.update(self.host, container_id, stopped_by_user=stopped,
+                         stop_requested_at=now if stopped else None)
+
+    def _note_oom(self, container_id: str, now: datetime) -> None:
+        with contextlib.suppress(DatabaseUnavailable):
+            self.containers.note_oom(self.host, container_id, now)
+        self.kept.update(self.host, container_id, oom_at=now)
 
     def _strike_from_event(self, event: dict[str, Any], now: datetime) -> bool:
         """Strike 1 straight from a fresh ``unhealthy`` event, without asking a busy engine
@@ -253,7 +264,7 @@ class Supervisor:
                         ) -> str | None:
         """Why aegis may not restart ``seen`` (a container it restarts only because it
         shares a restarted container's network), or None when it may."""
-        refusal = policy.restart_refusal(self.settings, seen, parsed, self.own_ids)
+        refusal = L.restart_refusal(self.settings, seen, parsed, self.own_ids)
         if refusal is not None:
             return refusal
         with contextlib.suppress(DatabaseUnavailable):
@@ -265,53 +276,55 @@ class Supervisor:
     def evaluate(self, seen: Seen, row: Row | None, now: datetime
                  ) -> tuple[str, SupervisionMode]:
         """Decide and act for one container; returns (action, supervision mode)."""
-        if row is not None and self._may_have_been_given_up(seen, row):
-            seen = inspected(self.client, seen)  # a listing has no restart policy or OOM kill
-        parsed = L.parse_labels(seen.labels)
+        if row is not None and triage.needs_inspect(seen, row["phase"], row["next_check_at"],
+                                                    stop_request(seen, row)[0], now):
+            seen = inspected(self.client, seen)  # a listing tells no restart policy, no triage
+        autoheal = L.autoheal_label(self.settings)
+        parsed = L.parse_labels(seen.labels, autoheal)
         has_healthcheck = seen.has_healthcheck
         if has_healthcheck is None:
             has_healthcheck = bool(row and row["has_healthcheck"])
         if row is None:
-            if not (has_healthcheck or L.has_aegis_label(seen.labels)):
+            if not (has_healthcheck or L.has_aegis_label(seen.labels, autoheal)):
                 return "none", SupervisionMode.IGNORED
             row = self._insert(seen, has_healthcheck, now)
             if row is None:
                 return "none", SupervisionMode.IGNORED
-        mode = policy.supervision_mode(self.settings, seen, parsed, has_healthcheck,
-                                       self.own_ids)
+        mode = L.supervision_mode(self.settings, seen, parsed, has_healthcheck, self.own_ids)
         if self.restarts.in_progress(self.host, seen.name):
             return "none", mode  # judged again once the restart is over
         maintenance = bool(parsed.maintenance) or in_maintenance(
             {**row, "maintenance_label": False}, now)
-        rules = policy.strike_policy(self.settings, parsed, mode, maintenance,
-                                     effective_stop_timeout_s(seen))
+        rules = L.strike_policy(self.settings, parsed, mode, maintenance,
+                                L.effective_stop_timeout_s(seen, self.settings))
         state = strike_state(row)
-        stopped, stop_requested_at = self._stop_request(seen, row)
-        observed = Observed(seen.status, seen.health, seen.exit_code, seen.oom_killed,
-                            stopped, stop_requested_at, seen.restart_policy,
-                            seen.docker_restart_count)
-        decision = decide(state, observed, rules, now)
+        stopped, stop_requested_at = stop_request(seen, row)
+        decision = decide(state, self._observed(seen, row, stopped, stop_requested_at), rules,
+                          now)
         shown = display_state(decision.state.phase, supervision=mode, maintenance=maintenance)
         params = save_params(self.host, seen, row, decision, has_healthcheck, mode, shown,
-                             bool(parsed.maintenance), parsed.problems, now)
+                             bool(parsed.maintenance), parsed.problems, now, autoheal)
         params.update(stopped_by_user=stopped, stop_requested_at=stop_requested_at)
         due = decision.next_check_at  # one already past waits for the next poll instead
         if due is not None and due > now and (self.soonest is None or due < self.soonest):
             self.soonest = due
         if decision.action == "none" and not changes(row, params):
             return "none", mode
-        store = self.runtime.store
-        records: list[Record] = [(store.new_event(
-            "container_bad_label", f"{seen.name}: label {problem}; treated as unset",
-            importance="medium", source="supervisor", timestamp=now,
-            details={"container": seen.name, "host": self.host, "problem": problem}), None)
-            for problem in parsed.problems if problem not in (row["label_problems"] or [])]
+        records = incidents.notes(self.runtime.store, self.host, seen, row, parsed.problems,
+                                  mode, now)
         if decision.action not in ("none", "restart"):
             # an escalation carries the probe output, exit code and policy: an inspect's
             about = inspected(self.client, seen) if decision.action == "escalate" else seen
-            records.append(incidents.record(store, self.host, decision, state.phase, about,
-                                            now))
-        if not self._save(row, params, records):  # another thread or daemon changed it first
+            memory = (memory_usage(self.client, about) if decision.action == "escalate"
+                      and decision.state.incident_class == TriageClass.OOM else None)
+            record, incident = incidents.record(
+                self.runtime.store, self.settings, decision, state.phase, about, now,
+                incidents.of_row({**row, **params}), memory)
+            params.update(incident_log=list(incident.log))
+            records.append(record)
+        fold = decision.state.folded_into if decision.state.folded_into != row["folded_into"] \
+            else None
+        if not self._save(row, params, records, fold):  # another thread or daemon came first
             self.log.info("container_decision_superseded", container=seen.name)
             return "none", mode
         if decision.action == "restart":  # decided and saved above: never made twice
@@ -324,26 +337,34 @@ class Supervisor:
                 restarts.restart(self, decision, seen, now)
         return decision.action, mode
 
-    @staticmethod
-    def _may_have_been_given_up(seen: Seen, row: Row) -> bool:
-        """An exited container from a listing whose crash may call for an escalation."""
-        return (seen.status == "exited" and not seen.details and seen.exit_code != 0
-                and row["phase"] != "escalated" and not Supervisor._stop_request(seen, row)[0])
+    def _observed(self, seen: Seen, row: Row, stopped: bool,
+                  stop_requested_at: datetime | None) -> Observed:
+        """What Docker reports, with triage's reading of an inspect and the parent it
+        depends on when that one is in an incident."""
+        oom, problem = False, None
+        if seen.details:  # an inspect's
+            peak = None
+            if seen.exit_code == triage.OOM_EXIT_CODE and seen.memory_limit \
+                    and not seen.oom_killed:
+                peak = memory_usage(self.client, seen).get("max_usage")
+            oom = triage.oom_killed(seen, row.get("oom_at"), peak)
+            problem = triage.broken_probe(seen)
+        exit_code = seen.exit_code if seen.status != "running" \
+            else self.state.exit_codes.get(seen.id)  # a crash's, not the running one's 0
+        return Observed(seen.status, seen.health, exit_code, seen.oom_killed, stopped,
+                        stop_requested_at, seen.restart_policy, seen.docker_restart_count,
+                        inspected=bool(seen.details), oom=oom, probe_problem=problem,
+                        parent_incident=open_parent(self.containers, self.kept, self.host,
+                                                    seen, row))
 
-    @staticmethod
-    def _stop_request(seen: Seen, row: Row) -> tuple[bool, datetime | None]:
-        """Whether (and when) a person asked Docker to stop this container. A request
-        made of the container a row belonged to before (re-created under the same name,
-        or adopted by its compose successor) does not apply to this one."""
-        if not row["stopped_by_user"] or row["container_id"] not in ("", seen.id):
-            return False, None
-        return True, row["stop_requested_at"]
-
-    def _save(self, row: Row, params: dict[str, Any], records: list[Record]) -> bool:
+    def _save(self, row: Row, params: dict[str, Any], records: list[Record],
+              fold: str | None = None) -> bool:
         """The row and the events its decision calls for, in one transaction: a daemon
         killed at any moment leaves both or neither. False when the row changed since it
         was read (nothing written). With PostgreSQL down, both go to the spool as one
-        record, written back once when it returns; until then the kept row stands in."""
+        record, written back once when it returns; until then the kept row stands in.
+        ``fold``: the parent whose incident this container's is folded into now; its row
+        and living message name it as affected, in the same transaction."""
         store = self.runtime.store
         try:
             store.replay_spool()  # a decision spooled earlier is older than this one
@@ -352,6 +373,9 @@ class Supervisor:
                     return False
                 for event, notify in records:
                     insert_event(tx, event, notify)
+                if fold is not None:
+                    incidents.fold_into(tx, self.settings, fold, params,
+                                        records[-1][0].uid if records else None)
         except DatabaseUnavailable as exc:
             if not self.kept.keep_if_unchanged(row, saved_offline(row, params)):
                 return False
@@ -365,26 +389,10 @@ class Supervisor:
 
     def _insert(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
         try:
-            row = self._insert_row(seen, has_healthcheck, now)
+            row = self.containers.first_row(self.host, seen, has_healthcheck, now)
             self.kept.keep(row)
             return row
         except DatabaseUnavailable:
             # never acted on without its row: a container this process has not seen in the
             # database (new, or the daemon started during the outage) waits for it
             return None
-
-    def _insert_row(self, seen: Seen, has_healthcheck: bool, now: datetime) -> Row | None:
-        renamed = self.containers.adopt_renamed(self.host, seen.name, seen.id)
-        if renamed is not None:
-            return renamed
-        if seen.compose_project and seen.compose_service:
-            adopted = self.containers.adopt(self.host, seen.name, seen.compose_project,
-                                            seen.compose_service)
-            if adopted is not None:
-                return adopted
-        self.containers.insert(host=self.host, name=seen.name, container_id=seen.id,
-                               image=seen.image, compose_project=seen.compose_project,
-                               compose_service=seen.compose_service, status=seen.status,
-                               health=seen.health, has_healthcheck=has_healthcheck,
-                               seen_at=now)
-        return self.containers.by_name(self.host, seen.name)

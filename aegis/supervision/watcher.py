@@ -41,7 +41,7 @@ EVENTS_FORBIDDEN_HINT = ("allow the event stream on the socket proxy (EVENTS=1);
 DUE_POLL_S = 5.0
 # A die is checked this long after, when a restart by Docker or by aegis has had its start.
 DIE_SETTLE_S = 2.0
-EVENT_ACTIONS = ("health_status", "die", "start", "stop", "kill", "destroy", "rename")
+EVENT_ACTIONS = ("health_status", "die", "start", "stop", "kill", "destroy", "rename", "oom")
 _END = object()
 
 
@@ -230,18 +230,28 @@ class Supervision:
     def __init__(self, client_factory: Callable[[], Any] = docker_client) -> None:
         self.client_factory = client_factory
         self.state = SupervisionState()
+        self.waiting_until: float | None = None  # time.monotonic() the start period ends
 
     def sweep(self, runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
         """One reconciliation sweep over one container listing (see ``supervise_once``):
         its restarts side by side, each through a client of its own, the sweep over when
-        they are."""
+        they are; nothing during the daemon's start period."""
+        if self.waiting_until is not None and time.monotonic() < self.waiting_until:
+            return {"start_period_left_s": round(self.waiting_until - time.monotonic(), 1)}
         return supervise_once(runtime, now, client_factory=self.client_factory,
                               state=self.state, parallel_restarts=True)
 
     def watch(self, runtime: Runtime, stop: threading.Event) -> None:
-        """The ``docker_events`` service: off when AEGIS_REMEDIATION=off."""
+        """The ``docker_events`` service: off when AEGIS_REMEDIATION=off. It (and the
+        sweep) leaves containers alone for AEGIS_START_PERIOD after the daemon starts."""
         if runtime.settings.remediation == RemediationMode.OFF:
             return
+        period_s = runtime.settings.start_period_s
+        if period_s > 0:
+            self.waiting_until = time.monotonic() + period_s
+            get_logger().info("supervision_start_period", seconds=period_s)
+            if stop.wait(period_s):
+                return
         Watcher(runtime, client_factory=self.client_factory, state=self.state).run(stop)
 
     def drain(self, grace_s: float) -> bool:

@@ -190,6 +190,7 @@ class Incident:
     events: list[Event]  # oldest first
     opened_at: datetime
     closed_at: datetime | None  # None: still open
+    klass: str | None = None  # its triage class, as its latest event that names one says
 
 
 @dataclass(frozen=True)
@@ -250,22 +251,32 @@ def incidents_of(events: Sequence[Event]) -> tuple[list[Incident], list[Event]]:
         ordered = sorted(found, key=lambda e: (e.timestamp, e.id or 0))
         closing = ordered[-1].event_type in ("container_recovered", "container_acknowledged",
                                              "container_strikes_reset")
+        klass = next((str(e.details["class"]) for e in reversed(ordered)
+                      if e.details.get("class")), None)
         incidents.append(Incident(number=number, events=ordered,
                                   opened_at=ordered[0].timestamp,
-                                  closed_at=ordered[-1].timestamp if closing else None))
+                                  closed_at=ordered[-1].timestamp if closing else None,
+                                  klass=klass))
     return incidents, others
 
 
 def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLine]:
-    """aegis's labels as set on the container, and what each does to it; the thresholds a
-    label leaves unset come from this daemon's settings."""
-    parsed = L.parse_labels(labels)
+    """aegis's labels as set on the container (and docker-autoheal's that it reads), and
+    what each does to it; the thresholds a label leaves unset come from this daemon's
+    settings."""
+    autoheal = L.autoheal_label(settings)
+    parsed = L.parse_labels(labels, autoheal)
     interval = parsed.strike_interval_s
     restarts = parsed.max_restarts
+    stand_ins = {} if autoheal is None else {autoheal: L.ENABLE,
+                                             L.AUTOHEAL_STOP_TIMEOUT: L.STOP_TIMEOUT}
+    by = {own: f" (by {key})" for key, own in stand_ins.items()
+          if key in labels and own not in labels}
     effects = {
         L.ENABLE: {True: "supervised even without a health check or outside the scope",
                    False: "never supervised (opted out)",
-                   None: f"supervised by scope ({settings.docker_scope.value})"}[parsed.enable],
+                   None: f"supervised by scope ({settings.docker_scope.value})"}[parsed.enable]
+        + by.get(L.ENABLE, ""),
         L.PROTECT: "struck and escalated, never restarted" if parsed.protect
         else "may be restarted",
         L.MAINTENANCE: "no action while the label is set" if parsed.maintenance
@@ -276,10 +287,16 @@ def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLi
         L.MAX_RESTARTS: f"{restarts} restarts an hour" if restarts is not None
         else f"{settings.max_restarts_per_hour} restarts an hour (AEGIS_MAX_RESTARTS)",
         L.STOP_TIMEOUT: f"{format_duration_s(parsed.stop_timeout_s)} to stop before a kill"
-        if parsed.stop_timeout_s else "the container's own stop timeout",
+        + by.get(L.STOP_TIMEOUT, "") if parsed.stop_timeout_s
+        else "the container's own stop timeout, else "
+             f"{format_duration_s(settings.default_stop_timeout_s)} "
+             "(AEGIS_DEFAULT_STOP_TIMEOUT)",
     }
     found = [LabelLine(key, labels.get(key), effect) for key, effect in effects.items()]
-    for key in sorted(set(labels) - set(L.KNOWN)):
+    found += [LabelLine(key, labels[key], f"docker-autoheal's, read as {own}"
+                        + (f" ({own} is set: it wins when valid)" if own in labels else ""))
+              for key, own in stand_ins.items() if key in labels]
+    for key in sorted(set(labels) - set(L.KNOWN) - set(stand_ins)):
         meant = L.misspelt(key)
         found.append(LabelLine(key, labels[key], f"does nothing (did you mean {meant}?)"
                                if meant else "not aegis's: left alone"))

@@ -17,6 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from aegis.supervision.triage import MEANING, TriageClass
 from aegis.version import __version__
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
@@ -62,6 +63,16 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def class_meaning(klass: str | None) -> str:
+    """A triage class in the words of the alerts (``killed for lack of memory``)."""
+    if not klass:
+        return "-"
+    try:
+        return MEANING[TriageClass(klass)]
+    except ValueError:  # a class of a later version
+        return klass
+
+
 def pretty_json(value: Any) -> str:
     """Event details as indented JSON (escaped by the template like any other text)."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
@@ -78,7 +89,7 @@ class Templates:
                                lstrip_blocks=True)
         self.env.filters.update(when=lambda moment: local_time(moment, zone),
                                 seconds=seconds_text, json=pretty_json, counted=counted,
-                                sh=shlex.quote)
+                                sh=shlex.quote, meaning=class_meaning)
         self.env.globals.update(ago=ago, version=__version__, zone=zone_name(zone))
 
     def render(self, name: str, context: Mapping[str, Any]) -> bytes:

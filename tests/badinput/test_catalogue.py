@@ -455,7 +455,7 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
         assert embed["title"] == f"{shown} escalated on test-host"
         assert {f["name"]: f["value"] for f in embed["fields"]} == {
             "host": "test-host", "container": shown, "image": "aegis-test-busybox:latest",
-            "restarts\\_last\\_hour": "1"}
+            "class": "unhealthy", "restarts": "1"}
         assert [f["name"] for f in embed["fields"]].count("host") == 1
         assert f"`aegis ack {name}`" in embed["description"]  # aegis's own markdown kept
         if carried:  # outside text in the description is escaped too

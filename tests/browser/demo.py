@@ -1,5 +1,6 @@
 """A small fleet's month, written into a database as aegis would have recorded it: three
-hosts, an escalated container and two more in an incident, a container in maintenance,
+hosts, an escalated container with a dependant folded into its incident and two more in
+an incident (one killed for lack of memory), a container in maintenance,
 30 days of restarts and escalations, a day of job runs (one failed, one missed). The
 screenshot of docs/ and the browser tests show it; every time is relative to ``now``.
 """
@@ -62,15 +63,22 @@ def _containers(conn: psycopg.Connection[Any], now: datetime) -> None:
                restarts=[now - timedelta(minutes=8), now - timedelta(minutes=7)],
                last_action="escalate", last_action_at=now - timedelta(minutes=6),
                last_reason="still unhealthy after a restart", labels={"aegis.max-restarts": "2"},
-               compose_project="shop", compose_service="payments-api")
+               compose_project="shop", compose_service="payments-api",
+               incident_class="unhealthy", affected=["checkout"])
+    _container(conn, "web-01", "checkout", state="striking", phase="striking", strikes=1,
+               incident=3, health="unhealthy", strike_at=now - timedelta(minutes=5),
+               last_action="fold", last_action_at=now - timedelta(minutes=5),
+               last_reason="waits for payments-api, whose incident it depends on",
+               compose_project="shop", compose_service="checkout",
+               incident_class="unhealthy", folded_into="payments-api")
     _container(conn, "web-01", "worker", state="restarting", phase="restarting", strikes=2,
                incident=7, health="unhealthy", strike_at=now - timedelta(seconds=40),
                last_action="restart", last_action_at=now - timedelta(seconds=40),
-               last_reason="unhealthy for one strike interval after strike 1")
+               last_reason="killed for lack of memory: restarted once", incident_class="oom")
     _container(conn, "web-02", "search", state="striking", phase="striking", strikes=1,
                incident=2, health="unhealthy", strike_at=now - timedelta(seconds=20),
                last_action="strike1", last_action_at=now - timedelta(seconds=20),
-               last_reason="health check failing")
+               last_reason="health check failing", incident_class="unhealthy")
     _container(conn, "web-02", "nightly-backup", state="maintenance",
                maintenance_until=now + timedelta(hours=2), last_action="maintenance_on",
                last_action_at=now - timedelta(minutes=30))
@@ -79,11 +87,12 @@ def _containers(conn: psycopg.Connection[Any], now: datetime) -> None:
             _container(conn, host, f"app-{number:02d}")
     _event(conn, now - timedelta(minutes=8), "container_restarted",
            "payments-api restarted (strike 2 of 3)", "high", "web-01",
-           container="payments-api", incident=4, probe_output=PROBE_503)
+           container="payments-api", incident=4, probe_output=PROBE_503,
+           **{"class": "unhealthy"})
     _event(conn, now - timedelta(minutes=6), "container_escalated",
            "payments-api escalated (strike 3 of 3): still unhealthy after a restart",
            "critical", "web-01", container="payments-api", incident=4,
-           probe_output=PROBE_503, probe_exit_code=1)
+           probe_output=PROBE_503, probe_exit_code=1, **{"class": "unhealthy"})
 
 
 def _history(conn: psycopg.Connection[Any], now: datetime) -> None:

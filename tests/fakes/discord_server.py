@@ -3,9 +3,13 @@ endpoint for Apprise ``json://`` URLs), for tests and benchmarks.
 
     POST /api/webhooks/<id>/<token>[?wait=true]
         checks the token, then the payload against Discord's documented limits:
-        400 with the violations, or 200 (wait=true, the created message) / 204.
-        Rate-limit headers on every answer; a scripted step can answer 429 with
+        400 with the violations, or 200 (wait=true, the created message with its id) /
+        204. Rate-limit headers on every answer; a scripted step can answer 429 with
         retry_after, 500, 404, or answer slowly.
+    PATCH /api/webhooks/<id>/<token>/messages/<message_id>
+        edits a message the webhook posted: the same token check, limits, bucket and
+        scripted steps as a post; 200 with the message, or 404 Unknown Message (code
+        10008) for a message that does not exist or was deleted (``delete_message``).
     POST /json/<name>
         records the JSON body (what Apprise's json:// plugin sends), 200.
 
@@ -27,6 +31,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 WEBHOOK_ID = "112233445566778899"
+# Message ids look like Discord's snowflakes and grow with each post.
+MESSAGE_ID_BASE = 1_200_000_000_000_000_000
 TOKEN = "fAk3-t0k3n_" + "x" * 20 + "_SECRETWEBHOOKTOKEN"
 
 LIMITS = {"content": 2000, "embeds": 10, "title": 256, "description": 4096, "fields": 25,
@@ -104,6 +110,10 @@ class FakeDiscord:
         self.dropped = 0  # requests a "drop" step left unanswered
         self.rejected: list[tuple[dict[str, Any], list[str]]] = []
         self.json_received: list[dict[str, Any]] = []
+        # the messages as they stand now, by id (a post creates one, an edit replaces it)
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.edits: list[tuple[str, dict[str, Any]]] = []  # (message id, body) accepted
+        self.edits_at: list[float] = []  # time.monotonic() when each edit arrived
         self.answers: list[int] = []
         self.steps: collections.deque[str] = collections.deque()
         self._lock = threading.Lock()
@@ -115,6 +125,9 @@ class FakeDiscord:
                 pass
 
             def do_POST(self) -> None:
+                fake._handle(self)
+
+            def do_PATCH(self) -> None:
                 fake._handle(self)
 
         self.on_received = on_received  # called with each accepted message
@@ -139,6 +152,11 @@ class FakeDiscord:
         self.server.shutdown()
         self.server.server_close()
 
+    def delete_message(self, message_id: str) -> None:
+        """A person deletes a message in the channel: editing it answers 404 from now on."""
+        with self._lock:
+            self.messages.pop(message_id, None)
+
     # --- the endpoint ---
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
@@ -156,7 +174,9 @@ class FakeDiscord:
             self._answer(request, 200, {"ok": True})
             return
         segments = parts.path.strip("/").split("/")
-        if len(segments) != 4 or segments[:2] != ["api", "webhooks"]:
+        edit = request.command == "PATCH"
+        if segments[:2] != ["api", "webhooks"] or len(segments) != (6 if edit else 4) or (
+                edit and segments[4] != "messages"):
             self._answer(request, 404, {"message": "404: Not Found", "code": 0})
             return
         with self._lock:
@@ -178,11 +198,14 @@ class FakeDiscord:
             self._answer(request, 500, None, text="Internal Server Error")
         elif kind == "429":
             self._rate_limited(request, float(arg or 1.0))
+        elif edit:
+            self._accept(request, body, parse_qs(parts.query), arrived, segments[5])
         else:
             self._accept(request, body, parse_qs(parts.query), arrived)
 
     def _accept(self, request: BaseHTTPRequestHandler, body: Any,
-                query: dict[str, list[str]], arrived: float) -> None:
+                query: dict[str, list[str]], arrived: float,
+                message_id: str | None = None) -> None:
         now = time.monotonic()
         with self._lock:
             while self._bucket and self._bucket[0] <= now - self.bucket_window_s:
@@ -203,17 +226,39 @@ class FakeDiscord:
             self._answer(request, 400, {"message": "Invalid Form Body", "code": 50035,
                                         "errors": problems})
             return
+        if message_id is not None:
+            self._edit(request, message_id, body, arrived)
+            return
         with self._lock:
             self.received.append(body)
             self.received_at.append(arrived)
-            message_id = str(len(self.received))
+            message_id = str(MESSAGE_ID_BASE + len(self.received))
+            self.messages[message_id] = body
         if self.on_received is not None:
             self.on_received(body)
         if query.get("wait", ["false"])[0].lower() == "true":
-            self._answer(request, 200, {"id": message_id, "content": body.get("content", ""),
-                                        "embeds": body.get("embeds", [])})
+            self._answer(request, 200, self._message(message_id, body))
         else:
             self._answer(request, 204, None)
+
+    def _edit(self, request: BaseHTTPRequestHandler, message_id: str, body: Any,
+              arrived: float) -> None:
+        with self._lock:
+            known = message_id in self.messages
+            if known:
+                self.messages[message_id] = {**self.messages[message_id], **body}
+                self.edits.append((message_id, body))
+                self.edits_at.append(arrived)
+        if not known:
+            self._answer(request, 404, {"message": "Unknown Message", "code": 10008})
+            return
+        self._answer(request, 200, self._message(message_id, self.messages[message_id]))
+
+    @staticmethod
+    def _message(message_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The message object Discord answers with (``?wait=true``, an edit)."""
+        return {"id": message_id, "channel_id": "1", "webhook_id": WEBHOOK_ID,
+                "content": body.get("content", ""), "embeds": body.get("embeds", [])}
 
     def _rate_limited(self, request: BaseHTTPRequestHandler, retry_after_s: float) -> None:
         self._answer(request, 429, {"message": "You are being rate limited.",

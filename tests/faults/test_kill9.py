@@ -226,10 +226,13 @@ class Post:
 
 
 def posts_of(fake: FakeDiscord) -> list[Post]:
-    """What the server received, in order: each post's sender and the rows it carried (a
-    grouped alert lists its rows as ``- **title** [xN] (...)`` lines)."""
+    """What the server accepted, in order of arrival: each post's (or edit's: an
+    incident's living message) sender and the rows it carried (a grouped alert lists its
+    rows as ``- **title** [xN] (...)`` lines)."""
     posts = []
-    for payload, arrived in zip(fake.received, fake.received_at, strict=True):
+    accepted = [*zip(fake.received, fake.received_at, strict=True),
+                *zip((body for _, body in fake.edits), fake.edits_at, strict=True)]
+    for payload, arrived in sorted(accepted, key=lambda found: found[1]):
         embed = payload["embeds"][0]
         pid = int(embed["footer"]["text"].rsplit("-", 1)[1])
         titles: list[str] = []

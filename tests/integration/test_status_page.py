@@ -254,6 +254,66 @@ def test_a_containers_page_shows_incidents_restarts_probes_labels_and_commands(
     assert open_site("/container")[0] == 400
 
 
+def test_incidents_show_their_class_their_folded_dependants_and_autoheal_labels(
+        open_site: Fetch, database_url: str) -> None:
+    """What the incidents branch adds to a row: the triage class, a dependant folded into
+    its parent's incident, a Swarm task observed, and docker-autoheal's labels."""
+    add_container(database_url, "vpn", state="escalated", phase="escalated", strikes=3,
+                  incident=2, incident_class="oom", health="unhealthy",
+                  strike_at=NOW - timedelta(minutes=4), affected=["vpn-client"],
+                  labels={"autoheal": "true", "autoheal.stop.timeout": "20"})
+    add_container(database_url, "vpn-client", state="striking", phase="striking", strikes=1,
+                  incident=1, incident_class="unhealthy", folded_into="vpn",
+                  health="unhealthy", strike_at=NOW - timedelta(minutes=3),
+                  last_reason="waits for vpn, whose incident it depends on")
+    add_container(database_url, "web.1.task", state="striking", phase="striking", strikes=1,
+                  incident=1, incident_class="unhealthy", supervision="orchestrated",
+                  health="unhealthy", strike_at=NOW - timedelta(minutes=2))
+    add_event(database_url, NOW - timedelta(minutes=30), "container_escalated", "critical",
+              container="vpn", incident=1, **{"class": "broken_probe"})
+    add_event(database_url, NOW - timedelta(minutes=20), "container_recovered", "medium",
+              container="vpn", incident=1, **{"class": "broken_probe"})
+    add_event(database_url, NOW - timedelta(minutes=5), "container_unhealthy", "medium",
+              container="vpn", incident=2, **{"class": "unhealthy"})
+    add_event(database_url, NOW - timedelta(minutes=4), "container_escalated", "critical",
+              container="vpn", incident=2, **{"class": "oom"})
+
+    status, _, html = open_site("/")
+    assert status == 200
+    incidents = page_text(html, "incidents")
+    assert "Class: killed for lack of memory" in incidents
+    assert "Also affected: vpn-client" in incidents
+    assert "Folded into vpn's incident." in incidents
+    assert incidents.count("Class:") == 1  # a plain unhealthy one needs no word on it
+    assert "aegis ack vpn" in incidents
+    assert "aegis ack vpn-client" not in incidents  # nothing to take over: vpn's is
+
+    status, _, html = open_site("/container?" + urlencode({"host": "test-host",
+                                                           "name": "vpn"}))
+    assert status == 200
+    texts = Texts(html)
+    facts = texts.text("container")
+    assert "class killed for lack of memory oom" in facts
+    assert "also affected vpn-client" in facts
+    timelines = texts.text("incidents")
+    assert timelines.index("Incident 2 · killed for lack of memory") \
+        < timelines.index("Incident 1 · the health check command is broken")
+    labels = texts.text("labels")
+    assert "aegis.enable not set supervised even without a health check or outside the " \
+        "scope (by autoheal)" in labels
+    assert "aegis.stop-timeout not set 20s to stop before a kill (by " \
+        "autoheal.stop.timeout)" in labels
+    assert "autoheal true docker-autoheal's, read as aegis.enable" in labels
+
+    status, _, html = open_site("/container?" + urlencode({"host": "test-host",
+                                                           "name": "vpn-client"}))
+    facts = page_text(html, "container")
+    assert "class unhealthy folded into vpn's incident: it waits for that one" in facts
+    status, _, html = open_site("/container?" + urlencode({"host": "test-host",
+                                                           "name": "web.1.task"}))
+    assert "supervision orchestrated" in page_text(html, "container")
+
+
 def test_the_events_page_filters_as_aegis_events_does_and_pages_with_a_cursor(
         open_site: Fetch, database_url: str) -> None:
     for n in range(120):

@@ -150,28 +150,37 @@ def test_given_up_by_docker_after_its_on_failure_retries_escalated_once(
 
 @pytest.mark.parametrize("policy", [{"Name": "always"}, {"Name": "unless-stopped"},
                                     {"Name": "on-failure", "MaximumRetryCount": 20}])
-def test_a_container_docker_is_restarting_is_left_to_docker(
+def test_a_crash_loop_docker_is_restarting_is_escalated_once_and_left_to_docker(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
         database_url: str, policy: dict[str, Any]) -> None:
     container = make_container("sleep 1; exit 1", restart_policy=policy)
     sv = supervisor(app, docker_client)
     sv.check(container.id, utcnow())
     seen: set[str] = set()
+    actions: list[str] = []
     deadline = time.monotonic() + 30
     # Docker's delay doubles from 0.1 s: from its third restart on it waits 0.4 s or more
     # between runs of a second, shown as `restarting`; aegis checks it then, as the
     # watcher does after a die
-    while time.monotonic() < deadline and not ("restarting" in seen and "running" in seen):
+    while time.monotonic() < deadline and not ("restarting" in seen and "running" in seen
+                                               and "escalate" in actions):
         attrs = docker_client.api.inspect_container(container.id)
         if attrs["RestartCount"] >= 3 and attrs["State"]["Status"] in ("restarting",
                                                                         "running"):
-            assert sv.check(container.id, utcnow()) == "none"
+            actions.append(sv.check(container.id, utcnow()))
             seen.add(attrs["State"]["Status"])
         time.sleep(0.05)
     assert "restarting" in seen
     sv.reconcile(utcnow())
-    assert events_of(database_url, container.name) == []
-    assert row_of(database_url, container.name)["state"] == "ok"
+    # escalated once, on Docker's third restart; never again, never restarted by aegis
+    assert [a for a in actions if a != "none"] == ["escalate"]
+    found = events_of(database_url, container.name)
+    assert [e["event_type"] for e in found] == ["container_escalated"]
+    details = found[0]["details"]
+    assert details["class"] == "crash_loop"
+    assert details["reason"].startswith("crash loop: Docker restarted it ")
+    row = row_of(database_url, container.name)
+    assert (row["state"], row["restarts"]) == ("escalated", [])
 
 
 def test_a_failed_restart_by_docker_is_escalated_under_restart_policy_always(

@@ -30,6 +30,12 @@ class BadInput:
 
 
 BAD_INPUTS = [
+    BadInput("autoheal_interval_not_a_duration", {"AUTOHEAL_INTERVAL": "often"},
+             "AUTOHEAL_INTERVAL", hint="is not a duration"),
+    BadInput("autoheal_compat_not_a_boolean", {"AEGIS_AUTOHEAL_COMPAT": "maybe"},
+             "AEGIS_AUTOHEAL_COMPAT", hint="is not a boolean"),
+    BadInput("unknown_alert_style", {"AEGIS_ALERT_STYLE": "email"}, "AEGIS_ALERT_STYLE",
+             hint="'email' is not one of thread, posts"),
     BadInput("port_not_a_number", {"POSTGRES_PORT": "abc"}, "POSTGRES_PORT",
              hint="not a whole number"),
     BadInput("port_out_of_range", {"POSTGRES_PORT": "70000"}, "POSTGRES_PORT",
@@ -228,3 +234,53 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({})
     with pytest.raises(AttributeError):
         settings.host = "other"  # type: ignore[misc]
+
+
+# --- docker-autoheal's variables ---
+
+DISCORD = "https://discord.com/api/webhooks/123456/AbC-dEf_gh"
+
+
+def test_dockers_autoheal_variables_are_read_where_aegis_own_are_unset() -> None:
+    settings = load_settings({"AUTOHEAL_CONTAINER_LABEL": "autoheal", "AUTOHEAL_INTERVAL": "5",
+                              "AUTOHEAL_START_PERIOD": "300", "AUTOHEAL_DEFAULT_STOP_TIMEOUT": "20",
+                              "WEBHOOK_URL": DISCORD,
+                              "APPRISE_URL": "http://apprise:8000/notify/apprise"})
+    assert settings.docker_scope == "labeled"  # a label names which containers: labelled
+    assert settings.autoheal_label == "autoheal"
+    assert settings.strike_interval_s == 5.0  # a restart within one interval, as autoheal
+    assert settings.start_period_s == 300.0
+    assert settings.default_stop_timeout_s == 20.0
+    assert settings.discord_webhook_url == DISCORD
+    assert settings.notify_urls == ("apprise://apprise:8000/apprise",)
+
+
+def test_aegis_own_settings_win_and_compat_off_reads_none_of_autoheals() -> None:
+    env = {"AUTOHEAL_CONTAINER_LABEL": "all", "AUTOHEAL_INTERVAL": "5",
+           "AEGIS_STRIKE_INTERVAL": "30s", "AEGIS_DOCKER_SCOPE": "labeled"}
+    settings = load_settings(env)
+    assert (settings.strike_interval_s, settings.docker_scope) == (30.0, "labeled")
+    assert load_settings({"AUTOHEAL_CONTAINER_LABEL": "all"}).docker_scope == "all"
+    off = load_settings({**env, "AEGIS_AUTOHEAL_COMPAT": "off", "AEGIS_STRIKE_INTERVAL": "",
+                         "AEGIS_DOCKER_SCOPE": ""})
+    assert (off.strike_interval_s, off.docker_scope, off.autoheal_compat) == (60.0, "all",
+                                                                               False)
+
+
+@pytest.mark.parametrize(("webhook", "discord", "apprise"), [
+    (DISCORD, DISCORD, ()),
+    ("https://hooks.slack.com/services/T000/B000/XXXX", None,
+     ("https://hooks.slack.com/services/T000/B000/XXXX",)),  # Apprise posts to Slack's URL
+    ("https://example.org/hook", None, ()),  # a generic {"text": ...} endpoint: no mapping
+])
+def test_autoheals_webhook_becomes_a_destination_only_where_the_mapping_is_clear(
+        webhook: str, discord: str | None, apprise: tuple[str, ...]) -> None:
+    settings = load_settings({"WEBHOOK_URL": webhook})
+    assert (settings.discord_webhook_url, settings.notify_urls) == (discord, apprise)
+
+
+def test_alerts_default_to_one_living_message_from_the_escalation() -> None:
+    settings = load_settings({})
+    assert (settings.alert_style, settings.alert_from) == ("thread", "escalation")
+    assert (settings.autoheal_compat, settings.autoheal_label) == (True, "autoheal")
+    assert (settings.start_period_s, settings.default_stop_timeout_s) == (0.0, 10.0)

@@ -27,7 +27,7 @@ def test_peer_status(status: str | None, age_s: float | None, expected: DaemonSt
 def view(host: str, status: DaemonStatus) -> HostView:
     return HostView(host=host, status=status, last_heartbeat_at=NOW, heartbeat_age_s=0.0,
                     version="0.1.0", instance_id=f"{host}-1", supervised=3, unhealthy=0,
-                    in_incident=0, last_escalation_at=None)
+                    in_incident=0, incidents=0, last_escalation_at=None)
 
 
 def test_a_silence_is_new_once_and_resumed_once() -> None:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from aegis.core.config import load_settings
+from aegis.supervision.docker import Seen
 from aegis.supervision.labels import (
     ContainerLabels,
+    autoheal_label,
+    effective_stop_timeout_s,
     has_aegis_label,
     parse_bool,
     parse_duration,
     parse_labels,
+    restart_refusal,
+    supervision_mode,
 )
+from aegis.supervision.strikes import SupervisionMode
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -93,3 +100,72 @@ def test_a_misspelt_label_is_reported_with_the_one_it_was_meant_to_be(key: str,
                                  "aegis", "com.example.enable"])
 def test_other_keys_under_the_prefix_are_left_alone(key: str) -> None:
     assert parse_labels({key: "true"}) == ContainerLabels()
+
+
+# --- docker-autoheal's labels ---
+
+
+def test_autoheals_label_reads_as_aegis_enable_and_its_stop_timeout_as_aegis() -> None:
+    parsed = parse_labels({"autoheal": "true", "autoheal.stop.timeout": "20"}, "autoheal")
+    assert (parsed.enable, parsed.stop_timeout_s) == (True, 20.0)
+    assert parse_labels({"autoheal": "false"}, "autoheal").enable is False
+    # without compat, or under another name, it is nobody's label
+    assert parse_labels({"autoheal": "true"}) == ContainerLabels()
+    assert parse_labels({"autoheal": "true"}, "autoheal-app") == ContainerLabels()
+    assert parse_labels({"autoheal-app": "true"}, "autoheal-app").enable is True
+
+
+def test_aegis_labels_win_over_autoheals() -> None:
+    parsed = parse_labels({"autoheal": "true", "aegis.enable": "false",
+                           "autoheal.stop.timeout": "20", "aegis.stop-timeout": "5s"},
+                          "autoheal")
+    assert (parsed.enable, parsed.stop_timeout_s) == (False, 5.0)
+
+
+def test_a_bad_autoheal_value_is_reported_like_an_aegis_one() -> None:
+    parsed = parse_labels({"autoheal": "sure", "autoheal.stop.timeout": "soon"}, "autoheal")
+    assert (parsed.enable, parsed.stop_timeout_s) == (None, None)
+    assert parsed.problems == ("autoheal='sure' is not a boolean (true/false/yes/no/1/0)",
+                               "autoheal.stop.timeout='soon' is not a duration (30s, 5m, 1h)")
+
+
+def test_the_label_aegis_reads_follows_the_settings() -> None:
+    assert autoheal_label(load_settings({})) == "autoheal"
+    assert autoheal_label(load_settings({"AUTOHEAL_CONTAINER_LABEL": "autoheal-app"})) == \
+        "autoheal-app"
+    # "all" watches every container; autoheal=false still opts one out
+    assert autoheal_label(load_settings({"AUTOHEAL_CONTAINER_LABEL": "all"})) == "autoheal"
+    assert autoheal_label(load_settings({"AEGIS_AUTOHEAL_COMPAT": "off"})) is None
+    assert has_aegis_label({"autoheal": "true"}, "autoheal")
+    assert not has_aegis_label({"autoheal": "true"})
+
+
+def seen(labels: dict[str, str], stop_timeout_s: float | None = None) -> Seen:
+    return Seen(id="a" * 64, name="web", image="img", labels=labels, status="running",
+                health="unhealthy", has_healthcheck=True, stop_timeout_s=stop_timeout_s)
+
+
+def test_under_the_labeled_scope_autoheals_label_opts_a_container_in() -> None:
+    settings = load_settings({"AUTOHEAL_CONTAINER_LABEL": "autoheal"})
+    mode = supervision_mode(settings, seen({"autoheal": "true"}),
+                            parse_labels({"autoheal": "true"}, "autoheal"), True, frozenset())
+    assert mode == SupervisionMode.SUPERVISED
+    assert supervision_mode(settings, seen({}), parse_labels({}, "autoheal"), True,
+                            frozenset()) == SupervisionMode.IGNORED
+
+
+def test_the_stop_timeout_of_a_restart() -> None:
+    settings = load_settings({"AUTOHEAL_DEFAULT_STOP_TIMEOUT": "20"})
+    assert effective_stop_timeout_s(seen({}), settings) == 20.0  # the default's
+    assert effective_stop_timeout_s(seen({}, stop_timeout_s=30), settings) == 30.0
+    assert effective_stop_timeout_s(seen({"autoheal.stop.timeout": "7"}, 30), settings) == 7.0
+    assert effective_stop_timeout_s(seen({}), load_settings({})) == 10.0  # Docker's
+
+
+def test_a_swarm_task_is_orchestrated_and_never_restarted_as_a_dependant() -> None:
+    settings = load_settings({})
+    task = seen({"com.docker.swarm.service.name": "web", "com.docker.swarm.service.id": "x1"})
+    assert supervision_mode(settings, task, parse_labels(task.labels), True, frozenset()) == \
+        SupervisionMode.ORCHESTRATED
+    assert restart_refusal(settings, task, parse_labels(task.labels), frozenset()) == \
+        "a task of the Swarm service web"

@@ -180,6 +180,9 @@ def test_escaping_never_pushes_a_part_over_its_limit() -> None:
      "HTTP 401: Invalid Webhook Token (code 50027)", None),
     (404, {}, '{"message": "Unknown Webhook", "code": 10015}', "failed",
      "HTTP 404: Unknown Webhook (code 10015)", None),
+    # an edit of a message a person deleted: posted afresh by the sender, never failed
+    (404, {}, '{"message": "Unknown Message", "code": 10008}', "gone",
+     "HTTP 404: Unknown Message (code 10008)", None),
 ])
 def test_classify_discord_answers(status: int, headers: dict[str, str], body: str,
                                   result: str, reason: str,

@@ -15,7 +15,14 @@ from aegis.scheduling.repository import JobRun
 from aegis.storage.events import Event
 from aegis.supervision.containers import view
 from aegis.web import charts, history, pages
-from aegis.web.render import Templates, ago, local_time, seconds_text, zone_name
+from aegis.web.render import (
+    Templates,
+    ago,
+    class_meaning,
+    local_time,
+    seconds_text,
+    zone_name,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
@@ -113,9 +120,12 @@ def test_ago_and_in() -> None:
     assert ago(None, NOW) == "-"
 
 
-def event(event_type: str, minutes: int, incident: object = None) -> Event:
+def event(event_type: str, minutes: int, incident: object = None,
+          klass: str | None = None) -> Event:
     details = {"container": "web"} if incident is None else {"container": "web",
                                                                "incident": incident}
+    if klass is not None:
+        details["class"] = klass
     return Event(event_type=event_type, summary=event_type, importance="medium",
                  host="h", source="supervisor", timestamp=NOW + timedelta(minutes=minutes),
                  details=details, id=minutes)
@@ -151,13 +161,44 @@ def test_the_labels_in_effect_say_what_each_does() -> None:
     assert found["aegis.role"].effect == "not aegis's: left alone"
 
 
+def test_docker_autoheal_labels_are_in_effect_only_with_its_compatibility_on() -> None:
+    labels = {"autoheal": "true", "autoheal.stop.timeout": "20", "aegis.stop-timeout": "45s"}
+    found = {line.key: line for line in pages.labels_in_effect(labels, Settings())}
+    assert found["aegis.enable"].effect.endswith("outside the scope (by autoheal)")
+    assert found["autoheal"].effect == "docker-autoheal's, read as aegis.enable"
+    # aegis's own label wins over docker-autoheal's
+    assert found["aegis.stop-timeout"].effect == "45s to stop before a kill"
+    assert found["autoheal.stop.timeout"].effect == (
+        "docker-autoheal's, read as aegis.stop-timeout (aegis.stop-timeout is set: it wins "
+        "when valid)")
+    off = {line.key: line for line in pages.labels_in_effect(
+        labels, Settings(autoheal_compat=False, default_stop_timeout_s=30.0))}
+    assert off["aegis.enable"].effect == "supervised by scope (all)"
+    assert off["autoheal"].effect == "not aegis's: left alone"
+    assert {line.key: line for line in pages.labels_in_effect({}, Settings(
+        default_stop_timeout_s=30.0))}["aegis.stop-timeout"].effect == (
+        "the container's own stop timeout, else 30s (AEGIS_DEFAULT_STOP_TIMEOUT)")
+
+
+def test_an_incident_reads_its_class_from_its_latest_event_that_names_one() -> None:
+    incidents, _ = pages.incidents_of([event("container_escalated", 3, 1, klass="oom"),
+                                       event("container_unhealthy", 1, 1, klass="unhealthy"),
+                                       event("container_recovered", 0, 0)])
+    assert [(i.number, i.klass) for i in incidents] == [(1, "oom")]
+    assert class_meaning("oom") == "killed for lack of memory"
+    assert class_meaning("broken_probe") == "the health check command is broken"
+    assert class_meaning("a_later_class") == "a_later_class"
+    assert class_meaning(None) == "-"
+
+
 def container_row(**columns: object) -> dict[str, object]:
     row: dict[str, object] = {
         "name": "web", "container_id": "abc", "image": "img", "health": "unhealthy",
         "strikes": 3, "phase": "escalated", "supervision": "supervised",
         "maintenance_label": False, "maintenance_until": None, "last_action": "escalate",
         "last_action_at": NOW, "restarts": [], "host": "h", "last_reason": "r",
-        "strike_at": NOW}
+        "strike_at": NOW, "incident": 1, "incident_class": "unhealthy", "folded_into": None,
+        "affected": []}
     row.update(columns)
     return row
 

@@ -58,6 +58,9 @@ UPDATE containers SET
     last_reason = coalesce(%(last_reason)s, last_reason),
     next_check_at = %(next_check_at)s, seen_at = %(seen_at)s, removed_at = NULL,
     stopped_by_user = %(stopped_by_user)s, stop_requested_at = %(stop_requested_at)s,
+    incident_class = %(incident_class)s, incident_log = %(incident_log)s,
+    folded_into = %(folded_into)s, affected = %(affected)s::text[],
+    docker_restarts = %(docker_restarts)s, oom_restart_at = %(oom_restart_at)s,
     version = version + 1
 WHERE host = %(host)s AND name = %(name)s AND version = %(version)s
 RETURNING version;
@@ -85,14 +88,17 @@ INSERT INTO containers AS c (
     host, name, container_id, image, compose_project, compose_service, status, health,
     has_healthcheck, supervision, state, phase, strikes, incident, strike_at, healthy_since,
     restarts, maintenance_label, label_problems, labels, last_action, last_action_at,
-    last_reason, next_check_at, seen_at)
+    last_reason, next_check_at, seen_at, incident_class, incident_log, folded_into, affected,
+    docker_restarts, oom_restart_at)
 VALUES (
     %(host)s, %(name)s, %(container_id)s, %(image)s, %(compose_project)s,
     %(compose_service)s, %(status)s, %(health)s, %(has_healthcheck)s, %(supervision)s,
     %(state)s, %(phase)s, %(strikes)s, %(incident)s, %(strike_at)s, %(healthy_since)s,
     %(restarts)s::timestamptz[], %(maintenance_label)s, %(label_problems)s::text[],
     coalesce(%(labels)s::jsonb, '{}'::jsonb), %(last_action)s, %(last_action_at)s,
-    %(last_reason)s, %(next_check_at)s, %(seen_at)s)
+    %(last_reason)s, %(next_check_at)s, %(seen_at)s,
+    %(incident_class)s, %(incident_log)s, %(folded_into)s, %(affected)s::text[],
+    %(docker_restarts)s, %(oom_restart_at)s)
 ON CONFLICT (host, name) DO UPDATE SET
     container_id = EXCLUDED.container_id, image = EXCLUDED.image,
     compose_project = EXCLUDED.compose_project, compose_service = EXCLUDED.compose_service,
@@ -107,6 +113,9 @@ ON CONFLICT (host, name) DO UPDATE SET
     last_action_at = coalesce(EXCLUDED.last_action_at, c.last_action_at),
     last_reason = coalesce(EXCLUDED.last_reason, c.last_reason),
     next_check_at = EXCLUDED.next_check_at, seen_at = EXCLUDED.seen_at, removed_at = NULL,
+    incident_class = EXCLUDED.incident_class, incident_log = EXCLUDED.incident_log,
+    folded_into = EXCLUDED.folded_into, affected = EXCLUDED.affected,
+    docker_restarts = EXCLUDED.docker_restarts, oom_restart_at = EXCLUDED.oom_restart_at,
     version = c.version + 1;
 
 -- name: containers_due
@@ -138,14 +147,43 @@ WHERE host = %(host)s AND name = %(old_name)s
   AND NOT EXISTS (SELECT 1 FROM containers WHERE host = %(host)s AND name = %(new_name)s);
 
 -- name: container_ack
--- A person takes over an escalation: strikes reset, the restart budget is kept.
+-- A person takes over an escalation: strikes reset, the restart budget is kept; the
+-- incident's log ends with the acknowledgement.
 UPDATE containers SET phase = 'ok', strikes = 0, strike_at = NULL, healthy_since = NULL,
-       next_check_at = NULL,
+       next_check_at = NULL, folded_into = NULL, incident_log = %(incident_log)s,
        state = CASE WHEN state IN ('escalated', 'striking', 'restarting') THEN 'ok' ELSE state END,
        last_action = 'ack', last_action_at = %(now)s, last_reason = %(reason)s,
        version = version + 1
 WHERE host = %(host)s AND name = %(name)s
 RETURNING phase, incident;
+
+-- name: container_lock
+-- One container row, locked until the transaction ends (steps of its incident are
+-- written one after the other, and its living message's edits follow them in order).
+SELECT * FROM containers WHERE host = %(host)s AND name = %(name)s FOR UPDATE;
+
+-- name: container_set_log
+-- The open incident's log (and the dependants folded into it), after a step taken
+-- outside a decision: a restart made, a dependant folded in.
+UPDATE containers SET incident_log = %(incident_log)s, affected = %(affected)s::text[],
+                      version = version + 1
+WHERE host = %(host)s AND name = %(name)s AND incident = %(incident)s
+RETURNING *;
+
+-- name: container_open_parent
+-- The container another one depends on (its network namespace's owner, or a compose
+-- service of its project it depends on) when that one is in an open incident.
+SELECT name, folded_into FROM containers
+WHERE host = %(host)s AND removed_at IS NULL AND phase <> 'ok' AND name <> %(name)s
+  AND (container_id = %(network_parent)s OR name = %(network_parent)s
+       OR (compose_project = %(compose_project)s AND compose_service = ANY(%(services)s)))
+ORDER BY name
+LIMIT 1;
+
+-- name: container_note_oom
+-- The engine reported an OOM kill inside the container.
+UPDATE containers SET oom_at = %(now)s
+WHERE host = %(host)s AND container_id = %(container_id)s;
 
 -- name: container_maintenance
 -- Pause (until a time) or resume action on a container this host has a row for; nothing
@@ -172,11 +210,13 @@ LIMIT %(limit)s;
 
 -- name: fleet_containers
 -- Per host: present supervised containers, how many are unhealthy, how many are in an
--- incident (struck, restarting or escalated).
+-- incident (struck, restarting or escalated), and how many incidents are open (a
+-- dependant folded into its parent's incident is in that one, not one of its own).
 SELECT host,
        count(*) FILTER (WHERE supervision = 'supervised') AS supervised,
        count(*) FILTER (WHERE health = 'unhealthy') AS unhealthy,
-       count(*) FILTER (WHERE phase <> 'ok') AS in_incident
+       count(*) FILTER (WHERE phase <> 'ok') AS in_incident,
+       count(*) FILTER (WHERE phase <> 'ok' AND folded_into IS NULL) AS incidents
 FROM containers
 WHERE removed_at IS NULL
 GROUP BY host;

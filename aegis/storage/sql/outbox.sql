@@ -5,9 +5,10 @@
 -- name: enqueue_notification
 -- Queue one message; a dedup key seen before queues nothing.
 INSERT INTO outbox (channel, dedup_key, host, event_uid, title, body, importance, fields,
-                    fingerprint, groupable)
+                    fingerprint, groupable, thread, state, edit_only)
 VALUES (%(channel)s, %(dedup_key)s, %(host)s, %(event_uid)s, %(title)s, %(body)s,
-        %(importance)s::importance, %(fields)s, %(fingerprint)s, %(groupable)s)
+        %(importance)s::importance, %(fields)s, %(fingerprint)s, %(groupable)s, %(thread)s,
+        %(state)s, %(edit_only)s)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id;
 
@@ -106,6 +107,21 @@ LIMIT %(limit)s;
 -- One row by its de-duplication key.
 SELECT * FROM outbox WHERE dedup_key = %(dedup_key)s;
 
+-- name: outbox_thread_message
+-- The message a destination holds for a thread (one living message per incident).
+SELECT message_id FROM outbox_messages WHERE thread = %(thread)s AND target = %(target)s;
+
+-- name: outbox_keep_thread_message
+-- Remember the message a destination holds for a thread: posted, or edited in place.
+INSERT INTO outbox_messages (thread, target, message_id, posted_at)
+VALUES (%(thread)s, %(target)s, %(message_id)s, %(now)s)
+ON CONFLICT (thread, target) DO UPDATE
+SET edited_at = CASE WHEN outbox_messages.message_id = EXCLUDED.message_id
+                     THEN EXCLUDED.posted_at END,
+    posted_at = CASE WHEN outbox_messages.message_id = EXCLUDED.message_id
+                     THEN outbox_messages.posted_at ELSE EXCLUDED.posted_at END,
+    message_id = EXCLUDED.message_id;
+
 -- name: digest_delivery_failures
 -- Notifications that failed or were given up, per channel, with the latest error.
 SELECT channel, count(*) AS failures,
@@ -170,7 +186,13 @@ WITH batch AS (
 ), deleted AS (
     DELETE FROM outbox o USING batch b
     WHERE o.id = b.id AND o.status <> 'pending'
-    RETURNING o.id
+    RETURNING o.id, o.thread
+), forgotten AS (
+    -- a living message whose thread has no row left: nothing will edit it again
+    DELETE FROM outbox_messages m
+    WHERE m.thread IN (SELECT thread FROM deleted WHERE thread IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.thread = m.thread
+                      AND o.id NOT IN (SELECT id FROM deleted))
 )
 SELECT (SELECT count(*) FROM deleted) AS deleted,
        (SELECT max(created_at) FROM batch) AS last_time;

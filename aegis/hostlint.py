@@ -1,0 +1,131 @@
+"""``aegis doctor`` as a linter of the Docker host: what on it will not be supervised the
+way its owner expects, each with a one-line hint. Pure functions of the settings, the
+environment and what Docker reports of each container (inspects); doctor.py asks Docker.
+
+- labelled containers without a health check: nothing for aegis to watch;
+- ``aegis.*`` and ``autoheal*`` labels misspelt or with values that do not parse;
+- stop timeouts longer than AEGIS_SHUTDOWN_GRACE: a restart under way when aegis stops
+  is not waited for (the next daemon records its outcome late);
+- docker-autoheal variables aegis does not read.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aegis.core import parsing
+from aegis.core.config import Settings
+from aegis.supervision import labels as L
+from aegis.supervision.docker import Seen
+
+# How many containers a finding names before it says "and N more".
+NAMED = 5
+# Keys that look like docker-autoheal's: reported when they are not one of its own.
+_AUTOHEAL_LIKE = ("autoheal", "auto-heal", "auto_heal")
+AUTOHEAL_MISSPELT_CUTOFF = 0.8
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: str  # ok or warn (a finding never fails the doctor: aegis runs on)
+    detail: str
+    hint: str = ""
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:NAMED])
+    return shown + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
+
+
+def lint(settings: Settings, seen: Sequence[Seen], env: Mapping[str, str]) -> list[Finding]:
+    """Every finding about the host's containers (inspected) and aegis's environment."""
+    return [no_healthcheck(settings, seen), bad_labels(settings, seen),
+            long_stop_timeouts(settings, seen), autoheal_variables(settings, env)]
+
+
+def no_healthcheck(settings: Settings, seen: Sequence[Seen]) -> Finding:
+    autoheal = L.autoheal_label(settings)
+    blind = sorted(s.name for s in seen if not s.has_healthcheck
+                   and L.parse_labels(s.labels, autoheal).enable is True)
+    if not blind:
+        return Finding("containers:healthcheck", "ok",
+                       "every container labelled for aegis has a health check")
+    return Finding("containers:healthcheck", "warn",
+                   f"{_names(blind)}: labelled for aegis but without a health check, so "
+                   "there is nothing to watch",
+                   "add a HEALTHCHECK to the image or a healthcheck: to the compose service")
+
+
+def bad_labels(settings: Settings, seen: Sequence[Seen]) -> Finding:
+    autoheal = L.autoheal_label(settings)
+    known = {autoheal or L.AUTOHEAL, L.AUTOHEAL_STOP_TIMEOUT}
+    problems: list[str] = []
+    for container in sorted(seen, key=lambda s: s.name):
+        found = list(L.parse_labels(container.labels, autoheal).problems)
+        for key in sorted(container.labels):
+            if key.lower().startswith(_AUTOHEAL_LIKE) and key not in known:
+                close = difflib.get_close_matches(key.lower(), sorted(known), n=1,
+                                                  cutoff=AUTOHEAL_MISSPELT_CUTOFF)
+                found.append(f"{key} is not docker-autoheal's"
+                             + (f" (did you mean {close[0]}?)" if close else ""))
+        problems.extend(f"{container.name}: {problem}" for problem in found)
+    if not problems:
+        return Finding("containers:labels", "ok", "no misspelt or unreadable aegis.* or "
+                       "autoheal labels")
+    more = f" (and {len(problems) - NAMED} more)" if len(problems) > NAMED else ""
+    return Finding("containers:labels", "warn", "; ".join(problems[:NAMED]) + more,
+                   "fix the label in the compose file: a misspelt or unreadable label does "
+                   "nothing (docs/remediation.md#scope-and-labels)")
+
+
+def long_stop_timeouts(settings: Settings, seen: Sequence[Seen]) -> Finding:
+    grace_s = settings.shutdown_grace_s
+    slow = sorted(f"{s.name} ({L.effective_stop_timeout_s(s, settings):g}s)" for s in seen
+                  if s.has_healthcheck and L.effective_stop_timeout_s(s, settings) > grace_s)
+    if not slow:
+        return Finding("containers:stop-timeout", "ok",
+                       f"every restart fits in AEGIS_SHUTDOWN_GRACE ({grace_s:g}s)")
+    return Finding("containers:stop-timeout", "warn",
+                   f"{_names(slow)}: a restart waits this long for the stop, longer than "
+                   f"AEGIS_SHUTDOWN_GRACE ({grace_s:g}s): one under way when aegis stops is "
+                   "not waited for, and is recorded late by the next daemon",
+                   "raise AEGIS_SHUTDOWN_GRACE (and aegis's own stop_grace_period) above it, "
+                   "or shorten the container's stop timeout (aegis.stop-timeout)")
+
+
+def autoheal_variables(settings: Settings, env: Mapping[str, str]) -> Finding:
+    if not settings.autoheal_compat:
+        return Finding("autoheal", "ok", "AEGIS_AUTOHEAL_COMPAT=off: docker-autoheal's labels "
+                       "and variables are not read")
+    unread = unread_autoheal_variables(env)
+    if not unread:
+        return Finding("autoheal", "ok", f"docker-autoheal's label {settings.autoheal_label} "
+                       "is read as aegis.enable; no variable of it is left unread")
+    return Finding("autoheal", "warn", "; ".join(unread),
+                   "see docs/migrating-from-autoheal.md for what each becomes")
+
+
+def unread_autoheal_variables(env: Mapping[str, str]) -> list[str]:
+    """docker-autoheal's variables set in ``env`` that aegis does not read (those
+    ``parsing.autoheal_variables`` has no mapping for), each with what to do instead."""
+    notes = {
+        "AUTOHEAL_ONLY_MONITOR_RUNNING": "aegis only ever restarts running containers",
+        "DOCKER_SOCK": "set DOCKER_HOST (unix:///var/run/docker.sock, tcp://host:2376)",
+        "CURL_TIMEOUT": "aegis waits for the Docker engine on its own terms",
+        "WEBHOOK_JSON_KEY": "aegis posts its own message format",
+        "POST_RESTART_SCRIPT": "follow aegis's events instead (aegis events, episodic_memory)",
+    }
+    found = [f"{name}: {note}" for name, note in notes.items() if env.get(name, "").strip()]
+    webhook = env.get("WEBHOOK_URL", "").strip()
+    if webhook and not (parsing.DISCORD_WEBHOOK.match(webhook)
+                        or parsing.SLACK_WEBHOOK.match(webhook)):
+        found.append("WEBHOOK_URL: not a Discord or Slack webhook; set DISCORD_WEBHOOK_URL "
+                     "or AEGIS_NOTIFY_URLS (an Apprise URL)")
+    apprise_url = env.get("APPRISE_URL", "").strip()
+    if apprise_url and not parsing.APPRISE_API.match(apprise_url):
+        found.append("APPRISE_URL: not an Apprise API notify URL (http://host:8000/notify/KEY); "
+                     "set AEGIS_NOTIFY_URLS")
+    return found

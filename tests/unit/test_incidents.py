@@ -1,0 +1,143 @@
+"""What an incident tells: which step calls for a message under each alert style, the
+living message's thread and its flags for destinations that cannot edit, and what the
+message says (host, compose, image, class, probe output, steps, the ack line)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from aegis.core.config import Settings, load_settings
+from aegis.notify.channels import discord_payload, render
+from aegis.storage.outbox import Notification, OutboxRow
+from aegis.supervision.incidents import Incident, add, alert, message_body, step
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+THREAD = load_settings({"AEGIS_HOST": "web-01"})
+POSTS = load_settings({"AEGIS_HOST": "web-01", "AEGIS_ALERT_STYLE": "posts"})
+FROM_RESTART = load_settings({"AEGIS_HOST": "web-01", "AEGIS_ALERT_FROM": "restart"})
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def incident(**kw: Any) -> Incident:
+    base: dict[str, Any] = {
+        "host": "web-01", "name": "shop-web-1", "number": 3, "image": "shop:1.4",
+        "compose_project": "shop", "compose_service": "web", "klass": "unhealthy",
+        "probe_output": "curl: (7) Failed to connect"}
+    return Incident(**{**base, **kw})
+
+
+def walk(settings: Settings, steps: list[str]) -> list[tuple[str, Notification | None]]:
+    """Each step through ``alert``, carrying the incident: (step, its notification)."""
+    current = incident()
+    told = []
+    for minute, name in enumerate(steps):
+        current = add(current, step(name, at(minute), f"because of {name}"))
+        current, notify = alert(settings, current, dedup_key=f"{name}:{minute}")
+        told.append((name, notify))
+    return told
+
+
+def test_the_living_message_starts_at_the_escalation_and_every_later_step_edits_it() -> None:
+    told = walk(THREAD, ["struck", "restarted", "escalated", "affected", "recovered"])
+    assert [(name, n is not None) for name, n in told] == [
+        ("struck", False), ("restarted", False), ("escalated", True), ("affected", True),
+        ("recovered", True)]
+    sent = [n for _, n in told if n is not None]
+    assert {n.thread for n in sent} == {"incident:web-01:shop-web-1:3"}
+    assert all(not n.groupable for n in sent)
+    # Apprise, which cannot edit, hears of the escalation and of its end only
+    assert [n.edit_only for n in sent] == [False, True, False]
+    assert [n.state for n in sent] == ["escalated", "escalated", "recovered"]
+
+
+def test_from_the_first_restart_the_message_starts_earlier() -> None:
+    told = walk(FROM_RESTART, ["struck", "restarted", "escalated", "acknowledged"])
+    assert [(name, n is not None) for name, n in told] == [
+        ("struck", False), ("restarted", True), ("escalated", True), ("acknowledged", True)]
+    restarted, escalated, acked = (told_ for _, told_ in told[1:] if told_ is not None)
+    assert (restarted.edit_only, escalated.edit_only, acked.edit_only) == (True, False, True)
+
+
+def test_a_recovery_without_an_escalation_tells_apprise_nothing() -> None:
+    told = walk(FROM_RESTART, ["struck", "restarted", "recovered"])
+    recovered = told[-1][1]
+    assert recovered is not None
+    assert recovered.edit_only
+    assert walk(THREAD, ["struck", "restarted", "recovered"])[-1][1] is None  # never started
+
+
+def test_posts_are_todays_escalation_and_recovery_posts() -> None:
+    told = walk(POSTS, ["struck", "restarted", "escalated", "affected", "acknowledged"])
+    assert [(name, n is not None) for name, n in told] == [
+        ("struck", False), ("restarted", False), ("escalated", True), ("affected", False),
+        ("acknowledged", False)]
+    escalated = told[2][1]
+    assert escalated is not None
+    assert escalated.thread is None
+    assert escalated.groupable
+    assert walk(POSTS, ["struck", "escalated", "recovered"])[-1][1] is not None
+
+
+def test_the_message_carries_host_compose_image_class_probe_and_the_ack_line() -> None:
+    told = walk(THREAD, ["struck", "restarted", "escalated"])
+    notify = told[-1][1]
+    assert notify is not None
+    assert notify.title == "shop-web-1 escalated on web-01"
+    assert notify.fields == {"host": "web-01", "container": "shop-web-1",
+                             "compose": "shop/web", "image": "shop:1.4", "class": "unhealthy",
+                             "restarts": "1"}
+    body = notify.body
+    assert body.splitlines()[0] == "**Escalated**: because of escalated."
+    assert "Last health probe: curl: (7) Failed to connect" in body
+    assert "12:00:00 struck: because of struck\n12:01:00 restarted: because of restarted\n" \
+           "12:02:00 escalated: because of escalated" in body
+    assert body.endswith("`aegis ack shop-web-1` or the container is healthy again.")
+
+
+def test_a_resolved_message_says_how_long_and_how_many_restarts_without_the_ack_line() -> None:
+    current = incident(affected=("vpn-client", "downloader"))
+    for minute, name in ((0, "struck"), (1, "restarted"), (2, "escalated"), (4, "recovered")):
+        current = add(current, step(name, at(minute)))
+    body = message_body(current)
+    assert body.splitlines()[0] == "**Resolved** after 4 min, 1 restart."
+    assert "Also affected: vpn-client, downloader" in body
+    assert "aegis ack" not in body
+
+
+@pytest.mark.parametrize(("klass", "line"), [
+    ("broken_probe", "Class: the health check command is broken"),
+    ("oom", "Class: killed for lack of memory"),
+    ("crash_loop", "Class: crash loop under Docker's restart policy"),
+])
+def test_the_class_is_said_in_words(klass: str, line: str) -> None:
+    body = message_body(add(incident(klass=klass), step("escalated", at(0))))
+    assert line in body
+    assert ("Memory:" in body) == (klass == "oom")
+
+
+def test_an_oom_message_gives_the_limit_and_the_usage() -> None:
+    memory = {"limit": 64 * 2**20, "max_usage": 64 * 2**20, "usage": 3 * 2**20}
+    body = message_body(add(incident(klass="oom", memory=memory), step("escalated", at(0))))
+    assert "Memory: limit 64 MiB, peak 64 MiB, now 3 MiB" in body
+
+
+def test_outside_text_is_shown_as_written_and_the_colour_follows_the_state() -> None:
+    current = add(incident(name="web__api", probe_output="**boom** <@123>"),
+                  step("escalated", at(0), "`rm -rf`"))
+    current, notify = alert(THREAD, current, dedup_key="k")
+    assert notify is not None
+    assert "Last health probe: \\*\\*boom\\*\\* \\<@123\\>" in notify.body
+    row = OutboxRow(id=1, channel="alerts", dedup_key="k", host="web-01", title=notify.title,
+                    body=notify.body, importance=notify.importance, fields=notify.fields,
+                    status="pending", attempts=0, next_attempt_at=T0, created_at=T0,
+                    thread=notify.thread, state=notify.state)
+    embed = discord_payload(render([row], instance="i"))["embeds"][0]
+    assert embed["color"] == 0xE74C3C  # escalated: red
+    recovered = OutboxRow(**{**row.__dict__, "state": "recovered"})
+    assert discord_payload(render([recovered], instance="i"))["embeds"][0]["color"] == 0x2ECC71
