@@ -95,7 +95,8 @@ def assert_within(samples: list[Counter[str]], budget: int) -> None:
 def test_a_daemon_holds_two_connections_idle_and_four_busy(
         spawn: Spawner, aegis_env: dict[str, str], database_url: str,  # noqa: F811
         pg_admin_url: str) -> None:
-    idle_env = {**aegis_env, "AEGIS_HOST": "idle-host", "AEGIS_HEARTBEAT_INTERVAL": "1",
+    # the default heartbeat (10 s): idle means what it means for an operator's daemon
+    idle_env = {**aegis_env, "AEGIS_HOST": "idle-host", "AEGIS_HEARTBEAT_INTERVAL": "10s",
                 "AEGIS_REMEDIATION": "off"}
     idle_daemon = spawn(idle_env)
     wait_for(lambda: heartbeat_of(database_url, "idle-host"), 30, "the daemon's heartbeat")
@@ -115,8 +116,9 @@ def test_through_pgbouncer_in_transaction_mode_polling_or_listening_directly(
         pg_admin_url: str, pgbouncer: PgBouncer) -> None:
     pooled = {**aegis_env, "AEGIS_DATABASE_URL": pgbouncer.url(database_url),
               "AEGIS_DATABASE_POOLER": "transaction", "AEGIS_LISTEN_POLL_INTERVAL": "0.5"}
-    idle_daemon = spawn({**pooled, "AEGIS_HOST": "pooled-idle",
-                         "AEGIS_HEARTBEAT_INTERVAL": "1", "AEGIS_REMEDIATION": "off"})
+    idle_daemon = spawn({**pooled, "AEGIS_HOST": "pooled-idle", "AEGIS_REMEDIATION": "off",
+                         # the defaults: idle as an operator's daemon is
+                         "AEGIS_HEARTBEAT_INTERVAL": "10s", "AEGIS_LISTEN_POLL_INTERVAL": "2s"})
     wait_for(lambda: heartbeat_of(database_url, "pooled-idle"), 30, "the daemon's heartbeat")
     idle = settled(lambda: on_pgbouncer(pgbouncer, "pooled-idle"))
     assert_within(idle, IDLE_BUDGET)
