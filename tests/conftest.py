@@ -19,7 +19,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -30,7 +30,11 @@ from aegis.core.config import Settings, load_settings
 from aegis.storage.db import Database
 from tests import hygiene
 from tests import pgbouncer as pgbouncer_tool
+from tests.fakes.discord_server import FakeDiscord
 from tests.images import PROXY_SCRIPT, build_busybox
+
+if TYPE_CHECKING:
+    from tests.faults.procs import Spawner  # which imports this module
 
 TEMPLATE_DB = "aegis_test_template"
 
@@ -306,3 +310,40 @@ def sql_rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:
 
 def have_psql() -> bool:
     return shutil.which("psql") is not None
+
+
+# Fixtures shared by the tests that run real daemons or talk to the Discord-like server.
+
+@pytest.fixture
+def spawn() -> Iterator[Spawner]:
+    """Starts ``aegis`` processes; stops every one left running at the end."""
+    from tests.faults.procs import Spawner
+
+    spawner = Spawner()
+    yield spawner
+    spawner.stop_all()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDiscord]:
+    """The local Discord-like server (tests/fakes/discord_server.py)."""
+    server = FakeDiscord()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_app(aegis_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., api.Aegis]]:
+    """``make(host, **env)``: an app on the session's database as that host (not
+    migrated again); every one made is closed at the end."""
+    opened: list[api.Aegis] = []
+
+    def make(host: str, **extra: str) -> api.Aegis:
+        env = {**aegis_env, "AEGIS_HOST": host, "AEGIS_HOME": str(tmp_path / host), **extra}
+        app = api.connect(load_settings(env), migrate=False)
+        opened.append(app)
+        return app
+
+    yield make
+    for app in opened:
+        app.close()

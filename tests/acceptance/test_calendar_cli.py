@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from tests.conftest import run_cli, sql_rows
 from tests.fakes.discord_server import FakeDiscord
@@ -66,13 +63,6 @@ def test_a_run_past_its_max_runtime_leaves_one_job_overrun(aegis_env):
                                   "0.5s", "importance": "high"}
     [run] = sql_rows(url, "SELECT status, result FROM job_runs WHERE job_id = 'overruns'")
     assert run == {"status": "ok", "result": {"ran_s": 2.0}}  # not stopped
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.stop_all()
 
 
 def test_a_real_daemon_alerts_once_for_a_silent_job_and_records_its_resumption(

@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
-
-import pytest
 
 from tests.conftest import run_cli, sql_rows
 from tests.fakes.discord_server import TOKEN, FakeDiscord
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    yield server
-    server.close()
 
 
 def every_row_as_text(url: str) -> str:

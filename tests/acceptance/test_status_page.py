@@ -9,7 +9,6 @@ import json
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,13 +32,6 @@ def curl(url: str, *args: str, tmp: Path) -> tuple[int, str]:
                              "--max-time", "15", *args, url],
                             capture_output=True, text=True, timeout=30, check=False)
     return int(result.stdout or 0), body.read_text() if body.exists() else ""
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.stop_all()
 
 
 def test_listening_beyond_loopback_without_a_token_exits_2_naming_the_token(

@@ -5,14 +5,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.faults.engine import PrivateEngine, private_engine_available, private_engine_or_skip
-from tests.faults.procs import Spawner
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.stop_all()
 
 
 def _run_engine(private: PrivateEngine) -> Iterator[PrivateEngine]:

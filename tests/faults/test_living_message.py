@@ -7,7 +7,7 @@ posted afresh, once, and edited from then on."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -24,13 +24,6 @@ from tests.faults.test_kill9_strikes import (
 pytestmark = pytest.mark.docker
 
 STRIKE_INTERVAL_S = 6  # time enough to kill a daemon between the restart and strike 3
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    yield server
-    server.close()
 
 
 def env_of(aegis_env: dict[str, str], engine: PrivateEngine, fake: FakeDiscord

@@ -8,7 +8,6 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -45,13 +44,6 @@ def test_sigterm_during_a_long_job_lets_it_finish_once(
                      "'bump_ran'") == [{"n": 1}]
     assert rows(url, "SELECT count(*) AS n FROM episodic_memory WHERE event_type = "
                      "'daemon_unclean_restart'") == [{"n": 0}]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    yield server
-    server.close()
 
 
 def test_sigterm_during_a_delivery_records_it_and_never_posts_it_again(

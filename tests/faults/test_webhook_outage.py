@@ -15,11 +15,8 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-
-import pytest
 
 from aegis import api
 from aegis.notify.channels import POST_TIMEOUT_S, DiscordTarget
@@ -36,13 +33,6 @@ PHASES = (("500", "HTTP 500: Internal Server Error"),
           ("429:20", "HTTP 429 rate limited, retry after 20s"),
           ("drop:0.5", "no answer within 0.3s"),
           ("refused", "connection failed: "))
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    yield server
-    server.close()
 
 
 def head_attempt(dsn: str) -> tuple[int, str] | None:

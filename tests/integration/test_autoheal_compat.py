@@ -34,13 +34,6 @@ SETTLE_S = 8.0  # strike intervals after the escalation in which nothing more ma
 
 
 @pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.stop_all()
-
-
-@pytest.fixture
 def scenarios(docker_client: Any, busybox_image: str) -> Iterator[dict[str, Any]]:
     test_id = uuid.uuid4().hex[:8]
 

@@ -36,21 +36,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def make_app(aegis_env, tmp_path: Path):
-    opened: list[api.Aegis] = []
-
-    def make(host: str, **extra: str) -> api.Aegis:
-        env = {**aegis_env, "AEGIS_HOST": host, "AEGIS_HOME": str(tmp_path / host), **extra}
-        app = api.connect(load_settings(env), migrate=False)
-        opened.append(app)
-        return app
-
-    yield make
-    for app in opened:
-        app.close()
-
-
 def wait_runs(scheduler: Scheduler) -> None:
     for execution in scheduler.runner.in_flight():
         assert execution.done is not None

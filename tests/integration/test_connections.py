@@ -18,7 +18,6 @@ import psycopg
 from psycopg.rows import dict_row
 
 from tests.conftest import sql_rows
-from tests.faults.conftest import spawn  # noqa: F401  (fixture)
 from tests.faults.procs import Spawner, daemon_env, wait_for
 from tests.pgbouncer import PgBouncer
 
@@ -69,7 +68,7 @@ def stop(daemon: subprocess.Popen[bytes]) -> None:
     assert daemon.wait(30) == 0
 
 
-def busy(spawn: Spawner, env: dict[str, str], url: str, host: str,  # noqa: F811
+def busy(spawn: Spawner, env: dict[str, str], url: str, host: str,
          count: Callable[[], Counter[str]]
          ) -> tuple[subprocess.Popen[bytes], list[Counter[str]]]:
     """A daemon with jobs every second and twelve one-second tasks for its four workers,
@@ -93,7 +92,7 @@ def assert_within(samples: list[Counter[str]], budget: int) -> None:
 
 
 def test_a_daemon_holds_two_connections_idle_and_four_busy(
-        spawn: Spawner, aegis_env: dict[str, str], database_url: str,  # noqa: F811
+        spawn: Spawner, aegis_env: dict[str, str], database_url: str,
         pg_admin_url: str) -> None:
     # the default heartbeat (10 s): idle means what it means for an operator's daemon
     idle_env = {**aegis_env, "AEGIS_HOST": "idle-host", "AEGIS_HEARTBEAT_INTERVAL": "10s",
@@ -112,7 +111,7 @@ def test_a_daemon_holds_two_connections_idle_and_four_busy(
 
 
 def test_through_pgbouncer_in_transaction_mode_polling_or_listening_directly(
-        spawn: Spawner, aegis_env: dict[str, str], database_url: str,  # noqa: F811
+        spawn: Spawner, aegis_env: dict[str, str], database_url: str,
         pg_admin_url: str, pgbouncer: PgBouncer) -> None:
     pooled = {**aegis_env, "AEGIS_DATABASE_URL": pgbouncer.url(database_url),
               "AEGIS_DATABASE_POOLER": "transaction", "AEGIS_LISTEN_POLL_INTERVAL": "0.5"}

@@ -9,14 +9,12 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pytest
-
 from tests.conftest import run_cli
-from tests.faults.procs import Spawner, daemon_running, rows, wait_for
+from tests.faults.procs import daemon_running, rows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,13 +23,6 @@ def daemon_env(aegis_env: dict[str, str], **extra: str) -> dict[str, str]:
     return {**aegis_env, "AEGIS_JOB_MODULES": "tests.jobmods.tick",
             "AEGIS_HEARTBEAT_INTERVAL": "1", "PYTHONPATH": str(REPO),
             "AEGIS_REMEDIATION": "off", **extra}
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.stop_all()
 
 
 def started(url: str, host: str = "test-host") -> Callable[[], bool]:

@@ -8,13 +8,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from aegis import api
-from aegis.core.config import load_settings
 from aegis.scheduling import triggers
 from aegis.scheduling.deadlines import Watch, changes, watch_jobs
 from aegis.scheduling.registry import JobContext, Registry
@@ -34,21 +30,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def make_app(aegis_env, tmp_path: Path):
-    opened: list[api.Aegis] = []
-
-    def make(host: str, **extra: str) -> api.Aegis:
-        env = {**aegis_env, "AEGIS_HOST": host, "AEGIS_HOME": str(tmp_path / host), **extra}
-        app = api.connect(load_settings(env), migrate=False)
-        opened.append(app)
-        return app
-
-    yield make
-    for app in opened:
-        app.close()
 
 
 def events(app: api.Aegis, event_type: str) -> list[dict[str, Any]]:

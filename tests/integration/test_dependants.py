@@ -30,20 +30,6 @@ UP = {**FAST_PROBE, "test": ["CMD-SHELL", "test -f /shared/up"]}
 
 
 @pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.stop_all()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def family(docker_client: Any, busybox_image: str, tmp_path: Path
            ) -> Iterator[tuple[Path, Any, Any, Any]]:
     """A parent and two dependants, all healthy while ``shared/up`` exists: (that file,

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
-
-import pytest
 
 from aegis import api
 from aegis.core.config import Settings
@@ -19,13 +16,6 @@ from aegis.notify.sender import Sender, deliver_pending, run_sender
 from aegis.storage.outbox import Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import TOKEN, FakeDiscord, mentions_would_ping
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    yield server
-    server.close()
 
 
 def discord(fake: FakeDiscord, timeout_s: float = 2.0, token: str | None = None) -> Target:

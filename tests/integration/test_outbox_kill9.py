@@ -4,29 +4,12 @@ message exactly once, in order."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-
-import pytest
 
 from aegis import api
 from aegis.storage.outbox import Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import FakeDiscord
 from tests.faults.procs import Spawner, daemon_env, wait_for
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.stop_all()
 
 
 def test_kill_9_during_retries_loses_and_repeats_nothing(

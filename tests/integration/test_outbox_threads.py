@@ -7,11 +7,8 @@ Apprise, which cannot edit, gets only the rows meant for it."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
-
-import pytest
 
 from aegis import api
 from aegis.notify.channels import AppriseTarget, DiscordTarget, Target
@@ -21,13 +18,6 @@ from tests.conftest import sql_rows
 from tests.fakes.discord_server import FakeDiscord
 
 THREAD = "incident:test-host:web:1"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDiscord]:
-    server = FakeDiscord()
-    yield server
-    server.close()
 
 
 def sender(app: api.Aegis, *targets: Target, instance: str = "threads") -> Sender:

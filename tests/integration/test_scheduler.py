@@ -3,14 +3,10 @@
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
-from aegis import api
-from aegis.core.config import load_settings
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import Registry
 from aegis.scheduling.repository import JobRun, RunTrigger
@@ -30,21 +26,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def make_app(aegis_env, tmp_path: Path):
-    opened: list[api.Aegis] = []
-
-    def make(host: str, **extra: str) -> api.Aegis:
-        env = {**aegis_env, "AEGIS_HOST": host, "AEGIS_HOME": str(tmp_path / host), **extra}
-        app = api.connect(load_settings(env), migrate=False)
-        opened.append(app)
-        return app
-
-    yield make
-    for app in opened:
-        app.close()
 
 
 def runs(app, job_id: str) -> list[dict[str, Any]]:

@@ -37,13 +37,6 @@ OOM_AFTER_8S = ("trap 'exit 0' TERM; touch /ok; sleep 8 & wait; "
 
 
 @pytest.fixture
-def spawn() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.stop_all()
-
-
-@pytest.fixture
 def engine_seen(docker_client: Any) -> Iterator[EngineEvents]:
     events = EngineEvents()
     events.follow(docker_client)
