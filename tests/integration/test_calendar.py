@@ -21,19 +21,12 @@ from aegis.scheduling.daemon import Daemon
 from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.scheduler import Scheduler
 from jobs import evening_summary
+from tests.clock import Clock
 from tests.conftest import sql_rows
 
 
 def t(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def wait_runs(scheduler: Scheduler) -> None:

@@ -17,19 +17,12 @@ from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.repository import Runs, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler
+from tests.clock import Clock
 from tests.conftest import sql_rows
 
 
 def t(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def events(app: api.Aegis, event_type: str) -> list[dict[str, Any]]:

@@ -27,17 +27,10 @@ from aegis.core.config import Settings
 from aegis.scheduling.heartbeat import Heartbeat, stale_after_s, write_heartbeat
 from aegis.version import __version__
 from aegis.web.http import make_server, serve
+from tests.clock import Clock
 from tests.conftest import clean_environ, drop_database
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

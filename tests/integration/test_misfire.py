@@ -16,17 +16,10 @@ from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.repository import RunTrigger
 from aegis.scheduling.scheduler import RUN_ALL_LIMIT, Scheduler
+from tests.clock import Clock
 from tests.conftest import run_cli, sql_rows
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

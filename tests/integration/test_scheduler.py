@@ -12,20 +12,10 @@ from aegis.scheduling.registry import Registry
 from aegis.scheduling.repository import JobRun, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler, Slot
+from tests.clock import Clock
 from tests.conftest import sql_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def runs(app, job_id: str) -> list[dict[str, Any]]:

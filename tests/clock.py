@@ -1,0 +1,17 @@
+"""A clock the test sets: what aegis's injected ``clock`` callables are handed instead of
+``utcnow``, so a test moves time instead of sleeping."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
