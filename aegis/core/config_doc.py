@@ -27,7 +27,6 @@ _RUNTIME_DEFAULTS = {
     "stable_period_s": "two strike intervals",
     "database_url": "unset: the embedded server",
     "postgres_host": "unset",
-    "autoheal_compat": "`on`",
 }
 
 
@@ -38,6 +37,8 @@ def default_text(option: Option) -> str:
     value = defaults[option.field]
     if value is None:
         return "unset"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
     if isinstance(value, tuple):
         return ", ".join(f"`{v}`" for v in value) if value else "none"
     if option.field.endswith("_s") and isinstance(value, int | float):

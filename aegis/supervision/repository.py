@@ -154,8 +154,8 @@ class Containers:
         return self.db.fetch_all("status_maintenance_containers", as_of=as_of, limit=limit)
 
     def per_host(self) -> dict[str, Row]:
-        """host -> supervised, unhealthy and in_incident counts of its present containers,
-        and its open incidents."""
+        """host -> counts of its present containers (all, supervised, unhealthy,
+        in_incident) and its open incidents (``aegis hosts``, the status page)."""
         return {row["host"]: row for row in self.db.fetch_all("fleet_containers")}
 
     def any_present(self) -> bool:
@@ -170,10 +170,6 @@ class Containers:
         """Present containers of every host in an incident, unhealthy, struck or in
         maintenance at ``as_of``: escalated first (the status page)."""
         return self.db.fetch_all("page_containers_of_note", as_of=as_of, limit=limit)
-
-    def host_counts(self) -> list[Row]:
-        """Per host: its present containers, and how many are in an incident."""
-        return self.db.fetch_all("page_host_containers")
 
     def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
         """Delete one batch of rows of containers removed before ``cutoff``."""

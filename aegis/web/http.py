@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -47,6 +47,9 @@ STATIC = {"/static/status.css": ("status.css", "text/css; charset=utf-8"),
           "/favicon.ico": ("favicon.svg", "image/svg+xml")}  # what browsers ask for
 Headers = list[tuple[str, str]]
 Answer = tuple[int, str, bytes, Headers]  # status, content type, body, more headers
+NOT_ALLOWED: Answer = (405, TEXT,
+                       b"method not allowed: the status page is read-only\n",
+                       [("Allow", "GET, HEAD")])
 
 log = structlog.get_logger("aegis.web.http")
 
@@ -108,15 +111,14 @@ def _last(fields: history.Query, name: str, default: str) -> str:
 
 class StatusSite:
     """What the endpoint answers, apart from the socket: the token, the routes, the pages.
-    Times on the pages are rendered in ``zone``."""
+    Times on the pages are rendered in AEGIS_TIMEZONE."""
 
-    def __init__(self, runtime: Runtime, clock: Callable[[], datetime] = utcnow,
-                 zone: tzinfo = UTC) -> None:
+    def __init__(self, runtime: Runtime, clock: Callable[[], datetime] = utcnow) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.clock = clock
-        self.zone = zone
-        self.templates = Templates(zone)
+        self.zone = runtime.settings.zone
+        self.templates = Templates(self.zone)
         self.registry = build_registry(runtime, clock)
         folder = resources.files("aegis.web") / "static"
         self.static = {path: (content_type, (folder / name).read_bytes())
@@ -155,8 +157,7 @@ class StatusSite:
         """The token form (``/login``) and its way out (``/logout``): they set or clear
         the session cookie and change nothing else."""
         if path not in ("/login", "/logout"):
-            return 405, TEXT, b"method not allowed: the status page is read-only\n", [
-                ("Allow", "GET, HEAD")]
+            return NOT_ALLOWED
         if not auth.same_origin(headers):
             return 403, TEXT, b"a form of another site cannot post here\n", []
         if path == "/logout":
@@ -255,8 +256,7 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(self.site.post(urlsplit(self.path).path, self._headers(), form))
 
     def _not_allowed(self) -> None:
-        self._reply((405, TEXT, b"method not allowed: the status page is read-only\n",
-                     [("Allow", "GET, HEAD")]))
+        self._reply(NOT_ALLOWED)
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
@@ -295,11 +295,11 @@ class Server(ThreadingHTTPServer):
         log.warning("http_request_failed", exc_info=True)
 
 
-def make_server(runtime: Runtime, addr: str, clock: Callable[[], datetime] = utcnow,
-                zone: tzinfo | None = None) -> Server:
+def make_server(runtime: Runtime, addr: str, clock: Callable[[], datetime] = utcnow
+                ) -> Server:
     """Bind the endpoint (port 0 picks a free port); serve it with ``serve_forever``. The
-    pages show times in ``zone``, by default AEGIS_TIMEZONE."""
-    site = StatusSite(runtime, clock, zone or runtime.settings.zone)
+    pages show times in AEGIS_TIMEZONE."""
+    site = StatusSite(runtime, clock)
     handler = type("SiteHandler", (Handler,), {"site": site})
     host, port = parse_addr(addr)
     return Server((host, port), handler)

@@ -131,7 +131,7 @@ def hosts(runtime: Runtime, now: datetime) -> list[HostLine]:
     """Every host with a daemon or a container, its daemon's liveness and its counts."""
     interval_s = runtime.settings.heartbeat_interval_s
     daemons = {row["host"]: row for row in Runs(runtime.db).daemons()}
-    counts = {row["host"]: row for row in Containers(runtime.db).host_counts()}
+    counts = Containers(runtime.db).per_host()
     found = []
     for host in sorted(daemons.keys() | counts.keys()):
         daemon, count = daemons.get(host, {}), counts.get(host, {})

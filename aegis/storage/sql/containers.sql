@@ -209,10 +209,11 @@ ORDER BY host, name
 LIMIT %(limit)s;
 
 -- name: fleet_containers
--- Per host: present supervised containers, how many are unhealthy, how many are in an
--- incident (struck, restarting or escalated), and how many incidents are open (a
+-- Per host: its present containers, how many are supervised, how many unhealthy, how many
+-- in an incident (struck, restarting or escalated), and how many incidents are open (a
 -- dependant folded into its parent's incident is in that one, not one of its own).
 SELECT host,
+       count(*) AS containers,
        count(*) FILTER (WHERE supervision = 'supervised') AS supervised,
        count(*) FILTER (WHERE health = 'unhealthy') AS unhealthy,
        count(*) FILTER (WHERE phase <> 'ok') AS in_incident,
@@ -243,14 +244,6 @@ ORDER BY CASE phase WHEN 'escalated' THEN 0 WHEN 'restarting' THEN 1
                     WHEN 'striking' THEN 2 ELSE 3 END,
          strike_at NULLS LAST, host, name
 LIMIT %(limit)s;
-
--- name: page_host_containers
--- Per host, its present containers and how many of them are in an incident.
-SELECT host, count(*) AS containers, count(*) FILTER (WHERE phase <> 'ok') AS in_incident
-FROM containers
-WHERE removed_at IS NULL
-GROUP BY host
-ORDER BY host;
 
 -- name: cleanup_containers_batch
 -- Delete one batch of rows of containers removed from Docker before the cut-off (a
