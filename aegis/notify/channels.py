@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -317,9 +318,9 @@ class DiscordTarget:
         /webhooks/{id}/{token}/messages/{message_id}); ``gone`` when it was deleted."""
         payload = discord_payload(message)
         body = {"embeds": payload["embeds"], "allowed_mentions": payload["allowed_mentions"]}
-        return self._answer(lambda: requests.patch(
-            f"{self.url.rstrip('/')}/messages/{message_id}", json=body,
-            timeout=self.timeout_s))
+        parts = urlsplit(self.url)  # /messages/ID on the path, before any ?thread_id=
+        url = urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/messages/{message_id}"))
+        return self._answer(lambda: requests.patch(url, json=body, timeout=self.timeout_s))
 
     def _answer(self, request: Any) -> Outcome:
         try:

@@ -20,7 +20,7 @@ the last probe output and, while the incident is open, the ``aegis ack`` line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ from aegis.supervision.strikes import Decision, SupervisionMode
 from aegis.supervision.triage import MEANING, TriageClass
 
 Record = tuple[Event, Notification | None]  # an event to record, and its alert
-Step = dict[str, Any]  # one line of an incident's log: at, step, text, alerted
+Step = dict[str, Any]  # one line of an incident's log: at, step, text, alerted (probe, memory)
 
 # The steps a message can show, with its title's verb and its importance.
 STATES = {
@@ -98,17 +98,31 @@ def details(host: str, seen: Seen, decision: Decision, **extra: Any) -> dict[str
             "class": decision.state.incident_class, **extra}
 
 
-def step(name: str, at: datetime, text: str = "") -> Step:
-    return {"at": at.isoformat(), "step": name, "text": text}
+def step(name: str, at: datetime, text: str = "", *, probe: str = "",
+         memory: dict[str, int] | None = None) -> Step:
+    """One step of an incident's log; a step that read the probe output (or, for an OOM
+    kill, the memory figures) keeps them, so every later edit of the message shows them."""
+    found: Step = {"at": at.isoformat(), "step": name, "text": text}
+    if probe:
+        found["probe"] = probe
+    if memory:
+        found["memory"] = memory
+    return found
+
+
+def latest_of(log: tuple[Step, ...], key: str) -> Any:
+    """The value of ``key`` in the latest step of ``log`` that has one, or None."""
+    return next((s[key] for s in reversed(log) if s.get(key)), None)
 
 
 def of_row(row: Row, **extra: Any) -> Incident:
     """The incident open in a ``containers`` row (or the parameters of its save)."""
+    log = tuple(row["incident_log"] or ())
+    kept = {"probe_output": latest_of(log, "probe") or "", "memory": latest_of(log, "memory") or {}}
     return Incident(host=row["host"], name=row["name"], number=row["incident"],
                     image=row["image"] or "", compose_project=row["compose_project"],
                     compose_service=row["compose_service"], klass=row["incident_class"],
-                    log=tuple(row["incident_log"] or ()),
-                    affected=tuple(row["affected"] or ()), **extra)
+                    log=log, affected=tuple(row["affected"] or ()), **{**kept, **extra})
 
 
 # --- the steps of a decision ---
@@ -175,9 +189,10 @@ def _escalation(store: Store, settings: Settings, decision: Decision, seen: Seen
         carried.update({f"memory_{key}_bytes": value for key, value in memory.items()})
     if decision.state.incident_class == TriageClass.CRASH_LOOP:
         carried["exit_codes"] = triage.exit_codes(decision.state.docker_restarts)
-    incident = add(Incident(**{**incident.__dict__, "klass": decision.state.incident_class,
-                               "probe_output": seen.probe_output, "memory": memory}),
-                   step("escalated", now, decision.reason))
+    incident = add(replace(incident, klass=decision.state.incident_class,
+                           probe_output=seen.probe_output, memory=memory),
+                   step("escalated", now, decision.reason, probe=seen.probe_output,
+                        memory=memory))
     incident, notify = alert(settings, incident, dedup_key=f"escalation:{settings.host}:{name}:"
                              f"{decision.state.incident}")
     event = store.new_event(
@@ -187,7 +202,7 @@ def _escalation(store: Store, settings: Settings, decision: Decision, seen: Seen
 
 
 def add(incident: Incident, new: Step) -> Incident:
-    return Incident(**{**incident.__dict__, "log": (*incident.log, new)})
+    return replace(incident, log=(*incident.log, new))
 
 
 def notes(store: Store, host: str, seen: Seen, row: Row, problems: tuple[str, ...],
@@ -218,8 +233,7 @@ def fold_into(tx: Queries, settings: Settings, parent: str, params: dict[str, An
     if row is None or row["phase"] == "ok" or params["name"] in (row["affected"] or []):
         return
     incident = of_row(row)
-    incident = add(Incident(**{**incident.__dict__,
-                               "affected": (*incident.affected, params["name"])}),
+    incident = add(replace(incident, affected=(*incident.affected, params["name"])),
                    step("affected", params["seen_at"], params["name"]))
     incident, notify = alert(settings, incident, dedup_key=f"affected:{settings.host}:{parent}:"
                              f"{row['incident']}:{params['name']}")
@@ -239,8 +253,8 @@ def alerts(settings: Settings, incident: Incident) -> bool:
                                 else set())
     if settings.alert_style == AlertStyle.POSTS:
         return latest in alerting or (latest == "recovered" and incident.escalated)
-    earlier = Incident(**{**incident.__dict__, "log": incident.log[:-1]})
-    return latest in alerting or (earlier.started and latest in (*STATES, "affected"))
+    started_before = any(s.get("alerted") for s in incident.log[:-1])
+    return latest in alerting or (started_before and latest in (*STATES, "affected"))
 
 
 def alert(settings: Settings, incident: Incident, *, dedup_key: str
@@ -250,7 +264,7 @@ def alert(settings: Settings, incident: Incident, *, dedup_key: str
     if not incident.log or not alerts(settings, incident):
         return incident, None
     latest = {**incident.log[-1], "alerted": True}
-    incident = Incident(**{**incident.__dict__, "log": (*incident.log[:-1], latest)})
+    incident = replace(incident, log=(*incident.log[:-1], latest))
     verb, importance = STATES[incident.state]
     title = f"{incident.name} {verb} on {incident.host}"
     body = message_body(incident)

@@ -30,7 +30,6 @@ KNOWN = (ENABLE, PROTECT, MAINTENANCE, STRIKE_INTERVAL, MAX_RESTARTS, STOP_TIMEO
 # docker-autoheal's: its opt-in label (renamed by AUTOHEAL_CONTAINER_LABEL) and stop timeout
 AUTOHEAL = "autoheal"
 AUTOHEAL_STOP_TIMEOUT = "autoheal.stop.timeout"
-AUTOHEAL_KNOWN = (AUTOHEAL, AUTOHEAL_STOP_TIMEOUT)
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}

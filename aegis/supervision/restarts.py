@@ -219,7 +219,7 @@ def _step_alert(tx: Queries, runtime: Runtime, event: Event, seen: Seen, inciden
         return None
     count = sum(1 for s in row["incident_log"] or () if s["step"] == step)
     found = incidents.add(incidents.of_row(row, probe_output=seen.probe_output),
-                          incidents.step(step, event.timestamp, text))
+                          incidents.step(step, event.timestamp, text, probe=seen.probe_output))
     found, notify = incidents.alert(runtime.settings, found,
                                     dedup_key=f"{step}:{host}:{seen.name}:{incident}:{count + 1}")
     containers.set_log(host, seen.name, incident, found.log, found.affected)

@@ -278,6 +278,7 @@ class Supervisor:
         """Decide and act for one container; returns (action, supervision mode)."""
         if row is not None and triage.needs_inspect(seen, row["phase"], row["next_check_at"],
                                                     stop_request(seen, row)[0], now):
+            # (asked again below: the inspect may tell another stop than the listing)
             seen = inspected(self.client, seen)  # a listing tells no restart policy, no triage
         autoheal = L.autoheal_label(self.settings)
         parsed = L.parse_labels(seen.labels, autoheal)

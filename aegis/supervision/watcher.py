@@ -247,11 +247,12 @@ class Supervision:
         if runtime.settings.remediation == RemediationMode.OFF:
             return
         period_s = runtime.settings.start_period_s
-        if period_s > 0:
+        if period_s > 0 and self.waiting_until is None:  # once: not again after a crash
             self.waiting_until = time.monotonic() + period_s
             get_logger().info("supervision_start_period", seconds=period_s)
-            if stop.wait(period_s):
-                return
+        if self.waiting_until is not None \
+                and stop.wait(max(0.0, self.waiting_until - time.monotonic())):
+            return
         Watcher(runtime, client_factory=self.client_factory, state=self.state).run(stop)
 
     def drain(self, grace_s: float) -> bool:

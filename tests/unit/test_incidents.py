@@ -12,7 +12,7 @@ import pytest
 from aegis.core.config import Settings, load_settings
 from aegis.notify.channels import discord_payload, render
 from aegis.storage.outbox import Notification, OutboxRow
-from aegis.supervision.incidents import Incident, add, alert, message_body, step
+from aegis.supervision.incidents import Incident, add, alert, message_body, of_row, step
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 THREAD = load_settings({"AEGIS_HOST": "web-01"})
@@ -125,6 +125,20 @@ def test_an_oom_message_gives_the_limit_and_the_usage() -> None:
     memory = {"limit": 64 * 2**20, "max_usage": 64 * 2**20, "usage": 3 * 2**20}
     body = message_body(add(incident(klass="oom", memory=memory), step("escalated", at(0))))
     assert "Memory: limit 64 MiB, peak 64 MiB, now 3 MiB" in body
+
+
+def test_the_probe_output_and_memory_stay_in_every_later_edit() -> None:
+    """The escalation reads them; the acknowledgement, the recovery or a folded dependant
+    is an edit made from the row alone, and still shows them."""
+    memory = {"limit": 64 * 2**20, "usage": 3 * 2**20}
+    escalated = add(incident(klass="oom", memory=memory),
+                    step("escalated", at(0), "OOM", probe="curl: (7)", memory=memory))
+    row = {"host": "web-01", "name": "shop-web-1", "incident": 3, "image": "shop:1.4",
+           "compose_project": "shop", "compose_service": "web", "incident_class": "oom",
+           "incident_log": list(escalated.log), "affected": []}
+    body = message_body(add(of_row(row), step("acknowledged", at(2), "by ops")))
+    assert "Last health probe: curl: (7)" in body
+    assert "Memory: limit 64 MiB" in body
 
 
 def test_outside_text_is_shown_as_written_and_the_colour_follows_the_state() -> None:
