@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from aegis.core.config import DigestScope
 from aegis.notify.channels import DESCRIPTION_MAX
 from aegis.reports.digest import collect_day, local_day, parse_day, scope_host
 from aegis.reports.journal import write_day
@@ -66,8 +65,7 @@ def evening_summary(ctx: JobContext) -> dict[str, Any]:
 
 def register(registry: Registry) -> None:
     # Silent (a critical alert) when the day's digest has not succeeded by 22:30.
-    fleet = registry.settings.digest_scope == DigestScope.FLEET
     registry.add("evening_summary", evening_summary, triggers.daily("22:00"),
-                 scope="cluster" if fleet else "host",
+                 scope="host" if scope_host(registry.settings) else "cluster",
                  misfire_grace_s=6 * 3600, timeout_s=600, max_runtime_s=300,
                  expect_every_s=24.5 * 3600)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aegis.core.jsonable import jsonable
+from aegis.scheduling.heartbeat import live_since
 from aegis.scheduling.registry import Job
 from aegis.scheduling.repository import Runs
 from aegis.scheduling.triggers import Trigger, later_on_clock
@@ -82,10 +83,11 @@ def watch_jobs(runtime: Runtime, jobs: Iterable[Job], now: datetime) -> list[Eve
     rows = Runs(runtime.db).watched([job.id for job in watched])
     silent, resumed = changes(watched, {row["id"]: Watch.from_row(row) for row in rows}, now)
     recorded = []
+    alive_since = live_since(now, runtime.settings.heartbeat_interval_s)
     for job, watch in silent:
         event, notify = silent_event(runtime, job, watch, now)
         with runtime.db.transaction() as tx:
-            won = Runs(tx).mark_silent(job.id, now, watch.last_ok_slot)
+            won = Runs(tx).mark_silent(job.id, now, watch.last_ok_slot, alive_since)
             if won:
                 insert_event(tx, event, notify)
         if won:

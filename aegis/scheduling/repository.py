@@ -151,10 +151,12 @@ class Runs:
         """id, paused, watched_since, silent_since, last_ok_slot, last_ok_finished_at."""
         return self.db.fetch_all("watched_jobs", ids=list(job_ids))
 
-    def mark_silent(self, job_id: str, now: datetime, last_ok_slot: datetime | None) -> bool:
-        """True for the one caller that made the job silent."""
-        return self.db.fetch_one("mark_silent", id=job_id, now=now,
-                                 last_ok_slot=last_ok_slot) is not None
+    def mark_silent(self, job_id: str, now: datetime, last_ok_slot: datetime | None,
+                    live_since: datetime) -> bool:
+        """True for the one caller that made the job silent (none while a run of it goes
+        on a daemon whose heartbeat is later than ``live_since``)."""
+        return self.db.fetch_one("mark_silent", id=job_id, now=now, last_ok_slot=last_ok_slot,
+                                 live_since=live_since) is not None
 
     def mark_resumed(self, job_id: str, now: datetime) -> bool:
         """True for the one caller that ended the job's silence."""

@@ -171,11 +171,28 @@ def test_of_two_daemons_that_saw_the_job_silent_at_once_one_records_it(make_app)
     job, now = registry.get("nightly"), t("2026-10-26 00:00")
     seen = [Watch.from_row(row) for row in Runs(app_a.db).watched(["nightly"])]
     assert changes([job], {"nightly": seen[0]}, now) == ([(job, seen[0])], [])
-    assert Runs(app_a.db).mark_silent("nightly", now, None) is True
-    assert Runs(app_b.db).mark_silent("nightly", now, None) is False
+    assert Runs(app_a.db).mark_silent("nightly", now, None, now) is True
+    assert Runs(app_b.db).mark_silent("nightly", now, None, now) is False
     assert Runs(app_b.db).mark_resumed("nightly", now) is True
     assert Runs(app_a.db).mark_resumed("nightly", now) is False
 
     loops.run_until(t("2026-10-24 12:00"))  # a success comes in (the 23rd's 22:00 slot)
-    assert Runs(app_a.db).mark_silent("nightly", now, None) is False
-    assert Runs(app_a.db).mark_silent("nightly", now, t("2026-10-23 20:00")) is True
+    assert Runs(app_a.db).mark_silent("nightly", now, None, now) is False
+    assert Runs(app_a.db).mark_silent("nightly", now, t("2026-10-23 20:00"), now) is True
+
+
+def test_a_job_running_on_another_live_daemon_does_not_go_silent(make_app):
+    """Given until its run ends, on whichever host the run goes."""
+    loops = Nightly(make_app, lambda ctx: None, t("2026-10-23 12:00"))
+    (app_a, _, _), _ = loops.daemons
+    now = t("2026-10-26 00:00")
+    sql_rows(app_a.db.dsn, "INSERT INTO daemons (instance_id, host, pid, version, "
+             "started_at, last_heartbeat_at, status) VALUES ('other-1', 'host-z', 1, 'v', "
+             "%s, %s, 'running') RETURNING instance_id", now, now)
+    sql_rows(app_a.db.dsn, "INSERT INTO job_runs (job_id, scope_key, host, trigger, "
+             "scheduled_for, started_at, status, instance_id) VALUES ('nightly', '', "
+             "'host-z', 'schedule', %s, %s, 'running', 'other-1') RETURNING id",
+             t("2026-10-25 22:00"), t("2026-10-25 22:00"))
+    live = now - timedelta(seconds=30)
+    assert Runs(app_a.db).mark_silent("nightly", now, None, live) is False
+    assert Runs(app_a.db).mark_silent("nightly", now, None, now + timedelta(seconds=1)) is True

@@ -36,7 +36,8 @@ ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING
 RETURNING *;
 
 -- name: record_missed
--- One 'missed' row for a gap of slots that fell due while no daemon ran.
+-- One 'missed' row for a gap of slots that fell due while no daemon ran, or while the
+-- loop was late.
 INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, started_at, finished_at,
                       status, error, result, instance_id)
 VALUES (%(job_id)s, %(scope_key)s, %(host)s, 'catch_up', %(scheduled_for)s, %(now)s, %(now)s,
@@ -150,8 +151,9 @@ WHERE j.id = ANY(%(ids)s::text[])
 ORDER BY j.id;
 
 -- name: mark_silent
--- A job goes silent, unless it is already, is paused, or a successful run later than the
--- one the watch saw has come in since: one daemon among all wins and records job_silent.
+-- A job goes silent, unless it is already, is paused, a successful run later than the one
+-- the watch saw has come in since, or a run of it is going on a live daemon (any host: it
+-- is given until that run ends): one daemon among all wins and records job_silent.
 UPDATE jobs
 SET silent_since = %(now)s
 WHERE id = %(id)s AND silent_since IS NULL AND NOT paused
@@ -159,6 +161,10 @@ WHERE id = %(id)s AND silent_since IS NULL AND NOT paused
                   WHERE r.job_id = %(id)s AND r.status = 'ok'
                     AND (%(last_ok_slot)s::timestamptz IS NULL
                          OR r.scheduled_for > %(last_ok_slot)s))
+  AND NOT EXISTS (SELECT 1 FROM job_runs r
+                  JOIN daemons d ON d.instance_id = r.instance_id
+                  WHERE r.job_id = %(id)s AND r.status = 'running'
+                    AND d.last_heartbeat_at > %(live_since)s)
 RETURNING id;
 
 -- name: mark_resumed
