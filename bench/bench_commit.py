@@ -13,16 +13,11 @@ import time
 
 import psycopg
 
-from bench.common import bench_app
+from bench.common import bench_app, percentile
 from bench.report import Figure, report
 
 DURATION_S = 20.0
 PAUSE_S = 0.02
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def measure() -> list[float]:

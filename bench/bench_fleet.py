@@ -35,7 +35,14 @@ from typing import Any
 import psycopg
 
 import aegis
-from bench.common import bench_home, clean_env, start_daemon, stop_daemon, stop_postgres
+from bench.common import (
+    bench_home,
+    clean_env,
+    percentile,
+    start_daemon,
+    stop_daemon,
+    stop_postgres,
+)
 from bench.report import Figure, report
 
 HOSTS = int(os.environ.get("AEGIS_FLEET_HOSTS", "50"))
@@ -149,8 +156,7 @@ def run_fleet(mode: str, home: Path, admin_dsn: str, database_url: str,
         for daemon in daemons:
             if daemon.poll() is None:
                 stop_daemon(daemon)
-    lateness.sort()
-    p99 = lateness[min(len(lateness) - 1, int(0.99 * len(lateness)))] if lateness else 0.0
+    p99 = percentile(lateness, 0.99)
     grown_mb = ((size1[0] if size1 else 0) - (size0[0] if size0 else 0)) / 1e6
     settled = sorted(count for at, count in samples if at >= WARMUP_S)
     return Result(

@@ -12,17 +12,12 @@ import time
 
 import aegis
 from aegis.core.clock import utcnow
-from bench.common import bench_app
+from bench.common import bench_app, percentile
 from bench.report import Figure, report
 
 JOBS = 10
 DURATION_S = 25.0
 GOAL_P99_MS = 50.0
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def measure() -> dict[str, float]:

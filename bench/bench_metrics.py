@@ -20,7 +20,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from aegis.web.http import make_server
-from bench.common import bench_app
+from bench.common import bench_app, percentile
 from bench.report import Figure, report
 
 EVENTS = 1_000_000
@@ -93,8 +93,7 @@ def seed(dsn: str) -> None:
 
 
 def percentiles(timings_ms: list[float]) -> tuple[float, float]:
-    ordered = sorted(timings_ms)
-    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
+    return statistics.median(timings_ms), percentile(timings_ms, 0.99)
 
 
 def measure() -> tuple[dict[str, float], dict[str, tuple[float, float, int]]]:

@@ -22,7 +22,7 @@ from typing import Any
 import docker
 import psycopg
 
-from bench.common import daemon_home, start_daemon, stop_daemon
+from bench.common import daemon_home, percentile, start_daemon, stop_daemon
 from bench.report import Figure, report
 
 SAMPLES = int(os.environ.get("AEGIS_STRIKE_SAMPLES", "100"))
@@ -45,11 +45,6 @@ END $$;
 CREATE TRIGGER bench_strike_notify AFTER INSERT ON episodic_memory FOR EACH ROW
     WHEN (NEW.event_type = 'container_unhealthy') EXECUTE FUNCTION bench_strike_notify();
 """
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def wait(predicate: Any, timeout_s: float, what: str) -> None:

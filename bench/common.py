@@ -106,3 +106,10 @@ def stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         daemon.kill()
         daemon.wait(10)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at ``fraction`` of ``values`` sorted (the maximum for 0.99 of 100 or
+    fewer samples); 0.0 for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0

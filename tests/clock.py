@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 
 class Clock:
@@ -15,3 +15,8 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def t(text: str) -> datetime:
+    """``"2026-10-25 01:30"`` as a UTC instant."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,12 +21,8 @@ from aegis.scheduling.daemon import Daemon
 from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.scheduler import Scheduler
 from jobs import evening_summary
-from tests.clock import Clock
+from tests.clock import Clock, t
 from tests.conftest import sql_rows
-
-
-def t(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def wait_runs(scheduler: Scheduler) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aegis import api
@@ -17,12 +17,8 @@ from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.repository import Runs, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler
-from tests.clock import Clock
+from tests.clock import Clock, t
 from tests.conftest import sql_rows
-
-
-def t(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def events(app: api.Aegis, event_type: str) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from aegis import api
-from aegis.core.config import load_settings
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.repository import RunTrigger
@@ -20,12 +19,6 @@ from tests.clock import Clock
 from tests.conftest import run_cli, sql_rows
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def app(aegis_env) -> Any:
-    with api.connect(load_settings(aegis_env), migrate=False) as opened:
-        yield opened
 
 
 def history(app: api.Aegis, job_id: str) -> list[tuple[Any, ...]]:

@@ -420,7 +420,7 @@ def test_no_request_changes_anything_in_aegis(token_site: Fetch, database_url: s
 
 def test_with_a_token_a_request_without_it_gets_401_and_healthz_stays_open(
         app: api.Aegis, settings: Settings, token_site: Fetch) -> None:
-    beat(settings, datetime.now(UTC))
+    beat(settings, NOW)
     status, headers, html = token_site("/")
     assert status == 401
     assert headers["WWW-Authenticate"] == 'Bearer realm="aegis"'

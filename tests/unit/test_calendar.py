@@ -5,7 +5,7 @@ AEGIS_TIMEZONE setting."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,13 +17,10 @@ from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling import triggers
 from aegis.scheduling.deadlines import Watch, changes, silent_after
 from aegis.scheduling.registry import Registry, overridden
+from tests.clock import t
 
 BERLIN, NEW_YORK = zone("Europe/Berlin"), zone("America/New_York")
 LORD_HOWE, APIA = zone("Australia/Lord_Howe"), zone("Pacific/Apia")
-
-
-def t(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def wall(text: str) -> datetime:
@@ -305,6 +302,5 @@ def test_the_worked_tables_in_the_docs_are_what_the_code_computes(day_text: str)
     start, end = docs.index(start_mark), docs.index(end_mark) + len(end_mark)
     if os.environ.get("AEGIS_REGENERATE_DOCS") == "1":
         DOCS.write_text(docs[:start] + night_block(day_text) + docs[end:], encoding="utf-8")
-        docs = DOCS.read_text(encoding="utf-8")
-        start, end = docs.index(start_mark), docs.index(end_mark) + len(end_mark)
+        pytest.skip("docs/jobs.md regenerated: nothing compared")
     assert docs[start:end] == night_block(day_text), "docs/jobs.md is stale; see docstring"

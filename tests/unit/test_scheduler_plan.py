@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
@@ -6,12 +6,9 @@ from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling import triggers
 from aegis.scheduling.scheduler import RUN_ALL_LIMIT, SlotPlan, plan_due, plan_start
 from aegis.scheduling.triggers import count_slots
+from tests.clock import t
 
 RUN_ONCE, SKIP, RUN_ALL = MisfirePolicy.RUN_ONCE, MisfirePolicy.SKIP, MisfirePolicy.RUN_ALL
-
-
-def t(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def ts(*texts: str) -> tuple[datetime, ...]:

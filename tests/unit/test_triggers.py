@@ -1,12 +1,9 @@
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
 from aegis.scheduling import triggers
-
-
-def t(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+from tests.clock import t
 
 
 @pytest.mark.parametrize(("trigger", "moment", "expected_next", "expected_latest"), [
