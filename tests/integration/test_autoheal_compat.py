@@ -11,7 +11,6 @@ configured with docker-autoheal's variables alone:
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +29,7 @@ IDLE = "trap 'exit 0' TERM; tail -f /dev/null & wait"
 FAILING = {"test": ["CMD-SHELL", "exit 1"], "interval": 500_000_000,
            "timeout": 1_000_000_000, "retries": 3}
 PASSING = {**FAILING, "test": ["CMD-SHELL", "exit 0"], "retries": 1}
-SETTLE_S = 8.0  # strike intervals after the escalation in which nothing more may happen
+SWEEPS_AFTER = 3  # sweeps (every 2 s) after the escalation in which nothing more may happen
 
 
 @pytest.fixture
@@ -72,7 +71,12 @@ def test_docker_autoheals_three_scenarios_with_only_its_label_and_variables(
         "should-keep-restarting", "shouldnt-restart-healthy", "shouldnt-restart-no-label"))
     wait_for(lambda: "container_escalated" in types_of(url, keep), timeout_s=90,
              what=f"{keep} restarted, then escalated")
-    time.sleep(SETTLE_S)
+    escalated_at = sql_rows(url, "SELECT max(timestamp) AS at FROM episodic_memory WHERE "
+                            "event_type = 'container_escalated'")[0]["at"]
+    wait_for(lambda: len(sql_rows(
+        url, "SELECT 1 FROM job_runs WHERE job_id = 'docker_health_check' AND status = 'ok' "
+        "AND started_at > %s", escalated_at)) >= SWEEPS_AFTER, timeout_s=60,
+        what=f"{SWEEPS_AFTER} sweeps after the escalation")
     seen.stop()
 
     assert types_of(url, keep) == ["container_unhealthy", "container_restarted",
