@@ -12,6 +12,7 @@ with its events.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -86,9 +87,7 @@ class Supervisor:
         from this factory (the events watcher); None: restart in the calling thread.
         ``on_restart_end(container_id)``: told when a background restart is over, so the
         container is judged again at once (the watcher queues it as an event)."""
-        self.runtime = runtime
-        self.client = client
-        self.settings = runtime.settings
+        self.runtime, self.client, self.settings = runtime, client, runtime.settings
         self.host = runtime.settings.host
         self.own_ids = own_container_ids() if own_ids is None else own_ids
         self.restart_client = restart_client
@@ -107,9 +106,9 @@ class Supervisor:
             self.on_restart_end(container_id)
 
     def with_client(self, client: Any) -> Supervisor:
-        """The same supervisor, speaking to Docker through ``client``."""
-        twin = Supervisor(self.runtime, client, own_ids=self.own_ids, state=self.state)
-        twin.settings = self.settings
+        """The same supervisor, speaking to Docker through ``client``; its own timer."""
+        twin = copy.copy(self)
+        twin.client, twin.soonest = client, None
         return twin
 
     # --- entry points ---
@@ -168,10 +167,11 @@ class Supervisor:
         self.kept.keep(row)
         return row
 
-    def check_due(self, now: datetime) -> int:
-        """Re-evaluate containers whose strike timer came due, then set ``soonest`` to
-        the earliest timer still ahead, every container's: a burst of strikes falls due
-        together, each on time. Returns how many were due."""
+    def check_due(self, now: datetime,
+                  check: Callable[[str, datetime], object] | None = None) -> int:
+        """Re-evaluate containers whose strike timer came due (``check``: how; default
+        here and now), then set ``soonest`` to the earliest timer still ahead: a burst of
+        strikes falls due together, each on time. Returns how many were due."""
         try:
             due = self.containers.due(self.host, now)
         except DatabaseUnavailable:
@@ -180,7 +180,7 @@ class Supervisor:
             if self.restarts.in_progress(self.host, row["name"]):
                 continue  # its start event brings it back once the restart is over; an
                 # inspect now would wait on the engine's lock of a container being stopped
-            self.check(row["container_id"] or row["name"], now)
+            (check or self.check)(row["container_id"] or row["name"], now)
         try:
             ahead = self.containers.next_due(self.host, now)
         except DatabaseUnavailable:

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,10 @@ DUE_POLL_S = 5.0
 # A die is checked this long after, when a restart by Docker or by aegis has had its start.
 DIE_SETTLE_S = 2.0
 EVENT_ACTIONS = ("health_status", "die", "start", "stop", "kill", "destroy", "rename", "oom")
+# Containers checked side by side off the loop (a timer come due, a restart over, a die).
+CHECK_WORKERS = 4
+# Not Docker's: the action of the item a check queues with the strike timer it set.
+CHECK_DONE = "aegis_check_done"
 _END = object()
 
 
@@ -103,6 +108,7 @@ class Watcher:
             self.runtime, client, own_ids=self.own_ids, restart_client=self.client_factory,
             state=self.state, on_restart_end=lambda container_id: events.put(
                 {"Action": RESTART_DONE, "Actor": {"ID": container_id}}))
+        checks = Checks(supervisor, self.client_factory, events)
         try:
             self._safely(self.state.engine.note, self.runtime, True)
             self.connected.set()
@@ -114,9 +120,9 @@ class Watcher:
                 if time.monotonic() >= next_poll or (soonest and soonest <= now):
                     # a timer still ahead outlives the poll; the checks set the next one
                     supervisor.soonest = soonest if soonest and soonest > now else None
-                    self._safely(supervisor.check_due, now)
+                    self._safely(supervisor.check_due, now, checks.submit)
                     next_poll = time.monotonic() + DUE_POLL_S
-                self._run_pending(supervisor)
+                self._run_pending(supervisor, checks)
                 try:
                     item = events.get(timeout=self._wait_s(next_poll, supervisor.soonest))
                 except queue.Empty:
@@ -124,7 +130,7 @@ class Watcher:
                 # every event already queued before the timers again: in a burst, the
                 # strike 1 of each container is not held up by the checks of the others
                 while item is not _END:
-                    self._handle(supervisor, item)
+                    self._handle(supervisor, checks, item)
                     try:
                         item = events.get_nowait()
                     except queue.Empty:
@@ -137,8 +143,17 @@ class Watcher:
                 stream.close()
             except Exception as exc:  # the socket may already be gone
                 self.log.debug("docker_stream_close_failed", error=str(exc))
+            checks.close()
 
-    def _handle(self, supervisor: Supervisor, item: dict[str, Any]) -> None:
+    def _handle(self, supervisor: Supervisor, checks: Checks, item: dict[str, Any]) -> None:
+        action = item.get("Action")
+        if action == CHECK_DONE:  # a check's timer, set here: the loop's alone
+            if supervisor.soonest is None or item["due"] < supervisor.soonest:
+                supervisor.soonest = item["due"]
+            return
+        if action == RESTART_DONE:  # aegis's own restart is over: judged again now
+            checks.submit((item.get("Actor") or {}).get("ID", ""), self.clock())
+            return
         self._since = int(item.get("time") or 0) or self._since
         if self._safely(supervisor.handle_event, item, self.clock()) == "die":
             actor = item.get("Actor") or {}
@@ -165,13 +180,13 @@ class Watcher:
             wait_s = min(wait_s, max(0.0, (min(dues) - self.clock()).total_seconds()))
         return min(wait_s, DUE_POLL_S)
 
-    def _run_pending(self, supervisor: Supervisor) -> None:
+    def _run_pending(self, supervisor: Supervisor, checks: Checks) -> None:
         now = self.clock()
         for container_id, due in list(self._pending.items()):
             if due <= now:
                 del self._pending[container_id]
                 if not supervisor.restarts.in_progress_id(container_id):  # else: its start
-                    self._safely(supervisor.check, container_id, now)
+                    checks.submit(container_id, now)
 
     def _safely(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run one step; a database outage or a Docker refusal is logged, never fatal
@@ -193,6 +208,74 @@ class Watcher:
                 client.close()
             except Exception:
                 return
+
+
+class Checks:
+    """Containers inspected and judged off the watcher's loop, side by side in a few
+    threads with a Docker client each: the strike 2s of a burst, and the judgement after
+    each of its restarts, run in parallel, and an inspect the engine is slow to answer
+    (it is stopping that container) never holds up the strike 1 of another container's
+    event. One check of a container at a time; the strike timer a check sets comes back
+    to the loop through its event queue (``CHECK_DONE``)."""
+
+    def __init__(self, supervisor: Supervisor, client_factory: Callable[[], Any],
+                 events: queue.Queue[Any], workers: int = CHECK_WORKERS) -> None:
+        self.supervisor = supervisor
+        self.client_factory = client_factory
+        self.events = events
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="aegis-check")
+        self._clients: queue.SimpleQueue[Any] = queue.SimpleQueue()  # idle, kept open
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+
+    def submit(self, container: str, now: datetime) -> None:
+        """Check ``container`` (id or name) soon, unless a check of it is under way."""
+        with self._lock:
+            if container in self._running:
+                return
+            self._running.add(container)
+        try:
+            self._executor.submit(self._check, container, now)
+        except RuntimeError:  # closed: the stream ended, and its reconnection sweeps all
+            with self._lock:
+                self._running.discard(container)
+
+    def close(self) -> None:
+        """Wait for the checks under way (each bounded by the client's timeout), drop
+        those not started, close the clients."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        while True:
+            try:
+                self._clients.get_nowait().close()
+            except queue.Empty:
+                return
+            except Exception:  # closing a client of a gone engine
+                continue
+
+    def _check(self, container: str, now: datetime) -> None:
+        timer = None
+        try:
+            try:
+                client = self._clients.get_nowait()
+            except queue.Empty:
+                client = self.client_factory()
+            try:
+                twin = self.supervisor.with_client(client)
+                twin.check(container, now)
+                timer = twin.soonest
+            finally:
+                self._clients.put(client)
+        except Exception as exc:  # the database, the engine: the next event, timer, sweep
+            log = get_logger().bind(container=container, host=self.supervisor.host)
+            if isinstance(exc, (StoreError, *docker_errors())):
+                log.warning("supervision_step_failed", step="check", error=str(exc))
+            else:
+                log.error("supervision_check_crashed", error=str(exc), exc_info=True)
+        finally:
+            with self._lock:
+                self._running.discard(container)
+            if timer is not None:
+                self.events.put({"Action": CHECK_DONE, "due": timer})
 
 
 def _connection_lost(exc: BaseException) -> bool:

@@ -33,7 +33,9 @@ ENGINE_SOCKET = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 class SocketProxy:
     """Forwards a unix socket to the Docker engine's; ``drop`` cuts every connection and
-    stops listening, ``start`` listens again."""
+    stops listening, ``start`` listens again. ``hold(text)`` keeps every request whose
+    first line holds ``text`` until ``release()``: an engine slow to answer it (as Docker
+    is to an inspect of a container it is stopping)."""
 
     def __init__(self, path: Path, target: str) -> None:
         self.path = path
@@ -41,6 +43,24 @@ class SocketProxy:
         self._listener: socket.socket | None = None
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._held: bytes | None = None
+        self.holding = threading.Event()  # a held request arrived
+        self._released = threading.Event()
+
+    def hold(self, text: str) -> None:
+        self._released.clear()
+        self._held = text.encode()
+
+    def release(self) -> None:
+        self._held = None
+        self._released.set()
+
+    def _forward(self, data: bytes) -> None:
+        """Called with each chunk a client sends, before it goes on to the engine."""
+        held = self._held
+        if held is not None and held in data.split(b"\r\n", 1)[0]:
+            self.holding.set()
+            self._released.wait(60)
 
     def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -76,13 +96,18 @@ class SocketProxy:
             upstream.connect(self.target)
             with self._lock:
                 self._open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+            for source, sink, seen in ((client, upstream, self._forward),
+                                       (upstream, client, None)):
+                threading.Thread(target=_pump, args=(source, sink, seen),
+                                 daemon=True).start()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(source: socket.socket, sink: socket.socket,
+          seen: Callable[[bytes], None] | None) -> None:
     try:
         while data := source.recv(65536):
+            if seen is not None:
+                seen(data)
             sink.sendall(data)
     except OSError:
         pass
@@ -152,6 +177,34 @@ def test_an_unhealthy_event_is_struck_at_once(
                    "WHERE name = %s", container.name)[0]
     assert row["state"] == "striking"
     assert (row["next_check_at"] - row["strike_at"]).total_seconds() == 60
+
+
+def test_a_slow_inspect_of_one_container_holds_up_no_strike_of_another(
+        make_app: Callable[..., api.Aegis], proxy: SocketProxy, docker_client: Any,
+        make_container: Callable[..., Any], database_url: str) -> None:  # noqa: F811
+    """Strike 2 of ``first`` waits on an inspect the engine does not answer; the strike 1
+    of ``second``'s event, meanwhile, is recorded all the same (checks run off the loop)."""
+    app = make_app("slow-inspect", AEGIS_STRIKE_INTERVAL="1s")
+    first, second = make_container(HEALS), make_container(HEALS)
+    wait_health(docker_client, second, "healthy")
+
+    def client() -> Any:
+        return docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=90)
+
+    with running_watcher(app, client_factory=client):
+        try:
+            make_unhealthy(docker_client, first)
+            wait_for(lambda: count(database_url, "container_unhealthy", first.name) == 1, 5)
+            proxy.hold(f"/containers/{first.id}/json")
+            wait_for(proxy.holding.is_set, 10)  # its strike 2 is waiting on the engine
+            make_unhealthy(docker_client, second)
+            wait_for(lambda: count(database_url, "container_unhealthy", second.name) == 1,
+                     10)
+            # still held: the restart is not made before the inspect is answered
+            assert count(database_url, "container_restarted", first.name) == 0
+        finally:
+            proxy.release()
+        wait_for(lambda: count(database_url, "container_restarted", first.name) == 1, 20)
 
 
 def test_the_stream_reconnects_after_the_engine_goes_away(
