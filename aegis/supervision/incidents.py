@@ -253,7 +253,7 @@ def alerts(settings: Settings, incident: Incident) -> bool:
                                 else set())
     if settings.alert_style == AlertStyle.POSTS:
         return latest in alerting or (latest == "recovered" and incident.escalated)
-    started_before = any(s.get("alerted") for s in incident.log[:-1])
+    started_before = replace(incident, log=incident.log[:-1]).started
     return latest in alerting or (started_before and latest in (*STATES, "affected"))
 
 

@@ -58,8 +58,6 @@ from aegis.supervision.triage import TriageClass
 # older ones (replayed after a reconnection) are checked against an inspect first.
 FRESH_EVENT_S = 5.0
 STOP_SIGNALS = frozenset({"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"})
-# Not Docker's: the action of the event the watcher queues when a restart of aegis's ends.
-RESTART_DONE = "aegis_restart_done"
 
 
 @dataclass
@@ -104,6 +102,11 @@ class Supervisor:
     def restart_ended(self, container_id: str) -> None:
         if self.on_restart_end is not None:
             self.on_restart_end(container_id)
+
+    def note_timer(self, due: datetime) -> None:
+        """Keep ``due`` as ``soonest`` if it is the earliest strike timer known."""
+        if self.soonest is None or due < self.soonest:
+            self.soonest = due
 
     def with_client(self, client: Any) -> Supervisor:
         """The same supervisor, speaking to Docker through ``client``; its own timer."""
@@ -185,8 +188,8 @@ class Supervisor:
             ahead = self.containers.next_due(self.host, now)
         except DatabaseUnavailable:
             ahead = self.kept.next_due(self.host, now)
-        if ahead is not None and (self.soonest is None or ahead < self.soonest):
-            self.soonest = ahead
+        if ahead is not None:
+            self.note_timer(ahead)
         return len(due)
 
     def handle_event(self, event: dict[str, Any], now: datetime) -> str | None:
@@ -199,11 +202,9 @@ class Supervisor:
         if action.startswith("health_status"):
             if not self._strike_from_event(event, now):
                 self.check(container_id, now)
-        elif action == RESTART_DONE:  # aegis's own restart is over: judge it again now
-            self.check(container_id, now)
         elif action == "start":
             if self.restarts.in_progress_id(container_id):
-                return None  # aegis's own restart: judged when it is over (RESTART_DONE)
+                return None  # aegis's own restart: judged when it is over
             self._set_stopped(container_id, False, now)
             with contextlib.suppress(DatabaseUnavailable):
                 restarts.complete_restarts(self, now)
@@ -307,8 +308,8 @@ class Supervisor:
                              bool(parsed.maintenance), parsed.problems, now, autoheal)
         params.update(stopped_by_user=stopped, stop_requested_at=stop_requested_at)
         due = decision.next_check_at  # one already past waits for the next poll instead
-        if due is not None and due > now and (self.soonest is None or due < self.soonest):
-            self.soonest = due
+        if due is not None and due > now:
+            self.note_timer(due)
         if decision.action == "none" and not changes(row, params):
             return "none", mode
         records = incidents.notes(self.runtime.store, self.host, seen, row, parsed.problems,

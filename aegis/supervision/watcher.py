@@ -30,7 +30,7 @@ from aegis.supervision.docker import (
     docker_errors,
     events_refused,
 )
-from aegis.supervision.supervisor import RESTART_DONE, SupervisionState, Supervisor
+from aegis.supervision.supervisor import SupervisionState, Supervisor
 
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
@@ -45,8 +45,9 @@ DIE_SETTLE_S = 2.0
 EVENT_ACTIONS = ("health_status", "die", "start", "stop", "kill", "destroy", "rename", "oom")
 # Containers checked side by side off the loop (a timer come due, a restart over, a die).
 CHECK_WORKERS = 4
-# Not Docker's: the action of the item a check queues with the strike timer it set.
-CHECK_DONE = "aegis_check_done"
+# Not Docker's: the actions of the items queued when one of aegis's restarts is over, and
+# by a check with the strike timer it set.
+RESTART_DONE, CHECK_DONE = "aegis_restart_done", "aegis_check_done"
 _END = object()
 
 
@@ -148,8 +149,7 @@ class Watcher:
     def _handle(self, supervisor: Supervisor, checks: Checks, item: dict[str, Any]) -> None:
         action = item.get("Action")
         if action == CHECK_DONE:  # a check's timer, set here: the loop's alone
-            if supervisor.soonest is None or item["due"] < supervisor.soonest:
-                supervisor.soonest = item["due"]
+            supervisor.note_timer(item["due"])
             return
         if action == RESTART_DONE:  # aegis's own restart is over: judged again now
             checks.submit((item.get("Actor") or {}).get("ID", ""), self.clock())
