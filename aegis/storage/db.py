@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ class Queries(Protocol):
 MIGRATION_LOCK_KEY = 0x4AE615_01
 # How long a pooled connection above the pool's minimum may stay idle before it is closed.
 MAX_IDLE_S = 10.0
+# How long a caller waits for a connection in use to come back before the pool opens
+# another: the overlaps of an idle daemon's routine (a job's query beside the loop's) last
+# milliseconds and open nothing, while the pool still grows under lasting load.
+GROW_AFTER_S = 0.1
 
 # How long calls fail at once after the database was found unreachable.
 FAIL_FAST_S = 2.0
@@ -144,10 +149,11 @@ class Database:
                  poll_s: float = 2.0) -> None:
         self.dsn = dsn
         self.timeout_s = timeout_s
+        self.max_size = max_size
         self._pool = ConnectionPool(
             dsn,
             min_size=1,
-            max_size=max_size,
+            max_size=1,  # raised by _lease, one connection at a time, up to max_size
             open=False,
             name=name,
             timeout=timeout_s,
@@ -165,6 +171,9 @@ class Database:
                                  connect_timeout_s=max(1, int(timeout_s)))
         self._opened = False
         self._lock = threading.Lock()
+        self._lending = threading.Lock()
+        self._lent = 0  # callers given a turn by _lease: holding or awaiting a connection
+        self._waiting: deque[threading.Event] = deque()  # callers in line for a turn
         self._down_until = 0.0  # 0: not known to be down
         self._down_reason = ""
         self._probe = threading.Lock()
@@ -201,7 +210,7 @@ class Database:
             probing = True
         self.open()
         try:
-            with self._pool.connection(timeout=self.timeout_s) as conn:
+            with self._lease(), self._pool.connection(timeout=self.timeout_s) as conn:
                 self._down_until = 0.0
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
@@ -213,6 +222,47 @@ class Database:
         finally:
             if probing:
                 self._probe.release()
+
+    @contextmanager
+    def _lease(self) -> Iterator[None]:
+        """A turn at the pool, which grows only when a caller has waited GROW_AFTER_S.
+
+        psycopg's pool opens a connection the moment a caller finds none ready (even the
+        first, still connecting) and keeps it MAX_IDLE_S or more: the routine overlaps of
+        an idle daemon would keep it over its budget of one pooled connection. So the pool
+        may only grow as far as this gate allows. A caller who finds every connection
+        lent waits in line, and each one given back goes to the longest waiting; one who
+        waited GROW_AFTER_S in vain lets the pool open one more, up to max_size. Once
+        the pool has closed what it no longer uses, the allowance follows it down."""
+        turn = None
+        with self._lending:
+            if self._lent == 0 and self._pool.max_size > self._open():
+                self._pool.resize(1, self._open())  # the pool closed what it no longer used
+            if ((self._lent >= self._pool.max_size or self._waiting)
+                    and self._pool.max_size < self.max_size):
+                turn = threading.Event()
+                self._waiting.append(turn)
+            else:
+                self._lent += 1
+        if turn is not None and not turn.wait(GROW_AFTER_S):
+            with self._lending:
+                if not turn.is_set():  # else handed a turn just now
+                    self._waiting.remove(turn)
+                    self._lent += 1
+                    if self._pool.max_size < self.max_size:
+                        self._pool.resize(1, self._pool.max_size + 1)
+        try:
+            yield
+        finally:
+            with self._lending:
+                if self._waiting:
+                    self._waiting.popleft().set()  # the turn passes on: as many lent
+                else:
+                    self._lent -= 1
+
+    def _open(self) -> int:
+        """The connections the pool has open or is opening (at least one: its minimum)."""
+        return max(1, self._pool.get_stats().get("pool_size", 0))
 
     def fetch_all(self, query: str, /, **params: Any) -> list[Row]:
         with self._connection() as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from aegis.storage.db import Database
 from tests.conftest import sql_rows
 from tests.faults.procs import Spawner, daemon_env, wait_for
 from tests.pgbouncer import PgBouncer
@@ -24,6 +26,14 @@ from tests.pgbouncer import PgBouncer
 IDLE_BUDGET = 2
 BUSY_BUDGET = 4
 SETTLE_S = 40  # the pool closes what it opened beyond its minimum after 10 s idle
+QUIET_S = 3  # within the idle budget this long in a row: done starting
+IDLE_SAMPLE_S = 16
+# An operator's daemon at rest, its routine compressed from minutes into seconds so that
+# the idle sample spans runs of its jobs, each beside the loop's own queries (and each
+# more than the pool's 10 s apart: the pool closes a connection only after a period in
+# which it was never needed).
+ROUTINE = {"AEGIS_HEARTBEAT_INTERVAL": "10s", "AEGIS_REMEDIATION": "off",
+           "AEGIS_JOB__PEER_WATCH__EVERY": "15s", "AEGIS_JOB__HEALTH_CHECK__EVERY": "15s"}
 
 
 def on_server(admin_url: str, host: str) -> Counter[str]:
@@ -51,11 +61,33 @@ def sampled(count: Callable[[], Counter[str]], seconds: float) -> list[Counter[s
     return samples
 
 
-def settled(count: Callable[[], Counter[str]]) -> list[Counter[str]]:
-    """Once the daemon is idle (no more than the idle budget), 5 s of samples."""
-    wait_for(lambda: sum(count().values()) <= IDLE_BUDGET, SETTLE_S,
-             f"the daemon down to {IDLE_BUDGET} connections when idle")
-    return sampled(count, 5)
+def idle_samples(url: str, host: str, count: Callable[[], Counter[str]]
+                 ) -> list[Counter[str]]:
+    """Once the daemon is done starting, IDLE_SAMPLE_S of samples, across which its
+    routine jobs ran several times."""
+    settle(count)
+    before = runs_done(url, host)
+    samples = sampled(count, IDLE_SAMPLE_S)
+    assert runs_done(url, host) - before >= 2, "the routine did not run while sampled"
+    return samples
+
+
+def runs_done(url: str, host: str) -> int:
+    return int(sql_rows(url, "SELECT count(*) AS n FROM job_runs WHERE host = %s "
+                        "AND status = 'ok'", host)[0]["n"])
+
+
+def settle(count: Callable[[], Counter[str]]) -> None:
+    """Wait until the daemon is done starting: within the idle budget for QUIET_S in a
+    row, the pool having closed what its start-up opened."""
+    deadline = time.monotonic() + SETTLE_S
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < QUIET_S:
+        assert time.monotonic() < deadline, \
+            f"the daemon not down to {IDLE_BUDGET} connections within {SETTLE_S}s"
+        if sum(count().values()) > IDLE_BUDGET:
+            quiet_since = time.monotonic()
+        time.sleep(0.1)
 
 
 def heartbeat_of(url: str, host: str) -> bool:
@@ -71,18 +103,20 @@ def stop(daemon: subprocess.Popen[bytes]) -> None:
 def busy(spawn: Spawner, env: dict[str, str], url: str, host: str,
          count: Callable[[], Counter[str]]
          ) -> tuple[subprocess.Popen[bytes], list[Counter[str]]]:
-    """A daemon with jobs every second and twelve one-second tasks for its four workers,
-    its connections sampled while the tasks run; every task done."""
+    """A daemon with jobs every second and twelve tasks of four jobs for its four
+    workers, each task holding a connection for a second (four at once: more than the
+    pool may open), its connections sampled while the tasks run; every task done."""
     daemon = spawn(daemon_env(env, AEGIS_HOST=host, AEGIS_WORKERS="4",
                               AEGIS_HOME=f"{env['AEGIS_HOME']}-{host}"))
     wait_for(lambda: heartbeat_of(url, host), 30, "the busy daemon's heartbeat")
     for n in range(12):
         sql_rows(url, "INSERT INTO tasks (job_id, args, requested_by) VALUES "
-                 "('bump', jsonb_build_object('n', %s::int, 'seconds', 1), 'test') "
-                 "RETURNING id", n)
+                 "(%s, jsonb_build_object('n', %s::int, 'seconds', 1, 'hold', true), 'test') "
+                 "RETURNING id", f"load_{n % 4 + 1}", n)
     samples = sampled(count, 5)
     wait_for(lambda: sql_rows(url, "SELECT count(*) AS n FROM tasks WHERE status = 'done'")
              [0]["n"] == 12, 60, "the twelve tasks done")
+    assert max(sample["pool"] for sample in samples) == 3  # busy indeed: the whole pool
     return daemon, samples
 
 
@@ -94,12 +128,9 @@ def assert_within(samples: list[Counter[str]], budget: int) -> None:
 def test_a_daemon_holds_two_connections_idle_and_four_busy(
         spawn: Spawner, aegis_env: dict[str, str], database_url: str,
         pg_admin_url: str) -> None:
-    # the default heartbeat (10 s): idle means what it means for an operator's daemon
-    idle_env = {**aegis_env, "AEGIS_HOST": "idle-host", "AEGIS_HEARTBEAT_INTERVAL": "10s",
-                "AEGIS_REMEDIATION": "off"}
-    idle_daemon = spawn(idle_env)
+    idle_daemon = spawn({**aegis_env, **ROUTINE, "AEGIS_HOST": "idle-host"})
     wait_for(lambda: heartbeat_of(database_url, "idle-host"), 30, "the daemon's heartbeat")
-    idle = settled(lambda: on_server(pg_admin_url, "idle-host"))
+    idle = idle_samples(database_url, "idle-host", lambda: on_server(pg_admin_url, "idle-host"))
     assert_within(idle, IDLE_BUDGET)
     assert all(sample["listen"] == 1 for sample in idle), idle  # one listener for all
     stop(idle_daemon)  # else it may take the busy daemon's tasks before it advertises them
@@ -107,7 +138,6 @@ def test_a_daemon_holds_two_connections_idle_and_four_busy(
     _, samples = busy(spawn, aegis_env, database_url, "busy-host",
                       lambda: on_server(pg_admin_url, "busy-host"))
     assert_within(samples, BUSY_BUDGET)
-    assert max(sample["pool"] for sample in samples) >= 2  # it was busy indeed
 
 
 def test_through_pgbouncer_in_transaction_mode_polling_or_listening_directly(
@@ -115,11 +145,11 @@ def test_through_pgbouncer_in_transaction_mode_polling_or_listening_directly(
         pg_admin_url: str, pgbouncer: PgBouncer) -> None:
     pooled = {**aegis_env, "AEGIS_DATABASE_URL": pgbouncer.url(database_url),
               "AEGIS_DATABASE_POOLER": "transaction", "AEGIS_LISTEN_POLL_INTERVAL": "0.5"}
-    idle_daemon = spawn({**pooled, "AEGIS_HOST": "pooled-idle", "AEGIS_REMEDIATION": "off",
-                         # the defaults: idle as an operator's daemon is
-                         "AEGIS_HEARTBEAT_INTERVAL": "10s", "AEGIS_LISTEN_POLL_INTERVAL": "2s"})
+    idle_daemon = spawn({**pooled, **ROUTINE, "AEGIS_HOST": "pooled-idle",
+                         "AEGIS_LISTEN_POLL_INTERVAL": "2s"})  # the default
     wait_for(lambda: heartbeat_of(database_url, "pooled-idle"), 30, "the daemon's heartbeat")
-    idle = settled(lambda: on_pgbouncer(pgbouncer, "pooled-idle"))
+    idle = idle_samples(database_url, "pooled-idle",
+                        lambda: on_pgbouncer(pgbouncer, "pooled-idle"))
     assert_within(idle, IDLE_BUDGET)
     assert all(sample["listen"] == 0 for sample in idle)  # no LISTEN through the pooler
     assert on_server(pg_admin_url, "pooled-idle")["listen"] == 0
@@ -147,3 +177,35 @@ def test_through_pgbouncer_in_transaction_mode_polling_or_listening_directly(
     wait_for(lambda: sql_rows(database_url, "SELECT status FROM tasks WHERE host = "
                               "'pooled-listen'")[0]["status"] == "done", 8,
              "the task, woken by NOTIFY on the direct connection")
+
+
+def test_brief_overlaps_share_one_pooled_connection_and_lasting_ones_grow_the_pool(
+        database_url: str, pg_admin_url: str) -> None:
+    db = Database(database_url, name="gate")
+    try:
+        db.probe()  # the pool's first connection open (a caller before it grows the pool)
+
+        def queries() -> None:
+            for _ in range(200):
+                db.probe()  # a few milliseconds each, two threads at once
+
+        both = [threading.Thread(target=queries) for _ in range(2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join()
+        assert on_server(pg_admin_url, "gate")["pool"] == 1
+
+        def holds() -> None:
+            with db.transaction() as tx:
+                tx.execute("ping")
+                time.sleep(1)  # much longer than GROW_AFTER_S
+
+        both = [threading.Thread(target=holds) for _ in range(2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join()
+        assert on_server(pg_admin_url, "gate")["pool"] == 2
+    finally:
+        db.close()

@@ -5,10 +5,14 @@ executed (its slot, or its task), so a test can count executions without trustin
 - ``beat``: host-scoped, every second; its event also queues a journal notification,
   so the outbox gets one message per execution.
 - ``pulse``: cluster-scoped, every second.
-- ``bump``: runs only when queued; records the task's ``n`` and sleeps ``seconds``.
+- ``bump``: runs only when queued; records the task's ``n`` and sleeps ``seconds``,
+  holding a database connection all along when the task's ``hold`` is true.
+- ``load_1`` to ``load_4``: ``bump`` under four names, for four tasks at once (the runs
+  of one job never overlap).
 """
 
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from aegis.scheduling import triggers
@@ -36,8 +40,9 @@ def bump(ctx: JobContext) -> dict[str, int]:
     ctx.store.record_event("bump_ran", f"bump {n}", source="test",
                            details={"n": n, "run_id": ctx.run_id})
     deadline = time.monotonic() + float(ctx.args.get("seconds", 0))
-    while time.monotonic() < deadline and not ctx.cancelled.is_set():
-        time.sleep(0.05)
+    with ctx.app.db.transaction() if ctx.args.get("hold") else nullcontext():
+        while time.monotonic() < deadline and not ctx.cancelled.is_set():
+            time.sleep(0.05)
     return {"n": n}
 
 
@@ -45,3 +50,6 @@ def register(registry: Registry) -> None:
     registry.add("beat", beat, triggers.every(seconds=1), scope="host")
     registry.add("pulse", pulse, triggers.every(seconds=1), scope="cluster")
     registry.add("bump", bump, triggers.once(datetime(2000, 1, 1, tzinfo=UTC)), timeout_s=60)
+    for n in range(1, 5):
+        registry.add(f"load_{n}", bump, triggers.once(datetime(2000, 1, 1, tzinfo=UTC)),
+                     timeout_s=60)
