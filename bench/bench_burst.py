@@ -36,7 +36,12 @@ SIZES = [int(size) for size in os.environ.get("AEGIS_BURST_SIZES", "12,50").spli
 STRIKE_INTERVAL_S = 1.0
 STOP_TIMEOUT_S = 10.0
 GOAL_S = STRIKE_INTERVAL_S + STOP_TIMEOUT_S + 2.0
-LEAD_S = 20  # the containers start healthy; their probes fail from this far ahead
+# The containers start healthy; their probes fail from this far ahead, plus a second per
+# container: each must have passed a probe first, or triage rightly takes a probe that
+# never passed for a broken one and escalates without a restart (a slow engine took 20 s
+# to create 50 of them).
+LEAD_S = 20
+PATIENCE_S = 120  # the longest wait for every container to be running again
 STUBBORN = "trap '' TERM; while :; do sleep 1; done"  # SIGTERM ignored: killed at 10 s
 
 
@@ -55,6 +60,27 @@ def stages(dsn: str) -> dict[str, tuple[float, float]]:
             "'container_restarted') FROM episodic_memory GROUP BY 1").fetchall()
     return {str(name): (first.timestamp(), second.timestamp())
             for name, first, second in rows if first is not None and second is not None}
+
+
+def timeline(events: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each container's first unhealthy event and its starts, as epoch seconds."""
+    unhealthy: dict[str, float] = {}
+    starts: dict[str, list[float]] = {}
+    for event in events:
+        name = str((event.get("Actor") or {}).get("Attributes", {}).get("name"))
+        at = float(event.get("timeNano") or 0) / 1e9
+        if event.get("Action") == "health_status: unhealthy":
+            unhealthy.setdefault(name, at)
+        elif event.get("Action") == "start":
+            starts.setdefault(name, []).append(at)
+    return unhealthy, starts
+
+
+def back(events: list[dict[str, Any]]) -> set[str]:
+    """The containers started again after turning unhealthy."""
+    unhealthy, starts = timeline(events)
+    return {name for name, at in unhealthy.items()
+            if any(start > at for start in starts.get(name, []))}
 
 
 def measure(client: Any, image: str, size: int) -> tuple[list[float], Counter[str]]:
@@ -76,13 +102,17 @@ def measure(client: Any, image: str, size: int) -> tuple[list[float], Counter[st
         reader.start()
         try:
             time.sleep(3)  # the daemon connected to the event stream
-            deadline_s = int(time.time()) + LEAD_S
+            deadline_s = int(time.time()) + LEAD_S + size
             for index in range(size):
                 made.append(client.containers.run(
                     image, ["/bin/sh", "-c", STUBBORN], detach=True, network_mode="none",
                     name=f"aegis-bench-{run_id}-{index}", healthcheck=probe(deadline_s),
                     labels=labels, stop_signal="SIGTERM"))
             time.sleep(max(0.0, deadline_s - time.time()) + GOAL_S + 15)
+            # a slow engine may need longer: wait for every start, within reason
+            until = deadline_s + PATIENCE_S
+            while len(back(list(seen))) < size and time.time() < until:
+                time.sleep(1)
             decided = stages(dsn)
         finally:
             stream.close()
@@ -90,15 +120,7 @@ def measure(client: Any, image: str, size: int) -> tuple[list[float], Counter[st
             for container in made:
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
-    unhealthy: dict[str, float] = {}
-    starts: dict[str, list[float]] = {}
-    for event in list(seen):
-        name = str((event.get("Actor") or {}).get("Attributes", {}).get("name"))
-        at = float(event.get("timeNano") or 0) / 1e9
-        if event.get("Action") == "health_status: unhealthy":
-            unhealthy.setdefault(name, at)
-        elif event.get("Action") == "start":
-            starts.setdefault(name, []).append(at)
+    unhealthy, starts = timeline(list(seen))
     durations, restarts = [], Counter[str]()
     strike1, strike2, restart = [], [], []
     for name, at in unhealthy.items():
