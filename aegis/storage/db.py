@@ -236,8 +236,8 @@ class Database:
         the pool has closed what it no longer uses, the allowance follows it down."""
         turn = None
         with self._lending:
-            if self._lent == 0 and self._pool.max_size > self._open():
-                self._pool.resize(1, self._open())  # the pool closed what it no longer used
+            if self._lent == 0 and self._pool.max_size > (opened := self._open()):
+                self._pool.resize(1, opened)  # the pool closed what it no longer used
             if ((self._lent >= self._pool.max_size or self._waiting)
                     and self._pool.max_size < self.max_size):
                 turn = threading.Event()

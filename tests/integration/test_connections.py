@@ -183,17 +183,11 @@ def test_brief_overlaps_share_one_pooled_connection_and_lasting_ones_grow_the_po
         database_url: str, pg_admin_url: str) -> None:
     db = Database(database_url, name="gate")
     try:
-        db.probe()  # the pool's first connection open (a caller before it grows the pool)
-
         def queries() -> None:
             for _ in range(200):
                 db.probe()  # a few milliseconds each, two threads at once
 
-        both = [threading.Thread(target=queries) for _ in range(2)]
-        for thread in both:
-            thread.start()
-        for thread in both:
-            thread.join()
+        together(queries, 2)
         assert on_server(pg_admin_url, "gate")["pool"] == 1
 
         def holds() -> None:
@@ -201,11 +195,16 @@ def test_brief_overlaps_share_one_pooled_connection_and_lasting_ones_grow_the_po
                 tx.execute("ping")
                 time.sleep(1)  # much longer than GROW_AFTER_S
 
-        both = [threading.Thread(target=holds) for _ in range(2)]
-        for thread in both:
-            thread.start()
-        for thread in both:
-            thread.join()
+        together(holds, 2)
         assert on_server(pg_admin_url, "gate")["pool"] == 2
     finally:
         db.close()
+
+
+def together(work: Callable[[], None], threads: int) -> None:
+    """``work`` on that many threads at once, until every one is done."""
+    running = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
