@@ -1,6 +1,8 @@
 """The structure of aegis/, checked: the import graph has no cycle and every import goes
 down the layers of docs/architecture.md; each SQL file's queries are called by its owner
-alone; modules and packages stay small; pyproject.toml installs every package."""
+alone; pyproject.toml installs every package. How long a module is, is its job's business:
+ruff caps what makes code hard to read instead (branches, returns, arguments, statements;
+see pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -31,8 +33,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aegis.cli",),
     ("aegis.__main__",),
 )
-MAX_MODULE_LINES = 400
-MAX_PACKAGE_MODULES = 10
 
 Graph = Mapping[str, set[str]]
 
@@ -252,18 +252,7 @@ def test_an_unknown_query_name_is_a_store_error() -> None:
         query_text("no_such_query")
 
 
-# --- size, packaging ---
-
-
-def test_modules_and_packages_stay_small() -> None:
-    long = {name: n for name, path in modules().items()
-            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
-    assert long == {}
-    crowded = {str(folder.relative_to(ROOT)): count for folder in PACKAGE.rglob("*")
-               if folder.is_dir() and (folder / "__init__.py").exists()
-               and (count := len([p for p in folder.glob("*.py")
-                                  if p.name != "__init__.py"])) > MAX_PACKAGE_MODULES}
-    assert crowded == {}
+# --- packaging ---
 
 
 def test_pyproject_installs_every_package() -> None:
