@@ -10,7 +10,8 @@ persist. It never reads a clock and never talks to Docker or the database.
     healthy for the stable period ... recover (strikes reset)
 
 Triage (aegis/supervision/triage.py) bends it: a broken probe escalates at strike 2
-without a restart, an OOM kill is restarted at most once an hour, a crash loop under
+without a restart, a probe that times out every time (a hung application) is restarted as
+usual and its escalation says so, an OOM kill is restarted at most once an hour, a crash loop under
 Docker's restart policy escalates at once and is never restarted. A dependant whose
 parent is in an incident is folded into it (``fold``): never restarted or escalated while
 the parent's incident is open, healed (strike 2) after it. A Swarm task is only observed.
@@ -69,6 +70,8 @@ class Observed:
     inspected: bool = False  # from an inspect: the restart count and triage can be trusted
     oom: bool = False  # killed for lack of memory since it last started (triage.oom_killed)
     probe_problem: str | None = None  # why its health check cannot work (triage.broken_probe)
+    # the probe's timeout, when every probe since the start exceeded it (triage.hung_timeout_s)
+    hung_timeout_s: float | None = None
     parent_incident: str | None = None  # a container it depends on, in an open incident
 
 
@@ -235,9 +238,14 @@ def _triaged(state: StrikeState, observed: Observed, now: datetime) -> StrikeSta
     if state.phase == "ok":
         return state
     klass = _class_of(observed)
-    if klass == TriageClass.UNHEALTHY and state.incident_class is not None:
+    if klass in _PASSING_CLASSES and state.incident_class not in (None, *_PASSING_CLASSES):
         return state
     return replace(state, incident_class=klass)
+
+
+# Classes that follow the latest inspect: a probe that timed out before and fails now (or
+# the other way round) changes the incident's class; the others stay once seen.
+_PASSING_CLASSES = (TriageClass.UNHEALTHY, TriageClass.HUNG)
 
 
 def _class_of(observed: Observed) -> str:
@@ -245,6 +253,8 @@ def _class_of(observed: Observed) -> str:
         return TriageClass.OOM
     if observed.probe_problem is not None:
         return TriageClass.BROKEN_PROBE
+    if observed.hung_timeout_s is not None:
+        return TriageClass.HUNG
     return TriageClass.UNHEALTHY
 
 
@@ -305,6 +315,8 @@ def _unhealthy(state: StrikeState, observed: Observed, policy: Policy,
     if parent is not None:
         return _fold(state, parent, now, interval)
     if state.phase == "restarting":
+        if observed.hung_timeout_s is not None:
+            return _escalate(state, now, _hung_reason(observed.hung_timeout_s))
         return _escalate(state, now, "still unhealthy one strike interval after the restart")
     # striking: strike 2
     if policy.protected:
@@ -328,12 +340,21 @@ def _unhealthy(state: StrikeState, observed: Observed, policy: Policy,
             return Decision("none", state, "restart back-off", allowed)
     reason = ("killed for lack of memory: restarted once" if oom
               else "still unhealthy one strike interval after strike 1")
+    if observed.hung_timeout_s is not None:
+        reason = (f"the health check has timed out every time since the container started "
+                  f"(timeout {observed.hung_timeout_s:g}s): restarted, as a hung application")
     if state.folded_into is not None:
         reason = f"still unhealthy after {state.folded_into}'s incident ended"
     return Decision("restart", replace(state, phase="restarting", strikes=2, strike_at=now,
                                        restarts=(*state.restarts, now), folded_into=None,
                                        oom_restart_at=now if oom else state.oom_restart_at),
                     reason, now + interval)
+
+
+def _hung_reason(timeout_s: float) -> str:
+    return (f"the health check timed out every time since the restart (timeout "
+            f"{timeout_s:g}s): the application hangs, or the probe needs longer than its "
+            "timeout")
 
 
 def _fold(state: StrikeState, parent: str, now: datetime, interval: timedelta) -> Decision:

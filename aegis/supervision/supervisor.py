@@ -343,7 +343,7 @@ class Supervisor:
                   stop_requested_at: datetime | None) -> Observed:
         """What Docker reports, with triage's reading of an inspect and the parent it
         depends on when that one is in an incident."""
-        oom, problem = False, None
+        oom, problem, hung_timeout_s = False, None, None
         if seen.details:  # an inspect's
             peak = None
             if seen.exit_code == triage.OOM_EXIT_CODE and seen.memory_limit \
@@ -351,11 +351,13 @@ class Supervisor:
                 peak = memory_usage(self.client, seen).get("max_usage")
             oom = triage.oom_killed(seen, row.get("oom_at"), peak)
             problem = triage.broken_probe(seen)
+            hung_timeout_s = triage.hung_timeout_s(seen)
         exit_code = seen.exit_code if seen.status != "running" \
             else self.state.exit_codes.get(seen.id)  # a crash's, not the running one's 0
         return Observed(seen.status, seen.health, exit_code, seen.oom_killed, stopped,
                         stop_requested_at, seen.restart_policy, seen.docker_restart_count,
                         inspected=bool(seen.details), oom=oom, probe_problem=problem,
+                        hung_timeout_s=hung_timeout_s,
                         parent_incident=open_parent(self.containers, self.kept, self.host,
                                                     seen, row))
 

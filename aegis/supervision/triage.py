@@ -3,8 +3,11 @@ restart can do about it. Pure functions of what an inspect reports (``Seen``), w
 remembers of the container, and ``now``; ``strikes.decide`` acts on the class.
 
     broken_probe  the probe cannot run (exit 126 or 127, an exec that failed, "not found",
-                  "permission denied"), or it has timed out every time since the
-                  container started: a restart cannot help; escalated at strike 2
+                  "permission denied"): a restart cannot help; escalated at strike 2
+    hung          the probe has timed out every time since the container started: the
+                  application hangs (or the probe needs longer than its timeout); a
+                  failure like any other, restarted within the budget, and escalated
+                  with that said if it still times out every time after the restart
     oom           killed for lack of memory (State.OOMKilled, the engine's ``oom`` event
                   since the container started, or exit 137 at its memory limit):
                   restarted at most once an hour, then escalated with limit and usage
@@ -28,6 +31,7 @@ from aegis.supervision.docker import Probe, Seen
 class TriageClass(StrEnum):
     UNHEALTHY = "unhealthy"
     BROKEN_PROBE = "broken_probe"
+    HUNG = "hung"
     OOM = "oom"
     CRASH_LOOP = "crash_loop"
     EXITED = "exited"
@@ -37,6 +41,7 @@ class TriageClass(StrEnum):
 MEANING = {
     TriageClass.UNHEALTHY: "unhealthy",
     TriageClass.BROKEN_PROBE: "the health check command is broken",
+    TriageClass.HUNG: "the health check times out: the application hangs",
     TriageClass.OOM: "killed for lack of memory",
     TriageClass.CRASH_LOOP: "crash loop under Docker's restart policy",
     TriageClass.EXITED: "exited, and Docker is not restarting it",
@@ -68,10 +73,17 @@ def broken_probe(seen: Seen) -> str | None:
     if last.exit_code in (126, 127) or (last.exit_code in (None, -1)
                                        and _CANNOT_RUN.search(last.output)):
         return f"the probe cannot run (exit {last.exit_code}): {_first_line(last)}"
-    if all(_TIMED_OUT.match(p.output) for p in probes) and _since_start(seen, probes):
-        return (f"the probe has timed out every time since the container started "
-                f"({_first_line(last)})")
     return None
+
+
+def hung_timeout_s(seen: Seen) -> float | None:
+    """The probe's timeout when every probe since the container started has exceeded it
+    (a hung application, or a probe that needs longer), or None. A timeout is a failure
+    like any other (kubelet counts it as one): a restart usually frees a hung process.
+    Needs an inspect's probes."""
+    probes = seen.probes
+    timed_out = bool(probes) and all(_TIMED_OUT.match(p.output) for p in probes)
+    return seen.probe_timing[1] if timed_out and _since_start(seen, probes) else None
 
 
 def _since_start(seen: Seen, probes: Sequence[Probe]) -> bool:

@@ -2,7 +2,9 @@
 for each class the exact events aegis records and the restarts the engine saw aegis ask
 for (the engine emits ``restart`` for an API restart, never for its restart policy's).
 
-- a broken probe (it cannot run, or times out every time): escalated at strike 2, 0 restarts
+- a broken probe (it cannot run): escalated at strike 2, 0 restarts
+- a hung application (its probe times out every time): restarted once, then escalated
+  with the timeout said; a probe that timed out once and then failed: restarted
 - killed for lack of memory: restarted once, then escalated the next time, at most 1 restart
 - a crash loop under Docker's restart policy: escalated once, 0 restarts by aegis
 - plain unhealthy: today's protocol (strike 1, a restart, an escalation)
@@ -91,8 +93,7 @@ def run_daemon(spawn: Spawner, aegis_env: dict[str, str], **settings: str) -> An
 @pytest.mark.parametrize("probe", [
     ["CMD-SHELL", "nosuchcheck --ping"],  # the shell: not found, exit 127
     ["CMD", "/usr/bin/curl", "-f", "http://localhost/"],  # not in the image: exec fails
-    ["CMD", "sleep", "10"],  # times out every time since the container started
-], ids=["not-found", "exec-failed", "times-out"])
+], ids=["not-found", "exec-failed"])
 def test_a_broken_probe_is_escalated_at_strike_2_and_never_restarted(
         aegis_env: dict[str, str], spawn: Spawner, container: Callable[..., Any],
         engine_seen: EngineEvents, probe: list[str]) -> None:
@@ -113,6 +114,56 @@ def test_a_broken_probe_is_escalated_at_strike_2_and_never_restarted(
     assert alert["fields"]["class"] == "broken_probe"
     engine_seen.stop()
     assert engine_seen.times(sick.name, "restart") == []
+
+
+def test_a_hung_application_is_restarted_once_then_escalated_with_the_timeout_said(
+        aegis_env: dict[str, str], spawn: Spawner, container: Callable[..., Any],
+        engine_seen: EngineEvents) -> None:
+    # the probe hangs from the start, as `curl localhost/health` does against a deadlock
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    hung = container(IDLE, {**FAST_PROBE, "test": ["CMD-SHELL", "sleep 10"],
+                            "timeout": 1_000_000_000})
+    run_daemon(spawn, aegis_env)
+    wait_for(lambda: "container_escalated" in types_of(url, hung.name), timeout_s=60,
+             what="the escalation")
+    assert types_of(url, hung.name) == ["container_unhealthy", "container_restarted",
+                                        "container_escalated"]
+    found = events_of(url, hung.name)
+    restarted, escalated = found[1]["details"], found[2]["details"]
+    assert restarted["class"] == "hung"
+    assert escalated["class"] == "hung"
+    assert escalated["reason"] == ("the health check timed out every time since the restart "
+                                   "(timeout 1s): the application hangs, or the probe needs "
+                                   "longer than its timeout")
+    wait_for(lambda: sql_rows(url, "SELECT 1 FROM outbox"), what="its alert")
+    alert = sql_rows(url, "SELECT body, fields FROM outbox")[0]
+    assert "Class: the health check times out: the application hangs" in alert["body"]
+    assert "the probe needs longer than its timeout" in alert["body"]
+    assert alert["fields"]["class"] == "hung"
+    assert sql_rows(url, "SELECT incident_class FROM containers WHERE name = %s",
+                    hung.name) == [{"incident_class": "hung"}]
+    engine_seen.stop()
+    assert len(engine_seen.times(hung.name, "restart")) == 1
+
+
+def test_a_probe_that_timed_out_once_and_then_failed_is_restarted(
+        aegis_env: dict[str, str], spawn: Spawner, container: Callable[..., Any],
+        engine_seen: EngineEvents) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    # the first probe hangs past its timeout, every later one fails at once
+    first_hangs = "if [ -f /probed ]; then exit 1; fi; touch /probed; sleep 10"
+    sick = container(IDLE, {**FAST_PROBE, "test": ["CMD-SHELL", first_hangs],
+                            "timeout": 1_000_000_000})
+    run_daemon(spawn, aegis_env)
+    wait_for(lambda: "container_escalated" in types_of(url, sick.name), timeout_s=60,
+             what="the escalation")
+    assert types_of(url, sick.name) == ["container_unhealthy", "container_restarted",
+                                        "container_escalated"]
+    escalated = events_of(url, sick.name)[2]["details"]
+    assert escalated["class"] == "unhealthy"
+    assert escalated["reason"] == "still unhealthy one strike interval after the restart"
+    engine_seen.stop()
+    assert len(engine_seen.times(sick.name, "restart")) == 1
 
 
 def test_an_oom_kill_is_restarted_once_and_escalated_when_it_comes_back(

@@ -112,6 +112,7 @@ def test_a_resolved_message_says_how_long_and_how_many_restarts_without_the_ack_
 
 @pytest.mark.parametrize(("klass", "line"), [
     ("broken_probe", "Class: the health check command is broken"),
+    ("hung", "Class: the health check times out: the application hangs"),
     ("oom", "Class: killed for lack of memory"),
     ("crash_loop", "Class: crash loop under Docker's restart policy"),
 ])

@@ -17,6 +17,7 @@ from aegis.supervision.triage import (
     broken_probe,
     crash_loop,
     exit_codes,
+    hung_timeout_s,
     needs_inspect,
     oom_killed,
     restart_samples,
@@ -71,24 +72,27 @@ def test_a_probe_that_runs_and_fails_is_not_broken(last: Probe) -> None:
     assert broken_probe(inspect(probe(0, "", 1), last)) is None
 
 
-def test_a_probe_that_has_timed_out_every_time_since_the_start_is_broken() -> None:
+def test_a_probe_that_has_timed_out_every_time_since_the_start_is_hung_not_broken() -> None:
     seen = inspect(probe(-1, TIMEOUT, 1), probe(-1, TIMEOUT, 3), probe(-1, TIMEOUT, 5))
-    found = broken_probe(seen)
-    assert found is not None
-    assert "timed out every time since the container started" in found
+    assert broken_probe(seen) is None  # it runs: a restart may well help
+    assert hung_timeout_s(seen) == 1.0  # the probe's timeout, for the escalation's words
+    assert hung_timeout_s(inspect(probe(-1, TIMEOUT, 1), probe(1, "refused", 3))) is None
+    assert hung_timeout_s(inspect(probe(0, "", 1), probe(-1, TIMEOUT, 3))) is None
 
 
 def test_timeouts_are_judged_by_the_failing_streak_once_the_log_has_rotated() -> None:
     # Docker keeps five probes: a full log of timeouts says nothing of the probes before
     five = tuple(probe(-1, TIMEOUT, 100 + 2 * i) for i in range(5))
-    assert broken_probe(inspect(*five, failing_streak=5)) is None  # it worked before t=92
-    assert broken_probe(inspect(*five, started_s=99, failing_streak=5)) is not None
-    assert broken_probe(inspect(*five, failing_streak=60)) is not None
+    assert hung_timeout_s(inspect(*five, failing_streak=5)) is None  # it worked before t=92
+    assert hung_timeout_s(inspect(*five, started_s=99, failing_streak=5)) is not None
+    assert hung_timeout_s(inspect(*five, failing_streak=60)) is not None
+    assert broken_probe(inspect(*five, failing_streak=60)) is None
 
 
 def test_the_probes_of_an_earlier_start_do_not_count() -> None:
     # the health log outlives a restart; seen_from_inspect keeps the probes since it
     assert broken_probe(inspect()) is None
+    assert hung_timeout_s(inspect()) is None
 
 
 def test_oom_kills_are_seen_by_docker_by_the_engine_event_or_at_the_limit() -> None:
@@ -149,6 +153,7 @@ UNHEALTHY = Observed("running", "unhealthy")
 INSPECTED = replace(UNHEALTHY, inspected=True)
 BROKEN = replace(INSPECTED, probe_problem="the probe cannot run (exit 127): not found")
 OOM = replace(INSPECTED, oom=True)
+HUNG = replace(INSPECTED, hung_timeout_s=1.0)
 HEALTHY = Observed("running", "healthy", inspected=True)
 
 
@@ -160,6 +165,36 @@ def test_a_broken_probe_escalates_at_strike_2_without_a_restart() -> None:
     assert escalated.state.incident_class == TriageClass.BROKEN_PROBE
     assert escalated.reason.startswith("the health check command is broken, a restart cannot "
                                        "help: the probe cannot run (exit 127)")
+
+
+def test_a_hung_application_is_restarted_and_escalated_with_the_timeout_said() -> None:
+    decisions = run([(0, UNHEALTHY), (60, HUNG), (120, HUNG), (180, HUNG)])
+    assert [d.action for d in decisions] == ["strike1", "restart", "escalate", "none"]
+    restarted, escalated = decisions[1], decisions[2]
+    assert restarted.state.incident_class == TriageClass.HUNG
+    assert restarted.state.restarts == (at(60),)
+    assert restarted.reason.startswith("the health check has timed out every time since the "
+                                       "container started (timeout 1s)")
+    assert escalated.state.incident_class == TriageClass.HUNG
+    assert escalated.reason == ("the health check timed out every time since the restart "
+                                "(timeout 1s): the application hangs, or the probe needs "
+                                "longer than its timeout")
+
+
+def test_a_probe_that_timed_out_and_then_failed_is_restarted_as_unhealthy() -> None:
+    decisions = run([(0, UNHEALTHY), (60, HUNG), (120, INSPECTED)])
+    assert [d.action for d in decisions] == ["strike1", "restart", "escalate"]
+    # hung or plain unhealthy follows the latest inspect: it fails now, it does not hang
+    assert decisions[2].state.incident_class == TriageClass.UNHEALTHY
+    assert decisions[2].reason == "still unhealthy one strike interval after the restart"
+    first = run([(0, UNHEALTHY), (60, INSPECTED)])
+    assert [d.action for d in first] == ["strike1", "restart"]
+
+
+def test_a_hung_probe_does_not_take_the_place_of_a_class_that_stays() -> None:
+    decisions = run([(0, UNHEALTHY), (60, OOM), (120, HUNG)])
+    assert [d.action for d in decisions] == ["strike1", "restart", "escalate"]
+    assert decisions[2].state.incident_class == TriageClass.OOM
 
 
 def test_an_oom_kill_is_restarted_once_and_not_in_a_loop() -> None:
