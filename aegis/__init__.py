@@ -19,7 +19,7 @@ from aegis.scheduling.registry import Job, JobContext, Registry
 from aegis.scheduling.repository import JobRun
 from aegis.scheduling.tasks import Task
 from aegis.scheduling.triggers import cron, daily, every, once, weekly
-from aegis.storage.events import Event
+from aegis.storage.events import Event, EventType, Importance
 from aegis.storage.runtime import Runtime
 from aegis.version import __version__
 
@@ -29,6 +29,8 @@ __all__ = [
     "ConfigError",
     "DatabaseUnavailable",
     "Event",
+    "EventType",
+    "Importance",
     "Job",
     "JobContext",
     "JobInfo",

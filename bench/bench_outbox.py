@@ -12,7 +12,7 @@ import time
 
 from aegis.notify.channels import DiscordTarget
 from aegis.notify.sender import Sender
-from aegis.storage.outbox import Notification
+from aegis.storage.outbox import Channel, Notification
 from bench.common import bench_app
 from bench.report import Figure, report
 from tests.fakes.discord_server import FakeDiscord
@@ -28,7 +28,7 @@ def measure() -> dict[str, float]:
             for index in range(MESSAGES):
                 title = f"message {index}"
                 app.store.record_event("bench_message", title,
-                                       notify=Notification("journal", title))
+                                       notify=Notification(Channel.JOURNAL, title))
             sender = Sender(app, targets={"alerts": [],
                                           "journal": [DiscordTarget(fake.webhook_url())]})
             started = time.perf_counter()

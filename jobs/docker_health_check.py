@@ -7,6 +7,7 @@ from typing import Any
 
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.events import EventType, Importance
 from aegis.supervision.watcher import Supervision
 
 
@@ -22,7 +23,7 @@ def docker_health_check(ctx: JobContext, supervision: Supervision) -> dict[str, 
         summary = (f"{result['supervised']} supervised of {result['containers']} containers, "
                    f"{result['unhealthy']} unhealthy"
                    + "".join(f", {count} {action}" for action, count in actions.items()))
-        ctx.store.record_event("docker_health_check", summary, importance="low",
+        ctx.store.record_event(EventType.DOCKER_HEALTH_CHECK, summary, importance=Importance.LOW,
                                source="docker_health_check", details=result)
         ctx.log.info("docker_health_check_complete", **result)
     return result

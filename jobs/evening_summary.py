@@ -13,6 +13,7 @@ from aegis.reports.journal import write_day
 from aegis.reports.markdown import render_day, trim
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Channel, Notification
 
 
@@ -47,7 +48,7 @@ def evening_summary(ctx: JobContext) -> dict[str, Any]:
                f"{digest.events_total} events ({digest.events_critical} critical); "
                f"{len(digest.open_escalations)} open escalations")
     ctx.store.record_event(
-        "evening_summary", summary, importance="medium", source="evening_summary",
+        EventType.EVENING_SUMMARY, summary, importance=Importance.MEDIUM, source="evening_summary",
         details=details,
         notify=Notification(channel=Channel.JOURNAL,
                             title=f"aegis digest {day.isoformat()}"

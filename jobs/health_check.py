@@ -5,6 +5,7 @@ from typing import Any
 from aegis.core.errors import StoreError
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.events import EventType, Importance
 
 
 def health_check(ctx: JobContext) -> dict[str, Any]:
@@ -22,8 +23,8 @@ def health_check(ctx: JobContext) -> dict[str, Any]:
         ctx.log.info("health_check_complete", db_healthy=True)
     else:
         ctx.log.error("health_check_db_failed", error=error)
-        store.record_event("db_unreachable", f"the database did not answer: {error}",
-                           importance="critical", source="health_check",
+        store.record_event(EventType.DB_UNREACHABLE, f"the database did not answer: {error}",
+                           importance=Importance.CRITICAL, source="health_check",
                            details={"error": error})
     return {"db_healthy": healthy, "error": error}
 

@@ -8,6 +8,7 @@ from typing import Any
 from aegis.reports.retention import prune_all, retention_cutoffs
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.events import EventType, Importance
 
 
 def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def memory_cleanup(ctx: JobContext) -> dict[str, Any]:
                f"finished notifications and {containers.rows} removed containers "
                f"in {seconds:.1f}s"
                + ("" if details["complete"] else " (stopped early; the rest goes next run)"))
-    ctx.store.record_event("memory_cleanup", summary, importance="medium",
+    ctx.store.record_event(EventType.MEMORY_CLEANUP, summary, importance=Importance.MEDIUM,
                            source="memory_cleanup", details=details)
     ctx.log.info("memory_cleanup_complete", events_deleted=events.rows,
                  job_runs_deleted=runs.rows, outbox_deleted=outbox.rows,

@@ -10,6 +10,7 @@ from aegis.reports.digest import DAY, collect_status, local_day
 from aegis.reports.markdown import render_status, trim
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Channel, Notification
 
 
@@ -26,7 +27,7 @@ def morning_status(ctx: JobContext) -> dict[str, Any]:
                f"{details['events']} events; {status.pending_tasks} tasks pending, "
                f"{len(status.open_escalations)} open escalations")
     ctx.store.record_event(
-        "morning_status", summary, importance="medium", source="morning_status",
+        EventType.MORNING_STATUS, summary, importance=Importance.MEDIUM, source="morning_status",
         details=details,
         notify=Notification(channel=Channel.JOURNAL,
                             title=f"aegis morning status {local_day(ctx.now, zone)}",

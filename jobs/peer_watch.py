@@ -11,6 +11,7 @@ from aegis.reports.fleet import SILENCE_KEY, HostView, collect_hosts, silences
 from aegis.scheduling import triggers
 from aegis.scheduling.heartbeat import DaemonStatus
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Channel, Notification
 
 
@@ -23,8 +24,8 @@ def peer_watch(ctx: JobContext) -> dict[str, Any]:
     for view in found.new:
         silent_for = _minutes(view.heartbeat_age_s)
         store.record_event(
-            "peer_silent", f"host {view.host} is silent: no heartbeat for {silent_for}",
-            importance="critical", source="peer_watch", details=_details(view),
+            EventType.PEER_SILENT, f"host {view.host} is silent: no heartbeat for {silent_for}",
+            importance=Importance.CRITICAL, source="peer_watch", details=_details(view),
             notify=Notification(
                 channel=Channel.ALERTS, title=f"aegis on {view.host} is silent",
                 body=(f"No heartbeat from {view.host} since "
@@ -32,7 +33,7 @@ def peer_watch(ctx: JobContext) -> dict[str, Any]:
                       f"no clean stop: its {view.supervised} supervised containers are not "
                       "watched. Check the host, or `aegis hosts forget "
                       f"{view.host}` if it was taken out of service."),
-                importance="critical",
+                importance=Importance.CRITICAL,
                 fields={"host": view.host, "version": view.version,
                         "supervised": str(view.supervised)},
                 dedup_key=f"peer_silent:{view.host}:{view.last_heartbeat_at.isoformat()}"))
@@ -41,11 +42,11 @@ def peer_watch(ctx: JobContext) -> dict[str, Any]:
                          ctx.settings.host})
     for view in found.resumed:
         store.record_event(
-            "peer_resumed", f"host {view.host} is back ({view.status})",
-            importance="medium", source="peer_watch", details=_details(view),
+            EventType.PEER_RESUMED, f"host {view.host} is back ({view.status})",
+            importance=Importance.MEDIUM, source="peer_watch", details=_details(view),
             notify=Notification(channel=Channel.ALERTS, title=f"aegis on {view.host} is back",
                                 body=f"{view.host} heartbeats again ({view.status}).",
-                                importance="medium", fields={"host": view.host},
+                                importance=Importance.MEDIUM, fields={"host": view.host},
                                 dedup_key=f"peer_resumed:{view.host}:"
                                           f"{view.last_heartbeat_at.isoformat()}"))
         store.set_state(SILENCE_KEY + view.host, None)

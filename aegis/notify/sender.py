@@ -35,6 +35,7 @@ from aegis.notify.policy import (
     plan_batch,
 )
 from aegis.storage.db import Database, Json
+from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Channel, Notification, Outbox, OutboxRow, OutboxStatus
 from aegis.storage.runtime import Runtime
 
@@ -295,8 +296,8 @@ class Sender:
             return
         self.runtime.store.set_state(key, {"since": now.isoformat(), "reason": reason})
         self.runtime.store.record_event(
-            "notifications_undeliverable",
-            f"{channel} messages cannot be delivered: {reason}", importance="high",
+            EventType.NOTIFICATIONS_UNDELIVERABLE,
+            f"{channel} messages cannot be delivered: {reason}", importance=Importance.HIGH,
             details={"channel": channel, "messages": len(closed)}, source="outbox")
         self._configured_noted.discard(channel)
 
@@ -318,10 +319,12 @@ class Sender:
                    f"{max_age_s:g}s: {given_up[-1]['last_error']}")
         notify = None
         if channel != Channel.ALERTS:  # else the alerts channel is the one failing
-            notify = Notification(Channel.ALERTS, f"aegis gave up {len(given_up)} {channel} "
-                                            "message(s)", body=summary, importance="critical")
+            notify = Notification(
+                Channel.ALERTS, f"aegis gave up {len(given_up)} {channel} message(s)",
+                body=summary, importance=Importance.CRITICAL)
         self.runtime.store.record_event(
-            "notification_given_up", summary, importance="critical", source="outbox",
+            EventType.NOTIFICATION_GIVEN_UP, summary, importance=Importance.CRITICAL,
+            source="outbox",
             details={"channel": channel, "outbox_ids": [r["id"] for r in given_up],
                      "titles": [r["title"] for r in given_up[:10]]},
             notify=notify)
@@ -333,11 +336,11 @@ def send_test(runtime: Runtime, channel: str) -> tuple[OutboxRow | None, list[st
     sender = Sender(runtime)
     dedup_key = f"test:{uuid.uuid4()}"
     runtime.store.record_event(
-        "notification_test", f"test message to the {channel} channel", source="cli",
-        notify=Notification(channel, "aegis test message",
+        EventType.NOTIFICATION_TEST, f"test message to the {channel} channel", source="cli",
+        notify=Notification(Channel(channel), "aegis test message",
                             body=f"A test message from aegis on {runtime.settings.host}. "
                                  "If you can read this, the channel works.",
-                            importance="low", dedup_key=dedup_key, groupable=False))
+                            importance=Importance.LOW, dedup_key=dedup_key, groupable=False))
     row = sender.outbox.by_dedup_key(dedup_key)
     labels = [target.label for target in sender.targets[channel]]
     return (sender.deliver_row(row.id) if row else None), labels

@@ -22,17 +22,19 @@ from aegis.reports.fleet import HostView, collect_hosts
 from aegis.scheduling.repository import Runs, RunStatus
 from aegis.scheduling.tasks import Tasks
 from aegis.storage.db import Row
-from aegis.storage.events import Importance
+from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Outbox
 from aegis.storage.runtime import Runtime
 from aegis.supervision.repository import Containers
 
 DAY = timedelta(days=1)
-DECISION_TYPES = ("container_restarted", "container_escalated", "container_acknowledged")
-DECISION_VERBS = {"container_restarted": "restarted", "container_escalated": "escalated",
-                  "container_acknowledged": "acknowledged"}
+DECISION_TYPES = (EventType.CONTAINER_RESTARTED, EventType.CONTAINER_ESCALATED,
+                  EventType.CONTAINER_ACKNOWLEDGED)
+DECISION_VERBS = {EventType.CONTAINER_RESTARTED: "restarted",
+                  EventType.CONTAINER_ESCALATED: "escalated",
+                  EventType.CONTAINER_ACKNOWLEDGED: "acknowledged"}
 SELF_JOBS = ("evening_summary",)
-SELF_EVENTS = ("evening_summary",)
+SELF_EVENTS = (EventType.EVENING_SUMMARY,)
 IMPORTANCE_ORDER = tuple(reversed(Importance))
 # The columns of the runs table, in the order an operator reads them.
 RUN_STATUSES = (RunStatus.OK, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.MISSED,
@@ -87,7 +89,7 @@ class JobDay:
 @dataclass(frozen=True)
 class Decision:
     timestamp: datetime
-    event_type: str
+    event_type: EventType
     container: str
     host: str
     reason: str
@@ -130,7 +132,7 @@ class DayDigest:
     events_by_importance: tuple[tuple[str, int], ...]
     events_by_type: tuple[tuple[str, int], ...]
     pending_tasks: int
-    decision_counts: tuple[tuple[str, int], ...]
+    decision_counts: tuple[tuple[EventType, int], ...]
     decisions: tuple[Decision, ...]
     job_failures: tuple[Failure, ...]
     delivery_failures: tuple[Failure, ...]
@@ -239,8 +241,8 @@ def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDige
         pending_tasks=Tasks(runtime.db).pending_at(end, host),
         decision_counts=tuple((t, decision_counts[t]) for t in DECISION_TYPES
                               if t in decision_counts),
-        decisions=tuple(Decision(r["timestamp"], r["event_type"], r["container"], r["host"],
-                                 r["reason"])
+        decisions=tuple(Decision(r["timestamp"], EventType(r["event_type"]), r["container"],
+                                 r["host"], r["reason"])
                         for r in store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN,
                                                  host)),
         job_failures=_failures(runs.failures_by_job(start, end, SELF_JOBS, host), "job_id"),

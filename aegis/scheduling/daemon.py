@@ -38,6 +38,7 @@ from aegis.scheduling.registry import Registry, Service
 from aegis.scheduling.repository import Runs
 from aegis.scheduling.scheduler import Scheduler
 from aegis.scheduling.tasks import TASK_CHANNEL, TaskQueue
+from aegis.storage.events import EventType, Importance
 from aegis.storage.runtime import Runtime
 from aegis.version import __version__
 
@@ -107,11 +108,11 @@ class Daemon:
     def _start(self, unclean: bool) -> None:
         if unclean:
             self.runtime.store.record_event(
-                "daemon_unclean_restart", "aegis restarted after a daemon on this host "
-                "ended without shutting down", importance="high",
+                EventType.DAEMON_UNCLEAN_RESTART, "aegis restarted after a daemon on this host "
+                "ended without shutting down", importance=Importance.HIGH,
                 details={"instance_id": self.instance_id, "pid": os.getpid()})
         self.runtime.store.record_event(
-            "daemon_started", f"aegis {__version__} started on {self.settings.host}",
+            EventType.DAEMON_STARTED, f"aegis {__version__} started on {self.settings.host}",
             details={"instance_id": self.instance_id, "pid": os.getpid(),
                      "jobs": [job.id for job in self.registry]})
         if not self.once:
@@ -169,7 +170,7 @@ class Daemon:
         self._drain_services()
         try:
             self.runtime.store.record_event(
-                "daemon_stopped", f"aegis stopped on {self.settings.host}",
+                EventType.DAEMON_STOPPED, f"aegis stopped on {self.settings.host}",
                 details={"instance_id": self.instance_id, "pid": os.getpid()})
             self._write_heartbeat("stopped")
             if self._db_ready:

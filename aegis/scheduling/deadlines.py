@@ -25,7 +25,7 @@ from aegis.scheduling.registry import Job
 from aegis.scheduling.repository import Runs
 from aegis.scheduling.triggers import Trigger, later_on_clock
 from aegis.storage.db import Row
-from aegis.storage.events import Event
+from aegis.storage.events import Event, EventType, Importance
 from aegis.storage.outbox import Channel, Notification
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import insert_event
@@ -126,8 +126,8 @@ def silent_event(runtime: Runtime, job: Job, watch: Watch, now: datetime
              if watch.last_ok_slot is not None
              else f"since it was first watched, {_local(job, watch.watched_since)}")
     event = runtime.store.new_event(
-        "job_silent", f"job {job.id} has had no successful run {since} "
-        f"(expected every {expected})", importance="critical", source="scheduler",
+        EventType.JOB_SILENT, f"job {job.id} has had no successful run {since} "
+        f"(expected every {expected})", importance=Importance.CRITICAL, source="scheduler",
         timestamp=now,
         details=jsonable({"job": job.id, "expect_every_s": job.expect_every_s,
                           "last_ok_slot": watch.last_ok_slot, "timezone": job.zone.key,
@@ -137,7 +137,7 @@ def silent_event(runtime: Runtime, job: Job, watch: Watch, now: datetime
         channel=Channel.ALERTS, title=f"job {job.id} is silent",
         body=f"No successful run of {job.id} on any host {since}; it is expected every "
              f"{expected}. `aegis jobs history {job.id}` shows its recent runs.",
-        importance="critical", fields={"job": job.id, "expected every": expected},
+        importance=Importance.CRITICAL, fields={"job": job.id, "expected every": expected},
         dedup_key=f"job_silent:{job.id}:{now.isoformat()}")
     return event, notify
 
@@ -145,8 +145,8 @@ def silent_event(runtime: Runtime, job: Job, watch: Watch, now: datetime
 def resumed_event(runtime: Runtime, job: Job, watch: Watch, now: datetime
                   ) -> tuple[Event, Notification]:
     event = runtime.store.new_event(
-        "job_resumed", f"job {job.id} ran successfully again (silent since "
-        f"{_local(job, watch.silent_since)})", importance="medium", source="scheduler",
+        EventType.JOB_RESUMED, f"job {job.id} ran successfully again (silent since "
+        f"{_local(job, watch.silent_since)})", importance=Importance.MEDIUM, source="scheduler",
         timestamp=now,
         details=jsonable({"job": job.id, "silent_since": watch.silent_since,
                           "last_ok_slot": watch.last_ok_slot, "timezone": job.zone.key}))
@@ -154,6 +154,6 @@ def resumed_event(runtime: Runtime, job: Job, watch: Watch, now: datetime
         channel=Channel.ALERTS, title=f"job {job.id} resumed",
         body=f"{job.id} ran successfully again; it had been silent since "
              f"{_local(job, watch.silent_since)}.",
-        importance="medium", fields={"job": job.id},
+        importance=Importance.MEDIUM, fields={"job": job.id},
         dedup_key=f"job_resumed:{job.id}:{jsonable(watch.silent_since)}")
     return event, notify

@@ -21,6 +21,7 @@ from aegis.core.jsonable import json_safe
 from aegis.core.logs import get_logger
 from aegis.scheduling.registry import Job, JobContext
 from aegis.scheduling.repository import RunStatus, replay_run_finish, replay_run_record
+from aegis.storage.events import EventType, Importance
 from aegis.storage.runtime import Runtime
 
 
@@ -167,8 +168,8 @@ class Runner:
             error = f"timeout: still running after {execution.job.timeout_s:g}s"
             self._close(execution, RunStatus.TIMEOUT, error, None)
             self.runtime.store.record_event(
-                "job_timeout", f"job {execution.job.id} timed out after "
-                f"{execution.job.timeout_s:g}s", importance="high",
+                EventType.JOB_TIMEOUT, f"job {execution.job.id} timed out after "
+                f"{execution.job.timeout_s:g}s", importance=Importance.HIGH,
                 details={"job": execution.job.id, "run_id": execution.run_id,
                          "timeout_s": execution.job.timeout_s})
         return expired
@@ -185,8 +186,8 @@ class Runner:
         for execution in over:
             job = execution.job
             self.runtime.store.record_event(
-                "job_overrun", f"job {job.id} is still running after its max_runtime of "
-                f"{job.max_runtime_s:g}s", importance="high", source="scheduler",
+                EventType.JOB_OVERRUN, f"job {job.id} is still running after its max_runtime of "
+                f"{job.max_runtime_s:g}s", importance=Importance.HIGH, source="scheduler",
                 details={"job": job.id, "run_id": execution.run_id,
                          "max_runtime_s": job.max_runtime_s, "timeout_s": job.timeout_s,
                          "scheduled_for": execution.context.scheduled_for.isoformat(),

@@ -22,7 +22,7 @@ from aegis.scheduling.repository import JobRun, RunStatus, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler
 from aegis.storage.db import Database, Queries, Row
-from aegis.storage.events import Event
+from aegis.storage.events import Event, EventType, Importance
 from aegis.storage.store import Store, insert_event
 
 TASK_CHANNEL = "aegis_tasks"
@@ -255,7 +255,7 @@ def task_error(run_id: int, status: str, error: str | None) -> str:
 def task_failed_event(store: Store, task_id: int, job_id: str, error: str,
                       run_id: int | None) -> Event:
     return store.new_event(
-        "task_failed", f"task {task_id} ({job_id or 'no job'}) failed: {error}",
-        importance="medium", source="tasks",
+        EventType.TASK_FAILED, f"task {task_id} ({job_id or 'no job'}) failed: {error}",
+        importance=Importance.MEDIUM, source="tasks",
         details={"task_id": task_id, "job": job_id, "run_id": run_id, "error": error})
 

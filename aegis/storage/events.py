@@ -1,5 +1,5 @@
-"""Events of the episodic history: what one is and how it is validated. Recording them is
-the store's (aegis/storage/store.py)."""
+"""Events of the episodic history: what one is, the types aegis writes, and how one is
+validated. Recording them is the store's (aegis/storage/store.py)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,72 @@ class Importance(StrEnum):
     HIGH = "high"
     CRITICAL = "critical"
 
+    @property
+    def rank(self) -> int:
+        """0 for low up to 3 for critical: compare importances by this."""
+        return list(Importance).index(self)
+
+
+class EventType(StrEnum):
+    """Every event type aegis itself records: the public contract of
+    ``episodic_memory.event_type`` (docs/sql.md lists them with their importance). Jobs of
+    an operator's may record types of their own (any snake_case name)."""
+
+    # the daemon
+    DAEMON_STARTED = "daemon_started"
+    DAEMON_STOPPED = "daemon_stopped"
+    DAEMON_UNCLEAN_RESTART = "daemon_unclean_restart"
+    SPOOL_RECORD_SET_ASIDE = "spool_record_set_aside"
+    # jobs and tasks
+    JOB_TIMEOUT = "job_timeout"
+    JOB_OVERRUN = "job_overrun"
+    JOB_SILENT = "job_silent"
+    JOB_RESUMED = "job_resumed"
+    TASK_FAILED = "task_failed"
+    # the fleet
+    PEER_SILENT = "peer_silent"
+    PEER_RESUMED = "peer_resumed"
+    # aegis's own jobs
+    DB_UNREACHABLE = "db_unreachable"
+    DOCKER_HEALTH_CHECK = "docker_health_check"
+    MORNING_STATUS = "morning_status"
+    EVENING_SUMMARY = "evening_summary"
+    MEMORY_CLEANUP = "memory_cleanup"
+    # the Docker engine
+    DOCKER_UNAVAILABLE = "docker_unavailable"
+    DOCKER_AVAILABLE = "docker_available"
+    # a container's incident
+    CONTAINER_UNHEALTHY = "container_unhealthy"
+    CONTAINER_FOLDED = "container_folded"
+    CONTAINER_RESTARTED = "container_restarted"
+    CONTAINER_RESTART_FAILED = "container_restart_failed"
+    CONTAINER_DEPENDENT_SKIPPED = "container_dependent_skipped"
+    CONTAINER_ESCALATED = "container_escalated"
+    CONTAINER_ACKNOWLEDGED = "container_acknowledged"
+    CONTAINER_RECOVERED = "container_recovered"
+    CONTAINER_STRIKES_RESET = "container_strikes_reset"
+    # a container's labels and operators' requests
+    CONTAINER_BAD_LABEL = "container_bad_label"
+    CONTAINER_ORCHESTRATED = "container_orchestrated"
+    CONTAINER_MAINTENANCE = "container_maintenance"
+    CONTAINER_MAINTENANCE_ENDED = "container_maintenance_ended"
+    # notifications
+    NOTIFICATIONS_UNDELIVERABLE = "notifications_undeliverable"
+    NOTIFICATION_GIVEN_UP = "notification_given_up"
+    NOTIFICATION_TEST = "notification_test"
+
+
+# What a container's incident records as it moves (strike 1, the restart, the escalation)
+# and how it ends (recovered, acknowledged, supervision ended).
+INCIDENT_ENDS = (EventType.CONTAINER_RECOVERED, EventType.CONTAINER_ACKNOWLEDGED,
+                 EventType.CONTAINER_STRIKES_RESET)
+
 
 @dataclass(frozen=True)
 class Event:
-    event_type: str
+    event_type: str  # an EventType, or a type of an operator's own
     summary: str
-    importance: str
+    importance: Importance
     host: str
     source: str
     timestamp: datetime
@@ -51,7 +111,7 @@ class Event:
     @classmethod
     def from_row(cls, row: Row) -> Event:
         return cls(event_type=row["event_type"], summary=row["summary"],
-                   importance=row["importance"], host=row["host"], source=row["source"],
+                   importance=Importance(row["importance"]), host=row["host"], source=row["source"],
                    timestamp=row["timestamp"], details=row["details"] or {},
                    uid=str(row["uid"]), id=row["id"])
 
@@ -72,5 +132,5 @@ def make_event(event_type: str, summary: str, *, importance: str, host: str, sou
     level = validate_importance(importance)
     if len(summary) > MAX_SUMMARY_CHARS:
         summary = summary[: MAX_SUMMARY_CHARS - 1] + "…"
-    return Event(event_type=event_type, summary=summary, importance=level.value, host=host,
+    return Event(event_type=event_type, summary=summary, importance=level, host=host,
                  source=source, timestamp=timestamp, details=json_safe(details or {}))

@@ -18,6 +18,7 @@ from typing import Any
 
 from aegis.core.jsonable import to_json
 from aegis.storage.db import Json, Queries, Row
+from aegis.storage.events import Importance
 
 
 class Channel(StrEnum):
@@ -35,12 +36,28 @@ class OutboxStatus(StrEnum):
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE)
 
 
+class IncidentStep(StrEnum):
+    """The steps of a container's incident: the lines of its log
+    (``containers.incident_log``) and what its living message says of it (its colour).
+    Supervision takes them; the message shows them."""
+
+    STRUCK = "struck"  # strike 1
+    FOLDED = "folded"  # a dependant's incident, folded into its parent's
+    RESTARTED = "restarted"  # strike 2
+    RESTART_FAILED = "restart_failed"
+    ESCALATED = "escalated"  # strike 3
+    ACKNOWLEDGED = "acknowledged"  # aegis ack
+    RECOVERED = "recovered"
+    RESET = "reset"  # no longer supervised
+    AFFECTED = "affected"  # a dependant folded into this incident
+
+
 @dataclass(frozen=True)
 class Notification:
-    channel: str  # a Channel
+    channel: Channel
     title: str
     body: str = ""
-    importance: str = "medium"
+    importance: Importance = Importance.MEDIUM
     fields: dict[str, str] = field(default_factory=dict)
     # Messages with the same key are sent once; by default, once per causing event.
     dedup_key: str | None = None
@@ -48,15 +65,19 @@ class Notification:
     groupable: bool = True
     # The living message this one creates or edits (rows of one thread: one message).
     thread: str | None = None
-    # What the message says of its incident (struck, restarted, escalated, acknowledged,
-    # recovered): its colour.
-    state: str | None = None
+    # Where its incident stands (the step its message says): its colour.
+    state: IncidentStep | None = None
     # An update that destinations which cannot edit a message (Apprise) do not get.
     edit_only: bool = False
 
     def __post_init__(self) -> None:
+        """The enums from their text too (a notification read back from the spool)."""
         if self.channel not in tuple(Channel):
             raise ValueError(f"channel {self.channel!r} is not one of {', '.join(Channel)}")
+        object.__setattr__(self, "channel", Channel(self.channel))
+        object.__setattr__(self, "importance", Importance(self.importance))
+        if self.state is not None:
+            object.__setattr__(self, "state", IncidentStep(self.state))
 
 
 def fingerprint(notification: Notification) -> str | None:

@@ -20,7 +20,7 @@ from aegis.core.errors import DatabaseUnavailable, UsageError
 from aegis.core.jsonable import json_safe
 from aegis.core.logs import get_logger
 from aegis.storage.db import Connection, Database, Json, Queries, Row
-from aegis.storage.events import Event, Importance, make_event, validate_importance
+from aegis.storage.events import Event, EventType, Importance, make_event, validate_importance
 from aegis.storage.outbox import Notification, enqueue
 from aegis.storage.spool import BadRecord, SetAside, Spool
 
@@ -72,7 +72,7 @@ class Store:
     def log_event(self, event: Event) -> None:
         """The log line of an event."""
         log_details = {k: v for k, v in event.details.items() if k not in _RESERVED_LOG_KEYS}
-        getattr(self.log, _LOG_METHOD[Importance(event.importance)])(
+        getattr(self.log, _LOG_METHOD[event.importance])(
             event.event_type, summary=event.summary, importance=event.importance, **log_details
         )
 
@@ -259,9 +259,9 @@ class Store:
         first = set_aside[0]
         more = f" and {len(set_aside) - 1} more" if len(set_aside) > 1 else ""
         event = self.new_event(
-            "spool_record_set_aside",
+            EventType.SPOOL_RECORD_SET_ASIDE,
             f"spool line {first.line} is {first.reason}{more}: moved to {where}",
-            importance="high",
+            importance=Importance.HIGH,
             details={"file": str(where), "lines": [
                 {"line": s.line, "reason": s.reason} for s in set_aside[:20]],
                 "count": len(set_aside)})
@@ -285,7 +285,7 @@ def event_from_record(record: dict[str, Any]) -> tuple[Event, Notification | Non
     """A spooled event (see ``event_record``) and its notification."""
     notify = record.get("notify")
     return Event(event_type=record["event_type"], summary=record["summary"],
-                 importance=record["importance"], host=record["host"],
+                 importance=Importance(record["importance"]), host=record["host"],
                  source=record["source"], details=record.get("details") or {},
                  timestamp=datetime.fromisoformat(record["timestamp"]),
                  uid=record["uid"]), Notification(**notify) if notify else None

@@ -11,6 +11,8 @@ from typing import Any
 from aegis.core.errors import UsageError
 from aegis.core.jsonable import to_json
 from aegis.storage.db import Row
+from aegis.storage.events import EventType, Importance
+from aegis.storage.outbox import IncidentStep
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import insert_event
 from aegis.supervision import incidents
@@ -78,13 +80,14 @@ def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") 
         if row["phase"] != "escalated":
             return False
         incident = incidents.add(incidents.of_row(row),
-                                 incidents.step("acknowledged", now, f"by {by}"))
+                                 incidents.step(IncidentStep.ACKNOWLEDGED, now, f"by {by}"))
         incident, notify = incidents.alert(
             runtime.settings, incident, dedup_key=f"ack:{host}:{name}:{row['incident']}")
         containers.acknowledge(host, name, now, f"acknowledged by {by}", incident.log)
         event = store.new_event(
-            "container_acknowledged", f"{name}: escalation acknowledged; remediation re-armed",
-            importance="medium", source="cli", timestamp=now,
+            EventType.CONTAINER_ACKNOWLEDGED,
+            f"{name}: escalation acknowledged; remediation re-armed",
+            importance=Importance.MEDIUM, source="cli", timestamp=now,
             details={"container": name, "host": host, "incident": row["incident"], "by": by})
         insert_event(tx, event, notify)
     store.log_event(event)
@@ -104,14 +107,14 @@ def set_maintenance(runtime: Runtime, name: str, now: datetime,
     if row is None:
         raise _unknown(runtime, name)
     if until is None:
-        runtime.store.record_event("container_maintenance_ended",
+        runtime.store.record_event(EventType.CONTAINER_MAINTENANCE_ENDED,
                                    f"{name}: maintenance ended, remediation resumed",
-                                   importance="low", source="cli",
+                                   importance=Importance.LOW, source="cli",
                                    details={"container": name, "host": host})
     else:
-        runtime.store.record_event("container_maintenance",
+        runtime.store.record_event(EventType.CONTAINER_MAINTENANCE,
                                    f"{name}: maintenance until {until:%Y-%m-%d %H:%M:%S} UTC",
-                                   importance="low", source="cli",
+                                   importance=Importance.LOW, source="cli",
                                    details={"container": name, "host": host,
                                             "until": until.isoformat()})
     return row

@@ -18,6 +18,7 @@ from typing import Any
 
 from aegis.core.errors import StoreError
 from aegis.core.redact import redact
+from aegis.storage.events import EventType, Importance
 from aegis.storage.runtime import Runtime
 
 DOCKER_TIMEOUT_S = 15
@@ -311,13 +312,14 @@ class EngineAvailability:
             if previous is available or (available and previous is None):
                 return
             if available:
-                runtime.store.record_event("docker_available", "the Docker engine answers again",
-                                           importance="medium", source="supervisor",
+                runtime.store.record_event(EventType.DOCKER_AVAILABLE,
+                                           "the Docker engine answers again",
+                                           importance=Importance.MEDIUM, source="supervisor",
                                            details={"host": host})
             else:
-                runtime.store.record_event("docker_unavailable",
+                runtime.store.record_event(EventType.DOCKER_UNAVAILABLE,
                                            f"the Docker engine does not answer: {error}",
-                                           importance="high", source="supervisor",
+                                           importance=Importance.HIGH, source="supervisor",
                                            details={"host": host, "error": error})
             runtime.store.set_state(key, available)
 

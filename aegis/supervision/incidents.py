@@ -27,8 +27,8 @@ from typing import Any
 from aegis.core.config import AlertFrom, AlertStyle, Settings
 from aegis.notify.channels import escape_markdown
 from aegis.storage.db import Queries, Row
-from aegis.storage.events import Event
-from aegis.storage.outbox import Channel, Notification, enqueue
+from aegis.storage.events import Event, EventType, Importance
+from aegis.storage.outbox import Channel, IncidentStep, Notification, enqueue
 from aegis.storage.store import Store
 from aegis.supervision import triage
 from aegis.supervision.docker import Seen
@@ -40,17 +40,17 @@ from aegis.supervision.triage import MEANING, TriageClass
 Record = tuple[Event, Notification | None]  # an event to record, and its alert
 Step = dict[str, Any]  # one line of an incident's log: at, step, text, alerted (probe, memory)
 
-# The steps a message can show, with its title's verb and its importance.
+# The steps that say where an incident stands, with its message's verb and importance.
 STATES = {
-    "struck": ("is unhealthy", "medium"),
-    "restarted": ("restarted", "high"),
-    "restart_failed": ("restart failed", "high"),
-    "escalated": ("escalated", "critical"),
-    "acknowledged": ("acknowledged", "medium"),
-    "recovered": ("recovered", "medium"),
-    "reset": ("no longer supervised", "medium"),
+    IncidentStep.STRUCK: ("is unhealthy", Importance.MEDIUM),
+    IncidentStep.RESTARTED: ("restarted", Importance.HIGH),
+    IncidentStep.RESTART_FAILED: ("restart failed", Importance.HIGH),
+    IncidentStep.ESCALATED: ("escalated", Importance.CRITICAL),
+    IncidentStep.ACKNOWLEDGED: ("acknowledged", Importance.MEDIUM),
+    IncidentStep.RECOVERED: ("recovered", Importance.MEDIUM),
+    IncidentStep.RESET: ("no longer supervised", Importance.MEDIUM),
 }
-CLOSING = ("acknowledged", "recovered", "reset")
+CLOSING = (IncidentStep.ACKNOWLEDGED, IncidentStep.RECOVERED, IncidentStep.RESET)
 MiB = 1024 * 1024
 
 
@@ -75,9 +75,10 @@ class Incident:
         return f"incident:{self.host}:{self.name}:{self.number}"
 
     @property
-    def state(self) -> str:
+    def state(self) -> IncidentStep:
         """The latest step that says where the incident stands."""
-        return next((s["step"] for s in reversed(self.log) if s["step"] in STATES), "struck")
+        return next((IncidentStep(s["step"]) for s in reversed(self.log) if s["step"] in STATES),
+                    IncidentStep.STRUCK)
 
     @property
     def started(self) -> bool:
@@ -86,7 +87,7 @@ class Incident:
 
     @property
     def escalated(self) -> bool:
-        return any(s["step"] == "escalated" for s in self.log)
+        return any(s["step"] == IncidentStep.ESCALATED for s in self.log)
 
 
 def details(host: str, seen: Seen, decision: Decision, **extra: Any) -> dict[str, Any]:
@@ -98,7 +99,7 @@ def details(host: str, seen: Seen, decision: Decision, **extra: Any) -> dict[str
             "class": decision.state.incident_class, **extra}
 
 
-def step(name: str, at: datetime, text: str = "", *, probe: str = "",
+def step(name: IncidentStep, at: datetime, text: str = "", *, probe: str = "",
          memory: dict[str, int] | None = None) -> Step:
     """One step of an incident's log; a step that read the probe output (or, for an OOM
     kill, the memory figures) keeps them, so every later edit of the message shows them."""
@@ -140,35 +141,35 @@ def record(store: Store, settings: Settings, decision: Decision, phase_before: s
         folded = f"; {decision.state.folded_into}'s incident covers it" \
             if decision.state.folded_into else ""
         event = store.new_event(
-            "container_unhealthy", f"{name} is unhealthy (strike 1 of 3){folded}",
-            importance="medium", source="supervisor", timestamp=now,
+            EventType.CONTAINER_UNHEALTHY, f"{name} is unhealthy (strike 1 of 3){folded}",
+            importance=Importance.MEDIUM, source="supervisor", timestamp=now,
             details={**carried, "status": seen.status,
                      "folded_into": decision.state.folded_into})
-        return (event, None), add(incident, step("struck", now, decision.reason))
+        return (event, None), add(incident, step(IncidentStep.STRUCK, now, decision.reason))
     if decision.action == "fold":
         event = store.new_event(
-            "container_folded", f"{name}: {decision.reason}; not alerted separately",
-            importance="medium", source="supervisor", timestamp=now,
+            EventType.CONTAINER_FOLDED, f"{name}: {decision.reason}; not alerted separately",
+            importance=Importance.MEDIUM, source="supervisor", timestamp=now,
             details={**carried, "folded_into": decision.state.folded_into})
-        return (event, None), add(incident, step("folded", now, decision.reason))
+        return (event, None), add(incident, step(IncidentStep.FOLDED, now, decision.reason))
     if decision.action == "escalate":
         return _escalation(store, settings, decision, seen, now, incident, memory or {})
     if decision.action == "recover":
         was_escalated = phase_before == "escalated"
-        incident = add(incident, step("recovered", now, decision.reason))
+        incident = add(incident, step(IncidentStep.RECOVERED, now, decision.reason))
         incident, notify = alert(settings, incident, dedup_key=f"recovery:{host}:{name}:"
                                  f"{decision.state.incident}")
         event = store.new_event(
-            "container_recovered", f"{name} recovered: {decision.reason}",
-            importance="medium", source="supervisor", timestamp=now,
+            EventType.CONTAINER_RECOVERED, f"{name} recovered: {decision.reason}",
+            importance=Importance.MEDIUM, source="supervisor", timestamp=now,
             details={**carried, "was_escalated": was_escalated})
         return (event, notify), incident
-    incident = add(incident, step("reset", now, decision.reason))
+    incident = add(incident, step(IncidentStep.RESET, now, decision.reason))
     incident, notify = alert(settings, incident, dedup_key=f"reset:{host}:{name}:"
                              f"{decision.state.incident}")
     event = store.new_event(
-        "container_strikes_reset", f"{name}: strikes reset ({decision.reason})",
-        importance="low", source="supervisor", timestamp=now, details=carried)
+        EventType.CONTAINER_STRIKES_RESET, f"{name}: strikes reset ({decision.reason})",
+        importance=Importance.LOW, source="supervisor", timestamp=now, details=carried)
     return (event, notify), incident
 
 
@@ -191,13 +192,13 @@ def _escalation(store: Store, settings: Settings, decision: Decision, seen: Seen
         carried["exit_codes"] = triage.exit_codes(decision.state.docker_restarts)
     incident = add(replace(incident, klass=decision.state.incident_class,
                            probe_output=seen.probe_output, memory=memory),
-                   step("escalated", now, decision.reason, probe=seen.probe_output,
+                   step(IncidentStep.ESCALATED, now, decision.reason, probe=seen.probe_output,
                         memory=memory))
     incident, notify = alert(settings, incident, dedup_key=f"escalation:{settings.host}:{name}:"
                              f"{decision.state.incident}")
     event = store.new_event(
-        "container_escalated", f"{name} escalated (strike 3 of 3): {decision.reason}",
-        importance="critical", source="supervisor", timestamp=now, details=carried)
+        EventType.CONTAINER_ESCALATED, f"{name} escalated (strike 3 of 3): {decision.reason}",
+        importance=Importance.CRITICAL, source="supervisor", timestamp=now, details=carried)
     return (event, notify), incident
 
 
@@ -209,15 +210,15 @@ def notes(store: Store, host: str, seen: Seen, row: Row, problems: tuple[str, ..
           mode: SupervisionMode, now: datetime) -> list[Record]:
     """Events said once per container: a bad label, a Swarm task left to Swarm."""
     records: list[Record] = [(store.new_event(
-        "container_bad_label", f"{seen.name}: label {problem}; treated as unset",
-        importance="medium", source="supervisor", timestamp=now,
+        EventType.CONTAINER_BAD_LABEL, f"{seen.name}: label {problem}; treated as unset",
+        importance=Importance.MEDIUM, source="supervisor", timestamp=now,
         details={"container": seen.name, "host": host, "problem": problem}), None)
         for problem in problems if problem not in (row["label_problems"] or [])]
     if mode == SupervisionMode.ORCHESTRATED and row["supervision"] != mode:
         records.append((store.new_event(
-            "container_orchestrated", f"{seen.name} is a task of the Swarm service "
+            EventType.CONTAINER_ORCHESTRATED, f"{seen.name} is a task of the Swarm service "
             f"{seen.swarm_service}: aegis observes it and never restarts it (Swarm replaces "
-            "unhealthy tasks)", importance="low", source="supervisor", timestamp=now,
+            "unhealthy tasks)", importance=Importance.LOW, source="supervisor", timestamp=now,
             details={"container": seen.name, "host": host,
                      "swarm_service": seen.swarm_service}), None))
     return records
@@ -234,7 +235,7 @@ def fold_into(tx: Queries, settings: Settings, parent: str, params: dict[str, An
         return
     incident = of_row(row)
     incident = add(replace(incident, affected=(*incident.affected, params["name"])),
-                   step("affected", params["seen_at"], params["name"]))
+                   step(IncidentStep.AFFECTED, params["seen_at"], params["name"]))
     incident, notify = alert(settings, incident, dedup_key=f"affected:{settings.host}:{parent}:"
                              f"{row['incident']}:{params['name']}")
     containers.set_log(settings.host, parent, row["incident"], incident.log, incident.affected)
@@ -249,12 +250,14 @@ def alerts(settings: Settings, incident: Incident) -> bool:
     """Whether the incident's latest step calls for a message (a post, or an edit of its
     living message)."""
     latest = incident.log[-1]["step"] if incident.log else ""
-    alerting = {"escalated"} | ({"restarted"} if settings.alert_from == AlertFrom.RESTART
-                                else set())
+    alerting = {IncidentStep.ESCALATED} | ({IncidentStep.RESTARTED}
+                                           if settings.alert_from == AlertFrom.RESTART
+                                           else set())
     if settings.alert_style == AlertStyle.POSTS:
-        return latest in alerting or (latest == "recovered" and incident.escalated)
+        return latest in alerting or (latest == IncidentStep.RECOVERED and incident.escalated)
     started_before = replace(incident, log=incident.log[:-1]).started
-    return latest in alerting or (started_before and latest in (*STATES, "affected"))
+    return latest in alerting or (started_before
+                                  and latest in (*STATES, IncidentStep.AFFECTED))
 
 
 def alert(settings: Settings, incident: Incident, *, dedup_key: str
@@ -274,8 +277,8 @@ def alert(settings: Settings, incident: Incident, *, dedup_key: str
                                       importance=importance, fields=fields,
                                       dedup_key=dedup_key, state=incident.state)
     # Apprise (no edits) hears of the escalation and of an escalated incident's end only
-    announced = latest["step"] == "escalated" or (latest["step"] == "recovered"
-                                                  and incident.escalated)
+    announced = latest["step"] == IncidentStep.ESCALATED or (
+        latest["step"] == IncidentStep.RECOVERED and incident.escalated)
     return incident, Notification(channel=Channel.ALERTS, title=title, body=body,
                                   importance=importance, fields=fields, dedup_key=dedup_key,
                                   groupable=False, thread=incident.thread,
@@ -292,7 +295,8 @@ def message_fields(incident: Incident) -> dict[str, str]:
     fields["image"] = incident.image or "-"
     if incident.klass:
         fields["class"] = incident.klass
-    fields["restarts"] = str(sum(1 for s in incident.log if s["step"] == "restarted"))
+    fields["restarts"] = str(sum(1 for s in incident.log
+                                 if s["step"] == IncidentStep.RESTARTED))
     return fields
 
 
@@ -311,24 +315,25 @@ def message_body(incident: Incident) -> str:
     lines.append("")
     lines.extend(f"{_clock(s['at'])} {s['step'].replace('_', ' ')}"
                  + (f": {escape_markdown(s['text'])}" if s.get("text") else "")
-                 for s in log if s["step"] != "affected")
+                 for s in log if s["step"] != IncidentStep.AFFECTED)
     if incident.affected:
         lines += ["", "Also affected: " + ", ".join(escape_markdown(n) for n in incident.affected)
                   + " (waiting for this container; not alerted separately)"]
     if incident.state not in CLOSING:
         lines += ["", f"aegis takes no further action until `aegis ack {incident.name}` or "
-                      "the container is healthy again." if incident.state == "escalated"
+                      "the container is healthy again."
+                  if incident.state == IncidentStep.ESCALATED
                   else f"Take it over: `aegis ack {incident.name}`"]
     return "\n".join(lines)
 
 
 def _headline(incident: Incident) -> str:
     log, state = incident.log, incident.state
-    if state in ("recovered", "acknowledged") and log:
+    if state in (IncidentStep.RECOVERED, IncidentStep.ACKNOWLEDGED) and log:
         minutes = (datetime.fromisoformat(log[-1]["at"])
                    - datetime.fromisoformat(log[0]["at"])).total_seconds() / 60
-        restarts = sum(1 for s in log if s["step"] == "restarted")
-        how = "resolved" if state == "recovered" else "acknowledged"
+        restarts = sum(1 for s in log if s["step"] == IncidentStep.RESTARTED)
+        how = "resolved" if state == IncidentStep.RECOVERED else "acknowledged"
         return (f"**{how.capitalize()}** after {minutes:.0f} min, {restarts} restart"
                 f"{'' if restarts == 1 else 's'}.")
     last = next((s for s in reversed(log) if s["step"] == state), None)

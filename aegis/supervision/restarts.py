@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from aegis.core.config import Settings
 from aegis.core.logs import get_logger
 from aegis.storage.db import Queries
-from aegis.storage.events import Event
+from aegis.storage.events import Event, EventType, Importance
+from aegis.storage.outbox import IncidentStep
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import event_record, insert_event
 from aegis.supervision import incidents
@@ -180,23 +181,24 @@ def _restart(actor: Actor, decision: Decision, seen: Seen, now: datetime) -> Non
             actor.log.error("container_restart_forbidden", container=seen.name,
                             docker_host=docker_endpoint(), hint=RESTART_FORBIDDEN_HINT)
         event = store.new_event(
-            "container_restart_failed", f"{seen.name}: restart failed: {exc}",
-            importance="high", source="supervisor", timestamp=now,
+            EventType.CONTAINER_RESTART_FAILED, f"{seen.name}: restart failed: {exc}",
+            importance=Importance.HIGH, source="supervisor", timestamp=now,
             details={**carried, "error": str(exc)})
-        record_step(actor.runtime, event, seen, decision.state.incident, "restart_failed",
+        record_step(actor.runtime, event, seen, decision.state.incident,
+                    IncidentStep.RESTART_FAILED,
                     str(exc))
         return
     event = store.new_event(
-        "container_restarted",
+        EventType.CONTAINER_RESTARTED,
         f"{seen.name} restarted (strike 2 of 3): {decision.reason}; "
         f"restart {len(decision.state.restarts)} this hour",
-        importance="high", source="supervisor", timestamp=now, details=carried)
-    record_step(actor.runtime, event, seen, decision.state.incident, "restarted",
+        importance=Importance.HIGH, source="supervisor", timestamp=now, details=carried)
+    record_step(actor.runtime, event, seen, decision.state.incident, IncidentStep.RESTARTED,
                 f"{decision.reason} (restart {len(decision.state.restarts)} this hour)")
     restart_dependents(actor, seen, now)
 
 
-def record_step(runtime: Runtime, event: Event, seen: Seen, incident: int, step: str,
+def record_step(runtime: Runtime, event: Event, seen: Seen, incident: int, step: IncidentStep,
                 text: str) -> None:
     """Record ``event``, a step of the container's open incident taken outside a decision
     (a restart made or failed): the step goes into its log and, when it calls for one,
@@ -211,7 +213,7 @@ def record_step(runtime: Runtime, event: Event, seen: Seen, incident: int, step:
 
 
 def _step_alert(tx: Queries, runtime: Runtime, event: Event, seen: Seen, incident: int,
-                step: str, text: str) -> Any:
+                step: IncidentStep, text: str) -> Any:
     containers = Containers(tx)
     host = runtime.settings.host
     row = containers.lock(host, seen.name)
@@ -254,19 +256,20 @@ def complete_restarts(actor: Actor, now: datetime) -> int:
                    "recorded_late": True}
         if started is not None and started >= decided:
             event = store.new_event(
-                "container_restarted", f"{row['name']} restarted (strike 2 of 3); "
+                EventType.CONTAINER_RESTARTED, f"{row['name']} restarted (strike 2 of 3); "
                 "recorded late: the daemon stopped during the restart",
-                importance="high", source="supervisor", timestamp=decided,
+                importance=Importance.HIGH, source="supervisor", timestamp=decided,
                 details=carried)
-            record_step(actor.runtime, event, seen, row["incident"], "restarted",
+            record_step(actor.runtime, event, seen, row["incident"], IncidentStep.RESTARTED,
                         f"{row['last_reason']} (recorded late)")
         elif (now - decided).total_seconds() > wait_s:
             event = store.new_event(
-                "container_restart_failed", f"{row['name']}: restart not made: the "
+                EventType.CONTAINER_RESTART_FAILED, f"{row['name']}: restart not made: the "
                 "daemon stopped between deciding it and asking Docker",
-                importance="high", source="supervisor", timestamp=decided,
+                importance=Importance.HIGH, source="supervisor", timestamp=decided,
                 details={**carried, "error": "the daemon stopped before the restart"})
-            record_step(actor.runtime, event, seen, row["incident"], "restart_failed",
+            record_step(actor.runtime, event, seen, row["incident"],
+                        IncidentStep.RESTART_FAILED,
                         "the daemon stopped before the restart")
         else:
             continue  # Docker may still be stopping it: the next sweep or start decides
@@ -297,9 +300,9 @@ def restart_dependents(actor: Actor, seen: Seen, now: datetime) -> None:
                                         now)
         if refusal is not None:
             store.record_event(
-                "container_dependent_skipped",
+                EventType.CONTAINER_DEPENDENT_SKIPPED,
                 f"{dependent.name} shares {seen.name}'s network but is {refusal}: "
-                "not restarted", importance="high", source="supervisor", timestamp=now,
+                "not restarted", importance=Importance.HIGH, source="supervisor", timestamp=now,
                 details={**carried, "skipped_because": refusal})
             continue
         try:
@@ -310,6 +313,6 @@ def restart_dependents(actor: Actor, seen: Seen, now: datetime) -> None:
                             error=str(exc))
             continue
         store.record_event(
-            "container_restarted",
+            EventType.CONTAINER_RESTARTED,
             f"{dependent.name} restarted after {seen.name} (shared network namespace)",
-            importance="high", source="supervisor", timestamp=now, details=carried)
+            importance=Importance.HIGH, source="supervisor", timestamp=now, details=carried)

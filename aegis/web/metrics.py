@@ -26,7 +26,7 @@ from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.scheduling.heartbeat import read_heartbeat
 from aegis.scheduling.repository import Runs
 from aegis.storage.db import Row
-from aegis.storage.events import Importance
+from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Outbox, OutboxStatus
 from aegis.storage.runtime import Runtime
 from aegis.supervision.repository import Containers
@@ -96,7 +96,8 @@ class DatabaseCollector(Collector):
                                           "Escalations this host recorded.",
                                           labels=["container"])
         for row in runtime.store.container_actions(host):
-            family = restarts if row["event_type"] == "container_restarted" else escalations
+            family = (restarts if row["event_type"] == EventType.CONTAINER_RESTARTED
+                      else escalations)
             family.add_metric([row["container"]], float(row["actions"]))
         yield restarts
         yield escalations

@@ -20,7 +20,7 @@ from aegis.core.durations import format_duration_s
 from aegis.scheduling.heartbeat import daemon_status
 from aegis.scheduling.repository import JobRun, Runs
 from aegis.storage.db import Row
-from aegis.storage.events import Event, Importance
+from aegis.storage.events import INCIDENT_ENDS, Event, EventType, Importance
 from aegis.storage.outbox import Outbox, OutboxStatus
 from aegis.storage.runtime import Runtime
 from aegis.supervision import labels as L
@@ -37,7 +37,7 @@ LIST_LIMIT = 100
 IMPORTANT_EVENTS = 10
 CONTAINER_EVENTS = 200
 PROBE_OUTPUTS = 5
-ACTIONS = {"container_restarted": "restarts", "container_escalated": "escalations"}
+ACTIONS = {EventType.CONTAINER_RESTARTED: "restarts", EventType.CONTAINER_ESCALATED: "escalations"}
 
 
 class PageError(Exception):
@@ -201,13 +201,22 @@ class LabelLine:
 
 
 @dataclass(frozen=True)
+class ActionCounts:
+    """What aegis did to one container lately."""
+
+    restarts: int
+    failed_restarts: int
+    escalations: int
+
+
+@dataclass(frozen=True)
 class ContainerPage:
     now: datetime
     local: bool  # a container of this daemon's host: the commands run here
     line: ContainerLine
     row: Row
     restarts_in_budget: list[datetime]
-    actions: dict[str, Row]  # event_type -> events, latest (30 days)
+    actions: ActionCounts  # of the last 30 days
     incidents: list[Incident]  # newest first
     other_events: list[Event]  # newest first
     probes: list[Row]
@@ -222,8 +231,11 @@ def container_page(runtime: Runtime, host: str, name: str, now: datetime) -> Con
     store = runtime.store
     events = store.container_events(host, name, CONTAINER_EVENTS)
     incidents, others = incidents_of(events)
-    actions = {r["event_type"]: r for r in store.container_action_counts(
+    counted = {r["event_type"]: int(r["events"]) for r in store.container_action_counts(
         host, name, now - timedelta(days=CHART_DAYS))}
+    actions = ActionCounts(restarts=counted.get(EventType.CONTAINER_RESTARTED, 0),
+                           failed_restarts=counted.get(EventType.CONTAINER_RESTART_FAILED, 0),
+                           escalations=counted.get(EventType.CONTAINER_ESCALATED, 0))
     local = host == runtime.settings.host
     shown = line(row, now)
     return ContainerPage(
@@ -249,8 +261,7 @@ def incidents_of(events: Sequence[Event]) -> tuple[list[Incident], list[Event]]:
     incidents = []
     for number, found in sorted(grouped.items(), reverse=True):
         ordered = sorted(found, key=lambda e: (e.timestamp, e.id or 0))
-        closing = ordered[-1].event_type in ("container_recovered", "container_acknowledged",
-                                             "container_strikes_reset")
+        closing = ordered[-1].event_type in INCIDENT_ENDS
         klass = next((str(e.details["class"]) for e in reversed(ordered)
                       if e.details.get("class")), None)
         incidents.append(Incident(number=number, events=ordered,

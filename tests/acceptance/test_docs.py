@@ -18,6 +18,7 @@ import yaml
 
 from aegis.cli.main import cli
 from aegis.core.config import OPTIONS
+from aegis.storage.events import EventType
 from aegis.supervision.labels import KNOWN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,10 +108,8 @@ def test_every_test_the_reliability_page_cites_exists():
 
 def test_the_sql_page_lists_every_event_type_aegis_records():
     listed = set(re.findall(r"`([a-z_]+)`", (DOCS / "sql.md").read_text(encoding="utf-8")))
-    recorded = set()
-    for module in [*(ROOT / "aegis").rglob("*.py"), *(ROOT / "jobs").glob("*.py")]:
-        recorded |= set(re.findall(r'(?:record_event|new_event)\(\s*"([a-z_]+)"',
-                                   module.read_text(encoding="utf-8")))
+    # every type aegis records is a member (tests/unit/test_event_types.py checks that)
+    recorded = {member.value for member in EventType}
     assert len(recorded) >= 20
     assert recorded - listed == set()
 

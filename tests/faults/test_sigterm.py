@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aegis import api
-from aegis.storage.outbox import Notification
+from aegis.storage.outbox import Channel, Notification
 from tests.fakes.discord_server import FakeDiscord
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
 
@@ -55,7 +55,7 @@ def test_sigterm_during_a_delivery_records_it_and_never_posts_it_again(
     wait_for(daemon_running(url), what="daemon")
     fake.script("slow:3")
     app.store.record_event("test_message", "slow delivery",
-                           notify=Notification("journal", "slow delivery"))
+                           notify=Notification(Channel.JOURNAL, "slow delivery"))
     wait_for(lambda: rows(url, "SELECT 1 FROM outbox WHERE claimed_by IS NOT NULL"),
              what="the delivery under way")
     daemon.send_signal(signal.SIGTERM)

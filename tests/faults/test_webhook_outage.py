@@ -21,7 +21,7 @@ from typing import Any
 from aegis import api
 from aegis.notify.channels import POST_TIMEOUT_S, DiscordTarget
 from aegis.notify.sender import Sender
-from aegis.storage.outbox import Notification
+from aegis.storage.outbox import Channel, Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import TOKEN, WEBHOOK_ID, FakeDiscord
 from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
@@ -64,7 +64,7 @@ def test_minutes_of_failing_webhook_then_every_message_once_in_order(
             title = f"message {len(expected):04d}"
             expected.append(title)
             app.store.record_event("test_message", title, timestamp=now,
-                                   notify=Notification("journal", title))
+                                   notify=Notification(Channel.JOURNAL, title))
             sender.deliver(now)
             head = head_attempt(app.db.dsn)
             assert head is not None, "a message got through while the endpoint fails"
@@ -122,7 +122,7 @@ def test_a_real_daemon_delivers_every_message_once_in_order_through_an_outage(
         for _ in range(count):
             titles.append(f"outage {len(titles):02d}")
             app.store.record_event("test_message", titles[-1],
-                                   notify=Notification("journal", titles[-1]))
+                                   notify=Notification(Channel.JOURNAL, titles[-1]))
         last_queued[0] = time.monotonic()
 
     def row(index: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aegis import api
 from aegis.core.clock import utcnow
-from aegis.storage.outbox import Notification, Outbox
+from aegis.storage.outbox import Channel, IncidentStep, Notification, Outbox
 from aegis.supervision.containers import acknowledge
 from aegis.supervision.repository import Containers, replay_decision
 from tests.conftest import run_cli, sql_rows
@@ -83,7 +83,8 @@ def test_living_message_ids_go_with_the_last_row_of_their_thread(app: api.Aegis)
     for thread, state in (("incident:h:a:1", "escalated"), ("incident:h:a:1", "recovered"),
                           ("incident:h:b:1", "escalated")):
         app.store.record_event("test_step", state, notify=Notification(
-            "alerts", state, dedup_key=f"{thread}:{state}", thread=thread, state=state))
+            Channel.ALERTS, state, dedup_key=f"{thread}:{state}", thread=thread,
+            state=IncidentStep(state)))
     outbox = Outbox(app.db)
     now = utcnow()
     for thread in ("incident:h:a:1", "incident:h:b:1"):

@@ -13,7 +13,8 @@ from aegis import api
 from aegis.core.config import Settings
 from aegis.notify.channels import AppriseTarget, DiscordTarget, Target
 from aegis.notify.sender import Sender, deliver_pending, run_sender
-from aegis.storage.outbox import Notification
+from aegis.storage.events import Importance
+from aegis.storage.outbox import Channel, Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import TOKEN, FakeDiscord, mentions_would_ping
 
@@ -31,8 +32,9 @@ def sender(app: api.Aegis, alerts: list[Target], journal: list[Target] | None = 
 def queue(app: api.Aegis, title: str, channel: str = "journal", importance: str = "medium",
           body: str = "", **notification: Any) -> None:
     app.store.record_event("test_message", title, importance=importance,
-                           notify=Notification(channel, title, body=body,
-                                               importance=importance, **notification))
+                           notify=Notification(Channel(channel), title, body=body,
+                                               importance=Importance(importance),
+                                               **notification))
 
 
 def titles(fake: FakeDiscord) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 
 from aegis import api
-from aegis.storage.outbox import Notification
+from aegis.storage.outbox import Channel, Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import FakeDiscord
 from tests.faults.procs import Spawner, daemon_env, wait_for
@@ -17,7 +17,7 @@ def test_kill_9_during_retries_loses_and_repeats_nothing(
     expected = [f"digest {i}" for i in range(6)]
     for title in expected:
         app.store.record_event("test_message", title,
-                               notify=Notification("journal", title, body="queued"))
+                               notify=Notification(Channel.JOURNAL, title, body="queued"))
     env = daemon_env(aegis_env, DISCORD_JOURNAL_WEBHOOK_URL=fake.webhook_url())
     fake.script(*["500"] * 3)
     first = spawn(env)

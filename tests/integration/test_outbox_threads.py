@@ -13,7 +13,8 @@ from typing import Any
 from aegis import api
 from aegis.notify.channels import AppriseTarget, DiscordTarget, Target
 from aegis.notify.sender import SKIPPED, Sender
-from aegis.storage.outbox import Notification
+from aegis.storage.events import Importance
+from aegis.storage.outbox import Channel, IncidentStep, Notification
 from tests.conftest import sql_rows
 from tests.fakes.discord_server import FakeDiscord
 
@@ -28,14 +29,15 @@ def sender(app: api.Aegis, *targets: Target, instance: str = "threads") -> Sende
 def step(app: api.Aegis, state: str, *, thread: str = THREAD, edit_only: bool = False) -> None:
     """Queue one step of an incident's living message: the whole message, as aegis does."""
     app.store.record_event("test_step", f"web {state}", notify=Notification(
-        "alerts", f"web {state} on test-host", body=f"**{state.capitalize()}**.",
-        importance="critical" if state == "escalated" else "medium",
-        dedup_key=f"{thread}:{state}", thread=thread, state=state, edit_only=edit_only))
+        Channel.ALERTS, f"web {state} on test-host", body=f"**{state.capitalize()}**.",
+        importance=Importance.CRITICAL if state == "escalated" else Importance.MEDIUM,
+        dedup_key=f"{thread}:{state}", thread=thread, state=IncidentStep(state),
+        edit_only=edit_only))
 
 
 def plain(app: api.Aegis, title: str) -> None:
     app.store.record_event("test_message", title, notify=Notification(
-        "alerts", title, importance="high", groupable=False))
+        Channel.ALERTS, title, importance=Importance.HIGH, groupable=False))
 
 
 def outbox(app: api.Aegis) -> list[dict[str, Any]]:

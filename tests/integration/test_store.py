@@ -21,7 +21,7 @@ from aegis import api
 from aegis.core.errors import DatabaseUnavailable, UsageError
 from aegis.storage.db import Database
 from aegis.storage.events import MAX_SUMMARY_CHARS
-from aegis.storage.outbox import Notification
+from aegis.storage.outbox import Channel, Notification
 from aegis.storage.spool import Spool
 from aegis.storage.store import Store
 from tests.conftest import sql_rows
@@ -107,7 +107,7 @@ def test_each_event_is_also_one_structured_log_line(app: api.Aegis) -> None:
 def test_a_notification_is_queued_in_the_events_transaction(app: api.Aegis) -> None:
     event = app.store.record_event(
         "container_escalated", "web needs a human", importance="critical",
-        notify=Notification(channel="alerts", title="web needs a human"))
+        notify=Notification(channel=Channel.ALERTS, title="web needs a human"))
     rows = sql_rows(app.settings.dsn or "", "SELECT channel, title, event_uid::text AS uid "
                                             "FROM outbox")
     assert rows == [{"channel": "alerts", "title": "web needs a human", "uid": event.uid}]

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
-from aegis.storage.outbox import Notification
+from aegis.storage.events import Importance
+from aegis.storage.outbox import Channel, Notification
 
 
 def beat(ctx: JobContext) -> dict[str, str]:
@@ -25,7 +26,8 @@ def beat(ctx: JobContext) -> dict[str, str]:
     ctx.store.record_event(
         "beat_ran", f"beat {slot}", source="test",
         details={"slot": slot, "run_id": ctx.run_id, "trigger": ctx.trigger},
-        notify=Notification(channel="journal", title=f"beat {slot}", importance="low"))
+        notify=Notification(channel=Channel.JOURNAL, title=f"beat {slot}",
+                                           importance=Importance.LOW))
     return {"slot": slot}
 
 

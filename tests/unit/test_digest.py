@@ -25,6 +25,7 @@ from aegis.reports.digest import (
 from aegis.reports.markdown import render_day, render_status, trim
 from aegis.reports.retention import retention_cutoffs
 from aegis.scheduling.heartbeat import daemon_status
+from aegis.storage.events import EventType
 
 D = date(2026, 3, 1)
 
@@ -73,9 +74,9 @@ def digest(**changes: object) -> DayDigest:
         "events_by_type": (("noise", 10), ("container_restarted", 2), ("db_unreachable", 1)),
         "pending_tasks": 4,
         "decision_counts": (("container_restarted", 2),),
-        "decisions": (Decision(moment(3, 4), "container_restarted", "web|1", "host-a",
+        "decisions": (Decision(moment(3, 4), EventType.CONTAINER_RESTARTED, "web|1", "host-a",
                                "probe\noutput `rm -rf`"),
-                      Decision(moment(4), "container_restarted", "", "host-a", "x" * 500)),
+                      Decision(moment(4), EventType.CONTAINER_RESTARTED, "", "host-a", "x" * 500)),
         "job_failures": (Failure("backup", 2, "OSError: disk full"),),
         "delivery_failures": (),
         "critical_events": (CriticalEvent(moment(5), "db_unreachable", "host-a", "no answer"),),
@@ -222,7 +223,7 @@ def test_a_local_day_is_bounded_and_shown_in_aegis_timezone() -> None:
     assert (start, end) == (datetime(2026, 3, 28, 23, 0, tzinfo=UTC),
                             datetime(2026, 3, 29, 22, 0, tzinfo=UTC))
     text = render_day(digest(day=date(2026, 3, 29), zone=berlin, decisions=(
-        Decision(datetime(2026, 3, 29, 1, 30, tzinfo=UTC), "container_restarted", "web",
+        Decision(datetime(2026, 3, 29, 1, 30, tzinfo=UTC), EventType.CONTAINER_RESTARTED, "web",
                  "host-a", "probe"),)))
     assert text.startswith("# aegis digest — 2026-03-29\n\nEurope/Berlin day 2026-03-29 "
                            "00:00 to 2026-03-30 00:00, every host.\n")

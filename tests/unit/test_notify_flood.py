@@ -20,7 +20,8 @@ from aegis.notify.policy import (
     plan_batch,
     retry_delay_s,
 )
-from aegis.storage.outbox import Notification, OutboxRow, fingerprint
+from aegis.storage.events import Importance
+from aegis.storage.outbox import Channel, Notification, OutboxRow, fingerprint
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -97,10 +98,11 @@ def test_give_up_and_next_look() -> None:
 
 
 def test_only_event_keyed_critical_alerts_are_fingerprinted() -> None:
-    critical = Notification("alerts", "db down", "timeout", importance="critical")
-    assert fingerprint(critical) == fingerprint(Notification("alerts", "db down", "timeout",
-                                                             importance="critical"))
+    critical = Notification(Channel.ALERTS, "db down", "timeout", importance=Importance.CRITICAL)
+    assert fingerprint(critical) == fingerprint(Notification(Channel.ALERTS, "db down", "timeout",
+                                                             importance=Importance.CRITICAL))
     assert fingerprint(critical) != fingerprint(replace(critical, body="refused"))
-    assert fingerprint(replace(critical, importance="high")) is None
+    assert fingerprint(replace(critical, importance=Importance.HIGH)) is None
     assert fingerprint(replace(critical, dedup_key="escalation:h:web:1")) is None
-    assert fingerprint(Notification("journal", "digest", importance="critical")) is None
+    assert fingerprint(Notification(Channel.JOURNAL, "digest",
+                                    importance=Importance.CRITICAL)) is None

@@ -12,7 +12,7 @@ import pytest
 
 from aegis.core.config import Settings
 from aegis.scheduling.repository import JobRun
-from aegis.storage.events import Event
+from aegis.storage.events import Event, Importance
 from aegis.supervision.containers import view
 from aegis.web import charts, history, pages
 from aegis.web.render import (
@@ -126,7 +126,7 @@ def event(event_type: str, minutes: int, incident: object = None,
                                                                "incident": incident}
     if klass is not None:
         details["class"] = klass
-    return Event(event_type=event_type, summary=event_type, importance="medium",
+    return Event(event_type=event_type, summary=event_type, importance=Importance.MEDIUM,
                  host="h", source="supervisor", timestamp=NOW + timedelta(minutes=minutes),
                  details=details, id=minutes)
 
