@@ -9,9 +9,11 @@ fleet's peer_watch every minute) and ``fleet_tick``, a cluster job every 5 s tha
 one event per execution. A third of the way in (later if the run is short, so that the
 silence can be reported before the end) one daemon is killed with SIGKILL. At the end
 every job is paused and, once the pools have shrunk, the connections are sampled again:
-the fleet at idle. The benchmark reports, for each mode: server connections (sampled
-every second from ``pg_stat_activity``: the median while busy, after the warm-up; the
-median at idle; the peak), commits per second, job start lateness p99 (``started_at -
+the fleet at idle. The benchmark reports, for each mode: the daemons' connections, what
+each daemon's budget counts (directly: server connections, from ``pg_stat_activity``;
+through PgBouncer: its clients, from its own ``SHOW CLIENTS``; sampled every second: the
+median while busy, after the warm-up; the median at idle; the peak), through PgBouncer
+also the server connections it holds, commits per second, job start lateness p99 (``started_at -
 scheduled_for`` of every run after the warm-up), duplicate cluster slots (a slot of
 ``fleet_tick`` executed twice), the time from the SIGKILL to the ``peer_silent`` event
 about that host, and the database's growth per host per day at this job mix. Goals:
@@ -62,12 +64,50 @@ GOAL_LATENESS_MS = 100.0
 MAX_SERVER_CONNECTIONS = 4 * HOSTS + 50  # room for the direct run's worst case
 
 
+@dataclass(frozen=True)
+class Counts:
+    """One sample: the daemons' connections (server connections directly, PgBouncer's
+    clients behind it) and the server connections."""
+
+    daemons: int
+    server: int
+
+
+class Sampler:
+    """Counts connections once a second: on the server, and through PgBouncer's console
+    (``bouncer_admin_url``) its clients, the daemons' side of the pooler."""
+
+    def __init__(self, conn: psycopg.Connection[Any], bouncer_admin_url: str | None) -> None:
+        self.conn = conn
+        # the console speaks the simple query protocol only: never a prepared statement
+        self.console = (psycopg.connect(bouncer_admin_url, autocommit=True,
+                                        prepare_threshold=None)
+                        if bouncer_admin_url else None)
+
+    def sample(self) -> Counts:
+        row = self.conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type "
+                                "= 'client backend' AND pid <> pg_backend_pid()").fetchone()
+        server = int(row[0]) if row else 0
+        if self.console is None:
+            return Counts(daemons=server, server=server)
+        cursor = self.console.execute("SHOW CLIENTS")
+        names = [column.name for column in cursor.description or ()].index("application_name")
+        clients = sum(1 for found in cursor.fetchall()
+                      if str(found[names] or "").startswith("aegis:"))
+        return Counts(daemons=clients, server=server)
+
+    def close(self) -> None:
+        if self.console is not None:
+            self.console.close()
+
+
 @dataclass
 class Result:
     mode: str
-    peak_connections: int
+    peak_connections: int  # the daemons'
     busy_connections: float  # the median of the samples after the warm-up
     idle_connections: float  # the median with every job paused
+    server_busy_connections: float  # the server's, median after the warm-up
     commits_per_s: float
     lateness_p99_ms: float
     runs: int
@@ -109,28 +149,23 @@ def host_name(mode: str, index: int) -> str:
     return f"fleet-{mode}-{index:02d}"
 
 
-def sample(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
-                       "'client backend' AND pid <> pg_backend_pid()").fetchone()
-    return int(row[0]) if row else 0
-
-
 def run_fleet(mode: str, home: Path, admin_dsn: str, database_url: str,
-              **extra: str) -> Result:
+              bouncer_admin_url: str | None = None, **extra: str) -> Result:
     daemons = [start_daemon(fleet_env(home, mode, index, database_url, **extra))
                for index in range(HOSTS)]
     victim = host_name(mode, HOSTS - 1)
     killed_at: float | None = None
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, Counts]] = []
     try:
         with psycopg.connect(admin_dsn, autocommit=True,
                              application_name="aegis-bench") as conn:
+            sampler = Sampler(conn, bouncer_admin_url)
             size0 = conn.execute("SELECT pg_database_size(current_database())").fetchone()
             commits0 = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname "
                                     "= current_database()").fetchone()
             started = time.monotonic()
             while (elapsed := time.monotonic() - started) < DURATION_S:
-                samples.append((elapsed, sample(conn)))
+                samples.append((elapsed, sampler.sample()))
                 if killed_at is None and elapsed >= KILL_AT_S:
                     daemons[-1].send_signal(signal.SIGKILL)
                     killed_at = time.time()
@@ -151,18 +186,20 @@ def run_fleet(mode: str, home: Path, admin_dsn: str, database_url: str,
                 "SELECT extract(epoch FROM min(timestamp)) FROM episodic_memory "
                 "WHERE event_type = 'peer_silent' AND details->>'host' = %s",
                 (victim,)).fetchone()
-            idle = idle_samples(conn)
+            idle = idle_samples(conn, sampler)
+            sampler.close()
     finally:
         for daemon in daemons:
             if daemon.poll() is None:
                 stop_daemon(daemon)
     p99 = percentile(lateness, 0.99)
     grown_mb = ((size1[0] if size1 else 0) - (size0[0] if size0 else 0)) / 1e6
-    settled = sorted(count for at, count in samples if at >= WARMUP_S)
+    settled = [counts for at, counts in samples if at >= WARMUP_S]
     return Result(
-        mode=mode, peak_connections=max(count for _, count in samples),
-        busy_connections=float(settled[len(settled) // 2]) if settled else 0.0,
-        idle_connections=float(idle[len(idle) // 2]),
+        mode=mode, peak_connections=max(counts.daemons for _, counts in samples),
+        busy_connections=median([counts.daemons for counts in settled]),
+        idle_connections=median(idle),
+        server_busy_connections=median([counts.server for counts in settled]),
         commits_per_s=((commits1[0] if commits1 else 0) - (commits0[0] if commits0 else 0))
         / DURATION_S,
         lateness_p99_ms=p99, runs=len(lateness),
@@ -172,33 +209,43 @@ def run_fleet(mode: str, home: Path, admin_dsn: str, database_url: str,
         growth_mb_per_host_day=grown_mb / HOSTS * 86400 / DURATION_S)
 
 
-def idle_samples(conn: psycopg.Connection[Any]) -> list[int]:
+def median(values: list[int]) -> float:
+    return float(sorted(values)[len(values) // 2]) if values else 0.0
+
+
+def idle_samples(conn: psycopg.Connection[Any], sampler: Sampler) -> list[int]:
     """Every job paused (as ``aegis jobs pause`` does), the pools given time to shrink,
-    then the server connections sampled every second, sorted."""
+    then the daemons' connections sampled every second."""
     conn.execute("UPDATE jobs SET paused = true, paused_at = now(), paused_by = 'bench'")
     time.sleep(IDLE_SETTLE_S)
     found = []
     for _ in range(int(IDLE_SAMPLE_S)):
-        found.append(sample(conn))
+        found.append(sampler.sample().daemons)
         time.sleep(1.0)
     conn.execute("UPDATE jobs SET paused = false, paused_at = NULL, paused_by = NULL")
-    return sorted(found)
+    return found
 
 
 def figures_of(result: Result) -> list[Figure]:
     mode = result.mode
-    silent_ok = result.silent_after_s is not None and \
-        result.silent_after_s <= PEER_TIMEOUT_S + 60
-    return [
-        Figure(f"fleet {mode}: server connections at idle (median)",
+    silent_ok = (result.silent_after_s is not None
+                 and result.silent_after_s <= PEER_TIMEOUT_S + 60)
+    whose = "server connections" if mode == "direct" else "connections to PgBouncer"
+    figures = [
+        Figure(f"fleet {mode}: the daemons' {whose} at idle (median)",
                result.idle_connections, "connections", f"<= {2 * HOSTS + 5}",
                result.idle_connections <= 2 * HOSTS + 5),
-        Figure(f"fleet {mode}: server connections while busy (median)",
+        Figure(f"fleet {mode}: the daemons' {whose} while busy (median)",
                result.busy_connections, "connections", f"<= {4 * HOSTS + 5}",
                result.busy_connections <= 4 * HOSTS + 5),
-        Figure(f"fleet {mode}: peak server connections", result.peak_connections,
+        Figure(f"fleet {mode}: the daemons' peak {whose}", result.peak_connections,
                "connections", f"<= {4 * HOSTS + 5}",
-               result.peak_connections <= 4 * HOSTS + 5),
+               result.peak_connections <= 4 * HOSTS + 5)]
+    if mode != "direct":
+        figures.append(Figure(f"fleet {mode}: server connections while busy (median)",
+                              result.server_busy_connections, "connections"))
+    return [
+        *figures,
         Figure(f"fleet {mode}: commits per second", result.commits_per_s, "/s"),
         Figure(f"fleet {mode}: job start lateness p99", result.lateness_p99_ms, "ms",
                f"< {GOAL_LATENESS_MS:g} ms", result.lateness_p99_ms < GOAL_LATENESS_MS),
@@ -231,6 +278,7 @@ def main() -> None:
             bouncer = pgbouncer.start(dsn, Path(f"/tmp/aegis-bench-pgb-{os.getpid()}"))
             try:
                 results.append(run_fleet("pgbouncer", home, dsn, bouncer.url(dsn),
+                                         bouncer.admin_url,
                                          AEGIS_DATABASE_POOLER="transaction"))
             finally:
                 bouncer.stop()
@@ -239,9 +287,10 @@ def main() -> None:
     figures = []
     for result in results:
         print(f"fleet of {HOSTS} hosts, {result.mode}, {DURATION_S:.0f} s: "
-              f"server connections {result.busy_connections:g} busy (median), "
+              f"the daemons' connections {result.busy_connections:g} busy (median), "
               f"{result.idle_connections:g} idle (median, jobs paused), "
-              f"peak {result.peak_connections}, {result.commits_per_s:.0f} "
+              f"peak {result.peak_connections}; server connections "
+              f"{result.server_busy_connections:g} busy; {result.commits_per_s:.0f} "
               f"commits/s, lateness p99 {result.lateness_p99_ms:.1f} ms over {result.runs} "
               f"runs, {result.duplicates} duplicate cluster slots, peer_silent "
               f"{'never' if result.silent_after_s is None else f'{result.silent_after_s:.0f} s'}"

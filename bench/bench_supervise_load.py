@@ -92,7 +92,7 @@ def sweep_calls(home: str, host: str, client: Any) -> dict[str, int]:
     """One reconciliation sweep, as the docker_health_check job makes it, against the
     daemon's database: the Docker calls it made."""
     import aegis
-    from aegis.supervision.watcher import Supervision
+    from aegis.supervision.service import Supervision
 
     counting = Counting(client)
     settings = aegis.load_settings({**clean_env(home, host), "AEGIS_DOCKER_SCOPE": "labeled"})

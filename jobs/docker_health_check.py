@@ -8,7 +8,7 @@ from typing import Any
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
 from aegis.storage.events import EventType, Importance
-from aegis.supervision.watcher import Supervision
+from aegis.supervision.service import Supervision
 
 
 def docker_health_check(ctx: JobContext, supervision: Supervision) -> dict[str, Any]:

@@ -60,11 +60,11 @@ def maintenance_command(app: api.Aegis, container: str, duration: str | None,
         except ValueError as exc:
             raise UsageError(f"--for: {exc}") from None
     row = set_maintenance(app, container, utcnow(), seconds)
-    if row["maintenance_until"] is None:
+    if row.maintenance_until is None:
         click.echo(f"{container}: maintenance ended")
     else:
         click.echo(f"{container}: maintenance until "
-                   f"{row['maintenance_until']:%Y-%m-%d %H:%M:%S} UTC")
+                   f"{row.maintenance_until:%Y-%m-%d %H:%M:%S} UTC")
 
 
 COMMANDS = (containers_command, ack_command, maintenance_command)

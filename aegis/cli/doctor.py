@@ -7,7 +7,7 @@ import sys
 import click
 
 from aegis.cli.common import EXIT_FAILED, EXIT_OK, print_json, settings_of
-from aegis.doctor import has_failures, run_checks
+from aegis.doctor.report import has_failures, run_checks
 
 
 @click.command("doctor")

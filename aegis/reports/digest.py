@@ -22,7 +22,15 @@ from aegis.reports.fleet import HostView, collect_hosts
 from aegis.scheduling.repository import Runs, RunStatus
 from aegis.scheduling.tasks import Tasks
 from aegis.storage.db import Row
-from aegis.storage.events import EventType, Importance
+from aegis.storage.events import (
+    ContainerDecision,
+    CriticalEvent,
+    EventCount,
+    EventType,
+    Flapping,
+    Importance,
+    OpenEscalation,
+)
 from aegis.storage.outbox import Outbox
 from aegis.storage.runtime import Runtime
 from aegis.supervision.repository import Containers
@@ -87,42 +95,10 @@ class JobDay:
 
 
 @dataclass(frozen=True)
-class Decision:
-    timestamp: datetime
-    event_type: EventType
-    container: str
-    host: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Escalation:
-    container: str
-    host: str
-    since: datetime
-    reason: str
-
-
-@dataclass(frozen=True)
-class Flapping:
-    container: str
-    host: str
-    restarts: int
-
-
-@dataclass(frozen=True)
 class Failure:
     name: str  # a job id or a notification channel
     failures: int
     last_error: str
-
-
-@dataclass(frozen=True)
-class CriticalEvent:
-    timestamp: datetime
-    event_type: str
-    host: str
-    summary: str
 
 
 @dataclass(frozen=True)
@@ -133,11 +109,11 @@ class DayDigest:
     events_by_type: tuple[tuple[str, int], ...]
     pending_tasks: int
     decision_counts: tuple[tuple[EventType, int], ...]
-    decisions: tuple[Decision, ...]
+    decisions: tuple[ContainerDecision, ...]
     job_failures: tuple[Failure, ...]
     delivery_failures: tuple[Failure, ...]
     critical_events: tuple[CriticalEvent, ...]
-    open_escalations: tuple[Escalation, ...]
+    open_escalations: tuple[OpenEscalation, ...]
     flapping: tuple[Flapping, ...]
     zone: ZoneInfo = UTC_ZONE  # AEGIS_TIMEZONE: the day's bounds and the times shown
     host: str | None = None  # the one host reported on; None: the fleet
@@ -195,22 +171,20 @@ def _jobs(rows: list[Row]) -> tuple[JobDay, ...]:
     return tuple(JobDay(row["job_id"], *(int(row[s]) for s in RUN_STATUSES)) for row in rows)
 
 
-def _event_counts(rows: list[Row]
+def _event_counts(counts: list[EventCount]
                   ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
-    by_importance: dict[str, int] = {}
+    by_importance: dict[Importance, int] = {}
     by_type: dict[str, int] = {}
-    for row in rows:
-        count = int(row["events"])
-        by_importance[row["importance"]] = by_importance.get(row["importance"], 0) + count
-        by_type[row["event_type"]] = by_type.get(row["event_type"], 0) + count
+    for count in counts:
+        by_importance[count.importance] = by_importance.get(count.importance, 0) + count.events
+        by_type[count.event_type] = by_type.get(count.event_type, 0) + count.events
     return (tuple((i.value, by_importance[i]) for i in IMPORTANCE_ORDER if i in by_importance),
             tuple(sorted(by_type.items(), key=lambda item: (-item[1], item[0]))))
 
 
 def _open_escalations(runtime: Runtime, as_of: datetime,
-                      host: str | None = None) -> tuple[Escalation, ...]:
-    return tuple(Escalation(r["container"], r["host"], r["since"], r["reason"])
-                 for r in runtime.store.open_escalations(as_of, LIST_LIMIT, host))
+                      host: str | None = None) -> tuple[OpenEscalation, ...]:
+    return tuple(runtime.store.open_escalations(as_of, LIST_LIMIT, host))
 
 
 def _failures(rows: list[Row], key: str) -> tuple[Failure, ...]:
@@ -231,8 +205,7 @@ def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDige
     store, runs = runtime.store, Runs(runtime.db)
     by_importance, by_type = _event_counts(store.counts_by_type(start, end, SELF_EVENTS,
                                                                 host))
-    decision_counts = {r["event_type"]: int(r["events"])
-                       for r in store.counts_of(DECISION_TYPES, start, end, host)}
+    decision_counts = store.counts_of(DECISION_TYPES, start, end, host)
     return DayDigest(
         day=day, zone=zone, host=host,
         jobs=_jobs(runs.counts_by_job(start, end, SELF_JOBS, host)),
@@ -241,20 +214,14 @@ def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDige
         pending_tasks=Tasks(runtime.db).pending_at(end, host),
         decision_counts=tuple((t, decision_counts[t]) for t in DECISION_TYPES
                               if t in decision_counts),
-        decisions=tuple(Decision(r["timestamp"], EventType(r["event_type"]), r["container"],
-                                 r["host"], r["reason"])
-                        for r in store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN,
-                                                 host)),
+        decisions=tuple(store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN, host)),
         job_failures=_failures(runs.failures_by_job(start, end, SELF_JOBS, host), "job_id"),
         delivery_failures=_failures(Outbox(runtime.db).delivery_failures(start, end, host),
                                     "channel"),
-        critical_events=tuple(CriticalEvent(r["timestamp"], r["event_type"], r["host"],
-                                            r["summary"])
-                              for r in store.critical_events(start, end, SELF_EVENTS,
-                                                             CRITICAL_SHOWN, host)),
+        critical_events=tuple(store.critical_events(start, end, SELF_EVENTS, CRITICAL_SHOWN,
+                                                    host)),
         open_escalations=_open_escalations(runtime, end, host),
-        flapping=tuple(Flapping(r["container"], r["host"], int(r["restarts"]))
-                       for r in store.flapping(start, end, LIST_LIMIT, host)),
+        flapping=tuple(store.flapping(start, end, LIST_LIMIT, host)),
     )
 
 
@@ -281,7 +248,7 @@ class MorningStatus:
     events_by_importance: tuple[tuple[str, int], ...]
     events_by_type: tuple[tuple[str, int], ...]
     pending_tasks: int
-    open_escalations: tuple[Escalation, ...]
+    open_escalations: tuple[OpenEscalation, ...]
     maintenance: tuple[tuple[str, str], ...]  # (host, container)
     hosts: tuple[HostHealth, ...]
     zone: ZoneInfo = UTC_ZONE
@@ -313,10 +280,10 @@ def collect_status(runtime: Runtime, day: date, now: datetime) -> MorningStatus:
     store = runtime.store
     by_importance, by_type = _event_counts(store.counts_by_type(start, end))
     escalations = _open_escalations(runtime, now)
-    maintenance = tuple((r["host"], r["container"])
-                        for r in Containers(runtime.db).in_maintenance(now, LIST_LIMIT))
+    maintenance = tuple((found.host, found.container)
+                        for found in Containers(runtime.db).in_maintenance(now, LIST_LIMIT))
     daemons = {view.host: view for view in collect_hosts(runtime, now)}
-    troubled = {r["host"]: int(r["containers"]) for r in store.troubled_containers(start, now)}
+    troubled = store.troubled_containers(start, now)
     hosts = sorted(set(daemons) | set(troubled) | {e.host for e in escalations})
     return MorningStatus(
         day=day, zone=zone, as_of=now,

@@ -17,7 +17,7 @@ from aegis.core.jsonable import to_json
 from aegis.scheduling.heartbeat import DaemonStatus, peer_status
 from aegis.scheduling.repository import Runs
 from aegis.storage.runtime import Runtime
-from aegis.supervision.repository import Containers
+from aegis.supervision.repository import Containers, HostContainers
 
 SILENCE_KEY = "peer_silent:"  # state key of a host's silence already reported
 
@@ -47,7 +47,7 @@ def collect_hosts(runtime: Runtime, now: datetime) -> list[HostView]:
     escalations = runtime.store.last_escalations()
     hosts = []
     for row in Runs(runtime.db).daemons():
-        counts = containers.get(row["host"], {})
+        counts = containers.get(row["host"], HostContainers())
         hosts.append(HostView(
             host=row["host"],
             status=peer_status(row["status"], row["last_heartbeat_at"], now,
@@ -55,10 +55,8 @@ def collect_hosts(runtime: Runtime, now: datetime) -> list[HostView]:
             last_heartbeat_at=row["last_heartbeat_at"],
             heartbeat_age_s=round((now - row["last_heartbeat_at"]).total_seconds(), 1),
             version=row["version"], instance_id=row["instance_id"],
-            supervised=int(counts.get("supervised", 0)),
-            unhealthy=int(counts.get("unhealthy", 0)),
-            in_incident=int(counts.get("in_incident", 0)),
-            incidents=int(counts.get("incidents", 0)),
+            supervised=counts.supervised, unhealthy=counts.unhealthy,
+            in_incident=counts.in_incident, incidents=counts.incidents,
             last_escalation_at=escalations.get(row["host"])))
     return sorted(hosts, key=lambda view: view.host)
 

@@ -12,12 +12,12 @@ from aegis.reports.digest import (
     REASON_CHARS,
     RUN_STATUSES,
     DayDigest,
-    Escalation,
     HostHealth,
     JobDay,
     MorningStatus,
     day_window,
 )
+from aegis.storage.events import OpenEscalation
 
 # The order a fleet's hosts are counted in: the ones that need a look first.
 HOST_STATES = ("silent", "stale", "unknown", "running", "stopped")
@@ -69,7 +69,7 @@ def _events_lines(by_importance: tuple[tuple[str, int], ...],
     return lines
 
 
-def _escalation_line(e: Escalation, zone: ZoneInfo) -> str:
+def _escalation_line(e: OpenEscalation, zone: ZoneInfo) -> str:
     return f"- Open escalation: {_where(e.container, e.host)} since " \
            f"{_stamp(e.since, zone)} — {_text(e.reason)}"
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from aegis.core.jsonable import to_json
 from aegis.scheduling.repository import Runs
-from aegis.storage.db import Row
 from aegis.storage.outbox import Outbox
+from aegis.storage.rows import PrunedBatch
 from aegis.storage.runtime import Runtime
 from aegis.supervision.repository import Containers
 
@@ -26,7 +26,7 @@ JOB_RUNS_BATCH_ROWS = 2_000
 _BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
 
 # One batch of a table's cleanup: (cutoff, from_time, batch_rows) -> deleted, last_time.
-Batch = Callable[[datetime, datetime, int], Row | None]
+Batch = Callable[[datetime, datetime, int], PrunedBatch]  # a table owner's cleanup batch
 
 
 @dataclass(frozen=True)
@@ -67,27 +67,26 @@ class Pruned:
 
 def prune(table: str, batch: Batch, cutoff: datetime, *,
           batch_rows: int = DEFAULT_BATCH_ROWS,
-          should_stop: Callable[[], bool] = lambda: False,
-          monotonic: Callable[[], float] = time.monotonic) -> Pruned:
+          should_stop: Callable[[], bool] = lambda: False) -> Pruned:
     """Run ``batch`` (one table owner's cleanup batch) until it deletes nothing more (or
     ``should_stop``)."""
     if batch_rows < 1:
         raise ValueError("batch_rows must be at least 1")
-    started = monotonic()
+    started = time.monotonic()
     rows = batches = 0
     longest_s = 0.0
     from_time = _BEGINNING
     while True:
         if should_stop():
-            return Pruned(table, rows, batches, monotonic() - started, longest_s, False)
-        batch_started = monotonic()
-        row = batch(cutoff, from_time, batch_rows)
-        longest_s = max(longest_s, monotonic() - batch_started)
+            return Pruned(table, rows, batches, time.monotonic() - started, longest_s, False)
+        batch_started = time.monotonic()
+        done = batch(cutoff, from_time, batch_rows)
+        longest_s = max(longest_s, time.monotonic() - batch_started)
         batches += 1
-        if row is None or row["last_time"] is None:
-            return Pruned(table, rows, batches, monotonic() - started, longest_s, True)
-        rows += int(row["deleted"])
-        from_time = row["last_time"]
+        if done.last_time is None:
+            return Pruned(table, rows, batches, time.monotonic() - started, longest_s, True)
+        rows += done.deleted
+        from_time = done.last_time
 
 
 def prune_all(runtime: Runtime, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -98,9 +97,9 @@ def prune_all(runtime: Runtime, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_B
     return [
         prune("episodic_memory", runtime.store.prune_low_events, cutoffs.events,
               batch_rows=batch_rows, should_stop=should_stop),
-        prune("job_runs", Runs(db).prune, cutoffs.job_runs,
+        prune("job_runs", lambda *args: PrunedBatch.of(Runs(db).prune(*args)), cutoffs.job_runs,
               batch_rows=min(batch_rows, JOB_RUNS_BATCH_ROWS), should_stop=should_stop),
-        prune("outbox", Outbox(db).prune, cutoffs.outbox,
+        prune("outbox", lambda *args: PrunedBatch.of(Outbox(db).prune(*args)), cutoffs.outbox,
               batch_rows=batch_rows, should_stop=should_stop),
         prune("containers", Containers(db).prune, cutoffs.containers,
               batch_rows=batch_rows, should_stop=should_stop),

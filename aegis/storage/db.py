@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -61,6 +61,13 @@ GROW_AFTER_S = 0.1
 FAIL_FAST_S = 2.0
 
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str
+    name: str  # the database's
+    db_clock: datetime  # the server's clock when it answered
 
 
 @dataclass(frozen=True)
@@ -298,11 +305,11 @@ class Database:
         except StoreError:
             return False
 
-    def server_info(self) -> Row:
-        """The server's version, the database's name and the server's clock (db_clock)."""
+    def server_info(self) -> ServerInfo:
+        """The server's version, the database's name and the server's clock."""
         row = self.fetch_one("doctor_database")
         assert row is not None  # a SELECT without FROM returns one row
-        return row
+        return ServerInfo(version=row["version"], name=row["name"], db_clock=row["db_clock"])
 
     def migrate(self) -> list[str]:
         """Apply pending migrations, all in one transaction under a transaction-level

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -134,3 +134,81 @@ def make_event(event_type: str, summary: str, *, importance: str, host: str, sou
         summary = summary[: MAX_SUMMARY_CHARS - 1] + "…"
     return Event(event_type=event_type, summary=summary, importance=level, host=host,
                  source=source, timestamp=timestamp, details=json_safe(details or {}))
+
+
+# --- what the history's aggregates hand back (the digest, the status page, /metrics) ---
+
+
+@dataclass(frozen=True)
+class EventCount:
+    """Events of one type and importance."""
+
+    importance: Importance
+    event_type: str
+    events: int
+
+
+@dataclass(frozen=True)
+class ContainerDecision:
+    """A restart, escalation or acknowledgement aegis recorded."""
+
+    timestamp: datetime
+    event_type: EventType
+    container: str
+    host: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpenEscalation:
+    """An escalation neither recovered nor acknowledged (yet)."""
+
+    container: str
+    host: str
+    since: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Flapping:
+    """A container restarted more than once in a window."""
+
+    container: str
+    host: str
+    restarts: int
+
+
+@dataclass(frozen=True)
+class CriticalEvent:
+    timestamp: datetime
+    event_type: str
+    host: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class ContainerActions:
+    """How many restarts or escalations (``event_type``) one container had."""
+
+    container: str
+    event_type: EventType
+    actions: int
+
+
+@dataclass(frozen=True)
+class DailyActions:
+    """Restarts or escalations (``event_type``) of one day, in a time zone."""
+
+    day: date
+    event_type: EventType
+    events: int
+
+
+@dataclass(frozen=True)
+class ProbeOutput:
+    """What a container's health probe printed, as an event recorded it."""
+
+    timestamp: datetime
+    event_type: EventType
+    probe_output: str
+    probe_exit_code: str | None

@@ -19,9 +19,24 @@ from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable, UsageError
 from aegis.core.jsonable import json_safe
 from aegis.core.logs import get_logger
-from aegis.storage.db import Connection, Database, Json, Queries, Row
-from aegis.storage.events import Event, EventType, Importance, make_event, validate_importance
+from aegis.storage.db import Connection, Database, Json, Queries
+from aegis.storage.events import (
+    ContainerActions,
+    ContainerDecision,
+    CriticalEvent,
+    DailyActions,
+    Event,
+    EventCount,
+    EventType,
+    Flapping,
+    Importance,
+    OpenEscalation,
+    ProbeOutput,
+    make_event,
+    validate_importance,
+)
 from aegis.storage.outbox import Notification, enqueue
+from aegis.storage.rows import PrunedBatch, as_rows
 from aegis.storage.spool import BadRecord, SetAside, Spool
 
 _LOG_METHOD = {Importance.LOW: "info", Importance.MEDIUM: "info",
@@ -126,64 +141,70 @@ class Store:
 
     def counts_by_type(self, start: datetime, end: datetime,
                        exclude_types: Sequence[str] = (), host: str | None = None
-                       ) -> list[Row]:
-        """(importance, event_type, events) of [start, end), of ``host`` (None: all)."""
-        return self.db.fetch_all("digest_event_counts", start=start, end=end,
-                                 exclude_types=list(exclude_types), host=host)
+                       ) -> list[EventCount]:
+        """Events of [start, end) of each importance and type, of ``host`` (None: all)."""
+        return as_rows(EventCount, self.db.fetch_all(
+            "digest_event_counts", start=start, end=end, exclude_types=list(exclude_types),
+            host=host))
 
     def counts_of(self, types: Sequence[str], start: datetime, end: datetime,
-                  host: str | None = None) -> list[Row]:
-        """(event_type, events) of these types in [start, end)."""
-        return self.db.fetch_all("digest_decision_counts", types=list(types), start=start,
-                                 end=end, host=host)
+                  host: str | None = None) -> dict[str, int]:
+        """event type -> events of these types in [start, end)."""
+        return {row["event_type"]: int(row["events"]) for row in self.db.fetch_all(
+            "digest_decision_counts", types=list(types), start=start, end=end, host=host)}
 
     def decisions(self, types: Sequence[str], start: datetime, end: datetime,
-                  limit: int, host: str | None = None) -> list[Row]:
-        """The first container decisions of [start, end): timestamp, event_type,
-        container, host, reason."""
-        return self.db.fetch_all("digest_decisions", types=list(types), start=start, end=end,
-                                 limit=limit, host=host)
+                  limit: int, host: str | None = None) -> list[ContainerDecision]:
+        """The first container decisions of [start, end)."""
+        return as_rows(ContainerDecision, self.db.fetch_all(
+            "digest_decisions", types=list(types), start=start, end=end, limit=limit,
+            host=host))
 
     def open_escalations(self, as_of: datetime, limit: int,
-                         host: str | None = None) -> list[Row]:
-        """Escalations not recovered or acknowledged at ``as_of``: container, host, since,
-        reason."""
-        return self.db.fetch_all("digest_open_escalations", as_of=as_of, limit=limit,
-                                 host=host)
+                         host: str | None = None) -> list[OpenEscalation]:
+        """Escalations not recovered or acknowledged at ``as_of``."""
+        return as_rows(OpenEscalation, self.db.fetch_all(
+            "digest_open_escalations", as_of=as_of, limit=limit, host=host))
 
     def flapping(self, start: datetime, end: datetime, limit: int,
-                 host: str | None = None) -> list[Row]:
-        """Containers restarted more than once in [start, end): container, host, restarts."""
-        return self.db.fetch_all("digest_flapping", start=start, end=end, limit=limit,
-                                 host=host)
+                 host: str | None = None) -> list[Flapping]:
+        """Containers restarted more than once in [start, end)."""
+        return as_rows(Flapping, self.db.fetch_all("digest_flapping", start=start, end=end,
+                                                   limit=limit, host=host))
 
     def critical_events(self, start: datetime, end: datetime, exclude_types: Sequence[str],
-                        limit: int, host: str | None = None) -> list[Row]:
-        return self.db.fetch_all("digest_critical_events", start=start, end=end,
-                                 exclude_types=list(exclude_types), limit=limit, host=host)
+                        limit: int, host: str | None = None) -> list[CriticalEvent]:
+        return as_rows(CriticalEvent, self.db.fetch_all(
+            "digest_critical_events", start=start, end=end, exclude_types=list(exclude_types),
+            limit=limit, host=host))
 
     def last_escalations(self) -> dict[str, datetime]:
         """host -> the time of its latest escalation."""
         return {row["host"]: row["last_escalation_at"]
                 for row in self.db.fetch_all("fleet_last_escalations")}
 
-    def troubled_containers(self, start: datetime, end: datetime) -> list[Row]:
-        """Per host, how many containers had trouble in [start, end)."""
-        return self.db.fetch_all("status_troubled_containers", start=start, end=end)
+    def troubled_containers(self, start: datetime, end: datetime) -> dict[str, int]:
+        """host -> how many of its containers had trouble in [start, end)."""
+        return {row["host"]: int(row["containers"]) for row in self.db.fetch_all(
+            "status_troubled_containers", start=start, end=end)}
 
-    def counts_by_importance(self, since: datetime) -> list[Row]:
-        return self.db.fetch_all("metrics_events", since=since)
+    def counts_by_importance(self, since: datetime) -> dict[Importance, int]:
+        """importance -> events since ``since``."""
+        return {Importance(row["importance"]): int(row["events"])
+                for row in self.db.fetch_all("metrics_events", since=since)}
 
-    def container_actions(self, host: str) -> list[Row]:
+    def container_actions(self, host: str) -> list[ContainerActions]:
         """Restarts and escalations recorded by ``host``, per container and event type."""
-        return self.db.fetch_all("metrics_container_actions", host=host)
+        return as_rows(ContainerActions,
+                       self.db.fetch_all("metrics_container_actions", host=host))
 
     # --- what the status page reads ---
 
-    def daily_actions(self, start: datetime, end: datetime, zone: str) -> list[Row]:
-        """(day, event_type, events) of restarts and escalations in [start, end), days in
-        the time zone ``zone``."""
-        return self.db.fetch_all("page_daily_actions", start=start, end=end, zone=zone)
+    def daily_actions(self, start: datetime, end: datetime, zone: str) -> list[DailyActions]:
+        """Restarts and escalations of each day of [start, end), days in the time zone
+        ``zone``."""
+        return as_rows(DailyActions, self.db.fetch_all("page_daily_actions", start=start,
+                                                       end=end, zone=zone))
 
     def container_events(self, host: str, container: str, limit: int) -> list[Event]:
         """The latest events about one container, newest first."""
@@ -191,17 +212,16 @@ class Store:
             "page_container_events", host=host, container=container, limit=limit)]
 
     def container_action_counts(self, host: str, container: str, since: datetime
-                                ) -> list[Row]:
-        """(event_type, events, latest) of one container's restarts, failed restarts and
-        escalations since ``since``."""
-        return self.db.fetch_all("page_container_actions", host=host, container=container,
-                                 since=since)
+                                ) -> dict[str, int]:
+        """event type -> how many restarts, failed restarts and escalations one container
+        had since ``since``."""
+        return {row["event_type"]: int(row["events"]) for row in self.db.fetch_all(
+            "page_container_actions", host=host, container=container, since=since)}
 
-    def probe_outputs(self, host: str, container: str, limit: int) -> list[Row]:
-        """(timestamp, event_type, probe_output, probe_exit_code) of the latest events
-        that recorded one container's health-probe output."""
-        return self.db.fetch_all("page_probe_outputs", host=host, container=container,
-                                 limit=limit)
+    def probe_outputs(self, host: str, container: str, limit: int) -> list[ProbeOutput]:
+        """The latest health-probe outputs events recorded about one container."""
+        return as_rows(ProbeOutput, self.db.fetch_all(
+            "page_probe_outputs", host=host, container=container, limit=limit))
 
     def latest_probe_outputs(self, containers: Sequence[tuple[str, str]]
                              ) -> dict[tuple[str, str], str]:
@@ -212,10 +232,10 @@ class Store:
         return {(row["host"], row["name"]): row["probe_output"] for row in rows}
 
     def prune_low_events(self, cutoff: datetime, from_time: datetime,
-                         batch_rows: int) -> Row | None:
-        """Delete one batch of low events older than ``cutoff``: deleted, last_time."""
-        return self.db.fetch_one("cleanup_low_events_batch", cutoff=cutoff,
-                                 from_time=from_time, batch_rows=batch_rows)
+                         batch_rows: int) -> PrunedBatch:
+        """Delete one batch of low events older than ``cutoff``."""
+        return PrunedBatch.of(self.db.fetch_one("cleanup_low_events_batch", cutoff=cutoff,
+                                                from_time=from_time, batch_rows=batch_rows))
 
     # --- spool ---
 

@@ -1,0 +1,13 @@
+"""Supervision: containers watched and healed with the three-strike protocol.
+
+One container at a time, ``supervisor.py`` observes (``observe.py``: what Docker reports,
+read for the protocol), decides (``protocol/``: labels, triage and strikes, pure
+functions), persists (``persist.py``: the decision saved with its events before anything
+is done) and acts (``restarter.py``: strike 2's restart, its dependants, outcomes a killed
+daemon left). Around it: ``docker.py`` (the engine adapter), ``repository.py`` (the
+``containers`` table), ``incidents.py`` and ``records.py`` (an incident's log, events and
+living message), ``watcher.py`` (the event stream and what each event means),
+``checks.py`` (containers judged off the watcher's loop), ``service.py`` (the daemon's
+service and sweep job) and ``containers.py`` (what operators see and do: ``aegis
+containers``, ``ack``, ``maintenance``).
+"""

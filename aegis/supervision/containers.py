@@ -10,14 +10,14 @@ from typing import Any
 
 from aegis.core.errors import UsageError
 from aegis.core.jsonable import to_json
-from aegis.storage.db import Row
 from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import IncidentStep
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import insert_event
-from aegis.supervision import incidents
-from aegis.supervision.repository import Containers, in_maintenance
-from aegis.supervision.strikes import BUDGET_WINDOW, display_state
+from aegis.supervision.incidents import Incident, step_message
+from aegis.supervision.protocol.strikes import BUDGET_WINDOW, Phase, ShownState, shown_state
+from aegis.supervision.protocol.triage import TriageClass
+from aegis.supervision.repository import ContainerRow, Containers, LogLine
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,14 @@ class ContainerView:
     image: str
     health: str
     strikes: int
-    state: str
+    state: ShownState
     last_action: str | None
     last_action_at: datetime | None
     restarts_last_hour: int
     host: str
     maintenance_until: datetime | None
     reason: str | None
-    triage_class: str | None  # the class of the open (or latest) incident
+    triage_class: TriageClass | None  # the class of the open (or latest) incident
     folded_into: str | None  # the parent whose incident this container waits for
     affected: tuple[str, ...]  # the dependants folded into this container's incident
 
@@ -42,18 +42,18 @@ class ContainerView:
         return to_json(self)
 
 
-def view(row: Row, now: datetime) -> ContainerView:
-    restarts = [t for t in row["restarts"] or () if now - t < BUDGET_WINDOW]
+def view(row: ContainerRow, now: datetime) -> ContainerView:
+    restarts = [t for t in row.restarts if now - t < BUDGET_WINDOW]
     return ContainerView(
-        name=row["name"], id=(row["container_id"] or "")[:12], image=row["image"],
-        health=row["health"], strikes=row["strikes"],
-        state=display_state(row["phase"], supervision=row["supervision"],
-                            maintenance=in_maintenance(row, now)),
-        last_action=row["last_action"], last_action_at=row["last_action_at"],
-        restarts_last_hour=len(restarts), host=row["host"],
-        maintenance_until=row["maintenance_until"], reason=row["last_reason"],
-        triage_class=row["incident_class"] if row["incident"] else None,
-        folded_into=row["folded_into"], affected=tuple(row["affected"] or ()))
+        name=row.name, id=row.container_id[:12], image=row.image, health=row.health,
+        strikes=row.strikes,
+        state=shown_state(row.phase, supervision=row.supervision,
+                          maintenance=row.in_maintenance(now)),
+        last_action=row.last_action, last_action_at=row.last_action_at,
+        restarts_last_hour=len(restarts), host=row.host,
+        maintenance_until=row.maintenance_until, reason=row.last_reason,
+        triage_class=row.incident_class if row.incident else None,
+        folded_into=row.folded_into, affected=row.affected)
 
 
 def listing(runtime: Runtime, now: datetime, *, all_hosts: bool = False) -> list[ContainerView]:
@@ -77,25 +77,25 @@ def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") 
         row = containers.lock(host, name)
         if row is None:
             raise _unknown(runtime, name)
-        if row["phase"] != "escalated":
+        if row.phase != Phase.ESCALATED:
             return False
-        incident = incidents.add(incidents.of_row(row),
-                                 incidents.step(IncidentStep.ACKNOWLEDGED, now, f"by {by}"))
-        incident, notify = incidents.alert(
-            runtime.settings, incident, dedup_key=f"ack:{host}:{name}:{row['incident']}")
+        incident = Incident.of_row(row).with_line(
+            LogLine(now, IncidentStep.ACKNOWLEDGED, f"by {by}"))
+        incident, notify = step_message(runtime.settings, incident,
+                                        dedup_key=f"ack:{host}:{name}:{row.incident}")
         containers.acknowledge(host, name, now, f"acknowledged by {by}", incident.log)
         event = store.new_event(
             EventType.CONTAINER_ACKNOWLEDGED,
             f"{name}: escalation acknowledged; remediation re-armed",
             importance=Importance.MEDIUM, source="cli", timestamp=now,
-            details={"container": name, "host": host, "incident": row["incident"], "by": by})
+            details={"container": name, "host": host, "incident": row.incident, "by": by})
         insert_event(tx, event, notify)
     store.log_event(event)
     return True
 
 
 def set_maintenance(runtime: Runtime, name: str, now: datetime,
-                    duration_s: float | None) -> Row:
+                    duration_s: float | None) -> ContainerRow:
     """Pause action on ``name`` for ``duration_s`` seconds, or resume it (None). A name
     this host has no row for is refused, as by ``acknowledge``: a typo must not look
     like a container put safely into maintenance."""

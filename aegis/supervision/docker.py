@@ -121,7 +121,7 @@ class Probe:
 
 
 @dataclass(frozen=True)
-class Seen:
+class Sighting:
     """One container as Docker reported it (a listing entry or an inspect)."""
 
     id: str
@@ -174,7 +174,7 @@ class Seen:
                      if part.split(":", 1)[0].strip())
 
 
-def seen_from_listing(entry: dict[str, Any]) -> Seen:
+def sighting_from_listing(entry: dict[str, Any]) -> Sighting:
     status_text = entry.get("Status") or ""
     health_match = _HEALTH_IN_STATUS.search(status_text)
     health = "none"
@@ -182,7 +182,7 @@ def seen_from_listing(entry: dict[str, Any]) -> Seen:
         health = "starting" if "starting" in health_match.group(1) else health_match.group(1)
     exit_match = _EXIT_IN_STATUS.match(status_text)
     state = entry.get("State") or ""
-    return Seen(
+    return Sighting(
         id=entry["Id"], name=(entry.get("Names") or ["/?"])[0].lstrip("/"),
         image=entry.get("Image") or "", labels=dict(entry.get("Labels") or {}),
         status=state, health=health,
@@ -191,7 +191,7 @@ def seen_from_listing(entry: dict[str, Any]) -> Seen:
         network_mode=(entry.get("HostConfig") or {}).get("NetworkMode") or "")
 
 
-def seen_from_inspect(attrs: dict[str, Any]) -> Seen:
+def sighting_from_inspect(attrs: dict[str, Any]) -> Sighting:
     config = attrs.get("Config") or {}
     state = attrs.get("State") or {}
     health = state.get("Health") or {}
@@ -204,7 +204,7 @@ def seen_from_inspect(attrs: dict[str, Any]) -> Seen:
         output = output[-PROBE_OUTPUT_CHARS:]
     stop_timeout = config.get("StopTimeout")
     started_at = docker_time(str(state.get("StartedAt") or ""))
-    return Seen(
+    return Sighting(
         id=attrs["Id"], name=(attrs.get("Name") or "/?").lstrip("/"),
         image=config.get("Image") or "", labels=dict(config.get("Labels") or {}),
         status=state.get("Status") or "", health=health.get("Status") or "none",
@@ -251,7 +251,7 @@ def restart_policy(attrs: dict[str, Any]) -> str:
     return f"{name}:{retries}" if name == "on-failure" and retries else name
 
 
-def seen_from_event(event: dict[str, Any]) -> Seen | None:
+def sighting_from_event(event: dict[str, Any]) -> Sighting | None:
     """A ``health_status: unhealthy`` event as a sighting; None for any other event. Docker
     puts the container's name, image and labels in every container event's attributes,
     which is all strike 1 needs; what only an inspect tells (probe output, stop timeout)
@@ -263,11 +263,11 @@ def seen_from_event(event: dict[str, Any]) -> Seen | None:
         return None
     name = str(attributes.pop("name"))
     image = str(attributes.pop("image", ""))
-    return Seen(id=str(actor["ID"]), name=name, image=image, labels=attributes,
+    return Sighting(id=str(actor["ID"]), name=name, image=image, labels=attributes,
                 status="running", health="unhealthy", has_healthcheck=True)
 
 
-def memory_usage(client: Any, seen: Seen) -> dict[str, int]:
+def memory_usage(client: Any, seen: Sighting) -> dict[str, int]:
     """The container's memory use now and at its peak (cgroup v1 only), in bytes, from one
     stats sample; empty when the engine does not answer or tells nothing."""
     try:
@@ -278,13 +278,13 @@ def memory_usage(client: Any, seen: Seen) -> dict[str, int]:
     return {key: int(memory[key]) for key in ("usage", "max_usage") if memory.get(key)}
 
 
-def inspected(client: Any, seen: Seen) -> Seen:
+def inspected(client: Any, seen: Sighting) -> Sighting:
     """``seen`` with what only an inspect tells (probe output, stop timeout, restart
     policy); as it was when the engine does not answer."""
     if seen.details:
         return seen
     try:
-        return seen_from_inspect(client.api.inspect_container(seen.id))
+        return sighting_from_inspect(client.api.inspect_container(seen.id))
     except docker_errors():
         return seen
 

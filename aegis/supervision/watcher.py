@@ -1,9 +1,10 @@
-"""The Docker events watcher, and ``Supervision``: the daemon service that runs it beside
-the reconciliation sweep.
+"""The Docker events watcher, and what each event means for the supervisor.
 
-A reader thread turns the engine's event stream into a queue; the service loop takes
+A reader thread turns the engine's event stream into a queue; the watcher's loop takes
 events from it and wakes for strike timers (strike 2 one interval after strike 1, strike 3
-one interval after the restart). When the stream breaks (the engine restarted, the socket
+one interval after the restart). A fresh ``unhealthy`` event is strike 1 at once, from
+what the event carries; every other step is taken after an inspect, off the loop
+(aegis/supervision/checks.py). When the stream breaks (the engine restarted, the socket
 went away) the loop reconnects with back-off from 0.5 s to 5 s, asks for the events it
 missed (``since``), and runs a full reconciliation sweep so no unhealthy container is
 missed. The outage is recorded once.
@@ -11,26 +12,28 @@ missed. The outage is recorded once.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from aegis.core.clock import utcnow
-from aegis.core.config import RemediationMode
-from aegis.core.errors import StoreError
+from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.core.logs import get_logger
 from aegis.storage.runtime import Runtime
+from aegis.supervision.checks import CHECK_DONE, Checks
 from aegis.supervision.docker import (
     docker_client,
     docker_endpoint,
     docker_errors,
     events_refused,
+    sighting_from_event,
 )
-from aegis.supervision.supervisor import SupervisionState, Supervisor
+from aegis.supervision.protocol.strikes import Phase
+from aegis.supervision.supervisor import BackgroundRestarts, SupervisionState, Supervisor
 
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
@@ -43,12 +46,102 @@ DUE_POLL_S = 5.0
 # A die is checked this long after, when a restart by Docker or by aegis has had its start.
 DIE_SETTLE_S = 2.0
 EVENT_ACTIONS = ("health_status", "die", "start", "stop", "kill", "destroy", "rename", "oom")
-# Containers checked side by side off the loop (a timer come due, a restart over, a die).
-CHECK_WORKERS = 4
-# Not Docker's: the actions of the items queued when one of aegis's restarts is over, and
-# by a check with the strike timer it set.
-RESTART_DONE, CHECK_DONE = "aegis_restart_done", "aegis_check_done"
+# Not Docker's: the action of the item queued when one of aegis's restarts is over.
+RESTART_DONE = "aegis_restart_done"
+# An unhealthy event at most this old (by its own timestamp) is acted on as it stands;
+# older ones (replayed after a reconnection) are checked against an inspect first.
+FRESH_EVENT_S = 5.0
+STOP_SIGNALS = frozenset({"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM"})
 _END = object()
+
+
+class ContainerEvents:
+    """What each Docker event means for a supervisor: strike 1 from a fresh ``unhealthy``
+    event, a check of anything else that may change a container's standing, and the
+    facts the protocol needs later (a stop a person asked for, an OOM kill, an exit code,
+    a rename, a removal)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.host = supervisor.host
+
+    def handle(self, event: dict[str, Any], now: datetime) -> str | None:
+        """Act on one Docker event. Returns ``"die"`` when the caller should check the
+        container again shortly (a die is followed by a start when Docker restarts it)."""
+        action = str(event.get("Action") or event.get("status") or "")
+        actor = event.get("Actor") or {}
+        container_id = actor.get("ID") or event.get("id") or ""
+        attributes = actor.get("Attributes") or {}
+        if action.startswith("health_status"):
+            if not self._strike_from_event(event, now):
+                self.supervisor.check(container_id, now)
+        elif action == "start":
+            self._started(container_id, now)
+        elif action == "stop" or (action == "kill"
+                                  and str(attributes.get("signal", "")) in STOP_SIGNALS):
+            if not self.supervisor.restarts.in_progress_id(container_id):  # not aegis's own
+                self._set_stopped(container_id, True, now)
+        elif action == "die":
+            with contextlib.suppress(TypeError, ValueError):
+                self.supervisor.state.exit_codes[container_id] = int(
+                    str(attributes.get("exitCode")))
+            return "die"
+        elif action == "oom":  # a process inside was killed for memory; it may run on
+            self._note_oom(container_id, now)
+        else:
+            self._renamed_or_removed(action, container_id, attributes, now)
+        return None
+
+    def _started(self, container_id: str, now: datetime) -> None:
+        supervisor = self.supervisor
+        if supervisor.restarts.in_progress_id(container_id):
+            return  # aegis's own restart: judged when it is over
+        self._set_stopped(container_id, False, now)
+        with contextlib.suppress(DatabaseUnavailable):
+            supervisor.restarter.complete_restarts(supervisor.client, now)
+        supervisor.check(container_id, now)
+
+    def _renamed_or_removed(self, action: str, container_id: str,
+                            attributes: dict[str, Any], now: datetime) -> None:
+        containers = self.supervisor.containers
+        if action == "destroy":
+            self.supervisor.state.exit_codes.pop(container_id, None)
+            containers.mark_removed(self.host, container_id, now)
+        elif action == "rename":
+            old_name = str(attributes.get("oldName", "")).lstrip("/")
+            new_name = str(attributes.get("name", ""))
+            if old_name and new_name:
+                containers.rename(self.host, old_name, new_name)
+
+    def _set_stopped(self, container_id: str, stopped: bool, now: datetime) -> None:
+        """Remember whether (and when) a person or a tool asked Docker to stop the
+        container; in the rows last known too, so it holds while PostgreSQL is down."""
+        with contextlib.suppress(DatabaseUnavailable):
+            self.supervisor.containers.set_stopped(self.host, container_id, stopped, now)
+        self.supervisor.kept.update(self.host, container_id, stopped_by_user=stopped,
+                                    stop_requested_at=now if stopped else None)
+
+    def _note_oom(self, container_id: str, now: datetime) -> None:
+        with contextlib.suppress(DatabaseUnavailable):
+            self.supervisor.containers.note_oom(self.host, container_id, now)
+        self.supervisor.kept.update(self.host, container_id, oom_at=now)
+
+    def _strike_from_event(self, event: dict[str, Any], now: datetime) -> bool:
+        """Strike 1 straight from a fresh ``unhealthy`` event, without asking a busy engine
+        for an inspect first; False (inspect and check) for anything else: other events,
+        stale ones, and containers already in an incident, whose next step is a restart
+        or an escalation and is never taken on an event's word alone."""
+        seen = sighting_from_event(event)
+        if seen is None:
+            return False
+        age_s = time.time() - float(event.get("timeNano") or 0) / 1e9
+        if age_s > FRESH_EVENT_S:
+            return False
+        row = self.supervisor.row(seen.name)
+        if row is not None and (row.phase != Phase.OK or row.removed_at is not None):
+            return False
+        self.supervisor.evaluate(seen, row, now)
+        return True
 
 
 class Watcher:
@@ -101,44 +194,23 @@ class Watcher:
     def _watch(self, client: Any, stop: threading.Event) -> None:
         stream = client.events(decode=True, since=self._since,
                                filters={"type": "container", "event": list(EVENT_ACTIONS)})
-        events: queue.Queue[Any] = queue.Queue()
-        reader = threading.Thread(target=_read, args=(stream, events), daemon=True,
+        inbox: queue.Queue[Any] = queue.Queue()
+        reader = threading.Thread(target=_read, args=(stream, inbox), daemon=True,
                                   name="aegis-docker-events")
         reader.start()
-        supervisor = Supervisor(
-            self.runtime, client, own_ids=self.own_ids, restart_client=self.client_factory,
-            state=self.state, on_restart_end=lambda container_id: events.put(
-                {"Action": RESTART_DONE, "Actor": {"ID": container_id}}))
-        checks = Checks(supervisor, self.client_factory, events)
+        restarted = BackgroundRestarts(self.client_factory, on_end=lambda container_id: inbox.put(
+            {"Action": RESTART_DONE, "Actor": {"ID": container_id}}))
+        supervisor = Supervisor(self.runtime, client, own_ids=self.own_ids, state=self.state,
+                                background=restarted)
+        checks = Checks(supervisor, self.client_factory, inbox)
         try:
             self._safely(self.state.engine.note, self.runtime, True)
             self.connected.set()
             self.log.info("docker_stream_connected")
             self._safely(supervisor.reconcile, self.clock())
-            next_poll = time.monotonic()
-            while not stop.is_set():
-                soonest, now = supervisor.soonest, self.clock()
-                if time.monotonic() >= next_poll or (soonest and soonest <= now):
-                    # a timer still ahead outlives the poll; the checks set the next one
-                    supervisor.soonest = soonest if soonest and soonest > now else None
-                    self._safely(supervisor.check_due, now, checks.submit)
-                    next_poll = time.monotonic() + DUE_POLL_S
-                self._run_pending(supervisor, checks)
-                try:
-                    item = events.get(timeout=self._wait_s(next_poll, supervisor.soonest))
-                except queue.Empty:
-                    continue
-                # every event already queued before the timers again: in a burst, the
-                # strike 1 of each container is not held up by the checks of the others
-                while item is not _END:
-                    self._handle(supervisor, checks, item)
-                    try:
-                        item = events.get_nowait()
-                    except queue.Empty:
-                        break
-                if item is _END:
-                    self._stream_ended(client)
-                    return
+            self._loop(supervisor, checks, inbox, stop)
+            if not stop.is_set():
+                self._stream_ended(client)
         finally:
             try:
                 stream.close()
@@ -146,19 +218,47 @@ class Watcher:
                 self.log.debug("docker_stream_close_failed", error=str(exc))
             checks.close()
 
-    def _handle(self, supervisor: Supervisor, checks: Checks, item: dict[str, Any]) -> None:
+    def _loop(self, supervisor: Supervisor, checks: Checks, inbox: queue.Queue[Any],
+              stop: threading.Event) -> None:
+        """Events and strike timers, until ``stop`` or the stream's end."""
+        events = ContainerEvents(supervisor)
+        next_poll = time.monotonic()
+        while not stop.is_set():
+            soonest, now = supervisor.soonest, self.clock()
+            if time.monotonic() >= next_poll or (soonest and soonest <= now):
+                # a timer still ahead outlives the poll; the checks set the next one
+                supervisor.soonest = soonest if soonest and soonest > now else None
+                self._safely(supervisor.check_due, now, checks.submit)
+                next_poll = time.monotonic() + DUE_POLL_S
+            self._run_pending(supervisor, checks)
+            try:
+                item = inbox.get(timeout=self._wait_s(next_poll, supervisor.soonest))
+            except queue.Empty:
+                continue
+            # every event already queued before the timers again: in a burst, the strike 1
+            # of each container is not held up by the checks of the others
+            while item is not _END:
+                self._handle(events, checks, item)
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    break
+            if item is _END:
+                return
+
+    def _handle(self, events: ContainerEvents, checks: Checks, item: dict[str, Any]) -> None:
         action = item.get("Action")
         if action == CHECK_DONE:  # a check's timer, set here: the loop's alone
-            supervisor.note_timer(item["due"])
+            events.supervisor.note_timer(item["due"])
             return
         if action == RESTART_DONE:  # aegis's own restart is over: judged again now
             checks.submit((item.get("Actor") or {}).get("ID", ""), self.clock())
             return
         self._since = int(item.get("time") or 0) or self._since
-        if self._safely(supervisor.handle_event, item, self.clock()) == "die":
+        if self._safely(events.handle, item, self.clock()) == "die":
             actor = item.get("Actor") or {}
-            self._pending[actor.get("ID") or item.get("id", "")] = \
-                self.clock() + timedelta(seconds=DIE_SETTLE_S)
+            settled_at = self.clock() + timedelta(seconds=DIE_SETTLE_S)
+            self._pending[actor.get("ID") or item.get("id", "")] = settled_at
 
     def _stream_ended(self, client: Any) -> None:
         """One line for a stream the endpoint refuses, for as long as it does; a warning
@@ -210,74 +310,6 @@ class Watcher:
                 return
 
 
-class Checks:
-    """Containers inspected and judged off the watcher's loop, side by side in a few
-    threads with a Docker client each: the strike 2s of a burst, and the judgement after
-    each of its restarts, run in parallel, and an inspect the engine is slow to answer
-    (it is stopping that container) never holds up the strike 1 of another container's
-    event. One check of a container at a time; the strike timer a check sets comes back
-    to the loop through its event queue (``CHECK_DONE``)."""
-
-    def __init__(self, supervisor: Supervisor, client_factory: Callable[[], Any],
-                 events: queue.Queue[Any], workers: int = CHECK_WORKERS) -> None:
-        self.supervisor = supervisor
-        self.client_factory = client_factory
-        self.events = events
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="aegis-check")
-        self._clients: queue.SimpleQueue[Any] = queue.SimpleQueue()  # idle, kept open
-        self._lock = threading.Lock()
-        self._running: set[str] = set()
-
-    def submit(self, container: str, now: datetime) -> None:
-        """Check ``container`` (id or name) soon, unless a check of it is under way."""
-        with self._lock:
-            if container in self._running:
-                return
-            self._running.add(container)
-        try:
-            self._executor.submit(self._check, container, now)
-        except RuntimeError:  # closed: the stream ended, and its reconnection sweeps all
-            with self._lock:
-                self._running.discard(container)
-
-    def close(self) -> None:
-        """Wait for the checks under way (each bounded by the client's timeout), drop
-        those not started, close the clients."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        while True:
-            try:
-                self._clients.get_nowait().close()
-            except queue.Empty:
-                return
-            except Exception:  # closing a client of a gone engine
-                continue
-
-    def _check(self, container: str, now: datetime) -> None:
-        timer = None
-        try:
-            try:
-                client = self._clients.get_nowait()
-            except queue.Empty:
-                client = self.client_factory()
-            try:
-                twin = self.supervisor.with_client(client)
-                twin.check(container, now)
-                timer = twin.soonest
-            finally:
-                self._clients.put(client)
-        except Exception as exc:  # the database, the engine: the next event, timer, sweep
-            log = get_logger().bind(container=container, host=self.supervisor.host)
-            if isinstance(exc, (StoreError, *docker_errors())):
-                log.warning("supervision_step_failed", step="check", error=str(exc))
-            else:
-                log.error("supervision_check_crashed", error=str(exc), exc_info=True)
-        finally:
-            with self._lock:
-                self._running.discard(container)
-            if timer is not None:
-                self.events.put({"Action": CHECK_DONE, "due": timer})
-
-
 def _connection_lost(exc: BaseException) -> bool:
     from requests.exceptions import ConnectionError as RequestsConnectionError
     from requests.exceptions import Timeout
@@ -294,78 +326,3 @@ def _read(stream: Any, events: queue.Queue[Any]) -> None:
         events.put({"Action": "", "error": str(exc)})
     finally:
         events.put(_END)
-
-
-# --- the supervision of one aegis ---
-
-
-class Supervision:
-    """The supervision of one aegis: the events watcher (a daemon service), the
-    reconciliation sweep (the ``docker_health_check`` job) and what the two share (the
-    rows kept for a database outage, the restarts under way, the engine's availability),
-    so two aegis apps in one process share nothing::
-
-        supervision = Supervision()
-        registry.add("docker_health_check", ... supervision.sweep(ctx.app, ctx.now) ...)
-        registry.add_service("docker_events", supervision.watch, drain=supervision.drain)
-    """
-
-    def __init__(self, client_factory: Callable[[], Any] = docker_client) -> None:
-        self.client_factory = client_factory
-        self.state = SupervisionState()
-        self.waiting_until: float | None = None  # time.monotonic() the start period ends
-
-    def sweep(self, runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
-        """One reconciliation sweep over one container listing (see ``supervise_once``):
-        its restarts side by side, each through a client of its own, the sweep over when
-        they are; nothing during the daemon's start period."""
-        if self.waiting_until is not None and time.monotonic() < self.waiting_until:
-            return {"start_period_left_s": round(self.waiting_until - time.monotonic(), 1)}
-        return supervise_once(runtime, now, client_factory=self.client_factory,
-                              state=self.state, parallel_restarts=True)
-
-    def watch(self, runtime: Runtime, stop: threading.Event) -> None:
-        """The ``docker_events`` service: off when AEGIS_REMEDIATION=off. It (and the
-        sweep) leaves containers alone for AEGIS_START_PERIOD after the daemon starts."""
-        if runtime.settings.remediation == RemediationMode.OFF:
-            return
-        period_s = runtime.settings.start_period_s
-        if period_s > 0 and self.waiting_until is None:  # once: not again after a crash
-            self.waiting_until = time.monotonic() + period_s
-            get_logger().info("supervision_start_period", seconds=period_s)
-        if self.waiting_until is not None \
-                and stop.wait(max(0.0, self.waiting_until - time.monotonic())):
-            return
-        Watcher(runtime, client_factory=self.client_factory, state=self.state).run(stop)
-
-    def drain(self, grace_s: float) -> bool:
-        """Wait up to ``grace_s`` for restarts under way (finished, then recorded)."""
-        return self.state.restarts.wait_idle(grace_s)
-
-
-def supervise_once(runtime: Runtime, now: datetime | None = None, client: Any = None, *,
-                   client_factory: Callable[[], Any] = docker_client,
-                   state: SupervisionState | None = None,
-                   parallel_restarts: bool = False) -> dict[str, Any]:
-    """One reconciliation sweep; records the engine's availability. Uses ``client`` when
-    given, else a fresh one from ``client_factory`` (closed afterwards). With
-    ``parallel_restarts``, the sweep's restarts run side by side (one thread and client
-    from ``client_factory`` each) and it returns when they are over; else one after
-    another in this thread."""
-    now = now or utcnow()
-    state = state or SupervisionState()
-    own_client = client is None
-    try:
-        client = client or client_factory()
-        client.ping()
-    except docker_errors() as exc:
-        state.engine.note(runtime, False, str(exc))
-        return {"docker_available": False, "error": str(exc)}
-    try:
-        state.engine.note(runtime, True)
-        supervisor = Supervisor(runtime, client, state=state,
-                                restart_client=client_factory if parallel_restarts else None)
-        return {"docker_available": True, **supervisor.reconcile(now, wait=True)}
-    finally:
-        if own_client:
-            client.close()

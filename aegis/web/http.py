@@ -123,35 +123,52 @@ class StatusSite:
         folder = resources.files("aegis.web") / "static"
         self.static = {path: (content_type, (folder / name).read_bytes())
                        for path, (name, content_type) in STATIC.items()}
+        # the paths that are neither a page nor a file, and what answers each
+        self.routes: dict[str, Callable[[str], Answer]] = {
+            "/healthz": self._healthz, "/metrics": self._metrics, "/login": self._login_form}
 
     def get(self, target: str, headers: Mapping[str, str]) -> Answer:
         parts = urlsplit(target)
         path = parts.path
+        refused = self._refused(path, target, headers)
+        if refused is not None:
+            return refused
+        route = self.routes.get(path)
+        if route is not None:
+            return route(parts.query)
+        if path in self.static:
+            content_type, content = self.static[path]
+            return 200, content_type, content, []
+        page = PAGES.get(path)
+        if page is None:
+            return 404, TEXT, b"not found\n", []
+        return self._page(page, parts.query)
+
+    def _refused(self, path: str, target: str, headers: Mapping[str, str]) -> Answer | None:
+        """The answer to a request this endpoint does not serve as asked: a page under
+        another host name with no token set (a DNS rebinding), or without the token."""
         token = self.settings.http_token
         if token is None and path in PAGES and not self._loopback_host(headers):
             return 421, TEXT, (b"this page answers only as http://127.0.0.1 or "
                                b"http://localhost (set AEGIS_HTTP_TOKEN to serve it by "
                                b"another name)\n"), []
-        if token is not None and auth.needs_token(self.settings, path) \
-                and not auth.authorized(token, headers):
+        if (token is not None and auth.needs_token(self.settings, path)
+                and not auth.authorized(token, headers)):
             return self._unauthorized(path, target)
-        if path == "/healthz":
-            status, body = health(self.runtime, self.clock())
-            return status, "application/json", json.dumps(body).encode(), []
-        if path == "/metrics":
-            return 200, CONTENT_TYPE, render(self.registry), []
-        if path in self.static:
-            content_type, content = self.static[path]
-            return 200, content_type, content, []
-        if path == "/login":
-            next_path = auth.local_target(_last(parse_qs(parts.query), "next", "/"))
-            if token is None:
-                return 303, TEXT, b"", [("Location", next_path)]
-            return 200, HTML, self._login(next_path, ""), []
-        page = PAGES.get(path)
-        if page is None:
-            return 404, TEXT, b"not found\n", []
-        return self._page(page, parts.query)
+        return None
+
+    def _healthz(self, query_text: str) -> Answer:
+        status, body = health(self.runtime, self.clock())
+        return status, "application/json", json.dumps(body).encode(), []
+
+    def _metrics(self, query_text: str) -> Answer:
+        return 200, CONTENT_TYPE, render(self.registry), []
+
+    def _login_form(self, query_text: str) -> Answer:
+        next_path = auth.local_target(_last(parse_qs(query_text), "next", "/"))
+        if self.settings.http_token is None:
+            return 303, TEXT, b"", [("Location", next_path)]
+        return 200, HTML, self._login(next_path, ""), []
 
     def post(self, path: str, headers: Mapping[str, str], form: bytes) -> Answer:
         """The token form (``/login``) and its way out (``/logout``): they set or clear
@@ -162,6 +179,9 @@ class StatusSite:
             return 403, TEXT, b"a form of another site cannot post here\n", []
         if path == "/logout":
             return 303, TEXT, b"", [("Location", "/"), ("Set-Cookie", auth.cleared_cookie())]
+        return self._log_in(path, form)
+
+    def _log_in(self, path: str, form: bytes) -> Answer:
         try:
             fields = parse_qs(form.decode("utf-8", "replace"),
                               max_num_fields=MAX_QUERY_FIELDS)

@@ -95,10 +95,10 @@ class DatabaseCollector(Collector):
         escalations = CounterMetricFamily("aegis_container_escalations",
                                           "Escalations this host recorded.",
                                           labels=["container"])
-        for row in runtime.store.container_actions(host):
-            family = (restarts if row["event_type"] == EventType.CONTAINER_RESTARTED
+        for done in runtime.store.container_actions(host):
+            family = (restarts if done.event_type == EventType.CONTAINER_RESTARTED
                       else escalations)
-            family.add_metric([row["container"]], float(row["actions"]))
+            family.add_metric([done.container], float(done.actions))
         yield restarts
         yield escalations
 
@@ -107,8 +107,7 @@ class DatabaseCollector(Collector):
         events = GaugeMetricFamily("aegis_events",
                                    "Events recorded in the last 24 hours, by importance "
                                    "(all hosts).", labels=["importance"])
-        counts = {row["importance"]: row["events"]
-                  for row in runtime.store.counts_by_importance(since)}
+        counts = runtime.store.counts_by_importance(since)
         for importance in Importance:
             events.add_metric([importance.value], float(counts.get(importance, 0)))
         yield events
@@ -154,9 +153,9 @@ def _containers(runtime: Runtime, host: str) -> Iterator[Metric]:
     strikes = GaugeMetricFamily("aegis_container_strikes",
                                 "Current strikes of each supervised container on this host.",
                                 labels=["container"])
-    for row in containers.states(host):
-        by_state[str(row["state"])] = by_state.get(str(row["state"]), 0) + 1
-        strikes.add_metric([str(row["name"])], float(row["strikes"] or 0))
+    for gauge in containers.gauges(host):
+        by_state[gauge.state] = by_state.get(gauge.state, 0) + 1
+        strikes.add_metric([gauge.name], float(gauge.strikes))
     states = GaugeMetricFamily("aegis_containers",
                                "Supervised containers on this host, by remediation state.",
                                labels=["state"])

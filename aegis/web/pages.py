@@ -20,13 +20,25 @@ from aegis.core.durations import format_duration_s
 from aegis.scheduling.heartbeat import daemon_status
 from aegis.scheduling.repository import JobRun, Runs
 from aegis.storage.db import Row
-from aegis.storage.events import INCIDENT_ENDS, Event, EventType, Importance
+from aegis.storage.events import INCIDENT_ENDS, Event, EventType, Importance, ProbeOutput
 from aegis.storage.outbox import Outbox, OutboxStatus
 from aegis.storage.runtime import Runtime
-from aegis.supervision import labels as L
 from aegis.supervision.containers import ContainerView, view
-from aegis.supervision.repository import Containers
-from aegis.supervision.strikes import BUDGET_WINDOW
+from aegis.supervision.protocol.labels import (
+    AUTOHEAL_STOP_TIMEOUT,
+    ENABLE,
+    KNOWN,
+    MAINTENANCE,
+    MAX_RESTARTS,
+    PROTECT,
+    STOP_TIMEOUT,
+    STRIKE_INTERVAL,
+    autoheal_label,
+    misspelt,
+    parse_labels,
+)
+from aegis.supervision.protocol.strikes import BUDGET_WINDOW, Phase, ShownState
+from aegis.supervision.repository import ContainerRow, Containers, HostContainers
 from aegis.web import charts
 from aegis.web.render import seconds_text, zone_name
 
@@ -63,7 +75,7 @@ class ContainerLine:
     """A container as its row says, with the phase and since when it is in it."""
 
     view: ContainerView
-    phase: str
+    phase: Phase
     since: datetime | None  # the latest strike
     maintenance: bool
 
@@ -99,20 +111,19 @@ class Overview:
 def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
     runs, containers = Runs(runtime.db), Containers(runtime.db)
     lines = [line(row, now) for row in containers.of_note(now, LIST_LIMIT)]
-    incidents = [c for c in lines if c.phase != "ok"]
+    incidents = [c for c in lines if c.phase != Phase.OK]
     since = now - RECENT
-    counts = {row["importance"]: int(row["events"])
-              for row in runtime.store.counts_by_importance(since)}
+    counts = runtime.store.counts_by_importance(since)
     outbox = Outbox(runtime.db).counts_by_status(since)
     return Overview(
         now=now, hosts=hosts(runtime, now), incidents=incidents,
         probe_outputs=runtime.store.latest_probe_outputs(
             [(c.view.host, c.view.name) for c in incidents]),
-        of_note=[c for c in lines if c.phase == "ok"], jobs=jobs(runs),
+        of_note=[c for c in lines if c.phase == Phase.OK], jobs=jobs(runs),
         problem_runs=runs.problem_runs(since, now, LIST_LIMIT),
         important_events=runtime.store.query_events(
             since=since, min_importance=Importance.HIGH, limit=IMPORTANT_EVENTS),
-        events_by_importance={i.value: counts.get(i.value, 0) for i in Importance},
+        events_by_importance={i.value: counts.get(i, 0) for i in Importance},
         outbox_pending=sum(int(r["messages"]) for r in outbox
                            if r["status"] == OutboxStatus.PENDING),
         outbox_undelivered=sum(int(r["messages"]) for r in outbox if r["status"] in (
@@ -121,10 +132,10 @@ def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
         lateness_chart=lateness_chart(runs.lateness(since, now)))
 
 
-def line(row: Row, now: datetime) -> ContainerLine:
+def line(row: ContainerRow, now: datetime) -> ContainerLine:
     shown = view(row, now)
-    return ContainerLine(view=shown, phase=row["phase"], since=row["strike_at"],
-                         maintenance=shown.state == "maintenance")
+    return ContainerLine(view=shown, phase=row.phase, since=row.strike_at,
+                         maintenance=shown.state == ShownState.MAINTENANCE)
 
 
 def hosts(runtime: Runtime, now: datetime) -> list[HostLine]:
@@ -134,13 +145,12 @@ def hosts(runtime: Runtime, now: datetime) -> list[HostLine]:
     counts = Containers(runtime.db).per_host()
     found = []
     for host in sorted(daemons.keys() | counts.keys()):
-        daemon, count = daemons.get(host, {}), counts.get(host, {})
+        daemon, count = daemons.get(host, {}), counts.get(host, HostContainers())
         status = daemon_status(daemon.get("status"), daemon.get("last_heartbeat_at"), now,
                                interval_s)
         found.append(HostLine(host=host, status=status.value,
                               last_heartbeat_at=daemon.get("last_heartbeat_at"),
-                              containers=int(count.get("containers", 0)),
-                              in_incident=int(count.get("in_incident", 0))))
+                              containers=count.containers, in_incident=count.in_incident))
     return found
 
 
@@ -157,8 +167,8 @@ def actions_chart(runtime: Runtime, now: datetime, zone: tzinfo) -> Markup:
     days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
     start = datetime.combine(days[0], datetime.min.time(), zone)
     counts: dict[tuple[date, str], float] = {}
-    for row in runtime.store.daily_actions(start, now, zone_name(zone)):
-        counts[(row["day"], row["event_type"])] = float(row["events"])
+    for daily in runtime.store.daily_actions(start, now, zone_name(zone)):
+        counts[(daily.day, daily.event_type)] = float(daily.events)
     series = [charts.Series(name, f"chart-{name}",
                             tuple(counts.get((day, event_type), 0.0) for day in days))
               for event_type, name in ACTIONS.items()]
@@ -190,7 +200,9 @@ class Incident:
     events: list[Event]  # oldest first
     opened_at: datetime
     closed_at: datetime | None  # None: still open
-    klass: str | None = None  # its triage class, as its latest event that names one says
+    # its triage class, as its latest event that names one says (a class of a later version
+    # of aegis, recorded by another host, shows as written)
+    triage_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,12 +226,12 @@ class ContainerPage:
     now: datetime
     local: bool  # a container of this daemon's host: the commands run here
     line: ContainerLine
-    row: Row
+    row: ContainerRow
     restarts_in_budget: list[datetime]
     actions: ActionCounts  # of the last 30 days
     incidents: list[Incident]  # newest first
     other_events: list[Event]  # newest first
-    probes: list[Row]
+    probes: list[ProbeOutput]
     labels: list[LabelLine]
     commands: list[str]
 
@@ -231,8 +243,7 @@ def container_page(runtime: Runtime, host: str, name: str, now: datetime) -> Con
     store = runtime.store
     events = store.container_events(host, name, CONTAINER_EVENTS)
     incidents, others = incidents_of(events)
-    counted = {r["event_type"]: int(r["events"]) for r in store.container_action_counts(
-        host, name, now - timedelta(days=CHART_DAYS))}
+    counted = store.container_action_counts(host, name, now - timedelta(days=CHART_DAYS))
     actions = ActionCounts(restarts=counted.get(EventType.CONTAINER_RESTARTED, 0),
                            failed_restarts=counted.get(EventType.CONTAINER_RESTART_FAILED, 0),
                            escalations=counted.get(EventType.CONTAINER_ESCALATED, 0))
@@ -240,10 +251,10 @@ def container_page(runtime: Runtime, host: str, name: str, now: datetime) -> Con
     shown = line(row, now)
     return ContainerPage(
         now=now, local=local, line=shown, row=row,
-        restarts_in_budget=sorted(t for t in row["restarts"] or () if now - t < BUDGET_WINDOW),
+        restarts_in_budget=sorted(t for t in row.restarts if now - t < BUDGET_WINDOW),
         actions=actions, incidents=incidents, other_events=others,
         probes=store.probe_outputs(host, name, PROBE_OUTPUTS),
-        labels=labels_in_effect(row["labels"] or {}, runtime.settings),
+        labels=labels_in_effect(row.labels, runtime.settings),
         commands=commands(name, shown))
 
 
@@ -262,12 +273,12 @@ def incidents_of(events: Sequence[Event]) -> tuple[list[Incident], list[Event]]:
     for number, found in sorted(grouped.items(), reverse=True):
         ordered = sorted(found, key=lambda e: (e.timestamp, e.id or 0))
         closing = ordered[-1].event_type in INCIDENT_ENDS
-        klass = next((str(e.details["class"]) for e in reversed(ordered)
+        triage_class = next((str(e.details["class"]) for e in reversed(ordered)
                       if e.details.get("class")), None)
         incidents.append(Incident(number=number, events=ordered,
                                   opened_at=ordered[0].timestamp,
                                   closed_at=ordered[-1].timestamp if closing else None,
-                                  klass=klass))
+                                  triage_class=triage_class))
     return incidents, others
 
 
@@ -275,30 +286,30 @@ def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLi
     """aegis's labels as set on the container (and docker-autoheal's that it reads), and
     what each does to it; the thresholds a label leaves unset come from this daemon's
     settings."""
-    autoheal = L.autoheal_label(settings)
-    parsed = L.parse_labels(labels, autoheal)
+    autoheal = autoheal_label(settings)
+    parsed = parse_labels(labels, autoheal)
     interval = parsed.strike_interval_s
     restarts = parsed.max_restarts
-    stand_ins = {} if autoheal is None else {autoheal: L.ENABLE,
-                                             L.AUTOHEAL_STOP_TIMEOUT: L.STOP_TIMEOUT}
+    stand_ins = {} if autoheal is None else {autoheal: ENABLE,
+                                             AUTOHEAL_STOP_TIMEOUT: STOP_TIMEOUT}
     by = {own: f" (by {key})" for key, own in stand_ins.items()
           if key in labels and own not in labels}
     effects = {
-        L.ENABLE: {True: "supervised even without a health check or outside the scope",
+        ENABLE: {True: "supervised even without a health check or outside the scope",
                    False: "never supervised (opted out)",
                    None: f"supervised by scope ({settings.docker_scope.value})"}[parsed.enable]
-        + by.get(L.ENABLE, ""),
-        L.PROTECT: "struck and escalated, never restarted" if parsed.protect
+        + by.get(ENABLE, ""),
+        PROTECT: "struck and escalated, never restarted" if parsed.protect
         else "may be restarted",
-        L.MAINTENANCE: "no action while the label is set" if parsed.maintenance
+        MAINTENANCE: "no action while the label is set" if parsed.maintenance
         else "not in maintenance by label",
-        L.STRIKE_INTERVAL: f"{format_duration_s(interval)} between strikes" if interval
+        STRIKE_INTERVAL: f"{format_duration_s(interval)} between strikes" if interval
         else f"{format_duration_s(settings.strike_interval_s)} between strikes "
              "(AEGIS_STRIKE_INTERVAL)",
-        L.MAX_RESTARTS: f"{restarts} restarts an hour" if restarts is not None
+        MAX_RESTARTS: f"{restarts} restarts an hour" if restarts is not None
         else f"{settings.max_restarts_per_hour} restarts an hour (AEGIS_MAX_RESTARTS)",
-        L.STOP_TIMEOUT: f"{format_duration_s(parsed.stop_timeout_s)} to stop before a kill"
-        + by.get(L.STOP_TIMEOUT, "") if parsed.stop_timeout_s
+        STOP_TIMEOUT: f"{format_duration_s(parsed.stop_timeout_s)} to stop before a kill"
+        + by.get(STOP_TIMEOUT, "") if parsed.stop_timeout_s
         else "the container's own stop timeout, else "
              f"{format_duration_s(settings.default_stop_timeout_s)} "
              "(AEGIS_DEFAULT_STOP_TIMEOUT)",
@@ -307,8 +318,8 @@ def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLi
     found += [LabelLine(key, labels[key], f"docker-autoheal's, read as {own}"
                         + (f" ({own} is set: it wins when valid)" if own in labels else ""))
               for key, own in stand_ins.items() if key in labels]
-    for key in sorted(set(labels) - set(L.KNOWN) - set(stand_ins)):
-        meant = L.misspelt(key)
+    for key in sorted(set(labels) - set(KNOWN) - set(stand_ins)):
+        meant = misspelt(key)
         found.append(LabelLine(key, labels[key], f"does nothing (did you mean {meant}?)"
                                if meant else "not aegis's: left alone"))
     return found
@@ -318,7 +329,7 @@ def commands(name: str, shown: ContainerLine) -> list[str]:
     """The commands an operator runs on the container's host to act on it."""
     quoted = shlex.quote(name)
     found = []
-    if shown.phase == "escalated":
+    if shown.phase == Phase.ESCALATED:
         found.append(f"aegis ack {quoted}")
     if shown.view.maintenance_until is not None and shown.maintenance:
         found.append(f"aegis maintenance {quoted} --off")

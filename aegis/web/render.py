@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from aegis.supervision.triage import MEANING, TriageClass
+from aegis.supervision.protocol.triage import MEANING, TriageClass
 from aegis.version import __version__
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
@@ -63,14 +63,14 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def class_meaning(klass: str | None) -> str:
+def class_meaning(triage_class: str | None) -> str:
     """A triage class in the words of the alerts (``killed for lack of memory``)."""
-    if not klass:
+    if not triage_class:
         return "-"
     try:
-        return MEANING[TriageClass(klass)]
+        return MEANING[TriageClass(triage_class)]
     except ValueError:  # a class of a later version
-        return klass
+        return triage_class
 
 
 def pretty_json(value: Any) -> str:

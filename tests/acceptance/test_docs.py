@@ -19,7 +19,7 @@ import yaml
 from aegis.cli.main import cli
 from aegis.core.config import OPTIONS
 from aegis.storage.events import EventType
-from aegis.supervision.labels import KNOWN
+from aegis.supervision.protocol.labels import KNOWN
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

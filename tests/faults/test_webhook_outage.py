@@ -48,7 +48,7 @@ def test_minutes_of_failing_webhook_then_every_message_once_in_order(
     refused = DiscordTarget(f"http://127.0.0.1:9/api/webhooks/1/{TOKEN}", timeout_s=0.3)
     sender = Sender(app, targets={"alerts": [], "journal": [working]}, instance="outage",
                     rng=random.Random(3))
-    start = now = app.db.server_info()["db_clock"]
+    start = now = app.db.server_info().db_clock
     expected: list[str] = []
     met: dict[str, list[str]] = {}  # failure -> the error of each attempt made meanwhile
     attempts = 0

@@ -12,7 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from aegis.doctor import FAIL, OK, WARN, check_journal_dir, clock_check
+from aegis.doctor.checks import FAIL, OK, WARN
+from aegis.doctor.database import clock_check
+from aegis.doctor.local import check_journal_dir
 from aegis.scheduling.heartbeat import Heartbeat, write_heartbeat
 from tests.conftest import run_cli
 from tests.images import socket_proxy_profile

@@ -5,6 +5,7 @@ a decision spooled by an earlier version (without the incident's columns) replay
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,10 @@ from aegis import api
 from aegis.core.clock import utcnow
 from aegis.storage.outbox import Channel, IncidentStep, Notification, Outbox
 from aegis.supervision.containers import acknowledge
-from aegis.supervision.repository import Containers, replay_decision
+from aegis.supervision.docker import Sighting
+from aegis.supervision.protocol.strikes import Action, Phase, ShownState, SupervisionMode
+from aegis.supervision.protocol.triage import TriageClass
+from aegis.supervision.repository import Containers, ContainerUpdate, LogLine, replay_decision
 from tests.conftest import run_cli, sql_rows
 
 
@@ -20,20 +24,20 @@ def escalated_row(app: api.Aegis, name: str = "web", *, alerted: bool = True) ->
     """A container escalated in incident 2, whose escalation posted its message."""
     now = utcnow()
     containers = Containers(app.db)
-    containers.insert(host="test-host", name=name, container_id="c" * 64, image="web:1",
-                      compose_project="shop", compose_service="web", status="running",
-                      health="unhealthy", has_healthcheck=True, seen_at=now)
-    row = containers.by_name("test-host", name)
+    row = containers.first_row("test-host", Sighting(
+        id="c" * 64, name=name, image="web:1", status="running", health="unhealthy",
+        has_healthcheck=True, labels={"com.docker.compose.project": "shop",
+                                      "com.docker.compose.service": "web"}), True, now)
     assert row is not None
-    log = [{"at": (now - timedelta(minutes=3)).isoformat(), "step": "struck", "text": ""},
-           {"at": (now - timedelta(minutes=1)).isoformat(), "step": "escalated",
-            "text": "still unhealthy one strike interval after the restart",
-            "alerted": alerted}]
-    params = {**row, "supervision": "supervised", "state": "escalated", "phase": "escalated",
-              "strikes": 3, "incident": 2, "strike_at": now, "restarts": [],
-              "label_problems": [], "last_action": "escalate", "last_action_at": now,
-              "last_reason": "x", "incident_class": "broken_probe", "incident_log": log,
-              "affected": ["worker"], "docker_restarts": []}
+    log = (LogLine(now - timedelta(minutes=3), IncidentStep.STRUCK),
+           LogLine(now - timedelta(minutes=1), IncidentStep.ESCALATED,
+                   "still unhealthy one strike interval after the restart", alerted=alerted))
+    params = replace(
+        ContainerUpdate.keeping(row, now), supervision=SupervisionMode.SUPERVISED,
+        state=ShownState.ESCALATED, phase=Phase.ESCALATED, strikes=3, incident=2,
+        strike_at=now, restarts=(), label_problems=(), last_action=Action.ESCALATE,
+        last_action_at=now, last_reason="x", incident_class=TriageClass.BROKEN_PROBE,
+        incident_log=log, affected=("worker",), docker_restarts=())
     assert containers.save(params)
 
 

@@ -20,7 +20,7 @@ from aegis import api
 from aegis.core.clock import utcnow
 from aegis.supervision.containers import listing
 from aegis.supervision.supervisor import Supervisor
-from aegis.supervision.watcher import Watcher
+from aegis.supervision.watcher import ContainerEvents, Watcher
 from tests.conftest import sql_rows
 from tests.integration.test_supervisor_protocol import (
     BREAKS_FOR_GOOD,
@@ -52,7 +52,7 @@ def replay(client: Any, sv: Supervisor, since: int, now: Any, test_id: str,
                                     filters={"type": "container",
                                              "label": f"aegis.test={test_id}", **filters}))
     for event in events:
-        sv.handle_event(event, now)
+        ContainerEvents(sv).handle(event, now)
     return [str(event.get("Action")) for event in events]
 
 

@@ -22,8 +22,9 @@ from aegis.core.clock import utcnow
 from aegis.scheduling.repository import JobRun
 from aegis.supervision.containers import acknowledge, listing, set_maintenance
 from aegis.supervision.docker import EngineAvailability
+from aegis.supervision.service import supervise_once
 from aegis.supervision.supervisor import Supervisor
-from aegis.supervision.watcher import supervise_once
+from aegis.supervision.watcher import ContainerEvents
 from tests.conftest import sql_rows
 
 # these tests restart containers: only on an engine with none but the suite's own
@@ -219,7 +220,7 @@ def test_the_strike_interval_label_sets_the_strike_timers_of_its_container(
     # strike 1 from Docker's own unhealthy event, as the watcher hands it over
     sv = supervisor(app, docker_client)
     t0 = utcnow()
-    sv.handle_event({**unhealthy_event(docker_client, labelled, since),
+    ContainerEvents(sv).handle({**unhealthy_event(docker_client, labelled, since),
                      "timeNano": time.time_ns()}, t0)
     label_interval = timedelta(minutes=3)
     row = row_of(database_url, labelled.name)
@@ -359,7 +360,7 @@ def replay_events(client: Any, container: Any, sv: Supervisor, since: int, now: 
     events = list(client.api.events(since=since, until=int(time.time()) + 1, decode=True,
                                     filters={"container": container.id, **filters}))
     for event in events:
-        sv.handle_event(event, now)
+        ContainerEvents(sv).handle(event, now)
     return len(events)
 
 
@@ -494,7 +495,7 @@ def test_docker_unavailable_is_recorded_once_per_outage(
     for _ in range(3):
         result = supervise_once(app, utcnow(), client_factory=gone)
         assert result["docker_available"] is False
-    assert supervise_once(app, utcnow(), client=docker_client)["docker_available"] is True
+    assert supervise_once(app, utcnow())["docker_available"] is True
     EngineAvailability().note(app, True)
     types = [r["event_type"] for r in sql_rows(
         database_url, "SELECT event_type FROM episodic_memory "
@@ -522,7 +523,7 @@ def test_a_fresh_unhealthy_event_is_struck_with_what_the_event_carries(
     # stands (strike 1 only records; a restart is always decided on an inspect)
     container.exec_run(["touch", "/healthy"])
     wait_health(docker_client, container, "healthy")
-    supervisor(app, docker_client).handle_event(event, utcnow())
+    ContainerEvents(supervisor(app, docker_client)).handle(event, utcnow())
     [strike] = events_of(database_url, container.name)
     assert strike["event_type"] == "container_unhealthy"
     assert strike["details"]["compose_project"] == "shop"
@@ -543,7 +544,7 @@ def test_a_replayed_unhealthy_event_is_checked_against_docker_first(
     wait_health(docker_client, container, "healthy")
     stale = {**event, "timeNano": event["timeNano"] - 60 * 10**9}  # as after a reconnection
     sv = supervisor(app, docker_client)
-    sv.handle_event(stale, utcnow())
+    ContainerEvents(sv).handle(stale, utcnow())
     assert events_of(database_url, container.name) == []
     # and an event for a container already striking goes through an inspect too
     make_unhealthy(docker_client, container)
@@ -552,6 +553,6 @@ def test_a_replayed_unhealthy_event_is_checked_against_docker_first(
         "container_unhealthy"]
     container.exec_run(["touch", "/healthy"])
     wait_health(docker_client, container, "healthy")
-    sv.handle_event({**event, "timeNano": time.time_ns()}, utcnow())
+    ContainerEvents(sv).handle({**event, "timeNano": time.time_ns()}, utcnow())
     row = row_of(database_url, container.name)
     assert (row["strikes"], row["health"]) == (1, "healthy")

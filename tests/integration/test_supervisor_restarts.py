@@ -19,7 +19,7 @@ from aegis.core.config import load_settings
 from aegis.supervision.containers import set_maintenance
 from aegis.supervision.docker import docker_client as docker_client_of_aegis
 from aegis.supervision.docker import docker_time
-from aegis.supervision.restarts import RESTART_FORBIDDEN_HINT
+from aegis.supervision.restarter import RESTART_FORBIDDEN_HINT
 from aegis.supervision.watcher import Watcher
 from tests.conftest import sql_rows
 from tests.faults.procs import wait_for

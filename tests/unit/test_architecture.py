@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aegis.supervision",),
     ("aegis.reports",),
     ("aegis.web",),
-    ("aegis",),  # the package face, aegis.api and aegis.doctor
+    ("aegis",),  # the package face, aegis.api and the aegis.doctor package
     ("aegis.cli",),
     ("aegis.__main__",),
 )

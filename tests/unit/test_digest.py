@@ -10,12 +10,8 @@ import pytest
 
 from aegis.core.errors import UsageError
 from aegis.reports.digest import (
-    CriticalEvent,
     DayDigest,
-    Decision,
-    Escalation,
     Failure,
-    Flapping,
     HostHealth,
     JobDay,
     MorningStatus,
@@ -25,7 +21,13 @@ from aegis.reports.digest import (
 from aegis.reports.markdown import render_day, render_status, trim
 from aegis.reports.retention import retention_cutoffs
 from aegis.scheduling.heartbeat import daemon_status
-from aegis.storage.events import EventType
+from aegis.storage.events import (
+    ContainerDecision,
+    CriticalEvent,
+    EventType,
+    Flapping,
+    OpenEscalation,
+)
 
 D = date(2026, 3, 1)
 
@@ -74,9 +76,10 @@ def digest(**changes: object) -> DayDigest:
         "events_by_type": (("noise", 10), ("container_restarted", 2), ("db_unreachable", 1)),
         "pending_tasks": 4,
         "decision_counts": (("container_restarted", 2),),
-        "decisions": (Decision(moment(3, 4), EventType.CONTAINER_RESTARTED, "web|1", "host-a",
-                               "probe\noutput `rm -rf`"),
-                      Decision(moment(4), EventType.CONTAINER_RESTARTED, "", "host-a", "x" * 500)),
+        "decisions": (ContainerDecision(moment(3, 4), EventType.CONTAINER_RESTARTED, "web|1",
+                                        "host-a", "probe\noutput `rm -rf`"),
+                      ContainerDecision(moment(4), EventType.CONTAINER_RESTARTED, "", "host-a",
+                                        "x" * 500)),
         "job_failures": (Failure("backup", 2, "OSError: disk full"),),
         "delivery_failures": (),
         "critical_events": (CriticalEvent(moment(5), "db_unreachable", "host-a", "no answer"),),
@@ -138,7 +141,7 @@ def status(**changes: object) -> MorningStatus:
         "jobs": (JobDay("backup", ok=1, missed=1), JobDay("health_check", ok=288)),
         "events_by_importance": (("low", 3),), "events_by_type": (("noise", 3),),
         "pending_tasks": 5,
-        "open_escalations": (Escalation("web", "host-a", moment(4), "budget spent"),),
+        "open_escalations": (OpenEscalation("web", "host-a", moment(4), "budget spent"),),
         "maintenance": (("host-b", "db"),),
         "hosts": (HostHealth("host-a", "running", 4.0, 1, 1, version="1.4.0", supervised=12,
                              unhealthy=2),
@@ -223,12 +226,12 @@ def test_a_local_day_is_bounded_and_shown_in_aegis_timezone() -> None:
     assert (start, end) == (datetime(2026, 3, 28, 23, 0, tzinfo=UTC),
                             datetime(2026, 3, 29, 22, 0, tzinfo=UTC))
     text = render_day(digest(day=date(2026, 3, 29), zone=berlin, decisions=(
-        Decision(datetime(2026, 3, 29, 1, 30, tzinfo=UTC), EventType.CONTAINER_RESTARTED, "web",
-                 "host-a", "probe"),)))
+        ContainerDecision(datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+                          EventType.CONTAINER_RESTARTED, "web", "host-a", "probe"),)))
     assert text.startswith("# aegis digest — 2026-03-29\n\nEurope/Berlin day 2026-03-29 "
                            "00:00 to 2026-03-30 00:00, every host.\n")
     assert "- 03:30 restarted **web** on host-a — probe\n" in text  # 01:30 UTC is 03:30 CEST
     assert digest(zone=berlin).details()["timezone"] == "Europe/Berlin"
     shown = render_status(status(zone=berlin, open_escalations=(
-        Escalation("web", "host-a", datetime(2026, 3, 1, 4, 0, tzinfo=UTC), "spent"),)))
+        OpenEscalation("web", "host-a", datetime(2026, 3, 1, 4, 0, tzinfo=UTC), "spent"),)))
     assert "- **web** on host-a since 2026-03-01 05:00: spent\n" in shown

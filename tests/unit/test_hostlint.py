@@ -4,21 +4,21 @@ containers (sightings as an inspect gives them) and aegis's environment."""
 from __future__ import annotations
 
 from aegis.core.config import load_settings
-from aegis.hostlint import (
+from aegis.doctor.hostlint import (
     autoheal_variables,
     bad_labels,
     lint,
     long_stop_timeouts,
     no_healthcheck,
 )
-from aegis.supervision.docker import Seen
+from aegis.supervision.docker import Sighting
 
 SETTINGS = load_settings({})
 
 
 def container(name: str, labels: dict[str, str], *, healthcheck: bool = True,
-              stop_timeout_s: float | None = None) -> Seen:
-    return Seen(id=name * 8, name=name, image="img", labels=labels, status="running",
+              stop_timeout_s: float | None = None) -> Sighting:
+    return Sighting(id=name * 8, name=name, image="img", labels=labels, status="running",
                 health="healthy" if healthcheck else "none", has_healthcheck=healthcheck,
                 stop_timeout_s=stop_timeout_s, details={"error": ""})
 

@@ -12,7 +12,9 @@ import pytest
 from aegis.core.config import Settings, load_settings
 from aegis.notify.channels import discord_payload, render
 from aegis.storage.outbox import IncidentStep, Notification, OutboxRow
-from aegis.supervision.incidents import Incident, add, alert, message_body, of_row, step
+from aegis.supervision.incidents import Incident, message_body, step_message
+from aegis.supervision.protocol.triage import TriageClass
+from aegis.supervision.repository import ContainerRow, LogLine
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 THREAD = load_settings({"AEGIS_HOST": "web-01"})
@@ -27,18 +29,20 @@ def at(minutes: float) -> datetime:
 def incident(**kw: Any) -> Incident:
     base: dict[str, Any] = {
         "host": "web-01", "name": "shop-web-1", "number": 3, "image": "shop:1.4",
-        "compose_project": "shop", "compose_service": "web", "klass": "unhealthy",
+        "compose_project": "shop", "compose_service": "web",
+        "triage_class": TriageClass.UNHEALTHY,
         "probe_output": "curl: (7) Failed to connect"}
     return Incident(**{**base, **kw})
 
 
 def walk(settings: Settings, steps: list[str]) -> list[tuple[str, Notification | None]]:
-    """Each step through ``alert``, carrying the incident: (step, its notification)."""
+    """Each step through ``step_message``, carrying the incident: (step, its message)."""
     current = incident()
     told = []
     for minute, name in enumerate(steps):
-        current = add(current, step(IncidentStep(name), at(minute), f"because of {name}"))
-        current, notify = alert(settings, current, dedup_key=f"{name}:{minute}")
+        current = current.with_line(LogLine(at(minute), IncidentStep(name),
+                                            f"because of {name}"))
+        current, notify = step_message(settings, current, dedup_key=f"{name}:{minute}")
         told.append((name, notify))
     return told
 
@@ -103,29 +107,30 @@ def test_the_message_carries_host_compose_image_class_probe_and_the_ack_line() -
 def test_a_resolved_message_says_how_long_and_how_many_restarts_without_the_ack_line() -> None:
     current = incident(affected=("vpn-client", "downloader"))
     for minute, name in ((0, "struck"), (1, "restarted"), (2, "escalated"), (4, "recovered")):
-        current = add(current, step(IncidentStep(name), at(minute)))
+        current = current.with_line(LogLine(at(minute), IncidentStep(name)))
     body = message_body(current)
     assert body.splitlines()[0] == "**Resolved** after 4 min, 1 restart."
     assert "Also affected: vpn-client, downloader" in body
     assert "aegis ack" not in body
 
 
-@pytest.mark.parametrize(("klass", "line"), [
+@pytest.mark.parametrize(("triage_class", "line"), [
     ("broken_probe", "Class: the health check command is broken"),
     ("hung", "Class: the health check times out: the application hangs"),
     ("oom", "Class: killed for lack of memory"),
     ("crash_loop", "Class: crash loop under Docker's restart policy"),
 ])
-def test_the_class_is_said_in_words(klass: str, line: str) -> None:
-    body = message_body(add(incident(klass=klass), step(IncidentStep.ESCALATED, at(0))))
+def test_the_class_is_said_in_words(triage_class: str, line: str) -> None:
+    body = message_body(incident(triage_class=TriageClass(triage_class)).with_line(
+        LogLine(at(0), IncidentStep.ESCALATED)))
     assert line in body
-    assert ("Memory:" in body) == (klass == "oom")
+    assert ("Memory:" in body) == (triage_class == "oom")
 
 
 def test_an_oom_message_gives_the_limit_and_the_usage() -> None:
     memory = {"limit": 64 * 2**20, "max_usage": 64 * 2**20, "usage": 3 * 2**20}
-    body = message_body(add(incident(klass="oom", memory=memory),
-                            step(IncidentStep.ESCALATED, at(0))))
+    body = message_body(incident(triage_class=TriageClass.OOM, memory=memory).with_line(
+        LogLine(at(0), IncidentStep.ESCALATED)))
     assert "Memory: limit 64 MiB, peak 64 MiB, now 3 MiB" in body
 
 
@@ -133,20 +138,21 @@ def test_the_probe_output_and_memory_stay_in_every_later_edit() -> None:
     """The escalation reads them; the acknowledgement, the recovery or a folded dependant
     is an edit made from the row alone, and still shows them."""
     memory = {"limit": 64 * 2**20, "usage": 3 * 2**20}
-    escalated = add(incident(klass="oom", memory=memory),
-                    step(IncidentStep.ESCALATED, at(0), "OOM", probe="curl: (7)", memory=memory))
-    row = {"host": "web-01", "name": "shop-web-1", "incident": 3, "image": "shop:1.4",
-           "compose_project": "shop", "compose_service": "web", "incident_class": "oom",
-           "incident_log": list(escalated.log), "affected": []}
-    body = message_body(add(of_row(row), step(IncidentStep.ACKNOWLEDGED, at(2), "by ops")))
+    escalated = incident(triage_class=TriageClass.OOM, memory=memory).with_line(
+        LogLine(at(0), IncidentStep.ESCALATED, "OOM", probe="curl: (7)", memory=memory))
+    row = ContainerRow(host="web-01", name="shop-web-1", incident=3, image="shop:1.4",
+                       compose_project="shop", compose_service="web",
+                       incident_class=TriageClass.OOM, incident_log=escalated.log)
+    body = message_body(Incident.of_row(row).with_line(
+        LogLine(at(2), IncidentStep.ACKNOWLEDGED, "by ops")))
     assert "Last health probe: curl: (7)" in body
     assert "Memory: limit 64 MiB" in body
 
 
 def test_outside_text_is_shown_as_written_and_the_colour_follows_the_state() -> None:
-    current = add(incident(name="web__api", probe_output="**boom** <@123>"),
-                  step(IncidentStep.ESCALATED, at(0), "`rm -rf`"))
-    current, notify = alert(THREAD, current, dedup_key="k")
+    current = incident(name="web__api", probe_output="**boom** <@123>").with_line(
+        LogLine(at(0), IncidentStep.ESCALATED, "`rm -rf`"))
+    current, notify = step_message(THREAD, current, dedup_key="k")
     assert notify is not None
     assert "Last health probe: \\*\\*boom\\*\\* \\<@123\\>" in notify.body
     row = OutboxRow(id=1, channel="alerts", dedup_key="k", host="web-01", title=notify.title,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aegis.core.config import load_settings
-from aegis.supervision.docker import Seen
-from aegis.supervision.labels import (
+from aegis.supervision.docker import Sighting
+from aegis.supervision.protocol.labels import (
     ContainerLabels,
     autoheal_label,
     effective_stop_timeout_s,
@@ -17,7 +17,7 @@ from aegis.supervision.labels import (
     restart_refusal,
     supervision_mode,
 )
-from aegis.supervision.strikes import SupervisionMode
+from aegis.supervision.protocol.strikes import SupervisionMode
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -140,8 +140,8 @@ def test_the_label_aegis_reads_follows_the_settings() -> None:
     assert not has_aegis_label({"autoheal": "true"})
 
 
-def seen(labels: dict[str, str], stop_timeout_s: float | None = None) -> Seen:
-    return Seen(id="a" * 64, name="web", image="img", labels=labels, status="running",
+def seen(labels: dict[str, str], stop_timeout_s: float | None = None) -> Sighting:
+    return Sighting(id="a" * 64, name="web", image="img", labels=labels, status="running",
                 health="unhealthy", has_healthcheck=True, stop_timeout_s=stop_timeout_s)
 
 

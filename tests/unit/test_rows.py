@@ -9,7 +9,7 @@ from enum import StrEnum
 import pytest
 
 from aegis.core.errors import StoreError
-from aegis.storage.rows import as_row, as_rows, maybe_row
+from aegis.storage.rows import as_row, as_rows, column, maybe_row
 
 
 class Colour(StrEnum):
@@ -23,6 +23,8 @@ class Thing:
     colour: Colour
     shade: Colour | None = None
     count: int = 0
+    tags: tuple[str, ...] = ()
+    size: int = column(len, default=0)
 
 
 def test_each_field_comes_from_its_column_and_an_enum_is_a_member() -> None:
@@ -33,6 +35,12 @@ def test_each_field_comes_from_its_column_and_an_enum_is_a_member() -> None:
     assert as_row(Thing, {"name": "b", "colour": "blue", "shade": None}).shade is None
     assert as_rows(Thing, [{"name": "c", "colour": "red"}]) == [Thing("c", Colour.RED)]
     assert maybe_row(Thing, None) is None
+
+
+def test_an_array_is_a_tuple_and_a_declared_conversion_is_applied() -> None:
+    thing = as_row(Thing, {"name": "a", "colour": "red", "tags": ["x", "y"], "size": "four"})
+    assert thing.tags == ("x", "y")
+    assert thing.size == 4
 
 
 def test_a_missing_column_is_a_store_error_naming_it() -> None:

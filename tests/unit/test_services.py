@@ -9,7 +9,8 @@ from aegis import api
 from aegis.core.config import load_settings
 from aegis.notify.sender import deliver_pending
 from aegis.scheduling.registry import Registry
-from aegis.supervision.watcher import Supervision
+from aegis.supervision.repository import ContainerRow
+from aegis.supervision.service import Supervision
 
 
 def supervision_of(registry: Registry) -> Supervision:
@@ -31,7 +32,7 @@ def test_two_registries_share_no_supervision_state(tmp_path: Path) -> None:
     assert one.drain(0) is False  # the daemon of the first app would wait for it
     one.state.restarts.end("h", "web")
     assert one.drain(0) is True
-    one.state.kept.keep({"host": "h", "name": "web", "version": 1})
+    one.state.kept.keep(ContainerRow(host="h", name="web", version=1))
     assert other.state.kept.of("h") == []
 
 

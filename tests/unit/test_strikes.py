@@ -8,16 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aegis.core.config import RemediationMode
-from aegis.supervision.strikes import (
+from aegis.supervision.protocol.strikes import (
     RESTART_GRACE_S,
     Decision,
     Observed,
+    Phase,
     Policy,
     StrikeState,
+    SupervisionMode,
     backoff_s,
     decide,
-    display_state,
     gave_up,
+    shown_state,
 )
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -108,7 +110,7 @@ def test_healthy_before_strike_two_recovers_after_the_stable_period() -> None:
 def test_restart_back_off(restart_offsets_s: tuple[float, ...], now_s: float, expected: str,
                           next_check_s: float) -> None:
     policy = replace(POLICY, max_restarts_per_hour=5)
-    state = StrikeState(phase="striking", strikes=1, incident=4, strike_at=at(now_s - 60),
+    state = StrikeState(phase=Phase.STRIKING, strikes=1, incident=4, strike_at=at(now_s - 60),
                         restarts=tuple(at(s) for s in restart_offsets_s))
     decision = decide(state, UNHEALTHY, policy, at(now_s))
     assert decision.action == expected
@@ -123,7 +125,7 @@ def test_backoff_doubles_from_ten_seconds_to_five_minutes(restarts: int, seconds
 
 
 def test_a_spent_budget_escalates_instead_of_restarting() -> None:
-    state = StrikeState(phase="striking", strikes=1, incident=2, strike_at=at(-60),
+    state = StrikeState(phase=Phase.STRIKING, strikes=1, incident=2, strike_at=at(-60),
                         restarts=(at(-3000), at(-2000), at(-1000)))
     decision = decide(state, UNHEALTHY, POLICY, T0)
     assert decision.action == "escalate"
@@ -149,7 +151,7 @@ def test_protected_and_observe_strike_and_escalate_but_never_restart(
 
 
 def test_maintenance_pauses_everything_and_keeps_the_strikes() -> None:
-    state = StrikeState(phase="striking", strikes=1, incident=1, strike_at=at(-600))
+    state = StrikeState(phase=Phase.STRIKING, strikes=1, incident=1, strike_at=at(-600))
     decision = decide(state, UNHEALTHY, replace(POLICY, maintenance=True), T0)
     assert decision.action == "none"
     assert decision.state == state
@@ -158,7 +160,7 @@ def test_maintenance_pauses_everything_and_keeps_the_strikes() -> None:
 @pytest.mark.parametrize("policy", [replace(POLICY, ignored=True),
                                     replace(POLICY, remediation=RemediationMode.OFF)])
 def test_unsupervised_containers_have_their_strikes_reset(policy: Policy) -> None:
-    state = StrikeState(phase="striking", strikes=1, incident=7, strike_at=at(-10),
+    state = StrikeState(phase=Phase.STRIKING, strikes=1, incident=7, strike_at=at(-10),
                         restarts=(at(-100),))
     decision = decide(state, UNHEALTHY, policy, T0)
     assert decision.action == "reset"
@@ -237,7 +239,7 @@ def test_a_crashed_container_is_escalated_once_never_restarted() -> None:
 
 def test_a_container_stopped_by_hand_is_left_alone() -> None:
     stopped = Observed("exited", "none", exit_code=137, stopped_by_user=True)
-    state = StrikeState(phase="striking", strikes=1, incident=1, strike_at=at(-120))
+    state = StrikeState(phase=Phase.STRIKING, strikes=1, incident=1, strike_at=at(-120))
     decisions = run([(0, stopped), (600, stopped)], state=state)
     assert actions(decisions) == ["none", "none"]
 
@@ -260,7 +262,7 @@ def test_a_stop_signal_the_container_ignored_hides_it_only_for_the_stop_timeout(
 
 
 def test_the_restart_itself_is_not_mistaken_for_a_crash() -> None:
-    state = StrikeState(phase="restarting", strikes=2, incident=1, strike_at=T0,
+    state = StrikeState(phase=Phase.RESTARTING, strikes=2, incident=1, strike_at=T0,
                         restarts=(T0,))
     exited = Observed("exited", "unhealthy", exit_code=137)
     assert decide(state, exited, POLICY, at(5)).action == "none"
@@ -270,7 +272,7 @@ def test_the_restart_itself_is_not_mistaken_for_a_crash() -> None:
 
 
 def test_an_escalated_container_recovers_when_healthy_for_the_stable_period() -> None:
-    state = StrikeState(phase="escalated", strikes=3, incident=3, strike_at=at(-10))
+    state = StrikeState(phase=Phase.ESCALATED, strikes=3, incident=3, strike_at=at(-10))
     decisions = run([(0, HEALTHY), (60, UNHEALTHY), (70, HEALTHY), (190, HEALTHY)],
                     state=state)
     assert actions(decisions) == ["none", "none", "none", "recover"]
@@ -285,19 +287,19 @@ def test_a_new_incident_after_recovery_gets_a_new_number() -> None:
 
 def test_a_daemon_restart_carries_on_from_the_persisted_state() -> None:
     # strike 2 happened at T0; a new process sees the same persisted state later on
-    persisted = StrikeState(phase="restarting", strikes=2, incident=1, strike_at=T0,
+    persisted = StrikeState(phase=Phase.RESTARTING, strikes=2, incident=1, strike_at=T0,
                             restarts=(T0,))
     assert decide(persisted, UNHEALTHY, POLICY, at(30)).action == "none"
     assert decide(persisted, UNHEALTHY, POLICY, at(60)).action == "escalate"
     # and a strike 1 recorded long ago is not forgotten either
-    striking = StrikeState(phase="striking", strikes=1, incident=1, strike_at=at(-3600))
+    striking = StrikeState(phase=Phase.STRIKING, strikes=1, incident=1, strike_at=at(-3600))
     assert decide(striking, UNHEALTHY, POLICY, T0).action == "restart"
 
 
 def test_decide_is_pure() -> None:
-    state = StrikeState(phase="striking", strikes=1, incident=1, strike_at=at(-60))
+    state = StrikeState(phase=Phase.STRIKING, strikes=1, incident=1, strike_at=at(-60))
     assert decide(state, UNHEALTHY, POLICY, T0) == decide(state, UNHEALTHY, POLICY, T0)
-    assert state == StrikeState(phase="striking", strikes=1, incident=1, strike_at=at(-60))
+    assert state == StrikeState(phase=Phase.STRIKING, strikes=1, incident=1, strike_at=at(-60))
 
 
 @pytest.mark.parametrize(("phase", "supervision", "maintenance", "shown"), [
@@ -309,5 +311,6 @@ def test_decide_is_pure() -> None:
     ("escalated", "supervised", True, "maintenance"),
     ("striking", "ignored", True, "ignored"),
 ])
-def test_display_state(phase: str, supervision: str, maintenance: bool, shown: str) -> None:
-    assert display_state(phase, supervision=supervision, maintenance=maintenance) == shown
+def test_shown_state(phase: str, supervision: str, maintenance: bool, shown: str) -> None:
+    assert shown_state(Phase(phase), supervision=SupervisionMode(supervision),
+                       maintenance=maintenance) == shown

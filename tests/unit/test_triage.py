@@ -9,20 +9,28 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aegis.supervision.docker import Probe, Seen
-from aegis.supervision.strikes import Decision, Observed, Policy, StrikeState, decide
-from aegis.supervision.triage import (
+from aegis.supervision import observe
+from aegis.supervision.docker import Probe, Sighting
+from aegis.supervision.protocol.strikes import (
+    Decision,
+    Observed,
+    Phase,
+    Policy,
+    StrikeState,
+    decide,
+)
+from aegis.supervision.protocol.triage import (
     CRASH_LOOP_WINDOW,
     TriageClass,
     broken_probe,
     crash_loop,
     exit_codes,
     hung_timeout_s,
-    needs_inspect,
     oom_killed,
     restart_samples,
     restarts_in_window,
 )
+from aegis.supervision.repository import ContainerRow
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 POLICY = Policy(strike_interval_s=60, max_restarts_per_hour=3, backoff_s=10,
@@ -33,9 +41,9 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def inspect(*probes: Probe, started_s: float = 0.0, **kw: object) -> Seen:
+def inspect(*probes: Probe, started_s: float = 0.0, **kw: object) -> Sighting:
     """A sighting as an inspect reports it (``details`` set), started at T0+started_s."""
-    return replace(Seen(id="c" * 64, name="web", image="img", labels={}, status="running",
+    return replace(Sighting(id="c" * 64, name="web", image="img", labels={}, status="running",
                         health="unhealthy", has_healthcheck=True, details={"error": ""},
                         probes=probes, started_at=at(started_s),
                         probe_timing=(1.0, 1.0, 0.0)), **kw)  # type: ignore[arg-type]
@@ -90,7 +98,7 @@ def test_timeouts_are_judged_by_the_failing_streak_once_the_log_has_rotated() ->
 
 
 def test_the_probes_of_an_earlier_start_do_not_count() -> None:
-    # the health log outlives a restart; seen_from_inspect keeps the probes since it
+    # the health log outlives a restart; sighting_from_inspect keeps the probes since it
     assert broken_probe(inspect()) is None
     assert hung_timeout_s(inspect()) is None
 
@@ -120,6 +128,17 @@ def test_dockers_restart_count_is_followed_over_the_window() -> None:
     assert restarts_in_window(later, at(30) + CRASH_LOOP_WINDOW) == 1
     # a start by hand (or aegis's restart) resets Docker's count: so does the history
     assert restart_samples(samples, 0, None, at(40)) == ((at(40), 0, None),)
+
+
+def remembered(phase: str, next_check_at: datetime | None, stopped: bool) -> ContainerRow:
+    """What aegis remembers of the container ``inspect()`` sees."""
+    return ContainerRow(host="h", name="web", container_id="c" * 64, phase=Phase(phase),
+                        next_check_at=next_check_at, stopped_by_user=stopped)
+
+
+def needs_inspect(seen: Sighting, phase: str, next_check_at: datetime | None,
+                  stopped: bool, now: datetime) -> bool:
+    return observe.needs_inspect(seen, remembered(phase, next_check_at, stopped), now)
 
 
 def test_only_a_sighting_that_may_call_for_a_step_is_completed_by_an_inspect() -> None:

@@ -13,7 +13,9 @@ import pytest
 from aegis.core.config import Settings
 from aegis.scheduling.repository import JobRun
 from aegis.storage.events import Event, Importance
+from aegis.storage.rows import as_row
 from aegis.supervision.containers import view
+from aegis.supervision.repository import ContainerRow
 from aegis.web import charts, history, pages
 from aegis.web.render import (
     Templates,
@@ -121,11 +123,11 @@ def test_ago_and_in() -> None:
 
 
 def event(event_type: str, minutes: int, incident: object = None,
-          klass: str | None = None) -> Event:
+          triage_class: str | None = None) -> Event:
     details = {"container": "web"} if incident is None else {"container": "web",
                                                                "incident": incident}
-    if klass is not None:
-        details["class"] = klass
+    if triage_class is not None:
+        details["class"] = triage_class
     return Event(event_type=event_type, summary=event_type, importance=Importance.MEDIUM,
                  host="h", source="supervisor", timestamp=NOW + timedelta(minutes=minutes),
                  details=details, id=minutes)
@@ -181,17 +183,18 @@ def test_docker_autoheal_labels_are_in_effect_only_with_its_compatibility_on() -
 
 
 def test_an_incident_reads_its_class_from_its_latest_event_that_names_one() -> None:
-    incidents, _ = pages.incidents_of([event("container_escalated", 3, 1, klass="oom"),
-                                       event("container_unhealthy", 1, 1, klass="unhealthy"),
-                                       event("container_recovered", 0, 0)])
-    assert [(i.number, i.klass) for i in incidents] == [(1, "oom")]
+    incidents, _ = pages.incidents_of([
+        event("container_escalated", 3, 1, triage_class="oom"),
+        event("container_unhealthy", 1, 1, triage_class="unhealthy"),
+        event("container_recovered", 0, 0)])
+    assert [(i.number, i.triage_class) for i in incidents] == [(1, "oom")]
     assert class_meaning("oom") == "killed for lack of memory"
     assert class_meaning("broken_probe") == "the health check command is broken"
     assert class_meaning("a_later_class") == "a_later_class"
     assert class_meaning(None) == "-"
 
 
-def container_row(**columns: object) -> dict[str, object]:
+def container_row(**columns: object) -> ContainerRow:
     row: dict[str, object] = {
         "name": "web", "container_id": "abc", "image": "img", "health": "unhealthy",
         "strikes": 3, "phase": "escalated", "supervision": "supervised",
@@ -200,7 +203,7 @@ def container_row(**columns: object) -> dict[str, object]:
         "strike_at": NOW, "incident": 1, "incident_class": "unhealthy", "folded_into": None,
         "affected": []}
     row.update(columns)
-    return row
+    return as_row(ContainerRow, row)
 
 
 @pytest.mark.parametrize(("columns", "commands"), [
@@ -214,8 +217,8 @@ def container_row(**columns: object) -> dict[str, object]:
 ])
 def test_the_commands_to_act_on_a_container_are_quoted_for_a_shell(columns, commands) -> None:
     row = container_row(**columns)
-    assert pages.commands(str(row["name"]), pages.line(row, NOW)) == commands
-    assert view(row, NOW).name == row["name"]
+    assert pages.commands(row.name, pages.line(row, NOW)) == commands
+    assert view(row, NOW).name == row.name
 
 
 def run(trigger: str, status: str, late_s: float | None) -> JobRun:

@@ -17,8 +17,14 @@ from dataclasses import dataclass
 
 from aegis.core import parsing
 from aegis.core.config import Settings
-from aegis.supervision import labels as L
-from aegis.supervision.docker import Seen
+from aegis.supervision.docker import Sighting
+from aegis.supervision.protocol.labels import (
+    AUTOHEAL,
+    AUTOHEAL_STOP_TIMEOUT,
+    autoheal_label,
+    effective_stop_timeout_s,
+    parse_labels,
+)
 
 # How many containers a finding names before it says "and N more".
 NAMED = 5
@@ -40,16 +46,16 @@ def _names(names: Sequence[str]) -> str:
     return shown + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
 
 
-def lint(settings: Settings, seen: Sequence[Seen], env: Mapping[str, str]) -> list[Finding]:
+def lint(settings: Settings, seen: Sequence[Sighting], env: Mapping[str, str]) -> list[Finding]:
     """Every finding about the host's containers (inspected) and aegis's environment."""
     return [no_healthcheck(settings, seen), bad_labels(settings, seen),
             long_stop_timeouts(settings, seen), autoheal_variables(settings, env)]
 
 
-def no_healthcheck(settings: Settings, seen: Sequence[Seen]) -> Finding:
-    autoheal = L.autoheal_label(settings)
+def no_healthcheck(settings: Settings, seen: Sequence[Sighting]) -> Finding:
+    autoheal = autoheal_label(settings)
     blind = sorted(s.name for s in seen if not s.has_healthcheck
-                   and L.parse_labels(s.labels, autoheal).enable is True)
+                   and parse_labels(s.labels, autoheal).enable is True)
     if not blind:
         return Finding("containers:healthcheck", "ok",
                        "every container labelled for aegis has a health check")
@@ -59,12 +65,12 @@ def no_healthcheck(settings: Settings, seen: Sequence[Seen]) -> Finding:
                    "add a HEALTHCHECK to the image or a healthcheck: to the compose service")
 
 
-def bad_labels(settings: Settings, seen: Sequence[Seen]) -> Finding:
-    autoheal = L.autoheal_label(settings)
-    known = {autoheal or L.AUTOHEAL, L.AUTOHEAL_STOP_TIMEOUT}
+def bad_labels(settings: Settings, seen: Sequence[Sighting]) -> Finding:
+    autoheal = autoheal_label(settings)
+    known = {autoheal or AUTOHEAL, AUTOHEAL_STOP_TIMEOUT}
     problems: list[str] = []
     for container in sorted(seen, key=lambda s: s.name):
-        found = list(L.parse_labels(container.labels, autoheal).problems)
+        found = list(parse_labels(container.labels, autoheal).problems)
         for key in sorted(container.labels):
             if key.lower().startswith(_AUTOHEAL_LIKE) and key not in known:
                 close = difflib.get_close_matches(key.lower(), sorted(known), n=1,
@@ -81,10 +87,10 @@ def bad_labels(settings: Settings, seen: Sequence[Seen]) -> Finding:
                    "nothing (docs/remediation.md#scope-and-labels)")
 
 
-def long_stop_timeouts(settings: Settings, seen: Sequence[Seen]) -> Finding:
+def long_stop_timeouts(settings: Settings, seen: Sequence[Sighting]) -> Finding:
     grace_s = settings.shutdown_grace_s
-    slow = sorted(f"{s.name} ({L.effective_stop_timeout_s(s, settings):g}s)" for s in seen
-                  if s.has_healthcheck and L.effective_stop_timeout_s(s, settings) > grace_s)
+    slow = sorted(f"{s.name} ({effective_stop_timeout_s(s, settings):g}s)" for s in seen
+                  if s.has_healthcheck and effective_stop_timeout_s(s, settings) > grace_s)
     if not slow:
         return Finding("containers:stop-timeout", "ok",
                        f"every restart fits in AEGIS_SHUTDOWN_GRACE ({grace_s:g}s)")

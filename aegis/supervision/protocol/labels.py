@@ -15,8 +15,8 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from aegis.core.config import DockerScope, Settings
-from aegis.supervision.docker import DEFAULT_STOP_TIMEOUT_S, Seen
-from aegis.supervision.strikes import Policy, SupervisionMode
+from aegis.supervision.docker import DEFAULT_STOP_TIMEOUT_S, Sighting
+from aegis.supervision.protocol.strikes import Policy, SupervisionMode
 
 PREFIX = "aegis."
 ENABLE = "aegis.enable"
@@ -180,12 +180,12 @@ def _shown(raw: str) -> str:
 # --- what aegis does with a container ---
 
 
-def is_own(seen: Seen, own_ids: Set[str]) -> bool:
+def is_own(seen: Sighting, own_ids: Set[str]) -> bool:
     """Whether ``seen`` is the container this process runs in."""
     return any(seen.id.startswith(own) or own.startswith(seen.id) for own in own_ids)
 
 
-def is_protected(settings: Settings, seen: Seen, parsed: ContainerLabels,
+def is_protected(settings: Settings, seen: Sighting, parsed: ContainerLabels,
                  own_ids: Set[str]) -> bool:
     """Never restarted: labelled so, aegis itself, its database, or named in
     AEGIS_PROTECTED_CONTAINERS (by name or compose service)."""
@@ -197,7 +197,7 @@ def is_protected(settings: Settings, seen: Seen, parsed: ContainerLabels,
     return seen.name in protected_names or (seen.compose_service or "\0") in protected_names
 
 
-def supervision_mode(settings: Settings, seen: Seen, parsed: ContainerLabels,
+def supervision_mode(settings: Settings, seen: Sighting, parsed: ContainerLabels,
                      has_healthcheck: bool, own_ids: Set[str]) -> SupervisionMode:
     if parsed.enable is False:
         return SupervisionMode.IGNORED
@@ -212,7 +212,7 @@ def supervision_mode(settings: Settings, seen: Seen, parsed: ContainerLabels,
     return SupervisionMode.SUPERVISED
 
 
-def restart_refusal(settings: Settings, seen: Seen, parsed: ContainerLabels,
+def restart_refusal(settings: Settings, seen: Sighting, parsed: ContainerLabels,
                     own_ids: Set[str]) -> str | None:
     """Why aegis may not restart ``seen`` (a container it restarts only because it shares
     a restarted container's network), as far as labels and settings tell; None when they
@@ -245,7 +245,7 @@ def strike_policy(settings: Settings, parsed: ContainerLabels, mode: Supervision
         orchestrated=mode == SupervisionMode.ORCHESTRATED)
 
 
-def effective_stop_timeout_s(seen: Seen, settings: Settings) -> float:
+def effective_stop_timeout_s(seen: Sighting, settings: Settings) -> float:
     """How long a stop waits before it kills: the ``aegis.stop-timeout`` label (or
     docker-autoheal's ``autoheal.stop.timeout``), else the container's own StopTimeout (an
     inspect's), else AEGIS_DEFAULT_STOP_TIMEOUT (Docker's own default, 10 s)."""

@@ -1,5 +1,5 @@
 """Triage: why a container is in trouble, from what Docker already knows, and so what a
-restart can do about it. Pure functions of what an inspect reports (``Seen``), what aegis
+restart can do about it. Pure functions of what an inspect reports (``Sighting``), what aegis
 remembers of the container, and ``now``; ``strikes.decide`` acts on the class.
 
     broken_probe  the probe cannot run (exit 126 or 127, an exec that failed, "not found",
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from aegis.supervision.docker import Probe, Seen
+from aegis.supervision.docker import Probe, Sighting
 
 
 class TriageClass(StrEnum):
@@ -64,7 +64,7 @@ _MAX_EXIT_CODES = 5
 Sample = tuple[datetime, int, int | None]
 
 
-def broken_probe(seen: Seen) -> str | None:
+def broken_probe(seen: Sighting) -> str | None:
     """Why the health check itself cannot work, or None. Needs an inspect's probes."""
     probes = seen.probes
     if not probes:
@@ -76,7 +76,7 @@ def broken_probe(seen: Seen) -> str | None:
     return None
 
 
-def hung_timeout_s(seen: Seen) -> float | None:
+def hung_timeout_s(seen: Sighting) -> float | None:
     """The probe's timeout when every probe since the container started has exceeded it
     (a hung application, or a probe that needs longer), or None. A timeout is a failure
     like any other (kubelet counts it as one): a restart usually frees a hung process.
@@ -86,7 +86,7 @@ def hung_timeout_s(seen: Seen) -> float | None:
     return seen.probe_timing[1] if timed_out and _since_start(seen, probes) else None
 
 
-def _since_start(seen: Seen, probes: Sequence[Probe]) -> bool:
+def _since_start(seen: Sighting, probes: Sequence[Probe]) -> bool:
     """Whether ``probes`` (all failures) are every probe since the container started: the
     log has not rotated since, or Docker's failing streak reaches back to the start."""
     if len(probes) < HEALTH_LOG_ENTRIES:
@@ -104,7 +104,7 @@ def _first_line(probe: Probe) -> str:
     return lines[0][:200] if lines else "no output"
 
 
-def oom_killed(seen: Seen, oom_at: datetime | None, memory_peak: int | None = None) -> bool:
+def oom_killed(seen: Sighting, oom_at: datetime | None, memory_peak: int | None = None) -> bool:
     """Killed for memory: Docker says so, the engine's ``oom`` event came since the
     container last started (a process inside it killed, the container still running), or
     it exited 137 with its peak memory at the limit."""
@@ -149,17 +149,3 @@ def crash_loop(samples: Sequence[Sample], restart_policy: str | None, now: datet
     times within the window."""
     return (restart_policy not in (None, "no")
             and restarts_in_window(samples, now) >= CRASH_LOOP_RESTARTS)
-
-
-def needs_inspect(seen: Seen, phase: str, next_check_at: datetime | None, stopped: bool,
-                  now: datetime) -> bool:
-    """Whether a listing's sighting must be completed by an inspect before deciding: an
-    exited container whose crash may call for an escalation (a listing shows no restart
-    policy, no OOM kill), one Docker is restarting (its restart count), and one whose next
-    step in an incident is due (a restart or an escalation, never taken without triage)."""
-    if seen.details:
-        return False
-    if seen.status == "exited":
-        return seen.exit_code != 0 and phase != "escalated" and not stopped
-    due = next_check_at is not None and next_check_at <= now
-    return seen.status == "restarting" or (phase in ("striking", "restarting") and due)

@@ -22,14 +22,34 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
 
 from aegis.core.config import RemediationMode
-from aegis.supervision import triage
-from aegis.supervision.triage import Sample, TriageClass
+from aegis.supervision.protocol import triage
+from aegis.supervision.protocol.triage import Sample, TriageClass
 
-Phase = Literal["ok", "striking", "restarting", "escalated"]
-Action = Literal["none", "strike1", "restart", "escalate", "recover", "reset", "fold"]
+
+class Phase(StrEnum):
+    """Where a container stands in the protocol (the ``containers.phase`` column)."""
+
+    OK = "ok"
+    STRIKING = "striking"  # strike 1 recorded
+    RESTARTING = "restarting"  # strike 2: restarted, judged one interval later
+    ESCALATED = "escalated"  # strike 3: a person's, until ``aegis ack`` or healthy again
+
+
+class Action(StrEnum):
+    """What a decision does (the ``containers.last_action`` column, and the counts of a
+    sweep)."""
+
+    NONE = "none"
+    STRIKE1 = "strike1"
+    RESTART = "restart"
+    ESCALATE = "escalate"
+    RECOVER = "recover"
+    RESET = "reset"  # no longer supervised: strikes reset
+    FOLD = "fold"  # a dependant's incident folded into its parent's
+
+
 BUDGET_WINDOW = timedelta(hours=1)
 # Exit codes of a process stopped by SIGINT, SIGKILL or SIGTERM: a person or a tool stopped
 # it (an OOM kill is told apart by State.OOMKilled).
@@ -43,13 +63,13 @@ RESTART_GRACE_S = 30.0
 class StrikeState:
     """What aegis remembers about one container (the strike columns of ``containers``)."""
 
-    phase: Phase = "ok"
+    phase: Phase = Phase.OK
     strikes: int = 0
     incident: int = 0
     strike_at: datetime | None = None  # time of the latest strike
     healthy_since: datetime | None = None
     restarts: tuple[datetime, ...] = ()  # aegis's restarts, oldest first
-    incident_class: str | None = None  # a TriageClass: the open (or latest) incident's
+    incident_class: TriageClass | None = None  # the open (or latest) incident's
     folded_into: str | None = None  # the parent whose incident this one waits for
     oom_restart_at: datetime | None = None  # aegis's latest restart for lack of memory
     docker_restarts: tuple[Sample, ...] = ()  # Docker's restart count over the window
@@ -151,18 +171,33 @@ class SupervisionMode(StrEnum):
     IGNORED = "ignored"
 
 
-def display_state(phase: str, *, supervision: str, maintenance: bool) -> str:
+class ShownState(StrEnum):
+    """The state operators see (the ``containers.state`` column): a phase, or why aegis
+    does not act."""
+
+    OK = "ok"
+    STRIKING = "striking"
+    RESTARTING = "restarting"
+    ESCALATED = "escalated"
+    MAINTENANCE = "maintenance"
+    PROTECTED = "protected"
+    ORCHESTRATED = "orchestrated"
+    IGNORED = "ignored"
+
+
+def shown_state(phase: Phase, *, supervision: SupervisionMode, maintenance: bool
+                ) -> ShownState:
     """The state shown to operators: a phase (ok, striking, restarting, escalated), or
     maintenance, protected, orchestrated or ignored."""
     if supervision == SupervisionMode.IGNORED:
-        return SupervisionMode.IGNORED.value
+        return ShownState.IGNORED
     if maintenance:
-        return "maintenance"
-    if phase != "ok":
-        return phase
+        return ShownState.MAINTENANCE
+    if phase != Phase.OK:
+        return ShownState(phase.value)
     if supervision in (SupervisionMode.PROTECTED, SupervisionMode.ORCHESTRATED):
-        return str(supervision)
-    return "ok"
+        return ShownState(supervision.value)
+    return ShownState.OK
 
 
 def _after(moment: datetime | None, seconds: float) -> datetime | None:
@@ -173,36 +208,65 @@ def decide(state: StrikeState, observed: Observed, policy: Policy, now: datetime
     """The next action for one container. Pure: same inputs, same answer."""
     state = replace(state, restarts=tuple(t for t in state.restarts
                                           if now - t < BUDGET_WINDOW))
-    if policy.ignored or policy.remediation == RemediationMode.OFF:
-        if state.phase != "ok" or state.strikes:
-            return Decision("reset", StrikeState(incident=state.incident,
-                                                 restarts=state.restarts,
-                                                 incident_class=state.incident_class,
-                                                 oom_restart_at=state.oom_restart_at),
-                            "not supervised")
-        return Decision("none", state)
-    if policy.maintenance:
-        return Decision("none", state, "maintenance")
-    stopping_until = _stopping_until(observed, policy)
-    if stopping_until is not None and now < stopping_until:
-        # a probe cut short by the stop reports unhealthy: not a strike
-        return Decision("none", state, "being stopped", stopping_until)
+    for gate in (_unsupervised, _in_maintenance, _being_stopped):
+        decision = gate(state, observed, policy, now)
+        if decision is not None:
+            return decision
     state = _triaged(state, observed, now)
     if policy.orchestrated:
         return _orchestrated(state, observed, policy, now)
-    if state.phase != "escalated" and triage.crash_loop(state.docker_restarts,
-                                                        observed.restart_policy, now):
+    if state.phase != Phase.ESCALATED and triage.crash_loop(state.docker_restarts,
+                                                            observed.restart_policy, now):
         return _crash_loop(state, observed, now)
+    return _by_health(state, observed, policy, now)
+
+
+def _by_health(state: StrikeState, observed: Observed, policy: Policy,
+               now: datetime) -> Decision:
+    """The protocol proper, by what Docker says of the container now."""
     if observed.status != "running":
         return _not_running(state, observed, policy, now)
     if observed.health == "unhealthy":
         return _unhealthy(state, observed, policy, now)
     if observed.health in ("healthy", "none"):
         return _healthy(state, policy, now)
-    # starting: wait for a verdict; a restarted container is judged after its interval
-    return Decision("none", state, "health check starting",
-                    _after(state.strike_at, policy.strike_interval_s)
-                    if state.phase in ("striking", "restarting") else None)
+    return _starting(state, policy)
+
+
+def _unsupervised(state: StrikeState, observed: Observed, policy: Policy,
+                  now: datetime) -> Decision | None:
+    """Not (or no longer) supervised: strikes reset, the incident's history kept."""
+    if not (policy.ignored or policy.remediation == RemediationMode.OFF):
+        return None
+    if state.phase != Phase.OK or state.strikes:
+        return Decision(Action.RESET, StrikeState(incident=state.incident,
+                                                  restarts=state.restarts,
+                                                  incident_class=state.incident_class,
+                                                  oom_restart_at=state.oom_restart_at),
+                        "not supervised")
+    return Decision(Action.NONE, state)
+
+
+def _in_maintenance(state: StrikeState, observed: Observed, policy: Policy,
+                    now: datetime) -> Decision | None:
+    return Decision(Action.NONE, state, "maintenance") if policy.maintenance else None
+
+
+def _being_stopped(state: StrikeState, observed: Observed, policy: Policy,
+                   now: datetime) -> Decision | None:
+    """A probe cut short by a stop reports unhealthy: not a strike."""
+    stopping_until = _stopping_until(observed, policy)
+    if stopping_until is not None and now < stopping_until:
+        return Decision(Action.NONE, state, "being stopped", stopping_until)
+    return None
+
+
+def _starting(state: StrikeState, policy: Policy) -> Decision:
+    """Its health check has no verdict yet: wait; a restarted container is judged after
+    its interval."""
+    in_incident = state.phase in (Phase.STRIKING, Phase.RESTARTING)
+    return Decision(Action.NONE, state, "health check starting",
+                    _after(state.strike_at, policy.strike_interval_s) if in_incident else None)
 
 
 def _stopping_until(observed: Observed, policy: Policy) -> datetime | None:
@@ -215,16 +279,16 @@ def _stopping_until(observed: Observed, policy: Policy) -> datetime | None:
 
 def _not_running(state: StrikeState, observed: Observed, policy: Policy,
                  now: datetime) -> Decision:
-    if (state.phase == "restarting" and state.strike_at is not None
+    if (state.phase == Phase.RESTARTING and state.strike_at is not None
             and now - state.strike_at < timedelta(seconds=policy.stop_timeout_s
                                                   + RESTART_GRACE_S)):
-        return Decision("none", state, "restart in progress",
+        return Decision(Action.NONE, state, "restart in progress",
                         _after(state.strike_at, policy.stop_timeout_s + RESTART_GRACE_S))
     reason = gave_up(observed)
-    if reason is None or state.phase == "escalated":
-        return Decision("none", replace(state, healthy_since=None), "not running")
-    klass = TriageClass.OOM if observed.oom else TriageClass.EXITED
-    return _escalate(replace(_opened(state, klass), healthy_since=None), now, reason)
+    if reason is None or state.phase == Phase.ESCALATED:
+        return Decision(Action.NONE, replace(state, healthy_since=None), "not running")
+    triage_class = TriageClass.OOM if observed.oom else TriageClass.EXITED
+    return _escalate(replace(_opened(state, triage_class), healthy_since=None), now, reason)
 
 
 def _triaged(state: StrikeState, observed: Observed, now: datetime) -> StrikeState:
@@ -235,12 +299,12 @@ def _triaged(state: StrikeState, observed: Observed, now: datetime) -> StrikeSta
     samples = triage.restart_samples(state.docker_restarts, observed.docker_restart_count,
                                      observed.exit_code, now)
     state = replace(state, docker_restarts=samples)
-    if state.phase == "ok":
+    if state.phase == Phase.OK:
         return state
-    klass = _class_of(observed)
-    if klass in _PASSING_CLASSES and state.incident_class not in (None, *_PASSING_CLASSES):
+    found = _class_of(observed)
+    if found in _PASSING_CLASSES and state.incident_class not in (None, *_PASSING_CLASSES):
         return state
-    return replace(state, incident_class=klass)
+    return replace(state, incident_class=found)
 
 
 # Classes that follow the latest inspect: a probe that timed out before and fails now (or
@@ -248,7 +312,7 @@ def _triaged(state: StrikeState, observed: Observed, now: datetime) -> StrikeSta
 _PASSING_CLASSES = (TriageClass.UNHEALTHY, TriageClass.HUNG)
 
 
-def _class_of(observed: Observed) -> str:
+def _class_of(observed: Observed) -> TriageClass:
     if observed.oom:
         return TriageClass.OOM
     if observed.probe_problem is not None:
@@ -258,11 +322,12 @@ def _class_of(observed: Observed) -> str:
     return TriageClass.UNHEALTHY
 
 
-def _opened(state: StrikeState, klass: str) -> StrikeState:
-    """``state`` with an incident open: a new one (of ``klass``) unless one is open."""
-    if state.phase != "ok":
-        return replace(state, incident_class=state.incident_class or klass)
-    return replace(state, incident=state.incident + 1, incident_class=klass, folded_into=None)
+def _opened(state: StrikeState, triage_class: TriageClass) -> StrikeState:
+    """``state`` with an incident open: a new one (of ``triage_class``) unless one is."""
+    if state.phase != Phase.OK:
+        return replace(state, incident_class=state.incident_class or triage_class)
+    return replace(state, incident=state.incident + 1, incident_class=triage_class,
+                   folded_into=None)
 
 
 def _crash_loop(state: StrikeState, observed: Observed, now: datetime) -> Decision:
@@ -282,111 +347,143 @@ def _orchestrated(state: StrikeState, observed: Observed, policy: Policy,
                   now: datetime) -> Decision:
     """A Swarm task: strike 1 and the recovery are recorded; Swarm replaces unhealthy
     tasks, so aegis never restarts or escalates one."""
+    replaced = "a Swarm task: Swarm replaces it"
     if observed.status == "running" and observed.health == "unhealthy":
-        if state.phase == "ok":
-            return Decision("strike1", replace(_opened(state, TriageClass.UNHEALTHY),
-                                               phase="striking", strikes=1, strike_at=now,
-                                               healthy_since=None),
-                            "unhealthy; Swarm replaces its unhealthy tasks, aegis only observes")
-        return Decision("none", replace(state, healthy_since=None),
-                        "a Swarm task: Swarm replaces it")
+        if state.phase != Phase.OK:
+            return Decision(Action.NONE, replace(state, healthy_since=None), replaced)
+        struck = replace(_opened(state, TriageClass.UNHEALTHY), phase=Phase.STRIKING,
+                         strikes=1, strike_at=now, healthy_since=None)
+        return Decision(Action.STRIKE1, struck,
+                        "unhealthy; Swarm replaces its unhealthy tasks, aegis only observes")
     if observed.status == "running" and observed.health in ("healthy", "none"):
         return _healthy(state, policy, now)
-    return Decision("none", state, "a Swarm task: Swarm replaces it")
+    return Decision(Action.NONE, state, replaced)
 
 
 def _unhealthy(state: StrikeState, observed: Observed, policy: Policy,
                now: datetime) -> Decision:
+    """Strike 1, then, one strike interval later, strike 2 (``_strike_two``) or, after a
+    restart, strike 3; a dependant of a parent in an incident waits for that one."""
     state = replace(state, healthy_since=None)
     interval = timedelta(seconds=policy.strike_interval_s)
     parent = observed.parent_incident
-    if state.phase == "ok":
-        opened = replace(_opened(state, _class_of(observed)), folded_into=parent)
-        reason = f"unhealthy; {parent}, which it depends on, is in an incident" if parent \
-            else "unhealthy"
-        return Decision("strike1", replace(opened, phase="striking", strikes=1, strike_at=now),
-                        reason, now + interval)
-    if state.phase == "escalated":
-        return Decision("none", state, "escalated: waiting for ack or recovery")
+    if state.phase == Phase.OK:
+        return _strike_one(state, observed, now, interval)
+    if state.phase == Phase.ESCALATED:
+        return Decision(Action.NONE, state, "escalated: waiting for ack or recovery")
     assert state.strike_at is not None
     due = state.strike_at + interval
     if now < due:
-        return Decision("none", state, "within the strike interval", due)
+        return Decision(Action.NONE, state, "within the strike interval", due)
     if parent is not None:
         return _fold(state, parent, now, interval)
-    if state.phase == "restarting":
-        if observed.hung_timeout_s is not None:
-            return _escalate(state, now, _hung_reason(observed.hung_timeout_s))
-        return _escalate(state, now, "still unhealthy one strike interval after the restart")
-    # striking: strike 2
-    if policy.protected:
-        return _escalate(state, now, "protected: aegis never restarts it")
-    if policy.remediation == RemediationMode.OBSERVE:
-        return _escalate(state, now, "observe mode: no restart")
-    if observed.probe_problem is not None:
-        return _escalate(state, now, "the health check command is broken, a restart cannot "
-                                     f"help: {observed.probe_problem}")
-    oom = state.incident_class == TriageClass.OOM
-    if oom and state.oom_restart_at is not None and now - state.oom_restart_at < BUDGET_WINDOW:
-        return _escalate(state, now, "killed for lack of memory again within an hour of "
-                                     "aegis's restart: no restart in a loop")
-    if len(state.restarts) >= policy.max_restarts_per_hour:
-        return _escalate(state, now, f"restart budget spent ({len(state.restarts)} restarts "
-                                     f"in the last hour, at most {policy.max_restarts_per_hour})")
+    if state.phase == Phase.RESTARTING:
+        return _escalate(state, now, _strike_three_reason(observed))
+    return _strike_two(state, observed, policy, now)
+
+
+def _strike_one(state: StrikeState, observed: Observed, now: datetime,
+                interval: timedelta) -> Decision:
+    parent = observed.parent_incident
+    opened = replace(_opened(state, _class_of(observed)), folded_into=parent)
+    reason = (f"unhealthy; {parent}, which it depends on, is in an incident" if parent
+              else "unhealthy")
+    return Decision(Action.STRIKE1, replace(opened, phase=Phase.STRIKING, strikes=1,
+                                            strike_at=now), reason, now + interval)
+
+
+def _strike_two(state: StrikeState, observed: Observed, policy: Policy,
+                now: datetime) -> Decision:
+    """Still unhealthy one interval after strike 1: a restart, unless one is refused
+    (escalated at once) or the back-off after the latest restart still runs."""
+    refusal = _restart_refused(state, observed, policy, now)
+    if refusal is not None:
+        return _escalate(state, now, refusal)
     if state.restarts:
         allowed = state.restarts[-1] + timedelta(seconds=backoff_s(len(state.restarts),
                                                                    policy))
         if now < allowed:
-            return Decision("none", state, "restart back-off", allowed)
-    reason = ("killed for lack of memory: restarted once" if oom
-              else "still unhealthy one strike interval after strike 1")
-    if observed.hung_timeout_s is not None:
-        reason = (f"the health check has timed out every time since the container started "
-                  f"(timeout {observed.hung_timeout_s:g}s): restarted, as a hung application")
+            return Decision(Action.NONE, state, "restart back-off", allowed)
+    oom = state.incident_class == TriageClass.OOM
+    restarted = replace(state, phase=Phase.RESTARTING, strikes=2, strike_at=now,
+                        restarts=(*state.restarts, now), folded_into=None,
+                        oom_restart_at=now if oom else state.oom_restart_at)
+    return Decision(Action.RESTART, restarted, _restart_reason(state, observed),
+                    now + timedelta(seconds=policy.strike_interval_s))
+
+
+def _restart_refused(state: StrikeState, observed: Observed, policy: Policy,
+                     now: datetime) -> str | None:
+    """Why strike 2 escalates instead of restarting, or None."""
+    if policy.protected:
+        return "protected: aegis never restarts it"
+    if policy.remediation == RemediationMode.OBSERVE:
+        return "observe mode: no restart"
+    if observed.probe_problem is not None:
+        return ("the health check command is broken, a restart cannot help: "
+                f"{observed.probe_problem}")
+    if (state.incident_class == TriageClass.OOM and state.oom_restart_at is not None
+            and now - state.oom_restart_at < BUDGET_WINDOW):
+        return ("killed for lack of memory again within an hour of aegis's restart: no "
+                "restart in a loop")
+    if len(state.restarts) >= policy.max_restarts_per_hour:
+        return (f"restart budget spent ({len(state.restarts)} restarts in the last hour, at "
+                f"most {policy.max_restarts_per_hour})")
+    return None
+
+
+def _restart_reason(state: StrikeState, observed: Observed) -> str:
     if state.folded_into is not None:
-        reason = f"still unhealthy after {state.folded_into}'s incident ended"
-    return Decision("restart", replace(state, phase="restarting", strikes=2, strike_at=now,
-                                       restarts=(*state.restarts, now), folded_into=None,
-                                       oom_restart_at=now if oom else state.oom_restart_at),
-                    reason, now + interval)
+        return f"still unhealthy after {state.folded_into}'s incident ended"
+    if observed.hung_timeout_s is not None:
+        return (f"the health check has timed out every time since the container started "
+                f"(timeout {observed.hung_timeout_s:g}s): restarted, as a hung application")
+    if state.incident_class == TriageClass.OOM:
+        return "killed for lack of memory: restarted once"
+    return "still unhealthy one strike interval after strike 1"
 
 
-def _hung_reason(timeout_s: float) -> str:
-    return (f"the health check timed out every time since the restart (timeout "
-            f"{timeout_s:g}s): the application hangs, or the probe needs longer than its "
-            "timeout")
+def _strike_three_reason(observed: Observed) -> str:
+    """Why a container still unhealthy one interval after its restart is escalated."""
+    if observed.hung_timeout_s is not None:
+        return (f"the health check timed out every time since the restart (timeout "
+                f"{observed.hung_timeout_s:g}s): the application hangs, or the probe needs "
+                "longer than its timeout")
+    return "still unhealthy one strike interval after the restart"
 
 
 def _fold(state: StrikeState, parent: str, now: datetime, interval: timedelta) -> Decision:
     """A dependant whose parent is in an incident: neither restarted nor escalated until
     the parent's incident ends; then strike 2 (a restart) heals it if still needed."""
-    folded = replace(state, phase="striking", strikes=1, strike_at=now, folded_into=parent)
-    action: Action = "none" if state.folded_into == parent else "fold"
+    folded = replace(state, phase=Phase.STRIKING, strikes=1, strike_at=now,
+                     folded_into=parent)
+    action = Action.NONE if state.folded_into == parent else Action.FOLD
     return Decision(action, folded, f"waits for {parent}, whose incident it depends on",
                     now + interval)
 
 
 def _escalate(state: StrikeState, now: datetime, reason: str) -> Decision:
-    return Decision("escalate", replace(state, phase="escalated", strikes=3, strike_at=now),
-                    reason)
+    return Decision(Action.ESCALATE, replace(state, phase=Phase.ESCALATED, strikes=3,
+                                             strike_at=now), reason)
 
 
 def _healthy(state: StrikeState, policy: Policy, now: datetime) -> Decision:
-    if state.phase == "ok":
-        return Decision("none", replace(state, healthy_since=None))
+    if state.phase == Phase.OK:
+        return Decision(Action.NONE, replace(state, healthy_since=None))
     stable = timedelta(seconds=policy.stable_period_s)
     # a restart by Docker's policy since the healthy stretch began ends it: a crash loop
     # seen healthy between two of its crashes has not recovered
-    restarted = bool(state.docker_restarts) and state.healthy_since is not None \
-        and state.docker_restarts[-1][0] > state.healthy_since
+    restarted = (bool(state.docker_restarts) and state.healthy_since is not None
+                 and state.docker_restarts[-1][0] > state.healthy_since)
     if state.healthy_since is None or restarted:
-        return Decision("none", replace(state, healthy_since=now), "healthy, waiting",
+        return Decision(Action.NONE, replace(state, healthy_since=now), "healthy, waiting",
                         now + stable)
     if now - state.healthy_since < stable:
-        return Decision("none", state, "healthy, waiting", state.healthy_since + stable)
+        return Decision(Action.NONE, state, "healthy, waiting", state.healthy_since + stable)
     seconds = (now - state.healthy_since).total_seconds()
-    return Decision("recover", StrikeState(incident=state.incident, restarts=state.restarts,
-                                           incident_class=state.incident_class,
-                                           oom_restart_at=state.oom_restart_at,
-                                           docker_restarts=state.docker_restarts[-1:]),
+    return Decision(Action.RECOVER, StrikeState(incident=state.incident,
+                                                restarts=state.restarts,
+                                                incident_class=state.incident_class,
+                                                oom_restart_at=state.oom_restart_at,
+                                                docker_restarts=state.docker_restarts[-1:]),
                     f"healthy for {seconds:.0f}s")

@@ -1,0 +1,93 @@
+"""Containers judged off the watcher's loop: ``Checks`` inspects and judges them side by
+side in a few threads, each with a Docker client of its own, so the strike 2s of a burst
+and the judgement after each of its restarts run in parallel, and an inspect the engine
+is slow to answer (it is stopping that container) never holds up the strike 1 of another
+container's event.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from aegis.core.errors import StoreError
+from aegis.core.logs import get_logger
+from aegis.supervision.docker import docker_errors
+from aegis.supervision.supervisor import Supervisor
+
+# Containers checked side by side off the loop (a timer come due, a restart over, a die).
+CHECK_WORKERS = 4
+# Not Docker's: the action of the item a check queues with the strike timer it set.
+CHECK_DONE = "aegis_check_done"
+
+
+class Checks:
+    """Containers inspected and judged off the watcher's loop, side by side in a few
+    threads with a Docker client each: the strike 2s of a burst, and the judgement after
+    each of its restarts, run in parallel, and an inspect the engine is slow to answer
+    (it is stopping that container) never holds up the strike 1 of another container's
+    event. One check of a container at a time; the strike timer a check sets comes back
+    to the loop through its event queue (``CHECK_DONE``)."""
+
+    def __init__(self, supervisor: Supervisor, client_factory: Callable[[], Any],
+                 events: queue.Queue[Any], workers: int = CHECK_WORKERS) -> None:
+        self.supervisor = supervisor
+        self.client_factory = client_factory
+        self.events = events
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="aegis-check")
+        self._clients: queue.SimpleQueue[Any] = queue.SimpleQueue()  # idle, kept open
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+
+    def submit(self, container: str, now: datetime) -> None:
+        """Check ``container`` (id or name) soon, unless a check of it is under way."""
+        with self._lock:
+            if container in self._running:
+                return
+            self._running.add(container)
+        try:
+            self._executor.submit(self._check, container, now)
+        except RuntimeError:  # closed: the stream ended, and its reconnection sweeps all
+            with self._lock:
+                self._running.discard(container)
+
+    def close(self) -> None:
+        """Wait for the checks under way (each bounded by the client's timeout), drop
+        those not started, close the clients."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        while True:
+            try:
+                self._clients.get_nowait().close()
+            except queue.Empty:
+                return
+            except Exception:  # closing a client of a gone engine
+                continue
+
+    def _check(self, container: str, now: datetime) -> None:
+        timer = None
+        try:
+            try:
+                client = self._clients.get_nowait()
+            except queue.Empty:
+                client = self.client_factory()
+            try:
+                twin = self.supervisor.with_client(client)
+                twin.check(container, now)
+                timer = twin.soonest
+            finally:
+                self._clients.put(client)
+        except Exception as exc:  # the database, the engine: the next event, timer, sweep
+            log = get_logger().bind(container=container, host=self.supervisor.host)
+            if isinstance(exc, (StoreError, *docker_errors())):
+                log.warning("supervision_step_failed", step="check", error=str(exc))
+            else:
+                log.error("supervision_check_crashed", error=str(exc), exc_info=True)
+        finally:
+            with self._lock:
+                self._running.discard(container)
+            if timer is not None:
+                self.events.put({"Action": CHECK_DONE, "due": timer})

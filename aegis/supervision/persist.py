@@ -1,0 +1,113 @@
+"""Persist: a decision is saved with the events (and messages) it calls for, in one
+transaction, *before* anything is done about it, so a daemon killed at any moment never
+acts twice. The save is optimistic: a row another thread or daemon changed since it was
+read is not written, and its decision is dropped. While PostgreSQL is down the row and its
+events go to the spool as one record, written back once when it returns; the rows last
+known stand in for the table meanwhile.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aegis.core.errors import DatabaseUnavailable
+from aegis.storage.runtime import Runtime
+from aegis.storage.store import insert_event
+from aegis.supervision.docker import Sighting
+from aegis.supervision.observe import Assessment
+from aegis.supervision.protocol.labels import own_labels
+from aegis.supervision.protocol.strikes import Action, Decision, shown_state
+from aegis.supervision.records import Record, Recorder
+from aegis.supervision.repository import (
+    ContainerRow,
+    Containers,
+    ContainerUpdate,
+    LastKnownRows,
+    decision_record,
+)
+
+
+def decision_update(row: ContainerRow, assessment: Assessment, decision: Decision,
+                    now: datetime) -> ContainerUpdate:
+    """What ``decision`` writes into ``row``: the sighting, the mode, the labels aegis
+    reads, the new strike state (the last action only when something was done) and the
+    incident's class, log and dependants (a new incident starts with an empty log)."""
+    seen, state = assessment.seen, decision.state
+    acted = decision.action != Action.NONE
+    new_incident = state.incident != row.incident
+    return ContainerUpdate(
+        host=row.host, name=seen.name, version=row.version, container_id=seen.id,
+        image=seen.image, compose_project=seen.compose_project,
+        compose_service=seen.compose_service, status=seen.status, health=seen.health,
+        has_healthcheck=assessment.has_healthcheck, supervision=assessment.mode,
+        state=shown_state(state.phase, supervision=assessment.mode,
+                          maintenance=assessment.maintenance),
+        phase=state.phase, strikes=state.strikes, incident=state.incident,
+        strike_at=state.strike_at, healthy_since=state.healthy_since, restarts=state.restarts,
+        maintenance_label=bool(assessment.labels.maintenance),
+        label_problems=assessment.labels.problems,
+        labels=own_labels(seen.labels, assessment.autoheal),
+        last_action=decision.action if acted else None, last_action_at=now if acted else None,
+        last_reason=decision.reason if acted else None, next_check_at=decision.next_check_at,
+        # the sighting's time is written only on a change, so a steady sweep writes nothing
+        seen_at=now, stopped_by_user=assessment.stopped,
+        stop_requested_at=assessment.stop_requested_at, incident_class=state.incident_class,
+        folded_into=state.folded_into,
+        incident_log=() if new_incident else row.incident_log,
+        affected=() if new_incident else row.affected, docker_restarts=state.docker_restarts,
+        oom_restart_at=state.oom_restart_at)
+
+
+class Persister:
+    """Writes one supervision's decisions: to the table, or to the spool and the rows last
+    known while the database is away."""
+
+    def __init__(self, runtime: Runtime, kept: LastKnownRows, recorder: Recorder,
+                 log: Any) -> None:
+        self.runtime = runtime
+        self.kept = kept
+        self.recorder = recorder
+        self.log = log
+
+    def save(self, row: ContainerRow, update: ContainerUpdate, records: list[Record],
+             fold_into: str | None = None) -> bool:
+        """The row and the events its decision calls for, in one transaction: a daemon
+        killed at any moment leaves both or neither. False when the row changed since it
+        was read (nothing written). ``fold_into``: the parent whose incident this
+        container's is folded into now; its row and living message name it as affected,
+        in the same transaction."""
+        store = self.runtime.store
+        try:
+            store.replay_spool()  # a decision spooled earlier is older than this one
+            with self.runtime.db.transaction() as tx:
+                if not Containers(tx).save(update):
+                    return False
+                for event, notify in records:
+                    insert_event(tx, event, notify)
+                if fold_into is not None:
+                    self.recorder.fold_into(tx, fold_into, update,
+                                            records[-1][0].uid if records else None)
+        except DatabaseUnavailable as exc:
+            if not self.kept.keep_if_unchanged(row, update.applied_to(row)):
+                return False
+            store.spool.append(decision_record(update, records))
+            self.log.warning("store_spooled", kind="container_decision", error=str(exc))
+        else:
+            self.kept.keep(update.applied_to(row))
+        for event, _ in records:
+            store.log_event(event)
+        return True
+
+    def first_row(self, seen: Sighting, has_healthcheck: bool,
+                  now: datetime) -> ContainerRow | None:
+        """The row of a container seen for the first time, or None while the database is
+        down: a container this process has not seen in the database (new, or the daemon
+        started during the outage) is never acted on without its row."""
+        try:
+            row = Containers(self.runtime.db).first_row(self.runtime.settings.host, seen,
+                                                        has_healthcheck, now)
+        except DatabaseUnavailable:
+            return None
+        self.kept.keep(row)
+        return row
