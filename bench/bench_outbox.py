@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from aegis.notify.channels import DiscordTarget
+from aegis.notify.discord import DiscordTarget
 from aegis.notify.sender import Sender
 from aegis.storage.outbox import Channel, Notification
 from bench.common import bench_app

@@ -23,7 +23,8 @@ from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable
 from aegis.core.logs import get_logger
 from aegis.notify import threads
-from aegis.notify.channels import SETUP_HINT, Outcome, Target, render, targets_for
+from aegis.notify.channels import SETUP_HINT, targets_for
+from aegis.notify.messages import render
 from aegis.notify.policy import (
     MAX_GROUP_ROWS,
     Batch,
@@ -34,6 +35,7 @@ from aegis.notify.policy import (
     next_look_at,
     plan_batch,
 )
+from aegis.notify.targets import Outcome, Target
 from aegis.storage.db import Database, Json
 from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Channel, Notification, Outbox, OutboxRow, OutboxStatus

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aegis.notify.channels import Message, Outcome, Target
+from aegis.notify.messages import Message
+from aegis.notify.targets import Outcome, Target
 from aegis.storage.outbox import Outbox, OutboxRow
 
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from aegis.core.config import AlertFrom, AlertStyle, Settings
-from aegis.notify.channels import escape_markdown
+from aegis.notify.messages import escape_markdown
 from aegis.storage.db import Queries, Row
 from aegis.storage.events import Event, EventType, Importance
 from aegis.storage.outbox import Channel, IncidentStep, Notification, enqueue

@@ -23,7 +23,8 @@ import pytest
 from aegis import api
 from aegis.core.clock import utcnow
 from aegis.core.config import DockerScope, RemediationMode, load_settings
-from aegis.notify.channels import DiscordTarget, escape_markdown
+from aegis.notify.discord import DiscordTarget
+from aegis.notify.messages import escape_markdown
 from aegis.notify.sender import Sender
 from aegis.scheduling.registry import load_jobs
 from aegis.storage.events import make_event

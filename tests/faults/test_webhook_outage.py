@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from aegis import api
-from aegis.notify.channels import POST_TIMEOUT_S, DiscordTarget
+from aegis.notify.discord import POST_TIMEOUT_S, DiscordTarget
 from aegis.notify.sender import Sender
 from aegis.storage.outbox import Channel, Notification
 from tests.conftest import sql_rows

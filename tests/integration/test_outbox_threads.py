@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aegis import api
-from aegis.notify.channels import AppriseTarget, DiscordTarget, Target
+from aegis.notify.apprise import AppriseTarget
+from aegis.notify.discord import DiscordTarget
 from aegis.notify.sender import SKIPPED, Sender
+from aegis.notify.targets import Target
 from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, IncidentStep, Notification
 from tests.conftest import sql_rows

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from aegis.core.config import Settings, load_settings
-from aegis.notify.channels import discord_payload, render
+from aegis.notify.discord import discord_payload
+from aegis.notify.messages import render
 from aegis.storage.outbox import IncidentStep, Notification, OutboxRow
 from aegis.supervision.incidents import Incident, add, alert, message_body, of_row, step
 

@@ -10,22 +10,19 @@ from datetime import UTC, datetime
 import pytest
 
 from aegis.core.redact import redact
-from aegis.notify.channels import (
+from aegis.notify.apprise import AppriseTarget, plain_text
+from aegis.notify.discord import (
     DESCRIPTION_MAX,
     NO_MENTIONS,
     TITLE_MAX,
-    AppriseTarget,
     DiscordTarget,
-    Message,
     classify_discord,
     clip,
     discord_payload,
-    escape_markdown,
-    plain_text,
-    render,
-    url_secrets,
     utf16_len,
 )
+from aegis.notify.messages import Message, escape_markdown, render
+from aegis.notify.targets import url_secrets
 from aegis.storage.outbox import OutboxRow
 from tests.fakes.discord_server import TOKEN, mentions_would_ping, validate_discord_payload
 

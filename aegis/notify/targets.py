@@ -1,0 +1,55 @@
+"""What every destination of a channel is: a ``Target`` posts (and, if it can, edits) one
+message and answers with an ``Outcome``, never raising. Discord's and Apprise's are in
+their own modules; which a channel has is aegis/notify/channels.py's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from aegis.notify.messages import Message
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one post went: delivered, retry (later), failed (permanently), or gone (the
+    message an edit was for no longer exists)."""
+
+    result: str
+    reason: str = ""
+    retry_after_s: float | None = None
+    # Discord said the bucket is empty: wait this long before the next post.
+    pause_s: float | None = None
+    message_id: str | None = None  # the message posted or edited, when the answer says
+
+    @property
+    def delivered(self) -> bool:
+        return self.result == "delivered"
+
+
+class Target(Protocol):
+    id: str
+    label: str
+    edits: bool  # can edit a message it posted (``edit``)
+
+    def send(self, message: Message) -> Outcome: ...
+
+    def edit(self, message_id: str, message: Message) -> Outcome: ...
+
+
+def target_id(url: str) -> str:
+    """A stable name for a destination that reveals nothing of its URL."""
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
+def url_secrets(url: str) -> list[str]:
+    """The URL and every long piece of it (tokens, ids, paths), for redacting errors."""
+    pieces = [url, url.split("://", 1)[-1]]
+    rest = url.split("://", 1)[-1]
+    pieces.extend(p for p in re.split(r"[/:@?&=#]", rest) if len(p) >= 12)
+    if "/" in rest:
+        pieces.append("/" + rest.split("/", 1)[1])
+    return pieces
