@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from aegis.core.redact import MASK, redact
 from aegis.notify.messages import Message, escape_markdown
-from aegis.notify.targets import Outcome, target_id, url_secrets
+from aegis.notify.targets import Outcome, Result, target_id, url_secrets
 
 _APPRISE_TYPE = {"low": "info", "medium": "info", "high": "warning", "critical": "failure"}
 
@@ -47,21 +47,21 @@ class AppriseTarget:
         with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
             client = apprise.Apprise()
             if not client.add(self.url):
-                return Outcome("failed", "not a valid Apprise URL")
+                return Outcome(Result.FAILED, "not a valid Apprise URL")
             kind = "success" if message.state == "recovered" else \
                 _APPRISE_TYPE.get(message.importance, "info")
             ok = client.notify(title=message.title, body=plain_text(message),
                                body_format=apprise.NotifyFormat.MARKDOWN, notify_type=kind)
             log_text = captured.getvalue()
         if ok:
-            return Outcome("delivered")
+            return Outcome(Result.DELIVERED)
         lines = [line.split(" - ", 2)[-1] for line in log_text.strip().splitlines()]
         reason = redact(lines[-1] if lines else "the service refused the message", secrets)
         status = re.search(r"error=(\d{3})", log_text)
         if status and 400 <= int(status.group(1)) < 500 and status.group(1) != "429":
-            return Outcome("failed", reason)
-        return Outcome("retry", reason)
+            return Outcome(Result.FAILED, reason)
+        return Outcome(Result.RETRY, reason)
 
 
     def edit(self, message_id: str, message: Message) -> Outcome:
-        return Outcome("failed", "Apprise services cannot edit a message")
+        return Outcome(Result.FAILED, "Apprise services cannot edit a message")

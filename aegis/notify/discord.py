@@ -17,7 +17,7 @@ import requests
 
 from aegis.core.redact import redact, redact_url
 from aegis.notify.messages import COLOURS, STATE_COLOURS, Message, escape_markdown
-from aegis.notify.targets import Outcome, target_id, url_secrets
+from aegis.notify.targets import Outcome, Result, target_id, url_secrets
 
 # Discord's documented limits (https://discord.com/developers/docs/resources/message).
 TITLE_MAX = 256
@@ -121,7 +121,7 @@ def classify_discord(status: int, headers: Mapping[str, str], body: str) -> Outc
     reset_after_s = _float(lowered.get("x-ratelimit-reset-after"))
     if 200 <= status < 300:
         empty = lowered.get("x-ratelimit-remaining") == "0"
-        return Outcome("delivered", pause_s=reset_after_s if empty else None)
+        return Outcome(Result.DELIVERED, pause_s=reset_after_s if empty else None)
     try:
         answer = json.loads(body) if body else {}
     except ValueError:
@@ -132,14 +132,15 @@ def classify_discord(status: int, headers: Mapping[str, str], body: str) -> Outc
         retry_after_s = (_float(answer.get("retry_after"))
                          or _float(lowered.get("retry-after")) or reset_after_s or 1.0)
         scope = "global " if answer.get("global") else ""
-        return Outcome("retry", f"HTTP 429 {scope}rate limited, retry after {retry_after_s:g}s",
+        return Outcome(Result.RETRY,
+                       f"HTTP 429 {scope}rate limited, retry after {retry_after_s:g}s",
                        retry_after_s=retry_after_s)
     if status >= 500:
-        return Outcome("retry", f"HTTP {status}: {message}")
+        return Outcome(Result.RETRY, f"HTTP {status}: {message}")
     code = f" (code {answer['code']})" if "code" in answer else ""
     if status == 404 and answer.get("code") == UNKNOWN_MESSAGE:
-        return Outcome("gone", f"HTTP 404: {message}{code}")
-    return Outcome("failed", f"HTTP {status}: {message}{code}")
+        return Outcome(Result.GONE, f"HTTP 404: {message}{code}")
+    return Outcome(Result.FAILED, f"HTTP {status}: {message}{code}")
 
 
 def _message_id(body: str) -> str | None:
@@ -196,9 +197,9 @@ class DiscordTarget:
         try:
             response = request()
         except requests.Timeout:
-            return Outcome("retry", f"no answer within {self.timeout_s:g}s")
+            return Outcome(Result.RETRY, f"no answer within {self.timeout_s:g}s")
         except requests.RequestException as exc:
-            return Outcome("retry", "connection failed: "
+            return Outcome(Result.RETRY, "connection failed: "
                            + redact(_first_line(exc), url_secrets(self.url)))
         text = response.text[:2000]
         outcome = classify_discord(response.status_code, dict(response.headers), text)

@@ -35,7 +35,7 @@ from aegis.notify.policy import (
     next_look_at,
     plan_batch,
 )
-from aegis.notify.targets import Outcome, Target
+from aegis.notify.targets import Outcome, Result, Target
 from aegis.storage.db import Database, Json
 from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Channel, Notification, Outbox, OutboxRow, OutboxStatus
@@ -183,7 +183,7 @@ class Sender:
                 continue
             paused_until = self._paused_until.get(target.id)
             if paused_until is not None and paused_until > current():
-                outcome = Outcome("retry", "Discord rate limit bucket is empty",
+                outcome = Outcome(Result.RETRY, "Discord rate limit bucket is empty",
                                   retry_after_s=(paused_until - current()).total_seconds())
             else:
                 attempted = True
@@ -193,12 +193,12 @@ class Sender:
             pause_s = outcome.pause_s or outcome.retry_after_s
             if pause_s:
                 self._paused_until[target.id] = current() + timedelta(seconds=pause_s)
-            if outcome.result != "retry":
-                results[target.id] = ("delivered" if outcome.delivered
-                                      else f"failed: {outcome.reason}")
+            if not outcome.should_retry:
+                results[target.id] = (Result.DELIVERED if outcome.delivered
+                                      else f"{Result.FAILED}: {outcome.reason}")
             outcomes.append((target, outcome))
-        retries = [(t, o) for t, o in outcomes if o.result == "retry"]
-        failures = [(t, o) for t, o in outcomes if o.result not in ("retry", "delivered")]
+        retries = [(t, o) for t, o in outcomes if o.should_retry]
+        failures = [(t, o) for t, o in outcomes if o.refused]
         errors = "; ".join(f"{t.label}: {o.reason}" for t, o in retries + failures) or None
         now = current()
         if retries and not final:

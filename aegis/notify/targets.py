@@ -8,17 +8,26 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from aegis.notify.messages import Message
 
 
+class Result(StrEnum):
+    """How a destination answered one post or edit."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # not now: a timeout, a 5xx, a 429 (after its retry_after)
+    FAILED = "failed"  # refused for good
+    GONE = "gone"  # the message an edit was for no longer exists (deleted by a person)
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """How one post went: delivered, retry (later), failed (permanently), or gone (the
-    message an edit was for no longer exists)."""
+    """How one post or edit went, and why."""
 
-    result: str
+    result: Result
     reason: str = ""
     retry_after_s: float | None = None
     # Discord said the bucket is empty: wait this long before the next post.
@@ -27,7 +36,16 @@ class Outcome:
 
     @property
     def delivered(self) -> bool:
-        return self.result == "delivered"
+        return self.result == Result.DELIVERED
+
+    @property
+    def should_retry(self) -> bool:
+        return self.result == Result.RETRY
+
+    @property
+    def refused(self) -> bool:
+        """Refused for good: failed, or the edited message is gone."""
+        return self.result in (Result.FAILED, Result.GONE)
 
 
 class Target(Protocol):

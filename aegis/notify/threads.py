@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from aegis.notify.messages import Message
-from aegis.notify.targets import Outcome, Target
+from aegis.notify.targets import Outcome, Result, Target
 from aegis.storage.outbox import Outbox, OutboxRow
 
 
@@ -28,7 +28,7 @@ def send(outbox: Outbox, target: Target, row: OutboxRow, message: Message,
     message_id = outbox.thread_message(row.thread, target.id)
     if message_id is not None:
         outcome = target.edit(message_id, message)
-        if outcome.result != "gone":
+        if outcome.result != Result.GONE:
             if outcome.delivered:
                 kept[target.id] = message_id
             return outcome
