@@ -22,7 +22,7 @@ def notify() -> None:
 @with_app()
 def notify_test(app: api.Aegis, channel: str) -> None:
     """Send a test message through the outbox now; exit 1 with the reason if it fails."""
-    row, labels = send_test(app, channel)
+    row, labels = send_test(app, Channel(channel))
     if row is None:
         fail("the test message could not be queued (database unreachable)")
     if row.status != OutboxStatus.DELIVERED:
@@ -43,7 +43,7 @@ def outbox_command(app: api.Aegis, show_all: bool, limit: int, as_json: bool) ->
         print_json([row.to_json() for row in found])
         return
     print_table([(str(r.id), r.channel, r.status, str(r.attempts),
-                  format_time(r.next_attempt_at) if r.status == "pending" else "-",
+                  format_time(r.next_attempt_at) if r.status == OutboxStatus.PENDING else "-",
                   format_time(r.created_at), r.title[:50], (r.last_error or "-")[:80])
                  for r in found],
                 ["id", "channel", "status", "attempts", "next_attempt", "created", "title",

@@ -13,8 +13,19 @@ from dataclasses import dataclass, field
 from aegis.core.redact import MASK, redact
 from aegis.notify.messages import Message, escape_markdown
 from aegis.notify.targets import Outcome, Result, target_id, url_secrets
+from aegis.storage.events import Importance
+from aegis.storage.outbox import IncidentStep
 
-_APPRISE_TYPE = {"low": "info", "medium": "info", "high": "warning", "critical": "failure"}
+# Apprise's notification type (its icon or colour where a service shows one).
+NOTIFY_TYPES = {Importance.LOW: "info", Importance.MEDIUM: "info", Importance.HIGH: "warning",
+                Importance.CRITICAL: "failure"}
+
+
+def notify_type(message: Message) -> str:
+    """A recovery is a success; anything else is typed by its importance."""
+    if message.state == IncidentStep.RECOVERED:
+        return "success"
+    return NOTIFY_TYPES[message.importance]
 
 
 def plain_text(message: Message) -> str:
@@ -48,10 +59,9 @@ class AppriseTarget:
             client = apprise.Apprise()
             if not client.add(self.url):
                 return Outcome(Result.FAILED, "not a valid Apprise URL")
-            kind = "success" if message.state == "recovered" else \
-                _APPRISE_TYPE.get(message.importance, "info")
             ok = client.notify(title=message.title, body=plain_text(message),
-                               body_format=apprise.NotifyFormat.MARKDOWN, notify_type=kind)
+                               body_format=apprise.NotifyFormat.MARKDOWN,
+                               notify_type=notify_type(message))
             log_text = captured.getvalue()
         if ok:
             return Outcome(Result.DELIVERED)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from aegis.core.redact import redact, redact_url
-from aegis.notify.messages import COLOURS, STATE_COLOURS, Message, escape_markdown
+from aegis.notify.messages import Message, escape_markdown
 from aegis.notify.targets import Outcome, Result, target_id, url_secrets
 
 # Discord's documented limits (https://discord.com/developers/docs/resources/message).
@@ -74,8 +74,7 @@ def discord_embed(message: Message) -> dict[str, Any]:
                   {"name": "more", "value": f"{hidden} more field(s) not shown", "inline": False}]
     embed: dict[str, Any] = {
         "title": clip(escape_markdown(message.title) or "aegis", TITLE_MAX),
-        "color": STATE_COLOURS.get(message.state or "",
-                                   COLOURS.get(message.importance, COLOURS["medium"])),
+        "color": message.colour,
         "fields": fields,
         "footer": {"text": clip(message.footer, FOOTER_MAX)},
         "timestamp": message.timestamp.isoformat(),

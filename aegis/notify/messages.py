@@ -12,13 +12,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from aegis.storage.outbox import OutboxRow
+from aegis.storage.events import Importance
+from aegis.storage.outbox import IncidentStep, OutboxRow
 
-COLOURS = {"low": 0x95A5A6, "medium": 0x3498DB, "high": 0xE67E22, "critical": 0xE74C3C}
-# An incident's living message takes the colour of where it stands.
-STATE_COLOURS = {"struck": 0xE67E22, "restarted": 0xE67E22, "restart_failed": 0xE67E22,
-                 "escalated": 0xE74C3C, "acknowledged": 0x3498DB, "recovered": 0x2ECC71,
-                 "reset": 0x95A5A6}
+GREY, BLUE, ORANGE, RED, GREEN = 0x95A5A6, 0x3498DB, 0xE67E22, 0xE74C3C, 0x2ECC71
+IMPORTANCE_COLOURS = {Importance.LOW: GREY, Importance.MEDIUM: BLUE, Importance.HIGH: ORANGE,
+                      Importance.CRITICAL: RED}
+# An incident's living message takes the colour of where it stands; a step not named here
+# (a dependant folded in) keeps the colour of its importance.
+STEP_COLOURS = {IncidentStep.STRUCK: ORANGE, IncidentStep.RESTARTED: ORANGE,
+                IncidentStep.RESTART_FAILED: ORANGE, IncidentStep.ESCALATED: RED,
+                IncidentStep.ACKNOWLEDGED: BLUE, IncidentStep.RECOVERED: GREEN,
+                IncidentStep.RESET: GREY}
 # Characters that format, link or mention in Discord's markdown (and in most markdown),
 # and the markers that do so only at the start of a line: heading, quote, list.
 _MARKDOWN_CHARS = re.compile(r"([\\*_~`|\[\]<>])")
@@ -32,11 +37,18 @@ class Message:
 
     title: str
     description: str
-    importance: str
+    importance: Importance
     fields: tuple[tuple[str, str], ...]
     footer: str
     timestamp: datetime
-    state: str | None = None  # an incident's (its colour), or None
+    state: IncidentStep | None = None  # where an incident stands, or None
+
+    @property
+    def colour(self) -> int:
+        """An incident's step's colour, else its importance's."""
+        if self.state in STEP_COLOURS:
+            return STEP_COLOURS[self.state]
+        return IMPORTANCE_COLOURS[self.importance]
 
 
 def render(rows: Sequence[OutboxRow], *, instance: str,
@@ -46,7 +58,7 @@ def render(rows: Sequence[OutboxRow], *, instance: str,
     repeats = repeats or {}
     hosts = sorted({row.host for row in rows})
     footer = f"aegis on {', '.join(hosts)} · sent by {instance}"
-    worst = max(rows, key=lambda row: list(COLOURS).index(row.importance)).importance
+    worst = max((row.importance for row in rows), key=lambda importance: importance.rank)
     if len(rows) == 1:
         row = rows[0]
         fields = [("host", row.host),

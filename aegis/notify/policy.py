@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aegis.storage.outbox import OutboxRow
+from aegis.storage.outbox import Channel, OutboxRow
 
 # Alerts wait this long for companions, so a burst becomes one post.
 GROUP_WAIT_S = 5.0
@@ -55,7 +55,7 @@ def plan_batch(rows: Sequence[OutboxRow], now: datetime, *, flush: bool = False)
     if not rows:
         return Batch()
     head = rows[0]
-    if head.channel != "alerts" or not head.groupable:
+    if head.channel != Channel.ALERTS or not head.groupable:
         return Batch(rows=(head,))
     ready_at = head.created_at + timedelta(seconds=GROUP_WAIT_S)
     if not flush and now < ready_at and len(rows) < MAX_GROUP_ROWS:

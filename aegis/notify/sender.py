@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable
@@ -36,9 +35,16 @@ from aegis.notify.policy import (
     plan_batch,
 )
 from aegis.notify.targets import Outcome, Result, Target
-from aegis.storage.db import Database, Json
+from aegis.storage.db import Database
 from aegis.storage.events import EventType, Importance
-from aegis.storage.outbox import Channel, Notification, Outbox, OutboxRow, OutboxStatus
+from aegis.storage.outbox import (
+    Channel,
+    DeliveryRecord,
+    Notification,
+    Outbox,
+    OutboxRow,
+    OutboxStatus,
+)
 from aegis.storage.runtime import Runtime
 
 OUTBOX_CHANNEL = "aegis_outbox"  # NOTIFY channel fed by the outbox insert trigger
@@ -80,13 +86,13 @@ class Sender:
         self.rng = rng or random.Random()
         self.log = get_logger(component="outbox_sender")
         self._paused_until: dict[str, datetime] = {}
-        self._unrecorded: list[tuple[dict[str, Any], list[tuple[Any, ...]]]] = []
+        self._unrecorded: list[DeliveryRecord] = []
         self._configured_noted: set[str] = set()
 
     # --- passes ---
 
     def deliver(self, now: datetime | None = None, *, flush: bool = True,
-                channels: Iterable[str] = tuple(Channel)) -> Counts:
+                channels: Iterable[Channel] = tuple(Channel)) -> Counts:
         """Post every due message of ``channels``; ``now`` fixes the clock (tests), and
         ``flush`` sends alerts without waiting for companions."""
         counts = Counts()
@@ -95,7 +101,7 @@ class Sender:
             self._deliver_channel(channel, counts, now, flush)
         return counts
 
-    def _deliver_channel(self, channel: str, counts: Counts, fixed_now: datetime | None,
+    def _deliver_channel(self, channel: Channel, counts: Counts, fixed_now: datetime | None,
                          flush: bool) -> None:
         now = fixed_now or self.clock()
         self._give_up(channel, now, counts)
@@ -133,18 +139,16 @@ class Sender:
         """Seconds until some channel has work again (at most POLL_S)."""
         wake_at = now + timedelta(seconds=POLL_S)
         for head in self.outbox.heads():
-            if not self.targets.get(head["channel"]):
+            if not self.targets.get(head.channel):
                 continue
-            look_at = next_look_at(head["created_at"], head["next_attempt_at"],
-                                   head["claimed_until"],
-                                   grouped=head["channel"] == Channel.ALERTS
-                                   and head["groupable"])
+            look_at = next_look_at(head.created_at, head.next_attempt_at, head.claimed_until,
+                                   grouped=head.channel == Channel.ALERTS and head.groupable)
             wake_at = min(wake_at, look_at)
         return max(0.05, (wake_at - now).total_seconds())
 
     # --- claiming ---
 
-    def _claim(self, channel: str, now: datetime, flush: bool) -> Batch:
+    def _claim(self, channel: Channel, now: datetime, flush: bool) -> Batch:
         with self.db.transaction() as tx:
             outbox = Outbox(tx)
             rows = outbox.channel_head(channel, MAX_GROUP_ROWS)
@@ -236,17 +240,17 @@ class Sender:
         fingerprints = sorted({r.fingerprint for r in rows if r.fingerprint})
         if not fingerprints:
             return list(rows), {}
-        last = {r["fingerprint"]: r for r in self.outbox.last_posts(fingerprints)}
+        last = self.outbox.last_posts(fingerprints)
         kept: list[OutboxRow] = []
         repeats: dict[int, tuple[int, datetime]] = {}
         for row in rows:
             post = last.get(row.fingerprint) if row.fingerprint else None
-            if post is not None and is_repeat(post["delivered_at"], now):
-                self.outbox.merge_repeat(row.id, post["id"], now, self.instance)
+            if post is not None and is_repeat(post.delivered_at, now):
+                self.outbox.merge_repeat(row.id, post.id, now, self.instance)
                 counts.merged += 1
                 continue
-            if post is not None and post["repeats"]:
-                repeats[row.id] = (int(post["repeats"]), post["delivered_at"])
+            if post is not None and post.repeats:
+                repeats[row.id] = (post.repeats, post.delivered_at)
             kept.append(row)
         return kept, repeats
 
@@ -258,36 +262,31 @@ class Sender:
                 messages: dict[str, str] | None = None) -> None:
         """The outcome of one post on its rows and, for a thread, the message each
         destination holds for it, in one transaction."""
-        params = {"ids": [r.id for r in rows], "head_id": rows[0].id, "status": status,
-                  "attempted": 1 if attempted else 0,
-                  "next_attempt_at": retry_at or rows[0].next_attempt_at,
-                  "last_error": last_error[:2000] if last_error else None,
-                  "delivered_at": now if status == OutboxStatus.DELIVERED else None,
-                  "target_results": Json(results), "instance": self.instance}
-        thread = [(rows[0].thread, target, message_id, now)
-                  for target, message_id in (messages or {}).items() if rows[0].thread]
+        delivery = DeliveryRecord(
+            ids=tuple(r.id for r in rows), status=OutboxStatus(status), at=now,
+            next_attempt_at=retry_at or rows[0].next_attempt_at, attempted=attempted,
+            sent_by=self.instance, last_error=last_error, target_results=results,
+            thread=rows[0].thread, thread_messages=messages or {})
         try:
-            self._write(params, thread)
+            self._write(delivery)
         except DatabaseUnavailable:
             # Posted but not recorded: keep the outcome and write it when the database
             # answers, so the row is not posted again.
-            self._unrecorded.append((params, thread))
+            self._unrecorded.append(delivery)
             raise
 
-    def _write(self, params: dict[str, Any], thread: list[tuple[Any, ...]]) -> None:
+    def _write(self, delivery: DeliveryRecord) -> None:
         with self.db.transaction() as tx:
-            Outbox(tx).record(**params)
-            for kept in thread:
-                Outbox(tx).keep_thread_message(*kept)
+            Outbox(tx).record(delivery)
 
     def _record_unrecorded(self) -> None:
         while self._unrecorded:
-            self._write(*self._unrecorded[0])
+            self._write(self._unrecorded[0])
             self._unrecorded.pop(0)
 
     # --- no channel, too old ---
 
-    def _undeliverable(self, channel: str, now: datetime, counts: Counts) -> None:
+    def _undeliverable(self, channel: Channel, now: datetime, counts: Counts) -> None:
         reason = f"no {channel} channel is configured: {SETUP_HINT[channel]}"
         closed = self.outbox.mark_undeliverable(channel, reason, now)
         if not closed:
@@ -303,7 +302,7 @@ class Sender:
             details={"channel": channel, "messages": len(closed)}, source="outbox")
         self._configured_noted.discard(channel)
 
-    def _note_configured(self, channel: str) -> None:
+    def _note_configured(self, channel: Channel) -> None:
         if channel in self._configured_noted:
             return
         key = UNDELIVERABLE_KEY + channel
@@ -311,14 +310,14 @@ class Sender:
             self.runtime.store.set_state(key, None)
         self._configured_noted.add(channel)
 
-    def _give_up(self, channel: str, now: datetime, counts: Counts) -> None:
+    def _give_up(self, channel: Channel, now: datetime, counts: Counts) -> None:
         max_age_s = self.runtime.settings.outbox_max_age_s
         given_up = self.outbox.give_up(channel, give_up_cutoff(now, max_age_s), now)
         if not given_up:
             return
         counts.given_up += len(given_up)
         summary = (f"gave up {len(given_up)} {channel} message(s) undelivered after "
-                   f"{max_age_s:g}s: {given_up[-1]['last_error']}")
+                   f"{max_age_s:g}s: {given_up[-1].last_error}")
         notify = None
         if channel != Channel.ALERTS:  # else the alerts channel is the one failing
             notify = Notification(
@@ -327,12 +326,12 @@ class Sender:
         self.runtime.store.record_event(
             EventType.NOTIFICATION_GIVEN_UP, summary, importance=Importance.CRITICAL,
             source="outbox",
-            details={"channel": channel, "outbox_ids": [r["id"] for r in given_up],
-                     "titles": [r["title"] for r in given_up[:10]]},
+            details={"channel": channel, "outbox_ids": [r.id for r in given_up],
+                     "titles": [r.title for r in given_up[:10]]},
             notify=notify)
 
 
-def send_test(runtime: Runtime, channel: str) -> tuple[OutboxRow | None, list[str]]:
+def send_test(runtime: Runtime, channel: Channel) -> tuple[OutboxRow | None, list[str]]:
     """Queue a test message to ``channel`` and post it now through the same path as every
     message; return its row and the destinations it was meant for."""
     sender = Sender(runtime)

@@ -23,7 +23,8 @@ from aegis.notify.discord import (
 )
 from aegis.notify.messages import Message, escape_markdown, render
 from aegis.notify.targets import url_secrets
-from aegis.storage.outbox import OutboxRow
+from aegis.storage.events import Importance
+from aegis.storage.outbox import Channel, OutboxRow, OutboxStatus
 from tests.fakes.discord_server import TOKEN, mentions_would_ping, validate_discord_payload
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -31,14 +32,15 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def row(i: int = 1, title: str = "web escalated", body: str = "unhealthy",
         importance: str = "high", host: str = "node-1", **fields: str) -> OutboxRow:
-    return OutboxRow(id=i, channel="alerts", dedup_key=f"k{i}", host=host, title=title,
-                     body=body, importance=importance, fields=fields, status="pending",
-                     attempts=0, next_attempt_at=NOW, created_at=NOW)
+    return OutboxRow(id=i, channel=Channel.ALERTS, dedup_key=f"k{i}", host=host, title=title,
+                     body=body, importance=Importance(importance), fields=fields,
+                     status=OutboxStatus.PENDING, attempts=0, next_attempt_at=NOW,
+                     created_at=NOW)
 
 
 def message(title: str = "t", description: str = "d",
             fields: tuple[tuple[str, str], ...] = ()) -> Message:
-    return Message(title=title, description=description, importance="critical",
+    return Message(title=title, description=description, importance=Importance.CRITICAL,
                    fields=fields, footer="aegis on node-1 · sent by node-1-42", timestamp=NOW)
 
 
