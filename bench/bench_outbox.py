@@ -29,8 +29,8 @@ def measure() -> dict[str, float]:
                 title = f"message {index}"
                 app.store.record_event("bench_message", title,
                                        notify=Notification(Channel.JOURNAL, title))
-            sender = Sender(app, targets={"alerts": [],
-                                          "journal": [DiscordTarget(fake.webhook_url())]})
+            sender = Sender(app, targets={Channel.ALERTS: [],
+                                          Channel.JOURNAL: [DiscordTarget(fake.webhook_url())]})
             started = time.perf_counter()
             counts = sender.deliver()
             elapsed_s = time.perf_counter() - started

@@ -7,14 +7,15 @@ from aegis.core.config import Settings
 from aegis.notify.apprise import AppriseTarget
 from aegis.notify.discord import DiscordTarget
 from aegis.notify.targets import Target
+from aegis.storage.outbox import Channel
 
 SETUP_HINT = {
-    "alerts": "set DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS",
-    "journal": "set DISCORD_JOURNAL_WEBHOOK_URL or AEGIS_JOURNAL_NOTIFY_URLS",
+    Channel.ALERTS: "set DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS",
+    Channel.JOURNAL: "set DISCORD_JOURNAL_WEBHOOK_URL or AEGIS_JOURNAL_NOTIFY_URLS",
 }
 
 
-def targets_for(settings: Settings) -> dict[str, list[Target]]:
+def targets_for(settings: Settings) -> dict[Channel, list[Target]]:
     """Each channel's destinations, from the settings."""
     alerts: list[Target] = []
     journal: list[Target] = []
@@ -25,4 +26,9 @@ def targets_for(settings: Settings) -> dict[str, list[Target]]:
         journal.append(DiscordTarget(settings.discord_journal_webhook_url))
     journal.extend(AppriseTarget(url, i)
                    for i, url in enumerate(settings.journal_notify_urls, 1))
-    return {"alerts": alerts, "journal": journal}
+    return {Channel.ALERTS: alerts, Channel.JOURNAL: journal}
+
+
+def unconfigured_reason(channel: Channel) -> str:
+    """Why the messages of a channel with no destination are undeliverable."""
+    return f"no {channel} channel is configured: {SETUP_HINT[channel]}"

@@ -27,7 +27,7 @@ def discord(fake: FakeDiscord, timeout_s: float = 2.0, token: str | None = None)
 
 def sender(app: api.Aegis, alerts: list[Target], journal: list[Target] | None = None,
            instance: str = "test-sender") -> Sender:
-    return Sender(app, targets={"alerts": alerts, "journal": journal or []},
+    return Sender(app, targets={Channel.ALERTS: alerts, Channel.JOURNAL: journal or []},
                   instance=instance, rng=random.Random(7))
 
 

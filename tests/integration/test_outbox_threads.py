@@ -24,8 +24,8 @@ THREAD = "incident:test-host:web:1"
 
 
 def sender(app: api.Aegis, *targets: Target, instance: str = "threads") -> Sender:
-    return Sender(app, targets={"alerts": list(targets), "journal": []}, instance=instance,
-                  rng=random.Random(3))
+    return Sender(app, targets={Channel.ALERTS: list(targets), Channel.JOURNAL: []},
+                  instance=instance, rng=random.Random(3))
 
 
 def step(app: api.Aegis, state: str, *, thread: str = THREAD, edit_only: bool = False) -> None:
