@@ -37,8 +37,21 @@ def plain_text(message: Message) -> str:
     return "\n".join(parts)
 
 
+def classify_apprise(log_text: str, secrets: list[str]) -> Outcome:
+    """A failed notification, from what Apprise logged meanwhile: an HTTP 4xx other than 429
+    is refused for good, anything else is worth a retry; the reason is its last line."""
+    lines = [line.split(" - ", 2)[-1] for line in log_text.strip().splitlines()]
+    reason = redact(lines[-1] if lines else "the service refused the message", secrets)
+    status = re.search(r"error=(\d{3})", log_text)
+    if status and 400 <= int(status.group(1)) < 500 and status.group(1) != "429":
+        return Outcome(Result.FAILED, reason)
+    return Outcome(Result.RETRY, reason)
+
+
 @dataclass
 class AppriseTarget:
+    """One Apprise URL (``index``: its place in the channel's list, for its label)."""
+
     url: str
     index: int = 1
     id: str = field(init=False)
@@ -54,24 +67,17 @@ class AppriseTarget:
     def send(self, message: Message) -> Outcome:
         import apprise
 
-        secrets = url_secrets(self.url)
         with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
             client = apprise.Apprise()
             if not client.add(self.url):
                 return Outcome(Result.FAILED, "not a valid Apprise URL")
-            ok = client.notify(title=message.title, body=plain_text(message),
-                               body_format=apprise.NotifyFormat.MARKDOWN,
-                               notify_type=notify_type(message))
+            delivered = client.notify(title=message.title, body=plain_text(message),
+                                      body_format=apprise.NotifyFormat.MARKDOWN,
+                                      notify_type=notify_type(message))
             log_text = captured.getvalue()
-        if ok:
+        if delivered:
             return Outcome(Result.DELIVERED)
-        lines = [line.split(" - ", 2)[-1] for line in log_text.strip().splitlines()]
-        reason = redact(lines[-1] if lines else "the service refused the message", secrets)
-        status = re.search(r"error=(\d{3})", log_text)
-        if status and 400 <= int(status.group(1)) < 500 and status.group(1) != "429":
-            return Outcome(Result.FAILED, reason)
-        return Outcome(Result.RETRY, reason)
-
+        return classify_apprise(log_text, url_secrets(self.url))
 
     def edit(self, message_id: str, message: Message) -> Outcome:
         return Outcome(Result.FAILED, "Apprise services cannot edit a message")

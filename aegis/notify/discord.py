@@ -8,7 +8,7 @@ person) or refused for good. No error text carries the webhook's URL or token.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -105,7 +105,8 @@ def discord_payload(message: Message) -> dict[str, Any]:
 # --- answers ---
 
 
-def _float(value: Any) -> float | None:
+def _seconds(value: Any) -> float | None:
+    """A non-negative number of seconds from a header or an answer, or None."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -117,7 +118,7 @@ def classify_discord(status: int, headers: Mapping[str, str], body: str) -> Outc
     """The outcome of a webhook answer: 2xx delivered; 429 retry after ``retry_after``;
     5xx retry; any other 4xx is permanent, with Discord's own message as the reason."""
     lowered = {k.lower(): v for k, v in headers.items()}
-    reset_after_s = _float(lowered.get("x-ratelimit-reset-after"))
+    reset_after_s = _seconds(lowered.get("x-ratelimit-reset-after"))
     if 200 <= status < 300:
         empty = lowered.get("x-ratelimit-remaining") == "0"
         return Outcome(Result.DELIVERED, pause_s=reset_after_s if empty else None)
@@ -128,8 +129,8 @@ def classify_discord(status: int, headers: Mapping[str, str], body: str) -> Outc
     answer = answer if isinstance(answer, dict) else {}
     message = str(answer.get("message") or body[:200] or "no body").strip()
     if status == 429:
-        retry_after_s = (_float(answer.get("retry_after"))
-                         or _float(lowered.get("retry-after")) or reset_after_s or 1.0)
+        retry_after_s = (_seconds(answer.get("retry_after"))
+                         or _seconds(lowered.get("retry-after")) or reset_after_s or 1.0)
         scope = "global " if answer.get("global") else ""
         return Outcome(Result.RETRY,
                        f"HTTP 429 {scope}rate limited, retry after {retry_after_s:g}s",
@@ -162,11 +163,12 @@ def _first_line(exc: BaseException) -> str:
 
 @dataclass
 class DiscordTarget:
+    """A Discord webhook: posts and edits the messages it posted."""
+
     url: str
     timeout_s: float = POST_TIMEOUT_S
     id: str = field(init=False)
     label: str = field(init=False)
-
     edits: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
@@ -192,7 +194,8 @@ class DiscordTarget:
         url = urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/messages/{message_id}"))
         return self._answer(lambda: requests.patch(url, json=body, timeout=self.timeout_s))
 
-    def _answer(self, request: Any) -> Outcome:
+    def _answer(self, request: Callable[[], requests.Response]) -> Outcome:
+        """Make ``request`` and read its answer, with the webhook's secrets redacted."""
         try:
             response = request()
         except requests.Timeout:

@@ -15,7 +15,11 @@ from datetime import datetime
 from aegis.storage.events import Importance
 from aegis.storage.outbox import IncidentStep, OutboxRow
 
-GREY, BLUE, ORANGE, RED, GREEN = 0x95A5A6, 0x3498DB, 0xE67E22, 0xE74C3C, 0x2ECC71
+GREY = 0x95A5A6
+BLUE = 0x3498DB
+ORANGE = 0xE67E22
+RED = 0xE74C3C
+GREEN = 0x2ECC71
 IMPORTANCE_COLOURS = {Importance.LOW: GREY, Importance.MEDIUM: BLUE, Importance.HIGH: ORANGE,
                       Importance.CRITICAL: RED}
 # An incident's living message takes the colour of where it stands; a step not named here
@@ -55,22 +59,29 @@ def render(rows: Sequence[OutboxRow], *, instance: str,
            repeats: Mapping[int, tuple[int, datetime]] | None = None) -> Message:
     """The message for ``rows`` (oldest first). ``repeats`` maps a row id to how many
     identical alerts were summarised since that alert was last posted, and when."""
-    repeats = repeats or {}
     hosts = sorted({row.host for row in rows})
     footer = f"aegis on {', '.join(hosts)} · sent by {instance}"
-    worst = max((row.importance for row in rows), key=lambda importance: importance.rank)
     if len(rows) == 1:
-        row = rows[0]
-        fields = [("host", row.host),
-                  *((k, v) for k, v in row.fields.items() if (k, v) != ("host", row.host))]
-        if row.id in repeats:
-            count, since = repeats[row.id]
-            fields.append(("repeated", f"{count} more time(s) since {since:%Y-%m-%d %H:%M} UTC, "
-                                       "not posted separately"))
-        return Message(title=row.title, description=row.body, importance=row.importance,
-                       fields=tuple(fields), footer=footer, timestamp=row.created_at,
-                       state=row.state)
-    # Identical alerts in one group are listed once with a count.
+        return _one(rows[0], footer, (repeats or {}).get(rows[0].id))
+    return _group(rows, hosts, footer)
+
+
+def _one(row: OutboxRow, footer: str, repeated: tuple[int, datetime] | None) -> Message:
+    """One row's message: its own title, body and fields, under its host."""
+    fields = [("host", row.host),
+              *((k, v) for k, v in row.fields.items() if (k, v) != ("host", row.host))]
+    if repeated is not None:
+        count, since = repeated
+        fields.append(("repeated", f"{count} more time(s) since {since:%Y-%m-%d %H:%M} UTC, "
+                                   "not posted separately"))
+    return Message(title=row.title, description=row.body, importance=row.importance,
+                   fields=tuple(fields), footer=footer, timestamp=row.created_at,
+                   state=row.state)
+
+
+def _group(rows: Sequence[OutboxRow], hosts: list[str], footer: str) -> Message:
+    """A group's message: a line per alert (identical ones once, with a count), as
+    important as the worst of them."""
     counted: dict[tuple[str, str, str], list[OutboxRow]] = {}
     for row in rows:
         counted.setdefault((row.host, row.title, row.body), []).append(row)
@@ -82,6 +93,7 @@ def render(rows: Sequence[OutboxRow], *, instance: str,
         lines.append(f"- **{escape_markdown(title)}**{times} ({same[0].importance}, "
                      f"{escape_markdown(host)}, {same[0].created_at:%H:%M:%S} UTC)"
                      f"{detail}")
+    worst = max((row.importance for row in rows), key=lambda importance: importance.rank)
     first, last = rows[0].created_at, rows[-1].created_at
     return Message(
         title=f"{len(rows)} alerts from {', '.join(hosts)}",
