@@ -163,32 +163,34 @@ def test_escaping_never_pushes_a_part_over_its_limit() -> None:
     assert payload["embeds"][0]["title"].endswith("…")
 
 
-@pytest.mark.parametrize(("status", "headers", "body", "result", "reason", "retry_after_s"), [
-    (204, {}, "", "delivered", "", None),
-    (200, {}, '{"id": "1"}', "delivered", "", None),
-    (429, {}, '{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}',
-     "retry", "HTTP 429 rate limited, retry after 1.5s", 1.5),
-    (429, {"Retry-After": "7"}, "", "retry", "HTTP 429 rate limited, retry after 7s", 7.0),
-    (429, {}, '{"retry_after": 3, "global": true}', "retry",
-     "HTTP 429 global rate limited, retry after 3s", 3.0),
-    (500, {}, "Internal Server Error", "retry", "HTTP 500: Internal Server Error", None),
-    (502, {}, "", "retry", "HTTP 502: no body", None),
-    (400, {}, '{"message": "Invalid Form Body", "code": 50035}', "failed",
-     "HTTP 400: Invalid Form Body (code 50035)", None),
-    (401, {}, '{"message": "Invalid Webhook Token", "code": 50027}', "failed",
-     "HTTP 401: Invalid Webhook Token (code 50027)", None),
-    (404, {}, '{"message": "Unknown Webhook", "code": 10015}', "failed",
-     "HTTP 404: Unknown Webhook (code 10015)", None),
+# A webhook's answer (status, headers, body) and its outcome (result, reason, retry_after_s).
+Answer = tuple[int, dict[str, str], str]
+Expected = tuple[str, str, float | None]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ((204, {}, ""), ("delivered", "", None)),
+    ((200, {}, '{"id": "1"}'), ("delivered", "", None)),
+    ((429, {}, '{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}'),
+     ("retry", "HTTP 429 rate limited, retry after 1.5s", 1.5)),
+    ((429, {"Retry-After": "7"}, ""), ("retry", "HTTP 429 rate limited, retry after 7s", 7.0)),
+    ((429, {}, '{"retry_after": 3, "global": true}'),
+     ("retry", "HTTP 429 global rate limited, retry after 3s", 3.0)),
+    ((500, {}, "Internal Server Error"), ("retry", "HTTP 500: Internal Server Error", None)),
+    ((502, {}, ""), ("retry", "HTTP 502: no body", None)),
+    ((400, {}, '{"message": "Invalid Form Body", "code": 50035}'),
+     ("failed", "HTTP 400: Invalid Form Body (code 50035)", None)),
+    ((401, {}, '{"message": "Invalid Webhook Token", "code": 50027}'),
+     ("failed", "HTTP 401: Invalid Webhook Token (code 50027)", None)),
+    ((404, {}, '{"message": "Unknown Webhook", "code": 10015}'),
+     ("failed", "HTTP 404: Unknown Webhook (code 10015)", None)),
     # an edit of a message a person deleted: posted afresh by the sender, never failed
-    (404, {}, '{"message": "Unknown Message", "code": 10008}', "gone",
-     "HTTP 404: Unknown Message (code 10008)", None),
+    ((404, {}, '{"message": "Unknown Message", "code": 10008}'),
+     ("gone", "HTTP 404: Unknown Message (code 10008)", None)),
 ])
-def test_classify_discord_answers(status: int, headers: dict[str, str], body: str,
-                                  result: str, reason: str,
-                                  retry_after_s: float | None) -> None:
-    outcome = classify_discord(status, headers, body)
-    assert (outcome.result, outcome.reason, outcome.retry_after_s) == (
-        result, reason, retry_after_s)
+def test_classify_discord_answers(answer: Answer, expected: Expected) -> None:
+    outcome = classify_discord(*answer)
+    assert (outcome.result, outcome.reason, outcome.retry_after_s) == expected
 
 
 def test_an_empty_rate_limit_bucket_pauses_the_target() -> None:
