@@ -98,7 +98,8 @@ def discord_payload(message: Message) -> dict[str, Any]:
     webhook = DiscordWebhook(url="https://discord.invalid/", username="aegis",
                              allowed_mentions=NO_MENTIONS, embeds=[discord_embed(message)])
     payload: dict[str, Any] = webhook.json
-    payload["allowed_mentions"] = NO_MENTIONS  # even if the library drops a falsy value
+    # Set again: the library may drop a falsy value.
+    payload["allowed_mentions"] = NO_MENTIONS
     return payload
 
 
@@ -190,7 +191,8 @@ class DiscordTarget:
         /webhooks/{id}/{token}/messages/{message_id}); ``gone`` when it was deleted."""
         payload = discord_payload(message)
         body = {"embeds": payload["embeds"], "allowed_mentions": payload["allowed_mentions"]}
-        parts = urlsplit(self.url)  # /messages/ID on the path, before any ?thread_id=
+        # /messages/ID goes on the path, before any ?thread_id=.
+        parts = urlsplit(self.url)
         url = urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/messages/{message_id}"))
         return self._answer(lambda: requests.patch(url, json=body, timeout=self.timeout_s))
 

@@ -45,7 +45,8 @@ class Message:
     fields: tuple[tuple[str, str], ...]
     footer: str
     timestamp: datetime
-    state: IncidentStep | None = None  # where an incident stands, or None
+    # Where an incident stands; None for a message of no incident.
+    state: IncidentStep | None = None
 
     @property
     def colour(self) -> int:

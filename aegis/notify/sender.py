@@ -41,13 +41,14 @@ from aegis.storage.db import Database
 from aegis.storage.outbox import Channel, DeliveryRecord, Outbox, OutboxRow, OutboxStatus
 from aegis.storage.runtime import Runtime
 
-OUTBOX_CHANNEL = "aegis_outbox"  # NOTIFY channel fed by the outbox insert trigger
+# The NOTIFY channel the outbox's insert trigger feeds.
+OUTBOX_CHANNEL = "aegis_outbox"
 CLAIM_LEASE_S = 60.0
 POLL_S = 30.0
 MIN_SLEEP_S = 0.05
 DB_RETRY_S = 5.0
 STOP_CHECK_S = 0.5
-# target_results of a destination that cannot edit, for an update of a living message
+# The target_results of a destination that cannot edit, for an update of a living message.
 SKIPPED = "skipped: an update of a message (only destinations that edit get it)"
 RATE_LIMITED = "Discord rate limit bucket is empty"
 
@@ -74,12 +75,13 @@ class Counts:
 class Attempt:
     """One message sent to the destinations of its channel that have not taken it yet."""
 
-    # target id -> how it took the message, as kept on the row (``target_results``)
+    # Target id -> how it took the message, as kept on the row (``target_results``).
     results: dict[str, str]
     outcomes: list[tuple[Target, Outcome]] = field(default_factory=list)
-    attempted: bool = False  # a destination was asked (not only held back by a rate limit)
+    # Whether a destination was asked, not only held back by a rate limit.
+    attempted: bool = False
     posts: int = 0
-    # target id -> the message it holds afterwards (kept for a row of a thread)
+    # Target id -> the message it holds afterwards (kept for a row of a thread).
     held: dict[str, str] = field(default_factory=dict)
 
     def add(self, target: Target, outcome: Outcome) -> None:
@@ -200,7 +202,8 @@ class Sender:
             outbox = Outbox(tx)
             rows = outbox.channel_head(channel, MAX_GROUP_ROWS)
             if not rows or rows[0].id != outbox.first_pending_id(channel):
-                return Batch()  # another sender is claiming this channel's head right now
+                # Another sender is claiming this channel's head right now.
+                return Batch()
             batch = plan_batch(claimable(rows, now, self.instance), now, flush=flush)
             if batch.rows:
                 outbox.claim([r.id for r in batch.rows], self.instance, self._lease_end(now))
@@ -261,9 +264,11 @@ class Sender:
         attempt = Attempt(results=dict(head.target_results))
         for target in self.targets[head.channel]:
             if target.id in attempt.results:
-                continue  # posted there already, or refused for good
+                # Posted there already, or refused for good.
+                continue
             if head.edit_only and not target.edits:
-                attempt.results[target.id] = SKIPPED  # an update of a message it could not edit
+                # An update of a message it cannot edit.
+                attempt.results[target.id] = SKIPPED
                 continue
             outcome = self._held_back(target, clock())
             if outcome is None:
@@ -351,7 +356,8 @@ def run_sender(runtime: Runtime, stop_event: threading.Event) -> None:
     insert trigger and polling every POLL_S as a fallback."""
     sender = Sender(runtime)
     wake = threading.Event()
-    runtime.db.subscribe(OUTBOX_CHANNEL, wake)  # a queued message wakes the sender
+    # A queued message wakes the sender.
+    runtime.db.subscribe(OUTBOX_CHANNEL, wake)
     try:
         _deliver_until(sender, wake, stop_event)
     finally:

@@ -18,9 +18,12 @@ class Result(StrEnum):
     """How a destination answered one post or edit."""
 
     DELIVERED = "delivered"
-    RETRY = "retry"  # not now: a timeout, a 5xx, a 429 (after its retry_after)
-    FAILED = "failed"  # refused for good
-    GONE = "gone"  # the message an edit was for no longer exists (deleted by a person)
+    # Not now: a timeout, a 5xx, a 429 (after its retry_after).
+    RETRY = "retry"
+    # Refused for good.
+    FAILED = "failed"
+    # The message an edit was for no longer exists (deleted by a person).
+    GONE = "gone"
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,8 @@ class Outcome:
     retry_after_s: float | None = None
     # Discord said the bucket is empty: wait this long before the next post.
     pause_s: float | None = None
-    message_id: str | None = None  # the message posted or edited, when the answer says
+    # The message posted or edited, when the answer says.
+    message_id: str | None = None
 
     @property
     def delivered(self) -> bool:
@@ -51,7 +55,8 @@ class Outcome:
 class Target(Protocol):
     id: str
     label: str
-    edits: bool  # can edit a message it posted (``edit``)
+    # Whether it can edit a message it posted (``edit``).
+    edits: bool
 
     def send(self, message: Message) -> Outcome: ...
 

@@ -67,8 +67,9 @@ class Undelivered:
             return 0
         summary = (f"gave up {len(given_up)} {channel} message(s) undelivered after "
                    f"{max_age_s:g}s: {given_up[-1].last_error}")
+        # Said on the alerts channel, unless that is the one failing.
         notify = None
-        if channel != Channel.ALERTS:  # else the alerts channel is the one failing
+        if channel != Channel.ALERTS:
             notify = Notification(
                 Channel.ALERTS, f"aegis gave up {len(given_up)} {channel} message(s)",
                 body=summary, importance=Importance.CRITICAL)

@@ -23,15 +23,23 @@ from aegis.storage.rows import as_row, as_rows, maybe_row
 
 
 class Channel(StrEnum):
-    ALERTS = "alerts"  # escalations and critical events
-    JOURNAL = "journal"  # the morning status and the evening digest
+    """Where a notification goes."""
+
+    # Escalations and critical events.
+    ALERTS = "alerts"
+    # The morning status and the evening digest.
+    JOURNAL = "journal"
 
 
 class OutboxStatus(StrEnum):
+    """Where a queued message stands."""
+
     PENDING = "pending"
     DELIVERED = "delivered"
-    FAILED = "failed"  # refused for good by a destination
-    UNDELIVERABLE = "undeliverable"  # no destination configured, or given up
+    # Refused for good by a destination.
+    FAILED = "failed"
+    # No destination configured, or given up.
+    UNDELIVERABLE = "undeliverable"
 
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE)
@@ -42,15 +50,22 @@ class IncidentStep(StrEnum):
     (``containers.incident_log``) and what its living message says of it (its colour).
     Supervision takes them; the message shows them."""
 
-    STRUCK = "struck"  # strike 1
-    FOLDED = "folded"  # a dependant's incident, folded into its parent's
-    RESTARTED = "restarted"  # strike 2
+    # Strike 1.
+    STRUCK = "struck"
+    # A dependant's incident, folded into its parent's.
+    FOLDED = "folded"
+    # Strike 2.
+    RESTARTED = "restarted"
     RESTART_FAILED = "restart_failed"
-    ESCALATED = "escalated"  # strike 3
-    ACKNOWLEDGED = "acknowledged"  # aegis ack
+    # Strike 3.
+    ESCALATED = "escalated"
+    # By ``aegis ack``.
+    ACKNOWLEDGED = "acknowledged"
     RECOVERED = "recovered"
-    RESET = "reset"  # no longer supervised
-    AFFECTED = "affected"  # a dependant folded into this incident
+    # No longer supervised.
+    RESET = "reset"
+    # A dependant folded into this incident.
+    AFFECTED = "affected"
 
 
 @dataclass(frozen=True)
@@ -185,12 +200,14 @@ class DeliveryRecord:
     # When the answer came: the rows' delivered_at (if delivered), a thread message's time.
     at: datetime
     next_attempt_at: datetime
-    attempted: bool  # a destination was asked (not only held back by a rate limit)
+    # Whether a destination was asked, not only held back by a rate limit.
+    attempted: bool
     sent_by: str
     last_error: str | None = None
     target_results: dict[str, str] = field(default_factory=dict)
     thread: str | None = None
-    thread_messages: dict[str, str] = field(default_factory=dict)  # target -> message id
+    # Target id -> message id.
+    thread_messages: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -335,7 +352,8 @@ class Outbox:
     def channel_health(self, channel: Channel) -> ChannelHealth:
         """Last delivery, pending count, oldest pending and the latest message's outcome."""
         row = self.db.fetch_one("doctor_channel", channel=channel)
-        assert row is not None  # one row whatever the table holds
+        # One row, whatever the table holds.
+        assert row is not None
         return as_row(ChannelHealth, row)
 
     def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
