@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from aegis.notify.channels import DiscordTarget
+from aegis.notify.discord import DiscordTarget
 from aegis.notify.sender import Sender
 from aegis.storage.outbox import Channel, Notification
 from bench.common import bench_app
@@ -29,8 +29,8 @@ def measure() -> dict[str, float]:
                 title = f"message {index}"
                 app.store.record_event("bench_message", title,
                                        notify=Notification(Channel.JOURNAL, title))
-            sender = Sender(app, targets={"alerts": [],
-                                          "journal": [DiscordTarget(fake.webhook_url())]})
+            sender = Sender(app, targets={Channel.ALERTS: [],
+                                          Channel.JOURNAL: [DiscordTarget(fake.webhook_url())]})
             started = time.perf_counter()
             counts = sender.deliver()
             elapsed_s = time.perf_counter() - started

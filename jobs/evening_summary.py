@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from aegis.notify.channels import DESCRIPTION_MAX
+from aegis.notify.discord import DESCRIPTION_MAX
 from aegis.reports.digest import collect_day, local_day, parse_day, scope_host
 from aegis.reports.journal import write_day
 from aegis.reports.markdown import render_day, trim

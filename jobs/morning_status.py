@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aegis.notify.channels import DESCRIPTION_MAX
+from aegis.notify.discord import DESCRIPTION_MAX
 from aegis.reports.digest import DAY, collect_status, local_day
 from aegis.reports.markdown import render_status, trim
 from aegis.scheduling import triggers

@@ -7,7 +7,7 @@ import click
 
 from aegis import api
 from aegis.cli.common import fail, format_time, print_json, print_table, with_app
-from aegis.notify.sender import send_test
+from aegis.notify.testmessage import send_test_message
 from aegis.storage.outbox import UNFINISHED, Channel, Outbox, OutboxStatus
 
 
@@ -22,12 +22,12 @@ def notify() -> None:
 @with_app()
 def notify_test(app: api.Aegis, channel: str) -> None:
     """Send a test message through the outbox now; exit 1 with the reason if it fails."""
-    row, labels = send_test(app, channel)
-    if row is None:
+    sent = send_test_message(app, Channel(channel))
+    if sent.row is None:
         fail("the test message could not be queued (database unreachable)")
-    if row.status != OutboxStatus.DELIVERED:
-        fail(f"not delivered to {channel}: {row.last_error or row.status}")
-    click.echo(f"delivered to {channel}: {', '.join(labels)}")
+    if sent.row.status != OutboxStatus.DELIVERED:
+        fail(f"not delivered to {channel}: {sent.row.last_error or sent.row.status}")
+    click.echo(f"delivered to {channel}: {', '.join(sent.destinations)}")
 
 
 @click.command("outbox")
@@ -43,7 +43,7 @@ def outbox_command(app: api.Aegis, show_all: bool, limit: int, as_json: bool) ->
         print_json([row.to_json() for row in found])
         return
     print_table([(str(r.id), r.channel, r.status, str(r.attempts),
-                  format_time(r.next_attempt_at) if r.status == "pending" else "-",
+                  format_time(r.next_attempt_at) if r.status == OutboxStatus.PENDING else "-",
                   format_time(r.created_at), r.title[:50], (r.last_error or "-")[:80])
                  for r in found],
                 ["id", "channel", "status", "attempts", "next_attempt", "created", "title",

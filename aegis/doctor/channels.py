@@ -25,7 +25,7 @@ def _targets(settings: Settings, channel: str) -> list[str]:
     return targets
 
 
-def check_channel(settings: Settings, channel: str, app: api.Aegis | None,
+def check_channel(settings: Settings, channel: Channel, app: api.Aegis | None,
                   now: datetime) -> Check:
     name = f"channel:{channel}"
     variables = ("DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS" if channel == Channel.ALERTS
@@ -39,18 +39,18 @@ def check_channel(settings: Settings, channel: str, app: api.Aegis | None,
         return Check(name, WARN, f"{configured}; outbox not readable (database unreachable)",
                      "fix the database check first")
     try:
-        row = Outbox(app.db).channel_health(channel)
+        health = Outbox(app.db).channel_health(channel)
     except AegisError as exc:
         return Check(name, WARN, f"{configured}; outbox not readable: {redact(str(exc))}",
                      "fix the database check first")
-    last = row["last_delivered_at"]
+    last = health.last_delivered_at
     delivered = f"last delivery {last:%Y-%m-%d %H:%M:%S}Z" if last else "nothing delivered yet"
     retry = f"fix it, then run `aegis notify test --channel {channel}`"
-    if row["latest_status"] in (OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE):
-        error = redact_urls(redact(str(row["latest_error"] or "no reason recorded")))
+    if health.latest_status in (OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE):
+        error = redact_urls(redact(health.latest_error or "no reason recorded"))
         return Check(name, FAIL, f"{configured}; {delivered}; latest message "
-                     f"{row['latest_status']}: {error[:200]}", retry)
-    pending, oldest = int(row["pending"]), row["oldest_pending_at"]
+                     f"{health.latest_status}: {error[:200]}", retry)
+    pending, oldest = health.pending, health.oldest_pending_at
     if pending and oldest is not None and (now - oldest).total_seconds() > PENDING_WARN_S:
         age_min = (now - oldest).total_seconds() / 60
         return Check(name, WARN, f"{configured}; {delivered}; {pending} pending, oldest "

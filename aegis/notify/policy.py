@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aegis.storage.outbox import OutboxRow
+from aegis.storage.outbox import Channel, OutboxRow
 
 # Alerts wait this long for companions, so a burst becomes one post.
 GROUP_WAIT_S = 5.0
@@ -45,6 +45,11 @@ def claimable(rows: Sequence[OutboxRow], now: datetime, instance: str) -> list[O
     return taken
 
 
+def may_share_post(channel: Channel, groupable: bool) -> bool:
+    """Whether a row waits for companions and goes out with them: groupable alerts only."""
+    return channel == Channel.ALERTS and groupable
+
+
 def plan_batch(rows: Sequence[OutboxRow], now: datetime, *, flush: bool = False) -> Batch:
     """Which of the claimable ``rows`` (oldest first) go out in the next post.
 
@@ -55,7 +60,7 @@ def plan_batch(rows: Sequence[OutboxRow], now: datetime, *, flush: bool = False)
     if not rows:
         return Batch()
     head = rows[0]
-    if head.channel != "alerts" or not head.groupable:
+    if not may_share_post(head.channel, head.groupable):
         return Batch(rows=(head,))
     ready_at = head.created_at + timedelta(seconds=GROUP_WAIT_S)
     if not flush and now < ready_at and len(rows) < MAX_GROUP_ROWS:

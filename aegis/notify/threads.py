@@ -11,29 +11,35 @@ leased, retried with back-off, held back by 429s.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from aegis.notify.channels import Message, Outcome, Target
+from aegis.notify.messages import Message
+from aegis.notify.targets import Outcome, Result, Target
 from aegis.storage.outbox import Outbox, OutboxRow
 
 
-def send(outbox: Outbox, target: Target, row: OutboxRow, message: Message,
-         kept: dict[str, str], log: Any) -> Outcome:
-    """Deliver ``row`` (rendered as ``message``) to ``target``: a post, or for a row of a
-    thread and a destination that edits, an edit of the message it holds for the thread.
-    The message ``target`` holds afterwards goes into ``kept`` (target id -> message id)."""
-    if row.thread is None or not target.edits:
-        return target.send(message)
-    message_id = outbox.thread_message(row.thread, target.id)
-    if message_id is not None:
+class LivingMessages:
+    """Delivers a row to one destination: posted, or edited into the message the
+    destination holds for the row's thread."""
+
+    def __init__(self, outbox: Outbox, log: Any) -> None:
+        self.outbox = outbox
+        self.log = log
+
+    def send(self, target: Target, row: OutboxRow, message: Message) -> Outcome:
+        """Deliver ``row`` (rendered as ``message``) to ``target``: a post, or for a row of
+        a thread and a destination that edits, an edit of the message it holds for the
+        thread. A delivered outcome's ``message_id`` is the message ``target`` holds
+        afterwards (for a row of a thread: the one to keep)."""
+        if row.thread is None or not target.edits:
+            return target.send(message)
+        message_id = self.outbox.thread_message(row.thread, target.id)
+        if message_id is None:
+            return target.send(message)
         outcome = target.edit(message_id, message)
-        if outcome.result != "gone":
-            if outcome.delivered:
-                kept[target.id] = message_id
-            return outcome
-        log.warning("notification_message_gone", outbox_id=row.id, thread=row.thread,
-                    target=target.label, reason=outcome.reason)
-    outcome = target.send(message)
-    if outcome.delivered and outcome.message_id:
-        kept[target.id] = outcome.message_id
-    return outcome
+        if outcome.result != Result.GONE:
+            return replace(outcome, message_id=message_id) if outcome.delivered else outcome
+        self.log.warning("notification_message_gone", outbox_id=row.id, thread=row.thread,
+                         target=target.label, reason=outcome.reason)
+        return target.send(message)

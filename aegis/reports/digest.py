@@ -216,8 +216,8 @@ def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDige
                               if t in decision_counts),
         decisions=tuple(store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN, host)),
         job_failures=_failures(runs.failures_by_job(start, end, SELF_JOBS, host), "job_id"),
-        delivery_failures=_failures(Outbox(runtime.db).delivery_failures(start, end, host),
-                                    "channel"),
+        delivery_failures=tuple(Failure(f.channel, f.failures, f.last_error) for f in
+                                Outbox(runtime.db).delivery_failures(start, end, host)),
         critical_events=tuple(store.critical_events(start, end, SELF_EVENTS, CRITICAL_SHOWN,
                                                     host)),
         open_escalations=_open_escalations(runtime, end, host),

@@ -99,7 +99,7 @@ def prune_all(runtime: Runtime, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_B
               batch_rows=batch_rows, should_stop=should_stop),
         prune("job_runs", lambda *args: PrunedBatch.of(Runs(db).prune(*args)), cutoffs.job_runs,
               batch_rows=min(batch_rows, JOB_RUNS_BATCH_ROWS), should_stop=should_stop),
-        prune("outbox", lambda *args: PrunedBatch.of(Outbox(db).prune(*args)), cutoffs.outbox,
+        prune("outbox", Outbox(db).prune, cutoffs.outbox,
               batch_rows=batch_rows, should_stop=should_stop),
         prune("containers", Containers(db).prune, cutoffs.containers,
               batch_rows=batch_rows, should_stop=should_stop),

@@ -17,20 +17,29 @@ from enum import StrEnum
 from typing import Any
 
 from aegis.core.jsonable import to_json
-from aegis.storage.db import Json, Queries, Row
+from aegis.storage.db import Json, Queries
 from aegis.storage.events import Importance
+from aegis.storage.rows import PrunedBatch, as_row, as_rows, maybe_row
 
 
 class Channel(StrEnum):
-    ALERTS = "alerts"  # escalations and critical events
-    JOURNAL = "journal"  # the morning status and the evening digest
+    """Where a notification goes."""
+
+    # Escalations and critical events.
+    ALERTS = "alerts"
+    # The morning status and the evening digest.
+    JOURNAL = "journal"
 
 
 class OutboxStatus(StrEnum):
+    """Where a queued message stands."""
+
     PENDING = "pending"
     DELIVERED = "delivered"
-    FAILED = "failed"  # refused for good by a destination
-    UNDELIVERABLE = "undeliverable"  # no destination configured, or given up
+    # Refused for good by a destination.
+    FAILED = "failed"
+    # No destination configured, or given up.
+    UNDELIVERABLE = "undeliverable"
 
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE)
@@ -41,15 +50,22 @@ class IncidentStep(StrEnum):
     (``containers.incident_log``) and what its living message says of it (its colour).
     Supervision takes them; the message shows them."""
 
-    STRUCK = "struck"  # strike 1
-    FOLDED = "folded"  # a dependant's incident, folded into its parent's
-    RESTARTED = "restarted"  # strike 2
+    # Strike 1.
+    STRUCK = "struck"
+    # A dependant's incident, folded into its parent's.
+    FOLDED = "folded"
+    # Strike 2.
+    RESTARTED = "restarted"
     RESTART_FAILED = "restart_failed"
-    ESCALATED = "escalated"  # strike 3
-    ACKNOWLEDGED = "acknowledged"  # aegis ack
+    # Strike 3.
+    ESCALATED = "escalated"
+    # By ``aegis ack``.
+    ACKNOWLEDGED = "acknowledged"
     RECOVERED = "recovered"
-    RESET = "reset"  # no longer supervised
-    AFFECTED = "affected"  # a dependant folded into this incident
+    # No longer supervised.
+    RESET = "reset"
+    # A dependant folded into this incident.
+    AFFECTED = "affected"
 
 
 @dataclass(frozen=True)
@@ -84,7 +100,8 @@ def fingerprint(notification: Notification) -> str | None:
     """The key under which identical repeats are summarised: critical alerts keyed by
     their event only. A caller-chosen dedup key (an escalation per incident) is never
     summarised away, and neither is the journal."""
-    if (notification.channel != Channel.ALERTS or notification.importance != "critical"
+    if (notification.channel != Channel.ALERTS
+            or notification.importance != Importance.CRITICAL
             or notification.dedup_key is not None):
         return None
     text = "\x1f".join((notification.channel, notification.title, notification.body))
@@ -112,14 +129,14 @@ class OutboxRow:
     """One queued message as the sender and ``aegis outbox`` see it."""
 
     id: int
-    channel: str
+    channel: Channel
     dedup_key: str
     host: str
     title: str
     body: str
-    importance: str
+    importance: Importance
     fields: dict[str, str]
-    status: str
+    status: OutboxStatus
     attempts: int
     next_attempt_at: datetime
     created_at: datetime
@@ -132,14 +149,8 @@ class OutboxRow:
     target_results: dict[str, str] = field(default_factory=dict)
     merged_into: int | None = None
     thread: str | None = None
-    state: str | None = None
+    state: IncidentStep | None = None
     edit_only: bool = False
-
-    @classmethod
-    def from_row(cls, row: Row) -> OutboxRow:
-        return cls(**{**{name: row[name] for name in cls.__dataclass_fields__},
-                      "fields": dict(row["fields"] or {}),
-                      "target_results": dict(row["target_results"] or {})})
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self, only=("id", "channel", "status", "importance", "title", "host",
@@ -147,60 +158,162 @@ class OutboxRow:
                                    "dedup_key"))
 
 
+@dataclass(frozen=True)
+class ChannelHead:
+    """A channel's oldest pending row: what says when the channel has work again."""
+
+    channel: Channel
+    id: int
+    created_at: datetime
+    next_attempt_at: datetime
+    claimed_until: datetime | None
+    groupable: bool
+
+
+@dataclass(frozen=True)
+class LastPost:
+    """The latest post of a fingerprint, and how many repeats were merged into it."""
+
+    id: int
+    fingerprint: str
+    delivered_at: datetime
+    repeats: int
+
+
+@dataclass(frozen=True)
+class GivenUp:
+    """A message given up: too old to deliver."""
+
+    id: int
+    title: str
+    attempts: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What one post did, recorded on every row it carried (the head first) and, for a
+    row of a thread, the message each destination holds for the thread afterwards."""
+
+    ids: tuple[int, ...]
+    status: OutboxStatus
+    # When the answer came: the rows' delivered_at (if delivered), a thread message's time.
+    at: datetime
+    next_attempt_at: datetime
+    # Whether a destination was asked, not only held back by a rate limit.
+    attempted: bool
+    sent_by: str
+    last_error: str | None = None
+    target_results: dict[str, str] = field(default_factory=dict)
+    thread: str | None = None
+    # Target id -> message id.
+    thread_messages: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChannelFailures:
+    """Messages of one channel that failed for good in a window, and the latest error."""
+
+    channel: Channel
+    failures: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """Messages of one channel in one status, and the age of the oldest."""
+
+    channel: Channel
+    status: OutboxStatus
+    messages: int
+    oldest_age_s: float | None
+
+
+@dataclass(frozen=True)
+class ChannelHealth:
+    """``aegis doctor``'s view of a channel: the last delivery, what waits, and how the
+    latest finished message ended."""
+
+    last_delivered_at: datetime | None
+    pending: int
+    oldest_pending_at: datetime | None
+    latest_status: OutboxStatus | None
+    latest_error: str | None
+    latest_at: datetime | None
+
+
+LAST_ERROR_MAX = 2000
+
+
 class Outbox:
-    """The named queries of the ``outbox`` table, on the pool or inside a transaction."""
+    """The named queries of the ``outbox`` and ``outbox_messages`` tables, on the pool or
+    inside a transaction."""
 
     def __init__(self, db: Queries) -> None:
         self.db = db
 
     # --- the sender's ---
 
-    def channel_head(self, channel: str, limit: int) -> list[OutboxRow]:
+    def channel_head(self, channel: Channel, limit: int) -> list[OutboxRow]:
         """The channel's oldest pending rows, locked for this transaction."""
-        return [OutboxRow.from_row(row) for row in
-                self.db.fetch_all("outbox_channel_head", channel=channel, limit=limit)]
+        return as_rows(OutboxRow, self.db.fetch_all("outbox_channel_head", channel=channel,
+                                                    limit=limit))
 
-    def first_pending_id(self, channel: str) -> int | None:
+    def first_pending_id(self, channel: Channel) -> int | None:
         row = self.db.fetch_one("outbox_first_pending", channel=channel)
         return None if row is None or row["id"] is None else int(row["id"])
 
     def lock_row(self, row_id: int) -> OutboxRow | None:
-        row = self.db.fetch_one("outbox_lock_row", id=row_id)
-        return None if row is None else OutboxRow.from_row(row)
+        return maybe_row(OutboxRow, self.db.fetch_one("outbox_lock_row", id=row_id))
 
     def claim(self, ids: Sequence[int], instance: str, until: datetime) -> None:
         self.db.execute("outbox_claim", ids=list(ids), instance=instance, until=until)
 
-    def record(self, **params: Any) -> None:
-        """The outcome of one post of rows ``ids`` (see outbox.sql's outbox_record)."""
-        self.db.execute("outbox_record", **params)
+    def record(self, delivery: DeliveryRecord) -> None:
+        """The outcome of one post on its rows, and the messages kept for its thread; run
+        it inside a transaction, so both are written or neither."""
+        self.db.execute(
+            "outbox_record", ids=list(delivery.ids), head_id=delivery.ids[0],
+            status=delivery.status, attempted=1 if delivery.attempted else 0,
+            next_attempt_at=delivery.next_attempt_at,
+            last_error=delivery.last_error[:LAST_ERROR_MAX] if delivery.last_error else None,
+            delivered_at=delivery.at if delivery.status == OutboxStatus.DELIVERED else None,
+            target_results=Json(delivery.target_results), instance=delivery.sent_by)
+        if delivery.thread is not None:
+            for target, message_id in delivery.thread_messages.items():
+                self.keep_thread_message(delivery.thread, target, message_id, delivery.at)
 
     def merge_repeat(self, row_id: int, into: int, now: datetime, instance: str) -> None:
         self.db.execute("outbox_merge_repeat", id=row_id, into=into, now=now,
                         instance=instance)
 
-    def last_posts(self, fingerprints: Sequence[str]) -> list[Row]:
-        """The latest post of each fingerprint: id, fingerprint, delivered_at, repeats."""
-        return self.db.fetch_all("outbox_last_posts", fingerprints=list(fingerprints))
+    def last_posts(self, fingerprints: Sequence[str]) -> dict[str, LastPost]:
+        """The latest post of each fingerprint that has one, by fingerprint."""
+        posts = as_rows(LastPost, self.db.fetch_all("outbox_last_posts",
+                                                    fingerprints=list(fingerprints)))
+        return {post.fingerprint: post for post in posts}
 
-    def mark_undeliverable(self, channel: str, reason: str, now: datetime) -> list[Row]:
-        return self.db.fetch_all("outbox_mark_undeliverable", channel=channel, reason=reason,
+    def mark_undeliverable(self, channel: Channel, reason: str, now: datetime) -> list[int]:
+        """Close the channel's pending rows (no destination): the ids closed."""
+        rows = self.db.fetch_all("outbox_mark_undeliverable", channel=channel, reason=reason,
                                  now=now)
+        return [int(row["id"]) for row in rows]
 
-    def give_up(self, channel: str, cutoff: datetime, now: datetime) -> list[Row]:
-        return self.db.fetch_all("outbox_give_up", channel=channel, cutoff=cutoff, now=now)
+    def give_up(self, channel: Channel, cutoff: datetime, now: datetime) -> list[GivenUp]:
+        """Fail the channel's pending rows queued before ``cutoff``: those given up."""
+        return as_rows(GivenUp, self.db.fetch_all("outbox_give_up", channel=channel,
+                                                  cutoff=cutoff, now=now))
 
-    def heads(self) -> list[Row]:
+    def heads(self) -> list[ChannelHead]:
         """Each channel's oldest pending row: when the channel has work again."""
-        return self.db.fetch_all("outbox_heads")
+        return as_rows(ChannelHead, self.db.fetch_all("outbox_heads"))
 
     def get(self, row_id: int) -> OutboxRow | None:
-        row = self.db.fetch_one("outbox_get", id=row_id)
-        return None if row is None else OutboxRow.from_row(row)
+        return maybe_row(OutboxRow, self.db.fetch_one("outbox_get", id=row_id))
 
     def by_dedup_key(self, dedup_key: str) -> OutboxRow | None:
-        row = self.db.fetch_one("outbox_by_dedup_key", dedup_key=dedup_key)
-        return None if row is None else OutboxRow.from_row(row)
+        return maybe_row(OutboxRow, self.db.fetch_one("outbox_by_dedup_key",
+                                                      dedup_key=dedup_key))
 
     def thread_message(self, thread: str, target: str) -> str | None:
         """The id of the message ``target`` holds for ``thread``, if it posted one."""
@@ -215,30 +328,36 @@ class Outbox:
 
     # --- operators, reports, metrics, doctor, retention ---
 
-    def listing(self, statuses: Sequence[str], limit: int) -> list[OutboxRow]:
+    def listing(self, statuses: Sequence[OutboxStatus], limit: int) -> list[OutboxRow]:
         """``aegis outbox``: rows of these statuses, oldest first."""
-        return [OutboxRow.from_row(row) for row in
-                self.db.fetch_all("outbox_list", statuses=list(statuses), limit=limit)]
+        return as_rows(OutboxRow, self.db.fetch_all("outbox_list", statuses=list(statuses),
+                                                    limit=limit))
 
     def delivery_failures(self, start: datetime, end: datetime,
-                          host: str | None = None) -> list[Row]:
+                          host: str | None = None) -> list[ChannelFailures]:
         """Per channel, messages of [start, end) that failed for good, and the last error."""
-        return self.db.fetch_all("digest_delivery_failures", start=start, end=end, host=host)
+        return as_rows(ChannelFailures, self.db.fetch_all(
+            "digest_delivery_failures", start=start, end=end, host=host))
 
-    def counts_by_status(self, since: datetime) -> list[Row]:
-        return self.db.fetch_all("metrics_outbox", since=since)
+    def counts_by_status(self, since: datetime) -> list[StatusCount]:
+        """Messages by channel and status: every one not delivered, and those delivered
+        since ``since``."""
+        return as_rows(StatusCount, self.db.fetch_all("metrics_outbox", since=since))
 
-    def failed_attempts(self, since: datetime) -> list[Row]:
-        return self.db.fetch_all("metrics_outbox_attempts", since=since)
+    def failed_attempts(self, since: datetime) -> dict[Channel, int]:
+        """Failed delivery attempts of the messages created since ``since``, by channel."""
+        return {Channel(row["channel"]): int(row["failures"])
+                for row in self.db.fetch_all("metrics_outbox_attempts", since=since)}
 
-    def channel_health(self, channel: str) -> Row:
+    def channel_health(self, channel: Channel) -> ChannelHealth:
         """Last delivery, pending count, oldest pending and the latest message's outcome."""
         row = self.db.fetch_one("doctor_channel", channel=channel)
-        assert row is not None  # one row whatever the table holds
-        return row
+        # One row, whatever the table holds.
+        assert row is not None
+        return as_row(ChannelHealth, row)
 
-    def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> Row | None:
+    def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> PrunedBatch:
         """Delete one batch of finished messages created before ``cutoff`` (and the living
         messages no row of their thread refers to any more)."""
-        return self.db.fetch_one("cleanup_outbox_batch", cutoff=cutoff, from_time=from_time,
-                                 batch_rows=batch_rows)
+        return PrunedBatch.of(self.db.fetch_one("cleanup_outbox_batch", cutoff=cutoff,
+                                                from_time=from_time, batch_rows=batch_rows))

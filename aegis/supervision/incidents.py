@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from aegis.core.config import AlertFrom, AlertStyle, Settings
-from aegis.notify.channels import escape_markdown
+from aegis.notify.messages import escape_markdown
 from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, IncidentStep, Notification
 from aegis.supervision.protocol.triage import MEANING, TriageClass

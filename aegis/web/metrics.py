@@ -175,17 +175,17 @@ def _outbox(runtime: Runtime, since: datetime) -> Iterator[Metric]:
     given_up = GaugeMetricFamily("aegis_outbox_undelivered",
                                  "Notifications that failed for good (permanent error or "
                                  "too old).", labels=["channel"])
-    for row in outbox.counts_by_status(since):
-        if row["status"] == OutboxStatus.PENDING:
-            depth.add_metric([row["channel"]], float(row["messages"]))
-            oldest.add_metric([row["channel"]], float(row["oldest_age_s"] or 0.0))
-        elif row["status"] in (OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE):
-            given_up.add_metric([row["channel"]], float(row["messages"]))
+    for count in outbox.counts_by_status(since):
+        if count.status == OutboxStatus.PENDING:
+            depth.add_metric([count.channel], float(count.messages))
+            oldest.add_metric([count.channel], count.oldest_age_s or 0.0)
+        elif count.status in (OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE):
+            given_up.add_metric([count.channel], float(count.messages))
     failures = GaugeMetricFamily("aegis_outbox_delivery_failures",
                                  "Failed delivery attempts of notifications created in the "
                                  "last 24 hours.", labels=["channel"])
-    for row in outbox.failed_attempts(since):
-        failures.add_metric([row["channel"]], float(row["failures"]))
+    for channel, failed in outbox.failed_attempts(since).items():
+        failures.add_metric([channel], float(failed))
     yield depth
     yield oldest
     yield given_up

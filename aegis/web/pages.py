@@ -124,9 +124,8 @@ def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
         important_events=runtime.store.query_events(
             since=since, min_importance=Importance.HIGH, limit=IMPORTANT_EVENTS),
         events_by_importance={i.value: counts.get(i, 0) for i in Importance},
-        outbox_pending=sum(int(r["messages"]) for r in outbox
-                           if r["status"] == OutboxStatus.PENDING),
-        outbox_undelivered=sum(int(r["messages"]) for r in outbox if r["status"] in (
+        outbox_pending=sum(c.messages for c in outbox if c.status == OutboxStatus.PENDING),
+        outbox_undelivered=sum(c.messages for c in outbox if c.status in (
             OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE)),
         actions_chart=actions_chart(runtime, now, zone),
         lateness_chart=lateness_chart(runs.lateness(since, now)))

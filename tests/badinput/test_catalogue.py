@@ -23,10 +23,12 @@ import pytest
 from aegis import api
 from aegis.core.clock import utcnow
 from aegis.core.config import DockerScope, RemediationMode, load_settings
-from aegis.notify.channels import DiscordTarget, escape_markdown
+from aegis.notify.discord import DiscordTarget
+from aegis.notify.messages import escape_markdown
 from aegis.notify.sender import Sender
 from aegis.scheduling.registry import load_jobs
 from aegis.storage.events import make_event
+from aegis.storage.outbox import Channel
 from aegis.storage.store import event_record
 from aegis.supervision.docker import PROBE_OUTPUT_CHARS
 from aegis.supervision.supervisor import Supervisor
@@ -440,8 +442,8 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
             {"name": bystander.name, "phase": "ok", "strikes": 0, "restarts": [],
              "incident": 0}]
 
-        sender = Sender(app, targets={"alerts": [DiscordTarget(fake.webhook_url())],
-                                      "journal": []}, instance="badinput")
+        sender = Sender(app, targets={Channel.ALERTS: [DiscordTarget(fake.webhook_url())],
+                                      Channel.JOURNAL: []}, instance="badinput")
         sender.deliver(t0 + 3 * STRIKE)
         assert fake.rejected == []
         assert len(fake.received) == 1

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from aegis import api
-from aegis.notify.channels import POST_TIMEOUT_S, DiscordTarget
+from aegis.notify.discord import POST_TIMEOUT_S, DiscordTarget
 from aegis.notify.sender import Sender
 from aegis.storage.outbox import Channel, Notification
 from tests.conftest import sql_rows
@@ -46,8 +46,8 @@ def test_minutes_of_failing_webhook_then_every_message_once_in_order(
         app: api.Aegis, fake: FakeDiscord) -> None:
     working = DiscordTarget(fake.webhook_url(), timeout_s=0.3)
     refused = DiscordTarget(f"http://127.0.0.1:9/api/webhooks/1/{TOKEN}", timeout_s=0.3)
-    sender = Sender(app, targets={"alerts": [], "journal": [working]}, instance="outage",
-                    rng=random.Random(3))
+    sender = Sender(app, targets={Channel.ALERTS: [], Channel.JOURNAL: [working]},
+                    instance="outage", rng=random.Random(3))
     start = now = app.db.server_info().db_clock
     expected: list[str] = []
     met: dict[str, list[str]] = {}  # failure -> the error of each attempt made meanwhile
@@ -55,7 +55,7 @@ def test_minutes_of_failing_webhook_then_every_message_once_in_order(
     for failure, _ in PHASES:
         fake.steps.clear()
         if failure == "refused":
-            sender.targets["journal"] = [refused]
+            sender.targets[Channel.JOURNAL] = [refused]
         else:
             fake.script(*[failure] * 500)
         phase_end = now + timedelta(seconds=PHASE_S)
@@ -83,7 +83,7 @@ def test_minutes_of_failing_webhook_then_every_message_once_in_order(
              what="every unanswered post counted by the server")
 
     fake.steps.clear()
-    sender.targets["journal"] = [working]
+    sender.targets[Channel.JOURNAL] = [working]
     for _ in range(200):
         sender.deliver(now)
         if not sql_rows(app.db.dsn, "SELECT 1 FROM outbox WHERE status <> 'delivered'"):

@@ -11,8 +11,10 @@ from typing import Any
 
 from aegis import api
 from aegis.core.config import Settings
-from aegis.notify.channels import AppriseTarget, DiscordTarget, Target
+from aegis.notify.apprise import AppriseTarget
+from aegis.notify.discord import DiscordTarget
 from aegis.notify.sender import Sender, deliver_pending, run_sender
+from aegis.notify.targets import Target
 from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, Notification
 from tests.conftest import sql_rows
@@ -25,7 +27,7 @@ def discord(fake: FakeDiscord, timeout_s: float = 2.0, token: str | None = None)
 
 def sender(app: api.Aegis, alerts: list[Target], journal: list[Target] | None = None,
            instance: str = "test-sender") -> Sender:
-    return Sender(app, targets={"alerts": alerts, "journal": journal or []},
+    return Sender(app, targets={Channel.ALERTS: alerts, Channel.JOURNAL: journal or []},
                   instance=instance, rng=random.Random(7))
 
 

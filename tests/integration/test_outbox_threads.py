@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aegis import api
-from aegis.notify.channels import AppriseTarget, DiscordTarget, Target
+from aegis.notify.apprise import AppriseTarget
+from aegis.notify.discord import DiscordTarget
 from aegis.notify.sender import SKIPPED, Sender
+from aegis.notify.targets import Target
 from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, IncidentStep, Notification
 from tests.conftest import sql_rows
@@ -22,8 +24,8 @@ THREAD = "incident:test-host:web:1"
 
 
 def sender(app: api.Aegis, *targets: Target, instance: str = "threads") -> Sender:
-    return Sender(app, targets={"alerts": list(targets), "journal": []}, instance=instance,
-                  rng=random.Random(3))
+    return Sender(app, targets={Channel.ALERTS: list(targets), Channel.JOURNAL: []},
+                  instance=instance, rng=random.Random(3))
 
 
 def step(app: api.Aegis, state: str, *, thread: str = THREAD, edit_only: bool = False) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from aegis.core.config import Settings, load_settings
-from aegis.notify.channels import discord_payload, render
-from aegis.storage.outbox import IncidentStep, Notification, OutboxRow
+from aegis.notify.discord import discord_payload
+from aegis.notify.messages import render
+from aegis.storage.outbox import Channel, IncidentStep, Notification, OutboxRow, OutboxStatus
 from aegis.supervision.incidents import Incident, message_body, step_message
 from aegis.supervision.protocol.triage import TriageClass
 from aegis.supervision.repository import ContainerRow, LogLine
@@ -155,11 +156,12 @@ def test_outside_text_is_shown_as_written_and_the_colour_follows_the_state() -> 
     current, notify = step_message(THREAD, current, dedup_key="k")
     assert notify is not None
     assert "Last health probe: \\*\\*boom\\*\\* \\<@123\\>" in notify.body
-    row = OutboxRow(id=1, channel="alerts", dedup_key="k", host="web-01", title=notify.title,
-                    body=notify.body, importance=notify.importance, fields=notify.fields,
-                    status="pending", attempts=0, next_attempt_at=T0, created_at=T0,
+    row = OutboxRow(id=1, channel=Channel.ALERTS, dedup_key="k", host="web-01",
+                    title=notify.title, body=notify.body, importance=notify.importance,
+                    fields=notify.fields, status=OutboxStatus.PENDING, attempts=0,
+                    next_attempt_at=T0, created_at=T0,
                     thread=notify.thread, state=notify.state)
     embed = discord_payload(render([row], instance="i"))["embeds"][0]
     assert embed["color"] == 0xE74C3C  # escalated: red
-    recovered = OutboxRow(**{**row.__dict__, "state": "recovered"})
+    recovered = OutboxRow(**{**row.__dict__, "state": IncidentStep.RECOVERED})
     assert discord_payload(render([recovered], instance="i"))["embeds"][0]["color"] == 0x2ECC71

@@ -21,7 +21,7 @@ from aegis.notify.policy import (
     retry_delay_s,
 )
 from aegis.storage.events import Importance
-from aegis.storage.outbox import Channel, Notification, OutboxRow, fingerprint
+from aegis.storage.outbox import Channel, Notification, OutboxRow, OutboxStatus, fingerprint
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -32,9 +32,10 @@ def s(seconds: float) -> datetime:
 
 def row(i: int, created_s: float = 0.0, channel: str = "alerts", **changes: object
         ) -> OutboxRow:
-    base = OutboxRow(id=i, channel=channel, dedup_key=f"k{i}", host="h", title=f"t{i}",
-                     body="", importance="high", fields={}, status="pending", attempts=0,
-                     next_attempt_at=s(created_s), created_at=s(created_s))
+    base = OutboxRow(id=i, channel=Channel(channel), dedup_key=f"k{i}", host="h",
+                     title=f"t{i}", body="", importance=Importance.HIGH, fields={},
+                     status=OutboxStatus.PENDING, attempts=0, next_attempt_at=s(created_s),
+                     created_at=s(created_s))
     return replace(base, **changes)  # type: ignore[arg-type]
 
 

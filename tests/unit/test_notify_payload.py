@@ -10,23 +10,21 @@ from datetime import UTC, datetime
 import pytest
 
 from aegis.core.redact import redact
-from aegis.notify.channels import (
+from aegis.notify.apprise import AppriseTarget, plain_text
+from aegis.notify.discord import (
     DESCRIPTION_MAX,
     NO_MENTIONS,
     TITLE_MAX,
-    AppriseTarget,
     DiscordTarget,
-    Message,
     classify_discord,
     clip,
     discord_payload,
-    escape_markdown,
-    plain_text,
-    render,
-    url_secrets,
     utf16_len,
 )
-from aegis.storage.outbox import OutboxRow
+from aegis.notify.messages import Message, escape_markdown, render
+from aegis.notify.targets import url_secrets
+from aegis.storage.events import Importance
+from aegis.storage.outbox import Channel, OutboxRow, OutboxStatus
 from tests.fakes.discord_server import TOKEN, mentions_would_ping, validate_discord_payload
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -34,14 +32,15 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def row(i: int = 1, title: str = "web escalated", body: str = "unhealthy",
         importance: str = "high", host: str = "node-1", **fields: str) -> OutboxRow:
-    return OutboxRow(id=i, channel="alerts", dedup_key=f"k{i}", host=host, title=title,
-                     body=body, importance=importance, fields=fields, status="pending",
-                     attempts=0, next_attempt_at=NOW, created_at=NOW)
+    return OutboxRow(id=i, channel=Channel.ALERTS, dedup_key=f"k{i}", host=host, title=title,
+                     body=body, importance=Importance(importance), fields=fields,
+                     status=OutboxStatus.PENDING, attempts=0, next_attempt_at=NOW,
+                     created_at=NOW)
 
 
 def message(title: str = "t", description: str = "d",
             fields: tuple[tuple[str, str], ...] = ()) -> Message:
-    return Message(title=title, description=description, importance="critical",
+    return Message(title=title, description=description, importance=Importance.CRITICAL,
                    fields=fields, footer="aegis on node-1 · sent by node-1-42", timestamp=NOW)
 
 
@@ -164,32 +163,34 @@ def test_escaping_never_pushes_a_part_over_its_limit() -> None:
     assert payload["embeds"][0]["title"].endswith("…")
 
 
-@pytest.mark.parametrize(("status", "headers", "body", "result", "reason", "retry_after_s"), [
-    (204, {}, "", "delivered", "", None),
-    (200, {}, '{"id": "1"}', "delivered", "", None),
-    (429, {}, '{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}',
-     "retry", "HTTP 429 rate limited, retry after 1.5s", 1.5),
-    (429, {"Retry-After": "7"}, "", "retry", "HTTP 429 rate limited, retry after 7s", 7.0),
-    (429, {}, '{"retry_after": 3, "global": true}', "retry",
-     "HTTP 429 global rate limited, retry after 3s", 3.0),
-    (500, {}, "Internal Server Error", "retry", "HTTP 500: Internal Server Error", None),
-    (502, {}, "", "retry", "HTTP 502: no body", None),
-    (400, {}, '{"message": "Invalid Form Body", "code": 50035}', "failed",
-     "HTTP 400: Invalid Form Body (code 50035)", None),
-    (401, {}, '{"message": "Invalid Webhook Token", "code": 50027}', "failed",
-     "HTTP 401: Invalid Webhook Token (code 50027)", None),
-    (404, {}, '{"message": "Unknown Webhook", "code": 10015}', "failed",
-     "HTTP 404: Unknown Webhook (code 10015)", None),
+# A webhook's answer (status, headers, body) and its outcome (result, reason, retry_after_s).
+Answer = tuple[int, dict[str, str], str]
+Expected = tuple[str, str, float | None]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ((204, {}, ""), ("delivered", "", None)),
+    ((200, {}, '{"id": "1"}'), ("delivered", "", None)),
+    ((429, {}, '{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}'),
+     ("retry", "HTTP 429 rate limited, retry after 1.5s", 1.5)),
+    ((429, {"Retry-After": "7"}, ""), ("retry", "HTTP 429 rate limited, retry after 7s", 7.0)),
+    ((429, {}, '{"retry_after": 3, "global": true}'),
+     ("retry", "HTTP 429 global rate limited, retry after 3s", 3.0)),
+    ((500, {}, "Internal Server Error"), ("retry", "HTTP 500: Internal Server Error", None)),
+    ((502, {}, ""), ("retry", "HTTP 502: no body", None)),
+    ((400, {}, '{"message": "Invalid Form Body", "code": 50035}'),
+     ("failed", "HTTP 400: Invalid Form Body (code 50035)", None)),
+    ((401, {}, '{"message": "Invalid Webhook Token", "code": 50027}'),
+     ("failed", "HTTP 401: Invalid Webhook Token (code 50027)", None)),
+    ((404, {}, '{"message": "Unknown Webhook", "code": 10015}'),
+     ("failed", "HTTP 404: Unknown Webhook (code 10015)", None)),
     # an edit of a message a person deleted: posted afresh by the sender, never failed
-    (404, {}, '{"message": "Unknown Message", "code": 10008}', "gone",
-     "HTTP 404: Unknown Message (code 10008)", None),
+    ((404, {}, '{"message": "Unknown Message", "code": 10008}'),
+     ("gone", "HTTP 404: Unknown Message (code 10008)", None)),
 ])
-def test_classify_discord_answers(status: int, headers: dict[str, str], body: str,
-                                  result: str, reason: str,
-                                  retry_after_s: float | None) -> None:
-    outcome = classify_discord(status, headers, body)
-    assert (outcome.result, outcome.reason, outcome.retry_after_s) == (
-        result, reason, retry_after_s)
+def test_classify_discord_answers(answer: Answer, expected: Expected) -> None:
+    outcome = classify_discord(*answer)
+    assert (outcome.result, outcome.reason, outcome.retry_after_s) == expected
 
 
 def test_an_empty_rate_limit_bucket_pauses_the_target() -> None:
