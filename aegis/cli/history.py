@@ -35,7 +35,9 @@ def _check_since(_ctx: click.Context, _param: click.Parameter, value: str) -> st
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @with_app()
-def events(app: api.Aegis, since: str, event_types: tuple[str, ...], importance: str | None,
+# click hands a command one argument per option
+def events(app: api.Aegis, since: str, event_types: tuple[str, ...],  # noqa: PLR0913
+           importance: str | None,
            container: str | None, limit: int, as_json: bool) -> None:
     """The episodic event history, newest first."""
     found = app.memory.query(since=since, event_type=list(event_types) or None,

@@ -5,32 +5,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 
 def jsonable(value: Any) -> Any:
     """``value`` as JSON data: a dataclass as an object of its fields, a datetime or date
-    in ISO 8601, an enum member as its value, a tuple or set as a list, a path as text;
-    anything else JSON cannot hold as its ``str``."""
+    in ISO 8601, an enum member as its value, a tuple or set as a list; anything else JSON
+    cannot hold (a path, say) as its ``str``."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return jsonable(value.value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
+    for kinds, convert in _CONVERSIONS:  # in order: an enum member may also be a str
+        if isinstance(value, kinds):
+            return convert(value)
     return str(value)
+
+
+_CONVERSIONS: tuple[tuple[Any, Callable[[Any], Any]], ...] = (
+    (datetime | date, lambda value: value.isoformat()),
+    (Enum, lambda value: jsonable(value.value)),
+    (str | int | float | bool | None, lambda value: value),
+    (dict, lambda value: {str(key): jsonable(item) for key, item in value.items()}),
+    (list | tuple | set | frozenset, lambda value: [jsonable(item) for item in value]),
+)
 
 
 def to_json(record: Any, *, only: Iterable[str] | None = None,

@@ -70,8 +70,8 @@ def _events_lines(by_importance: tuple[tuple[str, int], ...],
 
 
 def _escalation_line(e: OpenEscalation, zone: ZoneInfo) -> str:
-    return f"- Open escalation: {_where(e.container, e.host)} since " \
-           f"{_stamp(e.since, zone)} — {_text(e.reason)}"
+    return (f"- Open escalation: {_where(e.container, e.host)} since "
+            f"{_stamp(e.since, zone)} — {_text(e.reason)}")
 
 
 def render_day(digest: DayDigest) -> str:

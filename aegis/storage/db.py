@@ -151,8 +151,9 @@ class Database:
     where to LISTEN (default: ``dsn``); ``None`` with ``poll_s`` polls instead, for a
     ``dsn`` through a pooler in transaction mode, where LISTEN cannot pass."""
 
-    def __init__(self, dsn: str, *, max_size: int = 3, timeout_s: float = 5.0,
-                 name: str = "aegis", listen_dsn: str | None = "",
+    # the pool's options, by keyword, each with its default
+    def __init__(self, dsn: str, *, max_size: int = 3,  # noqa: PLR0913
+                 timeout_s: float = 5.0, name: str = "aegis", listen_dsn: str | None = "",
                  poll_s: float = 2.0) -> None:
         self.dsn = dsn
         self.timeout_s = timeout_s

@@ -124,7 +124,9 @@ def validate_importance(importance: str) -> Importance:
                          f"{', '.join(Importance)}") from None
 
 
-def make_event(event_type: str, summary: str, *, importance: str, host: str, source: str,
+# an event's fields, by keyword
+def make_event(event_type: str, summary: str, *, importance: str,  # noqa: PLR0913
+               host: str, source: str,
                details: dict[str, Any] | None, timestamp: datetime) -> Event:
     """A validated event with JSON-safe details."""
     if not _EVENT_TYPE.match(event_type):

@@ -65,7 +65,9 @@ class Store:
 
     # --- events ---
 
-    def record_event(self, event_type: str, summary: str, *, importance: str = "low",
+    # an event's fields, by keyword, as every recorder (a job too) names them
+    def record_event(self, event_type: str, summary: str, *,  # noqa: PLR0913
+                     importance: str = "low",
                      details: dict[str, Any] | None = None, source: str = "aegis",
                      timestamp: datetime | None = None,
                      notify: Notification | None = None) -> Event:
@@ -77,7 +79,9 @@ class Store:
         self.write(lambda tx: insert_event(tx, event, notify), event_record(event, notify))
         return event
 
-    def new_event(self, event_type: str, summary: str, *, importance: str = "low",
+    # an event's fields, by keyword
+    def new_event(self, event_type: str, summary: str, *,  # noqa: PLR0913
+                  importance: str = "low",
                   details: dict[str, Any] | None = None, source: str = "aegis",
                   timestamp: datetime | None = None) -> Event:
         """A validated event of this host, not yet recorded (see ``insert_event``)."""
@@ -105,7 +109,9 @@ class Store:
                 self.log.warning("store_spooled", kind=spool_record.get("kind"), error=str(exc))
                 return False
 
-    def query_events(self, *, since: datetime, event_types: Sequence[str] | None = None,
+    # the filters of `aegis events`, by keyword, each optional
+    def query_events(self, *, since: datetime,  # noqa: PLR0913
+                     event_types: Sequence[str] | None = None,
                      min_importance: str | None = None, container: str | None = None,
                      before: tuple[datetime, int] | None = None,
                      limit: int = 100) -> list[Event]:

@@ -68,8 +68,9 @@ def _legend(series: Sequence[Series], x: float) -> list[str]:
     return parts
 
 
-def columns(labels: Sequence[str], series: Sequence[Series], *, title: str,
-            unit: Callable[[float], str] = count_text, label_every: int = 1,
+# what the chart says, by keyword: title, unit, how often a label shows, what it says empty
+def columns(labels: Sequence[str], series: Sequence[Series], *,  # noqa: PLR0913
+            title: str, unit: Callable[[float], str] = count_text, label_every: int = 1,
             empty: str = "nothing in this period") -> Markup:
     """Grouped columns: a group per label (a day, a run), a column per series in it."""
     highest = max((v for item in series for v in item.values), default=0.0)

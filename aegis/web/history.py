@@ -54,8 +54,8 @@ def cursor(query: Query) -> tuple[datetime, int] | None:
             raise ValueError(row_id)
         return found, found_id
     except ValueError:
-        raise PageError(400, "before: not a page cursor (follow the page's own links)") \
-            from None
+        message = "before: not a page cursor (follow the page's own links)"
+        raise PageError(400, message) from None
 
 
 def next_link(path: str, filters: Mapping[str, str | list[str]], moment: datetime,
