@@ -1,7 +1,10 @@
 """Settings: environment variables first, then the optional TOML file named by AEGIS_CONFIG.
 
 Every option is declared once in ``OPTIONS``; the loader, the masking ``repr`` and the
-configuration reference in docs/ are all driven by that table.
+configuration reference in docs/ are all driven by that table. The per-job settings
+(``[jobs.ID]`` tables, ``AEGIS_JOB__ID__KEY`` variables) are scheduling's to parse: they are
+handed on as found (``Settings.job_tables``, ``Settings.job_variables``) and parsed by
+aegis/scheduling/job_settings.py.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from aegis.core import parsing
+from aegis.core import autoheal, config_file, parsing
 from aegis.core.clock import zone
 from aegis.core.errors import ConfigError
-from aegis.core.parsing import JOB_ENV_PREFIX, JobOverride, job_overrides
+
+# The per-job variables: AEGIS_JOB__<JOB_ID>__<KEY>.
+JOB_ENV_PREFIX = "AEGIS_JOB__"
 
 
 class LogFormat(StrEnum):
@@ -119,7 +124,10 @@ class Settings:
     outbox_retention_s: float = 14 * 86400.0
     container_retention_s: float = 30 * 86400.0
     config_file: Path | None = None
-    job_overrides: Mapping[str, JobOverride] = field(default_factory=dict)
+    # The per-job settings as found, unparsed: the file's [jobs.ID] tables and the
+    # AEGIS_JOB__ID__KEY variables set (aegis/scheduling/job_settings.py parses them).
+    job_tables: Mapping[str, Any] = field(default_factory=dict)
+    job_variables: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -305,40 +313,60 @@ OPTIONS_BY_FIELD = {option.field: option for option in OPTIONS}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read settings; raise ConfigError naming the variable or key on any bad value."""
+    """Read settings; raise ConfigError naming the variable or key on any bad value. The
+    per-job settings are read, not parsed: ``aegis.api.load_settings`` checks them too."""
     env = os.environ if env is None else env
     _check_utf8(env)
-    config_file, document = parsing.config_file(env)
+    path, document = config_file.read(env)
+    _check_sections(document, path)
+    job_tables = config_file.job_tables(document, path)
+    raw_values = _raw_values(env, _toml_values(document, path), path)
     values: dict[str, Any] = {
         "host": socket.gethostname().split(".")[0] or "localhost",
         "home": Path("~/.aegis").expanduser(),
         "journal_dir": Path("~/memory/journal").expanduser(),
     }
-    known_toml = {o.toml for o in OPTIONS if o.toml}
-    sections = {key.partition(".")[0] for key in known_toml} | {"jobs"}
-    for key in document:  # catches empty unknown tables too
-        if key not in sections:
-            raise ConfigError(f"{config_file}: {key}", parsing.unknown_key(key, sections))
-    toml_values = parsing.flatten(document, config_file)
-    for key in toml_values:
-        if key not in known_toml and not key.startswith("jobs."):
-            raise ConfigError(f"{config_file}: {key}", parsing.unknown_key(key, known_toml))
-    raw_values = {o.field: found for o in OPTIONS
-                  if (found := _raw(o, env, toml_values, config_file)) is not None}
-    compat = raw_values.get("autoheal_compat")
-    if compat is None or _parsed(OPTIONS_BY_FIELD["autoheal_compat"], *compat):
-        # docker-autoheal's variables, each where aegis's own is not set
-        aliases = parsing.autoheal_variables(env)
-        raw_values = {**{o.field: aliases[o.autoheal] for o in OPTIONS
-                         if o.autoheal in aliases}, **raw_values}
     for option in OPTIONS:
         if option.field in raw_values:
             values[option.field] = _parsed(option, *raw_values[option.field])
-    values["job_overrides"] = job_overrides(env, document.get("jobs", {}), config_file)
-    values["config_file"] = config_file
-    settings = Settings(**values)
+    settings = Settings(**values, config_file=path, job_tables=job_tables,
+                        job_variables={name: value for name, value in env.items()
+                                       if name.startswith(JOB_ENV_PREFIX) and value.strip()})
     _check_http(settings)
     return settings
+
+
+def _check_sections(document: Mapping[str, Any], path: Path | None) -> None:
+    """Every table of the file is one aegis knows (an empty unknown one too)."""
+    sections = {o.toml.partition(".")[0] for o in OPTIONS if o.toml} | {config_file.JOBS}
+    for key in document:
+        if key not in sections:
+            raise ConfigError(f"{path}: {key}", config_file.unknown_key(key, sections))
+
+
+def _toml_values(document: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
+    """The file's values by the dotted keys of ``OPTIONS``; an unknown key is an error."""
+    known_toml = {o.toml for o in OPTIONS if o.toml}
+    toml_values = config_file.flatten(document)
+    for key in toml_values:
+        if key not in known_toml:
+            raise ConfigError(f"{path}: {key}", config_file.unknown_key(key, known_toml))
+    return toml_values
+
+
+def _raw_values(env: Mapping[str, str], toml_values: Mapping[str, Any],
+                path: Path | None) -> dict[str, tuple[str, Any]]:
+    """By field, where each option is set (its variable, the file's key, or
+    docker-autoheal's variable) and its raw value."""
+    raw_values = {o.field: found for o in OPTIONS
+                  if (found := _raw(o, env, toml_values, path)) is not None}
+    compat = raw_values.get("autoheal_compat")
+    if compat is None or _parsed(OPTIONS_BY_FIELD["autoheal_compat"], *compat):
+        # docker-autoheal's variables, each where aegis's own is not set
+        aliases = autoheal.variables(env)
+        raw_values = {**{o.field: aliases[o.autoheal] for o in OPTIONS
+                         if o.autoheal in aliases}, **raw_values}
+    return raw_values
 
 
 def _check_http(settings: Settings) -> None:
@@ -351,13 +379,13 @@ def _check_http(settings: Settings) -> None:
 
 
 def _raw(option: Option, env: Mapping[str, str], toml_values: Mapping[str, Any],
-         config_file: Path | None) -> tuple[str, Any] | None:
+         path: Path | None) -> tuple[str, Any] | None:
     """Where ``option`` is set (the variable, else the file's key) and its raw value."""
     name = option.env or ""
     if name and env.get(name, "").strip():
         return name, env[name]
     if option.toml is not None and option.toml in toml_values:
-        return f"{config_file}: {option.toml}", toml_values[option.toml]
+        return f"{path}: {option.toml}", toml_values[option.toml]
     return None
 
 

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 from aegis.core.clock import utcnow
 from aegis.core.errors import AegisError, UsageError
 from aegis.core.jsonable import to_json
-from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling.daemon import Daemon
 from aegis.scheduling.heartbeat import live_since
+from aegis.scheduling.job_settings import MisfirePolicy
 from aegis.scheduling.registry import (
     DEFAULT_MISFIRE_GRACE_S,
     DEFAULT_TIMEOUT_S,

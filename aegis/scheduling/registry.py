@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,8 +25,8 @@ from aegis.core.clock import UTC_ZONE
 from aegis.core.config import Settings
 from aegis.core.durations import parse_time_of_day
 from aegis.core.errors import ConfigError, UsageError
-from aegis.core.parsing import JobOverride, MisfirePolicy
 from aegis.scheduling import triggers
+from aegis.scheduling.job_settings import JOB_ID, JobOverride, MisfirePolicy, job_overrides
 from aegis.scheduling.triggers import Trigger
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import Store
@@ -37,7 +36,6 @@ BUILTIN_JOBS = "aegis_jobs"  # the repository's jobs/ folder, as installed
 ENTRY_POINT_GROUP = "aegis.jobs"
 DEFAULT_MISFIRE_GRACE_S = 300.0
 DEFAULT_TIMEOUT_S = 600.0
-_JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -221,7 +219,7 @@ def bind_zone(trigger: Trigger, explicit: ZoneInfo | None,
 
 
 def validate_job(job: Job) -> None:
-    if not _JOB_ID.match(job.id):
+    if not JOB_ID.match(job.id):
         raise UsageError(f"job id {job.id!r} is not lower-case snake_case")
     if not callable(job.func):
         raise UsageError(f"job {job.id!r}: func is not callable")
@@ -262,5 +260,5 @@ def load_jobs(settings: Settings, registry: Registry | None = None) -> Registry:
             raise
         except Exception as exc:
             raise ConfigError(f"job module {label}", f"{type(exc).__name__}: {exc}") from None
-    registry.apply_overrides(settings.job_overrides)
+    registry.apply_overrides(job_overrides(settings))
     return registry

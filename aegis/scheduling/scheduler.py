@@ -21,8 +21,8 @@ import schedule
 from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.core.logs import get_logger
-from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling.heartbeat import live_since
+from aegis.scheduling.job_settings import MisfirePolicy
 from aegis.scheduling.registry import Job, JobContext, Registry
 from aegis.scheduling.repository import JobRun, Runs, RunStatus, RunTrigger
 from aegis.scheduling.runs import Execution, Runner

@@ -2,8 +2,8 @@ from datetime import datetime
 
 import pytest
 
-from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling import triggers
+from aegis.scheduling.job_settings import MisfirePolicy
 from aegis.scheduling.scheduler import RUN_ALL_LIMIT, SlotPlan, plan_due, plan_start
 from aegis.scheduling.triggers import count_slots
 from tests.clock import t
