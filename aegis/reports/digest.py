@@ -19,7 +19,7 @@ from aegis.core.clock import UTC_ZONE, day_bounds
 from aegis.core.config import DigestScope, Settings
 from aegis.core.errors import UsageError
 from aegis.reports.fleet import HostView, collect_hosts
-from aegis.scheduling.repository import Runs, RunStatus
+from aegis.scheduling.repository import JobFailures, RunCounts, Runs, RunStatus
 from aegis.scheduling.tasks import Tasks
 from aegis.storage.db import Row
 from aegis.storage.events import EventType, Importance
@@ -191,8 +191,9 @@ class DayDigest:
         }
 
 
-def _jobs(rows: list[Row]) -> tuple[JobDay, ...]:
-    return tuple(JobDay(row["job_id"], *(int(row[s]) for s in RUN_STATUSES)) for row in rows)
+def _jobs(counts: list[RunCounts]) -> tuple[JobDay, ...]:
+    return tuple(JobDay(c.job_id, *(getattr(c, status) for status in RUN_STATUSES))
+                 for c in counts)
 
 
 def _event_counts(rows: list[Row]
@@ -215,6 +216,10 @@ def _open_escalations(runtime: Runtime, as_of: datetime,
 
 def _failures(rows: list[Row], key: str) -> tuple[Failure, ...]:
     return tuple(Failure(r[key], int(r["failures"]), r["last_error"] or "") for r in rows)
+
+
+def _job_failures(jobs: list[JobFailures]) -> tuple[Failure, ...]:
+    return tuple(Failure(job.job_id, job.failures, job.last_error) for job in jobs)
 
 
 def scope_host(settings: Settings) -> str | None:
@@ -245,7 +250,7 @@ def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDige
                                  r["host"], r["reason"])
                         for r in store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN,
                                                  host)),
-        job_failures=_failures(runs.failures_by_job(start, end, SELF_JOBS, host), "job_id"),
+        job_failures=_job_failures(runs.failures_by_job(start, end, SELF_JOBS, host)),
         delivery_failures=_failures(Outbox(runtime.db).delivery_failures(start, end, host),
                                     "channel"),
         critical_events=tuple(CriticalEvent(r["timestamp"], r["event_type"], r["host"],

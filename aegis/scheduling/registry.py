@@ -27,12 +27,14 @@ from aegis.core.durations import parse_time_of_day
 from aegis.core.errors import ConfigError, UsageError
 from aegis.scheduling import triggers
 from aegis.scheduling.job_settings import JOB_ID, JobOverride, MisfirePolicy, job_overrides
+from aegis.scheduling.repository import RunTrigger
 from aegis.scheduling.triggers import Trigger
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import Store
 
 Scope = Literal["host", "cluster"]
-BUILTIN_JOBS = "aegis_jobs"  # the repository's jobs/ folder, as installed
+# the repository's jobs/ folder, as installed
+BUILTIN_JOBS = "aegis_jobs"
 ENTRY_POINT_GROUP = "aegis.jobs"
 DEFAULT_MISFIRE_GRACE_S = 300.0
 DEFAULT_TIMEOUT_S = 600.0
@@ -44,7 +46,7 @@ class JobContext:
 
     job_id: str
     run_id: int | None
-    trigger: str  # a RunTrigger: schedule, catch_up or manual
+    trigger: RunTrigger
     scheduled_for: datetime
     now: datetime
     app: Runtime
@@ -74,10 +76,13 @@ class Job:
     timeout_s: float = DEFAULT_TIMEOUT_S
     enabled: bool = True
     description: str = ""
-    zone: ZoneInfo = UTC_ZONE  # a calendar trigger's zone; how its times are shown
+    # a calendar trigger's zone; how its times are shown
+    zone: ZoneInfo = UTC_ZONE
     misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE
-    max_runtime_s: float | None = None  # a run going longer records one job_overrun
-    expect_every_s: float | None = None  # no success for this long: job_silent
+    # a run going longer records one job_overrun
+    max_runtime_s: float | None = None
+    # no success for this long: job_silent
+    expect_every_s: float | None = None
 
     def scope_key(self, host: str) -> str:
         return host if self.scope == "host" else "cluster"
@@ -114,7 +119,12 @@ class Registry:
         self._services: dict[str, Service] = {}
         self._lock = threading.Lock()
 
-    def add(self, job_id: str, func: JobFunc, trigger: Trigger, *, scope: Scope = "host",
+    def add(  # noqa: PLR0913
+            # the API job modules call: every option a keyword with its default, of which a
+            # module names the few it changes (registry.add("backup", backup,
+            # daily("03:00"), timeout_s=3600)); a JobOptions object would make each module
+            # import and build one for the same call
+            self, job_id: str, func: JobFunc, trigger: Trigger, *, scope: Scope = "host",
             misfire_grace_s: float = DEFAULT_MISFIRE_GRACE_S,
             timeout_s: float = DEFAULT_TIMEOUT_S, enabled: bool = True,
             description: str = "", replace_existing: bool = False,
@@ -203,7 +213,8 @@ def overridden(job: Job, override: JobOverride) -> Job:
     for name in ("enabled", "misfire_grace_s", "timeout_s", "misfire"):
         if getattr(override, name) is not None:
             changes[name] = getattr(override, name)
-    for name in ("max_runtime_s", "expect_every_s"):  # 0 switches a default off
+    # 0 switches a default off
+    for name in ("max_runtime_s", "expect_every_s"):
         if getattr(override, name) is not None:
             changes[name] = getattr(override, name) or None
     return replace(job, **changes)

@@ -17,8 +17,9 @@ import pytest
 from aegis import api
 from aegis.core.config import load_settings
 from aegis.scheduling import triggers
-from aegis.scheduling.daemon import Daemon
+from aegis.scheduling.daemon import Daemon, RunMode
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.scheduling.repository import RunTrigger
 from aegis.scheduling.scheduler import Scheduler
 from jobs import evening_summary
 from tests.clock import Clock, t
@@ -132,8 +133,8 @@ def test_run_once_in_berlin_plans_the_daily_jobs_in_local_time(
     settings = load_settings({**aegis_env, "AEGIS_TIMEZONE": "Europe/Berlin",
                               "AEGIS_REMEDIATION": "off"})
     with api.connect(settings, migrate=False) as app:
-        daemon = Daemon(app, app.registry, once=True, clock=Clock(t(now)),
-                        handle_signals=False)
+        daemon = Daemon(app, app.registry, RunMode(once=True, handle_signals=False),
+                        clock=Clock(t(now)))
         assert daemon.run() == 0
         jobs = advertised_next_runs(app)
     assert jobs["morning_status"]["next_run_at"] == t(morning_status_at)
@@ -149,7 +150,7 @@ def test_the_evening_summary_covers_the_local_day_and_names_its_file_after_it(ma
         app.store.record_event("deploy_note", stamp, timestamp=t(stamp))
     # 22:00 EST on 2026-11-01, a 25-hour day: 04:00 UTC to 05:00 UTC the next day
     slot = t("2026-11-02 03:00")
-    ctx = JobContext(job_id="evening_summary", run_id=None, trigger="schedule",
+    ctx = JobContext(job_id="evening_summary", run_id=None, trigger=RunTrigger.SCHEDULE,
                      scheduled_for=slot, now=slot, app=app, log=app.store.log,
                      cancelled=threading.Event())
     result = evening_summary.evening_summary(ctx)

@@ -14,9 +14,10 @@ from aegis.core.clock import day_bounds, instant, offset_text, wall_time, zone
 from aegis.core.config import load_settings
 from aegis.core.errors import ConfigError, UsageError
 from aegis.scheduling import triggers
-from aegis.scheduling.deadlines import Watch, changes, silent_after
+from aegis.scheduling.deadlines import changes, silent_after
 from aegis.scheduling.job_settings import MisfirePolicy, job_overrides
 from aegis.scheduling.registry import Registry, overridden
+from aegis.scheduling.repository import Watch
 from tests.clock import t
 
 BERLIN, NEW_YORK = zone("Europe/Berlin"), zone("America/New_York")
