@@ -276,7 +276,7 @@ class SchedulerControl:
     def tasks(self, status: str | None = None, limit: int = 50) -> list[Task]:
         return self._tasks.listing(status, limit)
 
-    def task(self, task_id: int) -> Task:
+    def get_task(self, task_id: int) -> Task:
         return self._tasks.get(task_id)
 
     def wait_task(self, task_id: int, timeout_s: float) -> Task:

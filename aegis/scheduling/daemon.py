@@ -91,7 +91,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._pid_handle: TextIO | None = None
         self._db_ready = False
-        self._signals = 0
+        self._signals_received = 0
         self._ping_busy = threading.Lock()
         self._lease_lost = False
 
@@ -412,8 +412,8 @@ class Daemon:
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._signals += 1
-        if self._signals > 1:
+        self._signals_received += 1
+        if self._signals_received > 1:
             self.log.warning("shutdown_forced", signal=signal.Signals(signum).name)
             os._exit(1)
         self.log.info("shutdown_requested", signal=signal.Signals(signum).name)

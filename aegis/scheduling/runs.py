@@ -69,7 +69,7 @@ class Runner:
         self.on_finish = on_finish
         self.wake = wake
         self.log = get_logger()
-        self._slots = threading.Semaphore(runtime.settings.workers)
+        self._worker_slots = threading.Semaphore(runtime.settings.workers)
         self._lock = threading.Lock()
         self._running: dict[int, Execution] = {}
         self._offline_ids = itertools.count(1)
@@ -106,7 +106,7 @@ class Runner:
         return execution
 
     def _work(self, execution: Execution) -> None:
-        self._slots.acquire()
+        self._worker_slots.acquire()
         with self._lock:
             execution.started_at = self.clock()
             execution.deadline = execution.started_at + timedelta(
@@ -137,7 +137,7 @@ class Runner:
             release = not execution.released
             execution.released = True
         if release:
-            self._slots.release()
+            self._worker_slots.release()
         now = self.clock()
         try:
             if execution.offline is not None:
