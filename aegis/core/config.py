@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from aegis.core import autoheal, config_file, parsing
+from aegis.core import autoheal, parsing, toml_file
 from aegis.core.clock import zone
 from aegis.core.errors import ConfigError
 
@@ -314,59 +314,42 @@ OPTIONS_BY_FIELD = {option.field: option for option in OPTIONS}
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings; raise ConfigError naming the variable or key on any bad value. The
-    per-job settings are read, not parsed: ``aegis.api.load_settings`` checks them too."""
+    per-job settings are read, not parsed: ``aegis.api.load_settings`` parses them too."""
     env = os.environ if env is None else env
     _check_utf8(env)
-    path, document = config_file.read(env)
-    _check_sections(document, path)
-    job_tables = config_file.job_tables(document, path)
-    raw_values = _raw_values(env, _toml_values(document, path), path)
+    config_file, document = toml_file.read(env)
     values: dict[str, Any] = {
         "host": socket.gethostname().split(".")[0] or "localhost",
         "home": Path("~/.aegis").expanduser(),
         "journal_dir": Path("~/memory/journal").expanduser(),
     }
-    for option in OPTIONS:
-        if option.field in raw_values:
-            values[option.field] = _parsed(option, *raw_values[option.field])
-    settings = Settings(**values, config_file=path, job_tables=job_tables,
-                        job_variables={name: value for name, value in env.items()
-                                       if name.startswith(JOB_ENV_PREFIX) and value.strip()})
-    _check_http(settings)
-    return settings
-
-
-def _check_sections(document: Mapping[str, Any], path: Path | None) -> None:
-    """Every table of the file is one aegis knows (an empty unknown one too)."""
-    sections = {o.toml.partition(".")[0] for o in OPTIONS if o.toml} | {config_file.JOBS}
-    for key in document:
-        if key not in sections:
-            raise ConfigError(f"{path}: {key}", config_file.unknown_key(key, sections))
-
-
-def _toml_values(document: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
-    """The file's values by the dotted keys of ``OPTIONS``; an unknown key is an error."""
     known_toml = {o.toml for o in OPTIONS if o.toml}
-    toml_values = config_file.flatten(document)
+    sections = {key.partition(".")[0] for key in known_toml} | {"jobs"}
+    for key in document:  # catches empty unknown tables too
+        if key not in sections:
+            raise ConfigError(f"{config_file}: {key}", toml_file.unknown_key(key, sections))
+    toml_values = toml_file.flatten(document, config_file)
     for key in toml_values:
-        if key not in known_toml:
-            raise ConfigError(f"{path}: {key}", config_file.unknown_key(key, known_toml))
-    return toml_values
-
-
-def _raw_values(env: Mapping[str, str], toml_values: Mapping[str, Any],
-                path: Path | None) -> dict[str, tuple[str, Any]]:
-    """By field, where each option is set (its variable, the file's key, or
-    docker-autoheal's variable) and its raw value."""
+        if key not in known_toml and not key.startswith("jobs."):
+            raise ConfigError(f"{config_file}: {key}", toml_file.unknown_key(key, known_toml))
     raw_values = {o.field: found for o in OPTIONS
-                  if (found := _raw(o, env, toml_values, path)) is not None}
+                  if (found := _raw(o, env, toml_values, config_file)) is not None}
     compat = raw_values.get("autoheal_compat")
     if compat is None or _parsed(OPTIONS_BY_FIELD["autoheal_compat"], *compat):
         # docker-autoheal's variables, each where aegis's own is not set
         aliases = autoheal.variables(env)
         raw_values = {**{o.field: aliases[o.autoheal] for o in OPTIONS
                          if o.autoheal in aliases}, **raw_values}
-    return raw_values
+    for option in OPTIONS:
+        if option.field in raw_values:
+            values[option.field] = _parsed(option, *raw_values[option.field])
+    values["job_tables"] = document.get("jobs", {})
+    values["job_variables"] = {name: value for name, value in env.items()
+                               if name.startswith(JOB_ENV_PREFIX) and value.strip()}
+    values["config_file"] = config_file
+    settings = Settings(**values)
+    _check_http(settings)
+    return settings
 
 
 def _check_http(settings: Settings) -> None:
@@ -379,13 +362,13 @@ def _check_http(settings: Settings) -> None:
 
 
 def _raw(option: Option, env: Mapping[str, str], toml_values: Mapping[str, Any],
-         path: Path | None) -> tuple[str, Any] | None:
+         config_file: Path | None) -> tuple[str, Any] | None:
     """Where ``option`` is set (the variable, else the file's key) and its raw value."""
     name = option.env or ""
     if name and env.get(name, "").strip():
         return name, env[name]
     if option.toml is not None and option.toml in toml_values:
-        return f"{path}: {option.toml}", toml_values[option.toml]
+        return f"{config_file}: {option.toml}", toml_values[option.toml]
     return None
 
 

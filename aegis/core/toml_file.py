@@ -1,7 +1,7 @@
-"""The TOML file named by AEGIS_CONFIG: read, its sections flattened to the dotted keys of
-``OPTIONS`` (aegis/core/config.py), and its ``[jobs.ID]`` tables handed on as found, for
-scheduling to parse (aegis/scheduling/job_settings.py). A file that cannot be read, or is
-not TOML, is a ConfigError naming AEGIS_CONFIG."""
+"""The TOML file named by AEGIS_CONFIG: read, and its tables flattened to the dotted keys of
+``OPTIONS`` (aegis/core/config.py). A file that cannot be read, or is not TOML, is a
+ConfigError naming AEGIS_CONFIG; its ``[jobs.ID]`` tables are handed on as found, for
+scheduling to parse (aegis/scheduling/job_settings.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from aegis.core.errors import ConfigError
-
-JOBS = "jobs"  # the section of the per-job tables
 
 
 def read(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
@@ -33,22 +31,15 @@ def read(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
         raise ConfigError("AEGIS_CONFIG", f"{path} is not valid TOML: {exc}") from None
 
 
-def job_tables(document: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
-    """The ``[jobs.ID]`` tables of the file, unparsed: ``{"morning_status": {"at": ...}}``."""
-    tables = document.get(JOBS, {})
-    if not isinstance(tables, dict):
-        raise ConfigError(f"{path}: {JOBS}", "must be a table of [jobs.ID] tables")
-    return tables
-
-
-def flatten(document: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``, the ``[jobs.ID]``
-    tables left out (see ``job_tables``)."""
+def flatten(document: Mapping[str, Any], config_file: Path | None) -> dict[str, Any]:
+    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``; ``jobs`` stays nested."""
     flat: dict[str, Any] = {}
     for key, value in document.items():
-        if key == JOBS:
-            continue
-        if isinstance(value, dict):
+        if key == "jobs":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{config_file}: jobs", "must be a table of [jobs.ID] tables")
+            flat.update({f"jobs.{k}": v for k, v in value.items()})
+        elif isinstance(value, dict):
             for sub_key, sub_value in value.items():
                 flat[f"{key}.{sub_key}"] = sub_value
         else:
@@ -57,6 +48,5 @@ def flatten(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def unknown_key(key: str, known: set[str]) -> str:
-    """What to say of a key the file should not hold: the known one it is closest to."""
     close = difflib.get_close_matches(key, sorted(known), n=1)
     return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
