@@ -224,8 +224,8 @@ class Runs:
 
     def claim(self, wanted: Sequence[WantedSlot], *, host: str, now: datetime,
               instance_id: str, live_since: datetime) -> list[JobRun]:
-        """Claim slots in one statement; the runs this daemon won (some 'skipped': the
-        job's run before is going on a daemon whose heartbeat is later than
+        """Claim slots in one statement; the runs this daemon won, some 'skipped' (an
+        earlier run of the job still going on a daemon whose heartbeat is later than
         ``live_since``)."""
         return as_rows(JobRun, self.db.fetch_all(
             "claim_runs", job_ids=[w.job_id for w in wanted],
