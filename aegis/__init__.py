@@ -11,8 +11,8 @@ The public Python API (stable names; importing this package does no I/O)::
         app.state.set("last_deploy", "2026-11-22")
 """
 
-from aegis.api import Aegis, Memory, State, connect
-from aegis.core.config import Settings, load_settings
+from aegis.api import Aegis, Memory, State, connect, load_settings
+from aegis.core.config import Settings
 from aegis.core.errors import AegisError, ConfigError, DatabaseUnavailable, StoreError, UsageError
 from aegis.scheduling.control import JobInfo, SchedulerControl
 from aegis.scheduling.registry import Job, JobContext, Registry

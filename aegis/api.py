@@ -5,9 +5,9 @@
         app.memory.record("deploy_finished", "web rolled out", importance="medium")
         app.state.set("last_deploy", "2026-11-22")
 
-This is the top of aegis: it builds the parts the layers below take (settings, the
-database, the event store with its spool replays) and the registry of jobs and services.
-The CLI is built on these same calls.
+This is the top of aegis: it builds the parts the layers below take (settings, every
+layer's checked, the database, the event store with its spool replays) and the registry
+of jobs and services. The CLI is built on these same calls.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from aegis.core import config
 from aegis.core.clock import utcnow
-from aegis.core.config import DatabasePooler, Settings, load_settings
+from aegis.core.config import DatabasePooler, Settings
 from aegis.core.durations import parse_since
 from aegis.core.errors import UsageError
 from aegis.notify.sender import deliver_pending, run_sender
 from aegis.scheduling.control import SchedulerControl
+from aegis.scheduling.job_settings import job_overrides
 from aegis.scheduling.registry import Registry, load_jobs
 from aegis.scheduling.repository import replay_run_finish, replay_run_record
 from aegis.storage import embedded
@@ -83,6 +85,16 @@ class State:
 
     def set(self, key: str, value: Any) -> None:
         self._store.set_state(key, value)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``env`` (the process's environment by default) and the file it names
+    (``aegis.core.config.load_settings``), with the per-job settings parsed too, so a bad
+    ``[jobs.ID]`` key or ``AEGIS_JOB__ID__KEY`` variable is refused here, before anything
+    starts (ConfigError naming it)."""
+    settings = config.load_settings(env)
+    job_overrides(settings)
+    return settings
 
 
 def load_registry(settings: Settings) -> Registry:

@@ -16,7 +16,7 @@ from aegis.core.clock import utcnow
 from aegis.core.config import Settings
 from aegis.core.errors import AegisError
 from aegis.core.processes import pid_alive
-from aegis.scheduling.daemon import AlreadyRunning, Daemon
+from aegis.scheduling.daemon import AlreadyRunning, Daemon, RunMode
 from aegis.scheduling.heartbeat import DaemonStatus, file_status, read_heartbeat, read_pid
 from aegis.storage import embedded
 
@@ -33,7 +33,7 @@ def run_command(ctx: click.Context, once: bool, ticks: int | None) -> None:
     registry = api.load_registry(settings)  # a broken job module stops it before any I/O
     with api.connect(settings, migrate=False, registry=registry) as app:
         try:
-            code = Daemon(app, registry, once=once, ticks=ticks).run()
+            code = Daemon(app, registry, RunMode(once=once, ticks=ticks)).run()
         except AlreadyRunning as exc:
             fail(str(exc))
     sys.exit(code)

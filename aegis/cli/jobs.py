@@ -11,7 +11,6 @@ import click
 
 from aegis import api
 from aegis.cli.common import fail, format_time, print_json, print_table, with_app
-from aegis.core import clock
 from aegis.core.errors import UsageError
 from aegis.scheduling.repository import JobRun, RunStatus
 from aegis.scheduling.tasks import TaskStatus
@@ -46,20 +45,14 @@ def jobs_list(app: api.Aegis, as_json: bool) -> None:
         print_json([job.to_json() for job in found])
         return
     rows = []
+    zones = app.scheduler.zones_of(j.id for j in found)
     for j in found:
-        zone = zone_or_utc(j.timezone)
+        zone = zones[j.id]
         rows.append((j.id, j.trigger, j.scope, format_time(j.next_run, zone),
                      format_time(j.last_run, zone), j.last_status or "-",
                      "paused" if j.paused else ("disabled" if not j.enabled else "")))
     print_table(rows, ["id", "trigger", "scope", "next_run", "last_run", "last_status",
                        "flags"])
-
-
-def zone_or_utc(name: str) -> ZoneInfo:
-    try:
-        return clock.zone(name)
-    except ValueError:  # a zone another daemon's tz database knows and this one does not
-        return clock.UTC_ZONE
 
 
 def run_note(run: JobRun, zone: ZoneInfo) -> str:
@@ -82,7 +75,7 @@ def jobs_history(app: api.Aegis, job_id: str | None, limit: int, as_json: bool) 
     if as_json:
         print_json([run.to_json() for run in runs])
         return
-    zones = {job_id: app.scheduler.zone_of(job_id) for job_id in {r.job_id for r in runs}}
+    zones = app.scheduler.zones_of({r.job_id for r in runs})
     print_table([(str(r.id), r.job_id, r.host, r.trigger,
                   format_time(r.scheduled_for, zones[r.job_id]), r.status,
                   f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",

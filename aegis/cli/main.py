@@ -12,9 +12,10 @@ from typing import Any
 import click
 from click.exceptions import NoArgsIsHelpError
 
+from aegis.api import load_settings
 from aegis.cli import containers, daemon, database, doctor, history, hosts, jobs, notify
 from aegis.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
-from aegis.core.config import load_settings, utf8_problem
+from aegis.core.config import utf8_problem
 from aegis.core.errors import AegisError, ConfigError, DatabaseUnavailable, UsageError
 from aegis.core.logs import configure_logging
 from aegis.version import __version__

@@ -1,7 +1,10 @@
 """Settings: environment variables first, then the optional TOML file named by AEGIS_CONFIG.
 
 Every option is declared once in ``OPTIONS``; the loader, the masking ``repr`` and the
-configuration reference in docs/ are all driven by that table.
+configuration reference in docs/ are all driven by that table. The per-job settings
+(``[jobs.ID]`` tables, ``AEGIS_JOB__ID__KEY`` variables) are scheduling's to parse: they are
+handed on as found (``Settings.job_tables``, ``Settings.job_variables``) and parsed by
+aegis/scheduling/job_settings.py.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from aegis.core import parsing
+from aegis.core import autoheal, parsing, toml_file
 from aegis.core.clock import zone
 from aegis.core.errors import ConfigError
-from aegis.core.parsing import JOB_ENV_PREFIX, JobOverride, job_overrides
+
+# The per-job variables: AEGIS_JOB__<JOB_ID>__<KEY>.
+JOB_ENV_PREFIX = "AEGIS_JOB__"
 
 
 class LogFormat(StrEnum):
@@ -119,7 +124,10 @@ class Settings:
     outbox_retention_s: float = 14 * 86400.0
     container_retention_s: float = 30 * 86400.0
     config_file: Path | None = None
-    job_overrides: Mapping[str, JobOverride] = field(default_factory=dict)
+    # The per-job settings as found, unparsed: the file's [jobs.ID] tables and the
+    # AEGIS_JOB__ID__KEY variables set (aegis/scheduling/job_settings.py parses them).
+    job_tables: Mapping[str, Any] = field(default_factory=dict)
+    job_variables: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -305,10 +313,11 @@ OPTIONS_BY_FIELD = {option.field: option for option in OPTIONS}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read settings; raise ConfigError naming the variable or key on any bad value."""
+    """Read settings; raise ConfigError naming the variable or key on any bad value. The
+    per-job settings are read, not parsed: ``aegis.api.load_settings`` parses them too."""
     env = os.environ if env is None else env
     _check_utf8(env)
-    config_file, document = parsing.config_file(env)
+    config_file, document = toml_file.read(env)
     values: dict[str, Any] = {
         "host": socket.gethostname().split(".")[0] or "localhost",
         "home": Path("~/.aegis").expanduser(),
@@ -318,23 +327,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sections = {key.partition(".")[0] for key in known_toml} | {"jobs"}
     for key in document:  # catches empty unknown tables too
         if key not in sections:
-            raise ConfigError(f"{config_file}: {key}", parsing.unknown_key(key, sections))
-    toml_values = parsing.flatten(document, config_file)
+            raise ConfigError(f"{config_file}: {key}", toml_file.unknown_key(key, sections))
+    toml_values = toml_file.flatten(document, config_file)
     for key in toml_values:
         if key not in known_toml and not key.startswith("jobs."):
-            raise ConfigError(f"{config_file}: {key}", parsing.unknown_key(key, known_toml))
+            raise ConfigError(f"{config_file}: {key}", toml_file.unknown_key(key, known_toml))
     raw_values = {o.field: found for o in OPTIONS
                   if (found := _raw(o, env, toml_values, config_file)) is not None}
     compat = raw_values.get("autoheal_compat")
     if compat is None or _parsed(OPTIONS_BY_FIELD["autoheal_compat"], *compat):
         # docker-autoheal's variables, each where aegis's own is not set
-        aliases = parsing.autoheal_variables(env)
+        aliases = autoheal.variables(env)
         raw_values = {**{o.field: aliases[o.autoheal] for o in OPTIONS
                          if o.autoheal in aliases}, **raw_values}
     for option in OPTIONS:
         if option.field in raw_values:
             values[option.field] = _parsed(option, *raw_values[option.field])
-    values["job_overrides"] = job_overrides(env, document.get("jobs", {}), config_file)
+    values["job_tables"] = document.get("jobs", {})
+    values["job_variables"] = {name: value for name, value in env.items()
+                               if name.startswith(JOB_ENV_PREFIX) and value.strip()}
     values["config_file"] = config_file
     settings = Settings(**values)
     _check_http(settings)

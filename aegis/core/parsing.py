@@ -1,18 +1,14 @@
-"""Parsers of setting values. Each takes the raw value (a string from the environment, or
-a value from the TOML file) and returns the parsed one, or raises ValueError saying what is
-wrong; the caller names the variable or key. Then where raw values come from besides
-aegis's own variables: the TOML file, docker-autoheal's variables read as aegis's own, and
-the per-job settings (``[jobs.ID]`` tables of the file and ``AEGIS_JOB__ID__KEY``
-variables); each mistake there is named (variable or key) as a ConfigError."""
+"""Parsers of one setting value. Each takes the raw value (a string from the environment,
+or a value from the TOML file) and returns the parsed one, or raises ValueError saying what
+is wrong; the caller names the variable or key. Every layer's settings are parsed with
+them: aegis's own options (aegis/core/config.py) and the per-job ones
+(aegis/scheduling/job_settings.py)."""
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
-import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,8 +17,7 @@ from urllib.parse import urlsplit
 from croniter import croniter
 
 from aegis.core.clock import zone
-from aegis.core.durations import parse_duration_s, parse_time_of_day
-from aegis.core.errors import ConfigError
+from aegis.core.durations import parse_duration_s
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 # RFC 6750's token characters: what `openssl rand -hex` and `base64` print, and what an
@@ -229,170 +224,3 @@ def duration_or_off(minimum_s: float = 0.0) -> Callable[[Any], float]:
         return parse_duration(raw)
 
     return parse
-
-
-# --- the TOML file ---
-
-
-def config_file(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
-    """The file AEGIS_CONFIG names, read as TOML (None and {} when it names none)."""
-    name = env.get("AEGIS_CONFIG", "").strip()
-    if not name:
-        return None, {}
-    path = Path(name).expanduser()
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError("AEGIS_CONFIG", f"cannot read {path}: {reason}") from None
-    try:
-        return path, tomllib.loads(content)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("AEGIS_CONFIG", f"{path} is not valid TOML: {exc}") from None
-
-
-def flatten(document: Mapping[str, Any], config_file: Path | None) -> dict[str, Any]:
-    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``; ``jobs`` stays nested."""
-    flat: dict[str, Any] = {}
-    for key, value in document.items():
-        if key == "jobs":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{config_file}: jobs", "must be a table of [jobs.ID] tables")
-            flat.update({f"jobs.{k}": v for k, v in value.items()})
-        elif isinstance(value, dict):
-            for sub_key, sub_value in value.items():
-                flat[f"{key}.{sub_key}"] = sub_value
-        else:
-            flat[key] = value
-    return flat
-
-
-def unknown_key(key: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
-
-
-# --- docker-autoheal's variables ---
-
-DISCORD_WEBHOOK = re.compile(
-    r"^https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+/?$")
-SLACK_WEBHOOK = re.compile(r"^https://hooks\.slack\.com/services/[\w/]+$")
-APPRISE_API = re.compile(r"^(https?)://([^/?#]+)/notify/([\w.-]+)/?$")
-
-
-def autoheal_variables(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
-    """docker-autoheal's variables that have a clear meaning in aegis, as ``{its variable:
-    (the variable to name in errors, the raw value of aegis's setting)}``. The caller
-    uses each only where aegis's own setting is not set. See
-    docs/migrating-from-autoheal.md for each mapping, and the variables that have none."""
-    found: dict[str, tuple[str, str]] = {}
-    for name in ("AUTOHEAL_INTERVAL", "AUTOHEAL_START_PERIOD", "AUTOHEAL_DEFAULT_STOP_TIMEOUT"):
-        if env.get(name, "").strip():
-            found[name] = (name, env[name])  # seconds, as aegis's durations take them too
-    label = env.get("AUTOHEAL_CONTAINER_LABEL", "").strip()
-    if label:  # the label (or all) says which containers autoheal watches: the scope
-        found["AUTOHEAL_CONTAINER_LABEL"] = ("AUTOHEAL_CONTAINER_LABEL",
-                                             "all" if label == "all" else "labeled")
-    webhook = env.get("WEBHOOK_URL", "").strip()
-    urls = []
-    if DISCORD_WEBHOOK.match(webhook):
-        found["WEBHOOK_URL"] = ("WEBHOOK_URL", webhook)
-    elif SLACK_WEBHOOK.match(webhook):
-        urls.append(("WEBHOOK_URL", webhook))  # Apprise posts to Slack's own URL
-    apprise_api = APPRISE_API.match(env.get("APPRISE_URL", "").strip())
-    if apprise_api:  # an Apprise API server's notify endpoint, as an Apprise URL
-        scheme = "apprises" if apprise_api.group(1) == "https" else "apprise"
-        urls.append(("APPRISE_URL", f"{scheme}://{apprise_api.group(2)}/{apprise_api.group(3)}"))
-    if urls:
-        found["APPRISE_URL"] = (" and ".join(n for n, _ in urls), ",".join(u for _, u in urls))
-    return found
-
-
-# --- per-job settings ---
-
-JOB_ENV_PREFIX = "AEGIS_JOB__"
-_JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-
-class MisfirePolicy(StrEnum):
-    RUN_ONCE = "run_once"  # the latest missed slot runs once, within the grace
-    SKIP = "skip"  # nothing missed while no daemon ran is run later
-    RUN_ALL = "run_all"  # every missed slot within the grace runs, up to a bound
-
-
-@dataclass(frozen=True)
-class JobOverride:
-    """Per-job settings from ``[jobs.ID]`` or ``AEGIS_JOB__ID__KEY``; None keeps the default."""
-
-    enabled: bool | None = None
-    every_s: float | None = None
-    at: str | None = None
-    cron: str | None = None
-    misfire_grace_s: float | None = None
-    timeout_s: float | None = None
-    timezone: str | None = None
-    misfire: MisfirePolicy | None = None
-    max_runtime_s: float | None = None  # 0: no max_runtime
-    expect_every_s: float | None = None  # 0: not watched
-
-
-_JOB_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "enabled": ("enabled", boolean),
-    "every": ("every_s", duration(1.0)),
-    "at": ("at", lambda raw: parse_time_of_day(text(raw)).strftime("%H:%M:%S")),
-    "cron": ("cron", lambda raw: cron_expression(text(raw))),
-    "misfire_grace": ("misfire_grace_s", duration()),
-    "timeout": ("timeout_s", duration(0.1)),
-    "timezone": ("timezone", timezone),
-    "misfire": ("misfire", member(MisfirePolicy)),
-    "max_runtime": ("max_runtime_s", duration_or_off(0.1)),
-    "expect_every": ("expect_every_s", duration_or_off(1.0)),
-}
-
-_TRIGGER_KEYS = ("every", "at", "cron")
-
-
-def job_overrides(
-    env: Mapping[str, str], table: Mapping[str, Any], config_file: Path | None
-) -> dict[str, JobOverride]:
-    raw: dict[str, dict[str, tuple[str, Any]]] = {}
-    for job_id, keys in table.items():
-        where = f"{config_file}: jobs.{job_id}"
-        if not _JOB_ID.match(job_id):
-            raise ConfigError(where, "is not a job id (lower-case letters, digits, '_')")
-        if not isinstance(keys, dict):
-            raise ConfigError(where, "must be a table")
-        for key, value in keys.items():
-            raw.setdefault(job_id, {})[key] = (f"{where}.{key}", value)
-    env_triggers: set[str] = set()
-    for name, value in sorted(env.items()):
-        if not name.startswith(JOB_ENV_PREFIX) or not value.strip():
-            continue
-        job_part, sep, key = name[len(JOB_ENV_PREFIX):].partition("__")
-        if not sep or not _JOB_ID.match(job_part.lower()):
-            raise ConfigError(name, f"use {JOB_ENV_PREFIX}<JOB_ID>__<KEY>, e.g. "
-                              f"{JOB_ENV_PREFIX}MORNING_STATUS__AT")
-        job_id, key = job_part.lower(), key.lower()
-        keys = raw.setdefault(job_id, {})
-        if key in _TRIGGER_KEYS and job_id not in env_triggers:
-            env_triggers.add(job_id)  # the environment's trigger replaces the file's
-            for trigger_key in _TRIGGER_KEYS:
-                keys.pop(trigger_key, None)
-        keys[key] = (name, value)
-    overrides = {}
-    for job_id, keys in raw.items():
-        parsed: dict[str, Any] = {}
-        for key, (name, value) in keys.items():
-            if key not in _JOB_KEYS:
-                raise ConfigError(name, f"unknown job key (known: {', '.join(_JOB_KEYS)})")
-            attribute, parse = _JOB_KEYS[key]
-            try:
-                parsed[attribute] = parse(value)
-            except ValueError as exc:
-                raise ConfigError(name, str(exc)) from None
-        triggers = [k for k in _TRIGGER_KEYS if k in keys]
-        if len(triggers) > 1:
-            raise ConfigError(keys[triggers[-1]][0], "set at most one of every, at, cron "
-                              f"(found {' and '.join(triggers)})")
-        overrides[job_id] = JobOverride(**parsed)
-    return overrides

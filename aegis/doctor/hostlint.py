@@ -15,7 +15,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aegis.core import parsing
+from aegis.core.autoheal import APPRISE_API, DISCORD_WEBHOOK, SLACK_WEBHOOK
 from aegis.core.config import Settings
 from aegis.supervision.docker import Sighting
 from aegis.supervision.protocol.labels import (
@@ -116,7 +116,7 @@ def autoheal_variables(settings: Settings, env: Mapping[str, str]) -> Finding:
 
 def unread_autoheal_variables(env: Mapping[str, str]) -> list[str]:
     """docker-autoheal's variables set in ``env`` that aegis does not read (those
-    ``parsing.autoheal_variables`` has no mapping for), each with what to do instead."""
+    ``aegis.core.autoheal.variables`` has no mapping for), each with what to do instead."""
     notes = {
         "AUTOHEAL_ONLY_MONITOR_RUNNING": "aegis only ever restarts running containers",
         "DOCKER_SOCK": "set DOCKER_HOST (unix:///var/run/docker.sock, tcp://host:2376)",
@@ -126,12 +126,12 @@ def unread_autoheal_variables(env: Mapping[str, str]) -> list[str]:
     }
     found = [f"{name}: {note}" for name, note in notes.items() if env.get(name, "").strip()]
     webhook = env.get("WEBHOOK_URL", "").strip()
-    if webhook and not (parsing.DISCORD_WEBHOOK.match(webhook)
-                        or parsing.SLACK_WEBHOOK.match(webhook)):
+    if webhook and not (DISCORD_WEBHOOK.match(webhook)
+                        or SLACK_WEBHOOK.match(webhook)):
         found.append("WEBHOOK_URL: not a Discord or Slack webhook; set DISCORD_WEBHOOK_URL "
                      "or AEGIS_NOTIFY_URLS (an Apprise URL)")
     apprise_url = env.get("APPRISE_URL", "").strip()
-    if apprise_url and not parsing.APPRISE_API.match(apprise_url):
+    if apprise_url and not APPRISE_API.match(apprise_url):
         found.append("APPRISE_URL: not an Apprise API notify URL (http://host:8000/notify/KEY); "
                      "set AEGIS_NOTIFY_URLS")
     return found

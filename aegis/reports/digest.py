@@ -19,9 +19,8 @@ from aegis.core.clock import UTC_ZONE, day_bounds
 from aegis.core.config import DigestScope, Settings
 from aegis.core.errors import UsageError
 from aegis.reports.fleet import HostView, collect_hosts
-from aegis.scheduling.repository import Runs, RunStatus
+from aegis.scheduling.repository import JobFailures, RunCounts, Runs, RunStatus
 from aegis.scheduling.tasks import Tasks
-from aegis.storage.db import Row
 from aegis.storage.events import (
     ContainerDecision,
     CriticalEvent,
@@ -167,8 +166,9 @@ class DayDigest:
         }
 
 
-def _jobs(rows: list[Row]) -> tuple[JobDay, ...]:
-    return tuple(JobDay(row["job_id"], *(int(row[s]) for s in RUN_STATUSES)) for row in rows)
+def _jobs(counts: list[RunCounts]) -> tuple[JobDay, ...]:
+    return tuple(JobDay(c.job_id, *(getattr(c, status) for status in RUN_STATUSES))
+                 for c in counts)
 
 
 def _event_counts(counts: list[EventCount]
@@ -187,8 +187,8 @@ def _open_escalations(runtime: Runtime, as_of: datetime,
     return tuple(runtime.store.open_escalations(as_of, LIST_LIMIT, host))
 
 
-def _failures(rows: list[Row], key: str) -> tuple[Failure, ...]:
-    return tuple(Failure(r[key], int(r["failures"]), r["last_error"] or "") for r in rows)
+def _job_failures(jobs: list[JobFailures]) -> tuple[Failure, ...]:
+    return tuple(Failure(job.job_id, job.failures, job.last_error) for job in jobs)
 
 
 def scope_host(settings: Settings) -> str | None:
@@ -215,7 +215,7 @@ def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDige
         decision_counts=tuple((t, decision_counts[t]) for t in DECISION_TYPES
                               if t in decision_counts),
         decisions=tuple(store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN, host)),
-        job_failures=_failures(runs.failures_by_job(start, end, SELF_JOBS, host), "job_id"),
+        job_failures=_job_failures(runs.failures_by_job(start, end, SELF_JOBS, host)),
         delivery_failures=tuple(Failure(f.channel, f.failures, f.last_error) for f in
                                 Outbox(runtime.db).delivery_failures(start, end, host)),
         critical_events=tuple(store.critical_events(start, end, SELF_EVENTS, CRITICAL_SHOWN,

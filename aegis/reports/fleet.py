@@ -46,18 +46,18 @@ def collect_hosts(runtime: Runtime, now: datetime) -> list[HostView]:
     containers = Containers(runtime.db).per_host()
     escalations = runtime.store.last_escalations()
     hosts = []
-    for row in Runs(runtime.db).daemons():
-        counts = containers.get(row["host"], HostContainers())
+    for daemon in Runs(runtime.db).daemons():
+        counts = containers.get(daemon.host, HostContainers())
         hosts.append(HostView(
-            host=row["host"],
-            status=peer_status(row["status"], row["last_heartbeat_at"], now,
+            host=daemon.host,
+            status=peer_status(daemon.status, daemon.last_heartbeat_at, now,
                                settings.heartbeat_interval_s, settings.peer_timeout_s),
-            last_heartbeat_at=row["last_heartbeat_at"],
-            heartbeat_age_s=round((now - row["last_heartbeat_at"]).total_seconds(), 1),
-            version=row["version"], instance_id=row["instance_id"],
+            last_heartbeat_at=daemon.last_heartbeat_at,
+            heartbeat_age_s=round((now - daemon.last_heartbeat_at).total_seconds(), 1),
+            version=daemon.version, instance_id=daemon.instance_id,
             supervised=counts.supervised, unhealthy=counts.unhealthy,
             in_incident=counts.in_incident, incidents=counts.incidents,
-            last_escalation_at=escalations.get(row["host"])))
+            last_escalation_at=escalations.get(daemon.host)))
     return sorted(hosts, key=lambda view: view.host)
 
 

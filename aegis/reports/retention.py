@@ -97,7 +97,7 @@ def prune_all(runtime: Runtime, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_B
     return [
         prune("episodic_memory", runtime.store.prune_low_events, cutoffs.events,
               batch_rows=batch_rows, should_stop=should_stop),
-        prune("job_runs", lambda *args: PrunedBatch.of(Runs(db).prune(*args)), cutoffs.job_runs,
+        prune("job_runs", Runs(db).prune, cutoffs.job_runs,
               batch_rows=min(batch_rows, JOB_RUNS_BATCH_ROWS), should_stop=should_stop),
         prune("outbox", Outbox(db).prune, cutoffs.outbox,
               batch_rows=batch_rows, should_stop=should_stop),

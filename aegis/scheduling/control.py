@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aegis.core import clock
 from aegis.core.clock import utcnow
 from aegis.core.errors import AegisError, UsageError
 from aegis.core.jsonable import to_json
-from aegis.core.parsing import MisfirePolicy
-from aegis.scheduling.daemon import Daemon
+from aegis.scheduling.daemon import Daemon, RunMode
 from aegis.scheduling.heartbeat import live_since
+from aegis.scheduling.job_settings import MisfirePolicy
 from aegis.scheduling.registry import (
     DEFAULT_MISFIRE_GRACE_S,
     DEFAULT_TIMEOUT_S,
@@ -24,12 +25,11 @@ from aegis.scheduling.registry import (
     Registry,
     Scope,
 )
-from aegis.scheduling.repository import JobRun, Runs, RunTrigger
+from aegis.scheduling.repository import JobRecord, JobRun, Runs, RunStatus, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler
 from aegis.scheduling.tasks import Task, Tasks
 from aegis.scheduling.triggers import Trigger
-from aegis.storage.db import Row
 from aegis.storage.runtime import Runtime
 
 # A queued manual run is waited for this long beyond its job's timeout.
@@ -46,14 +46,44 @@ class JobInfo:
     scope: str
     next_run: datetime | None
     last_run: datetime | None
-    last_status: str | None
+    last_status: RunStatus | None
     paused: bool
     enabled: bool
     description: str
     timezone: str = "UTC"
 
+    @classmethod
+    def of_job(cls, job: Job, next_run: datetime | None, last: JobRun | None, *,
+               paused: bool) -> JobInfo:
+        """A job this process runs."""
+        return cls(id=job.id, trigger=job.trigger.describe(), scope=job.scope,
+                   next_run=_utc(next_run), last_run=last.scheduled_for if last else None,
+                   last_status=last.status if last else None, paused=paused,
+                   enabled=job.enabled, description=job.description, timezone=job.zone.key)
+
+    @classmethod
+    def of_record(cls, record: JobRecord, last: JobRun | None) -> JobInfo:
+        """A job another daemon runs, as it advertised it."""
+        return cls(id=record.id, trigger=record.trigger, scope=record.scope,
+                   next_run=_utc(record.next_run_at),
+                   last_run=last.scheduled_for if last else None,
+                   last_status=last.status if last else None, paused=record.paused,
+                   enabled=True, description=record.description, timezone=record.timezone)
+
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC) if moment else None
+
+
+def _next_run(job: Job, record: JobRecord | None, now: datetime,
+              alive_since: datetime) -> datetime | None:
+    """A job's next run as a live daemon advertised it, else as its trigger has it."""
+    if record is not None and record.seen_since(alive_since):
+        return record.next_run_at
+    return job.trigger.next_after(now)
 
 
 class SchedulerControl:
@@ -85,7 +115,8 @@ class SchedulerControl:
         if self.running:
             raise UsageError("the scheduler is already running in this process")
         self._failure = None
-        daemon = self._daemon = Daemon(self._runtime, self.registry, handle_signals=False)
+        daemon = self._daemon = Daemon(self._runtime, self.registry,
+                                       RunMode(handle_signals=False))
         self._thread = threading.Thread(target=self._run_daemon, args=(daemon,),
                                         name="aegis-scheduler", daemon=True)
         self._thread.start()
@@ -111,7 +142,11 @@ class SchedulerControl:
 
     # --- jobs ---
 
-    def add_job(self, func: Callable[..., Any], *, id: str, trigger: Trigger,
+    def add_job(  # noqa: PLR0913
+                # the Python API's face of Registry.add, with its options as keywords for
+                # the same reason: app.scheduler.add_job(func, id=..., trigger=...,
+                # timeout_s=...)
+                self, func: Callable[..., Any], *, id: str, trigger: Trigger,
                 scope: Scope = "host", misfire_grace_s: float = DEFAULT_MISFIRE_GRACE_S,
                 timeout_s: float = DEFAULT_TIMEOUT_S, enabled: bool = True,
                 description: str = "", timezone: str | None = None,
@@ -149,53 +184,50 @@ class SchedulerControl:
             daemon.scheduler.refresh_paused()
 
     def known_job_ids(self) -> set[str]:
-        return {job.id for job in self.registry} | set(self._runs.job_rows())
+        return {job.id for job in self.registry} | set(self._runs.job_records())
 
     def _require_known(self, job_id: str) -> None:
         if job_id not in self.known_job_ids():
             raise UsageError(f"no job {job_id!r} (see 'aegis jobs list')")
 
     def list_jobs(self) -> list[JobInfo]:
+        """The jobs of this process, and those other live daemons advertise, by id."""
         now = utcnow()
-        rows = self._runs.job_rows()
+        records = self._runs.job_records()
         last = self._runs.last_runs()
         alive_since = live_since(now, self._runtime.settings.heartbeat_interval_s)
         daemon = self._running_daemon()
         next_runs = daemon.scheduler.next_runs() if daemon is not None else {}
         infos: dict[str, JobInfo] = {}
         for job in self.registry:
-            row = rows.get(job.id, {})
+            record = records.get(job.id)
             next_run = next_runs.get(job.id)
             if next_run is None and job.enabled:
-                advertised = row.get("next_run_at")
-                fresh = row.get("seen_at") and row["seen_at"] > alive_since
-                next_run = advertised if fresh else job.trigger.next_after(now)
-            infos[job.id] = self._info(job.id, job.trigger.describe(), job.scope, next_run,
-                                       last.get(job.id), bool(row.get("paused")),
-                                       job.enabled, job.description, job.zone.key)
-        for job_id, row in rows.items():
-            if job_id not in infos and row["seen_at"] and row["seen_at"] > alive_since:
-                infos[job_id] = self._info(job_id, row["trigger"], row["scope"],
-                                           row["next_run_at"], last.get(job_id),
-                                           row["paused"], True, row["description"],
-                                           row["timezone"])
+                next_run = _next_run(job, record, now, alive_since)
+            infos[job.id] = JobInfo.of_job(job, next_run, last.get(job.id),
+                                           paused=record is not None and record.paused)
+        for job_id, record in records.items():
+            if job_id not in infos and record.seen_since(alive_since):
+                infos[job_id] = JobInfo.of_record(record, last.get(job_id))
         return [infos[key] for key in sorted(infos)]
 
-    @staticmethod
-    def _info(job_id: str, trigger: str, scope: str, next_run: datetime | None,
-              last: Row | None, paused: bool, enabled: bool, description: str,
-              timezone: str) -> JobInfo:
-        return JobInfo(id=job_id, trigger=trigger, scope=scope,
-                       next_run=next_run.astimezone(UTC) if next_run else None,
-                       last_run=last["scheduled_for"] if last else None,
-                       last_status=last["status"] if last else None, paused=paused,
-                       enabled=enabled, description=description, timezone=timezone)
-
-    def zone_of(self, job_id: str) -> ZoneInfo:
-        """The zone a job's times are shown in: its own, else AEGIS_TIMEZONE."""
-        registry = self.registry
-        return registry.get(job_id).zone if job_id in registry else \
-            self._runtime.settings.zone
+    def zones_of(self, job_ids: Iterable[str]) -> dict[str, ZoneInfo]:
+        """The zone each job's times are shown in (``aegis jobs list`` and ``history``
+        alike): its own when this process defines it, else the one the daemon running it
+        advertised, else (no daemon advertised it, or this machine's time zone database
+        lacks it) AEGIS_TIMEZONE."""
+        fallback = self._runtime.settings.zone
+        records: dict[str, JobRecord] | None = None
+        found = {}
+        for job_id in job_ids:
+            if job_id in self.registry:
+                found[job_id] = self.registry.get(job_id).zone
+                continue
+            if records is None:
+                records = self._runs.job_records()
+            record = records.get(job_id)
+            found[job_id] = _known_zone(record.timezone, fallback) if record else fallback
+        return found
 
     # --- runs and tasks ---
 
@@ -211,8 +243,9 @@ class SchedulerControl:
                 daemon.wake.set()
             if not wait:
                 return task
-            limit_s = timeout_s if timeout_s is not None else \
-                self._timeout_of(job_id) + RUN_WAIT_MARGIN_S
+            limit_s = timeout_s
+            if limit_s is None:
+                limit_s = self._timeout_of(job_id) + RUN_WAIT_MARGIN_S
             task = self._tasks.wait(task.id, limit_s)
             if task.run_id is None:
                 raise AegisError(f"task {task.id} for job {job_id!r} is {task.status}"
@@ -234,8 +267,9 @@ class SchedulerControl:
         return self._run(outcome.run_id)
 
     def _timeout_of(self, job_id: str) -> float:
-        return self.registry.get(job_id).timeout_s if job_id in self.registry \
-            else DEFAULT_TIMEOUT_S
+        if job_id in self.registry:
+            return self.registry.get(job_id).timeout_s
+        return DEFAULT_TIMEOUT_S
 
     def _run(self, run_id: int) -> JobRun:
         run = self._runs.get(run_id)
@@ -254,7 +288,7 @@ class SchedulerControl:
     def tasks(self, status: str | None = None, limit: int = 50) -> list[Task]:
         return self._tasks.listing(status, limit)
 
-    def task(self, task_id: int) -> Task:
+    def get_task(self, task_id: int) -> Task:
         return self._tasks.get(task_id)
 
     def wait_task(self, task_id: int, timeout_s: float) -> Task:
@@ -262,3 +296,10 @@ class SchedulerControl:
 
     def cancel_task(self, task_id: int) -> Task | None:
         return self._tasks.cancel(task_id, utcnow())
+
+
+def _known_zone(name: str, fallback: ZoneInfo) -> ZoneInfo:
+    try:
+        return clock.zone(name)
+    except ValueError:  # a zone another daemon's tz database knows and this one does not
+        return fallback

@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any, TextIO
@@ -28,6 +29,7 @@ from aegis.core.redact import redact_urls
 from aegis.scheduling.deadlines import watch_jobs
 from aegis.scheduling.heartbeat import (
     PID_FILE,
+    DaemonStatus,
     Heartbeat,
     home_id,
     read_heartbeat,
@@ -51,18 +53,32 @@ class AlreadyRunning(AegisError):
     """Another daemon runs for this host or AEGIS_HOME."""
 
 
+@dataclass(frozen=True)
+class RunMode:
+    """How long a daemon runs, and whether the process's signals are its own."""
+
+    # one pass: the slots due or within their grace and the queued tasks, then exit
+    # (aegis run --once)
+    once: bool = False
+    # stop after this many turns of the loop (aegis run --ticks)
+    ticks: int | None = None
+    # SIGTERM and SIGINT stop it; False in a thread of a process that keeps its own
+    # handlers (Aegis.scheduler.start, tests)
+    handle_signals: bool = True
+
+
+UNTIL_STOPPED = RunMode()
+
+
 class Daemon:
-    def __init__(self, runtime: Runtime, registry: Registry, *, once: bool = False,
-                 ticks: int | None = None, clock: Callable[[], datetime] = utcnow,
-                 handle_signals: bool = True) -> None:
+    def __init__(self, runtime: Runtime, registry: Registry, mode: RunMode = UNTIL_STOPPED,
+                 *, clock: Callable[[], datetime] = utcnow) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.runs = Runs(runtime.db)
         self.registry = registry
-        self.once = once
-        self.ticks = ticks
+        self.mode = mode
         self.clock = clock
-        self.handle_signals = handle_signals
         self.log = get_logger()
         self.instance_id = f"{self.settings.host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
@@ -75,7 +91,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._pid_handle: TextIO | None = None
         self._db_ready = False
-        self._signals = 0
+        self._signals_received = 0
         self._ping_busy = threading.Lock()
         self._lease_lost = False
 
@@ -90,11 +106,11 @@ class Daemon:
             self._release_pid_file()
             raise
         try:
-            if self.handle_signals:
+            if self.mode.handle_signals:
                 self._install_signal_handlers()
             self._start(unclean)
             self.started.set()
-            if self.once:
+            if self.mode.once:
                 return self._run_once()
             self._loop()
             return 0
@@ -115,8 +131,9 @@ class Daemon:
             EventType.DAEMON_STARTED, f"aegis {__version__} started on {self.settings.host}",
             details={"instance_id": self.instance_id, "pid": os.getpid(),
                      "jobs": [job.id for job in self.registry]})
-        if not self.once:
-            self.runtime.db.subscribe(TASK_CHANNEL, self.wake)  # new tasks wake the loop
+        if not self.mode.once:
+            # new tasks wake the loop
+            self.runtime.db.subscribe(TASK_CHANNEL, self.wake)
             for service in self.registry.services:
                 self._start_thread(service.name, self._run_service, service)
         self._refresh_from_database()
@@ -133,7 +150,7 @@ class Daemon:
             self.scheduler.runner.reap_timeouts()
             self.scheduler.runner.report_overruns()
             ticks += 1
-            if self.ticks is not None and ticks >= self.ticks:
+            if self.mode.ticks is not None and ticks >= self.mode.ticks:
                 break
             if self.clock() >= next_heartbeat:
                 self._heartbeat()
@@ -172,9 +189,9 @@ class Daemon:
             self.runtime.store.record_event(
                 EventType.DAEMON_STOPPED, f"aegis stopped on {self.settings.host}",
                 details={"instance_id": self.instance_id, "pid": os.getpid()})
-            self._write_heartbeat("stopped")
+            self._write_heartbeat(DaemonStatus.STOPPED)
             if self._db_ready:
-                self._upsert_daemon("stopped")
+                self._upsert_daemon(DaemonStatus.STOPPED)
                 self.runs.release_host_lease(self.settings.host, self.instance_id)
         except StoreError as exc:
             self.log.warning("daemon_stop_not_recorded", error=str(exc))
@@ -208,7 +225,8 @@ class Daemon:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._pid_handle = handle
-        return bool(left_behind) or (heartbeat is not None and heartbeat.status != "stopped")
+        return bool(left_behind) or (heartbeat is not None
+                                     and heartbeat.status != DaemonStatus.STOPPED)
 
     def _release_pid_file(self) -> None:
         if self._pid_handle is not None:
@@ -226,15 +244,15 @@ class Daemon:
             self.runtime.db.migrate()
             if not self._take_lease():
                 lease = self.runs.host_lease(self.settings.host)
-                pid = lease["pid"] if lease else "unknown"
+                pid = lease.pid if lease else "unknown"
                 raise AlreadyRunning(f"another aegis daemon runs as host "
                                      f"{self.settings.host!r} on this database (pid {pid})")
             for run in self.runs.interrupt_stale(self.settings.host, self.instance_id,
                                                  self.clock()):
-                self.log.warning("job_run_interrupted", job=run["job_id"], run_id=run["id"])
+                self.log.warning("job_run_interrupted", job=run.job_id, run_id=run.id)
             self.tasks.recover_abandoned()
             self._db_ready = True
-            self._upsert_daemon("running")
+            self._upsert_daemon(DaemonStatus.RUNNING)
         except DatabaseUnavailable as exc:
             self.log.error("database_unavailable", error=str(exc))
             return False
@@ -263,23 +281,24 @@ class Daemon:
         if self.runs.renew_host_lease(self.settings.host, self.instance_id, ttl_s):
             self._lease_lost = False
             return
-        if self._take_lease():  # it expired while the database was away: ours again
+        # not renewed: it may have expired while the database was away, and be ours again
+        if self._take_lease():
             self._lease_lost = False
             return
         if not self._lease_lost:
             lease = self.runs.host_lease(self.settings.host)
             self.log.error("host_lease_lost", host=self.settings.host,
-                           holder=lease["instance_id"] if lease else None,
-                           holder_pid=lease["pid"] if lease else None)
+                           holder=lease.instance_id if lease else None,
+                           holder_pid=lease.pid if lease else None)
         self._lease_lost = True
 
     def _heartbeat(self) -> None:
-        self._write_heartbeat("running")
+        self._write_heartbeat(DaemonStatus.RUNNING)
         if not self._ensure_database():
             return
         try:
             self._renew_lease()
-            self._upsert_daemon("running")
+            self._upsert_daemon(DaemonStatus.RUNNING)
             self._refresh_from_database()
             self.scheduler.advertise()
             self.runtime.store.replay_spool()
@@ -294,7 +313,8 @@ class Daemon:
         if not self._db_ready:
             return
         try:
-            running = self.scheduler.runner.running_jobs()  # given until their run ends
+            # a job is given until its run ends
+            running = self.scheduler.runner.running_jobs()
             watch_jobs(self.runtime, [job for job in self.registry if job.id not in running],
                        self.clock())
         except StoreError as exc:
@@ -308,19 +328,21 @@ class Daemon:
         except StoreError as exc:
             self.log.warning("paused_jobs_not_read", error=str(exc))
 
-    def _write_heartbeat(self, status: str) -> None:
+    def _beat(self, status: DaemonStatus) -> Heartbeat:
+        """This daemon's heartbeat now, as the heartbeat file and ``daemons`` hold it."""
+        return Heartbeat(pid=os.getpid(), host=self.settings.host,
+                         instance_id=self.instance_id, version=__version__,
+                         started_at=self.started_at, last_heartbeat_at=self.clock(),
+                         status=status)
+
+    def _write_heartbeat(self, status: DaemonStatus) -> None:
         try:
-            write_heartbeat(self.settings.home, Heartbeat(
-                pid=os.getpid(), host=self.settings.host, instance_id=self.instance_id,
-                version=__version__, started_at=self.started_at,
-                last_heartbeat_at=self.clock(), status=status))
+            write_heartbeat(self.settings.home, self._beat(status))
         except OSError as exc:
             self.log.error("heartbeat_file_not_written", error=str(exc))
 
-    def _upsert_daemon(self, status: str) -> None:
-        self.runs.upsert_daemon(instance_id=self.instance_id, host=self.settings.host,
-                                pid=os.getpid(), version=__version__,
-                                started_at=self.started_at, now=self.clock(), status=status)
+    def _upsert_daemon(self, status: DaemonStatus) -> None:
+        self.runs.upsert_daemon(self._beat(status))
 
     def _ping_heartbeat_url(self) -> None:
         url = self.settings.heartbeat_url
@@ -390,8 +412,8 @@ class Daemon:
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._signals += 1
-        if self._signals > 1:
+        self._signals_received += 1
+        if self._signals_received > 1:
             self.log.warning("shutdown_forced", signal=signal.Signals(signum).name)
             os._exit(1)
         self.log.info("shutdown_requested", signal=signal.Signals(signum).name)

@@ -16,36 +16,17 @@ A run going past its job's ``max_runtime`` is the Runner's to report (``job_over
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from aegis.core.jsonable import jsonable
 from aegis.scheduling.heartbeat import live_since
 from aegis.scheduling.registry import Job
-from aegis.scheduling.repository import Runs
+from aegis.scheduling.repository import Runs, Watch
 from aegis.scheduling.triggers import Trigger, later_on_clock
-from aegis.storage.db import Row
 from aegis.storage.events import Event, EventType, Importance
 from aegis.storage.outbox import Channel, Notification
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import insert_event
-
-
-@dataclass(frozen=True)
-class Watch:
-    """What the watch knows of one job from the ``jobs`` and ``job_runs`` tables."""
-
-    job_id: str
-    paused: bool
-    watched_since: datetime
-    silent_since: datetime | None
-    last_ok_slot: datetime | None
-    last_ok_finished_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: Row) -> Watch:
-        return cls(row["id"], row["paused"], row["watched_since"], row["silent_since"],
-                   row["last_ok_slot"], row["last_ok_finished_at"])
 
 
 def silent_after(trigger: Trigger, expect_every_s: float, watch: Watch) -> datetime:
@@ -80,8 +61,8 @@ def watch_jobs(runtime: Runtime, jobs: Iterable[Job], now: datetime) -> list[Eve
     watched = [job for job in jobs if job.enabled and job.expect_every_s is not None]
     if not watched:
         return []
-    rows = Runs(runtime.db).watched([job.id for job in watched])
-    silent, resumed = changes(watched, {row["id"]: Watch.from_row(row) for row in rows}, now)
+    watches = Runs(runtime.db).watched([job.id for job in watched])
+    silent, resumed = changes(watched, {watch.job_id: watch for watch in watches}, now)
     recorded = []
     alive_since = live_since(now, runtime.settings.heartbeat_interval_s)
     for job, watch in silent:

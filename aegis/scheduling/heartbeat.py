@@ -21,27 +21,35 @@ from aegis.core.jsonable import to_json
 HEARTBEAT_FILE = "heartbeat.json"
 PID_FILE = "aegis.pid"
 HOME_ID_FILE = "home.id"
-STALE_HEARTBEATS = 3  # a daemon silent for this many heartbeat intervals is stale...
-MIN_STALE_AFTER_S = 30.0  # ...and never sooner than this
+# a daemon silent for this many heartbeat intervals is stale...
+STALE_HEARTBEATS = 3
+# ...and never sooner than this
+MIN_STALE_AFTER_S = 30.0
 
 
 class DaemonStatus(StrEnum):
     RUNNING = "running"
-    STALE = "stale"  # it says it runs, but its heartbeat is old or its process is gone
-    SILENT = "silent"  # stale for longer than AEGIS_PEER_TIMEOUT: its peers alert
-    STOPPED = "stopped"  # it recorded a clean stop
+    # it says it runs, but its heartbeat is old or its process is gone
+    STALE = "stale"
+    # stale for longer than AEGIS_PEER_TIMEOUT: its peers alert
+    SILENT = "silent"
+    # it recorded a clean stop
+    STOPPED = "stopped"
     NEVER_STARTED = "never_started"
 
 
 @dataclass(frozen=True)
 class Heartbeat:
+    """A daemon's latest heartbeat: its heartbeat file, and its row of ``daemons``."""
+
     pid: int
     host: str
     instance_id: str
     version: str
     started_at: datetime
     last_heartbeat_at: datetime
-    status: str  # running | stopped, as the daemon last wrote it
+    # running, stopping or stopped, as the daemon last recorded it (daemon_status judges)
+    status: str
 
     def to_json(self) -> dict[str, object]:
         return to_json(self)
@@ -75,10 +83,10 @@ def peer_status(status: str | None, last_heartbeat_at: datetime | None, now: dat
     """``daemon_status`` as a peer sees a host from the database: ``silent`` once its
     heartbeat is older than ``peer_timeout_s`` without a clean stop."""
     found = daemon_status(status, last_heartbeat_at, now, heartbeat_interval_s)
-    if found in (DaemonStatus.RUNNING, DaemonStatus.STALE) and last_heartbeat_at is not None \
-            and (now - last_heartbeat_at).total_seconds() > peer_timeout_s:
-        return DaemonStatus.SILENT
-    return found
+    if found not in (DaemonStatus.RUNNING, DaemonStatus.STALE) or last_heartbeat_at is None:
+        return found
+    silent = (now - last_heartbeat_at).total_seconds() > peer_timeout_s
+    return DaemonStatus.SILENT if silent else found
 
 
 def file_status(heartbeat: Heartbeat | None, now: datetime, heartbeat_interval_s: float,

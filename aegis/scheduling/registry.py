@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,18 +25,19 @@ from aegis.core.clock import UTC_ZONE
 from aegis.core.config import Settings
 from aegis.core.durations import parse_time_of_day
 from aegis.core.errors import ConfigError, UsageError
-from aegis.core.parsing import JobOverride, MisfirePolicy
 from aegis.scheduling import triggers
+from aegis.scheduling.job_settings import JOB_ID, JobOverride, MisfirePolicy, job_overrides
+from aegis.scheduling.repository import RunTrigger
 from aegis.scheduling.triggers import Trigger
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import Store
 
 Scope = Literal["host", "cluster"]
-BUILTIN_JOBS = "aegis_jobs"  # the repository's jobs/ folder, as installed
+# the repository's jobs/ folder, as installed
+BUILTIN_JOBS = "aegis_jobs"
 ENTRY_POINT_GROUP = "aegis.jobs"
 DEFAULT_MISFIRE_GRACE_S = 300.0
 DEFAULT_TIMEOUT_S = 600.0
-_JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class JobContext:
 
     job_id: str
     run_id: int | None
-    trigger: str  # a RunTrigger: schedule, catch_up or manual
+    trigger: RunTrigger
     scheduled_for: datetime
     now: datetime
     app: Runtime
@@ -76,10 +76,13 @@ class Job:
     timeout_s: float = DEFAULT_TIMEOUT_S
     enabled: bool = True
     description: str = ""
-    zone: ZoneInfo = UTC_ZONE  # a calendar trigger's zone; how its times are shown
+    # a calendar trigger's zone; how its times are shown
+    zone: ZoneInfo = UTC_ZONE
     misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE
-    max_runtime_s: float | None = None  # a run going longer records one job_overrun
-    expect_every_s: float | None = None  # no success for this long: job_silent
+    # a run going longer records one job_overrun
+    max_runtime_s: float | None = None
+    # no success for this long: job_silent
+    expect_every_s: float | None = None
 
     def scope_key(self, host: str) -> str:
         return host if self.scope == "host" else "cluster"
@@ -116,7 +119,12 @@ class Registry:
         self._services: dict[str, Service] = {}
         self._lock = threading.Lock()
 
-    def add(self, job_id: str, func: JobFunc, trigger: Trigger, *, scope: Scope = "host",
+    def add(  # noqa: PLR0913
+            # the API job modules call: every option a keyword with its default, of which a
+            # module names the few it changes (registry.add("backup", backup,
+            # daily("03:00"), timeout_s=3600)); a JobOptions object would make each module
+            # import and build one for the same call
+            self, job_id: str, func: JobFunc, trigger: Trigger, *, scope: Scope = "host",
             misfire_grace_s: float = DEFAULT_MISFIRE_GRACE_S,
             timeout_s: float = DEFAULT_TIMEOUT_S, enabled: bool = True,
             description: str = "", replace_existing: bool = False,
@@ -205,7 +213,8 @@ def overridden(job: Job, override: JobOverride) -> Job:
     for name in ("enabled", "misfire_grace_s", "timeout_s", "misfire"):
         if getattr(override, name) is not None:
             changes[name] = getattr(override, name)
-    for name in ("max_runtime_s", "expect_every_s"):  # 0 switches a default off
+    # 0 switches a default off
+    for name in ("max_runtime_s", "expect_every_s"):
         if getattr(override, name) is not None:
             changes[name] = getattr(override, name) or None
     return replace(job, **changes)
@@ -221,7 +230,7 @@ def bind_zone(trigger: Trigger, explicit: ZoneInfo | None,
 
 
 def validate_job(job: Job) -> None:
-    if not _JOB_ID.match(job.id):
+    if not JOB_ID.match(job.id):
         raise UsageError(f"job id {job.id!r} is not lower-case snake_case")
     if not callable(job.func):
         raise UsageError(f"job {job.id!r}: func is not callable")
@@ -262,5 +271,5 @@ def load_jobs(settings: Settings, registry: Registry | None = None) -> Registry:
             raise
         except Exception as exc:
             raise ConfigError(f"job module {label}", f"{type(exc).__name__}: {exc}") from None
-    registry.apply_overrides(settings.job_overrides)
+    registry.apply_overrides(job_overrides(settings))
     return registry

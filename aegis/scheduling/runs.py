@@ -32,12 +32,16 @@ class Execution:
     run_id: int
     job: Job
     context: JobContext
-    started_at: datetime | None = None  # set when a worker slot is taken
-    deadline: datetime | None = None  # started_at + the job's timeout
-    overrun: bool = False  # its job_overrun is recorded
+    # set when a worker slot is taken
+    started_at: datetime | None = None
+    # started_at + the job's timeout
+    deadline: datetime | None = None
+    # its job_overrun is recorded
+    overrun: bool = False
     done: threading.Event | None = None
-    status: str | None = None
-    error: str | None = None  # why it did not end 'ok' (an exception, a timeout...)
+    status: RunStatus | None = None
+    # why it did not end 'ok' (an exception, a timeout...)
+    error: str | None = None
     released: bool = False
     # Set for a host-scoped run made while the database was unreachable: the whole run
     # row is written (or spooled) when it finishes.
@@ -49,12 +53,13 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Runner:
-    """Runs claimed jobs on at most ``workers`` threads, with an overlap guard and timeouts.
+    """Runs claimed jobs on at most AEGIS_WORKERS threads, with an overlap guard and
+    timeouts.
 
     ``on_finish(execution)`` is called once per run, from the thread that closed it.
     """
 
-    def __init__(self, runtime: Runtime, workers: int, instance_id: str,
+    def __init__(self, runtime: Runtime, instance_id: str,
                  clock: Callable[[], datetime] = utcnow,
                  on_finish: Callable[[Execution], None] | None = None,
                  wake: threading.Event | None = None) -> None:
@@ -64,7 +69,7 @@ class Runner:
         self.on_finish = on_finish
         self.wake = wake
         self.log = get_logger()
-        self._slots = threading.Semaphore(workers)
+        self._worker_slots = threading.Semaphore(runtime.settings.workers)
         self._lock = threading.Lock()
         self._running: dict[int, Execution] = {}
         self._offline_ids = itertools.count(1)
@@ -101,13 +106,14 @@ class Runner:
         return execution
 
     def _work(self, execution: Execution) -> None:
-        self._slots.acquire()
+        self._worker_slots.acquire()
         with self._lock:
             execution.started_at = self.clock()
             execution.deadline = execution.started_at + timedelta(
                 seconds=execution.job.timeout_s)
         if self.wake is not None:
-            self.wake.set()  # the loop recomputes its sleep with the new deadline
+            # the loop recomputes its sleep with the new deadline
+            self.wake.set()
         log = execution.context.log
         log.info("job_started", job=execution.job.id, run_id=execution.run_id,
                  trigger=execution.context.trigger)
@@ -120,17 +126,18 @@ class Runner:
                       error=error, exc_info=True)
         self._close(execution, status, error, result)
 
-    def _close(self, execution: Execution, status: str, error: str | None,
+    def _close(self, execution: Execution, status: RunStatus, error: str | None,
                result: Any) -> None:
         with self._lock:
             if execution.status is not None:
-                return  # already closed by a timeout or an interruption
+                # already closed by a timeout or an interruption
+                return
             execution.status = status
             execution.error = error
             release = not execution.released
             execution.released = True
         if release:
-            self._slots.release()
+            self._worker_slots.release()
         now = self.clock()
         try:
             if execution.offline is not None:

@@ -21,16 +21,24 @@ import schedule
 from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.core.logs import get_logger
-from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling.heartbeat import live_since
+from aegis.scheduling.job_settings import MisfirePolicy
 from aegis.scheduling.registry import Job, JobContext, Registry
-from aegis.scheduling.repository import JobRun, Runs, RunStatus, RunTrigger
+from aegis.scheduling.repository import (
+    AdvertisedJob,
+    JobRun,
+    MissedGap,
+    Runs,
+    RunStatus,
+    RunTrigger,
+    WantedSlot,
+)
 from aegis.scheduling.runs import Execution, Runner
 from aegis.scheduling.triggers import Every, Trigger, count_slots, slot_before
-from aegis.storage.db import Row
 from aegis.storage.runtime import Runtime
 
-RUN_ALL_LIMIT = 24  # misfire="run_all" runs at most this many missed slots of a job at once
+# misfire="run_all" runs at most this many missed slots of a job at once
+RUN_ALL_LIMIT = 24
 
 
 # --- pure planning ---
@@ -63,7 +71,13 @@ def plan_start(trigger: Trigger, last_slot: datetime | None, now: datetime,
         return SlotPlan(run=(latest,) if current else ())
     first = trigger.next_after(last_slot)
     assert first is not None
-    return _plan_gap(trigger, first, latest, now, misfire_grace_s, misfire, at_start=True)
+    if misfire == MisfirePolicy.RUN_ALL:
+        run = _all_within_grace(trigger, first, latest, now, misfire_grace_s)
+    elif misfire == MisfirePolicy.RUN_ONCE:
+        run = _latest_within_grace(latest, now, misfire_grace_s)
+    else:
+        run = ()
+    return _plan_gap(trigger, first, latest, run)
 
 
 def plan_due(trigger: Trigger, first: datetime, now: datetime, misfire_grace_s: float,
@@ -73,26 +87,38 @@ def plan_due(trigger: Trigger, first: datetime, now: datetime, misfire_grace_s: 
     run_all, each within it does), the others become one 'missed' record: a late loop runs
     a job once rather than once per slot it slept through."""
     latest = max(first, trigger.latest_at_or_before(now) or first)
-    return _plan_gap(trigger, first, latest, now, misfire_grace_s, misfire, at_start=False)
-
-
-def _plan_gap(trigger: Trigger, first: datetime, latest: datetime, now: datetime,
-              grace_s: float, misfire: MisfirePolicy, *, at_start: bool) -> SlotPlan:
-    run: tuple[datetime, ...] = ()
     if misfire == MisfirePolicy.RUN_ALL:
-        found: list[datetime] = []
-        slot: datetime | None = latest
-        while (slot is not None and slot >= first and _within(slot, now, grace_s)
-               and len(found) < RUN_ALL_LIMIT):
-            found.append(slot)
-            slot = slot_before(trigger, slot)
-        run = tuple(reversed(found))
-    elif (misfire == MisfirePolicy.RUN_ONCE or not at_start) and _within(latest, now, grace_s):
-        run = (latest,)
+        run = _all_within_grace(trigger, first, latest, now, misfire_grace_s)
+    else:
+        run = _latest_within_grace(latest, now, misfire_grace_s)
+    return _plan_gap(trigger, first, latest, run)
+
+
+def _plan_gap(trigger: Trigger, first: datetime, latest: datetime,
+              run: tuple[datetime, ...]) -> SlotPlan:
+    """Run ``run`` of the gap of slots ``first`` to ``latest``; the slots before them are
+    one 'missed' record."""
     missed_last = slot_before(trigger, run[0]) if run else latest
     if missed_last is None or missed_last < first:
         return SlotPlan(run=run)
     return SlotPlan(run, first, missed_last, count_slots(trigger, first, missed_last))
+
+
+def _latest_within_grace(latest: datetime, now: datetime,
+                         grace_s: float) -> tuple[datetime, ...]:
+    return (latest,) if _within(latest, now, grace_s) else ()
+
+
+def _all_within_grace(trigger: Trigger, first: datetime, latest: datetime, now: datetime,
+                      grace_s: float) -> tuple[datetime, ...]:
+    """The slots of the gap within the grace, oldest first (the latest RUN_ALL_LIMIT)."""
+    found: list[datetime] = []
+    slot: datetime | None = latest
+    while (slot is not None and slot >= first and _within(slot, now, grace_s)
+           and len(found) < RUN_ALL_LIMIT):
+        found.append(slot)
+        slot = slot_before(trigger, slot)
+    return tuple(reversed(found))
 
 
 def _within(slot: datetime, now: datetime, grace_s: float) -> bool:
@@ -142,9 +168,12 @@ class SlotJob(schedule.Job):
         return self.next_run is not None and self._clock() >= self.next_run
 
     def run(self) -> Any:
-        slot, now, trigger = self.next_run, self._clock(), self.aegis_job.trigger
+        slot = self.next_run
         assert slot is not None
-        self._on_due(self.aegis_job, slot, now)  # with the slots the loop slept through
+        now = self._clock()
+        trigger = self.aegis_job.trigger
+        # the slots the loop slept through are planned with it
+        self._on_due(self.aegis_job, slot, now)
         self.last_run = slot
         self.next_run = trigger.next_after(max(slot, trigger.latest_at_or_before(now) or slot))
         return schedule.CancelJob if self.next_run is None else None
@@ -168,13 +197,15 @@ class Scheduler:
         self.wake = wake or threading.Event()
         self.log = get_logger()
         self.paused: set[str] = set()
-        self.runner = Runner(runtime, runtime.settings.workers, instance_id, clock,
-                             on_finish=self._on_finish, wake=self.wake)
-        self.outcomes: Counter[str] = Counter()  # runs finished in this process, by status
+        self.runner = Runner(runtime, instance_id, clock, on_finish=self._on_finish,
+                             wake=self.wake)
+        # runs finished in this process, by status
+        self.outcomes: Counter[str] = Counter()
         self._schedule = _Schedule(clock)
         self._lock = threading.RLock()
         self._on_finish_hooks: list[Callable[[Execution], None]] = []
-        self._due: list[Slot] = []  # slots found due by run_pending, claimed together
+        # slots found due by run_pending, claimed together
+        self._due: list[Slot] = []
         # per job, slots that run one after another once its run in flight ends (run_all)
         self._backlog: dict[str, deque[Slot]] = {}
 
@@ -228,7 +259,8 @@ class Scheduler:
     def run_pending(self) -> None:
         """Claim every slot due now in one statement, so the jobs of one tick wait for one
         commit instead of one after another, then start the ones this daemon won."""
-        with self._lock:  # held while firing too: an unscheduled job never fires after
+        # held while firing too: an unscheduled job never fires after
+        with self._lock:
             self._schedule.run_pending()
             due, self._due = self._due, []
             self._fire_due(due + self._from_backlog(due))
@@ -270,8 +302,10 @@ class Scheduler:
     def _fire_due(self, due: list[Slot]) -> None:
         try:
             self.fire_all(due)
-        except StoreError:  # nothing was claimed: one by one, so a slot the database
-            for slot in due:  # refuses costs only itself, and the loop goes on
+        except StoreError:
+            # nothing was claimed: one by one, so a slot the database refuses costs only
+            # itself, and the loop goes on
+            for slot in due:
                 self._fire_or_log(slot)
 
     def _fire_or_log(self, slot: Slot) -> None:
@@ -307,14 +341,11 @@ class Scheduler:
         """One 'missed' row for the gap of ``plan``, at its first slot."""
         if plan.missed_first is None or plan.missed_last is None:
             return
+        gap = MissedGap(job_id=job.id, scope_key=job.scope_key(self.host),
+                        first=plan.missed_first, last=plan.missed_last,
+                        count=plan.missed_count, misfire=job.misfire, why=why)
         try:
-            self.runs.record_missed(
-                job_id=job.id, scope_key=job.scope_key(self.host), host=self.host,
-                scheduled_for=plan.missed_first, now=now, instance_id=self.instance_id,
-                error=f"missed: {plan.missed_count} slot(s) {why}",
-                result={"missed_slots": plan.missed_count,
-                        "first": plan.missed_first.isoformat(),
-                        "last": plan.missed_last.isoformat(), "misfire": job.misfire})
+            self.runs.record_missed(gap, host=self.host, now=now, instance_id=self.instance_id)
         except StoreError as exc:
             self.log.warning("job_missed_not_recorded", job=job.id, error=str(exc))
         self.log.warning("job_missed", job=job.id, slots=plan.missed_count)
@@ -331,26 +362,24 @@ class Scheduler:
         """Claim ``slots`` in one statement and start each one won, in order."""
         if not slots:
             return []
+        wanted = [WantedSlot(slot.job.id, slot.job.scope_key(self.host), slot.trigger, slot.at)
+                  for slot in slots]
         try:
-            rows = self.runs.claim(
-                job_ids=[s.job.id for s in slots],
-                scope_keys=[s.job.scope_key(self.host) for s in slots],
-                triggers=[s.trigger for s in slots], slots=[s.at for s in slots],
-                host=self.host, now=self.clock(), instance_id=self.instance_id,
-                live_since=self.live_since)
+            claimed = self.runs.claim(wanted, host=self.host, now=self.clock(),
+                                      instance_id=self.instance_id, live_since=self.live_since)
         except DatabaseUnavailable as exc:
             return [self._fire_offline(slot, exc) for slot in slots]
-        won = {(row["job_id"], row["scheduled_for"]): row for row in rows}
+        won = {(run.job_id, run.scheduled_for): run for run in claimed}
         return [self._start(slot, won.get((slot.job.id, slot.at))) for slot in slots]
 
-    def _start(self, slot: Slot, row: Row | None) -> Execution | JobRun | None:
-        if row is None:
+    def _start(self, slot: Slot, run: JobRun | None) -> Execution | JobRun | None:
+        if run is None:
             self.log.debug("job_slot_taken", job=slot.job.id, slot=slot.at.isoformat())
             return None
-        if row["status"] == RunStatus.SKIPPED:
+        if run.status == RunStatus.SKIPPED:
             self.log.warning("job_skipped_overlap", job=slot.job.id, slot=slot.at.isoformat())
-            return JobRun.from_row(row)
-        return self.runner.submit(slot.job, self._context(slot, row["id"]))
+            return run
+        return self.runner.submit(slot.job, self._context(slot, run.id))
 
     def _fire_offline(self, slot: Slot, exc: Exception) -> Execution | None:
         """With Postgres down, a host-scoped job still runs (only this daemon runs this
@@ -386,15 +415,14 @@ class Scheduler:
 
     def advertise(self) -> None:
         """Record the jobs this daemon runs, with their next run, in the jobs table."""
-        now, next_runs = self.clock(), self.next_runs()
+        now = self.clock()
+        next_runs = self.next_runs()
         jobs = list(self.registry)
         if not jobs:
             return
         self.runs.advertise(
-            ids=[job.id for job in jobs],
-            descriptions=[job.description for job in jobs],
-            triggers=[job.trigger.describe() for job in jobs],
-            timezones=[job.zone.key for job in jobs],
-            scopes=[job.scope for job in jobs],
-            next_runs=[next_runs.get(job.id) if job.enabled else None for job in jobs],
-            seen_by=self.instance_id, now=now)
+            [AdvertisedJob(id=job.id, description=job.description,
+                           trigger=job.trigger.describe(), timezone=job.zone.key,
+                           scope=job.scope,
+                           next_run_at=next_runs.get(job.id) if job.enabled else None)
+             for job in jobs], seen_by=self.instance_id, now=now)

@@ -1,5 +1,6 @@
 """The task queue: durable one-off work, and the owner of the ``tasks`` table
-(aegis/storage/sql/tasks.sql).
+(aegis/storage/sql/tasks.sql), whose queries hand back ``Task`` (or ``AbandonedTask``)
+dataclasses.
 
 Rows come from ``aegis jobs run``, ``aegis tasks add``, the Python API or plain SQL
 INSERTs; an insert trigger NOTIFYs ``aegis_tasks`` so a daemon wakes within a second.
@@ -21,8 +22,9 @@ from aegis.core.logs import get_logger
 from aegis.scheduling.repository import JobRun, RunStatus, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler
-from aegis.storage.db import Database, Queries, Row
+from aegis.storage.db import Database, Queries
 from aegis.storage.events import Event, EventType, Importance
+from aegis.storage.rows import as_row, as_rows, maybe_row
 from aegis.storage.store import Store, insert_event
 
 TASK_CHANNEL = "aegis_tasks"
@@ -42,10 +44,13 @@ FINISHED = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 @dataclass(frozen=True)
 class Task:
+    """A row of ``tasks``: one queued run of a job, with its arguments."""
+
     id: int
     job_id: str
+    # a JSON object as queued by aegis; a row INSERTed by hand may hold any JSON
     args: dict[str, Any]
-    status: str
+    status: TaskStatus
     requested_by: str
     host: str | None
     created_at: datetime
@@ -61,12 +66,19 @@ class Task:
         microseconds modulo a second; tasks.sql's queries use the same rule."""
         return self.created_at + timedelta(microseconds=self.id % 1_000_000)
 
-    @classmethod
-    def from_row(cls, row: Row) -> Task:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
-
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
+
+
+@dataclass(frozen=True)
+class AbandonedTask:
+    """A task left running by a daemon that died after its run had finished."""
+
+    id: int
+    job_id: str
+    run_id: int
+    run_status: RunStatus
+    run_error: str | None
 
 
 class Tasks:
@@ -79,24 +91,23 @@ class Tasks:
             requested_by: str = "cli", host: str | None = None) -> Task:
         row = self.db.fetch_one("add_task", job_id=job_id, args=dict(args or {}),
                                 requested_by=requested_by, host=host)
-        assert row is not None  # INSERT ... RETURNING
-        return Task.from_row(row)
+        # INSERT ... RETURNING: always a row
+        assert row is not None
+        return as_row(Task, row)
 
     def get(self, task_id: int) -> Task:
-        row = self.db.fetch_one("get_task", id=task_id)
-        if row is None:
+        task = maybe_row(Task, self.db.fetch_one("get_task", id=task_id))
+        if task is None:
             raise UsageError(f"no task {task_id}")
-        return Task.from_row(row)
+        return task
 
     def listing(self, status: str | None = None, limit: int = 50) -> list[Task]:
-        return [Task.from_row(r)
-                for r in self.db.fetch_all("list_tasks", status=status, limit=limit)]
+        return as_rows(Task, self.db.fetch_all("list_tasks", status=status, limit=limit))
 
     def cancel(self, task_id: int, now: datetime) -> Task | None:
         """Cancel a pending task; None when it exists but has already started."""
         self.get(task_id)
-        row = self.db.fetch_one("cancel_task", id=task_id, now=now)
-        return Task.from_row(row) if row else None
+        return maybe_row(Task, self.db.fetch_one("cancel_task", id=task_id, now=now))
 
     def wait(self, task_id: int, timeout_s: float, poll_s: float = WAIT_POLL_S) -> Task:
         """Poll until the task is finished (or ``timeout_s`` passes); return its last state."""
@@ -110,24 +121,25 @@ class Tasks:
     def claim(self, *, host: str, now: datetime, known: list[str], live_since: datetime,
               instance_id: str) -> Task | None:
         """Take the oldest pending task this daemon may run (it runs a job of ``known``)."""
-        row = self.db.fetch_one("claim_task", host=host, now=now, known=known,
-                                live_since=live_since, instance_id=instance_id)
-        return None if row is None else Task.from_row(row)
+        return maybe_row(Task, self.db.fetch_one("claim_task", host=host, now=now, known=known,
+                                                 live_since=live_since,
+                                                 instance_id=instance_id))
 
     def finish(self, task_id: int, status: TaskStatus, now: datetime, run_id: int | None,
                error: str | None) -> None:
         self.db.execute("finish_task", id=task_id, status=status, now=now, run_id=run_id,
                         error=error)
 
-    def abandoned_finished(self) -> list[Row]:
-        """Running tasks whose run ended while no daemon was there to close them (locked):
-        id, job_id, run_id, run_status, run_error."""
-        return self.db.fetch_all("abandoned_tasks_finished")
+    def abandoned_finished(self) -> list[AbandonedTask]:
+        """Running tasks whose run ended while no daemon was there to close them (locked
+        until the transaction ends)."""
+        return as_rows(AbandonedTask, self.db.fetch_all("abandoned_tasks_finished"))
 
-    def requeue_abandoned(self, taken_before: datetime) -> list[Row]:
+    def requeue_abandoned(self, taken_before: datetime) -> list[Task]:
         """Put back to pending the tasks taken by daemons silent since ``taken_before``
-        that never claimed a run."""
-        return self.db.fetch_all("requeue_abandoned_tasks", taken_before=taken_before)
+        that never claimed a run; those tasks."""
+        return as_rows(Task, self.db.fetch_all("requeue_abandoned_tasks",
+                                               taken_before=taken_before))
 
     def pending_at(self, as_of: datetime, host: str | None = None) -> int:
         """How many tasks were waiting at ``as_of`` (for ``host``: its own and the
@@ -165,30 +177,32 @@ class TaskQueue:
                 self._start(task)
             except StoreError:
                 raise
-            except Exception as exc:  # a bad row must not take the daemon down
+            # a bad row must not take the daemon down
+            except Exception as exc:
                 self._fail(task.id, task.job_id, f"cannot start: {type(exc).__name__}: {exc}")
 
     def recover_abandoned(self) -> None:
         """Close or requeue tasks a daemon took and then died without closing."""
         now = self.scheduler.clock()
         events: list[Event] = []
-        with self.db.transaction() as tx:  # a task closed as failed and its event go together
+        # a task closed as failed and its event go together
+        with self.db.transaction() as tx:
             tasks = Tasks(tx)
-            for row in tasks.abandoned_finished():
-                task_id, run_id, status = row["id"], row["run_id"], row["run_status"]
-                ok = status == RunStatus.OK
-                self.log.warning("task_closed_after_crash", task_id=task_id, job=row["job_id"],
+            for task in tasks.abandoned_finished():
+                ok = task.run_status == RunStatus.OK
+                self.log.warning("task_closed_after_crash", task_id=task.id, job=task.job_id,
                                  status=TaskStatus.DONE if ok else TaskStatus.FAILED)
                 if ok:
-                    tasks.finish(task_id, TaskStatus.DONE, now, run_id, None)
+                    tasks.finish(task.id, TaskStatus.DONE, now, task.run_id, None)
                 else:
                     events.append(self._close_failed(
-                        tx, task_id, row["job_id"],
-                        task_error(run_id, status, row["run_error"]), run_id))
+                        tx, task.id, task.job_id,
+                        task_error(task.run_id, task.run_status, task.run_error), task.run_id))
         for event in events:
             self.store.log_event(event)
-        for row in self.tasks.requeue_abandoned(self.scheduler.live_since):
-            self.log.warning("task_requeued_after_crash", task_id=row["id"], job=row["job_id"])
+        for requeued in self.tasks.requeue_abandoned(self.scheduler.live_since):
+            self.log.warning("task_requeued_after_crash", task_id=requeued.id,
+                             job=requeued.job_id)
 
     def _fail(self, task_id: int, job_id: str, error: str, run_id: int | None = None) -> None:
         """Close a task as failed with ``error`` and record its ``task_failed`` event, in

@@ -98,7 +98,8 @@ class WallClock:
         moment = _utc(moment)
         wall = self.wall_at_or_before(wall_time(moment, self.tz))
         slot = instant(wall, self.tz)
-        while True:  # in the repeated hour, later wall-clock times may be slots already
+        # in the repeated hour, later wall-clock times may be slots already
+        while True:
             later_wall = self.wall_after(wall)
             later = instant(later_wall, self.tz)
             if later > moment:
@@ -128,7 +129,8 @@ class Daily(WallClock):
 
 @dataclass(frozen=True)
 class Weekly(WallClock):
-    weekday: int  # Monday is 0
+    # Monday is 0
+    weekday: int
     at: time
     zone: ZoneInfo | None = None
 

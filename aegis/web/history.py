@@ -17,11 +17,11 @@ from urllib.parse import urlencode
 from markupsafe import Markup
 
 from aegis.core.durations import parse_since
-from aegis.scheduling.repository import JobRun, Runs, RunStatus, RunTrigger
+from aegis.scheduling.repository import JobRun, JobWithLastRun, Runs, RunStatus, RunTrigger
 from aegis.storage.events import Event, Importance
 from aegis.storage.runtime import Runtime
 from aegis.web import charts
-from aegis.web.pages import JobLine, PageError, jobs
+from aegis.web.pages import PageError
 from aegis.web.render import seconds_text
 
 PAGE_ROWS = 50
@@ -79,7 +79,7 @@ class RunLine:
 @dataclass(frozen=True)
 class JobsPage:
     now: datetime
-    jobs: list[JobLine]
+    jobs: list[JobWithLastRun]
     job: str  # the filter; "" for every job
     runs: list[RunLine]
     next_link: str | None
@@ -101,7 +101,7 @@ def jobs_page(runtime: Runtime, query: Query, now: datetime) -> JobsPage:
     shown = [RunLine(run, lateness_s(run)) for run in found[:PAGE_ROWS]]
     last = shown[-1].run if shown else None
     return JobsPage(
-        now=now, jobs=jobs(runs), job=job, runs=shown,
+        now=now, jobs=runs.jobs_with_last_run(), job=job, runs=shown,
         next_link=next_link("/jobs", {"job": job}, last.scheduled_for, last.id)
         if more and last else None,
         chart=lateness_columns(shown))

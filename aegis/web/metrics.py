@@ -24,8 +24,7 @@ from prometheus_client.registry import Collector
 from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.scheduling.heartbeat import read_heartbeat
-from aegis.scheduling.repository import Runs
-from aegis.storage.db import Row
+from aegis.scheduling.repository import DurationHistogram, Runs
 from aegis.storage.events import EventType, Importance
 from aegis.storage.outbox import Outbox, OutboxStatus
 from aegis.storage.runtime import Runtime
@@ -73,8 +72,8 @@ class DatabaseCollector(Collector):
         by_status = GaugeMetricFamily("aegis_job_runs",
                                       "Job runs scheduled in the last 24 hours, by job and "
                                       "status (all hosts).", labels=["job", "status"])
-        for row in runs.counts_by_status(since):
-            by_status.add_metric([row["job_id"], row["status"]], float(row["runs"]))
+        for (job_id, status), count in runs.counts_by_status(since).items():
+            by_status.add_metric([job_id, status], float(count))
         yield by_status
 
         yield _durations(runs.durations(since, DURATION_BOUNDS_S))
@@ -82,9 +81,8 @@ class DatabaseCollector(Collector):
         last = GaugeMetricFamily("aegis_job_last_success_timestamp_seconds",
                                  "Unix time the job's latest successful run finished.",
                                  labels=["job"])
-        for row in runs.last_successes():
-            if row["finished_at_s"] is not None:
-                last.add_metric([row["job_id"]], float(row["finished_at_s"]))
+        for job_id, finished_at_s in runs.last_successes().items():
+            last.add_metric([job_id], finished_at_s)
         yield last
 
         yield from _optional(lambda: _containers(runtime, host), "containers")
@@ -129,19 +127,14 @@ def _heartbeat(runtime: Runtime, now: datetime) -> Iterator[Metric]:
     yield age
 
 
-def _durations(rows: Iterable[Row]) -> Metric:
+def _durations(histograms: Iterable[DurationHistogram]) -> Metric:
     family = HistogramMetricFamily("aegis_job_duration_seconds",
                                    "Duration of job runs finished in the last 24 hours.",
                                    labels=["job"])
-    by_job: dict[str, list[Row]] = {}
-    for row in rows:
-        by_job.setdefault(str(row["job_id"]), []).append(row)
-    for job_id, job_rows in by_job.items():
-        buckets = [(repr(float(str(r["le"]))), float(str(r["cumulative"])))
-                   for r in job_rows]
-        total = float(str(job_rows[0]["total"]))
-        buckets.append(("+Inf", total))
-        family.add_metric([job_id], buckets, float(str(job_rows[0]["sum_s"])))
+    for histogram in histograms:
+        buckets = [(repr(bound_s), float(runs)) for bound_s, runs in histogram.buckets]
+        buckets.append(("+Inf", float(histogram.runs)))
+        family.add_metric([histogram.job_id], buckets, histogram.sum_s)
     return family
 
 

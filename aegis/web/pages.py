@@ -18,8 +18,7 @@ from markupsafe import Markup
 from aegis.core.config import Settings
 from aegis.core.durations import format_duration_s
 from aegis.scheduling.heartbeat import daemon_status
-from aegis.scheduling.repository import JobRun, Runs
-from aegis.storage.db import Row
+from aegis.scheduling.repository import JobRun, JobWithLastRun, Lateness, Runs
 from aegis.storage.events import INCIDENT_ENDS, Event, EventType, Importance, ProbeOutput
 from aegis.storage.outbox import Outbox, OutboxStatus
 from aegis.storage.runtime import Runtime
@@ -81,23 +80,13 @@ class ContainerLine:
 
 
 @dataclass(frozen=True)
-class JobLine:
-    id: str
-    trigger: str
-    next_run_at: datetime | None
-    paused: bool
-    last_status: str | None
-    last_scheduled_for: datetime | None
-
-
-@dataclass(frozen=True)
 class Overview:
     now: datetime
     hosts: list[HostLine]
     incidents: list[ContainerLine]  # escalated first
     probe_outputs: dict[tuple[str, str], str]  # (host, name) of an incident -> the latest
     of_note: list[ContainerLine]  # unhealthy, struck or in maintenance, no incident
-    jobs: list[JobLine]
+    jobs: list[JobWithLastRun]
     problem_runs: list[JobRun]
     important_events: list[Event]
     events_by_importance: dict[str, int]
@@ -119,7 +108,7 @@ def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
         now=now, hosts=hosts(runtime, now), incidents=incidents,
         probe_outputs=runtime.store.latest_probe_outputs(
             [(c.view.host, c.view.name) for c in incidents]),
-        of_note=[c for c in lines if c.phase == Phase.OK], jobs=jobs(runs),
+        of_note=[c for c in lines if c.phase == Phase.OK], jobs=runs.jobs_with_last_run(),
         problem_runs=runs.problem_runs(since, now, LIST_LIMIT),
         important_events=runtime.store.query_events(
             since=since, min_importance=Importance.HIGH, limit=IMPORTANT_EVENTS),
@@ -140,24 +129,18 @@ def line(row: ContainerRow, now: datetime) -> ContainerLine:
 def hosts(runtime: Runtime, now: datetime) -> list[HostLine]:
     """Every host with a daemon or a container, its daemon's liveness and its counts."""
     interval_s = runtime.settings.heartbeat_interval_s
-    daemons = {row["host"]: row for row in Runs(runtime.db).daemons()}
+    daemons = {daemon.host: daemon for daemon in Runs(runtime.db).daemons()}
     counts = Containers(runtime.db).per_host()
     found = []
     for host in sorted(daemons.keys() | counts.keys()):
-        daemon, count = daemons.get(host, {}), counts.get(host, HostContainers())
-        status = daemon_status(daemon.get("status"), daemon.get("last_heartbeat_at"), now,
+        daemon, count = daemons.get(host), counts.get(host, HostContainers())
+        last_heartbeat_at = daemon.last_heartbeat_at if daemon else None
+        status = daemon_status(daemon.status if daemon else None, last_heartbeat_at, now,
                                interval_s)
         found.append(HostLine(host=host, status=status.value,
-                              last_heartbeat_at=daemon.get("last_heartbeat_at"),
+                              last_heartbeat_at=last_heartbeat_at,
                               containers=count.containers, in_incident=count.in_incident))
     return found
-
-
-def jobs(runs: Runs) -> list[JobLine]:
-    return [JobLine(id=row["id"], trigger=row["trigger"], next_run_at=row["next_run_at"],
-                    paused=row["paused"], last_status=row["last_status"],
-                    last_scheduled_for=row["last_scheduled_for"])
-            for row in runs.jobs_with_last_run()]
 
 
 def actions_chart(runtime: Runtime, now: datetime, zone: tzinfo) -> Markup:
@@ -179,13 +162,13 @@ def actions_chart(runtime: Runtime, now: datetime, zone: tzinfo) -> Markup:
         empty=f"no restart or escalation in {CHART_DAYS} days")
 
 
-def lateness_chart(rows: Sequence[Row]) -> Markup:
+def lateness_chart(jobs: Sequence[Lateness]) -> Markup:
     """How late each job's scheduled runs started: median, 95th percentile, worst."""
-    names = ("median", "p95", "worst")
-    series = [charts.Series(name, f"chart-{name}",
-                            tuple(float(row[column] or 0.0) for row in rows))
-              for name, column in zip(names, ("p50_s", "p95_s", "max_s"), strict=True)]
-    return charts.bars([str(row["job_id"]) for row in rows], series, unit=seconds_text,
+    figures = {"median": [job.p50_s for job in jobs], "p95": [job.p95_s for job in jobs],
+               "worst": [job.max_s for job in jobs]}
+    series = [charts.Series(name, f"chart-{name}", tuple(float(v or 0.0) for v in values))
+              for name, values in figures.items()]
+    return charts.bars([job.job_id for job in jobs], series, unit=seconds_text,
                        title="How late scheduled job runs started in the last 24 hours",
                        empty="no scheduled run in the last 24 hours")
 

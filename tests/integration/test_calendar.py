@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ import pytest
 from aegis import api
 from aegis.core.config import load_settings
 from aegis.scheduling import triggers
-from aegis.scheduling.daemon import Daemon
+from aegis.scheduling.daemon import Daemon, RunMode
 from aegis.scheduling.registry import JobContext, Registry
+from aegis.scheduling.repository import RunTrigger
 from aegis.scheduling.scheduler import Scheduler
+from aegis.scheduling.triggers import Trigger
 from jobs import evening_summary
 from tests.clock import Clock, t
 from tests.conftest import sql_rows
@@ -51,7 +54,23 @@ def drive(schedulers: list[Scheduler], clock: Clock, until: datetime,
             wait_runs(scheduler)
 
 
-CASES = [
+@dataclass(frozen=True)
+class Transition:
+    """A job's trigger on the wall clock of ``timezone`` from ``start`` to ``end`` (UTC),
+    and the UTC instants of the slots it must run, once each."""
+
+    timezone: str
+    trigger: Trigger
+    start: str
+    end: str
+    expected: list[str]
+
+    @property
+    def id(self) -> str:
+        return f"{self.timezone}-{type(self.trigger).__name__.lower()}-{self.start[:10]}"
+
+
+CASES: list[tuple[str, Trigger, str, str, list[str]]] = [
     # (AEGIS_TIMEZONE, trigger, start, end, the UTC slots)
     ("Europe/Berlin", triggers.daily("02:30"), "2026-03-27 12:00", "2026-03-31 00:00",
      ["2026-03-28 01:30", "2026-03-29 01:00", "2026-03-30 00:30"]),
@@ -80,12 +99,14 @@ CASES = [
 ]
 
 
+TRANSITIONS = [Transition(*case) for case in CASES]
+
+
 @pytest.mark.parametrize("step_s", [None, 420.0], ids=["on-time", "late-loop"])
-@pytest.mark.parametrize(("timezone", "trigger", "start", "end", "expected"), CASES,
-                         ids=[f"{c[0]}-{type(c[1]).__name__.lower()}-{c[2][:10]}" for c in CASES])
+@pytest.mark.parametrize("case", TRANSITIONS, ids=[case.id for case in TRANSITIONS])
 def test_each_slot_runs_once_at_its_utc_instant_across_the_transition(
-        make_app, timezone, trigger, start, end, expected, step_s):
-    clock = Clock(t(start))
+        make_app, case, step_s):
+    clock = Clock(t(case.start))
     ran: Counter[datetime] = Counter()
     lateness_s: list[float] = []
     lock = threading.Lock()
@@ -97,17 +118,17 @@ def test_each_slot_runs_once_at_its_utc_instant_across_the_transition(
 
     schedulers = []
     for host in ("host-a", "host-b"):  # two daemons sharing the database
-        app = make_app(host, AEGIS_TIMEZONE=timezone)
+        app = make_app(host, AEGIS_TIMEZONE=case.timezone)
         registry = Registry(app.settings.zone)  # as load_jobs builds it
-        registry.add("calendar", job, trigger, scope="cluster", misfire_grace_s=3600)
+        registry.add("calendar", job, case.trigger, scope="cluster", misfire_grace_s=3600)
         scheduler = Scheduler(app, registry, instance_id=f"{host}-1", clock=clock)
         scheduler.start()
         schedulers.append(scheduler)
     wait_runs(schedulers[0])
     wait_runs(schedulers[1])
-    drive(schedulers, clock, t(end), step_s)
+    drive(schedulers, clock, t(case.end), step_s)
 
-    slots = [t(text) for text in expected]
+    slots = [t(text) for text in case.expected]
     assert sorted(ran) == slots
     assert set(ran.values()) == {1}
     assert all(0 <= late < (step_s or 1) for late in lateness_s)
@@ -132,8 +153,8 @@ def test_run_once_in_berlin_plans_the_daily_jobs_in_local_time(
     settings = load_settings({**aegis_env, "AEGIS_TIMEZONE": "Europe/Berlin",
                               "AEGIS_REMEDIATION": "off"})
     with api.connect(settings, migrate=False) as app:
-        daemon = Daemon(app, app.registry, once=True, clock=Clock(t(now)),
-                        handle_signals=False)
+        daemon = Daemon(app, app.registry, RunMode(once=True, handle_signals=False),
+                        clock=Clock(t(now)))
         assert daemon.run() == 0
         jobs = advertised_next_runs(app)
     assert jobs["morning_status"]["next_run_at"] == t(morning_status_at)
@@ -149,7 +170,7 @@ def test_the_evening_summary_covers_the_local_day_and_names_its_file_after_it(ma
         app.store.record_event("deploy_note", stamp, timestamp=t(stamp))
     # 22:00 EST on 2026-11-01, a 25-hour day: 04:00 UTC to 05:00 UTC the next day
     slot = t("2026-11-02 03:00")
-    ctx = JobContext(job_id="evening_summary", run_id=None, trigger="schedule",
+    ctx = JobContext(job_id="evening_summary", run_id=None, trigger=RunTrigger.SCHEDULE,
                      scheduled_for=slot, now=slot, app=app, log=app.store.log,
                      cancelled=threading.Event())
     result = evening_summary.evening_summary(ctx)

@@ -22,7 +22,7 @@ from aegis.reports.digest import collect_day
 from aegis.reports.journal import write_atomic
 from aegis.reports.markdown import render_day
 from aegis.scheduling.registry import JobContext, Registry
-from aegis.scheduling.repository import Runs
+from aegis.scheduling.repository import Runs, RunTrigger, WantedSlot
 from jobs import evening_summary, memory_cleanup, morning_status
 from tests.conftest import sql_rows
 
@@ -132,7 +132,7 @@ class RecordingLog:
 
 def context(app: api.Aegis, job_id: str, scheduled_for: datetime, now: datetime,
             log: RecordingLog, **args: Any) -> JobContext:
-    return JobContext(job_id=job_id, run_id=None, trigger="schedule",
+    return JobContext(job_id=job_id, run_id=None, trigger=RunTrigger.SCHEDULE,
                       scheduled_for=scheduled_for, now=now, app=app, log=log,
                       cancelled=threading.Event(), args=args)
 
@@ -200,9 +200,9 @@ def test_a_fleet_digest_is_written_once_whichever_hosts_run_it(app: api.Aegis) -
     registry = Registry(settings=app.settings)
     evening_summary.register(registry)
     job = registry.get("evening_summary")
-    won = [len(Runs(app.db).claim(job_ids=[job.id], scope_keys=[job.scope_key(host)],
-                                  triggers=["schedule"], slots=[at(22)], host=host,
-                                  now=at(22), instance_id=host, live_since=at(21)))
+    won = [len(Runs(app.db).claim(
+               [WantedSlot(job.id, job.scope_key(host), RunTrigger.SCHEDULE, at(22))],
+               host=host, now=at(22), instance_id=host, live_since=at(21)))
            for host in ("host-a", "host-b")]
     assert won == [1, 0]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aegis import api
 from aegis.scheduling import triggers
-from aegis.scheduling.deadlines import Watch, changes, watch_jobs
+from aegis.scheduling.deadlines import changes, watch_jobs
 from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.repository import Runs, RunTrigger
 from aegis.scheduling.runs import Execution
@@ -165,7 +165,7 @@ def test_of_two_daemons_that_saw_the_job_silent_at_once_one_records_it(make_app)
     loops = Nightly(make_app, lambda ctx: None, t("2026-10-23 12:00"))
     (app_a, registry, _), (app_b, _, _) = loops.daemons
     job, now = registry.get("nightly"), t("2026-10-26 00:00")
-    seen = [Watch.from_row(row) for row in Runs(app_a.db).watched(["nightly"])]
+    seen = Runs(app_a.db).watched(["nightly"])
     assert changes([job], {"nightly": seen[0]}, now) == ([(job, seen[0])], [])
     assert Runs(app_a.db).mark_silent("nightly", now, None, now) is True
     assert Runs(app_b.db).mark_silent("nightly", now, None, now) is False

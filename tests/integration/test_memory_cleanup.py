@@ -14,6 +14,7 @@ import pytest
 from aegis import api
 from aegis.reports.retention import prune, retention_cutoffs
 from aegis.scheduling.registry import JobContext
+from aegis.scheduling.repository import RunTrigger
 from jobs.memory_cleanup import memory_cleanup
 from tests.conftest import sql_rows
 
@@ -63,7 +64,7 @@ def counts(url: str) -> dict[tuple[str, bool], int]:
 def context(app: api.Aegis, cancelled: threading.Event | None = None) -> JobContext:
     import structlog
 
-    return JobContext(job_id="memory_cleanup", run_id=None, trigger="schedule",
+    return JobContext(job_id="memory_cleanup", run_id=None, trigger=RunTrigger.SCHEDULE,
                       scheduled_for=NOW, now=NOW, app=app, log=structlog.get_logger(),
                       cancelled=cancelled or threading.Event())
 

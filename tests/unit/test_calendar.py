@@ -13,10 +13,11 @@ import pytest
 from aegis.core.clock import day_bounds, instant, offset_text, wall_time, zone
 from aegis.core.config import load_settings
 from aegis.core.errors import ConfigError, UsageError
-from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling import triggers
-from aegis.scheduling.deadlines import Watch, changes, silent_after
+from aegis.scheduling.deadlines import changes, silent_after
+from aegis.scheduling.job_settings import MisfirePolicy, job_overrides
 from aegis.scheduling.registry import Registry, overridden
+from aegis.scheduling.repository import Watch
 from tests.clock import t
 
 BERLIN, NEW_YORK = zone("Europe/Berlin"), zone("America/New_York")
@@ -192,13 +193,12 @@ def test_job_overrides_keep_or_change_the_zone_and_switch_deadlines_off():
     settings = load_settings({"AEGIS_JOB__EVENING_SUMMARY__AT": "21:00",
                               "AEGIS_JOB__EVENING_SUMMARY__MISFIRE": "run_all",
                               "AEGIS_JOB__EVENING_SUMMARY__EXPECT_EVERY": "off"})
-    changed = overridden(job, settings.job_overrides["evening_summary"])
+    changed = overridden(job, job_overrides(settings)["evening_summary"])
     assert changed.trigger.describe() == "daily at 21:00 Europe/Berlin"
     assert (changed.misfire, changed.expect_every_s, changed.max_runtime_s) == (
         MisfirePolicy.RUN_ALL, None, 300)
-    moved = overridden(job, load_settings({
-        "AEGIS_JOB__EVENING_SUMMARY__TIMEZONE": "America/New_York"}).job_overrides[
-            "evening_summary"])
+    moved = overridden(job, job_overrides(load_settings({
+        "AEGIS_JOB__EVENING_SUMMARY__TIMEZONE": "America/New_York"}))["evening_summary"])
     assert (moved.zone, moved.trigger.describe()) == (NEW_YORK,
                                                        "daily at 22:00 America/New_York")
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from aegis import api
 from aegis.core.config import OPTIONS, Settings, load_settings
 from aegis.core.errors import ConfigError
-from aegis.core.parsing import JobOverride
+from aegis.scheduling.job_settings import JobOverride, job_overrides
 
 CONFIG = "{config}"  # replaced by the path of the case's TOML file
 SECRET = "hunter2-s3cr3t"
@@ -116,7 +117,7 @@ def test_the_catalogue_covers_at_least_twelve_distinct_inputs() -> None:
 def test_bad_input_is_one_line_naming_the_variable_or_key(case: BadInput,
                                                           tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
-        load_settings(materialize(case, tmp_path))
+        api.load_settings(materialize(case, tmp_path))
     message = str(raised.value)
     assert "\n" not in message
     assert case.names in raised.value.name
@@ -138,7 +139,7 @@ def test_defaults_with_an_empty_environment() -> None:
     assert settings.strike_interval_s == 60.0
     assert settings.event_retention_s == 30 * 86400
     assert settings.config_file is None
-    assert settings.job_overrides == {}
+    assert job_overrides(settings) == {}
 
 
 def test_every_option_is_read_from_the_environment_and_from_toml() -> None:
@@ -196,7 +197,7 @@ def test_job_overrides_from_toml_and_environment(tmp_path: Path) -> None:
     settings = load_settings({"AEGIS_CONFIG": config,
                               "AEGIS_JOB__EVENING_SUMMARY__CRON": "0 21 * * 1-5",
                               "AEGIS_JOB__HEALTH_CHECK__MISFIRE_GRACE": "1m"})
-    assert settings.job_overrides == {
+    assert job_overrides(settings) == {
         "morning_status": JobOverride(at="07:00:00"),
         "memory_cleanup": JobOverride(enabled=False),
         "health_check": JobOverride(every_s=600.0, timeout_s=30.0, misfire_grace_s=60.0),
@@ -208,8 +209,8 @@ def test_an_environment_trigger_replaces_the_files_trigger(tmp_path: Path) -> No
     config = write_toml(tmp_path, '[jobs.morning_status]\nat = "07:00"\nenabled = true\n')
     settings = load_settings({"AEGIS_CONFIG": config,
                               "AEGIS_JOB__MORNING_STATUS__EVERY": "1h"})
-    assert settings.job_overrides["morning_status"] == JobOverride(enabled=True,
-                                                                   every_s=3600.0)
+    assert job_overrides(settings)["morning_status"] == JobOverride(enabled=True,
+                                                                    every_s=3600.0)
 
 
 def test_repr_masks_every_secret_but_keeps_the_rest() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from aegis.core import config_doc
 from aegis.core.config import OPTIONS, load_settings
+from aegis.scheduling.job_settings import job_overrides
 
 PAGE = config_doc.DOC.read_text(encoding="utf-8")
 
@@ -48,4 +49,4 @@ def test_every_toml_example_of_the_page_loads(tmp_path: Path) -> None:
     assert settings.host == "web-01"
     assert settings.docker_scope == "labeled"
     assert settings.event_retention_s == 60 * 86400
-    assert settings.job_overrides["memory_cleanup"].enabled is False
+    assert job_overrides(settings)["memory_cleanup"].enabled is False

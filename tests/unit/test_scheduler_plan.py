@@ -1,11 +1,12 @@
+from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
 
-from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling import triggers
+from aegis.scheduling.job_settings import MisfirePolicy
 from aegis.scheduling.scheduler import RUN_ALL_LIMIT, SlotPlan, plan_due, plan_start
-from aegis.scheduling.triggers import count_slots
+from aegis.scheduling.triggers import Trigger, count_slots
 from tests.clock import t
 
 RUN_ONCE, SKIP, RUN_ALL = MisfirePolicy.RUN_ONCE, MisfirePolicy.SKIP, MisfirePolicy.RUN_ALL
@@ -51,7 +52,20 @@ def test_plan_start_run_once(trigger, last, now, grace_s, expected):
     assert plan_start(trigger, t(last) if last else None, t(now), grace_s, RUN_ONCE) == expected
 
 
-@pytest.mark.parametrize(("trigger", "last", "now", "grace_s", "misfire", "expected"), [
+@dataclass(frozen=True)
+class StartCase:
+    """A job's trigger, its last recorded slot, the daemon's start, the grace and the
+    policy; and the plan expected."""
+
+    trigger: Trigger
+    last: str | None
+    now: str
+    grace_s: float
+    misfire: MisfirePolicy
+    expected: SlotPlan
+
+
+BY_POLICY: list[tuple[Trigger, str | None, str, float, MisfirePolicy, SlotPlan]] = [
     # skip: nothing that fell due while no daemon ran is run, even within the grace
     (FIVE_MIN, "2026-01-01 10:00:00", "2026-01-01 10:06:00", 300, SKIP,
      SlotPlan(missed_first=t("2026-01-01 10:05:00"), missed_last=t("2026-01-01 10:05:00"),
@@ -79,10 +93,14 @@ def test_plan_start_run_once(trigger, last, now, grace_s, expected):
     (DAILY_6, "2026-01-01 06:00:00", "2026-01-03 07:00:00", 300, RUN_ALL,
      SlotPlan(missed_first=t("2026-01-02 06:00:00"), missed_last=t("2026-01-03 06:00:00"),
               missed_count=2)),
-])
-def test_plan_start_by_policy(trigger, last, now, grace_s, misfire, expected):
-    plan = plan_start(trigger, t(last) if last else None, t(now), grace_s, misfire)
-    assert plan == expected
+]
+
+
+@pytest.mark.parametrize("case", [StartCase(*case) for case in BY_POLICY])
+def test_plan_start_by_policy(case):
+    plan = plan_start(case.trigger, t(case.last) if case.last else None, t(case.now),
+                      case.grace_s, case.misfire)
+    assert plan == case.expected
     assert len(plan.run) <= RUN_ALL_LIMIT
 
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from aegis.core.config import Settings
-from aegis.scheduling.repository import JobRun
+from aegis.scheduling.repository import JobRun, RunStatus, RunTrigger
 from aegis.storage.events import Event, Importance
 from aegis.storage.rows import as_row
 from aegis.supervision.containers import view
@@ -223,8 +223,9 @@ def test_the_commands_to_act_on_a_container_are_quoted_for_a_shell(columns, comm
 
 def run(trigger: str, status: str, late_s: float | None) -> JobRun:
     started = None if late_s is None else NOW + timedelta(seconds=late_s)
-    return JobRun(id=1, job_id="j", scope_key="h", host="h", trigger=trigger,
-                  scheduled_for=NOW, started_at=started, finished_at=started, status=status,
+    return JobRun(id=1, job_id="j", scope_key="h", host="h", trigger=RunTrigger(trigger),
+                  scheduled_for=NOW, started_at=started, finished_at=started,
+                  status=RunStatus(status),
                   error=None, result=None, instance_id=None)
 
 

@@ -81,7 +81,7 @@ UPDATE job_runs
 SET status = 'interrupted', finished_at = %(now)s,
     error = 'interrupted: the daemon running it stopped without finishing it'
 WHERE status = 'running' AND host = %(host)s AND instance_id IS DISTINCT FROM %(instance_id)s
-RETURNING id, job_id;
+RETURNING *;
 
 -- name: job_history
 -- Recent runs, newest first, of one job or of all, older than a (scheduled_for, id)
@@ -94,8 +94,8 @@ ORDER BY scheduled_for DESC, id DESC
 LIMIT %(limit)s;
 
 -- name: last_runs
--- The latest run of every job.
-SELECT DISTINCT ON (job_id) job_id, status, scheduled_for, started_at, finished_at
+-- The latest run of every job that was not skipped.
+SELECT DISTINCT ON (job_id) *
 FROM job_runs
 WHERE status <> 'skipped'
 ORDER BY job_id, scheduled_for DESC, id DESC;
@@ -137,8 +137,8 @@ SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at, paused_by = EXCLUD
 -- name: watched_jobs
 -- What the silence watch reads of jobs: pause flag, since when watched and silent, and
 -- the slot and end of the latest successful run on any host (one index probe per job).
-SELECT j.id, j.paused, j.watched_since, j.silent_since, ok.scheduled_for AS last_ok_slot,
-       ok.finished_at AS last_ok_finished_at
+SELECT j.id AS job_id, j.paused, j.watched_since, j.silent_since,
+       ok.scheduled_for AS last_ok_slot, ok.finished_at AS last_ok_finished_at
 FROM jobs j
 LEFT JOIN LATERAL (
     SELECT r.scheduled_for, r.finished_at
@@ -178,7 +178,8 @@ RETURNING id;
 -- name: upsert_daemon
 -- This daemon's heartbeat.
 INSERT INTO daemons (instance_id, host, pid, version, started_at, last_heartbeat_at, status)
-VALUES (%(instance_id)s, %(host)s, %(pid)s, %(version)s, %(started_at)s, %(now)s, %(status)s)
+VALUES (%(instance_id)s, %(host)s, %(pid)s, %(version)s, %(started_at)s, %(last_heartbeat_at)s,
+        %(status)s)
 ON CONFLICT (instance_id) DO UPDATE
 SET last_heartbeat_at = EXCLUDED.last_heartbeat_at, status = EXCLUDED.status;
 

@@ -54,7 +54,7 @@ WHERE t.status = 'running' AND t.started_at < %(taken_before)s
   AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = t.job_id
                   AND r.trigger = 'manual'
                   AND r.scheduled_for = t.created_at + (t.id %% 1000000) * interval '1 microsecond')
-RETURNING t.id, t.job_id;
+RETURNING t.*;
 
 -- name: get_task
 -- One task.
