@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from tests import images
-from tests.conftest import engine_socket
-from tests.e2e.stack import Stack, docker_socket_gid
-from tests.fakes.discord_server import WEBHOOK_ID
+from tests.support.discord import WEBHOOK_ID
+from tests.support.engines import engine_socket
+from tests.support.stack import Stack, docker_socket_gid
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +82,7 @@ def make_stack(docker_client: Any, engine_to_ourselves: None, stack_images: dict
             # short intervals, so that three strikes take seconds
             "AEGIS_STRIKE_INTERVAL": "3s",
             "AEGIS_HEARTBEAT_INTERVAL": "2s",
-            **env})
+            **env}, docker_host=f"unix://{socket_path}")
         made.append(stack)
         return stack
 

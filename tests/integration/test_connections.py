@@ -19,9 +19,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from aegis.storage.db import Database
-from tests.conftest import sql_rows
-from tests.faults.procs import Spawner, daemon_env, wait_for
-from tests.pgbouncer import PgBouncer
+from tests.support.daemons import Spawner, daemon_env
+from tests.support.pgbouncer import PgBouncer
+from tests.support.rows import sql_rows
+from tests.support.waiting import wait_for
 
 IDLE_BUDGET = 2
 BUSY_BUDGET = 4

@@ -14,8 +14,8 @@ import pytest
 
 from aegis.doctor import FAIL, OK, WARN, check_journal_dir, clock_check
 from aegis.scheduling.heartbeat import Heartbeat, write_heartbeat
-from tests.conftest import run_cli
 from tests.images import socket_proxy_profile
+from tests.support.cli import run_cli
 
 WEBHOOK_TOKEN = "s3cretT0kenDoNotLeak"
 WEBHOOK = f"https://discord.com/api/webhooks/123456/{WEBHOOK_TOKEN}"

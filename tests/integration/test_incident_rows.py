@@ -13,7 +13,8 @@ from aegis.core.clock import utcnow
 from aegis.storage.outbox import Notification, Outbox
 from aegis.supervision.containers import acknowledge
 from aegis.supervision.repository import Containers, replay_decision
-from tests.conftest import run_cli, sql_rows
+from tests.support.cli import run_cli
+from tests.support.rows import sql_rows
 
 
 def escalated_row(app: api.Aegis, name: str = "web", *, alerted: bool = True) -> None:

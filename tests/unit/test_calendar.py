@@ -17,7 +17,7 @@ from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling import triggers
 from aegis.scheduling.deadlines import Watch, changes, silent_after
 from aegis.scheduling.registry import Registry, overridden
-from tests.clock import t
+from tests.support.clock import t
 
 BERLIN, NEW_YORK = zone("Europe/Berlin"), zone("America/New_York")
 LORD_HOWE, APIA = zone("Australia/Lord_Howe"), zone("Pacific/Apia")

@@ -20,7 +20,7 @@ POSTS = load_settings({"AEGIS_HOST": "web-01", "AEGIS_ALERT_STYLE": "posts"})
 FROM_RESTART = load_settings({"AEGIS_HOST": "web-01", "AEGIS_ALERT_FROM": "restart"})
 
 
-def at(minutes: float) -> datetime:
+def minutes_in(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
@@ -37,7 +37,7 @@ def walk(settings: Settings, steps: list[str]) -> list[tuple[str, Notification |
     current = incident()
     told = []
     for minute, name in enumerate(steps):
-        current = add(current, step(name, at(minute), f"because of {name}"))
+        current = add(current, step(name, minutes_in(minute), f"because of {name}"))
         current, notify = alert(settings, current, dedup_key=f"{name}:{minute}")
         told.append((name, notify))
     return told
@@ -103,7 +103,7 @@ def test_the_message_carries_host_compose_image_class_probe_and_the_ack_line() -
 def test_a_resolved_message_says_how_long_and_how_many_restarts_without_the_ack_line() -> None:
     current = incident(affected=("vpn-client", "downloader"))
     for minute, name in ((0, "struck"), (1, "restarted"), (2, "escalated"), (4, "recovered")):
-        current = add(current, step(name, at(minute)))
+        current = add(current, step(name, minutes_in(minute)))
     body = message_body(current)
     assert body.splitlines()[0] == "**Resolved** after 4 min, 1 restart."
     assert "Also affected: vpn-client, downloader" in body
@@ -117,14 +117,14 @@ def test_a_resolved_message_says_how_long_and_how_many_restarts_without_the_ack_
     ("crash_loop", "Class: crash loop under Docker's restart policy"),
 ])
 def test_the_class_is_said_in_words(klass: str, line: str) -> None:
-    body = message_body(add(incident(klass=klass), step("escalated", at(0))))
+    body = message_body(add(incident(klass=klass), step("escalated", minutes_in(0))))
     assert line in body
     assert ("Memory:" in body) == (klass == "oom")
 
 
 def test_an_oom_message_gives_the_limit_and_the_usage() -> None:
     memory = {"limit": 64 * 2**20, "max_usage": 64 * 2**20, "usage": 3 * 2**20}
-    body = message_body(add(incident(klass="oom", memory=memory), step("escalated", at(0))))
+    body = message_body(add(incident(klass="oom", memory=memory), step("escalated", minutes_in(0))))
     assert "Memory: limit 64 MiB, peak 64 MiB, now 3 MiB" in body
 
 
@@ -133,18 +133,18 @@ def test_the_probe_output_and_memory_stay_in_every_later_edit() -> None:
     is an edit made from the row alone, and still shows them."""
     memory = {"limit": 64 * 2**20, "usage": 3 * 2**20}
     escalated = add(incident(klass="oom", memory=memory),
-                    step("escalated", at(0), "OOM", probe="curl: (7)", memory=memory))
+                    step("escalated", minutes_in(0), "OOM", probe="curl: (7)", memory=memory))
     row = {"host": "web-01", "name": "shop-web-1", "incident": 3, "image": "shop:1.4",
            "compose_project": "shop", "compose_service": "web", "incident_class": "oom",
            "incident_log": list(escalated.log), "affected": []}
-    body = message_body(add(of_row(row), step("acknowledged", at(2), "by ops")))
+    body = message_body(add(of_row(row), step("acknowledged", minutes_in(2), "by ops")))
     assert "Last health probe: curl: (7)" in body
     assert "Memory: limit 64 MiB" in body
 
 
 def test_outside_text_is_shown_as_written_and_the_colour_follows_the_state() -> None:
     current = add(incident(name="web__api", probe_output="**boom** <@123>"),
-                  step("escalated", at(0), "`rm -rf`"))
+                  step("escalated", minutes_in(0), "`rm -rf`"))
     current, notify = alert(THREAD, current, dedup_key="k")
     assert notify is not None
     assert "Last health probe: \\*\\*boom\\*\\* \\<@123\\>" in notify.body

@@ -6,7 +6,7 @@ from aegis.core.parsing import MisfirePolicy
 from aegis.scheduling import triggers
 from aegis.scheduling.scheduler import RUN_ALL_LIMIT, SlotPlan, plan_due, plan_start
 from aegis.scheduling.triggers import count_slots
-from tests.clock import t
+from tests.support.clock import t
 
 RUN_ONCE, SKIP, RUN_ALL = MisfirePolicy.RUN_ONCE, MisfirePolicy.SKIP, MisfirePolicy.RUN_ALL
 
