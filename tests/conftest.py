@@ -6,7 +6,8 @@ daemons, and the Discord-like server.
 Docker tests skip with a reason when no engine is reachable, except when
 AEGIS_REQUIRE_DOCKER=1 (CI sets it): then a missing engine fails them. Tests that let aegis
 restart containers on the shared engine also need it to themselves (``engine_to_ourselves``).
-The plugin below checks that the run leaves the machine as it found it.
+The plugins below check that the run leaves the machine as it found it, and run the suite
+in parallel with pytest-xdist (tests/support/parallel.py says how).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from tests.support.postgres import (
 from tests.support.required import skip_or_fail
 from tests.support.waiting import wait_for
 
-pytest_plugins = ("tests.support.hygiene",)
+pytest_plugins = ("tests.support.hygiene", "tests.support.parallel")
 
 
 # --- PostgreSQL ---

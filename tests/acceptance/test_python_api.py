@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import aegis
 from tests.support.cli import clean_environ
 from tests.support.waiting import wait_for
@@ -32,6 +34,7 @@ def test_the_documented_example_runs(aegis_env, tmp_path):
     assert "rotate_logs" in result.stdout
 
 
+@pytest.mark.serial  # nothing may run in a window of real time
 def test_scheduler_memory_and_state_through_the_public_api(settings):
     ran: list[str] = []
 

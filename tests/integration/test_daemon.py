@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from tests.support.cli import run_cli
 from tests.support.daemons import daemon_env, daemon_running
 from tests.support.rows import sql_rows as rows
@@ -158,6 +160,7 @@ def test_tasks_queued_for_a_busy_job_wait_for_its_run_instead_of_failing(aegis_e
     assert process.wait(30) == 0
 
 
+@pytest.mark.serial  # nothing may run in a window of real time
 def test_pause_is_honoured_by_a_running_daemon(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
     env = tick_env(aegis_env)

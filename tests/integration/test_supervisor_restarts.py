@@ -212,6 +212,7 @@ def test_a_person_stopping_a_container_is_still_told_apart_from_aegis_restarting
                               "AND stopped_by_user", container.name), what="the stop seen")
 
 
+@pytest.mark.serial  # bounds how late a timer falls due
 @pytest.mark.parametrize("strike_interval", ["12s"])
 def test_strike_timers_longer_than_the_poll_fall_due_on_time(
         watching: Watcher, docker_client: Any, make_container: Callable[..., Any],

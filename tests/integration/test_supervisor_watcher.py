@@ -80,6 +80,7 @@ def test_the_stream_reconnects_after_the_engine_goes_away(
     assert count(database_url, "docker_available") == 1
 
 
+@pytest.mark.serial  # counts reconnections in a window of real time
 def test_an_event_stream_the_proxy_forbids_is_said_once_and_retried_with_back_off(
         app: api.Aegis, socket_proxy: Callable[[dict[str, str]], str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,6 @@ The benchmarks (bench/) use it too.
 - ``stack``: a compose project of compose.yaml; ``compose``: the compose command
 - ``bad_config``: the bad-configuration catalogue; ``ports``: free loopback ports;
   ``required``: skip, or fail under CI, for what this machine lacks
-- ``hygiene``: a pytest plugin (tests/conftest.py loads it) that checks the run leaves
-  the machine as found
+- ``hygiene`` and ``parallel``: pytest plugins (tests/conftest.py loads them) that check
+  the run leaves the machine as found, and run the suite in parallel safely
 """

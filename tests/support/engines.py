@@ -1,5 +1,7 @@
 """Docker engines of the suite's own: a private ``dockerd`` for a fault test that
-restarts, withholds or reconfigures its engine. Each has its own socket, data and exec roots under
+restarts, withholds or reconfigures its engine, and one for each worker of a parallel run,
+so that the daemons and supervisors of two tests running at once never see (and restart)
+each other's containers. Each has its own socket, data and exec roots under
 ``/tmp/aegis-<kind>-PID``, and its own network namespace (``aegis-test-RUN-<kind>-PID``,
 RUN the run's id: hygiene.py), so neither restarting it nor starting it disturbs anything
 else on this machine. (A dockerd started with ``--bridge none`` in the host's namespace
@@ -31,7 +33,7 @@ from tests.support.ports import accepts
 from tests.support.required import skip_or_fail
 
 RELAY = Path(__file__).resolve().parent / "relay.py"
-RUN = "AEGIS_TEST_RUN"  # the run's id (hygiene.py), in the environment of its processes
+RUN = "AEGIS_TEST_RUN"  # the run's id (hygiene.py), in the environment its workers inherit
 
 
 @dataclass
@@ -188,7 +190,8 @@ def engine_socket() -> Path | None:
 
 
 def run_id() -> str:
-    """This run's id: the pid of the process that runs the session."""
+    """This run's id: the pid of the process that runs the session (its workers inherit
+    it)."""
     return os.environ.setdefault(RUN, str(os.getpid()))
 
 

@@ -1,7 +1,8 @@
 """The machine after a test run as it was before: ``make test`` on a user's own Docker
 host must leave it as found. A pytest plugin (tests/conftest.py loads it) compares, in
-the process that runs the session, a snapshot from before the first test with one from
-after the last:
+the process that runs the session (the controller of a parallel run, never its workers,
+whose engines come and go meanwhile), a snapshot from before the first test with one
+from after the last:
 
 - the host's ``docker0`` link, when it was there (an engine started with ``--bridge none``
   in the host's network namespace deletes it);
@@ -99,21 +100,28 @@ def client_or_none() -> Any | None:
     return None
 
 
+def _checks(config: pytest.Config) -> bool:
+    """Whether this process checks: it runs the session and is no xdist worker."""
+    return not hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ[RUN] = str(os.getpid())
+    if _checks(config):
+        os.environ[RUN] = str(os.getpid())  # before xdist starts its workers
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    client = client_or_none()
-    session.config.stash[BEFORE] = take_snapshot(client)
-    if client is not None:
-        client.close()
+    if _checks(session.config):
+        client = client_or_none()
+        session.config.stash[BEFORE] = take_snapshot(client)
+        if client is not None:
+            client.close()
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(trylast=True)  # after xdist has stopped its workers
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    if BEFORE not in config.stash:
+    if not _checks(config) or BEFORE not in config.stash:
         return
     client = client_or_none()
     found = leftovers(config.stash[BEFORE], take_snapshot(client))

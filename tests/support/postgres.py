@@ -1,6 +1,6 @@
-"""The tests' PostgreSQL: one embedded ``pgserver`` per pytest session, or the server of
-``AEGIS_TEST_DATABASE_URL``; on it a migrated template database, and a fresh copy of it
-for each test. A test that stops
+"""The tests' PostgreSQL: one embedded ``pgserver`` per pytest process (each worker of a
+parallel run has its own), or the server of ``AEGIS_TEST_DATABASE_URL``; on it a migrated
+template database per process, and a fresh copy of it for each test. A test that stops
 its server gets a server of its own (``OwnPostgres``)."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _pgserver() -> Any:
 
 @contextlib.contextmanager
 def test_server() -> Iterator[str]:
-    """A superuser DSN: AEGIS_TEST_DATABASE_URL's, else an embedded server of this session
+    """A superuser DSN: AEGIS_TEST_DATABASE_URL's, else an embedded server of this process
     under /tmp/aegis-test-pg-PID, stopped and deleted afterwards."""
     configured = os.environ.get("AEGIS_TEST_DATABASE_URL")
     if configured:
@@ -46,8 +46,10 @@ def test_server() -> Iterator[str]:
 
 
 def template_name() -> str:
-    """The template database of the session."""
-    return "aegis_test_template"
+    """This process's template database: one per worker of a parallel run, so that two
+    workers on one server (AEGIS_TEST_DATABASE_URL) never rebuild each other's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"aegis_test_template_{worker}" if worker else "aegis_test_template"
 
 
 def _admin(dsn: str) -> psycopg.Connection[Any]:
