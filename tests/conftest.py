@@ -36,7 +36,7 @@ from tests.support.postgres import (
     create_database,
     drop_database,
     migrated_template,
-    test_server,
+    session_server,
 )
 from tests.support.required import skip_or_fail
 from tests.support.waiting import wait_for
@@ -50,7 +50,7 @@ pytest_plugins = ("tests.support.hygiene", "tests.support.parallel")
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     """A superuser DSN of a real PostgreSQL server for the whole test session."""
-    with test_server() as url:
+    with session_server() as url:
         yield url
 
 

@@ -29,7 +29,7 @@ def _pgserver() -> Any:
 
 
 @contextlib.contextmanager
-def test_server() -> Iterator[str]:
+def session_server() -> Iterator[str]:
     """A superuser DSN: AEGIS_TEST_DATABASE_URL's, else an embedded server of this process
     under /tmp/aegis-test-pg-PID, stopped and deleted afterwards."""
     configured = os.environ.get("AEGIS_TEST_DATABASE_URL")
