@@ -4,6 +4,13 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# The tests run in three runs of pytest (see DEVELOPERS.md): every test but the serial and
+# alone ones on TEST_WORKERS pytest-xdist workers, each with a Docker engine and a
+# PostgreSQL of its own; then the serial ones (real-time bounds, outages, fault
+# injection) on SERIAL_WORKERS, with nothing else running; then the alone ones, one at a
+# time.
+TEST_WORKERS ?= 6
+SERIAL_WORKERS ?= 4
 
 .PHONY: install run test lint typecheck unit bench docs images clean
 
@@ -33,7 +40,9 @@ test: install
 	$(BIN)/ruff check aegis jobs tests bench
 	$(BIN)/mypy
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial and not alone"
+	$(BIN)/pytest -n $(SERIAL_WORKERS) --dist loadgroup -m serial
+	$(BIN)/pytest -m alone
 
 images: install
 	$(BIN)/python -m tests.images

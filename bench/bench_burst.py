@@ -31,6 +31,7 @@ import psycopg
 
 from bench.common import daemon_home, start_daemon, stop_daemon
 from bench.report import Figure, report
+from tests.support.containers import IGNORES_TERM
 
 SIZES = [int(size) for size in os.environ.get("AEGIS_BURST_SIZES", "12,50").split(",")]
 STRIKE_INTERVAL_S = 1.0
@@ -42,7 +43,7 @@ GOAL_S = STRIKE_INTERVAL_S + STOP_TIMEOUT_S + 2.0
 # restarted like the rest.
 LEAD_S = 20
 PATIENCE_S = 120  # the longest wait for every container to be running again
-STUBBORN = "trap '' TERM; while :; do sleep 1; done"  # SIGTERM ignored: killed at 10 s
+STUBBORN = IGNORES_TERM  # killed at the 10 s stop timeout
 
 
 def probe(deadline_s: int) -> dict[str, Any]:

@@ -258,7 +258,7 @@ def figures_of(result: Result) -> list[Figure]:
 
 
 def main() -> None:
-    from tests import pgbouncer
+    from tests.support import pgbouncer
 
     results = []
     with bench_home() as home_text:

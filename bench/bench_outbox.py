@@ -1,5 +1,5 @@
 """Outbox delivery throughput: 2,000 journal messages queued with their events, then
-delivered by the sender to a local Discord-like endpoint (tests/fakes/discord_server.py)
+delivered by the sender to a local Discord-like endpoint (tests/support/discord.py)
 over real HTTP, on a real PostgreSQL (the embedded server).
 
 Goal: at least 50 messages per second, so a backlog after an hour-long webhook outage
@@ -15,7 +15,7 @@ from aegis.notify.sender import Sender
 from aegis.storage.outbox import Channel, Notification
 from bench.common import bench_app
 from bench.report import Figure, report
-from tests.fakes.discord_server import FakeDiscord
+from tests.support.discord import FakeDiscord
 
 MESSAGES = 2_000
 GOAL_PER_S = 50.0

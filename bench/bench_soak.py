@@ -27,7 +27,7 @@ import psycopg
 
 from bench.common import daemon_home, start_daemon, stop_daemon
 from bench.report import Figure, report
-from tests.fakes.discord_server import FakeDiscord
+from tests.support.discord import FakeDiscord
 
 DURATION_S = float(os.environ.get("AEGIS_SOAK_S", "3600"))
 CONTAINERS = int(os.environ.get("AEGIS_SOAK_CONTAINERS", "50"))

@@ -24,15 +24,14 @@ import psycopg
 
 from bench.common import daemon_home, percentile, start_daemon, stop_daemon
 from bench.report import Figure, report
+from tests.support.containers import HEALS, HEALTHCHECK
 
 SAMPLES = int(os.environ.get("AEGIS_STRIKE_SAMPLES", "100"))
 BACKGROUND = int(os.environ.get("AEGIS_STRIKE_BACKGROUND", "20"))
 GOAL_P99_MS = 100.0
-SCRIPT = "touch /healthy; trap 'exit 0' TERM; while :; do sleep 0.1; done"
-FAST_PROBE = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
-              "interval": 300_000_000, "timeout": 2_000_000_000, "retries": 1}
-DEFAULT_PROBE = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
-                 "interval": 30_000_000_000, "timeout": 2_000_000_000, "retries": 3}
+SCRIPT = HEALS  # healthy while /healthy exists
+FAST_PROBE = HEALTHCHECK  # test -f /healthy every 0.3 s
+DEFAULT_PROBE = {**HEALTHCHECK, "interval": 30_000_000_000, "retries": 3}  # Docker's 30 s
 CHANNEL = "aegis_bench_strike"
 # Bench instrumentation only, in the benchmark's own database: one NOTIFY per strike 1,
 # delivered when the row's transaction commits.

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, sql_rows
-from tests.unit.test_config import BAD_INPUTS, BadInput, materialize
+from tests.support.bad_config import BAD_INPUTS, BadInput, materialize
+from tests.support.cli import run_cli
+from tests.support.rows import sql_rows
 
 TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
 

@@ -11,9 +11,11 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tests.conftest import run_cli, sql_rows
-from tests.fakes.discord_server import FakeDiscord
-from tests.faults.procs import REPO, Spawner, wait_for
+from tests.support.cli import REPO, run_cli
+from tests.support.daemons import Spawner
+from tests.support.discord import FakeDiscord
+from tests.support.rows import sql_rows
+from tests.support.waiting import wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

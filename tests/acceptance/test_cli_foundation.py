@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +13,8 @@ import pytest
 
 from aegis import api
 from aegis.version import __version__
-from tests.conftest import clean_environ, have_psql, run_cli
+from tests.support.cli import clean_environ, have_psql, run_cli
+from tests.support.waiting import wait_for
 
 SEED_QUERY = ("SELECT event_type, summary, timestamp FROM episodic_memory WHERE event_type IN "
               "('morning_status','evening_summary','docker_health_check') "
@@ -122,15 +121,6 @@ def test_events_with_the_database_down_exits_1_without_the_password(tmp_path: Pa
 # --- the embedded default ---
 
 
-@pytest.fixture
-def fresh_home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "aegis"
-    yield home
-    pid_file = home / "pgdata" / "postmaster.pid"
-    if pid_file.exists():  # `aegis db url` leaves the embedded server up; stop it
-        os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-
-
 @pytest.mark.skipif(not have_psql(), reason="psql is not installed")
 def test_db_url_with_nothing_configured_works_with_psql(fresh_home: Path,
                                                        tmp_path: Path) -> None:
@@ -171,10 +161,3 @@ def test_db_url_with_nothing_configured_works_with_psql(fresh_home: Path,
     assert again.returncode == 0, again.stderr
     assert [e["summary"] for e in json.loads(again.stdout)] == ["all quiet"]
     assert not pid_file.exists()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)

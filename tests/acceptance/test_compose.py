@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from aegis.core.config import OPTIONS
-from tests.compose import compose_command
+from tests.support.compose import compose_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

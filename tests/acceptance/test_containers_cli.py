@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from tests.conftest import run_cli, sql_rows
+from tests.support.cli import columns, run_cli
+from tests.support.rows import sql_rows
 
 ESCALATED_ROW = """
 INSERT INTO containers (host, name, container_id, image, health, has_healthcheck, state, phase,
@@ -17,21 +18,14 @@ VALUES ('test-host', 'web', 'abcdef0123456789', 'nginx:1', 'unhealthy', true, 'e
 """
 
 
-def seed(url: str) -> None:
+def seed_escalated(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(ESCALATED_ROW, {"at": datetime.now(UTC)})
 
 
-def columns(header: str, line: str) -> dict[str, str]:
-    """A table line cut at the header's column starts (a time holds a space)."""
-    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
-    ends = [*starts[1:], None]
-    return {header[a:b].strip(): line[a:b].strip() for a, b in zip(starts, ends, strict=True)}
-
-
 def test_containers_json_ack_and_maintenance(aegis_env: dict[str, str],
                                              database_url: str) -> None:
-    seed(database_url)
+    seed_escalated(database_url)
     listed = run_cli("containers", "--json", env=aegis_env)
     assert listed.returncode == 0, listed.stderr
     [web] = json.loads(listed.stdout)
@@ -77,7 +71,7 @@ def test_containers_json_ack_and_maintenance(aegis_env: dict[str, str],
 
 def test_bad_input_is_one_line_and_exit_2(aegis_env: dict[str, str],
                                           database_url: str) -> None:
-    seed(database_url)
+    seed_escalated(database_url)
     for args, message in [
         (("ack", "nope"), "no container 'nope' on host 'test-host'"),
         # a typo must not look like a container put into maintenance

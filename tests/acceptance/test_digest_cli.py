@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.integration.test_daily_jobs import seed_day
+from tests.support.cli import run_cli
+from tests.support.rows import sql_rows
+from tests.support.seeds import seed_day
 
 
 def test_digest_stdout_prints_a_past_day(aegis_env: dict[str, str],
@@ -94,8 +95,6 @@ def test_an_unwritable_journal_dir_is_one_line_and_exit_1(aegis_env: dict[str, s
 def test_a_queued_evening_summary_runs_through_the_daemon(aegis_env: dict[str, str],
                                                           database_url: str) -> None:
     """The job as the daemon runs it: registered from jobs/, claimed, handed a context."""
-    from tests.conftest import sql_rows
-
     seed_day(database_url)
     queued = run_cli("tasks", "add", "evening_summary", "--arg", "date=2026-03-01",
                      env=aegis_env)

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from tests.acceptance.test_containers_cli import columns
-from tests.conftest import run_cli
+from tests.support.cli import columns, run_cli
 
 DAEMON = """
 INSERT INTO daemons (instance_id, host, pid, version, started_at, last_heartbeat_at, status)
@@ -31,7 +30,7 @@ ROWS = [  # name, health, supervision, phase, strikes, incident, class, folded i
 ]
 
 
-def seed(url: str) -> None:
+def seed_fleet(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(DAEMON, {"at": datetime.now(UTC)})
         for name, health, supervision, phase, strikes, incident, klass, parent in ROWS:
@@ -43,7 +42,7 @@ def seed(url: str) -> None:
 
 def test_incidents_counts_a_parent_and_its_folded_dependants_once(
         aegis_env: dict[str, str], database_url: str) -> None:
-    seed(database_url)
+    seed_fleet(database_url)
     listed = run_cli("hosts", "--json", env=aegis_env)
     assert listed.returncode == 0, listed.stderr
     [host] = json.loads(listed.stdout)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.conftest import run_cli, sql_rows
-from tests.fakes.discord_server import TOKEN, FakeDiscord
+from tests.support.cli import run_cli
+from tests.support.discord import TOKEN, FakeDiscord
+from tests.support.rows import sql_rows
 
 
 def every_row_as_text(url: str) -> str:

@@ -6,8 +6,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import aegis
-from tests.conftest import clean_environ
+from tests.support.cli import clean_environ
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,6 +34,7 @@ def test_the_documented_example_runs(aegis_env, tmp_path):
     assert "rotate_logs" in result.stdout
 
 
+@pytest.mark.serial  # nothing may run in a window of real time
 def test_scheduler_memory_and_state_through_the_public_api(settings):
     ran: list[str] = []
 
@@ -44,7 +48,7 @@ def test_scheduler_memory_and_state_through_the_public_api(settings):
         sched.start()
         try:
             assert [j.id for j in sched.list_jobs() if j.id == "api_tick"] == ["api_tick"]
-            wait_until(lambda: len(ok_runs(sched)) >= 2)
+            wait_for(lambda: len(ok_runs(sched)) >= 2, 20)
 
             sched.pause_job("api_tick")
             time.sleep(1.5)  # let a slot that was already claimed finish
@@ -54,7 +58,7 @@ def test_scheduler_memory_and_state_through_the_public_api(settings):
             assert next(j for j in sched.list_jobs() if j.id == "api_tick").paused
 
             sched.resume_job("api_tick")
-            wait_until(lambda: len(ok_runs(sched)) > paused_count)
+            wait_for(lambda: len(ok_runs(sched)) > paused_count, 20)
 
             manual = sched.run_job("api_tick", wait=True)
             assert isinstance(manual, aegis.JobRun)
@@ -86,12 +90,6 @@ def ok_runs(sched: aegis.SchedulerControl) -> list[aegis.JobRun]:
     return [r for r in sched.history("api_tick", limit=100)
             if r.status == "ok" and r.trigger == "schedule"]
 
-
-def wait_until(condition, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_a_strictly_typed_client_passes_mypy(tmp_path):

@@ -1,21 +1,9 @@
 """A fresh machine with nothing configured: `aegis run --once` on the embedded database."""
 
-import os
-import signal
-from pathlib import Path
-
-import pytest
-
-from tests.conftest import run_cli, sql_rows
 
 
-@pytest.fixture
-def fresh_home(tmp_path: Path):
-    home = tmp_path / "aegis"
-    yield home
-    pid_file = home / "pgdata" / "postmaster.pid"
-    if pid_file.exists():  # stop the embedded server `aegis db url` left running
-        os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+from tests.support.cli import run_cli
+from tests.support.rows import sql_rows
 
 
 def test_run_once_on_a_fresh_machine_runs_health_check(fresh_home, tmp_path):

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, run_cli
-from tests.faults.procs import Spawner, daemon_env, wait_for
-from tests.integration.test_status_page import HOSTILE, add_container, add_event
+from tests.support.cli import run_cli
+from tests.support.daemons import Spawner, daemon_env
+from tests.support.ports import free_port
+from tests.support.seeds import HOSTILE, add_container, add_event
+from tests.support.waiting import wait_for
 
 TOKEN = "7d3e9a1b5c2f8e4d6a0b9c1e3f5a7d2b"
 SCRIPT_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

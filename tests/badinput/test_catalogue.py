@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -32,9 +31,12 @@ from aegis.storage.outbox import Channel
 from aegis.storage.store import event_record
 from aegis.supervision.docker import PROBE_OUTPUT_CHARS
 from aegis.supervision.supervisor import Supervisor
-from tests.conftest import run_cli
-from tests.fakes.discord_server import FakeDiscord, mentions_would_ping, validate_discord_payload
-from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
+from tests.support.cli import run_cli
+from tests.support.containers import IDLE, PASSES, Containers, wait_health
+from tests.support.daemons import Spawner, daemon_env, daemon_running
+from tests.support.discord import FakeDiscord, mentions_would_ping, validate_discord_payload
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 SECRET = "s3cr3t-t0ken"
 
@@ -343,7 +345,6 @@ def test_a_spool_line_that_is_not_a_record_is_set_aside_and_the_rest_replayed(
 # --- containers: labels, probe output, names (a real engine; the clock is injected) ---
 
 STRIKE = timedelta(seconds=60)
-LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 PROTOCOL = ["container_unhealthy", "container_restarted", "container_escalated"]
 CONTAINER_CASES = [
     # (id, labels, probe command, what the escalation must carry, the events before the
@@ -360,32 +361,15 @@ CONTAINER_CASES = [
 ]
 
 
-def _wait_unhealthy(client: Any, container: Any, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = client.api.inspect_container(container.id)["State"]
-        if state["Status"] == "running" and (state.get("Health") or {}).get(
-                "Status") == "unhealthy":
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{container.name} never became unhealthy")
-
-
 @pytest.fixture(scope="module")
 def bystander(docker_client: Any, busybox_image: str) -> Iterator[Any]:
     """A healthy supervised container beside each case: nothing may touch it."""
-    container = docker_client.containers.run(
-        busybox_image, ["/bin/sh", "-c", LOOP], name=f"bystander_{uuid.uuid4().hex[:6]}",
-        detach=True, network_mode="none",
-        labels={"aegis.enable": "true", "aegis.test": "badinput"},
-        healthcheck={"test": ["CMD", "true"], "interval": 1_000_000_000, "retries": 1})
-    deadline = time.monotonic() + 30
-    while docker_client.api.inspect_container(container.id)["State"].get(
-            "Health", {}).get("Status") != "healthy":
-        assert time.monotonic() < deadline, "the bystander never became healthy"
-        time.sleep(0.1)
+    containers = Containers(docker_client, busybox_image)
+    container = containers.run(IDLE, name=f"bystander_{uuid.uuid4().hex[:6]}",
+                               labels={"aegis.enable": "true"}, healthcheck=PASSES)
+    wait_health(docker_client, container, "healthy", 30)
     yield container
-    container.remove(force=True)
+    containers.remove_all()
 
 
 @pytest.mark.docker
@@ -393,14 +377,13 @@ def bystander(docker_client: Any, busybox_image: str) -> Iterator[Any]:
 @pytest.mark.parametrize("case", CONTAINER_CASES, ids=lambda c: c[0])
 def test_bad_container_input_is_recorded_and_pings_nobody(
         case: tuple[str, dict[str, str], str, str | None, list[str]], app: api.Aegis,
-        docker_client: Any, busybox_image: str, bystander: Any) -> None:
+        docker_client: Any, make_container: Callable[..., Any], bystander: Any) -> None:
     case_id, labels, probe, carried, first_events = case
     # markdown in the name; Docker allows letters, digits, '_', '.', '-' (no '@' or '*')
     name = f"web__{uuid.uuid4().hex[:6]}.__{case_id}_"
     started = docker_client.api.inspect_container(bystander.id)["State"]["StartedAt"]
-    container = docker_client.containers.run(
-        busybox_image, ["/bin/sh", "-c", LOOP], name=name, detach=True, network_mode="none",
-        labels={"aegis.enable": "true", "aegis.test": "badinput", **labels},
+    container = make_container(
+        IDLE, name=name, labels={"aegis.enable": "true", **labels},
         healthcheck={"test": ["CMD", "/bin/sh", "-c", probe], "interval": 1_000_000_000,
                      "timeout": 3_000_000_000, "retries": 1})
     fake = FakeDiscord()
@@ -408,11 +391,11 @@ def test_bad_container_input_is_recorded_and_pings_nobody(
         sv = Supervisor(app, docker_client, own_ids=frozenset())
         sv.settings = replace(app.settings, docker_scope=DockerScope.LABELED,
                               remediation=RemediationMode.ON, restart_backoff_s=0.0)
-        _wait_unhealthy(docker_client, container)
+        wait_health(docker_client, container, "unhealthy", 30)
         t0 = utcnow()
         sv.reconcile(t0)
         sv.reconcile(t0 + STRIKE)
-        _wait_unhealthy(docker_client, container)
+        wait_health(docker_client, container, "unhealthy", 30)
         sv.reconcile(t0 + 2 * STRIKE)
 
         # exactly the case's events, for this container only

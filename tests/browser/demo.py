@@ -22,8 +22,9 @@ PROBE_503 = ("curl: (22) The requested URL returned error: 503\n"
              "upstream connect error or disconnect/reset before headers")
 
 
-def _event(conn: psycopg.Connection[Any], at: datetime, event_type: str, summary: str,
-           importance: str, host: str, **details: Any) -> None:
+# a row's columns
+def _event(conn: psycopg.Connection[Any], at: datetime, event_type: str,  # noqa: PLR0913
+           summary: str, importance: str, host: str, **details: Any) -> None:
     conn.execute("INSERT INTO episodic_memory (timestamp, event_type, summary, details, "
                  "importance, host, source) VALUES (%s, %s, %s, %s, %s, %s, 'supervisor')",
                  (at, event_type, summary, json.dumps({**details, "host": host}), importance,

@@ -10,35 +10,18 @@ folder, so the tool keeps working.
 from __future__ import annotations
 
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aegis
 from aegis.storage.runtime import Runtime
-from aegis.web.http import make_server
 from tests.browser import demo
-from tests.browser.chromium import chromium
+from tests.support.browser import chromium
+from tests.support.web import serving
 
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "status-page.png"
 NOW = datetime(2026, 11, 22, 9, 41, 5, tzinfo=UTC)
 WIDTH = 1100
-
-
-@contextmanager
-def serving(runtime: Runtime, now: datetime) -> Iterator[str]:
-    """The status page of ``runtime`` on a free loopback port, its clock stopped at
-    ``now``; yields its URL."""
-    server = make_server(runtime, "127.0.0.1:0", clock=lambda: now)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def take(runtime: Runtime, path: Path) -> None:

@@ -10,6 +10,7 @@ import secrets
 import struct
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ from aegis import api
 from aegis.core.config import Settings
 from aegis.web import auth
 from tests.browser import screenshot
-from tests.browser.chromium import Browser
-from tests.conftest import free_port
-from tests.faults.procs import Spawner, daemon_env, wait_for
-from tests.integration.test_status_page import HOSTILE, IMG, NOW, SCRIPT, seed_incident
+from tests.support.browser import Browser
+from tests.support.containers import IDLE
+from tests.support.daemons import Spawner, daemon_env
+from tests.support.ports import free_port
+from tests.support.seeds import HOSTILE, IMG, NOW, SCRIPT, seed_incident
+from tests.support.waiting import wait_for
+from tests.support.web import serving
 
 pytestmark = pytest.mark.browser
 
@@ -49,7 +53,7 @@ def ran_nothing(browser: Browser, allowed: tuple[str, ...] = ()) -> None:
 def test_markup_from_outside_is_shown_as_text_and_runs_nothing(
         browser: Browser, app: api.Aegis, database_url: str) -> None:
     seed_incident(database_url)
-    with screenshot.serving(app, NOW) as url:
+    with serving(app, NOW) as url:
         browser.open(url + "/")
         ran_nothing(browser)
         assert browser.texts("#incidents tbody td:first-child") == [SCRIPT, "queue"]
@@ -76,7 +80,7 @@ def test_the_token_form_opens_the_pages_once(
         browser: Browser, app: api.Aegis, settings: Settings, database_url: str) -> None:
     seed_incident(database_url)
     guarded = api.Aegis(dataclasses.replace(settings, http_token=TOKEN), app.db)
-    with screenshot.serving(guarded, NOW) as url:
+    with serving(guarded, NOW) as url:
         browser.open(url + "/events?importance=high")
         assert browser.driver.title == "Token · aegis"
         assert browser.count("#incidents") == 0  # nothing of aegis before the token
@@ -106,14 +110,12 @@ def test_the_token_form_opens_the_pages_once(
 
 @pytest.mark.docker
 def test_the_overview_of_a_daemon_with_an_open_incident_shows_it(
-        browser: Browser, aegis_env: dict[str, str], docker_client: Any, busybox_image: str,
+        browser: Browser, aegis_env: dict[str, str], make_container: Callable[..., Any],
         tmp_path: Path) -> None:
     name = f"aegis-test-page-{secrets.token_hex(4)}"
     port = free_port()
-    container = docker_client.containers.run(
-        busybox_image, ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"],
-        name=name, detach=True, network_mode="none", healthcheck=HOSTILE_PROBE,
-        labels={"aegis.test": name, "aegis.enable": "true"}, stop_signal="SIGTERM")
+    container = make_container(IDLE, name=name, healthcheck=HOSTILE_PROBE,
+                               labels={"aegis.enable": "true"})
     spawn = Spawner()
     try:
         # only this container (labeled scope), no restart (a budget of 0): strike 1, then

@@ -1,5 +1,7 @@
 """The images, build context and compose projects of the e2e test, all named under the
-``aegis-test`` prefix and removed afterwards (the cached images of tests/images stay)."""
+``aegis-test`` prefix and removed afterwards (the cached images of tests/images stay), on
+the engine the suite was pointed at (in a parallel run, not the worker's own: the cached
+images are there)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,18 @@ from typing import Any
 import pytest
 
 from tests import images
-from tests.conftest import engine_socket
-from tests.e2e.stack import Stack, docker_socket_gid
-from tests.fakes.discord_server import WEBHOOK_ID
+from tests.support.discord import WEBHOOK_ID
+from tests.support.engines import engine_client
+from tests.support.parallel import suite_engine_url
+from tests.support.stack import Stack, docker_socket_gid
+
+
+@pytest.fixture(scope="session")
+def docker_client(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A client of the engine the suite was pointed at."""
+    client = engine_client(suite_engine_url(request.config))
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -44,15 +55,18 @@ def aegis_build(docker_client: Any, stack_images: dict[str, str],
 
 
 @pytest.fixture
-def make_stack(docker_client: Any, engine_to_ourselves: None, stack_images: dict[str, str],
-               aegis_build: tuple[images.Built, Path], tmp_path: Path
-               ) -> Iterator[Callable[[str, dict[str, str]], Stack]]:
+# pytest hands each fixture in as an argument
+def make_stack(request: pytest.FixtureRequest,  # noqa: PLR0913
+               docker_client: Any, engine_to_ourselves: None,
+               stack_images: dict[str, str], aegis_build: tuple[images.Built, Path],
+               tmp_path: Path) -> Iterator[Callable[[str, dict[str, str]], Stack]]:
     """``make(name, env)``: a compose project ``aegis-test-NAME-<random>`` in a folder of
     its own, with the .env a user makes (the two required values set) plus this machine's
     images and short intervals, and ``env``. Every project is taken down with its volumes."""
-    socket_path = engine_socket()
-    if socket_path is None:
+    engine = suite_engine_url(request.config)
+    if not engine.startswith("unix://"):
         pytest.skip("the engine is reached over TCP: compose.yaml mounts its socket")
+    socket_path = Path(engine.removeprefix("unix://"))
     built, context = aegis_build
     made: list[Stack] = []
 
@@ -82,7 +96,7 @@ def make_stack(docker_client: Any, engine_to_ourselves: None, stack_images: dict
             # short intervals, so that three strikes take seconds
             "AEGIS_STRIKE_INTERVAL": "3s",
             "AEGIS_HEARTBEAT_INTERVAL": "2s",
-            **env})
+            **env}, docker_host=engine)
         made.append(stack)
         return stack
 

@@ -18,18 +18,20 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.stack import Stack, wait_until
+from tests.support.containers import IDLE, Containers, started_at
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
-# A user's service whose health check always fails; TERM ends it at once, so restarts
-# are quick.
-NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"
+# A user's service whose health check always fails (IDLE: TERM ends it at once, so
+# restarts are quick).
 PROBE_FAILS = {"test": ["CMD", "/bin/sh", "-c", "echo 'not ready'; exit 1"],
                "interval": 1_000_000_000, "timeout": 2_000_000_000, "retries": 1}
 INCIDENT = ["container_unhealthy", "container_restarted", "container_escalated"]
 HEALTHY_TIMEOUT_S = 240  # the image's health check runs every 30 s
 INCIDENT_TIMEOUT_S = 120
+POLL_S = 1.0  # each look at the stack's database is a psql in its container
 # Run inside the aegis container: the overview's status without and with the token, and
 # whether it is the page it should be.
 STATUS_PAGE = """
@@ -47,16 +49,11 @@ print(answer.status, "Open incidents" in answer.read().decode())
 
 def start_sibling(client: Any, stack: Stack, busybox: str, number: int) -> Any:
     """A container started outside the stack, as a user's own service would be."""
-    container = client.containers.run(
-        busybox, ["/bin/sh", "-c", NEVER_HEALTHY], name=f"{stack.project}-sibling-{number}",
-        detach=True, network_mode="none", healthcheck=PROBE_FAILS, stop_signal="SIGTERM",
+    container = Containers(client, busybox).run(
+        IDLE, name=f"{stack.project}-sibling-{number}", healthcheck=PROBE_FAILS,
         labels={"aegis.test": stack.project})
     container.reload()  # attrs of the first start
     return container
-
-
-def started_at(container: Any) -> str:
-    return str(container.client.api.inspect_container(container.id)["State"]["StartedAt"])
 
 
 def wait_healthy(client: Any, stack: Stack) -> str:
@@ -67,7 +64,7 @@ def wait_healthy(client: Any, stack: Stack) -> str:
         assert state["Status"] == "running", f"the aegis container is {state['Status']}"
         return bool((state.get("Health") or {}).get("Status") == "healthy")
 
-    wait_until(healthy, HEALTHY_TIMEOUT_S, "the aegis container to turn healthy")
+    wait_for(healthy, HEALTHY_TIMEOUT_S, "the aegis container to turn healthy", POLL_S)
     return container_id
 
 
@@ -78,13 +75,8 @@ def no_failing_check(stack: Stack) -> dict[str, dict[str, str]]:
     return checks
 
 
-def events_of(stack: Stack, container: str) -> list[dict[str, Any]]:
-    return stack.sql("SELECT id, event_type, summary, details FROM episodic_memory "
-                     f"WHERE details->>'container' = '{container}' ORDER BY id")
-
-
 def incident_of(stack: Stack, container: str) -> list[str]:
-    return [e["event_type"] for e in events_of(stack, container)]
+    return [e["event_type"] for e in stack.events_of(container)]
 
 
 def alerts_about(stack: Stack, container: str) -> list[dict[str, Any]]:
@@ -94,14 +86,15 @@ def alerts_about(stack: Stack, container: str) -> list[dict[str, Any]]:
 def heal_and_escalate(stack: Stack, sibling: Any) -> None:
     """The three strikes on ``sibling`` and the alert at the Discord-like endpoint."""
     with stack.step(f"{sibling.name}: strike 1, a restart and an escalation"):
-        wait_until(lambda: incident_of(stack, sibling.name) == INCIDENT, INCIDENT_TIMEOUT_S,
-                   f"the events {INCIDENT} of {sibling.name}")
-        restarted = events_of(stack, sibling.name)[1]
+        wait_for(lambda: incident_of(stack, sibling.name) == INCIDENT, INCIDENT_TIMEOUT_S,
+                 f"the events {INCIDENT} of {sibling.name}", POLL_S)
+        restarted = stack.events_of(sibling.name)[1]
         assert restarted["details"]["probe_output"] == "not ready", restarted
-        assert started_at(sibling) != sibling.attrs["State"]["StartedAt"]  # restarted
+        restarted_at = started_at(sibling.client, sibling)
+        assert restarted_at != sibling.attrs["State"]["StartedAt"]  # restarted
     with stack.step(f"{sibling.name}: the escalation reaches the Discord-like endpoint"):
-        alert = wait_until(lambda: alerts_about(stack, sibling.name), INCIDENT_TIMEOUT_S,
-                           f"an alert about {sibling.name}")
+        alert = wait_for(lambda: alerts_about(stack, sibling.name), INCIDENT_TIMEOUT_S,
+                         f"an alert about {sibling.name}", POLL_S)
         assert len(alert) == 1, alert
         assert "escalated" in json.dumps(alert[0])
 
@@ -181,15 +174,15 @@ def image_runs_aegis_as_built(client: Any, stack: Stack, aegis_id: str) -> None:
 
 def survives_a_database_restart(stack: Stack, sibling: Any) -> None:
     with stack.step("restart postgres while an incident is open"):
-        wait_until(lambda: incident_of(stack, sibling.name)[:1] == INCIDENT[:1],
-                   INCIDENT_TIMEOUT_S, f"strike 1 of {sibling.name}")
+        wait_for(lambda: incident_of(stack, sibling.name)[:1] == INCIDENT[:1],
+                 INCIDENT_TIMEOUT_S, f"strike 1 of {sibling.name}", POLL_S)
         stack.run("restart", "postgres")
     with stack.step("the incident completes, nothing lost"):
-        wait_until(lambda: len(incident_of(stack, sibling.name)) >= len(INCIDENT),
-                   INCIDENT_TIMEOUT_S, f"the rest of {sibling.name}'s incident")
+        wait_for(lambda: len(incident_of(stack, sibling.name)) >= len(INCIDENT),
+                 INCIDENT_TIMEOUT_S, f"the rest of {sibling.name}'s incident", POLL_S)
         assert incident_of(stack, sibling.name) == INCIDENT
-        wait_until(lambda: alerts_about(stack, sibling.name), INCIDENT_TIMEOUT_S,
-                   f"the alert about {sibling.name}")
+        wait_for(lambda: alerts_about(stack, sibling.name), INCIDENT_TIMEOUT_S,
+                 f"the alert about {sibling.name}", POLL_S)
         assert len(alerts_about(stack, sibling.name)) == 1
     with stack.step("doctor is clean again after the database restart"):
         no_failing_check(stack)
@@ -202,9 +195,8 @@ def writes_the_journal(stack: Stack, client: Any, busybox: str) -> None:
     path = stack.sql("SELECT details->>'path' AS path FROM episodic_memory "
                      "WHERE event_type = 'evening_summary'")[-1]["path"]
     assert re.fullmatch(r"/journal/\d{4}-\d\d-\d\d\.md", path), path
-    listed = client.containers.run(
-        busybox, ["ls", "/volume"], remove=True, network_mode="none",
-        labels={"aegis.test": stack.project},
+    listed = Containers(client, busybox).output(
+        ["ls", "/volume"], labels={"aegis.test": stack.project},
         volumes={f"{stack.project}_aegis-journal": {"bind": "/volume", "mode": "ro"}})
     assert path.removeprefix("/journal/") in listed.decode().split()
 
@@ -257,14 +249,14 @@ def test_the_socket_proxy_profile_heals_and_says_what_the_proxy_forbids(
         stack.files.append("compose.no-restarts.yaml")
         stack.run("up", "-d")
         assert stack.container_id("socket-proxy") != proxy_id  # recreated
-        docker = wait_until(lambda: forbidding(stack), 60, "doctor to name the refusal")
+        docker = wait_for(lambda: forbidding(stack), 60, "doctor to name the refusal", POLL_S)
         assert docker["status"] == "fail", docker
         assert docker["detail"].endswith("; forbidden (403): container restarts"), docker
         assert "ALLOW_RESTARTS" in docker["hint"], docker
     second = start_sibling(docker_client, stack, busybox, 2)
     with stack.step("a refused restart is one log line, a failed restart and an escalation"):
-        wait_until(lambda: "container_escalated" in incident_of(stack, second.name),
-                   INCIDENT_TIMEOUT_S, f"the escalation of {second.name}")
+        wait_for(lambda: "container_escalated" in incident_of(stack, second.name),
+                 INCIDENT_TIMEOUT_S, f"the escalation of {second.name}", POLL_S)
         assert incident_of(stack, second.name) == [
             "container_unhealthy", "container_restart_failed", "container_escalated"]
         refused = [line for line in stack.logs("aegis").splitlines()
@@ -275,5 +267,5 @@ def test_the_socket_proxy_profile_heals_and_says_what_the_proxy_forbids(
         assert "ALLOW_RESTARTS=1" in record["hint"], record
         assert re.search(rf"403 POST /v[\d.]+/containers/{second.id}/restart",
                          stack.logs("socket-proxy"))
-        wait_until(lambda: alerts_about(stack, second.name), INCIDENT_TIMEOUT_S,
-                   f"the alert about {second.name}")
+        wait_for(lambda: alerts_about(stack, second.name), INCIDENT_TIMEOUT_S,
+                 f"the alert about {second.name}", POLL_S)

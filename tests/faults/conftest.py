@@ -1,34 +1,23 @@
+"""The fault tests' private Docker engines (tests/support/engines.py): started for the
+test, left for it to start, or only where this machine can run one."""
+
+from __future__ import annotations
+
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.engine import PrivateEngine, private_engine_available, private_engine_or_skip
-
-
-def _run_engine(private: PrivateEngine) -> Iterator[PrivateEngine]:
-    private.start()
-    yield private
-    _tear_down(private)
-
-
-def _tear_down(private: PrivateEngine) -> None:
-    if private.process is None:
-        private.start()
-    client = private.client()
-    for container in client.containers.list(all=True):
-        container.remove(force=True)
-    client.close()
-    private.stop()
-    private.remove_netns()
-    shutil.rmtree(private.root, ignore_errors=True)
+from tests.support.engines import PrivateEngine, private_engine, private_engine_available
 
 
 @pytest.fixture
 def engine() -> Iterator[PrivateEngine]:
     """A private dockerd for this test, with every container it ran removed afterwards."""
-    yield from _run_engine(private_engine_or_skip())
+    private = private_engine()
+    private.start()
+    yield private
+    private.tear_down()
 
 
 @pytest.fixture
@@ -38,16 +27,18 @@ def optional_engine() -> Iterator[PrivateEngine | None]:
     if os.environ.get("AEGIS_REQUIRE_DOCKER") != "1" and private_engine_available() is not None:
         yield None
         return
-    yield from _run_engine(private_engine_or_skip())
+    private = private_engine()
+    private.start()
+    yield private
+    private.tear_down()
 
 
 @pytest.fixture
 def idle_engine() -> Iterator[PrivateEngine]:
     """A private dockerd's place (socket path, roots) for the test to start itself; torn
     down like ``engine`` when it was started."""
-    private = private_engine_or_skip()
+    private = private_engine()
     yield private
     if private.process is not None:
-        _tear_down(private)
-    private.remove_netns()
-    shutil.rmtree(private.root, ignore_errors=True)
+        private.tear_down()
+    private.forget()

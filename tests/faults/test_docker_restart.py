@@ -12,13 +12,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.faults.engine import EngineEvents, PrivateEngine
-from tests.faults.procs import Spawner, daemon_env, daemon_running, event_counts, rows, wait_for
+from tests.support.cli import run_cli
+from tests.support.containers import NEVER_HEALTHY
+from tests.support.daemons import Spawner, daemon_env, daemon_running
+from tests.support.engines import EngineEvents, PrivateEngine
+from tests.support.rows import event_counts
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
-NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
 HEALTHCHECK = {"test": ["CMD", "/bin/sh", "-c", "echo probe says no; exit 1"],
                "interval": 1_000_000_000, "timeout": 2_000_000_000, "retries": 1}
 # The bound: the stream is back this soon after the engine answers again.
@@ -30,14 +33,11 @@ RESTART_MADE_WITHIN_S = 30.0
 def test_an_engine_restart_mid_incident_neither_resets_nor_repeats_a_strike(
         engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
-    image = engine.build_busybox()
     client: Any = engine.client()
     seen = EngineEvents()
     seen.follow(client)
-    container = client.containers.run(
-        image, ["/bin/sh", "-c", NEVER_HEALTHY], name="flappy", detach=True,
-        healthcheck=HEALTHCHECK, network_mode="none", stop_signal="SIGTERM",
-        restart_policy={"Name": "always"})
+    container = engine.run(NEVER_HEALTHY, name="flappy", healthcheck=HEALTHCHECK,
+                           restart_policy={"Name": "always"})
     env = daemon_env(aegis_env, AEGIS_JOB_MODULES="", DOCKER_HOST=engine.url,
                      AEGIS_REMEDIATION="on", AEGIS_STRIKE_INTERVAL="4s",
                      AEGIS_RESTART_BACKOFF="0s", AEGIS_MAX_RESTARTS="3",

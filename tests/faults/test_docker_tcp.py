@@ -6,24 +6,25 @@ made here with the openssl command; nothing is downloaded."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.faults.engine import PrivateEngine
-from tests.faults.procs import Spawner, daemon_env, event_counts, rows, wait_for
+from tests.support.cli import run_cli
+from tests.support.containers import FAILS, NEVER_HEALTHY
+from tests.support.daemons import Spawner, daemon_env
+from tests.support.engines import PrivateEngine
+from tests.support.ports import free_port
+from tests.support.required import skip_or_fail
+from tests.support.rows import event_counts
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
-NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"
-PROBE_FAILS = {"test": ["CMD", "/bin/sh", "-c", "exit 1"], "interval": 500_000_000,
-               "timeout": 2_000_000_000, "retries": 1}
 # No TLS: empty values, which docker-py reads as unset (the suite's own environment may
 # set them)
 NO_TLS = {"DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""}
@@ -38,9 +39,7 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     second CA that signed neither. The client's files are named as DOCKER_CERT_PATH wants
     them (ca.pem, cert.pem, key.pem), in their own folder."""
     if shutil.which("openssl") is None:
-        if os.environ.get("AEGIS_REQUIRE_DOCKER") == "1":
-            pytest.fail("AEGIS_REQUIRE_DOCKER=1 but the openssl command is missing")
-        pytest.skip("the openssl command is missing")
+        skip_or_fail("the openssl command is missing")
     client = folder / "client"
     client.mkdir(parents=True)
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -64,12 +63,6 @@ def make_certificates(folder: Path) -> dict[str, Path]:
             "other_ca": folder / "other-ca.pem"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def doctor_docker(env: dict[str, str]) -> dict[str, str]:
     result = run_cli("doctor", "--json", env=env, timeout=120)
     checks = {check["check"]: check for check in json.loads(result.stdout)}
@@ -77,11 +70,8 @@ def doctor_docker(env: dict[str, str]) -> dict[str, str]:
 
 
 def start_failing_container(engine: PrivateEngine) -> None:
-    client = engine.client()  # the engine's unix socket: the test's own way in
-    client.containers.run(engine.build_busybox(), ["/bin/sh", "-c", NEVER_HEALTHY],
-                          name="failing", detach=True, network_mode="none",
-                          healthcheck=PROBE_FAILS, stop_signal="SIGTERM")
-    client.close()
+    # through the engine's unix socket: the test's own way in
+    engine.run(NEVER_HEALTHY, name="failing", healthcheck=FAILS)
 
 
 def supervise_through(aegis_env: dict[str, str], spawn: Spawner, docker: dict[str, str]

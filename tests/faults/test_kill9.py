@@ -8,12 +8,10 @@ every message once and in order, but for a post its sender was killed right afte
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,12 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aegis.notify.sender import CLAIM_LEASE_S
 from aegis.scheduling.heartbeat import read_heartbeat
-from tests.conftest import run_cli
-from tests.fakes.discord_server import FakeDiscord
-from tests.faults.engine import PrivateEngine
-from tests.faults.procs import Spawner, daemon_env, rows, wait_for
+from tests.support.cli import run_cli
+from tests.support.containers import EXIT_ON_TERM, OK_FILE
+from tests.support.daemons import Spawner, daemon_env
+from tests.support.discord import FakeDiscord
+from tests.support.engines import PrivateEngine, RestartWatch
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 KILLS = int(os.environ.get("AEGIS_FAULT_KILLS", "30"))
 BUSY_S = 2.0  # each kill lands this long at most after the daemon's first heartbeat
@@ -41,54 +44,25 @@ GROUP_LINE = re.compile(r"^- \*\*(?P<title>.+?)\*\*(?: x(?P<times>\d+))? \(")
 # polled every 5 s), unhealthy for 3-5 s (long enough for a restart), forever; a restart
 # starts it healthy again. So incidents follow one another and budgets run out. Sleeping
 # in the background lets TERM end it at once, so a restart takes well under an interval.
-FLAP = ("trap 'exit 0' TERM; while :; do touch /ok; sleep $((8 + RANDOM % 4)) & wait; "
+FLAP = (f"{EXIT_ON_TERM}while :; do touch /ok; sleep $((8 + RANDOM % 4)) & wait; "
         "rm -f /ok; sleep $((3 + RANDOM % 3)) & wait; done")
-FLAP_PROBE = {"test": ["CMD", "test", "-f", "/ok"], "interval": 500_000_000,
-              "timeout": 2_000_000_000, "retries": 1}
 # container name -> its restart budget per hour (a label, or AEGIS_MAX_RESTARTS below)
 BUDGETS = {"flap-0": 2, "flap-1": 2, "flap-2": 2, "flap-3": 2, "flap-4": 1, "flap-5": 1}
 DEFAULT_BUDGET = 2
 
 
 def start_flapping(engine: PrivateEngine) -> Any:
-    client = engine.client()
-    image = engine.build_busybox()
     for name, budget in BUDGETS.items():
         labels = {"aegis.enable": "true"}
         if budget != DEFAULT_BUDGET:
             labels["aegis.max-restarts"] = str(budget)
-        client.containers.run(image, ["/bin/sh", "-c", FLAP], name=name, detach=True,
-                              network_mode="none", healthcheck=FLAP_PROBE, labels=labels,
-                              stop_signal="SIGTERM")
-    return client
+        engine.run(FLAP, name=name, healthcheck=OK_FILE, labels=labels)
+    return engine.client()
 
 
 def unescape(text: str) -> str:
     """A title as aegis wrote it, before the payload escaped its markdown."""
     return re.sub(r"\\(.)", r"\1", text)
-
-
-class RestartWatch:
-    """Counts restarts as the engine saw them, whoever asked for them, from a live stream
-    (the engine keeps only its last 256 events, too few to ask afterwards)."""
-
-    def __init__(self, client: Any) -> None:
-        self.counts: Counter[str] = Counter()
-        self._stream = client.events(decode=True,
-                                     filters={"type": "container", "event": "restart"})
-        self._thread = threading.Thread(target=self._follow, daemon=True)
-        self._thread.start()
-
-    def _follow(self) -> None:
-        with contextlib.suppress(Exception):  # the stream ends when closed
-            for event in self._stream:
-                self.counts[event["Actor"]["Attributes"]["name"]] += 1
-
-    def stop(self) -> Counter[str]:
-        time.sleep(1)  # the last restart's event is on its way
-        self._stream.close()
-        self._thread.join(10)
-        return self.counts
 
 
 def started_up(home: Path, pid: int) -> Callable[[], bool]:
@@ -100,6 +74,8 @@ def started_up(home: Path, pid: int) -> Callable[[], bool]:
     return check
 
 
+# it hunts for races: a busy machine makes them likelier, so it runs by itself
+@pytest.mark.alone
 def test_kill_9_at_random_moments_runs_nothing_twice_and_loses_nothing(
         aegis_env: dict[str, str], spawn: Spawner,
         optional_engine: PrivateEngine | None) -> None:

@@ -13,32 +13,25 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.faults.engine import EngineEvents, PrivateEngine
-from tests.faults.procs import Spawner, daemon_env, daemon_running, event_counts, rows, wait_for
+from tests.support.cli import run_cli
+from tests.support.containers import EXIT_ON_TERM, NEVER_HEALTHY, OK_FILE
+from tests.support.daemons import Spawner, daemon_running, kill_9, supervising_env
+from tests.support.engines import EngineEvents, PrivateEngine
+from tests.support.rows import event_counts, row_of
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
-# Sleeping in the background lets TERM end it at once, so a restart takes well under a
-# strike interval.
-NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"
 # Unhealthy from the start; after each restart healthy for 8 s (more than the stable
 # period: a recovery), then unhealthy again. The container's files outlive a restart.
-RELAPSING = ("trap 'exit 0' TERM; if [ -f /ran ]; then touch /ok; sleep 8 & wait; rm -f /ok; "
+RELAPSING = (f"{EXIT_ON_TERM}if [ -f /ran ]; then touch /ok; sleep 8 & wait; rm -f /ok; "
              "fi; touch /ran; while :; do sleep 1 & wait; done")
-PROBE_OK_FILE = {"test": ["CMD", "test", "-f", "/ok"], "interval": 500_000_000,
-                 "timeout": 2_000_000_000, "retries": 1}
 STRIKE_INTERVAL_S = 5
 BACKOFF_S = 25
 # The engine signals the container a moment after aegis decided the restart (the decision
 # is saved first): the slack allowed when comparing the engine's times with the back-off.
 ENGINE_SLACK_S = 1.0
-
-
-def row(url: str, name: str) -> dict[str, Any]:
-    found = rows(url, "SELECT phase, strikes, incident, strike_at, restarts, next_check_at "
-                      "FROM containers WHERE name = %s", name)
-    return found[0] if found else {}
 
 
 def supervisor_events(url: str, event_type: str, name: str) -> list[dict[str, Any]]:
@@ -51,30 +44,6 @@ def escalation_alerts(url: str, name: str) -> list[str]:
     return [r["dedup_key"] for r in rows(
         url, "SELECT dedup_key FROM outbox WHERE dedup_key LIKE %s ORDER BY id",
         f"escalation:test-host:{name}:%")]
-
-
-def kill_9(process: Any) -> None:
-    process.send_signal(signal.SIGKILL)
-    assert process.wait(10) == -signal.SIGKILL
-
-
-def start_container(engine: PrivateEngine, name: str, script: str) -> None:
-    client = engine.client()
-    try:
-        client.containers.run(engine.build_busybox(), ["/bin/sh", "-c", script], name=name,
-                              detach=True, network_mode="none", healthcheck=PROBE_OK_FILE,
-                              labels={"aegis.enable": "true"}, stop_signal="SIGTERM")
-    finally:
-        client.close()
-
-
-def supervising_env(aegis_env: dict[str, str], engine: PrivateEngine,
-                    **settings: str) -> dict[str, str]:
-    """A daemon that only supervises the private engine (sweeping every 2 s), with
-    ``settings`` on top."""
-    return daemon_env(aegis_env, AEGIS_JOB_MODULES="", DOCKER_HOST=engine.url,
-                      AEGIS_REMEDIATION="on", AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="2s",
-                      **settings)
 
 
 @pytest.fixture
@@ -92,9 +61,10 @@ def test_a_daemon_killed_between_restart_and_strike_3_is_succeeded_without_a_sec
         engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner,
         seen: EngineEvents) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
-    start_container(engine, "sick", NEVER_HEALTHY)
+    engine.run(NEVER_HEALTHY, name="sick", healthcheck=OK_FILE, labels={"aegis.enable": "true"})
     # one restart an hour: after the kill, only the carried-over history can refuse another
-    env = supervising_env(aegis_env, engine, AEGIS_STRIKE_INTERVAL=f"{STRIKE_INTERVAL_S}s",
+    env = supervising_env(aegis_env, DOCKER_HOST=engine.url,
+                          AEGIS_STRIKE_INTERVAL=f"{STRIKE_INTERVAL_S}s",
                           AEGIS_MAX_RESTARTS="1")
     first = spawn(env)
     wait_for(daemon_running(url), what="the first daemon")
@@ -104,7 +74,7 @@ def test_a_daemon_killed_between_restart_and_strike_3_is_succeeded_without_a_sec
     wait_for(lambda: supervisor_events(url, "container_restarted", "sick"),
              what="the restart recorded")
     kill_9(first)
-    before = row(url, "sick")
+    before = row_of(url, "sick")
     assert event_counts(url)["container_escalated"] == 0, \
         "strike 3 came before the kill: the test needs a longer strike interval"
     assert (before["phase"], before["strikes"], before["incident"]) == ("restarting", 2, 1)
@@ -113,7 +83,7 @@ def test_a_daemon_killed_between_restart_and_strike_3_is_succeeded_without_a_sec
     second = spawn(env)
     wait_for(lambda: supervisor_events(url, "container_escalated", "sick"), timeout_s=60,
              what="strike 3 from the second daemon")
-    after = row(url, "sick")
+    after = row_of(url, "sick")
     assert (after["phase"], after["strikes"], after["incident"]) == ("escalated", 3, 1)
     assert after["restarts"] == before["restarts"], "the restart history was lost"
     escalation = supervisor_events(url, "container_escalated", "sick")[0]
@@ -140,17 +110,17 @@ def test_a_daemon_killed_between_restart_and_strike_3_is_succeeded_without_a_sec
         url, "container_unhealthy", "sick")] == [1, 2], "a strike 1 recorded twice"
     assert escalation_alerts(url, "sick") == ["escalation:test-host:sick:1",
                                               "escalation:test-host:sick:2"]
-    assert row(url, "sick")["restarts"] == before["restarts"]
+    assert row_of(url, "sick")["restarts"] == before["restarts"]
 
 
 def test_a_daemon_killed_inside_the_back_off_leaves_the_next_one_to_wait_it_out(
         engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner,
         seen: EngineEvents) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
-    start_container(engine, "relapsing", RELAPSING)
+    engine.run(RELAPSING, name="relapsing", healthcheck=OK_FILE, labels={"aegis.enable": "true"})
     # a strike interval much shorter than the back-off: the second restart is due (strike
     # 2 of the second incident) long before the back-off allows it
-    env = supervising_env(aegis_env, engine, AEGIS_STRIKE_INTERVAL="2s",
+    env = supervising_env(aegis_env, DOCKER_HOST=engine.url, AEGIS_STRIKE_INTERVAL="2s",
                           AEGIS_STABLE_PERIOD="3s", AEGIS_RESTART_BACKOFF=f"{BACKOFF_S}s",
                           AEGIS_MAX_RESTARTS="2")
     first = spawn(env)
@@ -193,7 +163,7 @@ def test_a_daemon_killed_inside_the_back_off_leaves_the_next_one_to_wait_it_out(
     began = [max(t for t in seen.times("relapsing", "kill") if t <= restart)
              for restart in restarts]
     assert began[1] - began[0] >= BACKOFF_S - ENGINE_SLACK_S, (began, restarts)
-    recorded = row(url, "relapsing")["restarts"]
+    recorded = row_of(url, "relapsing")["restarts"]
     assert len(recorded) == 2
     assert recorded[1] - recorded[0] >= timedelta(seconds=BACKOFF_S)
     assert [e["details"]["incident"] for e in supervisor_events(

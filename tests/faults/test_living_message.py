@@ -11,24 +11,22 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.fakes.discord_server import FakeDiscord
-from tests.faults.engine import PrivateEngine
-from tests.faults.procs import Spawner, daemon_running, rows, wait_for
-from tests.faults.test_kill9_strikes import (
-    NEVER_HEALTHY,
-    kill_9,
-    start_container,
-    supervising_env,
-)
+from tests.support.containers import NEVER_HEALTHY, OK_FILE
+from tests.support.daemons import Spawner, daemon_running, kill_9, supervising_env
+from tests.support.discord import FakeDiscord
+from tests.support.engines import PrivateEngine
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
 STRIKE_INTERVAL_S = 6  # time enough to kill a daemon between the restart and strike 3
 
 
-def env_of(aegis_env: dict[str, str], engine: PrivateEngine, fake: FakeDiscord
+def living_env(aegis_env: dict[str, str], engine: PrivateEngine, fake: FakeDiscord
            ) -> dict[str, str]:
-    return supervising_env(aegis_env, engine, AEGIS_STRIKE_INTERVAL=f"{STRIKE_INTERVAL_S}s",
+    return supervising_env(aegis_env, DOCKER_HOST=engine.url,
+                           AEGIS_STRIKE_INTERVAL=f"{STRIKE_INTERVAL_S}s",
                            AEGIS_STABLE_PERIOD="3s", AEGIS_ALERT_FROM="restart",
                            DISCORD_WEBHOOK_URL=fake.webhook_url())
 
@@ -63,8 +61,8 @@ def test_one_message_lives_through_the_incident_and_two_kills(
         engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner,
         fake: FakeDiscord) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
-    start_container(engine, "sick", NEVER_HEALTHY)
-    env = env_of(aegis_env, engine, fake)
+    engine.run(NEVER_HEALTHY, name="sick", healthcheck=OK_FILE, labels={"aegis.enable": "true"})
+    env = living_env(aegis_env, engine, fake)
     first = spawn(env)
     wait_for(daemon_running(url), what="the first daemon")
     wait_for(lambda: fake.received, timeout_s=60, what="the message, at the restart")
@@ -107,8 +105,8 @@ def test_a_deleted_message_is_posted_afresh_once(
         engine: PrivateEngine, aegis_env: dict[str, str], spawn: Spawner,
         fake: FakeDiscord) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
-    start_container(engine, "sick", NEVER_HEALTHY)
-    spawn(env_of(aegis_env, engine, fake))
+    engine.run(NEVER_HEALTHY, name="sick", healthcheck=OK_FILE, labels={"aegis.enable": "true"})
+    spawn(living_env(aegis_env, engine, fake))
     wait_for(daemon_running(url), what="the daemon")
     wait_for(lambda: fake.received, timeout_s=60, what="the message, at the restart")
     deleted = next(iter(fake.messages))

@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.faults.engine import PrivateEngine
-from tests.faults.procs import Spawner, daemon_env, daemon_running, event_counts, rows, wait_for
+from tests.support.cli import run_cli
+from tests.support.containers import FAILS, NEVER_HEALTHY
+from tests.support.daemons import Spawner, daemon_env, daemon_running
+from tests.support.engines import PrivateEngine
+from tests.support.rows import event_counts
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
-NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"
-PROBE_FAILS = {"test": ["CMD", "/bin/sh", "-c", "exit 1"], "interval": 500_000_000,
-               "timeout": 2_000_000_000, "retries": 1}
 SWEEPS_WITHOUT_ENGINE = 8
 
 
@@ -58,11 +59,7 @@ def test_a_daemon_without_an_engine_runs_on_and_starts_supervising_when_one_appe
     idle_engine.start()
     wait_for(lambda: event_counts(url)["docker_available"], timeout_s=30,
              what="the engine's arrival recorded")
-    client = idle_engine.client()
-    client.containers.run(idle_engine.build_busybox(), ["/bin/sh", "-c", NEVER_HEALTHY],
-                          name="failing", detach=True, network_mode="none",
-                          healthcheck=PROBE_FAILS, stop_signal="SIGTERM")
-    client.close()
+    idle_engine.run(NEVER_HEALTHY, name="failing", healthcheck=FAILS)
     wait_for(lambda: rows(url, "SELECT 1 FROM episodic_memory WHERE event_type = "
                                "'container_unhealthy' AND details->>'container' = 'failing'"),
              timeout_s=30, what="strike 1 for the failing container")

@@ -7,8 +7,9 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.conftest import sql_rows
-from tests.faults.procs import Spawner, wait_for
+from tests.support.daemons import Spawner
+from tests.support.rows import sql_rows
+from tests.support.waiting import wait_for
 
 HOSTS = ("peer-a", "peer-b", "peer-c")
 
@@ -20,12 +21,12 @@ def env_of(aegis_env: dict[str, str], host: str) -> dict[str, str]:
             "AEGIS_LOG_LEVEL": "warning"}
 
 
-def events(url: str, event_type: str) -> list[dict[str, object]]:
+def peer_events(url: str, event_type: str) -> list[dict[str, object]]:
     return sql_rows(url, "SELECT details->>'host' AS host, host AS recorded_by FROM "
                     "episodic_memory WHERE event_type = %s ORDER BY id", event_type)
 
 
-def alerts(url: str, title: str) -> int:
+def alert_count(url: str, title: str) -> int:
     return int(sql_rows(url, "SELECT count(*) AS n FROM outbox WHERE channel = 'alerts' "
                         "AND title = %s", title)[0]["n"])
 
@@ -43,19 +44,19 @@ def test_a_killed_host_is_reported_silent_once_a_stopped_one_never_and_back_when
 
     daemons["peer-c"].kill()  # SIGKILL: no clean stop, its heartbeat just ends
     daemons["peer-c"].wait(10)
-    wait_for(lambda: events(database_url, "peer_silent"), 20, "peer_silent for peer-c")
+    wait_for(lambda: peer_events(database_url, "peer_silent"), 20, "peer_silent for peer-c")
     time.sleep(4)  # four more looks at the fleet: still one event, one alert
-    silent = events(database_url, "peer_silent")
+    silent = peer_events(database_url, "peer_silent")
     assert [event["host"] for event in silent] == ["peer-c"]
     assert silent[0]["recorded_by"] in {"peer-a", "peer-b"}
-    assert alerts(database_url, "aegis on peer-c is silent") == 1
+    assert alert_count(database_url, "aegis on peer-c is silent") == 1
 
     daemons["peer-b"].send_signal(signal.SIGTERM)  # a clean stop is not a silence
     assert daemons["peer-b"].wait(30) == 0
     time.sleep(8)
-    assert [event["host"] for event in events(database_url, "peer_silent")] == ["peer-c"]
+    assert [event["host"] for event in peer_events(database_url, "peer_silent")] == ["peer-c"]
 
     spawn(env_of(aegis_env, "peer-c"))  # the same AEGIS_HOME: takes its lease back at once
-    wait_for(lambda: events(database_url, "peer_resumed"), 30, "peer_resumed for peer-c")
-    assert [event["host"] for event in events(database_url, "peer_resumed")] == ["peer-c"]
-    assert alerts(database_url, "aegis on peer-c is back") == 1
+    wait_for(lambda: peer_events(database_url, "peer_resumed"), 30, "peer_resumed for peer-c")
+    assert [event["host"] for event in peer_events(database_url, "peer_resumed")] == ["peer-c"]
+    assert alert_count(database_url, "aegis on peer-c is back") == 1

@@ -8,68 +8,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
-import warnings
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from aegis.storage.db import Database
-from tests.conftest import run_cli
-from tests.faults.engine import PrivateEngine
-from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
-from tests.faults.test_kill9 import RestartWatch
+from tests.support.cli import run_cli
+from tests.support.containers import BREAKS_FOR_GOOD, HEALTHCHECK
+from tests.support.daemons import Spawner, daemon_env, daemon_running
+from tests.support.engines import PrivateEngine, RestartWatch
+from tests.support.postgres import OwnPostgres
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 OUTAGE_S = float(os.environ.get("AEGIS_FAULT_OUTAGE_S", "60"))
-
-
-@dataclass
-class OwnPostgres:
-    """A pgserver instance this test may stop and start."""
-
-    server: Any
-    pgdata: Path
-    url: str
-
-    def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.pgdata), *args],
-                       check=True, capture_output=True, timeout=60,
-                       user=self.server.system_user)
-
-    def stop(self) -> None:
-        self._pg_ctl("-w", "-m", "fast", "stop")
-
-    def start(self) -> None:
-        socket_dir = self.server.get_postmaster_info().socket_dir
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l",
-                     str(self.pgdata / "restart.log"), "start")
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[OwnPostgres]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-    # short: the unix socket lives inside pgdata (socket paths max out at 107 bytes)
-    pgdata = Path(f"/tmp/aegis-outage-pg-{os.getpid()}")
-    server = pgserver.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
-    own = OwnPostgres(server, pgdata, server.get_uri())
-    db = Database(own.url)
-    db.migrate()
-    db.close()
-    yield own
-    if not (pgdata / "postmaster.pid").exists():
-        own.start()  # pgserver's own cleanup stops and deletes a running server
-    server.cleanup()
 
 
 def slots_of(url: str, event_type: str) -> Counter[datetime]:
@@ -78,24 +31,16 @@ def slots_of(url: str, event_type: str) -> Counter[datetime]:
         event_type))
 
 
-# Healthy until it is told to break; after a restart it stays broken, so an incident
-# runs from strike 1 through the restart to the escalation.
-BREAKS = ("[ -f /once ] || touch /healthy /once; "
-          "trap 'exit 0' TERM; while :; do sleep 0.1 & wait; done")
-PROBE = {"test": ["CMD", "test", "-f", "/healthy"], "interval": 500_000_000,
-         "timeout": 2_000_000_000, "retries": 1}
-
-
 def test_a_minute_without_postgres_loses_nothing_and_doubles_nothing(  # noqa: PLR0915
         own_postgres: OwnPostgres, aegis_home: Path, tmp_path: Path, spawn: Spawner,
         optional_engine: PrivateEngine | None) -> None:
     url = own_postgres.url
     docker_env: dict[str, str] = {}
     if optional_engine is not None:
+        # healthy until it is told to break; after a restart it stays broken, so the
+        # incident runs from strike 1 through the restart to the escalation
+        sick = optional_engine.run(BREAKS_FOR_GOOD, name="sick", healthcheck=HEALTHCHECK)
         client = optional_engine.client()
-        sick = client.containers.run(
-            optional_engine.build_busybox(), ["/bin/sh", "-c", BREAKS], name="sick",
-            detach=True, network_mode="none", healthcheck=PROBE, stop_signal="SIGTERM")
         watch = RestartWatch(client)
         docker_env = {"DOCKER_HOST": optional_engine.url, "AEGIS_REMEDIATION": "on",
                       "AEGIS_STRIKE_INTERVAL": "4s", "AEGIS_RESTART_BACKOFF": "0s"}

@@ -8,14 +8,18 @@ import signal
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from aegis import api
 from aegis.storage.outbox import Channel, Notification
-from tests.fakes.discord_server import FakeDiscord
-from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
+from tests.support.containers import IGNORES_TERM
+from tests.support.daemons import Spawner, daemon_env, daemon_running
+from tests.support.discord import FakeDiscord
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 
 def test_sigterm_during_a_long_job_lets_it_finish_once(
@@ -71,21 +75,16 @@ def test_sigterm_during_a_delivery_records_it_and_never_posts_it_again(
     assert len(fake.received) == 1
 
 
-# Never healthy, and ignores SIGTERM: a restart takes the whole stop timeout.
-STUBBORN = "trap '' TERM; while :; do sleep 0.1; done"
-
-
 @pytest.mark.docker
 @pytest.mark.usefixtures("engine_to_ourselves")
 def test_sigterm_during_a_container_restart_restarts_it_once(
-        aegis_env: dict[str, str], docker_client: Any, busybox_image: str,
+        aegis_env: dict[str, str], docker_client: Any, make_container: Callable[..., Any],
         spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     name = f"aegis-sigterm-{uuid.uuid4().hex[:8]}"
-    container = docker_client.containers.run(
-        busybox_image, ["/bin/sh", "-c", STUBBORN], name=name, detach=True,
-        network_mode="none", labels={"aegis.enable": "true", "aegis.stop-timeout": "4s",
-                                     "aegis.test": "sigterm"},
+    # never healthy, and ignores SIGTERM: a restart takes the whole stop timeout
+    container = make_container(
+        IGNORES_TERM, name=name, labels={"aegis.enable": "true", "aegis.stop-timeout": "4s"},
         healthcheck={"test": ["CMD", "false"], "interval": 1_000_000_000,
                      "timeout": 1_000_000_000, "retries": 1})
     try:

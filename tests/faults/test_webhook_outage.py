@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
 import time
 from datetime import timedelta
 from typing import Any
@@ -22,9 +21,12 @@ from aegis import api
 from aegis.notify.discord import POST_TIMEOUT_S, DiscordTarget
 from aegis.notify.sender import Sender
 from aegis.storage.outbox import Channel, Notification
-from tests.conftest import sql_rows
-from tests.fakes.discord_server import TOKEN, WEBHOOK_ID, FakeDiscord
-from tests.faults.procs import Spawner, daemon_env, daemon_running, rows, wait_for
+from tests.support.daemons import Spawner, daemon_env, daemon_running
+from tests.support.discord import TOKEN, WEBHOOK_ID, FakeDiscord
+from tests.support.ports import free_port
+from tests.support.rows import sql_rows
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 STEP_S = 10  # a message is queued, and the sender runs, every 10 simulated seconds
 PHASE_S = 90  # each failure lasts at least this long, and until the sender met it
@@ -99,12 +101,6 @@ def test_minutes_of_failing_webhook_then_every_message_once_in_order(
 
 
 # --- a real daemon ---
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_real_daemon_delivers_every_message_once_in_order_through_an_outage(

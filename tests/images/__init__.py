@@ -14,7 +14,7 @@ removed afterwards.
 - ``aegis-test-base:bookworm-postgresql``: Debian's PostgreSQL, under the stand-in below
 - ``aegis-test-postgres``: stand-in for ``postgres:16`` (``postgres/``)
 - ``aegis-test-socket-proxy``: stand-in for the docker-socket-proxy (``socket_proxy/``)
-- ``aegis-test-discord``: ``tests/fakes/discord_server.py`` as a compose service
+- ``aegis-test-discord``: ``tests/support/discord.py`` as a compose service
 """
 
 from __future__ import annotations
@@ -160,11 +160,11 @@ def build_socket_proxy(client: Any) -> str:
 
 
 def build_discord(client: Any) -> str:
-    """tests/fakes/discord_server.py as a service image."""
+    """tests/support/discord.py (the Discord stand-in) as a service image."""
     build_root(client, PYTHON_ROOT)
     return build(client, DISCORD_IMAGE, {
         "Dockerfile": HERE / "discord" / "Dockerfile",
-        "discord_server.py": ROOT / "tests" / "fakes" / "discord_server.py"},
+        "discord_server.py": ROOT / "tests" / "support" / "discord.py"},
         {"BASE": PYTHON_ROOT})
 
 

@@ -12,20 +12,21 @@ configured with docker-autoheal's variables alone:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import sql_rows
-from tests.faults.engine import EngineEvents
-from tests.faults.procs import Spawner, daemon_env, daemon_running, wait_for
-from tests.integration.test_triage_engine import events_of, types_of
+from tests.support.containers import EXIT_ON_TERM
+from tests.support.daemons import Spawner, daemon_env, daemon_running
+from tests.support.engines import EngineEvents
+from tests.support.rows import events_of, sql_rows, types_of
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 
 # docker-autoheal's scenarios use `tail -f /dev/null` and `exit 1` / `exit 0` probes
-IDLE = "trap 'exit 0' TERM; tail -f /dev/null & wait"
+IDLE = f"{EXIT_ON_TERM}tail -f /dev/null & wait"
 FAILING = {"test": ["CMD-SHELL", "exit 1"], "interval": 500_000_000,
            "timeout": 1_000_000_000, "retries": 3}
 PASSING = {**FAILING, "test": ["CMD-SHELL", "exit 0"], "retries": 1}
@@ -33,25 +34,19 @@ SWEEPS_AFTER = 3  # sweeps (every 2 s) after the escalation in which nothing mor
 
 
 @pytest.fixture
-def scenarios(docker_client: Any, busybox_image: str) -> Iterator[dict[str, Any]]:
+def scenarios(make_container: Callable[..., Any]) -> dict[str, Any]:
     test_id = uuid.uuid4().hex[:8]
 
     def run(service: str, healthcheck: dict[str, Any], labels: dict[str, str]) -> Any:
-        return docker_client.containers.run(
-            busybox_image, ["/bin/sh", "-c", IDLE], detach=True, network_mode="none",
-            name=f"aegis-test-{test_id}-{service}", healthcheck=healthcheck,
-            labels={"aegis.test": test_id, **labels}, stop_signal="SIGTERM")
+        return make_container(IDLE, name=f"aegis-test-{test_id}-{service}",
+                              healthcheck=healthcheck, labels=labels)
 
-    made = {
+    return {
         "should-keep-restarting": run("should-keep-restarting", FAILING, {"autoheal": "true"}),
         "shouldnt-restart-healthy": run("shouldnt-restart-healthy", PASSING,
                                         {"autoheal": "true"}),
         "shouldnt-restart-no-label": run("shouldnt-restart-no-label", FAILING, {}),
     }
-    yield made
-    for found in docker_client.containers.list(all=True,
-                                               filters={"label": f"aegis.test={test_id}"}):
-        found.remove(force=True)
 
 
 def test_docker_autoheals_three_scenarios_with_only_its_label_and_variables(

@@ -24,14 +24,9 @@ from aegis.scheduling.repository import RunTrigger
 from aegis.scheduling.scheduler import Scheduler
 from aegis.scheduling.triggers import Trigger
 from jobs import evening_summary
-from tests.clock import Clock, t
-from tests.conftest import sql_rows
-
-
-def wait_runs(scheduler: Scheduler) -> None:
-    for execution in scheduler.runner.in_flight():
-        assert execution.done is not None
-        assert execution.done.wait(10), f"{execution.job.id} did not finish"
+from tests.support.clock import Clock, t
+from tests.support.rows import sql_rows
+from tests.support.scheduling import wait_runs
 
 
 def drive(schedulers: list[Scheduler], clock: Clock, until: datetime,

@@ -16,13 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from aegis.storage.db import Database
-from tests.conftest import sql_rows
-from tests.faults.procs import Spawner, daemon_env, wait_for
-from tests.pgbouncer import PgBouncer
+from tests.support.daemons import Spawner, daemon_env
+from tests.support.pgbouncer import PgBouncer
+from tests.support.rows import sql_rows
+from tests.support.waiting import wait_for
 
+# counts a server's connections and samples them in windows of real time
+pytestmark = pytest.mark.serial
 IDLE_BUDGET = 2
 BUSY_BUDGET = 4
 SETTLE_S = 40  # the pool closes what it opened beyond its minimum after 10 s idle

@@ -9,30 +9,27 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tests.conftest import run_cli
-from tests.faults.procs import daemon_running, rows, wait_for
+import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def daemon_env(aegis_env: dict[str, str], **extra: str) -> dict[str, str]:
-    return {**aegis_env, "AEGIS_JOB_MODULES": "tests.jobmods.tick",
-            "AEGIS_HEARTBEAT_INTERVAL": "1", "PYTHONPATH": str(REPO),
-            "AEGIS_REMEDIATION": "off", **extra}
+from tests.support.cli import run_cli
+from tests.support.daemons import daemon_env, daemon_running
+from tests.support.rows import sql_rows as rows
+from tests.support.waiting import wait_for
 
 
-def started(url: str, host: str = "test-host") -> Callable[[], bool]:
-    return daemon_running(url, host)
+def tick_env(aegis_env: dict[str, str], **extra: str) -> dict[str, str]:
+    """A daemon running the ticking test jobs (tests/jobmods/tick.py), logging at info."""
+    return daemon_env(aegis_env, **{"AEGIS_JOB_MODULES": "tests.jobmods.tick",
+                                     "AEGIS_LOG_LEVEL": "info", **extra})
 
 
 def test_two_hosts_run_twenty_slots_of_a_cluster_job_exactly_once(aegis_env, spawn, tmp_path):
     url = aegis_env["AEGIS_DATABASE_URL"]
     for host in ("host-a", "host-b"):
-        spawn(daemon_env(aegis_env, AEGIS_HOST=host, AEGIS_HOME=str(tmp_path / host)))
+        spawn(tick_env(aegis_env, AEGIS_HOST=host, AEGIS_HOME=str(tmp_path / host)))
     wait_for(lambda: len(rows(url, "SELECT 1 FROM daemons WHERE status = 'running'")) == 2,
              what="both daemons")
     first = rows(url, "SELECT now() AS now")[0]["now"]
@@ -58,9 +55,9 @@ def test_two_hosts_run_twenty_slots_of_a_cluster_job_exactly_once(aegis_env, spa
 
 
 def test_a_second_daemon_is_refused_naming_the_pid(aegis_env, spawn):
-    env = daemon_env(aegis_env)
+    env = tick_env(aegis_env)
     first = spawn(env)
-    wait_for(started(aegis_env["AEGIS_DATABASE_URL"]), what="first daemon")
+    wait_for(daemon_running(aegis_env["AEGIS_DATABASE_URL"]), what="first daemon")
     second = run_cli("run", env=env)
     assert second.returncode == 1
     assert f"pid {first.pid}" in second.stderr
@@ -71,9 +68,9 @@ def test_a_second_daemon_is_refused_naming_the_pid(aegis_env, spawn):
 
 def test_sigterm_lets_the_running_job_finish_then_records_daemon_stopped(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    process = spawn(daemon_env(aegis_env))
-    wait_for(started(url), what="daemon")
-    assert run_cli("jobs", "run", "sleeper", "--arg", "seconds=2", env=daemon_env(
+    process = spawn(tick_env(aegis_env))
+    wait_for(daemon_running(url), what="daemon")
+    assert run_cli("jobs", "run", "sleeper", "--arg", "seconds=2", env=tick_env(
         aegis_env)).returncode == 0
     wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
                                "status = 'running'"), what="sleeper running")
@@ -83,15 +80,15 @@ def test_sigterm_lets_the_running_job_finish_then_records_daemon_stopped(aegis_e
     assert run == [{"status": "ok", "trigger": "manual"}]
     assert rows(url, "SELECT status FROM tasks") == [{"status": "done"}]
     assert rows(url, "SELECT 1 FROM episodic_memory WHERE event_type = 'daemon_stopped'")
-    assert run_cli("status", "--json", env=daemon_env(aegis_env)).stdout.count(
+    assert run_cli("status", "--json", env=tick_env(aegis_env)).stdout.count(
         '"status": "stopped"') == 1
 
 
 def test_sigterm_past_the_grace_marks_the_job_interrupted(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    process = spawn(daemon_env(aegis_env, AEGIS_SHUTDOWN_GRACE="1s"))
-    wait_for(started(url), what="daemon")
-    run_cli("tasks", "add", "sleeper", "--arg", "seconds=60", env=daemon_env(aegis_env))
+    process = spawn(tick_env(aegis_env, AEGIS_SHUTDOWN_GRACE="1s"))
+    wait_for(daemon_running(url), what="daemon")
+    run_cli("tasks", "add", "sleeper", "--arg", "seconds=60", env=tick_env(aegis_env))
     wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
                                "status = 'running'"), what="sleeper running")
     process.send_signal(signal.SIGTERM)
@@ -103,9 +100,9 @@ def test_sigterm_past_the_grace_marks_the_job_interrupted(aegis_env, spawn):
 
 def test_kill_9_then_restart_records_interrupted_and_unclean_restart(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    env = daemon_env(aegis_env)
+    env = tick_env(aegis_env)
     process = spawn(env)
-    wait_for(started(url), what="daemon")
+    wait_for(daemon_running(url), what="daemon")
     run_cli("jobs", "run", "sleeper", "--arg", "seconds=60", env=env)
     wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
                                "status = 'running'"), what="sleeper running")
@@ -124,8 +121,8 @@ def test_kill_9_then_restart_records_interrupted_and_unclean_restart(aegis_env, 
 
 def test_tasks_inserted_with_sql_are_picked_up_and_unknown_jobs_fail_cleanly(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    process = spawn(daemon_env(aegis_env))
-    wait_for(started(url), what="daemon")
+    process = spawn(tick_env(aegis_env))
+    wait_for(daemon_running(url), what="daemon")
     # one statement, so all three rows share created_at: each still gets its own run
     rows(url, "INSERT INTO tasks (job_id, args) VALUES ('sleeper', '{\"seconds\": 0}'), "
               "('no_such_job', '{}'), ('sleeper', '{\"seconds\": 0}') RETURNING id")
@@ -145,8 +142,8 @@ def test_tasks_inserted_with_sql_are_picked_up_and_unknown_jobs_fail_cleanly(aeg
 
 def test_tasks_queued_for_a_busy_job_wait_for_its_run_instead_of_failing(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    process = spawn(daemon_env(aegis_env))
-    wait_for(started(url), what="daemon")
+    process = spawn(tick_env(aegis_env))
+    wait_for(daemon_running(url), what="daemon")
     rows(url, "INSERT INTO tasks (job_id, args) VALUES ('sleeper', '{\"seconds\": 1}'), "
               "('sleeper', '{\"seconds\": 1}'), ('sleeper', '{\"seconds\": 0}') RETURNING id")
     wait_for(lambda: not rows(url, "SELECT 1 FROM tasks WHERE status IN ('pending', 'running')"),
@@ -163,11 +160,12 @@ def test_tasks_queued_for_a_busy_job_wait_for_its_run_instead_of_failing(aegis_e
     assert process.wait(30) == 0
 
 
+@pytest.mark.serial  # nothing may run in a window of real time
 def test_pause_is_honoured_by_a_running_daemon(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    env = daemon_env(aegis_env)
+    env = tick_env(aegis_env)
     process = spawn(env)
-    wait_for(started(url), what="daemon")
+    wait_for(daemon_running(url), what="daemon")
     assert run_cli("jobs", "pause", "tick", env=env).returncode == 0
     time.sleep(2.5)  # one heartbeat (1 s) for the daemon to see the flag, plus margin
     before = len(rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'tick'"))
@@ -183,7 +181,7 @@ def test_pause_is_honoured_by_a_running_daemon(aegis_env, spawn):
 
 
 def test_a_broken_job_module_stops_start_up_with_exit_2(aegis_env):
-    result = run_cli("run", "--once", env=daemon_env(
+    result = run_cli("run", "--once", env=tick_env(
         aegis_env, AEGIS_JOB_MODULES="tests.jobmods.broken"))
     assert result.returncode == 2
     assert "tests.jobmods.broken" in result.stderr
@@ -194,9 +192,9 @@ def test_a_broken_job_module_stops_start_up_with_exit_2(aegis_env):
 
 def test_failures_timeouts_and_overlaps_in_a_running_daemon(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    process = spawn(daemon_env(aegis_env, AEGIS_JOB_MODULES="tests.jobmods.tick,"
+    process = spawn(tick_env(aegis_env, AEGIS_JOB_MODULES="tests.jobmods.tick,"
                                "tests.jobmods.trouble"))
-    wait_for(started(url), what="daemon")
+    wait_for(daemon_running(url), what="daemon")
 
     def statuses(job: str) -> Counter[str]:
         return Counter(r["status"] for r in rows(url, "SELECT status FROM job_runs "
@@ -225,7 +223,7 @@ def clear_of_slot_boundary(period_s: int, margin_s: float = 20) -> None:
 
 def test_catch_up_with_real_processes_within_and_beyond_grace(aegis_env):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    env = daemon_env(aegis_env, AEGIS_JOB_MODULES="")
+    env = tick_env(aegis_env, AEGIS_JOB_MODULES="")
     def previous_run_an_hour_ago() -> None:
         clear_of_slot_boundary(300)
         rows(url, "DELETE FROM job_runs RETURNING id")
@@ -269,13 +267,13 @@ def test_status_check_stop_and_the_heartbeat_url(aegis_env, spawn):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PingCounter)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = aegis_env["AEGIS_DATABASE_URL"]
-    env = daemon_env(aegis_env, AEGIS_HEARTBEAT_URL=f"http://127.0.0.1:{server.server_port}"
+    env = tick_env(aegis_env, AEGIS_HEARTBEAT_URL=f"http://127.0.0.1:{server.server_port}"
                                                     "/ping/secret-uuid")
     try:
         assert json.loads(run_cli("status", "--json", env=env).stdout)["status"] == \
             "never_started"
         process = spawn(env)
-        wait_for(started(url), what="daemon")
+        wait_for(daemon_running(url), what="daemon")
         wait_for(lambda: run_cli("check", env=env).returncode == 0, what="check")
         status = json.loads(run_cli("status", "--json", env=env).stdout)
         assert status["status"] == "running"
@@ -305,9 +303,9 @@ def test_status_check_stop_and_the_heartbeat_url(aegis_env, spawn):
 
 def test_a_second_signal_exits_at_once(aegis_env, spawn):
     url = aegis_env["AEGIS_DATABASE_URL"]
-    process = spawn(daemon_env(aegis_env))
-    wait_for(started(url), what="daemon")
-    run_cli("jobs", "run", "sleeper", "--arg", "seconds=60", env=daemon_env(aegis_env))
+    process = spawn(tick_env(aegis_env))
+    wait_for(daemon_running(url), what="daemon")
+    run_cli("jobs", "run", "sleeper", "--arg", "seconds=60", env=tick_env(aegis_env))
     wait_for(lambda: rows(url, "SELECT 1 FROM job_runs WHERE job_id = 'sleeper' AND "
                                "status = 'running'"), what="sleeper running")
     process.send_signal(signal.SIGTERM)
@@ -317,7 +315,7 @@ def test_a_second_signal_exits_at_once(aegis_env, spawn):
 
 
 def test_tasks_can_be_listed_and_cancelled_before_they_start(aegis_env):
-    env = daemon_env(aegis_env)
+    env = tick_env(aegis_env)
     added = run_cli("tasks", "add", "sleeper", "--arg", "seconds=1", env=env)
     assert added.returncode == 0
     task_id = added.stdout.split()[2]

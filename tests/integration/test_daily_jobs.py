@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from aegis import api
 from aegis.core.config import DigestScope, Settings
@@ -21,91 +18,16 @@ from aegis.core.errors import UsageError
 from aegis.reports.digest import collect_day
 from aegis.reports.journal import write_atomic
 from aegis.reports.markdown import render_day
-from aegis.scheduling.registry import JobContext, Registry
+from aegis.scheduling.registry import Registry
 from aegis.scheduling.repository import Runs, RunTrigger, WantedSlot
 from jobs import evening_summary, memory_cleanup, morning_status
-from tests.conftest import sql_rows
+from tests.support.rows import events_of_type, execute_many, sql_rows
+from tests.support.scheduling import job_context
+from tests.support.seeds import DAY, hour, seed_day
 
-DAY = date(2026, 3, 1)
-T = datetime(2026, 3, 1, tzinfo=UTC)
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "journal.md"
 SAMPLE_START = "<!-- sample-digest:start -->"
 SAMPLE_END = "<!-- sample-digest:end -->"
-
-
-def at(hours: float) -> datetime:
-    return T + timedelta(hours=hours)
-
-
-def execute(url: str, query: str, rows: list[tuple[Any, ...]]) -> None:
-    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
-        cursor.executemany(query, rows)
-
-
-def seed_day(url: str) -> None:
-    """One day of a small fleet: runs, failures, restarts, escalations, a failed message,
-    plus rows just outside the day that must not be counted."""
-    runs: list[tuple[str, datetime, str, str | None]]
-    runs = [("health_check", at(h), "ok", None) for h in (1, 2, 3, 4, 5)]
-    runs += [("health_check", at(6), "failed", "StoreError: connection refused")]
-    runs += [("docker_health_check", at(h), "ok", None) for h in (1, 2, 3)]
-    runs += [("docker_health_check", at(4), "failed", "DockerException: engine restarting"),
-             ("docker_health_check", at(5), "failed", "DockerException: engine restarting"),
-             ("docker_health_check", at(6), "timeout", "timeout: still running after 60s"),
-             ("backup", at(2), "missed", None),
-             ("backup", at(23.5), "running", None),
-             ("evening_summary", at(22), "ok", None),          # the digest's own run
-             ("health_check", at(-0.5), "failed", "yesterday"),  # the day before
-             ("health_check", at(24), "failed", "tomorrow")]     # the day after
-    execute(url, "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
-            "started_at, finished_at, status, error) VALUES (%s, 'host-a', 'host-a', "
-            "'schedule', %s, %s, %s, %s, %s)",
-            [(job, slot, slot, None if status == "running" else slot, status, error)
-             for job, slot, status, error in runs])
-
-    def event(hours: float, event_type: str, importance: str, summary: str, host: str = "host-a",
-              **details: Any) -> tuple[Any, ...]:
-        return (at(hours), event_type, summary, Jsonb(details), importance, host)
-
-    events = [
-        event(0.5, "memory_cleanup", "medium", "deleted 12 low events"),
-        event(3, "container_unhealthy", "medium", "web is unhealthy (strike 1)", container="web"),
-        event(3.1, "container_restarted", "high", "restarted web (strike 2)", container="web",
-              reason="probe: curl exit 7, connection refused", restart_count=1),
-        event(5, "container_restarted", "high", "restarted web (strike 2)", container="web",
-              reason="probe: curl exit 7 | again", restart_count=2),
-        event(5.2, "container_escalated", "critical", "web still unhealthy after restart",
-              container="web", reason="still unhealthy after the restart"),
-        event(7, "container_restarted", "high", "restarted api", host="host-b", container="api",
-              reason="probe: HTTP 503"),
-        event(7.1, "container_recovered", "medium", "api is healthy", host="host-b",
-              container="api"),
-        event(8, "container_escalated", "critical", "db restart budget spent", host="host-b",
-              container="db", reason="restart budget spent (3 in the last hour)"),
-        event(9, "container_acknowledged", "medium", "db taken over by alice", host="host-b",
-              container="db", reason="acknowledged by alice"),
-        event(10, "db_unreachable", "critical", "the database did not answer: timeout"),
-        *(event(11 + i / 10, "deploy_note", "low", f"note {i}") for i in range(7)),
-        event(22, "evening_summary", "medium", "an earlier digest of this day"),
-        event(-0.1, "container_escalated", "critical", "yesterday's escalation", host="host-c",
-              container="cache", reason="yesterday"),
-        event(24, "deploy_note", "low", "tomorrow"),
-    ]
-    execute(url, "INSERT INTO episodic_memory (uid, timestamp, event_type, summary, details, "
-            "importance, host, source) VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, %s, "
-            "'test')", events)
-    execute(url, "INSERT INTO tasks (job_id, status, created_at, started_at, finished_at) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            [("backup", "pending", at(20), None, None),
-             ("backup", "pending", at(21), None, None),
-             ("backup", "done", at(12), at(12), at(12.1)),
-             ("backup", "running", at(23), at(24.5), None),  # started after the day ended
-             ("backup", "cancelled", at(13), None, at(13.5))])
-    execute(url, "INSERT INTO outbox (channel, dedup_key, host, title, status, last_error, "
-            "created_at) VALUES (%s, %s, 'host-a', 't', %s, %s, %s)",
-            [("alerts", "a1", "undeliverable", "HTTP 404: Unknown Webhook", at(5.3)),
-             ("alerts", "a2", "delivered", None, at(8.1)),
-             ("journal", "evening_summary:2026-03-01", "failed", "HTTP 500", at(22))])
 
 
 class RecordingLog:
@@ -128,18 +50,6 @@ class RecordingLog:
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [kw for _, name, kw in self.lines if name == event]
-
-
-def context(app: api.Aegis, job_id: str, scheduled_for: datetime, now: datetime,
-            log: RecordingLog, **args: Any) -> JobContext:
-    return JobContext(job_id=job_id, run_id=None, trigger=RunTrigger.SCHEDULE,
-                      scheduled_for=scheduled_for, now=now, app=app, log=log,
-                      cancelled=threading.Event(), args=args)
-
-
-def events_of(app: api.Aegis, event_type: str) -> list[dict[str, Any]]:
-    return sql_rows(app.db.dsn, "SELECT summary, details, importance::text AS importance "
-                    "FROM episodic_memory WHERE event_type = %s ORDER BY id", event_type)
 
 
 def section(text: str, title: str) -> list[str]:
@@ -170,13 +80,13 @@ def test_the_three_jobs_register_as_daily_jobs(scope: DigestScope, digest_scope:
 def test_a_host_digest_counts_what_its_host_recorded(app: api.Aegis) -> None:
     """AEGIS_DIGEST_SCOPE=host: host-b's daemon writes host-b's day, under its own key."""
     seed_day(app.db.dsn)
-    execute(app.db.dsn, "INSERT INTO tasks (job_id, host, status, created_at) "
-            "VALUES (%s, %s, 'pending', %s)", [("backup", "host-a", at(20)),
-                                               ("backup", "host-b", at(20))])
+    execute_many(app.db.dsn, "INSERT INTO tasks (job_id, host, status, created_at) "
+            "VALUES (%s, %s, 'pending', %s)", [("backup", "host-a", hour(20)),
+                                               ("backup", "host-b", hour(20))])
     settings = replace(app.settings, host="host-b", digest_scope=DigestScope.HOST)
     with api.connect(settings, migrate=False) as host_b:
-        result = evening_summary.evening_summary(context(host_b, "evening_summary", at(22),
-                                                         at(22), RecordingLog()))
+        result = evening_summary.evening_summary(job_context(host_b, "evening_summary", hour(22),
+                                                         hour(22), RecordingLog()))
     text = (app.settings.journal_dir / "2026-03-01.md").read_text(encoding="utf-8")
 
     assert text.split("\n")[2] == "UTC day 2026-03-01 00:00 to 2026-03-02 00:00, host host-b."
@@ -201,8 +111,8 @@ def test_a_fleet_digest_is_written_once_whichever_hosts_run_it(app: api.Aegis) -
     evening_summary.register(registry)
     job = registry.get("evening_summary")
     won = [len(Runs(app.db).claim(
-               [WantedSlot(job.id, job.scope_key(host), RunTrigger.SCHEDULE, at(22))],
-               host=host, now=at(22), instance_id=host, live_since=at(21)))
+               [WantedSlot(job.id, job.scope_key(host), RunTrigger.SCHEDULE, hour(22))],
+               host=host, now=hour(22), instance_id=host, live_since=hour(21)))
            for host in ("host-a", "host-b")]
     assert won == [1, 0]
 
@@ -210,8 +120,8 @@ def test_a_fleet_digest_is_written_once_whichever_hosts_run_it(app: api.Aegis) -
 def test_evening_summary_writes_the_digest_with_the_exact_numbers(app: api.Aegis) -> None:
     seed_day(app.db.dsn)
     log = RecordingLog()
-    result = evening_summary.evening_summary(context(app, "evening_summary", at(22),
-                                                     at(22) + timedelta(seconds=2), log))
+    result = evening_summary.evening_summary(job_context(app, "evening_summary", hour(22),
+                                                     hour(22) + timedelta(seconds=2), log))
     path = app.settings.journal_dir / "2026-03-01.md"
     text = path.read_text(encoding="utf-8")
 
@@ -251,7 +161,7 @@ def test_evening_summary_writes_the_digest_with_the_exact_numbers(app: api.Aegis
     assert result["runs_completed"] == 8
     assert result["events"] == 17
     assert result["path"] == str(path)
-    [recorded] = events_of(app, "evening_summary")[1:]  # after the seeded earlier one
+    [recorded] = events_of_type(app.db.dsn, "evening_summary")[1:]  # after the seeded earlier one
     assert recorded["importance"] == "medium"
     assert recorded["details"]["critical_events"] == 3
     assert recorded["details"]["open_escalations"] == 2
@@ -264,9 +174,9 @@ def test_evening_summary_writes_the_digest_with_the_exact_numbers(app: api.Aegis
 
 def test_evening_summary_sends_the_digest_once_to_the_journal_channel(app: api.Aegis) -> None:
     seed_day(app.db.dsn)
-    execute(app.db.dsn, "DELETE FROM outbox WHERE dedup_key = %s",
+    execute_many(app.db.dsn, "DELETE FROM outbox WHERE dedup_key = %s",
             [("evening_summary:2026-03-01",)])
-    ctx = context(app, "evening_summary", at(22), at(22), RecordingLog())
+    ctx = job_context(app, "evening_summary", hour(22), hour(22), RecordingLog())
     evening_summary.evening_summary(ctx)
     evening_summary.evening_summary(ctx)
     rows = sql_rows(app.db.dsn, "SELECT channel, title, body FROM outbox WHERE dedup_key = %s",
@@ -280,30 +190,30 @@ def test_evening_summary_sends_the_digest_once_to_the_journal_channel(app: api.A
 def test_a_rerun_for_the_same_date_gives_a_byte_identical_file(app: api.Aegis) -> None:
     seed_day(app.db.dsn)
     path = app.settings.journal_dir / "2026-03-01.md"
-    evening_summary.evening_summary(context(app, "evening_summary", at(22), at(22),
+    evening_summary.evening_summary(job_context(app, "evening_summary", hour(22), hour(22),
                                             RecordingLog()))
     first = path.read_bytes()
     # A manual rerun an hour later, after the first run recorded its event and message.
-    evening_summary.evening_summary(context(app, "evening_summary", at(23), at(23),
+    evening_summary.evening_summary(job_context(app, "evening_summary", hour(23), hour(23),
                                             RecordingLog(), date="2026-03-01"))
     assert path.read_bytes() == first
     assert sorted(p.name for p in path.parent.iterdir()) == ["2026-03-01.md"]
-    assert len(events_of(app, "evening_summary")) == 3  # the seeded one and two runs
+    assert len(events_of_type(app.db.dsn, "evening_summary")) == 3  # the seeded one and two runs
 
 
 def test_a_caught_up_slot_reports_on_its_own_day(app: api.Aegis) -> None:
     seed_day(app.db.dsn)
     result = evening_summary.evening_summary(
-        context(app, "evening_summary", at(22), at(25.5), RecordingLog()))
+        job_context(app, "evening_summary", hour(22), hour(25.5), RecordingLog()))
     assert result["date"] == "2026-03-01"
 
 
 def test_a_bad_date_argument_fails_the_run_before_writing(app: api.Aegis) -> None:
     with pytest.raises(UsageError, match="not a date"):
-        evening_summary.evening_summary(context(app, "evening_summary", at(22), at(22),
+        evening_summary.evening_summary(job_context(app, "evening_summary", hour(22), hour(22),
                                                 RecordingLog(), date="2026-02-30"))
     assert not app.settings.journal_dir.exists()
-    assert events_of(app, "evening_summary") == []
+    assert events_of_type(app.db.dsn, "evening_summary") == []
 
 
 def test_an_unwritable_journal_is_recorded_and_fails_the_run(app: api.Aegis) -> None:
@@ -312,8 +222,9 @@ def test_an_unwritable_journal_is_recorded_and_fails_the_run(app: api.Aegis) -> 
     journal_dir.write_text("a file where the folder should be")
     log = RecordingLog()
     with pytest.raises(FileExistsError):
-        evening_summary.evening_summary(context(app, "evening_summary", at(22), at(22), log))
-    [recorded] = events_of(app, "evening_summary")
+        evening_summary.evening_summary(job_context(app, "evening_summary", hour(22), hour(22),
+                                                    log))
+    [recorded] = events_of_type(app.db.dsn, "evening_summary")
     assert recorded["details"]["path"] is None
     assert "journal_error" in recorded["details"]
     assert log.named("journal_write_failed")
@@ -330,17 +241,17 @@ def test_an_empty_day_still_has_every_section(app: api.Aegis) -> None:
 
 def test_morning_status_reports_yesterday_and_the_fleet_now(app: api.Aegis) -> None:
     seed_day(app.db.dsn)
-    now = at(30) + timedelta(minutes=1)  # 06:01 the next day
-    execute(app.db.dsn, "INSERT INTO daemons (instance_id, host, pid, version, started_at, "
+    now = hour(30) + timedelta(minutes=1)  # 06:01 the next day
+    execute_many(app.db.dsn, "INSERT INTO daemons (instance_id, host, pid, version, started_at, "
             "last_heartbeat_at, status) VALUES (%s, %s, 1, '0', %s, %s, %s)",
-            [("a1", "host-a", at(0), now - timedelta(seconds=5), "running"),
-             ("b1", "host-b", at(0), now - timedelta(hours=2), "running"),
-             ("b0", "host-b", at(-5), at(-1), "stopped")])
-    execute(app.db.dsn, "INSERT INTO containers (host, name, maintenance_until) "
+            [("a1", "host-a", hour(0), now - timedelta(seconds=5), "running"),
+             ("b1", "host-b", hour(0), now - timedelta(hours=2), "running"),
+             ("b0", "host-b", hour(-5), hour(-1), "stopped")])
+    execute_many(app.db.dsn, "INSERT INTO containers (host, name, maintenance_until) "
             "VALUES (%s, %s, %s)", [("host-a", "db", now + timedelta(hours=1)),
                                     ("host-a", "old", now - timedelta(hours=1))])
     log = RecordingLog()
-    result = morning_status.morning_status(context(app, "morning_status", at(30), now, log))
+    result = morning_status.morning_status(job_context(app, "morning_status", hour(30), now, log))
 
     assert result["date"] == "2026-03-01"
     assert result["jobs"]["docker_health_check"] == {"ok": 3, "failed": 2, "timeout": 1}
@@ -364,7 +275,7 @@ def test_morning_status_reports_yesterday_and_the_fleet_now(app: api.Aegis) -> N
                    "supervised": 0, "unhealthy": 0},
     }
     assert log.named("morning_status_generated")[0]["pending_tasks"] == 2
-    [recorded] = events_of(app, "morning_status")
+    [recorded] = events_of_type(app.db.dsn, "morning_status")
     assert recorded["importance"] == "medium"
     assert recorded["summary"] == ("status 2026-03-01: 9 runs ok, 4 failed, 18 events; "
                                    "2 tasks pending, 2 open escalations")

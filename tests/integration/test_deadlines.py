@@ -17,14 +17,8 @@ from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.repository import Runs, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler
-from tests.clock import Clock, t
-from tests.conftest import sql_rows
-
-
-def events(app: api.Aegis, event_type: str) -> list[dict[str, Any]]:
-    return sql_rows(app.db.dsn, "SELECT timestamp, summary, details, host, "
-                    "importance::text AS importance FROM episodic_memory "
-                    "WHERE event_type = %s ORDER BY id", event_type)
+from tests.support.clock import Clock, t
+from tests.support.rows import events_of_type, sql_rows
 
 
 def alerts(app: api.Aegis) -> list[dict[str, Any]]:
@@ -62,7 +56,7 @@ def test_a_run_past_its_max_runtime_records_one_job_overrun_and_is_not_stopped(m
     assert execution.done is not None
     assert execution.done.wait(10)
 
-    [overrun] = events(app, "job_overrun")
+    [overrun] = events_of_type(app.db.dsn, "job_overrun")
     assert overrun["importance"] == "high"
     assert overrun["summary"] == "job blocks is still running after its max_runtime of 30s"
     assert overrun["details"]["max_runtime_s"] == 30
@@ -115,7 +109,7 @@ def test_a_daily_job_failing_for_days_goes_silent_once_alerts_once_then_resumes(
     failing.set()
     loops.run_until(t("2026-10-27 12:00"))  # the 24th, 25th (a 25-hour day) and 26th fail
     app = loops.app
-    [silent] = events(app, "job_silent")
+    [silent] = events_of_type(app.db.dsn, "job_silent")
     # no success since the 23rd's 22:00 slot: silent from 22:30 CEST on the 24th (20:30
     # UTC), found by the first turn after it
     assert t("2026-10-24 20:30") < silent["timestamp"] <= t("2026-10-24 20:40")
@@ -124,14 +118,14 @@ def test_a_daily_job_failing_for_days_goes_silent_once_alerts_once_then_resumes(
                                  "2026-10-23 22:00 CEST slot (expected every 24h30m)")
     assert [(a["title"], a["importance"]) for a in alerts(app)] == [
         ("job nightly is silent", "critical")]
-    assert events(app, "job_resumed") == []
+    assert events_of_type(app.db.dsn, "job_resumed") == []
 
     failing.clear()
     loops.run_until(t("2026-10-28 12:00"))  # the 27th's 22:00 CET run succeeds
-    [resumed] = events(app, "job_resumed")
+    [resumed] = events_of_type(app.db.dsn, "job_resumed")
     assert t("2026-10-27 21:00") <= resumed["timestamp"] <= t("2026-10-27 21:10")
     assert resumed["importance"] == "medium"
-    assert len(events(app, "job_silent")) == 1
+    assert len(events_of_type(app.db.dsn, "job_silent")) == 1
     assert [a["title"] for a in alerts(app)] == ["job nightly is silent", "job nightly resumed"]
     statuses = [r["status"] for r in sql_rows(app.db.dsn, "SELECT status FROM job_runs "
                                               "ORDER BY scheduled_for")]
@@ -144,7 +138,7 @@ def test_a_daily_job_that_runs_every_night_never_goes_silent_across_the_25_hour_
     25th, half an hour before that night's run: the wall clock says 22:30."""
     loops = Nightly(make_app, lambda ctx: None, t("2026-10-23 12:00"))
     loops.run_until(t("2026-10-27 12:00"))
-    assert events(loops.app, "job_silent") == []
+    assert events_of_type(loops.app.db.dsn, "job_silent") == []
     assert len(sql_rows(loops.app.db.dsn, "SELECT 1 FROM job_runs WHERE status = 'ok'")) == 4
 
 
@@ -155,7 +149,7 @@ def test_a_paused_job_is_not_watched(make_app):
     for _, _, scheduler in loops.daemons:
         scheduler.refresh_paused()
     loops.run_until(t("2026-10-27 12:00"))
-    assert events(loops.app, "job_silent") == []
+    assert events_of_type(loops.app.db.dsn, "job_silent") == []
     assert sql_rows(loops.app.db.dsn, "SELECT 1 FROM job_runs") == []
 
 

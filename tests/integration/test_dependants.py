@@ -6,23 +6,18 @@ the parent's incident and named in its message, and only the parent alerts."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from docker.types import Mount
 
-from tests.conftest import sql_rows
-from tests.fakes.discord_server import FakeDiscord
-from tests.faults.procs import Spawner, wait_for
-from tests.integration.test_triage_engine import (
-    FAST_PROBE,
-    IDLE,
-    events_of,
-    run_daemon,
-    types_of,
-)
+from tests.support.containers import FAST_PROBE, IDLE, wait_health
+from tests.support.daemons import Spawner, run_daemon
+from tests.support.discord import FakeDiscord
+from tests.support.rows import events_of, sql_rows, types_of
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 
@@ -30,40 +25,27 @@ UP = {**FAST_PROBE, "test": ["CMD-SHELL", "test -f /shared/up"]}
 
 
 @pytest.fixture
-def family(docker_client: Any, busybox_image: str, tmp_path: Path
-           ) -> Iterator[tuple[Path, Any, Any, Any]]:
+def family(make_container: Callable[..., Any], tmp_path: Path
+           ) -> tuple[Path, Any, Any, Any]:
     """A parent and two dependants, all healthy while ``shared/up`` exists: (that file,
     parent, the one in its network namespace, the one that depends_on it)."""
-    test_id = uuid.uuid4().hex[:8]
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "up").touch()
-    project = f"aegis-test-{test_id}"
+    project = f"aegis-test-{uuid.uuid4().hex[:8]}"
 
     def run(service: str, **kwargs: Any) -> Any:
-        labels = {"aegis.test": test_id, "aegis.enable": "true",
-                  "com.docker.compose.project": project,
+        labels = {"aegis.enable": "true", "com.docker.compose.project": project,
                   "com.docker.compose.service": service, **kwargs.pop("labels", {})}
-        return docker_client.containers.run(
-            busybox_image, ["/bin/sh", "-c", IDLE], detach=True, name=f"{project}-{service}",
-            labels=labels, healthcheck=UP, stop_signal="SIGTERM",
-            mounts=[Mount("/shared", str(shared), type="bind")], **kwargs)
+        return make_container(IDLE, name=f"{project}-{service}", labels=labels,
+                              healthcheck=UP,
+                              mounts=[Mount("/shared", str(shared), type="bind")], **kwargs)
 
-    parent = run("vpn", network_mode="none")
+    parent = run("vpn")
     in_its_network = run("client", network_mode=f"container:{parent.id}")
-    depending = run("downloader", network_mode="none",
+    depending = run("downloader",
                     labels={"com.docker.compose.depends_on": "vpn:service_healthy:false"})
-    yield shared / "up", parent, in_its_network, depending
-    for found in docker_client.containers.list(all=True,
-                                               filters={"label": f"aegis.test={test_id}"}):
-        found.remove(force=True)
-
-
-def healthy(docker_client: Any, container: Any) -> Callable[[], bool]:
-    def check() -> bool:
-        state = docker_client.api.inspect_container(container.id)["State"]
-        return bool((state.get("Health") or {}).get("Status") == "healthy")
-    return check
+    return shared / "up", parent, in_its_network, depending
 
 
 def recovered(url: str, name: str) -> Callable[[], bool]:
@@ -71,13 +53,14 @@ def recovered(url: str, name: str) -> Callable[[], bool]:
 
 
 @pytest.mark.parametrize("style", ["thread", "posts"])
-def test_a_parent_and_two_dependants_failing_together_alert_once(
+# pytest hands each fixture in as an argument
+def test_a_parent_and_two_dependants_failing_together_alert_once(  # noqa: PLR0913
         aegis_env: dict[str, str], spawn: Spawner, fake: FakeDiscord, docker_client: Any,
         family: tuple[Path, Any, Any, Any], style: str) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     up, parent, client, downloader = family
     for container in (parent, client, downloader):
-        wait_for(healthy(docker_client, container), what=f"{container.name} healthy")
+        wait_health(docker_client, container, "healthy", 30)
     run_daemon(spawn, aegis_env, DISCORD_WEBHOOK_URL=fake.webhook_url(),
                AEGIS_ALERT_STYLE=style)
     up.unlink()  # the three fail together

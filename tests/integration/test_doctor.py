@@ -16,8 +16,8 @@ from aegis.doctor.checks import FAIL, OK, WARN
 from aegis.doctor.database import clock_check
 from aegis.doctor.local import check_journal_dir
 from aegis.scheduling.heartbeat import Heartbeat, write_heartbeat
-from tests.conftest import run_cli
 from tests.images import socket_proxy_profile
+from tests.support.cli import run_cli
 
 WEBHOOK_TOKEN = "s3cretT0kenDoNotLeak"
 WEBHOOK = f"https://discord.com/api/webhooks/123456/{WEBHOOK_TOKEN}"

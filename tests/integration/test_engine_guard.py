@@ -8,25 +8,22 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import foreign_containers
+from tests.support.containers import IDLE, PASSES, Containers, foreign_containers
 
 pytestmark = pytest.mark.docker
-
-LOOP = "trap 'exit 0' TERM; while :; do sleep 1; done"
-PROBE = {"test": ["CMD", "true"], "interval": 1_000_000_000, "retries": 1}
 
 
 def test_only_health_checked_containers_without_the_test_label_are_foreign(
         docker_client: Any, busybox_image: str) -> None:
     tag = uuid.uuid4().hex[:8]
     made = []
+    containers = Containers(docker_client, busybox_image)
     try:
-        for suffix, labels, healthcheck in [("ours", {"aegis.test": tag}, PROBE),
-                                            ("theirs", {}, PROBE),
+        for suffix, labels, healthcheck in [("ours", {"aegis.test": tag}, PASSES),
+                                            ("theirs", {}, PASSES),
                                             ("unprobed", {}, None)]:
-            made.append(docker_client.containers.run(
-                busybox_image, ["/bin/sh", "-c", LOOP], name=f"guard-{tag}-{suffix}",
-                detach=True, network_mode="none", labels=labels, healthcheck=healthcheck))
+            made.append(containers.run(IDLE, name=f"guard-{tag}-{suffix}", labels=labels,
+                                       healthcheck=healthcheck, test_label=False))
         found = [name for name in foreign_containers(docker_client) if tag in name]
         assert found == [f"guard-{tag}-theirs"]
     finally:

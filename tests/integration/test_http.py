@@ -4,31 +4,28 @@ from aggregate queries, parsed with prometheus-client's own parser."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aegis import api
-from aegis.core.config import Settings
-from aegis.scheduling.heartbeat import Heartbeat, stale_after_s, write_heartbeat
+from aegis.scheduling.heartbeat import stale_after_s
 from aegis.version import __version__
-from aegis.web.http import make_server, serve
-from tests.clock import Clock
-from tests.conftest import clean_environ, drop_database
+from aegis.web.http import serve
+from tests.support.clock import Clock
+from tests.support.daemons import Spawner
+from tests.support.ports import free_port
+from tests.support.postgres import drop_database
+from tests.support.rows import execute
+from tests.support.web import beat, serving
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -40,12 +37,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def endpoint(app: api.Aegis, clock: Clock) -> Iterator[str]:
-    server = make_server(app, "127.0.0.1:0", clock=clock)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(app, clock) as url:
+        yield url
 
 
 def get(url: str) -> tuple[int, str, str]:
@@ -56,24 +49,12 @@ def get(url: str) -> tuple[int, str, str]:
         return exc.code, exc.headers["Content-Type"], exc.read().decode()
 
 
-def beat(settings: Settings, at: datetime, status: str = "running") -> None:
-    write_heartbeat(settings.home, Heartbeat(pid=os.getpid(), host=settings.host,
-                                             instance_id="i-1", version="test",
-                                             started_at=at - timedelta(hours=1),
-                                             last_heartbeat_at=at, status=status))
-
-
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     found = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
-
-
-def execute(url: str, query: str, *params: Any) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(query, params)
 
 
 def test_healthz_is_200_while_the_heartbeat_is_fresh_and_503_when_the_loop_stalls(
@@ -186,19 +167,11 @@ def test_the_endpoint_answers_while_the_database_is_gone(
     assert get(endpoint + "/healthz")[0] == 200
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env, tmp_path: Path):
+def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env,
+                                                                    spawn: Spawner):
     port = free_port()
-    env = clean_environ({**aegis_env, "AEGIS_HTTP_ADDR": f"127.0.0.1:{port}",
-                         "AEGIS_HEARTBEAT_INTERVAL": "1s"})
-    log = (tmp_path / "daemon.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "aegis", "run"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = spawn({**aegis_env, "AEGIS_HTTP_ADDR": f"127.0.0.1:{port}",
+                  "AEGIS_HEARTBEAT_INTERVAL": "1s"})
     try:
         deadline = time.monotonic() + 60
         status = None
@@ -210,14 +183,13 @@ def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env, t
             if status == 200:
                 break
             time.sleep(0.2)
-        assert status == 200, (tmp_path / "daemon.log").read_text()
+        assert status == 200, spawn.log_of(proc)
         found = samples(get(f"http://127.0.0.1:{port}/metrics")[2])
         assert found[("aegis_database_up", ())] == 1.0
         assert any(name == "process_resident_memory_bytes" for name, _ in found)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        log.close()
     with pytest.raises(urllib.error.URLError):
         get(f"http://127.0.0.1:{port}/healthz")
 

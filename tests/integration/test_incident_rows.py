@@ -17,7 +17,8 @@ from aegis.supervision.docker import Sighting
 from aegis.supervision.protocol.strikes import Action, Phase, ShownState, SupervisionMode
 from aegis.supervision.protocol.triage import TriageClass
 from aegis.supervision.repository import Containers, ContainerUpdate, LogLine, replay_decision
-from tests.conftest import run_cli, sql_rows
+from tests.support.cli import run_cli
+from tests.support.rows import sql_rows
 
 
 def escalated_row(app: api.Aegis, name: str = "web", *, alerted: bool = True) -> None:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from aegis import api
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 SLOT = datetime(2026, 7, 1, 3, 0, tzinfo=UTC)
 

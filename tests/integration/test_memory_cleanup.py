@@ -4,7 +4,6 @@ pending notifications stay."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,10 +12,9 @@ import pytest
 
 from aegis import api
 from aegis.reports.retention import prune, retention_cutoffs
-from aegis.scheduling.registry import JobContext
-from aegis.scheduling.repository import RunTrigger
 from jobs.memory_cleanup import memory_cleanup
-from tests.conftest import sql_rows
+from tests.support.rows import sql_rows
+from tests.support.scheduling import job_context
 
 NOW = datetime(2026, 4, 1, 0, 30, tzinfo=UTC)
 RETENTION = timedelta(days=30)  # the default AEGIS_EVENT_RETENTION
@@ -61,14 +59,6 @@ def counts(url: str) -> dict[tuple[str, bool], int]:
     return {(row["importance"], row["old"]): row["n"] for row in rows}
 
 
-def context(app: api.Aegis, cancelled: threading.Event | None = None) -> JobContext:
-    import structlog
-
-    return JobContext(job_id="memory_cleanup", run_id=None, trigger=RunTrigger.SCHEDULE,
-                      scheduled_for=NOW, now=NOW, app=app, log=structlog.get_logger(),
-                      cancelled=cancelled or threading.Event())
-
-
 def test_a_million_old_low_events_go_and_nothing_else(app: api.Aegis) -> None:
     url = app.db.dsn
     seed_events(url, old_low=1_000_000, others=100_000)
@@ -77,7 +67,7 @@ def test_a_million_old_low_events_go_and_nothing_else(app: api.Aegis) -> None:
     kept_before = {key: n for key, n in before.items() if key != ("low", True)}
     assert sum(kept_before.values()) == 100_001
 
-    result = memory_cleanup(context(app))
+    result = memory_cleanup(job_context(app, "memory_cleanup", NOW, NOW))
 
     assert result["events_deleted"] == 1_000_000
     assert result["complete"] is True
@@ -112,7 +102,7 @@ def test_job_runs_and_finished_messages_past_their_retention_go(app: api.Aegis) 
              ("old-failed", "failed", NOW - timedelta(days=15)),
              ("recent-failed", "failed", NOW - timedelta(days=13)),
              ("recent-delivered", "delivered", NOW - timedelta(days=13))])
-    result = memory_cleanup(context(app))
+    result = memory_cleanup(job_context(app, "memory_cleanup", NOW, NOW))
     assert result["job_runs_deleted"] == 2
     assert result["outbox_deleted"] == 3
     assert sorted(r["status"] for r in sql_rows(url, "SELECT status FROM job_runs")) == [
@@ -137,7 +127,7 @@ def test_rows_of_containers_removed_past_their_retention_go(app: api.Aegis) -> N
             "host, details) VALUES (gen_random_uuid(), %s, 'container_escalated', 'x', "
             "'critical', 'h', jsonb_build_object('container', 'gone-long-ago'))",
             (NOW - timedelta(days=35),))
-    result = memory_cleanup(context(app))
+    result = memory_cleanup(job_context(app, "memory_cleanup", NOW, NOW))
     assert result["containers_deleted"] == 2
     assert result["cutoffs"]["containers"] == (NOW - timedelta(days=30)).isoformat()
     assert sorted((r["host"], r["name"]) for r in sql_rows(
@@ -155,7 +145,7 @@ def test_the_retention_is_configurable(aegis_env: dict[str, str]) -> None:
             INSERT INTO episodic_memory (uid, timestamp, event_type, summary, importance, host)
             SELECT gen_random_uuid(), %(now)s - g * interval '1 day', 'noise', 'x', 'low', 'h'
             FROM generate_series(1, 10) g""", now=NOW)
-        result = memory_cleanup(context(app))
+        result = memory_cleanup(job_context(app, "memory_cleanup", NOW, NOW))
     assert result["events_deleted"] == 3  # 8, 9 and 10 days old; exactly 7 days is kept
     assert result["cutoffs"]["events"] == (NOW - timedelta(days=7)).isoformat()
 

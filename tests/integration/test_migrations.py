@@ -13,7 +13,8 @@ import pytest
 
 from aegis.storage.db import Database
 from aegis.storage.queries import migrations
-from tests.conftest import clean_environ, run_cli, sql_rows
+from tests.support.cli import clean_environ, run_cli
+from tests.support.rows import sql_rows
 
 SQL_DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"
 ALL = [name for name, _ in migrations()]

@@ -15,8 +15,9 @@ from aegis.scheduling import triggers
 from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.repository import RunTrigger
 from aegis.scheduling.scheduler import RUN_ALL_LIMIT, Scheduler
-from tests.clock import Clock
-from tests.conftest import run_cli, sql_rows
+from tests.support.cli import run_cli
+from tests.support.clock import Clock
+from tests.support.rows import sql_rows
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -27,7 +28,7 @@ def history(app: api.Aegis, job_id: str) -> list[tuple[Any, ...]]:
                                            "job_id = %s ORDER BY scheduled_for", job_id)]
 
 
-def drain(scheduler: Scheduler) -> None:
+def drain_backlog(scheduler: Scheduler) -> None:
     """Let the runs in flight end and the backlog start, as the daemon's loop does."""
     while True:
         for execution in scheduler.runner.in_flight():
@@ -53,7 +54,7 @@ def previous_run(app: api.Aegis, registry: Registry, job_id: str, slot: datetime
     """The last daemon ran ``slot`` of the job, then stopped."""
     old = Scheduler(app, registry, instance_id="old", clock=Clock(slot))
     old.fire(registry.get(job_id), slot, RunTrigger.SCHEDULE)
-    drain(old)
+    drain_backlog(old)
 
 
 def test_run_all_catches_up_each_slot_within_the_grace_one_after_another(app):
@@ -67,7 +68,7 @@ def test_run_all_catches_up_each_slot_within_the_grace_one_after_another(app):
     scheduler = Scheduler(app, registry, instance_id="new",
                           clock=Clock(datetime(2026, 3, 5, 7, 0, tzinfo=UTC)))
     scheduler.start()
-    drain(scheduler)
+    drain_backlog(scheduler)
 
     day = [datetime(2026, 3, d, 6, 0, tzinfo=UTC) for d in range(1, 6)]
     assert recorder.slots == [("catch_up", day[2]), ("catch_up", day[3]), ("catch_up", day[4])]
@@ -88,7 +89,7 @@ def test_run_all_is_bounded(app):
 
     scheduler = Scheduler(app, registry, instance_id="new", clock=Clock(T0 + timedelta(days=2)))
     scheduler.start()
-    drain(scheduler)
+    drain_backlog(scheduler)
 
     assert len(recorder.slots) == RUN_ALL_LIMIT == 24
     assert recorder.slots[0] == ("catch_up", T0 + timedelta(days=1, hours=1))
@@ -110,7 +111,7 @@ def test_skip_runs_nothing_missed_and_a_restart_does_not_count_the_gap_twice(app
         scheduler = Scheduler(app, registry, instance_id=f"new-{minutes}",
                               clock=Clock(T0 + timedelta(minutes=minutes)))
         scheduler.start()
-        drain(scheduler)
+        drain_backlog(scheduler)
         scheduler.unschedule_job("every5")
 
     assert recorder.slots == []
@@ -139,10 +140,10 @@ def test_a_stalled_loop(app, misfire, expected):
     clock = Clock(T0 + timedelta(milliseconds=5))
     scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
     scheduler.start()  # runs the current slot, 10:00
-    drain(scheduler)
+    drain_backlog(scheduler)
     clock.now = T0 + timedelta(minutes=17)
     scheduler.run_pending()
-    drain(scheduler)
+    drain_backlog(scheduler)
 
     assert history(app, "every5") == [(T0 + timedelta(minutes=m), trigger, status, count)
                                       for m, trigger, status, count in expected]
@@ -169,7 +170,7 @@ def test_a_slot_due_while_the_catch_up_backlog_drains_waits_its_turn(app):
     clock.now = T0 + timedelta(minutes=20, seconds=1)
     scheduler.run_pending()  # 10:20 falls due behind them, not as an overlap
     release.set()
-    drain(scheduler)
+    drain_backlog(scheduler)
 
     minutes = [5, 10, 15, 20]
     assert ran == [T0 + timedelta(minutes=m) for m in minutes]
@@ -184,7 +185,7 @@ def test_jobs_history_shows_a_gap_of_missed_slots(app, aegis_env):
     scheduler = Scheduler(app, registry, instance_id="new",
                           clock=Clock(T0 + timedelta(hours=1, minutes=1)))
     scheduler.start()
-    drain(scheduler)
+    drain_backlog(scheduler)
     result = run_cli("jobs", "history", "every5", env={**aegis_env,
                                                        "AEGIS_TIMEZONE": "Europe/Berlin"})
     assert result.returncode == 0, result.stderr

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -17,18 +16,13 @@ from aegis.notify.sender import Sender, deliver_pending, run_sender
 from aegis.notify.targets import Target
 from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, Notification
-from tests.conftest import sql_rows
-from tests.fakes.discord_server import TOKEN, FakeDiscord, mentions_would_ping
+from tests.support.discord import TOKEN, FakeDiscord, mentions_would_ping
+from tests.support.outbox import drain, outbox, sender
+from tests.support.rows import sql_rows
 
 
 def discord(fake: FakeDiscord, timeout_s: float = 2.0, token: str | None = None) -> Target:
     return DiscordTarget(fake.webhook_url(token), timeout_s=timeout_s)
-
-
-def sender(app: api.Aegis, alerts: list[Target], journal: list[Target] | None = None,
-           instance: str = "test-sender") -> Sender:
-    return Sender(app, targets={Channel.ALERTS: alerts, Channel.JOURNAL: journal or []},
-                  instance=instance, rng=random.Random(7))
 
 
 def queue(app: api.Aegis, title: str, channel: str = "journal", importance: str = "medium",
@@ -43,24 +37,9 @@ def titles(fake: FakeDiscord) -> list[str]:
     return [payload["embeds"][0]["title"] for payload in fake.received]
 
 
-def outbox(app: api.Aegis) -> list[dict[str, object]]:
-    return sql_rows(app.db.dsn, "SELECT * FROM outbox ORDER BY id")
-
-
 def created(app: api.Aegis) -> datetime:
-    first: datetime = outbox(app)[0]["created_at"]  # type: ignore[assignment]
+    first: datetime = outbox(app)[0]["created_at"]
     return first
-
-
-def drain(s: Sender, start: datetime, step_s: float = 30.0, passes: int = 200) -> datetime:
-    """Deliver pass after pass with a clock that moves ``step_s`` each time."""
-    now = start
-    for _ in range(passes):
-        s.deliver(now)
-        if not sql_rows(s.db.dsn, "SELECT 1 FROM outbox WHERE status = 'pending'"):
-            return now
-        now += timedelta(seconds=step_s)
-    raise AssertionError("the outbox never drained")
 
 
 def test_every_message_once_and_in_order_through_429_500_and_slow_replies(
@@ -93,7 +72,7 @@ def test_429_waits_for_retry_after_and_5xx_backs_off(app: api.Aegis,
     s.deliver(t0 + timedelta(seconds=29))
     assert fake.answers == [429]  # nothing posted before retry_after
     s.deliver(t0 + timedelta(seconds=31))
-    first_backoff = outbox(app)[0]["next_attempt_at"] - (t0 + timedelta(seconds=31))  # type: ignore[operator]
+    first_backoff = outbox(app)[0]["next_attempt_at"] - (t0 + timedelta(seconds=31))
     s.deliver(t0 + timedelta(seconds=31) + first_backoff)
     row = outbox(app)[0]
     assert row["attempts"] == 3

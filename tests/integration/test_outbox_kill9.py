@@ -7,9 +7,10 @@ import signal
 
 from aegis import api
 from aegis.storage.outbox import Channel, Notification
-from tests.conftest import sql_rows
-from tests.fakes.discord_server import FakeDiscord
-from tests.faults.procs import Spawner, daemon_env, wait_for
+from tests.support.daemons import Spawner, daemon_env
+from tests.support.discord import FakeDiscord
+from tests.support.rows import sql_rows
+from tests.support.waiting import wait_for
 
 
 def test_kill_9_during_retries_loses_and_repeats_nothing(

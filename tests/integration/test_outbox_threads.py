@@ -6,26 +6,20 @@ Apprise, which cannot edit, gets only the rows meant for it."""
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
 from typing import Any
 
 from aegis import api
 from aegis.notify.apprise import AppriseTarget
 from aegis.notify.discord import DiscordTarget
-from aegis.notify.sender import SKIPPED, Sender
-from aegis.notify.targets import Target
+from aegis.notify.sender import SKIPPED
 from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, IncidentStep, Notification
-from tests.conftest import sql_rows
-from tests.fakes.discord_server import FakeDiscord
+from tests.support.discord import FakeDiscord
+from tests.support.outbox import drain, outbox, sender
+from tests.support.rows import sql_rows
 
 THREAD = "incident:test-host:web:1"
-
-
-def sender(app: api.Aegis, *targets: Target, instance: str = "threads") -> Sender:
-    return Sender(app, targets={Channel.ALERTS: list(targets), Channel.JOURNAL: []},
-                  instance=instance, rng=random.Random(3))
 
 
 def step(app: api.Aegis, state: str, *, thread: str = THREAD, edit_only: bool = False) -> None:
@@ -42,23 +36,9 @@ def plain(app: api.Aegis, title: str) -> None:
         Channel.ALERTS, title, importance=Importance.HIGH, groupable=False))
 
 
-def outbox(app: api.Aegis) -> list[dict[str, Any]]:
-    return sql_rows(app.db.dsn, "SELECT * FROM outbox ORDER BY id")
-
-
 def kept(app: api.Aegis) -> list[dict[str, Any]]:
     return sql_rows(app.db.dsn, "SELECT thread, message_id, edited_at IS NOT NULL AS edited "
                                 "FROM outbox_messages ORDER BY thread")
-
-
-def drain(s: Sender, start: datetime, step_s: float = 30.0) -> None:
-    now = start
-    for _ in range(100):
-        s.deliver(now)
-        if not sql_rows(s.db.dsn, "SELECT 1 FROM outbox WHERE status = 'pending'"):
-            return
-        now += timedelta(seconds=step_s)
-    raise AssertionError("the outbox never drained")
 
 
 def now_of(app: api.Aegis) -> datetime:
@@ -72,7 +52,8 @@ def test_one_message_is_posted_then_edited_in_place_in_the_channels_order(
     plain(app, "a job failed")  # another alert between two steps: the order holds
     step(app, "acknowledged")
     step(app, "recovered")
-    drain(sender(app, DiscordTarget(fake.webhook_url())), now_of(app))
+    drain(sender(app, [DiscordTarget(fake.webhook_url())], instance="threads", seed=3),
+          now_of(app))
 
     assert [p["embeds"][0]["title"] for p in fake.received] == [
         "web escalated on test-host", "a job failed"]
@@ -90,9 +71,11 @@ def test_one_message_is_posted_then_edited_in_place_in_the_channels_order(
 def test_a_new_sender_edits_the_message_an_earlier_one_posted(app: api.Aegis,
                                                                fake: FakeDiscord) -> None:
     step(app, "restarted")
-    drain(sender(app, DiscordTarget(fake.webhook_url()), instance="first"), now_of(app))
+    drain(sender(app, [DiscordTarget(fake.webhook_url())], instance="first", seed=3),
+          now_of(app))
     step(app, "escalated")  # queued while no daemon ran; delivered by the next one
-    drain(sender(app, DiscordTarget(fake.webhook_url()), instance="second"), now_of(app))
+    drain(sender(app, [DiscordTarget(fake.webhook_url())], instance="second", seed=3),
+          now_of(app))
     assert len(fake.received) == 1
     assert [mid for mid, _ in fake.edits] == list(fake.messages)
 
@@ -100,7 +83,7 @@ def test_a_new_sender_edits_the_message_an_earlier_one_posted(app: api.Aegis,
 def test_an_edit_waits_out_429s_and_5xxs_like_a_post(app: api.Aegis,
                                                      fake: FakeDiscord) -> None:
     step(app, "escalated")
-    s = sender(app, DiscordTarget(fake.webhook_url()))
+    s = sender(app, [DiscordTarget(fake.webhook_url())], instance="threads", seed=3)
     t0 = now_of(app)
     s.deliver(t0)
     step(app, "recovered")
@@ -120,7 +103,7 @@ def test_an_edit_waits_out_429s_and_5xxs_like_a_post(app: api.Aegis,
 def test_a_message_deleted_by_a_person_is_posted_afresh_and_edited_from_then_on(
         app: api.Aegis, fake: FakeDiscord) -> None:
     step(app, "escalated")
-    s = sender(app, DiscordTarget(fake.webhook_url()))
+    s = sender(app, [DiscordTarget(fake.webhook_url())], instance="threads", seed=3)
     s.deliver(now_of(app))
     first = next(iter(fake.messages))
     fake.delete_message(first)
@@ -141,7 +124,8 @@ def test_apprise_gets_the_steps_meant_for_it_and_never_an_update(app: api.Aegis,
     step(app, "escalated")
     step(app, "acknowledged", edit_only=True)
     step(app, "recovered")
-    drain(sender(app, DiscordTarget(fake.webhook_url()), AppriseTarget(fake.json_url())),
+    drain(sender(app, [DiscordTarget(fake.webhook_url()), AppriseTarget(fake.json_url())],
+                 instance="threads", seed=3),
           now_of(app))
     assert [body["title"] for body in fake.json_received] == [
         "web escalated on test-host", "web recovered on test-host"]
@@ -155,7 +139,8 @@ def test_two_incidents_are_two_messages(app: api.Aegis, fake: FakeDiscord) -> No
     step(app, "escalated")
     step(app, "escalated", thread="incident:test-host:db:4")
     step(app, "recovered")
-    drain(sender(app, DiscordTarget(fake.webhook_url())), now_of(app))
+    drain(sender(app, [DiscordTarget(fake.webhook_url())], instance="threads", seed=3),
+          now_of(app))
     assert len(fake.received) == 2
     assert [body["embeds"][0]["title"] for _, body in fake.edits] == [
         "web recovered on test-host"]

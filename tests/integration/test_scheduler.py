@@ -12,8 +12,9 @@ from aegis.scheduling.registry import Registry
 from aegis.scheduling.repository import JobRun, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler, Slot
-from tests.clock import Clock
-from tests.conftest import sql_rows
+from tests.support.clock import Clock
+from tests.support.rows import sql_rows
+from tests.support.scheduling import wait_runs
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -21,12 +22,6 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 def runs(app, job_id: str) -> list[dict[str, Any]]:
     return sql_rows(app.db.dsn, "SELECT * FROM job_runs WHERE job_id = %s "
                     "ORDER BY scheduled_for, host", job_id)
-
-
-def wait_runs(scheduler: Scheduler) -> None:
-    for execution in scheduler.runner.in_flight():
-        assert execution.done is not None
-        assert execution.done.wait(10), f"{execution.job.id} did not finish"
 
 
 def test_two_hosts_run_a_cluster_job_once_per_slot_and_a_host_job_once_per_host(make_app):

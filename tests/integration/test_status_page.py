@@ -6,33 +6,36 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 import socket
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlencode
 
-import psycopg
 import pytest
 
 from aegis import api
 from aegis.core.config import Settings
 from aegis.web import auth
-from aegis.web.http import make_server
-from tests.conftest import drop_database, sql_rows
-from tests.integration.test_http import beat
+from tests.support.postgres import drop_database
+from tests.support.rows import execute, sql_rows
+from tests.support.seeds import (
+    HOSTILE,
+    IMG,
+    NOW,
+    SCRIPT,
+    add_container,
+    add_event,
+    add_run,
+    seed_incident,
+)
+from tests.support.web import beat, serving
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TOKEN = "4f0c2b9d8e7a6f5e4d3c2b1a09f8e7d6"
-SCRIPT = "<script>alert(1)</script>"
-IMG = '"><img src=x onerror=alert(1)>'
-HOSTILE = f"{SCRIPT}\n{IMG}"
 Fetch = Callable[..., tuple[int, dict[str, str], str]]
 
 
@@ -74,13 +77,9 @@ def page_text(html: str, element_id: str) -> str:
 
 
 def serve(app: api.Aegis, settings: Settings, now: datetime) -> Iterator[str]:
-    runtime = api.Aegis(settings, app.db)
-    server = make_server(runtime, "127.0.0.1:0", clock=lambda: now)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    """The pages of a daemon with ``settings`` on ``app``'s database, at ``now``."""
+    with serving(api.Aegis(settings, app.db), now) as base:
+        yield base
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -116,63 +115,6 @@ def token_site(app: api.Aegis, settings: Settings) -> Iterator[Fetch]:
 
 def bearer(**headers: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}", **headers}
-
-
-def execute(url: str, query: str, *params: Any) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(query, params)
-
-
-def add_event(url: str, at: datetime, event_type: str, importance: str = "low",
-              summary: str = "s", host: str = "test-host", **details: Any) -> None:
-    execute(url, "INSERT INTO episodic_memory (timestamp, event_type, summary, details, "
-            "importance, host) VALUES (%s, %s, %s, %s, %s, %s)",
-            at, event_type, summary, json.dumps(details), importance, host)
-
-
-def add_container(url: str, name: str, host: str = "test-host", **columns: Any) -> None:
-    values = {"host": host, "name": name, "health": "healthy", **columns}
-    if "labels" in values:
-        values["labels"] = json.dumps(values["labels"])
-    execute(url, f"INSERT INTO containers ({', '.join(values)}) "
-            f"VALUES ({', '.join(['%s'] * len(values))})", *values.values())
-
-
-def add_run(url: str, job_id: str, slot: datetime, status: str = "ok", late_s: float = 0.01,
-            took_s: float = 1.0, trigger: str = "schedule", error: str | None = None,
-            host: str = "test-host") -> None:
-    execute(url, "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
-            "started_at, finished_at, status, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s)", job_id, host, host, trigger, slot, slot + timedelta(seconds=late_s),
-            slot + timedelta(seconds=late_s + took_s), status, error)
-
-
-def seed_incident(url: str) -> None:
-    """An escalated container whose name, labels and probe output hold markup, a job that
-    failed with markup in its error, and an event whose details hold markup."""
-    add_container(url, SCRIPT, state="escalated", phase="escalated", strikes=3, incident=1,
-                  health="unhealthy", strike_at=NOW - timedelta(minutes=5),
-                  last_reason=f"still unhealthy {IMG}", labels={"aegis.max-restarts": IMG})
-    add_container(url, "queue", state="striking", phase="striking", strikes=1, incident=3,
-                  strike_at=NOW - timedelta(minutes=1))
-    add_container(url, "backup", state="maintenance",
-                  maintenance_until=NOW + timedelta(hours=1))
-    add_container(url, "calm")  # healthy, no incident: not on the overview
-    add_event(url, NOW - timedelta(minutes=6), "container_restarted", "high",
-              container=SCRIPT, incident=1, probe_output="an older probe")
-    add_event(url, NOW - timedelta(minutes=5), "container_escalated", "critical",
-              summary=f"{SCRIPT} escalated", container=SCRIPT, incident=1,
-              probe_output=HOSTILE, probe_exit_code=1)
-    add_event(url, NOW - timedelta(hours=1), "deploy_finished", "high", summary=IMG,
-              note=SCRIPT)
-    execute(url, "INSERT INTO jobs (id, trigger, next_run_at) VALUES "
-            "('health_check', 'every 5m', %s)", NOW + timedelta(minutes=3))
-    add_run(url, "health_check", NOW - timedelta(hours=2), "failed", error=f"boom {SCRIPT}")
-    add_run(url, "health_check", NOW - timedelta(hours=25), "failed", error="a day ago")
-    execute(url, "INSERT INTO daemons VALUES ('i-1', 'test-host', 1, 'v', %s, %s, "
-            "'running'), ('i-2', 'old-host', 2, 'v', %s, %s, 'running')",
-            NOW - timedelta(days=1), NOW - timedelta(seconds=3), NOW - timedelta(days=9),
-            NOW - timedelta(days=2))
 
 
 def assert_escaped(html: str) -> None:

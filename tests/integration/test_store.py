@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import time
-import uuid
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +19,8 @@ from aegis.storage.events import MAX_SUMMARY_CHARS
 from aegis.storage.outbox import Channel, Notification
 from aegis.storage.spool import Spool
 from aegis.storage.store import Store
-from tests.conftest import sql_rows
+from tests.support.postgres import OwnPostgres
+from tests.support.rows import sql_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -132,39 +128,6 @@ def test_state_round_trips_json_and_an_older_write_never_wins(app: api.Aegis) ->
 # --- the spool across a real outage of a dedicated server ---
 
 
-class DedicatedPostgres:
-    """A PostgreSQL server of this test alone, so stopping it disturbs nobody."""
-
-    def __init__(self, pgdata: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pgserver
-            from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
-
-        self._pg_ctl = pg_ctl
-        self.pgdata = pgdata
-        self.server: Any = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
-        self.url: str = self.server.get_uri()
-
-    def stop(self) -> None:
-        self._pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata,
-                     user=self.server.system_user, timeout=30)
-
-    def start(self) -> None:
-        self.server.ensure_postgres_running()
-        assert self.server.get_uri() == self.url
-
-
-@pytest.fixture
-def dedicated_postgres() -> Iterator[DedicatedPostgres]:
-    pgdata = Path(f"/tmp/aegis-spool-pg-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    server = DedicatedPostgres(pgdata)
-    yield server
-    with contextlib.suppress(Exception):  # already stopped by the test
-        server.stop()
-    shutil.rmtree(pgdata, ignore_errors=True)
-
-
 def wait_until_answering(db: Database, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not db.ping():
@@ -173,16 +136,16 @@ def wait_until_answering(db: Database, timeout_s: float = 30.0) -> None:
 
 
 def test_events_recorded_while_the_database_is_down_arrive_once_and_in_order(
-    dedicated_postgres: DedicatedPostgres, tmp_path: Path,
+    own_postgres: OwnPostgres, tmp_path: Path,
 ) -> None:
-    db = Database(dedicated_postgres.url, timeout_s=2.0)
+    db = Database(own_postgres.url, timeout_s=2.0)
     try:
         db.migrate()
         spool = Spool(tmp_path / "home" / "spool.jsonl")
         store = Store(db, spool, "test-host", clock=ticking_clock())
         store.record_event("before_outage", "e0")
 
-        dedicated_postgres.stop()
+        own_postgres.stop()
         with pytest.raises(DatabaseUnavailable):
             db.fetch_one("ping")
         for n in range(1, 6):
@@ -192,7 +155,7 @@ def test_events_recorded_while_the_database_is_down_arrive_once_and_in_order(
         assert spool.pending() == 6
         spooled = spool.path.read_text()
 
-        dedicated_postgres.start()
+        own_postgres.start()
         wait_until_answering(db)
         store.record_event("after_outage", "e6")  # replays the spool first
         assert spool.pending() == 0
@@ -201,12 +164,12 @@ def test_events_recorded_while_the_database_is_down_arrive_once_and_in_order(
         spool.path.write_text(spooled)
         assert store.replay_spool() == 6
 
-        rows = sql_rows(dedicated_postgres.url,
+        rows = sql_rows(own_postgres.url,
                         "SELECT summary, host, details FROM episodic_memory ORDER BY id")
         assert [r["summary"] for r in rows] == [f"e{n}" for n in range(7)]
         assert {r["host"] for r in rows} == {"test-host"}
         assert [r["details"] for r in rows[1:6]] == [{"n": n} for n in range(1, 6)]
-        timestamps = sql_rows(dedicated_postgres.url,
+        timestamps = sql_rows(own_postgres.url,
                               "SELECT timestamp FROM episodic_memory ORDER BY id")
         seconds = [0, 1, 2, 3, 4, 5, 7]  # the state write took the clock's sixth tick
         assert [r["timestamp"] for r in timestamps] == [T0 + timedelta(seconds=s)

@@ -21,24 +21,10 @@ from aegis.core.clock import utcnow
 from aegis.supervision.containers import listing
 from aegis.supervision.supervisor import Supervisor
 from aegis.supervision.watcher import ContainerEvents, Watcher
-from tests.conftest import sql_rows
-from tests.integration.test_supervisor_protocol import (
-    BREAKS_FOR_GOOD,
-    INTERVAL,
-    events_of,
-    make_container,  # noqa: F401  (fixture)
-    make_unhealthy,
-    row_of,
-    started_at,
-    supervisor,
-    wait_status,
-)
-from tests.integration.test_supervisor_watcher import (  # noqa: F401  (fixtures)
-    count,
-    proxy,
-    wait_for,
-    watcher,
-)
+from tests.support.containers import BREAKS_FOR_GOOD, make_unhealthy, started_at, wait_status
+from tests.support.rows import count, events_of, row_of, sql_rows
+from tests.support.supervision import INTERVAL, supervisor
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 COMPOSE = {"com.docker.compose.project": "shop", "com.docker.compose.service": "web"}
@@ -61,7 +47,7 @@ def names_of(url: str) -> list[str]:
 
 
 def test_a_recreated_then_renamed_compose_container_keeps_its_row(
-        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
     prefix = f"aegis-test-{uuid.uuid4().hex[:8]}"
     first = make_container(BREAKS_FOR_GOOD, labels=COMPOSE, name=f"{prefix}-web-1")
@@ -119,8 +105,8 @@ def test_a_recreated_then_renamed_compose_container_keeps_its_row(
 
 
 def test_given_up_by_docker_after_its_on_failure_retries_escalated_once(
-        watcher: Watcher, app: api.Aegis, docker_client: Any,  # noqa: F811
-        make_container: Callable[..., Any], database_url: str) -> None:  # noqa: F811
+        watcher: Watcher, app: api.Aegis, docker_client: Any,
+        make_container: Callable[..., Any], database_url: str) -> None:
     # exits at once: Docker restarts it once (on-failure:1), then gives up
     container = make_container("exit 1", restart_policy={"Name": "on-failure",
                                                          "MaximumRetryCount": 1})
@@ -151,7 +137,7 @@ def test_given_up_by_docker_after_its_on_failure_retries_escalated_once(
 @pytest.mark.parametrize("policy", [{"Name": "always"}, {"Name": "unless-stopped"},
                                     {"Name": "on-failure", "MaximumRetryCount": 20}])
 def test_a_crash_loop_docker_is_restarting_is_escalated_once_and_left_to_docker(
-        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str, policy: dict[str, Any]) -> None:
     container = make_container("sleep 1; exit 1", restart_policy=policy)
     sv = supervisor(app, docker_client)
@@ -184,7 +170,7 @@ def test_a_crash_loop_docker_is_restarting_is_escalated_once_and_left_to_docker(
 
 
 def test_a_failed_restart_by_docker_is_escalated_under_restart_policy_always(
-        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str, tmp_path: Path) -> None:
     # Docker's own restart fails when the bind-mounted folder is gone; it never tries again
     folder = tmp_path / "data"

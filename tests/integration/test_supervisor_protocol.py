@@ -6,11 +6,9 @@ sleeping; the only waits are for Docker's own health checks to report.
 
 from __future__ import annotations
 
-import contextlib
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,99 +23,29 @@ from aegis.supervision.docker import EngineAvailability
 from aegis.supervision.service import supervise_once
 from aegis.supervision.supervisor import Supervisor
 from aegis.supervision.watcher import ContainerEvents
-from tests.conftest import sql_rows
+from tests.support.containers import (
+    BREAKS_FOR_GOOD,
+    HEALS,
+    HEALTHCHECK,
+    NEVER_HEALTHY,
+    make_unhealthy,
+    started_at,
+    wait_health,
+    wait_status,
+)
+from tests.support.rows import events_of, row_of, sql_rows
+from tests.support.supervision import INTERVAL, supervisor
 
 # these tests restart containers: only on an engine with none but the suite's own
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 
-# Healthy while /healthy exists; TERM ends the loop at once so restarts are quick.
-HEALS = "touch /healthy; trap 'exit 0' TERM; while :; do sleep 0.1; done"
-BREAKS_FOR_GOOD = ("[ -f /once ] || touch /healthy /once; "
-                   "trap 'exit 0' TERM; while :; do sleep 0.1; done")
-NEVER_HEALTHY = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
-HEALTHCHECK = {"test": ["CMD", "/bin/sh", "-c", "test -f /healthy"],
-               "interval": 300_000_000, "timeout": 2_000_000_000, "retries": 1}
-# The same probe, saying why it fails (padded: aegis keeps the output trimmed).
+# HEALTHCHECK's probe, saying why it fails (padded: aegis keeps the output trimmed).
 PROBE_LINE = "probe: /healthy is missing"
 TALKING_HEALTHCHECK = {**HEALTHCHECK, "test": [
     "CMD", "/bin/sh", "-c", f"test -f /healthy || {{ echo '  {PROBE_LINE}  '; exit 1; }}"]}
 # Crashes on its first two starts (Docker restarts it: on-failure), then BREAKS_FOR_GOOD.
 CRASHES_TWICE_THEN_BREAKS = ("n=$(cat /starts 2>/dev/null || echo 0); echo $((n + 1)) > /starts; "
                              f"[ \"$n\" -ge 2 ] || exit 1; {BREAKS_FOR_GOOD}")
-INTERVAL = timedelta(seconds=60)
-
-
-@pytest.fixture
-def make_container(docker_client: Any, busybox_image: str) -> Iterator[Callable[..., Any]]:
-    """Start labelled test containers; every one is removed at teardown."""
-    test_id = uuid.uuid4().hex[:10]
-    made: list[Any] = []
-
-    def make(script: str, *, labels: dict[str, str] | None = None,
-             healthcheck: dict[str, Any] | None = HEALTHCHECK, name: str | None = None,
-             **kwargs: Any) -> Any:
-        name = name or f"aegis-test-{test_id}-{len(made)}"
-        kwargs.setdefault("network_mode", "none")  # no bridge needed, none assumed
-        container = docker_client.containers.run(
-            busybox_image, ["/bin/sh", "-c", script], name=name, detach=True,
-            labels={"aegis.test": test_id, **(labels or {})}, healthcheck=healthcheck,
-            stop_signal="SIGTERM", **kwargs)
-        made.append(container)
-        return container
-
-    yield make
-    # by label, so a container whose start failed is removed too
-    for container in docker_client.containers.list(all=True,
-                                                   filters={"label": f"aegis.test={test_id}"}):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-
-
-def wait_health(client: Any, container: Any, want: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = client.api.inspect_container(container.id)["State"]
-        if (state.get("Health") or {}).get("Status") == want and state["Status"] == "running":
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{container.name} did not become {want} in {timeout_s}s")
-
-
-def wait_status(client: Any, container: Any, want: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if client.api.inspect_container(container.id)["State"]["Status"] == want:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{container.name} did not become {want} in {timeout_s}s")
-
-
-def make_unhealthy(client: Any, container: Any) -> None:
-    wait_health(client, container, "healthy")
-    container.exec_run(["rm", "-f", "/healthy"])
-    wait_health(client, container, "unhealthy")
-
-
-def started_at(client: Any, container: Any) -> str:
-    return str(client.api.inspect_container(container.id)["State"]["StartedAt"])
-
-
-def events_of(url: str, name: str) -> list[dict[str, Any]]:
-    return sql_rows(url, "SELECT event_type, importance::text AS importance, summary, details "
-                    "FROM episodic_memory WHERE details->>'container' = %s ORDER BY id", name)
-
-
-def row_of(url: str, name: str) -> dict[str, Any]:
-    rows = sql_rows(url, "SELECT * FROM containers WHERE name = %s", name)
-    assert len(rows) == 1
-    return rows[0]
-
-
-def supervisor(app: api.Aegis, client: Any, **settings: Any) -> Supervisor:
-    sv = Supervisor(app, client, own_ids=frozenset())
-    if settings:
-        sv.settings = replace(app.settings, **settings)
-    return sv
 
 
 def test_unhealthy_to_strike_restart_and_one_escalation(
@@ -279,28 +207,37 @@ def test_only_an_escalated_container_alerts_when_it_recovers(
          "dedup_key": f"recovery:test-host:{escalated.name}:1"}]
 
 
-@pytest.mark.parametrize(("labels", "overrides", "expected_state", "escalates"), [
-    ({"aegis.protect": "TRUE"}, {}, "escalated", True),
-    ({"aegis.enable": "no"}, {}, "ignored", False),
-    ({"aegis.maintenance": "yes"}, {}, "maintenance", False),
-    ({}, {"remediation": "observe"}, "escalated", True),
-    ({}, {"docker_scope": "labeled"}, "ignored", False),
-])
+@dataclass(frozen=True)
+class NoRestart:
+    """A container aegis must not restart: its labels, the settings, what it shows."""
+
+    labels: dict[str, str]
+    overrides: dict[str, Any]
+    expected_state: str
+    escalates: bool
+
+
+@pytest.mark.parametrize("case", [
+    NoRestart({"aegis.protect": "TRUE"}, {}, "escalated", True),
+    NoRestart({"aegis.enable": "no"}, {}, "ignored", False),
+    NoRestart({"aegis.maintenance": "yes"}, {}, "maintenance", False),
+    NoRestart({}, {"remediation": "observe"}, "escalated", True),
+    NoRestart({}, {"docker_scope": "labeled"}, "ignored", False),
+], ids=["protected", "opted-out", "maintenance", "observe", "out-of-scope"])
 def test_containers_aegis_must_not_restart_are_never_restarted(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
-        database_url: str, labels: dict[str, str], overrides: dict[str, Any],
-        expected_state: str, escalates: bool) -> None:
-    container = make_container(NEVER_HEALTHY, labels=labels)
+        database_url: str, case: NoRestart) -> None:
+    container = make_container(NEVER_HEALTHY, labels=case.labels)
     wait_health(docker_client, container, "unhealthy")
     first_start = started_at(docker_client, container)
-    sv = supervisor(app, docker_client, **overrides)
+    sv = supervisor(app, docker_client, **case.overrides)
     t0 = utcnow()
     for step in range(4):
         sv.reconcile(t0 + step * INTERVAL)
     assert started_at(docker_client, container) == first_start
-    assert row_of(database_url, container.name)["state"] == expected_state
+    assert row_of(database_url, container.name)["state"] == case.expected_state
     types = [e["event_type"] for e in events_of(database_url, container.name)]
-    assert ("container_escalated" in types) is escalates
+    assert ("container_escalated" in types) is case.escalates
     assert "container_restarted" not in types
 
 

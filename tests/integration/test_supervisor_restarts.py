@@ -21,28 +21,26 @@ from aegis.supervision.docker import docker_client as docker_client_of_aegis
 from aegis.supervision.docker import docker_time
 from aegis.supervision.restarter import RESTART_FORBIDDEN_HINT
 from aegis.supervision.watcher import Watcher
-from tests.conftest import sql_rows
-from tests.faults.procs import wait_for
 from tests.images import socket_proxy_profile
-from tests.integration.test_supervisor_protocol import (
+from tests.support.containers import (
     HEALS,
     HEALTHCHECK,
-    INTERVAL,
+    HEALTHY_ON_FIRST_START,
+    IGNORES_TERM,
     NEVER_HEALTHY,
-    events_of,
-    make_container,  # noqa: F401  (fixture)
     make_unhealthy,
     started_at,
-    supervisor,
     wait_health,
 )
-from tests.integration.test_supervisor_watcher import running_watcher
+from tests.support.rows import events_of, sql_rows
+from tests.support.supervision import INTERVAL, running_watcher, supervisor
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 
 # Healthy while /healthy exists, which only its first start creates; ignores SIGTERM, so a
 # restart takes its whole stop timeout.
-STUBBORN = "[ -f /once ] || touch /healthy /once; trap '' TERM; while :; do sleep 0.1; done"
+STUBBORN = f"{HEALTHY_ON_FIRST_START}{IGNORES_TERM}"
 QUICK_PROBE = {**HEALTHCHECK, "interval": 300_000_000}
 STOP_TIMEOUT_S = 6
 
@@ -75,7 +73,7 @@ def event_time(url: str, name: str, event_type: str) -> datetime:
 
 
 def test_a_slow_restart_holds_up_neither_other_containers_nor_its_own_judgement(
-        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
     labels = {"aegis.enable": "true", "aegis.stop-timeout": f"{STOP_TIMEOUT_S}s"}
     slow = make_container(STUBBORN, labels=labels, healthcheck=QUICK_PROBE)
@@ -106,7 +104,7 @@ def test_a_slow_restart_holds_up_neither_other_containers_nor_its_own_judgement(
 
 
 def test_dependents_are_restarted_only_where_aegis_may_act(
-        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
     main = make_container(HEALS)
     network = {"network_mode": f"container:{main.id}"}
@@ -143,8 +141,9 @@ def test_dependents_are_restarted_only_where_aegis_may_act(
         paused_by_hand.name: [("container_dependent_skipped", "in maintenance")]}
 
 
-def test_a_restart_a_socket_proxy_forbids_is_one_log_line_and_a_failed_restart(
-        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+# pytest hands each fixture in as an argument
+def test_a_restart_a_socket_proxy_forbids_is_one_log_line_and_a_failed_restart(  # noqa: PLR0913
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str, socket_proxy: Callable[[dict[str, str]], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     container = make_container(NEVER_HEALTHY)
@@ -176,7 +175,7 @@ def test_a_restart_a_socket_proxy_forbids_is_one_log_line_and_a_failed_restart(
 
 def test_a_labeled_scope_leaves_unlabelled_dependents_alone(
         aegis_env: dict[str, str], docker_client: Any,
-        make_container: Callable[..., Any], database_url: str) -> None:  # noqa: F811
+        make_container: Callable[..., Any], database_url: str) -> None:
     settings = load_settings({**aegis_env, "AEGIS_DOCKER_SCOPE": "labeled"})
     main = make_container(HEALS, labels={"aegis.enable": "true"})
     unlabelled = make_container(HEALS, healthcheck=None,
@@ -196,7 +195,7 @@ def test_a_labeled_scope_leaves_unlabelled_dependents_alone(
 
 
 def test_a_person_stopping_a_container_is_still_told_apart_from_aegis_restarting_it(
-        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
     """aegis's own restart sends a stop and a kill: they must not read as a person's."""
     name_label = {"aegis.enable": "true", "aegis.test-case": uuid.uuid4().hex[:6]}
@@ -214,9 +213,10 @@ def test_a_person_stopping_a_container_is_still_told_apart_from_aegis_restarting
                               "AND stopped_by_user", container.name), what="the stop seen")
 
 
+@pytest.mark.serial  # bounds how late a timer falls due
 @pytest.mark.parametrize("strike_interval", ["12s"])
 def test_strike_timers_longer_than_the_poll_fall_due_on_time(
-        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],  # noqa: F811
+        watching: Watcher, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
     """Strike 2 and 3 are made when their timer falls due, not by a later poll or sweep:
     a 12 s timer outlives the watcher's 5 s polls."""

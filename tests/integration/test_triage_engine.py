@@ -13,22 +13,19 @@ for (the engine emits ``restart`` for an API restart, never for its restart poli
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import sql_rows
-from tests.faults.engine import EngineEvents
-from tests.faults.procs import Spawner, daemon_env, daemon_running, wait_for
+from tests.support.containers import FAST_PROBE, IDLE, OK_FILE
+from tests.support.daemons import Spawner, run_daemon
+from tests.support.engines import EngineEvents
+from tests.support.rows import events_of, sql_rows, types_of
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
 
-FAST_PROBE = {"interval": 500_000_000, "timeout": 2_000_000_000, "retries": 1}
-OK_FILE = {**FAST_PROBE, "test": ["CMD-SHELL", "test -f /ok"]}
-# TERM ends it at once, so a restart takes well under a strike interval.
-IDLE = "trap 'exit 0' TERM; while :; do sleep 1 & wait; done"
 MEMORY_LIMIT = 32 * 1024 * 1024
 # Healthy for 8 s after each start, then a process inside is killed for memory (the
 # container runs on): unhealthy until its next start. The process asks to be the OOM
@@ -47,47 +44,15 @@ def engine_seen(docker_client: Any) -> Iterator[EngineEvents]:
 
 
 @pytest.fixture
-def container(docker_client: Any, busybox_image: str) -> Iterator[Callable[..., Any]]:
-    """Start labelled test containers (aegis.enable=true: the daemon's scope is labeled,
-    so it never touches anything else); every one is removed at teardown."""
-    test_id = uuid.uuid4().hex[:10]
-
+def container(make_container: Callable[..., Any]) -> Callable[..., Any]:
+    """Start test containers labelled aegis.enable=true (the daemon's scope is labeled,
+    so it never touches anything else)."""
     def make(script: str, healthcheck: dict[str, Any], labels: dict[str, str] | None = None,
              **kwargs: Any) -> Any:
-        return docker_client.containers.run(
-            busybox_image, ["/bin/sh", "-c", script], detach=True,
-            name=f"aegis-test-{test_id}-{uuid.uuid4().hex[:4]}", network_mode="none",
-            labels={"aegis.enable": "true", **(labels or {}), "aegis.test": test_id},
-            healthcheck=healthcheck, stop_signal="SIGTERM", **kwargs)
+        return make_container(script, healthcheck=healthcheck,
+                              labels={"aegis.enable": "true", **(labels or {})}, **kwargs)
 
-    yield make
-    for found in docker_client.containers.list(all=True,
-                                               filters={"label": f"aegis.test={test_id}"}):
-        found.remove(force=True)
-
-
-def supervising(aegis_env: dict[str, str], **settings: str) -> dict[str, str]:
-    """A daemon supervising labelled containers of the suite's engine, fast."""
-    return daemon_env(aegis_env, AEGIS_JOB_MODULES="", AEGIS_REMEDIATION="on",
-                      AEGIS_DOCKER_SCOPE="labeled", AEGIS_STRIKE_INTERVAL="2s",
-                      AEGIS_STABLE_PERIOD="3s", AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="2s",
-                      AEGIS_LOG_LEVEL="info", **settings)
-
-
-def events_of(url: str, name: str) -> list[dict[str, Any]]:
-    return sql_rows(url, "SELECT event_type, summary, details FROM episodic_memory WHERE "
-                         "details->>'container' = %s ORDER BY id", name)
-
-
-def types_of(url: str, name: str) -> list[str]:
-    return [e["event_type"] for e in events_of(url, name)]
-
-
-def run_daemon(spawn: Spawner, aegis_env: dict[str, str], **settings: str) -> Any:
-    url = aegis_env["AEGIS_DATABASE_URL"]
-    process = spawn(supervising(aegis_env, **settings))
-    wait_for(daemon_running(url), what="the daemon")
-    return process
+    return make
 
 
 @pytest.mark.parametrize("probe", [

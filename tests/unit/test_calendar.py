@@ -18,7 +18,7 @@ from aegis.scheduling.deadlines import changes, silent_after
 from aegis.scheduling.job_settings import MisfirePolicy, job_overrides
 from aegis.scheduling.registry import Registry, overridden
 from aegis.scheduling.repository import Watch
-from tests.clock import t
+from tests.support.clock import t
 
 BERLIN, NEW_YORK = zone("Europe/Berlin"), zone("America/New_York")
 LORD_HOWE, APIA = zone("Australia/Lord_Howe"), zone("Pacific/Apia")

@@ -23,7 +23,7 @@ POSTS = load_settings({"AEGIS_HOST": "web-01", "AEGIS_ALERT_STYLE": "posts"})
 FROM_RESTART = load_settings({"AEGIS_HOST": "web-01", "AEGIS_ALERT_FROM": "restart"})
 
 
-def at(minutes: float) -> datetime:
+def minutes_in(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
@@ -41,7 +41,7 @@ def walk(settings: Settings, steps: list[str]) -> list[tuple[str, Notification |
     current = incident()
     told = []
     for minute, name in enumerate(steps):
-        current = current.with_line(LogLine(at(minute), IncidentStep(name),
+        current = current.with_line(LogLine(minutes_in(minute), IncidentStep(name),
                                             f"because of {name}"))
         current, notify = step_message(settings, current, dedup_key=f"{name}:{minute}")
         told.append((name, notify))
@@ -108,7 +108,7 @@ def test_the_message_carries_host_compose_image_class_probe_and_the_ack_line() -
 def test_a_resolved_message_says_how_long_and_how_many_restarts_without_the_ack_line() -> None:
     current = incident(affected=("vpn-client", "downloader"))
     for minute, name in ((0, "struck"), (1, "restarted"), (2, "escalated"), (4, "recovered")):
-        current = current.with_line(LogLine(at(minute), IncidentStep(name)))
+        current = current.with_line(LogLine(minutes_in(minute), IncidentStep(name)))
     body = message_body(current)
     assert body.splitlines()[0] == "**Resolved** after 4 min, 1 restart."
     assert "Also affected: vpn-client, downloader" in body
@@ -123,7 +123,7 @@ def test_a_resolved_message_says_how_long_and_how_many_restarts_without_the_ack_
 ])
 def test_the_class_is_said_in_words(triage_class: str, line: str) -> None:
     body = message_body(incident(triage_class=TriageClass(triage_class)).with_line(
-        LogLine(at(0), IncidentStep.ESCALATED)))
+        LogLine(minutes_in(0), IncidentStep.ESCALATED)))
     assert line in body
     assert ("Memory:" in body) == (triage_class == "oom")
 
@@ -131,7 +131,7 @@ def test_the_class_is_said_in_words(triage_class: str, line: str) -> None:
 def test_an_oom_message_gives_the_limit_and_the_usage() -> None:
     memory = {"limit": 64 * 2**20, "max_usage": 64 * 2**20, "usage": 3 * 2**20}
     body = message_body(incident(triage_class=TriageClass.OOM, memory=memory).with_line(
-        LogLine(at(0), IncidentStep.ESCALATED)))
+        LogLine(minutes_in(0), IncidentStep.ESCALATED)))
     assert "Memory: limit 64 MiB, peak 64 MiB, now 3 MiB" in body
 
 
@@ -140,19 +140,19 @@ def test_the_probe_output_and_memory_stay_in_every_later_edit() -> None:
     is an edit made from the row alone, and still shows them."""
     memory = {"limit": 64 * 2**20, "usage": 3 * 2**20}
     escalated = incident(triage_class=TriageClass.OOM, memory=memory).with_line(
-        LogLine(at(0), IncidentStep.ESCALATED, "OOM", probe="curl: (7)", memory=memory))
+        LogLine(minutes_in(0), IncidentStep.ESCALATED, "OOM", probe="curl: (7)", memory=memory))
     row = ContainerRow(host="web-01", name="shop-web-1", incident=3, image="shop:1.4",
                        compose_project="shop", compose_service="web",
                        incident_class=TriageClass.OOM, incident_log=escalated.log)
     body = message_body(Incident.of_row(row).with_line(
-        LogLine(at(2), IncidentStep.ACKNOWLEDGED, "by ops")))
+        LogLine(minutes_in(2), IncidentStep.ACKNOWLEDGED, "by ops")))
     assert "Last health probe: curl: (7)" in body
     assert "Memory: limit 64 MiB" in body
 
 
 def test_outside_text_is_shown_as_written_and_the_colour_follows_the_state() -> None:
     current = incident(name="web__api", probe_output="**boom** <@123>").with_line(
-        LogLine(at(0), IncidentStep.ESCALATED, "`rm -rf`"))
+        LogLine(minutes_in(0), IncidentStep.ESCALATED, "`rm -rf`"))
     current, notify = step_message(THREAD, current, dedup_key="k")
     assert notify is not None
     assert "Last health probe: \\*\\*boom\\*\\* \\<@123\\>" in notify.body

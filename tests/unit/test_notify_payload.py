@@ -25,12 +25,12 @@ from aegis.notify.messages import Message, escape_markdown, render
 from aegis.notify.targets import url_secrets
 from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, OutboxRow, OutboxStatus
-from tests.fakes.discord_server import TOKEN, mentions_would_ping, validate_discord_payload
+from tests.support.discord import TOKEN, mentions_would_ping, validate_discord_payload
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def row(i: int = 1, title: str = "web escalated", body: str = "unhealthy",
+def alert_row(i: int = 1, title: str = "web escalated", body: str = "unhealthy",
         importance: str = "high", host: str = "node-1", **fields: str) -> OutboxRow:
     return OutboxRow(id=i, channel=Channel.ALERTS, dedup_key=f"k{i}", host=host, title=title,
                      body=body, importance=Importance(importance), fields=fields,
@@ -82,7 +82,7 @@ def test_too_many_fields_end_with_a_note_of_how_many_were_left_out() -> None:
 
 
 def test_a_single_row_names_host_and_sender_and_colours_by_importance() -> None:
-    built = render([row(strike="3", container="web")], instance="node-1-4242")
+    built = render([alert_row(strike="3", container="web")], instance="node-1-4242")
     payload = discord_payload(built)
     embed = payload["embeds"][0]
     assert embed["title"] == "web escalated"
@@ -93,16 +93,16 @@ def test_a_single_row_names_host_and_sender_and_colours_by_importance() -> None:
 
 
 def test_a_host_field_naming_the_row_host_is_shown_once() -> None:
-    same = replace(row(host="node-1"), fields={"host": "node-1", "container": "web"})
+    same = replace(alert_row(host="node-1"), fields={"host": "node-1", "container": "web"})
     assert render([same], instance="i").fields == (("host", "node-1"), ("container", "web"))
-    other = replace(row(host="node-1"), fields={"host": "node-2"})
+    other = replace(alert_row(host="node-1"), fields={"host": "node-2"})
     assert render([other], instance="i").fields == (("host", "node-1"), ("host", "node-2"))
 
 
 def test_a_group_lists_each_alert_once_with_a_count_for_identical_ones() -> None:
-    rows = [row(1, "db down", importance="critical"), row(2, "web escalated"),
-            row(3, "db down", importance="critical", host="node-2")]
-    rows.append(row(4, "db down", importance="critical"))
+    rows = [alert_row(1, "db down", importance="critical"), alert_row(2, "web escalated"),
+            alert_row(3, "db down", importance="critical", host="node-2")]
+    rows.append(alert_row(4, "db down", importance="critical"))
     built = render(rows, instance="node-1-1")
     assert built.title == "4 alerts from node-1, node-2"
     assert built.importance == "critical"
@@ -113,13 +113,13 @@ def test_a_group_lists_each_alert_once_with_a_count_for_identical_ones() -> None
 
 
 def test_summarised_repeats_are_mentioned() -> None:
-    built = render([row(9)], instance="i", repeats={9: (4, NOW)})
+    built = render([alert_row(9)], instance="i", repeats={9: (4, NOW)})
     assert ("repeated", "4 more time(s) since 2026-03-01 12:00 UTC, not posted separately") \
         in built.fields
 
 
 def test_plain_text_for_apprise_carries_fields_and_footer() -> None:
-    text = plain_text(render([row(container="web")], instance="node-1-7"))
+    text = plain_text(render([alert_row(container="web")], instance="node-1-7"))
     assert text.splitlines() == ["unhealthy", "host: node-1", "container: web",
                                  "aegis on node-1 · sent by node-1-7"]
 
@@ -141,7 +141,7 @@ def test_escape_markdown(text: str, escaped: str) -> None:
 
 def test_names_in_titles_fields_and_group_lines_are_escaped_and_the_body_kept() -> None:
     name = "web__api__1"
-    single = render([row(title=f"{name} escalated", body="`aegis ack web__api__1`",
+    single = render([alert_row(title=f"{name} escalated", body="`aegis ack web__api__1`",
                          container=name)], instance="node-1-1")
     embed = discord_payload(single)["embeds"][0]
     assert embed["title"] == r"web\_\_api\_\_1 escalated"
@@ -150,8 +150,8 @@ def test_names_in_titles_fields_and_group_lines_are_escaped_and_the_body_kept() 
     assert embed["description"] == "`aegis ack web__api__1`"  # markdown of aegis's own
     assert embed["footer"]["text"] == "aegis on node-1 · sent by node-1-1"  # not rendered
     assert plain_text(single).splitlines()[2] == r"container: web\_\_api\_\_1"
-    group = render([row(1, f"{name} escalated", body="**probe** said <@1>"),
-                    row(2, "db down")], instance="node-1-1")
+    group = render([alert_row(1, f"{name} escalated", body="**probe** said <@1>"),
+                    alert_row(2, "db down")], instance="node-1-1")
     assert group.description.splitlines()[0].startswith(
         r"- **web\_\_api\_\_1 escalated** (high, node-1, 12:00:00 UTC) — \*\*probe\*\* said "
         r"\<@1\>")

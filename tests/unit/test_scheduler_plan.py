@@ -7,7 +7,7 @@ from aegis.scheduling import triggers
 from aegis.scheduling.job_settings import MisfirePolicy
 from aegis.scheduling.scheduler import RUN_ALL_LIMIT, SlotPlan, plan_due, plan_start
 from aegis.scheduling.triggers import Trigger, count_slots
-from tests.clock import t
+from tests.support.clock import t
 
 RUN_ONCE, SKIP, RUN_ALL = MisfirePolicy.RUN_ONCE, MisfirePolicy.SKIP, MisfirePolicy.RUN_ALL
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,29 +20,11 @@ from aegis.supervision.protocol.strikes import (
     gave_up,
     shown_state,
 )
+from tests.support.protocol import POLICY, T0, at, run
 
-T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-POLICY = Policy(strike_interval_s=60, max_restarts_per_hour=3, backoff_s=10,
-                backoff_max_s=300, stable_period_s=120, stop_timeout_s=10)
 UNHEALTHY = Observed("running", "unhealthy")
 HEALTHY = Observed("running", "healthy")
 STARTING = Observed("running", "starting")
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def run(steps: list[tuple[float, Observed]], state: StrikeState | None = None,
-        policy: Policy = POLICY) -> list[Decision]:
-    """Feed observations at T0+seconds through decide, carrying the state along."""
-    state = state or StrikeState()
-    decisions = []
-    for seconds, observed in steps:
-        decision = decide(state, observed, policy, at(seconds))
-        decisions.append(decision)
-        state = decision.state
-    return decisions
 
 
 def actions(decisions: list[Decision]) -> list[str]:

@@ -3,19 +3,16 @@ what the three-strike protocol does with each (a table of datetimes, no Docker).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
 
 from aegis.supervision import observe
 from aegis.supervision.docker import Probe, Sighting
 from aegis.supervision.protocol.strikes import (
-    Decision,
     Observed,
     Phase,
-    Policy,
     StrikeState,
     decide,
 )
@@ -31,14 +28,7 @@ from aegis.supervision.protocol.triage import (
     restarts_in_window,
 )
 from aegis.supervision.repository import ContainerRow
-
-T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-POLICY = Policy(strike_interval_s=60, max_restarts_per_hour=3, backoff_s=10,
-                backoff_max_s=300, stable_period_s=120, stop_timeout_s=10)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
+from tests.support.protocol import POLICY, at, run
 
 
 def inspect(*probes: Probe, started_s: float = 0.0, **kw: object) -> Sighting:
@@ -155,17 +145,6 @@ def test_only_a_sighting_that_may_call_for_a_step_is_completed_by_an_inspect() -
 
 
 # --- what the protocol does with each class ---
-
-
-def run(steps: Sequence[tuple[float, Observed]], state: StrikeState | None = None,
-        policy: Policy = POLICY) -> list[Decision]:
-    state = state or StrikeState()
-    decisions = []
-    for seconds, observed in steps:
-        decision = decide(state, observed, policy, at(seconds))
-        decisions.append(decision)
-        state = decision.state
-    return decisions
 
 
 UNHEALTHY = Observed("running", "unhealthy")

@@ -3,7 +3,7 @@ from datetime import datetime
 import pytest
 
 from aegis.scheduling import triggers
-from tests.clock import t
+from tests.support.clock import t
 
 
 @pytest.mark.parametrize(("trigger", "moment", "expected_next", "expected_latest"), [

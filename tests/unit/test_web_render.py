@@ -221,7 +221,7 @@ def test_the_commands_to_act_on_a_container_are_quoted_for_a_shell(columns, comm
     assert view(row, NOW).name == row.name
 
 
-def run(trigger: str, status: str, late_s: float | None) -> JobRun:
+def job_run(trigger: str, status: str, late_s: float | None) -> JobRun:
     started = None if late_s is None else NOW + timedelta(seconds=late_s)
     return JobRun(id=1, job_id="j", scope_key="h", host="h", trigger=RunTrigger(trigger),
                   scheduled_for=NOW, started_at=started, finished_at=started,
@@ -237,7 +237,7 @@ def run(trigger: str, status: str, late_s: float | None) -> JobRun:
 ])
 def test_lateness_is_how_long_after_its_slot_a_run_started(trigger, status, late_s,
                                                            lateness) -> None:
-    assert history.lateness_s(run(trigger, status, late_s)) == lateness
+    assert history.lateness_s(job_run(trigger, status, late_s)) == lateness
 
 
 def test_event_filters_take_the_cli_s_forms_and_refuse_bad_ones() -> None:

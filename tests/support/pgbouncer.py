@@ -19,9 +19,13 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.support.ports import free_port
+
 
 @dataclass
 class PgBouncer:
+    """A running PgBouncer on ``port`` of the loopback, its files in ``folder``."""
+
     port: int
     folder: Path
     process: subprocess.Popen[bytes]
@@ -56,12 +60,6 @@ def unavailable() -> str | None:
         "(tests/ensure_docker.sh installs Debian's pgbouncer)"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start(server_url: str, folder: Path) -> PgBouncer:
     """PgBouncer in transaction mode on a free port of 127.0.0.1, every database of the
     server behind it (the tests' databases are made and dropped as they go)."""
@@ -71,7 +69,7 @@ def start(server_url: str, folder: Path) -> PgBouncer:
     if params.get("password"):
         target += f" password={params['password']}"
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     user = str(params.get("user") or "postgres")
     (folder / "users.txt").write_text(f'"{user}" ""\n', encoding="utf-8")
     (folder / "pgbouncer.ini").write_text(f"""\

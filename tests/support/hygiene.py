@@ -1,36 +1,52 @@
-"""The machine after a test session as it was before: ``make test`` on a user's own Docker
-host must leave it as found. Compared before and after the session (tests/conftest.py):
+"""The machine after a test run as it was before: ``make test`` on a user's own Docker
+host must leave it as found. A pytest plugin (tests/conftest.py loads it) compares, in
+the process that runs the session (the controller of a parallel run, never its workers,
+whose engines come and go meanwhile), a snapshot from before the first test with one
+from after the last:
 
 - the host's ``docker0`` link, when it was there (an engine started with ``--bridge none``
   in the host's network namespace deletes it);
-- no network namespace of the suite's (``aegis-test*``) left behind;
+- no network namespace of this run's left behind (``aegis-test-RUN-*``, RUN the pid of
+  the process that runs the session: another run on this machine meanwhile, with its
+  private engines, is none of this one's business);
 - on the suite's engine, no new container, network or volume, and no new image but the
   cached ones of tests/images (``CACHED``), untagged images included.
+
+What changed fails the run (exit status 1), each leftover named in the summary.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.images import CACHED, PREFIX
+from tests.support.engines import RUN, run_id
 
 NETNS_DIR = Path("/var/run/netns")
 SYS_NET = Path("/sys/class/net")
+BEFORE = pytest.StashKey["Snapshot"]()
+LEFTOVERS = pytest.StashKey[list[str]]()
 
 
 @dataclass(frozen=True)
 class Snapshot:
+    """What the check compares, taken before the run and after it."""
+
     docker0: bool
     netns: frozenset[str]
     engine: dict[str, frozenset[str]] | None = field(default=None)  # None: not reachable
 
 
-def take(client: Any | None) -> Snapshot:
-    netns = frozenset(p.name for p in NETNS_DIR.glob(f"{PREFIX}*")) if NETNS_DIR.is_dir() \
-        else frozenset()
+def take_snapshot(client: Any | None) -> Snapshot:
+    """The machine now: docker0, this run's namespaces, and ``client``'s engine."""
+    netns = frozenset(p.name for p in NETNS_DIR.glob(f"{PREFIX}-{run_id()}-*")) \
+        if NETNS_DIR.is_dir() else frozenset()
     return Snapshot((SYS_NET / "docker0").exists(), netns,
                     engine_objects(client) if client is not None else None)
 
@@ -52,6 +68,7 @@ def engine_objects(client: Any) -> dict[str, frozenset[str]] | None:
 
 
 def tags_of(image: Any) -> list[str]:
+    """The tags of an image of the engine's listing."""
     return [tag for tag in image.get("RepoTags") or [] if tag and tag != "<none>:<none>"]
 
 
@@ -73,6 +90,7 @@ def leftovers(before: Snapshot, after: Snapshot) -> list[str]:
 
 
 def client_or_none() -> Any | None:
+    """A client of the engine at DOCKER_HOST, or None when none answers."""
     with contextlib.suppress(Exception):
         import docker
 
@@ -80,3 +98,44 @@ def client_or_none() -> Any | None:
         client.ping()
         return client
     return None
+
+
+def _checks(config: pytest.Config) -> bool:
+    """Whether this process checks: it runs the session and is no xdist worker."""
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _checks(config):
+        os.environ[RUN] = str(os.getpid())  # before xdist starts its workers
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _checks(session.config):
+        client = client_or_none()
+        session.config.stash[BEFORE] = take_snapshot(client)
+        if client is not None:
+            client.close()
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has stopped its workers
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if not _checks(config) or BEFORE not in config.stash:
+        return
+    client = client_or_none()
+    found = leftovers(config.stash[BEFORE], take_snapshot(client))
+    if client is not None:
+        client.close()
+    config.stash[LEFTOVERS] = found
+    if found:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    found = config.stash.get(LEFTOVERS, [])
+    if found:
+        terminalreporter.write_sep("=", "the test session left this machine changed",
+                                   red=True, bold=True)
+        for line in found:
+            terminalreporter.write_line(f"  {line}")

@@ -14,20 +14,18 @@ import os
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from tests.compose import compose_command
-from tests.conftest import clean_environ
+from tests.support.cli import clean_environ
+from tests.support.compose import compose_command
 
 ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
+E2E = ROOT / "tests" / "e2e"  # the compose files of the end-to-end test
 COMPOSE_TIMEOUT_S = 600
 LOG_TAIL_LINES = 40
-T = TypeVar("T")
 
 
 def env_text(example: str, values: dict[str, str]) -> str:
@@ -47,30 +45,35 @@ def env_text(example: str, values: dict[str, str]) -> str:
 
 @dataclass
 class Stack:
-    """One compose project in ``directory``; ``files`` are its compose files, in order."""
+    """One compose project in ``directory`` on the engine at ``docker_host``; ``files``
+    are its compose files, in order."""
 
     directory: Path
     project: str
     env: dict[str, str]  # the values set in .env
+    docker_host: str
     files: list[str] = field(default_factory=lambda: ["compose.yaml", "compose.e2e.yaml"])
 
     @classmethod
-    def create(cls, directory: Path, project: str, env: dict[str, str]) -> Stack:
+    def create(cls, directory: Path, project: str, env: dict[str, str],
+               docker_host: str) -> Stack:
         """compose.yaml and compose.e2e.yaml copied unchanged next to the build context
         already in ``directory``, and a ``.env`` from .env.example with ``env`` set."""
         shutil.copy(ROOT / "compose.yaml", directory / "compose.yaml")
-        shutil.copy(HERE / "compose.e2e.yaml", directory / "compose.e2e.yaml")
-        shutil.copy(HERE / "compose.no-restarts.yaml", directory / "compose.no-restarts.yaml")
+        shutil.copy(E2E / "compose.e2e.yaml", directory / "compose.e2e.yaml")
+        shutil.copy(E2E / "compose.no-restarts.yaml", directory / "compose.no-restarts.yaml")
         example = (ROOT / ".env.example").read_text(encoding="utf-8")
         (directory / ".env").write_text(env_text(example, env), encoding="utf-8")
-        return cls(directory, project, env)
+        return cls(directory, project, env, docker_host)
 
     def run(self, *args: str, timeout_s: float = COMPOSE_TIMEOUT_S,
             check: bool = True) -> subprocess.CompletedProcess[str]:
         """``compose -p PROJECT -f ... ARGS`` in the project folder. The environment holds
-        no aegis, Postgres or compose variable of the caller's: .env alone configures it."""
+        no aegis, Postgres or compose variable of the caller's: .env alone configures it,
+        and DOCKER_HOST names the stack's engine."""
         files = [arg for name in self.files for arg in ("-f", str(self.directory / name))]
         environ = {k: v for k, v in clean_environ({}).items() if not k.startswith("COMPOSE_")}
+        environ["DOCKER_HOST"] = self.docker_host
         result = subprocess.run(
             [*compose_command(), "--project-name", self.project, "--project-directory",
              str(self.directory), *files, *args], cwd=self.directory, env=environ,
@@ -102,6 +105,11 @@ class Stack:
         rows: list[dict[str, Any]] = json.loads(result.stdout)
         return rows
 
+    def events_of(self, container: str) -> list[dict[str, Any]]:
+        """The events the stack's aegis recorded about ``container``, oldest first."""
+        return self.sql("SELECT id, event_type, summary, details FROM episodic_memory "
+                        f"WHERE details->>'container' = '{container}' ORDER BY id")
+
     def doctor(self) -> dict[str, dict[str, str]]:
         """``aegis doctor --json`` in the aegis container, by check name."""
         result = self.exec("aegis", "aegis", "doctor", "--json")
@@ -131,20 +139,6 @@ class Stack:
             tail = self.logs(tail=LOG_TAIL_LINES)
             raise AssertionError(f"step failed: {name}\n{exc}\n--- last {LOG_TAIL_LINES} "
                                  f"lines per service of compose logs ---\n{tail}") from exc
-
-
-def wait_until(condition: Callable[[], T | None], timeout_s: float, what: str,
-               every_s: float = 1.0) -> T:
-    """The first truthy value of ``condition``; AssertionError naming ``what`` after
-    ``timeout_s`` (a generous bound, never a goal)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(every_s)
 
 
 def docker_socket_gid(socket_path: Path) -> str:

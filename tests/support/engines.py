@@ -1,9 +1,16 @@
-"""A private Docker engine for fault tests that restart it: its own socket, data and exec
-roots, and its own network namespace, so neither restarting it nor starting it disturbs
-anything else on this machine. (A dockerd started with ``--bridge none`` in the host's
-namespace deletes the host's ``docker0``, breaking the default bridge of the host's own
-engine until that restarts.) Its TCP listeners, if any, are carried to the same port on
-the host's loopback by two relays (tests/relay.py)."""
+"""Docker engines of the suite's own: a private ``dockerd`` for a fault test that
+restarts, withholds or reconfigures its engine, and one for each worker of a parallel run,
+so that the daemons and supervisors of two tests running at once never see (and restart)
+each other's containers. Each has its own socket, data and exec roots under
+``/tmp/aegis-<kind>-PID``, and its own network namespace (``aegis-test-RUN-<kind>-PID``,
+RUN the run's id: hygiene.py), so neither restarting it nor starting it disturbs anything
+else on this machine. (A dockerd started with ``--bridge none`` in the host's namespace
+deletes the host's ``docker0``, breaking the default bridge of the host's own engine until
+that restarts.) Its TCP listeners, if any, are carried to the same port on the host's
+loopback by two relays (relay.py).
+
+``EngineEvents`` follows an engine's own event stream: what it did, whoever asked.
+"""
 
 from __future__ import annotations
 
@@ -11,30 +18,35 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.images import BUSYBOX, PREFIX, build_busybox
+from tests.support.containers import Containers
+from tests.support.ports import accepts
+from tests.support.required import skip_or_fail
 
-from tests.images import BUSYBOX, build_busybox
-
-RELAY = Path(__file__).resolve().parents[1] / "relay.py"
+RELAY = Path(__file__).resolve().parent / "relay.py"
+RUN = "AEGIS_TEST_RUN"  # the run's id (hygiene.py), in the environment its workers inherit
 
 
 @dataclass
 class PrivateEngine:
+    """A dockerd of the suite's own under ``root``, in the network namespace ``netns``."""
+
     root: Path
     netns: str  # the network namespace it runs in, made by the first start
     process: subprocess.Popen[bytes] | None = None
     args: tuple[str, ...] = ()  # more dockerd options (another --host, TLS)
     answered_at: float | None = None  # time.time() of the ping that found it started
     relays: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _containers: Containers | None = None  # what ``run`` made, through a client of its own
 
     @property
     def socket(self) -> Path:
@@ -98,13 +110,16 @@ class PrivateEngine:
                         stdout=log, stderr=log, start_new_session=True))
         for port in ports:  # both ends listening
             deadline = time.monotonic() + 30
-            while not (self.root / f"tcp-{port}.sock").exists() or not _accepts(int(port)):
+            while not (self.root / f"tcp-{port}.sock").exists() or not accepts(int(port)):
                 if time.monotonic() > deadline:
                     raise AssertionError(f"the relays of port {port} did not start; see "
                                          f"{log_path}")
                 time.sleep(0.05)
 
     def stop(self) -> None:
+        if self._containers is not None:
+            self._containers.client.close()
+            self._containers = None
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(60)
@@ -119,6 +134,24 @@ class PrivateEngine:
         if self.netns_path.exists():
             subprocess.run(["ip", "netns", "delete", self.netns], check=False, timeout=30)
 
+    def tear_down(self) -> None:
+        """Every container removed (the engine started again for it if it was stopped),
+        the engine stopped, its namespace and files gone."""
+        if self.process is None:
+            self.start()
+        client = self.client()
+        for container in client.containers.list(all=True):
+            container.remove(force=True)
+        client.close()
+        self.stop()
+        self.remove_netns()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def forget(self) -> None:
+        """For an engine never started: its namespace and files gone."""
+        self.remove_netns()
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def build_busybox(self) -> str:
         client = self.client()
         try:
@@ -126,13 +159,46 @@ class PrivateEngine:
         finally:
             client.close()
 
+    def run(self, script: str, **options: Any) -> Any:
+        """A test container on this engine (``Containers.run``'s options), usable until
+        the engine stops; the engine's tear-down removes it."""
+        if self._containers is None:
+            client = self.client()
+            self._containers = Containers(client, build_busybox(client))
+        return self._containers.run(script, **options)
 
-def _accepts(port: int) -> bool:
+
+def engine_client(url: str | None = None) -> Any:
+    """A client of the engine at ``url`` (else DOCKER_HOST's), which answered a ping; a
+    skip when none does (a failure when AEGIS_REQUIRE_DOCKER=1)."""
+    import docker
+
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+        client = docker.DockerClient(base_url=url, timeout=10) if url else \
+            docker.from_env(timeout=10)
+        client.ping()
+    except Exception as exc:
+        skip_or_fail(f"no Docker engine is reachable ({exc}); start dockerd to run this test")
+    return client
+
+
+def engine_socket() -> Path | None:
+    """The unix socket of the engine at DOCKER_HOST (default /var/run/docker.sock), as the
+    engine's own host sees it; None for an engine over TCP."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else None
+
+
+def run_id() -> str:
+    """This run's id: the pid of the process that runs the session (its workers inherit
+    it)."""
+    return os.environ.setdefault(RUN, str(os.getpid()))
+
+
+def netns_name(kind: str) -> str:
+    """The name of a network namespace this process makes for an engine of ``kind``:
+    ``aegis-test-RUN-<kind>-PID``."""
+    return f"{PREFIX}-{run_id()}-{kind}-{os.getpid()}"
 
 
 def private_engine_available() -> str | None:
@@ -149,19 +215,22 @@ def private_engine_available() -> str | None:
     return None
 
 
-def private_engine_or_skip() -> PrivateEngine:
+def private_engine(kind: str = "dk") -> PrivateEngine:
+    """The place of this process's private engine of ``kind`` (short: unix socket paths
+    are limited), not started; a skip (a failure under AEGIS_REQUIRE_DOCKER=1) where this
+    machine cannot run one."""
     reason = private_engine_available()
     if reason:
-        if os.environ.get("AEGIS_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"AEGIS_REQUIRE_DOCKER=1 but {reason}")
-        pytest.skip(reason)
-    root = Path(f"/tmp/aegis-dk-{os.getpid()}")  # short: unix socket paths are limited
+        skip_or_fail(reason)
+    root = Path(f"/tmp/aegis-{kind}-{os.getpid()}")
     root.mkdir(exist_ok=True)
-    return PrivateEngine(root, netns=f"aegis-test-dk-{os.getpid()}")
+    return PrivateEngine(root, netns=netns_name(kind))
 
 
 @dataclass(frozen=True)
 class EngineEvent:
+    """A container event as the engine reported it."""
+
     name: str
     action: str
     time_s: float  # the engine's own time of the event
@@ -170,7 +239,7 @@ class EngineEvent:
 @dataclass
 class EngineEvents:
     """Container events as the engine saw them, whoever caused them, from live streams (the
-    engine keeps only its last 256 events, and none across its own restart). ``follow``
+    engine keeps only its latest events, and none across its own restart). ``follow``
     again after an engine restart, with ``since`` before it started, to go on."""
 
     actions: tuple[str, ...] = ("kill", "die", "start", "restart")
@@ -215,3 +284,17 @@ class EngineEvents:
             thread.join(10)
         self._streams.clear()
         self._threads.clear()
+
+
+class RestartWatch:
+    """How many times the engine restarted each container, whoever asked, counted from
+    the moment it is made (``EngineEvents`` of the restarts alone)."""
+
+    def __init__(self, client: Any) -> None:
+        self._events = EngineEvents(actions=("restart",))
+        self._events.follow(client)
+
+    def stop(self) -> Counter[str]:
+        """Stop counting; the restarts by container name."""
+        self._events.stop()
+        return Counter(event.name for event in self._events.events)

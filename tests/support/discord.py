@@ -53,36 +53,45 @@ def validate_discord_payload(payload: Any) -> list[str]:
         problems.append(f"content is {len(content)} > {LIMITS['content']}")
     if len(embeds) > LIMITS["embeds"]:
         problems.append(f"{len(embeds)} embeds > {LIMITS['embeds']}")
-    total = 0
-    for i, embed in enumerate(embeds):
-        title = embed.get("title") or ""
-        description = embed.get("description") or ""
-        footer = (embed.get("footer") or {}).get("text") or ""
-        author = (embed.get("author") or {}).get("name") or ""
-        fields = embed.get("fields") or []
-        for name, text, limit in (("title", title, "title"),
-                                  ("description", description, "description"),
-                                  ("footer", footer, "footer"), ("author", author, "author")):
-            if len(text) > LIMITS[limit]:
-                problems.append(f"embeds[{i}].{name} is {len(text)} > {LIMITS[limit]}")
-        if len(fields) > LIMITS["fields"]:
-            problems.append(f"embeds[{i}] has {len(fields)} fields > {LIMITS['fields']}")
-        for j, f in enumerate(fields):
-            name, value = f.get("name") or "", f.get("value") or ""
-            if not name.strip() or not value.strip():
-                problems.append(f"embeds[{i}].fields[{j}] has an empty name or value")
-            if len(name) > LIMITS["field_name"]:
-                problems.append(f"embeds[{i}].fields[{j}].name is {len(name)}")
-            if len(value) > LIMITS["field_value"]:
-                problems.append(f"embeds[{i}].fields[{j}].value is {len(value)}")
-            total += len(name) + len(value)
-        total += len(title) + len(description) + len(footer) + len(author)
-        colour = embed.get("color")
-        if colour is not None and not (isinstance(colour, int) and 0 <= colour <= 0xFFFFFF):
-            problems.append(f"embeds[{i}].color {colour!r} is not a 24-bit integer")
+    total = sum(_embed_problems(i, embed, problems) for i, embed in enumerate(embeds))
     if total > LIMITS["total"]:
         problems.append(f"embeds total {total} > {LIMITS['total']}")
     return problems
+
+
+def _embed_problems(i: int, embed: dict[str, Any], problems: list[str]) -> int:
+    """The problems of ``embeds[i]`` added to ``problems``; its characters counted."""
+    title = embed.get("title") or ""
+    description = embed.get("description") or ""
+    footer = (embed.get("footer") or {}).get("text") or ""
+    author = (embed.get("author") or {}).get("name") or ""
+    fields = embed.get("fields") or []
+    for name, text, limit in (("title", title, "title"),
+                              ("description", description, "description"),
+                              ("footer", footer, "footer"), ("author", author, "author")):
+        if len(text) > LIMITS[limit]:
+            problems.append(f"embeds[{i}].{name} is {len(text)} > {LIMITS[limit]}")
+    if len(fields) > LIMITS["fields"]:
+        problems.append(f"embeds[{i}] has {len(fields)} fields > {LIMITS['fields']}")
+    total = len(title) + len(description) + len(footer) + len(author)
+    for j, field in enumerate(fields):
+        total += _field_problems(f"embeds[{i}].fields[{j}]", field, problems)
+    colour = embed.get("color")
+    if colour is not None and not (isinstance(colour, int) and 0 <= colour <= 0xFFFFFF):
+        problems.append(f"embeds[{i}].color {colour!r} is not a 24-bit integer")
+    return total
+
+
+def _field_problems(where: str, field: dict[str, Any], problems: list[str]) -> int:
+    """The problems of one field added to ``problems``; its characters counted."""
+    name, value = field.get("name") or "", field.get("value") or ""
+    if not name.strip() or not value.strip():
+        problems.append(f"{where} has an empty name or value")
+    if len(name) > LIMITS["field_name"]:
+        problems.append(f"{where}.name is {len(name)}")
+    if len(value) > LIMITS["field_value"]:
+        problems.append(f"{where}.value is {len(value)}")
+    return len(name) + len(value)
 
 
 def mentions_would_ping(payload: dict[str, Any]) -> bool:
@@ -98,8 +107,10 @@ class FakeDiscord:
     "slow:<s>" (answers normally after s seconds), "drop:<s>" (waits s seconds, closes
     without answering or recording)."""
 
-    def __init__(self, token: str = TOKEN, bucket_size: int | None = None,
-                 bucket_window_s: float = 2.0, port: int = 0, host: str = "127.0.0.1",
+    # how Discord answers, by keyword with defaults: the token, its rate limit, where
+    def __init__(self, token: str = TOKEN,  # noqa: PLR0913
+                 bucket_size: int | None = None, bucket_window_s: float = 2.0,
+                 port: int = 0, host: str = "127.0.0.1",
                  on_received: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.token = token
         self.bucket_size = bucket_size

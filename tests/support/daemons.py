@@ -1,26 +1,48 @@
-"""Driving real ``aegis run`` processes in the fault tests."""
+"""Real ``aegis run`` daemons in subprocesses: started with the environment a test gives
+them, their logs kept in files for the test to read, and every one still running killed
+when the test ends."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any
 
-from tests.conftest import clean_environ, sql_rows
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.cli import REPO, clean_environ
+from tests.support.rows import sql_rows
+from tests.support.waiting import wait_for
 
 
 def daemon_env(aegis_env: dict[str, str], **extra: str) -> dict[str, str]:
+    """A daemon on the test's database running the busy test jobs (tests/jobmods/busy.py),
+    heartbeating every second, acting on no container, logging warnings; ``extra`` on
+    top."""
     return {**aegis_env, "AEGIS_JOB_MODULES": "tests.jobmods.busy",
             "AEGIS_HEARTBEAT_INTERVAL": "1", "PYTHONPATH": str(REPO),
             "AEGIS_REMEDIATION": "off", "AEGIS_LOG_LEVEL": "warning", **extra}
+
+
+def supervising_env(aegis_env: dict[str, str], **settings: str) -> dict[str, str]:
+    """A daemon that only supervises containers (no job module, remediation on, a sweep
+    every 2 s), with ``settings`` on top (DOCKER_HOST, the strike interval...)."""
+    return daemon_env(aegis_env, AEGIS_JOB_MODULES="", AEGIS_REMEDIATION="on",
+                      AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY="2s", **settings)
+
+
+def kill_9(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``process`` and see that it died of it."""
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(10) == -signal.SIGKILL
+
+
+def daemon_running(url: str, host: str = "test-host") -> Callable[[], bool]:
+    """Whether a daemon of ``host`` has recorded itself running (for ``wait_for``)."""
+    return lambda: bool(sql_rows(url, "SELECT 1 FROM daemons WHERE host = %s AND status = "
+                                      "'running'", host))
 
 
 class Spawner:
@@ -70,25 +92,14 @@ class Spawner:
             log.close()
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what or condition}")
-
-
-def rows(url: str, query: str, *params: Any) -> list[dict[str, Any]]:
-    return sql_rows(url, query, *params)
-
-
-def daemon_running(url: str, host: str = "test-host") -> Callable[[], bool]:
-    return lambda: bool(rows(url, "SELECT 1 FROM daemons WHERE host = %s AND status = "
-                                  "'running'", host))
-
-
-def event_counts(url: str) -> Counter[str]:
-    """How many events of each type ``episodic_memory`` holds."""
-    return Counter(r["event_type"] for r in rows(url, "SELECT event_type FROM episodic_memory"))
+def run_daemon(spawn: Spawner, aegis_env: dict[str, str], **settings: str
+               ) -> subprocess.Popen[bytes]:
+    """A daemon supervising the containers labelled aegis.enable=true on the test's engine
+    (and nothing else), fast: 2 s strike interval, 3 s stable period, logging at info;
+    started, and running once it returns."""
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    process = spawn(supervising_env(aegis_env, AEGIS_DOCKER_SCOPE="labeled",
+                                    AEGIS_STRIKE_INTERVAL="2s", AEGIS_STABLE_PERIOD="3s",
+                                    AEGIS_LOG_LEVEL="info", **settings))
+    wait_for(daemon_running(url), what="the daemon")
+    return process

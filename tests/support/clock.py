@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 
 class Clock:
+    """Now, as the test set it: ``clock.now = ...`` or ``clock.advance(seconds)``."""
+
     def __init__(self, now: datetime) -> None:
         self.now = now
 

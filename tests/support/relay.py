@@ -4,7 +4,7 @@ TLS) passes through unchanged.
 
 A private engine in a network namespace of its own listens on TCP inside it; two relays
 carry a port of the host into it, through a unix socket (a file, which both namespaces
-see): ``python3 tests/relay.py tcp:127.0.0.1:P unix:S`` on the host, and the same with
+see): ``python3 tests/support/relay.py tcp:127.0.0.1:P unix:S`` on the host, and the same with
 the endpoints swapped under ``nsenter --net=...``.
 """
 
@@ -31,6 +31,7 @@ def endpoint(text: str) -> tuple[int, str | tuple[str, int]]:
 
 
 def pipe(source: socket.socket, target: socket.socket) -> None:
+    """Copy what ``source`` sends to ``target`` until it closes, then close that way."""
     try:
         while data := source.recv(CHUNK):
             target.sendall(data)
@@ -41,7 +42,8 @@ def pipe(source: socket.socket, target: socket.socket) -> None:
             target.shutdown(socket.SHUT_WR)
 
 
-def serve(client: socket.socket, target: tuple[int, str | tuple[str, int]]) -> None:
+def splice(client: socket.socket, target: tuple[int, str | tuple[str, int]]) -> None:
+    """Connect ``client`` to ``target`` both ways, until both are done."""
     upstream = socket.socket(target[0])
     try:
         upstream.connect(target[1])
@@ -58,6 +60,7 @@ def serve(client: socket.socket, target: tuple[int, str | tuple[str, int]]) -> N
 
 
 def relay(listen: str, target: str) -> None:
+    """Accept on ``listen`` for ever, each client spliced to ``target``."""
     family, address = endpoint(listen)
     listener = socket.socket(family)
     if family == socket.AF_UNIX:
@@ -71,7 +74,7 @@ def relay(listen: str, target: str) -> None:
     to = endpoint(target)
     while True:
         client, _ = listener.accept()
-        threading.Thread(target=serve, args=(client, to), daemon=True).start()
+        threading.Thread(target=splice, args=(client, to), daemon=True).start()
 
 
 if __name__ == "__main__":
