@@ -57,6 +57,9 @@ class RestartTracker:
         self._in_flight: dict[tuple[str, str], str] = {}  # (host, name) -> container id
         self._changed = threading.Condition()
         self._slots: threading.BoundedSemaphore | None = None
+        # held while restarts a stopped daemon left are completed: the sweep's and the
+        # watcher's (on a start) may come at once, and each would record the same outcome
+        self.completing = threading.Lock()
 
     def slots(self, limit: int) -> threading.BoundedSemaphore:
         """The semaphore of background restarts, made on first use with ``limit``."""
@@ -218,7 +221,16 @@ class Restarter:
         """Record the outcome of restarts a daemon decided and saved but stopped (killed)
         before recording: ``container_restarted`` when Docker started the container since
         the decision, ``container_restart_failed`` when it has not a while later. Never
-        restarts anything itself. Returns how many were recorded."""
+        restarts anything itself. Returns how many were recorded: none when another thread
+        of this supervision is completing them right now (it records each once)."""
+        if not self.tracker.completing.acquire(blocking=False):
+            return 0
+        try:
+            return self._complete_all(client, now)
+        finally:
+            self.tracker.completing.release()
+
+    def _complete_all(self, client: Any, now: datetime) -> int:
         recorded = 0
         for unrecorded in Containers(self.runtime.db).restarts_unrecorded(self.host):
             row = unrecorded.row

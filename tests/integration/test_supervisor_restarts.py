@@ -5,8 +5,10 @@ forbids says so."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +20,11 @@ from aegis.core.clock import utcnow
 from aegis.core.config import load_settings
 from aegis.supervision.containers import set_maintenance
 from aegis.supervision.docker import docker_client as docker_client_of_aegis
-from aegis.supervision.docker import docker_time
+from aegis.supervision.docker import docker_time, sighting_from_inspect
+from aegis.supervision.protocol.strikes import Phase
+from aegis.supervision.repository import Containers, ContainerUpdate
 from aegis.supervision.restarter import RESTART_FORBIDDEN_HINT
+from aegis.supervision.supervisor import SupervisionState, Supervisor
 from aegis.supervision.watcher import Watcher
 from tests.images import socket_proxy_profile
 from tests.support.containers import (
@@ -232,3 +237,45 @@ def test_strike_timers_longer_than_the_poll_fall_due_on_time(
               (escalated - restarted).total_seconds() - 12]
     # a lost timer is caught by the next 5 s poll: at least 3 s late
     assert all(0 <= late < 2 for late in late_s), late_s
+
+
+def test_a_restart_a_stopped_daemon_left_is_recorded_once_when_sweep_and_watcher_meet(
+        app: api.Aegis, make_container: Callable[..., Any], database_url: str) -> None:
+    """A daemon killed between saving a restart and recording it leaves the outcome to the
+    next one, whose sweep and watcher (on a start event) both complete such restarts, and
+    may at the same moment: the outcome is recorded once."""
+    container = make_container(HEALS, healthcheck=HEALTHCHECK)
+    client = docker_client_of_aegis()
+    try:
+        seen = sighting_from_inspect(client.api.inspect_container(container.id))
+    finally:
+        client.close()
+    assert seen.started_at is not None
+    decided = seen.started_at - timedelta(seconds=1)  # Docker started it after the decision
+    containers = Containers(app.db)
+    row = containers.first_row(app.settings.host, seen, True, utcnow())
+    assert row is not None
+    assert containers.save(replace(ContainerUpdate.keeping(row, utcnow()),
+                                   phase=Phase.RESTARTING, strikes=2, incident=1,
+                                   strike_at=decided, restarts=(decided,)))
+    shared = SupervisionState()  # as the watcher's and the sweep's supervisors share it
+    meeting = threading.Barrier(4)
+    completed: list[int] = []
+
+    def complete() -> None:
+        own = docker_client_of_aegis()
+        try:
+            sv = Supervisor(app, own, own_ids=frozenset(), state=shared)
+            meeting.wait()
+            completed.append(sv.restarter.complete_restarts(own, utcnow()))
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=complete) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [e["event_type"] for e in events_of(database_url, container.name)] == [
+        "container_restarted"]
+    assert sorted(completed) == [0, 0, 0, 1]
