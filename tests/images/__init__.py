@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -127,12 +128,22 @@ def build_root(client: Any, tag: str) -> str:
     if shutil.which("debootstrap") is None:
         raise ImageError(f"{tag} is missing and debootstrap is not installed to build it "
                          "(apt-get install debootstrap)")
+    # the script imports the root with the docker command: into the engine of ``client``,
+    # which in a parallel run is not the one DOCKER_HOST names (that is the worker's own)
     result = subprocess.run(["bash", str(HERE / "debootstrap.sh"), tag, ROOTS[tag]],
                             capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT_S,
-                            check=False)
+                            check=False, env={**os.environ, "DOCKER_HOST": engine_url(client)})
     if result.returncode != 0:
         raise ImageError(f"building {tag} failed: {result.stderr.strip()[-1500:]}")
     return tag
+
+
+def engine_url(client: Any) -> str:
+    """The address of the engine ``client`` speaks to, as DOCKER_HOST takes it."""
+    socket_path = getattr(client.api.get_adapter(client.api.base_url), "socket_path", None)
+    if socket_path:
+        return f"unix://{socket_path}"
+    return str(client.api.base_url).replace("https://", "tcp://").replace("http://", "tcp://")
 
 
 def build_roots(client: Any) -> None:
