@@ -4,11 +4,10 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-# The tests run in three runs of pytest (see DEVELOPERS.md): every test but the serial and
-# alone ones on TEST_WORKERS pytest-xdist workers, each with a Docker engine and a
-# PostgreSQL of its own; then the serial ones (real-time bounds, outages, fault
-# injection) on SERIAL_WORKERS, with nothing else running; then the alone ones, one at a
-# time.
+# The tests run in two runs of pytest (see DEVELOPERS.md): every test but the serial ones
+# on TEST_WORKERS pytest-xdist workers, each with a Docker engine and a PostgreSQL of its
+# own; then the serial ones (real-time bounds, outages, fault injection) on
+# SERIAL_WORKERS, with nothing else running.
 TEST_WORKERS ?= 6
 SERIAL_WORKERS ?= 4
 
@@ -40,9 +39,8 @@ test: install
 	$(BIN)/ruff check aegis jobs tests bench
 	$(BIN)/mypy
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial and not alone"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial"
 	$(BIN)/pytest -n $(SERIAL_WORKERS) --dist loadgroup -m serial
-	$(BIN)/pytest -m alone
 
 images: install
 	$(BIN)/python -m tests.images

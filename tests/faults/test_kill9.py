@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from aegis.notify.sender import CLAIM_LEASE_S
 from aegis.scheduling.heartbeat import read_heartbeat
 from tests.support.cli import run_cli
@@ -74,8 +72,6 @@ def started_up(home: Path, pid: int) -> Callable[[], bool]:
     return check
 
 
-# it hunts for races: a busy machine makes them likelier, so it runs by itself
-@pytest.mark.alone
 def test_kill_9_at_random_moments_runs_nothing_twice_and_loses_nothing(
         aegis_env: dict[str, str], spawn: Spawner,
         optional_engine: PrivateEngine | None) -> None:

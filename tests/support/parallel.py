@@ -19,10 +19,9 @@ pytest-xdist (``pytest -n N --dist loadgroup``), safely:
   kills daemons, or it counts a server's connections. Every fault test (tests/faults) is
   one. ``make test`` runs them after the parallel run, in a run of their own, a few at a
   time: each on a private engine, in a worker with its own PostgreSQL, and none beside
-  the image builds, browsers and dozens of daemons of the parallel run. A test marked
-  ``alone`` needs the machine to itself: ``make test`` runs it last, by itself.
+  the image builds, browsers and dozens of daemons of the parallel run.
 
-Without xdist (``make unit``, one file, ``-m alone``) none of this applies: the tests run
+Without xdist (``make unit``, one file) none of this applies: the tests run
 one after another on the engine at DOCKER_HOST, as they always did. A parallel run that
 selects serial tests with the others runs them beside the others: fine for a developer's
 look, not what ``make test`` does.
@@ -43,7 +42,7 @@ SUITE_ENGINE = pytest.StashKey[str]()
 TESTS = Path(__file__).resolve().parents[1]
 # tests that share one worker, by folder
 GROUPS = {TESTS / "browser": "browser", TESTS / "e2e": "e2e"}
-SERIAL = TESTS / "faults"  # every test in it is marked serial (but one marked alone)
+SERIAL = TESTS / "faults"  # every test in it is marked serial
 
 
 def in_worker(config: pytest.Config) -> bool:
@@ -63,7 +62,7 @@ def pytest_collection_modifyitems(config: pytest.Config,
     was asked to, as it does not on pytest 9.2 (pytest-dev/pytest-xdist#1386): grouped
     tests run at once would disturb each other."""
     for item in items:
-        if SERIAL in item.path.parents and not item.get_closest_marker("alone"):
+        if SERIAL in item.path.parents:
             item.add_marker(pytest.mark.serial)
     if in_worker(config):
         shared_engine = private_engine_available() is not None
