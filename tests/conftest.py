@@ -13,9 +13,10 @@ in parallel with pytest-xdist (tests/support/parallel.py says how).
 from __future__ import annotations
 
 import os
-import signal
+import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from tests.support.postgres import (
     drop_database,
     migrated_template,
     session_server,
+    stop_embedded,
 )
 from tests.support.required import skip_or_fail
 from tests.support.waiting import wait_for
@@ -107,14 +109,18 @@ def aegis_home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fresh_home(tmp_path: Path) -> Iterator[Path]:
-    """An AEGIS_HOME not made yet, as on a fresh machine; the embedded PostgreSQL a
-    command started in it (``aegis db url`` leaves it running) is stopped afterwards."""
-    home = tmp_path / "aegis"
+def fresh_home() -> Iterator[Path]:
+    """An AEGIS_HOME not made yet, as on a fresh machine. It is not under pytest's own
+    temporary folder: pytest keeps that private to its owner (a pytest starting anywhere
+    on the machine narrows /tmp/pytest-of-USER to 0700), and the embedded PostgreSQL,
+    which runs as a user of its own when aegis runs as root, must reach its data. The
+    server a command started in it (``aegis db url`` leaves it running) is stopped, and
+    the folder removed, afterwards."""
+    folder = Path(f"/tmp/aegis-test-home-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    home = folder / "aegis"
     yield home
-    pid_file = home / "pgdata" / "postmaster.pid"
-    if pid_file.exists():
-        os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+    stop_embedded(home)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

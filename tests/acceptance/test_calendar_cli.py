@@ -26,7 +26,8 @@ def next_six_in_berlin(moment: datetime) -> datetime:
     return datetime.combine(day, time(6, 0), tzinfo=BERLIN).astimezone(UTC)
 
 
-def test_run_once_in_berlin_plans_the_morning_status_at_its_utc_hour(aegis_env):
+def test_run_once_in_berlin_plans_the_morning_status_at_its_utc_hour(
+        aegis_env: dict[str, str]) -> None:
     env = {**aegis_env, "AEGIS_TIMEZONE": "Europe/Berlin", "AEGIS_REMEDIATION": "off"}
     before = datetime.now(UTC)
     result = run_cli("run", "--once", env=env, timeout=120)
@@ -53,7 +54,7 @@ def test_run_once_in_berlin_plans_the_morning_status_at_its_utc_hour(aegis_env):
     assert f"{planned.astimezone(BERLIN):%Y-%m-%d} 06:00:00 {offset}" in line
 
 
-def test_a_run_past_its_max_runtime_leaves_one_job_overrun(aegis_env):
+def test_a_run_past_its_max_runtime_leaves_one_job_overrun(aegis_env: dict[str, str]) -> None:
     env = {**aegis_env, "AEGIS_JOB_MODULES": "tests.jobmods.deadline", "PYTHONPATH": str(REPO),
            "AEGIS_REMEDIATION": "off", "AEGIS_TEST_OVERRUN_S": "2"}
     result = run_cli("run", "--once", env=env, timeout=120)
@@ -68,7 +69,7 @@ def test_a_run_past_its_max_runtime_leaves_one_job_overrun(aegis_env):
 
 
 def test_a_real_daemon_alerts_once_for_a_silent_job_and_records_its_resumption(
-        aegis_env, spawn: Spawner, tmp_path: Path):
+        aegis_env: dict[str, str], spawn: Spawner, tmp_path: Path) -> None:
     discord = FakeDiscord()
     flag = tmp_path / "fail"
     flag.touch()

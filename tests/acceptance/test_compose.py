@@ -53,7 +53,7 @@ def example_env() -> str:
     return text.replace("\nAEGIS_HTTP_TOKEN=\n", f"\nAEGIS_HTTP_TOKEN={TOKEN}\n")
 
 
-def test_the_stack_validates_with_the_example_env(tmp_path: Path, example_env: str):
+def test_the_stack_validates_with_the_example_env(tmp_path: Path, example_env: str) -> None:
     config = rendered(compose_config(tmp_path, example_env))
     services = config["services"]
     aegis, postgres = services["aegis"], services["postgres"]
@@ -81,7 +81,7 @@ def test_the_stack_validates_with_the_example_env(tmp_path: Path, example_env: s
     assert aegis["stop_grace_period"] in ("30s", 30, 30.0)
 
 
-def test_missing_required_values_are_named(tmp_path: Path, example_env: str):
+def test_missing_required_values_are_named(tmp_path: Path, example_env: str) -> None:
     without_password = "\n".join(line for line in example_env.splitlines()
                                  if not line.startswith("POSTGRES_PASSWORD="))
     result = compose_config(tmp_path, without_password)
@@ -102,7 +102,7 @@ def test_missing_required_values_are_named(tmp_path: Path, example_env: str):
 
 
 def test_the_socket_proxy_profile_takes_the_socket_away_from_aegis(
-        tmp_path: Path, example_env: str):
+        tmp_path: Path, example_env: str) -> None:
     env = example_env + ("AEGIS_DOCKER_HOST=tcp://socket-proxy:2375\n"
                          "AEGIS_DOCKER_SOCKET=/dev/null\n")
     config = rendered(compose_config(tmp_path, env, "--profile", "socket-proxy"))
@@ -121,7 +121,7 @@ def test_the_socket_proxy_profile_takes_the_socket_away_from_aegis(
     assert proxy["image"] == "lscr.io/linuxserver/socket-proxy:latest"
 
 
-def test_the_images_and_the_proxied_socket_come_from_env(tmp_path: Path, example_env: str):
+def test_the_images_and_the_proxied_socket_come_from_env(tmp_path: Path, example_env: str) -> None:
     env = example_env + ("POSTGRES_IMAGE=registry.example/postgres:16\n"
                          "SOCKET_PROXY_IMAGE=registry.example/socket-proxy:1\n"
                          "SOCKET_PROXY_DOCKER_SOCKET=/run/user/1000/docker.sock\n")
@@ -132,7 +132,7 @@ def test_the_images_and_the_proxied_socket_come_from_env(tmp_path: Path, example
     assert volume_targets(proxy)["/var/run/docker.sock"] == "/run/user/1000/docker.sock"
 
 
-def test_env_example_lists_every_variable(example_env: str):
+def test_env_example_lists_every_variable(example_env: str) -> None:
     missing = [o.env for o in OPTIONS if o.env and f"{o.env}=" not in example_env]
     assert missing == []
     assert "AEGIS_CONFIG=" in example_env

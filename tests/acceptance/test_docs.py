@@ -52,13 +52,13 @@ def config() -> dict[str, Any]:
     return loaded
 
 
-def test_the_nav_lists_every_page(config: dict[str, Any]):
+def test_the_nav_lists_every_page(config: dict[str, Any]) -> None:
     listed = set(nav_pages(config["nav"]))
     written = {str(page.relative_to(DOCS)) for page in DOCS.glob("**/*.md")}
     assert written - listed == set(), "pages missing from mkdocs.yml's nav"
 
 
-def test_mkdocs_builds_in_strict_mode(config: dict[str, Any], tmp_path: Path):
+def test_mkdocs_builds_in_strict_mode(config: dict[str, Any], tmp_path: Path) -> None:
     """The real configuration, strict; a page listed in the nav but not written yet gets a
     placeholder (and a warning here) so the rest of the site is still checked."""
     pytest.importorskip("mkdocs")
@@ -80,24 +80,24 @@ def test_mkdocs_builds_in_strict_mode(config: dict[str, Any], tmp_path: Path):
     assert (tmp_path / "site" / "metrics" / "index.html").exists()
 
 
-def test_every_command_is_documented():
+def test_every_command_is_documented() -> None:
     text = docs_text()
     undocumented = [name for name in commands(cli, "aegis") if name not in text]
     assert undocumented == []
 
 
-def test_every_variable_is_documented():
+def test_every_variable_is_documented() -> None:
     text = docs_text()
     undocumented = [o.env for o in OPTIONS if o.env and o.env not in text]
     assert undocumented == []
 
 
-def test_every_label_is_in_the_remediation_table():
+def test_every_label_is_in_the_remediation_table() -> None:
     table = (DOCS / "remediation.md").read_text(encoding="utf-8")
     assert [label for label in KNOWN if f"| `{label}` |" not in table] == []
 
 
-def test_every_test_the_reliability_page_cites_exists():
+def test_every_test_the_reliability_page_cites_exists() -> None:
     text = (DOCS / "reliability.md").read_text(encoding="utf-8")
     cited = re.findall(r"`((?:tests|bench)/[\w/]+\.py)(?:::(\w+))?`", text)
     assert len(cited) >= 10
@@ -106,7 +106,7 @@ def test_every_test_the_reliability_page_cites_exists():
         assert not test or f"def {test}(" in source, f"{path}::{test}"
 
 
-def test_the_sql_page_lists_every_event_type_aegis_records():
+def test_the_sql_page_lists_every_event_type_aegis_records() -> None:
     listed = set(re.findall(r"`([a-z_]+)`", (DOCS / "sql.md").read_text(encoding="utf-8")))
     # every type aegis records is a member (tests/unit/test_event_types.py checks that)
     recorded = {member.value for member in EventType}
@@ -114,7 +114,7 @@ def test_the_sql_page_lists_every_event_type_aegis_records():
     assert recorded - listed == set()
 
 
-def test_every_module_the_docs_cite_exists():
+def test_every_module_the_docs_cite_exists() -> None:
     cited = set(re.findall(r"`(aegis/[\w/]+\.(?:py|sql))", docs_text()))
     cited |= {f"aegis/{path}" for path in re.findall(
         r"`((?:storage|scheduling|supervision|notify|reports|web|core|cli)/[\w/]+\.py)",

@@ -22,7 +22,7 @@ def documented_example() -> str:
     return str(blocks[0])
 
 
-def test_the_documented_example_runs(aegis_env, tmp_path):
+def test_the_documented_example_runs(aegis_env: dict[str, str], tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(documented_example(), encoding="utf-8")
     result = subprocess.run([sys.executable, str(script)], env=clean_environ(aegis_env),
@@ -35,7 +35,7 @@ def test_the_documented_example_runs(aegis_env, tmp_path):
 
 
 @pytest.mark.serial  # nothing may run in a window of real time
-def test_scheduler_memory_and_state_through_the_public_api(settings):
+def test_scheduler_memory_and_state_through_the_public_api(settings: aegis.Settings) -> None:
     ran: list[str] = []
 
     def heartbeat_job(ctx: aegis.JobContext) -> dict[str, str]:
@@ -92,12 +92,13 @@ def ok_runs(sched: aegis.SchedulerControl) -> list[aegis.JobRun]:
 
 
 
-def test_a_strictly_typed_client_passes_mypy(tmp_path):
+def test_a_strictly_typed_client_passes_mypy(tmp_path: Path) -> None:
     client = tmp_path / "client.py"
     client.write_text('''
 from datetime import UTC, datetime
 
 import aegis
+from aegis.core.config import Settings
 
 
 def job(ctx: aegis.JobContext) -> dict[str, int]:

@@ -2,11 +2,13 @@
 
 
 
+from pathlib import Path
+
 from tests.support.cli import run_cli
 from tests.support.rows import sql_rows
 
 
-def test_run_once_on_a_fresh_machine_runs_health_check(fresh_home, tmp_path):
+def test_run_once_on_a_fresh_machine_runs_health_check(fresh_home: Path, tmp_path: Path) -> None:
     env = {"AEGIS_HOME": str(fresh_home), "AEGIS_JOURNAL_DIR": str(tmp_path / "journal"),
            "HOME": str(tmp_path)}
     result = run_cli("run", "--once", env=env, timeout=120)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -100,7 +101,7 @@ TRANSITIONS = [Transition(*case) for case in CASES]
 @pytest.mark.parametrize("step_s", [None, 420.0], ids=["on-time", "late-loop"])
 @pytest.mark.parametrize("case", TRANSITIONS, ids=[case.id for case in TRANSITIONS])
 def test_each_slot_runs_once_at_its_utc_instant_across_the_transition(
-        make_app, case, step_s):
+        make_app: Callable[..., api.Aegis], case: Transition, step_s: float | None) -> None:
     clock = Clock(t(case.start))
     ran: Counter[datetime] = Counter()
     lateness_s: list[float] = []
@@ -144,7 +145,8 @@ def advertised_next_runs(app: api.Aegis) -> dict[str, Any]:
     ("2026-03-28 12:00", "2026-03-29 04:00", "2026-03-28 21:00"),  # the night it changes
 ])
 def test_run_once_in_berlin_plans_the_daily_jobs_in_local_time(
-        aegis_env, now, morning_status_at, evening_summary_at):
+        aegis_env: dict[str, str], now: str, morning_status_at: str,
+        evening_summary_at: str) -> None:
     settings = load_settings({**aegis_env, "AEGIS_TIMEZONE": "Europe/Berlin",
                               "AEGIS_REMEDIATION": "off"})
     with api.connect(settings, migrate=False) as app:
@@ -158,7 +160,8 @@ def test_run_once_in_berlin_plans_the_daily_jobs_in_local_time(
     assert {jobs[j]["timezone"] for j in jobs} == {"Europe/Berlin"}
 
 
-def test_the_evening_summary_covers_the_local_day_and_names_its_file_after_it(make_app):
+def test_the_evening_summary_covers_the_local_day_and_names_its_file_after_it(
+        make_app: Callable[..., api.Aegis]) -> None:
     app = make_app("host-a", AEGIS_TIMEZONE="America/New_York")
     for stamp in ("2026-11-01 03:59", "2026-11-01 04:00", "2026-11-02 04:59",
                   "2026-11-02 05:00"):
@@ -177,7 +180,8 @@ def test_the_evening_summary_covers_the_local_day_and_names_its_file_after_it(ma
             in path.read_text())
 
 
-def test_the_python_api_takes_a_jobs_time_zone_and_lists_it(make_app):
+def test_the_python_api_takes_a_jobs_time_zone_and_lists_it(
+        make_app: Callable[..., api.Aegis]) -> None:
     app = make_app("host-a", AEGIS_TIMEZONE="Europe/Berlin")
     app.scheduler.add_job(lambda ctx: None, id="tokyo_report", trigger=triggers.daily("09:00"),
                           timezone="Asia/Tokyo", misfire="skip", max_runtime_s=60,

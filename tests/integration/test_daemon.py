@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.support.cli import run_cli
-from tests.support.daemons import daemon_env, daemon_running
+from tests.support.daemons import Spawner, daemon_env, daemon_running
 from tests.support.rows import sql_rows as rows
 from tests.support.waiting import wait_for
 
@@ -26,7 +26,8 @@ def tick_env(aegis_env: dict[str, str], **extra: str) -> dict[str, str]:
                                      "AEGIS_LOG_LEVEL": "info", **extra})
 
 
-def test_two_hosts_run_twenty_slots_of_a_cluster_job_exactly_once(aegis_env, spawn, tmp_path):
+def test_two_hosts_run_twenty_slots_of_a_cluster_job_exactly_once(
+        aegis_env: dict[str, str], spawn: Spawner, tmp_path: Path) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     for host in ("host-a", "host-b"):
         spawn(tick_env(aegis_env, AEGIS_HOST=host, AEGIS_HOME=str(tmp_path / host)))
@@ -54,7 +55,8 @@ def test_two_hosts_run_twenty_slots_of_a_cluster_job_exactly_once(aegis_env, spa
     assert set(per_host_slot.values()) == {1}, "a host ran a health_check slot twice"
 
 
-def test_a_second_daemon_is_refused_naming_the_pid(aegis_env, spawn):
+def test_a_second_daemon_is_refused_naming_the_pid(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
     env = tick_env(aegis_env)
     first = spawn(env)
     wait_for(daemon_running(aegis_env["AEGIS_DATABASE_URL"]), what="first daemon")
@@ -66,7 +68,8 @@ def test_a_second_daemon_is_refused_naming_the_pid(aegis_env, spawn):
     assert first.wait(30) == 0
 
 
-def test_sigterm_lets_the_running_job_finish_then_records_daemon_stopped(aegis_env, spawn):
+def test_sigterm_lets_the_running_job_finish_then_records_daemon_stopped(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     process = spawn(tick_env(aegis_env))
     wait_for(daemon_running(url), what="daemon")
@@ -84,7 +87,8 @@ def test_sigterm_lets_the_running_job_finish_then_records_daemon_stopped(aegis_e
         '"status": "stopped"') == 1
 
 
-def test_sigterm_past_the_grace_marks_the_job_interrupted(aegis_env, spawn):
+def test_sigterm_past_the_grace_marks_the_job_interrupted(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     process = spawn(tick_env(aegis_env, AEGIS_SHUTDOWN_GRACE="1s"))
     wait_for(daemon_running(url), what="daemon")
@@ -98,7 +102,8 @@ def test_sigterm_past_the_grace_marks_the_job_interrupted(aegis_env, spawn):
     assert rows(url, "SELECT status FROM tasks") == [{"status": "failed"}]
 
 
-def test_kill_9_then_restart_records_interrupted_and_unclean_restart(aegis_env, spawn):
+def test_kill_9_then_restart_records_interrupted_and_unclean_restart(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     env = tick_env(aegis_env)
     process = spawn(env)
@@ -119,7 +124,8 @@ def test_kill_9_then_restart_records_interrupted_and_unclean_restart(aegis_env, 
     assert restarted.wait(30) == 0
 
 
-def test_tasks_inserted_with_sql_are_picked_up_and_unknown_jobs_fail_cleanly(aegis_env, spawn):
+def test_tasks_inserted_with_sql_are_picked_up_and_unknown_jobs_fail_cleanly(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     process = spawn(tick_env(aegis_env))
     wait_for(daemon_running(url), what="daemon")
@@ -140,7 +146,8 @@ def test_tasks_inserted_with_sql_are_picked_up_and_unknown_jobs_fail_cleanly(aeg
     assert process.wait(30) == 0
 
 
-def test_tasks_queued_for_a_busy_job_wait_for_its_run_instead_of_failing(aegis_env, spawn):
+def test_tasks_queued_for_a_busy_job_wait_for_its_run_instead_of_failing(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     process = spawn(tick_env(aegis_env))
     wait_for(daemon_running(url), what="daemon")
@@ -161,7 +168,7 @@ def test_tasks_queued_for_a_busy_job_wait_for_its_run_instead_of_failing(aegis_e
 
 
 @pytest.mark.serial  # nothing may run in a window of real time
-def test_pause_is_honoured_by_a_running_daemon(aegis_env, spawn):
+def test_pause_is_honoured_by_a_running_daemon(aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     env = tick_env(aegis_env)
     process = spawn(env)
@@ -180,7 +187,7 @@ def test_pause_is_honoured_by_a_running_daemon(aegis_env, spawn):
     assert process.wait(30) == 0
 
 
-def test_a_broken_job_module_stops_start_up_with_exit_2(aegis_env):
+def test_a_broken_job_module_stops_start_up_with_exit_2(aegis_env: dict[str, str]) -> None:
     result = run_cli("run", "--once", env=tick_env(
         aegis_env, AEGIS_JOB_MODULES="tests.jobmods.broken"))
     assert result.returncode == 2
@@ -190,7 +197,8 @@ def test_a_broken_job_module_stops_start_up_with_exit_2(aegis_env):
     assert rows(aegis_env["AEGIS_DATABASE_URL"], "SELECT 1 FROM daemons") == []
 
 
-def test_failures_timeouts_and_overlaps_in_a_running_daemon(aegis_env, spawn):
+def test_failures_timeouts_and_overlaps_in_a_running_daemon(
+        aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     process = spawn(tick_env(aegis_env, AEGIS_JOB_MODULES="tests.jobmods.tick,"
                                "tests.jobmods.trouble"))
@@ -221,7 +229,7 @@ def clear_of_slot_boundary(period_s: int, margin_s: float = 20) -> None:
         time.sleep(to_boundary + 0.5)
 
 
-def test_catch_up_with_real_processes_within_and_beyond_grace(aegis_env):
+def test_catch_up_with_real_processes_within_and_beyond_grace(aegis_env: dict[str, str]) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     env = tick_env(aegis_env, AEGIS_JOB_MODULES="")
     def previous_run_an_hour_ago() -> None:
@@ -263,7 +271,7 @@ class PingCounter(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_status_check_stop_and_the_heartbeat_url(aegis_env, spawn):
+def test_status_check_stop_and_the_heartbeat_url(aegis_env: dict[str, str], spawn: Spawner) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PingCounter)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = aegis_env["AEGIS_DATABASE_URL"]
@@ -301,7 +309,7 @@ def test_status_check_stop_and_the_heartbeat_url(aegis_env, spawn):
     assert "secret-uuid" not in spawn.log_of(process)
 
 
-def test_a_second_signal_exits_at_once(aegis_env, spawn):
+def test_a_second_signal_exits_at_once(aegis_env: dict[str, str], spawn: Spawner) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
     process = spawn(tick_env(aegis_env))
     wait_for(daemon_running(url), what="daemon")
@@ -314,7 +322,7 @@ def test_a_second_signal_exits_at_once(aegis_env, spawn):
     assert process.wait(5) == 1
 
 
-def test_tasks_can_be_listed_and_cancelled_before_they_start(aegis_env):
+def test_tasks_can_be_listed_and_cancelled_before_they_start(aegis_env: dict[str, str]) -> None:
     env = tick_env(aegis_env)
     added = run_cli("tasks", "add", "sleeper", "--arg", "seconds=1", env=env)
     assert added.returncode == 0

@@ -26,7 +26,8 @@ def alerts(app: api.Aegis) -> list[dict[str, Any]]:
                     "WHERE channel = 'alerts' ORDER BY id")
 
 
-def test_a_run_past_its_max_runtime_records_one_job_overrun_and_is_not_stopped(make_app):
+def test_a_run_past_its_max_runtime_records_one_job_overrun_and_is_not_stopped(
+        make_app: Callable[..., api.Aegis]) -> None:
     app = make_app("host-a")
     clock = Clock(t("2026-03-01 10:00"))
     started, release = threading.Event(), threading.Event()
@@ -97,7 +98,8 @@ class Nightly:
                 watch_jobs(app, registry, self.clock.now)
 
 
-def test_a_daily_job_failing_for_days_goes_silent_once_alerts_once_then_resumes(make_app):
+def test_a_daily_job_failing_for_days_goes_silent_once_alerts_once_then_resumes(
+        make_app: Callable[..., api.Aegis]) -> None:
     failing = threading.Event()
 
     def nightly(ctx: JobContext) -> None:
@@ -133,7 +135,7 @@ def test_a_daily_job_failing_for_days_goes_silent_once_alerts_once_then_resumes(
 
 
 def test_a_daily_job_that_runs_every_night_never_goes_silent_across_the_25_hour_day(
-        make_app):
+        make_app: Callable[..., api.Aegis]) -> None:
     """Counted in real seconds, 24h30m after 22:00 CEST on the 24th is 21:30 CET on the
     25th, half an hour before that night's run: the wall clock says 22:30."""
     loops = Nightly(make_app, lambda ctx: None, t("2026-10-23 12:00"))
@@ -142,7 +144,7 @@ def test_a_daily_job_that_runs_every_night_never_goes_silent_across_the_25_hour_
     assert len(sql_rows(loops.app.db.dsn, "SELECT 1 FROM job_runs WHERE status = 'ok'")) == 4
 
 
-def test_a_paused_job_is_not_watched(make_app):
+def test_a_paused_job_is_not_watched(make_app: Callable[..., api.Aegis]) -> None:
     loops = Nightly(make_app, lambda ctx: None, t("2026-10-23 12:00"))
     loops.app.scheduler.registry.add("nightly", lambda ctx: None, triggers.daily("22:00"))
     loops.app.scheduler.pause_job("nightly")
@@ -153,7 +155,8 @@ def test_a_paused_job_is_not_watched(make_app):
     assert sql_rows(loops.app.db.dsn, "SELECT 1 FROM job_runs") == []
 
 
-def test_of_two_daemons_that_saw_the_job_silent_at_once_one_records_it(make_app):
+def test_of_two_daemons_that_saw_the_job_silent_at_once_one_records_it(
+        make_app: Callable[..., api.Aegis]) -> None:
     """The watch reads, decides, then writes: two daemons can both decide. The write is
     guarded, so only one records job_silent; and none does once a newer success is in."""
     loops = Nightly(make_app, lambda ctx: None, t("2026-10-23 12:00"))
@@ -171,7 +174,8 @@ def test_of_two_daemons_that_saw_the_job_silent_at_once_one_records_it(make_app)
     assert Runs(app_a.db).mark_silent("nightly", now, t("2026-10-23 20:00"), now) is True
 
 
-def test_a_job_running_on_another_live_daemon_does_not_go_silent(make_app):
+def test_a_job_running_on_another_live_daemon_does_not_go_silent(
+        make_app: Callable[..., api.Aegis]) -> None:
     """Given until its run ends, on whichever host the run goes."""
     loops = Nightly(make_app, lambda ctx: None, t("2026-10-23 12:00"))
     (app_a, _, _), _ = loops.daemons

@@ -32,7 +32,7 @@ def doctor(env: dict[str, str]) -> tuple[int, dict[str, dict[str, str]], str]:
     return result.returncode, {c["check"]: c for c in checks}, result.stdout + result.stderr
 
 
-def test_a_fresh_machine_with_nothing_configured(tmp_path: Path, docker_client: Any):
+def test_a_fresh_machine_with_nothing_configured(tmp_path: Path, docker_client: Any) -> None:
     env = {"AEGIS_HOME": str(tmp_path / "home"), "AEGIS_JOURNAL_DIR": str(tmp_path / "journal"),
            "AEGIS_HTTP_ADDR": "off"}
     code, checks, _ = doctor(env)
@@ -53,7 +53,7 @@ def test_a_fresh_machine_with_nothing_configured(tmp_path: Path, docker_client: 
     assert not (tmp_path / "journal").exists()  # doctor changes nothing
 
 
-def test_a_configured_database_and_the_human_readable_form(aegis_env):
+def test_a_configured_database_and_the_human_readable_form(aegis_env: dict[str, str]) -> None:
     code, checks, _ = doctor(aegis_env)
     assert checks["database"]["status"] == OK
     assert "embedded" not in checks["database"]["detail"]
@@ -67,7 +67,7 @@ def test_a_configured_database_and_the_human_readable_form(aegis_env):
     assert "fix: set DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS" in text.stdout
 
 
-def test_pending_migrations_are_named(aegis_env, empty_database_url):
+def test_pending_migrations_are_named(aegis_env: dict[str, str], empty_database_url: str) -> None:
     code, checks, _ = doctor({**aegis_env, "AEGIS_DATABASE_URL": empty_database_url})
     assert checks["migrations"]["status"] == WARN
     assert "0001_foundation" in checks["migrations"]["detail"]
@@ -75,7 +75,8 @@ def test_pending_migrations_are_named(aegis_env, empty_database_url):
     assert code == 0
 
 
-def test_an_unreachable_database_fails_without_showing_its_password(aegis_env):
+def test_an_unreachable_database_fails_without_showing_its_password(
+        aegis_env: dict[str, str]) -> None:
     env = {**aegis_env, "AEGIS_DATABASE_URL": "postgresql://aegis:hunter2pw@127.0.0.1:1/aegis"}
     code, checks, output = doctor(env)
     assert checks["database"]["status"] == FAIL
@@ -86,7 +87,8 @@ def test_an_unreachable_database_fails_without_showing_its_password(aegis_env):
     assert code == 1
 
 
-def test_a_stale_daemon_fails_and_a_running_one_is_ok(aegis_env, aegis_home):
+def test_a_stale_daemon_fails_and_a_running_one_is_ok(
+        aegis_env: dict[str, str], aegis_home: Path) -> None:
     now = datetime.now(UTC)
 
     def beat(age_s: float) -> None:
@@ -107,7 +109,8 @@ def test_a_stale_daemon_fails_and_a_running_one_is_ok(aegis_env, aegis_home):
     assert code == 0
 
 
-def test_channels_report_last_delivery_and_the_latest_failure_redacted(aegis_env, database_url):
+def test_channels_report_last_delivery_and_the_latest_failure_redacted(
+        aegis_env: dict[str, str], database_url: str) -> None:
     env = {**aegis_env, "DISCORD_WEBHOOK_URL": WEBHOOK,
            "AEGIS_JOURNAL_NOTIFY_URLS": "json://127.0.0.1:9/hook"}
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -139,7 +142,8 @@ def test_channels_report_last_delivery_and_the_latest_failure_redacted(aegis_env
     assert code == 1
 
 
-def test_docker_unreachable_fails_unless_remediation_is_off(aegis_env, tmp_path: Path):
+def test_docker_unreachable_fails_unless_remediation_is_off(
+        aegis_env: dict[str, str], tmp_path: Path) -> None:
     env = {**aegis_env, "DOCKER_HOST": f"unix://{tmp_path}/missing.sock"}
     code, checks, _ = doctor(env)
     assert checks["docker"]["status"] == FAIL
@@ -151,7 +155,7 @@ def test_docker_unreachable_fails_unless_remediation_is_off(aegis_env, tmp_path:
     assert code == 0
 
 
-def test_journal_folder_checks(tmp_path: Path):
+def test_journal_folder_checks(tmp_path: Path) -> None:
     assert check_journal_dir(tmp_path).status == OK
     assert not list(tmp_path.iterdir())  # the probe file is gone
     assert check_journal_dir(tmp_path / "a" / "b").status == OK
@@ -165,7 +169,7 @@ def test_journal_folder_checks(tmp_path: Path):
     (0.0, OK), (1.9, OK), (-1.9, OK), (2.0, WARN), (-10.0, WARN), (29.9, WARN),
     (30.0, FAIL), (-3600.0, FAIL),
 ])
-def test_clock_skew_thresholds(skew_s: float, status: str):
+def test_clock_skew_thresholds(skew_s: float, status: str) -> None:
     database_now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     check = clock_check(database_now, database_now + timedelta(seconds=skew_s))
     assert check.status == status
@@ -174,7 +178,7 @@ def test_clock_skew_thresholds(skew_s: float, status: str):
 
 @pytest.mark.docker
 def test_docker_behind_a_socket_proxy_names_what_the_proxy_forbids(
-        aegis_env, socket_proxy: Callable[[dict[str, str]], str]):
+        aegis_env: dict[str, str], socket_proxy: Callable[[dict[str, str]], str]) -> None:
     profile = socket_proxy_profile()  # compose.yaml's allow-list
     url = socket_proxy(profile)
     code, checks, _ = doctor({**aegis_env, "DOCKER_HOST": url})

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aegis import api
+from aegis.core.config import Settings
 from aegis.scheduling.heartbeat import stale_after_s
 from aegis.version import __version__
 from aegis.web.http import serve
@@ -58,7 +59,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_healthz_is_200_while_the_heartbeat_is_fresh_and_503_when_the_loop_stalls(
-        settings, endpoint, clock):
+        settings: Settings, endpoint: str, clock: Clock) -> None:
     status, content_type, body = get(endpoint + "/healthz")
     assert (status, content_type) == (503, "application/json")
     assert '"never_started"' in body
@@ -81,7 +82,7 @@ def test_healthz_is_200_while_the_heartbeat_is_fresh_and_503_when_the_loop_stall
 
 
 def test_metrics_carry_every_series_and_parse_with_prometheus_client(
-        settings, database_url, endpoint, clock):
+        settings: Settings, database_url: str, endpoint: str, clock: Clock) -> None:
     clock.now = datetime.now(UTC)  # the database's now() decides the 24-hour windows
     now = clock.now
     beat(settings, now - timedelta(seconds=3))
@@ -152,7 +153,8 @@ def test_metrics_carry_every_series_and_parse_with_prometheus_client(
 
 
 def test_the_endpoint_answers_while_the_database_is_gone(
-        settings, database_url, pg_admin_url, endpoint, clock):
+        settings: Settings, database_url: str, pg_admin_url: str, endpoint: str,
+        clock: Clock) -> None:
     beat(settings, NOW)
     assert samples(get(endpoint + "/metrics")[2])[("aegis_database_up", ())] == 1.0
 
@@ -167,8 +169,8 @@ def test_the_endpoint_answers_while_the_database_is_gone(
     assert get(endpoint + "/healthz")[0] == 200
 
 
-def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env,
-                                                                    spawn: Spawner):
+def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env: dict[str, str],
+                                                                    spawn: Spawner) -> None:
     port = free_port()
     proc = spawn({**aegis_env, "AEGIS_HTTP_ADDR": f"127.0.0.1:{port}",
                   "AEGIS_HEARTBEAT_INTERVAL": "1s"})
@@ -194,7 +196,7 @@ def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env,
         get(f"http://127.0.0.1:{port}/healthz")
 
 
-def test_a_taken_port_is_retried_until_it_frees_up(settings, app):
+def test_a_taken_port_is_retried_until_it_frees_up(settings: Settings, app: api.Aegis) -> None:
     port = free_port()
     blocker = socket.create_server(("127.0.0.1", port))
     service_settings = dataclasses.replace(settings, http_addr=f"127.0.0.1:{port}")

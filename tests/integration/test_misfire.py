@@ -57,7 +57,7 @@ def previous_run(app: api.Aegis, registry: Registry, job_id: str, slot: datetime
     drain_backlog(old)
 
 
-def test_run_all_catches_up_each_slot_within_the_grace_one_after_another(app):
+def test_run_all_catches_up_each_slot_within_the_grace_one_after_another(app: api.Aegis) -> None:
     recorder = Recorder()
     registry = Registry()
     registry.add("daily", recorder, triggers.daily("06:00"), misfire="run_all",
@@ -79,7 +79,7 @@ def test_run_all_catches_up_each_slot_within_the_grace_one_after_another(app):
         (day[4], "catch_up", "ok", None)]
 
 
-def test_run_all_is_bounded(app):
+def test_run_all_is_bounded(app: api.Aegis) -> None:
     recorder = Recorder()
     registry = Registry()
     registry.add("hourly", recorder, triggers.every(hours=1), misfire="run_all",
@@ -99,7 +99,8 @@ def test_run_all_is_bounded(app):
     assert len(rows) == 1 + 1 + 24
 
 
-def test_skip_runs_nothing_missed_and_a_restart_does_not_count_the_gap_twice(app):
+def test_skip_runs_nothing_missed_and_a_restart_does_not_count_the_gap_twice(
+        app: api.Aegis) -> None:
     recorder = Recorder()
     registry = Registry()
     registry.add("every5", recorder, triggers.every(minutes=5), misfire="skip",
@@ -132,7 +133,8 @@ def test_skip_runs_nothing_missed_and_a_restart_does_not_count_the_gap_twice(app
     ("run_all", [(0, "catch_up", "ok", None), (5, "catch_up", "missed", 1),
                  (10, "catch_up", "ok", None), (15, "schedule", "ok", None)]),
 ])
-def test_a_stalled_loop(app, misfire, expected):
+def test_a_stalled_loop(
+        app: api.Aegis, misfire: str, expected: list[tuple[int, str, str, int | None]]) -> None:
     recorder = Recorder()
     registry = Registry()
     registry.add("every5", recorder, triggers.every(minutes=5), misfire=misfire,
@@ -149,7 +151,7 @@ def test_a_stalled_loop(app, misfire, expected):
                                       for m, trigger, status, count in expected]
 
 
-def test_a_slot_due_while_the_catch_up_backlog_drains_waits_its_turn(app):
+def test_a_slot_due_while_the_catch_up_backlog_drains_waits_its_turn(app: api.Aegis) -> None:
     release = threading.Event()
     ran: list[datetime] = []
 
@@ -178,7 +180,8 @@ def test_a_slot_due_while_the_catch_up_backlog_drains_waits_its_turn(app):
         (T0, "ok"), *((T0 + timedelta(minutes=m), "ok") for m in minutes)]
 
 
-def test_jobs_history_shows_a_gap_of_missed_slots(app, aegis_env):
+def test_jobs_history_shows_a_gap_of_missed_slots(
+        app: api.Aegis, aegis_env: dict[str, str]) -> None:
     registry = Registry()
     registry.add("every5", Recorder(), triggers.every(minutes=5))
     previous_run(app, registry, "every5", T0)

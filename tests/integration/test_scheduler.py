@@ -2,16 +2,20 @@
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from aegis import api
 from aegis.scheduling import triggers
-from aegis.scheduling.registry import Registry
+from aegis.scheduling.registry import JobContext, Registry
 from aegis.scheduling.repository import JobRun, RunTrigger
 from aegis.scheduling.runs import Execution
 from aegis.scheduling.scheduler import Scheduler, Slot
+from aegis.storage.runtime import Runtime
 from tests.support.clock import Clock
 from tests.support.rows import sql_rows
 from tests.support.scheduling import wait_runs
@@ -19,18 +23,19 @@ from tests.support.scheduling import wait_runs
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def runs(app, job_id: str) -> list[dict[str, Any]]:
+def runs(app: Runtime, job_id: str) -> list[dict[str, Any]]:
     return sql_rows(app.db.dsn, "SELECT * FROM job_runs WHERE job_id = %s "
                     "ORDER BY scheduled_for, host", job_id)
 
 
-def test_two_hosts_run_a_cluster_job_once_per_slot_and_a_host_job_once_per_host(make_app):
+def test_two_hosts_run_a_cluster_job_once_per_slot_and_a_host_job_once_per_host(
+        make_app: Callable[..., api.Aegis]) -> None:
     clock = Clock(T0 + timedelta(milliseconds=10))
     calls: Counter[tuple[str, str]] = Counter()
     lock = threading.Lock()
 
-    def counting(kind: str):
-        def job(ctx) -> None:
+    def counting(kind: str) -> Callable[[JobContext], None]:
+        def job(ctx: JobContext) -> None:
             with lock:
                 calls[(kind, ctx.scheduled_for.isoformat())] += 1
         return job
@@ -65,13 +70,14 @@ def test_two_hosts_run_a_cluster_job_once_per_slot_and_a_host_job_once_per_host(
     assert Counter(row["host"] for row in host_rows) == {"host-a": 21, "host-b": 21}
 
 
-def test_overlap_is_recorded_skipped_and_a_timeout_blocks_nothing(make_app):
+def test_overlap_is_recorded_skipped_and_a_timeout_blocks_nothing(
+        make_app: Callable[..., api.Aegis]) -> None:
     app = make_app("host-a")
     clock = Clock(T0)
     release = threading.Event()
     registry = Registry()
 
-    def stuck(ctx) -> None:
+    def stuck(ctx: JobContext) -> None:
         release.wait(10)
 
     registry.add("stuck", stuck, triggers.every(seconds=10), timeout_s=15)
@@ -102,12 +108,13 @@ def test_overlap_is_recorded_skipped_and_a_timeout_blocks_nothing(make_app):
     assert timeouts[0].importance == "high"
 
 
-def test_a_failing_job_is_recorded_and_does_not_stop_others(make_app):
+def test_a_failing_job_is_recorded_and_does_not_stop_others(
+        make_app: Callable[..., api.Aegis]) -> None:
     app = make_app("host-a")
     clock = Clock(T0)
     registry = Registry()
 
-    def boom(ctx) -> None:
+    def boom(ctx: JobContext) -> None:
         raise RuntimeError("boom")
 
     registry.add("boom", boom, triggers.every(seconds=5))
@@ -126,7 +133,8 @@ def test_a_failing_job_is_recorded_and_does_not_stop_others(make_app):
     assert runs(app, "fine")[0]["result"] == {"n": 1}
 
 
-def test_catch_up_within_grace_runs_once_and_an_older_gap_is_one_missed_row(make_app):
+def test_catch_up_within_grace_runs_once_and_an_older_gap_is_one_missed_row(
+        make_app: Callable[..., api.Aegis]) -> None:
     app = make_app("host-a")
     registry = Registry()
     ran: list[tuple[str, str]] = []
@@ -155,7 +163,7 @@ def test_catch_up_within_grace_runs_once_and_an_older_gap_is_one_missed_row(make
     assert daily[1]["result"]["missed_slots"] == 2
 
 
-def test_paused_jobs_skip_their_slots_and_resume(make_app):
+def test_paused_jobs_skip_their_slots_and_resume(make_app: Callable[..., api.Aegis]) -> None:
     app = make_app("host-a")
     clock = Clock(T0)
     registry = Registry()
@@ -178,7 +186,8 @@ def test_paused_jobs_skip_their_slots_and_resume(make_app):
     assert len(runs(app, "pausable")) == 2
 
 
-def test_host_job_runs_while_postgres_is_down_and_its_run_is_replayed(make_app, tmp_path):
+def test_host_job_runs_while_postgres_is_down_and_its_run_is_replayed(
+        make_app: Callable[..., api.Aegis], tmp_path: Path) -> None:
     down = make_app("host-a", AEGIS_DATABASE_URL="postgresql://aegis@127.0.0.1:9/none",
                     AEGIS_HOME=str(tmp_path / "shared-home"))
     down.db.timeout_s = 1.0
@@ -201,7 +210,7 @@ def test_host_job_runs_while_postgres_is_down_and_its_run_is_replayed(make_app, 
     assert rows[0]["scheduled_for"] == T0
 
 
-def test_manual_run_through_the_python_api_is_recorded(app):
+def test_manual_run_through_the_python_api_is_recorded(app: api.Aegis) -> None:
     app.scheduler.add_job(lambda ctx: {"args": ctx.args}, id="by_hand",
                           trigger=triggers.daily("03:00"))
     record = app.scheduler.run_job("by_hand", args={"x": 1})
@@ -210,7 +219,8 @@ def test_manual_run_through_the_python_api_is_recorded(app):
                                                               {"args": {"x": 1}})
 
 
-def test_the_slots_of_one_tick_are_claimed_together_each_with_its_own_outcome(make_app):
+def test_the_slots_of_one_tick_are_claimed_together_each_with_its_own_outcome(
+        make_app: Callable[..., api.Aegis]) -> None:
     """Jobs due at once are claimed in one statement; each slot still gets its own answer:
     started, skipped as an overlap, or left to the daemon that claimed it first."""
     app = make_app("host-a")
@@ -244,7 +254,7 @@ def test_the_slots_of_one_tick_are_claimed_together_each_with_its_own_outcome(ma
     assert [r["status"] for r in runs(app, "busy")] == ["ok", "skipped"]
 
 
-def test_a_slot_the_database_refuses_costs_only_itself(make_app):
+def test_a_slot_the_database_refuses_costs_only_itself(make_app: Callable[..., api.Aegis]) -> None:
     app = make_app("host-a")
     with psycopg.connect(app.db.dsn, autocommit=True) as conn:
         conn.execute("""

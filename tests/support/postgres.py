@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -131,3 +133,22 @@ class OwnPostgres:
         if not (self.pgdata / "postmaster.pid").exists():
             self.start()
         self.server.cleanup()
+
+
+def stop_embedded(home: Path, timeout_s: float = 15.0) -> None:
+    """Stop the embedded PostgreSQL an aegis command started under AEGIS_HOME ``home``
+    (``aegis db url`` leaves it running), and wait until it has exited."""
+    pid_file = home / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,6 +19,7 @@ from aegis.scheduling.deadlines import changes, silent_after
 from aegis.scheduling.job_settings import MisfirePolicy, job_overrides
 from aegis.scheduling.registry import Registry, overridden
 from aegis.scheduling.repository import Watch
+from aegis.scheduling.triggers import Trigger
 from tests.support.clock import t
 
 BERLIN, NEW_YORK = zone("Europe/Berlin"), zone("America/New_York")
@@ -50,7 +52,7 @@ def wall(text: str) -> datetime:
     ("2011-12-31 00:00", APIA, "2011-12-30 10:00"),
     ("2011-12-29 23:59", APIA, "2011-12-30 09:59"),
 ])
-def test_a_wall_clock_time_is_one_instant(local: str, tz, expected: str):
+def test_a_wall_clock_time_is_one_instant(local: str, tz: ZoneInfo, expected: str) -> None:
     assert instant(wall(local), tz) == t(expected)
 
 
@@ -101,7 +103,8 @@ def night(trigger: triggers.Trigger, start: str, end: str) -> list[datetime]:
     (triggers.every(hours=1), "2026-10-24 23:00", "2026-10-25 03:00",
      ["2026-10-24 23:00", "2026-10-25 00:00", "2026-10-25 01:00", "2026-10-25 02:00"]),
 ])
-def test_slots_across_transitions(trigger, start: str, end: str, expected: list[str]):
+def test_slots_across_transitions(
+        trigger: Trigger, start: str, end: str, expected: list[str]) -> None:
     slots = night(trigger, start, end)
     assert slots == [t(text) for text in expected]
     for slot in slots:  # each slot is its own latest, and the one before is strictly older
@@ -110,7 +113,7 @@ def test_slots_across_transitions(trigger, start: str, end: str, expected: list[
         assert triggers.slot_before(trigger, slot) < slot  # type: ignore[operator]
 
 
-def test_latest_slot_in_the_repeated_hour_is_found_from_the_second_occurrence():
+def test_latest_slot_in_the_repeated_hour_is_found_from_the_second_occurrence() -> None:
     every_30 = triggers.cron("*/30 * * * *", timezone="America/New_York")
     # 06:40 UTC is 01:40 EST, the second 01:40: the 01:30 and 01:00 slots ran an hour ago
     # (as EDT); the latest slot at or before it is 01:30 EDT, and the next is 02:00 EST
@@ -125,12 +128,12 @@ def test_latest_slot_in_the_repeated_hour_is_found_from_the_second_occurrence():
     (date(2026, 4, 5), LORD_HOWE, "2026-04-04 13:00", "2026-04-05 13:30", 24.5),
     (date(2011, 12, 30), APIA, "2011-12-30 10:00", "2011-12-30 10:00", 0),
 ])
-def test_day_bounds(day: date, tz, start: str, end: str, hours: float):
+def test_day_bounds(day: date, tz: ZoneInfo, start: str, end: str, hours: float) -> None:
     assert day_bounds(day, tz) == (t(start), t(end))
     assert (t(end) - t(start)).total_seconds() == hours * 3600
 
 
-def test_later_on_clock_counts_wall_time_for_calendar_triggers_and_seconds_for_intervals():
+def test_later_on_clock_counts_wall_time_for_calendar_triggers_and_seconds_for_intervals() -> None:
     evening = triggers.daily("22:00", timezone="Europe/Berlin")
     # 22:00 CEST on the night the clocks go back, plus 24h30m: 22:30 CET the next day
     assert triggers.later_on_clock(evening, t("2026-10-24 20:00"), 24.5 * 3600) == \
@@ -146,7 +149,7 @@ def watch(last_ok: str | None, *, silent: str | None = None, finished: str | Non
                  t(finished) if finished else None)
 
 
-def test_the_silence_watch_decides_on_the_jobs_clock():
+def test_the_silence_watch_decides_on_the_jobs_clock() -> None:
     registry = Registry(zone=BERLIN)
     job = registry.add("evening_summary", lambda ctx: None, triggers.daily("22:00"),
                        expect_every_s=24.5 * 3600)
@@ -166,7 +169,7 @@ def test_the_silence_watch_decides_on_the_jobs_clock():
     assert changes([job], {job.id: stale}, t("2026-10-26 00:00")) == ([], [])
 
 
-def test_the_registry_puts_calendar_triggers_on_aegis_timezone_unless_the_job_says():
+def test_the_registry_puts_calendar_triggers_on_aegis_timezone_unless_the_job_says() -> None:
     registry = Registry(zone=BERLIN)
     default = registry.add("a", lambda ctx: None, triggers.daily("06:00"))
     own = registry.add("b", lambda ctx: None, triggers.daily("06:00", timezone="Asia/Tokyo"))
@@ -186,7 +189,7 @@ def test_the_registry_puts_calendar_triggers_on_aegis_timezone_unless_the_job_sa
         registry.add("g", lambda ctx: None, triggers.daily("06:00"), max_runtime_s=-1)
 
 
-def test_job_overrides_keep_or_change_the_zone_and_switch_deadlines_off():
+def test_job_overrides_keep_or_change_the_zone_and_switch_deadlines_off() -> None:
     registry = Registry(zone=BERLIN)
     job = registry.add("evening_summary", lambda ctx: None, triggers.daily("22:00"),
                        expect_every_s=24.5 * 3600, max_runtime_s=300)
@@ -207,7 +210,7 @@ def test_job_overrides_keep_or_change_the_zone_and_switch_deadlines_off():
     ("Europe/Berlin", "Europe/Berlin"), (" America/New_York ", "America/New_York"),
     ("utc", "UTC"), ("UTC", "UTC"), ("Etc/GMT+5", "Etc/GMT+5"),
 ])
-def test_aegis_timezone_accepts_iana_names(raw: str, key: str):
+def test_aegis_timezone_accepts_iana_names(raw: str, key: str) -> None:
     settings = load_settings({"AEGIS_TIMEZONE": raw})
     assert settings.timezone == key
     assert settings.zone.key == key
@@ -215,7 +218,7 @@ def test_aegis_timezone_accepts_iana_names(raw: str, key: str):
 
 @pytest.mark.parametrize("raw", ["Mars/Olympus", "Europe", "/etc/passwd", "../etc/passwd",
                                  "CET+1"])
-def test_an_unknown_zone_is_a_configuration_error_naming_the_variable(raw: str):
+def test_an_unknown_zone_is_a_configuration_error_naming_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"AEGIS_TIMEZONE": raw})
     assert str(caught.value).startswith("AEGIS_TIMEZONE")
@@ -223,11 +226,11 @@ def test_an_unknown_zone_is_a_configuration_error_naming_the_variable(raw: str):
     assert "\n" not in str(caught.value)
 
 
-def test_the_default_zone_is_utc():
+def test_the_default_zone_is_utc() -> None:
     assert load_settings({}).zone.key == "UTC"
 
 
-def test_offset_text():
+def test_offset_text() -> None:
     assert offset_text(t("2026-07-01 12:00").astimezone(BERLIN)) == "+02:00"
     assert offset_text(t("2026-07-01 12:00").astimezone(NEW_YORK)) == "-04:00"
     assert offset_text(t("2026-07-01 12:00").astimezone(LORD_HOWE)) == "+10:30"
@@ -294,7 +297,7 @@ def night_block(day_text: str) -> str:
 
 
 @pytest.mark.parametrize("day_text", sorted(DOC_NIGHTS))
-def test_the_worked_tables_in_the_docs_are_what_the_code_computes(day_text: str):
+def test_the_worked_tables_in_the_docs_are_what_the_code_computes(day_text: str) -> None:
     """To refresh them after a change: AEGIS_REGENERATE_DOCS=1 pytest -k worked_tables."""
     start_mark = f"<!-- dst-night:{day_text}:start -->"
     end_mark = f"<!-- dst-night:{day_text}:end -->"

@@ -47,7 +47,8 @@ BERLIN_0230 = triggers.daily("02:30", timezone="Europe/Berlin")
     (BERLIN_0230, "2026-03-28 01:30:00", "2026-03-29 01:04:00", 300,
      SlotPlan(run=ts("2026-03-29 01:00:00"))),
 ])
-def test_plan_start_run_once(trigger, last, now, grace_s, expected):
+def test_plan_start_run_once(
+        trigger: Trigger, last: str | None, now: str, grace_s: float, expected: SlotPlan) -> None:
     assert plan_start(trigger, t(last) if last else None, t(now), grace_s) == expected
     assert plan_start(trigger, t(last) if last else None, t(now), grace_s, RUN_ONCE) == expected
 
@@ -97,7 +98,7 @@ BY_POLICY: list[tuple[Trigger, str | None, str, float, MisfirePolicy, SlotPlan]]
 
 
 @pytest.mark.parametrize("case", [StartCase(*case) for case in BY_POLICY])
-def test_plan_start_by_policy(case):
+def test_plan_start_by_policy(case: StartCase) -> None:
     plan = plan_start(case.trigger, t(case.last) if case.last else None, t(case.now),
                       case.grace_s, case.misfire)
     assert plan == case.expected
@@ -130,11 +131,12 @@ def test_plan_start_by_policy(case):
      SlotPlan(missed_first=t("2026-01-01 10:00:00"), missed_last=t("2026-01-01 10:00:00"),
               missed_count=1)),
 ])
-def test_plan_due(first, now, grace_s, misfire, expected):
+def test_plan_due(
+        first: str, now: str, grace_s: float, misfire: MisfirePolicy, expected: SlotPlan) -> None:
     assert plan_due(FIVE_MIN, t(first), t(now), grace_s, misfire) == expected
 
 
-def test_count_slots():
+def test_count_slots() -> None:
     assert count_slots(FIVE_MIN, t("2026-01-01 00:00:00"), t("2026-01-01 23:55:00")) == 288
     assert count_slots(triggers.cron("0 * * * *"), t("2026-01-01 00:00:00"),
                        t("2026-01-01 23:00:00")) == 24

@@ -1,8 +1,10 @@
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
 
 from aegis.scheduling import triggers
+from aegis.scheduling.triggers import Trigger
 from tests.support.clock import t
 
 
@@ -44,12 +46,13 @@ from tests.support.clock import t
     (triggers.cron("*/15 * * * *"), "2026-01-31 23:59:00", "2026-02-01 00:00:00",
      "2026-01-31 23:45:00"),
 ])
-def test_trigger_slots(trigger, moment, expected_next, expected_latest):
+def test_trigger_slots(
+        trigger: Trigger, moment: str, expected_next: str, expected_latest: str) -> None:
     assert trigger.next_after(t(moment)) == t(expected_next)
     assert trigger.latest_at_or_before(t(moment)) == t(expected_latest)
 
 
-def test_once_fires_once():
+def test_once_fires_once() -> None:
     trigger = triggers.once(t("2026-01-01 12:00:00"))
     assert trigger.next_after(t("2026-01-01 11:00:00")) == t("2026-01-01 12:00:00")
     assert trigger.next_after(t("2026-01-01 12:00:00")) is None
@@ -57,7 +60,7 @@ def test_once_fires_once():
     assert trigger.latest_at_or_before(t("2026-01-02 00:00:00")) == t("2026-01-01 12:00:00")
 
 
-def test_intervals_do_not_drift():
+def test_intervals_do_not_drift() -> None:
     trigger = triggers.every(minutes=5)
     slot = t("2026-01-01 00:00:00")
     for _ in range(288 * 3):
@@ -77,7 +80,7 @@ def test_intervals_do_not_drift():
     (triggers.cron("0 9 * * 1-5", timezone="America/New_York"),
      "cron 0 9 * * 1-5 America/New_York"),
 ])
-def test_describe(trigger, words):
+def test_describe(trigger: Trigger, words: str) -> None:
     assert trigger.describe() == words
 
 
@@ -89,11 +92,11 @@ def test_describe(trigger, words):
     lambda: triggers.cron("* * *"),
     lambda: triggers.cron("61 * * * *"),
 ])
-def test_bad_triggers_are_refused(bad):
+def test_bad_triggers_are_refused(bad: Callable[[], object]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         bad()
 
 
-def test_naive_datetimes_are_refused():
+def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         triggers.every(minutes=5).next_after(datetime(2026, 1, 1))

@@ -95,7 +95,7 @@ def test_bars_draw_a_bar_per_series_of_each_row_with_its_value() -> None:
     (ZoneInfo("Europe/Berlin"), "2026-11-22 13:00:00 CET"),
     (ZoneInfo("America/New_York"), "2026-11-22 07:00:00 EST"),
 ])
-def test_every_time_is_written_in_the_zone_the_page_is_given(zone, shown) -> None:
+def test_every_time_is_written_in_the_zone_the_page_is_given(zone: ZoneInfo, shown: str) -> None:
     assert local_time(NOW, zone) == shown
     assert local_time(None, zone) == "-"
 
@@ -215,7 +215,8 @@ def container_row(**columns: object) -> ContainerRow:
      [f"aegis maintenance '{HOSTILE}' --for 1h",
       f"aegis events --container '{HOSTILE}' --since 7d"]),
 ])
-def test_the_commands_to_act_on_a_container_are_quoted_for_a_shell(columns, commands) -> None:
+def test_the_commands_to_act_on_a_container_are_quoted_for_a_shell(
+        columns: dict[str, object], commands: list[str]) -> None:
     row = container_row(**columns)
     assert pages.commands(row.name, pages.line(row, NOW)) == commands
     assert view(row, NOW).name == row.name
@@ -235,8 +236,8 @@ def job_run(trigger: str, status: str, late_s: float | None) -> JobRun:
     ("schedule", "missed", 90.0, None), ("schedule", "skipped", 1.0, None),
     ("schedule", "running", None, None),
 ])
-def test_lateness_is_how_long_after_its_slot_a_run_started(trigger, status, late_s,
-                                                           lateness) -> None:
+def test_lateness_is_how_long_after_its_slot_a_run_started(
+        trigger: str, status: str, late_s: float | None, lateness: float | None) -> None:
     assert history.lateness_s(job_run(trigger, status, late_s)) == lateness
 
 

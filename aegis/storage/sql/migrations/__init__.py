@@ -1,0 +1,1 @@
+"""The schema, as numbered migration files applied in order (``Database.migrate``)."""
