@@ -82,18 +82,6 @@ def parse_day(text: str, *, today: date) -> date:
 
 
 @dataclass(frozen=True)
-class JobDay:
-    job_id: str
-    ok: int = 0
-    failed: int = 0
-    timeout: int = 0
-    missed: int = 0
-    skipped: int = 0
-    interrupted: int = 0
-    running: int = 0
-
-
-@dataclass(frozen=True)
 class Failure:
     name: str  # a job id or a notification channel
     failures: int
@@ -103,7 +91,7 @@ class Failure:
 @dataclass(frozen=True)
 class DayDigest:
     day: date
-    jobs: tuple[JobDay, ...]
+    jobs: tuple[RunCounts, ...]
     events_by_importance: tuple[tuple[str, int], ...]
     events_by_type: tuple[tuple[str, int], ...]
     pending_tasks: int
@@ -166,11 +154,6 @@ class DayDigest:
         }
 
 
-def _jobs(counts: list[RunCounts]) -> tuple[JobDay, ...]:
-    return tuple(JobDay(c.job_id, *(getattr(c, status) for status in RUN_STATUSES))
-                 for c in counts)
-
-
 def _event_counts(counts: list[EventCount]
                   ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
     by_importance: dict[Importance, int] = {}
@@ -208,7 +191,7 @@ def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDige
     decision_counts = store.counts_of(DECISION_TYPES, start, end, host)
     return DayDigest(
         day=day, zone=zone, host=host,
-        jobs=_jobs(runs.counts_by_job(start, end, SELF_JOBS, host)),
+        jobs=tuple(runs.counts_by_job(start, end, SELF_JOBS, host)),
         events_by_importance=by_importance,
         events_by_type=by_type,
         pending_tasks=Tasks(runtime.db).pending_at(end, host),
@@ -244,7 +227,7 @@ class HostHealth:
 class MorningStatus:
     day: date  # the day reported on (yesterday, in AEGIS_TIMEZONE)
     as_of: datetime
-    jobs: tuple[JobDay, ...]
+    jobs: tuple[RunCounts, ...]
     events_by_importance: tuple[tuple[str, int], ...]
     events_by_type: tuple[tuple[str, int], ...]
     pending_tasks: int
@@ -287,7 +270,7 @@ def collect_status(runtime: Runtime, day: date, now: datetime) -> MorningStatus:
     hosts = sorted(set(daemons) | set(troubled) | {e.host for e in escalations})
     return MorningStatus(
         day=day, zone=zone, as_of=now,
-        jobs=_jobs(Runs(runtime.db).counts_by_job(start, end)),
+        jobs=tuple(Runs(runtime.db).counts_by_job(start, end)),
         events_by_importance=by_importance, events_by_type=by_type,
         pending_tasks=Tasks(runtime.db).pending_at(now),
         open_escalations=escalations, maintenance=maintenance,

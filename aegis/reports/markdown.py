@@ -13,10 +13,10 @@ from aegis.reports.digest import (
     RUN_STATUSES,
     DayDigest,
     HostHealth,
-    JobDay,
     MorningStatus,
     day_window,
 )
+from aegis.scheduling.repository import RunCounts
 from aegis.storage.events import OpenEscalation
 
 # The order a fleet's hosts are counted in: the ones that need a look first.
@@ -45,7 +45,7 @@ def _where(container: str, host: str) -> str:
     return f"**{_text(container or '?', 80)}** on {_text(host, 80)}"
 
 
-def _runs_table(jobs: tuple[JobDay, ...]) -> list[str]:
+def _runs_table(jobs: tuple[RunCounts, ...]) -> list[str]:
     if not jobs:
         return ["No job runs."]
     lines = ["| job | " + " | ".join(RUN_STATUSES) + " |",

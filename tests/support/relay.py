@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 CHUNK = 65536
 
@@ -30,10 +31,14 @@ def endpoint(text: str) -> tuple[int, str | tuple[str, int]]:
     raise ValueError(f"not tcp:HOST:PORT or unix:PATH: {text}")
 
 
-def pipe(source: socket.socket, target: socket.socket) -> None:
-    """Copy what ``source`` sends to ``target`` until it closes, then close that way."""
+def pipe(source: socket.socket, target: socket.socket,
+         seen: Callable[[bytes], None] | None = None) -> None:
+    """Copy what ``source`` sends to ``target`` until it closes, then close that way;
+    ``seen`` is handed each chunk before it goes on."""
     try:
         while data := source.recv(CHUNK):
+            if seen is not None:
+                seen(data)
             target.sendall(data)
     except OSError:
         pass

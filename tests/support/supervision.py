@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 from aegis import api
 from aegis.supervision.supervisor import Supervisor
 from aegis.supervision.watcher import Watcher
+from tests.support.relay import pipe
 
 # aegis's default strike interval, by which the tests move a supervisor's clock
 INTERVAL = timedelta(seconds=60)
@@ -112,19 +113,5 @@ class SocketProxy:
                 self._open += [client, upstream]
             for source, sink, seen in ((client, upstream, self._forward),
                                        (upstream, client, None)):
-                threading.Thread(target=_pump, args=(source, sink, seen),
+                threading.Thread(target=pipe, args=(source, sink, seen),
                                  daemon=True).start()
-
-
-def _pump(source: socket.socket, sink: socket.socket,
-          seen: Callable[[bytes], None] | None) -> None:
-    try:
-        while data := source.recv(65536):
-            if seen is not None:
-                seen(data)
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)

@@ -13,7 +13,6 @@ from aegis.reports.digest import (
     DayDigest,
     Failure,
     HostHealth,
-    JobDay,
     MorningStatus,
     day_window,
     parse_day,
@@ -21,6 +20,7 @@ from aegis.reports.digest import (
 from aegis.reports.markdown import render_day, render_status, trim
 from aegis.reports.retention import retention_cutoffs
 from aegis.scheduling.heartbeat import daemon_status
+from aegis.scheduling.repository import RunCounts
 from aegis.storage.events import (
     ContainerDecision,
     CriticalEvent,
@@ -71,7 +71,7 @@ def test_parse_day_rejects_bad_and_future_dates(text: str, message: str) -> None
 def digest(**changes: object) -> DayDigest:
     values: dict[str, object] = {
         "day": D,
-        "jobs": (JobDay("backup", ok=1, failed=2), JobDay("health_check", ok=288)),
+        "jobs": (RunCounts("backup", ok=1, failed=2), RunCounts("health_check", ok=288)),
         "events_by_importance": (("critical", 1), ("high", 2), ("low", 10)),
         "events_by_type": (("noise", 10), ("container_restarted", 2), ("db_unreachable", 1)),
         "pending_tasks": 4,
@@ -138,7 +138,7 @@ def test_details_carry_the_numbers() -> None:
 def status(**changes: object) -> MorningStatus:
     values: dict[str, object] = {
         "day": D, "as_of": moment(6) + timedelta(days=1),
-        "jobs": (JobDay("backup", ok=1, missed=1), JobDay("health_check", ok=288)),
+        "jobs": (RunCounts("backup", ok=1, missed=1), RunCounts("health_check", ok=288)),
         "events_by_importance": (("low", 3),), "events_by_type": (("noise", 3),),
         "pending_tasks": 5,
         "open_escalations": (OpenEscalation("web", "host-a", moment(4), "budget spent"),),
