@@ -193,6 +193,7 @@ def test_a_hung_probe_does_not_take_the_place_of_a_class_that_stays() -> None:
     decisions = run([(0, UNHEALTHY), (60, OOM), (120, HUNG)])
     assert [d.action for d in decisions] == ["strike1", "restart", "escalate"]
     assert decisions[2].state.incident_class == TriageClass.OOM
+    assert "hangs" not in decisions[2].reason  # the words follow the class, not the probe
 
 
 def test_an_oom_kill_is_restarted_once_and_not_in_a_loop() -> None:

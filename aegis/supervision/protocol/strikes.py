@@ -9,7 +9,7 @@ persist. It never reads a clock and never talks to Docker or the database.
     + strike interval .... strike 3: escalate, then nothing until ``aegis ack`` or healthy
     healthy for the stable period ... recover (strikes reset)
 
-Triage (aegis/supervision/triage.py) bends it: a broken probe escalates at strike 2
+Triage (aegis/supervision/protocol/triage.py) bends it: a broken probe escalates at strike 2
 without a restart, a probe that times out every time (a hung application) is restarted as
 usual and its escalation says so, an OOM kill is restarted at most once an hour, a crash loop under
 Docker's restart policy escalates at once and is never restarted. A dependant whose
@@ -378,7 +378,7 @@ def _unhealthy(state: StrikeState, observed: Observed, policy: Policy,
     if parent is not None:
         return _fold(state, parent, now, interval)
     if state.phase == Phase.RESTARTING:
-        return _escalate(state, now, _strike_three_reason(observed))
+        return _escalate(state, now, _strike_three_reason(state, observed))
     return _strike_two(state, observed, policy, now)
 
 
@@ -435,7 +435,7 @@ def _restart_refused(state: StrikeState, observed: Observed, policy: Policy,
 def _restart_reason(state: StrikeState, observed: Observed) -> str:
     if state.folded_into is not None:
         return f"still unhealthy after {state.folded_into}'s incident ended"
-    if observed.hung_timeout_s is not None:
+    if state.incident_class == TriageClass.HUNG and observed.hung_timeout_s is not None:
         return (f"the health check has timed out every time since the container started "
                 f"(timeout {observed.hung_timeout_s:g}s): restarted, as a hung application")
     if state.incident_class == TriageClass.OOM:
@@ -443,9 +443,9 @@ def _restart_reason(state: StrikeState, observed: Observed) -> str:
     return "still unhealthy one strike interval after strike 1"
 
 
-def _strike_three_reason(observed: Observed) -> str:
+def _strike_three_reason(state: StrikeState, observed: Observed) -> str:
     """Why a container still unhealthy one interval after its restart is escalated."""
-    if observed.hung_timeout_s is not None:
+    if state.incident_class == TriageClass.HUNG and observed.hung_timeout_s is not None:
         return (f"the health check timed out every time since the restart (timeout "
                 f"{observed.hung_timeout_s:g}s): the application hangs, or the probe needs "
                 "longer than its timeout")
