@@ -1,5 +1,6 @@
-"""Events of the episodic history: what one is, the types aegis writes, and how one is
-validated. Recording them is the store's (aegis/storage/store.py)."""
+"""Events of the episodic history: what one is, the types aegis writes, how one is
+validated, and the rows of the history's aggregates (counts, decisions, open
+escalations...). Recording and querying them is the store's (aegis/storage/store.py)."""
 
 from __future__ import annotations
 
@@ -81,8 +82,8 @@ class EventType(StrEnum):
     NOTIFICATION_TEST = "notification_test"
 
 
-# What a container's incident records as it moves (strike 1, the restart, the escalation)
-# and how it ends (recovered, acknowledged, supervision ended).
+# The events that close a container's incident: recovered, acknowledged, supervision
+# ended.
 INCIDENT_ENDS = (EventType.CONTAINER_RECOVERED, EventType.CONTAINER_ACKNOWLEDGED,
                  EventType.CONTAINER_STRIKES_RESET)
 
@@ -211,6 +212,6 @@ class ProbeOutput:
     """What a container's health probe printed, as an event recorded it."""
 
     timestamp: datetime
-    event_type: EventType
+    event_type: str  # any event may carry a probe's output, an operator's own too
     probe_output: str
     probe_exit_code: str | None

@@ -169,6 +169,8 @@ def test_a_containers_page_shows_incidents_restarts_probes_labels_and_commands(
     seed_incident(database_url)
     add_event(database_url, NOW - timedelta(minutes=9), "container_bad_label", "medium",
               summary=f"label {IMG}", container=SCRIPT)
+    add_event(database_url, NOW - timedelta(minutes=8), "nightly_backup_check", "low",
+              container=SCRIPT, probe_output="an operator's own check")
     query = urlencode({"host": "test-host", "name": SCRIPT})
     status, _, html = open_site(f"/container?{query}")
     assert status == 200
@@ -180,6 +182,7 @@ def test_a_containers_page_shows_incidents_restarts_probes_labels_and_commands(
         "restarts")
     assert " ".join(HOSTILE.split()) in texts.text("probes")
     assert "an older probe" in texts.text("probes")
+    assert "nightly_backup_check" in texts.text("probes")  # not one of aegis's own types
     incidents = texts.text("incidents")
     assert incidents.index("container_restarted") < incidents.index("container_escalated")
     assert "Incident 1" in incidents

@@ -177,14 +177,13 @@ LIMIT %(limit)s;
 
 -- name: page_container_actions
 -- Restarts, failed restarts and escalations of one container since a time, per type.
-SELECT event_type, count(*) AS events, max(timestamp) AS latest
+SELECT event_type, count(*) AS events
 FROM episodic_memory
 WHERE details->>'container' = %(container)s::text
   AND coalesce(details->>'host', host) = %(host)s
   AND event_type IN ('container_restarted', 'container_restart_failed', 'container_escalated')
   AND timestamp >= %(since)s
-GROUP BY event_type
-ORDER BY event_type;
+GROUP BY event_type;
 
 -- name: page_probe_outputs
 -- The latest health-probe outputs recorded about one container, newest first.
