@@ -30,7 +30,7 @@ from aegis.storage.events import (
     Importance,
     OpenEscalation,
 )
-from aegis.storage.outbox import Outbox
+from aegis.storage.outbox import ChannelFailures, Outbox
 from aegis.storage.runtime import Runtime
 from aegis.supervision.repository import Containers
 
@@ -82,13 +82,6 @@ def parse_day(text: str, *, today: date) -> date:
 
 
 @dataclass(frozen=True)
-class Failure:
-    name: str  # a job id or a notification channel
-    failures: int
-    last_error: str
-
-
-@dataclass(frozen=True)
 class DayDigest:
     day: date
     jobs: tuple[RunCounts, ...]
@@ -97,8 +90,8 @@ class DayDigest:
     pending_tasks: int
     decision_counts: tuple[tuple[EventType, int], ...]
     decisions: tuple[ContainerDecision, ...]
-    job_failures: tuple[Failure, ...]
-    delivery_failures: tuple[Failure, ...]
+    job_failures: tuple[JobFailures, ...]
+    delivery_failures: tuple[ChannelFailures, ...]
     critical_events: tuple[CriticalEvent, ...]
     open_escalations: tuple[OpenEscalation, ...]
     flapping: tuple[Flapping, ...]
@@ -129,7 +122,7 @@ class DayDigest:
         return sum(count for _, count in self.decision_counts)
 
     @property
-    def repeat_failures(self) -> tuple[Failure, ...]:
+    def repeat_failures(self) -> tuple[JobFailures, ...]:
         return tuple(f for f in self.job_failures if f.failures >= 2)
 
     def details(self) -> dict[str, Any]:
@@ -149,7 +142,7 @@ class DayDigest:
             "decisions": dict(self.decision_counts),
             "open_escalations": len(self.open_escalations),
             "flapping_containers": len(self.flapping),
-            "jobs_failing_repeatedly": [f.name for f in self.repeat_failures],
+            "jobs_failing_repeatedly": [f.job_id for f in self.repeat_failures],
             "delivery_failures": sum(f.failures for f in self.delivery_failures),
         }
 
@@ -168,10 +161,6 @@ def _event_counts(counts: list[EventCount]
 def _open_escalations(runtime: Runtime, as_of: datetime,
                       host: str | None = None) -> tuple[OpenEscalation, ...]:
     return tuple(runtime.store.open_escalations(as_of, LIST_LIMIT, host))
-
-
-def _job_failures(jobs: list[JobFailures]) -> tuple[Failure, ...]:
-    return tuple(Failure(job.job_id, job.failures, job.last_error) for job in jobs)
 
 
 def scope_host(settings: Settings) -> str | None:
@@ -198,9 +187,8 @@ def collect_day(runtime: Runtime, day: date, host: str | None = None) -> DayDige
         decision_counts=tuple((t, decision_counts[t]) for t in DECISION_TYPES
                               if t in decision_counts),
         decisions=tuple(store.decisions(DECISION_TYPES, start, end, DECISIONS_SHOWN, host)),
-        job_failures=_job_failures(runs.failures_by_job(start, end, SELF_JOBS, host)),
-        delivery_failures=tuple(Failure(f.channel, f.failures, f.last_error) for f in
-                                Outbox(runtime.db).delivery_failures(start, end, host)),
+        job_failures=tuple(runs.failures_by_job(start, end, SELF_JOBS, host)),
+        delivery_failures=tuple(Outbox(runtime.db).delivery_failures(start, end, host)),
         critical_events=tuple(store.critical_events(start, end, SELF_EVENTS, CRITICAL_SHOWN,
                                                     host)),
         open_escalations=_open_escalations(runtime, end, host),

@@ -104,9 +104,9 @@ def render_day(digest: DayDigest) -> str:
         out.append("No restarts, escalations or acknowledgements.")
     out += ["", "## Errors", ""]
     errors: list[str] = []
-    errors += [f"- Job **{_text(f.name)}** failed {_times(f.failures)}; "
+    errors += [f"- Job **{_text(f.job_id)}** failed {_times(f.failures)}; "
                f"last: {_text(f.last_error)}" for f in digest.job_failures]
-    errors += [f"- Channel **{_text(f.name)}**: {f.failures} undelivered "
+    errors += [f"- Channel **{_text(f.channel)}**: {f.failures} undelivered "
                f"message{'' if f.failures == 1 else 's'}; last: {_text(f.last_error)}"
                for f in digest.delivery_failures]
     errors += [f"- {_clock(c.timestamp, zone)} critical {_text(c.event_type)} on {_text(c.host)}: "
@@ -119,7 +119,7 @@ def render_day(digest: DayDigest) -> str:
     priorities = [_escalation_line(e, zone) for e in digest.open_escalations]
     priorities += [f"- Flapping: {_where(f.container, f.host)} restarted {_times(f.restarts)} today"
                    for f in digest.flapping]
-    priorities += [f"- Job **{_text(f.name)}** failed {_times(f.failures)} today"
+    priorities += [f"- Job **{_text(f.job_id)}** failed {_times(f.failures)} today"
                    for f in digest.repeat_failures]
     out += priorities or ["Nothing needs attention."]
     return "\n".join(out) + "\n"

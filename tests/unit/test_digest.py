@@ -11,7 +11,6 @@ import pytest
 from aegis.core.errors import UsageError
 from aegis.reports.digest import (
     DayDigest,
-    Failure,
     HostHealth,
     MorningStatus,
     day_window,
@@ -20,7 +19,7 @@ from aegis.reports.digest import (
 from aegis.reports.markdown import render_day, render_status, trim
 from aegis.reports.retention import retention_cutoffs
 from aegis.scheduling.heartbeat import daemon_status
-from aegis.scheduling.repository import RunCounts
+from aegis.scheduling.repository import JobFailures, RunCounts
 from aegis.storage.events import (
     ContainerDecision,
     CriticalEvent,
@@ -80,7 +79,7 @@ def digest(**changes: object) -> DayDigest:
                                         "host-a", "probe\noutput `rm -rf`"),
                       ContainerDecision(moment(4), EventType.CONTAINER_RESTARTED, "", "host-a",
                                         "x" * 500)),
-        "job_failures": (Failure("backup", 2, "OSError: disk full"),),
+        "job_failures": (JobFailures("backup", 2, "OSError: disk full"),),
         "delivery_failures": (),
         "critical_events": (CriticalEvent(moment(5), "db_unreachable", "host-a", "no answer"),),
         "open_escalations": (),
