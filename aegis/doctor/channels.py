@@ -10,6 +10,7 @@ from aegis.core.config import Settings
 from aegis.core.errors import AegisError
 from aegis.core.redact import redact, redact_urls
 from aegis.doctor.checks import FAIL, OK, WARN, Check
+from aegis.notify.channels import SETUP_HINT
 from aegis.storage.outbox import Channel, Outbox, OutboxStatus
 
 PENDING_WARN_S = 600.0
@@ -28,12 +29,10 @@ def _targets(settings: Settings, channel: str) -> list[str]:
 def check_channel(settings: Settings, channel: Channel, app: api.Aegis | None,
                   now: datetime) -> Check:
     name = f"channel:{channel}"
-    variables = ("DISCORD_WEBHOOK_URL or AEGIS_NOTIFY_URLS" if channel == Channel.ALERTS
-                 else "DISCORD_JOURNAL_WEBHOOK_URL or AEGIS_JOURNAL_NOTIFY_URLS")
     targets = _targets(settings, channel)
     if not targets:
         return Check(name, WARN, "not configured: its messages stay in the outbox",
-                     f"set {variables}")
+                     SETUP_HINT[channel])
     configured = ", ".join(targets)
     if app is None:
         return Check(name, WARN, f"{configured}; outbox not readable (database unreachable)",

@@ -68,11 +68,11 @@ def engine_checks(settings: Settings, env: Mapping[str, str] | None = None) -> l
         message = redact(str(exc))
         unreachable = Check("docker", missing, f"unreachable at {endpoint}: {message[:200]}",
                             _unreachable_hint(exc, message))
-        return [unreachable, _check(hostlint.autoheal_variables(settings, env))]
+        return [unreachable, hostlint.autoheal_variables(settings, env)]
     detail = (f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) "
               f"at {endpoint}{tls}, {len(listing)} containers")
     return [_docker_check(detail, refused, missing),
-            *(_check(finding) for finding in hostlint.lint(settings, seen, env))]
+            *hostlint.lint(settings, seen, env)]
 
 
 def _inspect_each(client: Any, listing: list[dict[str, Any]]) -> list[Sighting]:
@@ -104,7 +104,3 @@ def _unreachable_hint(exc: Exception, message: str) -> str:
         return ("for an engine with TLS set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to a "
                 "folder holding its ca.pem and a client's cert.pem and key.pem")
     return "check that dockerd runs and DOCKER_HOST points at it"
-
-
-def _check(finding: hostlint.Finding) -> Check:
-    return Check(finding.check, Status(finding.status), finding.detail, finding.hint)

@@ -1,6 +1,7 @@
 """``aegis doctor`` as a linter of the Docker host: what on it will not be supervised the
 way its owner expects, each with a one-line hint. Pure functions of the settings, the
-environment and what Docker reports of each container (inspects); doctor.py asks Docker.
+environment and what Docker reports of each container (inspects); engine.py asks Docker.
+A finding never fails the doctor (aegis runs on): it is ok or warn.
 
 - labelled containers without a health check: nothing for aegis to watch;
 - ``aegis.*`` and ``autoheal*`` labels misspelt or with values that do not parse;
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from aegis.core.autoheal import APPRISE_API, DISCORD_WEBHOOK, SLACK_WEBHOOK
 from aegis.core.config import Settings
+from aegis.doctor.checks import OK, WARN, Check
 from aegis.supervision.docker import Sighting
 from aegis.supervision.protocol.labels import (
     AUTOHEAL,
@@ -33,39 +34,31 @@ _AUTOHEAL_LIKE = ("autoheal", "auto-heal", "auto_heal")
 AUTOHEAL_MISSPELT_CUTOFF = 0.8
 
 
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    status: str  # ok or warn (a finding never fails the doctor: aegis runs on)
-    detail: str
-    hint: str = ""
-
-
 def _names(names: Sequence[str]) -> str:
     shown = ", ".join(names[:NAMED])
     return shown + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
 
 
-def lint(settings: Settings, seen: Sequence[Sighting], env: Mapping[str, str]) -> list[Finding]:
+def lint(settings: Settings, seen: Sequence[Sighting], env: Mapping[str, str]) -> list[Check]:
     """Every finding about the host's containers (inspected) and aegis's environment."""
     return [no_healthcheck(settings, seen), bad_labels(settings, seen),
             long_stop_timeouts(settings, seen), autoheal_variables(settings, env)]
 
 
-def no_healthcheck(settings: Settings, seen: Sequence[Sighting]) -> Finding:
+def no_healthcheck(settings: Settings, seen: Sequence[Sighting]) -> Check:
     autoheal = autoheal_label(settings)
     blind = sorted(s.name for s in seen if not s.has_healthcheck
                    and parse_labels(s.labels, autoheal).enable is True)
     if not blind:
-        return Finding("containers:healthcheck", "ok",
+        return Check("containers:healthcheck", OK,
                        "every container labelled for aegis has a health check")
-    return Finding("containers:healthcheck", "warn",
+    return Check("containers:healthcheck", WARN,
                    f"{_names(blind)}: labelled for aegis but without a health check, so "
                    "there is nothing to watch",
                    "add a HEALTHCHECK to the image or a healthcheck: to the compose service")
 
 
-def bad_labels(settings: Settings, seen: Sequence[Sighting]) -> Finding:
+def bad_labels(settings: Settings, seen: Sequence[Sighting]) -> Check:
     autoheal = autoheal_label(settings)
     known = {autoheal or AUTOHEAL, AUTOHEAL_STOP_TIMEOUT}
     problems: list[str] = []
@@ -79,22 +72,22 @@ def bad_labels(settings: Settings, seen: Sequence[Sighting]) -> Finding:
                              + (f" (did you mean {close[0]}?)" if close else ""))
         problems.extend(f"{container.name}: {problem}" for problem in found)
     if not problems:
-        return Finding("containers:labels", "ok", "no misspelt or unreadable aegis.* or "
+        return Check("containers:labels", OK, "no misspelt or unreadable aegis.* or "
                        "autoheal labels")
     more = f" (and {len(problems) - NAMED} more)" if len(problems) > NAMED else ""
-    return Finding("containers:labels", "warn", "; ".join(problems[:NAMED]) + more,
+    return Check("containers:labels", WARN, "; ".join(problems[:NAMED]) + more,
                    "fix the label in the compose file: a misspelt or unreadable label does "
                    "nothing (docs/remediation.md#scope-and-labels)")
 
 
-def long_stop_timeouts(settings: Settings, seen: Sequence[Sighting]) -> Finding:
+def long_stop_timeouts(settings: Settings, seen: Sequence[Sighting]) -> Check:
     grace_s = settings.shutdown_grace_s
     slow = sorted(f"{s.name} ({effective_stop_timeout_s(s, settings):g}s)" for s in seen
                   if s.has_healthcheck and effective_stop_timeout_s(s, settings) > grace_s)
     if not slow:
-        return Finding("containers:stop-timeout", "ok",
+        return Check("containers:stop-timeout", OK,
                        f"every restart fits in AEGIS_SHUTDOWN_GRACE ({grace_s:g}s)")
-    return Finding("containers:stop-timeout", "warn",
+    return Check("containers:stop-timeout", WARN,
                    f"{_names(slow)}: a restart waits this long for the stop, longer than "
                    f"AEGIS_SHUTDOWN_GRACE ({grace_s:g}s): one under way when aegis stops is "
                    "not waited for, and is recorded late by the next daemon",
@@ -102,15 +95,15 @@ def long_stop_timeouts(settings: Settings, seen: Sequence[Sighting]) -> Finding:
                    "or shorten the container's stop timeout (aegis.stop-timeout)")
 
 
-def autoheal_variables(settings: Settings, env: Mapping[str, str]) -> Finding:
+def autoheal_variables(settings: Settings, env: Mapping[str, str]) -> Check:
     if not settings.autoheal_compat:
-        return Finding("autoheal", "ok", "AEGIS_AUTOHEAL_COMPAT=off: docker-autoheal's labels "
+        return Check("autoheal", OK, "AEGIS_AUTOHEAL_COMPAT=off: docker-autoheal's labels "
                        "and variables are not read")
     unread = unread_autoheal_variables(env)
     if not unread:
-        return Finding("autoheal", "ok", f"docker-autoheal's label {settings.autoheal_label} "
+        return Check("autoheal", OK, f"docker-autoheal's label {settings.autoheal_label} "
                        "is read as aegis.enable; no variable of it is left unread")
-    return Finding("autoheal", "warn", "; ".join(unread),
+    return Check("autoheal", WARN, "; ".join(unread),
                    "see docs/migrating-from-autoheal.md for what each becomes")
 
 
