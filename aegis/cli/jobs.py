@@ -45,9 +45,8 @@ def jobs_list(app: api.Aegis, as_json: bool) -> None:
         print_json([job.to_json() for job in found])
         return
     rows = []
-    zones = app.scheduler.zones_of(j.id for j in found)
     for j in found:
-        zone = zones[j.id]
+        zone = j.shown_zone(app.settings.zone)
         rows.append((j.id, j.trigger, j.scope, format_time(j.next_run, zone),
                      format_time(j.last_run, zone), j.last_status or "-",
                      "paused" if j.paused else ("disabled" if not j.enabled else "")))

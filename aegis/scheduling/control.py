@@ -70,6 +70,11 @@ class JobInfo:
                    last_status=last.status if last else None, paused=record.paused,
                    enabled=True, description=record.description, timezone=record.timezone)
 
+    def shown_zone(self, fallback: ZoneInfo) -> ZoneInfo:
+        """The zone its times are shown in: its own, else ``fallback`` (the zone another
+        daemon advertised is one this machine's time zone database lacks)."""
+        return _known_zone(self.timezone, fallback)
+
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
 
@@ -212,10 +217,10 @@ class SchedulerControl:
         return [infos[key] for key in sorted(infos)]
 
     def zones_of(self, job_ids: Iterable[str]) -> dict[str, ZoneInfo]:
-        """The zone each job's times are shown in (``aegis jobs list`` and ``history``
-        alike): its own when this process defines it, else the one the daemon running it
-        advertised, else (no daemon advertised it, or this machine's time zone database
-        lacks it) AEGIS_TIMEZONE."""
+        """The zone each job's times are shown in (``aegis jobs history``; ``jobs list``
+        asks ``JobInfo.shown_zone``, the same rule): its own when this process defines it,
+        else the one the daemon running it advertised, else (no daemon advertised it, or
+        this machine's time zone database lacks it) AEGIS_TIMEZONE."""
         fallback = self._runtime.settings.zone
         records: dict[str, JobRecord] | None = None
         found = {}
