@@ -1,7 +1,7 @@
 """docker-autoheal's variables, read as aegis's own settings where aegis's are not set
 (AEGIS_AUTOHEAL_COMPAT, on by default): a host moving from docker-autoheal keeps its
 environment. docs/migrating-from-autoheal.md gives each mapping, and the variables that
-have none (those are a finding of ``aegis doctor``: aegis/hostlint.py)."""
+have none (those are a finding of ``aegis doctor``: aegis/doctor/hostlint.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Apprise: every other service (Telegram, Slack, ntfy, email, a JSON webhook...) through
 one URL each. ``AppriseTarget`` posts a message's title and a markdown body; it cannot
 edit a message, so the updates of a living message pass it by. A failure with an HTTP
-4xx is a refusal for good, any other is worth a retry; no error text carries the URL.
+4xx other than 429 is a refusal for good, any other is worth a retry; no error text
+carries the URL.
 """
 
 from __future__ import annotations

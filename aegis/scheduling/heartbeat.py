@@ -48,7 +48,8 @@ class Heartbeat:
     version: str
     started_at: datetime
     last_heartbeat_at: datetime
-    # running, stopping or stopped, as the daemon last recorded it (daemon_status judges)
+    # running or stopped, as the daemon last recorded it (daemon_status judges; the
+    # table also allows stopping, which aegis does not write)
     status: str
 
     def to_json(self) -> dict[str, object]:

@@ -160,7 +160,7 @@ class Recorder:
         if notify is not None:
             enqueue(tx, notify, host=self.host, event_uid=event_uid)
 
-    def step_message(self, tx: Queries, event: Event, seen: Sighting, incident: int,
+    def step_message(self, tx: Queries, seen: Sighting, incident: int,
                      line: LogLine) -> Notification | None:
         """Add ``line`` (a step taken outside a decision) to the open incident of
         ``seen``'s row, locked in ``tx``: the message it calls for (an edit of the living

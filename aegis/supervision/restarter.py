@@ -210,8 +210,7 @@ class Restarter:
         self.runtime.store.log_event(event)
 
         def write(tx: Queries) -> None:
-            insert_event(tx, event, self.recorder.step_message(tx, event, seen, incident,
-                                                               line))
+            insert_event(tx, event, self.recorder.step_message(tx, seen, incident, line))
 
         self.runtime.store.write(write, event_record(event))
 

@@ -40,7 +40,7 @@ from aegis.supervision.incidents import Incident
 from aegis.supervision.observe import Assessment
 from aegis.supervision.persist import Persister, decision_update
 from aegis.supervision.protocol.labels import autoheal_label, parse_labels, restart_refusal
-from aegis.supervision.protocol.strikes import Action, Decision, SupervisionMode, decide
+from aegis.supervision.protocol.strikes import Action, Decision, Observed, SupervisionMode, decide
 from aegis.supervision.protocol.triage import TriageClass
 from aegis.supervision.records import Record, Recorder
 from aegis.supervision.repository import (
@@ -252,7 +252,7 @@ class Supervisor:
             self._restart(decision, seen, now)
         return decision.action, assessment.mode
 
-    def _observed(self, assessment: Assessment, row: ContainerRow) -> Any:
+    def _observed(self, assessment: Assessment, row: ContainerRow) -> Observed:
         seen = assessment.seen
         return observe.observed(self.client, assessment, row, self._parent_incident(seen, row),
                                 self.state.exit_codes.get(seen.id))

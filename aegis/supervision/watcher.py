@@ -3,11 +3,12 @@
 A reader thread turns the engine's event stream into a queue; the watcher's loop takes
 events from it and wakes for strike timers (strike 2 one interval after strike 1, strike 3
 one interval after the restart). A fresh ``unhealthy`` event is strike 1 at once, from
-what the event carries; every other step is taken after an inspect, off the loop
-(aegis/supervision/checks.py). When the stream breaks (the engine restarted, the socket
-went away) the loop reconnects with back-off from 0.5 s to 5 s, asks for the events it
-missed (``since``), and runs a full reconciliation sweep so no unhealthy container is
-missed. The outage is recorded once.
+what the event carries; other health and start events are checked on the loop after an
+inspect; due strike timers, aegis's own restarts once over and the check after a ``die``
+go to a small pool off the loop (aegis/supervision/checks.py). When the stream breaks
+(the engine restarted, the socket went away) the loop reconnects with back-off from 0.5 s
+to 5 s, asks for the events it missed (``since``), and runs a full reconciliation sweep
+so no unhealthy container is missed. The outage is recorded once.
 """
 
 from __future__ import annotations
