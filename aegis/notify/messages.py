@@ -25,7 +25,8 @@ IMPORTANCE_COLOURS = {Importance.LOW: GREY, Importance.MEDIUM: BLUE, Importance.
 # An incident's living message takes the colour of where it stands; a step not named here
 # (a dependant folded in) keeps the colour of its importance.
 STEP_COLOURS = {IncidentStep.STRUCK: ORANGE, IncidentStep.RESTARTED: ORANGE,
-                IncidentStep.RESTART_FAILED: ORANGE, IncidentStep.ESCALATED: RED,
+                IncidentStep.RESTART_FAILED: ORANGE, IncidentStep.RECREATED: ORANGE,
+                IncidentStep.STACK_RESTARTED: ORANGE, IncidentStep.ESCALATED: RED,
                 IncidentStep.ACKNOWLEDGED: BLUE, IncidentStep.RECOVERED: GREEN,
                 IncidentStep.RESET: GREY}
 # Characters that format, link or mention in Discord's markdown (and in most markdown),

@@ -57,6 +57,9 @@ class IncidentStep(StrEnum):
     # Strike 2.
     RESTARTED = "restarted"
     RESTART_FAILED = "restart_failed"
+    # The healing ladder's rung above a restart: recreated, or its compose project restarted.
+    RECREATED = "recreated"
+    STACK_RESTARTED = "stack_restarted"
     # Strike 3.
     ESCALATED = "escalated"
     # By ``aegis ack``.

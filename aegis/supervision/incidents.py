@@ -35,6 +35,8 @@ STATES = {
     IncidentStep.STRUCK: ("is unhealthy", Importance.MEDIUM),
     IncidentStep.RESTARTED: ("restarted", Importance.HIGH),
     IncidentStep.RESTART_FAILED: ("restart failed", Importance.HIGH),
+    IncidentStep.RECREATED: ("recreated", Importance.HIGH),
+    IncidentStep.STACK_RESTARTED: ("restarted with its stack", Importance.HIGH),
     IncidentStep.ESCALATED: ("escalated", Importance.CRITICAL),
     IncidentStep.ACKNOWLEDGED: ("acknowledged", Importance.MEDIUM),
     IncidentStep.RECOVERED: ("recovered", Importance.MEDIUM),
@@ -111,7 +113,8 @@ def step_calls_for_message(settings: Settings, incident: Incident) -> bool:
     latest = incident.log[-1].step if incident.log else None
     alerting = {IncidentStep.ESCALATED}
     if settings.alert_from == AlertFrom.RESTART:
-        alerting.add(IncidentStep.RESTARTED)
+        alerting |= {IncidentStep.RESTARTED, IncidentStep.RECREATED,
+                     IncidentStep.STACK_RESTARTED}
     if settings.alert_style == AlertStyle.POSTS:
         return latest in alerting or (latest == IncidentStep.RECOVERED and incident.escalated)
     had_message = replace(incident, log=incident.log[:-1]).has_message

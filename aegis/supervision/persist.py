@@ -56,7 +56,7 @@ def decision_update(row: ContainerRow, assessment: Assessment, decision: Decisio
         folded_into=state.folded_into,
         incident_log=() if new_incident else row.incident_log,
         affected=() if new_incident else row.affected, docker_restarts=state.docker_restarts,
-        oom_restart_at=state.oom_restart_at)
+        oom_restart_at=state.oom_restart_at, climbed_at=state.climbed_at)
 
 
 class Persister:

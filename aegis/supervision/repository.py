@@ -33,7 +33,7 @@ from aegis.supervision.protocol.triage import Sample, TriageClass
 
 # The columns a spooled decision carries as ISO-8601 text.
 _TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at",
-          "oom_restart_at", "stop_requested_at")
+          "oom_restart_at", "stop_requested_at", "climbed_at")
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,7 @@ class ContainerRow:
     docker_restarts: tuple[Sample, ...] = column(samples_from_json, default=())
     oom_at: datetime | None = None
     oom_restart_at: datetime | None = None
+    climbed_at: datetime | None = None
 
     def in_maintenance(self, now: datetime) -> bool:
         """By its ``aegis.maintenance`` label, or by ``aegis maintenance`` until a time."""
@@ -141,7 +142,7 @@ class ContainerRow:
                            strike_at=self.strike_at, healthy_since=self.healthy_since,
                            restarts=self.restarts, incident_class=self.incident_class,
                            folded_into=self.folded_into, oom_restart_at=self.oom_restart_at,
-                           docker_restarts=self.docker_restarts)
+                           docker_restarts=self.docker_restarts, climbed_at=self.climbed_at)
 
     def stop_request(self, seen: Sighting) -> tuple[bool, datetime | None]:
         """Whether (and when) a person asked Docker to stop ``seen``. A request made of
@@ -192,13 +193,15 @@ class ContainerUpdate:
     affected: tuple[str, ...]
     docker_restarts: tuple[Sample, ...]
     oom_restart_at: datetime | None
+    climbed_at: datetime | None = None
 
     # what a sweep compares: a steady host's sweep writes nothing
     _COMPARED = ("container_id", "image", "compose_project", "compose_service", "status",
                  "health", "has_healthcheck", "supervision", "state", "phase", "strikes",
                  "incident", "strike_at", "healthy_since", "restarts", "maintenance_label",
                  "label_problems", "labels", "next_check_at", "stopped_by_user",
-                 "incident_class", "folded_into", "docker_restarts", "oom_restart_at")
+                 "incident_class", "folded_into", "docker_restarts", "oom_restart_at",
+                 "climbed_at")
 
     @classmethod
     def keeping(cls, row: ContainerRow, now: datetime) -> ContainerUpdate:
@@ -508,7 +511,8 @@ def replay_decision(tx: Queries, record: dict[str, Any]) -> None:
     once (by uid)."""
     # a record spooled by a version before 0009_incidents lacks the incident's columns
     params = {"incident_class": None, "incident_log": [], "folded_into": None, "affected": [],
-              "docker_restarts": [], "oom_restart_at": None, **record["params"]}
+              "docker_restarts": [], "oom_restart_at": None, "climbed_at": None,
+              **record["params"]}
     for key in _TIMES:
         if params.get(key) is not None:
             params[key] = datetime.fromisoformat(params[key])

@@ -33,8 +33,9 @@ from aegis.supervision.docker import (
     sighting_from_inspect,
     sighting_from_listing,
 )
+from aegis.supervision.ladder import Ladder
 from aegis.supervision.protocol.labels import effective_stop_timeout_s
-from aegis.supervision.protocol.strikes import Decision
+from aegis.supervision.protocol.strikes import Action, Decision
 from aegis.supervision.records import SOURCE, Recorder, details
 from aegis.supervision.repository import Containers, LogLine, UnrecordedRestart
 
@@ -114,12 +115,13 @@ class Restarter:
         self.on_end = on_end
         self.host = runtime.settings.host
         self.log = get_logger().bind(host=self.host)
+        self.ladder = Ladder(runtime, self.record_step, refusal)
 
     def restart(self, client: Any, decision: Decision, seen: Sighting, now: datetime) -> None:
         """Restart now, in this thread."""
         self.tracker.begin(self.host, seen.name, seen.id)
         try:
-            self._restart(client, decision, seen, now)
+            self._act(client, decision, seen, now)
         finally:
             self.tracker.end(self.host, seen.name)
 
@@ -148,11 +150,12 @@ class Restarter:
 
     def _restart_in_thread(self, client_factory: Callable[[], Any], decision: Decision,
                            seen: Sighting, now: datetime) -> None:
+        running_id = seen.id
         try:
             with self.tracker.slots(self.runtime.settings.max_parallel_restarts):
                 client = client_factory()
                 try:
-                    self._restart(client, decision, seen, now)
+                    running_id = self._act(client, decision, seen, now)
                 finally:
                     client.close()
         except Exception as exc:  # recorded in the log; the sweep completes what it can
@@ -161,7 +164,18 @@ class Restarter:
         finally:
             self.tracker.end(self.host, seen.name)
             if self.on_end is not None:
-                self.on_end(seen.id)
+                self.on_end(running_id)
+
+    def _act(self, client: Any, decision: Decision, seen: Sighting, now: datetime) -> str:
+        """Make the intervention ``decision`` saved (a restart, or the healing ladder's
+        recreate or stack restart); returns the id of the container now under the name."""
+        if decision.action == Action.RECREATE:
+            return self.ladder.recreate(client, decision, seen, now)
+        if decision.action == Action.RESTART_STACK:
+            self.ladder.restart_stack(client, decision, seen, now)
+            return seen.id
+        self._restart(client, decision, seen, now)
+        return seen.id
 
     def _restart(self, client: Any, decision: Decision, seen: Sighting, now: datetime) -> None:
         """Ask Docker, record the outcome, then restart the containers sharing its network

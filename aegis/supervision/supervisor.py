@@ -40,7 +40,14 @@ from aegis.supervision.incidents import Incident
 from aegis.supervision.observe import Assessment
 from aegis.supervision.persist import Persister, decision_update
 from aegis.supervision.protocol.labels import autoheal_label, parse_labels, restart_refusal
-from aegis.supervision.protocol.strikes import Action, Decision, Observed, SupervisionMode, decide
+from aegis.supervision.protocol.strikes import (
+    INTERVENTIONS,
+    Action,
+    Decision,
+    Observed,
+    SupervisionMode,
+    decide,
+)
 from aegis.supervision.protocol.triage import TriageClass
 from aegis.supervision.records import Record, Recorder
 from aegis.supervision.repository import (
@@ -50,6 +57,7 @@ from aegis.supervision.repository import (
     LastKnownRows,
 )
 from aegis.supervision.restarter import Restarter, RestartTracker
+from aegis.supervision.rewire import NetworkParents, Rewirer
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class SupervisionState:
     # the exit code of each container's latest ``die`` (a running container's inspect
     # shows 0): the exit codes of a crash loop
     exit_codes: dict[str, int] = field(default_factory=dict)
+    parents: NetworkParents = field(default_factory=NetworkParents)
 
 
 class Supervisor:
@@ -113,6 +122,10 @@ class Supervisor:
         self.restarter = Restarter(self.runtime, self.restarts, self.recorder,
                                    refusal=self.restart_refusal,
                                    on_end=self.background.on_end if self.background else None)
+        self.rewirer = Rewirer(self.runtime, self.restarts, self.state.parents,
+                               refusal=self.restart_refusal,
+                               client_factory=(self.background.client_factory
+                                               if self.background else None))
 
     def note_timer(self, due: datetime) -> None:
         """Keep ``due`` as ``soonest`` if it is the earliest strike timer known."""
@@ -143,8 +156,8 @@ class Supervisor:
             rows, offline = {row.name: row for row in self.kept.of(self.host)}, True
         counts: dict[str, int] = {"containers": len(entries), "supervised": 0, "unhealthy": 0}
         present: set[str] = set()
-        for entry in entries:
-            seen = sighting_from_listing(entry)
+        listed = [sighting_from_listing(entry) for entry in entries]
+        for seen in listed:
             present.add(seen.id)
             action, mode = self.evaluate(seen, rows.get(seen.name), now)
             counts["supervised"] += mode == SupervisionMode.SUPERVISED
@@ -153,7 +166,8 @@ class Supervisor:
                 counts[action.value] = counts.get(action.value, 0) + 1
         if not offline:
             self._mark_removed(rows.values(), present, now)
-        for thread in self._joining or ():
+        rewiring = self.rewirer.sweep(self.client, listed, now)
+        for thread in [*(self._joining or ()), *(rewiring if wait else ())]:
             thread.join()
         self._joining = None
         return counts
@@ -248,7 +262,7 @@ class Supervisor:
                                    decision.state.folded_into if folded_now else None):
             self.log.info("container_decision_superseded", container=seen.name)
             return Action.NONE, assessment.mode
-        if decision.action == Action.RESTART:  # decided and saved above: never made twice
+        if decision.action in INTERVENTIONS:  # decided and saved above: never made twice
             self._restart(decision, seen, now)
         return decision.action, assessment.mode
 
@@ -276,8 +290,8 @@ class Supervisor:
         seen = assessment.seen
         records = self.recorder.notes(seen, row, assessment.labels.problems, assessment.mode,
                                       now)
-        if decision.action in (Action.NONE, Action.RESTART):
-            return update, records  # a restart is recorded once it is made
+        if decision.action == Action.NONE or decision.action in INTERVENTIONS:
+            return update, records  # a restart (or a recreate) is recorded once it is made
         incident = Incident.of_row(update)
         if decision.action == Action.ESCALATE:
             seen = inspected(self.client, seen)

@@ -34,6 +34,7 @@ from aegis.supervision.docker import (
     sighting_from_event,
 )
 from aegis.supervision.protocol.strikes import Phase
+from aegis.supervision.recreate import is_aside
 from aegis.supervision.supervisor import BackgroundRestarts, SupervisionState, Supervisor
 
 RECONNECT_MIN_S = 0.5
@@ -77,7 +78,7 @@ class ContainerEvents:
             if not self._strike_from_event(event, now):
                 self.supervisor.check(container_id, now)
         elif action == "start":
-            self._started(container_id, now)
+            self._started(container_id, attributes, now)
         elif action == "stop" or (action == "kill"
                                   and str(attributes.get("signal", "")) in STOP_SIGNALS):
             if not self.supervisor.restarts.in_progress_id(container_id):  # not aegis's own
@@ -93,7 +94,7 @@ class ContainerEvents:
             self._renamed_or_removed(action, container_id, attributes, now)
         return None
 
-    def _started(self, container_id: str, now: datetime) -> None:
+    def _started(self, container_id: str, attributes: dict[str, Any], now: datetime) -> None:
         supervisor = self.supervisor
         if supervisor.restarts.in_progress_id(container_id):
             return  # aegis's own restart: judged when it is over
@@ -101,6 +102,10 @@ class ContainerEvents:
         with contextlib.suppress(DatabaseUnavailable):
             supervisor.restarter.complete_restarts(supervisor.client, now)
         supervisor.check(container_id, now)
+        # a replaced network parent: its dependants are recreated into its namespace
+        labels = {key: str(value) for key, value in attributes.items()}
+        supervisor.rewirer.after_start(supervisor.client, str(attributes.get("name", "")),
+                                       labels, now)
 
     def _renamed_or_removed(self, action: str, container_id: str,
                             attributes: dict[str, Any], now: datetime) -> None:
@@ -111,7 +116,8 @@ class ContainerEvents:
         elif action == "rename":
             old_name = str(attributes.get("oldName", "")).lstrip("/")
             new_name = str(attributes.get("name", ""))
-            if old_name and new_name:
+            # set aside (or back) by a recreate: the row stays with the name
+            if old_name and new_name and not (is_aside(new_name) or is_aside(old_name)):
                 containers.rename(self.host, old_name, new_name)
 
     def _set_stopped(self, container_id: str, stopped: bool, now: datetime) -> None:

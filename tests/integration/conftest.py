@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from aegis import api
+from aegis.core.config import load_settings
 from aegis.supervision.watcher import Watcher
 from tests.support.engines import engine_socket
 from tests.support.supervision import SocketProxy, running_watcher
@@ -38,3 +39,18 @@ def watcher(app: api.Aegis, proxy: SocketProxy) -> Iterator[Watcher]:
 
     with running_watcher(app, client_factory=client) as running:
         yield running
+
+
+@pytest.fixture
+def strike_interval() -> str:
+    return "2s"
+
+
+@pytest.fixture
+def fast_app(aegis_env: dict[str, str], strike_interval: str) -> Iterator[api.Aegis]:
+    """aegis with a short strike interval (``strike_interval``), no restart back-off,
+    acting only on containers labelled for it."""
+    settings = load_settings({**aegis_env, "AEGIS_STRIKE_INTERVAL": strike_interval,
+                              "AEGIS_RESTART_BACKOFF": "0s", "AEGIS_DOCKER_SCOPE": "labeled"})
+    with api.connect(settings, migrate=False) as opened:
+        yield opened

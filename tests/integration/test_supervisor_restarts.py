@@ -51,20 +51,6 @@ STOP_TIMEOUT_S = 6
 
 
 @pytest.fixture
-def strike_interval() -> str:
-    return "2s"
-
-
-@pytest.fixture
-def fast_app(aegis_env: dict[str, str], strike_interval: str) -> Iterator[api.Aegis]:
-    """aegis with a short strike interval, acting only on containers labelled for it."""
-    settings = load_settings({**aegis_env, "AEGIS_STRIKE_INTERVAL": strike_interval,
-                              "AEGIS_RESTART_BACKOFF": "0s", "AEGIS_DOCKER_SCOPE": "labeled"})
-    with api.connect(settings, migrate=False) as opened:
-        yield opened
-
-
-@pytest.fixture
 def watching(fast_app: api.Aegis) -> Iterator[Watcher]:
     with running_watcher(fast_app) as running:
         yield running

@@ -61,7 +61,7 @@ UPDATE containers SET
     incident_class = %(incident_class)s, incident_log = %(incident_log)s,
     folded_into = %(folded_into)s, affected = %(affected)s::text[],
     docker_restarts = %(docker_restarts)s, oom_restart_at = %(oom_restart_at)s,
-    version = version + 1
+    climbed_at = %(climbed_at)s, version = version + 1
 WHERE host = %(host)s AND name = %(name)s AND version = %(version)s
 RETURNING version;
 
@@ -78,7 +78,9 @@ CROSS JOIN LATERAL (SELECT max(r) AS restart_at FROM unnest(c.restarts) r) last
 WHERE c.host = %(host)s AND c.removed_at IS NULL AND last.restart_at IS NOT NULL
   AND NOT EXISTS (
       SELECT 1 FROM episodic_memory e
-      WHERE e.event_type IN ('container_restarted', 'container_restart_failed')
+      WHERE e.event_type IN ('container_restarted', 'container_restart_failed',
+                             'container_recreated', 'container_recreate_failed',
+                             'container_stack_restarted')
         AND e.timestamp >= last.restart_at AND e.host = c.host
         AND e.details->>'container' = c.name);
 
@@ -89,7 +91,7 @@ INSERT INTO containers AS c (
     has_healthcheck, supervision, state, phase, strikes, incident, strike_at, healthy_since,
     restarts, maintenance_label, label_problems, labels, last_action, last_action_at,
     last_reason, next_check_at, seen_at, incident_class, incident_log, folded_into, affected,
-    docker_restarts, oom_restart_at)
+    docker_restarts, oom_restart_at, climbed_at)
 VALUES (
     %(host)s, %(name)s, %(container_id)s, %(image)s, %(compose_project)s,
     %(compose_service)s, %(status)s, %(health)s, %(has_healthcheck)s, %(supervision)s,
@@ -98,7 +100,7 @@ VALUES (
     coalesce(%(labels)s::jsonb, '{}'::jsonb), %(last_action)s, %(last_action_at)s,
     %(last_reason)s, %(next_check_at)s, %(seen_at)s,
     %(incident_class)s, %(incident_log)s, %(folded_into)s, %(affected)s::text[],
-    %(docker_restarts)s, %(oom_restart_at)s)
+    %(docker_restarts)s, %(oom_restart_at)s, %(climbed_at)s)
 ON CONFLICT (host, name) DO UPDATE SET
     container_id = EXCLUDED.container_id, image = EXCLUDED.image,
     compose_project = EXCLUDED.compose_project, compose_service = EXCLUDED.compose_service,
@@ -116,7 +118,7 @@ ON CONFLICT (host, name) DO UPDATE SET
     incident_class = EXCLUDED.incident_class, incident_log = EXCLUDED.incident_log,
     folded_into = EXCLUDED.folded_into, affected = EXCLUDED.affected,
     docker_restarts = EXCLUDED.docker_restarts, oom_restart_at = EXCLUDED.oom_restart_at,
-    version = c.version + 1;
+    climbed_at = EXCLUDED.climbed_at, version = c.version + 1;
 
 -- name: containers_due
 -- Names of this host's containers whose strike timer has come due.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aegis.core.config import DockerScope, Settings
 from aegis.supervision.docker import DEFAULT_STOP_TIMEOUT_S, Sighting
-from aegis.supervision.protocol.strikes import Policy, SupervisionMode
+from aegis.supervision.protocol.strikes import HealMode, Policy, SupervisionMode
 
 PREFIX = "aegis."
 ENABLE = "aegis.enable"
@@ -25,7 +25,10 @@ MAINTENANCE = "aegis.maintenance"
 STRIKE_INTERVAL = "aegis.strike-interval"
 MAX_RESTARTS = "aegis.max-restarts"
 STOP_TIMEOUT = "aegis.stop-timeout"
-KNOWN = (ENABLE, PROTECT, MAINTENANCE, STRIKE_INTERVAL, MAX_RESTARTS, STOP_TIMEOUT)
+HEAL = "aegis.heal"
+RECREATE_AFTER = "aegis.heal.recreate-after"
+KNOWN = (ENABLE, PROTECT, MAINTENANCE, STRIKE_INTERVAL, MAX_RESTARTS, STOP_TIMEOUT, HEAL,
+         RECREATE_AFTER)
 
 # docker-autoheal's: its opt-in label (renamed by AUTOHEAL_CONTAINER_LABEL) and stop timeout
 AUTOHEAL = "autoheal"
@@ -54,6 +57,8 @@ class ContainerLabels:
     strike_interval_s: float | None = None
     max_restarts: int | None = None
     stop_timeout_s: float | None = None
+    heal: HealMode | None = None
+    recreate_after: int | None = None
     problems: tuple[str, ...] = ()
 
 
@@ -92,6 +97,20 @@ def _parse_interval(text: str) -> float:
     return seconds
 
 
+def _parse_heal(text: str) -> HealMode:
+    try:
+        return HealMode(text.strip().lower())
+    except ValueError:
+        raise ValueError("is not restart, recreate or stack") from None
+
+
+def _parse_recreate_after(text: str) -> int:
+    count = _parse_count(text)
+    if count < 1:
+        raise ValueError(f"is not a whole number from 1 to {MAX_RESTARTS_LIMIT}")
+    return count
+
+
 _PARSERS = {
     ENABLE: ("enable", parse_bool),
     PROTECT: ("protect", parse_bool),
@@ -99,6 +118,8 @@ _PARSERS = {
     STRIKE_INTERVAL: ("strike_interval_s", _parse_interval),
     MAX_RESTARTS: ("max_restarts", _parse_count),
     STOP_TIMEOUT: ("stop_timeout_s", parse_duration),
+    HEAL: ("heal", _parse_heal),
+    RECREATE_AFTER: ("recreate_after", _parse_recreate_after),
 }
 
 
@@ -242,7 +263,8 @@ def strike_policy(settings: Settings, parsed: ContainerLabels, mode: Supervision
         stable_period_s=settings.stable_period_s or 2 * interval_s,
         stop_timeout_s=stop_timeout_s, protected=mode == SupervisionMode.PROTECTED,
         maintenance=maintenance, ignored=mode == SupervisionMode.IGNORED,
-        orchestrated=mode == SupervisionMode.ORCHESTRATED)
+        orchestrated=mode == SupervisionMode.ORCHESTRATED,
+        heal=parsed.heal or HealMode.RESTART, recreate_after=parsed.recreate_after or 1)
 
 
 def effective_stop_timeout_s(seen: Sighting, settings: Settings) -> float:

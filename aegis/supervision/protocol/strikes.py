@@ -15,6 +15,11 @@ usual and its escalation says so, an OOM kill is restarted at most once an hour,
 Docker's restart policy escalates at once and is never restarted. A dependant whose
 parent is in an incident is folded into it (``fold``): never restarted or escalated while
 the parent's incident is open, healed (strike 2) after it. A Swarm task is only observed.
+
+A container's healing ladder (``aegis.heal``) adds a rung above the restart: when the
+restart did not help and the container has had ``aegis.heal.recreate-after`` restarts in
+the hour, it is recreated (``recreate``) or its compose project is restarted (``stack``),
+once per incident, before the escalation.
 """
 
 from __future__ import annotations
@@ -48,6 +53,21 @@ class Action(StrEnum):
     RECOVER = "recover"
     RESET = "reset"  # no longer supervised: strikes reset
     FOLD = "fold"  # a dependant's incident folded into its parent's
+    RECREATE = "recreate"  # the ladder's rung above a restart: a new container
+    RESTART_STACK = "restart_stack"  # the ladder's rung: its compose project restarted
+
+
+class HealMode(StrEnum):
+    """The healing ladder's top rung (``aegis.heal``): restart only, or a recreate or
+    a restart of the compose project when restarts did not help."""
+
+    RESTART = "restart"
+    RECREATE = "recreate"
+    STACK = "stack"
+
+
+# The actions that act on a container in the restarter (saved first, made once).
+INTERVENTIONS = frozenset({Action.RESTART, Action.RECREATE, Action.RESTART_STACK})
 
 
 BUDGET_WINDOW = timedelta(hours=1)
@@ -73,6 +93,7 @@ class StrikeState:
     folded_into: str | None = None  # the parent whose incident this one waits for
     oom_restart_at: datetime | None = None  # aegis's latest restart for lack of memory
     docker_restarts: tuple[Sample, ...] = ()  # Docker's restart count over the window
+    climbed_at: datetime | None = None  # the open incident's recreate or stack restart
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,8 @@ class Policy:
     maintenance: bool = False
     ignored: bool = False
     orchestrated: bool = False  # a Swarm task: Swarm replaces it, aegis only observes
+    heal: HealMode = HealMode.RESTART
+    recreate_after: int = 1  # restarts in the hour that did not help before the next rung
 
 
 @dataclass(frozen=True)
@@ -327,7 +350,7 @@ def _opened(state: StrikeState, triage_class: TriageClass) -> StrikeState:
     if state.phase != Phase.OK:
         return replace(state, incident_class=state.incident_class or triage_class)
     return replace(state, incident=state.incident + 1, incident_class=triage_class,
-                   folded_into=None)
+                   folded_into=None, climbed_at=None)
 
 
 def _crash_loop(state: StrikeState, observed: Observed, now: datetime) -> Decision:
@@ -378,7 +401,8 @@ def _unhealthy(state: StrikeState, observed: Observed, policy: Policy,
     if parent is not None:
         return _fold(state, parent, now, interval)
     if state.phase == Phase.RESTARTING:
-        return _escalate(state, now, _strike_three_reason(state, observed))
+        return _climb(state, observed, policy, now) or _escalate(
+            state, now, _strike_three_reason(state, observed, policy))
     return _strike_two(state, observed, policy, now)
 
 
@@ -412,6 +436,28 @@ def _strike_two(state: StrikeState, observed: Observed, policy: Policy,
                     now + timedelta(seconds=policy.strike_interval_s))
 
 
+def _climb(state: StrikeState, observed: Observed, policy: Policy,
+           now: datetime) -> Decision | None:
+    """The healing ladder, when a restart did not help: another restart while fewer than
+    ``recreate_after`` were made in the hour, then (once per incident) a recreate or a
+    restart of the compose project; None when the ladder has no rung left (escalate)."""
+    if policy.heal == HealMode.RESTART or state.climbed_at is not None:
+        return None
+    if _restart_refused(state, observed, replace(policy, max_restarts_per_hour=1 << 30),
+                        now) is not None:
+        return None  # protected, observe mode, a broken probe, an OOM loop: no rung helps
+    if len(state.restarts) < policy.recreate_after:
+        return _strike_two(state, observed, policy, now)
+    action = Action.RECREATE if policy.heal == HealMode.RECREATE else Action.RESTART_STACK
+    climbed = replace(state, phase=Phase.RESTARTING, strikes=2, strike_at=now,
+                      restarts=(*state.restarts, now), climbed_at=now)
+    count = len(state.restarts)
+    reason = (f"still unhealthy after {count} restart{'' if count == 1 else 's'} this hour: "
+              + ("recreated from its image (a fresh writable layer)"
+                 if action == Action.RECREATE else "its compose project restarted in order"))
+    return Decision(action, climbed, reason, now + timedelta(seconds=policy.strike_interval_s))
+
+
 def _restart_refused(state: StrikeState, observed: Observed, policy: Policy,
                      now: datetime) -> str | None:
     """Why strike 2 escalates instead of restarting, or None."""
@@ -443,8 +489,12 @@ def _restart_reason(state: StrikeState, observed: Observed) -> str:
     return "still unhealthy one strike interval after strike 1"
 
 
-def _strike_three_reason(state: StrikeState, observed: Observed) -> str:
+def _strike_three_reason(state: StrikeState, observed: Observed, policy: Policy) -> str:
     """Why a container still unhealthy one interval after its restart is escalated."""
+    if state.climbed_at is not None:
+        return ("still unhealthy one strike interval after " + (
+            "it was recreated" if policy.heal == HealMode.RECREATE
+            else "its compose project was restarted"))
     if state.incident_class == TriageClass.HUNG and observed.hung_timeout_s is not None:
         return (f"the health check timed out every time since the restart (timeout "
                 f"{observed.hung_timeout_s:g}s): the application hangs, or the probe needs "
