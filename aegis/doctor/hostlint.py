@@ -7,6 +7,8 @@ A finding never fails the doctor (aegis runs on): it is ok or warn.
 - ``aegis.*`` and ``autoheal*`` labels misspelt or with values that do not parse;
 - stop timeouts longer than AEGIS_SHUTDOWN_GRACE: a restart under way when aegis stops
   is not waited for (the next daemon records its outcome late);
+- containers in the network namespace of a container id that no longer exists (a
+  replaced parent: a restart cannot bring them back);
 - docker-autoheal variables aegis does not read.
 """
 
@@ -42,7 +44,8 @@ def _names(names: Sequence[str]) -> str:
 def lint(settings: Settings, seen: Sequence[Sighting], env: Mapping[str, str]) -> list[Check]:
     """Every finding about the host's containers (inspected) and aegis's environment."""
     return [no_healthcheck(settings, seen), bad_labels(settings, seen),
-            long_stop_timeouts(settings, seen), autoheal_variables(settings, env)]
+            long_stop_timeouts(settings, seen), orphaned_dependants(seen),
+            autoheal_variables(settings, env)]
 
 
 def no_healthcheck(settings: Settings, seen: Sequence[Sighting]) -> Check:
@@ -93,6 +96,22 @@ def long_stop_timeouts(settings: Settings, seen: Sequence[Sighting]) -> Check:
                    "not waited for, and is recorded late by the next daemon",
                    "raise AEGIS_SHUTDOWN_GRACE (and aegis's own stop_grace_period) above it, "
                    "or shorten the container's stop timeout (aegis.stop-timeout)")
+
+
+def orphaned_dependants(seen: Sequence[Sighting]) -> Check:
+    ids = {s.id for s in seen}
+    orphans = sorted(f"{s.name} (container {s.network_parent[:12]})" for s in seen
+                     if s.network_parent and s.network_parent not in ids
+                     and not any(i.startswith(s.network_parent) for i in ids))
+    if not orphans:
+        return Check("containers:network-parents", OK,
+                     "every container sharing another's network has that container")
+    return Check("containers:network-parents", WARN,
+                 f"{_names(orphans)}: in the network namespace of a container that no longer "
+                 "exists (replaced): a restart fails with 'No such container'",
+                 "aegis recreates it into the new parent when one of the old name starts "
+                 "(docs/remediation.md#dependants-of-a-replaced-network-parent-the-vpn-sidecar);"
+                 " or recreate it by hand (docker compose up -d --force-recreate SERVICE)")
 
 
 def autoheal_variables(settings: Settings, env: Mapping[str, str]) -> Check:

@@ -4,7 +4,9 @@ One container at a time, ``supervisor.py`` observes (``observe.py``: what Docker
 read for the protocol), decides (``protocol/``: labels, triage and strikes, pure
 functions), persists (``persist.py``: the decision saved with its events before anything
 is done) and acts (``restarter.py``: strike 2's restart, its dependants, outcomes a killed
-daemon left). Around it: ``docker.py`` (the engine adapter), ``repository.py`` (the
+daemon left; ``ladder.py``: the rungs above a restart, ``recreate.py`` making a recreate
+through the API). ``rewire.py`` recreates the dependants of a replaced network parent.
+Around it: ``docker.py`` (the engine adapter), ``repository.py`` (the
 ``containers`` table), ``incidents.py`` and ``records.py`` (an incident's log, events and
 living message), ``watcher.py`` (the event stream and what each event means),
 ``checks.py`` (containers judged off the watcher's loop), ``service.py`` (the daemon's

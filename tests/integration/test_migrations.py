@@ -88,8 +88,8 @@ def test_aegis_db_migrate_twice(empty_database_url: str, tmp_path: Path) -> None
 def test_a_database_of_the_release_before_takes_the_incidents_migration_over_its_rows(
         empty_database_url: str, template_url: str) -> None:
     """A database migrated up to 0008_host_leases (the release without incidents), with a
-    container in an incident and a queued alert: 0009_incidents applies over it, the rows
-    keep what they said and read the new columns' defaults."""
+    container in an incident and a queued alert: 0009_incidents (and what came after it)
+    applies over it, the rows keep what they said and read the new columns' defaults."""
     earlier = [(name, script) for name, script in migrations() if name < "0009"]
     assert [name for name, _ in earlier][-3:] == ["0006_job_calendar", "0007_status_page",
                                                   "0008_host_leases"]
@@ -106,15 +106,16 @@ def test_a_database_of_the_release_before_takes_the_incidents_migration_over_its
                      "VALUES ('alerts', 'escalation:h:web:2', 'h', 'web escalated')")
     db = Database(empty_database_url)
     try:
-        assert db.pending_migrations() == ["0009_incidents"]
-        assert db.migrate() == ["0009_incidents"]
+        assert db.pending_migrations() == ["0009_incidents", "0010_heal_ladder"]
+        assert db.migrate() == ["0009_incidents", "0010_heal_ladder"]
     finally:
         db.close()
     [row] = sql_rows(empty_database_url, "SELECT * FROM containers")
     assert (row["phase"], row["incident"], row["labels"]) == (
         "escalated", 2, {"aegis.max-restarts": "5"})
     assert (row["incident_class"], row["incident_log"], row["affected"],
-            row["docker_restarts"], row["folded_into"]) == (None, [], [], [], None)
+            row["docker_restarts"], row["folded_into"], row["climbed_at"]) == (
+        None, [], [], [], None, None)
     [message] = sql_rows(empty_database_url, "SELECT thread, state, edit_only FROM outbox")
     assert message == {"thread": None, "state": None, "edit_only": False}
     assert schema_of(empty_database_url) == schema_of(template_url)

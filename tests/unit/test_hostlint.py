@@ -10,6 +10,7 @@ from aegis.doctor.hostlint import (
     lint,
     long_stop_timeouts,
     no_healthcheck,
+    orphaned_dependants,
 )
 from aegis.supervision.docker import Sighting
 
@@ -17,17 +18,19 @@ SETTINGS = load_settings({})
 
 
 def container(name: str, labels: dict[str, str], *, healthcheck: bool = True,
-              stop_timeout_s: float | None = None) -> Sighting:
+              stop_timeout_s: float | None = None, network_mode: str = "") -> Sighting:
     return Sighting(id=name * 8, name=name, image="img", labels=labels, status="running",
                 health="healthy" if healthcheck else "none", has_healthcheck=healthcheck,
-                stop_timeout_s=stop_timeout_s, details={"error": ""})
+                stop_timeout_s=stop_timeout_s, details={"error": ""},
+                network_mode=network_mode)
 
 
 def test_a_clean_host_has_nothing_to_say() -> None:
     found = lint(SETTINGS, [container("web", {"aegis.enable": "true"})], {})
     assert [(f.check, f.status) for f in found] == [
         ("containers:healthcheck", "ok"), ("containers:labels", "ok"),
-        ("containers:stop-timeout", "ok"), ("autoheal", "ok")]
+        ("containers:stop-timeout", "ok"), ("containers:network-parents", "ok"),
+        ("autoheal", "ok")]
 
 
 def test_labelled_containers_without_a_health_check_have_nothing_to_watch() -> None:
@@ -61,6 +64,17 @@ def test_a_restart_longer_than_the_shutdown_grace_is_named_with_its_timeout() ->
     assert found.detail.startswith("db (120s): a restart waits this long for the stop, "
                                    "longer than AEGIS_SHUTDOWN_GRACE (20s)")
     assert "AEGIS_SHUTDOWN_GRACE" in found.hint
+
+
+def test_a_dependant_of_a_container_that_no_longer_exists_is_named() -> None:
+    vpn = container("vpn", {})
+    fine = container("client", {}, network_mode=f"container:{vpn.id}")
+    left = container("torrent", {}, network_mode="container:" + "9" * 64)
+    found = orphaned_dependants([vpn, fine, left])
+    assert found.status == "warn"
+    assert found.detail.startswith("torrent (container 999999999999): in the network "
+                                   "namespace of a container that no longer exists")
+    assert orphaned_dependants([vpn, fine]).status == "ok"
 
 
 def test_autoheal_variables_aegis_does_not_read_are_listed() -> None:
