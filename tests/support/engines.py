@@ -152,13 +152,6 @@ class PrivateEngine:
         self.remove_netns()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def build_busybox(self) -> str:
-        client = self.client()
-        try:
-            return build_busybox(client)
-        finally:
-            client.close()
-
     def run(self, script: str, **options: Any) -> Any:
         """A test container on this engine (``Containers.run``'s options), usable until
         the engine stops; the engine's tear-down removes it."""
