@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 # The tests run in two runs of pytest (see DEVELOPERS.md): every test but the serial ones
 # on TEST_WORKERS pytest-xdist workers, each with a Docker engine and a PostgreSQL of its
 # own; then the serial ones (real-time bounds, outages, fault injection) on
-# SERIAL_WORKERS, with nothing else running.
+# SERIAL_WORKERS, with nothing else running. The serial run happens even when the first
+# failed (not when it was interrupted: pytest's status 2); `make test` then exits with the
+# status of the last run that failed, so any failure, "no tests ran" (5) included, fails it.
 TEST_WORKERS ?= 6
 SERIAL_WORKERS ?= 4
 
@@ -39,8 +41,11 @@ test: install
 	$(BIN)/ruff check aegis jobs tests bench
 	$(BIN)/mypy
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial"
-	$(BIN)/pytest -n $(SERIAL_WORKERS) --dist loadgroup -m serial
+	status=0; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" || status=$$?; \
+	if [ $$status -eq 2 ]; then exit 2; fi; \
+	$(BIN)/pytest -n $(SERIAL_WORKERS) --dist loadgroup -m serial || status=$$?; \
+	exit $$status
 
 images: install
 	$(BIN)/python -m tests.images

@@ -7,7 +7,6 @@ import dataclasses
 import signal
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from tests.support.daemons import Spawner
 from tests.support.ports import free_port
 from tests.support.postgres import drop_database
 from tests.support.rows import execute
+from tests.support.waiting import wait_for
 from tests.support.web import beat, serving
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -48,6 +48,14 @@ def get(url: str) -> tuple[int, str, str]:
             return response.status, response.headers["Content-Type"], response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def healthz_answers(port: int) -> bool:
+    """Whether /healthz on 127.0.0.1:``port`` answers 200 (False while nothing listens)."""
+    try:
+        return get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    except OSError:
+        return False
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -175,17 +183,10 @@ def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env: d
     proc = spawn({**aegis_env, "AEGIS_HTTP_ADDR": f"127.0.0.1:{port}",
                   "AEGIS_HEARTBEAT_INTERVAL": "1s"})
     try:
-        deadline = time.monotonic() + 60
-        status = None
-        while time.monotonic() < deadline:
-            try:
-                status = get(f"http://127.0.0.1:{port}/healthz")[0]
-            except OSError:
-                status = None
-            if status == 200:
-                break
-            time.sleep(0.2)
-        assert status == 200, spawn.log_of(proc)
+        try:
+            wait_for(lambda: healthz_answers(port), 60, "/healthz to answer 200", every_s=0.2)
+        except AssertionError as timed_out:
+            raise AssertionError(spawn.log_of(proc)) from timed_out
         found = samples(get(f"http://127.0.0.1:{port}/metrics")[2])
         assert found[("aegis_database_up", ())] == 1.0
         assert any(name == "process_resident_memory_bytes" for name, _ in found)
@@ -210,14 +211,7 @@ def test_a_taken_port_is_retried_until_it_frees_up(settings: Settings, app: api.
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
         assert thread.is_alive()
         blocker.close()
-        deadline = time.monotonic() + 10
-        status = None
-        while status != 200 and time.monotonic() < deadline:
-            try:
-                status = get(f"http://127.0.0.1:{port}/healthz")[0]
-            except OSError:
-                time.sleep(0.05)
-        assert status == 200
+        wait_for(lambda: healthz_answers(port), 10, "/healthz to answer 200", every_s=0.05)
     finally:
         blocker.close()
         stop.set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from aegis.storage.spool import Spool
 from aegis.storage.store import Store
 from tests.support.postgres import OwnPostgres
 from tests.support.rows import sql_rows
+from tests.support.waiting import wait_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -128,13 +128,6 @@ def test_state_round_trips_json_and_an_older_write_never_wins(app: api.Aegis) ->
 # --- the spool across a real outage of a dedicated server ---
 
 
-def wait_until_answering(db: Database, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not db.ping():
-        assert time.monotonic() < deadline, "the database did not come back"
-        time.sleep(0.2)
-
-
 def test_events_recorded_while_the_database_is_down_arrive_once_and_in_order(
     own_postgres: OwnPostgres, tmp_path: Path,
 ) -> None:
@@ -156,7 +149,7 @@ def test_events_recorded_while_the_database_is_down_arrive_once_and_in_order(
         spooled = spool.path.read_text()
 
         own_postgres.start()
-        wait_until_answering(db)
+        wait_for(db.ping, 30, "the database to come back", every_s=0.2)
         store.record_event("after_outage", "e6")  # replays the spool first
         assert spool.pending() == 0
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import pytest
+from tests.support.required import skip_or_fail
 
 
 def compose_command() -> list[str]:
-    """The command that runs compose, or a skip naming what to install."""
+    """The command that runs compose, or a skip naming what to install (a failure when
+    AEGIS_REQUIRE_DOCKER=1)."""
     if shutil.which("docker"):
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True,
                                check=False)
@@ -19,5 +20,5 @@ def compose_command() -> list[str]:
             return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    pytest.skip("neither `docker compose` nor `docker-compose` is installed "
-                "(tests/ensure_docker.sh installs Debian's docker-compose)")
+    skip_or_fail("neither `docker compose` nor `docker-compose` is installed "
+                 "(tests/ensure_docker.sh installs Debian's docker-compose)")

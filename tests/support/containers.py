@@ -10,9 +10,10 @@ interval (and costs one ``sleep`` a second, not ten, on a machine running many o
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from typing import Any
+
+from tests.support.waiting import wait_for
 
 # --- scripts ---
 
@@ -98,23 +99,17 @@ class Containers:
 
 def wait_health(client: Any, container: Any, want: str, timeout_s: float = 20) -> None:
     """Until ``container`` runs and its health is ``want`` (healthy, unhealthy)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def in_state() -> bool:
         state = client.api.inspect_container(container.id)["State"]
-        if (state.get("Health") or {}).get("Status") == want and state["Status"] == "running":
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{container.name} did not become {want} in {timeout_s}s")
+        return (state.get("Health") or {}).get("Status") == want and state["Status"] == "running"
+
+    wait_for(in_state, timeout_s, f"{container.name} to become {want}")
 
 
 def wait_status(client: Any, container: Any, want: str, timeout_s: float = 20) -> None:
     """Until ``container``'s status is ``want`` (running, exited)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if client.api.inspect_container(container.id)["State"]["Status"] == want:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{container.name} did not become {want} in {timeout_s}s")
+    wait_for(lambda: client.api.inspect_container(container.id)["State"]["Status"] == want,
+             timeout_s, f"{container.name} to become {want}")
 
 
 def make_unhealthy(client: Any, container: Any) -> None:

@@ -15,6 +15,7 @@ loopback by two relays (relay.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -31,6 +32,7 @@ from tests.images import BUSYBOX, PREFIX, build_busybox
 from tests.support.containers import Containers
 from tests.support.ports import accepts
 from tests.support.required import skip_or_fail
+from tests.support.waiting import wait_for
 
 RELAY = Path(__file__).resolve().parent / "relay.py"
 RUN = "AEGIS_TEST_RUN"  # the run's id (hygiene.py), in the environment its workers inherit
@@ -81,18 +83,20 @@ class PrivateEngine:
             stdout=log, stderr=log, start_new_session=True)
         self._relay_tcp(log_path=self.root / "relays.log")
         log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                asked_at = time.time()
-                client = self.client()
-                client.ping()
-                client.close()
-                self.answered_at = asked_at
-                return
-            except Exception:
-                time.sleep(0.2)
-        raise AssertionError(f"the private dockerd did not start; see {self.root}/dockerd.log")
+        self.answered_at = wait_for(self._pinged_at, timeout_s,
+                                    f"the private dockerd to start; see {self.root}/dockerd.log",
+                                    every_s=0.2)
+
+    def _pinged_at(self) -> float | None:
+        """The time.time() of a ping this engine answered, or None if it did not."""
+        asked_at = time.time()
+        try:
+            client = self.client()
+            client.ping()
+            client.close()
+        except Exception:
+            return None
+        return asked_at
 
     def _relay_tcp(self, log_path: Path) -> None:
         """127.0.0.1:PORT on the host to 127.0.0.1:PORT in the namespace, for each TCP
@@ -109,12 +113,13 @@ class PrivateEngine:
                         [*prefix, sys.executable, str(RELAY), listen, target],
                         stdout=log, stderr=log, start_new_session=True))
         for port in ports:  # both ends listening
-            deadline = time.monotonic() + 30
-            while not (self.root / f"tcp-{port}.sock").exists() or not accepts(int(port)):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the relays of port {port} did not start; see "
-                                         f"{log_path}")
-                time.sleep(0.05)
+            wait_for(functools.partial(self._relayed, port), 30,
+                     f"the relays of port {port} to start; see {log_path}", every_s=0.05)
+
+    def _relayed(self, port: str) -> bool:
+        """Whether both relays of ``port`` listen: the socket in the root, the port on the
+        host."""
+        return (self.root / f"tcp-{port}.sock").exists() and accepts(int(port))
 
     def stop(self) -> None:
         if self._containers is not None:
@@ -151,13 +156,6 @@ class PrivateEngine:
         """For an engine never started: its namespace and files gone."""
         self.remove_netns()
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def build_busybox(self) -> str:
-        client = self.client()
-        try:
-            return build_busybox(client)
-        finally:
-            client.close()
 
     def run(self, script: str, **options: Any) -> Any:
         """A test container on this engine (``Containers.run``'s options), usable until

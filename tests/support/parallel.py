@@ -12,7 +12,9 @@ pytest-xdist (``pytest -n N --dist loadgroup``), safely:
   group), one after another, on that engine.
 - The browser tests share one worker (one chromium), and so do the two end-to-end tests
   (one aegis image, and each stack's aegis acts on every health-checked container of the
-  engine: one stack at a time); tests/browser and tests/e2e are those groups.
+  engine: one stack at a time); tests/browser and tests/e2e are those groups. Where
+  every Docker test goes to the ``engine`` group, so does the browser test marked
+  ``docker``: the browser tests then run on two workers, each with its chromium.
 - A test marked ``serial`` needs a quiet machine: its checks bound real time (a strike
   timer due on time, nothing run in a window of seconds, a reconnection within 10 s), it
   makes outages (an engine restarted or withheld, PostgreSQL stopped for a minute) or

@@ -1,7 +1,7 @@
 """The tests' own shape, checked: what a test module needs besides its tests comes from
 tests/support/ (or a conftest's fixture), never from another test module, and a helper is
 written once. The same rules as tests/unit/test_architecture.py has for aegis/, for the
-suite and the benchmarks that share its package."""
+suite (and the rule on imports for the benchmarks, which share its package)."""
 
 from __future__ import annotations
 
