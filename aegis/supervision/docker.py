@@ -1,7 +1,7 @@
 """The Docker adapter: what the engine reports, in aegis's terms. The client (honouring
 DOCKER_HOST), the errors that mean the engine is away or a proxy refuses, one container as
-a listing entry, an inspect or an event describes it, its effective stop timeout, and the
-engine's availability, recorded once per outage.
+a listing entry, an inspect or an event describes it, its effective stop timeout, the last
+lines of its log, and the engine's availability, recorded once per outage.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,12 @@ from aegis.storage.runtime import Runtime
 DOCKER_TIMEOUT_S = 15
 DEFAULT_STOP_TIMEOUT_S = 10.0  # Docker's own, for a container that sets none
 PROBE_OUTPUT_CHARS = 500
+LOG_TAIL_LINES = 20  # `docker logs --tail 20`: what a person paged looks at first
+LOG_LINE_CHARS = 300  # a line longer than this is cut, its start kept
+# Colours and cursor moves (CSI and OSC sequences), then any other control character but
+# the tab: a log line is shown as text.
+_TERMINAL_CODES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?)?")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_IN_STATUS = re.compile(r"^Exited \((-?\d+)\)")
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
@@ -145,6 +152,7 @@ class Sighting:
     memory_limit: int = 0  # bytes; 0: none
     failing_streak: int = 0  # probes failed in a row
     probe_timing: tuple[float, float, float] = (30.0, 30.0, 0.0)  # interval, timeout, start
+    log_driver: str = ""  # HostConfig.LogConfig.Type (an inspect's); "": unknown
 
     @property
     def compose_project(self) -> str | None:
@@ -221,7 +229,9 @@ def sighting_from_inspect(attrs: dict[str, Any]) -> Sighting:
         failing_streak=int(health.get("FailingStreak") or 0),
         probe_timing=(_ns_s(healthcheck.get("Interval"), 30.0),
                       _ns_s(healthcheck.get("Timeout"), 30.0),
-                      _ns_s(healthcheck.get("StartPeriod"), 0.0)))
+                      _ns_s(healthcheck.get("StartPeriod"), 0.0)),
+        log_driver=str(((attrs.get("HostConfig") or {}).get("LogConfig") or {}).get("Type")
+                       or ""))
 
 
 def _ns_s(value: Any, default_s: float) -> float:
@@ -287,6 +297,73 @@ def inspected(client: Any, seen: Sighting) -> Sighting:
         return sighting_from_inspect(client.api.inspect_container(seen.id))
     except docker_errors():
         return seen
+
+
+@dataclass(frozen=True)
+class LogTail:
+    """The last lines of a container's log, as aegis keeps them (redacted, each cut to
+    LOG_LINE_CHARS), or why they could not be read (``unavailable``)."""
+
+    lines: tuple[str, ...] = ()
+    unavailable: str = ""
+
+    def details(self) -> dict[str, Any]:
+        """As an event's details (and an incident's log line) carry it: ``log_tail``, or
+        ``log_tail_unavailable``."""
+        if self.unavailable:
+            return {"log_tail_unavailable": self.unavailable}
+        return {"log_tail": list(self.lines)}
+
+    @classmethod
+    def from_details(cls, data: dict[str, Any]) -> LogTail | None:
+        """The tail ``details`` carries; None when it carries none (an event or a line
+        recorded before aegis read logs, or a step that read none)."""
+        if data.get("log_tail_unavailable"):
+            return cls(unavailable=str(data["log_tail_unavailable"]))
+        lines = data.get("log_tail")
+        if not isinstance(lines, list):
+            return None
+        return cls(lines=tuple(str(line) for line in lines))
+
+
+def log_tail(client: Any, seen: Sighting, secrets: Iterable[str] = ()) -> LogTail:
+    """The last LOG_TAIL_LINES lines the container wrote (stdout and stderr, as
+    ``docker logs --tail`` shows them), each with ``secrets`` and credential-shaped text
+    masked; or why there are none to show. Never raises: a restart or an escalation goes
+    ahead whatever the engine answers. ``seen`` should come from an inspect, which names
+    the log driver."""
+    if seen.log_driver == "none":
+        return LogTail(unavailable="log driver none: the engine keeps no logs to read")
+    try:
+        raw = client.api.logs(seen.id, stdout=True, stderr=True, tail=LOG_TAIL_LINES,
+                              timestamps=False)
+    except docker_errors() as exc:
+        return LogTail(unavailable=_unreadable(exc, seen.log_driver))
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    lines = str(raw).splitlines()[-LOG_TAIL_LINES:]
+    return LogTail(lines=tuple(log_line(line, secrets) for line in lines))
+
+
+def log_line(text: str, secrets: Iterable[str] = ()) -> str:
+    """One line of a container's log as aegis keeps it: terminal codes removed, secrets
+    masked, cut to LOG_LINE_CHARS (its start kept, the cut marked with an ellipsis)."""
+    text = _CONTROL_CHARS.sub("", _TERMINAL_CODES.sub("", text)).rstrip()
+    text = redact(text, secrets)  # before the cut: a secret across it is masked whole
+    return text if len(text) <= LOG_LINE_CHARS else text[:LOG_LINE_CHARS - 1] + "…"
+
+
+def _unreadable(exc: BaseException, driver: str) -> str:
+    """Why the engine gave no logs, in one line."""
+    explanation = str(getattr(exc, "explanation", "") or "")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 501 or "does not support reading" in explanation:
+        # a driver that sends the logs elsewhere (syslog, gelf, fluentd, awslogs, splunk...)
+        # with the engine's local copy turned off
+        return (f"log driver {driver or 'unknown'}: the engine cannot read these logs back; "
+                "they are where the driver sends them")
+    reason = explanation or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"the logs could not be read: {redact(reason)}"
 
 
 class EngineAvailability:

@@ -16,7 +16,9 @@ AEGIS_ALERT_STYLE:
   restart with AEGIS_ALERT_FROM=restart).
 
 Every message carries the host, the compose project and service, the image, the class,
-the last probe output and, while the incident is open, the ``aegis ack`` line.
+the last probe output, the container's last log lines (read before its restart and at its
+escalation) and, while the incident is open, the ``aegis ack`` line. The log lines give
+way first when the message would grow past what Discord shows.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from aegis.core.config import AlertFrom, AlertStyle, Settings
+from aegis.notify.discord import utf16_len
 from aegis.notify.messages import escape_markdown
 from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, IncidentStep, Notification
+from aegis.supervision.docker import LogTail
 from aegis.supervision.protocol.triage import MEANING, TriageClass
 from aegis.supervision.repository import ContainerRow, ContainerUpdate, LogLine
 
@@ -44,6 +48,11 @@ STATES = {
 }
 CLOSING = (IncidentStep.ACKNOWLEDGED, IncidentStep.RECOVERED, IncidentStep.RESET)
 MiB = 1024 * 1024
+# Discord shows 4096 characters of a description, and 6000 in all with the title, fields
+# and footer: a body kept to this fits beside them. The log lines give way first (the
+# oldest first), so the headline, the steps and the ack line are never cut for them.
+BODY_MAX_CHARS = 3500
+LOG_TAIL_HEADING = "Last log lines:"
 
 
 @dataclass(frozen=True)
@@ -61,13 +70,14 @@ class Incident:
     affected: tuple[str, ...] = ()
     probe_output: str = ""
     memory: dict[str, int] = field(default_factory=dict)
+    log_tail: LogTail | None = None  # the container's last log lines, as last read
 
     @classmethod
     def of_row(cls, row: ContainerRow | ContainerUpdate,
                probe_output: str | None = None) -> Incident:
         """The incident open in a container's row (or in what a decision writes into it),
-        with the probe output and memory figures its log's latest lines read (or, given,
-        the probe output read just now)."""
+        with the probe output, memory figures and log lines its log's latest lines read
+        (or, given, the probe output read just now)."""
         log = row.incident_log
         if probe_output is None:
             probe_output = next((line.probe for line in reversed(log) if line.probe), "")
@@ -75,7 +85,9 @@ class Incident:
                    compose_project=row.compose_project, compose_service=row.compose_service,
                    triage_class=row.incident_class, log=log, affected=row.affected,
                    probe_output=probe_output,
-                   memory=next((line.memory for line in reversed(log) if line.memory), {}))
+                   memory=next((line.memory for line in reversed(log) if line.memory), {}),
+                   log_tail=next((line.log_tail for line in reversed(log)
+                                  if line.log_tail is not None), None))
 
     @property
     def thread(self) -> str:
@@ -101,7 +113,9 @@ class Incident:
         return sum(1 for line in self.log if line.step == IncidentStep.RESTARTED)
 
     def with_line(self, line: LogLine) -> Incident:
-        return replace(self, log=(*self.log, line))
+        """The incident with ``line`` added (and the log lines it read, if it read any)."""
+        tail = self.log_tail if line.log_tail is None else line.log_tail
+        return replace(self, log=(*self.log, line), log_tail=tail)
 
 
 # --- the message a step calls for ---
@@ -158,17 +172,27 @@ def message_fields(incident: Incident) -> dict[str, str]:
 
 
 def message_body(incident: Incident) -> str:
-    """The message's description: where the incident stands, why, its steps, who else it
-    affects, and how to take it over. aegis's own markdown; outside text escaped."""
-    lines = [_headline(incident)]
+    """The message's description: where the incident stands, why, the container's last log
+    lines, its steps, who else it affects, and how to take it over; at most
+    BODY_MAX_CHARS (as Discord counts them) unless the rest alone is longer. aegis's own
+    markdown; outside text escaped."""
+    head = [_headline(incident)]
     if incident.triage_class and incident.triage_class != TriageClass.UNHEALTHY:
-        lines.append(f"Class: {MEANING[incident.triage_class]}")
+        head.append(f"Class: {MEANING[incident.triage_class]}")
     if incident.probe_output:
         # outside text, shown as written: a probe's `**` or <@123> formats and pings nothing
-        lines.append(f"Last health probe: {escape_markdown(incident.probe_output)}")
+        head.append(f"Last health probe: {escape_markdown(incident.probe_output)}")
     if incident.memory or incident.triage_class == TriageClass.OOM:
-        lines.append(_memory(incident))
-    lines.append("")
+        head.append(_memory(incident))
+    rest = _steps(incident)
+    room = BODY_MAX_CHARS - utf16_len("\n".join([*head, *rest]))
+    return "\n".join([*head, *_log_tail(incident.log_tail, room), *rest])
+
+
+def _steps(incident: Incident) -> list[str]:
+    """The incident's steps, who else it affects and how to take it over, after a blank
+    line."""
+    lines = [""]
     lines.extend(f"{line.at:%H:%M:%S} {line.step.replace('_', ' ')}"
                  + (f": {escape_markdown(line.text)}" if line.text else "")
                  for line in incident.log if line.step != IncidentStep.AFFECTED)
@@ -180,7 +204,39 @@ def message_body(incident: Incident) -> str:
                       "the container is healthy again."]
     elif incident.state not in CLOSING:
         lines += ["", f"Take it over: `aegis ack {incident.name}`"]
-    return "\n".join(lines)
+    return lines
+
+
+def _log_tail(tail: LogTail | None, room: int) -> list[str]:
+    """The lines that show the container's last log lines (each escaped: outside text) in
+    at most ``room`` characters, a newline before each: the newest lines that fit, after
+    a note of how many older ones were left out; nothing when not even that fits."""
+    if tail is None:
+        return []
+    if tail.unavailable or not tail.lines:
+        found = [f"{LOG_TAIL_HEADING} {escape_markdown(tail.unavailable or 'none written')}"]
+        return found if _size(found) <= room else []
+    shown = [escape_markdown(text) for text in tail.lines]
+    budget = room - _size([LOG_TAIL_HEADING, _left_out(len(shown))])
+    kept: list[str] = []
+    for text in reversed(shown):
+        if _size([*kept, text]) > budget:
+            break
+        kept.insert(0, text)
+    if len(kept) < len(shown):
+        kept.insert(0, _left_out(len(shown) - len(kept)))
+    found = [LOG_TAIL_HEADING, *kept]
+    return found if _size(found) <= room else []
+
+
+def _left_out(count: int) -> str:
+    return (f"({count} older line{'' if count == 1 else 's'} left out to fit the message; "
+            "the event's details keep them)")
+
+
+def _size(lines: list[str]) -> int:
+    """What ``lines`` add to a message, each after a newline, as Discord counts."""
+    return sum(utf16_len(line) + 1 for line in lines)
 
 
 def _headline(incident: Incident) -> str:

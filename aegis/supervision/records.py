@@ -55,8 +55,8 @@ class Recorder:
                 *, phase_before: Phase) -> tuple[Record, Incident]:
         """The event and message of ``decision`` (not a restart: aegis/supervision/
         restarter.py records that once it is made), and the incident with its line. For an
-        escalation, ``seen`` should come from an inspect and ``incident`` carry the memory
-        figures of an OOM kill."""
+        escalation, ``seen`` should come from an inspect, and ``incident`` carry the
+        container's last log lines read just now and the memory figures of an OOM kill."""
         if decision.action == Action.ESCALATE:
             return self._escalation(decision, seen, incident, now)
         carried = details(self.host, seen, decision)
@@ -91,7 +91,7 @@ class Recorder:
 
     def _escalation(self, decision: Decision, seen: Sighting, incident: Incident,
                     now: datetime) -> tuple[Record, Incident]:
-        memory = incident.memory
+        memory, log_tail = incident.memory, incident.log_tail
         carried = details(self.host, seen, decision, probe_output=seen.probe_output,
                           probe_exit_code=seen.probe_exit_code, exit_code=seen.exit_code,
                           status=seen.status, restarts_last_hour=len(decision.state.restarts),
@@ -100,13 +100,15 @@ class Recorder:
                           stop_timeout_s=effective_stop_timeout_s(seen, self.settings))
         if seen.details.get("error"):
             carried["docker_error"] = seen.details["error"]
+        if log_tail is not None:
+            carried.update(log_tail.details())
         if decision.state.incident_class == TriageClass.OOM:
             memory = {"limit": seen.memory_limit, **memory} if seen.memory_limit else memory
             carried.update({f"memory_{key}_bytes": value for key, value in memory.items()})
         if decision.state.incident_class == TriageClass.CRASH_LOOP:
             carried["exit_codes"] = triage.exit_codes(decision.state.docker_restarts)
         line = LogLine(now, IncidentStep.ESCALATED, decision.reason, probe=seen.probe_output,
-                       memory=memory)
+                       memory=memory, log_tail=log_tail)
         incident = replace(incident, triage_class=decision.state.incident_class,
                            probe_output=seen.probe_output, memory=memory).with_line(line)
         incident, notify = step_message(

@@ -21,7 +21,7 @@ from aegis.storage.events import Event
 from aegis.storage.outbox import IncidentStep, Notification
 from aegis.storage.rows import PrunedBatch, as_row, as_rows, column, maybe_row
 from aegis.storage.store import event_from_record, event_record, insert_event
-from aegis.supervision.docker import Sighting
+from aegis.supervision.docker import LogTail, Sighting
 from aegis.supervision.protocol.strikes import (
     Action,
     Phase,
@@ -40,7 +40,8 @@ _TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen
 class LogLine:
     """One line of an incident's log (the ``containers.incident_log`` column): a step,
     when, why; whether its message went out; the probe output (or, for an OOM kill, the
-    memory figures) it read, kept so every later edit of the message still shows them."""
+    memory figures) and the container's last log lines (a restart's, an escalation's) it
+    read, kept so every later edit of the message still shows them."""
 
     at: datetime
     step: IncidentStep
@@ -48,6 +49,7 @@ class LogLine:
     alerted: bool = False
     probe: str = ""
     memory: dict[str, int] = field(default_factory=dict)
+    log_tail: LogTail | None = None
 
     def to_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {"at": self.at.isoformat(), "step": self.step.value,
@@ -58,13 +60,16 @@ class LogLine:
             found["probe"] = self.probe
         if self.memory:
             found["memory"] = self.memory
+        if self.log_tail is not None:
+            found.update(self.log_tail.details())
         return found
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LogLine:
         return cls(at=datetime.fromisoformat(data["at"]), step=IncidentStep(data["step"]),
                    text=data.get("text") or "", alerted=bool(data.get("alerted")),
-                   probe=data.get("probe") or "", memory=dict(data.get("memory") or {}))
+                   probe=data.get("probe") or "", memory=dict(data.get("memory") or {}),
+                   log_tail=LogTail.from_details(data))
 
 
 def log_from_json(lines: Sequence[dict[str, Any]] | None) -> tuple[LogLine, ...]:

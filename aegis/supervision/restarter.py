@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from aegis.core.logs import get_logger
+from aegis.core.logs import get_logger, secret_values
 from aegis.storage.db import Queries
 from aegis.storage.events import Event, EventType, Importance
 from aegis.storage.outbox import IncidentStep
@@ -30,6 +30,7 @@ from aegis.supervision.docker import (
     docker_errors,
     forbidden,
     inspected,
+    log_tail,
     sighting_from_inspect,
     sighting_from_listing,
 )
@@ -187,6 +188,8 @@ class Restarter:
                           probe_exit_code=seen.probe_exit_code, restarts_last_hour=restarts,
                           docker_restart_count=seen.docker_restart_count,
                           stop_timeout_s=timeout_s)
+        tail = log_tail(client, seen, secret_values(self.runtime.settings))  # as it was failing
+        carried.update(tail.details())
         self.log.warning("container_restarting", container=seen.name, strike=2,
                          stop_timeout_s=timeout_s)
         store = self.runtime.store
@@ -202,7 +205,7 @@ class Restarter:
                 details={**carried, "error": str(exc)})
             self.record_step(event, seen, decision.state.incident,
                              LogLine(now, IncidentStep.RESTART_FAILED, str(exc),
-                                     probe=seen.probe_output))
+                                     probe=seen.probe_output, log_tail=tail))
             return
         event = store.new_event(
             EventType.CONTAINER_RESTARTED,
@@ -212,7 +215,7 @@ class Restarter:
         self.record_step(event, seen, decision.state.incident,
                          LogLine(now, IncidentStep.RESTARTED,
                                  f"{decision.reason} (restart {restarts} this hour)",
-                                 probe=seen.probe_output))
+                                 probe=seen.probe_output, log_tail=tail))
         self.restart_dependents(client, seen, now)
 
     def record_step(self, event: Event, seen: Sighting, incident: int, line: LogLine) -> None:

@@ -24,13 +24,14 @@ from typing import Any
 
 from aegis.core.config import Settings
 from aegis.core.errors import DatabaseUnavailable
-from aegis.core.logs import get_logger
+from aegis.core.logs import get_logger, secret_values
 from aegis.storage.runtime import Runtime
 from aegis.supervision import observe
 from aegis.supervision.docker import (
     EngineAvailability,
     Sighting,
     inspected,
+    log_tail,
     memory_usage,
     own_container_ids,
     sighting_from_inspect,
@@ -286,7 +287,8 @@ class Supervisor:
                  ) -> tuple[ContainerUpdate, list[Record]]:
         """The events (and messages) a decision calls for, and ``update`` with the line it
         adds to the incident's log. An escalation reads the probe output, exit code and
-        restart policy from an inspect, and an OOM kill's the memory figures."""
+        restart policy from an inspect, the container's last log lines, and an OOM kill's
+        the memory figures."""
         seen = assessment.seen
         records = self.recorder.notes(seen, row, assessment.labels.problems, assessment.mode,
                                       now)
@@ -297,7 +299,8 @@ class Supervisor:
             seen = inspected(self.client, seen)
             memory = (memory_usage(self.client, seen)
                       if decision.state.incident_class == TriageClass.OOM else {})
-            incident = replace(incident, memory=memory)
+            incident = replace(incident, memory=memory,
+                               log_tail=log_tail(self.client, seen, secret_values(self.settings)))
         record, incident = self.recorder.decided(decision, seen, incident, now,
                                                  phase_before=row.phase)
         return replace(update, incident_log=incident.log), [*records, record]

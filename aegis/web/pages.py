@@ -37,7 +37,7 @@ from aegis.supervision.protocol.labels import (
     parse_labels,
 )
 from aegis.supervision.protocol.strikes import BUDGET_WINDOW, Phase, ShownState
-from aegis.supervision.repository import ContainerRow, Containers, HostContainers
+from aegis.supervision.repository import ContainerRow, Containers, HostContainers, LogLine
 from aegis.web import charts
 from aegis.web.render import seconds_text, zone_name
 
@@ -214,6 +214,9 @@ class ContainerPage:
     incidents: list[Incident]  # newest first
     other_events: list[Event]  # newest first
     probes: list[ProbeOutput]
+    # the line of the latest incident's log that last read the container's log lines (a
+    # restart's, an escalation's); None: none read
+    log_tail: LogLine | None
     labels: list[LabelLine]
     commands: list[str]
 
@@ -236,6 +239,8 @@ def container_page(runtime: Runtime, host: str, name: str, now: datetime) -> Con
         restarts_in_budget=sorted(t for t in row.restarts if now - t < BUDGET_WINDOW),
         actions=actions, incidents=incidents, other_events=others,
         probes=store.probe_outputs(host, name, PROBE_OUTPUTS),
+        log_tail=next((kept for kept in reversed(row.incident_log)
+                       if kept.log_tail is not None), None),
         labels=labels_in_effect(row.labels, runtime.settings),
         commands=commands(name, shown))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import socket
 import urllib.error
@@ -257,6 +258,42 @@ def test_incidents_show_their_class_their_folded_dependants_and_autoheal_labels(
     status, _, html = open_site("/container?" + urlencode({"host": "test-host",
                                                            "name": "web.1.task"}))
     assert "supervision orchestrated" in page_text(html, "container")
+
+
+def test_a_containers_page_shows_its_latest_incidents_last_log_lines_escaped(
+        open_site: Fetch, database_url: str) -> None:
+    """The lines the escalation read, not the restart's; why none could be read; and a
+    row written before aegis read logs."""
+    at = (NOW - timedelta(minutes=3)).isoformat()
+    log = [{"at": at, "step": "restarted", "text": "r", "log_tail": ["before the restart"]},
+           {"at": at, "step": "escalated", "text": "e", "log_tail": ["boom-7f3a", IMG, SCRIPT]}]
+    add_container(database_url, "web", state="escalated", phase="escalated", strikes=3,
+                  incident=2, incident_log=json.dumps(log))
+    add_container(database_url, "quiet", state="escalated", phase="escalated", strikes=3,
+                  incident=1, incident_log=json.dumps([
+                      {"at": at, "step": "escalated", "text": "e",
+                       "log_tail_unavailable": "log driver none: the engine keeps no logs to "
+                                               "read"}]))
+    add_container(database_url, "older", state="escalated", phase="escalated", strikes=3,
+                  incident=1, incident_log=json.dumps([
+                      {"at": at, "step": "escalated", "text": "e", "probe": "p"}]))
+
+    status, _, html = open_site("/container?" + urlencode({"host": "test-host", "name": "web"}))
+    assert status == 200
+    assert_escaped(html)
+    shown = page_text(html, "log-tail")
+    assert "incident 2" in shown
+    assert "at its escalated step" in shown
+    assert f"boom-7f3a {' '.join(IMG.split())} {SCRIPT}" in shown
+    assert "before the restart" not in shown
+
+    status, _, html = open_site("/container?" + urlencode({"host": "test-host",
+                                                           "name": "quiet"}))
+    assert "log driver none: the engine keeps no logs to read" in page_text(html, "log-tail")
+    status, _, html = open_site("/container?" + urlencode({"host": "test-host",
+                                                           "name": "older"}))
+    assert status == 200
+    assert "None read" in page_text(html, "log-tail")
 
 
 def test_the_events_page_filters_as_aegis_events_does_and_pages_with_a_cursor(

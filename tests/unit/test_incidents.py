@@ -1,6 +1,7 @@
 """What an incident tells: which step calls for a message under each alert style, the
 living message's thread and its flags for destinations that cannot edit, and what the
-message says (host, compose, image, class, probe output, steps, the ack line)."""
+message says (host, compose, image, class, probe output, the container's last log lines,
+steps, the ack line) and how the log lines give way to keep it within Discord's limits."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from typing import Any
 import pytest
 
 from aegis.core.config import Settings, load_settings
-from aegis.notify.discord import discord_payload
+from aegis.notify.discord import DESCRIPTION_MAX, discord_payload, utf16_len
 from aegis.notify.messages import render
+from aegis.storage.events import Importance
 from aegis.storage.outbox import Channel, IncidentStep, Notification, OutboxRow, OutboxStatus
-from aegis.supervision.incidents import Incident, message_body, step_message
+from aegis.supervision.docker import LogTail
+from aegis.supervision.incidents import (
+    BODY_MAX_CHARS,
+    Incident,
+    message_body,
+    message_fields,
+    step_message,
+)
 from aegis.supervision.protocol.triage import TriageClass
 from aegis.supervision.repository import ContainerRow, LogLine
 
@@ -165,3 +174,90 @@ def test_outside_text_is_shown_as_written_and_the_colour_follows_the_state() -> 
     assert embed["color"] == 0xE74C3C  # escalated: red
     recovered = OutboxRow(**{**row.__dict__, "state": IncidentStep.RECOVERED})
     assert discord_payload(render([recovered], instance="i"))["embeds"][0]["color"] == 0x2ECC71
+
+
+# --- the container's last log lines ---
+
+
+def escalated_with(tail: LogTail | None, **kw: Any) -> Incident:
+    return incident(**kw).with_line(LogLine(minutes_in(0), IncidentStep.STRUCK, "unhealthy")) \
+        .with_line(LogLine(minutes_in(2), IncidentStep.ESCALATED, "still unhealthy",
+                           log_tail=tail))
+
+
+def test_the_last_log_lines_follow_the_probe_output_escaped() -> None:
+    body = message_body(escalated_with(LogTail(lines=(
+        "starting", "# not a heading", "**boom** <@123> boom-7f3a"))))
+    lines = body.splitlines()
+    probe = lines.index("Last health probe: curl: (7) Failed to connect")
+    assert lines[probe + 1:probe + 5] == [
+        "Last log lines:", "starting", "\\# not a heading", "\\*\\*boom\\*\\* \\<@123\\> boom-7f3a"]
+    assert body.endswith("`aegis ack shop-web-1` or the container is healthy again.")
+
+
+def test_without_log_lines_the_message_is_as_before() -> None:
+    assert "Last log lines" not in message_body(escalated_with(None))
+    assert "Last log lines: none written" in message_body(escalated_with(LogTail()))
+
+
+def test_logs_that_cannot_be_read_are_said_instead() -> None:
+    body = message_body(escalated_with(LogTail(
+        unavailable="log driver none: the engine keeps no logs to read")))
+    assert "Last log lines: log driver none: the engine keeps no logs to read" in body
+
+
+def test_the_log_lines_read_at_the_restart_stay_in_later_edits() -> None:
+    restarted = incident().with_line(LogLine(minutes_in(1), IncidentStep.RESTARTED, "r",
+                                             log_tail=LogTail(lines=("before restart",))))
+    row = ContainerRow(host="web-01", name="shop-web-1", incident=3, incident_log=restarted.log)
+    body = message_body(Incident.of_row(row).with_line(
+        LogLine(minutes_in(2), IncidentStep.ACKNOWLEDGED, "by ops")))
+    assert "Last log lines:\nbefore restart" in body
+    later = Incident.of_row(row).with_line(LogLine(
+        minutes_in(3), IncidentStep.ESCALATED, "e", log_tail=LogTail(lines=("at escalation",))))
+    assert "Last log lines:\nat escalation" in message_body(later)
+
+
+def test_the_log_lines_give_way_first_so_the_message_fits_discord() -> None:
+    """Twenty lines of 300 characters, each doubled by escaping, are far more than Discord
+    shows: the oldest are left out (and said to be), the newest kept, and the headline,
+    steps and ack line are whole in the embed Discord receives."""
+    lines = tuple(f"{n:02d} " + "*" * 297 for n in range(20))
+    current = escalated_with(LogTail(lines=lines),
+                             probe_output="p" * 500)
+    body = message_body(current)
+    assert utf16_len(body) <= BODY_MAX_CHARS <= DESCRIPTION_MAX
+    assert body.splitlines()[0] == "**Escalated**: still unhealthy."
+    assert "12:00:00 struck: unhealthy\n12:02:00 escalated: still unhealthy" in body
+    assert body.endswith("`aegis ack shop-web-1` or the container is healthy again.")
+    shown = body.split("Last log lines:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    left_out = 20 - (len(shown) - 1)
+    assert 0 < left_out < 20
+    assert shown[0] == (f"({left_out} older lines left out to fit the message; the event's "
+                        "details keep them)")
+    assert shown[-1].startswith("19 ")  # the newest kept
+    row = OutboxRow(id=1, channel=Channel.ALERTS, dedup_key="k", host="web-01",
+                    title="shop-web-1 escalated on web-01", body=body,
+                    importance=Importance.CRITICAL, fields=message_fields(current),
+                    status=OutboxStatus.PENDING, attempts=0, next_attempt_at=T0,
+                    created_at=T0, thread=current.thread, state=current.state)
+    embed = discord_payload(render([row], instance="i"))["embeds"][0]
+    assert embed["description"] == body  # not clipped
+
+
+def test_emoji_count_twice_as_discord_counts_them() -> None:
+    body = message_body(escalated_with(LogTail(lines=tuple("🔥" * 150 for _ in range(20)))))
+    assert utf16_len(body) <= BODY_MAX_CHARS
+    assert "older lines left out" in body
+
+
+def test_no_room_at_all_leaves_the_log_lines_out() -> None:
+    # steps that alone nearly fill the message: not even the heading fits
+    current = incident()
+    for minute in range(40):
+        current = current.with_line(LogLine(minutes_in(minute), IncidentStep.FOLDED, "r" * 90))
+    current = current.with_line(LogLine(minutes_in(41), IncidentStep.ESCALATED, "e",
+                                        log_tail=LogTail(lines=("boom",))))
+    body = message_body(current)
+    assert "Last log lines" not in body
+    assert "boom" not in body
