@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from aegis.core.logs import get_logger
+from aegis.core.logs import get_logger, secret_values
 from aegis.storage.events import Event, EventType, Importance
 from aegis.storage.outbox import IncidentStep
 from aegis.storage.runtime import Runtime
@@ -19,6 +19,7 @@ from aegis.supervision.docker import (
     Sighting,
     docker_errors,
     inspected,
+    log_tail,
     sighting_from_listing,
 )
 from aegis.supervision.protocol.labels import effective_stop_timeout_s
@@ -53,6 +54,9 @@ class Ladder:
         carried = details(self.host, seen, decision, probe_output=seen.probe_output,
                           restarts_last_hour=len(decision.state.restarts),
                           stop_timeout_s=timeout_s)
+        # read first: the old container's log goes with it
+        tail = log_tail(client, seen, secret_values(self.runtime.settings))
+        carried.update(tail.details())
         store, incident = self.runtime.store, decision.state.incident
         self.log.warning("container_recreating", container=seen.name, strike=2)
         try:
@@ -65,7 +69,7 @@ class Ladder:
                          "rolled_back": exc.rolled_back})
             self.record_step(event, seen, incident, LogLine(
                 now, IncidentStep.RESTART_FAILED, f"recreate failed: {exc}",
-                probe=seen.probe_output))
+                probe=seen.probe_output, log_tail=tail))
             return seen.id
         event = store.new_event(
             EventType.CONTAINER_RECREATED,
@@ -73,9 +77,9 @@ class Ladder:
             importance=Importance.HIGH, source=SOURCE, timestamp=now,
             details={**carried, "new_container_id": done.new_id[:12],
                      "anonymous_volumes": list(done.anonymous_volumes)})
-        self.record_step(event, seen, incident, LogLine(now, IncidentStep.RECREATED,
-                                                        decision.reason,
-                                                        probe=seen.probe_output))
+        self.record_step(event, seen, incident, LogLine(
+            now, IncidentStep.RECREATED, decision.reason, probe=seen.probe_output,
+            log_tail=tail))
         return done.new_id
 
     def restart_stack(self, client: Any, decision: Decision, seen: Sighting,

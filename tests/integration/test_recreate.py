@@ -156,6 +156,9 @@ def test_the_ladder_recreates_a_container_a_restart_did_not_heal(
     found = types_of(database_url, broken.name)
     assert found.count("container_restarted") == 1
     assert found.count("container_recreated") == 1
+    recreated = next(e for e in events_of(database_url, broken.name)
+                     if e["event_type"] == "container_recreated")
+    assert "log_tail" in recreated["details"]  # read before the old container went
     assert found.index("container_restarted") < found.index("container_recreated")
     assert "container_escalated" not in found
     assert attrs_of(docker_client, broken.name)["Id"] != broken.id
