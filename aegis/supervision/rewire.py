@@ -80,8 +80,9 @@ class NetworkParents:
                                             known)
 
     def orphans(self, runtime: Runtime, seen: Sequence[Sighting]) -> list[Orphan]:
-        """The dependants in ``seen`` (a full listing) whose parent's id is gone."""
-        ids = {s.id for s in seen}
+        """The dependants in ``seen`` (a full listing) whose parent's id is gone, or is a
+        container set aside by a recreate (its successor runs under its name)."""
+        ids = {s.id for s in seen if not aside_of(s.name)}
         with self._lock:
             known = dict(self._of(runtime))
         found = []

@@ -165,6 +165,51 @@ def test_the_ladder_recreates_a_container_a_restart_did_not_heal(
     wait_health(docker_client, docker_client.containers.get(broken.name), "healthy")
 
 
+def test_a_dependant_follows_its_parent_when_the_ladder_recreates_the_parent(
+        fast_app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    parent = make_container(BREAKS_FOR_GOOD, network_mode="bridge",
+                            labels={**ON, "aegis.heal": "recreate"})
+    dependant = make_container(IDLE, healthcheck=None, labels=ON,
+                               network_mode=f"container:{parent.id}")
+    with running_watcher(fast_app):
+        make_unhealthy(docker_client, parent)
+        wait_for(lambda: count(database_url, "container_recovered", parent.name), 60,
+                 what="the parent healthy again after its recreate")
+        new_parent = attrs_of(docker_client, parent.name)["Id"]
+        assert new_parent != parent.id
+        wait_for(joined(docker_client, dependant.name, new_parent), 30,
+                 what="the dependant joined to the recreated parent")
+    assert count(database_url, "container_recreated", dependant.name) == 1
+
+
+def test_a_recreate_the_ladder_cannot_make_is_rolled_back_and_escalated(
+        fast_app: api.Aegis, docker_client: Any, busybox_image: str,
+        database_url: str) -> None:
+    tag = f"aegis-test-gone:{uuid.uuid4().hex[:8]}"
+    docker_client.images.get(busybox_image).tag(tag)
+    tagged = Containers(docker_client, tag)
+    try:
+        broken = tagged.run(BREAKS_FOR_GOOD, labels={**ON, "aegis.heal": "recreate"})
+        wait_health(docker_client, broken, "healthy")
+        docker_client.images.remove(tag)  # the image reference it was created with is gone
+        with running_watcher(fast_app):
+            make_unhealthy(docker_client, broken)
+            wait_for(lambda: count(database_url, "container_escalated", broken.name), 60,
+                     what="escalated after the failed recreate")
+        found = types_of(database_url, broken.name)
+        assert found == ["container_unhealthy", "container_restarted",
+                         "container_recreate_failed", "container_escalated"]
+        failed = events_of(database_url, broken.name)[2]["details"]
+        assert failed["step"] == "create"
+        assert failed["rolled_back"].endswith("again and running")
+        attrs = attrs_of(docker_client, broken.name)
+        assert attrs["Id"] == broken.id  # the old container, back under its name
+        assert attrs["State"]["Running"]
+    finally:
+        tagged.remove_all()
+
+
 def test_the_ladder_restarts_a_compose_stack_in_depends_on_order(
         fast_app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:
