@@ -5,8 +5,11 @@ healing ladder's recreate and stack restart, and a failed recreate rolled back."
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import docker.errors
@@ -18,6 +21,7 @@ from aegis.core.clock import utcnow
 from aegis.supervision.docker import docker_time
 from aegis.supervision.recreate import RecreateError, recreate
 from aegis.supervision.supervisor import SupervisionState, Supervisor
+from tests.support.compose import compose_command
 from tests.support.containers import (
     BREAKS_FOR_GOOD,
     HEALS,
@@ -123,6 +127,46 @@ def test_a_dependant_of_a_replaced_parent_is_recreated_into_the_new_one_keeping_
                     if "aegis-replaced" in c.name]
     finally:
         remove_with_volumes(docker_client, dependant.name)
+
+
+def test_a_compose_vpn_sidecar_follows_its_replaced_vpn_and_compose_still_knows_it(
+        fast_app: api.Aegis, docker_client: Any, busybox_image: str, tmp_path: Path,
+        database_url: str) -> None:
+    """The recipe of docs/remediation.md with the compose tool of this machine: `client`
+    in `network_mode: service:vpn`; `vpn` replaced by compose alone (--no-deps)."""
+    project = f"aegis-test-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "compose.yaml").write_text(json.dumps({"version": "2.4", "services": {
+        "vpn": {"image": busybox_image, "command": ["/bin/sh", "-c", IDLE],
+                "labels": {**ON, "aegis.test": project}},
+        "client": {"image": busybox_image, "command": ["/bin/sh", "-c", KEEPS_DATA],
+                   "network_mode": "service:vpn", "depends_on": ["vpn"],
+                   "volumes": ["/data"], "labels": {**ON, "aegis.test": project}}}}))
+
+    def compose(*args: str) -> str:
+        return subprocess.run([*compose_command(), "--project-name", project,
+                               "--project-directory", str(tmp_path), "-f",
+                               str(tmp_path / "compose.yaml"), *args],
+                              capture_output=True, text=True, check=True, timeout=120).stdout
+
+    compose("up", "-d")
+    try:
+        client = f"{project}_client_1" if compose_command() == ["docker-compose"] else \
+            f"{project}-client-1"
+        wait_for(lambda: token(docker_client, client).strip() != b"", 10)
+        kept = token(docker_client, client)
+        with running_watcher(fast_app):
+            compose("up", "-d", "--no-deps", "--force-recreate", "vpn")
+            vpn = compose("ps", "-q", "vpn").strip()
+            wait_for(joined(docker_client, client, vpn), 30,
+                     what="the client joined to the new vpn")
+        assert token(docker_client, client) == kept
+        assert compose("ps", "-q", "client").strip() == attrs_of(docker_client, client)["Id"]
+        assert count(database_url, "container_recreated", client) == 1
+    finally:
+        carried = [m["Name"] for m in attrs_of(docker_client, client)["Mounts"]]
+        compose("down", "-v", "--remove-orphans")
+        for volume in carried:  # mounted by name since the recreate: `down -v` keeps it
+            docker_client.api.remove_volume(volume)
 
 
 def test_a_dependant_left_behind_while_aegis_was_stopped_is_recreated_at_its_start(
