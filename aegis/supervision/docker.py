@@ -6,6 +6,7 @@ lines of its log, and the engine's availability, recorded once per outage.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -34,6 +35,8 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_IN_STATUS = re.compile(r"^Exited \((-?\d+)\)")
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+# The files the engine mounts into every container from its own directory of it.
+_ENGINE_MOUNTED = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
 # Labels Docker's own tools put on containers.
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -104,14 +107,21 @@ def _client_class() -> Any:
 
 def own_container_ids(proc: Path = Path("/proc/self"), hostname: str | None = None
                       ) -> frozenset[str]:
-    """Ids (or 12-character prefixes) this process's own container may have."""
+    """Ids (or 12-character prefixes) this process's own container may have: from its
+    cgroup, from the files the engine mounts into every container (``/etc/hostname``,
+    ``/etc/hosts``, ``/etc/resolv.conf``, from ``.../containers/<id>/``) and from a
+    hostname that looks like one. Other mounts are left out: on a host, they name the
+    layers and files of every container the engine runs."""
     found: set[str] = set()
-    for name in ("cgroup", "mountinfo"):
-        try:
-            text = (proc / name).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        found.update(_CONTAINER_ID.findall(text))
+    with contextlib.suppress(OSError):
+        cgroup = (proc / "cgroup").read_text(encoding="utf-8", errors="replace")
+        found.update(_CONTAINER_ID.findall(cgroup))
+    with contextlib.suppress(OSError):
+        for line in (proc / "mountinfo").read_text(encoding="utf-8",
+                                                   errors="replace").splitlines():
+            fields = line.split()
+            if len(fields) > 4 and fields[4] in _ENGINE_MOUNTED:
+                found.update(_CONTAINER_ID.findall(fields[3]))
     hostname = os.environ.get("HOSTNAME", "") if hostname is None else hostname
     if re.fullmatch(r"[0-9a-f]{12,64}", hostname):
         found.add(hostname)

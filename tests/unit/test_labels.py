@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aegis.core.config import load_settings
-from aegis.supervision.docker import Sighting
+from aegis.supervision.docker import Sighting, own_container_ids
 from aegis.supervision.protocol.labels import (
     ContainerLabels,
     autoheal_label,
@@ -169,3 +171,28 @@ def test_a_swarm_task_is_orchestrated_and_never_restarted_as_a_dependant() -> No
         SupervisionMode.ORCHESTRATED
     assert restart_refusal(settings, task, parse_labels(task.labels), frozenset()) == \
         "a task of the Swarm service web"
+
+
+OWN = "d303776c16f012738b682051fd63f4d20600cb0885b0dc0ea023febe13f0c4d2"
+LAYER = "d5c3cd77c300bc4d539131d64060680b02b4fb113077df9f602b642a1b8615c0"
+OTHER = "f7c4ebde5be0c2d8fe3c5ed92edea754c3320dd04a65441ffc0b5418132736dd"
+
+
+def test_aegis_finds_its_own_container_and_not_the_others_a_host_mounts(
+        tmp_path: Path) -> None:
+    """In a container: the cgroup and the files the engine mounts name it. On a host, the
+    mounts of every container's layers and shm name other containers: none is aegis."""
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    (inside / "cgroup").write_text(f"9:name=systemd:/docker/{OWN}\n0::/\n")
+    (inside / "mountinfo").write_text(
+        f"1 0 254:0 /var/lib/docker/containers/{OWN}/hostname /etc/hostname rw - ext4 x\n"
+        f"2 0 0:1 / /data rw - overlay overlay rw,lowerdir=/x/{LAYER}\n")
+    assert own_container_ids(inside, hostname=OWN[:12]) == {OWN, OWN[:12]}
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "cgroup").write_text("9:name=systemd:/\n")
+    (host / "mountinfo").write_text(
+        f"3 0 0:40 / /var/lib/docker/overlay2/{LAYER}/merged rw - overlay overlay rw\n"
+        f"4 0 0:41 / /var/lib/docker/containers/{OTHER}/mounts/shm rw - tmpfs shm rw\n")
+    assert own_container_ids(host, hostname="web-01") == frozenset()
