@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -190,6 +190,20 @@ class Sighting:
         text = self.labels.get(COMPOSE_DEPENDS_ON) or ""
         return tuple(part.split(":", 1)[0].strip() for part in text.split(",")
                      if part.split(":", 1)[0].strip())
+
+
+def listing_key(entry: dict[str, Any]) -> Hashable:
+    """What of a listing entry a sighting is made of (id, name, image, labels, state,
+    health, exit code, network), without the rest of its status text (``Up 5 minutes``
+    changes every time): equal keys, equal sightings."""
+    status_text = entry.get("Status") or ""
+    health = _HEALTH_IN_STATUS.search(status_text)
+    exited = _EXIT_IN_STATUS.match(status_text)
+    return (entry["Id"], tuple(entry.get("Names") or ()), entry.get("Image"),
+            entry.get("State"), health.group(1) if health else None,
+            exited.group(1) if exited else None,
+            (entry.get("HostConfig") or {}).get("NetworkMode"),
+            frozenset((entry.get("Labels") or {}).items()))
 
 
 def sighting_from_listing(entry: dict[str, Any]) -> Sighting:

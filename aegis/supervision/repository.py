@@ -23,6 +23,7 @@ from aegis.storage.rows import PrunedBatch, as_row, as_rows, column, maybe_row
 from aegis.storage.store import event_from_record, event_record, insert_event
 from aegis.supervision.docker import LogTail, Sighting
 from aegis.supervision.protocol.strikes import (
+    BUDGET_WINDOW,
     Action,
     Phase,
     ShownState,
@@ -252,6 +253,29 @@ class ContainerUpdate:
 
 
 @dataclass(frozen=True)
+class SweepState:
+    """A row as a sweep first reads it: enough to tell whether its container may be left
+    undecided (``steady``), and to notice it was removed."""
+
+    name: str
+    container_id: str
+    version: int
+    phase: Phase
+    next_check_at: datetime | None
+    removed_at: datetime | None
+    maintenance_until: datetime | None
+    oldest_restart: datetime | None
+
+    def steady(self, now: datetime) -> bool:
+        """No incident, timer, maintenance or restart leaving the hour's budget: nothing
+        that changes with time alone."""
+        return (self.phase == Phase.OK and self.next_check_at is None
+                and self.removed_at is None and self.maintenance_until is None
+                and (self.oldest_restart is None
+                     or now - self.oldest_restart < BUDGET_WINDOW))
+
+
+@dataclass(frozen=True)
 class DueContainer:
     """A container whose strike timer has come due."""
 
@@ -302,9 +326,16 @@ class Containers:
 
     # --- the supervisor's ---
 
-    def of_host(self, host: str) -> list[ContainerRow]:
-        """Every row of ``host``, present or removed."""
-        return as_rows(ContainerRow, self.db.fetch_all("containers_of_host", host=host))
+    def sweep_states(self, host: str) -> list[SweepState]:
+        """Every row of ``host``, present or removed, as a sweep first reads it."""
+        return as_rows(SweepState, self.db.fetch_all("containers_sweep_state", host=host))
+
+    def by_names(self, host: str, names: Sequence[str]) -> list[ContainerRow]:
+        """The rows of some containers of ``host``."""
+        if not names:
+            return []
+        return as_rows(ContainerRow, self.db.fetch_all("containers_by_names", host=host,
+                                                       names=list(names)))
 
     def by_name(self, host: str, name: str) -> ContainerRow | None:
         return maybe_row(ContainerRow,

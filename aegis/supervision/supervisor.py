@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ from aegis.supervision.docker import (
     EngineAvailability,
     Sighting,
     inspected,
+    listing_key,
     log_tail,
     memory_usage,
     own_container_ids,
@@ -56,6 +57,7 @@ from aegis.supervision.repository import (
     Containers,
     ContainerUpdate,
     LastKnownRows,
+    SweepState,
 )
 from aegis.supervision.restarter import Restarter, RestartTracker
 from aegis.supervision.rewire import NetworkParents, Rewirer
@@ -71,6 +73,18 @@ class BackgroundRestarts:
     on_end: Callable[[str], None] | None = None
 
 
+@dataclass(frozen=True)
+class Swept:
+    """A container a sweep decided nothing for: its listing entry's key and sighting, its
+    row's version (None: no row), its supervision mode, and the settings it applied."""
+
+    key: Hashable
+    seen: Sighting
+    version: int | None
+    mode: SupervisionMode
+    settings: int
+
+
 @dataclass
 class SupervisionState:
     """What the supervisors of one supervision share: the rows last known (for a database
@@ -83,6 +97,17 @@ class SupervisionState:
     # shows 0): the exit codes of a crash loop
     exit_codes: dict[str, int] = field(default_factory=dict)
     parents: NetworkParents = field(default_factory=NetworkParents)
+    # what the latest sweep found of each container it decided nothing for, by name: the
+    # next sweep skips one whose listing entry and row are the same again
+    swept: dict[str, Swept] = field(default_factory=dict)
+    _own_ids: frozenset[str] | None = None
+
+    def own_ids(self) -> frozenset[str]:
+        """The ids this process's own container may have (read once: a sweep's
+        supervisor is made anew each time, and /proc/self/mountinfo is long on a host)."""
+        if self._own_ids is None:
+            self._own_ids = own_container_ids()
+        return self._own_ids
 
 
 class Supervisor:
@@ -98,9 +123,9 @@ class Supervisor:
         self.runtime = runtime
         self.client = client
         self.host = runtime.settings.host
-        self.own_ids = own_container_ids() if own_ids is None else own_ids
         self.background = background
         self.state = state or SupervisionState()
+        self.own_ids = self.state.own_ids() if own_ids is None else own_ids
         self.kept = self.state.kept
         self.restarts = self.state.restarts
         self.containers = Containers(runtime.db)
@@ -145,35 +170,90 @@ class Supervisor:
     def reconcile(self, now: datetime, *, wait: bool = False) -> dict[str, Any]:
         """One sweep over one full container listing; returns counts for job_runs. With
         ``wait``, returns once the restarts it started in the background are over (the
-        sweep job: its restarts run side by side, and the job ends after them)."""
+        sweep job: its restarts run side by side, and the job ends after them).
+
+        A container whose listing entry and row are as the previous sweep left them, with
+        no incident, timer or maintenance under way, is not decided again: nothing about
+        it can have changed (its row is not even read). Everything else is."""
         entries = self.client.api.containers(all=True)
         self._joining = [] if wait else None
+        previous, self.state.swept = self.state.swept, {}
+        listed = [self._sighting(entry, previous) for entry in entries]
+        sightings = [seen for seen, _ in listed]
         try:
             self.restarter.complete_restarts(self.client, now)
-            rows = {row.name: row for row in self.containers.of_host(self.host)}
-            self.kept.keep(*rows.values())
-            offline = False
+            states: dict[str, SweepState] | None = {
+                state.name: state for state in self.containers.sweep_states(self.host)}
         except DatabaseUnavailable:
-            rows, offline = {row.name: row for row in self.kept.of(self.host)}, True
+            states = None
         counts: dict[str, int] = {"containers": len(entries), "supervised": 0, "unhealthy": 0}
-        present: set[str] = set()
-        listed = [sighting_from_listing(entry) for entry in entries]
-        for seen in listed:
-            present.add(seen.id)
-            action, mode = self.evaluate(seen, rows.get(seen.name), now)
+        undecided = {seen.name for seen, key in listed
+                     if self._unchanged(seen, key, previous.get(seen.name), states, now)}
+        rows = self._rows_of([s.name for s in sightings if s.name not in undecided], states)
+        for seen, key in listed:
+            state = None if states is None else states.get(seen.name)
+            if seen.name in undecided:
+                action, mode = Action.NONE, previous[seen.name].mode
+            else:
+                action, mode = self.evaluate(seen, rows.get(seen.name), now)
+            if action == Action.NONE and states is not None and (
+                    state is None or state.steady(now)):
+                self.state.swept[seen.name] = Swept(key, seen, None if state is None
+                                                    else state.version, mode,
+                                                    id(self.settings))
             counts["supervised"] += mode == SupervisionMode.SUPERVISED
             counts["unhealthy"] += seen.health == "unhealthy"
             if action != Action.NONE:
                 counts[action.value] = counts.get(action.value, 0) + 1
-        if not offline:
-            self._mark_removed(rows.values(), present, now)
-        rewiring = self.rewirer.sweep(self.client, listed, now)
+        if states is not None:
+            self._mark_removed(states.values(), {seen.id for seen in sightings}, now)
+        rewiring = self.rewirer.sweep(self.client, sightings, now)
         for thread in [*(self._joining or ()), *(rewiring if wait else ())]:
             thread.join()
         self._joining = None
         return counts
 
-    def _mark_removed(self, rows: Any, present: set[str], now: datetime) -> None:
+    @staticmethod
+    def _sighting(entry: dict[str, Any], previous: dict[str, Swept]
+                  ) -> tuple[Sighting, Hashable]:
+        """A listing entry as a sighting (the previous sweep's, when the entry is the
+        same), with its key."""
+        key = listing_key(entry)
+        cached = previous.get(((entry.get("Names") or ["/?"])[0]).lstrip("/"))
+        if cached is not None and cached.key == key:
+            return cached.seen, key
+        return sighting_from_listing(entry), key
+
+    def _unchanged(self, seen: Sighting, key: Hashable, cached: Swept | None,
+                   states: dict[str, SweepState] | None, now: datetime) -> bool:
+        """Whether ``seen`` may be left undecided: the same listing entry, row version and
+        settings as when the previous sweep decided nothing for it, and no incident,
+        timer, maintenance or restart under way."""
+        if states is None or cached is None or cached.key != key \
+                or cached.settings != id(self.settings):
+            return False
+        state = states.get(seen.name)
+        if (None if state is None else state.version) != cached.version:
+            return False
+        return (state is None or state.steady(now)) and not self.restarts.in_progress(
+            self.host, seen.name)
+
+    def _rows_of(self, names: list[str], states: dict[str, SweepState] | None
+                 ) -> dict[str, ContainerRow]:
+        """The rows of the containers to decide: read (and kept), or, while PostgreSQL is
+        down, as last known."""
+        if states is not None:
+            try:
+                rows = self.containers.by_names(self.host, names)
+            except DatabaseUnavailable:
+                pass
+            else:
+                self.kept.keep(*rows)
+                return {row.name: row for row in rows}
+        return {row.name: row for row in self.kept.of(self.host)}
+
+    def _mark_removed(self, rows: Iterable[SweepState], present: set[str],
+                      now: datetime) -> None:
         """Rows of containers the listing no longer shows: removed behind aegis's back."""
         for row in rows:
             if row.removed_at is None and row.container_id and row.container_id not in present:

@@ -3,9 +3,17 @@
 -- The digest_*, status_*, metrics_*, page_* and cleanup_* prefixes: see
 -- aegis/storage/queries.py.
 
--- name: containers_of_host
--- Every container row of one host, present or removed.
-SELECT * FROM containers WHERE host = %(host)s ORDER BY name;
+-- name: containers_sweep_state
+-- What a sweep needs to know of every row of one host to tell whether a container can
+-- be left undecided: its version, and whether an incident, a timer or a maintenance
+-- window is under way.
+SELECT name, container_id, version, phase, next_check_at, removed_at, maintenance_until,
+       (SELECT min(r) FROM unnest(restarts) r) AS oldest_restart
+FROM containers WHERE host = %(host)s;
+
+-- name: containers_by_names
+-- Some container rows of one host.
+SELECT * FROM containers WHERE host = %(host)s AND name = ANY(%(names)s::text[]);
 
 -- name: container_by_name
 -- One container row.
