@@ -1,15 +1,17 @@
-"""Daemon CPU and RSS while supervising 50, 200 and 500 containers.
+"""Daemon CPU and RSS while supervising 50, 200, 500 and 1,000 containers, and what a
+sweep costs.
 
 For each size, that many busybox containers with a health check (every 30 s; every 60 s
-for the 500) are started, then a real ``aegis run`` (embedded PostgreSQL, the events
+for 500 and more) are started, then a real ``aegis run`` (embedded PostgreSQL, the events
 watcher, a reconciliation sweep every 30 s instead of every 5 minutes; scope ``labeled``,
 so other containers on the engine are left alone) runs for a warm-up and a measured
 window. CPU is the daemon process's utime + stime over the window (/proc/PID/stat), RSS
-its VmRSS at the end. Goals: under 1% of one core and under 120 MB. At the largest size,
-one more sweep runs in this process through a client that counts its calls: it must be
-one listing and no inspect. ``AEGIS_BENCH_WINDOW_S`` sets the window and
-``AEGIS_BENCH_SWEEP`` the sweep's period (the window is at least that long by
-default).
+its VmRSS at the end. Goals: under 1% of one core and under 120 MB. Then sweeps run in
+this process through a client that counts its calls: the first must be one listing and no
+inspect, and one that finds nothing changed must cost under 40 ms of CPU per 1,000
+containers (the least of three). ``AEGIS_BENCH_WINDOW_S`` sets the window and
+``AEGIS_BENCH_SWEEP`` the sweep's period (the window is at least that long by default);
+sizes given as arguments run only those.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ SIZES = (50, 200, 500, 1000)
 PROBE_EVERY_S = {50: 30, 200: 30, 500: 60, 1000: 60}
 # A sweep that finds nothing changed decides nothing: 40 ms of CPU per 1,000 containers.
 GOAL_UNCHANGED_MS_PER_1000 = 40.0
+STARTERS = 8  # containers started (and removed) side by side
 WARMUP_S = 20.0
 # The sweep (the docker_health_check job): every 30 s here, ten times aegis's default.
 SWEEP_EVERY = os.environ.get("AEGIS_BENCH_SWEEP", "30s")
@@ -114,14 +118,18 @@ def sweep_calls(home: str, host: str, client: Any) -> tuple[dict[str, int], floa
 def measure(client: Any, image: str, size: int
             ) -> tuple[float, float, tuple[dict[str, int], float]]:
     run_id = uuid.uuid4().hex[:8]
-    made = []
+    made: list[Any] = []
+
+    def run_one(index: int) -> None:
+        made.append(client.containers.run(
+            image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-load-{run_id}-{index}",
+            detach=True, network_mode="none",
+            healthcheck=healthcheck(PROBE_EVERY_S.get(size, 30)),
+            labels={"aegis.enable": "true", "aegis.test": f"load-{run_id}"}))
+
     try:
-        for index in range(size):
-            made.append(client.containers.run(
-                image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-load-{run_id}-{index}",
-                detach=True, network_mode="none",
-                healthcheck=healthcheck(PROBE_EVERY_S.get(size, 30)),
-                labels={"aegis.enable": "true", "aegis.test": f"load-{run_id}"}))
+        with ThreadPoolExecutor(STARTERS) as starters:  # the engine starts them side by side
+            list(starters.map(run_one, range(size)))
         with bench_home() as home:
             daemon = start_daemon(clean_env(
                 home, f"load-{run_id}", AEGIS_LOG_LEVEL="warning", AEGIS_DOCKER_SCOPE="labeled",
@@ -137,8 +145,8 @@ def measure(client: Any, image: str, size: int
                 stop_daemon(daemon)
             return percent, rss, sweep_calls(home, f"load-{run_id}", client)
     finally:
-        for container in made:
-            container.remove(force=True)
+        with ThreadPoolExecutor(STARTERS) as removers:
+            list(removers.map(lambda container: container.remove(force=True), made))
 
 
 def main() -> None:

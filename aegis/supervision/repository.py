@@ -495,6 +495,11 @@ class LastKnownRows:
             self._rows[key] = new
             return True
 
+    def get(self, host: str, name: str) -> ContainerRow | None:
+        """The kept row of one container, or None."""
+        with self._lock:
+            return self._rows.get((host, name))
+
     def of(self, host: str, name: str | None = None) -> list[ContainerRow]:
         """The kept rows of ``host`` (or of one container)."""
         with self._lock:

@@ -198,8 +198,10 @@ class Supervisor:
                 action, mode = self.evaluate(seen, rows.get(seen.name), now)
             if action == Action.NONE and states is not None and (
                     state is None or state.steady(now)):
-                self.state.swept[seen.name] = Swept(key, seen, None if state is None
-                                                    else state.version, mode,
+                # the row as this decision left it (read, inserted or saved just now)
+                kept = self.kept.get(self.host, seen.name)
+                self.state.swept[seen.name] = Swept(key, seen, None if kept is None
+                                                    else kept.version, mode,
                                                     id(self.settings))
             counts["supervised"] += mode == SupervisionMode.SUPERVISED
             counts["unhealthy"] += seen.health == "unhealthy"
