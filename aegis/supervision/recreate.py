@@ -132,7 +132,7 @@ def _endpoints(attrs: dict[str, Any], old_id: str) -> dict[str, dict[str, Any]]:
     found = {}
     for name, endpoint in ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).items():
         aliases = [alias for alias in endpoint.get("Aliases") or []
-                   if not old_id.startswith(alias)]
+                   if alias not in (old_id, old_id[:12])]  # "db" may begin an id too
         wanted = {"Aliases": aliases or None, "Links": endpoint.get("Links"),
                   "IPAMConfig": endpoint.get("IPAMConfig"),
                   "DriverOpts": endpoint.get("DriverOpts")}

@@ -87,7 +87,7 @@ def test_a_stack_is_ordered_by_depends_on_and_a_cycle_does_not_hang() -> None:
     assert sorted(m.compose_service or "" for m in dependency_order(loop)) == ["a", "b"]
 
 
-OLD_ID = "ab12cd34ef56" + "0" * 52
+OLD_ID = "db12cd34ef56" + "0" * 52  # begins with "db", a service's alias too
 
 
 def inspect_of_web(**host: Any) -> dict[str, Any]:
@@ -106,7 +106,8 @@ def inspect_of_web(**host: Any) -> dict[str, Any]:
                     "RW": True}],
         "NetworkSettings": {"Networks": {
             "shop_default": {"Aliases": ["web", "shop-web-1", OLD_ID[:12]]},
-            "shop_back": {"Aliases": ["web"], "IPAMConfig": {"IPv4Address": "10.9.0.5"}}}},
+            "shop_back": {"Aliases": ["web", "db"],
+                          "IPAMConfig": {"IPv4Address": "10.9.0.5"}}}},
     }
 
 
@@ -122,7 +123,7 @@ def test_a_recreate_carries_the_configuration_and_the_anonymous_volume_by_name()
     assert made.config["NetworkingConfig"] == {
         "EndpointsConfig": {"shop_default": {"Aliases": ["web", "shop-web-1"]}}}
     assert made.more_networks == {"shop_back": {
-        "Aliases": ["web"], "IPAMConfig": {"IPv4Address": "10.9.0.5"}}}
+        "Aliases": ["web", "db"], "IPAMConfig": {"IPv4Address": "10.9.0.5"}}}
 
 
 def test_a_recreate_into_another_network_namespace_drops_what_the_engine_refuses() -> None:
