@@ -2,7 +2,8 @@
 
 A real ``aegis run`` supervises the local engine (labeled scope, observe mode) against an
 embedded PostgreSQL, with ``AEGIS_STRIKE_BACKGROUND`` (default 20) supervised containers
-probed at Docker's default 30 s interval beside it. ``AEGIS_STRIKE_SAMPLES`` (default 100)
+probed every ``AEGIS_STRIKE_BACKGROUND_EVERY`` seconds (default 30, Docker's own) beside
+it, started side by side. ``AEGIS_STRIKE_SAMPLES`` (default 100)
 containers are then made unhealthy one after another, each with a 0.3 s probe so it turns
 quickly. Latency is the event's own time (``timeNano``) to the moment the
 ``container_unhealthy`` row is committed, which the benchmark hears through a NOTIFY from
@@ -15,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
@@ -31,7 +34,9 @@ BACKGROUND = int(os.environ.get("AEGIS_STRIKE_BACKGROUND", "20"))
 GOAL_P99_MS = 100.0
 SCRIPT = HEALS  # healthy while /healthy exists
 FAST_PROBE = HEALTHCHECK  # test -f /healthy every 0.3 s
-DEFAULT_PROBE = {**HEALTHCHECK, "interval": 30_000_000_000, "retries": 3}  # Docker's 30 s
+BACKGROUND_EVERY_S = int(os.environ.get("AEGIS_STRIKE_BACKGROUND_EVERY", "30"))  # Docker's
+DEFAULT_PROBE = {**HEALTHCHECK, "interval": BACKGROUND_EVERY_S * 1_000_000_000, "retries": 3}
+STARTERS = 8  # background containers started side by side
 CHANNEL = "aegis_bench_strike"
 # Bench instrumentation only, in the benchmark's own database: one NOTIFY per strike 1,
 # delivered when the row's transaction commits.
@@ -70,13 +75,35 @@ def heard(conn: psycopg.Connection[Any], name: str, timeout_s: float) -> float:
     raise SystemExit(f"strike latency: no strike 1 for {name} within {timeout_s:.0f}s")
 
 
-def event_time(client: Any, container: Any, since: int) -> float:
-    events = client.api.events(since=since, until=int(time.time()) + 1, decode=True,
-                               filters={"container": container.id})
-    for event in events:
-        if event.get("Action") == "health_status: unhealthy":
-            return float(event["timeNano"]) / 1e9
-    raise SystemExit(f"strike latency: no unhealthy event for {container.name}")
+class UnhealthyEvents:
+    """The engine's ``health_status: unhealthy`` events of the benchmark's containers, from
+    a live stream (the engine keeps only its last 1,024 events: with many containers
+    probing, asking afterwards with ``since`` finds them gone)."""
+
+    def __init__(self, client: Any, label: str) -> None:
+        self.stream = client.api.events(decode=True, filters={
+            "type": "container", "event": "health_status", "label": label})
+        self.times: dict[str, float] = {}
+        self.changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):  # closed at the end
+            for event in self.stream:
+                if event.get("Action") == "health_status: unhealthy":
+                    name = (event.get("Actor") or {}).get("Attributes", {}).get("name", "")
+                    with self.changed:
+                        self.times.setdefault(name, float(event["timeNano"]) / 1e9)
+                        self.changed.notify_all()
+
+    def time_of(self, name: str, timeout_s: float) -> float:
+        with self.changed:
+            if not self.changed.wait_for(lambda: name in self.times, timeout_s):
+                raise SystemExit(f"strike latency: no unhealthy event for {name}")
+            return self.times[name]
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def measure(client: Any, image: str) -> list[float]:
@@ -85,11 +112,16 @@ def measure(client: Any, image: str) -> list[float]:
     made: list[Any] = []
     latencies_ms: list[float] = []
     with daemon_home(AEGIS_DOCKER_SCOPE="labeled", AEGIS_REMEDIATION="observe") as (env, dsn):
-        for index in range(BACKGROUND):
+        def background(index: int) -> None:
             made.append(client.containers.run(
                 image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-bench-{run_id}-bg{index}",
                 detach=True, network_mode="none", healthcheck=DEFAULT_PROBE, labels=labels))
+
+        with ThreadPoolExecutor(STARTERS) as starters:
+            list(starters.map(background, range(BACKGROUND)))
+        started = time.monotonic()
         daemon = start_daemon(env)
+        unhealthy = UnhealthyEvents(client, f"aegis.bench={run_id}")
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(TRIGGER)
@@ -99,6 +131,9 @@ def measure(client: Any, image: str) -> list[float]:
                     wait(lambda: conn.execute("SELECT 1 FROM containers WHERE name = %s",
                                               (first,)).fetchone() is not None,
                          60, "the daemon's first sweep")
+                    # the samples start once every background container has had its first
+                    # verdict: steady supervision, not containers coming up
+                    time.sleep(max(0.0, started + BACKGROUND_EVERY_S + 15 - time.monotonic()))
                 for index in range(SAMPLES):
                     container = client.containers.run(
                         image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-bench-{run_id}-{index}",
@@ -106,17 +141,22 @@ def measure(client: Any, image: str) -> list[float]:
                         labels=labels)
                     made.append(container)
                     wait(lambda c=container: health(client, c) == "healthy", 20, "healthy")
-                    since = int(time.time()) - 1
                     container.exec_run(["rm", "-f", "/healthy"])
                     seen_s = heard(conn, container.name, 20)
-                    latencies_ms.append((seen_s - event_time(client, container, since)) * 1000)
+                    latencies_ms.append(
+                        (seen_s - unhealthy.time_of(container.name, 20)) * 1000)
                     container.remove(force=True)
                     made.remove(container)
         finally:
+            unhealthy.close()
             stop_daemon(daemon)
-            for container in made:
+
+            def remove(container: Any) -> None:
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
+
+            with ThreadPoolExecutor(STARTERS) as removers:
+                list(removers.map(remove, made))
     return latencies_ms
 
 
