@@ -111,15 +111,10 @@ class AdvertisedJob:
 
 
 @dataclass(frozen=True)
-class JobRecord:
-    """A row of ``jobs``: a job some daemon advertised (or paused before any did)."""
+class JobRecord(AdvertisedJob):
+    """A row of ``jobs``: a job some daemon advertised (or paused before any did), who
+    last did and when, and whether it is paused."""
 
-    id: str
-    description: str
-    trigger: str
-    timezone: str
-    scope: str
-    next_run_at: datetime | None
     seen_by: str | None
     seen_at: datetime | None
     paused: bool

@@ -95,6 +95,15 @@ class RestartTracker:
         with self._changed:
             self._in_flight[(host, name)] = container_id
 
+    def claim(self, host: str, name: str, container_id: str) -> bool:
+        """``begin``, unless the container is being acted on already (then False): the
+        sweep's thread and the watcher's may find the same container to act on."""
+        with self._changed:
+            if (host, name) in self._in_flight:
+                return False
+            self._in_flight[(host, name)] = container_id
+            return True
+
     def end(self, host: str, name: str) -> None:
         with self._changed:
             self._in_flight.pop((host, name), None)

@@ -6,9 +6,11 @@ image update, ``docker compose up -d``, ``docker rm -f`` and run again), the dep
 points at an id that no longer exists: a restart fails ("No such container"), and only a
 recreate into the new P's namespace helps. ``NetworkParents`` remembers each dependant's
 parent by name while the parent exists (from the sweep's listing, kept in the ``state``
-table so a parent replaced while aegis was stopped is still known; a compose dependant
-falls back to the one service it depends on). ``Rewirer`` finds such orphans on the new
-parent's start and in every sweep, and recreates them in the background, recorded as
+table so a parent replaced while aegis was stopped is still known; in a sweep, a compose
+dependant falls back to the one service it depends on). ``Rewirer`` finds such orphans on
+the start of a container of a known parent's name and in every sweep, and recreates them
+in the background (each claimed in the restart tracker, so the sweep's thread and the
+watcher's never recreate one twice), recorded as
 ``container_recreated`` (``network_of``) without an incident or an alert of their own.
 It also finishes what a daemon killed in the middle of a recreate left behind.
 """
@@ -48,6 +50,16 @@ class NetworkParents:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._known: dict[str, dict[str, dict[str, str]]] = {}  # host -> name -> parent
+        self._told: set[tuple[str, str]] = set()  # (dependant id, parent id) skipped
+
+    def first_skip(self, dependant_id: str, parent_id: str) -> bool:
+        """Whether a dependant left alone is told of for the first time (once per pair,
+        for the life of the supervision, not of one sweep)."""
+        with self._lock:
+            if (dependant_id, parent_id) in self._told:
+                return False
+            self._told.add((dependant_id, parent_id))
+            return True
 
     def _of(self, runtime: Runtime) -> dict[str, dict[str, str]]:
         host = runtime.settings.host
@@ -122,18 +134,34 @@ class Rewirer:
         self.client_factory = client_factory
         self.host = runtime.settings.host
         self.log = get_logger().bind(host=self.host)
-        self._skipped: set[tuple[str, str]] = set()  # (dependant id, parent id) told once
 
-    def after_start(self, client: Any, name: str, labels: dict[str, str],
-                    now: datetime) -> list[threading.Thread]:
-        """A container named ``name`` started: recreate the dependants whose replaced
-        parent it is. Lists the containers only when it may be one (a parent known by
-        name, or a compose service)."""
-        if name not in self.parents.names(self.runtime) and not any(
-                key.startswith("com.docker.compose.") for key in labels):
-            return []
-        return self.sweep(client, [sighting_from_listing(entry) for entry in
-                                   client.api.containers(all=True)], now, parent=name)
+    def after_start(self, client: Any, name: str, now: datetime) -> None:
+        """A container named ``name`` started: when it is a parent some dependant had,
+        recreate the dependants whose replaced parent it is. The listing this needs is
+        made off the caller's thread (the watcher's loop waits on no engine call) when
+        there is a client factory."""
+        if name not in self.parents.names(self.runtime):
+            return
+        if self.client_factory is None:
+            self._after_start(client, name, now)
+            return
+        threading.Thread(target=self._after_start_in_thread, args=(name, now),
+                         name=f"aegis-rewire-after-{name}", daemon=True).start()
+
+    def _after_start(self, client: Any, name: str, now: datetime) -> None:
+        self.sweep(client, [sighting_from_listing(entry) for entry in
+                            client.api.containers(all=True)], now, parent=name)
+
+    def _after_start_in_thread(self, name: str, now: datetime) -> None:
+        assert self.client_factory is not None
+        try:
+            client = self.client_factory()
+            try:
+                self._after_start(client, name, now)
+            finally:
+                client.close()
+        except Exception as exc:  # the engine or the database: the next sweep tries again
+            self.log.warning("container_rewire_failed", parent=name, error=str(exc))
 
     def sweep(self, client: Any, seen: Sequence[Sighting], now: datetime, *,
               parent: str | None = None) -> list[threading.Thread]:
@@ -149,8 +177,6 @@ class Rewirer:
             new_parent = running.get(orphan.parent_name or "")
             if new_parent is None or (parent is not None and new_parent.name != parent):
                 continue
-            if self.tracker.in_progress(self.host, orphan.dependant.name):
-                continue
             thread = self._rewire(client, orphan.dependant, new_parent, now)
             if thread is not None:
                 threads.append(thread)
@@ -160,8 +186,7 @@ class Rewirer:
                 now: datetime) -> threading.Thread | None:
         refusal = self.refusal(dependant, now)
         if refusal is not None:
-            if (dependant.id, parent.id) not in self._skipped:
-                self._skipped.add((dependant.id, parent.id))
+            if self.parents.first_skip(dependant.id, parent.id):
                 self.runtime.store.record_event(
                     EventType.CONTAINER_DEPENDENT_SKIPPED,
                     f"{dependant.name} shares the network of {parent.name}, which was "
@@ -170,7 +195,8 @@ class Rewirer:
                     details={"container": dependant.name, "host": self.host,
                              "network_of": parent.name, "skipped_because": refusal})
             return None
-        self.tracker.begin(self.host, dependant.name, dependant.id)
+        if not self.tracker.claim(self.host, dependant.name, dependant.id):
+            return None  # being recreated (or restarted) by another thread right now
         if self.client_factory is None:
             try:
                 self._recreate(client, dependant, parent, now)

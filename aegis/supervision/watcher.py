@@ -103,9 +103,8 @@ class ContainerEvents:
             supervisor.restarter.complete_restarts(supervisor.client, now)
         supervisor.check(container_id, now)
         # a replaced network parent: its dependants are recreated into its namespace
-        labels = {key: str(value) for key, value in attributes.items()}
         supervisor.rewirer.after_start(supervisor.client, str(attributes.get("name", "")),
-                                       labels, now)
+                                       now)
 
     def _renamed_or_removed(self, action: str, container_id: str,
                             attributes: dict[str, Any], now: datetime) -> None:

@@ -186,6 +186,22 @@ def test_a_dependant_left_behind_while_aegis_was_stopped_is_recreated_at_its_sta
         remove_with_volumes(docker_client, dependant.name)
 
 
+def test_a_dependant_aegis_may_not_recreate_is_said_once_across_sweeps(
+        fast_app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    parent = make_container(IDLE, healthcheck=None, labels=ON, network_mode="bridge")
+    opted_out = make_container(IDLE, healthcheck=None, labels={"aegis.enable": "false"},
+                               network_mode=f"container:{parent.id}")
+    state = SupervisionState()
+    Supervisor(fast_app, docker_client, own_ids=frozenset(), state=state).reconcile(utcnow())
+    replace_parent(docker_client, make_container, parent)
+    for _ in range(2):  # each sweep has a supervisor of its own, as the sweep job's
+        Supervisor(fast_app, docker_client, own_ids=frozenset(), state=state).reconcile(
+            utcnow(), wait=True)
+    assert count(database_url, "container_dependent_skipped", opted_out.name) == 1
+    assert attrs_of(docker_client, opted_out.name)["Id"] == opted_out.id  # left alone
+
+
 def test_the_ladder_recreates_a_container_a_restart_did_not_heal(
         fast_app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:

@@ -14,6 +14,7 @@ from aegis.supervision.ladder import dependency_order
 from aegis.supervision.protocol.labels import parse_labels
 from aegis.supervision.protocol.strikes import HealMode, Observed
 from aegis.supervision.recreate import aside_of, creation, is_aside
+from aegis.supervision.restarter import RestartTracker
 from tests.support.protocol import POLICY, run
 
 UNHEALTHY = Observed("running", "unhealthy", inspected=True)
@@ -143,3 +144,11 @@ def test_a_recreate_into_another_network_namespace_drops_what_the_engine_refuses
 def test_the_name_of_a_container_set_aside(name: str, was: str | None) -> None:
     assert aside_of(name) == was
     assert is_aside(name) == (was is not None)
+
+
+def test_a_container_is_acted_on_by_one_thread_at_a_time() -> None:
+    tracker = RestartTracker()
+    assert tracker.claim("web-01", "torrent", "a" * 64)
+    assert not tracker.claim("web-01", "torrent", "a" * 64)  # the other thread leaves it
+    tracker.end("web-01", "torrent")
+    assert tracker.claim("web-01", "torrent", "a" * 64)
