@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from aegis import api
 from aegis.core.config import Settings
@@ -24,9 +23,10 @@ from tests.support.clock import Clock
 from tests.support.daemons import Spawner
 from tests.support.ports import free_port
 from tests.support.postgres import drop_database
-from tests.support.rows import execute
+from tests.support.seeds import seed_metrics
 from tests.support.waiting import wait_for
 from tests.support.web import beat, serving
+from tests.support.web import metric_samples as samples
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -58,14 +58,6 @@ def healthz_answers(port: int) -> bool:
         return False
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
 def test_healthz_is_200_while_the_heartbeat_is_fresh_and_503_when_the_loop_stalls(
         settings: Settings, endpoint: str, clock: Clock) -> None:
     status, content_type, body = get(endpoint + "/healthz")
@@ -94,35 +86,7 @@ def test_metrics_carry_every_series_and_parse_with_prometheus_client(
     clock.now = datetime.now(UTC)  # the database's now() decides the 24-hour windows
     now = clock.now
     beat(settings, now - timedelta(seconds=3))
-    for job_id in ("health_check", "morning_status"):
-        execute(database_url, "INSERT INTO jobs (id) VALUES (%s)", job_id)
-    runs = [("health_check", "ok", 0.2, 10), ("health_check", "ok", 3.0, 5),
-            ("health_check", "failed", 40.0, 4), ("morning_status", "timeout", 700.0, 60)]
-    for job_id, run_status, took_s, minutes_ago in runs:
-        started = now - timedelta(minutes=minutes_ago)
-        execute(database_url,
-                "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
-                "started_at, finished_at, status) VALUES (%s, 'test-host', 'test-host', "
-                "'schedule', %s, %s, %s, %s)",
-                job_id, started, started, started + timedelta(seconds=took_s), run_status)
-    for name, state, strikes in (("web", "ok", 0), ("db", "striking", 1),
-                                 ("queue", "escalated", 3), ("cache", "escalated", 3)):
-        execute(database_url, "INSERT INTO containers (host, name, state, strikes) "
-                "VALUES ('test-host', %s, %s, %s)", name, state, strikes)
-    execute(database_url, "INSERT INTO containers (host, name, state, strikes) "
-            "VALUES ('other-host', 'web', 'escalated', 3)")
-    for event_type, container, importance in (
-            ("container_restarted", "queue", "high"), ("container_restarted", "queue", "high"),
-            ("container_escalated", "queue", "critical"), ("daemon_started", "", "low")):
-        execute(database_url, "INSERT INTO episodic_memory (uid, event_type, summary, details, "
-                "importance, host) VALUES (gen_random_uuid(), %s, 's', "
-                "jsonb_build_object('container', %s::text), %s::importance, 'test-host')",
-                event_type, container, importance)
-    for key, row_status, attempts in (("a", "pending", 2), ("b", "pending", 0),
-                                      ("c", "undeliverable", 5), ("d", "delivered", 1)):
-        execute(database_url, "INSERT INTO outbox (channel, dedup_key, host, title, status, "
-                "attempts, created_at) VALUES ('alerts', %s, 'test-host', 't', %s, %s, "
-                "now() - interval '20 minutes')", key, row_status, attempts)
+    seed_metrics(database_url, now)
 
     status, content_type, text = get(endpoint + "/metrics")
     assert status == 200
@@ -143,21 +107,81 @@ def test_metrics_carry_every_series_and_parse_with_prometheus_client(
         (now - timedelta(minutes=5) + timedelta(seconds=3)).timestamp(), abs=1e-3)
     assert ("aegis_job_last_success_timestamp_seconds", (("job", "morning_status"),)) \
         not in found
-    assert found[("aegis_containers", (("state", "escalated"),))] == 2
-    assert found[("aegis_containers", (("state", "striking"),))] == 1
-    assert found[("aegis_container_strikes", (("container", "queue"),))] == 3
-    assert found[("aegis_container_restarts_total", (("container", "queue"),))] == 2
-    assert found[("aegis_container_escalations_total", (("container", "queue"),))] == 1
+    host = ("host", "test-host")
+    assert found[("aegis_containers", (host, ("state", "escalated")))] == 2
+    assert found[("aegis_containers", (host, ("state", "striking")))] == 1
+    assert found[("aegis_container_strikes", (("container", "queue"), host))] == 3
+    assert found[("aegis_container_restarts_total", (("container", "queue"), host))] == 2
+    assert found[("aegis_container_escalations_total", (("container", "queue"), host))] == 1
     assert found[("aegis_outbox_depth", (("channel", "alerts"),))] == 2
+    assert found[("aegis_outbox_depth", (("channel", "journal"),))] == 0
     assert found[("aegis_outbox_oldest_pending_age_seconds", (("channel", "alerts"),))] \
         == pytest.approx(1200, abs=60)
-    assert found[("aegis_outbox_undelivered", (("channel", "alerts"),))] == 1
-    assert found[("aegis_outbox_delivery_failures", (("channel", "alerts"),))] == 7
+    assert found[("aegis_outbox_undelivered", (("channel", "alerts"),))] == 2
+    assert found[("aegis_outbox_undelivered", (("channel", "journal"),))] == 0
+    assert found[("aegis_outbox_delivery_failures", (("channel", "alerts"),))] == 8
     assert found[("aegis_events", (("importance", "high"),))] == 2
     assert found[("aegis_events", (("importance", "critical"),))] == 1
     assert found[("aegis_events", (("importance", "medium"),))] == 0
     assert found[("aegis_heartbeat_age_seconds", ())] == pytest.approx(3.0)
-    assert found[("aegis_info", (("host", "test-host"), ("version", __version__)))] == 1
+    assert found[("aegis_heartbeat_stale_after_seconds", ())] == 30.0
+    assert found[("aegis_info", (host, ("version", __version__)))] == 1
+
+
+def test_container_health_never_shows_a_container_without_a_health_check_as_unhealthy(
+        settings: Settings, database_url: str, endpoint: str, clock: Clock) -> None:
+    clock.now = datetime.now(UTC)
+    seed_metrics(database_url, clock.now)
+
+    found = samples(get(endpoint + "/metrics")[2])
+
+    health = {dict(labels)["container"]: value for (name, labels), value in found.items()
+              if name == "aegis_container_health"}
+    # starting: the probe has not decided; stopped: nothing to probe; skipped: ignored
+    assert health == {"web": 1, "db": 0, "queue": 0, "cache": 0, "plain": -1}
+    assert {dict(labels)["host"] for (name, labels) in found
+            if name == "aegis_container_health"} == {"test-host"}
+
+
+def test_open_incidents_count_by_phase_with_a_folded_dependant_in_its_parents(
+        settings: Settings, database_url: str, endpoint: str, clock: Clock) -> None:
+    clock.now = datetime.now(UTC)
+    seed_metrics(database_url, clock.now)
+
+    found = samples(get(endpoint + "/metrics")[2])
+
+    def incidents(phase: str) -> float:
+        return found[("aegis_incidents_open", (("host", "test-host"), ("phase", phase)))]
+
+    # queue, with cache folded into it; other-host's escalation is its own aegis's to tell
+    assert incidents("escalated") == 1
+    assert incidents("striking") == 1
+    assert incidents("restarting") == 0
+
+
+def test_jobs_and_peers_show_what_an_alert_rule_needs(
+        settings: Settings, database_url: str, endpoint: str, clock: Clock) -> None:
+    clock.now = datetime.now(UTC)
+    seed_metrics(database_url, clock.now)
+
+    found = samples(get(endpoint + "/metrics")[2])
+
+    last = {dict(labels)["job"]: dict(labels)["status"] for (name, labels), value
+            in found.items() if name == "aegis_job_last_run_status" and value == 1}
+    # a skipped slot is not an outcome: health_check's latest is its ok run
+    assert last == {"health_check": "ok", "morning_status": "timeout", "backup": "missed",
+                    "report": "failed"}
+    silent = {dict(labels)["job"]: value for (name, labels), value in found.items()
+              if name == "aegis_job_silent"}
+    assert silent == {"health_check": 0, "morning_status": 0, "backup": 1, "report": 0}
+    hosts = {dict(labels)["host"]: value for (name, labels), value in found.items()
+             if name == "aegis_host_silent"}
+    # gone-host stopped cleanly: not silent, however old its heartbeat
+    assert hosts == {"test-host": 0, "old-host": 1, "gone-host": 0}
+    assert found[("aegis_host_heartbeat_age_seconds", (("host", "test-host"),))] \
+        == pytest.approx(3.0, abs=1.0)
+    assert found[("aegis_host_heartbeat_age_seconds", (("host", "old-host"),))] \
+        == pytest.approx(2 * 86400, abs=60)
 
 
 def test_the_endpoint_answers_while_the_database_is_gone(
