@@ -98,20 +98,9 @@ class DatabaseCollector(Collector):
 
         yield from _job_states(runs)
         yield from _hosts(runtime, runs, now)
-        yield from _optional(lambda: _containers(runtime, host), "containers")
-
-        restarts = CounterMetricFamily("aegis_container_restarts",
-                                       "Container restarts this host recorded.",
-                                       labels=["host", "container"])
-        escalations = CounterMetricFamily("aegis_container_escalations",
-                                          "Escalations this host recorded.",
-                                          labels=["host", "container"])
-        for done in runtime.store.container_actions(host):
-            family = (restarts if done.event_type == EventType.CONTAINER_RESTARTED
-                      else escalations)
-            family.add_metric([host, done.container], float(done.actions))
-        yield restarts
-        yield escalations
+        present = _present(runtime, host)
+        yield from _containers(host, present)
+        yield from _container_actions(runtime, host, present)
 
         yield from _outbox(runtime, since)
 
@@ -205,11 +194,22 @@ def health_value(gauge: ContainerGauge) -> float | None:
     return {"healthy": HEALTHY, "unhealthy": UNHEALTHY}.get(gauge.health)
 
 
-def _containers(runtime: Runtime, host: str) -> Iterator[Metric]:
+def _present(runtime: Runtime, host: str) -> list[ContainerGauge] | None:
+    """This host's present containers; None when the schema has no containers table yet
+    (a part of aegis newer than the schema)."""
     containers = Containers(runtime.db)
-    if not containers.any_present():
+    try:
+        return containers.gauges(host) if containers.any_present() else None
+    except DatabaseUnavailable:
+        raise
+    except StoreError as exc:
+        log.warning("metrics_series_skipped", series="containers", error=str(exc))
+        return None
+
+
+def _containers(host: str, gauges: list[ContainerGauge] | None) -> Iterator[Metric]:
+    if gauges is None:
         return
-    gauges = containers.gauges(host)
     by_state: dict[str, int] = {}
     strikes = GaugeMetricFamily("aegis_container_strikes",
                                 "Current strikes of each supervised container on this host.",
@@ -233,6 +233,28 @@ def _containers(runtime: Runtime, host: str) -> Iterator[Metric]:
     yield strikes
     yield health
     yield _incidents(host, gauges)
+
+
+def _container_actions(runtime: Runtime, host: str,
+                       present: list[ContainerGauge] | None) -> Iterator[Metric]:
+    """Restarts and escalations by container: every present container has both counters,
+    from 0, so that ``increase()`` counts its first restart too."""
+    counts = {event_type: dict.fromkeys((gauge.name for gauge in present or ()), 0)
+              for event_type in (EventType.CONTAINER_RESTARTED, EventType.CONTAINER_ESCALATED)}
+    for done in runtime.store.container_actions(host):
+        counts[done.event_type][done.container] = done.actions
+    restarts = CounterMetricFamily("aegis_container_restarts",
+                                   "Container restarts this host recorded.",
+                                   labels=["host", "container"])
+    escalations = CounterMetricFamily("aegis_container_escalations",
+                                      "Escalations this host recorded.",
+                                      labels=["host", "container"])
+    for family, event_type in ((restarts, EventType.CONTAINER_RESTARTED),
+                               (escalations, EventType.CONTAINER_ESCALATED)):
+        for container, actions in sorted(counts[event_type].items()):
+            family.add_metric([host, container], float(actions))
+    yield restarts
+    yield escalations
 
 
 def _incidents(host: str, gauges: Iterable[ContainerGauge]) -> Metric:
@@ -281,16 +303,6 @@ def _outbox(runtime: Runtime, since: datetime) -> Iterator[Metric]:
     yield oldest
     yield given_up
     yield failures
-
-
-def _optional(collect: Callable[[], Iterator[Metric]], what: str) -> Iterator[Metric]:
-    """Series whose table belongs to a part of aegis that may be newer than the schema."""
-    try:
-        yield from list(collect())
-    except DatabaseUnavailable:
-        raise
-    except StoreError as exc:
-        log.warning("metrics_series_skipped", series=what, error=str(exc))
 
 
 def build_registry(runtime: Runtime,

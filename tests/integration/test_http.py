@@ -113,6 +113,9 @@ def test_metrics_carry_every_series_and_parse_with_prometheus_client(
     assert found[("aegis_container_strikes", (("container", "queue"), host))] == 3
     assert found[("aegis_container_restarts_total", (("container", "queue"), host))] == 2
     assert found[("aegis_container_escalations_total", (("container", "queue"), host))] == 1
+    # every present container counts from 0, so increase() sees its first restart
+    assert found[("aegis_container_restarts_total", (("container", "web"), host))] == 0
+    assert found[("aegis_container_escalations_total", (("container", "db"), host))] == 0
     assert found[("aegis_outbox_depth", (("channel", "alerts"),))] == 2
     assert found[("aegis_outbox_depth", (("channel", "journal"),))] == 0
     assert found[("aegis_outbox_oldest_pending_age_seconds", (("channel", "alerts"),))] \
