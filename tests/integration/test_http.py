@@ -9,8 +9,9 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,8 @@ from aegis.scheduling.heartbeat import stale_after_s
 from aegis.version import __version__
 from aegis.web.http import serve
 from tests.support.clock import Clock
-from tests.support.daemons import Spawner
+from tests.support.containers import FAILS, HEALS, HEALTHCHECK, IDLE
+from tests.support.daemons import Spawner, supervising_env
 from tests.support.ports import free_port
 from tests.support.postgres import drop_database
 from tests.support.seeds import seed_metrics
@@ -222,6 +224,34 @@ def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env: d
         assert proc.wait(timeout=60) == 0
     with pytest.raises(urllib.error.URLError):
         get(f"http://127.0.0.1:{port}/healthz")
+
+
+@pytest.mark.docker
+def test_a_running_daemon_tells_healthy_unhealthy_and_unprobed_containers_apart(
+        aegis_env: dict[str, str], spawn: Spawner, make_container: Callable[..., Any]) -> None:
+    enabled = {"aegis.enable": "true"}
+    healthy = make_container(HEALS, healthcheck=HEALTHCHECK, labels=enabled)
+    unhealthy = make_container(IDLE, healthcheck=FAILS, labels=enabled)
+    unprobed = make_container(IDLE, healthcheck=None, labels=enabled)
+    port = free_port()
+    # observe: struck, never restarted, so the unhealthy one stays so
+    proc = spawn({**supervising_env(aegis_env, AEGIS_DOCKER_SCOPE="labeled",
+                                    AEGIS_HTTP_ADDR=f"127.0.0.1:{port}"),
+                  "AEGIS_REMEDIATION": "observe"})
+    wanted = {healthy.name: 1.0, unhealthy.name: 0.0, unprobed.name: -1.0}
+
+    def health() -> dict[str, float]:
+        try:
+            found = samples(get(f"http://127.0.0.1:{port}/metrics")[2])
+        except OSError:
+            return {}
+        return {dict(labels)["container"]: value for (name, labels), value in found.items()
+                if name == "aegis_container_health" and dict(labels)["container"] in wanted}
+
+    try:
+        wait_for(lambda: health() == wanted, 60, "the three health values")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{health()}\n{spawn.log_of(proc)}") from timed_out
 
 
 def test_a_taken_port_is_retried_until_it_frees_up(settings: Settings, app: api.Aegis) -> None:
