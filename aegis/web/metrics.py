@@ -42,7 +42,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # aegis_container_health: a container without a health check is neither healthy nor
 # unhealthy, so it has a value of its own rather than 0
-HEALTHY, UNHEALTHY, NO_HEALTH_CHECK = 1.0, 0.0, -1.0
+HEALTHY = 1.0
+UNHEALTHY = 0.0
+NO_HEALTH_CHECK = -1.0
 INCIDENT_PHASES = tuple(phase for phase in Phase if phase != Phase.OK)
 
 log = structlog.get_logger("aegis.web.metrics")
