@@ -38,6 +38,7 @@ unit: install
 test: install
 	bash tests/ensure_docker.sh
 	bash tests/ensure_browser.sh
+	bash tests/ensure_promtool.sh
 	$(BIN)/ruff check aegis jobs tests bench
 	$(BIN)/mypy
 	$(BIN)/mkdocs build --strict --quiet --site-dir site

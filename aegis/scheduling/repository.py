@@ -199,6 +199,16 @@ class DurationHistogram:
 
 
 @dataclass(frozen=True)
+class JobState:
+    """What /metrics tells of one job: silent or not, and how its latest slot ended."""
+
+    job_id: str
+    silent: bool
+    # the latest slot that ran to an end or was missed; None: none yet
+    last_status: RunStatus | None
+
+
+@dataclass(frozen=True)
 class Lateness:
     """How late one job's scheduled runs of a window started, in seconds."""
 
@@ -379,6 +389,10 @@ class Runs:
         return {row["job_id"]: float(row["finished_at_s"])
                 for row in self.db.fetch_all("metrics_last_success")
                 if row["finished_at_s"] is not None}
+
+    def job_states(self) -> list[JobState]:
+        """Every known job's silence and the status of its latest slot, on any host."""
+        return as_rows(JobState, self.db.fetch_all("metrics_job_states"))
 
     # --- what the status page reads ---
 

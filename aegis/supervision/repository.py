@@ -310,6 +310,17 @@ class ContainerGauge:
     name: str
     state: ShownState
     strikes: int
+    supervision: SupervisionMode
+    status: str  # running, exited... as Docker last reported it
+    health: str  # healthy, unhealthy, starting or none, as Docker last reported it
+    has_healthcheck: bool
+    phase: Phase
+    folded_into: str | None  # the parent whose incident this one's is part of
+
+    @property
+    def opens_incident(self) -> bool:
+        """An incident of its own is open (a folded dependant's is its parent's)."""
+        return self.phase != Phase.OK and self.folded_into is None
 
 
 @dataclass(frozen=True)
@@ -450,7 +461,8 @@ class Containers:
         return bool(row and row["present"])
 
     def gauges(self, host: str) -> list[ContainerGauge]:
-        """Name, state and strikes of each present container of ``host``."""
+        """Name, state, strikes, health and incident of each present container of
+        ``host``."""
         return as_rows(ContainerGauge, self.db.fetch_all("metrics_containers", host=host))
 
     def of_note(self, as_of: datetime, limit: int) -> list[ContainerRow]:

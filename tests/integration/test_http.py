@@ -9,11 +9,11 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from aegis import api
 from aegis.core.config import Settings
@@ -21,12 +21,14 @@ from aegis.scheduling.heartbeat import stale_after_s
 from aegis.version import __version__
 from aegis.web.http import serve
 from tests.support.clock import Clock
-from tests.support.daemons import Spawner
+from tests.support.containers import FAILS, HEALS, HEALTHCHECK, IDLE
+from tests.support.daemons import Spawner, supervising_env
 from tests.support.ports import free_port
 from tests.support.postgres import drop_database
-from tests.support.rows import execute
+from tests.support.seeds import seed_metrics
 from tests.support.waiting import wait_for
 from tests.support.web import beat, serving
+from tests.support.web import metric_samples as samples
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -58,14 +60,6 @@ def healthz_answers(port: int) -> bool:
         return False
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
 def test_healthz_is_200_while_the_heartbeat_is_fresh_and_503_when_the_loop_stalls(
         settings: Settings, endpoint: str, clock: Clock) -> None:
     status, content_type, body = get(endpoint + "/healthz")
@@ -94,35 +88,7 @@ def test_metrics_carry_every_series_and_parse_with_prometheus_client(
     clock.now = datetime.now(UTC)  # the database's now() decides the 24-hour windows
     now = clock.now
     beat(settings, now - timedelta(seconds=3))
-    for job_id in ("health_check", "morning_status"):
-        execute(database_url, "INSERT INTO jobs (id) VALUES (%s)", job_id)
-    runs = [("health_check", "ok", 0.2, 10), ("health_check", "ok", 3.0, 5),
-            ("health_check", "failed", 40.0, 4), ("morning_status", "timeout", 700.0, 60)]
-    for job_id, run_status, took_s, minutes_ago in runs:
-        started = now - timedelta(minutes=minutes_ago)
-        execute(database_url,
-                "INSERT INTO job_runs (job_id, scope_key, host, trigger, scheduled_for, "
-                "started_at, finished_at, status) VALUES (%s, 'test-host', 'test-host', "
-                "'schedule', %s, %s, %s, %s)",
-                job_id, started, started, started + timedelta(seconds=took_s), run_status)
-    for name, state, strikes in (("web", "ok", 0), ("db", "striking", 1),
-                                 ("queue", "escalated", 3), ("cache", "escalated", 3)):
-        execute(database_url, "INSERT INTO containers (host, name, state, strikes) "
-                "VALUES ('test-host', %s, %s, %s)", name, state, strikes)
-    execute(database_url, "INSERT INTO containers (host, name, state, strikes) "
-            "VALUES ('other-host', 'web', 'escalated', 3)")
-    for event_type, container, importance in (
-            ("container_restarted", "queue", "high"), ("container_restarted", "queue", "high"),
-            ("container_escalated", "queue", "critical"), ("daemon_started", "", "low")):
-        execute(database_url, "INSERT INTO episodic_memory (uid, event_type, summary, details, "
-                "importance, host) VALUES (gen_random_uuid(), %s, 's', "
-                "jsonb_build_object('container', %s::text), %s::importance, 'test-host')",
-                event_type, container, importance)
-    for key, row_status, attempts in (("a", "pending", 2), ("b", "pending", 0),
-                                      ("c", "undeliverable", 5), ("d", "delivered", 1)):
-        execute(database_url, "INSERT INTO outbox (channel, dedup_key, host, title, status, "
-                "attempts, created_at) VALUES ('alerts', %s, 'test-host', 't', %s, %s, "
-                "now() - interval '20 minutes')", key, row_status, attempts)
+    seed_metrics(database_url, now)
 
     status, content_type, text = get(endpoint + "/metrics")
     assert status == 200
@@ -143,21 +109,84 @@ def test_metrics_carry_every_series_and_parse_with_prometheus_client(
         (now - timedelta(minutes=5) + timedelta(seconds=3)).timestamp(), abs=1e-3)
     assert ("aegis_job_last_success_timestamp_seconds", (("job", "morning_status"),)) \
         not in found
-    assert found[("aegis_containers", (("state", "escalated"),))] == 2
-    assert found[("aegis_containers", (("state", "striking"),))] == 1
-    assert found[("aegis_container_strikes", (("container", "queue"),))] == 3
-    assert found[("aegis_container_restarts_total", (("container", "queue"),))] == 2
-    assert found[("aegis_container_escalations_total", (("container", "queue"),))] == 1
+    host = ("host", "test-host")
+    assert found[("aegis_containers", (host, ("state", "escalated")))] == 2
+    assert found[("aegis_containers", (host, ("state", "striking")))] == 1
+    assert found[("aegis_container_strikes", (("container", "queue"), host))] == 3
+    assert found[("aegis_container_restarts_total", (("container", "queue"), host))] == 2
+    assert found[("aegis_container_escalations_total", (("container", "queue"), host))] == 1
+    # every present container counts from 0, so increase() sees its first restart
+    assert found[("aegis_container_restarts_total", (("container", "web"), host))] == 0
+    assert found[("aegis_container_escalations_total", (("container", "db"), host))] == 0
     assert found[("aegis_outbox_depth", (("channel", "alerts"),))] == 2
+    assert found[("aegis_outbox_depth", (("channel", "journal"),))] == 0
     assert found[("aegis_outbox_oldest_pending_age_seconds", (("channel", "alerts"),))] \
         == pytest.approx(1200, abs=60)
-    assert found[("aegis_outbox_undelivered", (("channel", "alerts"),))] == 1
-    assert found[("aegis_outbox_delivery_failures", (("channel", "alerts"),))] == 7
+    assert found[("aegis_outbox_undelivered", (("channel", "alerts"),))] == 2
+    assert found[("aegis_outbox_undelivered", (("channel", "journal"),))] == 0
+    assert found[("aegis_outbox_delivery_failures", (("channel", "alerts"),))] == 8
     assert found[("aegis_events", (("importance", "high"),))] == 2
     assert found[("aegis_events", (("importance", "critical"),))] == 1
     assert found[("aegis_events", (("importance", "medium"),))] == 0
     assert found[("aegis_heartbeat_age_seconds", ())] == pytest.approx(3.0)
-    assert found[("aegis_info", (("host", "test-host"), ("version", __version__)))] == 1
+    assert found[("aegis_heartbeat_stale_after_seconds", ())] == 30.0
+    assert found[("aegis_info", (host, ("version", __version__)))] == 1
+
+
+def test_container_health_never_shows_a_container_without_a_health_check_as_unhealthy(
+        settings: Settings, database_url: str, endpoint: str, clock: Clock) -> None:
+    clock.now = datetime.now(UTC)
+    seed_metrics(database_url, clock.now)
+
+    found = samples(get(endpoint + "/metrics")[2])
+
+    health = {dict(labels)["container"]: value for (name, labels), value in found.items()
+              if name == "aegis_container_health"}
+    # starting: the probe has not decided; stopped: nothing to probe; skipped: ignored
+    assert health == {"web": 1, "db": 0, "queue": 0, "cache": 0, "plain": -1}
+    assert {dict(labels)["host"] for (name, labels) in found
+            if name == "aegis_container_health"} == {"test-host"}
+
+
+def test_open_incidents_count_by_phase_with_a_folded_dependant_in_its_parents(
+        settings: Settings, database_url: str, endpoint: str, clock: Clock) -> None:
+    clock.now = datetime.now(UTC)
+    seed_metrics(database_url, clock.now)
+
+    found = samples(get(endpoint + "/metrics")[2])
+
+    def incidents(phase: str) -> float:
+        return found[("aegis_incidents_open", (("host", "test-host"), ("phase", phase)))]
+
+    # queue, with cache folded into it; other-host's escalation is its own aegis's to tell
+    assert incidents("escalated") == 1
+    assert incidents("striking") == 1
+    assert incidents("restarting") == 0
+
+
+def test_jobs_and_peers_show_what_an_alert_rule_needs(
+        settings: Settings, database_url: str, endpoint: str, clock: Clock) -> None:
+    clock.now = datetime.now(UTC)
+    seed_metrics(database_url, clock.now)
+
+    found = samples(get(endpoint + "/metrics")[2])
+
+    last = {dict(labels)["job"]: dict(labels)["status"] for (name, labels), value
+            in found.items() if name == "aegis_job_last_run_status" and value == 1}
+    # a skipped slot is not an outcome: health_check's latest is its ok run
+    assert last == {"health_check": "ok", "morning_status": "timeout", "backup": "missed",
+                    "report": "failed"}
+    silent = {dict(labels)["job"]: value for (name, labels), value in found.items()
+              if name == "aegis_job_silent"}
+    assert silent == {"health_check": 0, "morning_status": 0, "backup": 1, "report": 0}
+    hosts = {dict(labels)["host"]: value for (name, labels), value in found.items()
+             if name == "aegis_host_silent"}
+    # gone-host stopped cleanly: not silent, however old its heartbeat
+    assert hosts == {"test-host": 0, "old-host": 1, "gone-host": 0}
+    assert found[("aegis_host_heartbeat_age_seconds", (("host", "test-host"),))] \
+        == pytest.approx(3.0, abs=1.0)
+    assert found[("aegis_host_heartbeat_age_seconds", (("host", "old-host"),))] \
+        == pytest.approx(2 * 86400, abs=60)
 
 
 def test_the_endpoint_answers_while_the_database_is_gone(
@@ -195,6 +224,34 @@ def test_a_running_daemon_serves_healthz_and_metrics_until_it_stops(aegis_env: d
         assert proc.wait(timeout=60) == 0
     with pytest.raises(urllib.error.URLError):
         get(f"http://127.0.0.1:{port}/healthz")
+
+
+@pytest.mark.docker
+def test_a_running_daemon_tells_healthy_unhealthy_and_unprobed_containers_apart(
+        aegis_env: dict[str, str], spawn: Spawner, make_container: Callable[..., Any]) -> None:
+    enabled = {"aegis.enable": "true"}
+    healthy = make_container(HEALS, healthcheck=HEALTHCHECK, labels=enabled)
+    unhealthy = make_container(IDLE, healthcheck=FAILS, labels=enabled)
+    unprobed = make_container(IDLE, healthcheck=None, labels=enabled)
+    port = free_port()
+    # observe: struck, never restarted, so the unhealthy one stays so
+    proc = spawn({**supervising_env(aegis_env, AEGIS_DOCKER_SCOPE="labeled",
+                                    AEGIS_HTTP_ADDR=f"127.0.0.1:{port}"),
+                  "AEGIS_REMEDIATION": "observe"})
+    wanted = {healthy.name: 1.0, unhealthy.name: 0.0, unprobed.name: -1.0}
+
+    def health() -> dict[str, float]:
+        try:
+            found = samples(get(f"http://127.0.0.1:{port}/metrics")[2])
+        except OSError:
+            return {}
+        return {dict(labels)["container"]: value for (name, labels), value in found.items()
+                if name == "aegis_container_health" and dict(labels)["container"] in wanted}
+
+    try:
+        wait_for(lambda: health() == wanted, 60, "the three health values")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{health()}\n{spawn.log_of(proc)}") from timed_out
 
 
 def test_a_taken_port_is_retried_until_it_frees_up(settings: Settings, app: api.Aegis) -> None:

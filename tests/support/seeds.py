@@ -151,3 +151,55 @@ def seed_day(url: str) -> None:
             [("alerts", "a1", "undeliverable", "HTTP 404: Unknown Webhook", hour(5.3)),
              ("alerts", "a2", "delivered", None, hour(8.1)),
              ("journal", "evening_summary:2026-03-01", "failed", "HTTP 500", hour(22))])
+
+
+def seed_metrics(url: str, now: datetime) -> None:
+    """Rows behind every series of /metrics, as of ``now`` (the database's clock decides
+    the 24-hour windows, so ``now`` should be the real time): on test-host, a healthy, a
+    struck, an escalated container with a dependant folded into its incident, one
+    without a health check, one starting, one stopped and one ignored; a container of
+    another host; restarts and escalations; jobs whose latest slot was ok, failed, timed
+    out and missed, one held silent; daemons of a running, a silent and a stopped host;
+    pending, delivered and undelivered notifications."""
+    rows: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("web", {}),
+            ("db", {"state": "striking", "phase": "striking", "strikes": 1,
+                    "health": "unhealthy"}),
+            ("queue", {"state": "escalated", "phase": "escalated", "strikes": 3,
+                       "health": "unhealthy"}),
+            ("cache", {"state": "escalated", "phase": "escalated", "strikes": 3,
+                       "health": "unhealthy", "folded_into": "queue"}),
+            ("plain", {"has_healthcheck": False, "health": "none"}),
+            ("booting", {"health": "starting"}),
+            ("stopped", {"status": "exited", "health": "none"}),
+            ("skipped", {"supervision": "ignored", "state": "ignored", "health": "none",
+                         "has_healthcheck": False}))
+    for name, columns in rows:
+        add_container(url, name, **{"status": "running", "has_healthcheck": True, **columns})
+    add_container(url, "web", host="other-host", status="running", has_healthcheck=True,
+                  state="escalated", phase="escalated", strikes=3, health="unhealthy")
+    for container, event_type, importance in (
+            ("queue", "container_restarted", "high"), ("queue", "container_restarted", "high"),
+            ("queue", "container_escalated", "critical"), ("", "daemon_started", "low")):
+        add_event(url, now - timedelta(minutes=30), event_type, importance, container=container)
+    execute(url, "INSERT INTO jobs (id, silent_since) VALUES ('health_check', NULL), "
+            "('morning_status', NULL), ('backup', %s), ('report', NULL)",
+            now - timedelta(hours=1))
+    for job_id, status, took_s, minutes_ago in (
+            ("health_check", "failed", 40.0, 15), ("health_check", "ok", 0.2, 10),
+            ("health_check", "ok", 3.0, 5), ("health_check", "skipped", 0.0, 1),
+            ("morning_status", "timeout", 700.0, 60), ("backup", "missed", 0.0, 90),
+            ("report", "ok", 1.0, 20), ("report", "failed", 2.0, 10)):
+        add_run(url, job_id, now - timedelta(minutes=minutes_ago), status, late_s=0,
+                took_s=took_s)
+    execute(url, "INSERT INTO daemons VALUES ('i-1', 'test-host', 1, 'v', %s, %s, "
+            "'running'), ('i-2', 'old-host', 2, 'v', %s, %s, 'running'), "
+            "('i-3', 'gone-host', 3, 'v', %s, %s, 'stopped')",
+            now - timedelta(days=1), now - timedelta(seconds=3), now - timedelta(days=9),
+            now - timedelta(days=2), now - timedelta(days=9), now - timedelta(days=3))
+    for key, status, attempts in (("a", "pending", 2), ("b", "pending", 0),
+                                  ("c", "undeliverable", 5), ("e", "failed", 1),
+                                  ("d", "delivered", 1)):
+        execute(url, "INSERT INTO outbox (channel, dedup_key, host, title, status, attempts, "
+                "created_at) VALUES ('alerts', %s, 'test-host', 't', %s, %s, "
+                "now() - interval '20 minutes')", key, status, attempts)

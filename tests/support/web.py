@@ -1,5 +1,6 @@
 """aegis's status page and health endpoint served from the test process, on a free
-loopback port and a clock the test sets, and the heartbeat file they read."""
+loopback port and a clock the test sets, the heartbeat file they read, and a scrape of
+/metrics read with prometheus-client's own parser."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from aegis.core.config import Settings
 from aegis.scheduling.heartbeat import Heartbeat, write_heartbeat
@@ -36,3 +39,15 @@ def beat(settings: Settings, at: datetime, status: str = "running") -> None:
                                              instance_id="i-1", version="test",
                                              started_at=at - timedelta(hours=1),
                                              last_heartbeat_at=at, status=status))
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """Every sample of a /metrics answer: (sample name, sorted labels) -> value."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found

@@ -237,8 +237,10 @@ GROUP BY host;
 SELECT to_regclass('containers') IS NOT NULL AS present;
 
 -- name: metrics_containers
--- This host's supervised containers: name, state and current strikes.
-SELECT name, state, strikes
+-- This host's present containers: name, state, current strikes, what Docker last reported
+-- of their health, and where their incident stands.
+SELECT name, state, strikes, supervision, status, health, has_healthcheck, phase,
+       folded_into
 FROM containers
 WHERE host = %(host)s AND removed_at IS NULL
 ORDER BY name;

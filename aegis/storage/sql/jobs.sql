@@ -289,6 +289,19 @@ SELECT j.id AS job_id,
 FROM jobs j
 ORDER BY j.id;
 
+-- name: metrics_job_states
+-- Each known job: whether the silence watch holds it silent, and the status of its latest
+-- slot that ran to an end or was missed, on any host (one index probe per job).
+SELECT j.id AS job_id, j.silent_since IS NOT NULL AS silent,
+       (SELECT r.status
+        FROM job_runs r
+        WHERE r.job_id = j.id
+          AND r.status IN ('ok', 'failed', 'timeout', 'missed', 'interrupted')
+        ORDER BY r.scheduled_for DESC
+        LIMIT 1) AS last_status
+FROM jobs j
+ORDER BY j.id;
+
 -- name: page_job_lateness
 -- How late the scheduled runs of [start, end) started, per job: median, 95th percentile
 -- and worst, in seconds (catch-up and manual runs have no lateness).
