@@ -275,7 +275,10 @@ def _incidents(host: str, gauges: Iterable[ContainerGauge]) -> Metric:
 
 def _outbox(runtime: Runtime, since: datetime) -> Iterator[Metric]:
     outbox = Outbox(runtime.db)
-    depth = GaugeMetricFamily("aegis_outbox_depth", "Notifications waiting to be delivered.",
+    waiting = GaugeMetricFamily("aegis_outbox_pending", "Notifications waiting to be delivered.",
+                                labels=["channel"])
+    # the name of the same number before 0.2; kept for dashboards and rules written on it
+    depth = GaugeMetricFamily("aegis_outbox_depth", "Deprecated: aegis_outbox_pending.",
                               labels=["channel"])
     oldest = GaugeMetricFamily("aegis_outbox_oldest_pending_age_seconds",
                                "Age of the oldest undelivered notification.",
@@ -293,6 +296,7 @@ def _outbox(runtime: Runtime, since: datetime) -> Iterator[Metric]:
         elif count.status in (OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE):
             undelivered[count.channel] += count.messages
     for channel in Channel:
+        waiting.add_metric([channel], float(pending[channel]))
         depth.add_metric([channel], float(pending[channel]))
         oldest.add_metric([channel], oldest_age_s[channel])
         given_up.add_metric([channel], float(undelivered[channel]))
@@ -301,6 +305,7 @@ def _outbox(runtime: Runtime, since: datetime) -> Iterator[Metric]:
                                  "last 24 hours.", labels=["channel"])
     for channel, failed in outbox.failed_attempts(since).items():
         failures.add_metric([channel], float(failed))
+    yield waiting
     yield depth
     yield oldest
     yield given_up

@@ -118,8 +118,9 @@ def test_metrics_carry_every_series_and_parse_with_prometheus_client(
     # every present container counts from 0, so increase() sees its first restart
     assert found[("aegis_container_restarts_total", (("container", "web"), host))] == 0
     assert found[("aegis_container_escalations_total", (("container", "db"), host))] == 0
-    assert found[("aegis_outbox_depth", (("channel", "alerts"),))] == 2
-    assert found[("aegis_outbox_depth", (("channel", "journal"),))] == 0
+    for name in ("aegis_outbox_pending", "aegis_outbox_depth"):  # the old name stays
+        assert found[(name, (("channel", "alerts"),))] == 2
+        assert found[(name, (("channel", "journal"),))] == 0
     assert found[("aegis_outbox_oldest_pending_age_seconds", (("channel", "alerts"),))] \
         == pytest.approx(1200, abs=60)
     assert found[("aegis_outbox_undelivered", (("channel", "alerts"),))] == 2
