@@ -358,7 +358,7 @@ class Supervisor:
         assessment = observe.with_window(
             observe.assess(self.settings, seen, row, now, self.own_ids), self.windows,
             self.zone, now)
-        if assessment.window is not None:
+        if assessment.window is not None and assessment.mode != SupervisionMode.IGNORED:
             self.state.maintenance.note(*assessment.window, seen)
         if self.restarts.in_progress(self.host, seen.name):
             return Action.NONE, assessment.mode  # judged again once the restart is over

@@ -22,7 +22,7 @@ from aegis.scheduling.repository import JobRun, JobWithLastRun, Lateness, Runs
 from aegis.storage.events import INCIDENT_ENDS, Event, EventType, Importance, ProbeOutput
 from aegis.storage.outbox import Outbox, OutboxStatus
 from aegis.storage.runtime import Runtime
-from aegis.supervision.containers import ContainerView, view
+from aegis.supervision.containers import ContainerView, HostWindows, view
 from aegis.supervision.protocol.labels import (
     AUTOHEAL_STOP_TIMEOUT,
     ENABLE,
@@ -99,7 +99,8 @@ class Overview:
 
 def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
     runs, containers = Runs(runtime.db), Containers(runtime.db)
-    lines = [line(row, now) for row in containers.of_note(now, LIST_LIMIT)]
+    windows = HostWindows.of(runtime.settings)
+    lines = [line(row, now, windows) for row in containers.of_note(now, LIST_LIMIT)]
     incidents = [c for c in lines if c.phase != Phase.OK]
     since = now - RECENT
     counts = runtime.store.counts_by_importance(since)
@@ -120,8 +121,9 @@ def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
         lateness_chart=lateness_chart(runs.lateness(since, now)))
 
 
-def line(row: ContainerRow, now: datetime) -> ContainerLine:
-    shown = view(row, now)
+def line(row: ContainerRow, now: datetime, windows: HostWindows | None = None
+         ) -> ContainerLine:
+    shown = view(row, now, windows)
     return ContainerLine(view=shown, phase=row.phase, since=row.strike_at,
                          maintenance=shown.state == ShownState.MAINTENANCE)
 
@@ -233,7 +235,7 @@ def container_page(runtime: Runtime, host: str, name: str, now: datetime) -> Con
                            failed_restarts=counted.get(EventType.CONTAINER_RESTART_FAILED, 0),
                            escalations=counted.get(EventType.CONTAINER_ESCALATED, 0))
     local = host == runtime.settings.host
-    shown = line(row, now)
+    shown = line(row, now, HostWindows.of(runtime.settings))
     return ContainerPage(
         now=now, local=local, line=shown, row=row,
         restarts_in_budget=sorted(t for t in row.restarts if now - t < BUDGET_WINDOW),
