@@ -4,7 +4,8 @@ Every option is declared once in ``OPTIONS``; the loader, the masking ``repr`` a
 configuration reference in docs/ are all driven by that table. The per-job settings
 (``[jobs.ID]`` tables, ``AEGIS_JOB__ID__KEY`` variables) are scheduling's to parse: they are
 handed on as found (``Settings.job_tables``, ``Settings.job_variables``) and parsed by
-aegis/scheduling/job_settings.py.
+aegis/scheduling/job_settings.py; so are the ``[[maintenance]]`` tables
+(``Settings.maintenance_tables``, parsed by aegis/supervision/protocol/windows.py).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, tzinfo
 
 from markupsafe import Markup
 
+from aegis.core import clock
 from aegis.core.config import Settings
 from aegis.core.durations import format_duration_s
 from aegis.scheduling.heartbeat import daemon_status
@@ -37,6 +38,8 @@ from aegis.supervision.protocol.labels import (
     parse_labels,
 )
 from aegis.supervision.protocol.strikes import BUDGET_WINDOW, Phase, ShownState
+from aegis.supervision.protocol.windows import LABELS as WINDOW_LABELS
+from aegis.supervision.protocol.windows import label_window
 from aegis.supervision.repository import ContainerRow, Containers, HostContainers, LogLine
 from aegis.web import charts
 from aegis.web.render import seconds_text, zone_name
@@ -304,6 +307,7 @@ def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLi
              "(AEGIS_DEFAULT_STOP_TIMEOUT)",
     }
     found = [LabelLine(key, labels.get(key), effect) for key, effect in effects.items()]
+    found += window_lines(labels, settings)
     found += [LabelLine(key, labels[key], f"docker-autoheal's, read as {own}"
                         + (f" ({own} is set: it wins when valid)" if own in labels else ""))
               for key, own in stand_ins.items() if key in labels]
@@ -312,6 +316,17 @@ def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLi
         found.append(LabelLine(key, labels[key], f"does nothing (did you mean {meant}?)"
                                if meant else "not aegis's: left alone"))
     return found
+
+
+def window_lines(labels: dict[str, str], settings: Settings) -> list[LabelLine]:
+    """The maintenance window labels set, and the window they make (or why it is
+    ignored)."""
+    window, problem = label_window(labels)
+    if window is not None:
+        effect = f"maintenance window {window.in_zone(clock.zone(settings.timezone)).describe()}"
+    else:
+        effect = f"ignored: {problem}"
+    return [LabelLine(key, labels[key], effect) for key in WINDOW_LABELS if key in labels]
 
 
 def commands(name: str, shown: ContainerLine) -> list[str]:
