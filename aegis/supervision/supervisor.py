@@ -257,7 +257,7 @@ class Supervisor:
         is noted and its end sets the container's timer."""
         if any(w.covers(seen.name, seen.compose_project, seen.compose_service) for w in live):
             return True
-        labelled = parse_labels(seen.labels).maintenance_window
+        labelled, _ = windows.label_window(seen.labels)
         return labelled is not None and labelled.in_zone(self.zone).around(now) is not None
 
     def _rows_of(self, names: list[str], states: dict[str, SweepState] | None
