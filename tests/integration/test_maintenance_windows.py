@@ -1,7 +1,8 @@
 """Recurring maintenance windows against a real Docker engine and a real PostgreSQL, on
 an injected clock: a nightly window across the night the clocks spring forward in
 Europe/Berlin holds back every strike, restart and alert of the containers it covers; at
-its end a container still unhealthy starts one normal incident, a healthy one nothing."""
+its end a container still unhealthy starts one normal incident, a healthy one nothing,
+and the events watcher does so at the end without waiting for a Docker event."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import pytest
 from aegis import api
 from aegis.supervision.containers import listing
 from aegis.supervision.protocol.windows import LABEL, LABEL_TIMEZONE
+from tests.support.clock import Clock
 from tests.support.containers import BREAKS_FOR_GOOD, HEALS, make_unhealthy, started_at, wait_health
 from tests.support.outbox import outbox
-from tests.support.rows import events_of, events_of_type, types_of
-from tests.support.supervision import INTERVAL, supervisor
+from tests.support.rows import events_of, events_of_type, row_of, types_of
+from tests.support.supervision import INTERVAL, running_watcher, supervisor
+from tests.support.waiting import wait_for
 
 # these tests let aegis restart containers: only on an engine with none but the suite's own
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
@@ -113,3 +116,25 @@ def test_a_nightly_window_across_spring_forward_holds_everything_back(
     assert broken.name in alerts[0]["title"] + alerts[0]["body"]
     assert started_at(docker_client, healer) == starts[healer.name]
     assert len(events_of_type(database_url, "maintenance_window_ended")) == 2
+
+
+def test_the_watcher_judges_a_container_at_its_windows_end_without_a_docker_event(
+        fast_app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    clock = Clock(WINDOW_START + timedelta(hours=1))  # 03:30 CEST: inside
+    container = make_container(HEALS, labels={
+        "aegis.enable": "true", LABEL: f"{NIGHTLY}/2h", LABEL_TIMEZONE: "Europe/Berlin"})
+    wait_health(docker_client, container, "healthy")
+    with running_watcher(fast_app, clock=clock):
+        make_unhealthy(docker_client, container)  # one health_status event, inside
+        wait_for(lambda: row_of(database_url, container.name)["next_check_at"] == WINDOW_END,
+                 20, "the window's end as the container's timer")
+        assert row_of(database_url, container.name)["state"] == "maintenance"
+        clock.now = WINDOW_END  # no Docker event comes: the engine's health is unchanged
+        wait_for(lambda: "container_unhealthy" in types_of(database_url, container.name),
+                 20, "strike 1 at the window's end")
+        wait_for(lambda: events_of_type(database_url, "maintenance_window_ended"), 20,
+                 "the window's one event")
+    [ended] = events_of_type(database_url, "maintenance_window_ended")
+    assert ended["details"]["held"] == {container.name: ["unhealthy"]}
+    assert types_of(database_url, container.name).count("container_unhealthy") == 1
