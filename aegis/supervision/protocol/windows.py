@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from aegis.core import parsing
 from aegis.core.clock import zone
-from aegis.core.durations import format_duration_s, parse_duration_s, parse_time_of_day
+from aegis.core.durations import format_duration_s, parse_time_of_day
 from aegis.core.errors import ConfigError
 from aegis.scheduling.triggers import Cron, Daily, Weekly, weekly
 
@@ -160,8 +160,7 @@ def parse_schedule(text: str, tz: ZoneInfo | None) -> Calendar:
 
 def parse_window_duration(raw: Any) -> float:
     """A window's duration: ``90m``, ``1h``, ``2d``; at least a minute, at most 7 days."""
-    seconds = parse_duration_s(parsing.text(raw)) if isinstance(raw, str) \
-        else parsing.duration()(raw)
+    seconds = parsing.duration()(raw)  # a string ("90m") or, in TOML, a number of seconds
     if not MIN_DURATION_S <= seconds <= MAX_DURATION_S:
         raise ValueError(f"{raw!r} must be from 1m to 7d")
     return seconds
