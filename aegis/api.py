@@ -32,6 +32,7 @@ from aegis.storage.db import Database
 from aegis.storage.events import Event
 from aegis.storage.spool import Spool
 from aegis.storage.store import Replay, Store
+from aegis.supervision.protocol.windows import configured_windows
 from aegis.supervision.repository import replay_decision
 from aegis.web import http
 
@@ -90,10 +91,11 @@ class State:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``env`` (the process's environment by default) and the file it names
     (``aegis.core.config.load_settings``), with the per-job settings parsed too, so a bad
-    ``[jobs.ID]`` key or ``AEGIS_JOB__ID__KEY`` variable is refused here, before anything
-    starts (ConfigError naming it)."""
+    ``[jobs.ID]`` key, ``AEGIS_JOB__ID__KEY`` variable or ``[[maintenance]]`` table is
+    refused here, before anything starts (ConfigError naming it)."""
     settings = config.load_settings(env)
     job_overrides(settings)
+    configured_windows(settings.maintenance_tables, settings.config_file)
     return settings
 
 

@@ -3,14 +3,21 @@ database records them."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import click
 
 from aegis import api
 from aegis.cli.common import format_time, print_json, print_table, with_app
-from aegis.core.clock import utcnow
+from aegis.core.clock import utcnow, zone
 from aegis.core.durations import parse_duration_s
 from aegis.core.errors import UsageError
-from aegis.supervision.containers import acknowledge, listing, set_maintenance
+from aegis.supervision.containers import (
+    ContainerView,
+    acknowledge,
+    listing,
+    set_maintenance,
+)
 
 
 @click.command("containers")
@@ -19,17 +26,28 @@ from aegis.supervision.containers import acknowledge, listing, set_maintenance
 @with_app()
 def containers_command(app: api.Aegis, all_hosts: bool, as_json: bool) -> None:
     """Supervised containers: health, strikes and state (ok, striking, restarting,
-    escalated, maintenance, protected, orchestrated, ignored); --json adds the latest
-    incident's triage class and its dependants."""
+    escalated, maintenance, protected, orchestrated, ignored) and the maintenance window
+    under way or next; --json adds the latest incident's triage class and its
+    dependants."""
     found = listing(app, utcnow(), all_hosts=all_hosts)
+    tz = zone(app.settings.timezone)
     if as_json:
         print_json([container.to_json() for container in found])
         return
     print_table([(c.name, c.id, c.image or "-", c.health, str(c.strikes), c.state,
                   c.last_action or "-", format_time(c.last_action_at),
-                  str(c.restarts_last_hour), c.host) for c in found],
+                  str(c.restarts_last_hour), _window(c, tz), c.host) for c in found],
                 ["name", "id", "image", "health", "strikes", "state", "last_action", "at",
-                 "restarts_1h", "host"])
+                 "restarts_1h", "next_window", "host"])
+
+
+def _window(container: ContainerView, tz: ZoneInfo) -> str:
+    """The maintenance window under way or next: its start and end on AEGIS_TIMEZONE's
+    wall clock, with their offsets (or -)."""
+    if container.window_start is None or container.window_end is None:
+        return "-"
+    return (f"{format_time(container.window_start, tz)} to "
+            f"{format_time(container.window_end, tz)}")
 
 
 @click.command("ack")

@@ -4,7 +4,8 @@ Every option is declared once in ``OPTIONS``; the loader, the masking ``repr`` a
 configuration reference in docs/ are all driven by that table. The per-job settings
 (``[jobs.ID]`` tables, ``AEGIS_JOB__ID__KEY`` variables) are scheduling's to parse: they are
 handed on as found (``Settings.job_tables``, ``Settings.job_variables``) and parsed by
-aegis/scheduling/job_settings.py.
+aegis/scheduling/job_settings.py; so are the ``[[maintenance]]`` tables
+(``Settings.maintenance_tables``, parsed by aegis/supervision/protocol/windows.py).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class Settings:
     # AEGIS_JOB__ID__KEY variables set (aegis/scheduling/job_settings.py parses them).
     job_tables: Mapping[str, Any] = field(default_factory=dict)
     job_variables: Mapping[str, str] = field(default_factory=dict)
+    # The file's [[maintenance]] tables as found, unparsed (parsed by
+    # aegis/supervision/protocol/windows.py).
+    maintenance_tables: tuple[Any, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -324,7 +328,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "journal_dir": Path("~/memory/journal").expanduser(),
     }
     known_toml = {o.toml for o in OPTIONS if o.toml}
-    sections = {key.partition(".")[0] for key in known_toml} | {"jobs"}
+    sections = {key.partition(".")[0] for key in known_toml} | {"jobs",
+                                                                toml_file.MAINTENANCE}
     for key in document:  # catches empty unknown tables too
         if key not in sections:
             raise ConfigError(f"{config_file}: {key}", toml_file.unknown_key(key, sections))
@@ -346,6 +351,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values["job_tables"] = document.get("jobs", {})
     values["job_variables"] = {name: value for name, value in env.items()
                                if name.startswith(JOB_ENV_PREFIX) and value.strip()}
+    values["maintenance_tables"] = toml_file.maintenance_tables(document, config_file)
     values["config_file"] = config_file
     settings = Settings(**values)
     _check_http(settings)

@@ -1,7 +1,8 @@
 """The TOML file named by AEGIS_CONFIG: read, and its tables flattened to the dotted keys of
 ``OPTIONS`` (aegis/core/config.py). A file that cannot be read, or is not TOML, is a
 ConfigError naming AEGIS_CONFIG; its ``[jobs.ID]`` tables are handed on as found, for
-scheduling to parse (aegis/scheduling/job_settings.py)."""
+scheduling to parse (aegis/scheduling/job_settings.py), and its ``[[maintenance]]`` tables
+for supervision (aegis/supervision/protocol/windows.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from aegis.core.errors import ConfigError
+
+# The array of [[maintenance]] tables: the recurring maintenance windows.
+MAINTENANCE = "maintenance"
 
 
 def read(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
@@ -32,9 +36,12 @@ def read(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
 
 
 def flatten(document: Mapping[str, Any], config_file: Path | None) -> dict[str, Any]:
-    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``; ``jobs`` stays nested."""
+    """``{"docker": {"scope": "all"}}`` -> ``{"docker.scope": "all"}``; ``jobs`` stays nested
+    and the ``[[maintenance]]`` tables are left out (``maintenance_tables``)."""
     flat: dict[str, Any] = {}
     for key, value in document.items():
+        if key == MAINTENANCE:
+            continue
         if key == "jobs":
             if not isinstance(value, dict):
                 raise ConfigError(f"{config_file}: jobs", "must be a table of [jobs.ID] tables")
@@ -45,6 +52,17 @@ def flatten(document: Mapping[str, Any], config_file: Path | None) -> dict[str, 
         else:
             flat[key] = value
     return flat
+
+
+def maintenance_tables(document: Mapping[str, Any], config_file: Path | None
+                       ) -> tuple[Any, ...]:
+    """The file's ``[[maintenance]]`` tables as found, for supervision to parse
+    (aegis/supervision/protocol/windows.py)."""
+    tables = document.get(MAINTENANCE, [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{config_file}: {MAINTENANCE}",
+                          "must be an array of [[maintenance]] tables")
+    return tuple(tables)
 
 
 def unknown_key(key: str, known: set[str]) -> str:

@@ -1,4 +1,5 @@
-"""This host: the journal folder, and the daemon's heartbeat file."""
+"""This host: the journal folder, the daemon's heartbeat file, and the maintenance windows
+of its configuration."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from aegis.core.clock import zone
 from aegis.core.config import Settings
 from aegis.core.processes import pid_alive
 from aegis.doctor.checks import FAIL, OK, WARN, Check
 from aegis.scheduling.heartbeat import DaemonStatus, file_status, read_heartbeat, read_pid
+from aegis.supervision.protocol.windows import configured_windows
 
 
 def check_journal_dir(path: Path) -> Check:
@@ -50,3 +53,22 @@ def check_daemon(settings: Settings, now: datetime) -> Check:
         return Check("daemon", WARN, detail, "start it: `aegis run`, or `docker compose up -d`")
     return Check("daemon", FAIL, detail, "the loop is stuck or died: read its log, then "
                  "`aegis stop` and `aegis run` (or restart the container)")
+
+
+def check_maintenance_windows(settings: Settings, now: datetime) -> Check:
+    """The configured ``[[maintenance]]`` windows, what each covers and when it next
+    starts (a window a label sets is a container's: ``aegis containers`` shows it)."""
+    tz = zone(settings.timezone)
+    found = [window.in_zone(tz) for window in
+             configured_windows(settings.maintenance_tables, settings.config_file)]
+    if not found:
+        return Check("maintenance", OK, "no [[maintenance]] window configured")
+    lines = []
+    for window in found:
+        span = window.next_span(now)
+        when = "never" if span is None else (
+            f"under way until {span.end:%Y-%m-%d %H:%M} UTC" if span.start <= now
+            else f"next {span.start:%Y-%m-%d %H:%M} UTC")
+        lines.append(f"{window.name}: {window.describe()}, covers "
+                     f"{', '.join(window.containers)}; {when}")
+    return Check("maintenance", OK, "; ".join(lines))

@@ -19,7 +19,7 @@ from aegis.doctor.channels import check_channel
 from aegis.doctor.checks import FAIL, Check, not_checked
 from aegis.doctor.database import database_checks, database_unreachable
 from aegis.doctor.engine import engine_checks
-from aegis.doctor.local import check_daemon, check_journal_dir
+from aegis.doctor.local import check_daemon, check_journal_dir, check_maintenance_windows
 from aegis.storage.outbox import Channel
 
 
@@ -40,6 +40,7 @@ def run_checks(settings: Settings, clock: Callable[[], datetime] = utcnow) -> li
         results.extend(check_channel(settings, channel, app, clock()) for channel in Channel)
         results.append(check_journal_dir(settings.journal_dir))
         results.append(check_daemon(settings, clock()))
+        results.append(check_maintenance_windows(settings, clock()))
     finally:
         if app is not None:
             app.close()

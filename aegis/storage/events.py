@@ -79,6 +79,7 @@ class EventType(StrEnum):
     CONTAINER_ORCHESTRATED = "container_orchestrated"
     CONTAINER_MAINTENANCE = "container_maintenance"
     CONTAINER_MAINTENANCE_ENDED = "container_maintenance_ended"
+    MAINTENANCE_WINDOW_ENDED = "maintenance_window_ended"
     # notifications
     NOTIFICATIONS_UNDELIVERABLE = "notifications_undeliverable"
     NOTIFICATION_GIVEN_UP = "notification_given_up"

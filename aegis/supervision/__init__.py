@@ -9,7 +9,9 @@ through the API). ``rewire.py`` recreates the dependants of a replaced network p
 Around it: ``docker.py`` (the engine adapter), ``repository.py`` (the
 ``containers`` table), ``incidents.py`` and ``records.py`` (an incident's log, events and
 living message), ``watcher.py`` (the event stream and what each event means),
-``checks.py`` (containers judged off the watcher's loop), ``service.py`` (the daemon's
+``checks.py`` (containers judged off the watcher's loop), ``maintenance.py`` (the
+recurring maintenance windows under way: what each held back, the event at its end),
+``service.py`` (the daemon's
 service and sweep job) and ``containers.py`` (what operators see and do: ``aegis
 containers``, ``ack``, ``maintenance``).
 """

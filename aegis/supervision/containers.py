@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from aegis.core.clock import zone
+from aegis.core.config import Settings
 from aegis.core.errors import UsageError
 from aegis.core.jsonable import to_json
 from aegis.storage.events import EventType, Importance
@@ -17,6 +20,13 @@ from aegis.storage.store import insert_event
 from aegis.supervision.incidents import Incident, step_message
 from aegis.supervision.protocol.strikes import BUDGET_WINDOW, Phase, ShownState, shown_state
 from aegis.supervision.protocol.triage import TriageClass
+from aegis.supervision.protocol.windows import (
+    Window,
+    configured_windows,
+    label_window,
+    upcoming,
+    windows_of,
+)
 from aegis.supervision.repository import ContainerRow, Containers, LogLine
 
 
@@ -37,28 +47,63 @@ class ContainerView:
     triage_class: TriageClass | None  # the class of the open (or latest) incident
     folded_into: str | None  # the parent whose incident this container waits for
     affected: tuple[str, ...]  # the dependants folded into this container's incident
+    # the maintenance window under way, else the next one: its name, start and end
+    window: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
 
 
-def view(row: ContainerRow, now: datetime) -> ContainerView:
+@dataclass(frozen=True)
+class HostWindows:
+    """The maintenance windows the operators' view shows: this host's configured ones
+    and each container's label. A row of another host shows its label's window only (the
+    tables of that host's configuration are not known here)."""
+
+    host: str
+    configured: tuple[Window, ...]
+    zone: ZoneInfo
+
+    @classmethod
+    def of(cls, settings: Settings) -> HostWindows:
+        return cls(settings.host, configured_windows(settings.maintenance_tables,
+                                                     settings.config_file),
+                   zone(settings.timezone))
+
+    def of_row(self, row: ContainerRow) -> list[Window]:
+        labelled, _ = label_window(row.labels)
+        return windows_of(row, labelled, self.configured if row.host == self.host else (),
+                          self.zone)
+
+
+def view(row: ContainerRow, now: datetime, windows: HostWindows | None = None
+         ) -> ContainerView:
+    """``row`` as operators see it at ``now``; with ``windows``, its maintenance window
+    under way (shown as maintenance) or next."""
     restarts = [t for t in row.restarts if now - t < BUDGET_WINDOW]
+    found = upcoming(windows.of_row(row), now) if windows is not None else None
+    in_window = found is not None and found[1].start <= now
     return ContainerView(
         name=row.name, id=row.container_id[:12], image=row.image, health=row.health,
         strikes=row.strikes,
         state=shown_state(row.phase, supervision=row.supervision,
-                          maintenance=row.in_maintenance(now)),
+                          maintenance=row.in_maintenance(now) or in_window),
         last_action=row.last_action, last_action_at=row.last_action_at,
         restarts_last_hour=len(restarts), host=row.host,
         maintenance_until=row.maintenance_until, reason=row.last_reason,
         triage_class=row.incident_class if row.incident else None,
-        folded_into=row.folded_into, affected=row.affected)
+        folded_into=row.folded_into, affected=row.affected,
+        window=found[0].name if found else None,
+        window_start=found[1].start if found else None,
+        window_end=found[1].end if found else None)
 
 
 def listing(runtime: Runtime, now: datetime, *, all_hosts: bool = False) -> list[ContainerView]:
     rows = Containers(runtime.db).listing(None if all_hosts else runtime.settings.host)
-    return [view(row, now) for row in rows]
+    windows = HostWindows.of(runtime.settings)
+    return [view(row, now, windows) for row in rows]
 
 
 def _unknown(runtime: Runtime, name: str) -> UsageError:

@@ -1,20 +1,22 @@
 """Observe: what aegis reads of one container before the protocol decides. The sighting
 (completed by an inspect when a step of an incident may be due, since a listing or an
 event tells no restart policy and no probe), its labels and supervision mode, the
-thresholds that apply to it, a stop a person asked for, and, from an inspect, triage's
-reading: a probe that cannot run or always times out, an OOM kill.
+thresholds that apply to it, a stop a person asked for, the maintenance window under way,
+and, from an inspect, triage's reading: a probe that cannot run or always times out, an
+OOM kill.
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
-from dataclasses import dataclass
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aegis.core.config import Settings
 from aegis.supervision.docker import Sighting, inspected, memory_usage
-from aegis.supervision.protocol import triage
+from aegis.supervision.protocol import triage, windows
 from aegis.supervision.protocol.labels import (
     ContainerLabels,
     autoheal_label,
@@ -25,6 +27,7 @@ from aegis.supervision.protocol.labels import (
     supervision_mode,
 )
 from aegis.supervision.protocol.strikes import Observed, Phase, Policy, SupervisionMode
+from aegis.supervision.protocol.windows import Span, Window
 from aegis.supervision.repository import ContainerRow
 
 
@@ -41,6 +44,8 @@ class Assessment:
     policy: Policy
     stopped: bool  # a person or a tool asked Docker to stop it since it last started
     stop_requested_at: datetime | None
+    # the maintenance window under way that covers it, with its occurrence
+    window: tuple[Window, Span] | None = None
 
 
 def needs_inspect(seen: Sighting, row: ContainerRow, now: datetime) -> bool:
@@ -96,6 +101,25 @@ def assess(settings: Settings, seen: Sighting, row: ContainerRow, now: datetime,
         policy=strike_policy(settings, labels, mode, maintenance,
                              effective_stop_timeout_s(seen, settings)),
         stopped=stopped, stop_requested_at=stop_requested_at)
+
+
+def covering_windows(seen: Sighting, labels: ContainerLabels, configured: Sequence[Window],
+                     default_zone: ZoneInfo) -> list[Window]:
+    """The maintenance windows that cover ``seen``: its label's and the configured ones
+    that name it."""
+    return windows.windows_of(seen, labels.maintenance_window, configured, default_zone)
+
+
+def with_window(assessment: Assessment, configured: Sequence[Window], default_zone: ZoneInfo,
+                now: datetime) -> Assessment:
+    """``assessment`` in maintenance while a window covers the container (its policy holds
+    the window's end: when to judge it afresh)."""
+    under_way = windows.current(covering_windows(assessment.seen, assessment.labels,
+                                                 configured, default_zone), now)
+    if under_way is None:
+        return assessment
+    policy = replace(assessment.policy, maintenance=True, maintenance_until=under_way[1].end)
+    return replace(assessment, maintenance=True, policy=policy, window=under_way)
 
 
 def observed(client: Any, assessment: Assessment, row: ContainerRow,

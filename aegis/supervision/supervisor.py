@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from aegis.core.clock import zone
 from aegis.core.config import Settings
 from aegis.core.errors import DatabaseUnavailable
 from aegis.core.logs import get_logger, secret_values
@@ -39,8 +40,10 @@ from aegis.supervision.docker import (
     sighting_from_listing,
 )
 from aegis.supervision.incidents import Incident
+from aegis.supervision.maintenance import MaintenanceLog, report_ended
 from aegis.supervision.observe import Assessment
 from aegis.supervision.persist import Persister, decision_update
+from aegis.supervision.protocol import windows
 from aegis.supervision.protocol.labels import autoheal_label, parse_labels, restart_refusal
 from aegis.supervision.protocol.strikes import (
     INTERVENTIONS,
@@ -51,6 +54,7 @@ from aegis.supervision.protocol.strikes import (
     decide,
 )
 from aegis.supervision.protocol.triage import TriageClass
+from aegis.supervision.protocol.windows import Window, configured_windows
 from aegis.supervision.records import Record, Recorder
 from aegis.supervision.repository import (
     ContainerRow,
@@ -100,6 +104,8 @@ class SupervisionState:
     # what the latest sweep found of each container it decided nothing for, by name: the
     # next sweep skips one whose listing entry and row are the same again
     swept: dict[str, Swept] = field(default_factory=dict)
+    # the maintenance windows under way: what each covered and held back
+    maintenance: MaintenanceLog = field(default_factory=MaintenanceLog)
     _own_ids: frozenset[str] | None = None
 
     def own_ids(self) -> frozenset[str]:
@@ -143,6 +149,8 @@ class Supervisor:
     def settings(self, settings: Settings) -> None:
         """The settings it applies, and the parts that record and act by them."""
         self._settings = settings
+        self.windows = configured_windows(settings.maintenance_tables, settings.config_file)
+        self.zone = zone(settings.timezone)
         self.recorder = Recorder(self.runtime.store, settings)
         self.persister = Persister(self.runtime, self.kept, self.recorder, self.log)
         self.restarter = Restarter(self.runtime, self.restarts, self.recorder,
@@ -187,8 +195,10 @@ class Supervisor:
         except DatabaseUnavailable:
             states = None
         counts: dict[str, int] = {"containers": len(entries), "supervised": 0, "unhealthy": 0}
+        live = [window for window in self.windows if window.around(now) is not None]
         undecided = {seen.name for seen, key in listed
-                     if self._unchanged(seen, key, previous.get(seen.name), states, now)}
+                     if self._unchanged(seen, key, previous.get(seen.name), states, now)
+                     and not self._in_window(seen, live, now)}
         rows = self._rows_of([s.name for s in sightings if s.name not in undecided], states)
         for seen, key in listed:
             state = None if states is None else states.get(seen.name)
@@ -213,6 +223,7 @@ class Supervisor:
         for thread in [*(self._joining or ()), *(rewiring if wait else ())]:
             thread.join()
         self._joining = None
+        report_ended(self.runtime, self.state.maintenance, now)
         return counts
 
     @staticmethod
@@ -239,6 +250,15 @@ class Supervisor:
             return False
         return (state is None or state.steady(now)) and not self.restarts.in_progress(
             self.host, seen.name)
+
+    def _in_window(self, seen: Sighting, live: list[Window], now: datetime) -> bool:
+        """Whether a maintenance window covers ``seen`` at ``now`` (``live``: the
+        configured windows under way): such a container is always decided, so the window
+        is noted and its end sets the container's timer."""
+        if any(w.covers(seen.name, seen.compose_project, seen.compose_service) for w in live):
+            return True
+        labelled, _ = windows.label_window(seen.labels)
+        return labelled is not None and labelled.in_zone(self.zone).around(now) is not None
 
     def _rows_of(self, names: list[str], states: dict[str, SweepState] | None
                  ) -> dict[str, ContainerRow]:
@@ -285,7 +305,9 @@ class Supervisor:
                   check: Callable[[str, datetime], object] | None = None) -> int:
         """Re-evaluate containers whose strike timer came due (``check``: how; default
         here and now), then set ``soonest`` to the earliest timer still ahead: a burst of
-        strikes falls due together, each on time. Returns how many were due."""
+        strikes falls due together, each on time; reports the maintenance windows over by
+        now. Returns how many were due."""
+        report_ended(self.runtime, self.state.maintenance, now)
         try:
             due = self.containers.due(self.host, now)
         except DatabaseUnavailable:
@@ -315,6 +337,10 @@ class Supervisor:
             row = self.row(seen.name)
             if row is not None and row.maintenance_requested(now):
                 return "in maintenance"
+        under_way = windows.current(observe.covering_windows(seen, labels, self.windows,
+                                                             self.zone), now)
+        if under_way is not None:
+            return f"in the maintenance window {under_way[0].name}"
         return None
 
     # --- one container: observe, decide, persist, act ---
@@ -329,7 +355,11 @@ class Supervisor:
             row = self.persister.first_row(seen, observe.has_healthcheck(seen, row), now)
             if row is None:
                 return Action.NONE, SupervisionMode.IGNORED
-        assessment = observe.assess(self.settings, seen, row, now, self.own_ids)
+        assessment = observe.with_window(
+            observe.assess(self.settings, seen, row, now, self.own_ids), self.windows,
+            self.zone, now)
+        if assessment.window is not None and assessment.mode != SupervisionMode.IGNORED:
+            self.state.maintenance.note(*assessment.window, seen)
         if self.restarts.in_progress(self.host, seen.name):
             return Action.NONE, assessment.mode  # judged again once the restart is over
         decision = decide(row.strike_state(), self._observed(assessment, row),

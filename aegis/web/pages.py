@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, tzinfo
 
 from markupsafe import Markup
 
+from aegis.core import clock
 from aegis.core.config import Settings
 from aegis.core.durations import format_duration_s
 from aegis.scheduling.heartbeat import daemon_status
@@ -22,7 +23,7 @@ from aegis.scheduling.repository import JobRun, JobWithLastRun, Lateness, Runs
 from aegis.storage.events import INCIDENT_ENDS, Event, EventType, Importance, ProbeOutput
 from aegis.storage.outbox import Outbox, OutboxStatus
 from aegis.storage.runtime import Runtime
-from aegis.supervision.containers import ContainerView, view
+from aegis.supervision.containers import ContainerView, HostWindows, view
 from aegis.supervision.protocol.labels import (
     AUTOHEAL_STOP_TIMEOUT,
     ENABLE,
@@ -37,6 +38,8 @@ from aegis.supervision.protocol.labels import (
     parse_labels,
 )
 from aegis.supervision.protocol.strikes import BUDGET_WINDOW, Phase, ShownState
+from aegis.supervision.protocol.windows import LABELS as WINDOW_LABELS
+from aegis.supervision.protocol.windows import label_window
 from aegis.supervision.repository import ContainerRow, Containers, HostContainers, LogLine
 from aegis.web import charts
 from aegis.web.render import seconds_text, zone_name
@@ -99,7 +102,8 @@ class Overview:
 
 def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
     runs, containers = Runs(runtime.db), Containers(runtime.db)
-    lines = [line(row, now) for row in containers.of_note(now, LIST_LIMIT)]
+    windows = HostWindows.of(runtime.settings)
+    lines = [line(row, now, windows) for row in containers.of_note(now, LIST_LIMIT)]
     incidents = [c for c in lines if c.phase != Phase.OK]
     since = now - RECENT
     counts = runtime.store.counts_by_importance(since)
@@ -120,8 +124,9 @@ def overview(runtime: Runtime, now: datetime, zone: tzinfo) -> Overview:
         lateness_chart=lateness_chart(runs.lateness(since, now)))
 
 
-def line(row: ContainerRow, now: datetime) -> ContainerLine:
-    shown = view(row, now)
+def line(row: ContainerRow, now: datetime, windows: HostWindows | None = None
+         ) -> ContainerLine:
+    shown = view(row, now, windows)
     return ContainerLine(view=shown, phase=row.phase, since=row.strike_at,
                          maintenance=shown.state == ShownState.MAINTENANCE)
 
@@ -233,7 +238,7 @@ def container_page(runtime: Runtime, host: str, name: str, now: datetime) -> Con
                            failed_restarts=counted.get(EventType.CONTAINER_RESTART_FAILED, 0),
                            escalations=counted.get(EventType.CONTAINER_ESCALATED, 0))
     local = host == runtime.settings.host
-    shown = line(row, now)
+    shown = line(row, now, HostWindows.of(runtime.settings))
     return ContainerPage(
         now=now, local=local, line=shown, row=row,
         restarts_in_budget=sorted(t for t in row.restarts if now - t < BUDGET_WINDOW),
@@ -302,6 +307,7 @@ def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLi
              "(AEGIS_DEFAULT_STOP_TIMEOUT)",
     }
     found = [LabelLine(key, labels.get(key), effect) for key, effect in effects.items()]
+    found += window_lines(labels, settings)
     found += [LabelLine(key, labels[key], f"docker-autoheal's, read as {own}"
                         + (f" ({own} is set: it wins when valid)" if own in labels else ""))
               for key, own in stand_ins.items() if key in labels]
@@ -310,6 +316,17 @@ def labels_in_effect(labels: dict[str, str], settings: Settings) -> list[LabelLi
         found.append(LabelLine(key, labels[key], f"does nothing (did you mean {meant}?)"
                                if meant else "not aegis's: left alone"))
     return found
+
+
+def window_lines(labels: dict[str, str], settings: Settings) -> list[LabelLine]:
+    """The maintenance window labels set, and the window they make (or why it is
+    ignored)."""
+    window, problem = label_window(labels)
+    if window is not None:
+        effect = f"maintenance window {window.in_zone(clock.zone(settings.timezone)).describe()}"
+    else:
+        effect = f"ignored: {problem}"
+    return [LabelLine(key, labels[key], effect) for key in WINDOW_LABELS if key in labels]
 
 
 def commands(name: str, shown: ContainerLine) -> list[str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -40,13 +42,13 @@ def test_containers_json_ack_and_maintenance(aegis_env: dict[str, str],
     assert table.returncode == 0, table.stderr
     header, *lines = table.stdout.splitlines()
     assert header.split() == ["NAME", "ID", "IMAGE", "HEALTH", "STRIKES", "STATE",
-                              "LAST_ACTION", "AT", "RESTARTS_1H", "HOST"]
+                              "LAST_ACTION", "AT", "RESTARTS_1H", "NEXT_WINDOW", "HOST"]
     assert len(lines) == 1
     assert columns(header, lines[0]) == {
         "NAME": "web", "ID": "abcdef012345", "IMAGE": "nginx:1", "HEALTH": "unhealthy",
         "STRIKES": "3", "STATE": "escalated", "LAST_ACTION": "escalate",
         "AT": datetime.fromisoformat(web["last_action_at"]).strftime("%Y-%m-%d %H:%M:%S"),
-        "RESTARTS_1H": "1", "HOST": "test-host"}
+        "RESTARTS_1H": "1", "NEXT_WINDOW": "-", "HOST": "test-host"}
 
     acked = run_cli("ack", "web", env=aegis_env)
     assert acked.returncode == 0, acked.stderr
@@ -88,3 +90,19 @@ def test_bad_input_is_one_line_and_exit_2(aegis_env: dict[str, str],
     assert sql_rows(database_url, "SELECT name, maintenance_until FROM containers") == \
         [{"name": "web", "maintenance_until": None}]
     assert sql_rows(database_url, "SELECT event_type FROM episodic_memory") == []
+
+
+def test_containers_show_the_next_maintenance_window(aegis_env: dict[str, str],
+                                                     database_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "aegis.toml"
+    config.write_text('[[maintenance]]\nname = "backup"\ncontainers = ["w*"]\n'
+                      'schedule = "02:00"\nduration = "1h"\n', encoding="utf-8")
+    seed_escalated(database_url)
+    env = {**aegis_env, "AEGIS_CONFIG": str(config), "AEGIS_TIMEZONE": "Europe/Berlin"}
+    [web] = json.loads(run_cli("containers", "--json", env=env).stdout)
+    start = datetime.fromisoformat(web["window_start"]).astimezone(ZoneInfo("Europe/Berlin"))
+    assert (web["window"], start.strftime("%H:%M")) == ("backup", "02:00")
+    assert datetime.fromisoformat(web["window_end"]) - start == timedelta(hours=1)
+    table = run_cli("containers", env=env)
+    header, line = table.stdout.splitlines()
+    assert columns(header, line)["NEXT_WINDOW"].startswith(f"{start:%Y-%m-%d} 02:00:00 +0")

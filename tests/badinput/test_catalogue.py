@@ -352,6 +352,9 @@ CONTAINER_CASES = [
     ("labels-unparseable", {"aegis.max-restarts": "lots", "aegis.strike-interval": "5 parsecs",
                             "aegis.colour": "blue", "aegis.stop_timeout": "5s"}, "exit 1",
      None, ["container_bad_label"] * 3),
+    # a window that does not parse is ignored: the protocol runs as without it
+    ("window-label-unparseable", {"aegis.maintenance-window": "nightly/1h"}, "exit 1", None,
+     ["container_bad_label"]),
     ("probe-output-huge", {}, "head -c 300000 /dev/zero | tr '\\0' x; exit 1", "xxxx", []),
     ("probe-output-not-utf8", {}, "printf 'caf\\351 \\377\\376 broken'; exit 1", "broken",
      []),

@@ -12,9 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from aegis.core.config import Settings
 from aegis.doctor.checks import FAIL, OK, WARN
 from aegis.doctor.database import clock_check
-from aegis.doctor.local import check_journal_dir
+from aegis.doctor.local import check_journal_dir, check_maintenance_windows
 from aegis.scheduling.heartbeat import Heartbeat, write_heartbeat
 from tests.images import socket_proxy_profile
 from tests.support.cli import run_cli
@@ -153,6 +154,22 @@ def test_docker_unreachable_fails_unless_remediation_is_off(
     code, checks, _ = doctor({**env, "AEGIS_REMEDIATION": "off"})
     assert checks["docker"]["status"] == WARN
     assert code == 0
+
+
+NOW_FOR_WINDOWS = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
+
+
+def test_the_configured_maintenance_windows_are_listed(tmp_path: Path) -> None:
+    assert check_maintenance_windows(Settings(), NOW_FOR_WINDOWS).detail == \
+        "no [[maintenance]] window configured"
+    settings = Settings(timezone="Europe/Berlin", maintenance_tables=(
+        {"name": "backup", "containers": ["db", "shop/*"], "schedule": "02:00",
+         "duration": "1h"},))
+    found = check_maintenance_windows(settings, NOW_FOR_WINDOWS)
+    assert (found.check, found.status) == ("maintenance", OK)
+    # the day the clocks sprang forward: the next 02:00 is summer time's, 00:00 UTC
+    assert found.detail == ("backup: daily at 02:00 Europe/Berlin for 1h, covers db, "
+                            "shop/*; next 2026-03-30 00:00 UTC")
 
 
 def test_journal_folder_checks(tmp_path: Path) -> None:

@@ -200,6 +200,27 @@ def test_a_containers_page_shows_incidents_restarts_probes_labels_and_commands(
     assert open_site("/container")[0] == 400
 
 
+def test_a_container_in_its_maintenance_window_shows_it_on_both_pages(
+        open_site: Fetch, database_url: str) -> None:
+    # NOW is 12:00 UTC: the window of 11:00 for two hours is under way
+    add_container(database_url, "nightly", state="maintenance", health="unhealthy",
+                  labels={"aegis.maintenance-window": "0 11 * * */2h"})
+    add_container(database_url, "typo", state="ok", health="unhealthy",
+                  labels={"aegis.maintenance-window": "0 11 * * *"})
+    texts = Texts(open_site("/")[2])
+    assert "nightly test-host maintenance" in " ".join(texts.text("containers").split())
+    assert "2026-11-22 11:00:00 UTC to 2026-11-22 13:00:00 UTC" in texts.text("containers")
+    page = Texts(open_site("/container?" + urlencode({"host": "test-host",
+                                                      "name": "nightly"}))[2])
+    assert ("aegis.maintenance-window of nightly: 2026-11-22 11:00:00 UTC to "
+            "2026-11-22 13:00:00 UTC") in " ".join(page.text("container").split())
+    assert "maintenance window cron 0 11 * * * UTC for 2h" in page.text("labels")
+    typo = Texts(open_site("/container?" + urlencode({"host": "test-host",
+                                                      "name": "typo"}))[2])
+    assert "ignored: aegis.maintenance-window='0 11 * * *' has no /<duration>" in \
+        typo.text("labels")
+
+
 def test_incidents_show_their_class_their_folded_dependants_and_autoheal_labels(
         open_site: Fetch, database_url: str) -> None:
     """What the incidents branch adds to a row: the triage class, a dependant folded into

@@ -69,6 +69,14 @@ BAD_INPUTS = [
     BadInput("two_triggers_for_one_job", {"AEGIS_CONFIG": CONFIG}, "jobs.morning_status",
              toml='[jobs.morning_status]\nat = "07:00"\nevery = "5m"\n',
              hint="set at most one of every, at, cron"),
+    BadInput("bad_maintenance_duration", {"AEGIS_CONFIG": CONFIG}, "maintenance[1].duration",
+             toml='[[maintenance]]\ncontainers = ["backup-*"]\nschedule = "0 2 * * *"\n'
+                  'duration = "an hour"\n', hint="is not a duration"),
+    BadInput("unknown_maintenance_key", {"AEGIS_CONFIG": CONFIG}, "maintenance[2].container",
+             toml='[[maintenance]]\ncontainers = ["*"]\nschedule = "02:00"\nduration = "1h"\n'
+                  '[[maintenance]]\ncontainer = "db"\n', hint="unknown key"),
+    BadInput("maintenance_not_an_array", {"AEGIS_CONFIG": CONFIG}, "maintenance",
+             toml='[maintenance]\nschedule = "02:00"\n', hint="array of [[maintenance]]"),
     BadInput("bad_duration", {"AEGIS_STRIKE_INTERVAL": "5x"}, "AEGIS_STRIKE_INTERVAL",
              hint="not a duration"),
     BadInput("duration_below_minimum", {"AEGIS_EVENT_RETENTION": "30m"},

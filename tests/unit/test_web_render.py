@@ -14,7 +14,7 @@ from aegis.core.config import Settings
 from aegis.scheduling.repository import JobRun, RunStatus, RunTrigger
 from aegis.storage.events import Event, Importance
 from aegis.storage.rows import as_row
-from aegis.supervision.containers import view
+from aegis.supervision.containers import HostWindows, view
 from aegis.supervision.repository import ContainerRow
 from aegis.web import charts, history, pages
 from aegis.web.render import (
@@ -220,6 +220,18 @@ def test_the_commands_to_act_on_a_container_are_quoted_for_a_shell(
     row = container_row(**columns)
     assert pages.commands(row.name, pages.line(row, NOW)) == commands
     assert view(row, NOW).name == row.name
+
+
+def test_a_container_in_its_label_window_is_shown_in_maintenance_with_its_end() -> None:
+    row = container_row(phase="ok", strikes=0,
+                        labels={"aegis.maintenance-window": "0 11 * * */2h"})
+    shown = view(row, NOW, HostWindows.of(Settings(host="h")))  # 12:00 UTC: under way
+    assert (shown.state, shown.window, shown.window_start, shown.window_end) == (
+        "maintenance", "aegis.maintenance-window of web", NOW - timedelta(hours=1),
+        NOW + timedelta(hours=1))
+    later = view(row, NOW + timedelta(hours=1), HostWindows.of(Settings(host="h")))
+    assert (later.state, later.window_start) == ("ok", NOW + timedelta(hours=23))
+    assert view(row, NOW).state == "ok"  # no windows asked for
 
 
 def job_run(trigger: str, status: str, late_s: float | None) -> JobRun:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 from aegis.core.config import DockerScope, Settings
 from aegis.supervision.docker import DEFAULT_STOP_TIMEOUT_S, Sighting
+from aegis.supervision.protocol import windows
 from aegis.supervision.protocol.strikes import HealMode, Policy, SupervisionMode
+from aegis.supervision.protocol.windows import Window
 
 PREFIX = "aegis."
 ENABLE = "aegis.enable"
@@ -28,7 +30,7 @@ STOP_TIMEOUT = "aegis.stop-timeout"
 HEAL = "aegis.heal"
 RECREATE_AFTER = "aegis.heal.recreate-after"
 KNOWN = (ENABLE, PROTECT, MAINTENANCE, STRIKE_INTERVAL, MAX_RESTARTS, STOP_TIMEOUT, HEAL,
-         RECREATE_AFTER)
+         RECREATE_AFTER, *windows.LABELS)
 
 # docker-autoheal's: its opt-in label (renamed by AUTOHEAL_CONTAINER_LABEL) and stop timeout
 AUTOHEAL = "autoheal"
@@ -59,6 +61,9 @@ class ContainerLabels:
     stop_timeout_s: float | None = None
     heal: HealMode | None = None
     recreate_after: int | None = None
+    # aegis.maintenance-window (or its .schedule, .duration, .timezone): zone None is
+    # AEGIS_TIMEZONE's
+    maintenance_window: Window | None = None
     problems: tuple[str, ...] = ()
 
 
@@ -163,6 +168,9 @@ def parse_labels(labels: Mapping[str, str] | None,
             values[attribute] = parse(raw)  # an aegis label comes later: it wins
         except ValueError as exc:
             problems.append(f"{key}={_shown(raw)} {exc}")
+    values["maintenance_window"], window_problem = windows.label_window(labels)
+    if window_problem is not None:
+        problems.append(window_problem)
     return ContainerLabels(problems=tuple(problems), **values)  # type: ignore[arg-type]
 
 

@@ -129,6 +129,8 @@ class Policy:
     stop_timeout_s: float = 10.0
     protected: bool = False
     maintenance: bool = False
+    # the end of the maintenance window under way (None: none, or a pause with no timer)
+    maintenance_until: datetime | None = None
     ignored: bool = False
     orchestrated: bool = False  # a Swarm task: Swarm replaces it, aegis only observes
     heal: HealMode = HealMode.RESTART
@@ -272,7 +274,10 @@ def _unsupervised(state: StrikeState, observed: Observed, policy: Policy,
 
 def _in_maintenance(state: StrikeState, observed: Observed, policy: Policy,
                     now: datetime) -> Decision | None:
-    return Decision(Action.NONE, state, "maintenance") if policy.maintenance else None
+    """Nothing at all while in maintenance; a window's end is when to judge it afresh."""
+    if not policy.maintenance:
+        return None
+    return Decision(Action.NONE, state, "maintenance", policy.maintenance_until)
 
 
 def _being_stopped(state: StrikeState, observed: Observed, policy: Policy,
