@@ -26,6 +26,7 @@ from aegis.supervision.repository import (
     LastKnownRows,
     decision_record,
 )
+from aegis.supervision.storms import decided_step
 
 
 def decision_update(row: ContainerRow, assessment: Assessment, decision: Decision,
@@ -83,6 +84,9 @@ class Persister:
             with self.runtime.db.transaction() as tx:
                 if not Containers(tx).save(update):
                     return False
+                step = decided_step(row, update)
+                if step is not None and not self.recorder.route(tx, step).keep_own:
+                    records = [(event, None) for event, _ in records]  # the storm's message
                 for event, notify in records:
                     insert_event(tx, event, notify)
                 if fold_into is not None:

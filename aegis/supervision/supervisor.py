@@ -61,6 +61,7 @@ from aegis.supervision.repository import (
 )
 from aegis.supervision.restarter import Restarter, RestartTracker
 from aegis.supervision.rewire import NetworkParents, Rewirer
+from aegis.supervision.storms import StormWatch
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class SupervisionState:
     # what the latest sweep found of each container it decided nothing for, by name: the
     # next sweep skips one whose listing entry and row are the same again
     swept: dict[str, Swept] = field(default_factory=dict)
+    # the incidents opened lately and whether a storm may be open: a storm's detection
+    storms: StormWatch = field(default_factory=StormWatch)
     _own_ids: frozenset[str] | None = None
 
     def own_ids(self) -> frozenset[str]:
@@ -143,7 +146,7 @@ class Supervisor:
     def settings(self, settings: Settings) -> None:
         """The settings it applies, and the parts that record and act by them."""
         self._settings = settings
-        self.recorder = Recorder(self.runtime.store, settings)
+        self.recorder = Recorder(self.runtime.store, settings, self.state.storms)
         self.persister = Persister(self.runtime, self.kept, self.recorder, self.log)
         self.restarter = Restarter(self.runtime, self.restarts, self.recorder,
                                    refusal=self.restart_refusal,

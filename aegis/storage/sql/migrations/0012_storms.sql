@@ -1,0 +1,21 @@
+-- Storms: when AEGIS_STORM_THRESHOLD containers of one host open incidents within
+-- AEGIS_STORM_WINDOW, their incidents become one host incident with one living message
+-- (outbox thread storm:<host>:<id>). Healing goes on per container; a storm's row says
+-- which incidents it covers and where each stands, so its message can be rebuilt by any
+-- step and survives a restart of aegis.
+
+CREATE TABLE storms (
+    id          bigserial PRIMARY KEY,
+    host        text NOT NULL,
+    started_at  timestamptz NOT NULL,
+    ended_at    timestamptz,
+    -- the incidents it covers, in the order they joined:
+    -- [{"name": ..., "incident": n, "step": ..., "at": ..., "restarts": n,
+    --   "own_message": bool}]
+    members     jsonb NOT NULL DEFAULT '[]'::jsonb,
+    -- the versions of its message queued so far (the next one's dedup key)
+    edits       integer NOT NULL DEFAULT 0
+);
+
+-- At most one open storm per host.
+CREATE UNIQUE INDEX storms_open_idx ON storms (host) WHERE ended_at IS NULL;
