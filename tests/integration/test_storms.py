@@ -1,0 +1,170 @@
+"""Storms on the real database, steps routed as the supervisor routes them: the opening
+that makes the threshold starts one storm with every recent incident in it and queues
+its post; later openings join it and later steps edit it, each in order; an incident with
+a message of its own keeps it; one older than the storm is left alone; an aegis
+restarted meanwhile (a new watch) carries on; the last closing step ends it. And the
+Docker engine's outage, noted with a clock the test sets: no message for a blip, one
+message for a long outage however often it is noted and across a restart, resolved
+when the engine answers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from aegis import api
+from aegis.core.config import Settings
+from aegis.storage.outbox import IncidentStep
+from aegis.supervision.docker import EngineAvailability
+from aegis.supervision.repository import LogLine
+from aegis.supervision.storms import MemberStep, Routed, StormWatch, route
+from tests.support.rows import event_counts, sql_rows
+from tests.support.seeds import add_container
+
+T0 = datetime(2026, 3, 29, 9, 41, 5, tzinfo=UTC)
+
+
+def opened(url: str, name: str, at: datetime, *, alerted: bool = False) -> MemberStep:
+    """A container's incident opened at ``at`` (its row as the decision saved it), and
+    the step that opened it."""
+    line: dict[str, Any] = {"at": at.isoformat(), "step": "struck", "text": "unhealthy"}
+    if alerted:
+        line["alerted"] = True
+    add_container(url, name, health="unhealthy", phase="striking", state="striking",
+                  strikes=1, incident=1, incident_log=Jsonb([line]))
+    return MemberStep(name, 1, LogLine(at, IncidentStep.STRUCK, "unhealthy"), opening=True)
+
+
+def routed(app: api.Aegis, step: MemberStep, watch: StormWatch | None = None,
+           settings: Settings | None = None) -> Routed:
+    with app.db.transaction() as tx:
+        return route(tx, settings or app.settings, step, watch)
+
+
+def storm_rows(url: str) -> list[dict[str, Any]]:
+    return sql_rows(url, "SELECT dedup_key, title, edit_only, thread, state FROM outbox "
+                         "WHERE thread LIKE 'storm:%%' ORDER BY id")
+
+
+def test_a_storm_starts_at_the_threshold_and_lives_until_its_last_incident_closes(
+        app: api.Aegis, database_url: str) -> None:
+    url, watch = database_url, StormWatch()
+    names = ["web", "api", "worker", "db"]
+    for n, name in enumerate(names):
+        assert routed(app, opened(url, name, T0 + timedelta(seconds=n)), watch).keep_own
+    assert storm_rows(url) == []
+    assert sql_rows(url, "SELECT * FROM storms") == []
+
+    fifth = routed(app, opened(url, "cache", T0 + timedelta(seconds=10)), watch)
+
+    assert not fifth.keep_own
+    assert [event.event_type for event in fifth.events] == ["storm_started"]
+    storm = sql_rows(url, "SELECT id, members, ended_at FROM storms")
+    assert [m["name"] for m in storm[0]["members"]] == [*names, "cache"]
+    thread = f"storm:test-host:{storm[0]['id']}"
+    assert storm_rows(url) == [{
+        "dedup_key": f"{thread}:1", "thread": thread, "edit_only": False, "state": "struck",
+        "title": "test-host: 5 containers unhealthy since 09:41: web, api, worker, db, cache"}]
+
+    # a sixth joins; a member restarted edits the message, and has none of its own
+    assert not routed(app, opened(url, "queue", T0 + timedelta(seconds=90)), watch).keep_own
+    restart = MemberStep("web", 1, LogLine(T0 + timedelta(seconds=60), IncidentStep.RESTARTED))
+    assert not routed(app, restart, watch).keep_own
+    # an incident older than the storm keeps its own message and is not in it
+    add_container(url, "old", phase="escalated", incident=3)
+    old = MemberStep("old", 3, LogLine(T0 + timedelta(seconds=61), IncidentStep.RECOVERED))
+    assert routed(app, old, watch).keep_own
+    rows = storm_rows(url)
+    assert [row["dedup_key"] for row in rows] == [f"{thread}:{n}" for n in (1, 2, 3)]
+    assert [row["edit_only"] for row in rows] == [False, True, True]
+    assert rows[1]["title"].startswith("test-host: 6 containers unhealthy since 09:41: ")
+    assert rows[2]["state"] == "restarted"
+
+    # aegis restarted: a new watch asks the database, finds the storm, and closes it
+    again = StormWatch()
+    recovered = [*names, "cache", "queue"]
+    for n, name in enumerate(recovered):
+        closing = MemberStep(name, 1, LogLine(T0 + timedelta(minutes=6, seconds=n),
+                                              IncidentStep.RECOVERED))
+        result = routed(app, closing, again)
+        assert not result.keep_own
+    assert [event.event_type for event in result.events] == ["storm_ended"]
+    rows = storm_rows(url)
+    assert len(rows) == 3 + len(recovered)
+    assert rows[-1]["title"] == "test-host: storm over after 6 min, 6 containers"
+    assert (rows[-1]["edit_only"], rows[-1]["state"]) == (False, "recovered")
+    assert sql_rows(url, "SELECT count(*) AS open FROM storms WHERE ended_at IS NULL") == [
+        {"open": 0}]
+    assert event_counts(url)["storm_started"] == event_counts(url)["storm_ended"] == 1
+    # with the storm over, a new opening asks once, then the watch knows again
+    assert routed(app, opened(url, "late", T0 + timedelta(minutes=30)), again).keep_own
+    assert not again.worth_asking(
+        app.settings, MemberStep("late", 1, LogLine(T0, IncidentStep.RESTARTED)))
+
+
+def test_an_incident_with_its_own_message_keeps_it_and_is_listed(
+        app: api.Aegis, database_url: str) -> None:
+    url = database_url
+    # an incident that posted its message before the storm (an escalation Docker's own
+    # give-up opened, say)
+    assert routed(app, opened(url, "first", T0, alerted=True)).keep_own
+    for n in range(1, 5):
+        routed(app, opened(url, f"c{n}", T0 + timedelta(seconds=n)))
+    assert len(sql_rows(url, "SELECT id FROM storms")) == 1
+    restart = MemberStep("first", 1, LogLine(T0 + timedelta(seconds=30),
+                                             IncidentStep.RESTARTED), own_message=True)
+    assert routed(app, restart).keep_own  # its own message is edited too
+    assert len(storm_rows(url)) == 2
+
+
+def test_no_storm_when_switched_off(app: api.Aegis, database_url: str) -> None:
+    off = replace(app.settings, storm_threshold=0)
+    for n in range(8):
+        assert routed(app, opened(database_url, f"c{n}", T0), settings=off).keep_own
+    assert sql_rows(database_url, "SELECT * FROM storms") == []
+
+
+# --- the engine's outage ---
+
+
+def outage_rows(url: str) -> list[dict[str, Any]]:
+    return sql_rows(url, "SELECT title, thread, edit_only FROM outbox WHERE thread LIKE "
+                         "'docker:%%' ORDER BY id")
+
+
+def test_the_engine_unreachable_is_one_message_once_then_its_resolution(
+        app: api.Aegis, database_url: str) -> None:
+    interval = timedelta(seconds=app.settings.strike_interval_s)
+    engine = EngineAvailability()
+    engine.note(app, True, None, T0)
+    # a blip shorter than a strike interval: no message
+    engine.note(app, False, "connection refused", T0)
+    engine.note(app, False, "connection refused", T0 + interval / 2)
+    engine.note(app, True, None, T0 + interval * 0.9)
+    assert outage_rows(database_url) == []
+
+    down = T0 + timedelta(hours=1)
+    for seconds in (0, 5, 30):
+        engine.note(app, False, "connection refused", down + timedelta(seconds=seconds))
+    assert outage_rows(database_url) == []
+    engine.note(app, False, "connection refused", down + interval + timedelta(seconds=1))
+    engine.note(app, False, "connection refused", down + interval + timedelta(seconds=5))
+    restarted = EngineAvailability()  # aegis restarted during the outage
+    restarted.note(app, False, "connection refused", down + interval * 3)
+    rows = outage_rows(database_url)
+    assert [row["title"] for row in rows] == [
+        "Docker engine on test-host unreachable since 10:41:05 UTC"]
+
+    restarted.note(app, True, None, down + interval * 4)
+    restarted.note(app, True, None, down + interval * 5)
+    rows = outage_rows(database_url)
+    assert [row["title"] for row in rows] == [
+        "Docker engine on test-host unreachable since 10:41:05 UTC",
+        "Docker engine on test-host answers again"]
+    assert rows[0]["thread"] == rows[1]["thread"]
+    counts = event_counts(database_url)
+    assert counts["docker_outage"] == 1
+    assert counts["docker_unavailable"] == counts["docker_available"] == 2
