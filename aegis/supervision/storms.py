@@ -125,6 +125,16 @@ class MemberStep:
     # the incident had a message of its own before this step
     own_message: bool = False
 
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "incident": self.incident, "line": self.line.to_json(),
+                "opening": self.opening, "own_message": self.own_message}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MemberStep:
+        return cls(name=data["name"], incident=int(data["incident"]),
+                   line=LogLine.from_json(data["line"]), opening=bool(data.get("opening")),
+                   own_message=bool(data.get("own_message")))
+
     def applied_to(self, member: Member | None) -> Member:
         """The member this step leaves (a new one for an incident that joins)."""
         if member is None:

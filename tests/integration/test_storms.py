@@ -2,7 +2,8 @@
 that makes the threshold starts one storm with every recent incident in it and queues
 its post; later openings join it and later steps edit it, each in order; an incident with
 a message of its own keeps it; one older than the storm is left alone; an aegis
-restarted meanwhile (a new watch) carries on; the last closing step ends it. And the
+restarted meanwhile (a new watch) carries on; the last closing step ends it; a decision
+spooled while PostgreSQL was down is routed when it is written back. And the
 Docker engine's outage, noted with a clock the test sets: no message for a blip, one
 message for a long outage however often it is noted and across a restart, resolved
 when the engine answers."""
@@ -17,8 +18,10 @@ from psycopg.types.json import Jsonb
 
 from aegis import api
 from aegis.core.config import Settings
-from aegis.storage.outbox import IncidentStep
+from aegis.storage.outbox import Channel, IncidentStep, Notification
+from aegis.storage.store import event_record
 from aegis.supervision.docker import EngineAvailability
+from aegis.supervision.persist import replay_routed
 from aegis.supervision.repository import LogLine
 from aegis.supervision.storms import MemberStep, Routed, StormWatch, route
 from tests.support.rows import event_counts, sql_rows
@@ -168,3 +171,41 @@ def test_the_engine_unreachable_is_one_message_once_then_its_resolution(
     counts = event_counts(database_url)
     assert counts["docker_outage"] == 1
     assert counts["docker_unavailable"] == counts["docker_available"] == 2
+
+
+def test_a_decision_spooled_during_an_outage_is_routed_when_written_back(
+        app: api.Aegis, database_url: str) -> None:
+    for n in range(5):
+        routed(app, opened(database_url, f"c{n}", T0 + timedelta(seconds=n)))
+    recovered_at = T0 + timedelta(minutes=2)
+    log = [{"at": T0.isoformat(), "step": "struck", "text": "unhealthy"},
+           {"at": recovered_at.isoformat(), "step": "recovered", "text": "healthy",
+            "alerted": True}]
+    params: dict[str, Any] = {
+        "host": "test-host", "name": "c0", "version": 0, "container_id": "d" * 64,
+        "image": "c:1", "compose_project": None, "compose_service": None,
+        "status": "running", "health": "healthy", "has_healthcheck": True,
+        "supervision": "supervised", "state": "ok", "phase": "ok", "strikes": 0,
+        "incident": 1, "strike_at": None, "healthy_since": recovered_at.isoformat(),
+        "restarts": [], "maintenance_label": False, "label_problems": [],
+        "last_action": "recover", "last_action_at": recovered_at.isoformat(),
+        "last_reason": "healthy", "next_check_at": None, "seen_at": recovered_at.isoformat(),
+        "stopped_by_user": False, "stop_requested_at": None, "incident_log": log}
+    event = app.store.new_event("container_recovered", "c0 recovered", importance="medium",
+                                timestamp=recovered_at)
+    own = Notification(Channel.ALERTS, "c0 recovered on test-host",
+                       dedup_key="recovery:test-host:c0:1", thread="incident:test-host:c0:1")
+    step = MemberStep("c0", 1, LogLine(recovered_at, IncidentStep.RECOVERED, "healthy"))
+    record = {"kind": "container_decision", "params": params,
+              "events": [event_record(event, own)], "storm_step": step.to_json()}
+
+    with app.db.transaction() as tx:
+        replay_routed(app.settings)(tx, record)
+
+    assert sql_rows(database_url, "SELECT phase FROM containers WHERE name = 'c0'") == [
+        {"phase": "ok"}]
+    assert event_counts(database_url)["container_recovered"] == 1
+    assert sql_rows(database_url, "SELECT id FROM outbox WHERE thread LIKE 'incident:%%'") == []
+    rows = storm_rows(database_url)
+    assert len(rows) == 2
+    assert rows[1]["title"].startswith("test-host: 4 containers unhealthy since 09:41: ")
