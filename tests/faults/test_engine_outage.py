@@ -28,7 +28,7 @@ def sweeps(url: str, available: bool) -> list[dict[str, Any]]:
             if run["result"]["docker_available"] is available]
 
 
-def titles(fake: FakeDiscord) -> list[str]:
+def posted_titles(fake: FakeDiscord) -> list[str]:
     return [body["embeds"][0]["title"] for body in fake.received]
 
 
@@ -45,7 +45,7 @@ def test_an_engine_down_for_longer_than_a_strike_interval_is_one_message_then_re
 
     engine.stop()
     wait_for(lambda: fake.received, timeout_s=30, what="the engine's outage posted")
-    assert titles(fake)[0].startswith("Docker engine on test-host unreachable since ")
+    assert posted_titles(fake)[0].startswith("Docker engine on test-host unreachable since ")
     wait_for(lambda: not rows(url, "SELECT id FROM outbox WHERE status = 'pending'"),
              what="the post recorded")
     kill_9(first)  # during the outage: the next daemon knows it was said
@@ -59,7 +59,7 @@ def test_an_engine_down_for_longer_than_a_strike_interval_is_one_message_then_re
     engine.start()
     wait_for(lambda: fake.edits, timeout_s=30, what="the message edited to resolved")
 
-    assert titles(fake) == [titles(fake)[0]], "posted again"
+    assert posted_titles(fake) == [posted_titles(fake)[0]], "posted again"
     message_id = next(iter(fake.messages))
     assert [edited for edited, _ in fake.edits] == [message_id]
     resolved = fake.messages[message_id]["embeds"][0]

@@ -33,7 +33,7 @@ def storm(*members: Member, edits: int = 1, ended_at: datetime | None = None) ->
                  ended_at=ended_at)
 
 
-def step(name: str, kind: IncidentStep, *, at: datetime = T0, **fields: bool) -> MemberStep:
+def member_step(name: str, kind: IncidentStep, *, at: datetime = T0, **fields: bool) -> MemberStep:
     return MemberStep(name, 1, LogLine(at, kind, "why"), **fields)
 
 
@@ -56,14 +56,15 @@ def test_a_storm_stands_where_its_worst_open_incident_does(
 
 def test_a_step_moves_its_member_and_counts_restarts() -> None:
     found = storm(member("a"), member("b"))
-    moved = found.with_member(step("a", IncidentStep.RESTARTED).applied_to(found.member("a", 1)))
+    restarted = member_step("a", IncidentStep.RESTARTED)
+    moved = found.with_member(restarted.applied_to(found.member("a", 1)))
     assert moved.member("a", 1) == member("a", IncidentStep.RESTARTED, restarts=1)
     assert moved.member("b", 1) == member("b")
     assert not moved.over
     closed = moved
     for name in ("a", "b"):
         closed = closed.with_member(
-            step(name, IncidentStep.RECOVERED).applied_to(closed.member(name, 1)))
+            member_step(name, IncidentStep.RECOVERED).applied_to(closed.member(name, 1)))
     assert closed.over
     assert closed.state == IncidentStep.RECOVERED
 
@@ -71,11 +72,11 @@ def test_a_step_moves_its_member_and_counts_restarts() -> None:
 def test_a_step_the_message_does_not_show_leaves_the_storm_as_it_was() -> None:
     found = storm(member("a", IncidentStep.ESCALATED))
     for kind in (IncidentStep.AFFECTED, IncidentStep.FOLDED):
-        assert found.with_member(step("a", kind).applied_to(found.member("a", 1))) == found
+        assert found.with_member(member_step("a", kind).applied_to(found.member("a", 1))) == found
 
 
 def test_an_incident_that_joins_is_unhealthy_with_its_own_message_or_none() -> None:
-    joined = step("late", IncidentStep.STRUCK, at=T0 + timedelta(seconds=90),
+    joined = member_step("late", IncidentStep.STRUCK, at=T0 + timedelta(seconds=90),
                   opening=True).applied_to(None)
     assert joined == Member("late", 1, IncidentStep.STRUCK, T0 + timedelta(seconds=90))
 
@@ -177,22 +178,22 @@ def test_names_with_markup_are_escaped_in_the_body() -> None:
 def test_the_watch_asks_the_database_until_it_knows_then_only_at_the_threshold() -> None:
     watch = StormWatch()
     settings = replace(SETTINGS, storm_threshold=3, storm_window_s=60)
-    assert watch.worth_asking(settings, step("a", IncidentStep.STRUCK, opening=True))
+    assert watch.worth_asking(settings, member_step("a", IncidentStep.STRUCK, opening=True))
     watch.learn(False, [T0])
-    second = step("b", IncidentStep.STRUCK, at=T0 + timedelta(seconds=10), opening=True)
+    second = member_step("b", IncidentStep.STRUCK, at=T0 + timedelta(seconds=10), opening=True)
     assert not watch.worth_asking(settings, second)
-    assert not watch.worth_asking(settings, step("a", IncidentStep.RESTARTED))
-    third = step("c", IncidentStep.STRUCK, at=T0 + timedelta(seconds=20), opening=True)
+    assert not watch.worth_asking(settings, member_step("a", IncidentStep.RESTARTED))
+    third = member_step("c", IncidentStep.STRUCK, at=T0 + timedelta(seconds=20), opening=True)
     assert watch.worth_asking(settings, third)
     watch.learn(True)
-    assert watch.worth_asking(settings, step("a", IncidentStep.RECOVERED))
+    assert watch.worth_asking(settings, member_step("a", IncidentStep.RECOVERED))
 
 
 def test_openings_older_than_the_window_are_forgotten() -> None:
     watch = StormWatch()
     settings = replace(SETTINGS, storm_threshold=2, storm_window_s=60)
     watch.learn(False, [T0])
-    late = step("b", IncidentStep.STRUCK, at=T0 + timedelta(seconds=61), opening=True)
+    late = member_step("b", IncidentStep.STRUCK, at=T0 + timedelta(seconds=61), opening=True)
     assert not watch.worth_asking(settings, late)
 
 
