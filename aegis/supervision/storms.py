@@ -34,7 +34,7 @@ from aegis.notify.discord import TITLE_MAX, utf16_len
 from aegis.notify.messages import escape_markdown
 from aegis.storage.db import Json, Queries
 from aegis.storage.events import Event, EventType, Importance, make_event
-from aegis.storage.outbox import Channel, IncidentStep, Notification, enqueue
+from aegis.storage.outbox import Channel, IncidentStep, Notification, Outbox, enqueue
 from aegis.storage.rows import column, maybe_row
 from aegis.storage.store import insert_event
 from aegis.supervision.incidents import BODY_MAX_CHARS, CLOSING, STATES
@@ -412,17 +412,19 @@ def _move(tx: Queries, settings: Settings, storm: Storm, step: MemberStep,
     storms = Storms(tx)
     storms.save(moved)
     notify = storm_message(settings, moved)
-    if not moved.over:
-        if notify is not None:
-            enqueue(tx, notify, host=settings.host, event_uid=None)
-        return Routed(keep_own=keep_own)
-    if watch is not None:
-        watch.learn(False)
-    event = _event(settings, EventType.STORM_ENDED, moved,
-                   f"storm over on {settings.host}: all of its "
-                   f"{_count(len(moved.members))} closed")
-    insert_event(tx, event, notify)
-    return Routed(keep_own=keep_own, events=(event,))
+    events: tuple[Event, ...] = ()
+    if moved.over:
+        if watch is not None:
+            watch.learn(False)
+        events = (_event(settings, EventType.STORM_ENDED, moved,
+                         f"storm over on {settings.host}: all of its "
+                         f"{_count(len(moved.members))} closed"),)
+        insert_event(tx, events[0], notify)
+    elif notify is not None:
+        enqueue(tx, notify, host=settings.host, event_uid=None)
+    # the newest version carries the whole message: the edits still waiting are needless
+    Outbox(tx).supersede_edits(moved.thread)
+    return Routed(keep_own=keep_own, events=events)
 
 
 def _detect(tx: Queries, settings: Settings, step: MemberStep,

@@ -1,7 +1,7 @@
 """A storm on the real engine: twelve containers of one host turning unhealthy together,
 supervised by a real ``aegis run`` that would post a message at each restart
 (AEGIS_ALERT_FROM=restart), give one posted Discord message for the host, edited in place
-as each is restarted and recovers, and resolved at the end; each container is still
+as they are restarted and recover, and resolved at the end; each container is still
 restarted, once, by itself."""
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def test_twelve_containers_unhealthy_together_are_one_message_each_still_restart
     assert posted.startswith("test-host: ")
     assert " containers unhealthy since " in posted
     message_id = next(iter(fake.messages))
-    assert len(fake.edits) >= CONTAINERS
+    # edited as they moved: a version still waiting when a newer one came went with it
+    assert fake.edits
     assert {edited for edited, _ in fake.edits} == {message_id}
     final = fake.messages[message_id]["embeds"][0]
     assert final["title"].startswith("test-host: storm over after ")

@@ -48,8 +48,8 @@ def routed(app: api.Aegis, step: MemberStep, watch: StormWatch | None = None,
 
 
 def storm_rows(url: str) -> list[dict[str, Any]]:
-    return sql_rows(url, "SELECT dedup_key, title, edit_only, thread, state FROM outbox "
-                         "WHERE thread LIKE 'storm:%%' ORDER BY id")
+    return sql_rows(url, "SELECT id, dedup_key, title, edit_only, thread, state, status, "
+                         "merged_into FROM outbox WHERE thread LIKE 'storm:%%' ORDER BY id")
 
 
 def test_a_storm_starts_at_the_threshold_and_lives_until_its_last_incident_closes(
@@ -68,7 +68,8 @@ def test_a_storm_starts_at_the_threshold_and_lives_until_its_last_incident_close
     storm = sql_rows(url, "SELECT id, members, ended_at FROM storms")
     assert [m["name"] for m in storm[0]["members"]] == [*names, "cache"]
     thread = f"storm:test-host:{storm[0]['id']}"
-    assert storm_rows(url) == [{
+    assert [{key: row[key] for key in ("dedup_key", "thread", "edit_only", "state", "title")}
+            for row in storm_rows(url)] == [{
         "dedup_key": f"{thread}:1", "thread": thread, "edit_only": False, "state": "struck",
         "title": "test-host: 5 containers unhealthy since 09:41: web, api, worker, db, cache"}]
 
@@ -83,6 +84,9 @@ def test_a_storm_starts_at_the_threshold_and_lives_until_its_last_incident_close
     rows = storm_rows(url)
     assert [row["dedup_key"] for row in rows] == [f"{thread}:{n}" for n in (1, 2, 3)]
     assert [row["edit_only"] for row in rows] == [False, True, True]
+    # nothing sent them yet: the post waits, the older edit goes with the newer one
+    assert [row["status"] for row in rows] == ["pending", "delivered", "pending"]
+    assert rows[1]["merged_into"] == rows[2]["id"]
     assert rows[1]["title"].startswith("test-host: 6 containers unhealthy since 09:41: ")
     assert rows[2]["state"] == "restarted"
 
@@ -99,6 +103,9 @@ def test_a_storm_starts_at_the_threshold_and_lives_until_its_last_incident_close
     assert len(rows) == 3 + len(recovered)
     assert rows[-1]["title"] == "test-host: storm over after 6 min, 6 containers"
     assert (rows[-1]["edit_only"], rows[-1]["state"]) == (False, "recovered")
+    # the post and the end wait for the sender; every edit between went with the end
+    assert [row["status"] for row in rows] == ["pending", *["delivered"] * (len(rows) - 2),
+                                               "pending"]
     assert sql_rows(url, "SELECT count(*) AS open FROM storms WHERE ended_at IS NULL") == [
         {"open": 0}]
     assert event_counts(url)["storm_started"] == event_counts(url)["storm_ended"] == 1
