@@ -89,13 +89,13 @@ class Persister:
             with self.runtime.db.transaction() as tx:
                 if not Containers(tx).save(update):
                     return False
+                if fold_into is not None:  # the parent's row before the storm's, always
+                    self.recorder.fold_into(tx, fold_into, update,
+                                            records[-1][0].uid if records else None)
                 if step is not None and not self.recorder.route(tx, step).keep_own:
                     records = [(event, None) for event, _ in records]  # the storm's message
                 for event, notify in records:
                     insert_event(tx, event, notify)
-                if fold_into is not None:
-                    self.recorder.fold_into(tx, fold_into, update,
-                                            records[-1][0].uid if records else None)
         except DatabaseUnavailable as exc:
             if not self.kept.keep_if_unchanged(row, update.applied_to(row)):
                 return False

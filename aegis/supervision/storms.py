@@ -7,8 +7,9 @@ one storm: one living message for the host (``web-01: 12 containers unhealthy si
 09:41: a, b, c …``), edited as each is restarted, escalates or recovers, and resolved when
 every one is closed. Healing goes on per container exactly as before; only the messages
 change. A member's incident has no message of its own while the storm lasts, and an
-incident that opens while it lasts joins it. An incident that had posted its own message
-before the storm began keeps it: its steps edit both.
+incident of the host opening within the window of the storm's latest opening joins it.
+An incident that had posted its own message before the storm began keeps it: its steps
+edit both.
 
 Each step of an incident is handed to ``route`` in the transaction that records it: the
 storm's row is locked, the member's standing updated and the message's next version
@@ -16,7 +17,9 @@ queued in the outbox, so the edits follow the steps in order, a database outage 
 them like every other row, and a restart of aegis finds the storm where it was. The
 database is asked only when the recent openings this process counted reach the threshold
 or a storm may be open (``StormWatch``): the strike 1 of an ordinary incident does no more
-work than before.
+work than before. Locks are taken in one order: a container's row (a dependant's before its
+parent's), then the host's storm detection (an advisory lock, so two openings at once
+count each other), then its storms.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from aegis.notify.messages import escape_markdown
 from aegis.storage.db import Json, Queries
 from aegis.storage.events import Event, EventType, Importance, make_event
 from aegis.storage.outbox import Channel, IncidentStep, Notification, Outbox, enqueue
-from aegis.storage.rows import column, maybe_row
+from aegis.storage.rows import as_row, as_rows, column
 from aegis.storage.store import insert_event
 from aegis.supervision.incidents import BODY_MAX_CHARS, CLOSING, STATES
 from aegis.supervision.repository import (
@@ -193,6 +196,13 @@ class Storm:
             return IncidentStep.ESCALATED
         return IncidentStep.RESTARTED if steps & set(HEALING) else IncidentStep.STRUCK
 
+    def gathering(self, at: datetime, window_s: float) -> bool:
+        """Whether an incident opened ``at`` joins this storm: within the window of its
+        latest opening. Later, the storm no longer grows (an escalation nobody
+        acknowledges may keep it open for days), and the incident is on its own."""
+        latest = max((member.at for member in self.members), default=self.started_at)
+        return (at - latest).total_seconds() <= window_s
+
     def member(self, name: str, incident: int) -> Member | None:
         return next((m for m in self.members if (m.name, m.incident) == (name, incident)),
                     None)
@@ -310,16 +320,15 @@ class Storms:
         """Hold the host's storm detection until the transaction ends."""
         self.db.fetch_one("storm_serialize", host=host)
 
-    def lock_open(self, host: str) -> Storm | None:
-        """The host's open storm, locked until the transaction ends."""
-        return maybe_row(Storm, self.db.fetch_one("storm_lock_open", host=host))
+    def lock_open(self, host: str) -> list[Storm]:
+        """The host's open storms, oldest first, locked until the transaction ends."""
+        return as_rows(Storm, self.db.fetch_all("storm_lock_open", host=host))
 
-    def start(self, host: str, started_at: datetime, members: Sequence[Member]
-              ) -> Storm | None:
-        """A new open storm (its first version); None when the host has one already."""
-        return maybe_row(Storm, self.db.fetch_one(
+    def start(self, host: str, started_at: datetime, members: Sequence[Member]) -> Storm:
+        """A new open storm (its first version)."""
+        return as_row(Storm, self.db.fetch_one(
             "storm_start", host=host, started_at=started_at,
-            members=Json([member.to_json() for member in members])))
+            members=Json([member.to_json() for member in members])) or {})
 
     def save(self, storm: Storm) -> None:
         self.db.execute("storm_save", id=storm.id, edits=storm.edits, ended_at=storm.ended_at,
@@ -387,19 +396,25 @@ def route(tx: Queries, settings: Settings, step: MemberStep,
         return KEEP
     storms = Storms(tx)
     storms.serialize(settings.host)
-    storm = storms.lock_open(settings.host)
+    open_storms = storms.lock_open(settings.host)
     if watch is not None:
-        watch.learn(storm is not None)
-    if storm is None:
-        return _detect(tx, settings, step, watch) if step.opening else KEEP
-    member = storm.member(step.name, step.incident)
-    if member is None and not step.opening:
-        return KEEP  # an incident older than the storm: its own message
-    return _move(tx, settings, storm, step, watch)
+        watch.learn(bool(open_storms))
+    holding = next((found for found in open_storms
+                    if found.member(step.name, step.incident) is not None), None)
+    if holding is None and not step.opening:
+        return KEEP  # an incident older than every storm: its own message
+    if holding is None and open_storms and open_storms[-1].gathering(
+            step.line.at, settings.storm_window_s):
+        holding = open_storms[-1]
+    if holding is None:
+        return _detect(tx, settings, step, open_storms, watch)
+    routed = _move(tx, settings, holding, step)
+    if routed.events and watch is not None:  # it ended
+        watch.learn(len(open_storms) > 1)
+    return routed
 
 
-def _move(tx: Queries, settings: Settings, storm: Storm, step: MemberStep,
-          watch: StormWatch | None) -> Routed:
+def _move(tx: Queries, settings: Settings, storm: Storm, step: MemberStep) -> Routed:
     """A member's step (or a new member's first) in ``storm``: its message's next version,
     and its end when this step closes its last open incident."""
     member = storm.member(step.name, step.incident)
@@ -409,13 +424,10 @@ def _move(tx: Queries, settings: Settings, storm: Storm, step: MemberStep,
         return Routed(keep_own=keep_own)  # a step the storm's message does not show
     moved = replace(moved, edits=storm.edits + 1,
                     ended_at=step.line.at if moved.over else None)
-    storms = Storms(tx)
-    storms.save(moved)
+    Storms(tx).save(moved)
     notify = storm_message(settings, moved)
     events: tuple[Event, ...] = ()
     if moved.over:
-        if watch is not None:
-            watch.learn(False)
         events = (_event(settings, EventType.STORM_ENDED, moved,
                          f"storm over on {settings.host}: all of its "
                          f"{_count(len(moved.members))} closed"),)
@@ -427,14 +439,15 @@ def _move(tx: Queries, settings: Settings, storm: Storm, step: MemberStep,
     return Routed(keep_own=keep_own, events=events)
 
 
-def _detect(tx: Queries, settings: Settings, step: MemberStep,
+def _detect(tx: Queries, settings: Settings, step: MemberStep, open_storms: Sequence[Storm],
             watch: StormWatch | None) -> Routed:
-    """Start a storm if this opening makes the threshold (the step's own row is written
-    already, in ``tx``)."""
+    """Start a storm if this opening makes the threshold with the host's other recent
+    incidents not in a storm yet (the step's own row is written already, in ``tx``)."""
     since = step.line.at - timedelta(seconds=settings.storm_window_s)
-    found = Containers(tx).recent_incidents(settings.host, since)
+    found = [item for item in Containers(tx).recent_incidents(settings.host, since)
+             if not any(s.member(item.name, item.incident) for s in open_storms)]
     if watch is not None:
-        watch.learn(False, [item.incident_log[0].at for item in found])
+        watch.learn(bool(open_storms), [item.incident_log[0].at for item in found])
     if len(found) < settings.storm_threshold:
         return KEEP
     members = [Member.of(item) for item in found]
@@ -442,8 +455,6 @@ def _detect(tx: Queries, settings: Settings, step: MemberStep,
     members = [replace(m, own_message=step.own_message)
                if (m.name, m.incident) == (step.name, step.incident) else m for m in members]
     storm = Storms(tx).start(settings.host, step.line.at, members)
-    if storm is None:  # cannot happen while detection is serialised; said, not hidden
-        return KEEP
     if watch is not None:
         watch.learn(True)
     event = _event(settings, EventType.STORM_STARTED, storm,

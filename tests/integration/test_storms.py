@@ -74,7 +74,7 @@ def test_a_storm_starts_at_the_threshold_and_lives_until_its_last_incident_close
         "title": "test-host: 5 containers unhealthy since 09:41: web, api, worker, db, cache"}]
 
     # a sixth joins; a member restarted edits the message, and has none of its own
-    assert not routed(app, opened(url, "queue", T0 + timedelta(seconds=90)), watch).keep_own
+    assert not routed(app, opened(url, "queue", T0 + timedelta(seconds=50)), watch).keep_own
     restart = MemberStep("web", 1, LogLine(T0 + timedelta(seconds=60), IncidentStep.RESTARTED))
     assert not routed(app, restart, watch).keep_own
     # an incident older than the storm keeps its own message and is not in it
@@ -216,3 +216,33 @@ def test_a_decision_spooled_during_an_outage_is_routed_when_written_back(
     rows = storm_rows(database_url)
     assert len(rows) == 2
     assert rows[1]["title"].startswith("test-host: 4 containers unhealthy since 09:41: ")
+
+
+def test_a_storm_kept_open_by_an_escalation_no_longer_gathers_incidents(
+        app: api.Aegis, database_url: str) -> None:
+    url = database_url
+    for n in range(5):
+        routed(app, opened(url, f"c{n}", T0 + timedelta(seconds=n)))
+    escalated = MemberStep("c0", 1, LogLine(T0 + timedelta(minutes=2), IncidentStep.ESCALATED))
+    assert not routed(app, escalated).keep_own
+    for n in range(1, 5):  # all but the escalated one recover; nobody acknowledges it
+        routed(app, MemberStep(f"c{n}", 1, LogLine(T0 + timedelta(minutes=3),
+                                                   IncidentStep.RECOVERED)))
+    # within the window of its latest opening, an incident joins; later, it is its own
+    assert not routed(app, opened(url, "near", T0 + timedelta(seconds=50))).keep_own
+    later = T0 + timedelta(hours=5)
+    assert routed(app, opened(url, "d0", later)).keep_own
+    for n in range(1, 4):
+        assert routed(app, opened(url, f"d{n}", later + timedelta(seconds=n))).keep_own
+    # five of them together are a storm of their own beside the old one
+    assert not routed(app, opened(url, "d4", later + timedelta(seconds=4))).keep_own
+    storms = sql_rows(url, "SELECT members FROM storms WHERE ended_at IS NULL ORDER BY id")
+    assert [[m["name"] for m in storm["members"]] for storm in storms] == [
+        ["c0", "c1", "c2", "c3", "c4", "near"], ["d0", "d1", "d2", "d3", "d4"]]
+    # each member's step moves its own storm
+    assert not routed(app, MemberStep("c0", 1, LogLine(later, IncidentStep.ACKNOWLEDGED),
+                                      )).keep_own
+    assert not routed(app, MemberStep("near", 1, LogLine(later, IncidentStep.RECOVERED),
+                                      )).keep_own
+    assert sql_rows(url, "SELECT count(*) AS open FROM storms WHERE ended_at IS NULL") == [
+        {"open": 1}]

@@ -2,14 +2,13 @@
 -- aegis/supervision/storms.py.
 
 -- name: storm_lock_open
--- The host's open storm, locked until the transaction ends.
-SELECT * FROM storms WHERE host = %(host)s AND ended_at IS NULL FOR UPDATE;
+-- The host's open storms, oldest first, locked until the transaction ends.
+SELECT * FROM storms WHERE host = %(host)s AND ended_at IS NULL ORDER BY id FOR UPDATE;
 
 -- name: storm_start
--- A new open storm; nothing when the host has one already (another transaction's).
+-- A new open storm, its message's first version queued.
 INSERT INTO storms (host, started_at, members, edits)
 VALUES (%(host)s, %(started_at)s, %(members)s, 1)
-ON CONFLICT (host) WHERE ended_at IS NULL DO NOTHING
 RETURNING *;
 
 -- name: storm_save

@@ -17,5 +17,5 @@ CREATE TABLE storms (
     edits       integer NOT NULL DEFAULT 0
 );
 
--- At most one open storm per host.
-CREATE UNIQUE INDEX storms_open_idx ON storms (host) WHERE ended_at IS NULL;
+-- The open storms of a host (one, but for an escalation nobody acknowledged in an old one).
+CREATE INDEX storms_open_idx ON storms (host) WHERE ended_at IS NULL;
