@@ -179,7 +179,7 @@ class Watcher:
             except docker_errors() as exc:
                 self._close(client)
                 self._safely(self.state.engine.note, self.runtime, False, str(exc),
-                            self.clock())
+                             self.clock())
                 stop.wait(delay_s)
                 delay_s = min(delay_s * 2, RECONNECT_MAX_S)
                 continue
