@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aegis.core.config import AlertStyle, Settings
+from aegis.core.config import AlertStyle, Settings, load_settings
 from aegis.notify.discord import TITLE_MAX, discord_payload, utf16_len
 from aegis.notify.messages import Message
 from aegis.storage.events import Importance
@@ -224,3 +224,15 @@ def test_the_outage_message_and_its_resolution_share_a_thread() -> None:
     assert posted.thread == resolved.thread == "docker:web-01:2026-03-29T09:41:05+00:00"
     assert posted.dedup_key != resolved.dedup_key
     assert (posted.state, resolved.state) == (IncidentStep.ESCALATED, IncidentStep.RECOVERED)
+
+
+# --- the settings ---
+
+
+@pytest.mark.parametrize(("raw", "threshold"), [
+    (None, 5), ("12", 12), ("off", 0), ("0", 0), ("OFF", 0)])
+def test_the_threshold_is_a_count_or_off(raw: str | None, threshold: int) -> None:
+    env = {} if raw is None else {"AEGIS_STORM_THRESHOLD": raw}
+    settings = load_settings({**env, "AEGIS_STORM_WINDOW": "2m"})
+    assert settings.storm_threshold == threshold
+    assert settings.storm_window_s == 120.0
