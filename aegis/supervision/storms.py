@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from aegis.core.clock import utcnow
@@ -176,7 +177,7 @@ class Storm:
     def thread(self) -> str:
         return f"storm:{self.host}:{self.id}"
 
-    @property
+    @cached_property
     def open_members(self) -> tuple[Member, ...]:
         return tuple(member for member in self.members if not member.closed)
 
@@ -292,15 +293,14 @@ def listed(names: Sequence[str], room: int) -> str:
     text = ", ".join(names)
     if utf16_len(text) <= room:
         return text
-    kept: list[str] = []
-    for count, name in enumerate(names):
-        more = f"… and {len(names) - count} more"
-        candidate = ", ".join([*kept, name])
-        rest = f", … and {len(names) - count - 1} more"
-        if utf16_len(candidate + rest) > room:
-            return ", ".join([*kept, more]) if kept else more
-        kept.append(name)
-    return ", ".join(kept)
+    used, kept = 0, 0  # the characters of the names kept so far, with their commas
+    for name in names:
+        grown = used + (2 if kept else 0) + utf16_len(name)
+        if grown + utf16_len(f", … and {len(names) - kept - 1} more") > room:
+            break
+        used, kept = grown, kept + 1
+    more = f"… and {len(names) - kept} more"
+    return ", ".join([*names[:kept], more])
 
 
 def _count(containers: int) -> str:

@@ -56,12 +56,13 @@ SET status = 'delivered', delivered_at = %(now)s, merged_into = %(into)s,
 WHERE id = %(id)s AND status = 'pending';
 
 -- name: outbox_supersede_edits
--- A thread's pending edits older than its newest row, which carries the whole message
+-- A thread's pending edits older than its newest pending row, which carries the whole message
 -- too: delivered with it, so a burst of steps is one edit, not a queue of them. A row a
 -- sender is posting right now (claimed) is left to it.
 UPDATE outbox o
 SET status = 'delivered', delivered_at = now(), merged_into = newest.id
-FROM (SELECT max(id) AS id FROM outbox WHERE thread = %(thread)s) newest
+FROM (SELECT max(id) AS id FROM outbox
+      WHERE thread = %(thread)s AND status = 'pending') newest
 WHERE o.thread = %(thread)s AND o.status = 'pending' AND o.edit_only AND o.id < newest.id
   AND (o.claimed_until IS NULL OR o.claimed_until < now())
 RETURNING o.id;

@@ -19,3 +19,8 @@ CREATE TABLE storms (
 
 -- The open storms of a host (one, but for an escalation nobody acknowledged in an old one).
 CREATE INDEX storms_open_idx ON storms (host) WHERE ended_at IS NULL;
+
+-- A thread's pending rows: a newer version of a storm's message finds the edits it makes
+-- needless (aegis/storage/sql/outbox.sql, outbox_supersede_edits) without a scan.
+CREATE INDEX outbox_thread_pending_idx ON outbox (thread, id)
+    WHERE status = 'pending' AND thread IS NOT NULL;
