@@ -32,17 +32,18 @@ from aegis.storage.db import Database
 from aegis.storage.events import Event
 from aegis.storage.spool import Spool
 from aegis.storage.store import Replay, Store
+from aegis.supervision.persist import replay_routed
 from aegis.supervision.protocol.windows import configured_windows
-from aegis.supervision.repository import replay_decision
 from aegis.web import http
 
 DEFAULT_EVENT_WINDOW = "24h"
-# How each kind of spooled record other than events and state is written back.
-SPOOL_REPLAYS: Mapping[str, Replay] = {
-    "job_run": replay_run_record,
-    "job_run_finish": replay_run_finish,
-    "container_decision": replay_decision,
-}
+
+
+def spool_replays(settings: Settings) -> Mapping[str, Replay]:
+    """How each kind of spooled record other than events and state is written back (a
+    container's decision routed to its host's storm by ``settings``)."""
+    return {"job_run": replay_run_record, "job_run_finish": replay_run_finish,
+            "container_decision": replay_routed(settings)}
 
 
 class Memory:
@@ -123,7 +124,7 @@ class Aegis:
         self.settings = settings
         self.db = db
         self.store = Store(db, Spool(settings.home / "spool.jsonl"), settings.host,
-                           replays=SPOOL_REPLAYS)
+                           replays=spool_replays(settings))
         self.memory = Memory(self.store)
         self.state = State(self.store)
         self.scheduler = SchedulerControl(self, lambda: self.registry)

@@ -115,6 +115,8 @@ class Settings:
     autoheal_label: str = "autoheal"
     alert_style: AlertStyle = AlertStyle.THREAD
     alert_from: AlertFrom = AlertFrom.ESCALATION
+    storm_threshold: int = 5
+    storm_window_s: float = 60.0
     discord_webhook_url: str | None = None
     discord_journal_webhook_url: str | None = None
     notify_urls: tuple[str, ...] = ()
@@ -287,6 +289,13 @@ OPTIONS: tuple[Option, ...] = (
            "per escalation and recovery."),
     Option("alert_from", "AEGIS_ALERT_FROM", "notify.alert_from", parsing.member(AlertFrom),
            "escalation: an incident alerts when it escalates; restart: at its first restart."),
+    Option("storm_threshold", "AEGIS_STORM_THRESHOLD", "notify.storm_threshold",
+           parsing.count_or_off(2, 10_000),
+           "This many containers of one host opening incidents within AEGIS_STORM_WINDOW "
+           "are one storm: one living message for the host instead of one per container "
+           "(0 or off: never)."),
+    Option("storm_window_s", "AEGIS_STORM_WINDOW", "notify.storm_window", parsing.duration(1.0),
+           "How close together the incidents of a storm open."),
     Option("discord_webhook_url", "DISCORD_WEBHOOK_URL", "notify.discord_webhook_url",
            parsing.http_url, "Discord webhook of the alerts channel.", secret=True,
            autoheal="WEBHOOK_URL"),

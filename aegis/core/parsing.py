@@ -224,3 +224,17 @@ def duration_or_off(minimum_s: float = 0.0) -> Callable[[Any], float]:
         return parse_duration(raw)
 
     return parse
+
+
+def count_or_off(low: int, high: int) -> Callable[[Any], int]:
+    """A whole number from ``low`` to ``high``, or ``off`` (or 0): 0, switched off."""
+    parse_count = int_range(low, high)
+
+    def parse(raw: Any) -> int:
+        if isinstance(raw, str) and raw.strip().lower() in {"off", "none", "0"}:
+            return 0
+        if raw == 0 and not isinstance(raw, bool):
+            return 0
+        return parse_count(raw)
+
+    return parse

@@ -61,6 +61,7 @@ class EventType(StrEnum):
     # the Docker engine
     DOCKER_UNAVAILABLE = "docker_unavailable"
     DOCKER_AVAILABLE = "docker_available"
+    DOCKER_OUTAGE = "docker_outage"
     # a container's incident
     CONTAINER_UNHEALTHY = "container_unhealthy"
     CONTAINER_FOLDED = "container_folded"
@@ -74,6 +75,9 @@ class EventType(StrEnum):
     CONTAINER_ACKNOWLEDGED = "container_acknowledged"
     CONTAINER_RECOVERED = "container_recovered"
     CONTAINER_STRIKES_RESET = "container_strikes_reset"
+    # a storm: many incidents of one host at once, one message
+    STORM_STARTED = "storm_started"
+    STORM_ENDED = "storm_ended"
     # a container's labels and operators' requests
     CONTAINER_BAD_LABEL = "container_bad_label"
     CONTAINER_ORCHESTRATED = "container_orchestrated"

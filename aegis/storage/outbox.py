@@ -290,6 +290,13 @@ class Outbox:
         self.db.execute("outbox_merge_repeat", id=row_id, into=into, now=now,
                         instance=instance)
 
+    def supersede_edits(self, thread: str) -> list[int]:
+        """Mark the thread's pending edits older than its newest row delivered with it
+        (each row carries the whole message); the ids so marked. Rows being posted are
+        left alone."""
+        return [int(row["id"]) for row in self.db.fetch_all("outbox_supersede_edits",
+                                                            thread=thread)]
+
     def last_posts(self, fingerprints: Sequence[str]) -> dict[str, LastPost]:
         """The latest post of each fingerprint that has one, by fingerprint."""
         posts = as_rows(LastPost, self.db.fetch_all("outbox_last_posts",

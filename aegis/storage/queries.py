@@ -10,17 +10,17 @@ A query file is a sequence of blocks::
 Each file is owned by one module, the only one that calls its queries (the file's first
 line names it): database.sql by storage/db.py, events.sql (episodic_memory, state) by
 storage/store.py, jobs.sql (jobs, job_runs, daemons, host_leases) by
-scheduling/repository.py,
-tasks.sql by scheduling/tasks.py, containers.sql by supervision/repository.py and
-outbox.sql by storage/outbox.py. Within a file, queries named ``digest_*`` and ``status_*``
-aggregate one day (UTC instants, start inclusive, end exclusive) for the evening digest and the
+scheduling/repository.py, tasks.sql by scheduling/tasks.py, containers.sql by
+supervision/repository.py, storms.sql by supervision/storms.py and outbox.sql by
+storage/outbox.py. Within a file, queries named ``digest_*`` and ``status_*`` aggregate
+one day (UTC instants, start inclusive, end exclusive) for the evening digest and the
 morning status, so no day's rows reach Python (``digest_*`` take ``host``: the one host
-whose rows count, AEGIS_DIGEST_SCOPE=host, or NULL for the fleet); ``metrics_*`` are read at
-scrape time by /metrics and ``page_*`` by the status page, each bounded by an index, a time
-window or a limit; ``cleanup_*`` delete one batch in its own short transaction and return
-how many rows went and where the next batch starts (a keyset on the indexed time column: no
-batch rescans what the previous ones removed, and starting again at the last time seen (>=)
-loses nothing).
+whose rows count, AEGIS_DIGEST_SCOPE=host, or NULL for the fleet); ``metrics_*`` are read
+at scrape time by /metrics and ``page_*`` by the status page, each bounded by an index, a
+time window or a limit; ``cleanup_*`` delete one batch in its own short transaction and
+return how many rows went and where the next batch starts (a keyset on the indexed time
+column: no batch rescans what the previous ones removed, and starting again at the last
+time seen (>=) loses nothing).
 """
 
 import re

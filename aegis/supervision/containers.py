@@ -28,6 +28,7 @@ from aegis.supervision.protocol.windows import (
     windows_of,
 )
 from aegis.supervision.repository import ContainerRow, Containers, LogLine
+from aegis.supervision.storms import MemberStep, route
 
 
 @dataclass(frozen=True)
@@ -124,18 +125,24 @@ def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") 
             raise _unknown(runtime, name)
         if row.phase != Phase.ESCALATED:
             return False
-        incident = Incident.of_row(row).with_line(
-            LogLine(now, IncidentStep.ACKNOWLEDGED, f"by {by}"))
-        incident, notify = step_message(runtime.settings, incident,
+        line = LogLine(now, IncidentStep.ACKNOWLEDGED, f"by {by}")
+        incident = Incident.of_row(row)
+        had_message = incident.has_message
+        incident, notify = step_message(runtime.settings, incident.with_line(line),
                                         dedup_key=f"ack:{host}:{name}:{row.incident}")
         containers.acknowledge(host, name, now, f"acknowledged by {by}", incident.log)
+        routed = route(tx, runtime.settings,
+                       MemberStep(name, row.incident, line, own_message=had_message))
+        if not routed.keep_own:
+            notify = None  # its storm's message says it
         event = store.new_event(
             EventType.CONTAINER_ACKNOWLEDGED,
             f"{name}: escalation acknowledged; remediation re-armed",
             importance=Importance.MEDIUM, source="cli", timestamp=now,
             details={"container": name, "host": host, "incident": row.incident, "by": by})
         insert_event(tx, event, notify)
-    store.log_event(event)
+    for recorded in (event, *routed.events):
+        store.log_event(recorded)
     return True
 
 

@@ -13,15 +13,17 @@ import re
 import threading
 import time
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aegis.core.clock import utcnow
 from aegis.core.errors import StoreError
 from aegis.core.redact import redact
 from aegis.storage.events import EventType, Importance
 from aegis.storage.runtime import Runtime
+from aegis.supervision.outage import Outage, outage_message, resolved_message
 
 DOCKER_TIMEOUT_S = 15
 DEFAULT_STOP_TIMEOUT_S = 10.0  # Docker's own, for a container that sets none
@@ -393,36 +395,74 @@ def _unreadable(exc: BaseException, driver: str) -> str:
 class EngineAvailability:
     """Records ``docker_unavailable`` when the engine goes away and ``docker_available``
     when it is back: once per change, whichever thread of one supervision notices, and
-    remembered across restarts (a state key per host)."""
+    remembered across restarts (a state key per host). An outage longer than a strike
+    interval is one message (``docker_outage``), resolved by ``docker_available``
+    (aegis/supervision/outage.py)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._known: dict[str, bool] = {}  # host -> last noted
+        self._outages: dict[str, Outage] = {}  # host -> the outage under way
 
-    def note(self, runtime: Runtime, available: bool, error: str | None = None) -> None:
+    def note(self, runtime: Runtime, available: bool, error: str | None = None,
+             now: datetime | None = None) -> None:
+        """What the latest call to the engine found, at ``now``."""
+        now = now or utcnow()
         host = runtime.settings.host
-        key = f"docker_available:{host}"
         with self._lock:
-            if self._known.get(host) is available:
-                return
-            try:
-                previous = runtime.store.get_state(key)
-            except StoreError:
-                previous = self._known.get(host)
-            self._known[host] = available
-            if previous is available or (available and previous is None):
-                return
-            if available:
-                runtime.store.record_event(EventType.DOCKER_AVAILABLE,
-                                           "the Docker engine answers again",
-                                           importance=Importance.MEDIUM, source="supervisor",
-                                           details={"host": host})
-            else:
-                runtime.store.record_event(EventType.DOCKER_UNAVAILABLE,
-                                           f"the Docker engine does not answer: {error}",
-                                           importance=Importance.HIGH, source="supervisor",
-                                           details={"host": host, "error": error})
-            runtime.store.set_state(key, available)
+            if self._known.get(host) is not available:
+                self._changed(runtime, available, error, now)
+            if not available:
+                self._alert_if_due(runtime, now)
+
+    def _changed(self, runtime: Runtime, available: bool, error: str | None,
+                 now: datetime) -> None:
+        host, store = runtime.settings.host, runtime.store
+        key = f"docker_available:{host}"
+        try:
+            previous = store.get_state(key)
+            outage = Outage.from_json(store.get_state(f"docker_outage:{host}"))
+        except StoreError:
+            previous, outage = self._known.get(host), self._outages.get(host)
+        self._known[host] = available
+        if available:
+            self._outages.pop(host, None)
+            if outage is not None:
+                store.set_state(f"docker_outage:{host}", None)
+            if previous is False:
+                resolved = (resolved_message(host, outage, now)
+                            if outage is not None and outage.alerted else None)
+                store.record_event(EventType.DOCKER_AVAILABLE, "the Docker engine answers again",
+                                   importance=Importance.MEDIUM, source="supervisor",
+                                   details={"host": host}, notify=resolved)
+        else:
+            if outage is None:
+                outage = Outage(since=now, error=error or "")
+                store.set_state(f"docker_outage:{host}", outage.to_json())
+            self._outages[host] = outage
+            if previous is not False:
+                store.record_event(EventType.DOCKER_UNAVAILABLE,
+                                   f"the Docker engine does not answer: {error}",
+                                   importance=Importance.HIGH, source="supervisor",
+                                   details={"host": host, "error": error})
+        if previous is not available and not (available and previous is None):
+            store.set_state(key, available)
+
+    def _alert_if_due(self, runtime: Runtime, now: datetime) -> None:
+        """The outage's message, once, when it has lasted longer than a strike interval."""
+        host, store = runtime.settings.host, runtime.store
+        outage = self._outages.get(host)
+        if outage is None or not outage.due(now, runtime.settings.strike_interval_s):
+            return
+        store.record_event(EventType.DOCKER_OUTAGE,
+                           f"the Docker engine has not answered since "
+                           f"{outage.since:%H:%M:%S} UTC (over a strike interval)",
+                           importance=Importance.HIGH, source="supervisor",
+                           details={"host": host, "since": outage.since.isoformat(),
+                                    "error": outage.error},
+                           notify=outage_message(host, outage))
+        self._outages[host] = replace(outage, alerted=True)
+        store.set_state(f"docker_outage:{host}", self._outages[host].to_json())
 
 
 def docker_time(text: str) -> datetime | None:

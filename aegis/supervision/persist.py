@@ -8,12 +8,15 @@ known stand in for the table meanwhile.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from aegis.core.config import Settings
 from aegis.core.errors import DatabaseUnavailable
+from aegis.storage.db import Queries
 from aegis.storage.runtime import Runtime
-from aegis.storage.store import insert_event
+from aegis.storage.store import event_from_record, insert_event
 from aegis.supervision.docker import Sighting
 from aegis.supervision.observe import Assessment
 from aegis.supervision.protocol.labels import own_labels
@@ -25,7 +28,9 @@ from aegis.supervision.repository import (
     ContainerUpdate,
     LastKnownRows,
     decision_record,
+    replay_decision,
 )
+from aegis.supervision.storms import MemberStep, decided_step, route
 
 
 def decision_update(row: ContainerRow, assessment: Assessment, decision: Decision,
@@ -78,20 +83,26 @@ class Persister:
         container's is folded into now; its row and living message name it as affected,
         in the same transaction."""
         store = self.runtime.store
+        step = decided_step(row, update)
         try:
             store.replay_spool()  # a decision spooled earlier is older than this one
             with self.runtime.db.transaction() as tx:
                 if not Containers(tx).save(update):
                     return False
-                for event, notify in records:
-                    insert_event(tx, event, notify)
-                if fold_into is not None:
+                if fold_into is not None:  # the parent's row before the storm's, always
                     self.recorder.fold_into(tx, fold_into, update,
                                             records[-1][0].uid if records else None)
+                if step is not None and not self.recorder.route(tx, step).keep_own:
+                    records = [(event, None) for event, _ in records]  # the storm's message
+                for event, notify in records:
+                    insert_event(tx, event, notify)
         except DatabaseUnavailable as exc:
             if not self.kept.keep_if_unchanged(row, update.applied_to(row)):
                 return False
-            store.spool.append(decision_record(update, records))
+            spooled = decision_record(update, records)
+            if step is not None:  # routed to its host's storm when written back
+                spooled["storm_step"] = step.to_json()
+            store.spool.append(spooled)
             self.log.warning("store_spooled", kind="container_decision", error=str(exc))
         else:
             self.kept.keep(update.applied_to(row))
@@ -111,3 +122,21 @@ class Persister:
             return None
         self.kept.keep(row)
         return row
+
+
+def replay_routed(settings: Settings) -> Callable[[Queries, dict[str, Any]], None]:
+    """The replay of a spooled decision (spool kind ``container_decision``): its row and
+    events written back, and the step it took routed to its host's storm as when the
+    database is up (aegis/supervision/storms.py): a member's own message dropped for the
+    storm's."""
+
+    def replay(tx: Queries, record: dict[str, Any]) -> None:
+        replay_decision(tx, {**record, "events": []})
+        events = [event_from_record(spooled) for spooled in record["events"]]
+        step = record.get("storm_step")
+        if step is not None and not route(tx, settings, MemberStep.from_json(step)).keep_own:
+            events = [(event, None) for event, _ in events]
+        for event, notify in events:
+            insert_event(tx, event, notify)
+
+    return replay

@@ -27,6 +27,7 @@ from aegis.supervision.protocol.labels import effective_stop_timeout_s
 from aegis.supervision.protocol.strikes import Action, Decision, Phase, SupervisionMode
 from aegis.supervision.protocol.triage import TriageClass
 from aegis.supervision.repository import ContainerRow, Containers, ContainerUpdate, LogLine
+from aegis.supervision.storms import MemberStep, Routed, StormWatch, route
 
 Record = tuple[Event, Notification | None]  # an event to record, and its message
 SOURCE = "supervisor"
@@ -44,10 +45,22 @@ def details(host: str, seen: Sighting, decision: Decision, **extra: Any) -> dict
 class Recorder:
     """Makes the records of one host's supervision."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings,
+                 storms: StormWatch | None = None) -> None:
+        """``storms``: what the supervision remembers of storms (None: ask the database
+        at every step)."""
         self.store = store
         self.settings = settings
         self.host = settings.host
+        self.storms = storms
+
+    def route(self, tx: Queries, step: MemberStep) -> Routed:
+        """Route a step of an incident to its host's storm (aegis/supervision/storms.py),
+        in ``tx``; the storm's events are logged."""
+        routed = route(tx, self.settings, step, self.storms)
+        for event in routed.events:
+            self.store.log_event(event)
+        return routed
 
     # --- a decision's ---
 
@@ -153,12 +166,15 @@ class Recorder:
         if row is None or row.phase == Phase.OK or dependant.name in row.affected:
             return
         incident = replace(Incident.of_row(row), affected=(*row.affected, dependant.name))
+        had_message = incident.has_message
+        line = LogLine(dependant.seen_at, IncidentStep.AFFECTED, dependant.name)
         incident, notify = step_message(
-            self.settings,
-            incident.with_line(LogLine(dependant.seen_at, IncidentStep.AFFECTED,
-                                       dependant.name)),
+            self.settings, incident.with_line(line),
             dedup_key=f"affected:{self.host}:{parent}:{row.incident}:{dependant.name}")
         containers.set_log(self.host, parent, row.incident, incident.log, incident.affected)
+        if not self.route(tx, MemberStep(parent, row.incident, line,
+                                         own_message=had_message)).keep_own:
+            notify = None
         if notify is not None:
             enqueue(tx, notify, host=self.host, event_uid=event_uid)
 
@@ -172,9 +188,11 @@ class Recorder:
         if row is None or row.incident != incident:
             return None
         count = sum(1 for kept in row.incident_log if kept.step == line.step)
-        found = Incident.of_row(row, probe_output=seen.probe_output).with_line(line)
+        found = Incident.of_row(row, probe_output=seen.probe_output)
+        had_message = found.has_message
         found, notify = step_message(
-            self.settings, found,
+            self.settings, found.with_line(line),
             dedup_key=f"{line.step}:{self.host}:{seen.name}:{incident}:{count + 1}")
         containers.set_log(self.host, seen.name, incident, found.log, found.affected)
-        return notify
+        routed = self.route(tx, MemberStep(seen.name, incident, line, own_message=had_message))
+        return notify if routed.keep_own else None

@@ -304,6 +304,15 @@ class HostContainers:
 
 
 @dataclass(frozen=True)
+class OpenIncident:
+    """A container's open incident, as storm detection counts it: its number and log."""
+
+    name: str
+    incident: int
+    incident_log: tuple[LogLine, ...] = column(log_from_json, default=())
+
+
+@dataclass(frozen=True)
 class ContainerGauge:
     """What /metrics tells of one container of this host."""
 
@@ -390,6 +399,12 @@ class Containers:
         """The row, locked until the transaction ends."""
         return maybe_row(ContainerRow,
                          self.db.fetch_one("container_lock", host=host, name=name))
+
+    def recent_incidents(self, host: str, since: datetime) -> list[OpenIncident]:
+        """The open incidents of ``host`` begun at or after ``since`` (not folded into
+        another's), oldest first."""
+        return as_rows(OpenIncident, self.db.fetch_all("containers_recent_incidents",
+                                                       host=host, since=since))
 
     def set_log(self, host: str, name: str, incident: int, log: Sequence[LogLine],
                 affected: Sequence[str]) -> ContainerRow | None:

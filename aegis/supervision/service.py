@@ -83,10 +83,10 @@ def supervise_once(runtime: Runtime, now: datetime | None = None, *,
     except docker_errors() as exc:
         if client is not None:
             client.close()
-        state.engine.note(runtime, False, str(exc))
+        state.engine.note(runtime, False, str(exc), now)
         return {"docker_available": False, "error": str(exc)}
     try:
-        state.engine.note(runtime, True)
+        state.engine.note(runtime, True, None, now)
         background = BackgroundRestarts(client_factory) if parallel_restarts else None
         supervisor = Supervisor(runtime, client, state=state, background=background)
         return {"docker_available": True, **supervisor.reconcile(now, wait=True)}

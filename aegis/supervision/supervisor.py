@@ -65,6 +65,7 @@ from aegis.supervision.repository import (
 )
 from aegis.supervision.restarter import Restarter, RestartTracker
 from aegis.supervision.rewire import NetworkParents, Rewirer
+from aegis.supervision.storms import StormWatch
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class SupervisionState:
     swept: dict[str, Swept] = field(default_factory=dict)
     # the maintenance windows under way: what each covered and held back
     maintenance: MaintenanceLog = field(default_factory=MaintenanceLog)
+    # the incidents opened lately and whether a storm may be open: a storm's detection
+    storms: StormWatch = field(default_factory=StormWatch)
     _own_ids: frozenset[str] | None = None
 
     def own_ids(self) -> frozenset[str]:
@@ -151,7 +154,7 @@ class Supervisor:
         self._settings = settings
         self.windows = configured_windows(settings.maintenance_tables, settings.config_file)
         self.zone = zone(settings.timezone)
-        self.recorder = Recorder(self.runtime.store, settings)
+        self.recorder = Recorder(self.runtime.store, settings, self.state.storms)
         self.persister = Persister(self.runtime, self.kept, self.recorder, self.log)
         self.restarter = Restarter(self.runtime, self.restarts, self.recorder,
                                    refusal=self.restart_refusal,

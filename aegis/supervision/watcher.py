@@ -178,7 +178,8 @@ class Watcher:
                 client.ping()
             except docker_errors() as exc:
                 self._close(client)
-                self._safely(self.state.engine.note, self.runtime, False, str(exc))
+                self._safely(self.state.engine.note, self.runtime, False, str(exc),
+                             self.clock())
                 stop.wait(delay_s)
                 delay_s = min(delay_s * 2, RECONNECT_MAX_S)
                 continue
@@ -210,7 +211,7 @@ class Watcher:
                                 background=restarted)
         checks = Checks(supervisor, self.client_factory, inbox)
         try:
-            self._safely(self.state.engine.note, self.runtime, True)
+            self._safely(self.state.engine.note, self.runtime, True, None, self.clock())
             self.connected.set()
             self.log.info("docker_stream_connected")
             self._safely(supervisor.reconcile, self.clock())

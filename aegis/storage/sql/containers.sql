@@ -172,6 +172,15 @@ RETURNING phase, incident;
 -- written one after the other, and its living message's edits follow them in order).
 SELECT * FROM containers WHERE host = %(host)s AND name = %(name)s FOR UPDATE;
 
+-- name: containers_recent_incidents
+-- The open incidents of a host's containers that began at or after a time, not folded into
+-- another's (storm detection: aegis/supervision/storms.py).
+SELECT name, incident, incident_log FROM containers
+WHERE host = %(host)s AND phase <> 'ok' AND removed_at IS NULL AND folded_into IS NULL
+  AND jsonb_array_length(incident_log) > 0
+  AND (incident_log -> 0 ->> 'at')::timestamptz >= %(since)s
+ORDER BY (incident_log -> 0 ->> 'at')::timestamptz, name;
+
 -- name: container_set_log
 -- The open incident's log (and the dependants folded into it), after a step taken
 -- outside a decision: a restart made, a dependant folded in.

@@ -55,6 +55,18 @@ SET status = 'delivered', delivered_at = %(now)s, merged_into = %(into)s,
     sent_by = %(instance)s, claimed_by = NULL, claimed_until = NULL
 WHERE id = %(id)s AND status = 'pending';
 
+-- name: outbox_supersede_edits
+-- A thread's pending edits older than its newest pending row, which carries the whole message
+-- too: delivered with it, so a burst of steps is one edit, not a queue of them. A row a
+-- sender is posting right now (claimed) is left to it.
+UPDATE outbox o
+SET status = 'delivered', delivered_at = now(), merged_into = newest.id
+FROM (SELECT max(id) AS id FROM outbox
+      WHERE thread = %(thread)s AND status = 'pending') newest
+WHERE o.thread = %(thread)s AND o.status = 'pending' AND o.edit_only AND o.id < newest.id
+  AND (o.claimed_until IS NULL OR o.claimed_until < now())
+RETURNING o.id;
+
 -- name: outbox_last_posts
 -- For each fingerprint, its latest post and how many repeats were merged into it.
 SELECT DISTINCT ON (o.fingerprint) o.fingerprint, o.id, o.delivered_at,
