@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from aegis import api
 from aegis.core.clock import utcnow
@@ -32,7 +33,7 @@ def escalated(url: str, name: str, at: datetime, incident: int = 1) -> None:
                  "'escalated', 3, %s, %s::jsonb)", name, incident, json.dumps(log))
 
 
-def pages_of(url: str) -> list[dict[str, object]]:
+def pages_of(url: str) -> list[dict[str, Any]]:
     return sql_rows(url, "SELECT e.details->>'container' AS container, e.details->>'page' AS page, "
                          "o.channel, o.title FROM episodic_memory e "
                          "JOIN outbox o ON o.event_uid = e.uid "
