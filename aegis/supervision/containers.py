@@ -10,7 +10,7 @@ from typing import Any
 
 from aegis.core.errors import UsageError
 from aegis.core.jsonable import to_json
-from aegis.storage.events import EventType, Importance
+from aegis.storage.events import EventType, Importance, make_event
 from aegis.storage.outbox import IncidentStep
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import insert_event
@@ -61,22 +61,24 @@ def listing(runtime: Runtime, now: datetime, *, all_hosts: bool = False) -> list
     return [view(row, now) for row in rows]
 
 
-def _unknown(runtime: Runtime, name: str) -> UsageError:
-    return UsageError(f"no container {name!r} on host {runtime.settings.host!r} "
+def _unknown(runtime: Runtime, name: str, host: str | None = None) -> UsageError:
+    return UsageError(f"no container {name!r} on host {host or runtime.settings.host!r} "
                       "(see aegis containers)")
 
 
-def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") -> bool:
-    """A person takes over: strikes reset, remediation re-armed (the hourly restart budget
-    is kept), the incident's living message says so. Returns False when the container
-    was not escalated (nothing recorded)."""
-    host = runtime.settings.host
+def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli",
+                host: str | None = None) -> bool:
+    """A person takes over ``name`` of ``host`` (default: this host): strikes reset,
+    remediation re-armed (the hourly restart budget is kept), the incident's living
+    message says so, and no escalation page of it is due any more. Returns False when
+    the container was not escalated (nothing recorded)."""
+    host = host or runtime.settings.host
     store = runtime.store
     with runtime.db.transaction() as tx:
         containers = Containers(tx)
         row = containers.lock(host, name)
         if row is None:
-            raise _unknown(runtime, name)
+            raise _unknown(runtime, name, host)
         if row.phase != Phase.ESCALATED:
             return False
         incident = Incident.of_row(row).with_line(
@@ -84,10 +86,12 @@ def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") 
         incident, notify = step_message(runtime.settings, incident,
                                         dedup_key=f"ack:{host}:{name}:{row.incident}")
         containers.acknowledge(host, name, now, f"acknowledged by {by}", incident.log)
-        event = store.new_event(
+        # the container's host, whichever host's page or command acknowledged it
+        event = make_event(
             EventType.CONTAINER_ACKNOWLEDGED,
             f"{name}: escalation acknowledged; remediation re-armed",
-            importance=Importance.MEDIUM, source="cli", timestamp=now,
+            importance=Importance.MEDIUM, host=host, source="cli" if by == "cli" else "web",
+            timestamp=now,
             details={"container": name, "host": host, "incident": row.incident, "by": by})
         insert_event(tx, event, notify)
     store.log_event(event)
