@@ -28,7 +28,7 @@ from aegis.core.logs import get_logger
 from aegis.storage.db import Queries
 from aegis.storage.events import Event, EventType, Importance, make_event
 from aegis.storage.outbox import Channel, IncidentStep, Notification
-from aegis.storage.rows import as_rows
+from aegis.storage.rows import PrunedBatch, as_rows
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import insert_event
 from aegis.supervision.incidents import Incident, message_body, message_fields
@@ -86,6 +86,41 @@ def page_key(due: DuePage, number: int) -> str:
             f"{due.escalated_at.isoformat()}:{number}")
 
 
+class EscalationPages:
+    """The named queries of ``escalation_pages``, on the pool or inside a transaction."""
+
+    def __init__(self, db: Queries) -> None:
+        self.db = db
+
+    def due(self, escalated_before: datetime, paged_before: datetime | None,
+            limit: int) -> list[DuePage]:
+        """The escalated incidents whose next page is due, their containers rows locked
+        (those another transaction holds skipped)."""
+        return as_rows(DuePage, self.db.fetch_all(
+            "escalation_due", escalated_before=escalated_before, paged_before=paged_before,
+            limit=limit))
+
+    def count_page(self, due: DuePage, now: datetime) -> int | None:
+        """Count the next page of ``due``: its number, or None when another daemon
+        counted it since ``due`` was read."""
+        row = self.db.fetch_one("escalation_page_claim", host=due.host, container=due.name,
+                                incident=due.incident, escalated_at=due.escalated_at,
+                                pages=due.pages, now=now)
+        return None if row is None else int(row["pages"])
+
+    def next_due(self, after_s: float, repeat_s: float) -> datetime | None:
+        """When the earliest escalation still waiting is due (None: none waits)."""
+        row = self.db.fetch_one("escalation_next_due", after_s=after_s, repeat_s=repeat_s)
+        return None if row is None else row["due_at"]
+
+    def prune(self, cutoff: datetime, from_time: datetime, batch_rows: int) -> PrunedBatch:
+        """Delete one batch of the pages of escalations made before ``cutoff`` whose
+        incident is no longer escalated."""
+        return PrunedBatch.of(self.db.fetch_one(
+            "cleanup_escalation_pages_batch", cutoff=cutoff, from_time=from_time,
+            batch_rows=batch_rows))
+
+
 class Pager:
     """Counts, records and queues the pages that are due."""
 
@@ -109,9 +144,8 @@ class Pager:
         escalated_before, paged_before = cutoffs(self.settings, now)
         events: list[Event] = []
         with self.runtime.db.transaction() as tx:
-            due = as_rows(DuePage, tx.fetch_all(
-                "escalation_due", escalated_before=escalated_before, paged_before=paged_before,
-                limit=PAGES_PER_TRANSACTION))
+            due = EscalationPages(tx).due(escalated_before, paged_before,
+                                          PAGES_PER_TRANSACTION)
             for page in due:
                 event = self._page(tx, page, now)
                 if event is not None:
@@ -120,16 +154,13 @@ class Pager:
 
     def _page(self, tx: Queries, due: DuePage, now: datetime) -> Event | None:
         """One page, in ``tx``; None when another daemon counted it first."""
-        claimed = tx.fetch_one("escalation_page_claim", host=due.host, container=due.name,
-                               incident=due.incident, escalated_at=due.escalated_at,
-                               pages=due.pages, now=now)
-        if claimed is None:
+        number = EscalationPages(tx).count_page(due, now)
+        if number is None:
             return None
         row = Containers(tx).by_name(due.host, due.name)
         if row is None:
             return None
         notify = page_notification(self.settings, Incident.of_row(row), due)
-        number = int(claimed["pages"])
         event = make_event(
             EventType.ESCALATION_PAGED,
             f"{due.name}: escalation not acknowledged within "
@@ -145,10 +176,8 @@ class Pager:
 
     def next_due(self) -> datetime | None:
         """When the earliest escalation still waiting is due (None: none waits)."""
-        row = self.runtime.db.fetch_one("escalation_next_due",
-                                        after_s=self.settings.escalate_after_s,
-                                        repeat_s=self.settings.escalation_repeat_s)
-        return None if row is None else row["due_at"]
+        return EscalationPages(self.runtime.db).next_due(self.settings.escalate_after_s,
+                                                         self.settings.escalation_repeat_s)
 
 
 # --- the service ---

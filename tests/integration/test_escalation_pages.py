@@ -14,6 +14,7 @@ from typing import Any
 from aegis import api
 from aegis.core.clock import utcnow
 from aegis.notify.sender import deliver_pending
+from aegis.reports.retention import prune_all, retention_cutoffs
 from aegis.supervision.containers import acknowledge
 from aegis.supervision.escalation import Pager
 from tests.support.discord import FakeDiscord
@@ -156,3 +157,21 @@ def test_two_daemons_paging_at_once_send_one_page(
         database_url, "SELECT details->>'paged_by' AS paged_by FROM episodic_memory "
                       "WHERE event_type = 'escalation_paged'")}
     assert paged_by <= {"test-host", "other-host"}
+
+
+def test_the_pages_of_an_incident_over_are_pruned_past_retention_and_an_open_ones_kept(
+        make_app: Callable[..., api.Aegis], fake: FakeDiscord, database_url: str) -> None:
+    app = pager_app(make_app, fake)
+    at = utcnow() - timedelta(days=40)
+    escalated(database_url, "still", at)
+    escalated(database_url, "over", at)
+    Pager(app).page_due(at + timedelta(seconds=AFTER_S))
+    execute(database_url, "UPDATE containers SET phase = 'ok' WHERE name = 'over'")
+    [*_, pages] = prune_all(app, retention_cutoffs(
+        utcnow(), event_retention_s=86400, job_runs_retention_s=86400,
+        outbox_retention_s=86400, container_retention_s=30 * 86400))
+
+    assert (pages.table, pages.rows) == ("escalation_pages", 1)
+    assert sql_rows(database_url, "SELECT container FROM escalation_pages") == [
+        {"container": "still"}]
+    assert Pager(app).page_due(utcnow()) == []  # the open one is not paged again

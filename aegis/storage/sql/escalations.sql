@@ -1,4 +1,5 @@
 -- escalation_pages: the escalation route's pages. Owned by aegis/supervision/escalation.py.
+-- The cleanup_* prefix: see aegis/storage/queries.py.
 
 -- name: escalation_due
 -- Escalated incidents of every host whose next page is due: none sent and the escalation
@@ -48,3 +49,24 @@ ON CONFLICT (host, container, incident, escalated_at) DO UPDATE
 SET pages = p.pages + 1, paged_at = EXCLUDED.paged_at
 WHERE p.pages = %(pages)s
 RETURNING pages;
+
+-- name: cleanup_escalation_pages_batch
+-- Delete one batch of the pages of escalations made before the cut-off whose incident is
+-- over (an incident still escalated keeps them: deleting them would page it again).
+WITH batch AS (
+    SELECT host, container, incident, escalated_at
+    FROM escalation_pages p
+    WHERE escalated_at < %(cutoff)s AND escalated_at >= %(from_time)s
+      AND NOT EXISTS (SELECT 1 FROM containers c
+                      WHERE c.host = p.host AND c.name = p.container
+                        AND c.incident = p.incident AND c.phase = 'escalated')
+    ORDER BY escalated_at
+    LIMIT %(batch_rows)s
+), deleted AS (
+    DELETE FROM escalation_pages p USING batch b
+    WHERE p.host = b.host AND p.container = b.container AND p.incident = b.incident
+      AND p.escalated_at = b.escalated_at
+    RETURNING p.host
+)
+SELECT (SELECT count(*) FROM deleted) AS deleted,
+       (SELECT max(escalated_at) FROM batch) AS last_time;
