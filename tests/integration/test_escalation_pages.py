@@ -14,7 +14,9 @@ from typing import Any
 from aegis import api
 from aegis.core.clock import utcnow
 from aegis.notify.sender import deliver_pending
+from aegis.notify.testmessage import send_test_message
 from aegis.reports.retention import prune_all, retention_cutoffs
+from aegis.storage.outbox import Channel
 from aegis.supervision.containers import acknowledge
 from aegis.supervision.escalation import Pager
 from tests.support.discord import FakeDiscord
@@ -175,3 +177,11 @@ def test_the_pages_of_an_incident_over_are_pruned_past_retention_and_an_open_one
     assert sql_rows(database_url, "SELECT container FROM escalation_pages") == [
         {"container": "still"}]
     assert Pager(app).page_due(utcnow()) == []  # the open one is not paged again
+
+
+def test_notify_test_reaches_the_escalation_route(
+        make_app: Callable[..., api.Aegis], fake: FakeDiscord) -> None:
+    sent = send_test_message(pager_app(make_app, fake), Channel.ESCALATION)
+    assert sent.row is not None
+    assert sent.row.status == "delivered"
+    assert [p["embeds"][0]["title"] for p in fake.received] == ["aegis test message"]
