@@ -127,7 +127,9 @@ class Sender:
         self.runtime = runtime
         self.db: Database = runtime.db
         self.outbox = Outbox(runtime.db)
-        self.targets = targets if targets is not None else targets_for(runtime.settings)
+        given = targets if targets is not None else targets_for(runtime.settings)
+        # a channel not given has no destination
+        self.targets = {channel: given.get(channel, []) for channel in Channel}
         self.instance = instance or f"{runtime.settings.host}-{os.getpid()}"
         self.clock = clock
         self.rng = rng or random.Random()
