@@ -185,3 +185,18 @@ def test_notify_test_reaches_the_escalation_route(
     assert sent.row is not None
     assert sent.row.status == "delivered"
     assert [p["embeds"][0]["title"] for p in fake.received] == ["aegis test message"]
+
+
+def test_a_daemon_without_the_route_leaves_the_pages_to_one_that_has_it(
+        make_app: Callable[..., api.Aegis], fake: FakeDiscord, database_url: str) -> None:
+    paging = pager_app(make_app, fake)
+    other = make_app("other-host")  # no escalation route of its own
+    at = utcnow() - timedelta(seconds=AFTER_S)
+    escalated(database_url, "web", at)
+    Pager(paging).page_due(utcnow())
+
+    deliver_pending(other)
+    assert sql_rows(database_url, "SELECT status FROM outbox WHERE channel = 'escalation'") == [
+        {"status": "pending"}]
+    deliver_pending(paging)
+    assert len(fake.received) == 1
