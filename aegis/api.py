@@ -32,6 +32,7 @@ from aegis.storage.db import Database
 from aegis.storage.events import Event
 from aegis.storage.spool import Spool
 from aegis.storage.store import Replay, Store
+from aegis.supervision.escalation import page_pending, run_pager
 from aegis.supervision.persist import replay_routed
 from aegis.supervision.protocol.windows import configured_windows
 from aegis.web import http
@@ -109,9 +110,11 @@ def load_registry(settings: Settings) -> Registry:
 
 def add_core_services(registry: Registry) -> None:
     """aegis's own long-running loops: the HTTP endpoint (returns at once when
-    AEGIS_HTTP_ADDR=off) and the outbox sender (which ``aegis run --once`` asks to
-    deliver what is due instead)."""
+    AEGIS_HTTP_ADDR=off), the escalation pager (returns at once when AEGIS_ESCALATE_AFTER
+    is unset) and the outbox sender; ``aegis run --once`` asks the last two to queue and
+    deliver what is due instead."""
     registry.add_service("http", http.serve)
+    registry.add_service("escalation_pager", run_pager, once=page_pending)
     registry.add_service("outbox_sender", run_sender, once=deliver_pending)
 
 

@@ -13,7 +13,7 @@ from aegis.storage.outbox import UNFINISHED, Channel, Outbox, OutboxStatus
 
 @click.group()
 def notify() -> None:
-    """Notification channels (alerts, journal)."""
+    """Notification channels (alerts, journal, escalation)."""
 
 
 @notify.command("test")

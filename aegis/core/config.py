@@ -121,6 +121,10 @@ class Settings:
     discord_journal_webhook_url: str | None = None
     notify_urls: tuple[str, ...] = ()
     journal_notify_urls: tuple[str, ...] = ()
+    # 0: no escalation route (AEGIS_ESCALATE_AFTER unset); repeat 0: sent once.
+    escalate_after_s: float = 0.0
+    escalation_urls: tuple[str, ...] = ()
+    escalation_repeat_s: float = 0.0
     outbox_max_age_s: float = 86400.0
     event_retention_s: float = 30 * 86400.0
     job_runs_retention_s: float = 90 * 86400.0
@@ -308,6 +312,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("journal_notify_urls", "AEGIS_JOURNAL_NOTIFY_URLS", "notify.journal_urls",
            parsing.items(parsing.notify_url),
            "Apprise URLs of the journal channel, comma-separated.", secret=True),
+    Option("escalate_after_s", "AEGIS_ESCALATE_AFTER", "notify.escalate_after",
+           parsing.duration_or_off(1.0),
+           "An escalated incident neither acknowledged nor resolved this long after its "
+           "escalation is sent once to AEGIS_ESCALATION_URLS (e.g. 15m); unset: off."),
+    Option("escalation_urls", "AEGIS_ESCALATION_URLS", "notify.escalation_urls",
+           parsing.items(parsing.notify_url),
+           "The escalation route, comma-separated: a Discord webhook URL (as "
+           "DISCORD_WEBHOOK_URL) or an Apprise URL (a phone, an on-call channel).",
+           secret=True),
+    Option("escalation_repeat_s", "AEGIS_ESCALATION_REPEAT", "notify.escalation_repeat",
+           parsing.duration_or_off(1.0),
+           "Send it again this often while the incident stays open and unacknowledged; "
+           "unset: once."),
     Option("outbox_max_age_s", "AEGIS_OUTBOX_MAX_AGE", "notify.max_age", parsing.duration(1.0),
            "A message undelivered this long is given up, with a critical event."),
     Option("event_retention_s", "AEGIS_EVENT_RETENTION", "retention.events", parsing.days,
@@ -364,6 +381,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values["config_file"] = config_file
     settings = Settings(**values)
     _check_http(settings)
+    _check_escalation(settings)
     return settings
 
 
@@ -374,6 +392,20 @@ def _check_http(settings: Settings) -> None:
     if addr is not None and settings.http_token is None and not parsing.is_loopback_addr(addr):
         raise ConfigError("AEGIS_HTTP_TOKEN", f"must be set when AEGIS_HTTP_ADDR ({addr}) "
                           "listens beyond loopback (make one with: openssl rand -hex 32)")
+
+
+def _check_escalation(settings: Settings) -> None:
+    """The escalation route needs both its delay and its destinations; a repeat needs the
+    delay."""
+    if settings.escalate_after_s and not settings.escalation_urls:
+        raise ConfigError("AEGIS_ESCALATION_URLS", "must be set when AEGIS_ESCALATE_AFTER is "
+                          "(where an unacknowledged escalation is sent)")
+    if settings.escalation_urls and not settings.escalate_after_s:
+        raise ConfigError("AEGIS_ESCALATE_AFTER", "must be set when AEGIS_ESCALATION_URLS is "
+                          "(how long an escalation waits for an acknowledgement, e.g. 15m)")
+    if settings.escalation_repeat_s and not settings.escalate_after_s:
+        raise ConfigError("AEGIS_ESCALATE_AFTER", "must be set when AEGIS_ESCALATION_REPEAT "
+                          "is (how long an escalation waits for an acknowledgement, e.g. 15m)")
 
 
 def _raw(option: Option, env: Mapping[str, str], toml_values: Mapping[str, Any],

@@ -11,19 +11,39 @@ from aegis.core.errors import AegisError
 from aegis.core.redact import redact, redact_urls
 from aegis.doctor.checks import FAIL, OK, WARN, Check
 from aegis.notify.channels import SETUP_HINT
+from aegis.notify.discord import is_webhook_url
 from aegis.storage.outbox import Channel, Outbox, OutboxStatus
 
 PENDING_WARN_S = 600.0
 
 
 def _targets(settings: Settings, channel: str) -> list[str]:
+    if channel == Channel.ESCALATION:
+        return [_discord(url) if is_webhook_url(url) else _apprise(url)
+                for url in settings.escalation_urls]
     if channel == Channel.ALERTS:
         discord, urls = settings.discord_webhook_url, settings.notify_urls
     else:
         discord, urls = settings.discord_journal_webhook_url, settings.journal_notify_urls
-    targets = [f"discord ({urlsplit(discord).hostname})"] if discord else []
-    targets += [f"apprise {url.split('://', 1)[0]}://" for url in urls]
+    targets = [_discord(discord)] if discord else []
+    targets += [_apprise(url) for url in urls]
     return targets
+
+
+def _discord(url: str) -> str:
+    return f"discord ({urlsplit(url).hostname})"
+
+
+def _apprise(url: str) -> str:
+    return f"apprise {url.split('://', 1)[0]}://"
+
+
+def _unconfigured(name: str, channel: Channel) -> Check:
+    if channel == Channel.ESCALATION:
+        # a second route is optional: without one, an escalation is the alert alone
+        return Check(name, OK, "off (AEGIS_ESCALATE_AFTER unset)")
+    return Check(name, WARN, "not configured: its messages stay in the outbox",
+                 SETUP_HINT[channel])
 
 
 def check_channel(settings: Settings, channel: Channel, app: api.Aegis | None,
@@ -31,8 +51,7 @@ def check_channel(settings: Settings, channel: Channel, app: api.Aegis | None,
     name = f"channel:{channel}"
     targets = _targets(settings, channel)
     if not targets:
-        return Check(name, WARN, "not configured: its messages stay in the outbox",
-                     SETUP_HINT[channel])
+        return _unconfigured(name, channel)
     configured = ", ".join(targets)
     if app is None:
         return Check(name, WARN, f"{configured}; outbox not readable (database unreachable)",

@@ -8,6 +8,7 @@ person) or refused for good. No error text carries the webhook's URL or token.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,18 @@ POST_TIMEOUT_S = 10.0
 UNKNOWN_MESSAGE = 10008
 # Nobody is pinged, whatever a container name, log line or probe output contains.
 NO_MENTIONS: dict[str, list[str]] = {"parse": []}
+
+
+# An http(s) URL whose path is a webhook's: /api/webhooks/<id>/<token> (a version after
+# /api allowed), on discord.com or anything that answers like it.
+_WEBHOOK_PATH = re.compile(r"^/api(/v\d+)?/webhooks/\d+/[^/]+/?$")
+
+
+def is_webhook_url(url: str) -> bool:
+    """Whether ``url`` is a Discord webhook's (posted to as DISCORD_WEBHOOK_URL is)."""
+    parts = urlsplit(url)
+    return (parts.scheme in {"http", "https"} and bool(parts.hostname)
+            and bool(_WEBHOOK_PATH.match(parts.path)))
 
 
 # --- payloads within the documented limits ---

@@ -51,6 +51,9 @@ STOP_CHECK_S = 0.5
 # The target_results of a destination that cannot edit, for an update of a living message.
 SKIPPED = "skipped: an update of a message (only destinations that edit get it)"
 RATE_LIMITED = "Discord rate limit bucket is empty"
+# Channels only a daemon configured for them queues to: a sender without their
+# destinations leaves their messages to one that has them (another host's).
+LEFT_TO_OTHERS = frozenset({Channel.ESCALATION})
 
 Clock = Callable[[], datetime]
 
@@ -127,7 +130,9 @@ class Sender:
         self.runtime = runtime
         self.db: Database = runtime.db
         self.outbox = Outbox(runtime.db)
-        self.targets = targets if targets is not None else targets_for(runtime.settings)
+        given = targets if targets is not None else targets_for(runtime.settings)
+        # a channel not given has no destination
+        self.targets = {channel: given.get(channel, []) for channel in Channel}
         self.instance = instance or f"{runtime.settings.host}-{os.getpid()}"
         self.clock = clock
         self.rng = rng or random.Random()
@@ -161,7 +166,8 @@ class Sender:
         now = clock()
         counts.given_up += self.undelivered.give_up_expired(channel, now)
         if not self.targets[channel]:
-            counts.undeliverable += self.undelivered.close_unconfigured(channel, now)
+            if channel not in LEFT_TO_OTHERS:
+                counts.undeliverable += self.undelivered.close_unconfigured(channel, now)
             return
         self.undelivered.note_configured(channel)
         while True:

@@ -18,6 +18,7 @@ from aegis.scheduling.repository import Runs
 from aegis.storage.outbox import Outbox
 from aegis.storage.rows import PrunedBatch
 from aegis.storage.runtime import Runtime
+from aegis.supervision.escalation import EscalationPages
 from aegis.supervision.repository import Containers
 
 DEFAULT_BATCH_ROWS = 10_000
@@ -91,8 +92,8 @@ def prune(table: str, batch: Batch, cutoff: datetime, *,
 
 def prune_all(runtime: Runtime, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_BATCH_ROWS,
               should_stop: Callable[[], bool] = lambda: False) -> list[Pruned]:
-    """Low events, finished job runs, finished notifications and the rows of removed
-    containers past their retention."""
+    """Low events, finished job runs, finished notifications, the rows of removed
+    containers and the escalation pages of incidents over, past their retention."""
     db = runtime.db
     return [
         prune("episodic_memory", runtime.store.prune_low_events, cutoffs.events,
@@ -102,5 +103,7 @@ def prune_all(runtime: Runtime, cutoffs: Cutoffs, *, batch_rows: int = DEFAULT_B
         prune("outbox", Outbox(db).prune, cutoffs.outbox,
               batch_rows=batch_rows, should_stop=should_stop),
         prune("containers", Containers(db).prune, cutoffs.containers,
+              batch_rows=batch_rows, should_stop=should_stop),
+        prune("escalation_pages", EscalationPages(db).prune, cutoffs.containers,
               batch_rows=batch_rows, should_stop=should_stop),
     ]

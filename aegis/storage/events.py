@@ -73,6 +73,7 @@ class EventType(StrEnum):
     CONTAINER_STACK_RESTARTED = "container_stack_restarted"
     CONTAINER_ESCALATED = "container_escalated"
     CONTAINER_ACKNOWLEDGED = "container_acknowledged"
+    ESCALATION_PAGED = "escalation_paged"
     CONTAINER_RECOVERED = "container_recovered"
     CONTAINER_STRIKES_RESET = "container_strikes_reset"
     # a storm: many incidents of one host at once, one message

@@ -29,6 +29,8 @@ class Channel(StrEnum):
     ALERTS = "alerts"
     # The morning status and the evening digest.
     JOURNAL = "journal"
+    # The second route: an escalation nobody acknowledged within AEGIS_ESCALATE_AFTER.
+    ESCALATION = "escalation"
 
 
 class OutboxStatus(StrEnum):

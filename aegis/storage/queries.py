@@ -11,9 +11,10 @@ Each file is owned by one module, the only one that calls its queries (the file'
 line names it): database.sql by storage/db.py, events.sql (episodic_memory, state) by
 storage/store.py, jobs.sql (jobs, job_runs, daemons, host_leases) by
 scheduling/repository.py, tasks.sql by scheduling/tasks.py, containers.sql by
-supervision/repository.py, storms.sql by supervision/storms.py and outbox.sql by
-storage/outbox.py. Within a file, queries named ``digest_*`` and ``status_*`` aggregate
-one day (UTC instants, start inclusive, end exclusive) for the evening digest and the
+supervision/repository.py, storms.sql by supervision/storms.py, escalations.sql
+(escalation_pages) by supervision/escalation.py and outbox.sql by storage/outbox.py.
+Within a file, queries named ``digest_*`` and ``status_*`` aggregate one day (UTC
+instants, start inclusive, end exclusive) for the evening digest and the
 morning status, so no day's rows reach Python (``digest_*`` take ``host``: the one host
 whose rows count, AEGIS_DIGEST_SCOPE=host, or NULL for the fleet); ``metrics_*`` are read
 at scrape time by /metrics and ``page_*`` by the status page, each bounded by an index, a

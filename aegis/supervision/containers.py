@@ -4,7 +4,7 @@ Docker engine."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,7 +13,7 @@ from aegis.core.clock import zone
 from aegis.core.config import Settings
 from aegis.core.errors import UsageError
 from aegis.core.jsonable import to_json
-from aegis.storage.events import EventType, Importance
+from aegis.storage.events import EventType, Importance, make_event
 from aegis.storage.outbox import IncidentStep
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import insert_event
@@ -107,22 +107,24 @@ def listing(runtime: Runtime, now: datetime, *, all_hosts: bool = False) -> list
     return [view(row, now, windows) for row in rows]
 
 
-def _unknown(runtime: Runtime, name: str) -> UsageError:
-    return UsageError(f"no container {name!r} on host {runtime.settings.host!r} "
+def _unknown(runtime: Runtime, name: str, host: str | None = None) -> UsageError:
+    return UsageError(f"no container {name!r} on host {host or runtime.settings.host!r} "
                       "(see aegis containers)")
 
 
-def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") -> bool:
-    """A person takes over: strikes reset, remediation re-armed (the hourly restart budget
-    is kept), the incident's living message says so. Returns False when the container
-    was not escalated (nothing recorded)."""
-    host = runtime.settings.host
+def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli",
+                host: str | None = None) -> bool:
+    """A person takes over ``name`` of ``host`` (default: this host): strikes reset,
+    remediation re-armed (the hourly restart budget is kept), the incident's living
+    message says so, and no escalation page of it is due any more. Returns False when
+    the container was not escalated (nothing recorded)."""
+    host = host or runtime.settings.host
     store = runtime.store
     with runtime.db.transaction() as tx:
         containers = Containers(tx)
         row = containers.lock(host, name)
         if row is None:
-            raise _unknown(runtime, name)
+            raise _unknown(runtime, name, host)
         if row.phase != Phase.ESCALATED:
             return False
         line = LogLine(now, IncidentStep.ACKNOWLEDGED, f"by {by}")
@@ -131,14 +133,16 @@ def acknowledge(runtime: Runtime, name: str, now: datetime, *, by: str = "cli") 
         incident, notify = step_message(runtime.settings, incident.with_line(line),
                                         dedup_key=f"ack:{host}:{name}:{row.incident}")
         containers.acknowledge(host, name, now, f"acknowledged by {by}", incident.log)
-        routed = route(tx, runtime.settings,
-                       MemberStep(name, row.incident, line, own_message=had_message))
+        # the storms of the container's host, whichever host's page acknowledged it
+        of_host = replace(runtime.settings, host=host)
+        routed = route(tx, of_host, MemberStep(name, row.incident, line, own_message=had_message))
         if not routed.keep_own:
             notify = None  # its storm's message says it
-        event = store.new_event(
+        event = make_event(
             EventType.CONTAINER_ACKNOWLEDGED,
             f"{name}: escalation acknowledged; remediation re-armed",
-            importance=Importance.MEDIUM, source="cli", timestamp=now,
+            importance=Importance.MEDIUM, host=host, source="cli" if by == "cli" else "web",
+            timestamp=now,
             details={"container": name, "host": host, "incident": row.incident, "by": by})
         insert_event(tx, event, notify)
     for recorded in (event, *routed.events):

@@ -7,6 +7,13 @@ page's form sets once the token is entered. The cookie holds an HMAC of the toke
 token: it opens the pages of this token only, and a new token closes every session.
 ``/healthz`` and the stylesheet are always open. Nothing here reads a clock or the
 database.
+
+The one form that changes something, acknowledging an escalated container (``POST
+/ack``), exists only with a token, and a post of it is taken only when it carries the
+token (the cookie or the header), a check field derived from the token and the container
+(``ack_check``: a page of another site cannot know it) and, from a browser, an Origin
+or Referer naming this server. The cookie is ``SameSite=Strict`` besides: another site's
+page cannot even make the browser send it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from aegis.core.config import Settings
 COOKIE = "aegis_session"
 COOKIE_MAX_AGE_S = 30 * 86400
 _SESSION_KEY = b"aegis status page session"
+_ACK_KEY = b"aegis acknowledge form"
 OPEN_PATHS = frozenset({"/healthz", "/login", "/logout", "/static/status.css",
                         "/static/favicon.svg", "/favicon.ico"})
 # No script at all; styles only from the page's own stylesheet; forms only to itself;
@@ -98,3 +106,26 @@ def same_origin(headers: Mapping[str, str]) -> bool:
     if origin is None:
         return True
     return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+
+
+def ack_check(token: str, host: str, name: str) -> str:
+    """The check field of the form that acknowledges ``name`` of ``host``: an HMAC of the
+    token, so only a page served to a holder of the token carries it."""
+    message = b"\0".join((_ACK_KEY, host.encode("utf-8", "surrogateescape"),
+                          name.encode("utf-8", "surrogateescape")))
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
+
+def ack_check_matches(token: str, host: str, name: str, given: str) -> bool:
+    return hmac.compare_digest(ack_check(token, host, name).encode(),
+                               given.encode("utf-8", "surrogateescape"))
+
+
+def posted_here(headers: Mapping[str, str]) -> bool:
+    """A form that changes something came from a page of this server: its Origin (else
+    its Referer) names this server, or the request carries neither and no cookie (a
+    script with the bearer header, which no other site's page can send)."""
+    source = headers.get("origin") or headers.get("referer")
+    if source is None:
+        return "cookie" not in headers
+    return urlsplit(source).netloc.lower() == headers.get("host", "").lower()

@@ -5,9 +5,11 @@ or down: 200 while the daemon loop's heartbeat is fresh, 503 otherwise. ``/metri
 Prometheus exposition of aegis.web.metrics. The pages (``/``, ``/container``, ``/jobs``,
 ``/events``) are HTML rendered here from aegis/web/pages.py and history.py.
 
-Nothing served changes anything in aegis. Every path answers GET and HEAD; the only
-POSTs, ``/login`` and ``/logout``, set or clear the session cookie of the token form and
-touch no state. Who may read what, and the headers every answer carries (a strict
+Every path answers GET and HEAD, and nothing a GET asks changes anything in aegis. The
+POSTs ``/login`` and ``/logout`` set or clear the session cookie of the token form; the
+one POST that changes something, ``/ack`` (acknowledge an escalated container, as ``aegis
+ack`` does), exists only with AEGIS_HTTP_TOKEN set: without one the page is read-only.
+Who may read what, what a post must carry, and the headers every answer carries (a strict
 Content-Security-Policy, nosniff, no caching), are aegis/web/auth.py's.
 """
 
@@ -16,20 +18,22 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import structlog
 
 from aegis.core.clock import utcnow
-from aegis.core.errors import ConfigError, DatabaseUnavailable, StoreError
+from aegis.core.errors import ConfigError, DatabaseUnavailable, StoreError, UsageError
 from aegis.core.parsing import is_loopback_addr
 from aegis.scheduling.heartbeat import DaemonStatus, file_status, read_heartbeat, stale_after_s
 from aegis.storage.runtime import Runtime
+from aegis.supervision.containers import acknowledge
 from aegis.web import auth, history, pages
 from aegis.web.metrics import CONTENT_TYPE, build_registry, render
 from aegis.web.render import Templates
@@ -104,6 +108,14 @@ def _events(runtime: Runtime, query: history.Query, now: datetime,
 PAGES = {"/": _overview, "/container": _container, "/jobs": _jobs, "/events": _events}
 
 
+@dataclass(frozen=True)
+class Container:
+    """The container a form names."""
+
+    host: str
+    name: str
+
+
 def _last(fields: history.Query, name: str, default: str) -> str:
     """The last value of a form or query field, whatever its length."""
     return (fields.get(name) or [default])[-1]
@@ -171,8 +183,10 @@ class StatusSite:
         return 200, HTML, self._login(next_path, ""), []
 
     def post(self, path: str, headers: Mapping[str, str], form: bytes) -> Answer:
-        """The token form (``/login``) and its way out (``/logout``): they set or clear
-        the session cookie and change nothing else."""
+        """The token form (``/login``) and its way out (``/logout``), which set or clear
+        the session cookie and change nothing else; and, with a token, ``/ack``."""
+        if path == "/ack" and self.settings.http_token is not None:
+            return self._ack(self.settings.http_token, headers, form)
         if path not in ("/login", "/logout"):
             return NOT_ALLOWED
         if not auth.same_origin(headers):
@@ -197,6 +211,43 @@ class StatusSite:
                                           "given (AEGIS_HTTP_TOKEN)."), []
         return 303, TEXT, b"", [("Location", next_path),
                                 ("Set-Cookie", auth.session_cookie(token))]
+
+    def _ack(self, token: str, headers: Mapping[str, str], form: bytes) -> Answer:
+        """Acknowledge the escalated container the form names, then back to its page."""
+        target = self._ack_target(token, headers, form)
+        if not isinstance(target, Container):
+            return target
+        try:
+            acknowledge(self.runtime, target.name, self.clock(), by="the status page",
+                        host=target.host)
+        except UsageError as exc:
+            return 404, TEXT, f"{exc}\n".encode(), []
+        except StoreError:
+            return 503, TEXT, b"the database does not answer; nothing was acknowledged\n", []
+        log.info("http_acknowledged", host=target.host, container=target.name)
+        page = "/container?" + urlencode({"host": target.host, "name": target.name})
+        return 303, TEXT, b"", [("Location", page)]
+
+    @staticmethod
+    def _ack_target(token: str, headers: Mapping[str, str], form: bytes
+                    ) -> Container | Answer:
+        """The container an acknowledge form names, or the refusal of a post without the
+        token, from another site, or without the form's check."""
+        if not auth.authorized(token, headers):
+            return 401, TEXT, b"token required\n", [("WWW-Authenticate",
+                                                      'Bearer realm="aegis"')]
+        if not auth.posted_here(headers):
+            return 403, TEXT, b"a form of another site cannot post here\n", []
+        try:
+            fields = parse_qs(form.decode("utf-8", "replace"),
+                              max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:  # too many fields
+            return 400, TEXT, b"not the acknowledge form\n", []
+        target = Container(_last(fields, "host", ""), _last(fields, "name", ""))
+        if not auth.ack_check_matches(token, target.host, target.name,
+                                      _last(fields, "check", "")):
+            return 403, TEXT, b"the form's check does not match: reload the page\n", []
+        return target
 
     def _page(self, page: Callable[..., tuple[str, Any]], query_text: str) -> Answer:
         now = self.clock()
@@ -224,7 +275,15 @@ class StatusSite:
     def _render(self, template: str, now: datetime, **context: Any) -> bytes:
         return self.templates.render(template, {
             "now": now, "token_required": self.settings.http_token is not None,
-            "refresh_s": 0, **context})
+            "ack_check": self._ack_check(), "refresh_s": 0, **context})
+
+    def _ack_check(self) -> Callable[[str, str], str] | None:
+        """The acknowledge form's check field of a container (host, name), or None
+        without a token: a read-only page has no such form."""
+        token = self.settings.http_token
+        if token is None:
+            return None
+        return lambda host, name: auth.ack_check(token, host, name)
 
     def _error(self, status: int, now: datetime, message: str, refresh_s: int = 0) -> Answer:
         return status, HTML, self._render("error.html", now, status=status, message=message,

@@ -26,6 +26,7 @@ from tests.support.browser import Browser
 from tests.support.containers import IDLE
 from tests.support.daemons import Spawner, daemon_env
 from tests.support.ports import free_port
+from tests.support.rows import sql_rows
 from tests.support.seeds import HOSTILE, IMG, NOW, SCRIPT, seed_incident
 from tests.support.waiting import wait_for
 from tests.support.web import serving
@@ -106,6 +107,28 @@ def test_the_token_form_opens_the_pages_once(
         browser.submit("form.logout")
         assert browser.driver.title == "Token · aegis"
         ran_nothing(browser, allowed=("status of 401",))
+
+
+def test_the_acknowledge_button_takes_over_an_escalated_container(
+        browser: Browser, app: api.Aegis, settings: Settings, database_url: str) -> None:
+    seed_incident(database_url)
+    guarded = api.Aegis(dataclasses.replace(settings, http_token=TOKEN), app.db)
+    page = "/container?" + urlencode({"host": "test-host", "name": SCRIPT})
+    with serving(guarded, NOW) as url:
+        browser.open(url + page)
+        browser.submit("#login form", token=TOKEN)
+        assert browser.content("#container-name") == SCRIPT
+        assert browser.count("form.ack") == 1
+        ran_nothing(browser, allowed=("status of 401",))  # the page before the token
+
+        browser.submit("form.ack")
+        assert browser.driver.current_url == url + page
+        assert browser.content("#container-name") == SCRIPT
+        assert browser.count("form.ack") == 0  # taken over: nothing left to acknowledge
+        assert "ack" in browser.text("#container")
+        ran_nothing(browser)
+    [row] = sql_rows(database_url, "SELECT phase FROM containers WHERE name = %s", SCRIPT)
+    assert row["phase"] == "ok"
 
 
 @pytest.mark.docker

@@ -225,3 +225,25 @@ def test_docker_behind_a_socket_proxy_names_what_the_proxy_forbids(
     assert checks["docker"]["status"] == FAIL, checks["docker"]
     assert "403" in checks["docker"]["detail"]
     assert "CONTAINERS" in checks["docker"]["hint"]
+
+
+def test_the_escalation_route_is_checked_like_the_other_channels(
+        aegis_env: dict[str, str], database_url: str) -> None:
+    code, checks, _ = doctor(aegis_env)
+    assert checks["channel:escalation"]["status"] == OK
+    assert checks["channel:escalation"]["detail"] == "off (AEGIS_ESCALATE_AFTER unset)"
+
+    env = {**aegis_env, "AEGIS_ESCALATE_AFTER": "15m",
+           "AEGIS_ESCALATION_URLS": f"{WEBHOOK},ntfy://ntfy.sh/oncall"}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO outbox (channel, dedup_key, host, title, status, last_error) "
+                     "VALUES ('escalation', 'p1', 'h', 't', 'failed', %s)",
+                     (f"404 Unknown Webhook from {WEBHOOK}",))
+    code, checks, output = doctor(env)
+    check = checks["channel:escalation"]
+    assert check["status"] == FAIL
+    assert check["detail"].startswith("discord (discord.com), apprise ntfy://; ")
+    assert "404 Unknown Webhook" in check["detail"]
+    assert "aegis notify test --channel escalation" in check["hint"]
+    assert WEBHOOK_TOKEN not in output
+    assert code == 1

@@ -421,6 +421,60 @@ def test_no_request_changes_anything_in_aegis(token_site: Fetch, database_url: s
     assert snapshot(database_url) == before
 
 
+def test_the_acknowledge_form_takes_a_post_with_the_token_its_check_and_this_origin(
+        token_site: Fetch, database_url: str) -> None:
+    seed_incident(database_url)
+    base = token_site.args[0]  # type: ignore[attr-defined]
+    here = {"Origin": base}
+    page = "/container?" + urlencode({"host": "test-host", "name": SCRIPT})
+    check = auth.ack_check(TOKEN, "test-host", SCRIPT)
+    html = token_site(page, headers=bearer())[2]
+    assert 'action="/ack"' in html
+    assert f'name="check" value="{check}"' in html
+    assert 'action="/ack"' not in token_site("/container?host=test-host&name=queue",
+                                             headers=bearer())[2]  # not escalated
+    form = urlencode({"host": "test-host", "name": SCRIPT, "check": check}).encode()
+    cookie = {"Cookie": f"{auth.COOKIE}={auth.session_value(TOKEN)}"}
+    before = snapshot(database_url)
+
+    assert token_site("/ack", method="POST", data=form, headers=here)[0] == 401
+    assert token_site("/ack", method="POST", data=form,
+                      headers=bearer(Origin="http://evil.example"))[0] == 403
+    assert token_site("/ack", method="POST", data=form,
+                      headers={**cookie, "Referer": "http://evil.example/x"})[0] == 403
+    assert token_site("/ack", method="POST", data=form, headers=cookie)[0] == 403
+    forged = urlencode({"host": "test-host", "name": SCRIPT, "check": "0" * 64}).encode()
+    assert token_site("/ack", method="POST", data=forged, headers=bearer(**here))[0] == 403
+    other = urlencode({"host": "test-host", "name": "queue", "check": check}).encode()
+    assert token_site("/ack", method="POST", data=other, headers=bearer(**here))[0] == 403
+    assert token_site("/ack", headers=bearer())[0] == 404  # a GET changes nothing
+    assert snapshot(database_url) == before
+
+    status, headers, _ = token_site("/ack", method="POST", data=form,
+                                    headers={**cookie, **here})
+    assert status == 303
+    assert headers["Location"] == page
+    row = sql_rows(database_url, "SELECT phase, last_action FROM containers WHERE name = %s",
+                   SCRIPT)[0]
+    assert row == {"phase": "ok", "last_action": "ack"}
+    [event] = sql_rows(database_url, "SELECT host, source, details FROM episodic_memory "
+                                     "WHERE event_type = 'container_acknowledged'")
+    assert (event["host"], event["source"], event["details"]["by"]) == (
+        "test-host", "web", "the status page")
+    assert 'action="/ack"' not in token_site(page, headers=bearer())[2]  # done
+
+
+def test_without_a_token_the_page_has_no_acknowledge_form(
+        open_site: Fetch, database_url: str) -> None:
+    seed_incident(database_url)
+    page = "/container?" + urlencode({"host": "test-host", "name": SCRIPT})
+    assert 'action="/ack"' not in open_site(page)[2]
+    form = urlencode({"host": "test-host", "name": SCRIPT, "check": "x"}).encode()
+    assert open_site("/ack", method="POST", data=form)[0] == 405
+    assert sql_rows(database_url, "SELECT phase FROM containers WHERE name = %s",
+                    SCRIPT) == [{"phase": "escalated"}]
+
+
 def test_with_a_token_a_request_without_it_gets_401_and_healthz_stays_open(
         app: api.Aegis, settings: Settings, token_site: Fetch) -> None:
     beat(settings, NOW)

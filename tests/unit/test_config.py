@@ -197,3 +197,22 @@ def test_alerts_default_to_one_living_message_from_the_escalation() -> None:
     assert (settings.alert_style, settings.alert_from) == ("thread", "escalation")
     assert (settings.autoheal_compat, settings.autoheal_label) == (True, "autoheal")
     assert (settings.start_period_s, settings.default_stop_timeout_s) == (0.0, 10.0)
+
+
+def test_the_escalation_route_is_off_unless_its_delay_and_destinations_are_set(
+        tmp_path: Path) -> None:
+    off = load_settings({})
+    assert (off.escalate_after_s, off.escalation_urls, off.escalation_repeat_s) == (0, (), 0)
+    hook = "https://discord.com/api/webhooks/123456/t0k3n"
+    on = load_settings({"AEGIS_ESCALATE_AFTER": "15m",
+                        "AEGIS_ESCALATION_URLS": f"{hook}, ntfy://ntfy.sh/oncall",
+                        "AEGIS_ESCALATION_REPEAT": "1h"})
+    assert (on.escalate_after_s, on.escalation_repeat_s) == (900, 3600)
+    assert on.escalation_urls == (hook, "ntfy://ntfy.sh/oncall")
+    assert "t0k3n" not in repr(on)
+    config = write_toml(tmp_path, '[notify]\nescalate_after = "20s"\n'
+                                  'escalation_urls = ["tgram://bot/chat"]\n'
+                                  'escalation_repeat = "off"\n')
+    from_file = load_settings({"AEGIS_CONFIG": config})
+    assert (from_file.escalate_after_s, from_file.escalation_urls,
+            from_file.escalation_repeat_s) == (20, ("tgram://bot/chat",), 0)

@@ -11,6 +11,7 @@ import pytest
 
 from aegis.core.redact import redact
 from aegis.notify.apprise import AppriseTarget, plain_text
+from aegis.notify.channels import escalation_targets
 from aegis.notify.discord import (
     DESCRIPTION_MAX,
     NO_MENTIONS,
@@ -19,6 +20,7 @@ from aegis.notify.discord import (
     classify_discord,
     clip,
     discord_payload,
+    is_webhook_url,
     utf16_len,
 )
 from aegis.notify.messages import Message, escape_markdown, render
@@ -212,3 +214,16 @@ def test_labels_and_error_redaction_never_show_the_token() -> None:
     assert TOKEN not in cleaned
     assert "112233445566778899" not in cleaned
     assert DiscordTarget(url).id == DiscordTarget(url).id != DiscordTarget(url + "x").id
+
+
+def test_an_escalation_url_of_a_discord_webhook_posts_as_discord_and_any_other_via_apprise(
+        ) -> None:
+    targets = escalation_targets((
+        "https://discord.com/api/webhooks/123456/t0k3n", "http://127.0.0.1:9/api/webhooks/1/x",
+        "https://discord.com/api/v10/webhooks/123456/t0k3n", "ntfy://ntfy.sh/oncall",
+        "https://hooks.slack.com/services/T0/B0/x"))
+    assert [type(t).__name__ for t in targets] == [
+        "DiscordTarget", "DiscordTarget", "DiscordTarget", "AppriseTarget", "AppriseTarget"]
+    assert is_webhook_url("https://discord.com/api/webhooks/123456/t0k3n/")
+    assert not is_webhook_url("discord://123456/t0k3n")
+    assert not is_webhook_url("https://discord.com/api/webhooks/notanid/t0k3n")

@@ -9,6 +9,7 @@ from aegis import api
 from aegis.core.config import load_settings
 from aegis.notify.sender import deliver_pending
 from aegis.scheduling.registry import Registry
+from aegis.supervision.escalation import page_pending
 from aegis.supervision.repository import ContainerRow
 from aegis.supervision.service import Supervision
 
@@ -39,8 +40,11 @@ def test_two_registries_share_no_supervision_state(tmp_path: Path) -> None:
 def test_the_daemon_hooks_of_aegis_own_services(tmp_path: Path) -> None:
     settings = load_settings({"AEGIS_HOME": str(tmp_path / "home")})
     services = {s.name: s for s in api.load_registry(settings).services}
-    assert set(services) == {"http", "outbox_sender", "docker_events"}
+    assert set(services) == {"http", "escalation_pager", "outbox_sender", "docker_events"}
     assert services["outbox_sender"].once is deliver_pending  # aegis run --once delivers
+    # aegis run --once queues the pages due, before the sender delivers them
+    assert services["escalation_pager"].once is page_pending
+    assert list(services).index("escalation_pager") < list(services).index("outbox_sender")
     assert services["docker_events"].drain is not None  # shutdown waits for restarts
     assert services["http"].drain is None
     assert services["http"].once is None

@@ -142,3 +142,25 @@ def test_the_security_headers() -> None:
     assert "script-src" not in policy  # default-src 'none': no script at all
     assert "'unsafe-inline'" not in auth.CSP
     assert policy["frame-ancestors"] == "'none'"
+
+
+def test_the_acknowledge_forms_check_is_the_tokens_and_the_containers_own() -> None:
+    check = auth.ack_check("t" * 32, "web-01", "db")
+    assert auth.ack_check_matches("t" * 32, "web-01", "db", check)
+    assert not auth.ack_check_matches("u" * 32, "web-01", "db", check)  # another token
+    assert not auth.ack_check_matches("t" * 32, "web-02", "db", check)  # another host
+    assert not auth.ack_check_matches("t" * 32, "web-01", "dbx", check)  # another container
+    assert not auth.ack_check_matches("t" * 32, "web-01\0db", "", check)
+    assert "t" * 32 not in check
+
+
+def test_a_post_that_changes_something_comes_from_this_server() -> None:
+    host = {"host": "status.example:9465"}
+    assert auth.posted_here({**host, "origin": "https://status.example:9465"})
+    assert auth.posted_here({**host, "referer": "https://status.example:9465/container?x"})
+    assert not auth.posted_here({**host, "origin": "https://evil.example"})
+    assert not auth.posted_here({**host, "origin": "null"})
+    assert not auth.posted_here({**host, "referer": "https://evil.example/status.example:9465"})
+    # a browser's post with the cookie names where it came from; a script's need not
+    assert not auth.posted_here({**host, "cookie": "aegis_session=x"})
+    assert auth.posted_here({**host, "authorization": "Bearer x"})
