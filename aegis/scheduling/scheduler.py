@@ -208,6 +208,8 @@ class Scheduler:
         self._due: list[Slot] = []
         # per job, slots that run one after another once its run in flight ends (run_all)
         self._backlog: dict[str, deque[Slot]] = {}
+        self._started = False
+        registry.add_listener(self._job_changed)
 
     @property
     def host(self) -> str:
@@ -222,6 +224,17 @@ class Scheduler:
     def start(self, jobs: Iterable[Job] | None = None) -> None:
         """Catch up and put every enabled job on the schedule."""
         for job in jobs if jobs is not None else list(self.registry):
+            self.schedule_job(job)
+        self._started = True
+
+    def _job_changed(self, job_id: str, job: Job | None) -> None:
+        """A job added, replaced or removed while the daemon runs (a container's labels):
+        on the schedule or off it at once."""
+        if not self._started:
+            return
+        if job is None:
+            self.unschedule_job(job_id)
+        else:
             self.schedule_job(job)
 
     def schedule_job(self, job: Job) -> None:
@@ -362,8 +375,8 @@ class Scheduler:
         """Claim ``slots`` in one statement and start each one won, in order."""
         if not slots:
             return []
-        wanted = [WantedSlot(slot.job.id, slot.job.scope_key(self.host), slot.trigger, slot.at)
-                  for slot in slots]
+        wanted = [WantedSlot(slot.job.id, slot.job.scope_key(self.host), slot.trigger, slot.at,
+                             overlap=slot.job.overlap) for slot in slots]
         try:
             claimed = self.runs.claim(wanted, host=self.host, now=self.clock(),
                                       instance_id=self.instance_id, live_since=self.live_since)
@@ -423,6 +436,6 @@ class Scheduler:
         self.runs.advertise(
             [AdvertisedJob(id=job.id, description=job.description,
                            trigger=job.trigger.describe(), timezone=job.zone.key,
-                           scope=job.scope,
+                           scope=job.scope, source=job.source or None,
                            next_run_at=next_runs.get(job.id) if job.enabled else None)
              for job in jobs], seen_by=self.instance_id, now=now)

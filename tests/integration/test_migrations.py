@@ -106,8 +106,10 @@ def test_a_database_of_the_release_before_takes_the_incidents_migration_over_its
                      "VALUES ('alerts', 'escalation:h:web:2', 'h', 'web escalated')")
     db = Database(empty_database_url)
     try:
-        assert db.pending_migrations() == ["0009_incidents", "0010_heal_ladder"]
-        assert db.migrate() == ["0009_incidents", "0010_heal_ladder"]
+        later = [name for name, _ in migrations() if name >= "0009"]
+        assert later[:2] == ["0009_incidents", "0010_heal_ladder"]
+        assert db.pending_migrations() == later
+        assert db.migrate() == later
     finally:
         db.close()
     [row] = sql_rows(empty_database_url, "SELECT * FROM containers")
