@@ -222,10 +222,12 @@ class Scheduler:
     # --- jobs on the schedule ---
 
     def start(self, jobs: Iterable[Job] | None = None) -> None:
-        """Catch up and put every enabled job on the schedule."""
+        """Catch up and put every enabled job on the schedule; from now on a job added to
+        the registry (or removed) is scheduled (or unscheduled) as it happens."""
+        # before the listing: a job added meanwhile is scheduled, at worst twice
+        self._started = True
         for job in jobs if jobs is not None else list(self.registry):
             self.schedule_job(job)
-        self._started = True
 
     def _job_changed(self, job_id: str, job: Job | None) -> None:
         """A job added, replaced or removed while the daemon runs (a container's labels):
