@@ -13,6 +13,7 @@ from aegis.core.config import RemediationMode, Settings
 from aegis.core.redact import redact
 from aegis.doctor import hostlint
 from aegis.doctor.checks import FAIL, OK, WARN, Check, Status
+from aegis.doctor.labeljobs import label_job_checks
 from aegis.supervision.docker import (
     Sighting,
     docker_client,
@@ -72,7 +73,7 @@ def engine_checks(settings: Settings, env: Mapping[str, str] | None = None) -> l
     detail = (f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) "
               f"at {endpoint}{tls}, {len(listing)} containers")
     return [_docker_check(detail, refused, missing),
-            *hostlint.lint(settings, seen, env)]
+            *hostlint.lint(settings, seen, env), *label_job_checks(settings, seen)]
 
 
 def _inspect_each(client: Any, listing: list[dict[str, Any]]) -> list[Sighting]:

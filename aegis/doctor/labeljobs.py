@@ -1,0 +1,40 @@
+"""The jobs containers declare in their labels: one line per label that declares no job
+(the same reading as the daemon's, aegis/supervision/labeljobs/spec.py), how many do, and
+a warning while AEGIS_LABEL_JOBS_RUN=on lets labels start containers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aegis.core.config import Settings
+from aegis.doctor.checks import OK, WARN, Check
+from aegis.supervision.docker import Sighting
+from aegis.supervision.labeljobs.spec import has_job_labels, read_labels
+
+RUN_WARNING = ("AEGIS_LABEL_JOBS_RUN=on: an ofelia.job-run label starts a container of any "
+               "image with any volume, so whoever can set a label on this host can mount it")
+
+
+def label_job_checks(settings: Settings, seen: Sequence[Sighting]) -> list[Check]:
+    if not settings.label_jobs:
+        return []
+    checks = []
+    if settings.label_jobs_run:
+        checks.append(Check("label_jobs_run", WARN, RUN_WARNING,
+                            "set AEGIS_LABEL_JOBS_RUN=off unless only trusted people can "
+                            "set labels (docs/label-jobs.md#security)"))
+    jobs, containers = 0, 0
+    for sighting in sorted(seen, key=lambda s: s.name):
+        if not has_job_labels(sighting.labels):
+            continue
+        declared = read_labels(sighting.name, sighting.labels,
+                               run_allowed=settings.label_jobs_run)
+        jobs += len(declared.specs)
+        containers += 1 if declared.specs else 0
+        checks.extend(Check("label_job", WARN, problem.describe(),
+                            "fix the label and recreate the container "
+                            "(docs/label-jobs.md)") for problem in declared.problems)
+    if jobs:
+        checks.append(Check("label_jobs", OK, f"{jobs} label job(s) declared by "
+                            f"{containers} container(s)"))
+    return checks
