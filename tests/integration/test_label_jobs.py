@@ -1,0 +1,235 @@
+"""Label jobs on the real engine, run by real daemons: a job a container's labels declare
+runs on its schedule, never twice at once without overlap, is stopped at its timeout, goes
+with its container and comes with one started after aegis; Ofelia's README example runs
+unchanged; scope=service runs once per slot across two daemons; bad labels are events and
+doctor lines while another job keeps running."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.support.cli import run_cli
+from tests.support.containers import IDLE
+from tests.support.daemons import Spawner, daemon_env, daemon_running
+from tests.support.rows import count, sql_rows
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.docker]
+
+
+def label_daemon(spawn: Spawner, aegis_env: dict[str, str], **settings: str
+                 ) -> subprocess.Popen[bytes]:
+    """A daemon running label jobs only (no job module, no supervision), its labels swept
+    every 2 s; running once it returns."""
+    process = spawn(daemon_env(aegis_env, AEGIS_JOB_MODULES="", AEGIS_LOG_LEVEL="info",
+                               AEGIS_LABEL_JOBS_SWEEP="2s", **settings))
+    wait_for(daemon_running(aegis_env["AEGIS_DATABASE_URL"],
+                            settings.get("AEGIS_HOST", "test-host")), what="the daemon")
+    return process
+
+
+def job_labels(name: str, **keys: str) -> dict[str, str]:
+    return {f"aegis.job.{name}.{key.replace('_', '-')}": value for key, value in keys.items()}
+
+
+def runs(url: str, job_id: str, status: str | None = None) -> list[dict[str, Any]]:
+    return sql_rows(url, "SELECT * FROM job_runs WHERE job_id = %s AND (%s::text IS NULL "
+                         "OR status = %s) ORDER BY scheduled_for, id", job_id, status, status)
+
+
+def events(url: str, event_type: str) -> list[dict[str, Any]]:
+    return sql_rows(url, "SELECT * FROM episodic_memory WHERE event_type = %s ORDER BY id",
+                    event_type)
+
+
+def test_a_job_every_2s_runs_3_to_5_times_in_10s_and_goes_with_its_container(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env)
+    # started after aegis: found from the event stream
+    container = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "tick", schedule="@every 2s", command="echo tick from $HOSTNAME; echo oops >&2"))
+    job_id = f"{container.name}.tick"
+    first = wait_for(lambda: runs(url, job_id, "ok"), timeout_s=20, what="the first run")[0]
+    time.sleep(10.5)
+    window_end = first["scheduled_for"] + timedelta(seconds=10)
+    ran = [r for r in runs(url, job_id, "ok")
+           if first["scheduled_for"] <= r["scheduled_for"] < window_end]
+    assert 3 <= len(ran) <= 5
+    assert ran[0]["result"]["exit_code"] == 0
+    assert "tick from" in ran[0]["result"]["output"]
+    assert "oops" in ran[0]["result"]["output"]
+    assert ran[0]["host"] == "test-host"
+    [registered] = events(url, "label_job_registered")
+    assert registered["details"]["job"] == job_id
+
+    listed = run_cli("jobs", "list", env=aegis_env)
+    [line] = [line for line in listed.stdout.splitlines() if line.startswith(job_id)]
+    assert f"label: {container.name}" in line
+    assert "ok" in line
+
+    container.remove(force=True)
+    wait_for(lambda: events(url, "label_job_unregistered"), timeout_s=10,
+             what="the job unregistered")
+    time.sleep(3)  # no run after the container went, and only one unregistration
+    last = runs(url, job_id)[-1]
+    time.sleep(3)
+    assert runs(url, job_id)[-1]["id"] == last["id"]
+    assert len(events(url, "label_job_unregistered")) == 1
+    assert len(runs(url, job_id, "ok")) >= 3  # its history stays
+
+
+def test_without_overlap_a_slow_command_never_runs_twice_at_once_and_slots_are_skipped(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env)
+    container = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "slow", schedule="@every 2s", command="sleep 3"))
+    job_id = f"{container.name}.slow"
+    wait_for(lambda: len(runs(url, job_id, "ok")) >= 2 and runs(url, job_id, "skipped"),
+             timeout_s=30, what="two runs and a skip")
+    finished = runs(url, job_id, "ok")
+    for earlier, later in itertools.pairwise(finished):
+        assert earlier["finished_at"] <= later["started_at"]
+    skipped = runs(url, job_id, "skipped")
+    assert all("overlap" in r["error"] for r in skipped)
+
+
+def test_a_timeout_kills_the_command_in_the_container(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any],
+        docker_client: Any) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env)
+    container = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "stuck", schedule="@every 30s", command="sleep 301", timeout="2s"))
+    job_id = f"{container.name}.stuck"
+    [timed_out] = wait_for(lambda: runs(url, job_id, "timeout"), timeout_s=45,
+                           what="a run closed as timeout")
+    assert "timeout" in timed_out["error"]
+
+    def processes() -> str:
+        return container.exec_run(["ps", "-o", "pid,args"]).output.decode()
+
+    wait_for(lambda: "sleep 301" not in processes(), timeout_s=15,
+             what="the command gone from the container")
+    assert "sleep 301" not in processes()
+    [failed] = wait_for(lambda: events(url, "label_job_failed"), timeout_s=15,
+                        what="the failure recorded")
+    assert "timed out" in failed["details"]["reason"]
+    [queued] = sql_rows(url, "SELECT thread, state FROM outbox WHERE thread LIKE %s",
+                        f"label_job:{job_id}:%")
+    assert queued["state"] == "escalated"
+
+
+def test_a_failing_job_is_one_living_message_until_it_recovers(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env)
+    # fails until /ok exists
+    container = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "check", schedule="@every 2s", command="test -f /ok || { echo missing; exit 3; }"))
+    job_id = f"{container.name}.check"
+    wait_for(lambda: len(runs(url, job_id, "failed")) >= 2, timeout_s=20, what="two failures")
+    failed = runs(url, job_id, "failed")[0]
+    assert (failed["error"], failed["result"]["exit_code"]) == ("exit code 3", 3)
+    assert "missing" in failed["result"]["output"]
+    container.exec_run(["touch", "/ok"])
+    wait_for(lambda: events(url, "label_job_recovered"), timeout_s=20, what="the recovery")
+    rows = sql_rows(url, "SELECT thread, state, edit_only FROM outbox WHERE thread LIKE %s "
+                         "ORDER BY id", f"label_job:{job_id}:%")
+    assert len({row["thread"] for row in rows}) == 1  # one message, edited
+    assert rows[0]["edit_only"] is False
+    assert rows[1]["edit_only"] is True
+    assert rows[-1]["state"] == "recovered"
+
+
+def test_a_stopped_container_s_slots_are_skipped_with_the_reason(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env)
+    container = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "tick", schedule="@every 2s", command="true"))
+    job_id = f"{container.name}.tick"
+    wait_for(lambda: runs(url, job_id, "ok"), timeout_s=20, what="a run")
+    container.stop(timeout=1)
+    skipped = wait_for(lambda: [r for r in runs(url, job_id, "skipped")
+                                if "exited" in (r["error"] or "")],
+                       timeout_s=15, what="a skipped slot")
+    assert f"container {container.name} is exited" in skipped[0]["error"]
+
+
+def test_the_ofelia_readme_example_runs_unchanged(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env)
+    container = make_container(IDLE, healthcheck=None, labels={
+        "ofelia.enabled": "true",
+        "ofelia.job-exec.test-exec-job.schedule": "@every 5s",
+        "ofelia.job-exec.test-exec-job.command": "uname -a"})
+    [run] = wait_for(lambda: runs(url, f"{container.name}.test-exec-job", "ok")[:1],
+                     timeout_s=20, what="a run of the Ofelia job")
+    assert run["result"]["output"].startswith("Linux")
+
+
+def test_scope_service_runs_once_per_slot_across_two_daemons(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any],
+        tmp_path: Any) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    project = f"aegis-test-{uuid.uuid4().hex[:8]}"
+    labels = {"com.docker.compose.project": project, "com.docker.compose.service": "db",
+              **job_labels("stamp", schedule="@every 2s", scope="service",
+                           command="echo $HOSTNAME")}
+    make_container(IDLE, healthcheck=None, labels=labels, name=f"{project}-db-1")
+    make_container(IDLE, healthcheck=None, labels=labels, name=f"{project}-db-2")
+    label_daemon(spawn, aegis_env, AEGIS_HOST="host-a")
+    label_daemon(spawn, {**aegis_env, "AEGIS_HOME": str(tmp_path / "home-b")},
+                 AEGIS_HOST="host-b")
+    job_id = f"{project}-db.stamp"
+    wait_for(lambda: len(runs(url, job_id, "ok")) >= 6, timeout_s=30, what="six runs")
+    time.sleep(4)
+    done = [r for r in runs(url, job_id) if r["status"] != "running"]
+    slots = [r["scheduled_for"] for r in done]
+    assert len(slots) == len(set(slots))  # each slot once, across both daemons
+    assert {r["scope_key"] for r in done} == {"cluster"}
+    # no slot left out between the first and the last
+    assert (slots[-1] - slots[0]).total_seconds() / 2 + 1 == len(slots)
+
+
+def test_bad_labels_are_events_and_doctor_lines_while_another_job_runs(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    good = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "tick", schedule="@every 2s", command="true"))
+    bad = make_container(IDLE, healthcheck=None, labels={
+        **job_labels("sched", schedule="@often", command="true"),
+        **job_labels("nocmd", schedule="@hourly"),
+        **job_labels("keyed", schedule="@hourly", command="true", colour="red"),
+        **job_labels("twice", schedule="@hourly", command="true"),
+        "ofelia.enabled": "true", "ofelia.job-exec.twice.schedule": "@hourly",
+        "ofelia.job-exec.twice.command": "true"})
+    label_daemon(spawn, aegis_env)
+    expected = {"aegis.job.sched.schedule", "aegis.job.nocmd.command",
+                "aegis.job.keyed.colour", "aegis.job.twice", "ofelia.job-exec.twice"}
+    wait_for(lambda: {e["details"]["label"] for e in events(url, "label_job_invalid")}
+             == expected, timeout_s=20, what="an event for each bad label")
+    wait_for(lambda: len(runs(url, f"{good.name}.tick", "ok")) >= 2, timeout_s=20,
+             what="the good job running")
+    time.sleep(5)  # two sweeps later: still one event per label
+    invalid = events(url, "label_job_invalid")
+    assert len(invalid) == len(expected)
+    assert all(e["details"]["container"] == bad.name for e in invalid)
+    assert count(url, "label_job_registered") == 1
+
+    doctor = run_cli("doctor", env={**aegis_env, "AEGIS_LABEL_JOBS_RUN": "on"})
+    lines = [line for line in doctor.stdout.splitlines() if bad.name in line]
+    for label in expected:
+        assert any(label in line for line in lines), (label, doctor.stdout)
+    assert "AEGIS_LABEL_JOBS_RUN=on" in doctor.stdout
