@@ -116,7 +116,7 @@ def test_a_timeout_kills_the_command_in_the_container(
     assert "timeout" in timed_out["error"]
 
     def processes() -> str:
-        return container.exec_run(["ps", "-o", "pid,args"]).output.decode()
+        return str(container.exec_run(["ps", "-o", "pid,args"]).output.decode())
 
     wait_for(lambda: "sleep 301" not in processes(), timeout_s=15,
              what="the command gone from the container")
