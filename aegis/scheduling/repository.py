@@ -288,6 +288,11 @@ class Runs:
                         sources=[j.source for j in jobs],
                         next_runs=[j.next_run_at for j in jobs], seen_by=seen_by, now=now)
 
+    def forget_sourced_job(self, job_id: str, *, seen_by: str) -> bool:
+        """Remove the row of a job added at run time, when ``seen_by`` advertised it last;
+        True when it went."""
+        return self.db.fetch_one("forget_sourced_job", id=job_id, seen_by=seen_by) is not None
+
     def job_records(self) -> dict[str, JobRecord]:
         """Every job some daemon advertised (or someone paused), by id."""
         return {job.id: job for job in as_rows(JobRecord, self.db.fetch_all("list_job_rows"))}

@@ -209,6 +209,9 @@ class Scheduler:
         # per job, slots that run one after another once its run in flight ends (run_all)
         self._backlog: dict[str, deque[Slot]] = {}
         self._started = False
+        # jobs added or removed at run time since the jobs table was last told
+        self._changed = False
+        self._removed: set[str] = set()
         registry.add_listener(self._job_changed)
 
     @property
@@ -234,10 +237,34 @@ class Scheduler:
         on the schedule or off it at once."""
         if not self._started:
             return
+        with self._lock:
+            self._changed = True
+            if job is None:
+                self._removed.add(job_id)
+            else:
+                self._removed.discard(job_id)
         if job is None:
             self.unschedule_job(job_id)
+            self.wake.set()
         else:
             self.schedule_job(job)
+
+    def advertise_changes(self) -> None:
+        """Tell the jobs table of jobs added or removed at run time since it was last told
+        (the loop calls it each turn; a database outage leaves it for the next)."""
+        with self._lock:
+            if not self._changed:
+                return
+            self._changed, removed, self._removed = False, self._removed, set()
+        try:
+            self.advertise()
+            for job_id in sorted(removed):
+                self.runs.forget_sourced_job(job_id, seen_by=self.instance_id)
+        except StoreError as exc:
+            with self._lock:
+                self._changed = True
+                self._removed |= removed
+            self.log.warning("jobs_not_advertised", error=str(exc))
 
     def schedule_job(self, job: Job) -> None:
         if not job.enabled:

@@ -19,7 +19,7 @@ import pytest
 from tests.support.cli import run_cli
 from tests.support.containers import IDLE
 from tests.support.daemons import Spawner, daemon_env, daemon_running
-from tests.support.rows import count, sql_rows
+from tests.support.rows import count, events_of_type, runs_of, sql_rows
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker]
@@ -40,16 +40,6 @@ def job_labels(name: str, **keys: str) -> dict[str, str]:
     return {f"aegis.job.{name}.{key.replace('_', '-')}": value for key, value in keys.items()}
 
 
-def runs(url: str, job_id: str, status: str | None = None) -> list[dict[str, Any]]:
-    return sql_rows(url, "SELECT * FROM job_runs WHERE job_id = %s AND (%s::text IS NULL "
-                         "OR status = %s) ORDER BY scheduled_for, id", job_id, status, status)
-
-
-def events(url: str, event_type: str) -> list[dict[str, Any]]:
-    return sql_rows(url, "SELECT * FROM episodic_memory WHERE event_type = %s ORDER BY id",
-                    event_type)
-
-
 def test_a_job_every_2s_runs_3_to_5_times_in_10s_and_goes_with_its_container(
         spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
     url = aegis_env["AEGIS_DATABASE_URL"]
@@ -58,17 +48,17 @@ def test_a_job_every_2s_runs_3_to_5_times_in_10s_and_goes_with_its_container(
     container = make_container(IDLE, healthcheck=None, labels=job_labels(
         "tick", schedule="@every 2s", command="echo tick from $HOSTNAME; echo oops >&2"))
     job_id = f"{container.name}.tick"
-    first = wait_for(lambda: runs(url, job_id, "ok"), timeout_s=20, what="the first run")[0]
+    first = wait_for(lambda: runs_of(url, job_id, "ok"), timeout_s=20, what="the first run")[0]
     time.sleep(10.5)
     window_end = first["scheduled_for"] + timedelta(seconds=10)
-    ran = [r for r in runs(url, job_id, "ok")
+    ran = [r for r in runs_of(url, job_id, "ok")
            if first["scheduled_for"] <= r["scheduled_for"] < window_end]
     assert 3 <= len(ran) <= 5
     assert ran[0]["result"]["exit_code"] == 0
     assert "tick from" in ran[0]["result"]["output"]
     assert "oops" in ran[0]["result"]["output"]
     assert ran[0]["host"] == "test-host"
-    [registered] = events(url, "label_job_registered")
+    [registered] = events_of_type(url, "label_job_registered")
     assert registered["details"]["job"] == job_id
 
     listed = run_cli("jobs", "list", env=aegis_env)
@@ -77,14 +67,46 @@ def test_a_job_every_2s_runs_3_to_5_times_in_10s_and_goes_with_its_container(
     assert "ok" in line
 
     container.remove(force=True)
-    wait_for(lambda: events(url, "label_job_unregistered"), timeout_s=10,
+    wait_for(lambda: events_of_type(url, "label_job_unregistered"), timeout_s=10,
              what="the job unregistered")
     time.sleep(3)  # no run after the container went, and only one unregistration
-    last = runs(url, job_id)[-1]
+    last = runs_of(url, job_id)[-1]
     time.sleep(3)
-    assert runs(url, job_id)[-1]["id"] == last["id"]
-    assert len(events(url, "label_job_unregistered")) == 1
-    assert len(runs(url, job_id, "ok")) >= 3  # its history stays
+    assert runs_of(url, job_id)[-1]["id"] == last["id"]
+    assert len(events_of_type(url, "label_job_unregistered")) == 1
+    assert len(runs_of(url, job_id, "ok")) >= 3  # its history stays
+    wait_for(lambda: not sql_rows(url, "SELECT 1 FROM jobs WHERE id = %s", job_id),
+             timeout_s=10, what="its row gone from jobs")
+
+
+def test_pause_resume_and_run_now_treat_a_label_job_like_any_other(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env)
+    container = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "hourly", schedule="@hourly", command="echo by hand"))
+    job_id = f"{container.name}.hourly"
+    wait_for(lambda: sql_rows(url, "SELECT 1 FROM jobs WHERE id = %s AND source = %s",
+                              job_id, f"label: {container.name}"),
+             timeout_s=15, what="the job advertised with its source")
+    ran = run_cli("jobs", "run", job_id, "--wait", "--timeout", "30", env=aegis_env)
+    assert ran.returncode == 0, ran.stderr
+    [manual] = runs_of(url, job_id, "ok")
+    assert (manual["trigger"], manual["result"]["output"]) == ("manual", "by hand\n")
+    history = run_cli("jobs", "history", job_id, env=aegis_env)
+    assert "manual" in history.stdout
+
+    ticking = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "tick", schedule="@every 2s", command="true"))
+    tick_id = f"{ticking.name}.tick"
+    wait_for(lambda: runs_of(url, tick_id, "ok"), timeout_s=15, what="a run")
+    assert run_cli("jobs", "pause", tick_id, env=aegis_env).returncode == 0
+    time.sleep(3)  # a heartbeat for the daemon to hear of it
+    before = len(runs_of(url, tick_id))
+    time.sleep(5)
+    assert len(runs_of(url, tick_id)) == before
+    assert run_cli("jobs", "resume", tick_id, env=aegis_env).returncode == 0
+    wait_for(lambda: len(runs_of(url, tick_id)) > before, timeout_s=15, what="runs again")
 
 
 def test_without_overlap_a_slow_command_never_runs_twice_at_once_and_slots_are_skipped(
@@ -94,12 +116,12 @@ def test_without_overlap_a_slow_command_never_runs_twice_at_once_and_slots_are_s
     container = make_container(IDLE, healthcheck=None, labels=job_labels(
         "slow", schedule="@every 2s", command="sleep 3"))
     job_id = f"{container.name}.slow"
-    wait_for(lambda: len(runs(url, job_id, "ok")) >= 2 and runs(url, job_id, "skipped"),
+    wait_for(lambda: len(runs_of(url, job_id, "ok")) >= 2 and runs_of(url, job_id, "skipped"),
              timeout_s=30, what="two runs and a skip")
-    finished = runs(url, job_id, "ok")
+    finished = runs_of(url, job_id, "ok")
     for earlier, later in itertools.pairwise(finished):
         assert earlier["finished_at"] <= later["started_at"]
-    skipped = runs(url, job_id, "skipped")
+    skipped = runs_of(url, job_id, "skipped")
     assert all("overlap" in r["error"] for r in skipped)
 
 
@@ -111,7 +133,7 @@ def test_a_timeout_kills_the_command_in_the_container(
     container = make_container(IDLE, healthcheck=None, labels=job_labels(
         "stuck", schedule="@every 30s", command="sleep 301", timeout="2s"))
     job_id = f"{container.name}.stuck"
-    [timed_out] = wait_for(lambda: runs(url, job_id, "timeout"), timeout_s=45,
+    [timed_out] = wait_for(lambda: runs_of(url, job_id, "timeout"), timeout_s=45,
                            what="a run closed as timeout")
     assert "timeout" in timed_out["error"]
 
@@ -121,7 +143,7 @@ def test_a_timeout_kills_the_command_in_the_container(
     wait_for(lambda: "sleep 301" not in processes(), timeout_s=15,
              what="the command gone from the container")
     assert "sleep 301" not in processes()
-    [failed] = wait_for(lambda: events(url, "label_job_failed"), timeout_s=15,
+    [failed] = wait_for(lambda: events_of_type(url, "label_job_failed"), timeout_s=15,
                         what="the failure recorded")
     assert "timed out" in failed["details"]["reason"]
     [queued] = sql_rows(url, "SELECT thread, state FROM outbox WHERE thread LIKE %s",
@@ -137,12 +159,12 @@ def test_a_failing_job_is_one_living_message_until_it_recovers(
     container = make_container(IDLE, healthcheck=None, labels=job_labels(
         "check", schedule="@every 2s", command="test -f /ok || { echo missing; exit 3; }"))
     job_id = f"{container.name}.check"
-    wait_for(lambda: len(runs(url, job_id, "failed")) >= 2, timeout_s=20, what="two failures")
-    failed = runs(url, job_id, "failed")[0]
+    wait_for(lambda: len(runs_of(url, job_id, "failed")) >= 2, timeout_s=20, what="two failures")
+    failed = runs_of(url, job_id, "failed")[0]
     assert (failed["error"], failed["result"]["exit_code"]) == ("exit code 3", 3)
     assert "missing" in failed["result"]["output"]
     container.exec_run(["touch", "/ok"])
-    wait_for(lambda: events(url, "label_job_recovered"), timeout_s=20, what="the recovery")
+    wait_for(lambda: events_of_type(url, "label_job_recovered"), timeout_s=20, what="the recovery")
     rows = sql_rows(url, "SELECT thread, state, edit_only FROM outbox WHERE thread LIKE %s "
                          "ORDER BY id", f"label_job:{job_id}:%")
     assert len({row["thread"] for row in rows}) == 1  # one message, edited
@@ -158,9 +180,9 @@ def test_a_stopped_container_s_slots_are_skipped_with_the_reason(
     container = make_container(IDLE, healthcheck=None, labels=job_labels(
         "tick", schedule="@every 2s", command="true"))
     job_id = f"{container.name}.tick"
-    wait_for(lambda: runs(url, job_id, "ok"), timeout_s=20, what="a run")
+    wait_for(lambda: runs_of(url, job_id, "ok"), timeout_s=20, what="a run")
     container.stop(timeout=1)
-    skipped = wait_for(lambda: [r for r in runs(url, job_id, "skipped")
+    skipped = wait_for(lambda: [r for r in runs_of(url, job_id, "skipped")
                                 if "exited" in (r["error"] or "")],
                        timeout_s=15, what="a skipped slot")
     assert f"container {container.name} is exited" in skipped[0]["error"]
@@ -174,7 +196,7 @@ def test_the_ofelia_readme_example_runs_unchanged(
         "ofelia.enabled": "true",
         "ofelia.job-exec.test-exec-job.schedule": "@every 5s",
         "ofelia.job-exec.test-exec-job.command": "uname -a"})
-    [run] = wait_for(lambda: runs(url, f"{container.name}.test-exec-job", "ok")[:1],
+    [run] = wait_for(lambda: runs_of(url, f"{container.name}.test-exec-job", "ok")[:1],
                      timeout_s=20, what="a run of the Ofelia job")
     assert run["result"]["output"].startswith("Linux")
 
@@ -193,9 +215,9 @@ def test_scope_service_runs_once_per_slot_across_two_daemons(
     label_daemon(spawn, {**aegis_env, "AEGIS_HOME": str(tmp_path / "home-b")},
                  AEGIS_HOST="host-b")
     job_id = f"{project}-db.stamp"
-    wait_for(lambda: len(runs(url, job_id, "ok")) >= 6, timeout_s=30, what="six runs")
+    wait_for(lambda: len(runs_of(url, job_id, "ok")) >= 6, timeout_s=30, what="six runs")
     time.sleep(4)
-    done = [r for r in runs(url, job_id) if r["status"] != "running"]
+    done = [r for r in runs_of(url, job_id) if r["status"] != "running"]
     slots = [r["scheduled_for"] for r in done]
     assert len(slots) == len(set(slots))  # each slot once, across both daemons
     assert {r["scope_key"] for r in done} == {"cluster"}
@@ -218,12 +240,12 @@ def test_bad_labels_are_events_and_doctor_lines_while_another_job_runs(
     label_daemon(spawn, aegis_env)
     expected = {"aegis.job.sched.schedule", "aegis.job.nocmd.command",
                 "aegis.job.keyed.colour", "aegis.job.twice", "ofelia.job-exec.twice"}
-    wait_for(lambda: {e["details"]["label"] for e in events(url, "label_job_invalid")}
+    wait_for(lambda: {e["details"]["label"] for e in events_of_type(url, "label_job_invalid")}
              == expected, timeout_s=20, what="an event for each bad label")
-    wait_for(lambda: len(runs(url, f"{good.name}.tick", "ok")) >= 2, timeout_s=20,
+    wait_for(lambda: len(runs_of(url, f"{good.name}.tick", "ok")) >= 2, timeout_s=20,
              what="the good job running")
     time.sleep(5)  # two sweeps later: still one event per label
-    invalid = events(url, "label_job_invalid")
+    invalid = events_of_type(url, "label_job_invalid")
     assert len(invalid) == len(expected)
     assert all(e["details"]["container"] == bad.name for e in invalid)
     assert count(url, "label_job_registered") == 1

@@ -120,6 +120,14 @@ SET description = EXCLUDED.description, trigger = EXCLUDED.trigger,
     next_run_at = EXCLUDED.next_run_at,
     seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;
 
+-- name: forget_sourced_job
+-- A job added at run time and removed again (its container is gone): its row goes, when
+-- this daemon advertised it last (a daemon still running it advertises it again); its
+-- runs stay.
+DELETE FROM jobs
+WHERE id = %(id)s AND source IS NOT NULL AND seen_by = %(seen_by)s
+RETURNING id;
+
 -- name: list_job_rows
 -- Every job row.
 SELECT * FROM jobs ORDER BY id;

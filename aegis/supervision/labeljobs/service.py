@@ -52,6 +52,8 @@ EVENT_ACTIONS = ("create", "start", "destroy", "rename")
 RECONNECT_MAX_S = 5.0
 # a run's client waits for the engine this much beyond the job's timeout
 CLIENT_MARGIN_S = 60.0
+# connections a shared run client keeps (runs of one tick use it side by side)
+RUN_POOL_SIZE = 64
 
 
 @dataclass
@@ -85,6 +87,8 @@ class LabelJobs:
         self.swept = threading.Event()  # set after each sweep (tests, the benchmark)
         self._jobs: dict[str, Registered] = {}
         self._reported: set[str] = set()  # containers whose problems are recorded
+        # the clients runs share, by read timeout (a new client costs a /version call)
+        self._run_clients: dict[int, Any] = {}
         self._lock = threading.RLock()
 
     # --- the service ---
@@ -298,7 +302,7 @@ class LabelJobs:
             raise RunSkipped(f"job {job_id} is no longer declared by any container")
         spec = registered.spec
         secrets = secrets_of(spec, secret_values(ctx.settings))
-        client = self.client_factory(timeout_s=int(spec.timeout_s + CLIENT_MARGIN_S))
+        client = self._run_client(int(spec.timeout_s + CLIENT_MARGIN_S))
         try:
             if spec.kind == JobKind.RUN:
                 target = Target("", spec.container)
@@ -308,13 +312,28 @@ class LabelJobs:
                 _not_in_incident(ctx, target)
                 outcome = run_exec(client, target, spec, ctx.cancelled, secrets)
         except docker_errors() as exc:
+            self._drop_run_client(client)
             reason = f"the engine refused or failed: {exc}"
             self.alerts.failed(ctx.app, Failure(job_id, spec.container, reason,
                                                 run_id=ctx.run_id), utcnow())
             raise RunFailed(reason) from None
-        finally:
-            client.close()
         return self._outcome(ctx, job_id, target, outcome)
+
+    def _run_client(self, timeout_s: int) -> Any:
+        with self._lock:
+            client = self._run_clients.get(timeout_s)
+            if client is None:
+                client = self._run_clients[timeout_s] = self.client_factory(
+                    timeout_s=timeout_s, max_pool_size=RUN_POOL_SIZE)
+            return client
+
+    def _drop_run_client(self, client: Any) -> None:
+        """A client that failed is made afresh for the next run (the engine may have
+        restarted); runs using it meanwhile finish with it."""
+        with self._lock:
+            for timeout_s, shared in list(self._run_clients.items()):
+                if shared is client:
+                    del self._run_clients[timeout_s]
 
     def _outcome(self, ctx: JobContext, job_id: str, target: Target,
                  outcome: ExecOutcome) -> dict[str, Any]:
