@@ -64,7 +64,7 @@ def test_a_job_every_2s_runs_3_to_5_times_in_10s_and_goes_with_its_container(
     listed = run_cli("jobs", "list", env=aegis_env)
     [line] = [line for line in listed.stdout.splitlines() if line.startswith(job_id)]
     assert f"label: {container.name}" in line
-    assert "ok" in line
+    assert "every 2 seconds" in line
 
     container.remove(force=True)
     wait_for(lambda: events_of_type(url, "label_job_unregistered"), timeout_s=10,
