@@ -250,6 +250,18 @@ def test_bad_labels_are_events_and_doctor_lines_while_another_job_runs(
     assert all(e["details"]["container"] == bad.name for e in invalid)
     assert count(url, "label_job_registered") == 1
 
+    # created and started after aegis: told once for its start, again after a restart
+    later = make_container(IDLE, healthcheck=None, labels=job_labels("sched",
+                                                                      schedule="@often",
+                                                                      command="true"))
+    wait_for(lambda: count(url, "label_job_invalid", later.name) == 1, timeout_s=10,
+             what="the later container's bad label told")
+    time.sleep(3)
+    assert count(url, "label_job_invalid", later.name) == 1
+    later.restart(timeout=1)
+    wait_for(lambda: count(url, "label_job_invalid", later.name) == 2, timeout_s=10,
+             what="told again after a restart")
+
     doctor = run_cli("doctor", env={**aegis_env, "AEGIS_LABEL_JOBS_RUN": "on"})
     lines = [line for line in doctor.stdout.splitlines() if bad.name in line]
     for label in expected:

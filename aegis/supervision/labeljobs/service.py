@@ -49,7 +49,10 @@ from aegis.supervision.protocol.strikes import Phase
 from aegis.supervision.repository import Containers
 
 EVENT_ACTIONS = ("create", "start", "destroy", "rename")
+RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
+# a stream that ends sooner than this was refused or broken
+SHORT_STREAM_S = 5.0
 # a run's client waits for the engine this much beyond the job's timeout
 CLIENT_MARGIN_S = 60.0
 # connections a shared run client keeps (runs of one tick use it side by side)
@@ -87,6 +90,7 @@ class LabelJobs:
         self.swept = threading.Event()  # set after each sweep (tests, the benchmark)
         self._jobs: dict[str, Registered] = {}
         self._reported: set[str] = set()  # containers whose problems are recorded
+        self._fresh: set[str] = set()  # created, not started yet
         # the clients runs share, by read timeout (a new client costs a /version call)
         self._run_clients: dict[int, Any] = {}
         self._lock = threading.RLock()
@@ -97,14 +101,17 @@ class LabelJobs:
         """The ``label_jobs`` service: off with AEGIS_LABEL_JOBS=false."""
         if not runtime.settings.label_jobs:
             return
-        delay_s = 0.5
+        delay_s = RECONNECT_MIN_S
         while not stop.is_set():
+            opened = time.monotonic()
             try:
                 self._follow(runtime, stop)
-                delay_s = 0.5
             except docker_errors() as exc:
                 self.log.warning("label_jobs_engine_unavailable", error=str(exc))
+            if time.monotonic() - opened >= SHORT_STREAM_S:  # it ran: reconnect soon
+                delay_s = RECONNECT_MIN_S
             stop.wait(delay_s)
+            # refused (a proxy without EVENTS) or broken at once: back off
             delay_s = min(delay_s * 2, RECONNECT_MAX_S)
 
     def _follow(self, runtime: Runtime, stop: threading.Event) -> None:
@@ -129,7 +136,7 @@ class LabelJobs:
         next_sweep = time.monotonic()
         while not stop.is_set():
             if time.monotonic() >= next_sweep:
-                self.sweep(runtime, client)
+                self._safely(self.sweep, runtime, client)
                 next_sweep = time.monotonic() + sweep_s
             try:
                 item = inbox.get(timeout=min(1.0, max(0.0, next_sweep - time.monotonic())))
@@ -158,8 +165,12 @@ class LabelJobs:
         if action == "rename":
             self.sweep(runtime, client)
             return
-        if action == "start":  # a new start: its problems are told again
-            with self._lock:
+        with self._lock:
+            if action == "create":  # told now; its first start is not a new one
+                self._fresh.add(container_id)
+            elif action == "start" and container_id in self._fresh:
+                self._fresh.discard(container_id)
+            elif action == "start":  # started again: its problems are told again
                 self._reported.discard(container_id)
         name = str(attributes.pop("name", "") or container_id[:12])
         for key in ("image", "exitCode", "signal"):
@@ -209,6 +220,7 @@ class LabelJobs:
     def forget(self, runtime: Runtime, container_id: str, why: str) -> None:
         with self._lock:
             self._reported.discard(container_id)
+            self._fresh.discard(container_id)
             job_ids = [job_id for job_id, r in self._jobs.items()
                        if container_id in r.containers]
         for job_id in job_ids:
