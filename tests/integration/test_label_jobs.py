@@ -267,3 +267,24 @@ def test_bad_labels_are_events_and_doctor_lines_while_another_job_runs(
     for label in expected:
         assert any(label in line for line in lines), (label, doctor.stdout)
     assert "AEGIS_LABEL_JOBS_RUN=on" in doctor.stdout
+
+
+def test_ofelia_job_run_starts_a_container_only_when_allowed_and_removes_it(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any],
+        busybox_image: str, docker_client: Any) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env, AEGIS_LABEL_JOBS_RUN="on")
+    container = make_container(IDLE, healthcheck=None, labels={
+        "ofelia.enabled": "true", "ofelia.job-run.hello.schedule": "@every 2s",
+        "ofelia.job-run.hello.image": busybox_image, "ofelia.job-run.hello.network": "none",
+        "ofelia.job-run.hello.command": "echo hello from a new container"})
+    job_id = f"{container.name}.hello"
+    [run] = wait_for(lambda: runs_of(url, job_id, "ok")[:1], timeout_s=20,
+                     what="a run in a new container")
+    assert run["result"]["output"] == "hello from a new container\n"
+    container.remove(force=True)
+    wait_for(lambda: events_of_type(url, "label_job_unregistered"), timeout_s=10,
+             what="the job unregistered")
+    wait_for(lambda: not docker_client.containers.list(
+        all=True, filters={"label": f"aegis.job-run.of={job_id}"}), timeout_s=15,
+        what="every container it started removed")
