@@ -5,20 +5,44 @@ a warning while AEGIS_LABEL_JOBS_RUN=on lets labels start containers."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aegis.core.config import Settings
-from aegis.doctor.checks import OK, WARN, Check
-from aegis.supervision.docker import Sighting
+from aegis.doctor.checks import FAIL, OK, WARN, Check
+from aegis.supervision.docker import Sighting, docker_errors, forbidden
 from aegis.supervision.labeljobs.spec import has_job_labels, read_labels
+
+# A name no container can have: an exec asked of it is answered 404 where exec is allowed,
+# 403 by a proxy that forbids it; nothing runs.
+EXEC_PROBE = "_aegis-doctor-probe"
+EXEC_HINT = ("label jobs run through the exec API: allow EXEC=1 and POST=1 on the socket "
+             "proxy, or set AEGIS_LABEL_JOBS=false (docs/label-jobs.md)")
 
 RUN_WARNING = ("AEGIS_LABEL_JOBS_RUN=on: an ofelia.job-run label starts a container of any "
                "image with any volume, so whoever can set a label on this host can mount it")
 
 
-def label_job_checks(settings: Settings, seen: Sequence[Sighting]) -> list[Check]:
+def exec_refused(client: Any, settings: Settings, listing: Sequence[dict[str, Any]]) -> bool:
+    """Whether the endpoint answers an exec 403 Forbidden, asked only when some container
+    declares a job (and label jobs are on)."""
+    if not settings.label_jobs or not any(has_job_labels(entry.get("Labels") or {})
+                                          for entry in listing):
+        return False
+    try:
+        client.api.exec_create(EXEC_PROBE, ["true"])
+    except docker_errors() as exc:  # 404 no such container: exec is allowed
+        return forbidden(exc)
+    return False
+
+
+def label_job_checks(settings: Settings, seen: Sequence[Sighting],
+                     no_exec: bool = False) -> list[Check]:
     if not settings.label_jobs:
         return []
     checks = []
+    if no_exec:
+        checks.append(Check("label_jobs_exec", FAIL, "containers declare jobs, and the "
+                            "Docker endpoint forbids exec (403)", EXEC_HINT))
     if settings.label_jobs_run:
         checks.append(Check("label_jobs_run", WARN, RUN_WARNING,
                             "set AEGIS_LABEL_JOBS_RUN=off unless only trusted people can "

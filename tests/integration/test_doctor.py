@@ -208,3 +208,18 @@ def test_docker_behind_a_socket_proxy_names_what_the_proxy_forbids(
     assert checks["docker"]["status"] == FAIL, checks["docker"]
     assert "403" in checks["docker"]["detail"]
     assert "CONTAINERS" in checks["docker"]["hint"]
+
+
+def test_doctor_fails_label_jobs_behind_a_proxy_that_forbids_exec(
+        aegis_env: dict[str, str], socket_proxy: Callable[[dict[str, str]], str],
+        make_container: Callable[..., Any]) -> None:
+    make_container("sleep 600", healthcheck=None, labels={
+        "aegis.job.tick.schedule": "@hourly", "aegis.job.tick.command": "true"})
+    profile = socket_proxy_profile()  # compose.yaml's allow-list: no EXEC, no POST
+    _, checks, _ = doctor({**aegis_env, "DOCKER_HOST": socket_proxy(profile)})
+    assert checks["label_jobs_exec"]["status"] == FAIL
+    assert "EXEC=1 and POST=1" in checks["label_jobs_exec"]["hint"]
+    with_exec = socket_proxy({**profile, "EXEC": "1", "POST": "1"})
+    _, checks, _ = doctor({**aegis_env, "DOCKER_HOST": with_exec})
+    assert "label_jobs_exec" not in checks
+    assert checks["label_jobs"]["status"] == OK
