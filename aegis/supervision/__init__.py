@@ -11,5 +11,6 @@ Around it: ``docker.py`` (the engine adapter), ``repository.py`` (the
 living message), ``watcher.py`` (the event stream and what each event means),
 ``checks.py`` (containers judged off the watcher's loop), ``service.py`` (the daemon's
 service and sweep job) and ``containers.py`` (what operators see and do: ``aegis
-containers``, ``ack``, ``maintenance``).
+containers``, ``ack``, ``maintenance``). ``labeljobs/`` runs the jobs containers declare in
+their labels.
 """
