@@ -20,6 +20,7 @@ from tests.support.cli import run_cli
 from tests.support.containers import IDLE
 from tests.support.daemons import Spawner, daemon_env, daemon_running
 from tests.support.rows import count, events_of_type, runs_of, sql_rows
+from tests.support.supervision import SocketProxy
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker]
@@ -29,8 +30,9 @@ def label_daemon(spawn: Spawner, aegis_env: dict[str, str], **settings: str
                  ) -> subprocess.Popen[bytes]:
     """A daemon running label jobs only (no job module, no supervision), its labels swept
     every 2 s; running once it returns."""
-    process = spawn(daemon_env(aegis_env, AEGIS_JOB_MODULES="", AEGIS_LOG_LEVEL="info",
-                               AEGIS_LABEL_JOBS_SWEEP="2s", **settings))
+    process = spawn(daemon_env(aegis_env, **{"AEGIS_JOB_MODULES": "",
+                                             "AEGIS_LOG_LEVEL": "info",
+                                             "AEGIS_LABEL_JOBS_SWEEP": "2s", **settings}))
     wait_for(daemon_running(aegis_env["AEGIS_DATABASE_URL"],
                             settings.get("AEGIS_HOST", "test-host")), what="the daemon")
     return process
@@ -288,3 +290,26 @@ def test_ofelia_job_run_starts_a_container_only_when_allowed_and_removes_it(
     wait_for(lambda: not docker_client.containers.list(
         all=True, filters={"label": f"aegis.job-run.of={job_id}"}), timeout_s=15,
         what="every container it started removed")
+
+
+def test_containers_come_and_go_while_the_engine_is_away_and_are_seen_when_it_is_back(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any],
+        proxy: SocketProxy) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    # the sweep is far off: what is seen after the outage is seen on reconnecting
+    label_daemon(spawn, aegis_env, DOCKER_HOST=f"unix://{proxy.path}",
+                 AEGIS_LABEL_JOBS_SWEEP="10m")
+    before = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "tick", schedule="@every 2s", command="true"))
+    wait_for(lambda: runs_of(url, f"{before.name}.tick", "ok"), timeout_s=20, what="a run")
+    proxy.drop()
+    before.remove(force=True)
+    after = make_container(IDLE, healthcheck=None, labels=job_labels(
+        "tock", schedule="@every 2s", command="true"))
+    time.sleep(4)  # slots fall due meanwhile: their runs fail, nothing stops
+    proxy.start()
+    wait_for(lambda: runs_of(url, f"{after.name}.tock", "ok"), timeout_s=30,
+             what="the job of the container started while the engine was away")
+    [gone] = wait_for(lambda: events_of_type(url, "label_job_unregistered"), timeout_s=10,
+                      what="the job of the container removed meanwhile unregistered")
+    assert gone["details"]["job"] == f"{before.name}.tick"
