@@ -188,6 +188,8 @@ class LabelJobs:
             self.found(runtime, seen)
         with self._lock:
             gone = {c for r in self._jobs.values() for c in r.containers} - present
+            self._reported &= present  # removed while no event said so
+            self._fresh &= present
         for container_id in gone:
             self.forget(runtime, container_id, "its container is gone")
         self.swept.set()
@@ -210,7 +212,8 @@ class LabelJobs:
             dropped = [job_id for job_id, r in self._jobs.items()
                        if seen.id in r.containers and job_id not in wanted]
             first_report = seen.id not in self._reported
-            self._reported.add(seen.id)
+            if declared is not None:
+                self._reported.add(seen.id)
         for job_id in dropped:
             self._drop(runtime, job_id, seen.id, "its container no longer declares it")
         if first_report:
