@@ -313,3 +313,22 @@ def test_containers_come_and_go_while_the_engine_is_away_and_are_seen_when_it_is
     [gone] = wait_for(lambda: events_of_type(url, "label_job_unregistered"), timeout_s=10,
                       what="the job of the container removed meanwhile unregistered")
     assert gone["details"]["job"] == f"{before.name}.tick"
+
+
+def test_a_container_recreated_with_other_labels_changes_its_job(
+        spawn: Spawner, aegis_env: dict[str, str], make_container: Callable[..., Any]) -> None:
+    url = aegis_env["AEGIS_DATABASE_URL"]
+    label_daemon(spawn, aegis_env)
+    name = f"aegis-test-{uuid.uuid4().hex[:8]}-app"
+    first = make_container(IDLE, healthcheck=None, name=name, labels=job_labels(
+        "say", schedule="@every 2s", command="echo one"))
+    job_id = f"{name}.say"
+    wait_for(lambda: runs_of(url, job_id, "ok"), timeout_s=20, what="a run of the first")
+    first.remove(force=True)
+    make_container(IDLE, healthcheck=None, name=name, labels=job_labels(
+        "say", schedule="@every 2s", command="echo two"))
+    wait_for(lambda: runs_of(url, job_id, "ok")[-1]["result"]["output"] == "two\n",
+             timeout_s=20, what="a run of the new command")
+    assert runs_of(url, job_id, "ok")[0]["result"]["output"] == "one\n"
+    assert [e["details"]["job"] for e in events_of_type(url, "label_job_registered")] == [
+        job_id, job_id]
