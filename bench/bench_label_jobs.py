@@ -61,11 +61,11 @@ def judge(dsn: str, job_ids: list[str], start: datetime, end: datetime, boot_s: 
     slots = slots_between(start, end)
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
         rows = conn.execute(
-            "SELECT job_id, scheduled_for, status, result FROM job_runs "
+            "SELECT job_id, scheduled_for, started_at, status, result FROM job_runs "
             "WHERE job_id = ANY(%s) AND scheduled_for >= %s AND scheduled_for <= %s",
             (job_ids, slots[0], slots[-1])).fetchall()
     seen: dict[tuple[str, datetime], int] = {}
-    lateness_ms = []
+    lateness_ms, claimed_ms = [], []
     for row in rows:
         key = (row["job_id"], row["scheduled_for"])
         seen[key] = seen.get(key, 0) + 1
@@ -73,12 +73,14 @@ def judge(dsn: str, job_ids: list[str], start: datetime, end: datetime, boot_s: 
         if row["status"] == "ok" and output.split():
             started = boot_s + float(output.split()[0])
             lateness_ms.append(1000 * (started - row["scheduled_for"].timestamp()))
+            claimed_ms.append(1000 * (row["started_at"] - row["scheduled_for"]).total_seconds())
     ok = {(r["job_id"], r["scheduled_for"]) for r in rows if r["status"] == "ok"}
     wanted = {(job_id, slot) for job_id in job_ids for slot in slots}
     return {"slots": len(wanted), "runs": len(rows),
             "duplicates": sum(n - 1 for n in seen.values() if n > 1),
             "missed": len(wanted - ok), "p50_ms": percentile(lateness_ms, 0.5),
-            "p99_ms": percentile(lateness_ms, 0.99), "max_ms": max(lateness_ms, default=0.0)}
+            "p99_ms": percentile(lateness_ms, 0.99), "max_ms": max(lateness_ms, default=0.0),
+            "claimed_p99_ms": percentile(claimed_ms, 0.99)}
 
 
 def engine_alone(containers: list[Any], boot_s: float) -> tuple[float, float]:
@@ -154,7 +156,8 @@ def main() -> None:
           f"{result['slots']} slots, {result['runs']} runs, {result['duplicates']} "
           f"duplicate(s), {result['missed']} missed; start lateness p50 "
           f"{result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, max "
-          f"{result['max_ms']:.0f} ms (goal p99 < {GOAL_P99_MS:.0f} ms: "
+          f"{result['max_ms']:.0f} ms, of which claimed by p99 {result['claimed_p99_ms']:.0f} "
+          f"ms (goal p99 < {GOAL_P99_MS:.0f} ms: "
           f"{'ok' if lateness_ok else 'MISSED'}); daemon CPU {result['cpu']:.1f}% of one "
           f"core, RSS {result['rss']:.0f} MB; the engine alone, {CONTAINERS} execs at one "
           f"instant: p50 {result['alone_p50_ms']:.0f} ms, p99 {result['alone_p99_ms']:.0f} ms")
@@ -163,6 +166,7 @@ def main() -> None:
         Figure(f"{name}: start lateness p50", result["p50_ms"], "ms"),
         Figure(f"{name}: start lateness p99", result["p99_ms"], "ms",
                f"< {GOAL_P99_MS:.0f} ms", lateness_ok),
+        Figure(f"{name}: slot claimed, lateness p99", result["claimed_p99_ms"], "ms"),
         Figure(f"{name}: duplicate slots", result["duplicates"], "slots", "0",
                result["duplicates"] == 0),
         Figure(f"{name}: missed slots", result["missed"], "slots", "0",
