@@ -324,11 +324,15 @@ def test_a_container_recreated_with_other_labels_changes_its_job(
         "say", schedule="@every 2s", command="echo one"))
     job_id = f"{name}.say"
     wait_for(lambda: runs_of(url, job_id, "ok"), timeout_s=20, what="a run of the first")
-    first.remove(force=True)
+    # as compose recreates: the old one renamed aside, the new one made, the old removed
+    first.rename(f"{first.id[:12]}_{name}")
     make_container(IDLE, healthcheck=None, name=name, labels=job_labels(
         "say", schedule="@every 2s", command="echo two"))
+    first.remove(force=True)
     wait_for(lambda: runs_of(url, job_id, "ok")[-1]["result"]["output"] == "two\n",
              timeout_s=20, what="a run of the new command")
     assert runs_of(url, job_id, "ok")[0]["result"]["output"] == "one\n"
     assert [e["details"]["job"] for e in events_of_type(url, "label_job_registered")] == [
-        job_id, job_id]
+        job_id, job_id]  # never under the name set aside
+    [gone] = events_of_type(url, "label_job_unregistered")
+    assert gone["details"]["reason"] == "its container is being replaced"

@@ -12,6 +12,7 @@ from aegis.core.errors import UsageError
 from aegis.scheduling import triggers
 from aegis.scheduling.registry import Job, Registry
 from aegis.supervision.labeljobs.execute import Tail, process_tree, secrets_of
+from aegis.supervision.labeljobs.service import set_aside
 from aegis.supervision.labeljobs.spec import read_labels
 
 
@@ -79,3 +80,12 @@ def test_only_a_job_with_a_source_may_have_a_dotted_id() -> None:
         Registry().add("db.backup", lambda ctx: None, triggers.every(60))
     with pytest.raises(UsageError, match="letters, digits"):
         Registry().add("db/backup", lambda ctx: None, triggers.every(60), source="label: db")
+
+
+@pytest.mark.parametrize(("name", "aside"), [
+    ("0123456789ab_shop-db-1", True),  # compose, recreating shop-db-1
+    ("shop-db-1-aegis-replaced-0123456789ab", True),  # aegis's own recreate
+    ("shop-db-1", False), ("0123456789ab", False), ("backup_db", False),
+])
+def test_a_container_set_aside_for_a_recreate_declares_no_job(name: str, aside: bool) -> None:
+    assert set_aside(name) is aside

@@ -15,6 +15,7 @@ is told and puts it on its schedule at once, knowing nothing of Docker.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -46,9 +47,12 @@ from aegis.supervision.labeljobs.spec import (
     read_labels,
 )
 from aegis.supervision.protocol.strikes import Phase
+from aegis.supervision.recreate import is_aside
 from aegis.supervision.repository import Containers
 
 EVENT_ACTIONS = ("create", "start", "destroy", "rename")
+# the name compose gives a container it is recreating, until it removes it
+COMPOSE_ASIDE = re.compile(r"^[0-9a-f]{12}_.")
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
 # a stream that ends sooner than this was refused or broken
@@ -195,7 +199,12 @@ class LabelJobs:
         self.swept.set()
 
     def found(self, runtime: Runtime, seen: Seen) -> None:
-        """Register what ``seen``'s labels declare; unregister what they no longer do."""
+        """Register what ``seen``'s labels declare; unregister what they no longer do. A
+        container set aside while it is replaced (by compose or aegis) declares nothing:
+        its replacement will."""
+        if set_aside(seen.name):
+            self.forget(runtime, seen.id, "its container is being replaced")
+            return
         declared = read_labels(seen.name, seen.labels,
                                run_allowed=runtime.settings.label_jobs_run) \
             if has_job_labels(seen.labels) else None
@@ -363,6 +372,12 @@ class LabelJobs:
         self.alerts.failed(ctx.app, Failure(job_id, target.name, reason, outcome.output,
                                             ctx.run_id), utcnow())
         raise RunFailed(reason, result)
+
+
+def set_aside(name: str) -> bool:
+    """A name compose (``<id>_<name>``) or aegis's recreate gives a container it is
+    replacing."""
+    return is_aside(name) or COMPOSE_ASIDE.match(name) is not None
 
 
 def _same(old: LabelJobSpec, new: LabelJobSpec) -> bool:
