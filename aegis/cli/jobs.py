@@ -47,11 +47,11 @@ def jobs_list(app: api.Aegis, as_json: bool) -> None:
     rows = []
     for j in found:
         zone = j.shown_zone(app.settings.zone)
-        rows.append((j.id, j.trigger, j.scope, format_time(j.next_run, zone),
+        rows.append((j.id, j.trigger, j.scope, j.source, format_time(j.next_run, zone),
                      format_time(j.last_run, zone), j.last_status or "-",
                      "paused" if j.paused else ("disabled" if not j.enabled else "")))
-    print_table(rows, ["id", "trigger", "scope", "next_run", "last_run", "last_status",
-                       "flags"])
+    print_table(rows, ["id", "trigger", "scope", "source", "next_run", "last_run",
+                       "last_status", "flags"])
 
 
 def run_note(run: JobRun, zone: ZoneInfo) -> str:

@@ -113,6 +113,9 @@ class Settings:
     default_stop_timeout_s: float = 10.0
     autoheal_compat: bool = True
     autoheal_label: str = "autoheal"
+    label_jobs: bool = True
+    label_jobs_run: bool = False
+    label_jobs_sweep_s: float = 60.0
     alert_style: AlertStyle = AlertStyle.THREAD
     alert_from: AlertFrom = AlertFrom.ESCALATION
     storm_threshold: int = 5
@@ -288,6 +291,15 @@ OPTIONS: tuple[Option, ...] = (
            "Read docker-autoheal's labels and variables (docs/migrating-from-autoheal.md)."),
     Option("autoheal_label", "AUTOHEAL_CONTAINER_LABEL", "docker.autoheal_label",
            parsing.label_key, "docker-autoheal's label (true: aegis.enable=true), or all."),
+    Option("label_jobs", "AEGIS_LABEL_JOBS", "docker.label_jobs", parsing.boolean,
+           "Run the jobs containers declare in their labels (aegis.job.*, Ofelia's "
+           "ofelia.job-exec.*; docs/label-jobs.md)."),
+    Option("label_jobs_run", "AEGIS_LABEL_JOBS_RUN", "docker.label_jobs_run", parsing.boolean,
+           "Also run Ofelia's ofelia.job-run.* jobs (a new container from any image, with any "
+           "volume: whoever can set a label can mount the host)."),
+    Option("label_jobs_sweep_s", "AEGIS_LABEL_JOBS_SWEEP", "docker.label_jobs_sweep",
+           parsing.duration(1.0), "How often every container's job labels are read again, "
+           "besides the event stream."),
     Option("alert_style", "AEGIS_ALERT_STYLE", "notify.alert_style", parsing.member(AlertStyle),
            "thread: one Discord message per incident, edited as it moves; posts: a post "
            "per escalation and recovery."),

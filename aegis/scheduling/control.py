@@ -51,6 +51,8 @@ class JobInfo:
     enabled: bool
     description: str
     timezone: str = "UTC"
+    # "module", or where a job added at run time comes from ("label: CONTAINER")
+    source: str = "module"
 
     @classmethod
     def of_job(cls, job: Job, next_run: datetime | None, last: JobRun | None, *,
@@ -59,7 +61,8 @@ class JobInfo:
         return cls(id=job.id, trigger=job.trigger.describe(), scope=job.scope,
                    next_run=_utc(next_run), last_run=last.scheduled_for if last else None,
                    last_status=last.status if last else None, paused=paused,
-                   enabled=job.enabled, description=job.description, timezone=job.zone.key)
+                   enabled=job.enabled, description=job.description, timezone=job.zone.key,
+                   source=job.source or "module")
 
     @classmethod
     def of_record(cls, record: JobRecord, last: JobRun | None) -> JobInfo:
@@ -68,7 +71,8 @@ class JobInfo:
                    next_run=_utc(record.next_run_at),
                    last_run=last.scheduled_for if last else None,
                    last_status=last.status if last else None, paused=record.paused,
-                   enabled=True, description=record.description, timezone=record.timezone)
+                   enabled=True, description=record.description, timezone=record.timezone,
+                   source=record.source or "module")
 
     def shown_zone(self, fallback: ZoneInfo) -> ZoneInfo:
         """The zone its times are shown in: its own, else ``fallback`` (the zone another

@@ -146,6 +146,8 @@ class Daemon:
         while not self.stop_event.is_set():
             self.wake.clear()
             self.scheduler.run_pending()
+            if self._db_ready:
+                self.scheduler.advertise_changes()
             self._claim_tasks()
             self.scheduler.runner.reap_timeouts()
             self.scheduler.runner.report_overruns()

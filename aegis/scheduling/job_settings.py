@@ -23,6 +23,8 @@ from aegis.core.durations import parse_time_of_day
 from aegis.core.errors import ConfigError
 
 JOB_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# a job added at run time from elsewhere (a container's labels: ``CONTAINER.NAME``)
+SOURCED_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 # The keys that set a job's trigger: at most one of them per job.
 TRIGGER_KEYS = ("every", "at", "cron")
 

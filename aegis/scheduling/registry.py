@@ -26,7 +26,13 @@ from aegis.core.config import Settings
 from aegis.core.durations import parse_time_of_day
 from aegis.core.errors import ConfigError, UsageError
 from aegis.scheduling import triggers
-from aegis.scheduling.job_settings import JOB_ID, JobOverride, MisfirePolicy, job_overrides
+from aegis.scheduling.job_settings import (
+    JOB_ID,
+    SOURCED_JOB_ID,
+    JobOverride,
+    MisfirePolicy,
+    job_overrides,
+)
 from aegis.scheduling.repository import RunTrigger
 from aegis.scheduling.triggers import Trigger
 from aegis.storage.runtime import Runtime
@@ -66,6 +72,20 @@ class JobContext:
 JobFunc = Callable[[JobContext], Any]
 
 
+class RunSkipped(Exception):  # what a job says, not a fault
+    """Raised by a job that finds its slot cannot run (its container is stopped): the run
+    is recorded 'skipped' with the reason, and not retried."""
+
+
+class RunFailed(Exception):
+    """Raised by a job that failed with a result to keep (a command's exit code and
+    output): the run is recorded 'failed' with the message and ``result``."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -83,12 +103,18 @@ class Job:
     max_runtime_s: float | None = None
     # no success for this long: job_silent
     expect_every_s: float | None = None
+    # where a job added at run time comes from ("label: CONTAINER"); "" for a module's
+    source: str = ""
+    # a slot that finds the previous run still going runs too (else it is 'skipped')
+    overlap: bool = False
 
     def scope_key(self, host: str) -> str:
         return host if self.scope == "host" else "cluster"
 
 
 ServiceRun = Callable[[Runtime, threading.Event], None]
+# told of each job added or replaced (the job) or removed (None), by id
+JobListener = Callable[[str, "Job | None"], None]
 
 
 @dataclass(frozen=True)
@@ -117,8 +143,20 @@ class Registry:
         self.settings = settings or Settings()
         self._jobs: dict[str, Job] = {}
         self._services: dict[str, Service] = {}
+        self._listeners: list[JobListener] = []
         self._lock = threading.Lock()
 
+    def add_listener(self, listener: JobListener) -> None:
+        """Have ``listener`` told of every job added, replaced or removed from now on (the
+        scheduler, so that a job added while the daemon runs is scheduled)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _tell(self, job_id: str, job: Job | None) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(job_id, job)
     def add(  # noqa: PLR0913
             # the API job modules call: every option a keyword with its default, of which a
             # module names the few it changes (registry.add("backup", backup,
@@ -130,9 +168,12 @@ class Registry:
             description: str = "", replace_existing: bool = False,
             timezone: str | None = None, misfire: str = MisfirePolicy.RUN_ONCE,
             max_runtime_s: float | None = None,
-            expect_every_s: float | None = None) -> Job:
+            expect_every_s: float | None = None, source: str = "",
+            overlap: bool = False) -> Job:
         """Add a job. ``timezone`` (an IANA name) puts its daily, weekly or cron trigger on
-        that zone's wall clock (default: the trigger's own zone, else AEGIS_TIMEZONE)."""
+        that zone's wall clock (default: the trigger's own zone, else AEGIS_TIMEZONE).
+        ``source`` names where a job added at run time comes from (its id may then hold
+        '.' and '-'); with ``overlap`` a slot runs even while the previous run goes on."""
         if misfire not in tuple(MisfirePolicy):
             raise UsageError(f"job {job_id!r}: misfire {misfire!r} is not one of "
                              f"{', '.join(MisfirePolicy)}")
@@ -144,12 +185,14 @@ class Registry:
         job = Job(job_id, func, trigger, scope, misfire_grace_s, timeout_s, enabled,
                   description or (func.__doc__ or "").strip().split("\n")[0],
                   zone=job_zone, misfire=MisfirePolicy(misfire),
-                  max_runtime_s=max_runtime_s or None, expect_every_s=expect_every_s or None)
+                  max_runtime_s=max_runtime_s or None, expect_every_s=expect_every_s or None,
+                  source=source, overlap=overlap)
         validate_job(job)
         with self._lock:
             if job_id in self._jobs and not replace_existing:
                 raise UsageError(f"job {job_id!r} is already registered")
             self._jobs[job_id] = job
+        self._tell(job_id, job)
         return job
 
     def add_service(self, name: str, run: ServiceRun, *,
@@ -161,9 +204,11 @@ class Registry:
     def remove(self, job_id: str) -> Job:
         with self._lock:
             try:
-                return self._jobs.pop(job_id)
+                job = self._jobs.pop(job_id)
             except KeyError:
                 raise UsageError(f"no job {job_id!r}") from None
+        self._tell(job_id, None)
+        return job
 
     def get(self, job_id: str) -> Job:
         with self._lock:
@@ -230,7 +275,9 @@ def bind_zone(trigger: Trigger, explicit: ZoneInfo | None,
 
 
 def validate_job(job: Job) -> None:
-    if not JOB_ID.match(job.id):
+    if job.source and not SOURCED_JOB_ID.match(job.id):
+        raise UsageError(f"job id {job.id!r} is not letters, digits, '.', '-' and '_'")
+    if not job.source and not JOB_ID.match(job.id):
         raise UsageError(f"job id {job.id!r} is not lower-case snake_case")
     if not callable(job.func):
         raise UsageError(f"job {job.id!r}: func is not callable")

@@ -81,6 +81,8 @@ class WantedSlot:
     scope_key: str
     trigger: RunTrigger
     scheduled_for: datetime
+    # claimed even while a run of the job is still going
+    overlap: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class AdvertisedJob:
     trigger: str
     timezone: str
     scope: str
+    # where a job added at run time comes from ("label: CONTAINER"); None: a module's
+    source: str | None
     next_run_at: datetime | None
 
 
@@ -235,7 +239,8 @@ class Runs:
         return as_rows(JobRun, self.db.fetch_all(
             "claim_runs", job_ids=[w.job_id for w in wanted],
             scope_keys=[w.scope_key for w in wanted], triggers=[w.trigger for w in wanted],
-            slots=[w.scheduled_for for w in wanted], host=host, now=now,
+            slots=[w.scheduled_for for w in wanted], overlaps=[w.overlap for w in wanted],
+            host=host, now=now,
             instance_id=instance_id, live_since=live_since))
 
     def record_missed(self, gap: MissedGap, *, host: str, now: datetime,
@@ -290,7 +295,13 @@ class Runs:
                         descriptions=[j.description for j in jobs],
                         triggers=[j.trigger for j in jobs],
                         timezones=[j.timezone for j in jobs], scopes=[j.scope for j in jobs],
+                        sources=[j.source for j in jobs],
                         next_runs=[j.next_run_at for j in jobs], seen_by=seen_by, now=now)
+
+    def forget_sourced_job(self, job_id: str, *, seen_by: str) -> bool:
+        """Remove the row of a job added at run time, when ``seen_by`` advertised it last;
+        True when it went."""
+        return self.db.fetch_one("forget_sourced_job", id=job_id, seen_by=seen_by) is not None
 
     def job_records(self) -> dict[str, JobRecord]:
         """Every job some daemon advertised (or someone paused), by id."""

@@ -19,7 +19,7 @@ from aegis.core.clock import utcnow
 from aegis.core.errors import StoreError
 from aegis.core.jsonable import json_safe
 from aegis.core.logs import get_logger
-from aegis.scheduling.registry import Job, JobContext
+from aegis.scheduling.registry import Job, JobContext, RunFailed, RunSkipped
 from aegis.scheduling.repository import RunStatus, replay_run_finish, replay_run_record
 from aegis.storage.events import EventType, Importance
 from aegis.storage.runtime import Runtime
@@ -120,6 +120,14 @@ class Runner:
         status, error, result = RunStatus.OK, None, None
         try:
             result = execution.job.func(execution.context)
+        except RunSkipped as exc:
+            status, error = RunStatus.SKIPPED, str(exc)
+            log.warning("job_skipped", job=execution.job.id, run_id=execution.run_id,
+                        reason=error)
+        except RunFailed as exc:
+            status, error, result = RunStatus.FAILED, str(exc), exc.result
+            log.error("job_failed", job=execution.job.id, run_id=execution.run_id,
+                      error=error)
         except Exception as exc:
             status, error = RunStatus.FAILED, describe_error(exc)
             log.error("job_failed", job=execution.job.id, run_id=execution.run_id,

@@ -208,6 +208,11 @@ class Scheduler:
         self._due: list[Slot] = []
         # per job, slots that run one after another once its run in flight ends (run_all)
         self._backlog: dict[str, deque[Slot]] = {}
+        self._started = False
+        # jobs added or removed at run time since the jobs table was last told
+        self._changed = False
+        self._removed: set[str] = set()
+        registry.add_listener(self._job_changed)
 
     @property
     def host(self) -> str:
@@ -220,9 +225,46 @@ class Scheduler:
     # --- jobs on the schedule ---
 
     def start(self, jobs: Iterable[Job] | None = None) -> None:
-        """Catch up and put every enabled job on the schedule."""
+        """Catch up and put every enabled job on the schedule; from now on a job added to
+        the registry (or removed) is scheduled (or unscheduled) as it happens."""
+        # before the listing: a job added meanwhile is scheduled, at worst twice
+        self._started = True
         for job in jobs if jobs is not None else list(self.registry):
             self.schedule_job(job)
+
+    def _job_changed(self, job_id: str, job: Job | None) -> None:
+        """A job added, replaced or removed while the daemon runs (a container's labels):
+        on the schedule or off it at once."""
+        if not self._started:
+            return
+        with self._lock:
+            self._changed = True
+            if job is None:
+                self._removed.add(job_id)
+            else:
+                self._removed.discard(job_id)
+        if job is None:
+            self.unschedule_job(job_id)
+            self.wake.set()
+        else:
+            self.schedule_job(job)
+
+    def advertise_changes(self) -> None:
+        """Tell the jobs table of jobs added or removed at run time since it was last told
+        (the loop calls it each turn; a database outage leaves it for the next)."""
+        with self._lock:
+            if not self._changed:
+                return
+            self._changed, removed, self._removed = False, self._removed, set()
+        try:
+            self.advertise()
+            for job_id in sorted(removed):
+                self.runs.forget_sourced_job(job_id, seen_by=self.instance_id)
+        except StoreError as exc:
+            with self._lock:
+                self._changed = True
+                self._removed |= removed
+            self.log.warning("jobs_not_advertised", error=str(exc))
 
     def schedule_job(self, job: Job) -> None:
         if not job.enabled:
@@ -362,8 +404,8 @@ class Scheduler:
         """Claim ``slots`` in one statement and start each one won, in order."""
         if not slots:
             return []
-        wanted = [WantedSlot(slot.job.id, slot.job.scope_key(self.host), slot.trigger, slot.at)
-                  for slot in slots]
+        wanted = [WantedSlot(slot.job.id, slot.job.scope_key(self.host), slot.trigger, slot.at,
+                             overlap=slot.job.overlap) for slot in slots]
         try:
             claimed = self.runs.claim(wanted, host=self.host, now=self.clock(),
                                       instance_id=self.instance_id, live_since=self.live_since)
@@ -423,6 +465,6 @@ class Scheduler:
         self.runs.advertise(
             [AdvertisedJob(id=job.id, description=job.description,
                            trigger=job.trigger.describe(), timezone=job.zone.key,
-                           scope=job.scope,
+                           scope=job.scope, source=job.source or None,
                            next_run_at=next_runs.get(job.id) if job.enabled else None)
              for job in jobs], seen_by=self.instance_id, now=now)

@@ -9,6 +9,7 @@ weekly and cron triggers follow the wall clock of their time zone (``WallClock``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
@@ -149,24 +150,33 @@ class Weekly(WallClock):
 
 @dataclass(frozen=True)
 class Cron(WallClock):
-    """A 5-field cron expression, matched against the wall clock of its zone."""
+    """A cron expression, matched against the wall clock of its zone: 5 fields (minute
+    first), or 6 with seconds first as robfig/cron (Ofelia) reads them."""
 
     expression: str
     zone: ZoneInfo | None = None
 
     def __post_init__(self) -> None:
-        if len(self.expression.split()) != 5 or not croniter.is_valid(self.expression):
-            raise ValueError(f"{self.expression!r} is not a 5-field cron expression")
+        if len(self.expression.split()) not in (5, 6) or not croniter.is_valid(
+                self.expression, second_at_beginning=self.with_seconds):
+            raise ValueError(f"{self.expression!r} is not a cron expression of 5 fields "
+                             "(or 6, seconds first)")
+
+    @property
+    def with_seconds(self) -> bool:
+        return len(self.expression.split()) == 6
 
     def wall_after(self, wall: datetime) -> datetime:
-        result: datetime = croniter(self.expression, wall).get_next(datetime)
+        result: datetime = croniter(self.expression, wall,
+                                    second_at_beginning=self.with_seconds).get_next(datetime)
         return result
 
     def wall_at_or_before(self, wall: datetime) -> datetime:
-        # get_prev is strictly before its start; cron slots are whole minutes, so starting
+        # get_prev is strictly before its start; cron slots are whole seconds, so starting
         # one second later includes a slot that falls exactly on ``wall``.
         start = wall.replace(microsecond=0) + timedelta(seconds=1)
-        result: datetime = croniter(self.expression, start).get_prev(datetime)
+        result: datetime = croniter(self.expression, start,
+                                    second_at_beginning=self.with_seconds).get_prev(datetime)
         return result
 
     def describe(self) -> str:
@@ -259,3 +269,55 @@ def later_on_clock(trigger: Trigger, moment: datetime, seconds: float) -> dateti
 def once(at: datetime) -> Once:
     return Once(at)
 
+
+
+# --- schedules written as text (container labels: aegis's own and Ofelia's) ---
+
+# robfig/cron's descriptors, as 5-field expressions
+DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+               "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+               "@hourly": "0 * * * *"}
+_GO_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6,
+              "ns": 1e-9}
+_GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_DAILY = re.compile(r"^daily(?:\s+at)?\s+(\S+)$")
+_WEEKLY = re.compile(r"^weekly(?:\s+on)?\s+([a-z]+)(?:\s+at)?\s+(\S+)$")
+_EVERY = re.compile(r"^every\s+(.+)$")
+
+
+def go_duration_s(text: str) -> float:
+    """Seconds in a Go duration (``90s``, ``1h30m``, ``2m0.5s``), as Ofelia's ``@every``
+    takes it; a bare number is seconds. Raises ValueError naming the text."""
+    value = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        return float(value)
+    parts = _GO_PART.findall(value)
+    if not value or "".join(number + unit for number, unit in parts) != value:
+        raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 5m, 1h30m)")
+    return sum(float(number) * _GO_UNIT_S[unit] for number, unit in parts)
+
+
+def parse_schedule(text: str, *, timezone: str | None = None) -> Trigger:
+    """A trigger from a schedule written as text: ``@every 90s`` / ``@every 1h30m``, the
+    descriptors (``@hourly``, ``@daily``, ``@midnight``, ``@weekly``, ``@monthly``,
+    ``@yearly``), a cron expression of 5 fields or 6 (seconds first), or aegis's own
+    forms (``every 5m``, ``daily at 03:00``, ``weekly on sunday at 03:00``). Raises
+    ValueError with the reason."""
+    value = " ".join(text.split())
+    lowered = value.lower()
+    if not value:
+        raise ValueError("the schedule is empty")
+    if lowered.startswith("@every"):
+        return every(go_duration_s(value[len("@every"):]))
+    if lowered.startswith("@"):
+        if lowered not in DESCRIPTORS:
+            raise ValueError(f"{value!r} is not a schedule (descriptors: "
+                             f"{', '.join(DESCRIPTORS)}, @every DURATION)")
+        return cron(DESCRIPTORS[lowered], timezone=timezone)
+    if match := _EVERY.match(lowered):
+        return every(go_duration_s(match.group(1).replace(" ", "")))
+    if match := _DAILY.match(lowered):
+        return daily(match.group(1), timezone=timezone)
+    if match := _WEEKLY.match(lowered):
+        return weekly(match.group(1), match.group(2), timezone=timezone)
+    return cron(value, timezone=timezone)

@@ -49,6 +49,12 @@ class EventType(StrEnum):
     JOB_SILENT = "job_silent"
     JOB_RESUMED = "job_resumed"
     TASK_FAILED = "task_failed"
+    # jobs a container's labels declare
+    LABEL_JOB_REGISTERED = "label_job_registered"
+    LABEL_JOB_UNREGISTERED = "label_job_unregistered"
+    LABEL_JOB_INVALID = "label_job_invalid"
+    LABEL_JOB_FAILED = "label_job_failed"
+    LABEL_JOB_RECOVERED = "label_job_recovered"
     # the fleet
     PEER_SILENT = "peer_silent"
     PEER_RESUMED = "peer_resumed"

@@ -14,5 +14,6 @@ stream and what each event means), ``checks.py`` (containers judged off the watc
 loop), ``maintenance.py`` (the recurring maintenance windows under way: what each held
 back, the event at its end), ``service.py`` (the daemon's
 service and sweep job) and ``containers.py`` (what operators see and do: ``aegis
-containers``, ``ack``, ``maintenance``).
+containers``, ``ack``, ``maintenance``). ``labeljobs/`` runs the jobs containers declare in
+their labels.
 """

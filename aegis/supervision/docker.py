@@ -80,10 +80,13 @@ def events_refused(client: Any) -> bool:
     return bool(answer.status_code == 403)
 
 
-def docker_client(timeout_s: int = DOCKER_TIMEOUT_S) -> Any:
+def docker_client(timeout_s: int = DOCKER_TIMEOUT_S, max_pool_size: int | None = None) -> Any:
     """A client of the engine named by DOCKER_HOST (unix, tcp, tls via DOCKER_TLS_VERIFY and
-    DOCKER_CERT_PATH), else the local socket."""
-    return _client_class().from_env(timeout=timeout_s)
+    DOCKER_CERT_PATH), else the local socket; ``max_pool_size`` connections kept for
+    threads that share it (docker-py's default: 10)."""
+    if max_pool_size is None:
+        return _client_class().from_env(timeout=timeout_s)
+    return _client_class().from_env(timeout=timeout_s, max_pool_size=max_pool_size)
 
 
 @functools.cache

@@ -247,3 +247,18 @@ def test_the_escalation_route_is_checked_like_the_other_channels(
     assert "aegis notify test --channel escalation" in check["hint"]
     assert WEBHOOK_TOKEN not in output
     assert code == 1
+
+
+def test_doctor_fails_label_jobs_behind_a_proxy_that_forbids_exec(
+        aegis_env: dict[str, str], socket_proxy: Callable[[dict[str, str]], str],
+        make_container: Callable[..., Any]) -> None:
+    make_container("sleep 600", healthcheck=None, labels={
+        "aegis.job.tick.schedule": "@hourly", "aegis.job.tick.command": "true"})
+    profile = socket_proxy_profile()  # compose.yaml's allow-list: no EXEC, no POST
+    _, checks, _ = doctor({**aegis_env, "DOCKER_HOST": socket_proxy(profile)})
+    assert checks["label_jobs_exec"]["status"] == FAIL
+    assert "EXEC=1 and POST=1" in checks["label_jobs_exec"]["hint"]
+    with_exec = socket_proxy({**profile, "EXEC": "1", "POST": "1"})
+    _, checks, _ = doctor({**aegis_env, "DOCKER_HOST": with_exec})
+    assert "label_jobs_exec" not in checks
+    assert checks["label_jobs"]["status"] == OK

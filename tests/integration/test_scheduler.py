@@ -281,3 +281,20 @@ def test_a_slot_the_database_refuses_costs_only_itself(make_app: Callable[..., a
     assert ran.count("fine") == 3  # the catch-up run at start and both ticks
     assert "cursed" not in ran
     assert runs(app, "cursed") == []
+
+
+def test_a_job_that_allows_overlap_is_claimed_while_its_run_goes_on(app: api.Aegis) -> None:
+    from aegis.scheduling.repository import Runs, RunStatus, WantedSlot
+
+    runs = Runs(app.db)
+    live = T0 - timedelta(minutes=1)
+
+    def claim(job_id: str, at: datetime, overlap: bool) -> list[JobRun]:
+        return runs.claim([WantedSlot(job_id, "h", RunTrigger.SCHEDULE, at, overlap=overlap)],
+                          host="h", now=at, instance_id="h-1", live_since=live)
+
+    for job_id, overlap in (("db.strict", False), ("db.loose", True)):
+        [first] = claim(job_id, T0, overlap)
+        [second] = claim(job_id, T0 + timedelta(seconds=2), overlap)
+        assert first.status == RunStatus.RUNNING
+        assert second.status == (RunStatus.RUNNING if overlap else RunStatus.SKIPPED)

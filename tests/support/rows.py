@@ -45,6 +45,12 @@ def events_of_type(url: str, event_type: str) -> list[dict[str, Any]]:
                     "WHERE event_type = %s ORDER BY id", event_type)
 
 
+def runs_of(url: str, job_id: str, status: str | None = None) -> list[dict[str, Any]]:
+    """The runs of ``job_id`` (with ``status``, when given), oldest slot first."""
+    return sql_rows(url, "SELECT * FROM job_runs WHERE job_id = %s AND (%s::text IS NULL "
+                         "OR status = %s) ORDER BY scheduled_for, id", job_id, status, status)
+
+
 def types_of(url: str, container: str) -> list[str]:
     """The types of the events about ``container``, oldest first."""
     return [event["event_type"] for event in events_of(url, container)]

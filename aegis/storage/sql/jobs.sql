@@ -7,14 +7,16 @@
 -- name: claim_runs
 -- Claim slots of jobs, all in one statement (one commit for every job due at a tick); a
 -- slot is recorded 'skipped' when a live run of its job is still going. A slot another
--- daemon claimed first is not returned. Rows go in key order, so two daemons claiming the
+-- daemon claimed first is not returned (a job that allows overlap is never skipped). Rows
+-- go in key order, so two daemons claiming the
 -- same slots at once wait for each other in the same order and cannot deadlock.
 WITH wanted AS (
     SELECT *
     FROM unnest(%(job_ids)s::text[], %(scope_keys)s::text[], %(triggers)s::text[],
-                %(slots)s::timestamptz[]) AS w (job_id, scope_key, trigger, scheduled_for)
+                %(slots)s::timestamptz[], %(overlaps)s::boolean[])
+         AS w (job_id, scope_key, trigger, scheduled_for, overlap)
 ), checked AS (
-    SELECT w.*, EXISTS (
+    SELECT w.*, NOT w.overlap AND EXISTS (
         SELECT 1
         FROM job_runs r
         LEFT JOIN daemons d ON d.instance_id = r.instance_id
@@ -103,17 +105,28 @@ ORDER BY job_id, scheduled_for DESC, id DESC;
 -- name: upsert_jobs
 -- Advertise the jobs this daemon runs (for jobs list and pause flags), in one statement;
 -- in id order, so two daemons advertising at once cannot deadlock.
-INSERT INTO jobs (id, description, trigger, timezone, scope, next_run_at, seen_by, seen_at,
-                  watched_since)
-SELECT id, description, trigger, timezone, scope, next_run_at, %(seen_by)s, %(now)s, %(now)s
+INSERT INTO jobs (id, description, trigger, timezone, scope, source, next_run_at, seen_by,
+                  seen_at, watched_since)
+SELECT id, description, trigger, timezone, scope, source, next_run_at, %(seen_by)s, %(now)s,
+       %(now)s
 FROM unnest(%(ids)s::text[], %(descriptions)s::text[], %(triggers)s::text[],
-            %(timezones)s::text[], %(scopes)s::text[], %(next_runs)s::timestamptz[])
-     AS j (id, description, trigger, timezone, scope, next_run_at)
+            %(timezones)s::text[], %(scopes)s::text[], %(sources)s::text[],
+            %(next_runs)s::timestamptz[])
+     AS j (id, description, trigger, timezone, scope, source, next_run_at)
 ORDER BY id
 ON CONFLICT (id) DO UPDATE
 SET description = EXCLUDED.description, trigger = EXCLUDED.trigger,
-    timezone = EXCLUDED.timezone, scope = EXCLUDED.scope, next_run_at = EXCLUDED.next_run_at,
+    timezone = EXCLUDED.timezone, scope = EXCLUDED.scope, source = EXCLUDED.source,
+    next_run_at = EXCLUDED.next_run_at,
     seen_by = EXCLUDED.seen_by, seen_at = EXCLUDED.seen_at;
+
+-- name: forget_sourced_job
+-- A job added at run time and removed again (its container is gone): its row goes, when
+-- this daemon advertised it last (a daemon still running it advertises it again); its
+-- runs stay.
+DELETE FROM jobs
+WHERE id = %(id)s AND source IS NOT NULL AND seen_by = %(seen_by)s
+RETURNING id;
 
 -- name: list_job_rows
 -- Every job row.
