@@ -9,6 +9,7 @@ weekly and cron triggers follow the wall clock of their time zone (``WallClock``
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
@@ -41,28 +42,47 @@ def _utc(moment: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Every:
-    """Every ``period_s`` seconds, aligned to the epoch: a 5-minute job runs at :00, :05..."""
+    """Every ``period_s`` seconds, aligned to the epoch: a 5-minute job runs at :00, :05...
+    ``offset_s`` moves every slot that far into its period (``spread``): 0 to period."""
 
     period_s: float
+    offset_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.period_s < 1:
             raise ValueError("an interval must be at least 1 second")
+        if not 0 <= self.offset_s < self.period_s:
+            raise ValueError("an interval's offset must be within its period")
 
     def latest_at_or_before(self, moment: datetime) -> datetime:
-        elapsed_us = (_utc(moment) - EPOCH) // timedelta(microseconds=1)
+        start = EPOCH + timedelta(seconds=self.offset_s)
+        elapsed_us = (_utc(moment) - start) // timedelta(microseconds=1)
         period_us = int(self.period_s * 1_000_000)
-        return EPOCH + timedelta(microseconds=elapsed_us - elapsed_us % period_us)
+        return start + timedelta(microseconds=elapsed_us - elapsed_us % period_us)
 
     def next_after(self, moment: datetime) -> datetime:
         return self.latest_at_or_before(moment) + timedelta(seconds=self.period_s)
 
     def describe(self) -> str:
+        shown = self._period()
+        return f"{shown}, {self.offset_s:g}s into it" if self.offset_s else shown
+
+    def _period(self) -> str:
         for unit, size in (("hour", 3600), ("minute", 60)):
             if self.period_s % size == 0:
                 count = int(self.period_s // size)
                 return f"every {unit}" if count == 1 else f"every {count} {unit}s"
         return "every second" if self.period_s == 1 else f"every {self.period_s:g} seconds"
+
+
+def spread(trigger: Trigger, key: str) -> Trigger:
+    """An interval trigger moved a whole number of seconds into its period, by a hash of
+    ``key``: the same on every host (so claims still meet), different from job to job, so
+    many jobs of one interval do not all start in the same second. Anything else as is."""
+    if not isinstance(trigger, Every) or trigger.period_s < 2:
+        return trigger
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return replace(trigger, offset_s=float(digest % int(trigger.period_s)))
 
 
 class WallClock:

@@ -3,11 +3,21 @@ they are written in: pure, with every bad label a problem, never an exception.""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from aegis.scheduling import triggers
 from aegis.scheduling.job_settings import MisfirePolicy
-from aegis.scheduling.triggers import Cron, Daily, Every, Weekly, go_duration_s, parse_schedule
+from aegis.scheduling.triggers import (
+    Cron,
+    Daily,
+    Every,
+    Weekly,
+    go_duration_s,
+    parse_schedule,
+    spread,
+)
 from aegis.supervision.labeljobs.spec import (
     JobKind,
     JobScope,
@@ -174,8 +184,8 @@ def test_ofelia_readme_example() -> None:
     [spec] = read_labels("nginx", {
         "ofelia.enabled": "true", "ofelia.job-exec.test-exec-job.schedule": "@every 5s",
         "ofelia.job-exec.test-exec-job.command": "uname -a"}).specs
-    assert (spec.job_id, spec.command, spec.trigger) == (
-        "nginx.test-exec-job", ("uname", "-a"), Every(5))
+    assert (spec.job_id, spec.command) == ("nginx.test-exec-job", ("uname", "-a"))
+    assert spec.trigger == spread(Every(5), "nginx.test-exec-job")
     # Ofelia lets runs overlap unless no-overlap is set
     assert (spec.source, spec.overlap) == (LabelSource.OFELIA, True)
 
@@ -213,3 +223,24 @@ def test_ofelia_job_run_only_when_allowed() -> None:
     assert "AEGIS_LABEL_JOBS_RUN=on" in problem.reason
     [spec] = read_labels("ofelia", labels, run_allowed=True).specs
     assert (spec.kind, spec.image, spec.volumes) == (JobKind.RUN, "busybox", ("/:/host",))
+
+
+def test_every_is_spread_by_the_jobs_id_and_cron_is_not() -> None:
+    labels = {f"aegis.job.{name}.{key}": value for name, schedule in
+              (("tick", "@every 1m"), ("mark", "* * * * *"), ("hourly", "@hourly"))
+              for key, value in (("schedule", schedule), ("command", "true"))}
+    specs = {spec.name: spec for spec in read_labels("web-1", labels).specs}
+    tick = specs["tick"].trigger
+    assert isinstance(tick, Every)
+    assert tick.period_s == 60
+    assert tick == spread(Every(60), "web-1.tick")  # the same on every host
+    slot = tick.next_after(t("2026-01-01 00:00"))
+    assert slot - t("2026-01-01 00:00") == timedelta(seconds=tick.offset_s or 60)
+    assert specs["mark"].trigger.next_after(t("2026-01-01 00:00:30")) == t("2026-01-01 00:01")
+    assert specs["hourly"].trigger.next_after(t("2026-01-01 00:10")) == t("2026-01-01 01:00")
+    # two hundred containers with @every 1m: their slots are spread over the minute
+    offsets = {read_labels(f"app-{i}", {"aegis.job.tick.schedule": "@every 1m",
+                                        "aegis.job.tick.command": "true"}).specs[0]
+               .trigger.offset_s for i in range(200)}  # type: ignore[attr-defined]
+    assert len(offsets) > 50
+    assert all(0 <= offset < 60 for offset in offsets)

@@ -4,7 +4,7 @@ from datetime import datetime
 import pytest
 
 from aegis.scheduling import triggers
-from aegis.scheduling.triggers import Trigger
+from aegis.scheduling.triggers import Every, Trigger, daily, spread
 from tests.support.clock import t
 
 
@@ -100,3 +100,24 @@ def test_bad_triggers_are_refused(bad: Callable[[], object]) -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         triggers.every(minutes=5).next_after(datetime(2026, 1, 1))
+
+
+def test_an_interval_moved_into_its_period() -> None:
+    trigger = Every(60, offset_s=37)
+    assert trigger.latest_at_or_before(t("2026-01-01 00:00:36")) == t("2025-12-31 23:59:37")
+    assert trigger.latest_at_or_before(t("2026-01-01 00:00:37")) == t("2026-01-01 00:00:37")
+    assert trigger.next_after(t("2026-01-01 00:00:37")) == t("2026-01-01 00:01:37")
+    assert trigger.describe() == "every minute, 37s into it"
+    with pytest.raises(ValueError, match="within its period"):
+        Every(60, offset_s=60)
+
+
+def test_spread_is_a_stable_offset_of_intervals_only() -> None:
+    first = spread(Every(300), "db.dump")
+    assert first == spread(Every(300), "db.dump")
+    assert isinstance(first, Every)
+    assert first.offset_s == int(first.offset_s)
+    assert 0 <= first.offset_s < 300
+    assert spread(Every(1), "db.dump") == Every(1)
+    daily_trigger = daily("03:00")
+    assert spread(daily_trigger, "db.dump") is daily_trigger

@@ -18,7 +18,7 @@ from typing import Any
 from aegis.core import clock, parsing
 from aegis.core.durations import parse_duration_s
 from aegis.scheduling.job_settings import MisfirePolicy
-from aegis.scheduling.triggers import Trigger, go_duration_s, parse_schedule
+from aegis.scheduling.triggers import Trigger, go_duration_s, parse_schedule, spread
 
 AEGIS_PREFIX = "aegis.job."
 OFELIA_ENABLED = "ofelia.enabled"
@@ -336,7 +336,9 @@ def _spec(container: str, labels: Mapping[str, str], job: tuple[LabelSource, str
                         **values)
     if source == LabelSource.OFELIA and "overlap" not in values:
         spec = replace(spec, overlap=True)  # Ofelia's default: runs may overlap
-    return _with_service(spec, labels, prefix)
+    spec = _with_service(spec, labels, prefix)
+    # @every promises an interval, not a mark on the clock: spread by the job's id
+    return replace(spec, trigger=spread(spec.trigger, spec.job_id))
 
 
 def _values(table: Mapping[str, Parser], keys: Mapping[str, tuple[str, str]]
