@@ -46,14 +46,15 @@ def claimable(rows: Sequence[OutboxRow], now: datetime, instance: str) -> list[O
 
 
 def may_share_post(channel: Channel, groupable: bool) -> bool:
-    """Whether a row waits for companions and goes out with them: groupable alerts only."""
-    return channel == Channel.ALERTS and groupable
+    """Whether a row waits for companions and goes out with them: groupable alerts and
+    escalation pages (a storm's escalations, due together, are one page)."""
+    return channel in (Channel.ALERTS, Channel.ESCALATION) and groupable
 
 
 def plan_batch(rows: Sequence[OutboxRow], now: datetime, *, flush: bool = False) -> Batch:
     """Which of the claimable ``rows`` (oldest first) go out in the next post.
 
-    Journal messages and ungroupable alerts go alone. Other alerts wait up to
+    Journal messages and ungroupable alerts go alone. Other alerts (and pages) wait up to
     GROUP_WAIT_S after the oldest was queued (unless ``flush``), then every following
     groupable alert queued within GROUP_WINDOW_S of it joins, up to MAX_GROUP_ROWS.
     """

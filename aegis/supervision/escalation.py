@@ -76,7 +76,7 @@ def page_notification(settings: Settings, incident: Incident, due: DuePage
         channel=Channel.ESCALATION,
         title=f"{incident.name} on {incident.host}: escalation not acknowledged{repeat}",
         body=f"{lead}\n\n{message_body(incident)}", importance=Importance.CRITICAL,
-        fields=fields, dedup_key=page_key(due, number), groupable=False,
+        fields=fields, dedup_key=page_key(due, number), groupable=True,
         state=IncidentStep.ESCALATED)
 
 

@@ -61,6 +61,8 @@ def test_alerts_wait_for_companions_then_go_together() -> None:
     ([row(1, 0, groupable=False), row(2, 0)], [1]),
     ([row(1, 0), row(2, 0, groupable=False), row(3, 0)], [1]),
     ([row(1, 0), row(2, 30), row(3, 61)], [1, 2]),  # outside the grouping window
+    # pages of the escalation route due together (a storm's) are one page
+    ([row(1, 0, channel="escalation"), row(2, 2, channel="escalation")], [1, 2]),
 ])
 def test_what_goes_out_together(rows: list[OutboxRow], expected: list[int]) -> None:
     assert [r.id for r in plan_batch(rows, s(100)).rows] == expected
