@@ -7,6 +7,7 @@ doctor lines while another job keeps running."""
 from __future__ import annotations
 
 import itertools
+import signal
 import subprocess
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from aegis.supervision.labeljobs.execute import RUN_MARK, signal_inside
 from tests.support.cli import run_cli
 from tests.support.containers import IDLE
 from tests.support.daemons import Spawner, daemon_env, daemon_running
@@ -336,3 +338,27 @@ def test_a_container_recreated_with_other_labels_changes_its_job(
         job_id, job_id]  # never under the name set aside
     [gone] = events_of_type(url, "label_job_unregistered")
     assert gone["details"]["reason"] == "its container is being replaced"
+
+
+def test_a_command_is_signalled_from_inside_its_container_by_its_mark(
+        make_container: Callable[..., Any], docker_client: Any) -> None:
+    """How a timeout stops a command when aegis cannot see the host's processes (aegis in
+    a container without pid: host): every process carrying the exec's mark, and no other."""
+    container = make_container(IDLE, healthcheck=None)
+    api = docker_client.api
+    for mark, command in (("m1", "sleep 302 & sleep 303"), ("m2", "sleep 304")):
+        exec_id = api.exec_create(container.id, ["/bin/sh", "-c", command],
+                                  environment=[f"{RUN_MARK}={mark}"])["Id"]
+        api.exec_start(exec_id, detach=True)
+
+    def processes() -> str:
+        return str(container.exec_run(["ps", "-o", "pid,args"]).output.decode())
+
+    wait_for(lambda: all(f"sleep {n}" in processes() for n in (302, 303, 304)),
+             what="the three commands running")
+    assert signal_inside(api, container.id, "m1", signal.SIGTERM)
+    wait_for(lambda: "sleep 302" not in processes() and "sleep 303" not in processes(),
+             timeout_s=10, what="the marked commands gone")
+    assert "sleep 304" in processes()  # another exec's, untouched
+    assert signal_inside(api, container.id, "m2", signal.SIGKILL)
+    wait_for(lambda: "sleep 304" not in processes(), timeout_s=10, what="the second gone")

@@ -6,11 +6,14 @@ container of its image, with its exit code, duration and the last 64 KiB of its 
 A slot whose container is stopped, restarting or in an open incident is not run: the
 job raises ``RunSkipped`` with the reason, and the slot is recorded ``skipped``.
 
-The exec's process is stopped from the host's side: ``exec_inspect`` names its pid in the
-host's process namespace, and aegis signals it and its children once it has checked, from
-``/proc``, that they belong to the container. aegis in a container sees the host's
-processes only with ``pid: host``; without it a command past its timeout is recorded
-``timeout`` and left running, and the run's error says so.
+The exec's process is stopped from the host's side when aegis sees the host's processes:
+``exec_inspect`` names its pid in the host's process namespace, and aegis signals it and
+its children once it has checked, from ``/proc``, that they belong to the container.
+aegis in a container without ``pid: host`` does not see them; then the signal is sent from
+inside the container: every exec carries ``AEGIS_JOB_RUN=<mark>`` in its environment (its
+children inherit it), and a second exec (``/bin/sh`` as root) signals each process whose
+environment holds that mark. Only a container without ``/bin/sh`` keeps a command past
+its timeout running; the run's error says so.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -40,6 +44,12 @@ OUTPUT_BYTES = 64 * 1024
 KILL_GRACE_S = 5.0
 POLL_S = 0.2
 SECRET_NAME_PARTS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY")
+# the variable that marks an exec's processes, for a signal sent from inside its container
+RUN_MARK = "AEGIS_JOB_RUN"
+# signals every process of the container whose environment holds RUN_MARK=$AEGIS_MARK (its
+# own environment holds AEGIS_MARK=..., never RUN_MARK=..., so it never signals itself)
+SIGNAL_INSIDE = (f'for d in /proc/[0-9]*; do grep -qs "{RUN_MARK}=$AEGIS_MARK" "$d/environ" '
+                 '&& kill -s "$AEGIS_SIGNAL" "${d#/proc/}" 2>/dev/null; done; true')
 
 
 @dataclass(frozen=True)
@@ -142,9 +152,10 @@ def run_exec(client: Any, target: Target, spec: LabelJobSpec, cancelled: threadi
     timeout): then its processes get SIGTERM, and SIGKILL KILL_GRACE_S later."""
     api = client.api
     started = time.monotonic()
+    mark = uuid.uuid4().hex
     exec_id = api.exec_create(target.id, list(spec.command), stdout=True, stderr=True,
                               tty=spec.tty, user=spec.user or "",
-                              environment=list(spec.env) or None,
+                              environment=[*spec.env, f"{RUN_MARK}={mark}"],
                               workdir=spec.workdir)["Id"]
     tail = Tail()
     stream = api.exec_start(exec_id, tty=spec.tty, stream=True)
@@ -154,7 +165,7 @@ def run_exec(client: Any, target: Target, spec: LabelJobSpec, cancelled: threadi
     stopped = None
     while reader.is_alive():
         if cancelled.wait(POLL_S):
-            stopped = _stop(api, exec_id, target, reader)
+            stopped = _stop(api, exec_id, Marked(target, mark), reader)
             break
     reader.join(KILL_GRACE_S)
     inspect = api.exec_inspect(exec_id)
@@ -170,24 +181,54 @@ def _read(stream: Iterator[bytes], tail: Tail) -> None:
             tail.add(chunk)
 
 
-def _stop(api: Any, exec_id: str, target: Target, reader: threading.Thread) -> str:
+@dataclass(frozen=True)
+class Marked:
+    """The container of an exec, and the mark its processes carry."""
+
+    target: Target
+    mark: str
+
+
+def _stop(api: Any, exec_id: str, marked: Marked, reader: threading.Thread) -> str:
     """TERM, then KILL after the grace, to the exec's process and its children; what was
     done, or why nothing could be."""
     pid = int(api.exec_inspect(exec_id).get("Pid") or 0)
     if not pid:
         return "ended"
     for sig, name in ((signal.SIGTERM, "TERM"), (signal.SIGKILL, "KILL")):
-        victims = process_tree(pid, target.id)
-        if not victims:
-            return "not stopped: aegis cannot see the container's processes (run aegis with " \
-                   "pid: host)" if name == "TERM" else "TERM"
-        for victim in victims:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(victim, sig)
+        if not _signal(api, pid, marked, sig):
+            return "not stopped: aegis cannot see the container's processes and the " \
+                   "container has no /bin/sh to signal them from" if name == "TERM" else "TERM"
         reader.join(KILL_GRACE_S)
         if not reader.is_alive() and not _running(api, exec_id):
             return name
     return "KILL"
+
+
+def _signal(api: Any, pid: int, marked: Marked, sig: signal.Signals) -> bool:
+    """``sig`` to the exec's processes: from the host when aegis sees them, else from
+    inside the container. False when neither could be done."""
+    victims = process_tree(pid, marked.target.id)
+    for victim in victims:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(victim, sig)
+    return bool(victims) or signal_inside(api, marked.target.id, marked.mark, sig)
+
+
+def signal_inside(api: Any, container_id: str, mark: str, sig: signal.Signals) -> bool:
+    """``sig`` to every process of the container carrying ``mark``, sent by an exec of
+    ``/bin/sh`` as root inside it; False when that exec could not run."""
+    from docker.errors import APIError
+
+    try:
+        exec_id = api.exec_create(container_id, ["/bin/sh", "-c", SIGNAL_INSIDE], user="0",
+                                  environment=[f"AEGIS_MARK={mark}",
+                                               f"AEGIS_SIGNAL={sig.name.removeprefix('SIG')}"]
+                                  )["Id"]
+        api.exec_start(exec_id)
+        return bool(api.exec_inspect(exec_id).get("ExitCode") == 0)
+    except APIError:
+        return False
 
 
 def _running(api: Any, exec_id: str) -> bool:
