@@ -169,6 +169,9 @@ def enqueue(tx: Queries, notification: Notification, *, host: str,
 def _record_sent(outbox: Outbox, row_id: int, notification: Notification,
                  sent: SentOffline) -> None:
     status = OutboxStatus.DELIVERED if sent.complete else OutboxStatus.PENDING
+    if notification.thread is not None:
+        # the thread's older edits still waiting say less than the message now out
+        outbox.supersede_edits(notification.thread)
     outbox.record(DeliveryRecord(
         ids=(row_id,), status=status, at=sent.at, next_attempt_at=sent.at, attempted=True,
         sent_by=sent.sent_by, target_results=dict(sent.results), thread=notification.thread,
