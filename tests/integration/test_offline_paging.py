@@ -64,7 +64,7 @@ def offline(app: api.Aegis, db: Database, targets: list[Target]) -> OfflineRunti
 IMPORTANCE = {"restarted": Importance.HIGH, "escalated": Importance.CRITICAL}
 
 
-def step(store: Store, state: str) -> None:
+def living_step(store: Store, state: str) -> None:
     """One step of an incident's living message, as aegis queues it (AEGIS_ALERT_FROM=
     restart): the restart and the recovery edit it, the escalation announces it."""
     store.record_event("test_step", f"web {state}", notify=Notification(
@@ -84,7 +84,7 @@ def later(app: api.Aegis) -> datetime:
     return latest + timedelta(seconds=1)
 
 
-def titles(fake: FakeDiscord) -> list[str]:
+def titles_posted(fake: FakeDiscord) -> list[str]:
     return [body["embeds"][0]["title"] for body in fake.received]
 
 
@@ -92,10 +92,10 @@ def test_an_escalation_goes_out_at_once_and_its_recovery_edits_it(
         app: api.Aegis, unreachable: Database, fake: FakeDiscord) -> None:
     target = DiscordTarget(fake.webhook_url())
     down = offline(app, unreachable, [target])
-    step(down.store, "restarted")  # an edit: waits in the spool, as before
+    living_step(down.store, "restarted")  # an edit: waits in the spool, as before
     assert fake.received == []
-    step(down.store, "escalated")
-    assert titles(fake) == ["web escalated on test-host"]
+    living_step(down.store, "escalated")
+    assert titles_posted(fake) == ["web escalated on test-host"]
     posted = next(iter(fake.messages))
     notify = spooled(app)[-1]["notify"]
     assert notify["sent"]["messages"] == {target.id: posted}
@@ -112,9 +112,9 @@ def test_an_escalation_goes_out_at_once_and_its_recovery_edits_it(
     app.store.replay_spool()  # written back once, whatever replays it again
     assert len(outbox(app)) == 2
 
-    step(app.store, "recovered")
+    living_step(app.store, "recovered")
     drain(sender(app, [target]), later(app))
-    assert titles(fake) == ["web escalated on test-host"], "posted twice"
+    assert titles_posted(fake) == ["web escalated on test-host"], "posted twice"
     assert [(mid, body["embeds"][0]["title"]) for mid, body in fake.edits] == [
         (posted, "web recovered on test-host")]
     assert fake.rejected == []
@@ -126,7 +126,7 @@ def test_a_destination_that_did_not_take_it_is_left_to_the_sender(
     try:
         other.script("500")
         first, second = DiscordTarget(fake.webhook_url()), DiscordTarget(other.webhook_url())
-        step(offline(app, unreachable, [first, second]).store, "escalated")
+        living_step(offline(app, unreachable, [first, second]).store, "escalated")
         assert (len(fake.received), len(other.received)) == (1, 0)
         app.store.replay_spool()
         assert [r["status"] for r in outbox(app)] == ["pending"]
@@ -142,11 +142,11 @@ def test_nothing_taken_waits_in_the_spool_as_before(
         app: api.Aegis, unreachable: Database, fake: FakeDiscord) -> None:
     fake.script("500")
     target = DiscordTarget(fake.webhook_url())
-    step(offline(app, unreachable, [target]).store, "escalated")
+    living_step(offline(app, unreachable, [target]).store, "escalated")
     assert spooled(app)[-1]["notify"]["sent"] is None
     app.store.replay_spool()
     drain(sender(app, [target]), later(app))
-    assert titles(fake) == ["web escalated on test-host"]
+    assert titles_posted(fake) == ["web escalated on test-host"]
 
 
 def test_the_database_outage_is_one_message_resolved_when_it_is_back(
@@ -159,7 +159,8 @@ def test_the_database_outage_is_one_message_resolved_when_it_is_back(
     watch.look(T0 + timedelta(seconds=119))
     assert fake.received == []
     watch.look(T0 + timedelta(seconds=120))
-    assert titles(fake) == ["aegis on test-host cannot reach its database since 12:00:00 UTC"]
+    assert titles_posted(fake) == [
+        "aegis on test-host cannot reach its database since 12:00:00 UTC"]
     restarted = DatabaseWatch(down, down.pager)
     restarted.look(T0 + timedelta(minutes=5))  # a daemon started afresh mid-outage
     watch.look(T0 + timedelta(minutes=6))
