@@ -127,12 +127,14 @@ class DatabaseWatch:
     def _unreachable(self, now: datetime, error: str) -> None:
         spool = self.runtime.store.spool
         if self.outage is None:
+            # one begun before this process (a restart) goes on
             self.outage = open_outage(spool, self.host)
             if self.outage is None:
                 first_line = (error.splitlines() or [""])[0]
                 self.outage = DatabaseOutage(self.host, since=now, error=first_line)
                 spool.append(self.outage.to_record())
-                self.log.warning("database_unreachable", error=error)
+            self.log.warning("database_unreachable", since=self.outage.since.isoformat(),
+                             message_sent=self.outage.sent is not None, error=error)
         alert_after_s = self.runtime.settings.db_outage_alert_after_s
         if not alert_after_s or not self.outage.due(now, alert_after_s):
             return
