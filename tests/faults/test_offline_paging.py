@@ -45,7 +45,7 @@ def posted(fake: FakeDiscord, prefix: str) -> bool:
     return any(title.startswith(prefix) for title, _ in arrivals(fake))
 
 
-def edited_to(fake: FakeDiscord, prefix: str) -> str | None:
+def edit_titled(fake: FakeDiscord, prefix: str) -> str | None:
     """The id of the message an accepted edit gave a title starting with ``prefix``."""
     return next((mid for mid, body in fake.edits
                  if body["embeds"][0]["title"].startswith(prefix)), None)
@@ -97,15 +97,15 @@ def test_an_escalation_and_the_outage_are_paged_once_through_a_kill(
 
     own_postgres.start()
     wait_for(lambda: spool.stat().st_size == 0, timeout_s=60, what="the spool replayed")
-    wait_for(lambda: edited_to(fake, "aegis on test-host reaches its database again"),
+    wait_for(lambda: edit_titled(fake, "aegis on test-host reaches its database again"),
              timeout_s=60, what="the outage message resolved")
     sick.exec_run(["touch", "/healthy"])
-    wait_for(lambda: edited_to(fake, "sick recovered on test-host"), timeout_s=60,
+    wait_for(lambda: edit_titled(fake, "sick recovered on test-host"), timeout_s=60,
              what="the recovery, edited into the message posted offline")
 
     assert len(fake.received) == 2, "a message was posted twice"
-    recovered = edited_to(fake, "sick recovered on test-host")
-    resolved = edited_to(fake, "aegis on test-host reaches its database again")
+    recovered = edit_titled(fake, "sick recovered on test-host")
+    resolved = edit_titled(fake, "aegis on test-host reaches its database again")
     # two posts, two messages: each edited by its own resolution
     assert recovered is not None
     assert resolved is not None
