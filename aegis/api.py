@@ -22,6 +22,7 @@ from aegis.core.clock import utcnow
 from aegis.core.config import DatabasePooler, Settings
 from aegis.core.durations import parse_since
 from aegis.core.errors import UsageError
+from aegis.notify.offline import DirectPager, run_database_watch
 from aegis.notify.sender import deliver_pending, run_sender
 from aegis.scheduling.control import SchedulerControl
 from aegis.scheduling.job_settings import job_overrides
@@ -29,6 +30,8 @@ from aegis.scheduling.registry import Registry, load_jobs
 from aegis.scheduling.repository import replay_run_finish, replay_run_record
 from aegis.storage import embedded
 from aegis.storage.db import Database
+from aegis.storage.dboutage import SPOOL_KIND as DATABASE_OUTAGE
+from aegis.storage.dboutage import replay_outage
 from aegis.storage.events import Event
 from aegis.storage.spool import Spool
 from aegis.storage.store import Replay, Store
@@ -42,9 +45,10 @@ DEFAULT_EVENT_WINDOW = "24h"
 
 def spool_replays(settings: Settings) -> Mapping[str, Replay]:
     """How each kind of spooled record other than events and state is written back (a
-    container's decision routed to its host's storm by ``settings``)."""
+    container's decision routed to its host's storm by ``settings``, the database's own
+    outage with its message resolved)."""
     return {"job_run": replay_run_record, "job_run_finish": replay_run_finish,
-            "container_decision": replay_routed(settings)}
+            "container_decision": replay_routed(settings), DATABASE_OUTAGE: replay_outage()}
 
 
 class Memory:
@@ -111,9 +115,11 @@ def load_registry(settings: Settings) -> Registry:
 def add_core_services(registry: Registry) -> None:
     """aegis's own long-running loops: the HTTP endpoint (returns at once when
     AEGIS_HTTP_ADDR=off), the escalation pager (returns at once when AEGIS_ESCALATE_AFTER
-    is unset) and the outbox sender; ``aegis run --once`` asks the last two to queue and
-    deliver what is due instead."""
+    is unset), the outbox sender and the database watch (a message when the database is
+    unreachable); ``aegis run --once`` asks the pager and the sender to queue and deliver
+    what is due instead."""
     registry.add_service("http", http.serve)
+    registry.add_service("database_watch", run_database_watch)
     registry.add_service("escalation_pager", run_pager, once=page_pending)
     registry.add_service("outbox_sender", run_sender, once=deliver_pending)
 
@@ -126,8 +132,9 @@ class Aegis:
                  registry: Registry | None = None) -> None:
         self.settings = settings
         self.db = db
+        # an escalation decided while the database is unreachable is sent at once
         self.store = Store(db, Spool(settings.home / "spool.jsonl"), settings.host,
-                           replays=spool_replays(settings))
+                           replays=spool_replays(settings), pager=DirectPager(settings))
         self.memory = Memory(self.store)
         self.state = State(self.store)
         self.scheduler = SchedulerControl(self, lambda: self.registry)

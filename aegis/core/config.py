@@ -128,6 +128,8 @@ class Settings:
     escalate_after_s: float = 0.0
     escalation_urls: tuple[str, ...] = ()
     escalation_repeat_s: float = 0.0
+    # 0: no message for a database outage.
+    db_outage_alert_after_s: float = 120.0
     outbox_max_age_s: float = 86400.0
     event_retention_s: float = 30 * 86400.0
     job_runs_retention_s: float = 90 * 86400.0
@@ -337,6 +339,11 @@ OPTIONS: tuple[Option, ...] = (
            parsing.duration_or_off(1.0),
            "Send it again this often while the incident stays open and unacknowledged; "
            "unset: once."),
+    Option("db_outage_alert_after_s", "AEGIS_DB_OUTAGE_ALERT_AFTER",
+           "notify.db_outage_alert_after", parsing.duration_or_off(1.0),
+           "The database unreachable this long: one message 'aegis on HOST cannot reach its "
+           "database since ...', sent straight to the alerts channel and resolved when it "
+           "is back; off: none."),
     Option("outbox_max_age_s", "AEGIS_OUTBOX_MAX_AGE", "notify.max_age", parsing.duration(1.0),
            "A message undelivered this long is given up, with a critical event."),
     Option("event_retention_s", "AEGIS_EVENT_RETENTION", "retention.events", parsing.days,

@@ -43,6 +43,7 @@ class EventType(StrEnum):
     DAEMON_STOPPED = "daemon_stopped"
     DAEMON_UNCLEAN_RESTART = "daemon_unclean_restart"
     SPOOL_RECORD_SET_ASIDE = "spool_record_set_aside"
+    DATABASE_OUTAGE = "database_outage"
     # jobs and tasks
     JOB_TIMEOUT = "job_timeout"
     JOB_OVERRUN = "job_overrun"

@@ -74,6 +74,27 @@ class IncidentStep(StrEnum):
 
 
 @dataclass(frozen=True)
+class SentOffline:
+    """A message sent straight to its channel's destinations while the database was
+    unreachable (aegis/notify/offline.py): written back as delivered, never sent again."""
+
+    at: datetime
+    sent_by: str
+    # Target id -> how it took the message, as a row keeps it (``target_results``); a
+    # destination missing here (a timeout, a 5xx) is left to the sender.
+    results: dict[str, str] = field(default_factory=dict)
+    # Target id -> the message it holds: a living message's, adopted by its thread.
+    messages: dict[str, str] = field(default_factory=dict)
+    # Every destination of the channel took it or refused it for good.
+    complete: bool = True
+
+    def __post_init__(self) -> None:
+        """The time from its text too (read back from the spool)."""
+        if isinstance(self.at, str):
+            object.__setattr__(self, "at", datetime.fromisoformat(self.at))
+
+
+@dataclass(frozen=True)
 class Notification:
     channel: Channel
     title: str
@@ -90,6 +111,8 @@ class Notification:
     state: IncidentStep | None = None
     # An update that destinations which cannot edit a message (Apprise) do not get.
     edit_only: bool = False
+    # Sent already, while the database was unreachable.
+    sent: SentOffline | None = None
 
     def __post_init__(self) -> None:
         """The enums from their text too (a notification read back from the spool)."""
@@ -99,6 +122,15 @@ class Notification:
         object.__setattr__(self, "importance", Importance(self.importance))
         if self.state is not None:
             object.__setattr__(self, "state", IncidentStep(self.state))
+        if isinstance(self.sent, dict):
+            object.__setattr__(self, "sent", SentOffline(**self.sent))
+
+    @property
+    def pages(self) -> bool:
+        """Whether it is sent at once even while the database is unreachable: an alert of
+        high importance or above that is not only an edit of a message already out."""
+        return (self.sent is None and not self.edit_only
+                and self.importance.rank >= Importance.HIGH.rank)
 
 
 def fingerprint(notification: Notification) -> str | None:
@@ -115,7 +147,10 @@ def fingerprint(notification: Notification) -> str | None:
 
 def enqueue(tx: Queries, notification: Notification, *, host: str,
             event_uid: str | None) -> bool:
-    """Queue ``notification`` in ``tx``; False when its dedup key was queued before."""
+    """Queue ``notification`` in ``tx``; False when its dedup key was queued before. One
+    sent while the database was unreachable is recorded as its post went: delivered (or
+    left to the sender for the destinations that did not take it), its thread holding
+    the messages posted."""
     dedup_key = notification.dedup_key or f"event:{event_uid}"
     row = tx.fetch_one("enqueue_notification", channel=notification.channel,
                        dedup_key=dedup_key, host=host, event_uid=event_uid,
@@ -126,7 +161,22 @@ def enqueue(tx: Queries, notification: Notification, *, host: str,
                        groupable=notification.groupable and notification.thread is None,
                        thread=notification.thread, state=notification.state,
                        edit_only=notification.edit_only)
+    if row is not None and notification.sent is not None:
+        _record_sent(Outbox(tx), int(row["id"]), notification, notification.sent)
     return row is not None
+
+
+def _record_sent(outbox: Outbox, row_id: int, notification: Notification,
+                 sent: SentOffline) -> None:
+    status = OutboxStatus.DELIVERED if sent.complete else OutboxStatus.PENDING
+    if notification.thread is not None:
+        # the thread's older edits still waiting say less than the message now out
+        outbox.supersede_edits(notification.thread)
+    outbox.record(DeliveryRecord(
+        ids=(row_id,), status=status, at=sent.at, next_attempt_at=sent.at, attempted=True,
+        sent_by=sent.sent_by, target_results=dict(sent.results), thread=notification.thread,
+        thread_messages={target: message_id for target, message_id in sent.messages.items()
+                         if message_id}))
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,24 @@ class Spool:
             handle.seek(0)
             return sum(1 for line in handle if line.strip())
 
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """The records of ``kind`` waiting, in order, left where they are (a line that is
+        not a record is passed over here; a drain sets it aside)."""
+        if self.pending() == 0:
+            return []
+        with self._locked() as handle:
+            handle.seek(0)
+            lines = [line for line in handle.read().split(b"\n") if line.strip()]
+        found = []
+        for line in lines:
+            try:
+                record = _record(line)
+            except BadRecord:
+                continue
+            if record.get("kind") == kind:
+                found.append(record)
+        return found
+
     def drain(self, deliver: Callable[[dict[str, Any]], None],
               set_aside: Callable[[SetAside], None] | None = None) -> int:
         """Hand every record to ``deliver`` in order; return how many lines were taken

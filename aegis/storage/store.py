@@ -5,6 +5,11 @@ When the database is unreachable, writes go to the spool file and are replayed, 
 order and exactly once (events carry a uid; state writes carry their time), as soon as
 the database answers again. Other kinds of spooled records (a job run, a container
 decision) are replayed by the handlers whoever builds the store hands it.
+
+A message that pages (an escalation, an outage of the engine) cannot wait for the
+database: while it is unreachable, the store hands it to its ``Pager``, which sends it
+straight to the channel's destinations, and spools it marked sent, so its replay records
+it as delivered instead of sending it again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable, UsageError
@@ -45,6 +50,17 @@ _RESERVED_LOG_KEYS = {"event", "level", "timestamp", "summary", "importance", "l
 MAX_STATE_KEY_CHARS = 200
 
 Replay = Callable[[Connection, dict[str, Any]], None]  # writes one spooled record in a tx
+SpoolRecord = dict[str, Any] | Callable[[], dict[str, Any]]
+
+
+class Pager(Protocol):
+    """Sends a message straight to its channel's destinations, without the database
+    (aegis/notify/offline.py builds the one a daemon uses)."""
+
+    def page(self, notification: Notification, host: str) -> Notification:
+        """``notification`` sent, with ``sent`` saying how; unchanged when no destination
+        took it. Never raises."""
+        ...
 
 
 class Store:
@@ -52,14 +68,19 @@ class Store:
     ``replays`` maps a spool record kind (besides ``event`` and ``state``) to the handler
     that writes it back."""
 
-    def __init__(self, db: Database, spool: Spool, host: str,
+    # what whoever builds the store hands it; the clock, the replays and the pager optional
+    def __init__(self, db: Database, spool: Spool, host: str,  # noqa: PLR0913
                  clock: Callable[[], datetime] = utcnow,
-                 replays: Mapping[str, Replay] | None = None) -> None:
+                 replays: Mapping[str, Replay] | None = None,
+                 pager: Pager | None = None) -> None:
+        """``pager``: what sends a message that pages while the database is unreachable
+        (None: it waits in the spool like the rest)."""
         self.db = db
         self.spool = spool
         self.host = host
         self.clock = clock
         self.replays: dict[str, Replay] = dict(replays or {})
+        self.pager = pager
         self.log = get_logger()
         self._lock = threading.Lock()
 
@@ -76,7 +97,8 @@ class Store:
         event = self.new_event(event_type, summary, importance=importance, details=details,
                                source=source, timestamp=timestamp)
         self.log_event(event)
-        self.write(lambda tx: insert_event(tx, event, notify), event_record(event, notify))
+        self.write(lambda tx: insert_event(tx, event, notify),
+                   lambda: event_record(event, self.page_offline(notify)))
         return event
 
     # an event's fields, by keyword
@@ -95,9 +117,18 @@ class Store:
             event.event_type, summary=event.summary, importance=event.importance, **log_details
         )
 
-    def write(self, action: Callable[[Connection], object], spool_record: dict[str, Any]) -> bool:
-        """Run ``action`` in a transaction after replaying the spool; spool the record if the
-        database is unreachable. Returns True when written to the database."""
+    def page_offline(self, notification: Notification | None) -> Notification | None:
+        """``notification`` sent at once and marked sent when it pages (the database being
+        unreachable, see ``Notification.pages``); otherwise as it was, to wait in the
+        spool."""
+        if notification is None or self.pager is None or not notification.pages:
+            return notification
+        return self.pager.page(notification, self.host)
+
+    def write(self, action: Callable[[Connection], object], spool_record: SpoolRecord) -> bool:
+        """Run ``action`` in a transaction after replaying the spool; spool the record (or
+        what a callable makes, only then) if the database is unreachable. Returns True
+        when written to the database."""
         with self._lock:
             try:
                 self._replay_locked()
@@ -105,8 +136,9 @@ class Store:
                     action(tx)
                 return True
             except DatabaseUnavailable as exc:
-                self.spool.append(spool_record)
-                self.log.warning("store_spooled", kind=spool_record.get("kind"), error=str(exc))
+                record = spool_record() if callable(spool_record) else spool_record
+                self.spool.append(record)
+                self.log.warning("store_spooled", kind=record.get("kind"), error=str(exc))
                 return False
 
     # the filters of `aegis events`, by keyword, each optional

@@ -3,7 +3,8 @@ transaction, *before* anything is done about it, so a daemon killed at any momen
 acts twice. The save is optimistic: a row another thread or daemon changed since it was
 read is not written, and its decision is dropped. While PostgreSQL is down the row and its
 events go to the spool as one record, written back once when it returns; the rows last
-known stand in for the table meanwhile.
+known stand in for the table meanwhile. An escalation decided then is sent at once by the
+store's pager and spooled as sent (aegis/storage/store.py).
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class Persister:
         except DatabaseUnavailable as exc:
             if not self.kept.keep_if_unchanged(row, update.applied_to(row)):
                 return False
+            # an escalation cannot wait for the database: sent now, spooled as sent
+            records = [(event, store.page_offline(notify)) for event, notify in records]
             spooled = decision_record(update, records)
             if step is not None:  # routed to its host's storm when written back
                 spooled["storm_step"] = step.to_json()
@@ -135,7 +138,9 @@ def replay_routed(settings: Settings) -> Callable[[Queries, dict[str, Any]], Non
         events = [event_from_record(spooled) for spooled in record["events"]]
         step = record.get("storm_step")
         if step is not None and not route(tx, settings, MemberStep.from_json(step)).keep_own:
-            events = [(event, None) for event, _ in events]
+            # the storm's message instead; one already sent offline is recorded as sent
+            events = [(event, notify if notify is not None and notify.sent else None)
+                      for event, notify in events]
         for event, notify in events:
             insert_event(tx, event, notify)
 

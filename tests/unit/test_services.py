@@ -40,8 +40,8 @@ def test_two_registries_share_no_supervision_state(tmp_path: Path) -> None:
 def test_the_daemon_hooks_of_aegis_own_services(tmp_path: Path) -> None:
     settings = load_settings({"AEGIS_HOME": str(tmp_path / "home")})
     services = {s.name: s for s in api.load_registry(settings).services}
-    assert set(services) == {"http", "escalation_pager", "outbox_sender", "docker_events",
-                             "label_jobs"}
+    assert set(services) == {"http", "database_watch", "escalation_pager", "outbox_sender",
+                             "docker_events", "label_jobs"}
     assert services["outbox_sender"].once is deliver_pending  # aegis run --once delivers
     # aegis run --once queues the pages due, before the sender delivers them
     assert services["escalation_pager"].once is page_pending

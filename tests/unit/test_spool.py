@@ -135,3 +135,14 @@ def test_concurrent_processes_never_interleave_lines(spool: Spool) -> None:
     assert spool.drain(records.append) == 600
     for writer in range(3):
         assert [r["n"] for r in records if r["writer"] == writer] == list(range(200))
+
+
+def test_records_of_a_kind_are_read_in_order_and_left_in_place(spool: Spool) -> None:
+    assert spool.records("database_outage") == []
+    spool.append({"kind": "database_outage", "n": 1})
+    spool.append({"kind": "event", "n": 2})
+    with open(spool.path, "ab") as handle:
+        handle.write(b'{"kind": "database_outage", "n": \n')  # torn by a crash: passed over
+    spool.append({"kind": "database_outage", "n": 3})
+    assert [r["n"] for r in spool.records("database_outage")] == [1, 3]
+    assert spool.pending() == 4
