@@ -19,19 +19,19 @@ ALL = [name for name, _ in migrations()]
 FUTURE = "9999_future"
 
 
-def recorded(url: str) -> dict[str, str | None]:
+def compatibility_rows(url: str) -> dict[str, str | None]:
     return {row["name"]: row["compatible_with"] for row in sql_rows(
         url, "SELECT name, compatible_with FROM schema_migrations ORDER BY name")}
 
 
-def env_of(url: str, tmp_path: Path) -> dict[str, str]:
+def cli_env(url: str, tmp_path: Path) -> dict[str, str]:
     return {"AEGIS_DATABASE_URL": url, "AEGIS_HOME": str(tmp_path / "home"),
             "AEGIS_JOURNAL_DIR": str(tmp_path / "journal"), "AEGIS_HTTP_ADDR": "off"}
 
 
 def test_check_says_what_would_run_and_applies_nothing(empty_database_url: str,
                                                        tmp_path: Path) -> None:
-    env = env_of(empty_database_url, tmp_path)
+    env = cli_env(empty_database_url, tmp_path)
     pending = run_cli("db", "migrate", "--check", env=env)
     assert pending.returncode == 3, pending.stderr
     assert pending.stdout == f"{len(ALL)} migration(s) pending: {', '.join(ALL)}\n"
@@ -41,14 +41,14 @@ def test_check_says_what_would_run_and_applies_nothing(empty_database_url: str,
     assert run_cli("db", "migrate", env=env).returncode == 0
     current = run_cli("db", "migrate", "--check", env=env)
     assert (current.returncode, current.stdout) == (0, "database is up to date\n")
-    assert set(recorded(empty_database_url).values()) == {"0.1"}
+    assert set(compatibility_rows(empty_database_url).values()) == {"0.1"}
 
 
 def test_a_schema_a_newer_aegis_declares_this_one_too_old_for_is_refused(
         aegis_env: dict[str, str], database_url: str) -> None:
     execute(database_url, "INSERT INTO schema_migrations (name, compatible_with) "
                           "VALUES (%s, '0.99')", FUTURE)
-    before = recorded(database_url)
+    before = compatibility_rows(database_url)
     message = (f"aegis: the database's schema needs aegis 0.99 or later (migrations {FUTURE}); "
                f"this is aegis {__version__}: upgrade aegis on this host (a schema is never "
                "migrated back)\n")
@@ -62,7 +62,7 @@ def test_a_schema_a_newer_aegis_declares_this_one_too_old_for_is_refused(
         assert result.stdout == ("" if args == ("db", "migrate") else
                                  f"1 migration(s) of a newer aegis applied: {FUTURE}\n")
 
-    assert recorded(database_url) == before
+    assert compatibility_rows(database_url) == before
     assert sql_rows(database_url, "SELECT count(*) AS n FROM daemons") == [{"n": 0}]
     assert sql_rows(database_url, "SELECT count(*) AS n FROM episodic_memory") == [{"n": 0}]
     doctor = run_cli("doctor", env=aegis_env)
@@ -96,7 +96,7 @@ def test_the_migrations_aegis_0_1_applied_get_their_compatibility_recorded(
         for name, script in of_0_1:
             conn.execute(script.encode())
             conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
-    env = env_of(empty_database_url, tmp_path)
+    env = cli_env(empty_database_url, tmp_path)
     later = ALL[len(of_0_1):]
 
     check = run_cli("db", "migrate", "--check", env=env)
@@ -107,4 +107,4 @@ def test_the_migrations_aegis_0_1_applied_get_their_compatibility_recorded(
 
     migrate = run_cli("db", "migrate", env=env)
     assert migrate.stdout == f"applied {len(later)} migration(s): {', '.join(later)}\n"
-    assert recorded(empty_database_url) == dict.fromkeys(ALL, "0.1")
+    assert compatibility_rows(empty_database_url) == dict.fromkeys(ALL, "0.1")
