@@ -80,6 +80,9 @@ def test_a_newer_schema_that_declares_this_aegis_compatible_is_run_on(
                             f"compatible: they allow aegis 0.1 and later; this is aegis "
                             f"{__version__}\ndatabase is up to date\n")
 
+    doctor = run_cli("doctor", env=aegis_env)
+    assert (f"migrations of a newer aegis applied ({FUTURE}), which allow aegis 0.1 and "
+            f"later: this is aegis {__version__}") in doctor.stdout
     once = run_cli("run", "--once", env={**aegis_env, "AEGIS_JOB_MODULES": ""}, timeout=120)
     assert once.returncode == 0, once.stderr
     assert sql_rows(database_url, "SELECT status FROM daemons") == [{"status": "stopped"}]
