@@ -13,7 +13,14 @@ The public Python API (stable names; importing this package does no I/O)::
 
 from aegis.api import Aegis, Memory, State, connect, load_settings
 from aegis.core.config import Settings
-from aegis.core.errors import AegisError, ConfigError, DatabaseUnavailable, StoreError, UsageError
+from aegis.core.errors import (
+    AegisError,
+    ConfigError,
+    DatabaseUnavailable,
+    SchemaTooNew,
+    StoreError,
+    UsageError,
+)
 from aegis.scheduling.control import JobInfo, SchedulerControl
 from aegis.scheduling.registry import Job, JobContext, Registry
 from aegis.scheduling.repository import JobRun
@@ -39,6 +46,7 @@ __all__ = [
     "Registry",
     "Runtime",
     "SchedulerControl",
+    "SchemaTooNew",
     "Settings",
     "State",
     "StoreError",

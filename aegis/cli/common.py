@@ -15,6 +15,10 @@ from aegis.core.clock import offset_text
 from aegis.core.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# `aegis db migrate --check`: migrations are waiting to be applied
+EXIT_PENDING = 3
+# the database's schema is of a newer aegis that declares this one too old to run on it
+EXIT_SCHEMA_TOO_NEW = 4
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:

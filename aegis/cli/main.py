@@ -1,4 +1,5 @@
-"""The ``aegis`` command. Exit codes: 0 ok, 1 a check failed, 2 bad usage or configuration.
+"""The ``aegis`` command. Exit codes: 0 ok, 1 a check failed, 2 bad usage or configuration,
+3 migrations pending (``aegis db migrate --check``), 4 a schema too new for this aegis.
 
 Commands are thin: they parse arguments, call the Python API (aegis.api) and print. Each
 command group lives in a module of its own in this package; this one gathers them.
@@ -14,9 +15,15 @@ from click.exceptions import NoArgsIsHelpError
 
 from aegis.api import load_settings
 from aegis.cli import containers, daemon, database, doctor, history, hosts, jobs, notify
-from aegis.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
+from aegis.cli.common import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA_TOO_NEW, EXIT_USAGE, fail
 from aegis.core.config import utf8_problem
-from aegis.core.errors import AegisError, ConfigError, DatabaseUnavailable, UsageError
+from aegis.core.errors import (
+    AegisError,
+    ConfigError,
+    DatabaseUnavailable,
+    SchemaTooNew,
+    UsageError,
+)
 from aegis.core.logs import configure_logging
 from aegis.version import __version__
 
@@ -33,6 +40,8 @@ class AegisGroup(click.Group):
             fail(str(exc), EXIT_USAGE)
         except DatabaseUnavailable as exc:
             fail(f"database unreachable: {exc}")
+        except SchemaTooNew as exc:
+            fail(str(exc), EXIT_SCHEMA_TOO_NEW)
         except AegisError as exc:
             fail(str(exc))
 

@@ -29,3 +29,8 @@ class StoreError(AegisError):
 
 class DatabaseUnavailable(StoreError):
     """The database could not be reached."""
+
+
+class SchemaTooNew(AegisError):
+    """The database's schema holds migrations of a newer aegis that declare this one too
+    old to run on it: the message names both versions and what to do. Exit code 4."""

@@ -11,6 +11,7 @@ from aegis.core.config import DatabasePooler, Settings
 from aegis.core.errors import AegisError
 from aegis.core.redact import redact
 from aegis.doctor.checks import FAIL, OK, WARN, Check, not_checked
+from aegis.storage.schema import SchemaStatus
 
 SKEW_WARN_S = 2.0
 SKEW_FAIL_S = 30.0
@@ -40,19 +41,31 @@ def database_checks(app: api.Aegis, settings: Settings,
         before = clock()
         server = app.db.server_info()
         after = clock()
-        pending = app.db.pending_migrations()
+        schema = app.db.schema_status()
     except AegisError as exc:
         return [database_unreachable(settings, str(exc)), not_checked("migrations"),
                 not_checked("clock")]
     database = Check("database", OK, f"PostgreSQL {server.version}, database "
                      f"{server.name} ({_where(settings)}); {wakeups(settings)}")
-    if pending:
-        migrations = Check("migrations", WARN, f"{len(pending)} pending: {', '.join(pending)}",
-                           "run `aegis db migrate` (`aegis run` also applies them at start)")
-    else:
-        migrations = Check("migrations", OK, "schema is current")
     local_mid = before + (after - before) / 2
-    return [database, migrations, clock_check(server.db_clock, local_mid)]
+    return [database, migrations_check(schema), clock_check(server.db_clock, local_mid)]
+
+
+def migrations_check(schema: SchemaStatus) -> Check:
+    """Whether this aegis may run on the schema, and what it would apply."""
+    newer = ", ".join(m.name for m in schema.newer)
+    if not schema.compatible:
+        return Check("migrations", FAIL, str(schema.refusal()),
+                     "upgrade aegis on this host to the release the other hosts run")
+    if schema.pending:
+        return Check("migrations", WARN, f"{len(schema.pending)} pending: "
+                     f"{', '.join(schema.pending)}",
+                     "run `aegis db migrate` (`aegis run` also applies them at start)")
+    if schema.newer:
+        return Check("migrations", WARN, f"migrations of a newer aegis applied ({newer}), "
+                     f"which allow aegis {schema.requires} and later: this is aegis "
+                     f"{schema.running}", "upgrade aegis on this host when you can")
+    return Check("migrations", OK, "schema is current")
 
 
 def wakeups(settings: Settings) -> str:

@@ -34,6 +34,13 @@ from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.core.redact import redact
 from aegis.storage.listener import Listener
 from aegis.storage.queries import migrations, query_text
+from aegis.storage.schema import (
+    AppliedMigration,
+    SchemaStatus,
+    recorded_compatibility,
+    schema_status,
+)
+from aegis.version import __version__
 
 Row = dict[str, Any]
 
@@ -133,11 +140,13 @@ class Connection:
         except psycopg.Error as exc:
             raise _wrap(exc, self._dsn) from exc
 
-    def run_script(self, script: str, *, record_as: str) -> None:
-        """A migration's statements, recorded as applied."""
+    def run_script(self, script: str, *, record_as: str, compatible_with: str) -> None:
+        """A migration's statements, recorded as applied with the compatibility it
+        declares."""
         try:
             self._conn.execute(script.encode())
-            self._conn.execute(query_text("record_migration"), {"name": record_as})
+            self._conn.execute(query_text("record_migration"),
+                               {"name": record_as, "compatible_with": compatible_with})
         except psycopg.Error as exc:
             raise _wrap(exc, self._dsn) from exc
 
@@ -315,24 +324,41 @@ class Database:
     def migrate(self) -> list[str]:
         """Apply pending migrations, all in one transaction under a transaction-level
         advisory lock (two processes migrating at once: one applies, the other then finds
-        nothing left); return the names applied."""
+        nothing left); return the names applied. SchemaTooNew, with nothing applied, when
+        a newer aegis migrated the schema beyond what this one may run on."""
         applied: list[str] = []
         with self.transaction() as tx:
             tx.execute("migration_lock", key=MIGRATION_LOCK_KEY)
             tx.execute("create_schema_migrations")
-            done = {row["name"] for row in tx.fetch_all("applied_migrations")}
+            tx.execute("add_migration_compatibility")
+            status = _status(tx.fetch_all("applied_migrations"))
+            if not status.compatible:
+                raise status.refusal()
+            declared = {name: recorded_compatibility(script, __version__)
+                        for name, script in migrations()}
             for name, script in migrations():
-                if name not in done:
-                    tx.run_script(script, record_as=name)
+                if name in status.pending:
+                    tx.run_script(script, record_as=name, compatible_with=declared[name])
                     applied.append(name)
+            tx.execute("backfill_migration_compatibility", names=list(declared),
+                       compatible_with=list(declared.values()))
         return applied
 
-    def pending_migrations(self) -> list[str]:
+    def schema_status(self) -> SchemaStatus:
+        """What ``migrate`` would apply, and whether this aegis may run on the schema,
+        without changing anything."""
         try:
-            done = {row["name"] for row in self.fetch_all("applied_migrations")}
+            rows = self.fetch_all("applied_migrations")
         except StoreError as exc:
-            if exc.sqlstate == "42P01":  # undefined_table: never migrated
-                done = set()
-            else:
+            if exc.sqlstate != "42P01":  # undefined_table: never migrated
                 raise
-        return [name for name, _ in migrations() if name not in done]
+            rows = []
+        return _status(rows)
+
+    def pending_migrations(self) -> list[str]:
+        return list(self.schema_status().pending)
+
+
+def _status(rows: list[Row]) -> SchemaStatus:
+    return schema_status([AppliedMigration(row["name"], row["compatible_with"]) for row in rows],
+                         migrations(), __version__)

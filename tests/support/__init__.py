@@ -8,7 +8,8 @@ The benchmarks (bench/) use it too.
 - ``postgres``: the test PostgreSQL, its template and per-test databases, a server of a
   test's own; ``pgbouncer``: PgBouncer in front of it
 - ``cli``: the ``aegis`` command in a subprocess, its tables; ``daemons``: ``aegis run``
-  daemons and their environments
+  daemons and their environments; ``releases``: a previous release of aegis from git
+  history, in a virtualenv of its own
 - ``containers``: test containers, their scripts and probes, and their states;
   ``engines``: private Docker engines and an engine's event stream; ``relay.py``: a byte
   relay into an engine's namespace; ``supervision``: aegis's supervisor and watcher in

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 from tests.support.cli import REPO, clean_environ
@@ -53,11 +54,14 @@ class Spawner:
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: list[IO[bytes]] = []
 
-    def __call__(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    def __call__(self, env: dict[str, str], *args: str, python: Path | None = None,
+                 cwd: Path = REPO) -> subprocess.Popen[bytes]:
+        """``aegis run ARGS`` in ``env``: this checkout's, or with ``python`` and ``cwd``
+        another release's (tests/support/releases.py)."""
         log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop_all)
         process = subprocess.Popen(
-            [sys.executable, "-m", "aegis", "run", *args], env=clean_environ(env),
-            stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
+            [str(python or sys.executable), "-m", "aegis", "run", *args],
+            env=clean_environ(env), stdout=subprocess.DEVNULL, stderr=log, cwd=cwd)
         self.processes.append(process)
         self._logs.append(log)
         return process

@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- State, the episodic event history, and the importance scale.
 
 CREATE TYPE importance AS ENUM ('low', 'medium', 'high', 'critical');

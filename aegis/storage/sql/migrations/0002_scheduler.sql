@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- The scheduler: claimed runs, job flags, the task queue and daemon heartbeats.
 
 CREATE TABLE job_runs (

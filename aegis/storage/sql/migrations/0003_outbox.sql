@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- The durable outbox: every notification is a row, written in the same transaction as
 -- the event that caused it, and delivered by the sender in order per channel.
 

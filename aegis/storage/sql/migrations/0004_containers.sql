@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- Supervised containers: identity, what Docker last reported, and the strike state of the
 -- three-strike protocol, keyed by host and container name so a re-created container (same
 -- compose project and service) keeps its history.

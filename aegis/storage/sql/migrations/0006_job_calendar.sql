@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- Calendar-correct jobs: the time zone each job's slots follow (as its daemons advertise
 -- it), and the silence watch of jobs with an expect_every: since when a job is watched
 -- (first seen, or last resumed or unpaused) and since when it has been silent.

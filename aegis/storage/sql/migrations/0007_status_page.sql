@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- The status page: the aegis.* labels each container was last seen with (its page shows
 -- the labels in effect); an index on the container an event is about (a container's
 -- page, and the container filter of the events page and of `aegis events`), and a small

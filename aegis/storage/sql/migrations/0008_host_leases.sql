@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- The single-daemon-per-host guard as a lease row renewed with the heartbeat, instead of a
 -- session advisory lock: it needs no connection held for the daemon's life, and it passes
 -- through a pooler in transaction mode (PgBouncer).

@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- Incidents people can read: each container's open incident (its class, its steps, the
 -- dependants folded into it), Swarm tasks observed, and one living message per incident
 -- (outbox rows of one thread, and the message each destination holds for it).

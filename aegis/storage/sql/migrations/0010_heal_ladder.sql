@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- The healing ladder: when the open incident took its rung above a restart (a recreate, or
 -- a restart of its compose project), taken at most once per incident.
 

@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- The escalation route: the pages sent for each escalation nobody acknowledged within
 -- AEGIS_ESCALATE_AFTER. When one is due is read from the containers row (an escalated
 -- incident's escalation line), so the delay survives any restart of aegis; this row says

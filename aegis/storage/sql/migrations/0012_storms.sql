@@ -1,3 +1,4 @@
+-- compatible-with: 0.1
 -- Storms: when AEGIS_STORM_THRESHOLD containers of one host open incidents within
 -- AEGIS_STORM_WINDOW, their incidents become one host incident with one living message
 -- (outbox thread storm:<host>:<id>). Healing goes on per container; a storm's row says
