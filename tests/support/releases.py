@@ -34,15 +34,26 @@ class Release:
         return result.stdout.strip().rsplit(" ", 1)[-1]
 
 
+# each release's commit, for a clone made without its tags
+RELEASE_COMMITS = {"v0.1.0": "dcac1f88749d07d7670a0d7b4544789c58fc7fcc"}
+
+
+def _known(ref: str) -> bool:
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet",
+                            f"{ref}^{{commit}}"], capture_output=True, check=False,
+                           timeout=60)
+    return found.returncode == 0
+
+
 def install_release(tag: str, folder: Path) -> Release:
     """The release ``tag`` of this repository, unpacked and installed under ``folder``."""
-    known = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet",
-                            f"{tag}^{{commit}}"], capture_output=True, check=False, timeout=60)
-    if known.returncode != 0:
-        raise RuntimeError(f"no tag {tag} in {REPO}: fetch the tags (git fetch --tags)")
+    ref = tag if _known(tag) else RELEASE_COMMITS.get(tag, tag)
+    if not _known(ref):
+        raise RuntimeError(f"neither the tag {tag} nor its commit is in {REPO}: fetch the "
+                           "history and tags (git fetch --tags --unshallow)")
     source = folder / "source"
     source.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", tag],
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref],
                              capture_output=True, check=True, timeout=60).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(source, filter="data")
