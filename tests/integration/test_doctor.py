@@ -38,7 +38,7 @@ def test_a_fresh_machine_with_nothing_configured(tmp_path: Path, docker_client: 
            "AEGIS_HTTP_ADDR": "off"}
     code, checks, _ = doctor(env)
 
-    assert checks["database"]["status"] == OK
+    assert checks["database"]["status"] == OK, checks["database"]
     assert "embedded" in checks["database"]["detail"]
     assert checks["migrations"]["status"] == WARN  # nothing has run yet
     assert checks["clock"]["status"] == OK
