@@ -25,6 +25,6 @@ SELECT name FROM schema_migrations ORDER BY name;
 INSERT INTO schema_migrations (name) VALUES (%(name)s);
 
 -- name: doctor_database
--- The server's version, name and clock.
+-- The server's version, name and clock, and whether it is a standby in recovery.
 SELECT current_setting('server_version') AS version, current_database() AS name,
-       now() AS db_now, clock_timestamp() AS db_clock;
+       now() AS db_now, clock_timestamp() AS db_clock, pg_is_in_recovery() AS in_recovery;
