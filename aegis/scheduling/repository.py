@@ -231,17 +231,19 @@ class Runs:
 
     # --- claiming and closing runs ---
 
-    def claim(self, wanted: Sequence[WantedSlot], *, host: str, now: datetime,
-              instance_id: str, live_since: datetime) -> list[JobRun]:
+    # the claim's facts, by keyword: who claims, when, and what it is running now
+    def claim(self, wanted: Sequence[WantedSlot], *, host: str, now: datetime,  # noqa: PLR0913
+              instance_id: str, live_since: datetime,
+              running_ids: Sequence[int] = ()) -> list[JobRun]:
         """Claim slots in one statement; the runs this daemon won, some 'skipped' (an
-        earlier run of the job still going on a daemon whose heartbeat is later than
-        ``live_since``)."""
+        earlier run of the job still going: one of ``running_ids``, this daemon's runs in
+        flight, or one on another daemon whose heartbeat is later than ``live_since``)."""
         return as_rows(JobRun, self.db.fetch_all(
             "claim_runs", job_ids=[w.job_id for w in wanted],
             scope_keys=[w.scope_key for w in wanted], triggers=[w.trigger for w in wanted],
             slots=[w.scheduled_for for w in wanted], overlaps=[w.overlap for w in wanted],
-            host=host, now=now,
-            instance_id=instance_id, live_since=live_since))
+            host=host, now=now, instance_id=instance_id, live_since=live_since,
+            running_ids=list(running_ids)))
 
     def record_missed(self, gap: MissedGap, *, host: str, now: datetime,
                       instance_id: str) -> None:

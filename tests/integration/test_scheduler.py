@@ -289,12 +289,33 @@ def test_a_job_that_allows_overlap_is_claimed_while_its_run_goes_on(app: api.Aeg
     runs = Runs(app.db)
     live = T0 - timedelta(minutes=1)
 
-    def claim(job_id: str, at: datetime, overlap: bool) -> list[JobRun]:
+    def claim(job_id: str, at: datetime, overlap: bool, running: tuple[int, ...] = ()
+              ) -> list[JobRun]:
         return runs.claim([WantedSlot(job_id, "h", RunTrigger.SCHEDULE, at, overlap=overlap)],
-                          host="h", now=at, instance_id="h-1", live_since=live)
+                          host="h", now=at, instance_id="h-1", live_since=live,
+                          running_ids=running)
 
     for job_id, overlap in (("db.strict", False), ("db.loose", True)):
         [first] = claim(job_id, T0, overlap)
-        [second] = claim(job_id, T0 + timedelta(seconds=2), overlap)
+        [second] = claim(job_id, T0 + timedelta(seconds=2), overlap, (first.id,))
         assert first.status == RunStatus.RUNNING
         assert second.status == (RunStatus.RUNNING if overlap else RunStatus.SKIPPED)
+
+
+def test_a_run_row_this_daemon_is_not_running_does_not_hold_its_job_up(
+        app: api.Aegis) -> None:
+    """A row left 'running' that this daemon no longer runs (its finish was committed on a
+    primary that failed over before the standby had it) does not skip the next slots."""
+    from aegis.scheduling.repository import Runs, RunStatus, WantedSlot
+
+    runs = Runs(app.db)
+
+    def claim(at: datetime, running: tuple[int, ...]) -> JobRun:
+        [run] = runs.claim([WantedSlot("db.strict", "h", RunTrigger.SCHEDULE, at)], host="h",
+                           now=at, instance_id="h-1", live_since=T0 - timedelta(minutes=1),
+                           running_ids=running)
+        return run
+
+    lost = claim(T0, ())
+    assert claim(T0 + timedelta(seconds=1), (lost.id,)).status == RunStatus.SKIPPED
+    assert claim(T0 + timedelta(seconds=2), ()).status == RunStatus.RUNNING

@@ -91,9 +91,23 @@ class Node:
         with (self.pgdata / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write(SETTINGS.format(port=self.port, sockets=sockets))
 
-    def start(self) -> None:
-        self.run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60",
-                 "-l", str(self.pgdata.parent / f"{self.name}.log"), "start")
+    def start(self, tries: int = 3) -> None:
+        """Started; on another free port if something took this one meanwhile (a port
+        found free is only free until someone binds it)."""
+        log = self.pgdata.parent / f"{self.name}.log"
+        for attempt in range(tries):
+            try:
+                self.run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(log),
+                         "start")
+                return
+            except AssertionError:
+                taken = log.exists() and "already in use" in log.read_text(errors="replace")
+                if attempt == tries - 1 or not taken:
+                    raise
+                log.unlink()
+                self.port = free_port()
+                with (self.pgdata / "postgresql.conf").open("a", encoding="utf-8") as conf:
+                    conf.write(f"port = {self.port}\n")
 
     def stop(self, mode: str = "fast") -> None:
         """Stopped (``immediate``: killed, as a crash leaves it)."""
@@ -144,6 +158,16 @@ class Replicated:
         self.primary.stop("immediate")
         self.standby.promote()
         return died_at
+
+    def old_primary_alone(self) -> Node:
+        """The killed primary started again on a port of its own (so nothing that was
+        connected finds it), alone, to read what it had committed before it died."""
+        alone = Node("old-primary", self.primary.pgdata, free_port(), self.primary.user)
+        (self.primary.pgdata / "standby.signal").unlink(missing_ok=True)
+        alone.configure(self.folder)
+        alone.start()
+        self.primary = alone  # stopped by remove()
+        return alone
 
     def remove(self) -> None:
         """Both servers stopped and their folder deleted."""
