@@ -1,6 +1,5 @@
 """The fault tests' private Docker engines (tests/support/engines.py): started for the
-test, left for it to start, or only where this machine can run one; and a replicated
-PostgreSQL of the test's own (tests/support/replication.py)."""
+test, left for it to start, or only where this machine can run one."""
 
 from __future__ import annotations
 
@@ -9,9 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import replication
 from tests.support.engines import PrivateEngine, private_engine, private_engine_available
-from tests.support.required import skip_or_fail
 
 
 @pytest.fixture
@@ -46,14 +43,3 @@ def idle_engine() -> Iterator[PrivateEngine]:
         private.tear_down()
     private.forget()
 
-
-@pytest.fixture
-def sync_pair() -> Iterator[replication.Replicated]:
-    """A primary and its synchronous streaming standby, the test's own (Debian's
-    PostgreSQL 15), removed afterwards."""
-    reason = replication.missing_postgresql()
-    if reason is not None:
-        skip_or_fail(reason)
-    pair = replication.start_pair(synchronous=True)
-    yield pair
-    pair.remove()

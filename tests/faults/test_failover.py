@@ -38,7 +38,7 @@ COMMITTED = {
 }
 
 
-def env_of(pair: Replicated, fake: FakeDiscord, engine: PrivateEngine, home: Path, host: str,
+def failover_env(pair: Replicated, fake: FakeDiscord, engine: PrivateEngine, home: Path, host: str,
            **extra: str) -> dict[str, str]:
     """A daemon on both servers, on the private engine, posting to the Discord-like
     server (whichever daemon's sender takes an alert posts it)."""
@@ -55,7 +55,7 @@ def written_since(url: str, host: str, since: Any) -> bool:
                      host, since))
 
 
-def listening(url: str) -> set[str]:
+def listeners_on(url: str) -> set[str]:
     return {str(row["application_name"]) for row in rows(
         url, "SELECT application_name FROM pg_stat_activity WHERE application_name "
              "LIKE 'aegis:%%:listen'")}
@@ -82,16 +82,16 @@ def test_daemons_follow_a_promoted_standby_and_lose_nothing_committed(
     client = engine.client()
     watch = RestartWatch(client)
     daemons = [
-        spawn(env_of(pair, fake, engine, tmp_path / "a", SUPERVISOR, AEGIS_REMEDIATION="on",
+        spawn(failover_env(pair, fake, engine, tmp_path / "a", SUPERVISOR, AEGIS_REMEDIATION="on",
                      AEGIS_DOCKER_SCOPE="labeled", AEGIS_STRIKE_INTERVAL="4s",
                      AEGIS_STABLE_PERIOD="3s", AEGIS_RESTART_BACKOFF="0s")),
-        spawn(env_of(pair, fake, engine, tmp_path / "b", WORKER)),
+        spawn(failover_env(pair, fake, engine, tmp_path / "b", WORKER)),
     ]
     old = pair.primary.url()
     wait_for(lambda: all(written_since(old, host, "-infinity") for host in (SUPERVISOR, WORKER)),
              what="both daemons heartbeating")
     wait_for(lambda: len(rows(old, "SELECT 1 FROM job_runs WHERE status = 'ok' GROUP BY host "
-                                   "HAVING count(*) > 2")) == 2 and len(listening(old)) == 2,
+                                   "HAVING count(*) > 2")) == 2 and len(listeners_on(old)) == 2,
              what="jobs run and both listeners")
     wait_for(lambda: len(rows(old, "SELECT 1 FROM containers WHERE health = 'healthy'")) == 2,
              what="the containers supervised")
@@ -105,7 +105,7 @@ def test_daemons_follow_a_promoted_standby_and_lose_nothing_committed(
     for host in (SUPERVISOR, WORKER):
         wait_for(lambda host=host: written_since(new, host, switch_at),  # type: ignore[misc]
                  timeout_s=WRITE_AGAIN_WITHIN_S, what=f"{host} writing on the new primary")
-    wait_for(lambda: listening(new) == {f"aegis:{SUPERVISOR}:listen", f"aegis:{WORKER}:listen"},
+    wait_for(lambda: listeners_on(new) == {f"aegis:{SUPERVISOR}:listen", f"aegis:{WORKER}:listen"},
              what="both listeners on the new primary")
     wait_for(lambda: escalation_posts(fake), timeout_s=60, what="sick escalated")
     wait_for(lambda: rows(new, "SELECT 1 FROM episodic_memory WHERE event_type = "

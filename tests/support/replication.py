@@ -18,7 +18,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -26,6 +27,7 @@ from psycopg.conninfo import make_conninfo
 
 from aegis.storage.db import Database
 from tests.support.ports import free_port
+from tests.support.required import skip_or_fail
 from tests.support.waiting import wait_for
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -136,7 +138,6 @@ class Replicated:
     primary: Node
     standby: Node
     synchronous: bool
-    nodes: list[Node] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -213,3 +214,17 @@ def start_pair(*, synchronous: bool = False) -> Replicated:
         pair.remove()
         raise
     return pair
+
+
+@contextlib.contextmanager
+def replicated(*, synchronous: bool) -> Iterator[Replicated]:
+    """A pair for one test, removed afterwards; a skip (a failure under
+    AEGIS_REQUIRE_DOCKER=1) where Debian's PostgreSQL 15 is missing."""
+    reason = missing_postgresql()
+    if reason is not None:
+        skip_or_fail(reason)
+    pair = start_pair(synchronous=synchronous)
+    try:
+        yield pair
+    finally:
+        pair.remove()
