@@ -60,7 +60,7 @@ def database_checks(app: api.Aegis, settings: Settings,
 def server_check(server: ServerInfo, settings: Settings) -> Check:
     """The server answering: its version, which of the configured hosts it is, and
     whether it is the primary."""
-    where = f"on {server.address}" if settings.embedded else \
+    where = f"({_where(settings)})" if settings.embedded else \
         f"on {server.address} of {_where(settings)}"
     detail = f"PostgreSQL {server.version}, database {server.name} {where}"
     if not server.primary:
