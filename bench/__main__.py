@@ -34,7 +34,7 @@ WANTED = (
     "soak containers flapping",
     "soak rows past retention",
     "soak back-dated rows, last quarter / first",
-    "failover sync: primary death to the daemon's first write",
+    "failover sync: primary death to both daemons writing",
     "failover sync: aegis rows lost (events, runs, outbox)",
     "failover async: aegis rows lost (events, runs, outbox)",
 )

@@ -152,6 +152,12 @@ class Replicated:
         want = "sync" if self.synchronous else "async"
         return any(row[0] == want for row in rows)
 
+    def cut_off(self) -> None:
+        """The standby stops receiving from the primary (as across a broken link), and
+        falls behind from now on; the primary, asynchronous, goes on committing."""
+        self.standby.execute("ALTER SYSTEM SET primary_conninfo = ''")
+        self.standby.execute("SELECT pg_reload_conf()")
+
     def fail_over(self) -> float:
         """The primary killed (``-m immediate``) and the standby promoted; the monotonic
         time the primary died."""
