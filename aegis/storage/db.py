@@ -212,7 +212,8 @@ class Database:
                     "application_name": f"aegis:{name}:pool"},
         )
         listen_to = dsn if listen_dsn == "" else listen_dsn
-        self.listener = Listener(listen_to and writable_conninfo(listen_to), poll_s=poll_s,
+        self.listener = Listener(None if listen_to is None else writable_conninfo(listen_to),
+                                 poll_s=poll_s,
                                  application_name=f"aegis:{name}:listen",
                                  configure=_configure,
                                  connect_timeout_s=max(1, int(timeout_s)))
