@@ -86,6 +86,21 @@ class WantedSlot:
 
 
 @dataclass(frozen=True)
+class RunEnd:
+    """How a claimed run ended, for its row. ``job_id`` and ``scheduled_for`` make sure
+    the row of that id is this run's: after an asynchronous failover the server may
+    issue the id again to another run (None in a spool record of an older version)."""
+
+    run_id: int
+    status: RunStatus
+    at: datetime
+    error: str | None
+    result: Any
+    job_id: str | None = None
+    scheduled_for: datetime | None = None
+
+
+@dataclass(frozen=True)
 class MissedGap:
     """``count`` slots of a job, ``first`` to ``last``, that fell due and did not run, and
     why: recorded as one 'missed' run at the first (``last_slot`` reads ``last`` back)."""
@@ -253,10 +268,10 @@ class Runs:
                         result={"missed_slots": gap.count, "first": gap.first.isoformat(),
                                 "last": gap.last.isoformat(), "misfire": gap.misfire})
 
-    def finish(self, run_id: int, status: RunStatus, now: datetime, error: str | None,
-               result: Any) -> None:
-        self.db.execute("finish_run", id=run_id, status=status, now=now, error=error,
-                        result=Json(result))
+    def finish(self, end: RunEnd) -> None:
+        self.db.execute("finish_run", id=end.run_id, status=end.status, now=end.at,
+                        error=end.error, result=Json(end.result), job_id=end.job_id,
+                        scheduled_for=end.scheduled_for)
 
     def insert_record(self, *, result: Any, **params: Any) -> None:
         """A whole run made while the database was unreachable."""
@@ -440,6 +455,8 @@ def replay_run_record(tx: Queries, record: dict[str, Any]) -> None:
 def replay_run_finish(tx: Queries, record: dict[str, Any]) -> None:
     """Close a claimed run whose end was recorded while the database was unreachable
     (spool kind ``job_run_finish``)."""
-    Runs(tx).finish(record["id"], RunStatus(record["status"]),
-                    datetime.fromisoformat(record["now"]), record.get("error"),
-                    record.get("result"))
+    slot = record.get("scheduled_for")  # absent in a record of an older version
+    Runs(tx).finish(RunEnd(
+        record["id"], RunStatus(record["status"]), datetime.fromisoformat(record["now"]),
+        record.get("error"), record.get("result"), job_id=record.get("job_id"),
+        scheduled_for=datetime.fromisoformat(slot) if slot else None))

@@ -52,10 +52,14 @@ ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING
 RETURNING id;
 
 -- name: finish_run
--- Close a running run; a run already closed (timed out, interrupted) stays as it is.
+-- Close a running run; a run already closed (timed out, interrupted) stays as it is. With
+-- the run's job and slot, only the run of that job and slot: an id the server issued
+-- again (its sequence behind, after an asynchronous failover) is another run's.
 UPDATE job_runs
 SET status = %(status)s, finished_at = %(now)s, error = %(error)s, result = %(result)s
 WHERE id = %(id)s AND status = 'running'
+  AND (%(job_id)s::text IS NULL
+       OR (job_id = %(job_id)s AND scheduled_for = %(scheduled_for)s::timestamptz))
 RETURNING id;
 
 -- name: insert_run_record
