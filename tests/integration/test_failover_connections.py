@@ -20,6 +20,8 @@ from tests.support.replication import Replicated
 from tests.support.rows import sql_rows as rows
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.serial  # makes failovers, bounded in real time
+
 
 @pytest.fixture
 def app_on_pair(replicated_pair: Replicated, tmp_path: Path) -> Iterator[api.Aegis]:
