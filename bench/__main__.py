@@ -34,6 +34,9 @@ WANTED = (
     "soak containers flapping",
     "soak rows past retention",
     "soak back-dated rows, last quarter / first",
+    "failover sync: primary death to both daemons writing",
+    "failover sync: aegis rows lost (events, runs, outbox)",
+    "failover async: aegis rows lost (events, runs, outbox)",
 )
 
 LAST = ("bench_soak",)

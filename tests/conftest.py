@@ -27,6 +27,7 @@ from aegis import api
 from aegis.core.config import Settings, load_settings
 from tests.images import PROXY_SCRIPT, build_busybox
 from tests.support import pgbouncer as pgbouncer_tool
+from tests.support import replication
 from tests.support.containers import Containers, foreign_containers
 from tests.support.daemons import Spawner
 from tests.support.discord import FakeDiscord
@@ -83,6 +84,22 @@ def own_postgres() -> Iterator[OwnPostgres]:
     own = OwnPostgres.create()
     yield own
     own.remove()
+
+
+@pytest.fixture
+def replicated_pair() -> Iterator[replication.Replicated]:
+    """A primary and its asynchronous streaming standby, the test's own (Debian's
+    PostgreSQL 15), removed afterwards."""
+    with replication.replicated(synchronous=False) as pair:
+        yield pair
+
+
+@pytest.fixture
+def sync_pair() -> Iterator[replication.Replicated]:
+    """A primary and its synchronous streaming standby, the test's own, removed
+    afterwards."""
+    with replication.replicated(synchronous=True) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 # Makes a Docker engine, the static busybox (for test images), docker-compose,
 # debootstrap (for the local base images of tests/images), openssl (for the TLS engine
 # test's certificates), iproute2 (the fault tests' private engines run in network
-# namespaces of their own) and pgbouncer (the tests of aegis through a pooler in
-# transaction mode) available when this machine allows it: installs the Debian
+# namespaces of their own), pgbouncer (the tests of aegis through a pooler in
+# transaction mode) and postgresql-15 (a primary and its standby for the failover tests)
+# available when this machine allows it: installs the Debian
 # packages as root if missing, starts dockerd in the background, and waits for it.
 # Without root or apt it only reports, and the Docker tests skip with a reason (CI sets
 # AEGIS_REQUIRE_DOCKER=1, which turns those skips into failures).
@@ -14,7 +15,8 @@ say() { echo "ensure_docker: $*" >&2; }
 have_compose() { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; }
 if docker info >/dev/null 2>&1 && [ -x /bin/busybox ] && have_compose \
    && command -v debootstrap >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 \
-   && command -v ip >/dev/null 2>&1 && command -v pgbouncer >/dev/null 2>&1; then
+   && command -v ip >/dev/null 2>&1 && command -v pgbouncer >/dev/null 2>&1 \
+   && [ -x /usr/lib/postgresql/15/bin/pg_basebackup ]; then
   exit 0
 fi
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -30,6 +32,7 @@ command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v pgbouncer >/dev/null 2>&1 || missing="$missing pgbouncer"
+[ -x /usr/lib/postgresql/15/bin/pg_basebackup ] || missing="$missing postgresql-15"
 if [ -n "$missing" ]; then
   say "installing$missing"
   export DEBIAN_FRONTEND=noninteractive

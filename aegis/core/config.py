@@ -160,7 +160,7 @@ class Settings:
         if self.postgres_password:
             auth += ":" + quote(self.postgres_password, safe="")
         return (
-            f"postgresql://{auth}@{self.postgres_host}:{self.postgres_port}/"
+            f"postgresql://{auth}@{host_list(self.postgres_host, self.postgres_port)}/"
             f"{quote(self.postgres_db, safe='')}"
         )
 
@@ -196,12 +196,28 @@ class Option:
     autoheal: str | None = None
 
 
+def host_list(hosts: str, port: int) -> str:
+    """POSTGRES_HOST as a URL's hosts: each of the comma list with its own port, else
+    POSTGRES_PORT (``a,b:5433`` -> ``a:5432,b:5433``); an IPv6 address in brackets."""
+    return ",".join(_with_port(host.strip(), port) for host in hosts.split(","))
+
+
+def _with_port(host: str, port: int) -> str:
+    if host.startswith("["):  # [v6] or [v6]:port
+        return host if "]:" in host else f"{host}:{port}"
+    if host.count(":") > 1:  # a bare IPv6 address
+        return f"[{host}]:{port}"
+    return host if ":" in host else f"{host}:{port}"
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("database_url", "AEGIS_DATABASE_URL", "database.url", parsing.database_url,
            "PostgreSQL DSN. Unset (and POSTGRES_HOST unset): the embedded server.",
            secret=True),
-    Option("postgres_host", "POSTGRES_HOST", "database.host", parsing.nonempty,
-           "PostgreSQL host, when AEGIS_DATABASE_URL is not set."),
+    Option("postgres_host", "POSTGRES_HOST", "database.host", parsing.host_list,
+           "PostgreSQL host, when AEGIS_DATABASE_URL is not set; a comma list of hosts "
+           "(each may name its port, host:port) for a primary and its standbys: aegis "
+           "connects to whichever accepts writes."),
     Option("postgres_port", "POSTGRES_PORT", "database.port", parsing.int_range(1, 65535),
            "PostgreSQL port."),
     Option("postgres_user", "POSTGRES_USER", "database.user", parsing.nonempty, "PostgreSQL user."),

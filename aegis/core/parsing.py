@@ -133,6 +133,14 @@ def database_url(raw: Any) -> str:
     return value
 
 
+def host_list(raw: Any) -> str:
+    """One host, or a comma list of them (POSTGRES_HOST), none of them empty."""
+    value = nonempty(raw)
+    if any(not host.strip() for host in value.split(",")):
+        raise ValueError(f"{value!r} has an empty host in its comma list")
+    return value
+
+
 def path(raw: Any) -> Path:
     return Path(nonempty(raw)).expanduser()
 

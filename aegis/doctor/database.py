@@ -1,4 +1,6 @@
-"""The database, its migrations, and this host's clock against the database's."""
+"""The database, its migrations, and this host's clock against the database's. The
+database check names the server the connection reached (with several hosts in the URL,
+the one that answered) and fails on a standby: aegis must write."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from aegis import api
-from aegis.core.config import DatabasePooler, Settings
+from aegis.core.config import DatabasePooler, Settings, host_list
 from aegis.core.errors import AegisError
 from aegis.core.redact import redact
 from aegis.doctor.checks import FAIL, OK, WARN, Check, not_checked
+from aegis.storage.db import ServerInfo
 from aegis.storage.schema import SchemaStatus
 
 SKEW_WARN_S = 2.0
@@ -21,8 +24,8 @@ def _where(settings: Settings) -> str:
     if settings.embedded:
         return f"embedded, under {settings.home / 'pgdata'}"
     if settings.postgres_host and not settings.database_url:
-        return f"{settings.postgres_host}:{settings.postgres_port}"
-    host = urlsplit(settings.database_url or "").hostname
+        return host_list(settings.postgres_host, settings.postgres_port)
+    host = urlsplit(settings.database_url or "").netloc.rpartition("@")[2]
     return host or "AEGIS_DATABASE_URL"
 
 
@@ -45,8 +48,7 @@ def database_checks(app: api.Aegis, settings: Settings,
     except AegisError as exc:
         return [database_unreachable(settings, str(exc)), not_checked("migrations"),
                 not_checked("clock")]
-    database = Check("database", OK, f"PostgreSQL {server.version}, database "
-                     f"{server.name} ({_where(settings)}); {wakeups(settings)}")
+    database = server_check(server, settings)
     local_mid = before + (after - before) / 2
     return [database, migrations_check(schema), clock_check(server.db_clock, local_mid)]
 
@@ -66,6 +68,19 @@ def migrations_check(schema: SchemaStatus) -> Check:
                      f"which allow aegis {schema.requires} and later: this is aegis "
                      f"{schema.running}", "upgrade aegis on this host when you can")
     return Check("migrations", OK, "schema is current")
+
+
+def server_check(server: ServerInfo, settings: Settings) -> Check:
+    """The server answering: its version, which of the configured hosts it is, and
+    whether it is the primary."""
+    where = f"({_where(settings)})" if settings.embedded else \
+        f"on {server.address} of {_where(settings)}"
+    detail = f"PostgreSQL {server.version}, database {server.name} {where}"
+    if not server.primary:
+        return Check("database", FAIL, f"{detail}, a standby (read-only)",
+                     "aegis writes: point it at the primary, or list every host with "
+                     "target_session_attrs=read-write (the default with several hosts)")
+    return Check("database", OK, f"{detail}, the primary; {wakeups(settings)}")
 
 
 def wakeups(settings: Settings) -> str:

@@ -86,6 +86,21 @@ class WantedSlot:
 
 
 @dataclass(frozen=True)
+class RunEnd:
+    """How a claimed run ended, for its row. ``job_id`` and ``scheduled_for`` make sure
+    the row of that id is this run's: after an asynchronous failover the server may
+    issue the id again to another run (None in a spool record of an older version)."""
+
+    run_id: int
+    status: RunStatus
+    at: datetime
+    error: str | None
+    result: Any
+    job_id: str | None = None
+    scheduled_for: datetime | None = None
+
+
+@dataclass(frozen=True)
 class MissedGap:
     """``count`` slots of a job, ``first`` to ``last``, that fell due and did not run, and
     why: recorded as one 'missed' run at the first (``last_slot`` reads ``last`` back)."""
@@ -231,17 +246,19 @@ class Runs:
 
     # --- claiming and closing runs ---
 
-    def claim(self, wanted: Sequence[WantedSlot], *, host: str, now: datetime,
-              instance_id: str, live_since: datetime) -> list[JobRun]:
+    # the claim's facts, by keyword: who claims, when, and what it is running now
+    def claim(self, wanted: Sequence[WantedSlot], *, host: str, now: datetime,  # noqa: PLR0913
+              instance_id: str, live_since: datetime,
+              running_ids: Sequence[int] = ()) -> list[JobRun]:
         """Claim slots in one statement; the runs this daemon won, some 'skipped' (an
-        earlier run of the job still going on a daemon whose heartbeat is later than
-        ``live_since``)."""
+        earlier run of the job still going: one of ``running_ids``, this daemon's runs in
+        flight, or one on another daemon whose heartbeat is later than ``live_since``)."""
         return as_rows(JobRun, self.db.fetch_all(
             "claim_runs", job_ids=[w.job_id for w in wanted],
             scope_keys=[w.scope_key for w in wanted], triggers=[w.trigger for w in wanted],
             slots=[w.scheduled_for for w in wanted], overlaps=[w.overlap for w in wanted],
-            host=host, now=now,
-            instance_id=instance_id, live_since=live_since))
+            host=host, now=now, instance_id=instance_id, live_since=live_since,
+            running_ids=list(running_ids)))
 
     def record_missed(self, gap: MissedGap, *, host: str, now: datetime,
                       instance_id: str) -> None:
@@ -251,10 +268,10 @@ class Runs:
                         result={"missed_slots": gap.count, "first": gap.first.isoformat(),
                                 "last": gap.last.isoformat(), "misfire": gap.misfire})
 
-    def finish(self, run_id: int, status: RunStatus, now: datetime, error: str | None,
-               result: Any) -> None:
-        self.db.execute("finish_run", id=run_id, status=status, now=now, error=error,
-                        result=Json(result))
+    def finish(self, end: RunEnd) -> None:
+        self.db.execute("finish_run", id=end.run_id, status=end.status, now=end.at,
+                        error=end.error, result=Json(end.result), job_id=end.job_id,
+                        scheduled_for=end.scheduled_for)
 
     def insert_record(self, *, result: Any, **params: Any) -> None:
         """A whole run made while the database was unreachable."""
@@ -438,6 +455,8 @@ def replay_run_record(tx: Queries, record: dict[str, Any]) -> None:
 def replay_run_finish(tx: Queries, record: dict[str, Any]) -> None:
     """Close a claimed run whose end was recorded while the database was unreachable
     (spool kind ``job_run_finish``)."""
-    Runs(tx).finish(record["id"], RunStatus(record["status"]),
-                    datetime.fromisoformat(record["now"]), record.get("error"),
-                    record.get("result"))
+    slot = record.get("scheduled_for")  # absent in a record of an older version
+    Runs(tx).finish(RunEnd(
+        record["id"], RunStatus(record["status"]), datetime.fromisoformat(record["now"]),
+        record.get("error"), record.get("result"), job_id=record.get("job_id"),
+        scheduled_for=datetime.fromisoformat(slot) if slot else None))

@@ -154,8 +154,10 @@ class Runner:
                 self.runtime.store.write(lambda tx: replay_run_record(tx, record),
                                      {"kind": "job_run", **record})
             else:
-                finish = {"id": execution.run_id, "status": status, "now": now.isoformat(),
-                          "error": error, "result": _jsonable(result)}
+                finish = {"id": execution.run_id, "job_id": execution.job.id,
+                          "scheduled_for": execution.context.scheduled_for.isoformat(),
+                          "status": status, "now": now.isoformat(), "error": error,
+                          "result": _jsonable(result)}
                 # spooled when the database is down, so the run never stays 'running' and
                 # blocks the job's later slots as an overlap
                 self.runtime.store.write(lambda tx: replay_run_finish(tx, finish),

@@ -407,8 +407,10 @@ class Scheduler:
         wanted = [WantedSlot(slot.job.id, slot.job.scope_key(self.host), slot.trigger, slot.at,
                              overlap=slot.job.overlap) for slot in slots]
         try:
-            claimed = self.runs.claim(wanted, host=self.host, now=self.clock(),
-                                      instance_id=self.instance_id, live_since=self.live_since)
+            claimed = self.runs.claim(
+                wanted, host=self.host, now=self.clock(), instance_id=self.instance_id,
+                live_since=self.live_since,
+                running_ids=[e.run_id for e in self.runner.in_flight()])
         except DatabaseUnavailable as exc:
             return [self._fire_offline(slot, exc) for slot in slots]
         won = {(run.job_id, run.scheduled_for): run for run in claimed}

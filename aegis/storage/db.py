@@ -6,6 +6,13 @@ Everything else calls named queries (aegis/storage/sql/*.sql) through a ``Querie
 into DatabaseUnavailable or StoreError. The queries of aegis/storage/sql/database.sql
 (liveness, migrations) are called here.
 
+A URL that names several hosts (``host=a,b`` or ``postgresql://a:5432,b:5432/db``) is
+tried host by host, and unless it says otherwise only a server that accepts writes is
+taken (``target_session_attrs=read-write``): after a failover the connections find the
+promoted standby. A pooled connection left on a server that has become read-only (a
+demoted primary) is closed on its first refused write, so the pool opens the next one
+where the primary now is (see docs/high-availability.md).
+
 Nothing relies on a session outliving a transaction, so aegis works through a pooler in
 transaction mode (PgBouncer): no session-level advisory lock or ``SET``, no server-side
 prepared statement; times come back in UTC whatever the server's time zone; and a daemon
@@ -25,7 +32,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
+from psycopg import errors as pgerrors
 from psycopg.adapt import Loader
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -75,6 +84,24 @@ class ServerInfo:
     version: str
     name: str  # the database's
     db_clock: datetime  # the server's clock when it answered
+    address: str  # the server this connection reached: host:port (or socket folder:port)
+    primary: bool  # False: a standby in recovery, read-only
+
+
+def writable_conninfo(dsn: str) -> str:
+    """``dsn`` with ``target_session_attrs=read-write`` when it names several hosts and
+    sets no ``target_session_attrs`` itself; otherwise ``dsn`` unchanged."""
+    params = conninfo_to_dict(dsn)
+    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    if len(hosts) < 2 or "target_session_attrs" in params:
+        return dsn
+    return make_conninfo(dsn, target_session_attrs="read-write")
+
+
+def _read_only(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a write refused by a read-only server."""
+    return any(isinstance(error, pgerrors.ReadOnlySqlTransaction)
+               for error in (exc, exc.__cause__))
 
 
 @dataclass(frozen=True)
@@ -90,10 +117,21 @@ def _adapt(params: Mapping[str, Any]) -> dict[str, Any]:
             for key, value in params.items()}
 
 
+def _summary(exc: Exception) -> str:
+    """The first line of ``exc``; for a URL of several hosts, each host's failure."""
+    lines = str(exc).strip().splitlines()
+    attempts = [line.removeprefix("- ") for line in lines if line.startswith("- host: ")]
+    if len(attempts) > 1:
+        return "; ".join(attempts)
+    return lines[0] if lines else type(exc).__name__
+
+
 def _wrap(exc: Exception, dsn: str) -> StoreError:
-    message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                     [dsn])
-    if isinstance(exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+    message = redact(_summary(exc), [dsn])
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError
+                  | pgerrors.ReadOnlySqlTransaction):
+        # a server that refuses writes (a standby, a demoted primary) is, for aegis, a
+        # primary out of reach: what it was asked to write is spooled and retried
         return DatabaseUnavailable(message)
     return StoreError(message, getattr(exc, "sqlstate", None))
 
@@ -168,7 +206,7 @@ class Database:
         self.timeout_s = timeout_s
         self.max_size = max_size
         self._pool = ConnectionPool(
-            dsn,
+            writable_conninfo(dsn),
             min_size=1,
             max_size=1,  # raised by _lease, one connection at a time, up to max_size
             open=False,
@@ -182,7 +220,9 @@ class Database:
                     "connect_timeout": max(1, int(timeout_s)),
                     "application_name": f"aegis:{name}:pool"},
         )
-        self.listener = Listener(dsn if listen_dsn == "" else listen_dsn, poll_s=poll_s,
+        listen_to = dsn if listen_dsn == "" else listen_dsn
+        self.listener = Listener(None if listen_to is None else writable_conninfo(listen_to),
+                                 poll_s=poll_s,
                                  application_name=f"aegis:{name}:listen",
                                  configure=_configure,
                                  connect_timeout_s=max(1, int(timeout_s)))
@@ -229,7 +269,12 @@ class Database:
         try:
             with self._lease(), self._pool.connection(timeout=self.timeout_s) as conn:
                 self._down_until = 0.0
-                yield conn
+                try:
+                    yield conn
+                except Exception as exc:
+                    if _read_only(exc):
+                        conn.close()  # the pool discards it and connects anew
+                    raise
         except (psycopg.Error, PoolTimeout) as exc:
             error = _wrap(exc, self.dsn)
             if isinstance(error, DatabaseUnavailable):
@@ -316,10 +361,14 @@ class Database:
             return False
 
     def server_info(self) -> ServerInfo:
-        """The server's version, the database's name and the server's clock."""
-        row = self.fetch_one("doctor_database")
+        """The server's version, the database's name, the server's clock, and which server
+        of the URL's this is and whether it is the primary."""
+        with self._connection() as conn:
+            row = Connection(conn, self.dsn).fetch_one("doctor_database")
+            address = f"{conn.info.host}:{conn.info.port}"
         assert row is not None  # a SELECT without FROM returns one row
-        return ServerInfo(version=row["version"], name=row["name"], db_clock=row["db_clock"])
+        return ServerInfo(version=row["version"], name=row["name"], db_clock=row["db_clock"],
+                          address=address, primary=not row["in_recovery"])
 
     def migrate(self) -> list[str]:
         """Apply pending migrations, all in one transaction under a transaction-level

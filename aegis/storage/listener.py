@@ -2,7 +2,10 @@
 tasks, queued notifications), whoever in the process waits for them.
 
 A subscriber hands a ``threading.Event``; the listener sets it on each NOTIFY of its
-channel, and on each (re)connection for what was sent while nobody listened. Where LISTEN
+channel, and on each (re)connection for what was sent while nobody listened. A lost
+connection is opened again after LISTEN_RETRY_S, through the same URL: with several
+hosts in it, on whichever is the primary then (a standby refuses LISTEN, so the
+listener never stays on one). Where LISTEN
 cannot pass (a pooler in transaction mode, with no direct URL to listen on), the listener
 polls instead: it sets every subscriber's event every ``poll_s`` seconds, and the loops
 it wakes look at the database as they would after a NOTIFY. The thread runs while there
@@ -94,23 +97,28 @@ class Listener:
             return False
 
     def _run(self) -> None:
+        lost = False
         while not self._done():
             if self.dsn is None:
                 self._closed.wait(self.poll_s)
                 self._wake()
                 continue
             try:
-                self._listen(self.dsn)
+                self._listen(self.dsn, reconnecting=lost)
             except psycopg.Error as exc:
+                lost = True
                 self.log.debug("listener_disconnected",
                                error=redact(str(exc).strip(), [self.dsn]))
                 self._closed.wait(LISTEN_RETRY_S)
 
-    def _listen(self, dsn: str) -> None:
+    def _listen(self, dsn: str, *, reconnecting: bool) -> None:
         with psycopg.connect(dsn, autocommit=True, prepare_threshold=None,
                              connect_timeout=self.connect_timeout_s,
                              application_name=self.application_name) as conn:
             self.configure(conn)
+            if reconnecting:
+                self.log.info("listener_reconnected",
+                              server=f"{conn.info.host}:{conn.info.port}")
             listening: set[str] = set()
             while not self._done():
                 new = self._channels() - listening

@@ -42,3 +42,4 @@ def idle_engine() -> Iterator[PrivateEngine]:
     if private.process is not None:
         private.tear_down()
     private.forget()
+

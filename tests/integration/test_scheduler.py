@@ -289,12 +289,75 @@ def test_a_job_that_allows_overlap_is_claimed_while_its_run_goes_on(app: api.Aeg
     runs = Runs(app.db)
     live = T0 - timedelta(minutes=1)
 
-    def claim(job_id: str, at: datetime, overlap: bool) -> list[JobRun]:
+    def claim(job_id: str, at: datetime, overlap: bool, running: tuple[int, ...] = ()
+              ) -> list[JobRun]:
         return runs.claim([WantedSlot(job_id, "h", RunTrigger.SCHEDULE, at, overlap=overlap)],
-                          host="h", now=at, instance_id="h-1", live_since=live)
+                          host="h", now=at, instance_id="h-1", live_since=live,
+                          running_ids=running)
 
     for job_id, overlap in (("db.strict", False), ("db.loose", True)):
         [first] = claim(job_id, T0, overlap)
-        [second] = claim(job_id, T0 + timedelta(seconds=2), overlap)
+        [second] = claim(job_id, T0 + timedelta(seconds=2), overlap, (first.id,))
         assert first.status == RunStatus.RUNNING
         assert second.status == (RunStatus.RUNNING if overlap else RunStatus.SKIPPED)
+
+
+def test_a_run_row_this_daemon_is_not_running_does_not_hold_its_job_up(
+        app: api.Aegis) -> None:
+    """A row left 'running' that this daemon no longer runs (its finish was committed on a
+    primary that failed over before the standby had it) does not skip the next slots."""
+    from aegis.scheduling.repository import Runs, RunStatus, WantedSlot
+
+    runs = Runs(app.db)
+
+    def claim(at: datetime, running: tuple[int, ...]) -> JobRun:
+        [run] = runs.claim([WantedSlot("db.strict", "h", RunTrigger.SCHEDULE, at)], host="h",
+                           now=at, instance_id="h-1", live_since=T0 - timedelta(minutes=1),
+                           running_ids=running)
+        return run
+
+    lost = claim(T0, ())
+    assert claim(T0 + timedelta(seconds=1), (lost.id,)).status == RunStatus.SKIPPED
+    assert claim(T0 + timedelta(seconds=2), ()).status == RunStatus.RUNNING
+
+
+def test_a_run_end_closes_its_own_run_not_another_given_the_same_id(app: api.Aegis) -> None:
+    """After an asynchronous failover the server may issue a lost run's id again to
+    another run: the lost run's end leaves that one alone."""
+    from aegis.scheduling.repository import RunEnd, Runs, RunStatus, WantedSlot
+    from tests.support.rows import execute
+
+    runs, url = Runs(app.db), app.db.dsn
+    [lost] = runs.claim([WantedSlot("db.lost", "h", RunTrigger.SCHEDULE, T0)], host="h",
+                        now=T0, instance_id="h-1", live_since=T0)
+    execute(url, "DELETE FROM job_runs WHERE id = %s", lost.id)
+    execute(url, "INSERT INTO job_runs (id, job_id, scope_key, host, trigger, scheduled_for, "
+                 "started_at, status, instance_id) OVERRIDING SYSTEM VALUE VALUES "
+                 "(%s, 'db.other', 'h', 'h', 'schedule', %s, %s, 'running', 'h-2')",
+            lost.id, T0, T0)
+
+    runs.finish(RunEnd(lost.id, RunStatus.FAILED, T0, "boom", None, job_id="db.lost",
+                       scheduled_for=T0))
+    assert sql_rows(url, "SELECT job_id, status FROM job_runs") == [
+        {"job_id": "db.other", "status": "running"}]
+    runs.finish(RunEnd(lost.id, RunStatus.OK, T0, None, None, job_id="db.other",
+                       scheduled_for=T0))
+    assert sql_rows(url, "SELECT status FROM job_runs") == [{"status": "ok"}]
+
+
+def test_a_spooled_run_end_closes_its_run_with_or_without_its_slot(app: api.Aegis) -> None:
+    """A ``job_run_finish`` record names its run's job and slot; one of an older version
+    (the id alone) still closes its run."""
+    from aegis.scheduling.repository import Runs, WantedSlot, replay_run_finish
+
+    runs = Runs(app.db)
+    claimed = runs.claim([WantedSlot(f"db.{n}", "h", RunTrigger.SCHEDULE, T0) for n in (1, 2)],
+                         host="h", now=T0, instance_id="h-1", live_since=T0)
+    new, old = sorted(claimed, key=lambda run: run.job_id)
+    with app.db.transaction() as tx:
+        replay_run_finish(tx, {"id": new.id, "job_id": "db.1", "scheduled_for": T0.isoformat(),
+                               "status": "ok", "now": T0.isoformat(), "result": None})
+        replay_run_finish(tx, {"id": old.id, "status": "failed", "now": T0.isoformat(),
+                               "error": "boom"})
+    assert sql_rows(app.db.dsn, "SELECT job_id, status FROM job_runs ORDER BY job_id") == [
+        {"job_id": "db.1", "status": "ok"}, {"job_id": "db.2", "status": "failed"}]

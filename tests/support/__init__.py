@@ -6,7 +6,8 @@ The benchmarks (bench/) use it too.
 - ``rows``: reading (and seeding) the database with plain SQL: events, container rows
 - ``seeds``: rows as aegis would have recorded them, for the pages' and digest's tests
 - ``postgres``: the test PostgreSQL, its template and per-test databases, a server of a
-  test's own; ``pgbouncer``: PgBouncer in front of it
+  test's own; ``pgbouncer``: PgBouncer in front of it; ``replication``: a primary and
+  its streaming standby of a test's own, for failovers
 - ``cli``: the ``aegis`` command in a subprocess, its tables; ``daemons``: ``aegis run``
   daemons and their environments; ``releases``: a previous release of aegis from git
   history, in a virtualenv of its own

@@ -88,6 +88,40 @@ def test_postgres_variables_make_a_dsn_with_quoted_credentials() -> None:
     assert load_settings({"AEGIS_DATABASE_URL": url, "POSTGRES_HOST": "db"}).dsn == url
 
 
+@pytest.mark.parametrize(("hosts", "url_hosts"), [
+    ("a,b", "a:5433,b:5433"),
+    ("a:6000, b", "a:6000,b:5433"),
+    ("::1,[fe80::2]:6001,[fe80::3]", "[::1]:5433,[fe80::2]:6001,[fe80::3]:5433"),
+])
+def test_postgres_host_may_be_a_comma_list_each_with_its_port(hosts: str,
+                                                               url_hosts: str) -> None:
+    settings = load_settings({"POSTGRES_HOST": hosts, "POSTGRES_PORT": "5433"})
+    assert settings.dsn == f"postgresql://postgres@{url_hosts}/aegis"
+
+
+def test_a_postgres_host_list_with_an_empty_host_is_refused() -> None:
+    with pytest.raises(ConfigError, match="POSTGRES_HOST: 'a,,b' has an empty host"):
+        load_settings({"POSTGRES_HOST": "a,,b"})
+
+
+@pytest.mark.parametrize(("dsn", "read_write"), [
+    ("postgresql://u@a:5432,b:5432/aegis", True),
+    ("host=a,b port=5432,5433 dbname=aegis", True),
+    ("postgresql://u@a,b/aegis?target_session_attrs=any", False),  # the operator's choice
+    ("postgresql://u@a:5432/aegis", False),  # one host: as it was written
+])
+def test_several_hosts_connect_only_where_writes_are_accepted(dsn: str,
+                                                              read_write: bool) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from aegis.storage.db import writable_conninfo
+
+    params = conninfo_to_dict(writable_conninfo(dsn))
+    assert (params.get("target_session_attrs") == "read-write") == read_write
+    if not read_write:
+        assert writable_conninfo(dsn) == dsn
+
+
 def test_durations_lists_and_retention_days() -> None:
     settings = load_settings({
         "AEGIS_STRIKE_INTERVAL": "90s", "AEGIS_EVENT_RETENTION": "7",

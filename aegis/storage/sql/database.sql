@@ -40,6 +40,6 @@ FROM unnest(%(names)s::text[], %(compatible_with)s::text[]) AS known(name, compa
 WHERE m.name = known.name AND m.compatible_with IS NULL;
 
 -- name: doctor_database
--- The server's version, name and clock.
+-- The server's version, name and clock, and whether it is a standby in recovery.
 SELECT current_setting('server_version') AS version, current_database() AS name,
-       now() AS db_now, clock_timestamp() AS db_clock;
+       now() AS db_now, clock_timestamp() AS db_clock, pg_is_in_recovery() AS in_recovery;

@@ -6,7 +6,10 @@
 
 -- name: claim_runs
 -- Claim slots of jobs, all in one statement (one commit for every job due at a tick); a
--- slot is recorded 'skipped' when a live run of its job is still going. A slot another
+-- slot is recorded 'skipped' when a live run of its job is still going: one this daemon
+-- is running (its ids in running_ids), or one of another daemon whose heartbeat is
+-- recent. A row of this daemon's that it is not running (its finish lost with the last
+-- commits of a primary that failed over) does not hold the job up. A slot another
 -- daemon claimed first is not returned (a job that allows overlap is never skipped). Rows
 -- go in key order, so two daemons claiming the
 -- same slots at once wait for each other in the same order and cannot deadlock.
@@ -21,7 +24,8 @@ WITH wanted AS (
         FROM job_runs r
         LEFT JOIN daemons d ON d.instance_id = r.instance_id
         WHERE r.job_id = w.job_id AND r.scope_key = w.scope_key AND r.status = 'running'
-          AND (r.instance_id = %(instance_id)s OR d.last_heartbeat_at > %(live_since)s)
+          AND (r.id = ANY(%(running_ids)s::bigint[])
+               OR (r.instance_id <> %(instance_id)s AND d.last_heartbeat_at > %(live_since)s))
     ) AS busy
     FROM wanted w
 )
@@ -48,10 +52,14 @@ ON CONFLICT (job_id, scope_key, scheduled_for) DO NOTHING
 RETURNING id;
 
 -- name: finish_run
--- Close a running run; a run already closed (timed out, interrupted) stays as it is.
+-- Close a running run; a run already closed (timed out, interrupted) stays as it is. With
+-- the run's job and slot, only the run of that job and slot: an id the server issued
+-- again (its sequence behind, after an asynchronous failover) is another run's.
 UPDATE job_runs
 SET status = %(status)s, finished_at = %(now)s, error = %(error)s, result = %(result)s
 WHERE id = %(id)s AND status = 'running'
+  AND (%(job_id)s::text IS NULL
+       OR (job_id = %(job_id)s AND scheduled_for = %(scheduled_for)s::timestamptz))
 RETURNING id;
 
 -- name: insert_run_record
