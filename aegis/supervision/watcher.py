@@ -3,9 +3,10 @@
 A reader thread turns the engine's event stream into a queue; the watcher's loop takes
 events from it and wakes for strike timers (strike 2 one interval after strike 1, strike 3
 one interval after the restart). A fresh ``unhealthy`` event is strike 1 at once, from
-what the event carries; other health and start events are checked on the loop after an
-inspect; due strike timers, aegis's own restarts once over and the check after a ``die``
-go to a small pool off the loop (aegis/supervision/checks.py). When the stream breaks
+what the event carries; everything that needs an inspect (other health and start events,
+due strike timers, aegis's own restarts once over, the check after a ``die``) goes to a
+small pool off the loop (aegis/supervision/checks.py), so the loop never waits on the
+engine before the next event's strike 1. When the stream breaks
 (the engine restarted, the socket went away) the loop reconnects with back-off from 0.5 s
 to 5 s, asks for the events it missed (``since``), and runs a full reconciliation sweep
 so no unhealthy container is missed. The outage is recorded once.
@@ -63,9 +64,13 @@ class ContainerEvents:
     facts the protocol needs later (a stop a person asked for, an OOM kill, an exit code,
     a rename, a removal)."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Supervisor,
+                 check: Callable[[str, datetime], None] | None = None) -> None:
         self.supervisor = supervisor
         self.host = supervisor.host
+        # how a container is inspected and judged: the watcher hands it to its Checks, off
+        # the loop, so an inspect the engine is slow to answer holds up no strike 1
+        self.check = check or supervisor.check
 
     def handle(self, event: dict[str, Any], now: datetime) -> str | None:
         """Act on one Docker event. Returns ``"die"`` when the caller should check the
@@ -76,7 +81,7 @@ class ContainerEvents:
         attributes = actor.get("Attributes") or {}
         if action.startswith("health_status"):
             if not self._strike_from_event(event, now):
-                self.supervisor.check(container_id, now)
+                self.check(container_id, now)
         elif action == "start":
             self._started(container_id, attributes, now)
         elif action == "stop" or (action == "kill"
@@ -101,7 +106,7 @@ class ContainerEvents:
         self._set_stopped(container_id, False, now)
         with contextlib.suppress(DatabaseUnavailable):
             supervisor.restarter.complete_restarts(supervisor.client, now)
-        supervisor.check(container_id, now)
+        self.check(container_id, now)
         # a replaced network parent: its dependants are recreated into its namespace
         supervisor.rewirer.after_start(supervisor.client, str(attributes.get("name", "")),
                                        now)
@@ -228,7 +233,7 @@ class Watcher:
     def _loop(self, supervisor: Supervisor, checks: Checks, inbox: queue.Queue[Any],
               stop: threading.Event) -> None:
         """Events and strike timers, until ``stop`` or the stream's end."""
-        events = ContainerEvents(supervisor)
+        events = ContainerEvents(supervisor, check=checks.submit)
         next_poll = time.monotonic()
         while not stop.is_set():
             soonest, now = supervisor.soonest, self.clock()

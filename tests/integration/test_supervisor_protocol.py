@@ -493,3 +493,29 @@ def test_a_replayed_unhealthy_event_is_checked_against_docker_first(
     ContainerEvents(sv).handle({**event, "timeNano": time.time_ns()}, utcnow())
     row = row_of(database_url, container.name)
     assert (row["strikes"], row["health"]) == (1, "healthy")
+
+
+def test_events_that_need_an_inspect_are_handed_to_the_checks_never_inspected_in_line(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    """The watcher's loop strikes fresh unhealthy events itself; a start, a stale or
+    healthy health event needs an inspect, which the engine may be slow to answer: those
+    go to the check it is given (the watcher's pool), so the next event is not held up."""
+    container = make_container(HEALS)
+    since = int(time.time()) - 1
+    make_unhealthy(docker_client, container)
+    event = unhealthy_event(docker_client, container, since)
+    handed: list[str] = []
+    events = ContainerEvents(supervisor(app, docker_client),
+                             check=lambda found, _now: handed.append(found))
+    stale = {**event, "timeNano": event["timeNano"] - 60 * 10**9}
+    start = {"Type": "container", "Action": "start", "id": container.id,
+             "Actor": {"ID": container.id, "Attributes": {"name": container.name}}}
+    for needs_inspect in (stale, start):
+        events.handle(needs_inspect, utcnow())
+    assert handed == [container.id, container.id]
+    assert events_of(database_url, container.name) == []  # nothing judged in line
+    events.handle({**event, "timeNano": time.time_ns()}, utcnow())  # fresh: struck here
+    assert [e["event_type"] for e in events_of(database_url, container.name)] == [
+        "container_unhealthy"]
+    assert handed == [container.id, container.id]
