@@ -87,7 +87,10 @@ def replace_parent(docker_client: Any, make_container: Callable[..., Any], paren
 
 def joined(docker_client: Any, name: str, parent_id: str) -> Callable[[], bool]:
     def check() -> bool:
-        attrs = attrs_of(docker_client, name)
+        try:
+            attrs = attrs_of(docker_client, name)
+        except docker.errors.NotFound:  # mid-recreate: the old one aside, the new not made
+            return False
         return bool(attrs["HostConfig"]["NetworkMode"] == f"container:{parent_id}"
                     and attrs["State"]["Running"])
     return check
