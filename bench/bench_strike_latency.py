@@ -84,6 +84,9 @@ class UnhealthyEvents:
         self.stream = client.api.events(decode=True, filters={
             "type": "container", "event": "health_status", "label": label})
         self.times: dict[str, float] = {}
+        # how long after its own time each event reached this process: the engine's
+        # delivery, which the daemon's stream waits for too
+        self.delivery_ms: dict[str, float] = {}
         self.changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -94,6 +97,8 @@ class UnhealthyEvents:
                     name = (event.get("Actor") or {}).get("Attributes", {}).get("name", "")
                     with self.changed:
                         self.times.setdefault(name, float(event["timeNano"]) / 1e9)
+                        self.delivery_ms.setdefault(
+                            name, (time.time() - self.times[name]) * 1000)
                         self.changed.notify_all()
 
     def time_of(self, name: str, timeout_s: float) -> float:
@@ -106,11 +111,12 @@ class UnhealthyEvents:
         self.stream.close()
 
 
-def measure(client: Any, image: str) -> list[float]:
+def measure(client: Any, image: str) -> tuple[list[float], list[float]]:
     run_id = uuid.uuid4().hex[:8]
     labels = {"aegis.enable": "true", "aegis.bench": run_id}
     made: list[Any] = []
     latencies_ms: list[float] = []
+    delivery_ms: list[float] = []
     with daemon_home(AEGIS_DOCKER_SCOPE="labeled", AEGIS_REMEDIATION="observe") as (env, dsn):
         def background(index: int) -> None:
             made.append(client.containers.run(
@@ -145,6 +151,7 @@ def measure(client: Any, image: str) -> list[float]:
                     seen_s = heard(conn, container.name, 20)
                     latencies_ms.append(
                         (seen_s - unhealthy.time_of(container.name, 20)) * 1000)
+                    delivery_ms.append(unhealthy.delivery_ms[container.name])
                     container.remove(force=True)
                     made.remove(container)
         finally:
@@ -157,27 +164,30 @@ def measure(client: Any, image: str) -> list[float]:
 
             with ThreadPoolExecutor(STARTERS) as removers:
                 list(removers.map(remove, made))
-    return latencies_ms
+    return latencies_ms, delivery_ms
 
 
 def main() -> None:
     from tests.images import build_busybox
 
     client = docker.from_env()
-    latencies = measure(client, build_busybox(client))
+    latencies, delivery = measure(client, build_busybox(client))
     p99 = percentile(latencies, 0.99)
     verdict = "ok" if p99 < GOAL_P99_MS else "MISSED"
     print(f"unhealthy event -> strike 1 recorded, {len(latencies)} samples beside "
           f"{BACKGROUND} supervised containers: p50 {statistics.median(latencies):.1f} ms, "
           f"p95 {percentile(latencies, 0.95):.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(latencies):.1f} ms (goal p99 < {GOAL_P99_MS:.0f} ms: {verdict}); "
-          f"slowest {', '.join(f'{v:.0f}' for v in sorted(latencies)[-5:])} ms")
+          f"slowest {', '.join(f'{v:.0f}' for v in sorted(latencies)[-5:])} ms; the engine's "
+          f"own delivery of the event to a stream, p50 {statistics.median(delivery):.1f} ms, "
+          f"p99 {percentile(delivery, 0.99):.1f} ms")
     report("strike_latency", [
         Figure("event-to-strike latency p50", statistics.median(latencies), "ms"),
         Figure("event-to-strike latency p99", p99, "ms", f"< {GOAL_P99_MS:.0f} ms",
                p99 < GOAL_P99_MS),
         Figure("event-to-strike latency max", max(latencies), "ms"),
-        Figure("event-to-strike samples", float(len(latencies)), "")])
+        Figure("event-to-strike samples", float(len(latencies)), ""),
+        Figure("event delivery by the engine p99", percentile(delivery, 0.99), "ms")])
 
 
 if __name__ == "__main__":
