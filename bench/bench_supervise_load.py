@@ -155,7 +155,8 @@ def measure(client: Any, image: str, size: int
 def main() -> None:
     from tests.images import build_busybox
 
-    client = docker.from_env()
+    # starting hundreds of containers, the engine may take longer than the 60 s default
+    client = docker.from_env(timeout=300)
     image = build_busybox(client)
     sizes = [int(s) for s in sys.argv[1:]] or list(SIZES)
     figures = []

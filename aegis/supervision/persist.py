@@ -9,12 +9,13 @@ store's pager and spooled as sent (aegis/storage/store.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from aegis.core.config import Settings
-from aegis.core.errors import DatabaseUnavailable
+from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.storage.db import Queries
 from aegis.storage.runtime import Runtime
 from aegis.storage.store import event_from_record, insert_event
@@ -65,6 +66,17 @@ def decision_update(row: ContainerRow, assessment: Assessment, decision: Decisio
         oom_restart_at=state.oom_restart_at, climbed_at=state.climbed_at)
 
 
+@dataclass(frozen=True)
+class Save:
+    """One decision to save: the row it was made from, what it writes, the events (and
+    messages) it calls for, and the parent its incident folds into now, if any."""
+
+    row: ContainerRow
+    update: ContainerUpdate
+    records: list[Record]
+    fold_into: str | None = None
+
+
 class Persister:
     """Writes one supervision's decisions: to the table, or to the spool and the rows last
     known while the database is away."""
@@ -83,32 +95,72 @@ class Persister:
         was read (nothing written). ``fold_into``: the parent whose incident this
         container's is folded into now; its row and living message name it as affected,
         in the same transaction."""
+        return self.save_all([Save(row, update, records, fold_into)])[0]
+
+    def save_all(self, saves: Sequence[Save]) -> list[bool]:
+        """Several containers' decisions in one transaction (one commit for a burst's
+        strike 1s), each as ``save`` would write it alone, in order; whether each was
+        written (False: its row changed since it was read, and it alone is dropped).
+        While PostgreSQL is down each is spooled as its own record, as alone. A batch the
+        database refuses for another reason (a deadlock with another daemon's save) is
+        saved again one decision at a time, so one bad row never drops the others."""
+        if not saves:
+            return []
         store = self.runtime.store
-        step = decided_step(row, update)
         try:
-            store.replay_spool()  # a decision spooled earlier is older than this one
+            store.replay_spool()  # a decision spooled earlier is older than these
             with self.runtime.db.transaction() as tx:
-                if not Containers(tx).save(update):
-                    return False
-                if fold_into is not None:  # the parent's row before the storm's, always
-                    self.recorder.fold_into(tx, fold_into, update,
-                                            records[-1][0].uid if records else None)
-                if step is not None and not self.recorder.route(tx, step).keep_own:
-                    records = [(event, None) for event, _ in records]  # the storm's message
-                for event, notify in records:
-                    insert_event(tx, event, notify)
+                written = [self._write(tx, save) for save in saves]
         except DatabaseUnavailable as exc:
-            if not self.kept.keep_if_unchanged(row, update.applied_to(row)):
-                return False
-            # an escalation cannot wait for the database: sent now, spooled as sent
-            records = [(event, store.page_offline(notify)) for event, notify in records]
-            spooled = decision_record(update, records)
-            if step is not None:  # routed to its host's storm when written back
-                spooled["storm_step"] = step.to_json()
-            store.spool.append(spooled)
-            self.log.warning("store_spooled", kind="container_decision", error=str(exc))
-        else:
-            self.kept.keep(update.applied_to(row))
+            return [self._spool(save, str(exc)) for save in saves]
+        except StoreError:
+            if len(saves) == 1:
+                raise
+            return [self._save_alone(save) for save in saves]
+        for save, records in zip(saves, written, strict=True):
+            if records is not None:
+                self.kept.keep(save.update.applied_to(save.row))
+                for event, _ in records:
+                    store.log_event(event)
+        return [records is not None for records in written]
+
+    def _save_alone(self, save: Save) -> bool:
+        try:
+            return self.save_all([save])[0]
+        except StoreError as exc:
+            self.log.warning("supervision_step_failed", step="save",
+                             container=save.update.name, error=str(exc))
+            return False
+
+    def _write(self, tx: Queries, save: Save) -> list[Record] | None:
+        """One decision's row and records in ``tx``; the records as written (a storm's
+        member's own message dropped for the storm's), or None when its row changed."""
+        records, step = save.records, decided_step(save.row, save.update)
+        if not Containers(tx).save(save.update):
+            return None
+        if save.fold_into is not None:  # the parent's row before the storm's, always
+            self.recorder.fold_into(tx, save.fold_into, save.update,
+                                    records[-1][0].uid if records else None)
+        if step is not None and not self.recorder.route(tx, step).keep_own:
+            records = [(event, None) for event, _ in records]  # the storm's message
+        for event, notify in records:
+            insert_event(tx, event, notify)
+        return records
+
+    def _spool(self, save: Save, error: str) -> bool:
+        """``save`` to the spool and the rows last known, the database being down; False
+        when the row kept changed since it was read."""
+        row, update, store = save.row, save.update, self.runtime.store
+        if not self.kept.keep_if_unchanged(row, update.applied_to(row)):
+            return False
+        # an escalation cannot wait for the database: sent now, spooled as sent
+        records = [(event, store.page_offline(notify)) for event, notify in save.records]
+        spooled = decision_record(update, records)
+        step = decided_step(row, update)
+        if step is not None:  # routed to its host's storm when written back
+            spooled["storm_step"] = step.to_json()
+        store.spool.append(spooled)
+        self.log.warning("store_spooled", kind="container_decision", error=error)
         for event, _ in records:
             store.log_event(event)
         return True

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -42,7 +42,7 @@ from aegis.supervision.docker import (
 from aegis.supervision.incidents import Incident
 from aegis.supervision.maintenance import MaintenanceLog, report_ended
 from aegis.supervision.observe import Assessment
-from aegis.supervision.persist import Persister, decision_update
+from aegis.supervision.persist import Persister, Save, decision_update
 from aegis.supervision.protocol import windows
 from aegis.supervision.protocol.labels import autoheal_label, parse_labels, restart_refusal
 from aegis.supervision.protocol.strikes import (
@@ -88,6 +88,17 @@ class Swept:
     version: int | None
     mode: SupervisionMode
     settings: int
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decision made for one container and not saved yet: what it is, the container's
+    supervision mode, and what saving it writes."""
+
+    seen: Sighting
+    decision: Decision
+    mode: SupervisionMode
+    save: Save
 
 
 @dataclass
@@ -304,6 +315,17 @@ class Supervisor:
         self.kept.keep(row)
         return row
 
+    def rows(self, names: Sequence[str]) -> dict[str, ContainerRow]:
+        """The rows of some containers, by name, in one query; those last read or
+        written while PostgreSQL is down."""
+        try:
+            rows = self.containers.by_names(self.host, names)
+        except DatabaseUnavailable:
+            wanted = set(names)
+            return {row.name: row for row in self.kept.of(self.host) if row.name in wanted}
+        self.kept.keep(*rows)
+        return {row.name: row for row in rows}
+
     def check_due(self, now: datetime,
                   check: Callable[[str, datetime], object] | None = None) -> int:
         """Re-evaluate containers whose strike timer came due (``check``: how; default
@@ -351,6 +373,33 @@ class Supervisor:
     def evaluate(self, seen: Sighting, row: ContainerRow | None, now: datetime
                  ) -> tuple[Action, SupervisionMode]:
         """Decide and act for one container; returns (action, supervision mode)."""
+        return self.evaluate_all([(seen, row)], now)[0]
+
+    def evaluate_all(self, sightings: Sequence[tuple[Sighting, ContainerRow | None]],
+                     now: datetime) -> list[tuple[Action, SupervisionMode]]:
+        """Decide for each container (with its row), save every decision that changes
+        something in one transaction (a burst's strike 1s: one commit), then act on those
+        saved; returns (action, supervision mode) of each, in order."""
+        decided = [self._decide(seen, row, now) for seen, row in sightings]
+        pending = [outcome for outcome in decided if isinstance(outcome, Decided)]
+        saved = iter(self.persister.save_all([outcome.save for outcome in pending]))
+        results: list[tuple[Action, SupervisionMode]] = []
+        for outcome in decided:
+            if not isinstance(outcome, Decided):
+                results.append(outcome)
+            elif not next(saved):
+                self.log.info("container_decision_superseded", container=outcome.seen.name)
+                results.append((Action.NONE, outcome.mode))
+            else:
+                if outcome.decision.action in INTERVENTIONS:  # saved above: made once
+                    self._restart(outcome.decision, outcome.seen, now)
+                results.append((outcome.decision.action, outcome.mode))
+        return results
+
+    def _decide(self, seen: Sighting, row: ContainerRow | None, now: datetime
+                ) -> Decided | tuple[Action, SupervisionMode]:
+        """The decision for one container and what saving it writes; (action, mode) when
+        there is nothing to save."""
         seen = observe.completed(self.client, seen, row, now)
         if row is None:
             if not observe.worth_a_row(self.settings, seen, row):
@@ -374,13 +423,8 @@ class Supervisor:
             return Action.NONE, assessment.mode
         update, records = self._records(row, assessment, decision, update, now)
         folded_now = decision.state.folded_into != row.folded_into
-        if not self.persister.save(row, update, records,
-                                   decision.state.folded_into if folded_now else None):
-            self.log.info("container_decision_superseded", container=seen.name)
-            return Action.NONE, assessment.mode
-        if decision.action in INTERVENTIONS:  # decided and saved above: never made twice
-            self._restart(decision, seen, now)
-        return decision.action, assessment.mode
+        return Decided(seen, decision, assessment.mode, Save(
+            row, update, records, decision.state.folded_into if folded_now else None))
 
     def _observed(self, assessment: Assessment, row: ContainerRow) -> Observed:
         seen = assessment.seen

@@ -18,7 +18,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from aegis.core.logs import get_logger
 from aegis.storage.runtime import Runtime
 from aegis.supervision.checks import CHECK_DONE, Checks
 from aegis.supervision.docker import (
+    Sighting,
     docker_client,
     docker_endpoint,
     docker_errors,
@@ -36,6 +37,7 @@ from aegis.supervision.docker import (
 )
 from aegis.supervision.protocol.strikes import Phase
 from aegis.supervision.recreate import is_aside
+from aegis.supervision.repository import ContainerRow
 from aegis.supervision.supervisor import BackgroundRestarts, SupervisionState, Supervisor
 
 RECONNECT_MIN_S = 0.5
@@ -80,7 +82,10 @@ class ContainerEvents:
         container_id = actor.get("ID") or event.get("id") or ""
         attributes = actor.get("Attributes") or {}
         if action.startswith("health_status"):
-            if not self._strike_from_event(event, now):
+            seen = self.fresh_unhealthy(event)
+            if seen is not None:
+                self.strike([seen], now)
+            else:
                 self.check(container_id, now)
         elif action == "start":
             self._started(container_id, attributes, now)
@@ -137,22 +142,30 @@ class ContainerEvents:
             self.supervisor.containers.note_oom(self.host, container_id, now)
         self.supervisor.kept.update(self.host, container_id, oom_at=now)
 
-    def _strike_from_event(self, event: dict[str, Any], now: datetime) -> bool:
-        """Strike 1 straight from a fresh ``unhealthy`` event, without asking a busy engine
-        for an inspect first; False (inspect and check) for anything else: other events,
-        stale ones, and containers already in an incident, whose next step is a restart
-        or an escalation and is never taken on an event's word alone."""
+    def fresh_unhealthy(self, event: dict[str, Any]) -> Sighting | None:
+        """The sighting an ``unhealthy`` event carries, when it is fresh enough to be
+        strike 1 as it stands (no inspect of a busy engine first); None for anything else:
+        other events, and stale ones (replayed after a reconnection), which are checked."""
         seen = sighting_from_event(event)
         if seen is None:
-            return False
+            return None
         age_s = time.time() - float(event.get("timeNano") or 0) / 1e9
-        if age_s > FRESH_EVENT_S:
-            return False
-        row = self.supervisor.row(seen.name)
-        if row is not None and (row.phase != Phase.OK or row.removed_at is not None):
-            return False
-        self.supervisor.evaluate(seen, row, now)
-        return True
+        return seen if age_s <= FRESH_EVENT_S else None
+
+    def strike(self, sightings: Sequence[Sighting], now: datetime) -> None:
+        """Strike 1 for each container of fresh ``unhealthy`` events, decided together and
+        saved in one transaction (one row read, one commit for a burst). A container
+        already in an incident is checked instead: its next step is a restart or an
+        escalation, never taken on an event's word alone."""
+        rows = self.supervisor.rows([seen.name for seen in sightings])
+        batch: list[tuple[Sighting, ContainerRow | None]] = []
+        for seen in sightings:
+            row = rows.get(seen.name)
+            if row is not None and (row.phase != Phase.OK or row.removed_at is not None):
+                self.check(seen.id, now)
+            else:
+                batch.append((seen, row))
+        self.supervisor.evaluate_all(batch, now)
 
 
 class Watcher:
@@ -249,14 +262,34 @@ class Watcher:
                 continue
             # every event already queued before the timers again: in a burst, the strike 1
             # of each container is not held up by the checks of the others
-            while item is not _END:
-                self._handle(events, checks, item)
+            items = [item]
+            while items[-1] is not _END:
                 try:
-                    item = inbox.get_nowait()
+                    items.append(inbox.get_nowait())
                 except queue.Empty:
                     break
-            if item is _END:
+            self._handle_all(events, checks, [i for i in items if i is not _END])
+            if items[-1] is _END:
                 return
+
+    def _handle_all(self, events: ContainerEvents, checks: Checks,
+                    items: list[dict[str, Any]]) -> None:
+        """Queued items in order, but the strike 1s of fresh ``unhealthy`` events
+        together: decided and saved in one transaction, after the rest (or before an item
+        of one of their containers, which then comes after its strike)."""
+        strikes: dict[str, Sighting] = {}  # container id -> the first sighting
+        for item in items:
+            seen = events.fresh_unhealthy(item)
+            if seen is not None:
+                self._since = int(item.get("time") or 0) or self._since
+                strikes.setdefault(seen.id, seen)
+                continue
+            if strikes and (item.get("Actor") or {}).get("ID") in strikes:
+                self._safely(events.strike, list(strikes.values()), self.clock())
+                strikes = {}
+            self._handle(events, checks, item)
+        if strikes:
+            self._safely(events.strike, list(strikes.values()), self.clock())
 
     def _handle(self, events: ContainerEvents, checks: Checks, item: dict[str, Any]) -> None:
         action = item.get("Action")

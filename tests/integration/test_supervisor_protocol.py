@@ -17,9 +17,11 @@ import pytest
 
 from aegis import api
 from aegis.core.clock import utcnow
+from aegis.core.config import load_settings
 from aegis.scheduling.repository import JobRun
 from aegis.supervision.containers import acknowledge, listing, set_maintenance
-from aegis.supervision.docker import EngineAvailability
+from aegis.supervision.docker import EngineAvailability, Sighting, sighting_from_event
+from aegis.supervision.protocol.strikes import Action
 from aegis.supervision.service import supervise_once
 from aegis.supervision.supervisor import Supervisor
 from aegis.supervision.watcher import ContainerEvents
@@ -33,8 +35,10 @@ from tests.support.containers import (
     wait_health,
     wait_status,
 )
-from tests.support.rows import events_of, row_of, sql_rows
+from tests.support.postgres import OwnPostgres
+from tests.support.rows import count, events_of, execute, row_of, sql_rows
 from tests.support.supervision import INTERVAL, supervisor
+from tests.support.waiting import wait_for
 
 # these tests restart containers: only on an engine with none but the suite's own
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")]
@@ -493,6 +497,99 @@ def test_a_replayed_unhealthy_event_is_checked_against_docker_first(
     ContainerEvents(sv).handle({**event, "timeNano": time.time_ns()}, utcnow())
     row = row_of(database_url, container.name)
     assert (row["strikes"], row["health"]) == (1, "healthy")
+
+
+def fresh(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` as if it had just arrived."""
+    return {**event, "timeNano": time.time_ns()}
+
+
+def unhealthy_sightings(client: Any, containers: list[Any]) -> list[Sighting]:
+    """Each container made unhealthy, as its fresh ``unhealthy`` event shows it."""
+    since = int(time.time()) - 1
+    for container in containers:
+        make_unhealthy(client, container)
+    found = [sighting_from_event(fresh(unhealthy_event(client, container, since)))
+             for container in containers]
+    assert all(found)
+    return [seen for seen in found if seen is not None]
+
+
+def test_the_strike_1s_of_events_queued_together_are_saved_in_one_transaction(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    """A burst's unhealthy events, queued together, are struck together: their rows read
+    at once and every strike 1 committed in one transaction, each as it would be alone.
+    A container already in an incident among them is checked instead: its next step is
+    a restart or an escalation, never taken on an event's word."""
+    containers = [make_container(HEALS) for _ in range(4)]
+    sightings = unhealthy_sightings(docker_client, containers)
+    handed: list[str] = []
+    events = ContainerEvents(supervisor(app, docker_client),
+                             check=lambda found, _now: handed.append(found))
+    events.strike(sightings[-1:], utcnow())  # the last one is striking already
+    events.strike(sightings, utcnow())
+    assert handed == [containers[-1].id]
+    strikes = sql_rows(database_url, "SELECT details->>'container' AS name, "
+                       "xmin::text AS tx FROM episodic_memory "
+                       "WHERE event_type = 'container_unhealthy' ORDER BY id")
+    assert [s["name"] for s in strikes] == [c.name for c in containers[-1:] + containers[:-1]]
+    batch = {s["tx"] for s in strikes[1:]}
+    assert len(batch) == 1
+    assert strikes[0]["tx"] not in batch
+    for container in containers:
+        row = row_of(database_url, container.name)
+        assert (row["state"], row["strikes"], row["health"]) == ("striking", 1, "unhealthy")
+    assert {r["tx"] for r in sql_rows(
+        database_url, "SELECT xmin::text AS tx FROM containers WHERE name = ANY(%s)",
+        [c.name for c in containers[:-1]])} == batch
+
+
+def test_a_batch_drops_only_the_decision_whose_row_changed_since_it_was_read(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    containers = [make_container(HEALS) for _ in range(3)]
+    for container in containers:
+        wait_health(docker_client, container, "healthy")
+    sv = supervisor(app, docker_client)
+    sv.reconcile(utcnow())  # their rows, healthy
+    sightings = unhealthy_sightings(docker_client, containers)
+    rows = sv.rows([seen.name for seen in sightings])
+    # another daemon's save meanwhile: the middle row is not the one read any more
+    execute(database_url, "UPDATE containers SET version = version + 1 WHERE name = %s",
+            containers[1].name)
+    results = sv.evaluate_all([(seen, rows[seen.name]) for seen in sightings], utcnow())
+    assert [action for action, _ in results] == [Action.STRIKE1, Action.NONE, Action.STRIKE1]
+    assert [count(database_url, "container_unhealthy", c.name) for c in containers] == [
+        1, 0, 1]
+
+
+def test_a_batch_decided_while_the_database_is_down_is_spooled_and_written_back_once(
+        own_postgres: OwnPostgres, aegis_env: dict[str, str], docker_client: Any,
+        make_container: Callable[..., Any]) -> None:
+    url = own_postgres.url
+    containers = [make_container(HEALS) for _ in range(3)]
+    for container in containers:
+        wait_health(docker_client, container, "healthy")
+    with api.connect(load_settings({**aegis_env, "AEGIS_DATABASE_URL": url}),
+                     migrate=False) as own:
+        sv = supervisor(own, docker_client)
+        sv.reconcile(utcnow())  # their rows, kept for the outage
+        sightings = unhealthy_sightings(docker_client, containers)
+        own_postgres.stop()
+        try:
+            ContainerEvents(sv).strike(sightings, utcnow())
+            # each its own record, as alone
+            assert len(own.store.spool.records("container_decision")) == 3
+        finally:
+            own_postgres.start()
+        wait_for(own.db.ping, 30)
+        assert own.store.replay_spool() == 3
+        assert own.store.replay_spool() == 0
+    assert [count(url, "container_unhealthy", c.name) for c in containers] == [1, 1, 1]
+    for container in containers:
+        row = row_of(url, container.name)
+        assert (row["state"], row["strikes"]) == ("striking", 1)
 
 
 def test_events_that_need_an_inspect_are_handed_to_the_checks_never_inspected_in_line(
