@@ -184,9 +184,11 @@ def engine_alone(client: Any, image: str, size: int) -> Outcome:
     asked: set[str] = set()
 
     def restart(container_id: str) -> None:
-        own = docker.from_env(timeout=120)
+        own = docker.from_env(timeout=PATIENCE_S)
         try:
             own.api.restart(container_id, timeout=int(STOP_TIMEOUT_S))
+        except Exception as exc:  # said, and the burst then misses it
+            print(f"the engine alone: the restart of {container_id[:12]} failed: {exc}")
         finally:
             own.close()
 

@@ -106,7 +106,7 @@ class Settings:
     max_restarts_per_hour: int = 3
     restart_backoff_s: float = 10.0
     restart_backoff_max_s: float = 300.0
-    max_parallel_restarts: int = 64
+    max_parallel_restarts: int = 128
     stable_period_s: float | None = None
     protected_containers: tuple[str, ...] = ()
     start_period_s: float = 0.0

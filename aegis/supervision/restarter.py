@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -197,14 +198,20 @@ class Restarter:
                           probe_exit_code=seen.probe_exit_code, restarts_last_hour=restarts,
                           docker_restart_count=seen.docker_restart_count,
                           stop_timeout_s=timeout_s)
-        tail = log_tail(client, seen, secret_values(self.runtime.settings))  # as it was failing
-        carried.update(tail.details())
         self.log.warning("container_restarting", container=seen.name, strike=2,
                          stop_timeout_s=timeout_s)
         store = self.runtime.store
-        try:
-            client.api.restart(seen.id, timeout=int(timeout_s))
-        except docker_errors() as exc:
+        # asked at once, its last log lines read meanwhile: the restart waits for no other
+        # answer of a busy engine, and the lines are still those of the failing process
+        # (a stop sends SIGTERM and waits; the new process starts only after)
+        with ThreadPoolExecutor(1, thread_name_prefix=f"aegis-restart-{seen.name}") as asking:
+            asked = asking.submit(client.api.restart, seen.id, timeout=int(timeout_s))
+            tail = log_tail(client, seen, secret_values(self.runtime.settings))
+            carried.update(tail.details())
+            exc = asked.exception()
+        if exc is not None and not isinstance(exc, docker_errors()):
+            raise exc
+        if exc is not None:
             if forbidden(exc):  # a proxy's allow-list: every restart fails until it changes
                 self.log.error("container_restart_forbidden", container=seen.name,
                                docker_host=docker_endpoint(), hint=RESTART_FORBIDDEN_HINT)
