@@ -172,8 +172,11 @@ def burst(client: Any, image: str, size: int, on_unhealthy: Callable[[Any], Any]
     starts = timeline.after("start", unhealthy)
     durations = [later[0] - unhealthy[name] for name, later in starts.items() if later]
     if len(durations) < size:
-        raise SystemExit(f"burst of {size}: only {len(durations)} containers were "
-                         f"restarted ({len(unhealthy)} turned unhealthy)")
+        message = (f"burst of {size}: only {len(durations)} containers were restarted "
+                   f"within {PATIENCE_S} s ({len(unhealthy)} turned unhealthy)")
+        if on_unhealthy is None:  # aegis's: a container left unhealthy is a failure
+            raise SystemExit(message)
+        print(f"{message}, by the engine alone: its floor is the slowest of those")
     return Outcome(durations, Counter({name: len(later) for name, later in starts.items()})
                    ), timeline
 
@@ -214,9 +217,12 @@ def stages(dsn: str) -> dict[str, tuple[float, float]]:
 
 def with_aegis(client: Any, image: str, size: int) -> tuple[Outcome, dict[str, list[float]]]:
     """The same burst healed by a real ``aegis run``; with the seconds each stage took."""
+    # AEGIS_STORM_THRESHOLD=off in the benchmark's environment: the burst without storms
+    storms = {"AEGIS_STORM_THRESHOLD": os.environ["AEGIS_STORM_THRESHOLD"]} if os.environ.get(
+        "AEGIS_STORM_THRESHOLD") else {}
     with daemon_home(AEGIS_DOCKER_SCOPE="labeled",
                      AEGIS_STRIKE_INTERVAL=f"{STRIKE_INTERVAL_S:g}s",
-                     AEGIS_MAX_RESTARTS="1") as (env, dsn):
+                     AEGIS_MAX_RESTARTS="1", **storms) as (env, dsn):
         daemon = start_daemon(env)
         try:
             time.sleep(2)  # the daemon connected to the event stream

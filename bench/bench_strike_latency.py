@@ -8,7 +8,8 @@ containers are then made unhealthy one after another, each with a 0.3 s probe so
 quickly. Latency is the event's own time (``timeNano``) to the moment the
 ``container_unhealthy`` row is committed, which the benchmark hears through a NOTIFY from
 a trigger it adds to its own database (no polling, so the measurement costs nothing while
-it waits). Goal: p99 < 100 ms.
+it waits). Goal: p99 < 10 ms on an idle host, < 20 ms beside more than 20
+containers (1,000 on a big host).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from tests.support.containers import HEALS, HEALTHCHECK
 
 SAMPLES = int(os.environ.get("AEGIS_STRIKE_SAMPLES", "100"))
 BACKGROUND = int(os.environ.get("AEGIS_STRIKE_BACKGROUND", "20"))
-GOAL_P99_MS = 100.0
+# on an idle host (Docker's 20 default probes beside the samples); beside a big host's
+# containers (AEGIS_STRIKE_BACKGROUND over 20), twice that
+GOAL_P99_MS = 10.0 if BACKGROUND <= 20 else 20.0
 SCRIPT = HEALS  # healthy while /healthy exists
 FAST_PROBE = HEALTHCHECK  # test -f /healthy every 0.3 s
 BACKGROUND_EVERY_S = int(os.environ.get("AEGIS_STRIKE_BACKGROUND_EVERY", "30"))  # Docker's
@@ -182,13 +185,16 @@ def main() -> None:
           f"slowest {', '.join(f'{v:.0f}' for v in sorted(latencies)[-5:])} ms; the engine's "
           f"own delivery of the event to a stream, p50 {statistics.median(delivery):.1f} ms, "
           f"p99 {percentile(delivery, 0.99):.1f} ms")
+    # the figures of a big host's run are named apart from the idle host's
+    beside = "" if BACKGROUND <= 20 else f" beside {BACKGROUND} containers"
     report("strike_latency", [
-        Figure("event-to-strike latency p50", statistics.median(latencies), "ms"),
-        Figure("event-to-strike latency p99", p99, "ms", f"< {GOAL_P99_MS:.0f} ms",
+        Figure(f"event-to-strike latency{beside} p50", statistics.median(latencies), "ms"),
+        Figure(f"event-to-strike latency{beside} p99", p99, "ms", f"< {GOAL_P99_MS:.0f} ms",
                p99 < GOAL_P99_MS),
-        Figure("event-to-strike latency max", max(latencies), "ms"),
-        Figure("event-to-strike samples", float(len(latencies)), ""),
-        Figure("event delivery by the engine p99", percentile(delivery, 0.99), "ms")])
+        Figure(f"event-to-strike latency{beside} max", max(latencies), "ms"),
+        Figure(f"event-to-strike samples{beside}", float(len(latencies)), ""),
+        Figure(f"event delivery by the engine{beside} p99", percentile(delivery, 0.99),
+               "ms")])
 
 
 if __name__ == "__main__":

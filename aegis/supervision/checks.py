@@ -19,8 +19,10 @@ from aegis.core.logs import get_logger
 from aegis.supervision.docker import docker_errors
 from aegis.supervision.supervisor import Supervisor
 
-# Containers checked side by side off the loop (a timer come due, a restart over, a die).
-CHECK_WORKERS = 4
+# Containers checked side by side off the loop (a timer come due, a restart over, a die):
+# an inspect mostly waits on the engine, and a burst's strike 2s all fall due together.
+# Threads (and their clients) are made only as a burst needs them.
+CHECK_WORKERS = 16
 # Not Docker's: the action of the item a check queues with the strike timer it set.
 CHECK_DONE = "aegis_check_done"
 
