@@ -114,52 +114,79 @@ class UnhealthyEvents:
         self.stream.close()
 
 
+class StrikeSampler:
+    """Strike 1 latency samples under a daemon running on ``dsn``: containers labelled
+    ``labels`` made unhealthy one after another, each removed once struck. It adds the
+    NOTIFY trigger to that database and listens for it."""
+
+    def __init__(self, client: Any, image: str, dsn: str, labels: dict[str, str]) -> None:
+        self.client, self.image, self.labels = client, image, labels
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute(TRIGGER)
+        self.conn.execute(f"LISTEN {CHANNEL}")
+        self.unhealthy = UnhealthyEvents(client, f"aegis.bench={labels['aegis.bench']}")
+        self.made: list[Any] = []
+
+    def run(self, samples: int) -> tuple[list[float], list[float]]:
+        """The event -> strike 1 latency (ms) of each sample, and the engine's own delivery
+        of its event (ms)."""
+        latencies_ms: list[float] = []
+        delivery_ms: list[float] = []
+        for index in range(samples):
+            container = self.client.containers.run(
+                self.image, ["/bin/sh", "-c", SCRIPT], detach=True, network_mode="none",
+                name=f"aegis-bench-{self.labels['aegis.bench']}-{index}",
+                healthcheck=FAST_PROBE, labels=self.labels)
+            self.made.append(container)
+            wait(lambda c=container: health(self.client, c) == "healthy", 60, "healthy")
+            container.exec_run(["rm", "-f", "/healthy"])
+            seen_s = heard(self.conn, container.name, 60)
+            latencies_ms.append((seen_s - self.unhealthy.time_of(container.name, 60)) * 1000)
+            delivery_ms.append(self.unhealthy.delivery_ms[container.name])
+            container.remove(force=True)
+            self.made.remove(container)
+        return latencies_ms, delivery_ms
+
+    def close(self) -> None:
+        self.unhealthy.close()
+        self.conn.close()
+        for container in self.made:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+
+
 def measure(client: Any, image: str) -> tuple[list[float], list[float]]:
     run_id = uuid.uuid4().hex[:8]
     labels = {"aegis.enable": "true", "aegis.bench": run_id}
     made: list[Any] = []
-    latencies_ms: list[float] = []
-    delivery_ms: list[float] = []
     with daemon_home(AEGIS_DOCKER_SCOPE="labeled", AEGIS_REMEDIATION="observe") as (env, dsn):
         def background(index: int) -> None:
             made.append(client.containers.run(
                 image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-bench-{run_id}-bg{index}",
                 detach=True, network_mode="none", healthcheck=DEFAULT_PROBE, labels=labels))
 
-        with ThreadPoolExecutor(STARTERS) as starters:
-            list(starters.map(background, range(BACKGROUND)))
-        started = time.monotonic()
-        daemon = start_daemon(env)
-        unhealthy = UnhealthyEvents(client, f"aegis.bench={run_id}")
+        daemon = None
         try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(TRIGGER)
-                conn.execute(f"LISTEN {CHANNEL}")
+            with ThreadPoolExecutor(STARTERS) as starters:
+                list(starters.map(background, range(BACKGROUND)))
+            started = time.monotonic()
+            daemon = start_daemon(env)
+            sampler = StrikeSampler(client, image, dsn, labels)
+            try:
                 first = f"aegis-bench-{run_id}-bg0" if BACKGROUND else None
                 if first:
-                    wait(lambda: conn.execute("SELECT 1 FROM containers WHERE name = %s",
-                                              (first,)).fetchone() is not None,
-                         300, "the daemon's first sweep")
+                    wait(lambda: sampler.conn.execute(
+                        "SELECT 1 FROM containers WHERE name = %s", (first,)).fetchone()
+                        is not None, 300, "the daemon's first sweep")
                     # the samples start once every background container has had its first
                     # verdict: steady supervision, not containers coming up
                     time.sleep(max(0.0, started + BACKGROUND_EVERY_S + 15 - time.monotonic()))
-                for index in range(SAMPLES):
-                    container = client.containers.run(
-                        image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-bench-{run_id}-{index}",
-                        detach=True, network_mode="none", healthcheck=FAST_PROBE,
-                        labels=labels)
-                    made.append(container)
-                    wait(lambda c=container: health(client, c) == "healthy", 20, "healthy")
-                    container.exec_run(["rm", "-f", "/healthy"])
-                    seen_s = heard(conn, container.name, 20)
-                    latencies_ms.append(
-                        (seen_s - unhealthy.time_of(container.name, 20)) * 1000)
-                    delivery_ms.append(unhealthy.delivery_ms[container.name])
-                    container.remove(force=True)
-                    made.remove(container)
+                return sampler.run(SAMPLES)
+            finally:
+                sampler.close()
         finally:
-            unhealthy.close()
-            stop_daemon(daemon)
+            if daemon is not None:
+                stop_daemon(daemon)
 
             def remove(container: Any) -> None:
                 with contextlib.suppress(Exception):
@@ -167,7 +194,6 @@ def measure(client: Any, image: str) -> tuple[list[float], list[float]]:
 
             with ThreadPoolExecutor(STARTERS) as removers:
                 list(removers.map(remove, made))
-    return latencies_ms, delivery_ms
 
 
 def main() -> None:

@@ -7,7 +7,10 @@ watcher, a reconciliation sweep every 30 s instead of every 5 minutes; scope ``l
 so other containers on the engine are left alone) runs for a warm-up (past every
 container's first probe) and a measured window. CPU is the daemon process's utime +
 stime over the window (/proc/PID/stat), RSS its VmRSS at the end. Goals: under 1% of one
-core and under 120 MB. Then sweeps run in this process through a client that counts its
+core and under 150 MB. While the containers still run, ``AEGIS_BENCH_STRIKE_SAMPLES``
+(100) more are made unhealthy one after another, as ``bench_strike_latency`` does: the
+event -> strike 1 latency beside them, goal p99 < 20 ms. Then sweeps run in this process
+through a client that counts its
 calls: the first must be one listing and no inspect, and one that finds nothing changed
 must cost under 40 ms of CPU per 1,000 containers (the least of three).
 ``AEGIS_BENCH_WINDOW_S`` sets the window and ``AEGIS_BENCH_SWEEP`` the sweep's period
@@ -17,17 +20,20 @@ must cost under 40 ms of CPU per 1,000 containers (the least of three).
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 
 from aegis.core.durations import parse_duration_s
-from bench.common import bench_home, clean_env, start_daemon, stop_daemon
+from bench.bench_strike_latency import StrikeSampler
+from bench.common import clean_env, daemon_home, percentile, start_daemon, stop_daemon
 from bench.report import Figure, report
 
 SIZES = (50, 200, 500, 1000)
@@ -50,7 +56,11 @@ def sweep_note() -> str:
     """The figures' names say the sweep's period when it is not the benchmark's own."""
     return "" if SWEEP_EVERY == "30s" else f" (sweep every {SWEEP_EVERY})"
 GOAL_CPU_PERCENT = 1.0
-GOAL_RSS_MB = 120.0
+GOAL_RSS_MB = 150.0
+# containers made unhealthy one after another once the window is over, for the event ->
+# strike 1 latency beside the host's containers (0: none)
+STRIKE_SAMPLES = int(os.environ.get("AEGIS_BENCH_STRIKE_SAMPLES", "100"))
+GOAL_STRIKE_P99_MS = 20.0
 SCRIPT = "touch /healthy; trap 'exit 0' TERM; while :; do sleep 5; done"
 
 
@@ -118,8 +128,20 @@ def sweep_calls(home: str, host: str, client: Any) -> tuple[dict[str, int], floa
     return calls, min(spent)
 
 
-def measure(client: Any, image: str, size: int
-            ) -> tuple[float, float, tuple[dict[str, int], float]]:
+@dataclass(frozen=True)
+class Load:
+    """What supervising one size cost: the daemon's CPU (% of a core) and RSS (MB), the
+    event -> strike 1 latencies (ms) beside the containers, and a sweep's Docker calls
+    and CPU (ms) when nothing changed."""
+
+    cpu_percent: float
+    rss_mb: float
+    strikes_ms: list[float]
+    calls: dict[str, int]
+    unchanged_ms: float
+
+
+def measure(client: Any, image: str, size: int) -> Load:
     run_id = uuid.uuid4().hex[:8]
     made: list[Any] = []
 
@@ -133,10 +155,10 @@ def measure(client: Any, image: str, size: int
     try:
         with ThreadPoolExecutor(STARTERS) as starters:  # the engine starts them side by side
             list(starters.map(run_one, range(size)))
-        with bench_home() as home:
-            daemon = start_daemon(clean_env(
-                home, f"load-{run_id}", AEGIS_LOG_LEVEL="warning", AEGIS_DOCKER_SCOPE="labeled",
-                AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY=SWEEP_EVERY))
+        host = f"load-{run_id}"
+        with daemon_home(host, AEGIS_LOG_LEVEL="warning", AEGIS_DOCKER_SCOPE="labeled",
+                         AEGIS_JOB__DOCKER_HEALTH_CHECK__EVERY=SWEEP_EVERY) as (env, dsn):
+            daemon = start_daemon(env)
             try:
                 time.sleep(max(WARMUP_S, PROBE_EVERY_S.get(size, 30) + 15))
                 start_cpu, start = cpu_s(daemon.pid), time.monotonic()
@@ -144,12 +166,24 @@ def measure(client: Any, image: str, size: int
                 used = cpu_s(daemon.pid) - start_cpu
                 percent = 100 * used / (time.monotonic() - start)
                 rss = rss_mb(daemon.pid)
+                strikes = strike_samples(client, image, dsn, run_id)
             finally:
                 stop_daemon(daemon)
-            return percent, rss, sweep_calls(home, f"load-{run_id}", client)
+            return Load(percent, rss, strikes, *sweep_calls(env["AEGIS_HOME"], host, client))
     finally:
         with ThreadPoolExecutor(STARTERS) as removers:
             list(removers.map(lambda container: container.remove(force=True), made))
+
+
+def strike_samples(client: Any, image: str, dsn: str, run_id: str) -> list[float]:
+    """Event -> strike 1 latencies (ms) of STRIKE_SAMPLES containers made unhealthy one
+    after another while the host's containers run (bench_strike_latency's samples)."""
+    sampler = StrikeSampler(client, image, dsn,
+                            {"aegis.enable": "true", "aegis.bench": f"load-{run_id}"})
+    try:
+        return sampler.run(STRIKE_SAMPLES)[0]
+    finally:
+        sampler.close()
 
 
 def main() -> None:
@@ -161,7 +195,9 @@ def main() -> None:
     sizes = [int(s) for s in sys.argv[1:]] or list(SIZES)
     figures = []
     for size in sizes:
-        percent, rss, (calls, unchanged_ms) = measure(client, image, size)
+        load = measure(client, image, size)
+        calls, unchanged_ms = load.calls, load.unchanged_ms
+        percent, rss = load.cpu_percent, load.rss_mb
         listings, inspects = calls.get("containers", 0), calls.get("inspect_container", 0)
         goal_ms = GOAL_UNCHANGED_MS_PER_1000 * size / 1000
         print(f"a sweep of {size} containers: {listings} listing(s), {inspects} "
@@ -180,6 +216,17 @@ def main() -> None:
                    f"< {GOAL_CPU_PERCENT:g}%", percent < GOAL_CPU_PERCENT),
             Figure(f"daemon RSS at {size} containers{sweep_note()}", rss, "MB",
                    f"< {GOAL_RSS_MB:g} MB", rss < GOAL_RSS_MB)]
+        if load.strikes_ms:
+            p99 = percentile(load.strikes_ms, 0.99)
+            print(f"event -> strike 1 beside {size} containers, {len(load.strikes_ms)} "
+                  f"samples: p50 {statistics.median(load.strikes_ms):.1f} ms, p99 "
+                  f"{p99:.1f} ms, max {max(load.strikes_ms):.1f} ms (goal p99 < "
+                  f"{GOAL_STRIKE_P99_MS:g} ms)")
+            figures += [
+                Figure(f"event to strike 1 at {size} containers p50",
+                       statistics.median(load.strikes_ms), "ms"),
+                Figure(f"event to strike 1 at {size} containers p99", p99, "ms",
+                       f"< {GOAL_STRIKE_P99_MS:g} ms", p99 < GOAL_STRIKE_P99_MS)]
     report("supervise_load", figures)
 
 
