@@ -159,7 +159,12 @@ def measure(client: Any, image: str) -> tuple[list[float], list[float]]:
     run_id = uuid.uuid4().hex[:8]
     labels = {"aegis.enable": "true", "aegis.bench": run_id}
     made: list[Any] = []
-    with daemon_home(AEGIS_DOCKER_SCOPE="labeled", AEGIS_REMEDIATION="observe") as (env, dsn):
+    # AEGIS_STORM_THRESHOLD=off in the benchmark's environment: the samples without storms
+    # (made unhealthy one after another, they are one)
+    storms = {"AEGIS_STORM_THRESHOLD": os.environ["AEGIS_STORM_THRESHOLD"]} if os.environ.get(
+        "AEGIS_STORM_THRESHOLD") else {}
+    with daemon_home(AEGIS_DOCKER_SCOPE="labeled", AEGIS_REMEDIATION="observe",
+                     **storms) as (env, dsn):
         def background(index: int) -> None:
             made.append(client.containers.run(
                 image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-bench-{run_id}-bg{index}",
