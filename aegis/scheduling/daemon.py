@@ -389,8 +389,10 @@ class Daemon:
         candidates: list[datetime | None] = [next_heartbeat, self.scheduler.next_due(),
                                              self.scheduler.runner.next_deadline()]
         soonest: datetime = min(c for c in candidates if c is not None)
-        sleep_s: float = (soonest - now).total_seconds()
-        return max(0.0, min(sleep_s, MAX_SLEEP_S))
+        sleep_s: float = max(0.0, min((soonest - now).total_seconds(), MAX_SLEEP_S))
+        # after reading the deadlines: a run started since wakes the loop if it is sooner
+        self.scheduler.runner.wakes_at = now + timedelta(seconds=sleep_s)
+        return sleep_s
 
     # --- threads and signals ---
 

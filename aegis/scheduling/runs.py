@@ -68,6 +68,10 @@ class Runner:
         self.clock = clock
         self.on_finish = on_finish
         self.wake = wake
+        # when the loop that reaps timeouts means to wake next (None: not known): a run
+        # whose deadline is later needs no wake-up, so a tick's jobs start without the loop
+        # running between each of them
+        self.wakes_at: datetime | None = None
         self.log = get_logger()
         self._worker_slots = threading.Semaphore(runtime.settings.workers)
         self._lock = threading.Lock()
@@ -111,8 +115,9 @@ class Runner:
             execution.started_at = self.clock()
             execution.deadline = execution.started_at + timedelta(
                 seconds=execution.job.timeout_s)
-        if self.wake is not None:
-            # the loop recomputes its sleep with the new deadline
+            due = min(d for d in (execution.deadline, _overrun_at(execution)) if d)
+        if self.wake is not None and (self.wakes_at is None or due < self.wakes_at):
+            # the loop recomputes its sleep with the new deadline, which comes first
             self.wake.set()
         log = execution.context.log
         log.info("job_started", job=execution.job.id, run_id=execution.run_id,
