@@ -19,6 +19,7 @@ must cost under 40 ms of CPU per 1,000 containers (the least of three).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import sys
@@ -174,7 +175,12 @@ def measure(client: Any, image: str, size: int) -> Load:
                         *sweep_calls(env["AEGIS_HOME"], host, client))
     finally:
         with ThreadPoolExecutor(STARTERS) as removers:
-            list(removers.map(lambda container: container.remove(force=True), made))
+            list(removers.map(remove, made))
+
+
+def remove(container: Any) -> None:
+    with contextlib.suppress(Exception):  # gone already, or the engine gave up on it
+        container.remove(force=True)
 
 
 def strike_samples(client: Any, image: str, dsn: str, run_id: str
