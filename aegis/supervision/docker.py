@@ -83,29 +83,10 @@ def events_refused(client: Any) -> bool:
 def docker_client(timeout_s: int = DOCKER_TIMEOUT_S, max_pool_size: int | None = None) -> Any:
     """A client of the engine named by DOCKER_HOST (unix, tcp, tls via DOCKER_TLS_VERIFY and
     DOCKER_CERT_PATH), else the local socket; ``max_pool_size`` connections kept for
-    threads that share it (docker-py's default: 10). The API version is negotiated with
-    the engine once (a ``/version`` call) and reused by the clients made after, so a
-    restart's or a check's own client costs no round trip to a busy engine."""
-    endpoint = os.environ.get("DOCKER_HOST", "")
-    options: dict[str, Any] = {"timeout": timeout_s}
-    if max_pool_size is not None:
-        options["max_pool_size"] = max_pool_size
-    version = _api_versions.get(endpoint)
-    if version is not None:
-        options["version"] = version
-    client = _client_class().from_env(**options)
-    _api_versions[endpoint] = client.api.api_version
-    return client
-
-
-def forget_api_version() -> None:
-    """Negotiate the API version again with the next client: the engine went away, and
-    the one that comes back may be another."""
-    _api_versions.clear()
-
-
-# the API version negotiated with each DOCKER_HOST ("": the local socket)
-_api_versions: dict[str, str] = {}
+    threads that share it (docker-py's default: 10)."""
+    if max_pool_size is None:
+        return _client_class().from_env(timeout=timeout_s)
+    return _client_class().from_env(timeout=timeout_s, max_pool_size=max_pool_size)
 
 
 @functools.cache

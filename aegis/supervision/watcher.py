@@ -33,7 +33,6 @@ from aegis.supervision.docker import (
     docker_endpoint,
     docker_errors,
     events_refused,
-    forget_api_version,
     sighting_from_event,
 )
 from aegis.supervision.protocol.strikes import Phase
@@ -197,7 +196,6 @@ class Watcher:
                 client.ping()
             except docker_errors() as exc:
                 self._close(client)
-                forget_api_version()
                 self._safely(self.state.engine.note, self.runtime, False, str(exc),
                              self.clock())
                 stop.wait(delay_s)
