@@ -38,7 +38,7 @@ from typing import Any
 import docker
 import psycopg
 
-from bench.common import daemon_home, start_daemon, stop_daemon
+from bench.common import daemon_home, remove_container, start_daemon, stop_daemon
 from bench.report import Figure, report
 from tests.support.containers import IGNORES_TERM
 
@@ -115,11 +115,6 @@ class Timeline:
         return sum(1 for starts in self.after("start", self.unhealthy()).values() if starts)
 
 
-def remove(container: Any) -> None:
-    with contextlib.suppress(Exception):  # gone already
-        container.remove(force=True)
-
-
 @dataclass(frozen=True)
 class Outcome:
     """One burst: seconds from each container's unhealthy event to its start after the
@@ -167,7 +162,7 @@ def burst(client: Any, image: str, size: int, on_unhealthy: Callable[[Any], Any]
     finally:
         timeline.close()
         with ThreadPoolExecutor(CREATORS) as pool:
-            list(pool.map(remove, made))
+            list(pool.map(remove_container, made))
     unhealthy = timeline.unhealthy()
     starts = timeline.after("start", unhealthy)
     durations = [later[0] - unhealthy[name] for name, later in starts.items() if later]
@@ -217,12 +212,9 @@ def stages(dsn: str) -> dict[str, tuple[float, float]]:
 
 def with_aegis(client: Any, image: str, size: int) -> tuple[Outcome, dict[str, list[float]]]:
     """The same burst healed by a real ``aegis run``; with the seconds each stage took."""
-    # AEGIS_STORM_THRESHOLD=off in the benchmark's environment: the burst without storms
-    storms = {"AEGIS_STORM_THRESHOLD": os.environ["AEGIS_STORM_THRESHOLD"]} if os.environ.get(
-        "AEGIS_STORM_THRESHOLD") else {}
     with daemon_home(AEGIS_DOCKER_SCOPE="labeled",
                      AEGIS_STRIKE_INTERVAL=f"{STRIKE_INTERVAL_S:g}s",
-                     AEGIS_MAX_RESTARTS="1", **storms) as (env, dsn):
+                     AEGIS_MAX_RESTARTS="1") as (env, dsn):
         daemon = start_daemon(env)
         try:
             time.sleep(2)  # the daemon connected to the event stream

@@ -26,7 +26,7 @@ from typing import Any
 import docker
 import psycopg
 
-from bench.common import daemon_home, percentile, start_daemon, stop_daemon
+from bench.common import daemon_home, percentile, remove_container, start_daemon, stop_daemon
 from bench.report import Figure, report
 from tests.support.containers import HEALS, HEALTHCHECK
 
@@ -151,8 +151,7 @@ class StrikeSampler:
         self.unhealthy.close()
         self.conn.close()
         for container in self.made:
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
+            remove_container(container)
 
 
 def measure(client: Any, image: str) -> tuple[list[float], list[float]]:
@@ -161,10 +160,7 @@ def measure(client: Any, image: str) -> tuple[list[float], list[float]]:
     made: list[Any] = []
     # AEGIS_STORM_THRESHOLD=off in the benchmark's environment: the samples without storms
     # (made unhealthy one after another, they are one)
-    storms = {"AEGIS_STORM_THRESHOLD": os.environ["AEGIS_STORM_THRESHOLD"]} if os.environ.get(
-        "AEGIS_STORM_THRESHOLD") else {}
-    with daemon_home(AEGIS_DOCKER_SCOPE="labeled", AEGIS_REMEDIATION="observe",
-                     **storms) as (env, dsn):
+    with daemon_home(AEGIS_DOCKER_SCOPE="labeled", AEGIS_REMEDIATION="observe") as (env, dsn):
         def background(index: int) -> None:
             made.append(client.containers.run(
                 image, ["/bin/sh", "-c", SCRIPT], name=f"aegis-bench-{run_id}-bg{index}",
@@ -193,12 +189,8 @@ def measure(client: Any, image: str) -> tuple[list[float], list[float]]:
             if daemon is not None:
                 stop_daemon(daemon)
 
-            def remove(container: Any) -> None:
-                with contextlib.suppress(Exception):
-                    container.remove(force=True)
-
             with ThreadPoolExecutor(STARTERS) as removers:
-                list(removers.map(remove, made))
+                list(removers.map(remove_container, made))
 
 
 def main() -> None:

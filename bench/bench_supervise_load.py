@@ -19,7 +19,6 @@ must cost under 40 ms of CPU per 1,000 containers (the least of three).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import sys
@@ -34,7 +33,14 @@ import docker
 
 from aegis.core.durations import parse_duration_s
 from bench.bench_strike_latency import StrikeSampler
-from bench.common import clean_env, daemon_home, percentile, start_daemon, stop_daemon
+from bench.common import (
+    clean_env,
+    daemon_home,
+    percentile,
+    remove_container,
+    start_daemon,
+    stop_daemon,
+)
 from bench.report import Figure, report
 
 SIZES = (50, 200, 500, 1000)
@@ -175,12 +181,7 @@ def measure(client: Any, image: str, size: int) -> Load:
                         *sweep_calls(env["AEGIS_HOME"], host, client))
     finally:
         with ThreadPoolExecutor(STARTERS) as removers:
-            list(removers.map(remove, made))
-
-
-def remove(container: Any) -> None:
-    with contextlib.suppress(Exception):  # gone already, or the engine gave up on it
-        container.remove(force=True)
+            list(removers.map(remove_container, made))
 
 
 def strike_samples(client: Any, image: str, dsn: str, run_id: str

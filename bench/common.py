@@ -12,11 +12,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aegis
 from aegis.core.processes import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
+# settings a benchmark's own environment passes on to its daemon, to measure a variant
+# (AEGIS_STORM_THRESHOLD=off: a burst without storms)
+PASSED_THROUGH = ("AEGIS_STORM_THRESHOLD",)
 
 
 def unwind_on_sigterm() -> None:
@@ -35,12 +39,20 @@ unwind_on_sigterm()  # every benchmark imports this module
 
 
 def clean_env(home: str, host: str = "bench", **extra: str) -> dict[str, str]:
-    """This process's environment without any aegis, Postgres or Discord setting, plus a
-    home, a host name, no HTTP endpoint, quiet logs and ``extra``."""
+    """This process's environment without any aegis, Postgres or Discord setting (but
+    those PASSED_THROUGH), plus a home, a host name, no HTTP endpoint, quiet logs and
+    ``extra``."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AEGIS_", "POSTGRES_", "DISCORD_"))}
+           if k in PASSED_THROUGH or not k.startswith(("AEGIS_", "POSTGRES_", "DISCORD_"))}
     return {**env, "AEGIS_HOME": home, "AEGIS_HOST": host, "AEGIS_HTTP_ADDR": "off",
             "AEGIS_LOG_LEVEL": "error", "PYTHONPATH": str(REPO), **extra}
+
+
+def remove_container(container: Any) -> None:
+    """Remove ``container`` by force; one gone already, or that the engine gave up on, is
+    left (the benchmark's clean-up goes on with the others)."""
+    with contextlib.suppress(Exception):
+        container.remove(force=True)
 
 
 def stop_postgres(pgdata: Path, timeout_s: float = 60.0) -> None:
