@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from aegis.storage.dboutage import open_outage
+from aegis.storage.spool import Spool
 from tests.support.containers import BREAKS_FOR_GOOD, HEALTHCHECK
 from tests.support.daemons import Spawner, daemon_running, kill_9, supervising_env
 from tests.support.discord import FakeDiscord
@@ -53,11 +55,20 @@ def edit_titled(fake: FakeDiscord, prefix: str) -> str | None:
 
 def spooled_restart(spool: Path) -> datetime:
     """When the restart of the incident, spooled, was recorded."""
-    for line in spool.read_text().splitlines():
-        record: dict[str, Any] = json.loads(line)
+    records: list[dict[str, Any]] = [json.loads(line) for line in spool.read_text().splitlines()]
+    for record in records:
         if record.get("event_type") == "container_restarted":
             return datetime.fromisoformat(record["timestamp"])
-    raise AssertionError("no restart in the spool")
+    held = [record.get("event_type") or record.get("kind") for record in records]
+    raise AssertionError(f"no restart in the spool, which holds {held}")
+
+
+def outage_sent(spool: Path) -> bool:
+    """Whether the daemon recorded its outage message as sent. A kill between the post and
+    that record would post it again: paging is at least once, as nothing can be recorded
+    at the instant the channel takes a message."""
+    outage = open_outage(Spool(spool), "test-host")
+    return outage is not None and outage.sent is not None
 
 
 def test_an_escalation_and_the_outage_are_paged_once_through_a_kill(
@@ -85,6 +96,7 @@ def test_an_escalation_and_the_outage_are_paged_once_through_a_kill(
     escalated_at = dict(arrivals(fake))[ESCALATED]
     assert escalated_at - spooled_restart(spool) <= timedelta(seconds=STRIKE_INTERVAL_S + 5)
     wait_for(lambda: posted(fake, OUTAGE), timeout_s=60, what="the outage message")
+    wait_for(lambda: outage_sent(spool), what="the outage message recorded as sent")
 
     kill_9(first)  # mid-outage, both messages out
     second = spawn(env)

@@ -89,7 +89,7 @@ class Spawner:
             if process.poll() is None:
                 process.kill()
             process.wait(10)
-            log.seek(max(0, log.seek(0, 2) - 4000))
+            log.seek(max(0, log.seek(0, 2) - 40_000))  # a failure's story, not its last lines
             # shown by pytest when the test failed
             print(f"--- aegis run pid {process.pid} exited {process.returncode}")
             print(log.read().decode(errors="replace"))
