@@ -162,7 +162,11 @@ def test_a_compose_vpn_sidecar_follows_its_replaced_vpn_and_compose_still_knows_
             vpn = compose("ps", "-q", "vpn").strip()
             wait_for(joined(docker_client, client, vpn), 30,
                      what="the client joined to the new vpn")
-        assert token(docker_client, client) == kept
+        found = docker_client.containers.get(client).exec_run(["cat", "/data/token"])
+        assert found.output == kept, (
+            f"exit {found.exit_code}, output {found.output!r}; mounts "
+            f"{attrs_of(docker_client, client)['Mounts']}; aegis recorded "
+            f"{[(e['event_type'], e['summary']) for e in events_of(database_url, client)]}")
         assert compose("ps", "-q", "client").strip() == attrs_of(docker_client, client)["Id"]
         assert count(database_url, "container_recreated", client) == 1
     finally:
