@@ -315,9 +315,17 @@ class Supervisor:
         self.kept.keep(row)
         return row
 
-    def rows(self, names: Sequence[str]) -> dict[str, ContainerRow]:
+    def rows(self, names: Sequence[str], *, kept_first: bool = False
+             ) -> dict[str, ContainerRow]:
         """The rows of some containers, by name, in one query; those last read or
-        written while PostgreSQL is down."""
+        written while PostgreSQL is down. ``kept_first``: the rows last read or written
+        where this process has one, and a query only for the others (a decision made from
+        a row changed since is dropped by its save: see ``evaluate_all``)."""
+        if kept_first:
+            kept = {name: row for name in names
+                    if (row := self.kept.get(self.host, name)) is not None}
+            missing = [name for name in names if name not in kept]
+            return {**kept, **self.rows(missing)} if missing else kept
         try:
             rows = self.containers.by_names(self.host, names)
         except DatabaseUnavailable:
@@ -376,10 +384,14 @@ class Supervisor:
         return self.evaluate_all([(seen, row)], now)[0]
 
     def evaluate_all(self, sightings: Sequence[tuple[Sighting, ContainerRow | None]],
-                     now: datetime) -> list[tuple[Action, SupervisionMode]]:
+                     now: datetime, *, superseded: list[Sighting] | None = None
+                     ) -> list[tuple[Action, SupervisionMode]]:
         """Decide for each container (with its row), save every decision that changes
         something in one transaction (a burst's strike 1s: one commit), then act on those
-        saved; returns (action, supervision mode) of each, in order."""
+        saved; returns (action, supervision mode) of each, in order. A decision whose row
+        changed since it was read is dropped (nothing written, nothing done); given
+        ``superseded``, its sighting is added there, to be decided again from a fresh
+        row."""
         decided = [self._decide(seen, row, now) for seen, row in sightings]
         pending = [outcome for outcome in decided if isinstance(outcome, Decided)]
         saved = iter(self.persister.save_all([outcome.save for outcome in pending]))
@@ -388,7 +400,11 @@ class Supervisor:
             if not isinstance(outcome, Decided):
                 results.append(outcome)
             elif not next(saved):
-                self.log.info("container_decision_superseded", container=outcome.seen.name)
+                if superseded is None:
+                    self.log.info("container_decision_superseded",
+                                  container=outcome.seen.name)
+                else:
+                    superseded.append(outcome.seen)
                 results.append((Action.NONE, outcome.mode))
             else:
                 if outcome.decision.action in INTERVENTIONS:  # saved above: made once

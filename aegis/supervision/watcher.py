@@ -152,12 +152,18 @@ class ContainerEvents:
         age_s = time.time() - float(event.get("timeNano") or 0) / 1e9
         return seen if age_s <= FRESH_EVENT_S else None
 
-    def strike(self, sightings: Sequence[Sighting], now: datetime) -> None:
+    def strike(self, sightings: Sequence[Sighting], now: datetime, *,
+               kept_first: bool = True) -> None:
         """Strike 1 for each container of fresh ``unhealthy`` events, decided together and
-        saved in one transaction (one row read, one commit for a burst). A container
-        already in an incident is checked instead: its next step is a restart or an
-        escalation, never taken on an event's word alone."""
-        rows = self.supervisor.rows([seen.name for seen in sightings])
+        saved in one transaction (one commit for a burst). A container already in an
+        incident is checked instead: its next step is a restart or an escalation, never
+        taken on an event's word alone.
+
+        Decided from the rows this process last read or wrote, with no query first: the
+        save writes a row only if its version is still the one decided from, so a row
+        changed meanwhile (a person's ``aegis ack``, another daemon) drops its decision,
+        and that container is decided again from the table's row."""
+        rows = self.supervisor.rows([seen.name for seen in sightings], kept_first=kept_first)
         batch: list[tuple[Sighting, ContainerRow | None]] = []
         for seen in sightings:
             row = rows.get(seen.name)
@@ -165,7 +171,10 @@ class ContainerEvents:
                 self.check(seen.id, now)
             else:
                 batch.append((seen, row))
-        self.supervisor.evaluate_all(batch, now)
+        superseded: list[Sighting] | None = [] if kept_first else None
+        self.supervisor.evaluate_all(batch, now, superseded=superseded)
+        if superseded:
+            self.strike(superseded, now, kept_first=False)
 
 
 class Watcher:

@@ -564,6 +564,32 @@ def test_a_batch_drops_only_the_decision_whose_row_changed_since_it_was_read(
         1, 0, 1]
 
 
+def test_a_strike_from_a_kept_row_changed_since_is_decided_again_from_the_table(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    """Strike 1 is decided from the row this process last read or wrote, without asking
+    the table first; a row changed since (another daemon's save) drops that decision, and
+    the container is decided again from the table's row: struck once when the change left
+    it healthy, checked (not struck again) when the change was a strike of its own."""
+    containers = [make_container(HEALS) for _ in range(2)]
+    for container in containers:
+        wait_health(docker_client, container, "healthy")
+    sv = supervisor(app, docker_client)
+    sv.reconcile(utcnow())  # their rows, healthy, kept by this process
+    sightings = unhealthy_sightings(docker_client, containers)
+    execute(database_url, "UPDATE containers SET version = version + 1 WHERE name = %s",
+            containers[0].name)
+    execute(database_url, "UPDATE containers SET version = version + 1, phase = 'striking', "
+            "strikes = 1 WHERE name = %s", containers[1].name)
+    handed: list[str] = []
+    ContainerEvents(sv, check=lambda found, _now: handed.append(found)).strike(
+        sightings, utcnow())
+    assert count(database_url, "container_unhealthy", containers[0].name) == 1
+    assert row_of(database_url, containers[0].name)["strikes"] == 1
+    assert count(database_url, "container_unhealthy", containers[1].name) == 0
+    assert handed == [containers[1].id]
+
+
 def test_a_batch_decided_while_the_database_is_down_is_spooled_and_written_back_once(
         own_postgres: OwnPostgres, aegis_env: dict[str, str], docker_client: Any,
         make_container: Callable[..., Any]) -> None:
