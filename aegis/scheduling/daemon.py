@@ -146,6 +146,7 @@ class Daemon:
         while not self.stop_event.is_set():
             self.wake.clear()
             self.scheduler.run_pending()
+            self.scheduler.claim_ahead()
             if self._db_ready:
                 self.scheduler.advertise_changes()
             self._claim_tasks()
@@ -187,6 +188,7 @@ class Daemon:
                     self.log.warning("job_interrupted", job=execution.job.id,
                                      run_id=execution.run_id)
         self._drain_services()
+        self.scheduler.release_claimed_ahead("the daemon stopped before its slot")
         try:
             self.runtime.store.record_event(
                 EventType.DAEMON_STOPPED, f"aegis stopped on {self.settings.host}",
@@ -386,7 +388,7 @@ class Daemon:
 
     def _sleep_s(self, next_heartbeat: datetime) -> float:
         now = self.clock()
-        candidates: list[datetime | None] = [next_heartbeat, self.scheduler.next_due(),
+        candidates: list[datetime | None] = [next_heartbeat, self.scheduler.next_wake(),
                                              self.scheduler.runner.next_deadline()]
         soonest: datetime = min(c for c in candidates if c is not None)
         sleep_s: float = max(0.0, min((soonest - now).total_seconds(), MAX_SLEEP_S))

@@ -9,6 +9,7 @@ recorded and its worker slot released, so it blocks nothing else.
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,11 @@ class Execution:
     offline: dict[str, Any] | None = None
 
 
+# How long a job thread that finished its run waits for the next before it ends: jobs due
+# every few seconds (or several at one tick) start on threads already running.
+IDLE_THREAD_S = 10.0
+
+
 def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -77,6 +83,9 @@ class Runner:
         self._lock = threading.Lock()
         self._running: dict[int, Execution] = {}
         self._offline_ids = itertools.count(1)
+        # threads that finished a run and wait for the next, and the runs handed to them
+        self._idle_threads = 0
+        self._handed: queue.SimpleQueue[Execution] = queue.SimpleQueue()
 
     # --- state ---
 
@@ -100,14 +109,42 @@ class Runner:
 
     def submit(self, job: Job, context: JobContext,
                offline: dict[str, Any] | None = None) -> Execution:
+        """Start a claimed run: handed to a thread that finished a run lately and waits
+        for the next (no thread to start: a tick's jobs start side by side at once), else
+        on a thread of its own."""
         run_id = context.run_id if context.run_id is not None else -next(self._offline_ids)
         execution = Execution(run_id, job, context, done=threading.Event(), offline=offline)
         with self._lock:
             self._running[execution.run_id] = execution
-        thread = threading.Thread(target=self._work, args=(execution,),
-                                  name=f"aegis-job-{job.id}", daemon=True)
-        thread.start()
+            if self._idle_threads:
+                self._idle_threads -= 1
+                self._handed.put(execution)
+                return execution
+        threading.Thread(target=self._thread, args=(execution,), name=f"aegis-job-{job.id}",
+                         daemon=True).start()
         return execution
+
+    def _thread(self, execution: Execution | None) -> None:
+        """A job thread: its run, then the runs handed to it while it waits, until none
+        comes for IDLE_THREAD_S. A run past its timeout keeps its thread (nothing can
+        stop a Python function) but not its worker slot."""
+        while execution is not None:
+            threading.current_thread().name = f"aegis-job-{execution.job.id}"
+            self._work(execution)
+            execution = self._next_handed()
+
+    def _next_handed(self) -> Execution | None:
+        with self._lock:
+            self._idle_threads += 1
+        try:
+            return self._handed.get(timeout=IDLE_THREAD_S)
+        except queue.Empty:
+            with self._lock:  # a run handed just now was counted on this thread: its own
+                try:
+                    return self._handed.get_nowait()
+                except queue.Empty:
+                    self._idle_threads -= 1
+                    return None
 
     def _work(self, execution: Execution) -> None:
         self._worker_slots.acquire()

@@ -5,6 +5,10 @@ Each aegis job is a ``schedule.Job`` whose next run comes from its trigger (alig
 intervals, daily, weekly, cron in a time zone, once; slots are UTC instants) instead of
 schedule's own arithmetic; ``run_pending`` then claims due slots and hands them to the
 Runner. Slots that fell due without running are planned by the job's misfire policy.
+
+A slot is claimed CLAIM_AHEAD_S before it is due (``claim_ahead``), so that the claim's
+commit is not part of the job's start: on an idle host, whose cores sleep between ticks,
+one round trip to the database takes milliseconds.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import schedule
@@ -28,6 +32,7 @@ from aegis.scheduling.repository import (
     AdvertisedJob,
     JobRun,
     MissedGap,
+    RunEnd,
     Runs,
     RunStatus,
     RunTrigger,
@@ -39,6 +44,11 @@ from aegis.storage.runtime import Runtime
 
 # misfire="run_all" runs at most this many missed slots of a job at once
 RUN_ALL_LIMIT = 24
+# A slot is claimed this long before it is due (its job not running then, not paused).
+CLAIM_AHEAD_S = 0.1
+# A slot claimed ahead that did not come due here this long after its time (its job paused
+# or removed meanwhile, or planned away by its misfire policy) is closed as skipped.
+UNUSED_CLAIM_S = 5.0
 
 
 # --- pure planning ---
@@ -208,6 +218,9 @@ class Scheduler:
         self._due: list[Slot] = []
         # per job, slots that run one after another once its run in flight ends (run_all)
         self._backlog: dict[str, deque[Slot]] = {}
+        # slots claimed ahead of their time, by (job id, slot): the run this daemon won,
+        # or None when another daemon has the slot
+        self._ahead: dict[tuple[str, datetime], JobRun | None] = {}
         self._started = False
         # jobs added or removed at run time since the jobs table was last told
         self._changed = False
@@ -297,6 +310,72 @@ class Scheduler:
         with self._lock:
             next_run: datetime | None = self._schedule.get_next_run()
             return next_run
+
+    def next_wake(self) -> datetime | None:
+        """When the loop should run next for the jobs: CLAIM_AHEAD_S before the next slot
+        not claimed yet, else when the next slot is due."""
+        with self._lock:
+            slots = [(job.next_run, (job.aegis_job.id, job.next_run) in self._ahead)
+                     for job in self._schedule.jobs
+                     if isinstance(job, SlotJob) and job.next_run is not None]
+        ahead = timedelta(seconds=CLAIM_AHEAD_S)
+        return min((at if claimed else at - ahead for at, claimed in slots), default=None)
+
+    def claim_ahead(self) -> int:
+        """Claim the slots due within CLAIM_AHEAD_S, in one statement per slot time, so
+        that they start on time without waiting for their commit; returns how many were
+        claimed. A job with a run in flight here, paused or with a backlog is claimed when
+        due instead (its overlap is judged then). With the database away nothing is
+        claimed ahead: the slots are claimed when due, as always. Claims ahead that were
+        never used are closed first."""
+        now = self.clock()
+        with self._lock:
+            self._close_unused(now)
+            busy = self.runner.running_jobs() | set(self._backlog) | self.paused
+            soon: dict[datetime, list[Slot]] = {}
+            for job in self._schedule.jobs:
+                if not isinstance(job, SlotJob) or job.next_run is None:
+                    continue
+                at = job.next_run
+                if not now < at <= now + timedelta(seconds=CLAIM_AHEAD_S):
+                    continue
+                if job.aegis_job.id not in busy and (job.aegis_job.id, at) not in self._ahead:
+                    soon.setdefault(at, []).append(Slot(job.aegis_job, at, RunTrigger.SCHEDULE))
+            claimed = 0
+            for at, slots in sorted(soon.items()):
+                try:  # started_at is the slot's time: the run starts then
+                    won = self._claim(slots, at)
+                except StoreError as exc:
+                    self.log.debug("jobs_not_claimed_ahead", error=str(exc))
+                    return claimed
+                for slot in slots:
+                    self._ahead[(slot.job.id, at)] = won.get((slot.job.id, at))
+                claimed += len(slots)
+            return claimed
+
+    def release_claimed_ahead(self, why: str) -> None:
+        """Close every slot claimed ahead and not started as skipped (the daemon stops)."""
+        with self._lock:
+            self._close_unused(None, why)
+
+    def _close_unused(self, now: datetime | None,
+                      why: str = "its job was paused or removed before its slot") -> None:
+        """Close as skipped the runs claimed ahead whose slot passed UNUSED_CLAIM_S ago
+        without coming due here (None: all of them); one the database cannot close yet is
+        tried again next time."""
+        for key, run in list(self._ahead.items()):
+            if now is not None and (now - key[1]).total_seconds() < UNUSED_CLAIM_S:
+                continue
+            if run is not None and run.status == RunStatus.RUNNING:
+                try:
+                    self.runs.finish(RunEnd(run.id, RunStatus.SKIPPED, self.clock(),
+                                            f"not started: {why}", None, run.job_id,
+                                            run.scheduled_for))
+                except StoreError as exc:
+                    self.log.warning("job_claim_not_released", job=run.job_id,
+                                     error=str(exc))
+                    continue
+            del self._ahead[key]
 
     def run_pending(self) -> None:
         """Claim every slot due now in one statement, so the jobs of one tick wait for one
@@ -404,17 +483,30 @@ class Scheduler:
         """Claim ``slots`` in one statement and start each one won, in order."""
         if not slots:
             return []
+        with self._lock:  # claimed ahead: started as claimed, with no statement now
+            ahead = {(slot.job.id, slot.at): self._ahead.pop((slot.job.id, slot.at))
+                     for slot in slots if (slot.job.id, slot.at) in self._ahead}
+        rest = [slot for slot in slots if (slot.job.id, slot.at) not in ahead]
+        try:
+            won = self._claim(rest, self.clock()) if rest else {}
+        except DatabaseUnavailable as exc:
+            offline = {id(slot) for slot in rest}
+            return [self._fire_offline(slot, exc) if id(slot) in offline
+                    else self._start(slot, ahead[(slot.job.id, slot.at)]) for slot in slots]
+        won.update({key: run for key, run in ahead.items() if run is not None})
+        return [self._start(slot, won.get((slot.job.id, slot.at))) for slot in slots]
+
+    def _claim(self, slots: Sequence[Slot], now: datetime
+               ) -> dict[tuple[str, datetime], JobRun]:
+        """Claim ``slots`` in one statement, started at ``now``: the runs this daemon won
+        (some skipped for an overlap), by (job id, slot)."""
         wanted = [WantedSlot(slot.job.id, slot.job.scope_key(self.host), slot.trigger, slot.at,
                              overlap=slot.job.overlap) for slot in slots]
-        try:
-            claimed = self.runs.claim(
-                wanted, host=self.host, now=self.clock(), instance_id=self.instance_id,
-                live_since=self.live_since,
-                running_ids=[e.run_id for e in self.runner.in_flight()])
-        except DatabaseUnavailable as exc:
-            return [self._fire_offline(slot, exc) for slot in slots]
-        won = {(run.job_id, run.scheduled_for): run for run in claimed}
-        return [self._start(slot, won.get((slot.job.id, slot.at))) for slot in slots]
+        claimed = self.runs.claim(
+            wanted, host=self.host, now=now, instance_id=self.instance_id,
+            live_since=self.live_since,
+            running_ids=[e.run_id for e in self.runner.in_flight()])
+        return {(run.job_id, run.scheduled_for): run for run in claimed}
 
     def _start(self, slot: Slot, run: JobRun | None) -> Execution | JobRun | None:
         if run is None:

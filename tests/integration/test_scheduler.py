@@ -19,6 +19,7 @@ from aegis.storage.runtime import Runtime
 from tests.support.clock import Clock
 from tests.support.rows import sql_rows
 from tests.support.scheduling import wait_runs
+from tests.support.waiting import wait_for
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -88,6 +89,8 @@ def test_overlap_is_recorded_skipped_and_a_timeout_blocks_nothing(
         if execution.job.id == "quick":  # only stuck may overlap its next slot
             assert execution.done is not None
             assert execution.done.wait(10)
+    # stuck's timeout counts from its start, on a job thread of its own time
+    wait_for(lambda: all(e.started_at for e in scheduler.runner.in_flight()), 10)
     clock.advance(10)
     scheduler.run_pending()  # stuck's next slot overlaps the first run
     first, second = runs(app, "stuck")
@@ -361,3 +364,80 @@ def test_a_spooled_run_end_closes_its_run_with_or_without_its_slot(app: api.Aegi
                                "error": "boom"})
     assert sql_rows(app.db.dsn, "SELECT job_id, status FROM job_runs ORDER BY job_id") == [
         {"job_id": "db.1", "status": "ok"}, {"job_id": "db.2", "status": "failed"}]
+
+
+def test_a_slot_is_claimed_ahead_of_its_time_and_started_on_it_without_a_second_claim(
+        make_app: Callable[..., api.Aegis]) -> None:
+    """Two daemons claim the next slot of a cluster job CLAIM_AHEAD_S before it is due:
+    one wins it (its row running from the slot's time, before the job starts), and when
+    the slot comes due, that one starts it with no other statement and the other never
+    does."""
+    clock = Clock(T0 + timedelta(milliseconds=500))
+    started: list[tuple[str, int | None]] = []
+    lock = threading.Lock()
+    schedulers = []
+    for host in ("host-a", "host-b"):
+        registry = Registry()
+
+        def job(ctx: JobContext, host: str = host) -> None:
+            with lock:
+                started.append((host, ctx.run_id))
+
+        registry.add("tick", job, triggers.every(seconds=1), scope="cluster")
+        scheduler = Scheduler(make_app(host), registry, instance_id=f"{host}-1", clock=clock)
+        scheduler.start()
+        schedulers.append(scheduler)
+    for scheduler in schedulers:
+        wait_runs(scheduler)
+    started.clear()
+    app = schedulers[0].runtime
+    clock.advance(0.45)  # 50 ms before T0 + 1 s
+    assert [s.claim_ahead() for s in schedulers] == [1, 1]
+    [row] = [r for r in runs(app, "tick") if r["scheduled_for"] == T0 + timedelta(seconds=1)]
+    assert row["status"] == "running"
+    assert row["started_at"] == T0 + timedelta(seconds=1)
+    assert started == []  # claimed, not started before its time
+    assert [s.next_wake() for s in schedulers] == [T0 + timedelta(seconds=1)] * 2
+
+    clock.advance(0.05)
+    for scheduler in schedulers:
+        scheduler.run_pending()
+        wait_runs(scheduler)
+    assert started == [(row["host"], row["id"])]
+    assert [r["status"] for r in runs(app, "tick")] == ["ok", "ok"]
+
+
+def test_a_slot_claimed_ahead_whose_job_is_paused_before_its_time_is_closed_skipped(
+        make_app: Callable[..., api.Aegis]) -> None:
+    app = make_app("host-a")
+    clock = Clock(T0 + timedelta(milliseconds=500))
+    ran: list[datetime] = []
+    registry = Registry()
+    registry.add("tick", lambda ctx: ran.append(ctx.scheduled_for), triggers.every(seconds=1))
+    scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
+    scheduler.start()
+    wait_runs(scheduler)
+    clock.advance(0.45)
+    assert scheduler.claim_ahead() == 1
+    scheduler.paused = {"tick"}  # as `aegis jobs pause tick` leaves it
+    clock.advance(6)
+    scheduler.run_pending()
+    assert scheduler.claim_ahead() == 0
+    ahead = [r for r in runs(app, "tick") if r["scheduled_for"] == T0 + timedelta(seconds=1)]
+    assert [(r["status"], r["error"]) for r in ahead] == [
+        ("skipped", "not started: its job was paused or removed before its slot")]
+    assert T0 + timedelta(seconds=1) not in ran
+
+
+def test_a_stopping_daemon_closes_the_slots_it_claimed_ahead(
+        make_app: Callable[..., api.Aegis]) -> None:
+    app = make_app("host-a")
+    clock = Clock(T0 + timedelta(milliseconds=950))
+    registry = Registry()
+    registry.add("tick", lambda ctx: None, triggers.every(seconds=1))
+    scheduler = Scheduler(app, registry, instance_id="a-1", clock=clock)
+    scheduler.start()
+    wait_runs(scheduler)
+    assert scheduler.claim_ahead() == 1
+    scheduler.release_claimed_ahead("the daemon stopped before its slot")
+    assert [r["status"] for r in runs(app, "tick")] == ["ok", "skipped"]
