@@ -54,6 +54,13 @@ class Recorder:
         self.host = settings.host
         self.storms = storms
 
+    def routes_alone(self, step: MemberStep) -> bool:
+        """Whether ``step`` needs no storm (counted, then: see ``StormWatch.quiet``), so
+        that its decision may be saved with no routing."""
+        if self.storms is None:  # nothing remembered: every step is routed
+            return not self.settings.storm_threshold
+        return self.storms.quiet(self.settings, step)
+
     def route(self, tx: Queries, step: MemberStep) -> Routed:
         """Route a step of an incident to its host's storm (aegis/supervision/storms.py),
         in ``tx``; the storm's events are logged."""

@@ -33,6 +33,18 @@ from aegis.supervision.protocol.strikes import (
 from aegis.supervision.protocol.triage import Sample, TriageClass
 
 # The columns a spooled decision carries as ISO-8601 text.
+# an event's parameters (Event.params), as ``container_save`` takes them: event_uid...
+_EVENT_PARAMS = ("uid", "timestamp", "event_type", "summary", "details", "importance", "host",
+                 "source")
+
+
+def _event_params(event: Event | None) -> dict[str, Any]:
+    """``event``'s parameters for ``container_save``, each named ``event_*`` (all NULL
+    without one: no event is recorded)."""
+    values = event.params() if event is not None else {}
+    return {f"event_{key.removeprefix('event_')}": values.get(key) for key in _EVENT_PARAMS}
+
+
 _TIMES = ("strike_at", "healthy_since", "last_action_at", "next_check_at", "seen_at",
           "oom_restart_at", "stop_requested_at", "climbed_at")
 
@@ -391,9 +403,12 @@ class Containers:
                         health=seen.health, has_healthcheck=has_healthcheck, seen_at=now)
         return self.by_name(host, seen.name)
 
-    def save(self, update: ContainerUpdate) -> bool:
-        """What was observed and decided; False when the row changed since it was read."""
-        return self.db.fetch_one("container_save", **update.params()) is not None
+    def save(self, update: ContainerUpdate, event: Event | None = None) -> bool:
+        """What was observed and decided, and ``event`` with it in the same statement
+        (recorded only if the row is written); False when the row changed since it was
+        read (nothing written)."""
+        return self.db.fetch_one("container_save", **update.params(),
+                                 **_event_params(event)) is not None
 
     def lock(self, host: str, name: str) -> ContainerRow | None:
         """The row, locked until the transaction ends."""

@@ -352,14 +352,34 @@ class StormWatch:
         """Whether ``step`` may start, join or edit a storm (counted, if it opens an
         incident)."""
         with self._lock:
-            if step.opening:
-                self._openings.append(step.line.at)
-                since = step.line.at - timedelta(seconds=settings.storm_window_s)
-                while self._openings and self._openings[0] < since:
-                    self._openings.popleft()
-            if self._open is not False:
+            self._count(settings, step)
+            return self._asks(settings, step)
+
+    def quiet(self, settings: Settings, step: MemberStep) -> bool:
+        """Whether ``step`` certainly needs no storm (storms off, or none open and too
+        few openings to start one): then it is counted as ``worth_asking`` counts it, and
+        nothing routes it. False, with nothing counted, when ``route`` must see it."""
+        with self._lock:
+            if not settings.storm_threshold:
                 return True
-            return step.opening and len(self._openings) >= settings.storm_threshold
+            self._count(settings, step)
+            if not self._asks(settings, step):
+                return True
+            if step.opening:
+                self._openings.pop()  # route counts it
+            return False
+
+    def _count(self, settings: Settings, step: MemberStep) -> None:
+        if step.opening:
+            self._openings.append(step.line.at)
+            since = step.line.at - timedelta(seconds=settings.storm_window_s)
+            while self._openings and self._openings[0] < since:
+                self._openings.popleft()
+
+    def _asks(self, settings: Settings, step: MemberStep) -> bool:
+        if self._open is not False:
+            return True
+        return step.opening and len(self._openings) >= settings.storm_threshold
 
     def learn(self, storm_open: bool, openings: Sequence[datetime] | None = None) -> None:
         """What the database said: whether a storm is open, and the openings it counts."""

@@ -564,6 +564,34 @@ def test_a_batch_drops_only_the_decision_whose_row_changed_since_it_was_read(
         1, 0, 1]
 
 
+def test_a_lone_strike_is_one_statement_that_writes_its_event_only_with_its_row(
+        app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
+        database_url: str) -> None:
+    """A decision with one event and nothing else to route is saved by one statement,
+    with no transaction of its own: the event is recorded only if the row is written."""
+    containers = [make_container(HEALS) for _ in range(3)]
+    for container in containers:
+        wait_health(docker_client, container, "healthy")
+    sv = supervisor(app, docker_client)
+    sv.reconcile(utcnow())
+    first, stale, fresh = unhealthy_sightings(docker_client, containers)
+    rows = sv.rows([first.name, stale.name, fresh.name])
+    # the first strike of a daemon asks whether a storm is open; those after it need not
+    assert sv.evaluate_all([(first, rows[first.name])], utcnow())[0][0] == Action.STRIKE1
+    execute(database_url, "UPDATE containers SET version = version + 1 WHERE name = %s",
+            stale.name)
+    assert sv.evaluate_all([(stale, rows[stale.name])], utcnow())[0][0] == Action.NONE
+    assert count(database_url, "container_unhealthy", stale.name) == 0
+    assert row_of(database_url, stale.name)["strikes"] == 0
+    assert sv.evaluate_all([(fresh, rows[fresh.name])], utcnow())[0][0] == Action.STRIKE1
+    [event] = sql_rows(database_url, "SELECT xmin::text AS tx FROM episodic_memory WHERE "
+                       "event_type = 'container_unhealthy' AND details->>'container' = %s",
+                       fresh.name)
+    [row] = sql_rows(database_url, "SELECT xmin::text AS tx, strikes FROM containers "
+                     "WHERE name = %s", fresh.name)
+    assert (row["tx"], row["strikes"]) == (event["tx"], 1)
+
+
 def test_a_strike_from_a_kept_row_changed_since_is_decided_again_from_the_table(
         app: api.Aegis, docker_client: Any, make_container: Callable[..., Any],
         database_url: str) -> None:

@@ -51,7 +51,10 @@ VALUES (%(host)s, %(name)s, %(container_id)s, %(image)s, %(compose_project)s,
 ON CONFLICT (host, name) DO NOTHING;
 
 -- name: container_save
--- Write what was observed and decided, only if nobody changed the row since it was read.
+-- Write what was observed and decided, only if nobody changed the row since it was read;
+-- with an event (event_uid set), record it in the same statement, only if the row was
+-- written: a decision with one event is one round trip, atomic without a transaction.
+WITH saved AS (
 UPDATE containers SET
     container_id = %(container_id)s, image = %(image)s,
     compose_project = %(compose_project)s, compose_service = %(compose_service)s,
@@ -71,7 +74,18 @@ UPDATE containers SET
     docker_restarts = %(docker_restarts)s, oom_restart_at = %(oom_restart_at)s,
     climbed_at = %(climbed_at)s, version = version + 1
 WHERE host = %(host)s AND name = %(name)s AND version = %(version)s
-RETURNING version;
+RETURNING version
+), recorded AS (
+    INSERT INTO episodic_memory (uid, timestamp, event_type, summary, details, importance,
+                                 host, source)
+    SELECT %(event_uid)s::uuid, %(event_timestamp)s::timestamptz, %(event_type)s::text,
+           %(event_summary)s::text, %(event_details)s::jsonb,
+           %(event_importance)s::importance, %(event_host)s::text, %(event_source)s::text
+    FROM saved
+    WHERE %(event_uid)s::uuid IS NOT NULL
+    ON CONFLICT (uid) DO NOTHING
+)
+SELECT version FROM saved;
 
 -- name: containers_next_due
 -- The earliest strike timer of this host still ahead.
