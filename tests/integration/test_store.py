@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,3 +173,26 @@ def test_events_recorded_while_the_database_is_down_arrive_once_and_in_order(
             "event"] * 5 + ["state"]
     finally:
         db.close()
+
+
+def test_an_empty_spool_is_not_replayed_behind_another_threads_write(app: api.Aegis) -> None:
+    """A strike asks the store to replay its spool before it saves; with nothing spooled
+    that returns at once, even while another thread's write holds the store."""
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(tx: Any) -> None:
+        inside.set()
+        release.wait(30)
+
+    writer = threading.Thread(target=app.store.write, args=(slow, {"kind": "event"}))
+    writer.start()
+    try:
+        assert inside.wait(10)
+        replayed: list[int] = []
+        replaying = threading.Thread(target=lambda: replayed.append(app.store.replay_spool()))
+        replaying.start()
+        replaying.join(5)
+        assert replayed == [0]
+    finally:
+        release.set()
+        writer.join(30)
