@@ -484,17 +484,25 @@ class Scheduler:
         if not slots:
             return []
         with self._lock:  # claimed ahead: started as claimed, with no statement now
-            ahead = {(slot.job.id, slot.at): self._ahead.pop((slot.job.id, slot.at))
+            ahead = {(slot.job.id, slot.at): self._ahead[(slot.job.id, slot.at)]
                      for slot in slots if (slot.job.id, slot.at) in self._ahead}
         rest = [slot for slot in slots if (slot.job.id, slot.at) not in ahead]
         try:
             won = self._claim(rest, self.clock()) if rest else {}
         except DatabaseUnavailable as exc:
+            self._used(ahead)
             offline = {id(slot) for slot in rest}
             return [self._fire_offline(slot, exc) if id(slot) in offline
                     else self._start(slot, ahead[(slot.job.id, slot.at)]) for slot in slots]
+        # (another error leaves them claimed ahead: the caller fires each slot alone next)
+        self._used(ahead)
         won.update({key: run for key, run in ahead.items() if run is not None})
         return [self._start(slot, won.get((slot.job.id, slot.at))) for slot in slots]
+
+    def _used(self, ahead: dict[tuple[str, datetime], JobRun | None]) -> None:
+        with self._lock:
+            for key in ahead:
+                self._ahead.pop(key, None)
 
     def _claim(self, slots: Sequence[Slot], now: datetime
                ) -> dict[tuple[str, datetime], JobRun]:

@@ -284,6 +284,16 @@ def test_a_slot_the_database_refuses_costs_only_itself(make_app: Callable[..., a
     assert ran.count("fine") == 3  # the catch-up run at start and both ticks
     assert "cursed" not in ran
     assert runs(app, "cursed") == []
+    # claimed ahead, fine still runs when its slot's claim with cursed fails
+    clock.advance(0.95)
+    scheduler.paused = {"cursed"}  # claimed when due, not ahead
+    assert scheduler.claim_ahead() == 1
+    scheduler.paused = set()
+    clock.advance(0.05)
+    scheduler.run_pending()
+    wait_runs(scheduler)
+    assert ran.count("fine") == 4
+    assert [r["status"] for r in runs(app, "fine")] == ["ok"] * 4
 
 
 def test_a_job_that_allows_overlap_is_claimed_while_its_run_goes_on(app: api.Aegis) -> None:
