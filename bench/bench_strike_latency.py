@@ -68,14 +68,37 @@ def health(client: Any, container: Any) -> str:
     return str((state.get("Health") or {}).get("Status") or "")
 
 
-def heard(conn: psycopg.Connection[Any], name: str, timeout_s: float) -> float:
-    """Wall-clock time at which the strike of ``name`` was committed (its NOTIFY)."""
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0:
-        for notify in conn.notifies(timeout=left, stop_after=1):
-            if notify.payload == name:
-                return time.time()
-    raise SystemExit(f"strike latency: no strike 1 for {name} within {timeout_s:.0f}s")
+class Strikes:
+    """When each strike 1 was committed: its NOTIFY, timed on arrival by a thread of its
+    own (timed by the sampler's thread instead, a strike committed while that thread
+    waits on a slow engine call would count the wait)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.times: dict[str, float] = {}
+        self.changed = threading.Condition()
+        self.stop = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while not self.stop.is_set():  # the connection is this thread's until it stops
+            for notify in self.conn.notifies(timeout=0.2):
+                with self.changed:
+                    self.times.setdefault(notify.payload, time.time())
+                    self.changed.notify_all()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.reader.join(5)
+
+    def time_of(self, name: str, timeout_s: float) -> float:
+        """Wall-clock time at which the strike of ``name`` was committed."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: name in self.times, timeout_s):
+                raise SystemExit(f"strike latency: no strike 1 for {name} within "
+                                 f"{timeout_s:.0f}s")
+            return self.times[name]
 
 
 class UnhealthyEvents:
@@ -124,6 +147,7 @@ class StrikeSampler:
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.conn.execute(TRIGGER)
         self.conn.execute(f"LISTEN {CHANNEL}")
+        self.strikes = Strikes(self.conn)
         self.unhealthy = UnhealthyEvents(client, f"aegis.bench={labels['aegis.bench']}")
         self.made: list[Any] = []
 
@@ -140,7 +164,7 @@ class StrikeSampler:
             self.made.append(container)
             wait(lambda c=container: health(self.client, c) == "healthy", 60, "healthy")
             container.exec_run(["rm", "-f", "/healthy"])
-            seen_s = heard(self.conn, container.name, 60)
+            seen_s = self.strikes.time_of(container.name, 60)
             latencies_ms.append((seen_s - self.unhealthy.time_of(container.name, 60)) * 1000)
             delivery_ms.append(self.unhealthy.delivery_ms[container.name])
             container.remove(force=True)
@@ -149,6 +173,7 @@ class StrikeSampler:
 
     def close(self) -> None:
         self.unhealthy.close()
+        self.strikes.close()
         self.conn.close()
         for container in self.made:
             remove_container(container)
