@@ -35,6 +35,13 @@ from aegis.supervision.recreate import RecreateError, aside_of, recreate
 from aegis.supervision.restarter import Refusal, RestartTracker
 
 
+def being_replaced(seen: Sighting) -> bool:
+    """Whether ``seen`` is a container on its way out while its successor takes its name:
+    set aside by aegis's recreate, or renamed ``<its id's first 12>_<name>`` by compose
+    (v1 and v2 both do, before creating the successor). Its id is no parent to keep."""
+    return aside_of(seen.name) is not None or seen.name.startswith(f"{seen.id[:12]}_")
+
+
 @dataclass(frozen=True)
 class Orphan:
     """A dependant whose network parent's container is gone, and that parent's name."""
@@ -84,7 +91,7 @@ class NetworkParents:
             before = dict(known)
             for dependant in seen:
                 parent = by_id.get(dependant.network_parent or "")
-                if parent is not None and not aside_of(parent.name):
+                if parent is not None and not being_replaced(parent):
                     known[dependant.name] = {"id": parent.id, "name": parent.name}
             if known != before:
                 with contextlib.suppress(StoreError):  # the next sweep writes it again
@@ -94,13 +101,13 @@ class NetworkParents:
     def orphans(self, runtime: Runtime, seen: Sequence[Sighting]) -> list[Orphan]:
         """The dependants in ``seen`` (a full listing) whose parent's id is gone, or is a
         container set aside by a recreate (its successor runs under its name)."""
-        ids = {s.id for s in seen if not aside_of(s.name)}
+        ids = {s.id for s in seen if not being_replaced(s)}
         with self._lock:
             known = dict(self._of(runtime))
         found = []
         for dependant in seen:
             parent_id = dependant.network_parent
-            if not parent_id or parent_id in ids or aside_of(dependant.name) \
+            if not parent_id or parent_id in ids or being_replaced(dependant) \
                     or any(i.startswith(parent_id) for i in ids):
                 continue
             remembered = known.get(dependant.name)
@@ -116,7 +123,7 @@ def _compose_parent(dependant: Sighting, seen: Iterable[Sighting]) -> str | None
     if not dependant.compose_project or len(dependant.depends_on) != 1:
         return None
     matches = [s.name for s in seen if s.compose_project == dependant.compose_project
-               and s.compose_service == dependant.depends_on[0] and not aside_of(s.name)]
+               and s.compose_service == dependant.depends_on[0] and not being_replaced(s)]
     return matches[0] if len(matches) == 1 else None
 
 
