@@ -68,15 +68,36 @@ def health(client: Any, container: Any) -> str:
     return str((state.get("Health") or {}).get("Status") or "")
 
 
-class Strikes:
+class Arrivals:
+    """When something happened to each container, by name, noted by a reader thread and
+    waited for by the sampler's."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.times: dict[str, float] = {}
+        self.changed = threading.Condition()
+
+    def note(self, name: str, at: float) -> None:
+        with self.changed:
+            self.times.setdefault(name, at)
+            self.changed.notify_all()
+
+    def time_of(self, name: str, timeout_s: float) -> float:
+        with self.changed:
+            if not self.changed.wait_for(lambda: name in self.times, timeout_s):
+                raise SystemExit(f"strike latency: no {self.what} for {name} within "
+                                 f"{timeout_s:.0f}s")
+            return self.times[name]
+
+
+class Strikes(Arrivals):
     """When each strike 1 was committed: its NOTIFY, timed on arrival by a thread of its
     own (timed by the sampler's thread instead, a strike committed while that thread
     waits on a slow engine call would count the wait)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        super().__init__("strike 1")
         self.conn = conn
-        self.times: dict[str, float] = {}
-        self.changed = threading.Condition()
         self.stop = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -84,36 +105,25 @@ class Strikes:
     def _read(self) -> None:
         while not self.stop.is_set():  # the connection is this thread's until it stops
             for notify in self.conn.notifies(timeout=0.2):
-                with self.changed:
-                    self.times.setdefault(notify.payload, time.time())
-                    self.changed.notify_all()
+                self.note(notify.payload, time.time())
 
     def close(self) -> None:
         self.stop.set()
         self.reader.join(5)
 
-    def time_of(self, name: str, timeout_s: float) -> float:
-        """Wall-clock time at which the strike of ``name`` was committed."""
-        with self.changed:
-            if not self.changed.wait_for(lambda: name in self.times, timeout_s):
-                raise SystemExit(f"strike latency: no strike 1 for {name} within "
-                                 f"{timeout_s:.0f}s")
-            return self.times[name]
 
-
-class UnhealthyEvents:
+class UnhealthyEvents(Arrivals):
     """The engine's ``health_status: unhealthy`` events of the benchmark's containers, from
     a live stream (the engine keeps only its last 1,024 events: with many containers
-    probing, asking afterwards with ``since`` finds them gone)."""
+    probing, asking afterwards with ``since`` finds them gone), at their own time."""
 
     def __init__(self, client: Any, label: str) -> None:
+        super().__init__("unhealthy event")
         self.stream = client.api.events(decode=True, filters={
             "type": "container", "event": "health_status", "label": label})
-        self.times: dict[str, float] = {}
         # how long after its own time each event reached this process: the engine's
         # delivery, which the daemon's stream waits for too
         self.delivery_ms: dict[str, float] = {}
-        self.changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -121,17 +131,9 @@ class UnhealthyEvents:
             for event in self.stream:
                 if event.get("Action") == "health_status: unhealthy":
                     name = (event.get("Actor") or {}).get("Attributes", {}).get("name", "")
-                    with self.changed:
-                        self.times.setdefault(name, float(event["timeNano"]) / 1e9)
-                        self.delivery_ms.setdefault(
-                            name, (time.time() - self.times[name]) * 1000)
-                        self.changed.notify_all()
-
-    def time_of(self, name: str, timeout_s: float) -> float:
-        with self.changed:
-            if not self.changed.wait_for(lambda: name in self.times, timeout_s):
-                raise SystemExit(f"strike latency: no unhealthy event for {name}")
-            return self.times[name]
+                    at = float(event["timeNano"]) / 1e9
+                    self.delivery_ms.setdefault(name, (time.time() - at) * 1000)
+                    self.note(name, at)
 
     def close(self) -> None:
         self.stream.close()
