@@ -83,10 +83,29 @@ def events_refused(client: Any) -> bool:
 def docker_client(timeout_s: int = DOCKER_TIMEOUT_S, max_pool_size: int | None = None) -> Any:
     """A client of the engine named by DOCKER_HOST (unix, tcp, tls via DOCKER_TLS_VERIFY and
     DOCKER_CERT_PATH), else the local socket; ``max_pool_size`` connections kept for
-    threads that share it (docker-py's default: 10)."""
-    if max_pool_size is None:
-        return _client_class().from_env(timeout=timeout_s)
-    return _client_class().from_env(timeout=timeout_s, max_pool_size=max_pool_size)
+    threads that share it (docker-py's default: 10). The API version is negotiated with
+    the engine once (a ``/version`` call) and reused by the clients made after, so a
+    restart's or a check's own client costs no round trip to a busy engine."""
+    endpoint = os.environ.get("DOCKER_HOST", "")
+    options: dict[str, Any] = {"timeout": timeout_s}
+    if max_pool_size is not None:
+        options["max_pool_size"] = max_pool_size
+    version = _api_versions.get(endpoint)
+    if version is not None:
+        options["version"] = version
+    client = _client_class().from_env(**options)
+    _api_versions[endpoint] = client.api.api_version
+    return client
+
+
+def forget_api_version() -> None:
+    """Negotiate the API version again with the next client: the engine went away, and
+    the one that comes back may be another."""
+    _api_versions.clear()
+
+
+# the API version negotiated with each DOCKER_HOST ("": the local socket)
+_api_versions: dict[str, str] = {}
 
 
 @functools.cache
@@ -168,6 +187,7 @@ class Sighting:
     failing_streak: int = 0  # probes failed in a row
     probe_timing: tuple[float, float, float] = (30.0, 30.0, 0.0)  # interval, timeout, start
     log_driver: str = ""  # HostConfig.LogConfig.Type (an inspect's); "": unknown
+    tty: bool | None = None  # Config.Tty (an inspect's): how its log is framed; None: unknown
 
     @property
     def compose_project(self) -> str | None:
@@ -260,7 +280,8 @@ def sighting_from_inspect(attrs: dict[str, Any]) -> Sighting:
                       _ns_s(healthcheck.get("Timeout"), 30.0),
                       _ns_s(healthcheck.get("StartPeriod"), 0.0)),
         log_driver=str(((attrs.get("HostConfig") or {}).get("LogConfig") or {}).get("Type")
-                       or ""))
+                       or ""),
+        tty=bool(config.get("Tty")))
 
 
 def _ns_s(value: Any, default_s: float) -> float:
@@ -360,12 +381,20 @@ def log_tail(client: Any, seen: Sighting, secrets: Iterable[str] = ()) -> LogTai
     ``docker logs --tail`` shows them), each with ``secrets`` and credential-shaped text
     masked; or why there are none to show. Never raises: a restart or an escalation goes
     ahead whatever the engine answers. ``seen`` should come from an inspect, which names
-    the log driver."""
+    the log driver and tells whether the log is framed (no TTY) or raw, so the read is one
+    call (docker-py's ``logs`` inspects the container first to know)."""
     if seen.log_driver == "none":
         return LogTail(unavailable="log driver none: the engine keeps no logs to read")
     try:
-        raw = client.api.logs(seen.id, stdout=True, stderr=True, tail=LOG_TAIL_LINES,
-                              timestamps=False)
+        if seen.tty is None:
+            raw = client.api.logs(seen.id, stdout=True, stderr=True, tail=LOG_TAIL_LINES,
+                                  timestamps=False)
+        else:
+            api = client.api
+            answer = api._get(api._url("/containers/{0}/logs", seen.id), params={
+                "stdout": 1, "stderr": 1, "timestamps": 0, "follow": 0,
+                "tail": LOG_TAIL_LINES})
+            raw = api._get_result_tty(False, answer, seen.tty)
     except docker_errors() as exc:
         return LogTail(unavailable=_unreadable(exc, seen.log_driver))
     if isinstance(raw, bytes):

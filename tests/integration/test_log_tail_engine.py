@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import docker
 import pytest
 
 from aegis.supervision.docker import LOG_LINE_CHARS, LOG_TAIL_LINES, log_tail, sighting_from_inspect
@@ -16,6 +17,7 @@ from tests.support.containers import EXIT_ON_TERM, IDLE, OK_FILE
 from tests.support.daemons import Spawner, run_daemon
 from tests.support.discord import FakeDiscord
 from tests.support.rows import events_of, types_of
+from tests.support.supervision import SocketProxy
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
@@ -53,6 +55,25 @@ def test_the_last_20_lines_are_read_redacted_and_cut(
     assert tail.lines[-4:-2] == ("line-24", "connecting to postgres://app:***@db:5432/app")
     assert tail.lines[-2] == "x" * (LOG_LINE_CHARS - 1) + "…"
     assert tail.lines[-1] == "last-line"
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["framed", "tty"])
+def test_an_inspected_containers_tail_is_one_call_to_the_engine(
+        tty: bool, proxy: SocketProxy, docker_client: Any,
+        make_container: Callable[..., Any]) -> None:
+    """Framed (stdout and stderr apart) or raw (a TTY), as the inspect told: no inspect of
+    its own before the read, which a busy engine answers slowly."""
+    container = make_container(f"echo first; echo second; {IDLE}", healthcheck=None, tty=tty)
+    wait_for(logs_say(docker_client, container, "second"), what="its logs")
+    seen = sighting_from_inspect(docker_client.api.inspect_container(container.id))
+    assert seen.tty is tty
+    through = docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=10)
+    try:
+        tail = log_tail(through, seen)
+    finally:
+        through.close()
+    assert tail.lines == ("first", "second")
+    assert len(proxy.asked(f"/containers/{container.id}/")) == 1
 
 
 def test_a_container_logging_nowhere_says_so(

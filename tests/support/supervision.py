@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -50,7 +51,8 @@ class SocketProxy:
     """Forwards a unix socket to the Docker engine's; ``drop`` cuts every connection and
     stops listening, ``start`` listens again. ``hold(text)`` keeps every request whose
     first line holds ``text`` until ``release()``: an engine slow to answer it (as Docker
-    is to an inspect of a container it is stopping)."""
+    is to an inspect of a container it is stopping). ``asked(text)``: when each request
+    whose first line holds ``text`` came (epoch seconds)."""
 
     def __init__(self, path: Path, target: str) -> None:
         self.path = path
@@ -61,6 +63,7 @@ class SocketProxy:
         self._held: bytes | None = None
         self.holding = threading.Event()  # a held request arrived
         self._released = threading.Event()
+        self._asked: list[tuple[float, bytes]] = []  # each request's time and first line
 
     def hold(self, text: str) -> None:
         self._released.clear()
@@ -70,10 +73,17 @@ class SocketProxy:
         self._held = None
         self._released.set()
 
+    def asked(self, text: str, since: float = 0.0) -> list[float]:
+        """When each request whose first line holds ``text`` came, since ``since``."""
+        return [at for at, line in list(self._asked) if text.encode() in line and at >= since]
+
     def _forward(self, data: bytes) -> None:
         """Called with each chunk a client sends, before it goes on to the engine."""
+        line = data.split(b"\r\n", 1)[0]
+        if b" HTTP/1." in line:
+            self._asked.append((time.time(), line))
         held = self._held
-        if held is not None and held in data.split(b"\r\n", 1)[0]:
+        if held is not None and held in line:
             self.holding.set()
             self._released.wait(60)
 
