@@ -3,20 +3,26 @@ side in a few threads, each with a Docker client of its own, so the strike 2s of
 and the judgement after each of its restarts run in parallel, and an inspect the engine
 is slow to answer (it is stopping that container) never holds up the strike 1 of another
 container's event.
+
+A container struck by an event is inspected ahead, ``LOOKAHEAD_S`` before its strike timer
+falls due (at once for a shorter interval): the check the timer brings decides from that
+inspect, unless an event of the container came after it, so a burst's strike 2s wait on
+no answer of an engine busy restarting the others.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from aegis.core.errors import StoreError
 from aegis.core.logs import get_logger
-from aegis.supervision.docker import docker_errors
+from aegis.supervision.docker import Sighting, docker_errors, sighting_from_inspect
 from aegis.supervision.supervisor import Supervisor
 
 # Containers checked side by side off the loop (a timer come due, a restart over, a die):
@@ -25,6 +31,11 @@ from aegis.supervision.supervisor import Supervisor
 CHECK_WORKERS = 16
 # Not Docker's: the action of the item a check queues with the strike timer it set.
 CHECK_DONE = "aegis_check_done"
+# A container struck by an event is inspected this long before its strike timer falls due;
+# the check the timer brings decides from that inspect if it is at most
+# LOOKAHEAD_MAX_AGE_S old and no event of the container came after it.
+LOOKAHEAD_S = 2.0
+LOOKAHEAD_MAX_AGE_S = 5.0
 
 
 class Checks:
@@ -44,6 +55,8 @@ class Checks:
         self._clients: queue.SimpleQueue[Any] = queue.SimpleQueue()  # idle, kept open
         self._lock = threading.Lock()
         self._running: set[str] = set()
+        # container id -> its inspect ahead: (when it was asked, monotonic; the sighting)
+        self._ahead: dict[str, Future[tuple[float, Sighting] | None]] = {}
 
     def submit(self, container: str, now: datetime) -> None:
         """Check ``container`` (id or name) soon, unless a check of it is under way."""
@@ -57,6 +70,24 @@ class Checks:
             with self._lock:
                 self._running.discard(container)
 
+    def look_ahead(self, container_id: str) -> None:
+        """Inspect ``container_id`` now, for the check its strike timer brings soon."""
+        with self._lock:
+            if container_id in self._ahead:
+                return
+            try:
+                self._ahead[container_id] = self._executor.submit(self._inspect,
+                                                                  container_id)
+            except RuntimeError:  # closed: the stream ended
+                return
+
+    def changed(self, container_id: str) -> None:
+        """An event of ``container_id`` arrived: an inspect ahead of it is stale."""
+        with self._lock:
+            ahead = self._ahead.pop(container_id, None)
+        if ahead is not None:
+            ahead.cancel()
+
     def close(self) -> None:
         """Wait for the checks under way (each bounded by the client's timeout), drop
         those not started, close the clients."""
@@ -69,16 +100,45 @@ class Checks:
             except Exception:  # closing a client of a gone engine
                 continue
 
+    def _client(self) -> Any:
+        try:
+            return self._clients.get_nowait()
+        except queue.Empty:
+            return self.client_factory()
+
+    def _inspect(self, container_id: str) -> tuple[float, Sighting] | None:
+        asked = time.monotonic()  # the engine's answer tells the state at this time or later
+        client = self._client()
+        try:
+            return asked, sighting_from_inspect(client.api.inspect_container(container_id))
+        except docker_errors():  # the check inspects again
+            return None
+        finally:
+            self._clients.put(client)
+
+    def _taken_ahead(self, container: str) -> Sighting | None:
+        """The inspect of ``container`` taken ahead, when it still tells its state: it
+        waits for one under way, and drops one not started (the check inspects now)."""
+        with self._lock:
+            ahead = self._ahead.pop(container, None)
+        if ahead is None or ahead.cancel():
+            return None
+        try:
+            taken = ahead.result()
+        except Exception:  # as if there were none: the check inspects
+            return None
+        if taken is None or time.monotonic() - taken[0] > LOOKAHEAD_MAX_AGE_S:
+            return None
+        return taken[1]
+
     def _check(self, container: str, now: datetime) -> None:
         timer = None
         try:
-            try:
-                client = self._clients.get_nowait()
-            except queue.Empty:
-                client = self.client_factory()
+            seen = self._taken_ahead(container)
+            client = self._client()
             try:
                 twin = self.supervisor.with_client(client)
-                twin.check(container, now)
+                twin.check(container, now, seen)
                 timer = twin.soonest
             finally:
                 self._clients.put(client)

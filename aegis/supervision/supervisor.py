@@ -295,10 +295,19 @@ class Supervisor:
             if row.removed_at is None and row.container_id and row.container_id not in present:
                 self.containers.mark_removed(self.host, row.container_id, now)
 
-    def check(self, container: str, now: datetime) -> Action:
-        """Inspect one container (id or name) and apply the protocol; returns the action."""
+    def check(self, container: str, now: datetime, ahead: Sighting | None = None) -> Action:
+        """Inspect one container (id or name) and apply the protocol; returns the action.
+        ``ahead``: its inspect taken ahead of its strike timer (no event of it since),
+        decided from with the row this process last read or wrote, so the check waits
+        on neither the engine nor a query (a decision from a row changed since is dropped
+        by its save, and taken again from the table's row)."""
         from docker.errors import NotFound
 
+        if ahead is not None:
+            superseded: list[Sighting] = []
+            row = self.rows([ahead.name], kept_first=True).get(ahead.name)
+            action = self.evaluate_all([(ahead, row)], now, superseded=superseded)[0][0]
+            return self.evaluate(ahead, self.row(ahead.name), now)[0] if superseded else action
         try:
             attrs = self.client.api.inspect_container(container)
         except NotFound:

@@ -26,16 +26,17 @@ from aegis.core.clock import utcnow
 from aegis.core.errors import DatabaseUnavailable, StoreError
 from aegis.core.logs import get_logger
 from aegis.storage.runtime import Runtime
-from aegis.supervision.checks import CHECK_DONE, Checks
+from aegis.supervision.checks import CHECK_DONE, LOOKAHEAD_S, Checks
 from aegis.supervision.docker import (
     Sighting,
     docker_client,
     docker_endpoint,
     docker_errors,
     events_refused,
+    forget_api_version,
     sighting_from_event,
 )
-from aegis.supervision.protocol.strikes import Phase
+from aegis.supervision.protocol.strikes import Action, Phase
 from aegis.supervision.recreate import is_aside
 from aegis.supervision.repository import ContainerRow
 from aegis.supervision.supervisor import BackgroundRestarts, SupervisionState, Supervisor
@@ -67,12 +68,16 @@ class ContainerEvents:
     a rename, a removal)."""
 
     def __init__(self, supervisor: Supervisor,
-                 check: Callable[[str, datetime], None] | None = None) -> None:
+                 check: Callable[[str, datetime], None] | None = None,
+                 look_ahead: Callable[[str, datetime], None] | None = None) -> None:
+        """``look_ahead(container_id, due)``: told of each container struck, with the
+        time its strike timer falls due (the watcher has it inspected just before)."""
         self.supervisor = supervisor
         self.host = supervisor.host
         # how a container is inspected and judged: the watcher hands it to its Checks, off
         # the loop, so an inspect the engine is slow to answer holds up no strike 1
         self.check = check or supervisor.check
+        self.look_ahead = look_ahead
 
     def handle(self, event: dict[str, Any], now: datetime) -> str | None:
         """Act on one Docker event. Returns ``"die"`` when the caller should check the
@@ -172,7 +177,12 @@ class ContainerEvents:
             else:
                 batch.append((seen, row))
         superseded: list[Sighting] | None = [] if kept_first else None
-        self.supervisor.evaluate_all(batch, now, superseded=superseded)
+        decided = self.supervisor.evaluate_all(batch, now, superseded=superseded)
+        for (seen, _), (action, _) in zip(batch, decided, strict=True):
+            kept = self.supervisor.kept.get(self.host, seen.name)
+            if (self.look_ahead is not None and action == Action.STRIKE1 and kept is not None
+                    and kept.next_check_at is not None):
+                self.look_ahead(seen.id, kept.next_check_at)
         if superseded:
             self.strike(superseded, now, kept_first=False)
 
@@ -194,6 +204,7 @@ class Watcher:
         self.connected = threading.Event()  # set while the stream is up (tests, status)
         self._since: int | None = None
         self._pending: dict[str, datetime] = {}  # container id -> when to check it
+        self._ahead: dict[str, datetime] = {}  # container id -> when to inspect it ahead
         self._events_refused = False  # the endpoint refused the stream, said once
 
     def run(self, stop: threading.Event) -> None:
@@ -205,6 +216,7 @@ class Watcher:
                 client.ping()
             except docker_errors() as exc:
                 self._close(client)
+                forget_api_version()
                 self._safely(self.state.engine.note, self.runtime, False, str(exc),
                              self.clock())
                 stop.wait(delay_s)
@@ -255,7 +267,7 @@ class Watcher:
     def _loop(self, supervisor: Supervisor, checks: Checks, inbox: queue.Queue[Any],
               stop: threading.Event) -> None:
         """Events and strike timers, until ``stop`` or the stream's end."""
-        events = ContainerEvents(supervisor, check=checks.submit)
+        events = ContainerEvents(supervisor, check=checks.submit, look_ahead=self._look_ahead)
         next_poll = time.monotonic()
         while not stop.is_set():
             soonest, now = supervisor.soonest, self.clock()
@@ -288,6 +300,9 @@ class Watcher:
         of one of their containers, which then comes after its strike)."""
         strikes: dict[str, Sighting] = {}  # container id -> the first sighting
         for item in items:
+            if actor := (item.get("Actor") or {}).get("ID"):
+                self._ahead.pop(actor, None)  # an inspect ahead of it no longer tells
+                checks.changed(actor)
             seen = events.fresh_unhealthy(item)
             if seen is not None:
                 self._since = int(item.get("time") or 0) or self._since
@@ -326,10 +341,15 @@ class Watcher:
         self._events_refused = False
         self.log.warning("docker_stream_ended")
 
+    def _look_ahead(self, container_id: str, due: datetime) -> None:
+        """Have ``container_id`` inspected LOOKAHEAD_S before its strike timer ``due``."""
+        self._ahead[container_id] = due - timedelta(seconds=LOOKAHEAD_S)
+
     def _wait_s(self, next_poll: float, timer: datetime | None) -> float:
-        """Until the next poll, pending check or strike timer, whichever is first."""
+        """Until the next poll, pending check or inspect ahead, or strike timer, whichever
+        is first."""
         wait_s = max(0.0, next_poll - time.monotonic())
-        dues = list(self._pending.values()) + ([timer] if timer else [])
+        dues = [*self._pending.values(), *self._ahead.values(), *([timer] if timer else [])]
         if dues:
             wait_s = min(wait_s, max(0.0, (min(dues) - self.clock()).total_seconds()))
         return min(wait_s, DUE_POLL_S)
@@ -341,6 +361,10 @@ class Watcher:
                 del self._pending[container_id]
                 if not supervisor.restarts.in_progress_id(container_id):  # else: its start
                     checks.submit(container_id, now)
+        for container_id, due in list(self._ahead.items()):
+            if due <= now:
+                del self._ahead[container_id]
+                checks.look_ahead(container_id)
 
     def _safely(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run one step; a database outage or a Docker refusal is logged, never fatal
