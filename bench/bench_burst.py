@@ -176,9 +176,10 @@ def burst(client: Any, image: str, size: int, on_unhealthy: Callable[[Any], Any]
                    ), timeline
 
 
-def engine_alone(client: Any, image: str, size: int) -> Outcome:
+def engine_alone(client: Any, image: str, size: int) -> tuple[Outcome, dict[str, list[float]]]:
     """The floor: a restart asked of the engine the instant each container's unhealthy
-    event arrives, in a thread with a client of its own, nothing else."""
+    event arrives, in a thread with a client of its own, nothing else; with the seconds
+    each stage took (asked: unhealthy to the first ``kill``; engine: to running again)."""
     asked: set[str] = set()
 
     def restart(container_id: str) -> None:
@@ -195,8 +196,16 @@ def engine_alone(client: Any, image: str, size: int) -> Outcome:
             asked.add(container_id)
             threading.Thread(target=restart, args=(container_id,), daemon=True).start()
 
-    outcome, _ = burst(client, image, size, on_unhealthy)
-    return outcome
+    outcome, timeline = burst(client, image, size, on_unhealthy)
+    unhealthy = timeline.unhealthy()
+    kills = timeline.after("kill", unhealthy)
+    starts = timeline.after("start", unhealthy)
+    spent: dict[str, list[float]] = {"asked": [], "engine": []}
+    for name, at in unhealthy.items():
+        if kills.get(name) and starts.get(name):
+            spent["asked"].append(kills[name][0] - at)
+            spent["engine"].append(starts[name][0] - kills[name][0])
+    return outcome, spent
 
 
 def stages(dsn: str) -> dict[str, tuple[float, float]]:
@@ -246,7 +255,7 @@ def main() -> None:
     for size in SIZES:
         floors, healed, added, twice = [], [], [], 0
         for run in range(1, RUNS + 1):
-            floor = engine_alone(client, image, size)
+            floor, floor_spent = engine_alone(client, image, size)
             outcome, spent = with_aegis(client, image, size)
             floors.append(floor.worst)
             healed.append(outcome.worst)
@@ -257,10 +266,11 @@ def main() -> None:
                   f"{floor.worst:.2f} s (p50 {statistics.median(floor.durations):.2f} s): "
                   f"+{outcome.worst - floor.worst:.2f} s; restarted twice: "
                   f"{outcome.twice} (engine alone {floor.twice})")
-            if spent["strike 1"]:
-                print("  where aegis's time goes (p50 / max): " + ", ".join(
-                    f"{stage} {statistics.median(values):.2f} / {max(values):.2f} s"
-                    for stage, values in spent.items()))
+            for who, stages_spent in (("aegis's", spent), ("the engine alone's", floor_spent)):
+                if stages_spent["asked"]:
+                    print(f"  where {who} time goes (p50 / max): " + ", ".join(
+                        f"{stage} {statistics.median(values):.2f} / {max(values):.2f} s"
+                        for stage, values in stages_spent.items()))
         worst, floor_s = statistics.median(healed), statistics.median(floors)
         extra = statistics.median(added)
         print(f"burst of {size}, median of {RUNS}: aegis {worst:.2f} s, the engine alone "
