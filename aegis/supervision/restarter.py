@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +111,36 @@ class RestartTracker:
             self._changed.notify_all()
 
 
+class RunningListing:
+    """The running containers, listed once for every thread that needs a listing asked
+    after some moment (the end of its restart): the restarts of a burst that end together
+    share a listing instead of each asking an engine busy starting the others for one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # the latest listing asked: when (monotonic), and its answer (or the engine's error)
+        self._latest: tuple[float, Future[list[dict[str, Any]]]] | None = None
+
+    def after(self, client: Any, moment: float) -> list[dict[str, Any]]:
+        """The running containers, as listed at ``moment`` (monotonic) or later: by a
+        listing asked since (waited for if under way), else one asked now. Raises what
+        the engine raised."""
+        with self._lock:
+            latest = self._latest
+            shared = latest[1] if latest is not None and latest[0] >= moment else None
+            if shared is None:
+                own: Future[list[dict[str, Any]]] = Future()
+                self._latest = (time.monotonic(), own)
+        if shared is not None:
+            return shared.result()
+        try:
+            own.set_result(client.api.containers(filters={"status": "running"}))
+        except BaseException as exc:  # the threads sharing it are told too
+            own.set_exception(exc)
+            raise
+        return own.result()
+
+
 class Restarter:
     """Makes and records the restarts of one supervision."""
 
@@ -127,6 +157,7 @@ class Restarter:
         self.host = runtime.settings.host
         self.log = get_logger().bind(host=self.host)
         self.ladder = Ladder(runtime, self.record_step, refusal)
+        self.running = RunningListing()
 
     def restart(self, client: Any, decision: Decision, seen: Sighting, now: datetime) -> None:
         """Restart now, in this thread."""
@@ -209,6 +240,7 @@ class Restarter:
             tail = log_tail(client, seen, secret_values(self.runtime.settings))
             carried.update(tail.details())
             exc = asked.exception()
+        ended = time.monotonic()
         if exc is not None and not isinstance(exc, docker_errors()):
             raise exc
         if exc is not None:
@@ -232,7 +264,7 @@ class Restarter:
                          LogLine(now, IncidentStep.RESTARTED,
                                  f"{decision.reason} (restart {restarts} this hour)",
                                  probe=seen.probe_output, log_tail=tail))
-        self.restart_dependents(client, seen, now)
+        self.restart_dependents(client, seen, now, ended)
 
     def record_step(self, event: Event, seen: Sighting, incident: int, line: LogLine) -> None:
         """Record ``event``, a step of the container's open incident taken outside a
@@ -312,13 +344,17 @@ class Restarter:
 
     # --- the containers in its network namespace ---
 
-    def restart_dependents(self, client: Any, seen: Sighting, now: datetime) -> None:
+    def restart_dependents(self, client: Any, seen: Sighting, now: datetime,
+                           ended: float | None = None) -> None:
         """Restart, after ``seen``, the running containers that use its network namespace,
         except those aegis may not restart (protected, opted out, out of scope, in
-        maintenance): they are left alone and ``container_dependent_skipped`` says why."""
+        maintenance): they are left alone and ``container_dependent_skipped`` says why.
+        ``ended``: when (monotonic) its restart ended; any listing of the running
+        containers asked since tells them (by default, one asked now)."""
         modes = {f"container:{seen.id}", f"container:{seen.name}"}
         try:
-            entries = client.api.containers(filters={"status": "running"})
+            entries = self.running.after(client, time.monotonic() if ended is None
+                                         else ended)
         except docker_errors():
             return
         for entry in entries:

@@ -1,12 +1,17 @@
-"""The Docker clients aegis makes for each restart and check negotiate the API version with
-the engine once, not one ``/version`` call each, counted on a proxy in front of the
-engine."""
+"""The calls aegis's restarts and checks make to the engine, counted on a proxy in front of
+it: the Docker clients made for each negotiate the API version once, not one
+``/version`` call each, and restarts ending together share one listing."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
 import pytest
 
 from aegis.supervision.docker import docker_client, forget_api_version
+from aegis.supervision.restarter import RunningListing
 from tests.support.supervision import SocketProxy
 
 pytestmark = pytest.mark.docker
@@ -27,3 +32,20 @@ def test_clients_after_the_first_ask_no_version_until_the_engine_went_away(
     finally:
         for client in clients:
             client.close()
+
+
+def test_restarts_ended_before_a_listing_was_asked_share_it(proxy: SocketProxy) -> None:
+    """Five restarts that ended before any listing was asked share one; a restart ended
+    after it was asked gets a listing of its own."""
+    listing = RunningListing()
+    ended = time.monotonic()
+    client = docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=10)
+    try:
+        with ThreadPoolExecutor(5) as pool:
+            answers = list(pool.map(lambda _: listing.after(client, ended), range(5)))
+        assert len(proxy.asked("/containers/json")) == 1
+        assert all(answer is answers[0] for answer in answers)
+        listing.after(client, time.monotonic())
+        assert len(proxy.asked("/containers/json")) == 2
+    finally:
+        client.close()
