@@ -10,6 +10,7 @@ the label were not set, so a typo never turns supervision on or off by accident.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
@@ -174,8 +175,10 @@ def parse_labels(labels: Mapping[str, str] | None,
     return ContainerLabels(problems=tuple(problems), **values)  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=1024)
 def misspelt(key: str) -> str | None:
-    """The known label an unknown ``aegis.*`` key was most likely meant to be, if any."""
+    """The known label an unknown ``aegis.*`` key was most likely meant to be, if any;
+    remembered, since every decision reads a container's labels again."""
     if not key.startswith(PREFIX) or key in KNOWN:
         return None
     close = difflib.get_close_matches(key.lower(), KNOWN, n=1, cutoff=MISSPELT_CUTOFF)
