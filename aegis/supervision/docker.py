@@ -80,32 +80,38 @@ def events_refused(client: Any) -> bool:
     return bool(answer.status_code == 403)
 
 
-def docker_client(timeout_s: int = DOCKER_TIMEOUT_S, max_pool_size: int | None = None) -> Any:
+def docker_client(timeout_s: int = DOCKER_TIMEOUT_S, max_pool_size: int | None = None,
+                  version: str | None = None) -> Any:
     """A client of the engine named by DOCKER_HOST (unix, tcp, tls via DOCKER_TLS_VERIFY and
     DOCKER_CERT_PATH), else the local socket; ``max_pool_size`` connections kept for
-    threads that share it (docker-py's default: 10). The API version is negotiated with
-    the engine once (a ``/version`` call) and reused by the clients made after, so a
-    restart's or a check's own client costs no round trip to a busy engine."""
-    endpoint = os.environ.get("DOCKER_HOST", "")
+    threads that share it (docker-py's default: 10); ``version``: the API version to
+    speak (None: negotiated with the engine, a ``/version`` call)."""
     options: dict[str, Any] = {"timeout": timeout_s}
     if max_pool_size is not None:
         options["max_pool_size"] = max_pool_size
-    version = _api_versions.get(endpoint)
     if version is not None:
         options["version"] = version
-    client = _client_class().from_env(**options)
-    _api_versions[endpoint] = client.api.api_version
-    return client
+    return _client_class().from_env(**options)
 
 
-def forget_api_version() -> None:
-    """Negotiate the API version again with the next client: the engine went away, and
-    the one that comes back may be another."""
-    _api_versions.clear()
+class DockerClients:
+    """Makes the Docker clients of one supervision (a restart's, a check's: one each),
+    negotiating the API version with the engine once: the clients after the first reuse
+    it, so a client made for one restart asks a busy engine no ``/version`` first."""
 
+    def __init__(self) -> None:
+        self._versions: dict[str, str] = {}  # DOCKER_HOST ("": the local socket) -> version
 
-# the API version negotiated with each DOCKER_HOST ("": the local socket)
-_api_versions: dict[str, str] = {}
+    def __call__(self) -> Any:
+        endpoint = os.environ.get("DOCKER_HOST", "")
+        client = docker_client(version=self._versions.get(endpoint))
+        self._versions[endpoint] = client.api.api_version
+        return client
+
+    def forget(self) -> None:
+        """Negotiate again with the next client: the engine went away, and the one that
+        comes back may be another."""
+        self._versions.clear()
 
 
 @functools.cache

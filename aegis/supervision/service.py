@@ -17,7 +17,7 @@ from aegis.core.clock import utcnow
 from aegis.core.config import RemediationMode
 from aegis.core.logs import get_logger
 from aegis.storage.runtime import Runtime
-from aegis.supervision.docker import docker_client, docker_errors
+from aegis.supervision.docker import DockerClients, docker_client, docker_errors
 from aegis.supervision.supervisor import BackgroundRestarts, SupervisionState, Supervisor
 from aegis.supervision.watcher import Watcher
 
@@ -33,8 +33,10 @@ class Supervision:
         registry.add_service("docker_events", supervision.watch, drain=supervision.drain)
     """
 
-    def __init__(self, client_factory: Callable[[], Any] = docker_client) -> None:
-        self.client_factory = client_factory
+    def __init__(self, client_factory: Callable[[], Any] | None = None) -> None:
+        """``client_factory``: how its Docker clients are made (by default a
+        ``DockerClients``: the API version negotiated once)."""
+        self.client_factory = client_factory or DockerClients()
         self.state = SupervisionState()
         self.waiting_until: float | None = None  # time.monotonic() the start period ends
 

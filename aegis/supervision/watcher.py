@@ -28,12 +28,12 @@ from aegis.core.logs import get_logger
 from aegis.storage.runtime import Runtime
 from aegis.supervision.checks import CHECK_DONE, LOOKAHEAD_S, Checks
 from aegis.supervision.docker import (
+    DockerClients,
     Sighting,
     docker_client,
     docker_endpoint,
     docker_errors,
     events_refused,
-    forget_api_version,
     sighting_from_event,
 )
 from aegis.supervision.protocol.strikes import Action, Phase
@@ -216,7 +216,8 @@ class Watcher:
                 client.ping()
             except docker_errors() as exc:
                 self._close(client)
-                forget_api_version()
+                if isinstance(self.client_factory, DockerClients):
+                    self.client_factory.forget()
                 self._safely(self.state.engine.note, self.runtime, False, str(exc),
                              self.clock())
                 stop.wait(delay_s)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import pytest
 
-from aegis.supervision.docker import docker_client, forget_api_version
+from aegis.supervision.docker import DockerClients
 from aegis.supervision.restarter import RunningListing
 from tests.support.supervision import SocketProxy
 
@@ -20,15 +20,17 @@ pytestmark = pytest.mark.docker
 def test_clients_after_the_first_ask_no_version_until_the_engine_went_away(
         proxy: SocketProxy, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
-    forget_api_version()
-    clients = [docker_client() for _ in range(3)]
+    make = DockerClients()
+    clients = [make() for _ in range(3)]
     try:
         assert len(proxy.asked("/version")) == 1
         assert {client.api.api_version for client in clients} == {clients[0].api.api_version}
         assert all(client.ping() for client in clients)
-        forget_api_version()  # as the watcher does when the engine stops answering
-        clients.append(docker_client())
+        make.forget()  # as the watcher does when the engine stops answering
+        clients.append(make())
         assert len(proxy.asked("/version")) == 2
+        clients.append(DockerClients()())  # another supervision's: negotiates its own
+        assert len(proxy.asked("/version")) == 3
     finally:
         for client in clients:
             client.close()
