@@ -13,7 +13,10 @@ failing at one shared instant. They are healed twice, each time from scratch:
   PostgreSQL.
 
 For each container, from the engine's own events: its ``unhealthy`` event to the ``start``
-of its restart ("running again"), and for aegis where the time goes (strike 1 recorded,
+of its restart ("running again"; a container a probe timed out for before the burst, while
+the engine was busy creating the others, counts from the burst's instant if it was still
+unhealthy then, and from its next ``unhealthy`` event if not, and the engine alone heals
+only from the burst on), and for aegis where the time goes (strike 1 recorded,
 strike 2 decided, the restart asked of the engine: its first ``kill``, running again).
 Each size (``AEGIS_BURST_SIZES``, 12, 50 and 100) runs ``AEGIS_BURST_RUNS`` times (3),
 and the figures are the medians of the runs. Goal: aegis's slowest container is back at
@@ -66,12 +69,17 @@ def probe(deadline_s: int) -> dict[str, Any]:
 @dataclass
 class Timeline:
     """The engine's events of one burst's containers, read live (the engine keeps few
-    past events, and the probes' exec events push these out of them)."""
+    past events, and the probes' exec events push these out of them). ``burst_at``: the
+    instant every probe starts failing (epoch seconds). A container unhealthy before it
+    (a probe that timed out while the engine was busy creating the others) counts from
+    that instant if it was still unhealthy then, and from its next unhealthy event if it
+    was healthy again: the burst is the failure at one instant, not the set-up's noise."""
 
     client: Any
     label: str
     events: list[dict[str, Any]] = field(default_factory=list)
     on_unhealthy: Callable[[str], None] | None = None
+    burst_at: float = float("inf")
 
     def __post_init__(self) -> None:
         self.stream = self.client.api.events(decode=True, filters={
@@ -83,7 +91,8 @@ class Timeline:
             for event in self.stream:
                 self.events.append(event)
                 if (self.on_unhealthy is not None
-                        and event.get("Action") == "health_status: unhealthy"):
+                        and event.get("Action") == "health_status: unhealthy"
+                        and float(event.get("timeNano") or 0) / 1e9 >= self.burst_at):
                     self.on_unhealthy(str((event.get("Actor") or {}).get("ID")))
 
     def close(self) -> None:
@@ -95,11 +104,27 @@ class Timeline:
                 name = str((event.get("Actor") or {}).get("Attributes", {}).get("name"))
                 yield name, float(event.get("timeNano") or 0) / 1e9
 
+    def unhealthy_at_burst(self) -> dict[str, str]:
+        """The containers still unhealthy at ``burst_at`` from an earlier event: name ->
+        id. No event comes for them at the burst."""
+        health: dict[str, tuple[str, str]] = {}
+        for event in list(self.events):
+            action = str(event.get("Action") or "")
+            if (action.startswith("health_status")
+                    and float(event.get("timeNano") or 0) / 1e9 < self.burst_at):
+                actor = event.get("Actor") or {}
+                health[str(actor.get("Attributes", {}).get("name"))] = (
+                    action, str(actor.get("ID")))
+        return {name: container_id for name, (action, container_id) in health.items()
+                if action == "health_status: unhealthy"}
+
     def unhealthy(self) -> dict[str, float]:
-        """Each container's first unhealthy event."""
-        first: dict[str, float] = {}
+        """Each container's first unhealthy event at the burst or after, or the burst's
+        instant for those already unhealthy then."""
+        first = dict.fromkeys(self.unhealthy_at_burst(), self.burst_at)
         for name, at in self.of("health_status: unhealthy"):
-            first.setdefault(name, at)
+            if at >= self.burst_at:
+                first.setdefault(name, at)
         return first
 
     def after(self, action: str, since: dict[str, float]) -> dict[str, list[float]]:
@@ -144,6 +169,7 @@ def burst(client: Any, image: str, size: int, on_unhealthy: Callable[[Any], Any]
     try:
         time.sleep(1)  # the stream is open
         deadline_s = int(time.time()) + LEAD_S
+        timeline.burst_at = deadline_s
 
         def create(index: int) -> None:
             made.append(client.containers.run(
@@ -154,7 +180,11 @@ def burst(client: Any, image: str, size: int, on_unhealthy: Callable[[Any], Any]
 
         with ThreadPoolExecutor(CREATORS) as pool:
             list(pool.map(create, range(size)))
-        time.sleep(max(0.0, deadline_s - time.time()) + STOP_TIMEOUT_S)
+        time.sleep(max(0.0, deadline_s - time.time()))
+        if on_unhealthy is not None:  # no event comes for those already unhealthy
+            for container_id in timeline.unhealthy_at_burst().values():
+                on_unhealthy(container_id)
+        time.sleep(STOP_TIMEOUT_S)
         until = time.time() + PATIENCE_S
         while timeline.back() < size and time.time() < until:
             time.sleep(0.5)
@@ -191,10 +221,14 @@ def engine_alone(client: Any, image: str, size: int) -> tuple[Outcome, dict[str,
         finally:
             own.close()
 
+    asking = threading.Lock()  # called from the stream's reader and at the burst
+
     def on_unhealthy(container_id: str) -> None:
-        if container_id not in asked:  # one restart each, as a supervisor would
+        with asking:
+            if container_id in asked:  # one restart each, as a supervisor would
+                return
             asked.add(container_id)
-            threading.Thread(target=restart, args=(container_id,), daemon=True).start()
+        threading.Thread(target=restart, args=(container_id,), daemon=True).start()
 
     outcome, timeline = burst(client, image, size, on_unhealthy)
     unhealthy = timeline.unhealthy()
