@@ -345,16 +345,15 @@ class Restarter:
     # --- the containers in its network namespace ---
 
     def restart_dependents(self, client: Any, seen: Sighting, now: datetime,
-                           ended: float | None = None) -> None:
+                           ended: float) -> None:
         """Restart, after ``seen``, the running containers that use its network namespace,
         except those aegis may not restart (protected, opted out, out of scope, in
         maintenance): they are left alone and ``container_dependent_skipped`` says why.
         ``ended``: when (monotonic) its restart ended; any listing of the running
-        containers asked since tells them (by default, one asked now)."""
+        containers asked since tells them."""
         modes = {f"container:{seen.id}", f"container:{seen.name}"}
         try:
-            entries = self.running.after(client, time.monotonic() if ended is None
-                                         else ended)
+            entries = self.running.after(client, ended)
         except docker_errors():
             return
         for entry in entries:

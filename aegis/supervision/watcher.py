@@ -179,9 +179,10 @@ class ContainerEvents:
         superseded: list[Sighting] | None = [] if kept_first else None
         decided = self.supervisor.evaluate_all(batch, now, superseded=superseded)
         for (seen, _), (action, _) in zip(batch, decided, strict=True):
+            if self.look_ahead is None or action != Action.STRIKE1:
+                continue
             kept = self.supervisor.kept.get(self.host, seen.name)
-            if (self.look_ahead is not None and action == Action.STRIKE1 and kept is not None
-                    and kept.next_check_at is not None):
+            if kept is not None and kept.next_check_at is not None:
                 self.look_ahead(seen.id, kept.next_check_at)
         if superseded:
             self.strike(superseded, now, kept_first=False)

@@ -32,12 +32,7 @@ def proxy(docker_client: Any) -> Iterator[SocketProxy]:
 @pytest.fixture
 def watcher(app: api.Aegis, proxy: SocketProxy) -> Iterator[Watcher]:
     """A watcher of ``app``, connected to the engine through ``proxy``."""
-    def client() -> Any:
-        import docker
-
-        return docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=5)
-
-    with running_watcher(app, client_factory=client) as running:
+    with running_watcher(app, client_factory=lambda: proxy.client(5)) as running:
         yield running
 
 

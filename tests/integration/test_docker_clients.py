@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import docker
 import pytest
 
 from aegis.supervision.docker import DockerClients
@@ -41,7 +40,7 @@ def test_restarts_ended_before_a_listing_was_asked_share_it(proxy: SocketProxy) 
     after it was asked gets a listing of its own."""
     listing = RunningListing()
     ended = time.monotonic()
-    client = docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=10)
+    client = proxy.client()
     try:
         with ThreadPoolExecutor(5) as pool:
             answers = list(pool.map(lambda _: listing.after(client, ended), range(5)))

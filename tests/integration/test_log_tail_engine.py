@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import docker
 import pytest
 
 from aegis.supervision.docker import LOG_LINE_CHARS, LOG_TAIL_LINES, log_tail, sighting_from_inspect
@@ -67,7 +66,7 @@ def test_an_inspected_containers_tail_is_one_call_to_the_engine(
     wait_for(logs_say(docker_client, container, "second"), what="its logs")
     seen = sighting_from_inspect(docker_client.api.inspect_container(container.id))
     assert seen.tty is tty
-    through = docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=10)
+    through = proxy.client()
     try:
         tail = log_tail(through, seen)
     finally:

@@ -4,8 +4,9 @@ coming back."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
@@ -22,10 +23,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine_to_ourselves")
 
 
 def proxied(proxy: SocketProxy) -> Callable[[], Any]:
-    def client() -> Any:
-        return docker.DockerClient(base_url=f"unix://{proxy.path}", timeout=90)
-
-    return client
+    return lambda: proxy.client(90)
 
 
 def test_an_unhealthy_event_is_struck_at_once(
@@ -66,19 +64,27 @@ def test_a_slow_inspect_of_one_container_holds_up_no_strike_of_another(
         wait_for(lambda: count(database_url, "container_restarted", first.name) == 1, 20)
 
 
-def struck_with_its_inspect_ahead(proxy: SocketProxy, docker_client: Any, container: Any,
-                                  database_url: str) -> str:
-    """Strike 1 of ``container``, then its inspect ahead of the timer (5 s: 2 s before the
-    timer falls due), asked well before the timer; returns the inspect's path."""
-    make_unhealthy(docker_client, container)
-    wait_for(lambda: count(database_url, "container_unhealthy", container.name) == 1, 5)
-    struck_at = time.time()
-    due = sql_rows(database_url, "SELECT next_check_at FROM containers WHERE name = %s",
-                   container.name)[0]["next_check_at"].timestamp()
-    inspect = f"/containers/{container.id}/json"
-    wait_for(lambda: proxy.asked(inspect, since=struck_at), 10)
-    assert proxy.asked(inspect, since=struck_at)[0] < due - 1, "not inspected ahead"
-    return inspect
+@contextlib.contextmanager
+def inspected_ahead(app: api.Aegis, proxy: SocketProxy, docker_client: Any, container: Any,
+                    database_url: str) -> Iterator[None]:
+    """``app``'s watcher (a 5 s strike interval) has struck ``container`` and inspected it
+    ahead of its timer (2 s before it falls due), well before the timer; every later
+    inspect of it is held until the block ends."""
+    with running_watcher(app, client_factory=proxied(proxy)):
+        try:
+            make_unhealthy(docker_client, container)
+            wait_for(lambda: count(database_url, "container_unhealthy", container.name) == 1,
+                     5)
+            struck_at = time.time()
+            due = sql_rows(database_url, "SELECT next_check_at FROM containers "
+                           "WHERE name = %s", container.name)[0]["next_check_at"].timestamp()
+            inspect = f"/containers/{container.id}/json"
+            wait_for(lambda: proxy.asked(inspect, since=struck_at), 10)
+            assert proxy.asked(inspect, since=struck_at)[0] < due - 1, "not inspected ahead"
+            proxy.hold(inspect)
+            yield
+        finally:
+            proxy.release()
 
 
 def test_a_strike_2_is_decided_from_the_inspect_taken_ahead_of_its_timer(
@@ -86,18 +92,11 @@ def test_a_strike_2_is_decided_from_the_inspect_taken_ahead_of_its_timer(
         make_container: Callable[..., Any], database_url: str) -> None:
     """The engine answers no inspect of the container once it was inspected ahead: its
     restart is decided and made all the same, when the timer falls due."""
-    app = make_app("ahead", AEGIS_STRIKE_INTERVAL="5s")
     container = make_container(HEALS)
     wait_health(docker_client, container, "healthy")
-    with running_watcher(app, client_factory=proxied(proxy)):
-        try:
-            inspect = struck_with_its_inspect_ahead(proxy, docker_client, container,
-                                                    database_url)
-            proxy.hold(inspect)
-            wait_for(lambda: count(database_url, "container_restarted", container.name) == 1,
-                     15)
-        finally:
-            proxy.release()
+    with inspected_ahead(make_app("ahead", AEGIS_STRIKE_INTERVAL="5s"), proxy,
+                         docker_client, container, database_url):
+        wait_for(lambda: count(database_url, "container_restarted", container.name) == 1, 15)
 
 
 def test_an_event_after_the_inspect_ahead_has_the_strike_2_inspect_again(
@@ -105,20 +104,15 @@ def test_an_event_after_the_inspect_ahead_has_the_strike_2_inspect_again(
         make_container: Callable[..., Any], database_url: str) -> None:
     """A signal the container ignores, sent after its inspect ahead: the ``kill`` event
     makes that inspect stale, so strike 2 waits on an inspect of its own."""
-    app = make_app("ahead-stale", AEGIS_STRIKE_INTERVAL="5s")
     container = make_container(f"trap '' USR1; {HEALS}")
     wait_health(docker_client, container, "healthy")
-    with running_watcher(app, client_factory=proxied(proxy)):
-        try:
-            inspect = struck_with_its_inspect_ahead(proxy, docker_client, container,
-                                                    database_url)
-            proxy.hold(inspect)
-            container.kill(signal="SIGUSR1")
-            wait_for(proxy.holding.is_set, 10)  # strike 2's own inspect, held
-            time.sleep(1)
-            assert count(database_url, "container_restarted", container.name) == 0
-        finally:
-            proxy.release()
+    with inspected_ahead(make_app("ahead-stale", AEGIS_STRIKE_INTERVAL="5s"), proxy,
+                         docker_client, container, database_url):
+        container.kill(signal="SIGUSR1")
+        wait_for(proxy.holding.is_set, 10)  # strike 2's own inspect, held
+        time.sleep(1)
+        assert count(database_url, "container_restarted", container.name) == 0
+        proxy.release()
         wait_for(lambda: count(database_url, "container_restarted", container.name) == 1, 15)
 
 

@@ -73,6 +73,12 @@ class SocketProxy:
         self._held = None
         self._released.set()
 
+    def client(self, timeout_s: int = 10) -> Any:
+        """A Docker client of the engine through this proxy."""
+        import docker
+
+        return docker.DockerClient(base_url=f"unix://{self.path}", timeout=timeout_s)
+
     def asked(self, text: str, since: float = 0.0) -> list[float]:
         """When each request whose first line holds ``text`` came, since ``since``."""
         return [at for at, line in list(self._asked) if text.encode() in line and at >= since]
