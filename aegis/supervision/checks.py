@@ -55,12 +55,21 @@ class Checks:
         self._clients: queue.SimpleQueue[Any] = queue.SimpleQueue()  # idle, kept open
         self._lock = threading.Lock()
         self._running: set[str] = set()
+        # container -> the latest moment (monotonic) its check may wait to, while the
+        # restarts under way with its own are still being made (RestartTracker.judged_from)
+        self._held: dict[str, float] = {}
         # container id -> its inspect ahead: (when it was asked, monotonic; the sighting)
         self._ahead: dict[str, Future[tuple[float, Sighting] | None]] = {}
 
     def submit(self, container: str, now: datetime) -> None:
-        """Check ``container`` (id or name) soon, unless a check of it is under way."""
+        """Check ``container`` (id or name) soon, unless a check of it is under way. One
+        whose restart by aegis is over is held while others are still under way (then
+        ``release`` submits it)."""
+        until = self.supervisor.restarts.judged_from(container)
         with self._lock:
+            if until is not None:
+                self._held.setdefault(container, until)
+                return
             if container in self._running:
                 return
             self._running.add(container)
@@ -69,6 +78,22 @@ class Checks:
         except RuntimeError:  # closed: the stream ended, and its reconnection sweeps all
             with self._lock:
                 self._running.discard(container)
+
+    def release(self, now: datetime) -> None:
+        """Submit the held checks whose wait is over: the other restarts have been made,
+        or the longest wait has passed."""
+        with self._lock:
+            held = list(self._held)
+        for container in held:
+            if self.supervisor.restarts.judged_from(container) is None:
+                with self._lock:
+                    self._held.pop(container, None)
+                self.submit(container, now)
+
+    def next_release(self) -> float | None:
+        """The latest moment (monotonic) the first held check waits to, if any."""
+        with self._lock:
+            return min(self._held.values(), default=None)
 
     def look_ahead(self, container_id: str) -> None:
         """Inspect ``container_id`` now, for the check its strike timer brings soon."""

@@ -50,6 +50,10 @@ RESTART_FORBIDDEN_HINT = ("allow container restarts on the socket proxy (ALLOW_R
 # Why aegis may not restart a container it would restart only because it shares a
 # restarted container's network (None: it may).
 Refusal = Callable[[Sighting, datetime], str | None]
+# A container whose restart is over is judged again once the engine has started the
+# others restarted with it: its checks wait while other restarts are under way, at most
+# this long after its own ended (see RestartTracker.judged_from).
+JUDGED_AFTER_OTHERS_MAX_S = 15.0
 
 
 class RestartTracker:
@@ -58,6 +62,9 @@ class RestartTracker:
 
     def __init__(self) -> None:
         self._in_flight: dict[tuple[str, str], str] = {}  # (host, name) -> container id
+        # container id and name -> when (monotonic) its latest restart ended, for
+        # JUDGED_AFTER_OTHERS_MAX_S
+        self._ended: dict[str, float] = {}
         self._changed = threading.Condition()
         self._slots: threading.BoundedSemaphore | None = None
         # held while restarts a stopped daemon left are completed: the sweep's and the
@@ -107,8 +114,29 @@ class RestartTracker:
 
     def end(self, host: str, name: str) -> None:
         with self._changed:
-            self._in_flight.pop((host, name), None)
+            container_id = self._in_flight.pop((host, name), None)
+            ended = time.monotonic()
+            self._ended = {key: at for key, at in self._ended.items()
+                           if ended - at < JUDGED_AFTER_OTHERS_MAX_S}
+            self._ended[name] = ended
+            if container_id:
+                self._ended[container_id] = ended
             self._changed.notify_all()
+
+    def judged_from(self, container: str) -> float | None:
+        """When (monotonic) a check of ``container`` (id or name) may run at the latest,
+        if it is to wait; None to run now. A container whose restart by aegis is over
+        waits while other restarts are under way (at most JUDGED_AFTER_OTHERS_MAX_S after
+        its own ended): a burst's restarts end together, and the engine, starting the
+        others one after another, starts the last of them later for every inspect, log
+        read and listing that judging the first asks of it. What the judgement finds (a
+        recovery, strike 3) can wait those seconds."""
+        with self._changed:
+            ended = self._ended.get(container)
+            if ended is None or not self._in_flight:
+                return None
+            until = ended + JUDGED_AFTER_OTHERS_MAX_S
+            return until if until > time.monotonic() else None
 
 
 class RunningListing:

@@ -280,7 +280,8 @@ class Watcher:
                 next_poll = time.monotonic() + DUE_POLL_S
             self._run_pending(supervisor, checks)
             try:
-                item = inbox.get(timeout=self._wait_s(next_poll, supervisor.soonest))
+                item = inbox.get(timeout=self._wait_s(next_poll, supervisor.soonest,
+                                                      checks.next_release()))
             except queue.Empty:
                 continue
             # every event already queued before the timers again: in a burst, the strike 1
@@ -347,10 +348,12 @@ class Watcher:
         """Have ``container_id`` inspected LOOKAHEAD_S before its strike timer ``due``."""
         self._ahead[container_id] = due - timedelta(seconds=LOOKAHEAD_S)
 
-    def _wait_s(self, next_poll: float, timer: datetime | None) -> float:
-        """Until the next poll, pending check or inspect ahead, or strike timer, whichever
-        is first."""
-        wait_s = max(0.0, next_poll - time.monotonic())
+    def _wait_s(self, next_poll: float, timer: datetime | None,
+                released: float | None) -> float:
+        """Until the next poll, pending check or inspect ahead, strike timer or the end of
+        a held check's wait (``released``, monotonic), whichever is first."""
+        until = next_poll if released is None else min(next_poll, released)
+        wait_s = max(0.0, until - time.monotonic())
         dues = [*self._pending.values(), *self._ahead.values(), *([timer] if timer else [])]
         if dues:
             wait_s = min(wait_s, max(0.0, (min(dues) - self.clock()).total_seconds()))
@@ -358,6 +361,7 @@ class Watcher:
 
     def _run_pending(self, supervisor: Supervisor, checks: Checks) -> None:
         now = self.clock()
+        checks.release(now)  # the restarts they waited for are over (each ends an item)
         for container_id, due in list(self._pending.items()):
             if due <= now:
                 del self._pending[container_id]

@@ -116,6 +116,35 @@ def test_an_event_after_the_inspect_ahead_has_the_strike_2_inspect_again(
         wait_for(lambda: count(database_url, "container_restarted", container.name) == 1, 15)
 
 
+def test_a_restart_over_is_judged_once_the_others_under_way_are_made(
+        make_app: Callable[..., api.Aegis], proxy: SocketProxy, docker_client: Any,
+        make_container: Callable[..., Any], database_url: str) -> None:
+    """Two containers restarted together; the engine answers ``slow``'s restart only when
+    the test says. ``quick``'s restart is over long before, and it is not inspected
+    (judged) until ``slow``'s is made: an engine still starting the others of a burst
+    starts them later for every request judging the first asks of it."""
+    app = make_app("judged-after-others", AEGIS_STRIKE_INTERVAL="1s")
+    quick, slow = make_container(HEALS), make_container(HEALS)
+    wait_health(docker_client, slow, "healthy")
+    with running_watcher(app, client_factory=proxied(proxy)):
+        try:
+            proxy.hold(f"/containers/{slow.id}/restart")
+            make_unhealthy(docker_client, slow)
+            make_unhealthy(docker_client, quick)
+            wait_for(lambda: count(database_url, "container_restarted", quick.name) == 1, 15)
+            wait_for(proxy.holding.is_set, 10)  # slow's restart is under way
+            restarted_at = time.time()
+            wait_health(docker_client, quick, "healthy")  # its health event has come
+            time.sleep(1)  # its strike 3 timer is due, and the loop has polled
+            inspect = f"/containers/{quick.id}/json"
+            assert proxy.asked(inspect, since=restarted_at) == []
+        finally:
+            proxy.release()
+        released_at = time.time()
+        wait_for(lambda: proxy.asked(inspect, since=released_at), 10)
+        wait_for(lambda: count(database_url, "container_restarted", slow.name) == 1, 15)
+
+
 def test_the_stream_reconnects_after_the_engine_goes_away(
         watcher: Watcher, proxy: SocketProxy, docker_client: Any,
         make_container: Callable[..., Any], database_url: str) -> None:

@@ -1,0 +1,51 @@
+"""Which checks wait for the restarts under way: a container whose restart is over is
+judged once the others restarted with it have been made."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from aegis.supervision import restarter
+from aegis.supervision.restarter import RestartTracker
+
+HOST = "web-01"
+FIRST, SECOND = "a" * 64, "b" * 64
+
+
+def test_a_container_restarted_alone_is_judged_at_once() -> None:
+    tracker = RestartTracker()
+    assert tracker.judged_from(FIRST) is None  # never restarted
+    tracker.begin(HOST, "first", FIRST)
+    tracker.end(HOST, "first")
+    assert tracker.judged_from(FIRST) is None
+    assert tracker.judged_from("first") is None
+
+
+def test_a_restart_over_waits_for_the_others_under_way() -> None:
+    tracker = RestartTracker()
+    tracker.begin(HOST, "first", FIRST)
+    tracker.begin(HOST, "second", SECOND)
+    tracker.end(HOST, "first")
+    ended = time.monotonic()
+    for name_or_id in (FIRST, "first"):
+        until = tracker.judged_from(name_or_id)
+        assert until is not None
+        assert ended < until <= ended + restarter.JUDGED_AFTER_OTHERS_MAX_S
+    assert tracker.judged_from(SECOND) is None  # still being restarted: not judged here
+    assert tracker.judged_from("c" * 64) is None  # not restarted: judged at once
+    tracker.end(HOST, "second")
+    assert tracker.judged_from(FIRST) is None
+    assert tracker.judged_from(SECOND) is None
+
+
+def test_the_wait_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(restarter, "JUDGED_AFTER_OTHERS_MAX_S", 0.05)
+    tracker = RestartTracker()
+    tracker.begin(HOST, "first", FIRST)
+    tracker.begin(HOST, "second", SECOND)
+    tracker.end(HOST, "first")
+    assert tracker.judged_from(FIRST) is not None
+    time.sleep(0.1)
+    assert tracker.judged_from(FIRST) is None  # the second restart is still under way
