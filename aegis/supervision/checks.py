@@ -7,7 +7,9 @@ container's event.
 A container struck by an event is inspected ahead, ``LOOKAHEAD_S`` before its strike timer
 falls due (at once for a shorter interval): the check the timer brings decides from that
 inspect, unless an event of the container came after it, so a burst's strike 2s wait on
-no answer of an engine busy restarting the others.
+no answer of an engine busy restarting the others. The checks of a container whose
+restart is over wait while other restarts are under way (``RestartTracker.held_until``),
+so the engine starting the last containers of a burst answers none of them meanwhile.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Checks:
         self._lock = threading.Lock()
         self._running: set[str] = set()
         # container -> the latest moment (monotonic) its check may wait to, while the
-        # restarts under way with its own are still being made (RestartTracker.judged_from)
+        # restarts under way with its own are still being made (RestartTracker.held_until)
         self._held: dict[str, float] = {}
         # container id -> its inspect ahead: (when it was asked, monotonic; the sighting)
         self._ahead: dict[str, Future[tuple[float, Sighting] | None]] = {}
@@ -65,7 +67,7 @@ class Checks:
         """Check ``container`` (id or name) soon, unless a check of it is under way. One
         whose restart by aegis is over is held while others are still under way (then
         ``release`` submits it)."""
-        until = self.supervisor.restarts.judged_from(container)
+        until = self.supervisor.restarts.held_until(container)
         with self._lock:
             if until is not None:
                 self._held.setdefault(container, until)
@@ -85,7 +87,7 @@ class Checks:
         with self._lock:
             held = list(self._held)
         for container in held:
-            if self.supervisor.restarts.judged_from(container) is None:
+            if self.supervisor.restarts.held_until(container) is None:
                 with self._lock:
                     self._held.pop(container, None)
                 self.submit(container, now)

@@ -52,7 +52,7 @@ RESTART_FORBIDDEN_HINT = ("allow container restarts on the socket proxy (ALLOW_R
 Refusal = Callable[[Sighting, datetime], str | None]
 # A container whose restart is over is judged again once the engine has started the
 # others restarted with it: its checks wait while other restarts are under way, at most
-# this long after its own ended (see RestartTracker.judged_from).
+# this long after its own ended (see RestartTracker.held_until).
 JUDGED_AFTER_OTHERS_MAX_S = 15.0
 
 
@@ -123,14 +123,14 @@ class RestartTracker:
                 self._ended[container_id] = ended
             self._changed.notify_all()
 
-    def judged_from(self, container: str) -> float | None:
-        """When (monotonic) a check of ``container`` (id or name) may run at the latest,
-        if it is to wait; None to run now. A container whose restart by aegis is over
-        waits while other restarts are under way (at most JUDGED_AFTER_OTHERS_MAX_S after
-        its own ended): a burst's restarts end together, and the engine, starting the
-        others one after another, starts the last of them later for every inspect, log
-        read and listing that judging the first asks of it. What the judgement finds (a
-        recovery, strike 3) can wait those seconds."""
+    def held_until(self, container: str) -> float | None:
+        """Until when (monotonic) a check of ``container`` (id or name) waits; None: it
+        runs now. A container whose restart by aegis is over waits while other restarts
+        are under way, at most JUDGED_AFTER_OTHERS_MAX_S after its own ended: a burst's
+        restarts end together, and the engine, starting the restarted containers one
+        after another, starts the last of them later for every inspect and log read that
+        judging the first asks of it. What that judgement finds (a recovery, strike 3)
+        can wait those seconds."""
         with self._changed:
             ended = self._ended.get(container)
             if ended is None or not self._in_flight:

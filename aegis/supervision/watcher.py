@@ -361,7 +361,7 @@ class Watcher:
 
     def _run_pending(self, supervisor: Supervisor, checks: Checks) -> None:
         now = self.clock()
-        checks.release(now)  # the restarts they waited for are over (each ends an item)
+        checks.release(now)  # the end of each restart queues an item: the loop is awake
         for container_id, due in list(self._pending.items()):
             if due <= now:
                 del self._pending[container_id]

@@ -16,11 +16,11 @@ FIRST, SECOND = "a" * 64, "b" * 64
 
 def test_a_container_restarted_alone_is_judged_at_once() -> None:
     tracker = RestartTracker()
-    assert tracker.judged_from(FIRST) is None  # never restarted
+    assert tracker.held_until(FIRST) is None  # never restarted
     tracker.begin(HOST, "first", FIRST)
     tracker.end(HOST, "first")
-    assert tracker.judged_from(FIRST) is None
-    assert tracker.judged_from("first") is None
+    assert tracker.held_until(FIRST) is None
+    assert tracker.held_until("first") is None
 
 
 def test_a_restart_over_waits_for_the_others_under_way() -> None:
@@ -30,14 +30,14 @@ def test_a_restart_over_waits_for_the_others_under_way() -> None:
     tracker.end(HOST, "first")
     ended = time.monotonic()
     for name_or_id in (FIRST, "first"):
-        until = tracker.judged_from(name_or_id)
+        until = tracker.held_until(name_or_id)
         assert until is not None
         assert ended < until <= ended + restarter.JUDGED_AFTER_OTHERS_MAX_S
-    assert tracker.judged_from(SECOND) is None  # still being restarted: not judged here
-    assert tracker.judged_from("c" * 64) is None  # not restarted: judged at once
+    assert tracker.held_until(SECOND) is None  # still being restarted: not judged here
+    assert tracker.held_until("c" * 64) is None  # not restarted: judged at once
     tracker.end(HOST, "second")
-    assert tracker.judged_from(FIRST) is None
-    assert tracker.judged_from(SECOND) is None
+    assert tracker.held_until(FIRST) is None
+    assert tracker.held_until(SECOND) is None
 
 
 def test_the_wait_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,6 +46,6 @@ def test_the_wait_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     tracker.begin(HOST, "first", FIRST)
     tracker.begin(HOST, "second", SECOND)
     tracker.end(HOST, "first")
-    assert tracker.judged_from(FIRST) is not None
+    assert tracker.held_until(FIRST) is not None
     time.sleep(0.1)
-    assert tracker.judged_from(FIRST) is None  # the second restart is still under way
+    assert tracker.held_until(FIRST) is None  # the second restart is still under way
