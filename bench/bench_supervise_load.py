@@ -229,18 +229,29 @@ def main() -> None:
                    f"< {GOAL_RSS_MB:g} MB", rss < GOAL_RSS_MB)]
         if load.strikes_ms:
             p99 = percentile(load.strikes_ms, 0.99)
+            # each sample's time after the engine delivered its event (to this process's
+            # stream, as to the daemon's): aegis's own part
+            own_ms = [total - delivered for total, delivered
+                      in zip(load.strikes_ms, load.delivery_ms, strict=True)]
+            slowest = sorted(zip(load.strikes_ms, load.delivery_ms, strict=True))[-5:]
             print(f"event -> strike 1 beside {size} containers, {len(load.strikes_ms)} "
                   f"samples: p50 {statistics.median(load.strikes_ms):.1f} ms, p95 "
                   f"{percentile(load.strikes_ms, 0.95):.1f} ms, p99 {p99:.1f} ms, max "
                   f"{max(load.strikes_ms):.1f} ms (goal p99 < {GOAL_STRIKE_P99_MS:g} ms); "
-                  f"slowest {', '.join(f'{v:.0f}' for v in sorted(load.strikes_ms)[-5:])} "
-                  f"ms; the engine's own delivery of the event, p99 "
-                  f"{percentile(load.delivery_ms, 0.99):.1f} ms")
+                  f"slowest (of which the engine's delivery) "
+                  f"{', '.join(f'{v:.0f} ({d:.0f})' for v, d in slowest)} ms; the engine's "
+                  f"own delivery of the event, p99 {percentile(load.delivery_ms, 0.99):.1f}"
+                  f" ms; after it (aegis's part), p50 {statistics.median(own_ms):.1f} ms, "
+                  f"p99 {percentile(own_ms, 0.99):.1f} ms")
             figures += [
                 Figure(f"event to strike 1 at {size} containers p50",
                        statistics.median(load.strikes_ms), "ms"),
                 Figure(f"event to strike 1 at {size} containers p99", p99, "ms",
-                       f"< {GOAL_STRIKE_P99_MS:g} ms", p99 < GOAL_STRIKE_P99_MS)]
+                       f"< {GOAL_STRIKE_P99_MS:g} ms", p99 < GOAL_STRIKE_P99_MS),
+                Figure(f"event delivery by the engine at {size} containers p99",
+                       percentile(load.delivery_ms, 0.99), "ms"),
+                Figure(f"strike 1 after the engine's delivery at {size} containers p99",
+                       percentile(own_ms, 0.99), "ms")]
     report("supervise_load", figures)
 
 
