@@ -62,9 +62,9 @@ class RestartTracker:
 
     def __init__(self) -> None:
         self._in_flight: dict[tuple[str, str], str] = {}  # (host, name) -> container id
-        # container id and name -> when (monotonic) its latest restart ended, for
-        # JUDGED_AFTER_OTHERS_MAX_S
-        self._ended: dict[str, float] = {}
+        # container id and name -> when (monotonic) its latest restart ended, and the
+        # restarts still under way then, for JUDGED_AFTER_OTHERS_MAX_S
+        self._ended: dict[str, tuple[float, frozenset[tuple[tuple[str, str], str]]]] = {}
         self._changed = threading.Condition()
         self._slots: threading.BoundedSemaphore | None = None
         # held while restarts a stopped daemon left are completed: the sweep's and the
@@ -116,27 +116,29 @@ class RestartTracker:
         with self._changed:
             container_id = self._in_flight.pop((host, name), None)
             ended = time.monotonic()
-            self._ended = {key: at for key, at in self._ended.items()
-                           if ended - at < JUDGED_AFTER_OTHERS_MAX_S}
-            self._ended[name] = ended
-            if container_id:
-                self._ended[container_id] = ended
+            self._ended = {key: was for key, was in self._ended.items()
+                           if ended - was[0] < JUDGED_AFTER_OTHERS_MAX_S}
+            if self._in_flight:
+                others = frozenset(self._in_flight.items())
+                for key in (name, container_id):
+                    if key:
+                        self._ended[key] = (ended, others)
             self._changed.notify_all()
 
     def held_until(self, container: str) -> float | None:
         """Until when (monotonic) a check of ``container`` (id or name) waits; None: it
-        runs now. A container whose restart by aegis is over waits while other restarts
-        are under way, at most JUDGED_AFTER_OTHERS_MAX_S after its own ended: a burst's
-        restarts end together, and the engine, starting the restarted containers one
-        after another, starts the last of them later for every inspect and log read that
-        judging the first asks of it. What that judgement finds (a recovery, strike 3)
-        can wait those seconds."""
+        runs now. A container whose restart by aegis is over waits while the restarts
+        under way when it ended are (not those begun since), at most
+        JUDGED_AFTER_OTHERS_MAX_S after its own ended: a burst's restarts end together,
+        and the engine, starting the restarted containers one after another, starts the
+        last of them later for every inspect and log read that judging the first asks of
+        it. What that judgement finds (a recovery, strike 3) can wait those seconds."""
         with self._changed:
-            ended = self._ended.get(container)
-            if ended is None or not self._in_flight:
-                return None
+            ended, others = self._ended.get(container, (0.0, frozenset()))
             until = ended + JUDGED_AFTER_OTHERS_MAX_S
-            return until if until > time.monotonic() else None
+            if until <= time.monotonic() or others.isdisjoint(self._in_flight.items()):
+                return None
+            return until
 
 
 class RunningListing:

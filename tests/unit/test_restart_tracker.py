@@ -40,6 +40,19 @@ def test_a_restart_over_waits_for_the_others_under_way() -> None:
     assert tracker.held_until(SECOND) is None
 
 
+def test_a_restart_begun_after_it_ended_holds_up_no_check() -> None:
+    """Restarted before a burst and over: the burst's restarts, begun later, are not the
+    ones it waits for."""
+    tracker = RestartTracker()
+    tracker.begin(HOST, "first", FIRST)
+    tracker.end(HOST, "first")
+    tracker.begin(HOST, "second", SECOND)
+    assert tracker.held_until(FIRST) is None
+    tracker.begin(HOST, "first", FIRST)  # restarted again with the burst, and over first
+    tracker.end(HOST, "first")
+    assert tracker.held_until(FIRST) is not None
+
+
 def test_the_wait_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(restarter, "JUDGED_AFTER_OTHERS_MAX_S", 0.05)
     tracker = RestartTracker()
