@@ -48,8 +48,7 @@ def test_a_slow_inspect_of_one_container_holds_up_no_strike_of_another(
     first, second = make_container(HEALS), make_container(HEALS)
     wait_health(docker_client, second, "healthy")
     with running_watcher(app, client_factory=proxied(proxy)):
-        try:
-            proxy.hold(f"/containers/{first.id}/json")
+        with proxy.held(f"/containers/{first.id}/json"):
             make_unhealthy(docker_client, first)
             wait_for(lambda: count(database_url, "container_unhealthy", first.name) == 1, 5)
             wait_for(proxy.holding.is_set, 10)  # its strike 2 is waiting on the engine
@@ -59,8 +58,6 @@ def test_a_slow_inspect_of_one_container_holds_up_no_strike_of_another(
                      10)
             # still held: the restart is not made before the inspect is answered
             assert count(database_url, "container_restarted", first.name) == 0
-        finally:
-            proxy.release()
         wait_for(lambda: count(database_url, "container_restarted", first.name) == 1, 20)
 
 
@@ -126,9 +123,9 @@ def test_a_restart_over_is_judged_once_the_others_under_way_are_made(
     app = make_app("judged-after-others", AEGIS_STRIKE_INTERVAL="1s")
     quick, slow = make_container(HEALS), make_container(HEALS)
     wait_health(docker_client, slow, "healthy")
+    inspect = f"/containers/{quick.id}/json"
     with running_watcher(app, client_factory=proxied(proxy)):
-        try:
-            proxy.hold(f"/containers/{slow.id}/restart")
+        with proxy.held(f"/containers/{slow.id}/restart"):
             make_unhealthy(docker_client, slow)
             make_unhealthy(docker_client, quick)
             wait_for(lambda: count(database_url, "container_restarted", quick.name) == 1, 15)
@@ -136,10 +133,7 @@ def test_a_restart_over_is_judged_once_the_others_under_way_are_made(
             restarted_at = time.time()
             wait_health(docker_client, quick, "healthy")  # its health event has come
             time.sleep(1)  # its strike 3 timer is due, and the loop has polled
-            inspect = f"/containers/{quick.id}/json"
             assert proxy.asked(inspect, since=restarted_at) == []
-        finally:
-            proxy.release()
         released_at = time.time()
         wait_for(lambda: proxy.asked(inspect, since=released_at), 10)
         wait_for(lambda: count(database_url, "container_restarted", slow.name) == 1, 15)

@@ -73,6 +73,15 @@ class SocketProxy:
         self._held = None
         self._released.set()
 
+    @contextlib.contextmanager
+    def held(self, text: str) -> Iterator[None]:
+        """``hold(text)`` for the block, released however it ends."""
+        self.hold(text)
+        try:
+            yield
+        finally:
+            self.release()
+
     def client(self, timeout_s: int = 10) -> Any:
         """A Docker client of the engine through this proxy."""
         import docker
