@@ -17,7 +17,9 @@ of its restart ("running again"; a container a probe timed out for before the bu
 the engine was busy creating the others, counts from the burst's instant if it was still
 unhealthy then, and from its next ``unhealthy`` event if not, and the engine alone heals
 only from the burst on), and for aegis where the time goes (strike 1 recorded,
-strike 2 decided, the restart asked of the engine: its first ``kill``, running again).
+strike 2 decided, the restart asked of the engine: its first ``kill``, running again),
+beside the engine's delivery of each ``unhealthy`` event to the benchmark's own stream
+(``delivered``: a supervisor's stream waits for it too).
 Each size (``AEGIS_BURST_SIZES``, 12, 50 and 100) runs ``AEGIS_BURST_RUNS`` times (3),
 and the figures are the medians of the runs. Goal: aegis's slowest container is back at
 most one strike interval + 0.5 s after the engine alone's slowest, and no container is
@@ -89,6 +91,7 @@ class Timeline:
     def _read(self) -> None:
         with contextlib.suppress(Exception):  # closed at the end
             for event in self.stream:
+                event["arrived"] = time.time()  # the engine's delivery, to this stream
                 self.events.append(event)
                 if (self.on_unhealthy is not None
                         and event.get("Action") == "health_status: unhealthy"
@@ -126,6 +129,18 @@ class Timeline:
             if at >= self.burst_at:
                 first.setdefault(name, at)
         return first
+
+    def delivered(self) -> dict[str, float]:
+        """Seconds from each container's first unhealthy event at the burst or after to
+        its arrival on this stream: the engine's delivery, which a supervisor's stream
+        waits for too."""
+        found: dict[str, float] = {}
+        for event in list(self.events):
+            at = float(event.get("timeNano") or 0) / 1e9
+            if event.get("Action") == "health_status: unhealthy" and at >= self.burst_at:
+                name = str((event.get("Actor") or {}).get("Attributes", {}).get("name"))
+                found.setdefault(name, float(event["arrived"]) - at)
+        return found
 
     def after(self, action: str, since: dict[str, float]) -> dict[str, list[float]]:
         """Each container's ``action`` events after its time in ``since``."""
@@ -234,7 +249,8 @@ def engine_alone(client: Any, image: str, size: int) -> tuple[Outcome, dict[str,
     unhealthy = timeline.unhealthy()
     kills = timeline.after("kill", unhealthy)
     starts = timeline.after("start", unhealthy)
-    spent: dict[str, list[float]] = {"asked": [], "engine": []}
+    spent: dict[str, list[float]] = {"delivered": list(timeline.delivered().values()),
+                                     "asked": [], "engine": []}
     for name, at in unhealthy.items():
         if kills.get(name) and starts.get(name):
             spent["asked"].append(kills[name][0] - at)
@@ -268,7 +284,8 @@ def with_aegis(client: Any, image: str, size: int) -> tuple[Outcome, dict[str, l
     unhealthy = timeline.unhealthy()
     kills = timeline.after("kill", unhealthy)
     starts = timeline.after("start", unhealthy)
-    spent: dict[str, list[float]] = {"strike 1": [], "strike 2": [], "asked": [],
+    spent: dict[str, list[float]] = {"delivered": list(timeline.delivered().values()),
+                                     "strike 1": [], "strike 2": [], "asked": [],
                                      "engine": []}
     for name, at in unhealthy.items():
         if name in decided and kills.get(name) and starts.get(name):
@@ -304,7 +321,7 @@ def main() -> None:
                 if stages_spent["asked"]:
                     print(f"  where {who} time goes (p50 / max): " + ", ".join(
                         f"{stage} {statistics.median(values):.2f} / {max(values):.2f} s"
-                        for stage, values in stages_spent.items()))
+                        for stage, values in stages_spent.items() if values))
         worst, floor_s = statistics.median(healed), statistics.median(floors)
         extra = statistics.median(added)
         print(f"burst of {size}, median of {RUNS}: aegis {worst:.2f} s, the engine alone "
