@@ -269,6 +269,7 @@ class Database:
         self._lending = threading.Lock()
         self._lent = 0  # callers given a turn by _lease: holding or awaiting a connection
         self._waiting: deque[threading.Event] = deque()  # callers in line for a turn
+        self._first: set[int] = set()  # threads served ahead of the line (served_first)
         self._down_until = 0.0  # 0: not known to be down
         self._down_reason = ""
         self._probe = threading.Lock()
@@ -324,6 +325,20 @@ class Database:
                 self._probe.release()
 
     @contextmanager
+    def served_first(self) -> Iterator[None]:
+        """For the block, this thread's calls wait for a connection ahead of every other
+        caller in line: the watcher's loop, so a strike 1 is not queued behind a burst's
+        strike 2 saves and restart records (they may wait the time of one call)."""
+        ident = threading.get_ident()
+        with self._lending:
+            self._first.add(ident)
+        try:
+            yield
+        finally:
+            with self._lending:
+                self._first.discard(ident)
+
+    @contextmanager
     def _lease(self) -> Iterator[None]:
         """A turn at the pool, which grows only when a caller has waited GROW_AFTER_S.
 
@@ -331,26 +346,25 @@ class Database:
         first, still connecting) and keeps it MAX_IDLE_S or more: the routine overlaps of
         an idle daemon would keep it over its budget of one pooled connection. So the pool
         may only grow as far as this gate allows. A caller who finds every connection
-        lent waits in line, and each one given back goes to the longest waiting; one who
-        waited GROW_AFTER_S in vain lets the pool open one more, up to max_size. Once
-        the pool has closed what it no longer uses, the allowance follows it down."""
+        lent waits in line, and each one given back goes to the longest waiting (a caller
+        ``served_first`` goes to the head of the line); one who waited GROW_AFTER_S in
+        vain lets the pool open one more, up to max_size, and one who waited the pool's
+        timeout gives up (PoolTimeout). Once the pool has closed what it no longer uses,
+        the allowance follows it down."""
         turn = None
         with self._lending:
             if self._lent == 0 and self._pool.max_size > (opened := self._open()):
                 self._pool.resize(1, opened)  # the pool closed what it no longer used
-            if ((self._lent >= self._pool.max_size or self._waiting)
-                    and self._pool.max_size < self.max_size):
+            if self._lent >= self._pool.max_size or self._waiting:
                 turn = threading.Event()
-                self._waiting.append(turn)
+                if threading.get_ident() in self._first:
+                    self._waiting.appendleft(turn)
+                else:
+                    self._waiting.append(turn)
             else:
                 self._lent += 1
-        if turn is not None and not turn.wait(GROW_AFTER_S):
-            with self._lending:
-                if not turn.is_set():  # else handed a turn just now
-                    self._waiting.remove(turn)
-                    self._lent += 1
-                    if self._pool.max_size < self.max_size:
-                        self._pool.resize(1, self._pool.max_size + 1)
+        if turn is not None:
+            self._wait_turn(turn)
         try:
             yield
         finally:
@@ -359,6 +373,28 @@ class Database:
                     self._waiting.popleft().set()  # the turn passes on: as many lent
                 else:
                     self._lent -= 1
+
+    def _wait_turn(self, turn: threading.Event) -> None:
+        """Wait in line for ``turn``: handed on by a caller done with its connection, or
+        taken after GROW_AFTER_S with one more connection while the pool may grow;
+        PoolTimeout after the pool's timeout."""
+        if turn.wait(GROW_AFTER_S):
+            return
+        with self._lending:
+            if turn.is_set():  # handed a turn just now
+                return
+            if self._pool.max_size < self.max_size:
+                self._waiting.remove(turn)
+                self._lent += 1
+                self._pool.resize(1, self._pool.max_size + 1)
+                return
+        if turn.wait(max(0.0, self.timeout_s - GROW_AFTER_S)):
+            return
+        with self._lending:
+            if turn.is_set():
+                return
+            self._waiting.remove(turn)
+        raise PoolTimeout(f"no connection free within {self.timeout_s:g} s")
 
     def _open(self) -> int:
         """The connections the pool has open or is opening (at least one: its minimum)."""

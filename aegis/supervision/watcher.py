@@ -256,7 +256,9 @@ class Watcher:
             self.connected.set()
             self.log.info("docker_stream_connected")
             self._safely(supervisor.reconcile, self.clock())
-            self._loop(supervisor, checks, inbox, stop)
+            # a strike 1 waits for a connection behind no check's, restart's or job's call
+            with self.runtime.db.served_first():
+                self._loop(supervisor, checks, inbox, stop)
             if not stop.is_set():
                 self._stream_ended(client)
         finally:
