@@ -60,7 +60,9 @@ class RestartTracker:
     """The restarts one supervision is making right now, and the slots of its background
     restarts (AEGIS_MAX_PARALLEL_RESTARTS at once; more wait for one to end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: monotonic seconds, for how long a check waits (``held_until``)."""
+        self._clock = clock
         self._in_flight: dict[tuple[str, str], str] = {}  # (host, name) -> container id
         # container id and name -> when (monotonic) its latest restart ended, and the
         # restarts still under way then, for JUDGED_AFTER_OTHERS_MAX_S
@@ -115,7 +117,7 @@ class RestartTracker:
     def end(self, host: str, name: str) -> None:
         with self._changed:
             container_id = self._in_flight.pop((host, name), None)
-            ended = time.monotonic()
+            ended = self._clock()
             self._ended = {key: was for key, was in self._ended.items()
                            if ended - was[0] < JUDGED_AFTER_OTHERS_MAX_S}
             if self._in_flight:
@@ -136,7 +138,7 @@ class RestartTracker:
         with self._changed:
             ended, others = self._ended.get(container, (0.0, frozenset()))
             until = ended + JUDGED_AFTER_OTHERS_MAX_S
-            if until <= time.monotonic() or others.isdisjoint(self._in_flight.items()):
+            if until <= self._clock() or others.isdisjoint(self._in_flight.items()):
                 return None
             return until
 
