@@ -11,6 +11,7 @@ import psycopg
 
 from aegis.storage.db import Database, _check, _note_returned
 from tests.support.rows import sql_rows
+from tests.support.waiting import wait_for
 
 
 def sent_by_check(conn: psycopg.Connection[object]) -> bytes:
@@ -47,6 +48,8 @@ def test_a_connection_the_server_closed_is_never_lent(database_url: str,
         assert db.fetch_one("ping") == {"ok": 1}  # given back: lent again unasked
         [closed] = backends()
         sql_rows(pg_admin_url, "SELECT pg_terminate_backend(%s) AS done", closed)
+        # the termination is a signal: the backend closes its end a moment later
+        wait_for(lambda: closed not in backends(), 5, what="the backend gone")
         assert db.fetch_one("ping") == {"ok": 1}
         assert closed not in backends()
     finally:
